@@ -1,0 +1,161 @@
+"""The ``lmroute`` command line: parses arguments, calls the library, prints results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lmroute.exceptions import LmrouteError
+
+
+def _data_dir(args: argparse.Namespace) -> str | None:
+    return args.data_dir or os.environ.get("LMROUTE_DATA_DIR") or None
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder with routellm-evals/ (default: $LMROUTE_DATA_DIR, "
+                   "else the public files are downloaded into the user cache)")  # fmt: skip
+    p.add_argument(
+        "--data-url",
+        default=os.environ.get("LMROUTE_DATA_URL"),
+        help="where to download the evaluation files from (default: RouteLLM's GitHub)",
+    )
+
+
+def _load_routers(specs: Sequence[str]):
+    from lmroute.registry import load_router
+
+    routers, names = [], []
+    for spec in specs:
+        router = load_router(spec)
+        routers.append(router)
+        names.append(spec if Path(spec).is_dir() else router.name)
+    return routers, names
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lmroute.data.benchmarks import load_benchmark
+    from lmroute.evaluation.evaluator import evaluate
+    from lmroute.evaluation.report import format_table
+
+    benchmark = load_benchmark(
+        args.benchmark, data_dir=_data_dir(args), strong_model=args.strong_model,
+        weak_model=args.weak_model, download_url=args.data_url,
+    )  # fmt: skip
+    routers, names = _load_routers(args.routers)
+    evaluation = evaluate(
+        routers, benchmark, protocol=args.protocol, threshold=args.threshold,
+        progress=not args.quiet, names=names, oracle=not args.no_oracle,
+    )  # fmt: skip
+    print(format_table(evaluation))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n", "utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        from lmroute.evaluation.plots import plot_curves
+
+        print(f"wrote {plot_curves(evaluation, args.plot)}", file=sys.stderr)
+    if args.save_scores:
+        from lmroute.data.prompts import write_jsonl
+
+        records = (
+            {"id": benchmark.ids[i], "prompt": prompt,
+             **{r.router: float(r.scores[i]) for r in evaluation.results if r.scores is not None}}
+            for i, prompt in enumerate(benchmark.prompts)
+        )  # fmt: skip
+        print(f"wrote {write_jsonl(args.save_scores, records)}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from lmroute.data.prompts import read_prompts, write_jsonl
+    from lmroute.evaluation.evaluator import score_prompts
+    from lmroute.registry import load_router
+
+    prompts = read_prompts(args.input)
+    router = load_router(args.router)
+    scores = score_prompts(router, prompts, progress=not args.quiet)
+    records = ({"prompt": p, "score": float(s)} for p, s in zip(prompts, scores, strict=True))
+    if args.output in (None, "-"):
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False))
+    else:
+        write_jsonl(args.output, records)
+        print(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_routers(args: argparse.Namespace) -> int:
+    from lmroute.registry import router_names
+
+    for name in router_names():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lmroute._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lmroute", description="Train, evaluate and serve LLM routers."
+    )
+    parser.add_argument("--version", action="version", version=f"lmroute {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("eval", help="evaluate routers on a benchmark (APGR, CPT, plots)")
+    p.add_argument("--benchmark", required=True,
+                   help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")  # fmt: skip
+    p.add_argument("--routers", nargs="+", default=["random", "length"],
+                   help="router names or saved router directories")  # fmt: skip
+    p.add_argument(
+        "--protocol",
+        choices=("paper", "exact"),
+        default="paper",
+        help="paper: 10 quantile bins as the reference; exact: every threshold",
+    )
+    p.add_argument("--strong-model", help="strong model of a custom benchmark")
+    p.add_argument("--weak-model", help="weak model of a custom benchmark")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="threshold for the 'strong %% @t' column (default 0.5)")  # fmt: skip
+    p.add_argument("--json", help="write all metrics and curve points to this JSON file")
+    p.add_argument("--plot", help="write the call–performance curves to this PNG")
+    p.add_argument("--save-scores", help="write each item's score to this JSONL file")
+    p.add_argument("--no-oracle", action="store_true", help="leave out the oracle router")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("score", help="score prompts with a router")
+    p.add_argument("--router", required=True, help="router name or saved router directory")
+    p.add_argument("--input", required=True, help="JSONL with a 'prompt' field, or text lines")
+    p.add_argument("--output", help="JSONL output file (default: standard output)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("routers", help="list the registered routers")
+    p.set_defaults(func=cmd_routers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lmroute`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LmrouteError as exc:
+        print(f"lmroute: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lmroute: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: benchmarks with known outcomes, preference battles, golden labels, decontamination."""

@@ -1,0 +1,410 @@
+"""Benchmarks with known per-model outcomes: MMLU, GSM8K, MT-Bench and custom files.
+
+A benchmark is a list of routing prompts and, for each model, the quality of its answer to each
+prompt. Rows are kept by position: some MMLU prompt strings repeat with different labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
+from lmroute.exceptions import DataError, UnknownModelError
+
+PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
+STRONG_MODEL = "gpt-4-1106-preview"
+WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+csv.field_size_limit(2**31 - 1)  # GSM8K rows carry whole model responses
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Routing prompts and each model's quality on them.
+
+    ``scores[model][i]`` is the quality of ``model``'s answer to ``prompts[i]``; reported
+    qualities are means times ``scale`` (100 for % correct).
+    """
+
+    name: str
+    prompts: tuple[str, ...]
+    scores: Mapping[str, np.ndarray]
+    strong_model: str
+    weak_model: str
+    ids: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    costs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    scale: float = 1.0
+    #: Extra turns per item that the routed model also answers (MT-Bench's second turn).
+    followups: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.prompts)
+        for model in (self.strong_model, self.weak_model):
+            if model not in self.scores:
+                raise UnknownModelError(
+                    f"model {model!r} is not in benchmark {self.name!r}; "
+                    f"it has: {', '.join(sorted(self.scores))}"
+                )
+        for model, values in self.scores.items():
+            if len(values) != n:
+                raise DataError(f"{self.name}: {model} has {len(values)} scores for {n} prompts")
+        if not self.ids:
+            object.__setattr__(self, "ids", tuple(str(i) for i in range(n)))
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.scores)
+
+    @property
+    def strong(self) -> np.ndarray:
+        """Per-prompt quality of the strong model."""
+        return np.asarray(self.scores[self.strong_model], dtype=np.float64)
+
+    @property
+    def weak(self) -> np.ndarray:
+        """Per-prompt quality of the weak model."""
+        return np.asarray(self.scores[self.weak_model], dtype=np.float64)
+
+    def with_pair(self, strong_model: str, weak_model: str) -> Benchmark:
+        """The same benchmark routed between another pair of its models."""
+        return Benchmark(
+            self.name, self.prompts, self.scores, strong_model, weak_model, self.ids,
+            self.categories, self.costs, self.scale, self.followups,
+        )  # fmt: skip
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
+        """The benchmark restricted to the items at ``indices`` (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64)
+
+        def pick(seq: tuple) -> tuple:
+            return tuple(seq[i] for i in idx) if seq else ()
+
+        return Benchmark(
+            self.name, pick(self.prompts), {m: v[idx] for m, v in self.scores.items()},
+            self.strong_model, self.weak_model, pick(self.ids), pick(self.categories),
+            {m: v[idx] for m, v in self.costs.items()}, self.scale, pick(self.followups),
+        )  # fmt: skip
+
+
+# -- data directory -------------------------------------------------------------------------
+
+
+def resolve_eval_dir(data_dir: str | Path | None, *, download_url: str | None = None) -> Path:
+    """The folder holding RouteLLM's evaluation files.
+
+    ``data_dir`` may be that folder itself or a folder with a ``routellm-evals`` subfolder. With
+    no data directory the files are downloaded (once) into the user cache.
+    """
+    if data_dir is None:
+        from lmroute._paths import cache_dir
+
+        return fetch_files(
+            download_url or ROUTELLM_EVALS_URL, EVAL_FILES, cache_dir() / "routellm-evals",
+            what="the RouteLLM evaluation data (no --data-dir or LMROUTE_DATA_DIR given)",
+        )  # fmt: skip
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data directory {root} does not exist")
+    for candidate in (root / "routellm-evals", root):
+        if (candidate / "mmlu").is_dir() or (candidate / "gsm8k").is_dir():
+            return candidate
+    raise DataError(
+        f"{root} holds no routellm-evals data (expected mmlu/, gsm8k/, mt_bench/ in it or in "
+        f"{root / 'routellm-evals'})"
+    )
+
+
+def load_benchmark(
+    name: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    strong_model: str | None = None,
+    weak_model: str | None = None,
+    download_url: str | None = None,
+) -> Benchmark:
+    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file."""
+    key = str(name).lower().replace("_", "-")
+    if key in PUBLIC_BENCHMARKS:
+        folder = resolve_eval_dir(data_dir, download_url=download_url)
+        loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
+        bench = loader(folder)
+        if strong_model or weak_model:
+            bench = bench.with_pair(
+                strong_model or bench.strong_model, weak_model or bench.weak_model
+            )
+        return bench
+    path = Path(name)
+    if not path.exists():
+        raise DataError(
+            f"unknown benchmark {str(name)!r}: use one of {', '.join(PUBLIC_BENCHMARKS)} or the "
+            "path of a .jsonl/.csv benchmark file"
+        )
+    return load_custom(path, strong_model=strong_model, weak_model=weak_model)
+
+
+# -- the three public benchmarks --------------------------------------------------------------
+
+
+def load_mmlu(folder: str | Path) -> Benchmark:
+    """MMLU: 57 subject files, minus the contaminated prompts (14,037 items in the reference)."""
+    folder = Path(folder)
+    contaminated = _contaminated(folder / "mmlu" / "contaminated_prompts.jsonl")
+    prompts: list[str] = []
+    categories: list[str] = []
+    ids: list[str] = []
+    columns: dict[str, list[float]] = {}
+    for domain in MMLU_DOMAINS:
+        path = folder / "mmlu" / "responses" / f"mmlu_{domain}.csv"
+        for row_number, row in _read_csv(path, required=("prompt",)):
+            if row["prompt"] in contaminated:
+                continue
+            prompts.append(row["prompt"])
+            categories.append(domain)
+            ids.append(f"{domain}/{row_number}")
+            for model, value in row.items():
+                if model != "prompt":
+                    columns.setdefault(model, []).append(_number(value, path, row_number, model))
+    return _pair_benchmark("mmlu", prompts, columns, ids, categories, scale=100.0)
+
+
+def load_gsm8k(folder: str | Path) -> Benchmark:
+    """GSM8K test set with both models' correctness, minus contaminated prompts (1,307 items)."""
+    folder = Path(folder)
+    path = folder / "gsm8k" / "gsm8k_responses.csv"
+    contaminated = _contaminated(folder / "gsm8k" / "contaminated_prompts.jsonl")
+    prompts: list[str] = []
+    ids: list[str] = []
+    columns: dict[str, list[float]] = {}
+    for row_number, row in _read_csv(path, required=("prompt", STRONG_MODEL, WEAK_MODEL)):
+        if row["prompt"] in contaminated:
+            continue
+        prompts.append(row["prompt"])
+        ids.append(str(row_number))
+        for model in (STRONG_MODEL, WEAK_MODEL):
+            columns.setdefault(model, []).append(_number(row[model], path, row_number, model))
+    return _pair_benchmark("gsm8k", prompts, columns, ids, (), scale=100.0)
+
+
+def load_mt_bench(folder: str | Path) -> Benchmark:
+    """MT-Bench: routed on the first turn; quality = mean judge score of both turns (72 items)."""
+    folder = Path(folder) / "mt_bench"
+    contaminated = _contaminated(folder / "contaminated_prompts.jsonl")
+    judged: dict[tuple[int, str], list[float]] = {}
+    for line_number, record in _read_jsonl(folder / "judgements.jsonl"):
+        try:
+            key = (int(record["question_id"]), str(record["model"]))
+            score = float(record["score"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{folder / 'judgements.jsonl'}:{line_number}: bad record: {exc}"
+            ) from exc
+        judged.setdefault(key, []).append(score)
+    prompts, ids, categories, followups = [], [], [], []
+    columns: dict[str, list[float]] = {STRONG_MODEL: [], WEAK_MODEL: []}
+    for line_number, record in _read_jsonl(folder / "question.jsonl"):
+        turns = record.get("turns")
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+            raise DataError(f"{folder / 'question.jsonl'}:{line_number}: 'turns' must be strings")
+        if any(turn in contaminated for turn in turns):
+            continue
+        qid = int(record["question_id"])
+        for model, values in columns.items():
+            if (qid, model) not in judged:
+                raise DataError(f"{folder / 'judgements.jsonl'}: no judgement of {model} on {qid}")
+            values.append(float(np.mean(judged[(qid, model)])))
+        prompts.append(turns[0])
+        followups.append(tuple(turns[1:]))
+        ids.append(str(qid))
+        categories.append(str(record.get("category", "")))
+    bench = _pair_benchmark("mt-bench", prompts, columns, ids, categories, scale=1.0)
+    return Benchmark(
+        bench.name, bench.prompts, bench.scores, bench.strong_model, bench.weak_model,
+        bench.ids, bench.categories, {}, 1.0, tuple(followups),
+    )  # fmt: skip
+
+
+def _pair_benchmark(name, prompts, columns, ids, categories, *, scale) -> Benchmark:
+    if not prompts:
+        raise DataError(f"{name}: no prompts left to evaluate")
+    scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
+    return Benchmark(name, tuple(prompts), scores, STRONG_MODEL, WEAK_MODEL, tuple(ids),
+                     tuple(categories), {}, scale)  # fmt: skip
+
+
+def _contaminated(path: Path) -> set[str]:
+    return {str(r["eval_prompt"]) for _, r in _read_jsonl(path) if "eval_prompt" in r}
+
+
+# -- custom benchmarks ------------------------------------------------------------------------
+
+
+def load_custom(
+    path: str | Path, *, strong_model: str | None = None, weak_model: str | None = None
+) -> Benchmark:
+    """A custom benchmark from JSONL (``{"prompt", "scores": {model: x}}`` a line) or CSV.
+
+    With exactly two models and no pair named, the one with the higher mean is the strong model.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        prompts, columns, ids, categories, costs = _custom_csv(path)
+    else:
+        prompts, columns, ids, categories, costs = _custom_jsonl(path)
+    scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
+    models = sorted(scores)
+    if strong_model is None or weak_model is None:
+        if len(models) != 2:
+            raise DataError(
+                f"{path} has {len(models)} models ({', '.join(models)}): name the pair with "
+                "--strong-model and --weak-model"
+            )
+        by_mean = sorted(models, key=lambda m: float(scores[m].mean()), reverse=True)
+        strong_model = strong_model or next(m for m in by_mean if m != weak_model)
+        weak_model = weak_model or next(m for m in by_mean[::-1] if m != strong_model)
+        print(
+            f"lmroute: {path.name}: strong model {strong_model}, weak model {weak_model} "
+            "(higher mean score is strong; name them to override)",
+            file=sys.stderr,
+        )
+    for model in (strong_model, weak_model):
+        if model not in scores:
+            raise UnknownModelError(
+                f"model {model!r} is not in {path}; it has: {', '.join(models)}"
+            )
+    if strong_model == weak_model:
+        raise DataError("the strong and the weak model must differ")
+    return Benchmark(path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids),
+                     tuple(categories), costs, 1.0)  # fmt: skip
+
+
+def _custom_jsonl(path: Path):
+    prompts, ids, categories = [], [], []
+    columns: dict[str, list[float]] = {}
+    cost_columns: dict[str, list[float]] = {}
+    has_category = False
+    for line_number, record in _read_jsonl(path):
+        where = f"{path}:{line_number}"
+        prompt = record.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{where}: 'prompt' must be a non-empty string")
+        scores = record.get("scores")
+        if not isinstance(scores, dict) or not scores:
+            raise DataError(f"{where}: 'scores' must be an object of model -> number")
+        if columns and set(scores) != set(columns):
+            missing = sorted(set(columns) ^ set(scores))
+            raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
+        for model, value in scores.items():
+            columns.setdefault(model, []).append(_number(value, path, line_number, model))
+        for model, value in (record.get("cost") or {}).items():
+            cost_columns.setdefault(model, []).append(_number(value, path, line_number, model))
+        prompts.append(prompt)
+        ids.append(str(record.get("id", len(ids))))
+        has_category = has_category or "category" in record
+        categories.append(str(record.get("category", "")))
+    if not prompts:
+        raise DataError(f"{path} is empty: no benchmark items")
+    costs = {m: np.asarray(v) for m, v in cost_columns.items() if len(v) == len(prompts)}
+    return prompts, columns, ids, categories if has_category else [], costs
+
+
+def _custom_csv(path: Path):
+    prompts, ids = [], []
+    columns: dict[str, list[float]] = {}
+    for row_number, row in _read_csv(path, required=("prompt",)):
+        prompts.append(row["prompt"])
+        ids.append(str(row.get("id") or row_number))
+        for model, value in row.items():
+            if model not in ("prompt", "id", "category"):
+                columns.setdefault(model, []).append(_number(value, path, row_number, model))
+    if not columns:
+        raise DataError(f"{path}: needs a 'prompt' column and one score column per model")
+    return prompts, columns, ids, [], {}
+
+
+# -- readers with errors that name file and line ------------------------------------------------
+
+
+def _read_jsonl(path: Path):
+    """Yield (line number, object) for each non-blank line."""
+    text = _read_text(path)
+    found = False
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{line_number}: expected a JSON object")
+        found = True
+        yield line_number, record
+    if not found:
+        raise DataError(f"{path} is empty")
+
+
+def _read_csv(path: Path, *, required: Sequence[str]):
+    """Yield (row number, row) with row 1 the first data row."""
+    text = _read_text(path)
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {header or 'none'}")
+    rows = 0
+    try:
+        for row_number, row in enumerate(reader, start=1):
+            if None in row or any(v is None for v in row.values()):
+                raise DataError(f"{path}: row {row_number} has the wrong number of fields")
+            rows += 1
+            yield row_number, row
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV near line {reader.line_num}: {exc}") from None
+    if rows == 0:
+        raise DataError(f"{path} has a header but no rows")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not data.strip():
+        raise DataError(f"{path} is empty")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?"
+        ) from None
+
+
+def _number(value: object, path: Path, line: int, column: str) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return float(lowered == "true")
+    if isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    raise DataError(f"{path}:{line}: score of {column!r} is not a number: {value!r}")

@@ -1,0 +1,1 @@
+"""Evaluation: pure metric functions, the evaluator, reports and plots."""

@@ -1,0 +1,191 @@
+"""Score a benchmark's prompts with routers and compute the paper's metrics for each."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lmroute.data.benchmarks import Benchmark
+from lmroute.evaluation import metrics
+from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router
+
+#: Seeds of a stochastic router (``random``) averaged in evaluation, as in the reference.
+DEFAULT_SEEDS = tuple(range(10))
+CPT_TARGETS = (0.2, 0.5, 0.8)
+ORACLE = "oracle"
+
+
+@dataclass
+class RouterResult:
+    """Metrics of one router on one benchmark (means over seeds for stochastic routers)."""
+
+    router: str
+    apgr: float
+    auc: float
+    cpt20: float
+    cpt50: float
+    cpt80: float
+    quality_at_50: float
+    strong_share_at_threshold: float
+    threshold: float
+    points: list[dict[str, float]]
+    seeds: int = 1
+    apgr_sd: float = 0.0
+    scores: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "scores"}
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in data.items()}
+
+
+@dataclass
+class Evaluation:
+    """Every router's result on one benchmark under one protocol."""
+
+    benchmark: str
+    protocol: str
+    strong_model: str
+    weak_model: str
+    strong_quality: float
+    weak_quality: float
+    n_prompts: int
+    results: list[RouterResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "protocol": self.protocol,
+            "strong_model": self.strong_model,
+            "weak_model": self.weak_model,
+            "strong_quality": self.strong_quality,
+            "weak_quality": self.weak_quality,
+            "n_prompts": self.n_prompts,
+            "routers": {
+                r.router: {
+                    **r.to_dict(),
+                    "strong_quality": self.strong_quality,
+                    "weak_quality": self.weak_quality,
+                }
+                for r in self.results
+            },
+        }
+
+
+def score_prompts(
+    router: Router, prompts: Sequence[str], *, batch_size: int = 256, progress: bool = False
+) -> np.ndarray:
+    """Score prompts in batches, with a progress bar when asked."""
+    from tqdm import tqdm
+
+    parts = []
+    with tqdm(total=len(prompts), desc=f"scoring with {router.name}", unit="prompt",
+              disable=not progress, file=sys.stderr, leave=False, delay=1.0) as bar:  # fmt: skip
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            parts.append(router.score(batch))
+            bar.update(len(batch))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def evaluate_scores(
+    name: str,
+    score_sets: Sequence[np.ndarray],
+    benchmark: Benchmark,
+    *,
+    protocol: str = "paper",
+    threshold: float = 0.5,
+) -> RouterResult:
+    """Metrics of a router given its scores (several arrays: one per seed, averaged)."""
+    if not score_sets:
+        raise ConfigError("no scores to evaluate")
+    strong, weak = benchmark.strong, benchmark.weak
+    s_q, w_q = float(strong.mean()), float(weak.mean())
+    rows, curves = [], []
+    for scores in score_sets:
+        cur = metrics.curve(scores, strong, weak, protocol=protocol)
+        curves.append(cur)
+        rows.append(
+            [
+                metrics.apgr(cur.c, cur.quality, s_q, w_q),
+                metrics.auc(cur.c, cur.quality),
+                *(metrics.cpt(cur.c, cur.quality, x, s_q, w_q) for x in CPT_TARGETS),
+                metrics.quality_at(cur.c, cur.quality, 0.5),
+                float(np.mean(np.asarray(scores) >= threshold)),
+            ]
+        )
+    table = np.asarray(rows)
+    mean = table.mean(axis=0)
+    if len({len(c.c) for c in curves}) == 1:
+        c_mean = np.mean([c.c for c in curves], axis=0)
+        q_mean = np.mean([c.quality for c in curves], axis=0)
+        t_mean = np.mean([c.thresholds for c in curves], axis=0)
+        points = metrics.Curve(c_mean, q_mean, t_mean).to_points()
+    else:
+        points = curves[0].to_points()
+    scale = benchmark.scale
+    for p in points:
+        p["quality"] *= scale
+    return RouterResult(
+        router=name,
+        apgr=float(mean[0]),
+        auc=float(mean[1]) * scale,
+        cpt20=float(mean[2]),
+        cpt50=float(mean[3]),
+        cpt80=float(mean[4]),
+        quality_at_50=float(mean[5]) * scale,
+        strong_share_at_threshold=float(mean[6]),
+        threshold=threshold,
+        points=points,
+        seeds=len(score_sets),
+        apgr_sd=float(table[:, 0].std(ddof=1)) if len(score_sets) > 1 else 0.0,
+        scores=np.mean(score_sets, axis=0),
+    )
+
+
+def evaluate(
+    routers: Sequence[Router],
+    benchmark: Benchmark,
+    *,
+    protocol: str = "paper",
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    oracle: bool = True,
+    threshold: float = 0.5,
+    progress: bool = False,
+    names: Sequence[str] | None = None,
+    on_router: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Evaluate routers on a benchmark; stochastic routers are averaged over ``seeds``."""
+    if protocol not in metrics.PROTOCOLS:
+        raise ConfigError(
+            f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}"
+        )
+    names = list(names) if names is not None else [r.name for r in routers]
+    prompts = list(benchmark.prompts)
+    results = []
+    for router, name in zip(routers, names, strict=True):
+        if on_router:
+            on_router(name)
+        variants = [router.with_seed(s) for s in seeds] if router.stochastic else [router]
+        score_sets = [score_prompts(v, prompts, progress=progress) for v in variants]
+        results.append(
+            evaluate_scores(name, score_sets, benchmark, protocol=protocol, threshold=threshold)
+        )
+    if oracle:
+        oracle_scores = metrics.oracle_scores(benchmark.strong, benchmark.weak)
+        results.append(evaluate_scores(ORACLE, [oracle_scores], benchmark, protocol=protocol,
+                                       threshold=0.0))  # fmt: skip
+    return Evaluation(
+        benchmark=benchmark.name,
+        protocol=protocol,
+        strong_model=benchmark.strong_model,
+        weak_model=benchmark.weak_model,
+        strong_quality=float(benchmark.strong.mean()) * benchmark.scale,
+        weak_quality=float(benchmark.weak.mean()) * benchmark.scale,
+        n_prompts=len(benchmark),
+        results=results,
+    )

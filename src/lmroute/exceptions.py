@@ -1,0 +1,69 @@
+"""The one error tree of lmroute.
+
+Library code raises only these; the CLI prints them as one clear line and the server turns
+them into OpenAI-shaped errors::
+
+    LmrouteError
+    ├── ConfigError             bad options, configs or arguments
+    │   └── InvalidModelNameError   a "router-<name>-<threshold>" string that does not parse
+    ├── UnknownRouterError      no registered router or router directory of that name
+    ├── UnknownModelError       a model name the router or benchmark does not know
+    ├── DataError               a data file that is missing, empty or malformed
+    ├── CheckpointError         a router directory that cannot be loaded
+    ├── DownloadError           public data or weights could not be fetched
+    └── UpstreamError           an upstream LLM endpoint failed
+        └── UpstreamTimeoutError
+"""
+
+from __future__ import annotations
+
+
+class LmrouteError(Exception):
+    """Base class of every error lmroute raises on purpose."""
+
+
+class ConfigError(LmrouteError, ValueError):
+    """An option, config file or argument is invalid."""
+
+
+class InvalidModelNameError(ConfigError):
+    """A model string such as ``router-mf-0.116`` does not name a router and threshold."""
+
+
+class UnknownRouterError(LmrouteError, KeyError):
+    """No router of that name is registered and no router directory is at that path."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownModelError(LmrouteError, KeyError):
+    """A model name is not in the vocabulary of a router or benchmark."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(LmrouteError, ValueError):
+    """A data file is missing, empty or malformed."""
+
+
+class CheckpointError(LmrouteError):
+    """A saved router directory is missing files, corrupted, or from an incompatible version."""
+
+
+class DownloadError(LmrouteError):
+    """Public evaluation data, prompts or weights could not be downloaded."""
+
+
+class UpstreamError(LmrouteError):
+    """An upstream OpenAI-compatible endpoint failed (connection, 5xx, malformed reply)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, model: str | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.model = model
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """An upstream endpoint did not answer in time."""

@@ -1,0 +1,55 @@
+"""Router names to router classes, imported lazily so that naming a router costs nothing."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from lmroute.exceptions import ConfigError, UnknownRouterError
+from lmroute.routers.base import CONFIG_FILE, Router, read_manifest
+
+_ROUTERS: dict[str, str | type[Router]] = {
+    "random": "lmroute.routers.random:RandomRouter",
+    "length": "lmroute.routers.length:LengthRouter",
+}
+
+
+def register_router(name: str, target: str | type[Router]) -> None:
+    """Register a router class, or a ``"module:Class"`` string imported on first use."""
+    _ROUTERS[name] = target
+
+
+def router_names() -> list[str]:
+    """Names of all registered routers."""
+    return sorted(_ROUTERS)
+
+
+def get_router_class(name: str) -> type[Router]:
+    """The router class registered under ``name``."""
+    try:
+        target = _ROUTERS[name]
+    except KeyError:
+        raise UnknownRouterError(
+            f"unknown router {name!r}; known routers: {', '.join(router_names())} "
+            "(or give the path of a saved router directory)"
+        ) from None
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+        _ROUTERS[name] = target
+    return target
+
+
+def load_router(spec: str | Path, **options: Any) -> Router:
+    """A router from a registered name (its shipped default) or a saved router directory."""
+    path = Path(spec)
+    if (path / CONFIG_FILE).is_file():
+        if options:
+            raise ConfigError("options cannot be applied to a saved router directory")
+        return get_router_class(read_manifest(path)["router"]).load(path)
+    if isinstance(spec, str) and spec in _ROUTERS:
+        return get_router_class(spec).pretrained(**options)
+    if path.exists() or "/" in str(spec):
+        raise UnknownRouterError(f"{spec} is not a router directory (no {CONFIG_FILE} in it)")
+    return get_router_class(str(spec)).pretrained(**options)

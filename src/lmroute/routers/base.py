@@ -1,0 +1,208 @@
+"""The router contract: every router is built from a config, may ``fit``, scores batches, saves and loads.
+
+A router answers one question for a batch of prompts: the probability that the strong model's
+answer beats the weak model's. Everything else (evaluation, calibration, serving) only calls
+:meth:`Router.score`, so no caller ever special-cases a router.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lmroute._version import __version__
+from lmroute.exceptions import CheckpointError, ConfigError
+
+FORMAT = "lmroute-router"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+Decision = Literal["strong", "weak"]
+
+
+class RouterConfig(BaseModel):
+    """Base of every router's configuration; unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Router:
+    """Base class of all routers.
+
+    Subclasses set ``name`` and ``config_class``, implement :meth:`_score`, and where they learn,
+    :meth:`fit`, :meth:`_arrays` and :meth:`_load_arrays`.
+    """
+
+    name: ClassVar[str] = "router"
+    config_class: ClassVar[type[RouterConfig]] = RouterConfig
+    #: Scores depend on a seed; evaluation averages such routers over several seeds.
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, config: RouterConfig | Mapping[str, Any] | None = None, **options: Any):
+        if isinstance(config, RouterConfig):
+            values = {**config.model_dump(), **options}
+        else:
+            values = {**(config or {}), **options}
+        try:
+            self.config = self.config_class.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid options for router {self.name!r}: {_short(exc)}") from exc
+        #: Free-form, JSON-serialisable facts about how the router was made (data sources...).
+        self.metadata: dict[str, Any] = {}
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def pretrained(cls, **options: Any) -> Router:
+        """The router this name stands for when no directory is given (a shipped default)."""
+        return cls(**options)
+
+    def with_seed(self, seed: int) -> Router:
+        """A copy of this router with another seed (only stochastic routers have one)."""
+        raise ConfigError(f"router {self.name!r} has no seed")
+
+    def fit(self, *args: Any, **kwargs: Any) -> Router:
+        """Learn from preference data. Routers that do not learn return themselves unchanged."""
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        """P(strong model wins) for each prompt: a float64 array of shape ``(len(prompts),)``."""
+        if isinstance(prompts, str):
+            raise ConfigError("score() takes a sequence of prompts, not a single string")
+        prompts = list(prompts)
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise ConfigError(f"prompt {i} is {type(prompt).__name__}, expected str")
+        if not prompts:
+            return np.zeros(0, dtype=np.float64)
+        scores = np.asarray(self._score(prompts), dtype=np.float64)
+        if scores.shape != (len(prompts),):
+            raise RuntimeError(f"{self.name} returned shape {scores.shape} for {len(prompts)}")
+        return np.clip(np.nan_to_num(scores, nan=0.5), 0.0, 1.0)
+
+    def route(self, prompt: str, threshold: float) -> Decision:
+        """``"strong"`` when the prompt's score is at least ``threshold``, else ``"weak"``."""
+        check_threshold(threshold)
+        return "strong" if self.score([prompt])[0] >= threshold else "weak"
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- persistence ----------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned state as named arrays (saved as safetensors)."""
+        return {}
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the state written by :meth:`_arrays`; raise CheckpointError if it does not fit."""
+        if arrays:
+            raise CheckpointError(f"router {self.name!r} has no weights, found {sorted(arrays)}")
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (and ``weights.safetensors`` when there are weights) to a directory."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "router": self.name,
+            "lmroute_version": __version__,
+            "config": self.config.model_dump(mode="json"),
+            "metadata": self.metadata,
+            "weights": None,
+        }
+        if arrays:
+            save_file(arrays, str(directory / WEIGHTS_FILE))
+            manifest["weights"] = {
+                "file": WEIGHTS_FILE,
+                "sha256": _sha256(directory / WEIGHTS_FILE),
+            }
+        (directory / CONFIG_FILE).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Router:
+        """Load a router saved by :meth:`save`, validating the files before trusting them."""
+        manifest = read_manifest(directory)
+        if manifest["router"] != cls.name and cls is not Router:
+            raise CheckpointError(
+                f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}"
+            )
+        router = cls(manifest["config"])
+        router.metadata = dict(manifest.get("metadata") or {})
+        router._load_arrays(_read_weights(Path(directory), manifest))
+        return router
+
+
+def check_threshold(threshold: float) -> float:
+    """Return ``threshold`` as a float, or raise ConfigError unless it is a number in [0, 1]."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
+        raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    value = float(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+    return value
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """Read and validate a router directory's ``config.json``."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a router directory: no {CONFIG_FILE}")
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an lmroute router config")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {version!r}; this lmroute ({__version__}) reads up to "
+            f"{FORMAT_VERSION}: upgrade lmroute"
+        )
+    if not isinstance(manifest.get("router"), str) or not isinstance(manifest.get("config"), dict):
+        raise CheckpointError(f"{path} lacks a router name or config")
+    return manifest
+
+
+def _read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    weights = manifest.get("weights")
+    if not weights:
+        return {}
+    path = directory / str(weights.get("file", WEIGHTS_FILE))
+    if path.parent.resolve() != directory.resolve() or not path.is_file():
+        raise CheckpointError(f"{directory}: weights file {weights.get('file')!r} is missing")
+    if weights.get("sha256") and _sha256(path) != weights["sha256"]:
+        raise CheckpointError(f"{path} is corrupted: its checksum does not match config.json")
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )

@@ -1,0 +1,39 @@
+"""The random baseline: a seeded, reproducible uniform score per prompt."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from lmroute.routers.base import Router, RouterConfig
+
+
+class RandomConfig(RouterConfig):
+    seed: int = 0
+
+
+class RandomRouter(Router):
+    """Scores are uniform in [0, 1), derived from a hash of (seed, prompt).
+
+    Hashing rather than drawing from a stream makes the score of a prompt independent of the
+    batch it arrives in, so evaluation, calibration and serving agree exactly.
+    """
+
+    name = "random"
+    config_class = RandomConfig
+    stochastic = True
+
+    def with_seed(self, seed: int) -> RandomRouter:
+        return RandomRouter(seed=seed)
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        salt = self.config.seed.to_bytes(8, "little", signed=True)
+        words = [
+            int.from_bytes(
+                hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest()
+            )
+            for p in prompts
+        ]
+        # The top 53 bits of a 64-bit hash give a uniform double in [0, 1).
+        return (np.array(words, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / 2.0**53
