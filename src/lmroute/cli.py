@@ -102,9 +102,7 @@ def cmd_routers(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from lmroute._version import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="lmroute", description="Train, evaluate and serve LLM routers."
-    )
+    parser = argparse.ArgumentParser(prog="lmroute", description="Train, evaluate and serve LLM routers.")
     parser.add_argument("--version", action="version", version=f"lmroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -141,9 +141,7 @@ def load_benchmark(
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
         bench = loader(folder)
         if strong_model or weak_model:
-            bench = bench.with_pair(
-                strong_model or bench.strong_model, weak_model or bench.weak_model
-            )
+            bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench
     path = Path(name)
     if not path.exists():
@@ -207,9 +205,7 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
             key = (int(record["question_id"]), str(record["model"]))
             score = float(record["score"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(
-                f"{folder / 'judgements.jsonl'}:{line_number}: bad record: {exc}"
-            ) from exc
+            raise DataError(f"{folder / 'judgements.jsonl'}:{line_number}: bad record: {exc}") from exc
         judged.setdefault(key, []).append(score)
     prompts, ids, categories, followups = [], [], [], []
     columns: dict[str, list[float]] = {STRONG_MODEL: [], WEAK_MODEL: []}
@@ -280,9 +276,7 @@ def load_custom(
         )
     for model in (strong_model, weak_model):
         if model not in scores:
-            raise UnknownModelError(
-                f"model {model!r} is not in {path}; it has: {', '.join(models)}"
-            )
+            raise UnknownModelError(f"model {model!r} is not in {path}; it has: {', '.join(models)}")
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
     return Benchmark(path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids),
@@ -388,9 +382,7 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?"
-        ) from None
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
 
 
 def _number(value: object, path: Path, line: int, column: str) -> float:

@@ -46,9 +46,7 @@ EVAL_FILES = (
 _COMPLETE = ".complete"
 
 
-def fetch_files(
-    base_url: str, files: Iterable[str], dest: Path, *, what: str, timeout: float = 60.0
-) -> Path:
+def fetch_files(base_url: str, files: Iterable[str], dest: Path, *, what: str, timeout: float = 60.0) -> Path:
     """Download ``base_url/<file>`` for each file into ``dest`` unless a finished copy is there.
 
     Files are written atomically and a marker is written last, so an interrupted download is

@@ -25,9 +25,7 @@ def read_prompts(path: str | Path, *, field: str = "prompt") -> list[str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?"
-        ) from None
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not lines:
         raise DataError(f"{path} is empty: no prompts")

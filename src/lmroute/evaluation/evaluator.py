@@ -161,9 +161,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate routers on a benchmark; stochastic routers are averaged over ``seeds``."""
     if protocol not in metrics.PROTOCOLS:
-        raise ConfigError(
-            f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}"
-        )
+        raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
     names = list(names) if names is not None else [r.name for r in routers]
     prompts = list(benchmark.prompts)
     results = []
@@ -172,9 +170,7 @@ def evaluate(
             on_router(name)
         variants = [router.with_seed(s) for s in seeds] if router.stochastic else [router]
         score_sets = [score_prompts(v, prompts, progress=progress) for v in variants]
-        results.append(
-            evaluate_scores(name, score_sets, benchmark, protocol=protocol, threshold=threshold)
-        )
+        results.append(evaluate_scores(name, score_sets, benchmark, protocol=protocol, threshold=threshold))
     if oracle:
         oracle_scores = metrics.oracle_scores(benchmark.strong, benchmark.weak)
         results.append(evaluate_scores(ORACLE, [oracle_scores], benchmark, protocol=protocol,

@@ -135,9 +135,7 @@ class Router:
         """Load a router saved by :meth:`save`, validating the files before trusting them."""
         manifest = read_manifest(directory)
         if manifest["router"] != cls.name and cls is not Router:
-            raise CheckpointError(
-                f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}"
-            )
+            raise CheckpointError(f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}")
         router = cls(manifest["config"])
         router.metadata = dict(manifest.get("metadata") or {})
         router._load_arrays(_read_weights(Path(directory), manifest))

@@ -30,9 +30,7 @@ class RandomRouter(Router):
     def _score(self, prompts: list[str]) -> np.ndarray:
         salt = self.config.seed.to_bytes(8, "little", signed=True)
         words = [
-            int.from_bytes(
-                hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest()
-            )
+            int.from_bytes(hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest())
             for p in prompts
         ]
         # The top 53 bits of a 64-bit hash give a uniform double in [0, 1).
