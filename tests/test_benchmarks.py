@@ -1,0 +1,123 @@
+"""Benchmark loaders: the reference's decontamination counts, positions, custom files, bad files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lmroute.data.benchmarks import load_benchmark, load_custom, resolve_eval_dir
+from lmroute.exceptions import DataError, UnknownModelError
+
+
+@pytest.fixture(scope="module")
+def public(data_dir):
+    return {name: load_benchmark(name, data_dir=data_dir) for name in ("mmlu", "gsm8k", "mt-bench")}
+
+
+def test_decontaminated_counts_and_qualities(public):
+    assert len(public["mmlu"]) == 14037
+    assert len(public["gsm8k"]) == 1307
+    assert len(public["mt-bench"]) == 72
+    expected = {"mmlu": (80.587, 68.091), "gsm8k": (85.769, 63.734), "mt-bench": (9.2118, 8.28125)}
+    for name, (strong, weak) in expected.items():
+        b = public[name]
+        assert b.strong.mean() * b.scale == pytest.approx(strong, abs=1e-3)
+        assert b.weak.mean() * b.scale == pytest.approx(weak, abs=1e-3)
+
+
+def test_mmlu_rows_are_kept_by_position(public):
+    mmlu = public["mmlu"]
+    prompts = np.array(mmlu.prompts, dtype=object)
+    _, counts = np.unique(prompts, return_counts=True)
+    assert (counts > 1).sum() == 105  # repeated prompt strings stay separate rows
+    assert len(set(mmlu.ids)) == len(mmlu)
+
+
+def test_mt_bench_routes_on_first_turn_and_averages_both(public):
+    mt = public["mt-bench"]
+    assert all(len(f) == 1 for f in mt.followups)
+    assert ((mt.strong >= 1) & (mt.strong <= 10)).all()  # means of two 1-10 judge scores
+
+
+def test_data_dir_may_be_the_parent_or_the_folder(data_dir):
+    assert resolve_eval_dir(data_dir) == resolve_eval_dir(data_dir / "routellm-evals")
+
+
+def test_missing_data_dir_and_missing_file(tmp_path, data_dir):
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_eval_dir(tmp_path / "nope")
+    with pytest.raises(DataError, match="no routellm-evals"):
+        resolve_eval_dir(tmp_path)
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "contaminated_prompts.jsonl").write_text('{"eval_prompt": "x"}\n')
+    with pytest.raises(DataError, match="gsm8k_responses.csv does not exist"):
+        load_benchmark("gsm8k", data_dir=tmp_path)
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_custom_jsonl(tmp_path):
+    path = _write_jsonl(tmp_path / "b.jsonl", [
+        {"prompt": "a", "scores": {"big": 1, "small": 0}, "id": "q1", "category": "math",
+         "cost": {"big": 0.01, "small": 0.001}},
+        {"prompt": "b", "scores": {"big": 0.5, "small": 0.5}},
+    ])  # fmt: skip
+    bench = load_custom(path)
+    assert (bench.strong_model, bench.weak_model) == ("big", "small")
+    assert bench.ids == ("q1", "1") and bench.categories == ("math", "")
+    np.testing.assert_allclose(bench.strong, [1, 0.5])
+    named = load_custom(path, strong_model="small", weak_model="big")
+    assert named.strong_model == "small"
+
+
+def test_custom_csv(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text('prompt,m1,m2\n"multi\nline",True,False\nx,0.5,1\n')
+    bench = load_benchmark(path, strong_model="m1", weak_model="m2")
+    assert bench.prompts == ("multi\nline", "x")
+    np.testing.assert_allclose(bench.weak, [0, 1])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ('{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b"\n', ":2: not valid JSON"),
+        ('{"prompt": "a", "scores": {"A": "high", "B": 0}}\n', ":1: score of 'A' is not a number"),
+        ('{"prompt": "", "scores": {"A": 1, "B": 0}}\n', ":1: 'prompt' must be a non-empty"),
+        ('{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b", "scores": {"A": 1}}\n',
+         ":2: models differ"),
+        ('[1, 2]\n', ":1: expected a JSON object"),
+    ],
+)  # fmt: skip
+def test_bad_custom_jsonl(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_custom(path)
+
+
+def test_bad_custom_files(tmp_path):
+    three = _write_jsonl(tmp_path / "3.jsonl", [{"prompt": "a", "scores": {"A": 1, "B": 0, "C": 1}}])
+    with pytest.raises(DataError, match="name the pair"):
+        load_custom(three)
+    with pytest.raises(UnknownModelError, match="it has: A, B, C"):
+        load_custom(three, strong_model="A", weak_model="Z")
+    csv = tmp_path / "nocol.csv"
+    csv.write_text("question,A\nx,1\n")
+    with pytest.raises(DataError, match="missing column"):
+        load_custom(csv)
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_custom(binary)
+    with pytest.raises(DataError, match="unknown benchmark"):
+        load_benchmark(tmp_path / "missing.jsonl")
+
+
+def test_unknown_model_for_public_benchmark(data_dir):
+    with pytest.raises(UnknownModelError, match="gpt-4-1106-preview"):
+        load_benchmark("mt-bench", data_dir=data_dir, strong_model="gpt-5")

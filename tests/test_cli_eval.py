@@ -1,0 +1,110 @@
+"""`lmroute eval` and `lmroute score` end to end through the CLI entry point."""
+
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lmroute.cli import main
+
+
+def test_eval_mt_bench_json_plot_scores(data_dir, tmp_path, capsys):
+    out_json, out_png, out_scores = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "s.jsonl"
+    code = main(["eval", "--benchmark", "mt-bench", "--data-dir", str(data_dir), "--routers",
+                 "random", "length", "--json", str(out_json), "--plot", str(out_png),
+                 "--save-scores", str(out_scores), "--quiet"])  # fmt: skip
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "length" in table and "0.5555" in table and "APGR" in table
+    report = json.loads(out_json.read_text())
+    for name in ("random", "length", "oracle"):
+        r = report["routers"][name]
+        for key in ("apgr", "cpt20", "cpt50", "cpt80", "strong_quality", "weak_quality", "points"):
+            assert key in r
+    assert report["routers"]["length"]["apgr"] == pytest.approx(0.5555, abs=1e-3)
+    assert len(report["routers"]["length"]["points"]) == 11
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in out_scores.read_text().splitlines()]
+    assert len(rows) == 72 and {"id", "prompt", "length", "random", "oracle"} <= set(rows[0])
+
+
+def test_eval_custom_file(tmp_path, capsys):
+    path = tmp_path / "custom.jsonl"
+    path.write_text("".join(
+        json.dumps({"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 0.0}}) + "\n"
+        for i in range(30)
+    ))  # fmt: skip
+    out = tmp_path / "r.json"
+    assert main(["eval", "--benchmark", str(path), "--strong-model", "A", "--weak-model", "B",
+                 "--routers", "length", "--json", str(out), "--quiet"]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["strong_model"] == "A" and report["n_prompts"] == 30
+    assert set(report["routers"]) == {"length", "oracle"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--routers", "nope"], "unknown router 'nope'"),
+        (["--benchmark", "missing.jsonl"], "unknown benchmark"),
+    ],
+)
+def test_eval_errors_are_one_line(data_dir, capsys, argv, message):
+    base = {"--benchmark": "mt-bench", "--routers": "length"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    args = ["eval", "--data-dir", str(data_dir), "--quiet"]
+    for flag, value in base.items():
+        args += [flag, value]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lmroute: error:") and message in err[-1]
+
+
+def test_score_command(tmp_path, capsys):
+    src = tmp_path / "p.txt"
+    src.write_text("hello\n\nwhat is the integral of x^2 from 0 to 3?\n")
+    out = tmp_path / "o.jsonl"
+    assert main(["score", "--router", "length", "--input", str(src), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["hello", "what is the integral of x^2 from 0 to 3?"]
+    assert rows[0]["score"] < rows[1]["score"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "a"}\n{"text": "b"}\n')
+    assert main(["score", "--router", "length", "--input", str(jsonl)]) == 1
+    assert "p.jsonl:2" in capsys.readouterr().err
+
+
+def test_download_when_no_data_dir(data_dir, tmp_path, monkeypatch, capsys):
+    """With no data directory the public files are fetched (here from loopback) into the cache."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(data_dir))
+    handler.log_message = lambda *a, **k: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+        monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
+        url = f"http://127.0.0.1:{server.server_port}/routellm-evals"
+        args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--data-url", url, "--quiet"]
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        assert "downloading the RouteLLM evaluation data" in captured.err
+        assert "0.5987" in captured.out
+        assert (tmp_path / "cache" / "routellm-evals" / "mmlu" / "responses").is_dir()
+        # The second run reads the cache and says nothing about downloading.
+        assert main(args) == 0
+        assert "downloading" not in capsys.readouterr().err
+    finally:
+        server.shutdown()
+
+
+def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["eval", "--benchmark", "mmlu", "--routers", "length", "--quiet",
+            "--data-url", "http://127.0.0.1:9/nothing"]  # fmt: skip
+    assert main(args) == 1
+    assert "could not download" in capsys.readouterr().err

@@ -1,0 +1,120 @@
+"""The paper's metrics on hand-computed toy cases, ties, non-monotone curves and bad input."""
+
+import numpy as np
+import pytest
+
+from lmroute.evaluation import metrics
+from lmroute.exceptions import ConfigError
+
+SCORES = np.array([0.1, 0.2, 0.3, 0.4])
+STRONG = np.array([1.0, 1.0, 0.0, 1.0])
+WEAK = np.array([0.0, 1.0, 0.0, 0.0])
+# By hand: routing the highest scores first gains 1, 0, 0, 1 correct answers out of 4.
+EXACT_C = [0.0, 0.25, 0.5, 0.75, 1.0]
+EXACT_Q = [0.25, 0.5, 0.5, 0.5, 0.75]
+
+
+def test_exact_curve_by_hand():
+    cur = metrics.exact_curve(SCORES, STRONG, WEAK)
+    np.testing.assert_allclose(cur.c, EXACT_C)
+    np.testing.assert_allclose(cur.quality, EXACT_Q)
+    np.testing.assert_allclose(cur.thresholds[1:], [0.4, 0.3, 0.2, 0.1])
+
+
+def test_apgr_cpt_auc_by_hand():
+    c, q = np.array(EXACT_C), np.array(EXACT_Q)
+    # PGR = 0, .5, .5, .5, 1; trapezoids of width .25: .0625 + .125 + .125 + .1875.
+    assert metrics.apgr(c, q, 0.75, 0.25) == pytest.approx(0.5)
+    assert metrics.auc(c, q) == pytest.approx(0.5)
+    assert metrics.cpt(c, q, 0.5, 0.75, 0.25) == pytest.approx(0.25)
+    # 80% PGR = quality .65, reached between c=.75 (.5) and c=1 (.75): .75 + .6 * .25.
+    assert metrics.cpt(c, q, 0.8, 0.75, 0.25) == pytest.approx(0.9)
+    assert metrics.cpt(c, q, 0.0, 0.75, 0.25) == 0.0
+    assert metrics.quality_at(c, q, 0.125) == pytest.approx(0.375)
+    np.testing.assert_allclose(metrics.pgr(np.array([0.25, 0.5, 0.75]), 0.75, 0.25), [0, 0.5, 1])
+
+
+def test_paper_curve_uses_quantile_edges_and_strict_last_edge():
+    cur = metrics.paper_curve(SCORES, STRONG, WEAK)
+    # Linear-interpolated deciles of 0.1..0.4 are evenly spaced.
+    np.testing.assert_allclose(np.sort(cur.thresholds), np.linspace(0.1, 0.4, 11))
+    # c per edge: >=.1 all; .13-.19 three; .22-.28 two; .31-.37 one; >.4 none.
+    np.testing.assert_allclose(cur.c, [0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 1])
+    assert cur.quality[0] == pytest.approx(0.25) and cur.quality[-1] == pytest.approx(0.75)
+
+
+def test_paper_curve_equals_exact_when_every_edge_is_a_score():
+    scores = np.arange(11, dtype=float)
+    strong = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1], dtype=float)
+    weak = np.array([0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1], dtype=float)
+    paper = metrics.paper_curve(scores, strong, weak)
+    exact = metrics.exact_curve(scores, strong, weak)
+    # Eleven edges on eleven distinct scores: the same points as every threshold (plus c = 0).
+    assert set(np.round(paper.c, 9)) <= set(np.round(exact.c, 9))
+    assert metrics.apgr(paper.c, paper.quality, strong.mean(), weak.mean()) == pytest.approx(
+        metrics.apgr(exact.c, exact.quality, strong.mean(), weak.mean()), abs=0.1
+    )
+
+
+def test_ties_do_not_crash_and_route_together():
+    scores = np.zeros(20)
+    rng = np.random.default_rng(0)
+    strong, weak = rng.integers(0, 2, 20).astype(float), np.zeros(20)
+    strong[0] = 1.0
+    for protocol in metrics.PROTOCOLS:
+        cur = metrics.curve(scores, strong, weak, protocol=protocol)
+        assert set(cur.c) == {0.0, 1.0}
+        # A single tie group is a straight line from weak to strong: APGR exactly 0.5.
+        assert metrics.apgr(cur.c, cur.quality, strong.mean(), weak.mean()) == pytest.approx(0.5)
+
+
+def test_partial_ties_exact_curve_groups():
+    scores = np.array([0.9, 0.5, 0.5, 0.1])
+    cur = metrics.exact_curve(scores, np.ones(4), np.zeros(4))
+    np.testing.assert_allclose(cur.c, [0, 0.25, 0.75, 1.0])
+
+
+def test_cpt_on_non_monotone_curve_is_first_crossing():
+    c = np.array([0.0, 0.2, 0.4, 0.6, 1.0])
+    q = np.array([0.0, 0.6, 0.3, 0.7, 1.0])
+    # 50% PGR is first crossed between c=0 and c=.2 even though the curve dips afterwards.
+    assert metrics.cpt(c, q, 0.5, 1.0, 0.0) == pytest.approx(0.2 * 0.5 / 0.6)
+    # 65% is first reached between .4 (.3) and .6 (.7).
+    assert metrics.cpt(c, q, 0.65, 1.0, 0.0) == pytest.approx(0.4 + 0.2 * 0.35 / 0.4)
+
+
+def test_cpt_unreachable_is_nan():
+    assert np.isnan(metrics.cpt(np.array([0.0, 1.0]), np.array([0.0, 0.5]), 0.8, 1.0, 0.0))
+
+
+def test_oracle_beats_every_ordering():
+    rng = np.random.default_rng(1)
+    strong, weak = rng.integers(0, 2, 200).astype(float), rng.integers(0, 2, 200).astype(float)
+    oracle = metrics.exact_curve(metrics.oracle_scores(strong, weak), strong, weak)
+    o = metrics.apgr(oracle.c, oracle.quality, strong.mean(), weak.mean())
+    for seed in range(5):
+        cur = metrics.exact_curve(np.random.default_rng(seed).random(200), strong, weak)
+        assert metrics.apgr(cur.c, cur.quality, strong.mean(), weak.mean()) <= o
+
+
+@pytest.mark.parametrize(
+    "scores, strong, weak",
+    [
+        ([0.1, 0.2], [1.0], [0.0, 1.0]),
+        ([], [], []),
+        ([np.nan, 0.2], [1.0, 0.0], [0.0, 0.0]),
+        ([[0.1, 0.2]], [[1.0, 0.0]], [[0.0, 0.0]]),
+    ],
+)
+def test_bad_input_is_a_config_error(scores, strong, weak):
+    with pytest.raises(ConfigError):
+        metrics.exact_curve(scores, strong, weak)
+    with pytest.raises(ConfigError):
+        metrics.paper_curve(scores, strong, weak)
+
+
+def test_undefined_pgr_and_unknown_protocol():
+    with pytest.raises(ConfigError, match="equal quality"):
+        metrics.pgr(0.5, 0.7, 0.7)
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        metrics.curve([0.1], [1.0], [0.0], protocol="nope")
