@@ -50,7 +50,7 @@ def test_missing_data_dir_and_missing_file(tmp_path, data_dir):
         resolve_eval_dir(tmp_path)
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "contaminated_prompts.jsonl").write_text('{"eval_prompt": "x"}\n')
-    with pytest.raises(DataError, match="gsm8k_responses.csv does not exist"):
+    with pytest.raises(DataError, match=r"gsm8k_responses\.csv does not exist"):
         load_benchmark("gsm8k", data_dir=tmp_path)
 
 

@@ -67,7 +67,7 @@ def test_route_and_score_validate_input():
 def test_registry_and_load_router(tmp_path):
     assert {"random", "length"} <= set(lmroute.router_names())
     assert isinstance(load_router("length"), LengthRouter)
-    with pytest.raises(UnknownRouterError, match="known routers: .*length"):
+    with pytest.raises(UnknownRouterError, match=r"known routers: .*length"):
         load_router("lenght")
     with pytest.raises(UnknownRouterError, match="not a router directory"):
         load_router(str(tmp_path))
