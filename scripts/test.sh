@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with everything the tests need, then run the default test suite.
+# Usage: bash scripts/test.sh [extra pytest arguments]   (LMROUTE_DATA_DIR: the shared data folder)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${LMROUTE_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+# torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[test]"
+export LMROUTE_DATA_DIR="${LMROUTE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+ruff check src tests benchmarks
+python -m pytest -q "$@"
