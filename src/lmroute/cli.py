@@ -91,6 +91,42 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(pairs: Sequence[str] | None) -> dict:
+    import yaml
+
+    from lmroute.exceptions import ConfigError
+
+    options = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lmroute.training.run import train_router
+
+    router = train_router(
+        args.router, args.data, out=args.out, data_dir=_data_dir(args), options=_parse_options(args.set),
+        exclude_benchmarks=args.exclude_benchmark, decontaminate=args.decontaminate,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(f"trained {router.name}: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from lmroute.evaluation.experiment import load_experiment_config, run_experiment, write_experiment
+
+    config = load_experiment_config(args.config)
+    result = run_experiment(config, data_dir=_data_dir(args), progress=not args.quiet)
+    for path in write_experiment(result, args.out):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_routers(args: argparse.Namespace) -> int:
     from lmroute.registry import router_names
 
@@ -135,6 +171,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL output file (default: standard output)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("train", help="train a router on preference data and save it")
+    p.add_argument("router", help="router to train (mf, sw_ranking, bert, causal_llm, ...)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="SOURCE",
+        help="training sources: arena:FILE battles:FILE alpaca-eval:DIR gold:mmlu gold:FILE",
+    )
+    p.add_argument("--out", required=True, help="directory to write the trained router to")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="router options, e.g. epochs=20")
+    p.add_argument(
+        "--exclude-benchmark",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's",
+    )
+    p.add_argument(
+        "--decontaminate",
+        action="store_true",
+        help="drop training prompts that (nearly) duplicate any public benchmark prompt",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("experiment", help="train and evaluate routers under named protocols")
+    p.add_argument("config", help="experiment YAML file (see experiments/)")
+    p.add_argument("--out", default="results/experiment", help="folder for results.md, .json, plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("routers", help="list the registered routers")
     p.set_defaults(func=cmd_routers)

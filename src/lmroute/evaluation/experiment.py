@@ -219,3 +219,43 @@ def _cross_fit(spec, bench: Benchmark, battles: Sequence, config, embedder, gold
         if (k + 1) % max(1, len(splits) // 5) == 0:
             say(f"  {spec.title}: fold {k + 1}/{len(splits)}")
     return scores, len(splits)
+
+
+def load_experiment_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML file, with errors that name the file."""
+    import yaml
+    from pydantic import ValidationError
+
+    from lmroute.exceptions import DataError
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of experiment settings")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def write_experiment(result: ExperimentResult, out: str | Path) -> list[Path]:
+    """Write ``results.md``, ``results.json`` and one plot per (protocol, benchmark)."""
+    import json
+
+    from lmroute.evaluation.plots import plot_curves
+    from lmroute.evaluation.report import experiment_markdown
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results.md", out / "results.json"]
+    written[0].write_text(experiment_markdown(result) + "\n", "utf-8")
+    written[1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
+    for (protocol, bench), ev in result.evaluations.items():
+        written.append(plot_curves(ev, out / f"{protocol}-{bench}.png"))
+    return written

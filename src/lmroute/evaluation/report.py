@@ -54,3 +54,43 @@ def format_markdown(evaluation: Evaluation) -> str:
              "|" + "---|" * len(COLUMNS)]  # fmt: skip
     lines += ["| " + " | ".join(row) + " |" for row in rows(evaluation)]
     return "\n".join(lines)
+
+
+#: APGR the RouteLLM paper published for its routers (Ong et al., 2024), for comparison.
+PAPER_APGR = {
+    "best published router": {"mmlu": 0.603, "gsm8k": 0.622, "mt-bench": 0.802},
+    "bert (paper)": {"mmlu": 0.572, "gsm8k": 0.531, "mt-bench": 0.751},
+    "causal_llm (paper)": {"mmlu": 0.600, "gsm8k": 0.622, "mt-bench": 0.679},
+}
+
+
+def experiment_markdown(result) -> str:
+    """The results tables of an experiment: APGR (with bootstrap 95% intervals), CPT(50%), CPT(80%)."""
+    benchmarks = result.config.benchmarks
+    lines = []
+    for protocol in result.config.protocols:
+        cells = [c for c in result.cells if c.protocol == protocol]
+        routers = list(dict.fromkeys(c.result.router for c in cells))
+        lines += [f"### Protocol `{protocol}`", ""]
+        head = ["router"] + [f"{b} APGR [95% CI]" for b in benchmarks]
+        head += [f"{b} CPT(50%)" for b in benchmarks] + [f"{b} CPT(80%)" for b in benchmarks]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name in routers:
+            by_bench = {c.benchmark: c for c in cells if c.result.router == name}
+            row = [name]
+            for b in benchmarks:
+                c = by_bench.get(b)
+                if c is None:
+                    row.append("")
+                    continue
+                ci = f" [{c.apgr_ci[0]:.3f}, {c.apgr_ci[1]:.3f}]" if c.apgr_ci else ""
+                sd = f" ±{c.result.apgr_sd:.3f} sd" if c.result.seeds > 1 else ""
+                row.append(f"{c.result.apgr:.4f}{ci}{sd}")
+            for key in ("cpt50", "cpt80"):
+                row += [_pct(getattr(by_bench[b].result, key)) if b in by_bench else "" for b in benchmarks]
+            lines.append("| " + " | ".join(row) + " |")
+        for name, values in PAPER_APGR.items():
+            row = [f"*{name}*"] + [f"*{values[b]:.3f}*" if b in values else "" for b in benchmarks]
+            lines.append("| " + " | ".join(row + [""] * (2 * len(benchmarks))) + " |")
+        lines.append("")
+    return "\n".join(lines)
