@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lmroute.exceptions import ConfigError
+
 
 class Embedder(abc.ABC):
     """Turns a batch of texts into L2-normalised vectors.
@@ -28,3 +30,14 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list of strings, or a ConfigError that says what was wrong."""
+    if isinstance(texts, (str, bytes)):
+        raise ConfigError("embed() takes a sequence of texts; wrap a single text in a list")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ConfigError(f"text {i} is a {type(text).__name__}, not a str")
+    return texts
