@@ -1,5 +1,64 @@
-"""Prompt embeddings: one batched interface, local and remote backends, a content-hash cache."""
+"""Prompt embeddings: one batched interface, local and remote backends, a content-hash cache.
+
+``get_embedder(name)`` builds one by name; every embedder has ``embed(texts) -> (n, dim)`` float32
+unit rows. Importing this package loads neither onnxruntime, torch nor httpx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
 
 from lmroute.embeddings.base import Embedder
+from lmroute.exceptions import ConfigError
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "embedder_names", "get_embedder"]
+
+
+def embedder_names() -> list[str]:
+    """The names :func:`get_embedder` knows (``openai:<model>`` stands for any model)."""
+    return ["minilm", "minilm-onnx", "minilm-torch", "openai:<model>"]
+
+
+def _onnxruntime_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+
+
+def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) -> Embedder:
+    """An embedder by name, wrapped in the on-disk content-hash cache unless ``cache=False``.
+
+    - ``minilm``: all-MiniLM-L6-v2 (384 dimensions) on ONNX Runtime when ``onnxruntime`` and
+      ``onnx`` are installed, else through sentence-transformers (same vectors either way);
+    - ``minilm-onnx`` / ``minilm-torch``: that backend only;
+    - ``openai:<model>``: an OpenAI-compatible endpoint; options ``base_url``, ``api_key_env``
+      (the NAME of the variable holding the key), ``dimensions``, ``dim``, ``max_chars``, ...
+      Options written as ``openai:<model>?dimensions=256&max_chars=4000`` (an embedder's
+      ``name``) are accepted too.
+
+    Other ``options`` go to the backend's constructor (e.g. ``batch_size``, ``threads``,
+    ``model_dir``); ``cache_dir`` sets the cache folder.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"embedder name must be a non-empty string, got {name!r}")
+    directory = options.pop("cache_dir", None)
+    if name in ("minilm", "minilm-onnx", "minilm-torch"):
+        from lmroute.embeddings import minilm
+
+        onnx = name == "minilm-onnx" or (name == "minilm" and _onnxruntime_available())
+        embedder: Embedder = minilm.OnnxMiniLM(**options) if onnx else minilm.TorchMiniLM(**options)
+    elif name.startswith("openai:"):
+        from lmroute.embeddings.openai import OpenAIEmbedder
+
+        model, _, query = name[len("openai:") :].partition("?")
+        for key, value in parse_qsl(query, strict_parsing=bool(query)):
+            options.setdefault(key, int(value) if value.isdigit() else value)
+        embedder = OpenAIEmbedder(model, **options)
+    else:
+        raise ConfigError(f"unknown embedder {name!r}; known: {', '.join(embedder_names())}")
+    if not cache:
+        return embedder
+    from lmroute.embeddings.cache import CachedEmbedder
+
+    return CachedEmbedder(embedder, directory=directory)

@@ -1,0 +1,274 @@
+"""A content-hash cache in front of any embedder, so that each text is embedded once.
+
+Layout, under ``<user cache>/embeddings/<safe embedder name>/``: shards, each an ``<id>.npy``
+(float32, one row per text) and an ``<id>.json`` index (format, embedder name, dim, the npy file's
+sha256 and the hex keys of its rows). A key is ``sha256(embedder name, NUL, text)``. Both files
+are written to a temporary name and renamed, the JSON last, so a shard exists whole or not at
+all; an interrupted process leaves at most an unused ``.npy``. A shard whose files are damaged
+(bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded. Small
+shards are merged once there are many of them, so that a server embedding one prompt per
+request does not leave thousands of files. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmroute import _paths
+from lmroute.embeddings.base import Embedder, check_texts
+from lmroute.exceptions import LmrouteError
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1
+#: Shards smaller than this are merged once there are ``_MERGE_AT`` of them.
+_SMALL_SHARD = 4096
+_MERGE_AT = 32
+
+
+def safe_name(name: str) -> str:
+    """A folder name for an embedder name: readable, and distinct for distinct names."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "embedder"
+    return f"{readable[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class CachedEmbedder(Embedder):
+    """Wraps ``inner``: texts already embedded under the same embedder name come from disk.
+
+    ``embed`` hashes the texts, takes the hits from the cache and sends all misses (each
+    distinct text once) to ``inner.embed`` in one call. ``directory`` defaults to
+    ``<user cache>/embeddings/<safe inner.name>/``. Safe to share between threads and processes.
+    """
+
+    def __init__(self, inner: Embedder, *, directory: str | Path | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.directory = None if directory is None else Path(directory)
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[str, int]] = {}  # key -> (shard id, row)
+        self._shards: dict[str, np.ndarray | None] = {}  # verified arrays; None when unusable
+        self._seen: set[str] = set()  # shard ids whose index was read
+
+    @property
+    def path(self) -> Path:
+        """The folder of this embedder's shards."""
+        if self.directory is None:
+            self.directory = _paths.cache_dir() / "embeddings" / safe_name(self.name)
+        return self.directory
+
+    def key(self, text: str) -> str:
+        """The cache key of a text: sha256 of the embedder name and the text."""
+        data = f"{self.name}\0{text}".encode("utf-8", "surrogatepass")
+        return hashlib.sha256(data).hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts, computing only those not in the cache: ``(len(texts), dim)`` float32."""
+        texts = check_texts(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        keys = [self.key(text) for text in texts]
+        with self._lock:
+            self._scan()
+            found = self._lookup(keys, out)
+        misses: dict[str, str] = {}
+        for i, key in enumerate(keys):
+            if not found[i]:
+                misses.setdefault(key, texts[i])
+        if misses:
+            vectors = np.asarray(self.inner.embed(list(misses.values())), dtype=np.float32)
+            if vectors.shape != (len(misses), self.dim):
+                raise LmrouteError(
+                    f"embedder {self.name!r} returned shape {vectors.shape} for {len(misses)} texts; "
+                    f"expected ({len(misses)}, {self.dim})"
+                )
+            rows = {key: row for row, key in enumerate(misses)}
+            for i, key in enumerate(keys):
+                if not found[i]:
+                    out[i] = vectors[rows[key]]
+            with self._lock:
+                self._store(list(misses), vectors)
+        return out
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        """Read the index of every shard that appeared since the last scan."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(".") or not name.endswith(".json"):
+                continue
+            shard = name[: -len(".json")]
+            if shard in self._seen:
+                continue
+            self._seen.add(shard)
+            index = self._read_index(shard)
+            if index is not None:
+                for row, key in enumerate(index["keys"]):
+                    self._keys[key] = (shard, row)
+
+    def _read_index(self, shard: str) -> dict | None:
+        path = self.path / f"{shard}.json"
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:  # merged away by another process meanwhile
+            return None
+        except (OSError, ValueError) as exc:
+            return self._discard(shard, f"unreadable index ({exc})")
+        if not (
+            isinstance(index, dict)
+            and index.get("format") == _FORMAT
+            and index.get("embedder") == self.name
+            and index.get("dim") == self.dim
+            and isinstance(index.get("sha256"), str)
+            and isinstance(index.get("keys"), list)
+            and all(isinstance(k, str) for k in index["keys"])
+        ):
+            return self._discard(shard, "index of another format, embedder or dimension")
+        return index
+
+    def _load_shard(self, shard: str) -> np.ndarray | None:
+        """The shard's vectors after checking them against its index; None if unusable."""
+        if shard in self._shards:
+            return self._shards[shard]
+        vectors = None
+        index = self._read_index(shard)
+        if index is not None:
+            try:
+                data = (self.path / f"{shard}.npy").read_bytes()
+            except FileNotFoundError:
+                data = None
+            if data is None:
+                logger.debug("embedding cache shard %s vanished (merged by another process)", shard)
+            elif hashlib.sha256(data).hexdigest() != index["sha256"]:
+                self._discard(shard, "checksum mismatch")
+            else:
+                try:
+                    vectors = np.load(io.BytesIO(data), allow_pickle=False)
+                except ValueError as exc:
+                    self._discard(shard, f"unreadable array ({exc})")
+                else:
+                    if vectors.dtype != np.float32 or vectors.shape != (len(index["keys"]), self.dim):
+                        vectors = self._discard(shard, f"array of shape {vectors.shape}")
+        self._shards[shard] = vectors
+        return vectors
+
+    def _discard(self, shard: str, why: str) -> None:
+        logger.warning(
+            "embedding cache: ignoring and deleting damaged shard %s in %s: %s; its texts will be "
+            "embedded again",
+            shard, self.path, why,
+        )  # fmt: skip
+        _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
+        self._shards[shard] = None
+        return None
+
+    def _lookup(self, keys: list[str], out: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(keys), dtype=bool)
+        by_shard: dict[str, tuple[list[int], list[int]]] = {}
+        for i, key in enumerate(keys):
+            hit = self._keys.get(key)
+            if hit is not None:
+                positions, rows = by_shard.setdefault(hit[0], ([], []))
+                positions.append(i)
+                rows.append(hit[1])
+        for shard, (positions, rows) in by_shard.items():
+            vectors = self._load_shard(shard)
+            if vectors is None:
+                self._forget(shard)
+                continue
+            out[positions] = vectors[rows]
+            found[positions] = True
+        return found
+
+    def _forget(self, shard: str) -> None:
+        for key in [k for k, (s, _) in self._keys.items() if s == shard]:
+            del self._keys[key]
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _write_shard(self, keys: list[str], vectors: np.ndarray) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        shard = uuid.uuid4().hex
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        data = buffer.getvalue()
+        index = {
+            "format": _FORMAT,
+            "embedder": self.name,
+            "dim": self.dim,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "keys": keys,
+        }
+        _atomic_write(self.path / f"{shard}.npy", data)
+        _atomic_write(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
+        self._seen.add(shard)
+        self._shards[shard] = vectors
+        for row, key in enumerate(keys):
+            self._keys[key] = (shard, row)
+        return shard
+
+    def _store(self, keys: list[str], vectors: np.ndarray) -> None:
+        try:
+            self._write_shard(keys, vectors)
+            self._merge_small_shards()
+        except OSError as exc:  # a full or read-only disk costs speed, not results
+            logger.warning("embedding cache: could not write to %s: %s", self.path, exc)
+
+    def _merge_small_shards(self) -> None:
+        members: dict[str, list[tuple[str, int]]] = {}
+        for key, (shard, row) in self._keys.items():
+            members.setdefault(shard, []).append((key, row))
+        small = [shard for shard, rows in members.items() if len(rows) < _SMALL_SHARD]
+        if len(small) < _MERGE_AT:
+            return
+        keys: list[str] = []
+        parts = []
+        for shard in small:
+            vectors = self._load_shard(shard)
+            if vectors is None:
+                self._forget(shard)
+                continue
+            keys.extend(key for key, _ in members[shard])
+            parts.append(vectors[[row for _, row in members[shard]]])
+        if keys:
+            self._write_shard(keys, np.concatenate(parts))
+        for shard in small:
+            # index first: a shard without its index is simply unused
+            _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
+            self._shards.pop(shard, None)

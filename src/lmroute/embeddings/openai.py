@@ -1,0 +1,226 @@
+"""Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, vLLM, Ollama, ...).
+
+The API key is read at request time from the environment variable named by ``api_key_env``
+(never stored in a config); when that variable is unset no ``Authorization`` header is sent,
+which local servers accept. Texts go in batches of ``batch_size``; 429 and 5xx answers, timeouts
+and connection errors are retried with exponential backoff (honouring ``Retry-After``), other
+errors raise :class:`~lmroute.exceptions.UpstreamError` at once.
+
+**Long texts.** Texts longer than ``max_chars`` characters (default 8000, roughly 2000 English
+tokens, and within the 8191-token input limit of OpenAI's embedding models for nearly any text)
+are cut to their first ``max_chars`` characters before sending; the count is kept in
+``embedder.truncated`` and logged like the MiniLM embedder does. Empty texts are sent as a single
+space, since the API rejects empty strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from lmroute.embeddings.base import Embedder, check_texts, normalize
+from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
+
+logger = logging.getLogger(__name__)
+
+#: Output sizes of OpenAI's embedding models; other models need ``dim=``.
+KNOWN_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+DEFAULT_MAX_CHARS = 8000
+_RETRY_STATUS = frozenset({408, 409, 429})
+_MAX_DELAY = 60.0
+
+
+class OpenAIEmbedder(Embedder):
+    """Embeddings from an OpenAI-compatible endpoint, ``model`` at ``base_url``.
+
+    ``dimensions`` is passed to the API (text-embedding-3 models can shorten their vectors);
+    ``dim`` states the output size of a model not in :data:`KNOWN_DIMS`. ``client`` (an
+    ``httpx.Client``) and ``sleep`` are collaborators for tests and custom transports.
+    """
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        base_url: str = "https://api.openai.com/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        dimensions: int | None = None,
+        dim: int | None = None,
+        max_chars: int | None = DEFAULT_MAX_CHARS,
+        batch_size: int = 64,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        timeout: float = 60.0,
+        client: Any = None,
+        sleep: Callable[[float], None] | None = None,
+    ):
+        if not model:
+            raise ConfigError("an OpenAI embedding model name is needed, e.g. text-embedding-3-small")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env or ""):
+            raise ConfigError(
+                f"api_key_env must be the NAME of the environment variable that holds the API key "
+                f"(e.g. OPENAI_API_KEY), got {api_key_env[:4] + '...' if api_key_env else api_key_env!r}"
+            )
+        for option, value in (("batch_size", batch_size), ("dimensions", dimensions), ("dim", dim)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{option} must be >= 1, got {value}")
+        if max_chars is not None and max_chars < 1:
+            raise ConfigError(f"max_chars must be >= 1 (or None for no limit), got {max_chars}")
+        if max_retries < 0 or backoff < 0 or timeout <= 0:
+            raise ConfigError("max_retries and backoff must be >= 0 and timeout > 0")
+        size = dimensions or dim or KNOWN_DIMS.get(model)
+        if size is None:
+            raise ConfigError(f"the output size of {model!r} is not known: pass dim=<its vector length>")
+        if dim is not None and dimensions is not None and dim != dimensions:
+            raise ConfigError(f"dim={dim} contradicts dimensions={dimensions}")
+        self.model = model
+        self.dim = size
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.dimensions = dimensions
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self._client = client
+        self._owns_client = False
+        self._sleep = sleep or time.sleep
+        self._lock = threading.Lock()
+        self.embedded = 0
+        self.truncated = 0
+        options = []
+        if dimensions is not None:
+            options.append(f"dimensions={dimensions}")
+        if max_chars != DEFAULT_MAX_CHARS:
+            options.append(f"max_chars={max_chars}")
+        # the name says what changes the vectors (not where they come from), for caches and checkpoints
+        self.name = f"openai:{model}" + ("?" + "&".join(options) if options else "")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts: ``(len(texts), dim)`` float32 unit rows, in input order."""
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        limit = self.max_chars
+        cut = 0 if limit is None else sum(len(t) > limit for t in texts)
+        if cut:
+            texts = [t[:limit] for t in texts]
+        self._count(len(texts), cut)
+        texts = [t or " " for t in texts]
+        batches = [
+            self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
+        ]
+        return normalize(np.concatenate(batches))
+
+    def close(self) -> None:
+        """Close the HTTP client this embedder created (a client passed in is left open)."""
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()
+        self._owns_client = False
+
+    def _count(self, n: int, cut: int) -> None:
+        with self._lock:
+            first = cut and not self.truncated
+            self.embedded += n
+            self.truncated += cut
+        if cut:
+            (logger.warning if first else logger.debug)(
+                "%s: %d of %d texts were longer than %d characters and were truncated to their "
+                "first %d; %d truncated so far",
+                self.name, cut, n, self.max_chars, self.max_chars, self.truncated,
+            )  # fmt: skip
+
+    def _http(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout)
+            self._owns_client = True
+        return self._client
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        import httpx
+
+        url = f"{self.base_url}/embeddings"
+        payload: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
+        if self.dimensions is not None:
+            payload["dimensions"] = self.dimensions
+        headers = {}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        client = self._http()
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                response = client.post(url, json=payload, headers=headers, timeout=self.timeout)
+            except httpx.TimeoutException as exc:
+                error: UpstreamError = UpstreamTimeoutError(
+                    f"{url} did not answer within {self.timeout:g} s ({type(exc).__name__})", model=self.model
+                )
+            except httpx.HTTPError as exc:
+                error = UpstreamError(f"cannot reach {url}: {exc}", model=self.model)
+            else:
+                if response.status_code == 200:
+                    return self._parse(response, len(texts), url)
+                error = UpstreamError(
+                    self._describe(response, url), status_code=response.status_code, model=self.model
+                )
+                if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
+                    raise error
+                retry_after = _retry_after(response)
+            if attempt == self.max_retries:
+                raise error
+            delay = retry_after if retry_after is not None else self.backoff * 2**attempt
+            logger.info("%s; retrying in %.1f s (%d/%d)", error, delay, attempt + 1, self.max_retries)
+            self._sleep(min(delay, _MAX_DELAY))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _describe(self, response: Any, url: str) -> str:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300].strip() or response.reason_phrase
+        text = f"{url} answered {response.status_code}: {message}"
+        if response.status_code == 401:
+            where = "is not set" if not os.environ.get(self.api_key_env) else "holds a key that was refused"
+            text += f" (the API key is read from ${self.api_key_env}, which {where})"
+        return text
+
+    def _parse(self, response: Any, n: int, url: str) -> np.ndarray:
+        try:
+            data = response.json()["data"]
+            rows = sorted(data, key=lambda item: item["index"])
+            vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError(
+                f"{url} sent a malformed embeddings reply ({exc!r})", model=self.model
+            ) from None
+        if vectors.shape != (n, self.dim):
+            raise UpstreamError(
+                f"{url} sent vectors of shape {vectors.shape} for {n} texts; expected ({n}, {self.dim}): "
+                "is dim/dimensions right for this model?",
+                model=self.model,
+            )
+        return vectors
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: fall back to exponential backoff
+        return None
