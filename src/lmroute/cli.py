@@ -127,6 +127,38 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from lmroute.labeling.judge import load_template
+    from lmroute.labeling.runner import LabelJob, format_summary, label, plan_labeling, read_items
+    from lmroute.labeling.upstream import OpenAICaller, parse_model_spec, read_upstreams
+
+    upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    job = LabelJob(
+        items=tuple(read_items(args.prompts, prompt_field=args.prompt_field,
+                               reference_field=args.reference_field, limit=args.limit)),
+        models=tuple(parse_model_spec(spec, upstreams) for spec in args.model),
+        mode=args.mode,
+        judge=parse_model_spec(args.judge, upstreams) if args.judge else None,
+        judge_mode=args.judge_mode,
+        template=load_template(args.judge_mode, args.judge_template) if args.mode == "judge" else None,
+        grader=args.grader, prompt_template=args.prompt_template, system_prompt=args.system,
+        params=params, judge_params={"temperature": 0.0, "max_tokens": args.judge_max_tokens},
+    )  # fmt: skip
+    if args.dry_run:
+        print(plan_labeling(job, args.out).format())
+        return 0
+    result = label(
+        job, args.out, caller=OpenAICaller(timeout=args.timeout), concurrency=args.concurrency,
+        rate=args.rate, retries=args.retries, budget_tokens=args.budget_tokens,
+        max_failures=args.max_failures, progress=not args.quiet,
+    )  # fmt: skip
+    print(format_summary(result.summary))
+    for path in result.files:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0 if result.complete else 3
+
+
 def cmd_routers(args: argparse.Namespace) -> int:
     from lmroute.registry import router_names
 
@@ -205,6 +237,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_options(p)
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("label", help="collect responses from models and label them (judge or golden)")
+    p.add_argument("--prompts", required=True,
+                   help="JSONL (prompt or question; optional id, reference or answer) or text")  # fmt: skip
+    p.add_argument("--model", action="append", required=True, metavar="SPEC",
+                   help="a model to answer (twice or more): a name in --upstreams, or "
+                   "name=N,base_url=URL[,model=ID,api_key_env=VAR]")  # fmt: skip
+    p.add_argument("--mode", choices=("judge", "golden"), required=True,
+                   help="judge: an LLM judge compares responses; golden: grade by references")  # fmt: skip
+    p.add_argument("--out", required=True, help="run folder: responses, judgements, battles, summary")
+    p.add_argument("--upstreams", help="YAML file: name -> {base_url, model, api_key_env, params}")
+    p.add_argument("--judge", metavar="SPEC", help="the judge model (judge mode), as --model")
+    p.add_argument("--judge-mode", choices=("pairwise", "score"), default="pairwise",
+                   help="pairwise: compare both orders, ties allowed; score: rate each 1-10")  # fmt: skip
+    p.add_argument("--judge-template", help="YAML judge prompt (system, user) replacing the packaged one")
+    p.add_argument("--grader", choices=("auto", "gsm8k", "number", "choice", "exact"), default="auto",
+                   help="golden mode: how answers are read (auto: by the reference's form)")  # fmt: skip
+    p.add_argument("--prompt-field", help="JSONL field with the prompt (default: prompt, else question)")
+    p.add_argument("--reference-field", help="JSONL reference field (default: reference, else answer)")
+    p.add_argument("--limit", type=int, help="label only the first N prompts")
+    p.add_argument("--prompt-template", default="{prompt}",
+                   help="the user message sent to the models; {prompt} is replaced")  # fmt: skip
+    p.add_argument("--system", help="a system message for the models")
+    p.add_argument("--temperature", type=float, default=0.0, help="models' temperature (default 0)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="models' max_tokens (default 1024)")
+    p.add_argument("--judge-max-tokens", type=int, default=1024, help="judge's max_tokens (default 1024)")
+    p.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
+    p.add_argument("--rate", type=float, help="at most this many calls a second")
+    p.add_argument("--retries", type=int, default=3, help="retries of a failed call (default 3)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a call (default 120)")
+    p.add_argument("--budget-tokens", type=int,
+                   help="stop before the run folder's calls could spend more tokens than this")  # fmt: skip
+    p.add_argument("--max-failures", type=int, default=10, help="stop after this many failed calls")
+    p.add_argument("--dry-run", action="store_true", help="print the calls and tokens needed; call nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("routers", help="list the registered routers")
     p.set_defaults(func=cmd_routers)

@@ -1,0 +1,109 @@
+"""A resumable store of finished upstream calls: one JSONL line per call, appended and synced.
+
+Each record is keyed by (model, prompt id, request hash), where the hash covers everything that
+shapes the answer (upstream model id, messages, sampling parameters). A rerun looks a call up
+before making it, so a finished call is never paid for twice, and a changed prompt, template or
+parameter makes a new call instead of reusing a stale answer. A run killed mid-write leaves at
+most one torn last line, which the next open cuts off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from lmroute.exceptions import ConfigError, DataError
+
+
+def request_hash(request: Mapping[str, Any]) -> str:
+    """A short stable digest of a request (keys sorted, so dict order does not matter)."""
+    canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
+
+
+class CallStore:
+    """Finished calls of one kind (responses or judgements) in an append-only JSONL file.
+
+    Open it with :meth:`open` (which reads what is there and takes an exclusive lock, so two runs
+    cannot pay for the same calls at once) and use it as a context manager to release it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._records: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._fd: int | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> CallStore:
+        """Load the finished calls at ``path`` (created if missing) and lock it for appending."""
+        import fcntl
+
+        store = cls(path)
+        store.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(store.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"{store.path} is in use by another lmroute label run; wait for it or use another --out"
+            ) from None
+        store._fd = fd
+        store._load()
+        return store
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn line from a run killed while writing it
+            os.truncate(self.path, end)
+            data = data[:end]
+        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = (record["model"], record["prompt_id"], record["request_hash"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(
+                    f"{self.path}:{number} is not a call record; move the file away to start afresh"
+                ) from None
+            self._records[key] = record
+
+    def get(self, model: str, prompt_id: str, req_hash: str) -> dict[str, Any] | None:
+        """The stored record of this call, or None if it was never finished."""
+        return self._records.get((model, prompt_id, req_hash))
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Store a finished call durably: one write of a whole line, then fsync."""
+        if self._fd is None:
+            raise RuntimeError("CallStore.append() before open() or after close()")
+        key = (record["model"], record["prompt_id"], record["request_hash"])
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+        self._records[key] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._records.values())
+
+    def close(self) -> None:
+        """Release the lock and the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> CallStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
