@@ -1,0 +1,500 @@
+"""Resuming, budgets, retries and limits of ``lmroute label``, with fake upstreams that count calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from lmroute.cli import main
+from lmroute.data.battles import WINNERS
+from lmroute.data.benchmarks import load_custom
+from lmroute.exceptions import ConfigError, DataError, UpstreamError
+from lmroute.labeling.runner import (
+    LabelItem,
+    LabelJob,
+    RateLimiter,
+    alabel,
+    label,
+    plan_labeling,
+    read_items,
+)
+from lmroute.labeling.store import CallStore
+from lmroute.labeling.upstream import ChatResult, LabelModel, parse_model_spec
+
+STRONG = LabelModel(name="strong", base_url="http://127.0.0.1:9/v1")
+WEAK = LabelModel(name="weak", base_url="http://127.0.0.1:9/v1")
+JUDGE = LabelModel(name="judge", base_url="http://127.0.0.1:9/v1")
+
+
+def _answer(model: str, content: str) -> str:
+    """Deterministic fake answers: the strong model is right on every question, the weak one on
+    even-numbered ones."""
+    number = int(content.split("#")[-1])
+    right = model == "strong" or number % 2 == 0
+    return f"{model} thinks.\n#### {number if right else number + 1}"
+
+
+class CountingCaller:
+    """A fake upstream that answers like :func:`_answer`, judges for the strong model, and counts."""
+
+    def __init__(self, *, delay: float = 0.0, failures: dict | None = None):
+        self.delay = delay
+        self.failures = dict(failures or {})  # model name -> list of status codes to raise first
+        self.calls: Counter = Counter()
+        self.finished = 0
+        self.active = 0
+        self.max_active = 0
+
+    async def __call__(self, model, messages, params):
+        key = (model.name, json.dumps(messages), json.dumps(params, sort_keys=True))
+        self.calls[key] += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            pending = self.failures.get(model.name)
+            if pending:
+                raise UpstreamError("fake failure", status_code=pending.pop(0), model=model.name)
+            content = messages[-1]["content"]
+            if model.name == "judge":
+                first = content.split("Assistant A's Answer]")[1]
+                text = "A is right. [[A]]" if first.lstrip().startswith("strong") else "B is right. [[B]]"
+            else:
+                text = _answer(model.name, content)
+            self.finished += 1
+            return ChatResult(text, prompt_tokens=7, completion_tokens=3)
+        finally:
+            self.active -= 1
+
+
+def _items(n: int) -> tuple[LabelItem, ...]:
+    return tuple(LabelItem(f"q{i}", f"Question #{i}", reference=f"It is {i}.\n#### {i}") for i in range(n))
+
+
+def _job(mode: str = "golden", n: int = 12, **options) -> LabelJob:
+    options.setdefault("params", {"temperature": 0.0, "max_tokens": 10})
+    options.setdefault("judge_params", {"temperature": 0.0, "max_tokens": 10})
+    judge = JUDGE if mode == "judge" else None
+    return LabelJob(_items(n), (STRONG, WEAK), mode, judge=judge, **options)
+
+
+def _stored_keys(out: Path) -> set:
+    keys = set()
+    for name in ("responses.jsonl", "judgements.jsonl"):
+        path = out / name
+        if path.exists():
+            for line in path.read_text("utf-8").splitlines():
+                record = json.loads(line)
+                keys.add((record["model"], record["prompt_id"], record["request_hash"]))
+    return keys
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_golden_run_labels_and_a_rerun_calls_nothing(tmp_path):
+    caller = CountingCaller()
+    result = label(_job(), tmp_path, caller=caller)
+    assert result.complete and result.summary["stopped"] is None
+    assert sum(caller.calls.values()) == 24 and max(caller.calls.values()) == 1
+    battles = _read_jsonl(tmp_path / "battles.jsonl")
+    assert [b["winner"] for b in battles] == ["tie" if i % 2 == 0 else "model_a" for i in range(12)]
+    assert all(b["source"] == "label:golden:auto" for b in battles)
+    responses = _read_jsonl(tmp_path / "responses.jsonl")
+    assert {(r["model"], r["prompt_id"]) for r in responses} == {
+        (m, f"q{i}") for m in ("strong", "weak") for i in range(12)
+    }
+    assert all(
+        r["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10} for r in responses
+    )
+    assert all(r["latency_s"] >= 0 and r["text"] for r in responses)
+    assert result.summary["per_model"]["strong"]["accuracy"] == 1.0
+    assert result.summary["per_model"]["weak"]["accuracy"] == 0.5
+    assert result.summary["tokens"]["this_run"]["total"] == 240
+
+    again = CountingCaller()
+    rerun = label(_job(), tmp_path, caller=again)
+    assert sum(again.calls.values()) == 0
+    assert rerun.summary["calls"]["reused"] == {"responses": 24}
+    assert _read_jsonl(tmp_path / "battles.jsonl") == battles
+
+
+def test_golden_outputs_are_a_custom_benchmark(tmp_path):
+    label(_job(), tmp_path, caller=CountingCaller())
+    bench = load_custom(tmp_path / "scores.jsonl")
+    assert bench.strong_model == "strong" and bench.weak_model == "weak"
+    assert list(bench.strong) == [1.0] * 12
+    assert list(bench.weak) == [float(i % 2 == 0) for i in range(12)]
+    for battle in _read_jsonl(tmp_path / "battles.jsonl"):
+        assert battle["winner"] in WINNERS
+        assert {"prompt", "model_a", "model_b", "winner"} <= set(battle)
+
+
+def test_both_wrong_is_tie_bothbad(tmp_path):
+    items = (LabelItem("x", "Question #3", reference="#### 99"),)
+    job = LabelJob(items, (STRONG, WEAK), "golden", params={"max_tokens": 10})
+    label(job, tmp_path, caller=CountingCaller())
+    assert _read_jsonl(tmp_path / "battles.jsonl")[0]["winner"] == "tie (bothbad)"
+
+
+def test_budget_stops_cleanly_and_the_rerun_never_repeats_a_call(tmp_path):
+    first = CountingCaller()
+    stopped = label(_job(), tmp_path, caller=first, concurrency=1, budget_tokens=120)
+    assert stopped.summary["stopped"].startswith("budget of 120 tokens")
+    assert not stopped.complete
+    assert 0 < stopped.summary["items"]["labelled"] < 12
+    # No call may take the run over the cap: 10 tokens a call here.
+    assert stopped.summary["tokens"]["all_runs"]["total"] <= 120
+    assert len(_read_jsonl(tmp_path / "battles.jsonl")) == stopped.summary["items"]["labelled"]
+    stored = _stored_keys(tmp_path)
+
+    second = CountingCaller()
+    done = label(_job(), tmp_path, caller=second)
+    assert done.complete
+    assert sum(first.calls.values()) + sum(second.calls.values()) == 24
+    assert not set(first.calls) & set(second.calls)
+    assert done.summary["calls"]["reused"]["responses"] == len(stored)
+
+
+def test_cancelled_run_resumes_without_repeating_finished_calls(tmp_path):
+    first = CountingCaller(delay=0.01)
+
+    async def cancel_midway():
+        task = asyncio.create_task(alabel(_job("judge"), tmp_path, caller=first, concurrency=3))
+        while first.finished < 20:
+            await asyncio.sleep(0.002)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    finished = _stored_keys(tmp_path)
+    assert 20 <= len(finished) < 12 * 2 + 12 * 2  # 24 responses and 24 judge calls in all
+
+    second = CountingCaller()
+    result = label(_job("judge"), tmp_path, caller=second, concurrency=3)
+    assert result.complete
+    stored_now = _stored_keys(tmp_path)
+    assert finished <= stored_now and len(stored_now) == 48
+    repeated = set(first.calls) & set(second.calls)
+    # Only calls in flight at the cancel may be made again; they never reached the store.
+    assert len(repeated) <= 3
+    assert sum(second.calls.values()) == 48 - len(finished)
+    assert [b["winner"] for b in _read_jsonl(tmp_path / "battles.jsonl")] == ["model_a"] * 12
+
+
+def test_judge_pairwise_records_raw_output_and_verdicts(tmp_path):
+    result = label(_job("judge", n=4), tmp_path, caller=CountingCaller())
+    judgements = _read_jsonl(tmp_path / "judgements.jsonl")
+    assert len(judgements) == 8
+    assert {j["judged"] for j in judgements} == {"strong|weak", "weak|strong"}
+    assert all(j["text"].endswith(("[[A]]", "[[B]]")) and j["verdict"] in ("A", "B") for j in judgements)
+    battle = _read_jsonl(tmp_path / "battles.jsonl")[0]
+    assert battle["judge"] == {"model": "judge", "verdicts": ["A", "B"], "consistent": True}
+    assert battle["source"] == "label:judge-pairwise:judge"
+    assert result.summary["per_model"]["strong"]["win_rate"] == 1.0
+    assert result.summary["unparsable_verdicts"] == 0
+
+
+def test_unparsable_verdicts_are_counted_and_excluded(tmp_path):
+    class Mumbling(CountingCaller):
+        async def __call__(self, model, messages, params):
+            result = await super().__call__(model, messages, params)
+            if model.name == "judge" and "Question #1" in messages[-1]["content"]:
+                return ChatResult("I cannot decide.", 7, 3)
+            return result
+
+    result = label(_job("judge", n=3), tmp_path, caller=Mumbling())
+    assert result.summary["unparsable_verdicts"] == 2
+    assert result.summary["excluded_pairs"] == 1
+    assert [b["id"] for b in _read_jsonl(tmp_path / "battles.jsonl")] == ["q0", "q2"]
+    assert any(j["verdict"] is None for j in _read_jsonl(tmp_path / "judgements.jsonl"))
+
+
+def test_score_mode_writes_ratings(tmp_path):
+    class Rater(CountingCaller):
+        async def __call__(self, model, messages, params):
+            if model.name != "judge":
+                return await super().__call__(model, messages, params)
+            answer = messages[-1]["content"].split("Answer]")[1]
+            return ChatResult("Rating: [[9]]" if answer.lstrip().startswith("strong") else "[[4]]", 5, 2)
+
+    result = label(_job("judge", n=3, judge_mode="score"), tmp_path, caller=Rater())
+    assert [b["winner"] for b in _read_jsonl(tmp_path / "battles.jsonl")] == ["model_a"] * 3
+    assert [r["scores"] for r in _read_jsonl(tmp_path / "scores.jsonl")] == [{"strong": 9.0, "weak": 4.0}] * 3
+    assert result.summary["per_model"]["weak"]["mean_score"] == 4.0
+
+
+def test_identical_judge_requests_are_made_once(tmp_path):
+    twin = LabelModel(name="twin", base_url="http://127.0.0.1:9/v1", model="strong")
+
+    class Echo(CountingCaller):
+        async def __call__(self, model, messages, params):
+            if model.name != "judge":
+                self.calls[(model.name, "answer")] += 1
+                return ChatResult("same answer", 1, 1)
+            return await super().__call__(model, messages, params)
+
+    caller = Echo()
+    job = LabelJob(_items(1), (STRONG, twin), "judge", judge=JUDGE, params={"max_tokens": 5})
+    result = label(job, tmp_path, caller=caller)
+    # With equal answers both orders are the same request: one call serves both.
+    assert sum(n for (m, *_), n in caller.calls.items() if m == "judge") == 1
+    assert result.summary["battles"] == 1
+
+
+def test_retries_with_backoff_then_success(tmp_path):
+    sleeps: list[float] = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    caller = CountingCaller(failures={"weak": [503, 429]})
+    result = label(_job(n=1), tmp_path, caller=caller, sleep=sleep, backoff=0.5)
+    assert result.complete
+    assert sleeps == [0.5, 1.0]
+    assert result.summary["calls"]["retries"] == 2
+    attempts = {r["model"]: r["attempts"] for r in _read_jsonl(tmp_path / "responses.jsonl")}
+    assert attempts == {"strong": 1, "weak": 3}
+
+
+def test_client_errors_are_not_retried_and_the_item_stays_open(tmp_path):
+    caller = CountingCaller(failures={"weak": [401]})
+    result = label(_job(n=1), tmp_path, caller=caller, sleep=_no_sleep)
+    assert not result.complete
+    assert result.summary["calls"]["failed"] == 1 and result.summary["calls"]["retries"] == 0
+    assert result.summary["calls"]["errors"] == ["fake failure"]
+    assert _read_jsonl(tmp_path / "battles.jsonl") == []
+    # The strong model's answer was paid for and is kept; the rerun asks only the weak model.
+    again = CountingCaller()
+    assert label(_job(n=1), tmp_path, caller=again).complete
+    assert [key[0] for key in again.calls] == ["weak"]
+
+
+def test_too_many_failures_stop_the_run(tmp_path):
+    caller = CountingCaller(failures={"weak": [500] * 100})
+    result = label(_job(), tmp_path, caller=caller, sleep=_no_sleep, retries=0, max_failures=3, concurrency=1)
+    assert result.summary["stopped"].startswith("3 calls failed")
+    assert result.summary["calls"]["failed"] == 3
+    assert sum(n for (m, *_), n in caller.calls.items() if m == "weak") == 3
+
+
+def test_concurrency_limit(tmp_path):
+    caller = CountingCaller(delay=0.005)
+    label(_job(), tmp_path, caller=caller, concurrency=3)
+    assert caller.max_active == 3
+
+
+def test_rate_limiter_spaces_calls():
+    now = [0.0]
+    starts: list[float] = []
+
+    async def sleep(seconds):
+        now[0] += seconds
+
+    async def go():
+        limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+        for _ in range(5):
+            await limiter.acquire()
+            starts.append(now[0])
+
+    asyncio.run(go())
+    assert starts == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ConfigError):
+        RateLimiter(0, clock=time.monotonic, sleep=asyncio.sleep)
+
+
+def test_changed_parameters_make_new_calls(tmp_path):
+    label(_job(n=2), tmp_path, caller=CountingCaller())
+    caller = CountingCaller()
+    label(_job(n=2, params={"temperature": 0.7, "max_tokens": 10}), tmp_path, caller=caller)
+    assert sum(caller.calls.values()) == 4
+    assert len(_read_jsonl(tmp_path / "responses.jsonl")) == 8
+
+
+def test_dry_run_counts_calls_and_tokens(tmp_path):
+    plan = plan_labeling(_job("judge"), tmp_path)
+    assert (plan.response_calls, plan.judge_calls, plan.response_stored) == (24, 24, 0)
+    assert plan.completion_tokens == 48 * 10
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
+    label(_job("judge", n=5), tmp_path, caller=CountingCaller())
+    plan = plan_labeling(_job("judge"), tmp_path)
+    assert (plan.response_calls, plan.response_stored, plan.judge_calls, plan.judge_stored) == (
+        14,
+        10,
+        14,
+        10,
+    )
+
+
+def test_torn_last_line_is_cut_on_open(tmp_path):
+    path = tmp_path / "responses.jsonl"
+    whole = json.dumps({"model": "m", "prompt_id": "1", "request_hash": "h", "text": "ok"})
+    path.write_text(whole + "\n" + '{"model": "m", "prompt_id": "2", "requ')
+    with CallStore.open(path) as store:
+        assert len(store) == 1 and store.get("m", "1", "h")["text"] == "ok"
+        store.append({"model": "m", "prompt_id": "2", "request_hash": "h", "text": "new"})
+    assert [json.loads(line)["prompt_id"] for line in path.read_text().splitlines()] == ["1", "2"]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    with CallStore.open(tmp_path / "responses.jsonl"), pytest.raises(ConfigError, match="in use"):
+        CallStore.open(tmp_path / "responses.jsonl")
+
+
+def test_read_items(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    path.write_text('{"question": "2+2?", "answer": "#### 4"}\n{"question": "3+3?", "answer": "#### 6"}\n')
+    assert read_items(path) == [LabelItem("0", "2+2?", "#### 4"), LabelItem("1", "3+3?", "#### 6")]
+    assert read_items(path, limit=1) == [LabelItem("0", "2+2?", "#### 4")]
+    text = tmp_path / "p.txt"
+    text.write_text("hello\n\nworld\n")
+    assert [i.prompt for i in read_items(text)] == ["hello", "world"]
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
+    with pytest.raises(DataError, match="unique"):
+        read_items(dup)
+
+
+def test_job_validation():
+    with pytest.raises(ConfigError, match="at least two"):
+        LabelJob(_items(1), (STRONG,), "golden")
+    with pytest.raises(ConfigError, match="judge model"):
+        LabelJob(_items(1), (STRONG, WEAK), "judge")
+    with pytest.raises(DataError, match="reference"):
+        LabelJob((LabelItem("0", "hi"),), (STRONG, WEAK), "golden")
+    with pytest.raises(ConfigError, match="unique"):
+        LabelJob(_items(1), (STRONG, STRONG), "golden")
+
+
+def test_api_keys_come_only_from_the_environment(monkeypatch):
+    with pytest.raises(ConfigError, match="api_key_env"):
+        parse_model_spec("name=x,base_url=http://h/v1,api_key=sk-123")
+    with pytest.raises(ConfigError, match="api_key_env"):
+        parse_model_spec("x", {"x": {"base_url": "http://h/v1", "api_key": "sk-123"}})
+    model = parse_model_spec("name=x,base_url=http://h/v1/,model=gpt-4o,api_key_env=LMROUTE_TEST_KEY")
+    assert (model.base_url, model.upstream_model) == ("http://h/v1", "gpt-4o")
+    monkeypatch.delenv("LMROUTE_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="LMROUTE_TEST_KEY is not set"):
+        model.api_key()
+    monkeypatch.setenv("LMROUTE_TEST_KEY", "sk-test")
+    assert model.api_key() == "sk-test"
+    with pytest.raises(ConfigError, match="unknown model"):
+        parse_model_spec("nope", {})
+    with pytest.raises(ConfigError, match="base_url"):
+        parse_model_spec("name=x,base_url=ftp://h")
+
+
+def test_cli_dry_run(tmp_path, capsys):
+    prompts = tmp_path / "q.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"question": f"Q{i}", "answer": f"#### {i}"}) + "\n" for i in range(5))
+    )
+    code = main([
+        "label", "--prompts", str(prompts), "--mode", "golden", "--out", str(tmp_path / "run"),
+        "--model", "name=a,base_url=http://127.0.0.1:9/v1", "--model", "name=b,base_url=http://127.0.0.1:9/v1",
+        "--max-tokens", "100", "--dry-run",
+    ])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "model calls: 10 to make, 0 already stored" in out
+    assert "<= 1,000 completion" in out
+    assert not (tmp_path / "run").exists()
+
+
+# -- a real kill: a subprocess labelling against a loopback OpenAI-compatible fake ------------------
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    counts: Counter
+    lock: threading.Lock
+    delay: float
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        content = body["messages"][-1]["content"]
+        with self.lock:
+            self.counts[(body["model"], content)] += 1
+        time.sleep(self.delay)
+        reply = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": _answer(body["model"], content)}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }  # fmt: skip
+        data = json.dumps(reply).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed mid-call
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_openai():
+    handler = type("Handler", (_FakeOpenAI,), {"counts": Counter(), "lock": threading.Lock(), "delay": 0.05})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler.counts
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.network_loopback
+def test_sigkilled_run_resumes_without_repeating_finished_calls(tmp_path, fake_openai):
+    url, counts = fake_openai
+    prompts = tmp_path / "q.jsonl"
+    prompts.write_text("".join(json.dumps({"question": f"Question #{i}", "answer": f"#### {i}"}) + "\n"
+                               for i in range(20)))  # fmt: skip
+    out = tmp_path / "run"
+    argv = [
+        sys.executable, "-m", "lmroute.cli", "label", "--prompts", str(prompts), "--mode", "golden",
+        "--out", str(out), "--model", f"name=strong,base_url={url}", "--model", f"name=weak,base_url={url}",
+        "--concurrency", "2", "--max-tokens", "10", "--quiet",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while sum(counts.values()) < 12 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    proc.stderr.close()
+    finished = [json.loads(line) for line in (out / "responses.jsonl").read_text().splitlines()]
+    assert 10 <= len(finished) < 40
+    assert not (out / "battles.jsonl").exists()
+    first_counts = Counter(counts)
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for record in finished:
+        assert counts[(record["model"], record["prompt"])] == 1, record
+    assert len(_read_jsonl(out / "responses.jsonl")) == 40
+    assert sum(counts.values()) - sum(first_counts.values()) == 40 - len(finished)
+    battles = _read_jsonl(out / "battles.jsonl")
+    assert [b["winner"] for b in battles] == ["tie" if i % 2 == 0 else "model_a" for i in range(20)]
+    assert "labelled 20/20 prompts" in done.stdout
