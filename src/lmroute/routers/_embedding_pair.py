@@ -1,0 +1,228 @@
+"""What the learned embedding routers share: a prompt embedder, a model vocabulary, a model pair.
+
+Such a router is trained on battles between many models, and scores the probability that its
+``strong_model`` beats its ``weak_model``; both must be in the vocabulary learned from the
+training data (saved in the checkpoint's ``config.json`` as ``metadata["models"]``). A deployed
+pair with other names is mapped onto training models with the ``strong_model=`` and
+``weak_model=`` options, also on a loaded or shipped router (:meth:`EmbeddingPairRouter.with_models`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from lmroute.data.battles import Battle
+from lmroute.embeddings.base import Embedder, normalize
+from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
+from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig
+
+STRONG_MODEL = "gpt-4-1106-preview"
+WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+#: Options that only choose which learned models to compare, so a trained router may change them.
+PAIR_OPTIONS = ("strong_model", "weak_model")
+_PROGRESS_CHUNK = 512
+
+
+class EmbeddingPairConfig(RouterConfig):
+    #: The training model whose win probability is the score.
+    strong_model: str = Field(default=STRONG_MODEL, min_length=1)
+    #: The training model it is compared with.
+    weak_model: str = Field(default=WEAK_MODEL, min_length=1)
+    #: Name of the embedder of prompts (``lmroute.embeddings.get_embedder``); checked on load.
+    embedder: str = Field(default="minilm", min_length=1)
+
+
+class EmbeddingPairRouter(Router):
+    """Base of routers that embed prompts and compare two models of a learned vocabulary."""
+
+    config_class: ClassVar[type[RouterConfig]] = EmbeddingPairConfig
+
+    def __init__(
+        self,
+        config: RouterConfig | Mapping[str, Any] | None = None,
+        *,
+        embedder: Embedder | None = None,
+        **options: Any,
+    ):
+        super().__init__(config, **options)
+        if embedder is not None:
+            given = config.model_fields_set if isinstance(config, RouterConfig) else (config or {})
+            explicit = "embedder" in options or "embedder" in given
+            if explicit and self.config.embedder != embedder.name:
+                raise ConfigError(
+                    f"the {self.name} router is configured for embedder {self.config.embedder!r} "
+                    f"but was given embedder {embedder.name!r}; pass one or the other"
+                )
+            self.config = self.config.model_copy(update={"embedder": embedder.name})
+        self._embedder = embedder
+        #: Model names learned from the training data, in index order.
+        self.models: list[str] = []
+
+    # -- collaborators -----------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The prompt embedder, created from the config's name on first use."""
+        if self._embedder is None:
+            from lmroute.embeddings import get_embedder
+
+            self._embedder = get_embedder(self.config.embedder)
+        return self._embedder
+
+    def _embed(self, texts: Sequence[str], *, dim: int | None = None, progress: bool = False) -> np.ndarray:
+        """Unit-length float32 embeddings of ``texts``, checked against the expected width."""
+        texts = list(texts)
+        if progress and len(texts) > _PROGRESS_CHUNK:
+            from tqdm import tqdm
+
+            parts = [
+                np.asarray(self.embedder.embed(texts[i : i + _PROGRESS_CHUNK]), dtype=np.float32)
+                for i in tqdm(range(0, len(texts), _PROGRESS_CHUNK), desc="embedding prompts", unit="chunk")
+            ]
+            vectors = np.concatenate(parts)
+        else:
+            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise ConfigError(f"embedder {self.embedder.name!r} returned shape {vectors.shape}")
+        if dim is not None and vectors.shape[1] != dim:
+            raise ConfigError(
+                f"embedder {self.embedder.name!r} gives {vectors.shape[1]}-d vectors but this "
+                f"{self.name} router was trained on {dim}-d ones"
+            )
+        return normalize(vectors)
+
+    # -- model vocabulary --------------------------------------------------------------------
+    def _check_pair(self, models: Sequence[str]) -> tuple[int, int]:
+        """Indices of the configured strong and weak models in ``models``."""
+        index = {m: i for i, m in enumerate(models)}
+        found = []
+        for role in PAIR_OPTIONS:
+            name = getattr(self.config, role)
+            if name not in index:
+                raise UnknownModelError(
+                    f"{role} {name!r} is not a model this {self.name} router knows; known models: "
+                    f"{', '.join(models)} (set {role}= to one of them)"
+                )
+            found.append(index[name])
+        if found[0] == found[1]:
+            raise ConfigError(f"strong_model and weak_model are both {self.config.strong_model!r}")
+        return found[0], found[1]
+
+    def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None):
+        """A copy of this trained router that compares another pair of its training models."""
+        update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
+        router = copy.copy(self)
+        router.config = type(self)(self.config, **update).config
+        router._check_pair(router.models)
+        return router
+
+    # -- persistence -------------------------------------------------------------------------
+    def _save_vocabulary(self) -> None:
+        self.metadata["models"] = list(self.models)
+
+    def _load_vocabulary(self, count: int) -> None:
+        models = self.metadata.get("models")
+        if (
+            not isinstance(models, list)
+            or len(models) != count
+            or not all(isinstance(m, str) for m in models)
+        ):
+            raise CheckpointError(
+                f"this {self.name} checkpoint's config.json lacks its list of {count} models "
+                "(metadata.models)"
+            )
+        self.models = list(models)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, embedder: Embedder | None = None) -> EmbeddingPairRouter:
+        """Load a saved router; ``embedder`` (optional) must be the one it was trained with."""
+        router: EmbeddingPairRouter = super().load(directory)  # type: ignore[assignment]
+        if embedder is not None:
+            if embedder.name != router.config.embedder:
+                raise ConfigError(
+                    f"{directory} was trained with embedder {router.config.embedder!r}; "
+                    f"embedder {embedder.name!r} would give other vectors"
+                )
+            router._embedder = embedder
+        return router
+
+    @classmethod
+    def pretrained(cls, **options: Any) -> EmbeddingPairRouter:
+        """The checkpoint shipped in the package (``lmroute/checkpoints/<name>/``).
+
+        Options: ``strong_model``, ``weak_model`` (training models to compare) and ``embedder``
+        (an Embedder instance of the checkpoint's kind).
+        """
+        embedder = options.pop("embedder", None)
+        other = sorted(set(options) - set(PAIR_OPTIONS))
+        if other:
+            raise ConfigError(
+                f"the shipped {cls.name} router takes only strong_model, weak_model and embedder; "
+                f"to change {', '.join(other)}, train a router (lmroute train {cls.name} ...)"
+            )
+        directory = shipped_checkpoint(cls.name)
+        router = cls.load(directory, embedder=embedder)
+        return router.with_models(**options) if options else router
+
+
+@dataclass(frozen=True)
+class IndexedBattles:
+    """Battles as index arrays: distinct prompts, the model vocabulary, and per battle its codes."""
+
+    prompts: list[str]
+    models: list[str]
+    prompt: np.ndarray  # (n,) index into prompts
+    a: np.ndarray  # (n,) index into models
+    b: np.ndarray
+    outcome: np.ndarray  # (n,) 0 = model_a won, 1 = model_b won, 2 = tie
+    #: Battles dropped because a model met itself (they say nothing about a pair of models).
+    self_battles: int
+
+
+def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
+    """Index battles for training; the vocabulary is every model that appears, sorted by name."""
+    from lmroute.routers._bradley_terry import outcome_codes
+
+    if isinstance(battles, (str, bytes)) or not isinstance(battles, Sequence):
+        battles = list(battles)
+    for i, battle in enumerate(battles):
+        if not isinstance(battle, Battle):
+            raise DataError(f"battle {i} is a {type(battle).__name__}, not an lmroute Battle")
+    kept = [x for x in battles if x.model_a != x.model_b]
+    if not kept:
+        raise DataError("no battles between two different models to train on")
+    models = sorted({x.model_a for x in kept} | {x.model_b for x in kept})
+    model_index = {m: i for i, m in enumerate(models)}
+    prompt_index: dict[str, int] = {}
+    prompt = np.fromiter(
+        (prompt_index.setdefault(x.prompt, len(prompt_index)) for x in kept), dtype=np.int64, count=len(kept)
+    )
+    return IndexedBattles(
+        prompts=list(prompt_index),
+        models=models,
+        prompt=prompt,
+        a=np.array([model_index[x.model_a] for x in kept], dtype=np.int64),
+        b=np.array([model_index[x.model_b] for x in kept], dtype=np.int64),
+        outcome=outcome_codes([x.winner for x in kept]),
+        self_battles=len(battles) - len(kept),
+    )
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The folder of the router checkpoint shipped inside the package, or a CheckpointError."""
+    folder = resources.files("lmroute") / "checkpoints" / name
+    path = Path(str(folder))
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"this lmroute has no shipped {name} checkpoint (expected at {path}); train one with "
+            f"`lmroute train {name} --data ... --out DIR` and load DIR instead"
+        )
+    return path

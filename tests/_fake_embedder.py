@@ -1,0 +1,31 @@
+"""A deterministic stand-in for a sentence embedder: hashed bag of words, unit rows."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from lmroute.embeddings.base import Embedder, normalize
+
+
+class HashEmbedder(Embedder):
+    """Each word adds ±1 to a hashed coordinate; prompts sharing words get similar vectors."""
+
+    def __init__(self, dim: int = 64, *, name: str = "fake-hash"):
+        self.dim = dim
+        self.name = name
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                out[row, value % self.dim] += 1.0 if (value >> 32) & 1 else -1.0
+        out[:, 0] += 1e-3  # an empty text still gets a unit vector
+        return normalize(out)

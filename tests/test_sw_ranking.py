@@ -1,0 +1,197 @@
+"""sw_ranking: equals the reference's per-query weighted regression, learns, saves, maps models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+from test_bradley_terry import direct_logistic_fit, reference_design
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
+from lmroute.registry import get_router_class
+from lmroute.routers import _bradley_terry as bt
+from lmroute.routers import _embedding_pair
+from lmroute.routers.sw_ranking import SWRankingRouter
+
+STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+MODELS = [STRONG, "claude-2", WEAK, "llama-2-13b", "vicuna-7b", "alpaca-13b"]
+WORDS = [
+    "proof",
+    "integral",
+    "derive",
+    "code",
+    "bug",
+    "sql",
+    "poem",
+    "story",
+    "hello",
+    "joke",
+    "translate",
+    "recipe",
+    "travel",
+]
+
+
+def random_arena(seed: int, n: int) -> list[Battle]:
+    """Battles between MODELS (better ones first) on random word prompts, with ties."""
+    rng = np.random.default_rng(seed)
+    strength = np.linspace(1.5, -1.5, len(MODELS))
+    battles = []
+    for i in range(n):
+        words = rng.choice(WORDS, size=rng.integers(2, 6))
+        a, b = rng.choice(len(MODELS), size=2, replace=False)
+        u = rng.random()
+        p_a = 1 / (1 + math.exp(-(strength[a] - strength[b])))
+        if u < 0.2:
+            winner = "tie" if u < 0.15 else "tie (bothbad)"
+        else:
+            winner = "model_a" if rng.random() < p_a else "model_b"
+        battles.append(Battle(f"{' '.join(words)} #{i % 97}", MODELS[a], MODELS[b], winner))
+    return battles
+
+
+def skill_battles(seed: int, n: int) -> list[Battle]:
+    """The strong model wins hard prompts; on easy ones it only ties with the weak model."""
+    rng = np.random.default_rng(seed)
+    battles = []
+    for i in range(n):
+        hard = i % 2 == 0
+        prompt = f"{'prove derive integral' if hard else 'hello chat joke'} {rng.choice(WORDS)} {i}"
+        a, b = rng.permutation([STRONG, WEAK, "llama-2-13b"])[:2]
+        if {a, b} == {STRONG, WEAK}:
+            winner = ("model_a" if a == STRONG else "model_b") if hard else "tie"
+        else:
+            loser = "llama-2-13b"
+            winner = "model_b" if a == loser else "model_a"
+        battles.append(Battle(prompt, a, b, winner))
+    return battles
+
+
+def reference_score(battles, router, embedder, query, *, same_tier="anchor"):
+    """What RouteLLM's SWRankingRouter computes for one query: a full weighted regression."""
+    tiers = router.metadata["tiers"]
+    a = np.array([tiers[x.model_a] for x in battles])
+    b = np.array([tiers[x.model_b] for x in battles])
+    outcome = bt.outcome_codes([x.winner for x in battles])
+    emb = embedder.embed([x.prompt for x in battles]).astype(np.float64)
+    q = embedder.embed([query])[0].astype(np.float64)
+    sims = emb @ q / (np.linalg.norm(emb, axis=1) * np.linalg.norm(q))
+    weights = 10 * 10 ** (sims / sims.max())
+    if same_tier == "drop":
+        keep = a != b
+        a, b, outcome, weights = a[keep], b[keep], outcome[keep], weights[keep]
+    coef = direct_logistic_fit(*reference_design(a, b, outcome, max(tiers.values()) + 1, weights))
+    s, w = tiers[router.config.strong_model], tiers[router.config.weak_model]
+    weak_win = 1 / (1 + 10 ** ((400 * coef[s] - 400 * coef[w]) / 400))
+    return 1 - weak_win
+
+
+@pytest.mark.parametrize("same_tier", ["anchor", "drop"])
+def test_scores_equal_the_direct_weighted_fit(same_tier):
+    battles = random_arena(0, 600)
+    embedder = HashEmbedder(32)
+    router = SWRankingRouter(
+        embedder=embedder, num_tiers=4, l2=0.0, embedding_dtype="float32", same_tier_battles=same_tier
+    ).fit(battles)
+    assert len(set(router.metadata["tiers"].values())) == 4  # some tiers hold two models
+    queries = ["proof integral code", "poem story joke hello", "travel recipe", "bug sql #5", "zzz"]
+    expected = [reference_score(battles, router, embedder, q, same_tier=same_tier) for q in queries]
+    np.testing.assert_allclose(router.score(queries), expected, atol=1e-4)
+    assert np.ptp(expected) > 0.01  # the weighting changes the answer
+
+
+def test_default_config_stays_close_to_the_reference():
+    battles = random_arena(1, 400)
+    embedder = HashEmbedder(32)
+    exact = SWRankingRouter(embedder=embedder, num_tiers=4, l2=0.0, embedding_dtype="float32").fit(battles)
+    default = SWRankingRouter(embedder=embedder, num_tiers=4).fit(battles)
+    queries = ["proof integral code", "poem story joke hello", "travel recipe sql"]
+    np.testing.assert_allclose(default.score(queries), exact.score(queries), atol=1e-3)
+
+
+def test_learns_which_prompts_need_the_strong_model():
+    router = SWRankingRouter(embedder=HashEmbedder(64)).fit(skill_battles(0, 400))
+    hard = router.score(["prove derive integral of this", "derive and prove the integral bound"])
+    easy = router.score(["hello chat joke please", "tell a joke and chat hello"])
+    assert hard.min() > 0.85 and easy.max() < 0.65  # a tie on easy prompts is a 0.5 win rate
+
+
+def test_batches_do_not_change_scores():
+    router = SWRankingRouter(embedder=HashEmbedder(32), num_tiers=4).fit(random_arena(2, 300))
+    queries = [f"{w} proof" for w in WORDS]
+    together = router.score(queries)
+    alone = np.array([router.score([q])[0] for q in queries])
+    np.testing.assert_allclose(together, alone, atol=1e-12)
+
+
+def test_save_load_round_trip(tmp_path):
+    embedder = HashEmbedder(32)
+    router = SWRankingRouter(embedder=embedder, num_tiers=4).fit(random_arena(3, 300))
+    queries = ["proof integral", "hello joke", "recipe"]
+    router.save(tmp_path / "sw")
+    manifest = json.loads((tmp_path / "sw" / "config.json").read_text())
+    assert manifest["metadata"]["models"] == sorted(MODELS)
+    assert manifest["config"]["embedder"] == "fake-hash"
+    loaded = SWRankingRouter.load(tmp_path / "sw", embedder=embedder)
+    np.testing.assert_array_equal(loaded.score(queries), router.score(queries))
+    with pytest.raises(ConfigError, match="trained with embedder 'fake-hash'"):
+        SWRankingRouter.load(tmp_path / "sw", embedder=HashEmbedder(32, name="other"))
+
+
+def test_unknown_models_are_named_with_the_known_ones():
+    battles = random_arena(4, 100)
+    with pytest.raises(UnknownModelError, match=r"strong_model 'gpt-5' .*known models: alpaca-13b, claude-2"):
+        SWRankingRouter(embedder=HashEmbedder(), strong_model="gpt-5").fit(battles)
+    router = SWRankingRouter(embedder=HashEmbedder(), num_tiers=6).fit(battles)
+    with pytest.raises(UnknownModelError, match="weak_model 'mixtral'"):
+        router.with_models(weak_model="mixtral")
+
+
+def test_a_deployed_pair_maps_onto_training_models():
+    battles = random_arena(5, 300)
+    embedder = HashEmbedder(32)
+    mapped = SWRankingRouter(embedder=embedder, num_tiers=6).fit(battles)
+    mapped = mapped.with_models(strong_model="claude-2", weak_model="vicuna-7b")
+    direct = SWRankingRouter(embedder=embedder, num_tiers=6, strong_model="claude-2", weak_model="vicuna-7b")
+    queries = ["proof integral", "hello joke"]
+    np.testing.assert_array_equal(mapped.score(queries), direct.fit(battles).score(queries))
+    assert mapped.score(queries).mean() > 0.6  # claude-2 is the second best model, vicuna-7b the fifth
+
+
+def test_one_tier_for_both_models_is_an_error():
+    router = SWRankingRouter(embedder=HashEmbedder(), num_tiers=2).fit(random_arena(6, 200))
+    tiers = router.metadata["tiers"]
+    same = [m for m in MODELS if tiers[m] == tiers[STRONG] and m != STRONG]
+    with pytest.raises(ConfigError, match="same Elo tier"):
+        router.with_models(weak_model=same[0]).score(["x"])
+
+
+def test_embedder_option_must_agree_with_the_embedder_given():
+    with pytest.raises(ConfigError, match="configured for embedder 'minilm'"):
+        SWRankingRouter({"embedder": "minilm"}, embedder=HashEmbedder())
+    assert SWRankingRouter(embedder=HashEmbedder()).config.embedder == "fake-hash"
+
+
+def test_untrained_router_and_bad_data():
+    with pytest.raises(ConfigError, match="not trained"):
+        SWRankingRouter(embedder=HashEmbedder()).score(["x"])
+    with pytest.raises(DataError, match="two different models"):
+        SWRankingRouter(embedder=HashEmbedder()).fit([Battle("p", STRONG, STRONG, "tie")])
+
+
+def test_pretrained_loads_the_shipped_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(_embedding_pair.resources, "files", lambda package: tmp_path)
+    with pytest.raises(CheckpointError, match="no shipped sw_ranking checkpoint"):
+        SWRankingRouter.pretrained()
+    embedder = HashEmbedder(32)
+    SWRankingRouter(embedder=embedder, num_tiers=6).fit(random_arena(7, 200)).save(
+        tmp_path / "checkpoints" / "sw_ranking"
+    )
+    shipped = get_router_class("sw_ranking").pretrained(embedder=embedder, weak_model="vicuna-7b")
+    assert shipped.config.weak_model == "vicuna-7b" and shipped.score(["proof"]).shape == (1,)
+    with pytest.raises(ConfigError, match="takes only strong_model, weak_model and embedder"):
+        SWRankingRouter.pretrained(num_tiers=3)
