@@ -1,9 +1,35 @@
-"""Preference battles: the one record every trainable router learns from."""
+"""Preference battles: the one record every trainable router learns from, and its readers.
+
+A battle says which of two models answered a prompt (the first user turn) better. Readers turn
+each published format into battles and *drop* bad rows instead of failing on them, counting
+every drop by reason (``ReadResult.dropped``), so a user sees what was lost and why. A file that
+cannot be read as that format at all (missing, not UTF-8, malformed JSON, missing columns, no
+valid row) raises :class:`~lmroute.exceptions.DataError` naming the file and line.
+
+Formats:
+
+* Chatbot Arena, schema of ``lmsys-arena-human-preference-55k`` (:func:`read_arena`): CSV or
+  parquet with ``prompt`` (a JSON-encoded list of user turns), ``model_a``, ``model_b`` and 0/1
+  columns ``winner_model_a``, ``winner_model_b``, ``winner_tie``; or ``hf:<dataset id>`` through
+  the ``datasets`` library.
+* Plain battles JSONL (:func:`read_battles_jsonl`): ``{"prompt", "model_a", "model_b",
+  "winner"}`` a line, as Arena-Hard's judged battles and as ``lmroute data --out`` writes.
+* AlpacaEval judgments (:func:`read_alpaca_eval`): ``preference`` in [1, 2] between a baseline
+  (``model_a``) and a compared model (``model_b``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lmroute.exceptions import ConfigError, DataError, DownloadError
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: tuple[str, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -19,3 +45,381 @@ class Battle:
     winner: Winner
     #: Where the record came from (``arena``, ``gold:mmlu``...), for provenance and licences.
     source: str = ""
+
+
+# Drop reasons: the keys of ReadResult.dropped.
+EMPTY_PROMPT = "empty prompt"
+UNKNOWN_WINNER = "unknown winner"
+MISSING_MODEL = "missing model name"
+SAME_MODEL = "same model on both sides"
+MALFORMED_PROMPT = "prompt is not a JSON list of strings"
+DUPLICATE_ROW = "duplicate row (same prompt, models, responses and winner)"
+BAD_PREFERENCE = "preference not 0 or a number in [1, 2]"
+EXCLUDED_MODEL = "excluded model (gamed output or placeholder)"
+SELF_JUDGED = "judge rated its own model"
+OTHER_ANNOTATOR = "annotator not selected"
+
+#: AlpacaEval entries that are not a model's honest answers: ``gpt4_gamed`` is GPT-4 output
+#: rewritten to exploit the judge, ``example`` a placeholder. ``_concise``/``_verbose`` variants
+#: are kept: they are real deployments (a model plus a system prompt) under their own names.
+ALPACA_EXCLUDED_MODELS: tuple[str, ...] = ("gpt4_gamed", "example")
+
+ARENA_COLUMNS = ("prompt", "model_a", "model_b", "winner_model_a", "winner_model_b", "winner_tie")
+BATTLE_FIELDS = ("prompt", "model_a", "model_b", "winner")
+
+
+@dataclass
+class ReadResult:
+    """What a reader produced: the valid battles, how many rows it read, what it dropped and why."""
+
+    battles: list[Battle]
+    rows: int
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        """One line: ``kept 90 of 100 rows; dropped 7 unknown winner, 3 empty prompt``."""
+        text = f"kept {len(self.battles):,} of {self.rows:,} rows"
+        if self.dropped:
+            text += "; dropped " + ", ".join(f"{n:,} {why}" for why, n in self.dropped.most_common())
+        return text
+
+
+def normalize_winner(value: object) -> str | None:
+    """``value`` as one of :data:`WINNERS` (case and spacing forgiven), or None if it is none."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.strip().lower().replace("(", " (").split())
+    return text if text in WINNERS else None
+
+
+class _Collector:
+    """Validates candidate battles, keeping the good ones and counting the rest by reason."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.battles: list[Battle] = []
+        self.dropped: Counter[str] = Counter()
+        self.rows = 0
+
+    def drop(self, reason: str) -> None:
+        self.rows += 1
+        self.dropped[reason] += 1
+
+    def add(self, prompt: object, model_a: object, model_b: object, winner: object, source: str = "") -> None:
+        self.rows += 1
+        reason = _problem(prompt, model_a, model_b, winner)
+        if reason:
+            self.dropped[reason] += 1
+            return
+        self.battles.append(
+            Battle(prompt, model_a.strip(), model_b.strip(), normalize_winner(winner), source or self.source)  # type: ignore[arg-type, union-attr]
+        )
+
+    def result(self, where: object) -> ReadResult:
+        result = ReadResult(self.battles, self.rows, self.dropped)
+        if not self.battles:
+            raise DataError(f"{where}: no valid battles ({result.describe()})")
+        return result
+
+
+def _problem(prompt: object, model_a: object, model_b: object, winner: object) -> str | None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        return EMPTY_PROMPT
+    if not all(isinstance(m, str) and m.strip() for m in (model_a, model_b)):
+        return MISSING_MODEL
+    if model_a.strip() == model_b.strip():  # type: ignore[union-attr]
+        return SAME_MODEL
+    if normalize_winner(winner) is None:
+        return UNKNOWN_WINNER
+    return None
+
+
+def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> ReadResult:
+    """Check battles built elsewhere with the readers' rules; bad ones are dropped and counted."""
+    collector = _Collector("")
+    for b in battles:
+        collector.add(b.prompt, b.model_a, b.model_b, b.winner, b.source)
+    return collector.result(where)
+
+
+# -- Chatbot Arena (lmsys-arena-human-preference-55k) -------------------------------------------
+
+
+def read_arena(path: str | Path, *, source: str = "arena", split: str = "train") -> ReadResult:
+    """Battles from a Chatbot Arena file in the ``lmsys-arena-human-preference-55k`` schema.
+
+    ``path`` is a ``.csv`` or ``.parquet`` file, or ``hf:<dataset id>`` (e.g.
+    ``hf:lmsys/lmsys-arena-human-preference-55k``) to read ``split`` through the ``datasets``
+    library (downloads; needs ``pip install datasets``). The prompt is the first user turn; rows
+    whose prompt, models, both responses and winner repeat an earlier row are dropped as
+    resubmissions. Human votes: ``winner_tie`` becomes ``tie`` (this schema has no "both bad").
+    """
+    text = str(path)
+    if text.startswith("hf:"):
+        rows: Iterable[Mapping[str, Any]] = _hf_rows(text[3:], split)
+        where: object = text
+    else:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            rows = _csv_rows(path, ARENA_COLUMNS)
+        elif suffix in (".parquet", ".pq"):
+            rows = _parquet_rows(path, ARENA_COLUMNS)
+        else:
+            raise DataError(f"{path}: an Arena file must be .csv or .parquet (or hf:<dataset id>)")
+        where = path
+    collector = _Collector(source)
+    seen: set[tuple] = set()
+    for row in rows:
+        winner = _arena_winner(row)
+        if "response_a" in row and "response_b" in row:
+            key = tuple(str(row.get(c)) for c in ("prompt", "model_a", "model_b", "response_a", "response_b"))
+            if (key, winner) in seen:
+                collector.drop(DUPLICATE_ROW)
+                continue
+            seen.add((key, winner))
+        prompt = _first_turn(row["prompt"])
+        if prompt is None:
+            collector.drop(MALFORMED_PROMPT)
+            continue
+        collector.add(prompt, row["model_a"], row["model_b"], winner)
+    return collector.result(where)
+
+
+def _first_turn(value: object) -> str | None:
+    """The first user turn of a JSON-encoded list of turns ("" if it is empty or null)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if hasattr(value, "tolist"):  # arrays from parquet
+        value = value.tolist()
+    if not isinstance(value, list):
+        return None
+    if not value or value[0] is None:
+        return ""
+    return value[0] if isinstance(value[0], str) else None
+
+
+def _flag(value: object) -> bool | None:
+    """A 0/1 winner column (ints, floats, bools or their text); None when it is neither."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        value = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}.get(value, value)
+    if isinstance(value, (bool, int, float)) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _arena_winner(row: Mapping[str, Any]) -> str | None:
+    flags = [_flag(row[c]) for c in ("winner_model_a", "winner_model_b", "winner_tie")]
+    if None in flags or sum(flags) != 1:  # type: ignore[arg-type]
+        return None
+    return ("model_a", "model_b", "tie")[flags.index(True)]
+
+
+def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
+    """Rows of a CSV file streamed as dicts; structural problems raise DataError."""
+    csv.field_size_limit(2**31 - 1)  # Arena rows carry whole model responses
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}"
+                )
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise DataError(f"{path}: line {reader.line_num} has the wrong number of fields")
+                yield row
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, streamed.
+
+    Lines end only at ``\\n`` (or ``\\r\\n``): ``str.splitlines`` would also split inside
+    records at U+2028 and other separators that real prompts contain.
+    """
+    found = False
+    line_number = 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}:{line_number}: expected a JSON object")
+                found = True
+                yield line_number, record
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a JSONL file") from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path} is not UTF-8 text (near line {line_number + 1}): is it a binary file?"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not found:
+        raise DataError(f"{path} is empty")
+
+
+def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+    import pyarrow as pa
+
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    try:
+        table = pq.ParquetFile(path)
+        header = table.schema_arrow.names
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file: {exc}") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+    columns = [c for c in header if c in (*required, "response_a", "response_b")]
+    for batch in table.iter_batches(batch_size=4096, columns=columns):
+        yield from batch.to_pylist()
+
+
+def _hf_rows(dataset: str, split: str) -> Iterator[Mapping[str, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            f"reading hf:{dataset} needs the datasets library: pip install datasets "
+            "(or download the dataset's CSV/parquet file and pass its path)"
+        ) from None
+    try:
+        data = datasets.load_dataset(dataset, split=split)
+    except Exception as exc:  # the hub client raises many types; all mean "could not get it"
+        raise DownloadError(f"could not load {dataset!r} (split {split!r}) from the hub: {exc}") from exc
+    missing = [c for c in ARENA_COLUMNS if c not in data.column_names]
+    if missing:
+        raise DataError(f"hf:{dataset}: missing column(s) {', '.join(missing)}; found {data.column_names}")
+    yield from data
+
+
+# -- plain battles JSONL ------------------------------------------------------------------------
+
+
+def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResult:
+    """Battles from JSONL, one ``{"prompt", "model_a", "model_b", "winner"}`` object a line.
+
+    ``winner`` is one of :data:`WINNERS`. A record's own ``source`` field, when present, is kept
+    as the battle's provenance (``lmroute data --out`` writes it); otherwise ``source`` is used.
+    The first record must have all four fields (else this is not a battles file); later records
+    missing one are dropped and counted.
+    """
+    path = Path(path)
+    collector = _Collector(source)
+    for line_number, record in _jsonl_records(path):
+        if collector.rows == 0:
+            missing = [f for f in BATTLE_FIELDS if f not in record]
+            if missing:
+                raise DataError(
+                    f"{path}:{line_number}: missing field(s) {', '.join(missing)}; a battles file has "
+                    f"{', '.join(BATTLE_FIELDS)} on each line (found {', '.join(record) or 'none'})"
+                )
+        own = record.get("source")
+        collector.add(
+            record.get("prompt"), record.get("model_a"), record.get("model_b"), record.get("winner"),
+            own if isinstance(own, str) and own.strip() else "",
+        )  # fmt: skip
+    return collector.result(path)
+
+
+# -- AlpacaEval judgments -------------------------------------------------------------------------
+
+
+def read_alpaca_eval(
+    path: str | Path,
+    *,
+    annotators: Sequence[str] | None = None,
+    exclude_models: Sequence[str] = ALPACA_EXCLUDED_MODELS,
+    source: str = "alpaca-eval",
+) -> ReadResult:
+    """Battles from AlpacaEval judgments (a ``judgments.jsonl`` file or the folder holding it).
+
+    ``preference`` is in [1, 2]: above 1.5 ``model_b`` won, below ``model_a``, exactly 1.5 is a
+    tie (the weighted annotator's probabilities are thresholded the same way); 0 is AlpacaEval's
+    older encoding of a draw and is a tie too (as ``alpaca_eval.metrics`` reads it). Every annotator
+    is kept unless ``annotators`` names some; several annotators judging the same pair count
+    as separate votes, like Arena's several voters. Rows of ``exclude_models`` (default: the
+    gamed and placeholder outputs) and rows where the judge rates its own model's answers
+    (``annotator == model_b``, e.g. ``bedrock_claude``) are dropped and counted.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "judgments.jsonl"
+    wanted = set(annotators) if annotators is not None else None
+    excluded = set(exclude_models)
+    seen_annotators: set[str] = set()
+    collector = _Collector(source)
+    for line_number, record in _jsonl_records(path):
+        if collector.rows == 0:
+            missing = [f for f in ("prompt", "model_a", "model_b", "preference") if f not in record]
+            if missing:
+                raise DataError(
+                    f"{path}:{line_number}: missing field(s) {', '.join(missing)}: not AlpacaEval "
+                    "judgments (prompt, model_a, model_b, preference, annotator)"
+                )
+        annotator = record.get("annotator")
+        seen_annotators.add(str(annotator))
+        if wanted is not None and annotator not in wanted:
+            collector.drop(OTHER_ANNOTATOR)
+            continue
+        if record.get("model_b") in excluded or record.get("model_a") in excluded:
+            collector.drop(EXCLUDED_MODEL)
+            continue
+        if annotator is not None and annotator == record.get("model_b"):
+            collector.drop(SELF_JUDGED)
+            continue
+        winner = _preference_winner(record.get("preference"))
+        if winner is None:
+            collector.drop(BAD_PREFERENCE)
+            continue
+        collector.add(record.get("prompt"), record.get("model_a"), record.get("model_b"), winner)
+    if wanted is not None and wanted - seen_annotators:
+        raise DataError(
+            f"{path}: no judgments by annotator(s) {', '.join(sorted(wanted - seen_annotators))}; "
+            f"it has {', '.join(sorted(seen_annotators))}"
+        )
+    return collector.result(path)
+
+
+def _preference_winner(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value == 0:  # AlpacaEval's older encoding of a draw (its metrics map 0 to 1.5)
+        return "tie"
+    if not math.isfinite(value) or not 1.0 <= value <= 2.0:
+        return None
+    return "model_b" if value > 1.5 else "model_a" if value < 1.5 else "tie"
+
+
+def battle_records(battles: Iterable[Battle]) -> Iterator[dict[str, str]]:
+    """Battles as JSON-ready dicts (what :func:`read_battles_jsonl` reads back)."""
+    for b in battles:
+        yield {"prompt": b.prompt, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner,
+               "source": b.source}  # fmt: skip

@@ -1,0 +1,247 @@
+"""Battle readers: Arena (CSV, parquet, datasets), battles JSONL, AlpacaEval; drops counted by reason."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from lmroute.data import battles as bt
+from lmroute.data.battles import (
+    Battle,
+    battle_records,
+    normalize_winner,
+    read_alpaca_eval,
+    read_arena,
+    read_battles_jsonl,
+    validate_battles,
+)
+from lmroute.data.prompts import write_jsonl
+from lmroute.exceptions import ConfigError, DataError, DownloadError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+ARENA_KEPT = [
+    Battle("What is 2+2?", "gpt-4", "llama-2-13b", "model_a", "arena"),
+    Battle("Write a haiku about rain", "llama-2-13b", "claude-2", "model_b", "arena"),
+    Battle(
+        'Explain "recursion", briefly,\nwith an example.\u2028Thanks ✓', "claude-2", "gpt-4", "tie", "arena"
+    ),
+    Battle("What is 2+2?", "gpt-4", "claude-2", "tie", "arena"),
+    Battle("What's the capital of France?", "llama-2-13b", "claude-2", "tie", "arena"),
+]
+ARENA_DROPPED = {
+    bt.EMPTY_PROMPT: 2,  # "" and a null first turn
+    bt.UNKNOWN_WINNER: 1,  # two winner flags set
+    bt.MALFORMED_PROMPT: 1,
+    bt.SAME_MODEL: 1,
+    bt.DUPLICATE_ROW: 1,
+    bt.MISSING_MODEL: 1,
+}
+
+
+@pytest.mark.parametrize("name", ["arena55k.csv", "arena55k.parquet"])
+def test_arena_file_keeps_first_turns_and_counts_drops(name):
+    result = read_arena(FIXTURES / name)
+    assert result.battles == ARENA_KEPT
+    assert dict(result.dropped) == ARENA_DROPPED
+    assert result.rows == 12
+    assert "kept 5 of 12 rows" in result.describe() and "2 empty prompt" in result.describe()
+
+
+def test_arena_missing_column(tmp_path):
+    path = tmp_path / "arena.csv"
+    path.write_text('id,model_a,model_b,prompt,winner_model_a,winner_model_b\n1,a,b,"[""x""]",1,0\n')
+    with pytest.raises(DataError, match=r"missing column.*winner_tie"):
+        read_arena(path)
+
+
+def test_arena_parquet_missing_column_and_not_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "arena.parquet"
+    pq.write_table(pa.table({"prompt": ['["x"]'], "model_a": ["a"]}), path)
+    with pytest.raises(DataError, match=r"missing column.*model_b"):
+        read_arena(path)
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("prompt,model_a\n")
+    with pytest.raises(DataError, match="not a readable parquet"):
+        read_arena(fake)
+
+
+def test_arena_binary_wrong_suffix_missing_and_ragged(tmp_path):
+    binary = tmp_path / "arena.csv"
+    binary.write_bytes(b"id,model_a\n\xff\xfe\x00\x81 binary")
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_arena(binary)
+    with pytest.raises(DataError, match=r"\.csv or \.parquet"):
+        read_arena(tmp_path / "arena.json")
+    with pytest.raises(DataError, match="does not exist"):
+        read_arena(tmp_path / "nope.csv")
+    ragged = tmp_path / "ragged.csv"
+    header = ",".join(bt.ARENA_COLUMNS)
+    ragged.write_text(f'{header}\n"[""x""]",a,b,1,0,0,extra\n')
+    with pytest.raises(DataError, match="wrong number of fields"):
+        read_arena(ragged)
+
+
+def test_arena_with_only_bad_rows_is_an_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(bt.ARENA_COLUMNS) + '\n"[""x""]",a,b,0,0,0\n')
+    with pytest.raises(DataError, match=r"no valid battles.*1 unknown winner"):
+        read_arena(path)
+
+
+def test_arena_from_the_hub_needs_datasets(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="pip install datasets"):
+        read_arena("hf:lmsys/lmsys-arena-human-preference-55k")
+
+
+class _FakeDataset(list):
+    column_names: ClassVar[list[str]] = [*bt.ARENA_COLUMNS, "response_a", "response_b"]
+
+
+def test_arena_from_the_hub_through_datasets(monkeypatch):
+    calls = []
+    rows = _FakeDataset([
+        {"prompt": '["Hi there"]', "model_a": "a", "model_b": "b", "response_a": '["x"]',
+         "response_b": '["y"]', "winner_model_a": 0, "winner_model_b": 1, "winner_tie": 0},
+        {"prompt": '["Hi there"]', "model_a": "a", "model_b": "c", "response_a": '["x"]',
+         "response_b": '["z"]', "winner_model_a": 0, "winner_model_b": 0, "winner_tie": 2},
+    ])  # fmt: skip
+
+    def load_dataset(name, split):
+        calls.append((name, split))
+        return rows
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    result = read_arena("hf:lmsys/lmsys-arena-human-preference-55k", split="train")
+    assert calls == [("lmsys/lmsys-arena-human-preference-55k", "train")]
+    assert result.battles == [Battle("Hi there", "a", "b", "model_b", "arena")]
+    assert result.dropped == Counter({bt.UNKNOWN_WINNER: 1})
+
+    def offline(name, split):
+        raise ConnectionError("no network")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(DownloadError, match="no network"):
+        read_arena("hf:lmsys/lmsys-arena-human-preference-55k")
+
+
+def test_battles_jsonl_good_and_bad_records():
+    result = read_battles_jsonl(FIXTURES / "battles.jsonl")
+    assert result.battles == [
+        Battle("Sort a list in Python", "gpt-4-0314", "gpt-3.5-turbo", "model_a", "battles"),
+        Battle("Sort a list in Python", "gpt-4-0314", "gpt-3.5-turbo", "model_a", "battles"),
+        Battle("Name a prime number", "gpt-4-0314", "mixtral", "tie (bothbad)", "battles"),
+        Battle("Name a prime number", "mixtral", "gpt-3.5-turbo", "tie", "battles"),
+        Battle("Translate 'cat' to French", "mixtral", "gpt-4-0314", "model_b", "gold:custom"),
+    ]
+    assert dict(result.dropped) == {bt.UNKNOWN_WINNER: 2, bt.EMPTY_PROMPT: 1, bt.MISSING_MODEL: 1}
+    assert result.rows == 9
+
+
+def test_battles_jsonl_broken_files(tmp_path):
+    with pytest.raises(DataError, match=r"battles_malformed\.jsonl:3: not valid JSON"):
+        read_battles_jsonl(FIXTURES / "battles_malformed.jsonl")
+    wrong = tmp_path / "questions.jsonl"
+    wrong.write_text('{"uid": "1", "prompt": "hi"}\n')
+    with pytest.raises(DataError, match=r"missing field.*model_a, model_b, winner"):
+        read_battles_jsonl(wrong)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="empty"):
+        read_battles_jsonl(empty)
+    binary = tmp_path / "model.jsonl"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_battles_jsonl(binary)
+    listing = tmp_path / "list.jsonl"
+    listing.write_text('["prompt", "a", "b", "model_a"]\n')
+    with pytest.raises(DataError, match="expected a JSON object"):
+        read_battles_jsonl(listing)
+
+
+def test_written_battles_read_back(tmp_path):
+    original = read_arena(FIXTURES / "arena55k.csv").battles
+    path = write_jsonl(tmp_path / "out.jsonl", battle_records(original))
+    assert read_battles_jsonl(path).battles == original
+
+
+ALPACA = FIXTURES / "alpaca"
+
+
+def test_alpaca_preferences_variants_and_self_judging():
+    result = read_alpaca_eval(ALPACA)
+    got = [(b.model_a, b.model_b, b.prompt, b.winner) for b in result.battles]
+    a, d = "gpt4_1106_preview", "text_davinci_003"
+    assert got == [
+        (a, "mistral-7b", "Give me a recipe", "model_a"),  # 1.0
+        (a, "mistral-7b", "Write a poem", "model_b"),  # 2.0
+        (a, "mistral-7b", "Tell a joke", "tie"),  # exactly 1.5
+        (a, "mistral-7b", "Explain gravity", "model_b"),  # weighted 1.73
+        (a, "mistral-7b_concise", "Explain gravity", "model_a"),  # variants are kept as themselves
+        (d, "mistral-7b", "Give me a recipe", "tie"),  # 0: the older encoding of a draw
+        (d, "mistral-7b", "Write a poem", "model_b"),  # 1.9
+    ]
+    assert {b.source for b in result.battles} == {"alpaca-eval"}
+    assert dict(result.dropped) == {
+        bt.EXCLUDED_MODEL: 2,  # gpt4_gamed, example
+        bt.BAD_PREFERENCE: 3,  # 2.5, "2", null
+        bt.SAME_MODEL: 1,
+        bt.SELF_JUDGED: 1,  # the claude annotator rating claude
+    }
+
+
+def test_alpaca_annotator_selection_and_variant_choice():
+    only = read_alpaca_eval(ALPACA / "judgments.jsonl", annotators=["gpt4"], exclude_models=())
+    assert {b.model_a for b in only.battles} == {"text_davinci_003"}
+    assert only.dropped[bt.OTHER_ANNOTATOR] == 9
+    everything = read_alpaca_eval(ALPACA, exclude_models=())
+    assert {"gpt4_gamed", "example"} <= {b.model_b for b in everything.battles}
+    with pytest.raises(DataError, match=r"no judgments by annotator.*nobody.*it has claude, gpt4, weighted"):
+        read_alpaca_eval(ALPACA, annotators=["nobody"])
+
+
+def test_alpaca_wrong_file(tmp_path):
+    shutil.copy(FIXTURES / "battles.jsonl", tmp_path / "judgments.jsonl")
+    with pytest.raises(DataError, match=r"missing field.*preference"):
+        read_alpaca_eval(tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        read_alpaca_eval(tmp_path / "nowhere")
+
+
+def test_winner_spellings_and_validation():
+    assert normalize_winner("Tie(bothbad)") == "tie (bothbad)"
+    assert normalize_winner(" MODEL_A ") == "model_a"
+    assert normalize_winner("model_c") is None and normalize_winner(1) is None
+    result = validate_battles([
+        Battle("p", "a", "b", "model_a", "x"),
+        Battle("", "a", "b", "model_a", "x"),
+        Battle("p", "a", "a", "tie", "x"),
+        Battle("p", "a", "b", "draw", "x"),  # type: ignore[arg-type]
+    ])  # fmt: skip
+    assert result.battles == [Battle("p", "a", "b", "model_a", "x")]
+    assert dict(result.dropped) == {bt.EMPTY_PROMPT: 1, bt.SAME_MODEL: 1, bt.UNKNOWN_WINNER: 1}
+
+
+def test_real_arena_hard_battles(data_dir):
+    result = read_battles_jsonl(data_dir / "arena-hard" / "battles.jsonl")
+    assert result.rows == 5998 and not result.dropped  # the README's row count, all valid
+    assert {b.model_a for b in result.battles} == {"gpt-4-0314"}
+    assert set(Counter(b.winner for b in result.battles)) == {"model_a", "model_b", "tie"}
+
+
+def test_real_alpaca_eval(data_dir):
+    result = read_alpaca_eval(data_dir / "alpaca-eval")
+    assert result.rows == 106_991  # the README's row count
+    assert result.dropped[bt.EXCLUDED_MODEL] == 2 * 805  # gpt4_gamed and example, all instructions
+    assert len(result.battles) + sum(result.dropped.values()) == result.rows
+    assert len({b.prompt for b in result.battles}) == 805
