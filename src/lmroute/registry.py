@@ -12,6 +12,10 @@ from lmroute.routers.base import CONFIG_FILE, Router, read_manifest
 _ROUTERS: dict[str, str | type[Router]] = {
     "random": "lmroute.routers.random:RandomRouter",
     "length": "lmroute.routers.length:LengthRouter",
+    "mf": "lmroute.routers.mf:MFRouter",
+    "sw_ranking": "lmroute.routers.sw_ranking:SWRankingRouter",
+    "bert": "lmroute.routers.bert:BertRouter",
+    "causal_llm": "lmroute.routers.causal_llm:CausalLLMRouter",
 }
 
 

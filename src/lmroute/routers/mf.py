@@ -1,0 +1,131 @@
+"""Matrix factorisation: a bilinear Bradley–Terry model of (model, prompt embedding) pairs.
+
+The paper's ``mf`` router, its best overall. Each training model has a learned vector ``P[m]``,
+prompts are embedded and projected, ``q -> W q``, and a model's strength on a prompt is
+``logit(m, q) = c · (P̂[m] ⊙ W q)`` (``P̂``: unit-length ``P``). The score is, as in the reference,
+``sigmoid(logit(strong, q) - logit(weak, q))``. Because ``c`` and ``W`` are linear this equals
+``sigmoid(q · u)`` with ``u = Wᵀ (c ⊙ (P̂[strong] - P̂[weak]))``, so scoring a batch is the
+embedding plus one matrix-vector product, in numpy: torch is needed only to train
+(:mod:`lmroute.training.mf`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.routers._bradley_terry import A_WINS, TIE
+from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
+
+
+class MFConfig(EmbeddingPairConfig):
+    """Hyper-parameters; the defaults are the reference's (``train_matrix_factorization.py``)."""
+
+    #: Size of the model vectors and of the projected prompt embedding.
+    dim: int = Field(default=128, ge=1, le=4096)
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=3e-4, gt=0)
+    #: Adam's L2 weight decay.
+    weight_decay: float = Field(default=1e-5, ge=0)
+    #: Standard deviation of the Gaussian noise added to each prompt-embedding coordinate in training.
+    noise: float = Field(default=0.1, ge=0)
+    #: Share of distinct prompts whose battles are held out to report a held-out loss (not trained on).
+    held_out_fraction: float = Field(default=0.05, ge=0, lt=1)
+    seed: int = 42
+
+
+class MFRouter(EmbeddingPairRouter):
+    """Matrix-factorisation router (RouteLLM's ``mf``): trained with torch, scored with numpy."""
+
+    name = "mf"
+    config_class = MFConfig
+    config: MFConfig
+
+    def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
+        """Embed the prompts and train on the decisive battles (ties are dropped, as the reference)."""
+        from lmroute.training.mf import train_mf
+
+        data = index_battles(battles)
+        self.models = data.models
+        self._check_pair(self.models)
+        decisive = data.outcome != TIE
+        a_won = data.outcome[decisive] == A_WINS
+        a, b = data.a[decisive], data.b[decisive]
+        used_prompts, prompt = np.unique(data.prompt[decisive], return_inverse=True)
+        embeddings = self._embed([data.prompts[i] for i in used_prompts], progress=progress)
+        started = time.perf_counter()
+        weights = train_mf(
+            embeddings, prompt, np.where(a_won, a, b), np.where(a_won, b, a),
+            num_models=len(self.models), config=self.config, progress=progress,
+        )  # fmt: skip
+        self._set_weights(weights.model_embeddings, weights.text_proj, weights.classifier)
+        self._save_vocabulary()
+        last = weights.history[-1]
+        self.metadata["battles"] = {
+            "used": int(decisive.sum()),
+            "ties_dropped": int((~decisive).sum()),
+            "self_battles_dropped": data.self_battles,
+            "prompts": int(used_prompts.size),
+        }
+        self.metadata["final_epoch"] = {k: round(float(v), 5) for k, v in last.items()}
+        self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
+        return self
+
+    # -- scoring -----------------------------------------------------------------------------
+    def direction(self) -> np.ndarray:
+        """The vector ``u`` with score ``sigmoid(q · u)`` for prompt embedding ``q``."""
+        if not hasattr(self, "_text_proj"):
+            raise ConfigError("this mf router is not trained: call fit() or load a checkpoint")
+        strong, weak = self._check_pair(self.models)
+        p = self._model_embeddings.astype(np.float64)
+        unit = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+        return self._text_proj.T.astype(np.float64) @ (self._classifier * (unit[strong] - unit[weak]))
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        u = self.direction()
+        queries = self._embed(prompts, dim=u.size)
+        return _sigmoid(queries.astype(np.float64) @ u)
+
+    # -- state -------------------------------------------------------------------------------
+    def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
+        dim = self.config.dim
+        if (
+            model_embeddings.ndim != 2
+            or model_embeddings.shape[1] != dim
+            or text_proj.ndim != 2
+            or text_proj.shape[0] != dim
+            or classifier.shape != (dim,)
+        ):
+            raise CheckpointError(
+                f"mf weights do not fit dim={dim}: model_embeddings {model_embeddings.shape}, "
+                f"text_proj {text_proj.shape}, classifier {classifier.shape}"
+            )
+        self._model_embeddings = np.asarray(model_embeddings, dtype=np.float32)
+        self._text_proj = np.asarray(text_proj, dtype=np.float32)
+        self._classifier = np.asarray(classifier, dtype=np.float64)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if not hasattr(self, "_text_proj"):
+            raise ConfigError("this mf router is not trained: nothing to save")
+        return {
+            "model_embeddings": self._model_embeddings,
+            "text_proj": self._text_proj,
+            "classifier": self._classifier.astype(np.float32),
+        }
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        expected = {"model_embeddings", "text_proj", "classifier"}
+        if set(arrays) != expected:
+            raise CheckpointError(f"mf weights need {sorted(expected)}, found {sorted(arrays)}")
+        self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
+        self._load_vocabulary(self._model_embeddings.shape[0])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))

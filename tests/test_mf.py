@@ -1,0 +1,151 @@
+"""mf: learns from battles, scores with numpy like the reference's torch model, saves, maps models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
+from lmroute.registry import get_router_class
+from lmroute.routers import _embedding_pair
+from lmroute.routers.mf import MFRouter
+
+STRONG, WEAK, OTHER = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", "llama-2-13b"
+FAST = {"dim": 16, "epochs": 25, "batch_size": 32, "lr": 1e-2, "noise": 0.02}
+HARD = ["prove derive integral of this", "derive and prove the integral bound"]
+EASY = ["hello chat joke please", "tell a joke and chat hello"]
+TESTS = Path(__file__).resolve().parent
+
+
+def skill_battles(seed: int, n: int) -> list[Battle]:
+    """The strong model wins hard prompts, the weak one easy prompts; both beat OTHER; some ties."""
+    rng = np.random.default_rng(seed)
+    battles = []
+    for i in range(n):
+        hard = i % 2 == 0
+        prompt = f"{'prove derive integral' if hard else 'hello chat joke'} w{rng.integers(40)} {i}"
+        a, b = (str(m) for m in rng.permutation([STRONG, WEAK, OTHER])[:2])
+        if i % 10 == 9:
+            winner = "tie"
+        elif {a, b} == {STRONG, WEAK}:
+            winner = "model_a" if a == (STRONG if hard else WEAK) else "model_b"
+        else:
+            winner = "model_b" if a == OTHER else "model_a"
+        battles.append(Battle(prompt, a, b, winner))
+    return battles
+
+
+@pytest.fixture(scope="module")
+def trained() -> MFRouter:
+    return MFRouter(embedder=HashEmbedder(64), **FAST).fit(skill_battles(0, 400))
+
+
+def test_learns_which_prompts_need_the_strong_model(trained):
+    assert trained.score(HARD).min() > 0.8 and trained.score(EASY).max() < 0.2
+    assert trained.metadata["battles"] == {"used": 360, "ties_dropped": 40, "self_battles_dropped": 0,
+                                           "prompts": 360}  # fmt: skip
+    assert trained.metadata["final_epoch"]["held_out_accuracy"] > 0.9
+
+
+def test_scores_equal_the_reference_torch_forward(trained):
+    torch = pytest.importorskip("torch")
+    # RouteLLM's MFModel: logit(m) = classifier(normalize(P[m]) * text_proj(q)); sigmoid of the gap
+    arrays = trained._arrays()
+    P = torch.from_numpy(arrays["model_embeddings"])
+    W = torch.from_numpy(arrays["text_proj"])
+    c = torch.from_numpy(arrays["classifier"])
+    q = torch.from_numpy(HashEmbedder(64).embed(HARD + EASY))
+    s, w = trained.models.index(STRONG), trained.models.index(WEAK)
+    logits = [(torch.nn.functional.normalize(P[[m]], dim=1) * (q @ W.T)) @ c for m in (s, w)]
+    expected = torch.sigmoid(logits[0] - logits[1]).numpy()
+    np.testing.assert_allclose(trained.score(HARD + EASY), expected, atol=1e-6)
+
+
+def test_training_prints_held_out_loss_and_is_seeded(capsys):
+    battles = skill_battles(1, 120)
+    options = {**FAST, "epochs": 3}
+    first = MFRouter(embedder=HashEmbedder(64), **options).fit(battles, progress=True)
+    err = capsys.readouterr().err
+    assert "mf epoch 3/3: train loss" in err and "held-out loss" in err
+    again = MFRouter(embedder=HashEmbedder(64), **options).fit(battles)
+    other = MFRouter(embedder=HashEmbedder(64), **options, seed=7).fit(battles)
+    for name, array in first._arrays().items():
+        np.testing.assert_array_equal(array, again._arrays()[name])
+    assert not np.array_equal(first._arrays()["text_proj"], other._arrays()["text_proj"])
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    trained.save(tmp_path / "mf")
+    manifest = json.loads((tmp_path / "mf" / "config.json").read_text())
+    assert manifest["metadata"]["models"] == [STRONG, OTHER, WEAK]
+    assert manifest["config"]["embedder"] == "fake-hash" and manifest["config"]["dim"] == 16
+    loaded = MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(64))
+    np.testing.assert_array_equal(loaded.score(HARD + EASY), trained.score(HARD + EASY))
+    with pytest.raises(ConfigError, match="trained with embedder 'fake-hash'"):
+        MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(64, name="minilm"))
+    with pytest.raises(ConfigError, match="gives 32-d vectors but this mf router was trained on 64-d"):
+        MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(32)).score(["x"])
+
+
+def test_scoring_needs_no_torch(trained, tmp_path):
+    trained.save(tmp_path / "mf")
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from _fake_embedder import HashEmbedder
+        from lmroute.registry import get_router_class
+        router = get_router_class("mf").load({str(tmp_path / "mf")!r}, embedder=HashEmbedder(64))
+        scores = router.score({HARD + EASY!r})
+        print(json.dumps({{"torch": "torch" in sys.modules, "scores": scores.tolist()}}))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    result = json.loads(out.stdout)
+    assert result["torch"] is False
+    np.testing.assert_array_equal(result["scores"], trained.score(HARD + EASY))
+
+
+def test_unknown_models_are_named_with_the_known_ones(trained):
+    with pytest.raises(
+        UnknownModelError, match=r"weak_model 'mixtral' .*known models: gpt-4-1106-preview, llama"
+    ):
+        MFRouter(embedder=HashEmbedder(64), weak_model="mixtral", **FAST).fit(skill_battles(2, 50))
+    with pytest.raises(UnknownModelError, match="strong_model 'gpt-5'"):
+        trained.with_models(strong_model="gpt-5")
+
+
+def test_a_deployed_pair_maps_onto_training_models(trained):
+    swapped = trained.with_models(strong_model=WEAK, weak_model=STRONG)
+    np.testing.assert_allclose(swapped.score(HARD + EASY), 1 - trained.score(HARD + EASY), atol=1e-12)
+    assert trained.with_models(weak_model=OTHER).score(HARD + EASY).min() > 0.5
+    assert trained.config.weak_model == WEAK  # the original is unchanged
+    # the pair does not change training: a router trained for another pair scores like the mapped one
+    direct = MFRouter(embedder=HashEmbedder(64), **FAST, weak_model=OTHER).fit(skill_battles(0, 400))
+    np.testing.assert_array_equal(direct.score(EASY), trained.with_models(weak_model=OTHER).score(EASY))
+
+
+def test_untrained_router_and_bad_data():
+    with pytest.raises(ConfigError, match="not trained"):
+        MFRouter(embedder=HashEmbedder(64)).score(["x"])
+    with pytest.raises(DataError, match="no decisive battles"):
+        MFRouter(embedder=HashEmbedder(64), **FAST).fit([Battle("p", STRONG, WEAK, "tie")])
+    with pytest.raises(ConfigError, match="invalid options for router 'mf'"):
+        MFRouter(dim=0)
+
+
+def test_pretrained_loads_the_shipped_checkpoint(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(_embedding_pair.resources, "files", lambda package: tmp_path)
+    with pytest.raises(CheckpointError, match="no shipped mf checkpoint"):
+        get_router_class("mf").pretrained()
+    trained.save(tmp_path / "checkpoints" / "mf")
+    shipped = MFRouter.pretrained(embedder=HashEmbedder(64), weak_model=OTHER)
+    np.testing.assert_array_equal(shipped.score(HARD), trained.with_models(weak_model=OTHER).score(HARD))
