@@ -1,0 +1,134 @@
+"""Golden-label battles: turn known per-model outcomes on benchmark prompts into preference battles.
+
+For a prompt and two models, the model with the higher score wins and equal scores tie. On a
+correctness benchmark (every score 0 or 1) two wrong answers are ``tie (bothbad)``: neither
+model is worth calling, which differs from both being right.
+
+A benchmark of many models has many pairs per prompt (48 models: 1,128 pairs, ~900k battles on
+800 prompts), so ``max_pairs_per_prompt`` samples that many distinct pairs per prompt, uniformly
+and with a seeded local generator: every model appears about equally often and no pair is
+preferred. To cover a chosen set of models completely instead, pass ``models`` (all their pairs).
+A model without a score on a prompt (NaN, or absent from that line of a custom file) takes part
+in no battle on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from lmroute.data.battles import Battle
+from lmroute.data.benchmarks import Benchmark
+from lmroute.exceptions import ConfigError, DataError, UnknownModelError
+
+_LABELS = ("model_a", "model_b", "tie", "tie (bothbad)")
+
+
+def gold_battles(
+    benchmark: Benchmark,
+    *,
+    models: Sequence[str] | None = None,
+    max_pairs_per_prompt: int | None = None,
+    seed: int = 0,
+    bothbad_at: float | Literal["auto"] | None = "auto",
+    source: str | None = None,
+) -> list[Battle]:
+    """Battles between a benchmark's models on each of its prompts (see :func:`battles_from_scores`).
+
+    ``source`` defaults to ``gold:<benchmark name>``.
+    """
+    return battles_from_scores(
+        benchmark.prompts, benchmark.scores, models=models, max_pairs_per_prompt=max_pairs_per_prompt,
+        seed=seed, bothbad_at=bothbad_at, source=source or f"gold:{benchmark.name}", name=benchmark.name,
+    )  # fmt: skip
+
+
+def battles_from_scores(
+    prompts: Sequence[str],
+    scores: Mapping[str, Sequence[float] | np.ndarray],
+    *,
+    models: Sequence[str] | None = None,
+    max_pairs_per_prompt: int | None = None,
+    seed: int = 0,
+    bothbad_at: float | Literal["auto"] | None = "auto",
+    source: str = "gold",
+    name: str = "scores",
+) -> list[Battle]:
+    """Battles labelled by ``scores[model][i]``, each model's quality on ``prompts[i]`` (NaN: none).
+
+    ``models`` restricts the models (default: all, sorted; ``model_a`` is the earlier one of each
+    pair). ``max_pairs_per_prompt`` samples at most that many of a prompt's pairs (None: all).
+    Equal scores at or below ``bothbad_at`` are ``tie (bothbad)``; ``"auto"`` means 0 when every
+    score is 0 or 1 and never otherwise (graded scores such as MT-Bench's 1-10 have no "wrong").
+    """
+    names = sorted(scores) if models is None else list(dict.fromkeys(models))
+    unknown = [m for m in names if m not in scores]
+    if unknown:
+        raise UnknownModelError(
+            f"model(s) {', '.join(unknown)} not in {name!r}; it has: {', '.join(sorted(scores))}"
+        )
+    if len(names) < 2:
+        raise DataError(f"golden labels need at least two models; {name!r} gives {names}")
+    if max_pairs_per_prompt is not None and max_pairs_per_prompt < 1:
+        raise ConfigError(f"max_pairs_per_prompt must be at least 1, got {max_pairs_per_prompt}")
+    table = np.stack([np.asarray(scores[m], dtype=np.float64) for m in names])  # (models, prompts)
+    if table.shape[1] != len(prompts):
+        raise DataError(f"{name!r}: {table.shape[1]} scores per model for {len(prompts)} prompts")
+    scored = np.isfinite(table)
+    if bothbad_at == "auto":
+        bothbad_at = 0.0 if np.isin(table[scored], (0.0, 1.0)).all() else None
+    pairs = np.array(list(combinations(range(len(names)), 2)), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    battles: list[Battle] = []
+    for i, prompt in enumerate(prompts):
+        valid = np.flatnonzero(scored[pairs[:, 0], i] & scored[pairs[:, 1], i])
+        if max_pairs_per_prompt is not None and len(valid) > max_pairs_per_prompt:
+            valid = np.sort(rng.choice(valid, size=max_pairs_per_prompt, replace=False))
+        a, b = pairs[valid, 0], pairs[valid, 1]
+        sa, sb = table[a, i], table[b, i]
+        winner = np.where(sa > sb, 0, np.where(sa < sb, 1, 2))
+        if bothbad_at is not None:
+            winner[(winner == 2) & (sa <= bothbad_at)] = 3
+        battles.extend(
+            Battle(prompt, names[x], names[y], _LABELS[w], source)  # type: ignore[arg-type]
+            for x, y, w in zip(a.tolist(), b.tolist(), winner.tolist(), strict=True)
+        )
+    return battles
+
+
+def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Prompts and per-model scores of a custom benchmark file, NaN where a model has no score.
+
+    The format of :func:`~lmroute.data.benchmarks.load_custom` (JSONL ``{"prompt", "scores":
+    {model: x}}`` a line, or CSV with a ``prompt`` column and one column per model), except that
+    a line may leave models out (an empty CSV cell): multi-model result files often miss a few.
+    """
+    from lmroute.data.battles import _csv_rows, _jsonl_records
+    from lmroute.data.benchmarks import _number
+
+    path = Path(path)
+    prompts: list[str] = []
+    rows: list[dict[str, float]] = []
+    if path.suffix.lower() == ".csv":
+        for n, row in enumerate(_csv_rows(path, ("prompt",)), start=1):
+            prompts.append(row["prompt"])
+            rows.append({m: _number(v, path, n, m) for m, v in row.items()
+                         if m not in ("prompt", "id", "category") and v.strip()})  # fmt: skip
+    else:
+        for n, record in _jsonl_records(path):
+            prompt, values = record.get("prompt"), record.get("scores")
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise DataError(f"{path}:{n}: 'prompt' must be a non-empty string")
+            if not isinstance(values, dict) or not values:
+                raise DataError(f"{path}:{n}: 'scores' must be an object of model -> number")
+            prompts.append(prompt)
+            rows.append({m: _number(v, path, n, m) for m, v in values.items()})
+    if not prompts:
+        raise DataError(f"{path} has no benchmark items")
+    models = sorted({m for row in rows for m in row})
+    table = {m: np.array([row.get(m, np.nan) for row in rows], dtype=np.float64) for m in models}
+    return prompts, table
