@@ -379,7 +379,7 @@ def build_onnx_model(model_dir: Path) -> Any:
     merge_heads = g.const("merge_heads", [0, 0, hidden], np.int64)
     scale = g.const("scale", 1.0 / np.sqrt(head_dim))
     half = g.const("half", 0.5)
-    inv_sqrt2 = g.const("inv_sqrt2", 1.0 / np.sqrt(2.0))
+    sqrt2 = g.const("sqrt2", np.sqrt(2.0))
 
     for layer in range(int(config["num_hidden_layers"])):
         p = f"encoder.layer.{layer}"
@@ -395,7 +395,8 @@ def build_onnx_model(model_dir: Path) -> Any:
         attended = g.linear(context, weights, f"{p}.attention.output.dense")
         x = g.layer_norm(g.op("Add", attended, x), weights, f"{p}.attention.output.LayerNorm", eps)
         h = g.linear(x, weights, f"{p}.intermediate.dense")
-        h = g.op("Mul", g.op("Mul", h, half), g.op("Add", g.op("Erf", g.op("Mul", h, inv_sqrt2)), "one_f"))
+        # x * (erf(x / sqrt 2) + 1) * 0.5: the exact GELU, in the form ONNX Runtime fuses
+        h = g.op("Mul", g.op("Mul", h, g.op("Add", g.op("Erf", g.op("Div", h, sqrt2)), "one_f")), half)
         h = g.linear(h, weights, f"{p}.output.dense")
         x = g.layer_norm(g.op("Add", h, x), weights, f"{p}.output.LayerNorm", eps)
 

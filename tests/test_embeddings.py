@@ -1,0 +1,149 @@
+"""Local MiniLM embeddings: ONNX equals sentence-transformers, shapes, truncation, the ONNX file."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lmroute.embeddings import Embedder, get_embedder
+from lmroute.embeddings.cache import CachedEmbedder
+from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir, onnx_model_path
+from lmroute.exceptions import ConfigError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_onnx_cache(tmp_path_factory):
+    """One cache folder for the module, so the ONNX file is built once (tests that need a fresh
+    one take the ``cache_dir`` fixture, which overrides this)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LMROUTE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def prompts(data_dir):
+    lines = (data_dir / "arena-hard" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    chosen = [json.loads(line)["prompt"] for line in lines[::17]][:26]
+    # an empty text, a short one, non-ASCII, and one far past 256 word pieces
+    return [*chosen, "", "hi", "Grüße aus Köln 👋 — 東京", "lorem ipsum " * 400]
+
+
+@pytest.fixture(scope="module")
+def onnx_vectors(prompts):
+    embedder = OnnxMiniLM(batch_size=8)
+    return embedder, embedder.embed(prompts)
+
+
+def test_onnx_matches_sentence_transformers(prompts, onnx_vectors):
+    _, onnx = onnx_vectors
+    torch = TorchMiniLM().embed(prompts)
+    assert onnx.shape == torch.shape == (len(prompts), DIM)
+    assert onnx.dtype == torch.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(onnx * torch, axis=1) / np.linalg.norm(torch, axis=1)
+    assert cosine.min() >= 0.9999, cosine.min()
+    # distinct prompts get distinct vectors (the graph does not ignore its input)
+    assert np.sum(onnx[0] * onnx[1]) < 0.99
+
+
+def test_onnx_rows_do_not_depend_on_batching(prompts, onnx_vectors):
+    _, together = onnx_vectors
+    one_by_one = OnnxMiniLM(batch_size=1).embed(prompts[:6] + prompts[-2:])
+    np.testing.assert_allclose(one_by_one, np.concatenate([together[:6], together[-2:]]), atol=2e-5)
+
+
+def test_empty_input_gives_zero_rows_without_loading_anything():
+    for embedder in (OnnxMiniLM(model_dir="/nonexistent"), TorchMiniLM(model_dir="/nonexistent")):
+        out = embedder.embed([])
+        assert out.shape == (0, DIM) and out.dtype == np.float32
+
+
+def test_single_string_is_refused():
+    with pytest.raises(ConfigError, match="wrap a single text in a list"):
+        OnnxMiniLM().embed("a prompt")
+    with pytest.raises(ConfigError, match="text 1 is a int"):
+        OnnxMiniLM().embed(["a", 3])
+
+
+def test_truncation_to_256_word_pieces_is_counted_and_warned_once(onnx_vectors, caplog):
+    embedder, _ = onnx_vectors
+    before = embedder.truncated
+    # "word " is one word piece: 254 of them plus [CLS] and [SEP] fill 256 exactly
+    exact, longer, longest = "word " * 254, "word " * 255 + "tail", "word " * 400 + "other tail"
+    with caplog.at_level(logging.DEBUG, logger="lmroute.embeddings.minilm"):
+        vectors = embedder.embed([exact, longer, longest])
+        embedder.embed([longest])
+    assert embedder.truncated - before == 3
+    # what is past the first 254 word pieces does not reach the vector
+    np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-6)
+    np.testing.assert_allclose(vectors[2], vectors[0], atol=1e-6)
+    assert np.sum(vectors[0] * embedder.embed(["word " * 253 + "tail"])[0]) < 0.99999
+    messages = [r for r in caplog.records if "truncated to their first 256" in r.getMessage()]
+    assert [r.levelno for r in messages] == [logging.DEBUG, logging.DEBUG]  # warned at the first call
+
+
+def test_first_truncation_logs_a_warning_with_the_count(caplog):
+    embedder = OnnxMiniLM()
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.minilm"):
+        embedder.embed(["short", "long " * 300, "long " * 500])
+        embedder.embed(["long " * 300])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "2 of 3 texts were longer than 256 word pieces" in warnings[0]
+    assert embedder.truncated == 3 and embedder.embedded == 4
+
+
+def test_onnx_file_is_built_once_and_rebuilt_when_damaged(cache_dir, caplog):
+    first = OnnxMiniLM()
+    first.embed(["hello"])
+    (path,) = (cache_dir / "onnx").glob("*.onnx")
+    assert path == onnx_model_path(default_model_dir())
+    stamp = path.stat().st_mtime_ns
+    expected = first.embed(["hello", "world"])
+    np.testing.assert_allclose(OnnxMiniLM().embed(["hello", "world"]), expected, atol=1e-6)
+    assert path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    path.write_bytes(path.read_bytes()[:5000])
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.minilm"):
+        np.testing.assert_allclose(OnnxMiniLM().embed(["hello", "world"]), expected, atol=1e-6)
+    assert "could not be loaded" in caplog.text
+    assert not list((cache_dir / "onnx").glob(".*"))  # no temporary files left behind
+
+
+def test_missing_model_folder_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing .*model\.safetensors"):
+        OnnxMiniLM(model_dir=tmp_path).embed(["x"])
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"threads": 0}])
+def test_bad_options_are_refused(bad):
+    with pytest.raises(ConfigError):
+        OnnxMiniLM(**bad)
+
+
+def test_get_embedder_names():
+    auto = get_embedder("minilm")
+    assert isinstance(auto, CachedEmbedder) and isinstance(auto.inner, OnnxMiniLM)
+    assert auto.name == "minilm" and auto.dim == DIM
+    assert isinstance(get_embedder("minilm-torch", cache=False), TorchMiniLM)
+    onnx = get_embedder("minilm-onnx", cache=False, batch_size=4, threads=1)
+    assert isinstance(onnx, OnnxMiniLM) and onnx.batch_size == 4 and onnx.threads == 1
+    assert isinstance(onnx, Embedder)
+    with pytest.raises(ConfigError, match=r"unknown embedder .bert.*minilm"):
+        get_embedder("bert")
+    with pytest.raises(TypeError):
+        get_embedder("minilm-onnx", cache=False, no_such_option=1)
+
+
+def test_importing_embeddings_loads_no_heavy_package():
+    code = (
+        "import sys, lmroute.embeddings, lmroute.embeddings.minilm, lmroute.embeddings.openai, "
+        "lmroute.embeddings.cache; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'httpx', 'tokenizers', "
+        "'sentence_transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
