@@ -130,6 +130,9 @@ class CachedEmbedder(Embedder):
             names = os.listdir(self.path)
         except FileNotFoundError:
             return
+        except OSError as exc:  # not a folder, no permission: work without the cache
+            logger.debug("embedding cache: cannot list %s: %s", self.path, exc)
+            return
         for name in names:
             if name.startswith(".") or not name.endswith(".json"):
                 continue
@@ -174,7 +177,9 @@ class CachedEmbedder(Embedder):
             except FileNotFoundError:
                 data = None
             if data is None:
-                logger.debug("embedding cache shard %s vanished (merged by another process)", shard)
+                # a merge deletes the index before the array: an index left alone is damage
+                if (self.path / f"{shard}.json").exists():
+                    self._discard(shard, "array file missing")
             elif hashlib.sha256(data).hexdigest() != index["sha256"]:
                 self._discard(shard, "checksum mismatch")
             else:

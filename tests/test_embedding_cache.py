@@ -1,0 +1,209 @@
+"""The content-hash embedding cache, with a fake inner embedder that counts what it embeds."""
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from lmroute.embeddings import cache as cache_module
+from lmroute.embeddings.base import Embedder, normalize
+from lmroute.embeddings.cache import CachedEmbedder, safe_name
+from lmroute.exceptions import LmrouteError
+
+
+class CountingEmbedder(Embedder):
+    """Deterministic vectors from a text's hash (salted by name); records every batch it gets."""
+
+    dim = 8
+
+    def __init__(self, name="fake"):
+        self.name = name
+        self.batches = []
+
+    def embed(self, texts):
+        texts = list(texts)
+        self.batches.append(texts)
+        data = [f"{self.name}|{t}".encode("utf-8", "surrogatepass") for t in texts]
+        digests = [hashlib.sha256(d).digest() for d in data]
+        rows = [np.frombuffer(digest, dtype=np.int32) for digest in digests]
+        return normalize(np.array(rows, dtype=np.float64).reshape(len(texts), self.dim))
+
+
+TEXTS = ["alpha", "beta", "gamma", "", "Grüße 👋", "beta"]
+
+
+def shard_files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_second_call_embeds_nothing(cache_dir):
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    first = cached.embed(TEXTS)
+    assert inner.batches == [["alpha", "beta", "gamma", "", "Grüße 👋"]]  # one batch, duplicates once
+    np.testing.assert_array_equal(first, inner.embed(TEXTS))
+    inner.batches.clear()
+    np.testing.assert_array_equal(cached.embed(TEXTS), first)
+    assert inner.batches == []
+    # a new instance (another process) reads the same entries from disk
+    again = CachedEmbedder(inner)
+    np.testing.assert_array_equal(again.embed(list(reversed(TEXTS))), first[::-1])
+    assert inner.batches == []
+    assert cached.path.parent == cache_dir / "embeddings"
+
+
+def test_only_misses_are_embedded_in_one_batch(cache_dir):
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    cached.embed(["a", "b"])
+    out = cached.embed(["b", "c", "a", "d", "c"])
+    assert inner.batches[-1] == ["c", "d"]
+    np.testing.assert_array_equal(out, CountingEmbedder().embed(["b", "c", "a", "d", "c"]))
+
+
+def test_empty_input(cache_dir):
+    inner = CountingEmbedder()
+    out = CachedEmbedder(inner).embed([])
+    assert out.shape == (0, 8) and inner.batches == []
+
+
+def test_different_embedders_never_share_entries(cache_dir, tmp_path):
+    a, b = CountingEmbedder("a:b"), CountingEmbedder("a_b")
+    va = CachedEmbedder(a).embed(TEXTS)
+    vb = CachedEmbedder(b).embed(TEXTS)
+    assert len(b.batches) == 1 and not np.allclose(va, vb)
+    assert safe_name("a:b") != safe_name("a_b")
+    assert CachedEmbedder(a).path != CachedEmbedder(b).path
+    # even forced into one folder, keys and indexes keep them apart
+    shared = tmp_path / "shared"
+    CachedEmbedder(a, directory=shared).embed(TEXTS)
+    np.testing.assert_array_equal(CachedEmbedder(b, directory=shared).embed(TEXTS), vb)
+    assert len(b.batches) == 2
+
+
+def test_lone_surrogates_are_cached(cache_dir):
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    cached.embed(["bad \ud800 text"])
+    cached.embed(["bad \ud800 text"])
+    assert len(inner.batches) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncate_npy",
+        "flip_npy_byte",
+        "garbage_json",
+        "json_of_other_embedder",
+        "json_with_wrong_count",
+        "missing_npy",
+    ],
+)
+def test_damaged_shards_are_ignored_and_embedded_again(cache_dir, caplog, damage):
+    inner = CountingEmbedder()
+    expected = CachedEmbedder(inner).embed(TEXTS)
+    folder = CachedEmbedder(inner).path
+    (npy,) = folder.glob("*.npy")
+    index_file = npy.with_suffix(".json")
+    index = json.loads(index_file.read_text())
+    if damage == "truncate_npy":
+        npy.write_bytes(npy.read_bytes()[:100])
+    elif damage == "flip_npy_byte":
+        data = bytearray(npy.read_bytes())
+        data[-3] ^= 0xFF
+        npy.write_bytes(bytes(data))
+    elif damage == "garbage_json":
+        index_file.write_text('{"format": 1, "keys": [')
+    elif damage == "json_of_other_embedder":
+        index_file.write_text(json.dumps({**index, "embedder": "other"}))
+    elif damage == "json_with_wrong_count":
+        index_file.write_text(json.dumps({**index, "keys": index["keys"][:-1]}))
+    else:
+        npy.unlink()
+    inner.batches.clear()
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        out = CachedEmbedder(inner).embed(TEXTS)
+    np.testing.assert_array_equal(out, expected)
+    assert len(inner.batches) == 1
+    if damage != "missing_npy":
+        assert "damaged shard" in caplog.text
+    # the damaged shard is gone and the cache works again
+    inner.batches.clear()
+    CachedEmbedder(inner).embed(TEXTS)
+    assert inner.batches == []
+
+
+def test_orphan_array_and_temporary_files_are_ignored(cache_dir):
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    cached.path.mkdir(parents=True)
+    np.save(cached.path / "orphan.npy", np.ones((2, 8), dtype=np.float32))  # index never written
+    (cached.path / ".abc.json.tmp123").write_text("{")
+    cached.embed(["x"])
+    assert inner.batches == [["x"]]
+
+
+def test_small_shards_are_merged(cache_dir, monkeypatch):
+    monkeypatch.setattr(cache_module, "_MERGE_AT", 4)
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    texts = [f"prompt {i}" for i in range(10)]
+    for text in texts:
+        cached.embed([text])
+    files = shard_files(cached.path)
+    assert len(files) < 2 * 4 and not [f for f in files if f.startswith(".")]
+    inner.batches.clear()
+    fresh = CachedEmbedder(inner)
+    np.testing.assert_array_equal(fresh.embed(texts), CountingEmbedder().embed(texts))
+    assert inner.batches == []
+
+
+def test_entries_written_by_another_instance_are_seen(cache_dir):
+    inner = CountingEmbedder()
+    one, two = CachedEmbedder(inner), CachedEmbedder(inner)
+    one.embed(["warm"])
+    two.embed(["warm", "other"])
+    assert inner.batches == [["warm"], ["other"]]
+
+
+def test_wrong_shape_from_inner_is_an_error(cache_dir):
+    class Broken(CountingEmbedder):
+        def embed(self, texts):
+            return np.zeros((1, self.dim), dtype=np.float32)
+
+    with pytest.raises(LmrouteError, match=r"returned shape \(1, 8\) for 2 texts"):
+        CachedEmbedder(Broken()).embed(["a", "b"])
+
+
+def test_unwritable_cache_still_embeds(cache_dir, caplog):
+    cache_dir.mkdir()
+    (cache_dir / "embeddings").write_text("a file where a folder should be")
+    inner = CountingEmbedder()
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        out = CachedEmbedder(inner).embed(["a"])
+    np.testing.assert_array_equal(out, CountingEmbedder().embed(["a"]))
+    assert "could not write" in caplog.text
+
+
+def test_shards_merged_or_deleted_by_another_instance(cache_dir, monkeypatch):
+    monkeypatch.setattr(cache_module, "_MERGE_AT", 3)
+    inner = CountingEmbedder()
+    writer, reader = CachedEmbedder(inner), CachedEmbedder(inner)
+    writer.embed(["a"])
+    writer.embed(["b"])
+    reader.embed(["a", "b"])
+    writer.embed(["c"])  # third small shard: all merged into one, the old files deleted
+    assert len(list(writer.path.glob("*.json"))) == 1
+    inner.batches.clear()
+    np.testing.assert_array_equal(reader.embed(["a", "b", "c"]), CountingEmbedder().embed(["a", "b", "c"]))
+    assert inner.batches == []
+    # a shard indexed but not yet loaded whose files disappear: its texts are embedded again
+    late = CachedEmbedder(inner)
+    late._scan()
+    for path in writer.path.iterdir():
+        path.unlink()
+    np.testing.assert_array_equal(late.embed(["a", "d"]), CountingEmbedder().embed(["a", "d"]))
+    assert inner.batches == [["a", "d"]]
