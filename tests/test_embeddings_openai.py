@@ -1,0 +1,219 @@
+"""The OpenAI-compatible embedder against a small fake /v1/embeddings server on 127.0.0.1."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from lmroute.embeddings import get_embedder
+from lmroute.embeddings.cache import CachedEmbedder
+from lmroute.embeddings.openai import OpenAIEmbedder
+from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
+
+pytestmark = pytest.mark.network_loopback
+
+DIM = 4
+
+
+def fake_vector(text):
+    """Not unit length, so the test sees the embedder normalise."""
+    return [float(len(text)), 1.0, 2.0, float(sum(map(ord, text)) % 7)]
+
+
+class FakeServer:
+    """Answers POST /v1/embeddings; ``script`` holds (status, body, headers) replies to give first."""
+
+    def __init__(self):
+        self.requests = []
+        self.script = []
+        self.delay = 0.0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((self.path, dict(self.headers), body))
+                time.sleep(server.delay)
+                if server.script:
+                    status, reply, headers = server.script.pop(0)
+                else:
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": fake_vector(text)}
+                        for i, text in enumerate(body["input"])
+                    ]
+                    status, reply, headers = 200, {"object": "list", "data": data[::-1]}, {}
+                payload = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FakeServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sleeps():
+    return []
+
+
+def make(server, sleeps, **options):
+    options.setdefault("dim", DIM)
+    return OpenAIEmbedder("fake-embed", base_url=server.base_url, sleep=sleeps.append, **options)
+
+
+def expected(texts):
+    rows = np.array([fake_vector(t) for t in texts], dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_batches_order_normalisation_and_key_from_named_variable(server, sleeps, monkeypatch):
+    monkeypatch.setenv("MY_EMBED_KEY", "sk-test-123")
+    texts = ["one", "two", "three", "four", "five"]
+    embedder = make(server, sleeps, batch_size=2, api_key_env="MY_EMBED_KEY")
+    out = embedder.embed(texts)
+    assert out.shape == (5, DIM) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected(texts), rtol=1e-6)  # reply order was reversed
+    assert [body["input"] for _, _, body in server.requests] == [["one", "two"], ["three", "four"], ["five"]]
+    path, headers, body = server.requests[0]
+    assert path == "/v1/embeddings" and body["model"] == "fake-embed"
+    assert headers["Authorization"] == "Bearer sk-test-123"
+    assert sleeps == []
+
+
+def test_no_key_no_authorization_header(server, sleeps, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    make(server, sleeps).embed(["x"])
+    assert "Authorization" not in server.requests[0][1]
+
+
+def test_429_is_retried_after_the_servers_delay(server, sleeps):
+    server.script = [(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "3"})]
+    out = make(server, sleeps).embed(["a", "b"])
+    np.testing.assert_allclose(out, expected(["a", "b"]), rtol=1e-6)
+    assert len(server.requests) == 2 and sleeps == [3.0]
+
+
+def test_5xx_backs_off_exponentially_then_raises(server, sleeps):
+    server.script = [(503, "upstream overloaded", {})] * 3
+    with pytest.raises(UpstreamError, match="answered 503: upstream overloaded") as info:
+        make(server, sleeps, max_retries=2, backoff=0.5).embed(["a"])
+    assert info.value.status_code == 503 and info.value.model == "fake-embed"
+    assert sleeps == [0.5, 1.0] and len(server.requests) == 3
+
+
+def test_client_error_is_raised_at_once_with_the_servers_message(server, sleeps):
+    server.script = [(400, {"error": {"message": "input too long", "type": "invalid_request_error"}}, {})]
+    with pytest.raises(UpstreamError, match="answered 400: input too long") as info:
+        make(server, sleeps).embed(["a"])
+    assert info.value.status_code == 400 and len(server.requests) == 1 and sleeps == []
+
+
+def test_401_names_the_key_variable(server, sleeps, monkeypatch):
+    monkeypatch.delenv("TEAM_KEY", raising=False)
+    server.script = [(401, {"error": {"message": "Incorrect API key"}}, {})]
+    with pytest.raises(UpstreamError, match=r"\$TEAM_KEY, which is not set"):
+        make(server, sleeps, api_key_env="TEAM_KEY").embed(["a"])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "not json",
+        {"data": [{"index": 0}]},
+        {"data": [{"index": 0, "embedding": [1.0, 2.0]}]},  # wrong size
+        {"data": []},  # too few rows
+    ],
+)
+def test_malformed_replies(server, sleeps, reply):
+    server.script = [(200, reply, {})]
+    with pytest.raises(UpstreamError, match=r"malformed|shape"):
+        make(server, sleeps).embed(["a"])
+
+
+def test_unreachable_server_is_retried_then_raises(sleeps):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    embedder = OpenAIEmbedder("fake", dim=DIM, base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps.append)
+    with pytest.raises(UpstreamError, match="cannot reach"):
+        embedder.embed(["a"])
+    assert len(sleeps) == 4
+
+
+def test_timeout(server, sleeps):
+    server.delay = 0.5
+    with pytest.raises(UpstreamTimeoutError, match=r"did not answer within 0\.1 s"):
+        make(server, sleeps, timeout=0.1, max_retries=0).embed(["a"])
+
+
+def test_long_texts_are_cut_to_max_chars_and_counted(server, sleeps):
+    embedder = make(server, sleeps, max_chars=10)
+    embedder.embed(["short", "x" * 25, ""])
+    assert server.requests[0][2]["input"] == ["short", "x" * 10, " "]
+    assert embedder.truncated == 1 and embedder.embedded == 3
+    assert embedder.name == "openai:fake-embed?max_chars=10"
+
+
+def test_dimensions_are_sent_and_named(server, sleeps):
+    embedder = make(server, sleeps, dim=None, dimensions=DIM)
+    embedder.embed(["a"])
+    assert server.requests[0][2]["dimensions"] == DIM
+    assert embedder.name == "openai:fake-embed?dimensions=4" and embedder.dim == DIM
+
+
+def test_empty_input_sends_nothing(server, sleeps):
+    assert make(server, sleeps).embed([]).shape == (0, DIM)
+    assert server.requests == []
+
+
+def test_get_embedder_openai_with_cache(server, sleeps, cache_dir):
+    embedder = get_embedder(
+        "openai:text-embedding-3-small?dimensions=4", base_url=server.base_url, sleep=sleeps.append
+    )
+    assert isinstance(embedder, CachedEmbedder) and embedder.dim == 4
+    assert embedder.name == "openai:text-embedding-3-small?dimensions=4"
+    embedder.embed(["a", "b"])
+    embedder.embed(["b", "a"])
+    assert len(server.requests) == 1 and server.requests[0][2]["dimensions"] == 4
+    assert get_embedder("openai:text-embedding-3-large", cache=False).dim == 3072
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"api_key_env": "sk-abcdef0123456789"}, "NAME of the environment variable"),
+        ({}, "pass dim="),
+        ({"dim": 4, "batch_size": 0}, "batch_size"),
+        ({"dim": 4, "dimensions": 8}, "contradicts"),
+        ({"dim": 4, "max_chars": 0}, "max_chars"),
+    ],
+)
+def test_bad_options(options, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        OpenAIEmbedder("some-local-model", **options)
+    assert "abcdef0123456789" not in str(info.value)  # a key put in the wrong place is not echoed
