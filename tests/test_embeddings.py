@@ -147,3 +147,18 @@ def test_importing_embeddings_loads_no_heavy_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_onnx_backend_needs_no_torch(onnx_vectors, prompts):
+    # torch, transformers and sentence-transformers made unimportable in a fresh interpreter
+    code = (
+        "import sys, json\n"
+        "for m in ('torch', 'transformers', 'sentence_transformers'): sys.modules[m] = None\n"
+        "from lmroute.embeddings import get_embedder\n"
+        "e = get_embedder('minilm', cache=False)\n"
+        "print(type(e).__name__, json.dumps(e.embed([sys.argv[1]])[0].tolist()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, prompts[0]], capture_output=True, text=True, check=True)
+    name, vector = out.stdout.split(" ", 1)
+    assert name == "OnnxMiniLM"
+    np.testing.assert_allclose(json.loads(vector), onnx_vectors[1][0], atol=1e-5)
