@@ -1,0 +1,176 @@
+"""mf scoring speed including embedding (batched numpy) vs the reference's one-prompt torch forward;
+optionally the training time on all shared training sources.
+
+Prompts are AlpacaEval's instructions (typical chat prompts) from ``$LMROUTE_DATA_DIR`` when
+present, else synthetic sentences. The embedder is MiniLM (``get_embedder("minilm", cache=False)``)
+when installed, else a hashing stand-in (then the numbers say little about real use). The baseline
+does what RouteLLM's ``MatrixFactorizationRouter`` does per request: embed one prompt, run the torch
+model on (strong, weak), sigmoid of the difference.
+
+    python benchmarks/bench_mf.py [--prompts 400] [--baseline-prompts 100]
+    python benchmarks/bench_mf.py --train-epochs 2    # + time 2 epochs on all shared sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmroute.data.battles import Battle
+from lmroute.embeddings.base import Embedder, normalize
+from lmroute.routers.mf import MFRouter
+
+SOURCES = [
+    "battles:arena-hard/battles.jsonl", "alpaca-eval", "gold:mmlu", "gold:gsm8k", "gold:mt-bench",
+    "gold:zeroeval/crux.jsonl", "gold:zeroeval/math-l5.jsonl",
+]  # fmt: skip
+
+
+class HashingEmbedder(Embedder):
+    """Fallback when MiniLM is not installed: hashed bag of words."""
+
+    name = "hashing"
+    dim = 384
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        out[:, 0] += 1e-3
+        return normalize(out)
+
+
+def data_dir() -> Path | None:
+    path = Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    return path if (path / "alpaca-eval").is_dir() else None
+
+
+def chat_prompts(count: int) -> list[str]:
+    folder = data_dir()
+    if folder is None:
+        return [f"Could you explain, in simple words, how topic number {i} works?" for i in range(count)]
+    seen: dict[str, None] = {}
+    with (folder / "alpaca-eval" / "judgments.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            seen.setdefault(json.loads(line)["prompt"], None)
+            if len(seen) >= count:
+                break
+    return list(seen)
+
+
+def get_embedder() -> Embedder:
+    try:
+        from lmroute.embeddings import get_embedder as named
+
+        embedder = named("minilm", cache=False)
+        embedder.embed(["warm up"])
+        return embedder
+    except Exception as exc:  # a benchmark falls back rather than fails
+        print(f"MiniLM unavailable ({exc}); using a hashing embedder")
+        return HashingEmbedder()
+
+
+def reference_per_prompt(router: MFRouter, embedder: Embedder, prompts: list[str]) -> float:
+    """Prompts/s of the reference's way: one prompt at a time through a torch model."""
+    import torch
+
+    arrays = router._arrays()
+    P = torch.from_numpy(arrays["model_embeddings"])
+    W = torch.nn.Linear(W_in := arrays["text_proj"].shape[1], arrays["text_proj"].shape[0], bias=False)
+    W.weight.data = torch.from_numpy(arrays["text_proj"])
+    c = torch.nn.Linear(arrays["classifier"].size, 1, bias=False)
+    c.weight.data = torch.from_numpy(arrays["classifier"][None, :])
+    ids = [router.models.index(router.config.strong_model), router.models.index(router.config.weak_model)]
+    assert W_in == embedder.dim
+    started = time.perf_counter()
+    with torch.no_grad():
+        for prompt in prompts:
+            q = torch.from_numpy(embedder.embed([prompt])[0])
+            logits = c(torch.nn.functional.normalize(P[ids], p=2, dim=1) * W(q)).squeeze()
+            torch.sigmoid(logits[0] - logits[1]).item()
+    return len(prompts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=400)
+    parser.add_argument("--baseline-prompts", type=int, default=100)
+    parser.add_argument(
+        "--train-epochs", type=int, default=0, help="also train on all shared sources for N epochs"
+    )
+    args = parser.parse_args()
+
+    embedder = get_embedder()
+    prompts = chat_prompts(args.prompts)
+    rng = np.random.default_rng(0)
+    models = ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", "other"]
+    battles = [
+        Battle(p, *rng.permutation(models)[:2].tolist(), winner=str(rng.choice(["model_a", "model_b"])))
+        for p in prompts[:100]
+    ]
+    router = MFRouter(embedder=embedder, epochs=1).fit(battles)  # weights only matter for the timing
+
+    lengths = [len(p) for p in prompts]
+    print(f"{len(prompts)} prompts (median {int(np.median(lengths))} chars), embedder {embedder.name}")
+    started = time.perf_counter()
+    embedder.embed(prompts)
+    embed_rate = len(prompts) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    router.score(prompts)
+    ours = len(prompts) / (time.perf_counter() - started)
+    base = reference_per_prompt(router, embedder, prompts[: args.baseline_prompts])
+    print(f"embedding alone:                  {embed_rate:8.1f} prompts/s")
+    print(f"lmroute mf score (batched, numpy): {ours:8.1f} prompts/s (embedding included)")
+    print(f"reference per prompt (torch):      {base:8.1f} prompts/s")
+    print(f"ratio: {ours / base:.1f}x; mf adds {100 * (embed_rate / ours - 1):.1f}% to embedding time")
+
+    if args.train_epochs:
+        train(embedder, args.train_epochs)
+
+
+class Memo(Embedder):
+    """Vectors embedded once, so training time and embedding time are measured apart."""
+
+    def __init__(self, inner: Embedder, texts: list[str], vectors: np.ndarray):
+        self.name, self.dim = inner.name, inner.dim
+        self.table = dict(zip(texts, vectors, strict=True))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.table[t] for t in texts])
+
+
+def train(embedder: Embedder, epochs: int) -> None:
+    from lmroute.data.sources import load_sources
+
+    folder = data_dir()
+    if folder is None:
+        print("no shared data: skipping the training measurement")
+        return
+    battles, _ = load_sources(SOURCES, data_dir=folder)
+    prompts = sorted({b.prompt for b in battles})
+    started = time.perf_counter()
+    vectors = embedder.embed(prompts)
+    embed_seconds = time.perf_counter() - started
+    full = MFRouter.config_class().epochs
+    router = MFRouter(embedder=Memo(embedder, prompts, vectors), epochs=epochs,
+                      strong_model="gpt-4-0314", weak_model="gpt-3.5-turbo-0301")  # fmt: skip
+    started = time.perf_counter()
+    router.fit(battles, progress=True)
+    per_epoch = (time.perf_counter() - started) / epochs
+    used = router.metadata["battles"]["used"]
+    print(f"{len(battles):,} battles ({used:,} decisive), {len(prompts):,} prompts")
+    print(f"embedding the prompts: {embed_seconds:.0f} s; training: {per_epoch:.1f} s/epoch")
+    print(f"estimated full training ({full} epochs, embedding included): "
+          f"{(embed_seconds + full * per_epoch) / 60:.1f} min")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
