@@ -159,6 +159,45 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0 if result.complete else 3
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from lmroute.data.battles import battle_records
+    from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
+    from lmroute.data.prompts import write_jsonl
+    from lmroute.data.sources import prepare_battles
+
+    against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []
+    embedder = None
+    if (args.exclude_benchmark or against) and not args.exact_only:
+        from lmroute.embeddings import get_embedder
+
+        embedder = get_embedder(args.embedder)
+    battles, report = prepare_battles(
+        args.sources, data_dir=_data_dir(args), exclude_benchmarks=args.exclude_benchmark,
+        decontaminate_against=against, embedder=embedder,
+        threshold=None if args.exact_only else args.threshold,
+        min_model_battles=args.min_model_battles, aliases=dict(_parse_aliases(args.alias)),
+    )  # fmt: skip
+    print(report.describe(all_models=True))
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2) + "\n", "utf-8")
+        print(f"wrote {args.report}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {len(battles):,} battles to {write_jsonl(args.out, battle_records(battles))}",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _parse_aliases(pairs: Sequence[str] | None):
+    from lmroute.exceptions import ConfigError
+
+    for pair in pairs or ():
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"--alias expects OLD=NEW, got {pair!r}")
+        yield old.strip(), new.strip()
+
+
 def cmd_routers(args: argparse.Namespace) -> int:
     from lmroute.registry import router_names
 
@@ -273,6 +312,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the calls and tokens needed; call nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("data", help="load, check, deduplicate and decontaminate training battles")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="arena:FILE battles:FILE alpaca-eval[:DIR] gold:mmlu|gsm8k|mt-bench gold:FILE "
+        "(options after '?', e.g. gold:crux.jsonl?max_pairs=16)",
+    )
+    p.add_argument(
+        "--exclude-benchmark",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's",
+    )
+    p.add_argument(
+        "--decontaminate",
+        action="store_true",
+        help="drop training prompts that (nearly) duplicate any public benchmark prompt",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="cosine similarity at or above which a prompt is a near duplicate (default 0.95)",
+    )
+    p.add_argument("--exact-only", action="store_true", help="decontaminate by exact matches only")
+    p.add_argument("--embedder", default="minilm", help="embedder for near duplicates (default minilm)")
+    p.add_argument("--alias", nargs="*", metavar="OLD=NEW", help="rename a model in every source")
+    p.add_argument(
+        "--min-model-battles",
+        type=int,
+        default=2,
+        help="drop battles of models seen in fewer battles than this (default 2)",
+    )
+    p.add_argument("--out", help="write the battles to this JSONL file (readable as battles:FILE)")
+    p.add_argument("--report", help="write the report to this JSON file")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("routers", help="list the registered routers")
     p.set_defaults(func=cmd_routers)

@@ -71,12 +71,15 @@ class FilterReport:
         }
 
 
-def _battle_key(b: Battle) -> tuple[str, str, str, str]:
-    """The same vote whichever side each model was shown on."""
+def _battle_key(b: Battle, norms: dict[str, str]) -> tuple[str, str, str, str]:
+    """The same vote whichever side each model was shown on (``norms`` caches normalised prompts)."""
+    prompt = norms.get(b.prompt)
+    if prompt is None:
+        prompt = norms[b.prompt] = normalize_prompt(b.prompt)
     if b.model_a <= b.model_b:
-        return normalize_prompt(b.prompt), b.model_a, b.model_b, b.winner
+        return prompt, b.model_a, b.model_b, b.winner
     flipped = {"model_a": "model_b", "model_b": "model_a"}.get(b.winner, b.winner)
-    return normalize_prompt(b.prompt), b.model_b, b.model_a, flipped
+    return prompt, b.model_b, b.model_a, flipped
 
 
 def deduplicate(
@@ -94,11 +97,11 @@ def deduplicate(
         origins = [b.source for b in battles]
     elif len(origins) != len(battles):
         raise ConfigError(f"deduplicate: {len(origins)} origins for {len(battles)} battles")
-    counts: dict[tuple, Counter] = defaultdict(Counter)
-    keys = [_battle_key(b) for b in battles]
-    for key, origin in zip(keys, origins, strict=True):
-        counts[key][origin] += 1
-    allowed = {key: max(c.values()) for key, c in counts.items()}
+    norms: dict[str, str] = {}
+    keys = [_battle_key(b, norms) for b in battles]
+    allowed: dict[tuple, int] = {}
+    for (key, _), n in Counter(zip(keys, origins, strict=True)).items():
+        allowed[key] = max(n, allowed.get(key, 0))
     used: Counter[tuple] = Counter()
     kept: list[Battle] = []
     dropped: Counter[str] = Counter()

@@ -1,0 +1,493 @@
+"""Training sources named by spec strings, loaded into one list of battles with a report.
+
+Grammar (``KIND:TARGET``, options after ``?`` as ``key=value`` joined by ``&``)::
+
+    arena:FILE.csv | arena:FILE.parquet | arena:hf:DATASET_ID[?split=train]
+    battles:FILE.jsonl
+    alpaca-eval[:DIR_OR_FILE][?annotators=A,B][&exclude=M1,M2]
+    gold:mmlu | gold:gsm8k | gold:mt-bench
+    gold:FILE.jsonl | gold:FILE.csv[?models=M1,M2,...][&max_pairs=16|all][&seed=0][&allow_eval_only=true]
+
+A relative FILE or DIR is looked up in the working directory, then in ``data_dir``
+(``battles:arena-hard/battles.jsonl``, ``gold:zeroeval/crux.jsonl``); a bare ``alpaca-eval``
+means ``<data_dir>/alpaca-eval``. ``gold:mmlu`` etc. load the public benchmarks through
+:func:`~lmroute.data.benchmarks.load_benchmark`. A file whose name contains ``EVAL-ONLY`` holds
+evaluation prompts (zeroeval's GSM8K file has the GSM8K test set's prompts) and is refused unless
+``allow_eval_only=true``, which still warns.
+
+After reading, :func:`load_sources` drops votes duplicated across sources, then battles of
+models seen in fewer than ``min_model_battles`` battles (default 2: a model seen once carries
+no comparison the router can learn from), and reports every drop by reason and source.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lmroute.data.battles import (
+    ALPACA_EXCLUDED_MODELS,
+    Battle,
+    ReadResult,
+    read_alpaca_eval,
+    read_arena,
+    read_battles_jsonl,
+)
+from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.exceptions import ConfigError, DataError
+
+SOURCE_KINDS = ("arena", "battles", "alpaca-eval", "gold")
+DEFAULT_MAX_PAIRS = 16
+RARE_MODEL = "model in too few battles"
+
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "arena": ("split",),
+    "battles": (),
+    "alpaca-eval": ("annotators", "exclude"),
+    "gold": ("models", "max_pairs", "seed", "allow_eval_only"),
+}
+
+#: Licences of the public sources, by battle ``source`` label.
+LICENCES: dict[str, str] = {
+    "arena": "Apache-2.0 (lmsys-arena-human-preference-55k dataset card); another Arena export: "
+    "its own licence",
+    "arena-hard": "Apache-2.0 (arena-hard-auto); the judgments and answers came from commercial "
+    "APIs, whose terms also apply",
+    "alpaca-eval": "CC BY-NC 4.0 (non-commercial): say so wherever a router trained on it is shipped",
+    "gold:mmlu": "Apache-2.0 (RouteLLM evaluation data); MMLU questions MIT",
+    "gold:gsm8k": "Apache-2.0 (RouteLLM evaluation data); GSM8K questions MIT",
+    "gold:mt-bench": "Apache-2.0 (RouteLLM evaluation data; MT-Bench questions and judgements)",
+    "zeroeval": "Apache-2.0 (ZeroEval results); benchmark questions MIT",
+}
+_NON_COMMERCIAL = "CC BY-NC"
+#: Folders of the shared data directory whose files have a known licence.
+_KNOWN_FOLDERS = ("arena-hard", "alpaca-eval", "zeroeval")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source spec: ``kind``, ``target`` (file, folder, dataset or benchmark name), options."""
+
+    text: str
+    kind: str
+    target: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_source(spec: str) -> SourceSpec:
+    """Parse ``KIND:TARGET[?key=value&...]``; unknown kinds or options raise ConfigError."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"a source spec must be a non-empty string, got {spec!r}")
+    body, _, query = spec.strip().partition("?")
+    kind, _, target = body.partition(":")
+    kind = kind.lower()
+    if kind not in SOURCE_KINDS:
+        raise ConfigError(
+            f"unknown source kind {kind!r} in {spec!r}: use arena:FILE, battles:FILE, "
+            "alpaca-eval[:DIR], gold:mmlu|gsm8k|mt-bench or gold:FILE.jsonl"
+        )
+    if not target and kind != "alpaca-eval":
+        raise ConfigError(f"source {spec!r} names no {'benchmark' if kind == 'gold' else 'file'}")
+    options: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _OPTIONS[kind]:
+            known = ", ".join(_OPTIONS[kind]) or "none"
+            raise ConfigError(f"{spec!r}: unknown option {pair!r} for {kind} (options: {known})")
+        options[key] = value.strip()
+    return SourceSpec(spec, kind, target, options)
+
+
+@dataclass
+class SourceReport:
+    """One source: where it was read from, its licence, and what its reader kept and dropped."""
+
+    spec: str
+    label: str
+    location: str
+    licence: str
+    rows: int
+    battles: int
+    dropped: Counter[str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "label": self.label, "location": self.location,
+                "licence": self.licence, "rows": self.rows, "battles": self.battles,
+                "dropped": dict(self.dropped), "seconds": round(self.seconds, 3)}  # fmt: skip
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_sources` read, dropped (per source, per reason) and kept (per model)."""
+
+    sources: list[SourceReport]
+    battles: int
+    dropped: dict[str, Counter[str]]
+    models: Counter[str]
+    rare_models: list[str]
+    warnings: list[str]
+    seconds: float
+
+    @property
+    def licences(self) -> dict[str, str]:
+        """Licence of each source spec."""
+        return {s.spec: s.licence for s in self.sources}
+
+    def describe(self, *, all_models: bool = False) -> str:
+        """The report as text; the model list is cut to the 10 most frequent unless ``all_models``."""
+        n = len(self.sources)
+        lines = [f"loaded {self.battles:,} battles from {n} source(s) in {self.seconds:.1f} s"]
+        for s in self.sources:
+            lines.append(f"  {s.spec}: {s.rows:,} rows -> {s.battles:,} battles ({s.seconds:.1f} s); "
+                         f"licence: {s.licence}")  # fmt: skip
+            if s.dropped:
+                lines.append("    dropped " + ", ".join(f"{n:,} {why}" for why, n in s.dropped.most_common()))
+        for reason, by_source in self.dropped.items():
+            sources = ", ".join(f"{src} {n:,}" for src, n in by_source.most_common())
+            lines.append(f"  dropped {sum(by_source.values()):,} {reason} [{sources}]")
+        if self.rare_models:
+            lines.append(f"  rare models dropped: {', '.join(self.rare_models)}")
+        shown = self.models.most_common(None if all_models else 10)
+        more = len(self.models) - len(shown)
+        listed = ", ".join(f"{m} {k:,}" for m, k in shown) + (f", ... {more} more" if more else "")
+        lines.append(f"models ({len(self.models)}, battles each): {listed}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "battles": self.battles,
+            "sources": [s.to_dict() for s in self.sources],
+            "dropped": {reason: dict(c) for reason, c in self.dropped.items()},
+            "models": dict(self.models.most_common()),
+            "rare_models": self.rare_models,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def load_sources(
+    specs: Sequence[str],
+    *,
+    data_dir: str | Path | None = None,
+    min_model_battles: int = 2,
+    aliases: Mapping[str, str] | None = None,
+    deduplicate: bool = True,
+) -> tuple[list[Battle], LoadReport]:
+    """Load every source spec (see the module docstring) into one list of battles and a report.
+
+    ``aliases`` renames models (``{"gpt4_1106_preview": "gpt-4-1106-preview"}``) so sources that
+    spell one model differently share it; there is no built-in table. ``deduplicate`` drops votes
+    repeated across sources (:func:`~lmroute.data.decontaminate.deduplicate`, each spec one
+    origin). Battles of models with fewer than ``min_model_battles`` battles are dropped, once.
+    """
+    from lmroute.data.decontaminate import DUPLICATE
+    from lmroute.data.decontaminate import deduplicate as dedupe
+
+    if isinstance(specs, str):
+        raise ConfigError("load_sources takes a list of source specs; wrap a single spec in a list")
+    if not specs:
+        raise ConfigError("no training sources given")
+    if min_model_battles < 1:
+        raise ConfigError(f"min_model_battles must be at least 1, got {min_model_battles}")
+    started = time.perf_counter()
+    parsed = [parse_source(s) for s in specs]
+    aliases = dict(aliases or {})
+    battles: list[Battle] = []
+    origins: list[int] = []
+    reports: list[SourceReport] = []
+    warnings: list[str] = []
+    seen_models: set[str] = set()
+    for index, spec in enumerate(parsed):
+        t0 = time.perf_counter()
+        result, label, location, licence = _LOADERS[spec.kind](spec, _data_dir(data_dir), warnings)
+        got = [_renamed(b, aliases) for b in result.battles]
+        seen_models.update(m for b in result.battles for m in (b.model_a, b.model_b))
+        battles.extend(got)
+        origins.extend([index] * len(got))
+        reports.append(SourceReport(spec.text, label, location, licence, result.rows, len(got),
+                                    result.dropped, time.perf_counter() - t0))  # fmt: skip
+        if _NON_COMMERCIAL in licence:
+            warnings.append(f"{spec.text} is licensed {licence}")
+    unused = sorted(set(aliases) - seen_models)
+    if unused:
+        warnings.append(f"alias(es) for {', '.join(unused)} matched no model in the data")
+    dropped: dict[str, Counter[str]] = {}
+    if deduplicate:
+        battles, dedup_report = dedupe(battles, origins=origins)
+        if dedup_report.dropped:
+            dropped[DUPLICATE] = dedup_report.dropped[DUPLICATE]
+    counts = Counter(m for b in battles for m in (b.model_a, b.model_b))
+    rare = sorted(m for m, n in counts.items() if n < min_model_battles)
+    if rare:
+        rare_set = set(rare)
+        removed = Counter(b.source for b in battles if b.model_a in rare_set or b.model_b in rare_set)
+        battles = [b for b in battles if b.model_a not in rare_set and b.model_b not in rare_set]
+        dropped[f"{RARE_MODEL} (< {min_model_battles})"] = removed
+    if not battles:
+        raise DataError(f"no training battles left from {', '.join(specs)}")
+    models = Counter(m for b in battles for m in (b.model_a, b.model_b))
+    report = LoadReport(reports, len(battles), dropped, models, rare, warnings, time.perf_counter() - started)
+    return battles, report
+
+
+def _renamed(b: Battle, aliases: Mapping[str, str]) -> Battle:
+    if not aliases or (b.model_a not in aliases and b.model_b not in aliases):
+        return b
+    return replace(b, model_a=aliases.get(b.model_a, b.model_a), model_b=aliases.get(b.model_b, b.model_b))
+
+
+def _data_dir(data_dir: str | Path | None) -> Path | None:
+    return None if data_dir is None else Path(data_dir).expanduser()
+
+
+def _resolve(spec: SourceSpec, data_dir: Path | None) -> Path:
+    path = Path(spec.target).expanduser()
+    if path.exists():
+        return path
+    if data_dir is not None and not path.is_absolute() and (data_dir / path).exists():
+        return data_dir / path
+    where = f" (nor in data directory {data_dir})" if data_dir is not None and not path.is_absolute() else ""
+    raise DataError(f"source {spec.text!r}: {spec.target} does not exist{where}")
+
+
+def _folder_licence(path: Path) -> tuple[str, str] | None:
+    """(label, licence) of a file directly inside one of the shared data folders, by folder name."""
+    folder = path.resolve().parent.name
+    return (folder, LICENCES[folder]) if folder in _KNOWN_FOLDERS else None
+
+
+def _flag(spec: SourceSpec, key: str) -> bool:
+    value = spec.options.get(key, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{spec.text!r}: {key} must be true or false, got {value!r}")
+    return value in ("true", "1", "yes")
+
+
+def _int(spec: SourceSpec, key: str, default: int | None) -> int | None:
+    value = spec.options.get(key)
+    if value is None:
+        return default
+    if value.lower() == "all" and key == "max_pairs":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{spec.text!r}: {key} must be an integer, got {value!r}") from None
+
+
+def _names(spec: SourceSpec, key: str) -> list[str] | None:
+    value = spec.options.get(key)
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+# -- one loader per kind: (ReadResult, label, location, licence) ------------------------------
+
+
+def _load_arena(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
+    split = spec.options.get("split", "train")
+    if spec.target.startswith("hf:"):
+        return read_arena(spec.target, split=split), "arena", spec.target, LICENCES["arena"]
+    path = _resolve(spec, data_dir)
+    return read_arena(path), "arena", str(path), LICENCES["arena"]
+
+
+def _load_battles(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
+    path = _resolve(spec, data_dir)
+    known = _folder_licence(path)
+    label = known[0] if known else f"battles:{path.name}"
+    result = read_battles_jsonl(path, source=label)
+    if known:
+        return result, label, str(path), known[1]
+    # Records re-read from an `lmroute data` export carry their original sources.
+    labels = sorted({b.source for b in result.battles})
+    licences = sorted({_licence_of_label(lab) for lab in labels})
+    licence = "; ".join(licences) if labels != [label] else f"unknown: the licence of {path.name}"
+    return result, label, str(path), licence
+
+
+def _licence_of_label(label: str) -> str:
+    if label in LICENCES:
+        return f"{label}: {LICENCES[label]}"
+    return f"{label}: unknown (check where these records came from)"
+
+
+def _load_alpaca(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
+    if spec.target:
+        path = _resolve(spec, data_dir)
+    elif data_dir is not None:
+        path = data_dir / "alpaca-eval"
+        if not path.exists():
+            raise DataError(f"source 'alpaca-eval': {path} does not exist; give alpaca-eval:DIR")
+    else:
+        raise DataError("source 'alpaca-eval' needs a folder (alpaca-eval:DIR) or a data directory")
+    exclude = _names(spec, "exclude")
+    result = read_alpaca_eval(
+        path, annotators=_names(spec, "annotators"),
+        exclude_models=ALPACA_EXCLUDED_MODELS if exclude is None else exclude,
+    )  # fmt: skip
+    return result, "alpaca-eval", str(path), LICENCES["alpaca-eval"]
+
+
+def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
+    from lmroute.data.gold import battles_from_scores, read_scores
+
+    key = spec.target.lower().replace("_", "-")
+    if key in PUBLIC_BENCHMARKS:
+        bench = load_benchmark(key, data_dir=data_dir)
+        prompts, scores = list(bench.prompts), dict(bench.scores)
+        location, label, licence = bench.name, f"gold:{key}", LICENCES[f"gold:{key}"]
+    else:
+        path = _resolve(spec, data_dir)
+        if "eval-only" in path.name.lower():
+            if not _flag(spec, "allow_eval_only"):
+                raise DataError(
+                    f"source {spec.text!r}: {path.name} is evaluation-only (its prompts are a test set, "
+                    "e.g. GSM8K's); training on it contaminates any evaluation on that benchmark. Add "
+                    "?allow_eval_only=true only if the router will never be evaluated there"
+                )
+            warnings.append(
+                f"{spec.text}: training on an EVAL-ONLY file; never evaluate this router on the benchmark "
+                "whose prompts it holds"
+            )
+        prompts, scores = read_scores(path)
+        known = _folder_licence(path)
+        location, label = str(path), f"gold:{path.stem}"
+        licence = known[1] if known else f"unknown: the licence of {path.name}"
+    battles = battles_from_scores(
+        prompts, scores, models=_names(spec, "models"),
+        max_pairs_per_prompt=_int(spec, "max_pairs", DEFAULT_MAX_PAIRS), seed=_int(spec, "seed", 0) or 0,
+        source=label, name=spec.text,
+    )  # fmt: skip
+    return ReadResult(battles, len(battles)), label, location, licence
+
+
+_LOADERS: dict[str, Callable[..., tuple[ReadResult, str, str, str]]] = {
+    "arena": _load_arena,
+    "battles": _load_battles,
+    "alpaca-eval": _load_alpaca,
+    "gold": _load_gold,
+}
+
+
+# -- the whole preparation step: load, deduplicate, decontaminate ----------------------------------
+
+
+def gold_target(spec: str) -> str | None:
+    """The benchmark whose golden labels ``spec`` carries (``gold:mt_bench`` -> ``mt-bench``), else None."""
+    kind, _, target = spec.partition(":")
+    if kind.strip().lower() != "gold":
+        return None
+    target = target.partition("?")[0].strip()
+    return target.lower().replace("_", "-") if "/" not in target and "." not in target else target
+
+
+@dataclass
+class PreparedReport:
+    """Report of :func:`prepare_battles`: loading, and decontamination against each benchmark."""
+
+    load: LoadReport
+    excluded_specs: list[str]
+    against: list[str]
+    decontamination: Any = None  # a FilterReport, when decontaminated
+
+    @property
+    def battles(self) -> int:
+        return self.decontamination.kept if self.decontamination is not None else self.load.battles
+
+    def describe(self, *, all_models: bool = False) -> str:
+        lines = []
+        if self.excluded_specs:
+            lines.append(f"left out the evaluation benchmarks' own gold: {', '.join(self.excluded_specs)}")
+        lines.append(self.load.describe(all_models=all_models))
+        if self.decontamination is not None:
+            d = self.decontamination
+            lines.append(f"decontaminated against {', '.join(self.against)}: {d}")
+            if d.matched:
+                causes = ", ".join(f"{k} {n:,}" for k, n in d.matched.most_common())
+                lines.append(f"  dropped because of: {causes}")
+            for title, cases in (("lowest-similarity drops", d.borderline_dropped),
+                                 ("closest kept", d.closest_kept)):  # fmt: skip
+                for case in cases:
+                    lines.append(f"  {title}: {case['similarity']:.3f} {_short(case['train'])!r} ~ "
+                                 f"{_short(case['eval'])!r}")  # fmt: skip
+        lines.append(f"result: {self.battles:,} battles")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "load": self.load.to_dict(),
+            "excluded_specs": self.excluded_specs,
+            "decontaminated_against": self.against,
+            "decontamination": None if self.decontamination is None else self.decontamination.to_dict(),
+            "battles": self.battles,
+        }
+
+
+def _short(text: str, limit: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def prepare_battles(
+    specs: Sequence[str],
+    *,
+    data_dir: str | Path | None = None,
+    exclude_benchmarks: Sequence[str] = (),
+    decontaminate_against: Sequence[str] = (),
+    embedder: Any = None,
+    threshold: float | None = 0.95,
+    min_model_battles: int = 2,
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[list[Battle], PreparedReport]:
+    """Training battles ready for ``fit``: load ``specs``, then decontaminate.
+
+    ``exclude_benchmarks`` names the benchmarks a router will be evaluated on: their own gold
+    sources are left out and training prompts that (nearly) duplicate their prompts (every
+    turn) are dropped; ``decontaminate_against`` adds benchmarks to decontaminate against without
+    touching the sources. ``embedder`` and ``threshold`` go to
+    :func:`~lmroute.data.decontaminate.decontaminate` (``threshold=None``: exact matches only).
+    """
+    from lmroute.data.decontaminate import decontaminate
+
+    excluded = [_bench_key(b) for b in exclude_benchmarks]
+    kept_specs, left_out = [], []
+    for spec in specs:
+        target = gold_target(spec)
+        (left_out if target is not None and _bench_key(target) in excluded else kept_specs).append(spec)
+    if not kept_specs:
+        raise DataError(f"no training sources left after excluding the gold of {', '.join(excluded)}")
+    battles, load_report = load_sources(
+        kept_specs, data_dir=data_dir, min_model_battles=min_model_battles, aliases=aliases
+    )
+    against = list(dict.fromkeys([*excluded, *(_bench_key(b) for b in decontaminate_against)]))
+    report = PreparedReport(load_report, left_out, against)
+    if against:
+        prompts: dict[str, list[str]] = {}
+        for name in against:
+            bench = load_benchmark(name, data_dir=data_dir)
+            prompts[bench.name] = [*bench.prompts, *(turn for turns in bench.followups for turn in turns)]
+        battles, report.decontamination = decontaminate(
+            battles, prompts, embedder=embedder, threshold=threshold
+        )
+        if not battles:
+            raise DataError(f"no training battles left after decontamination ({report.decontamination})")
+    return battles, report
+
+
+def _bench_key(name: str) -> str:
+    key = str(name).strip()
+    lowered = key.lower().replace("_", "-")
+    return lowered if lowered in PUBLIC_BENCHMARKS else str(Path(key).expanduser().resolve())
