@@ -128,9 +128,11 @@ def test_batches_do_not_change_scores():
     np.testing.assert_allclose(together, alone, atol=1e-12)
 
 
-def test_save_load_round_trip(tmp_path):
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_save_load_round_trip(tmp_path, dtype):
     embedder = HashEmbedder(32)
-    router = SWRankingRouter(embedder=embedder, num_tiers=4).fit(random_arena(3, 300))
+    battles = random_arena(3, 300)
+    router = SWRankingRouter(embedder=embedder, num_tiers=4, embedding_dtype=dtype).fit(battles)
     queries = ["proof integral", "hello joke", "recipe"]
     router.save(tmp_path / "sw")
     manifest = json.loads((tmp_path / "sw" / "config.json").read_text())
@@ -138,8 +140,25 @@ def test_save_load_round_trip(tmp_path):
     assert manifest["config"]["embedder"] == "fake-hash"
     loaded = SWRankingRouter.load(tmp_path / "sw", embedder=embedder)
     np.testing.assert_array_equal(loaded.score(queries), router.score(queries))
+    exact = SWRankingRouter(embedder=embedder, num_tiers=4, embedding_dtype="float32").fit(battles)
+    np.testing.assert_allclose(loaded.score(queries), exact.score(queries), atol=1e-3)
     with pytest.raises(ConfigError, match="trained with embedder 'fake-hash'"):
         SWRankingRouter.load(tmp_path / "sw", embedder=HashEmbedder(32, name="other"))
+
+
+def test_inconsistent_weights_are_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    router = SWRankingRouter(embedder=HashEmbedder(32), num_tiers=4).fit(random_arena(3, 100))
+    path = router.save(tmp_path / "sw") / "weights.safetensors"
+    arrays = load_file(str(path))
+    arrays["entry_prompt"][0] = 10**6
+    save_file(arrays, str(path))
+    manifest = json.loads((tmp_path / "sw" / "config.json").read_text())
+    manifest["weights"]["sha256"] = None
+    (tmp_path / "sw" / "config.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        SWRankingRouter.load(tmp_path / "sw")
 
 
 def test_unknown_models_are_named_with_the_known_ones():

@@ -46,8 +46,9 @@ class SWRankingConfig(EmbeddingPairConfig):
     #: Ridge on ratings as a fraction of the total battle weight; 0 is the reference's unpenalised
     #: fit, a small value keeps ratings finite when a tier never loses.
     l2: float = Field(default=1e-6, ge=0.0)
-    #: Storage of the training prompts' embeddings in the checkpoint.
-    embedding_dtype: Literal["float16", "float32"] = "float16"
+    #: Storage of the training prompts' embeddings in the checkpoint: 2, 4 or 1 byte(s) a number
+    #: ("int8": scaled per prompt; similarities then move by about 1e-3).
+    embedding_dtype: Literal["float16", "float32", "int8"] = "float16"
 
 
 class SWRankingRouter(EmbeddingPairRouter):
@@ -68,7 +69,7 @@ class SWRankingRouter(EmbeddingPairRouter):
         tiers = bt.compute_tiers(ratings, cfg.num_tiers)
         embeddings = self._embed(data.prompts, progress=progress)
         self._set_state(
-            embeddings=embeddings.astype(cfg.embedding_dtype),
+            **_stored_embeddings(embeddings, cfg.embedding_dtype),
             ratings=ratings,
             tiers=tiers,
             **_prompt_tier_counts(data.prompt, tiers[data.a], tiers[data.b], data.outcome,
@@ -138,6 +139,7 @@ class SWRankingRouter(EmbeddingPairRouter):
         self,
         *,
         embeddings: np.ndarray,
+        scales: np.ndarray | None = None,
         ratings: np.ndarray,
         tiers: np.ndarray,
         entry_prompt: np.ndarray,
@@ -151,14 +153,19 @@ class SWRankingRouter(EmbeddingPairRouter):
             embeddings.ndim != 2
             or ratings.shape != tiers.shape
             or tiers.ndim != 1
+            or (embeddings.dtype == np.int8) != (scales is not None)
+            or (scales is not None and scales.shape != (num_prompts,))
             or np.any(tiers < 0)
             or not entry_prompt.shape == entry_cell.shape == entry_amount.shape
             or np.any((entry_prompt < 0) | (entry_prompt >= num_prompts))
             or np.any((entry_cell < 0) | (entry_cell >= width * width))
         ):
             raise CheckpointError("the sw_ranking arrays are inconsistent with each other")
-        self._stored_embeddings = embeddings
+        self._stored = {"prompt_embeddings": embeddings}
         self._embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if scales is not None:
+            self._stored["prompt_scales"] = scales
+            self._embeddings *= scales.astype(np.float32)[:, None]
         norms = np.linalg.norm(self._embeddings, axis=1, keepdims=True)
         self._embeddings /= np.maximum(norms, 1e-12)
         self._ratings = ratings.astype(np.float64)
@@ -176,7 +183,7 @@ class SWRankingRouter(EmbeddingPairRouter):
         self._require_fitted()
         cells = np.repeat(self._cells, np.diff(np.append(self._cell_starts, self._entry_prompt.size)))
         return {
-            "prompt_embeddings": self._stored_embeddings,
+            **self._stored,
             "model_ratings": self._ratings,
             "model_tiers": self._tiers.astype(np.int32),
             "entry_prompt": self._entry_prompt.astype(np.int32),
@@ -186,11 +193,12 @@ class SWRankingRouter(EmbeddingPairRouter):
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         expected = {"prompt_embeddings", "model_ratings", "model_tiers", "entry_prompt", "entry_cell",
-                    "entry_amount"}  # fmt: skip
+                    "entry_amount"} | ({"prompt_scales"} if "prompt_scales" in arrays else set())  # fmt: skip
         if set(arrays) != expected:
             raise CheckpointError(f"sw_ranking weights need {sorted(expected)}, found {sorted(arrays)}")
         self._set_state(
             embeddings=arrays["prompt_embeddings"],
+            scales=arrays.get("prompt_scales"),
             ratings=arrays["model_ratings"],
             tiers=arrays["model_tiers"],
             entry_prompt=arrays["entry_prompt"],
@@ -198,6 +206,15 @@ class SWRankingRouter(EmbeddingPairRouter):
             entry_amount=arrays["entry_amount"],
         )
         self._load_vocabulary(len(self._tiers))
+
+
+def _stored_embeddings(embeddings: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
+    """Embeddings as stored: cast, or for int8 rounded to 127 steps of each row's largest value."""
+    if dtype != "int8":
+        return {"embeddings": embeddings.astype(dtype)}
+    scales = np.maximum(np.abs(embeddings).max(axis=1), 1e-12) / 127.0
+    quantized = np.rint(embeddings / scales[:, None]).astype(np.int8)
+    return {"embeddings": quantized, "scales": scales.astype(np.float32)}
 
 
 def _prompt_tier_counts(
