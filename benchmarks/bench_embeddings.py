@@ -1,0 +1,105 @@
+"""MiniLM embedding speed: ONNX Runtime backend vs the sentence-transformers (torch) backend.
+
+One run embeds the same prompts with both backends (each warmed up first, no cache) and prints
+prompts/s and the ONNX/torch ratio for three prompt sets: Arena-Hard questions and AlpacaEval
+instructions (typical chat prompts) and a seeded sample of MMLU's 14k prompts (their length
+distribution). Then it times the content-hash cache answering 15k texts that are all hits.
+Prompts come from ``$LMROUTE_DATA_DIR`` (default ``../shared/data``). The machine may be shared:
+the load average is printed with the numbers, and only the ratio is comparable across runs.
+
+    python benchmarks/bench_embeddings.py [--prompts 200] [--threads 2] [--batch-size 32] [--no-torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lmroute.data.benchmarks import load_benchmark
+from lmroute.embeddings.base import Embedder, normalize
+from lmroute.embeddings.cache import CachedEmbedder
+from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def prompt_sets(count: int, seed: int) -> dict[str, list[str]]:
+    root = data_dir()
+    with (root / "arena-hard" / "questions.jsonl").open(encoding="utf-8") as f:
+        arena = [json.loads(line)["prompt"] for line in f][:count]
+    alpaca: dict[str, None] = {}
+    with (root / "alpaca-eval" / "judgments.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            alpaca.setdefault(json.loads(line)["prompt"], None)
+            if len(alpaca) >= count:
+                break
+    mmlu = load_benchmark("mmlu", data_dir=root).prompts
+    picked = np.random.default_rng(seed).choice(len(mmlu), size=min(count, len(mmlu)), replace=False)
+    return {"arena-hard": arena, "alpaca-eval": list(alpaca), "mmlu-sample": [mmlu[i] for i in picked]}
+
+
+def throughput(embedder: Embedder, texts: list[str]) -> float:
+    embedder.embed(["a short text to load the model and warm up"] * 8)
+    start = time.perf_counter()
+    embedder.embed(texts)
+    return len(texts) / (time.perf_counter() - start)
+
+
+class _Instant(Embedder):
+    name = "bench-instant"
+    dim = DIM
+
+    def embed(self, texts):
+        return normalize(np.ones((len(texts), self.dim), dtype=np.float32))
+
+
+def cache_lookup_ms(texts: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        CachedEmbedder(_Instant(), directory=folder).embed(texts)
+        cached = CachedEmbedder(_Instant(), directory=folder)  # a fresh process: reads from disk
+        start = time.perf_counter()
+        cached.embed(texts)
+        return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=200, help="prompts per set (default 200)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch", action="store_true", help="time only the ONNX backend")
+    args = parser.parse_args()
+    logging.getLogger("lmroute").setLevel(logging.ERROR)  # truncation is in the "cut" column
+
+    sets = prompt_sets(args.prompts, args.seed)
+    onnx = OnnxMiniLM(batch_size=args.batch_size, threads=args.threads)
+    torch = None if args.no_torch else TorchMiniLM(batch_size=args.batch_size)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.prompts} prompts per set")
+    print(f"{'prompts':<12} {'chars':>6} {'cut':>5} {'onnx/s':>8} {'torch/s':>8} {'ratio':>6}")
+    for label, texts in sets.items():
+        before = onnx.truncated
+        onnx_rate = throughput(onnx, texts)
+        cut = onnx.truncated - before
+        chars = np.mean([len(t) for t in texts])
+        if torch is None:
+            print(f"{label:<12} {chars:>6.0f} {cut:>5} {onnx_rate:>8.1f}")
+            continue
+        torch_rate = throughput(torch, texts)
+        ratio = onnx_rate / torch_rate
+        print(f"{label:<12} {chars:>6.0f} {cut:>5} {onnx_rate:>8.1f} {torch_rate:>8.1f} {ratio:>5.2f}x")
+    mmlu = load_benchmark("mmlu", data_dir=data_dir()).prompts
+    print(f"cache: {len(mmlu)} MMLU prompts, all hits, from disk in {cache_lookup_ms(mmlu):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
