@@ -116,11 +116,14 @@ class EmbeddingPairRouter(Router):
             raise ConfigError(f"strong_model and weak_model are both {self.config.strong_model!r}")
         return found[0], found[1]
 
-    def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None):
+    def with_models(
+        self, *, strong_model: str | None = None, weak_model: str | None = None
+    ) -> EmbeddingPairRouter:
         """A copy of this trained router that compares another pair of its training models."""
         update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
-        router = copy.copy(self)
+        router = copy.copy(self)  # shares the (read-only) learned arrays
         router.config = type(self)(self.config, **update).config
+        router.metadata = copy.deepcopy(self.metadata)
         router._check_pair(router.models)
         return router
 
