@@ -181,12 +181,16 @@ def test_a_deployed_pair_maps_onto_training_models():
     assert mapped.score(queries).mean() > 0.6  # claude-2 is the second best model, vicuna-7b the fifth
 
 
-def test_one_tier_for_both_models_is_an_error():
+def test_one_tier_for_both_models_is_an_error(caplog):
     router = SWRankingRouter(embedder=HashEmbedder(), num_tiers=2).fit(random_arena(6, 200))
     tiers = router.metadata["tiers"]
     same = [m for m in MODELS if tiers[m] == tiers[STRONG] and m != STRONG]
     with pytest.raises(ConfigError, match="same Elo tier"):
         router.with_models(weak_model=same[0]).score(["x"])
+    assert "fall in one Elo tier of 2" in caplog.text
+    caplog.clear()
+    SWRankingRouter(embedder=HashEmbedder(), num_tiers=6).fit(random_arena(6, 200))
+    assert not caplog.records
 
 
 def test_embedder_option_must_agree_with_the_embedder_given():

@@ -17,6 +17,7 @@ result equals the reference's fit (see the tests); battles of one prompt are sto
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -28,6 +29,8 @@ from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers import _bradley_terry as bt
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
+
+logger = logging.getLogger(__name__)
 
 #: Per-chunk budget of (query, training prompt or entry) elements when scoring: ~32 MB of float64.
 _CHUNK_ELEMENTS = 1 << 22
@@ -62,11 +65,17 @@ class SWRankingRouter(EmbeddingPairRouter):
         """Rate and tier the models, embed the battles' prompts and store per-prompt tier counts."""
         data = index_battles(battles)
         self.models = data.models
-        self._check_pair(self.models)
         cfg = self.config
         num_models = len(self.models)
         ratings = bt.fit_ratings(bt.count_wins(data.a, data.b, data.outcome, num_models), l2=cfg.l2)
         tiers = bt.compute_tiers(ratings, cfg.num_tiers)
+        strong, weak = self._check_pair(self.models)
+        if tiers[strong] == tiers[weak]:
+            logger.warning(
+                "%s and %s fall in one Elo tier of %d: this router will refuse to score them; "
+                "train with a larger num_tiers or compare other models (with_models)",
+                cfg.strong_model, cfg.weak_model, cfg.num_tiers,
+            )  # fmt: skip
         embeddings = self._embed(data.prompts, progress=progress)
         self._set_state(
             **_stored_embeddings(embeddings, cfg.embedding_dtype),
