@@ -167,6 +167,9 @@ class OnnxMiniLM(_MiniLM):
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or _default_threads()
             options.inter_op_num_threads = 1
+            # idle threads sleep instead of spinning: on shared CPUs (a server's event loop, the
+            # tokenizer, other processes) spinning cost a third of the throughput in our runs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             model_file = onnx_model_path(path)
             try:
