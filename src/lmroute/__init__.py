@@ -20,8 +20,10 @@ from lmroute.registry import get_router_class, load_router, register_router, rou
 from lmroute.routers.base import Router, RouterConfig
 
 __all__ = [
+    "AsyncController",
     "CheckpointError",
     "ConfigError",
+    "Controller",
     "DataError",
     "DownloadError",
     "InvalidModelNameError",
@@ -38,3 +40,16 @@ __all__ = [
     "register_router",
     "router_names",
 ]
+
+#: Public names imported on first use, so that ``import lmroute`` stays cheap.
+_LAZY = {"AsyncController": "lmroute.client", "Controller": "lmroute.client"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lmroute' has no attribute {name!r}")

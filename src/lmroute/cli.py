@@ -198,6 +198,60 @@ def _parse_aliases(pairs: Sequence[str] | None):
         yield old.strip(), new.strip()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lmroute.serving.app import serve
+    from lmroute.serving.config import build_config
+
+    upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
+    overrides = {
+        "strong": {"base_url": args.strong_base_url, "model": args.strong_model,
+                   "api_key_env": args.strong_api_key_env, **upstream},
+        "weak": {"base_url": args.weak_base_url, "model": args.weak_model,
+                 "api_key_env": args.weak_api_key_env, **upstream},
+        "routers": args.routers, "fallback": args.fallback, "route_on": args.route_on,
+        "server": {"host": args.host, "port": args.port, "max_request_bytes": args.max_request_bytes,
+                   "log_level": args.log_level},
+    }  # fmt: skip
+    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from lmroute.calibration import arena_hard_prompts, calibrate, format_calibration
+    from lmroute.data.prompts import read_prompts
+    from lmroute.registry import load_router
+
+    router = load_router(args.router)
+    if args.prompts:
+        prompts, source = read_prompts(args.prompts), args.prompts
+    else:
+        prompts, source = arena_hard_prompts(url=args.prompts_url), "the public Arena-Hard v0.1 sample"
+    name = router.name if Path(args.router).is_dir() else args.router
+    result = calibrate(router, prompts, args.strong_pct, thresholds=args.thresholds, name=name)
+    print(format_calibration(result, source=source))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from lmroute.serving.chat import run_chat
+
+    if args.config:
+        from lmroute.client import Controller
+
+        with Controller.from_config(args.config) as client:
+            return run_chat(client, model=args.model, system=args.system)
+    from openai import OpenAI
+
+    key = os.environ.get(args.api_key_env) or "no-key"
+    client = OpenAI(base_url=args.url.rstrip("/") + "/v1", api_key=key)
+    with client:
+        return run_chat(client, model=args.model, system=args.system)
+
+
 def cmd_routers(args: argparse.Namespace) -> int:
     from lmroute.registry import router_names
 
@@ -352,6 +406,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report to this JSON file")
     _add_data_options(p)
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("serve", help="serve routers behind an OpenAI-compatible API")
+    p.add_argument("--config", help="YAML file: strong:, weak:, routers:, fallback:, server: ... "
+                   "(flags override it)")  # fmt: skip
+    p.add_argument("--routers", nargs="+", metavar="ROUTER",
+                   help="router names, saved router directories or NAME=DIRECTORY (default: mf)")  # fmt: skip
+    for tier in ("strong", "weak"):
+        p.add_argument(f"--{tier}-base-url", help=f"OpenAI-compatible URL of the {tier} model")
+        p.add_argument(f"--{tier}-model", help=f"model name sent to the {tier} endpoint")
+        p.add_argument(f"--{tier}-api-key-env", metavar="VARIABLE",
+                       help=f"environment variable holding the {tier} endpoint's API key")  # fmt: skip
+    p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
+                   help="ask the other model when the routed one fails (default: on)")  # fmt: skip
+    p.add_argument("--route-on", choices=("last_user", "conversation"),
+                   help="score the last user message (default) or the whole conversation")  # fmt: skip
+    p.add_argument("--timeout", type=float, help="seconds to wait for an upstream (default 60)")
+    p.add_argument("--max-retries", type=int, help="retries of a failed upstream call (default 2)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default 6060)")
+    p.add_argument("--api-key", action="append", metavar="KEY",
+                   help="accepted bearer key, repeatable (default: $LMROUTE_API_KEYS, comma-separated; "
+                   "none: no authentication)")  # fmt: skip
+    p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("calibrate", help="the threshold that sends a share of prompts to the strong model")
+    p.add_argument("--router", required=True, help="router name or saved router directory")
+    p.add_argument("--strong-pct", type=float, required=True, metavar="FRACTION",
+                   help="share of prompts for the strong model, as a fraction (0.5 = 50%%)")  # fmt: skip
+    p.add_argument("--prompts", help="your prompts: JSONL with a 'prompt' field, or one per line "
+                   "(default: the public Arena-Hard sample, downloaded once)")  # fmt: skip
+    p.add_argument("--prompts-url", default=os.environ.get("LMROUTE_PROMPTS_URL"),
+                   help="folder URL of Arena-Hard's question.jsonl (default: arena-hard-auto)")  # fmt: skip
+    p.add_argument("--thresholds", type=float, nargs="+", metavar="T",
+                   help="thresholds to tabulate (default: those for 10%%, 20%%... 90%% strong)")  # fmt: skip
+    p.add_argument("--json", help="also write the result to this JSON file")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("chat", help="chat in the terminal; shows the model chosen and the score")
+    p.add_argument("--model", required=True, help="router-<router>-<threshold>, e.g. router-mf-0.1159")
+    p.add_argument("--url", default="http://127.0.0.1:6060", help="lmroute server (default: %(default)s)")
+    p.add_argument("--api-key-env", default="LMROUTE_API_KEY", metavar="VARIABLE",
+                   help="environment variable with the server's key (default: %(default)s)")  # fmt: skip
+    p.add_argument("--config", help="route in this process with a serve config instead of a server")
+    p.add_argument("--system", help="system message that starts the conversation")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("routers", help="list the registered routers")
     p.set_defaults(func=cmd_routers)

@@ -1,0 +1,198 @@
+"""Threshold calibration: the threshold that sends a chosen share of prompts to the strong model.
+
+A router's scores are only comparable with its own thresholds, and how many prompts clear a
+threshold depends on the traffic. So a threshold is chosen on a sample of prompts: the one at
+which the share of prompts with ``score >= threshold`` is closest to the target. The best sample
+is one's own traffic; without one, the 500 Arena-Hard prompts (real, hard user prompts from
+Chatbot Arena, Apache-2.0) are a public stand-in.
+
+:func:`threshold_for_strong_share` and :func:`strong_share` are pure; :func:`calibrate` scores
+prompts with a router; :func:`arena_hard_prompts` downloads the public sample into the user cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmroute.exceptions import ConfigError, DataError
+from lmroute.routers.base import Router
+
+#: Arena-Hard v0.1's questions in lmarena/arena-hard-auto (the folder; the file is question.jsonl).
+ARENA_HARD_URL = "https://raw.githubusercontent.com/lmarena/arena-hard-auto/main/data/arena-hard-v0.1"
+ARENA_HARD_FILE = "question.jsonl"
+#: Strong shares whose thresholds are tabulated when no thresholds are asked for.
+DEFAULT_SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def strong_share(
+    scores: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """For each threshold, the share of ``scores`` at or above it (the prompts sent to the strong model)."""
+    s = _scores(scores)
+    t = np.asarray(thresholds, dtype=np.float64)
+    ordered = np.sort(s)
+    return (len(s) - np.searchsorted(ordered, t, side="left")) / len(s)
+
+
+def threshold_for_strong_share(scores: Sequence[float] | np.ndarray, share: float) -> float:
+    """The threshold whose strong share on ``scores`` is closest to ``share`` (in [0, 1]).
+
+    Among the cuts between distinct scores, the one whose share is nearest the target is taken
+    (the smaller share on a tie); the threshold is the shortest decimal in the gap at that cut,
+    near its middle. ``share`` 0 gives a threshold above every score (unless a score is 1),
+    ``share`` 1 one at or below every score.
+    """
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+        raise ConfigError(f"strong share must be a fraction in [0, 1] (0.5 for 50%), got {share!r}")
+    s = _scores(scores)
+    distinct = np.unique(s)[::-1]  # d[0] > d[1] > ...
+    # Cut j sends the scores >= d[j-1] to the strong model; cut 0 sends none.
+    shares = np.concatenate([[0.0], (len(s) - np.searchsorted(np.sort(s), distinct, side="left")) / len(s)])
+    # Shares grow with j, so argmin's first minimum is the smaller share on a tie.
+    j = int(np.argmin(np.round(np.abs(shares - share), 12)))
+    if j == 0:
+        # Above the top score; a score of exactly 1 cannot be excluded.
+        return _short_between(float(distinct[0]), 1.0) if distinct[0] < 1.0 else 1.0
+    if j == len(distinct):
+        return _short_between(0.0, float(distinct[-1])) if distinct[-1] > 0.0 else 0.0
+    return _short_between(float(distinct[j]), float(distinct[j - 1]))
+
+
+def _short_between(lower: float, upper: float) -> float:
+    """The decimal with the fewest digits in ``(lower, upper]``, near the middle: every threshold
+    in the gap splits the sample alike, and a short one reads well in a model name."""
+    middle = (lower + upper) / 2
+    for digits in range(1, 18):
+        threshold = round(middle, digits)
+        if lower < threshold <= upper:
+            return threshold
+    return upper
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibrated threshold and the trade-off table on the same prompts."""
+
+    router: str
+    target_share: float
+    threshold: float
+    #: The strong share the threshold gives on the calibration prompts.
+    achieved_share: float
+    n_prompts: int
+    #: (threshold, strong share) rows, by increasing threshold.
+    table: tuple[tuple[float, float], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "router": self.router, "target_share": self.target_share, "threshold": self.threshold,
+            "achieved_share": self.achieved_share, "n_prompts": self.n_prompts,
+            "table": [{"threshold": t, "strong_share": s} for t, s in self.table],
+        }  # fmt: skip
+
+
+def calibrate(
+    router: Router,
+    prompts: Sequence[str],
+    share: float,
+    *,
+    thresholds: Sequence[float] | None = None,
+    name: str | None = None,
+) -> Calibration:
+    """Score ``prompts`` and find the threshold for ``share``, with the share at each of
+    ``thresholds`` (default: the thresholds for 10%, 20%, ... 90%)."""
+    scores = router.score(prompts)
+    return calibrate_scores(scores, share, thresholds=thresholds, router=name or router.name)
+
+
+def calibrate_scores(
+    scores: Sequence[float] | np.ndarray,
+    share: float,
+    *,
+    thresholds: Sequence[float] | None = None,
+    router: str = "router",
+) -> Calibration:
+    """:func:`calibrate` for scores already computed."""
+    s = _scores(scores)
+    threshold = threshold_for_strong_share(s, share)
+    if thresholds is None:
+        thresholds = [threshold_for_strong_share(s, p) for p in DEFAULT_SHARES]
+    for t in thresholds:
+        if not 0.0 <= t <= 1.0:
+            raise ConfigError(f"thresholds must be in [0, 1], got {t}")
+    rows = sorted(set(float(t) for t in thresholds))
+    table = tuple(zip(rows, strong_share(s, rows).tolist(), strict=True))
+    achieved = float(strong_share(s, [threshold])[0])
+    return Calibration(router, float(share), threshold, achieved, len(s), table)
+
+
+def format_calibration(result: Calibration, *, source: str) -> str:
+    """The calibration as text: the threshold, the model string to use, and the trade-off table."""
+    from lmroute.serving.model_name import format_model_name
+
+    threshold = result.threshold
+    lines = [
+        f"router {result.router} on {result.n_prompts} prompts ({source})",
+        f"threshold for {result.target_share:.1%} strong: {threshold:g} "
+        f"(sends {result.achieved_share:.1%} of these prompts to the strong model)",
+        f"model: {format_model_name(result.router, threshold)}",
+        "",
+        f"{'threshold':>10}  strong share",
+        *(f"{t:>10.5g}  {s:>11.1%}" for t, s in result.table),
+        "",
+        "Shares depend on the traffic: calibrating on a sample of your own prompts is best "
+        "(--prompts FILE: JSONL with a 'prompt' field, or one prompt per line).",
+    ]
+    return "\n".join(lines)
+
+
+def arena_hard_prompts(*, url: str | None = None, cache: str | Path | None = None) -> list[str]:
+    """The 500 Arena-Hard v0.1 prompts, downloaded once into the user cache.
+
+    ``url`` is the folder holding ``question.jsonl`` (default ``$LMROUTE_PROMPTS_URL`` or
+    arena-hard-auto on GitHub). Records with a ``prompt`` field or the first of their ``turns``
+    (both layouts the repository has used) are read.
+    """
+    from lmroute._paths import cache_dir
+    from lmroute.data.download import fetch_files
+
+    url = url or os.environ.get("LMROUTE_PROMPTS_URL") or ARENA_HARD_URL
+    dest = Path(cache) if cache is not None else cache_dir() / "arena-hard-v0.1"
+    folder = fetch_files(url, [ARENA_HARD_FILE], dest, what="Arena-Hard prompts")
+    return read_arena_hard(folder / ARENA_HARD_FILE)
+
+
+def read_arena_hard(path: str | Path) -> list[str]:
+    """Prompts of an Arena-Hard question file."""
+    path = Path(path)
+    prompts = []
+    for n, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        prompt = record.get("prompt") if isinstance(record, dict) else None
+        if prompt is None and isinstance(record, dict) and record.get("turns"):
+            prompt = record["turns"][0].get("content")
+        if not isinstance(prompt, str):
+            raise DataError(f"{path}:{n}: no 'prompt' or 'turns[0].content' text")
+        prompts.append(prompt)
+    if not prompts:
+        raise DataError(f"{path} holds no prompts")
+    return prompts
+
+
+def _scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) == 0:
+        raise DataError("calibration needs a non-empty list of scores")
+    if not np.isfinite(s).all():
+        raise DataError("scores must be finite numbers")
+    return s

@@ -1,0 +1,319 @@
+"""``Controller`` and ``AsyncController``: routed chat completions in the shape of ``openai.OpenAI``.
+
+::
+
+    from lmroute import Controller
+
+    client = Controller(
+        routers=["mf"],
+        strong={"base_url": "https://api.openai.com/v1", "model": "gpt-4o", "api_key_env": "OPENAI_API_KEY"},
+        weak={"base_url": "http://127.0.0.1:8080/v1", "model": "llama-3.1-8b"},
+    )
+    response = client.chat.completions.create(
+        model="router-mf-0.1159", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    response.model     # the upstream model that answered
+    response.lmroute   # {"router", "threshold", "score", "decision", "routed_model", "model", "fallback"}
+
+The model string selects router and threshold (``router-<router>-<threshold>``); ``router=`` and
+``threshold=`` may be given instead, and an upstream model's own name calls it directly. Answers
+are the ``openai`` SDK's ``ChatCompletion`` (or, with ``stream=True``, an iterator of
+``ChatCompletionChunk``, the first carrying ``lmroute``). Both controllers share the server's
+routing code (:mod:`lmroute.serving.service`), so they route, batch, retry and fall back alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router
+from lmroute.serving.config import RouteOn, ServeConfig, UpstreamConfig, build_config, upstream_from
+from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
+from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
+from lmroute.serving.upstreams import ClientFactory
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+_T = TypeVar("_T")
+RouterSpecs = Sequence[str | Path | Router] | Mapping[str, str | Path | Router]
+
+
+class AsyncController:
+    """Routes each chat completion to the strong or the weak model; ``await`` its calls.
+
+    ``strong`` and ``weak`` are upstreams: an :class:`UpstreamConfig`, a mapping with
+    ``base_url``, ``model`` and ``api_key_env`` (the name of the variable holding the key), or a
+    bare model name of the OpenAI API. ``routers`` are names, saved router directories, Router
+    objects, or a mapping of serving name to any of these; they are loaded here, once.
+    ``client_factory`` builds each upstream's ``openai.AsyncOpenAI`` (tests pass fakes).
+    """
+
+    def __init__(
+        self,
+        *,
+        strong: UpstreamConfig | Mapping[str, Any] | str,
+        weak: UpstreamConfig | Mapping[str, Any] | str,
+        routers: RouterSpecs = ("mf",),
+        fallback: bool = True,
+        route_on: RouteOn = "last_user",
+        batch_size: int = 64,
+        batch_wait_ms: float = 0.0,
+        scoring_threads: int = 1,
+        client_factory: ClientFactory | None = None,
+    ):
+        loaded = _load(routers)
+        try:
+            config = ServeConfig(
+                strong=upstream_from(strong), weak=upstream_from(weak), routers=tuple(loaded),
+                fallback=fallback, route_on=route_on, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
+                scoring_threads=scoring_threads,
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise ConfigError(f"invalid controller options: {exc.errors()[0]['msg']}") from None
+        self._init(config, loaded, client_factory)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ServeConfig | str | Path,
+        *,
+        routers: RouterSpecs | None = None,
+        client_factory: ClientFactory | None = None,
+    ) -> AsyncController:
+        """A controller from a serving config (or its YAML file), as ``lmroute serve`` would run it."""
+        if not isinstance(config, ServeConfig):
+            config = build_config(config)
+        self = cls.__new__(cls)
+        self._init(config, _load(routers if routers is not None else config.routers), client_factory)
+        return self
+
+    def _init(self, config: ServeConfig, routers: dict[str, Router], factory: ClientFactory | None) -> None:
+        self.config = config
+        self._service = RoutingService.from_config(config, routers=routers, client_factory=factory)
+        self.chat = _AsyncChat(self)
+
+    @property
+    def routers(self) -> dict[str, Router]:
+        """The loaded routers by serving name."""
+        return dict(self._service.routers)
+
+    async def route(
+        self,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        router: str | None = None,
+        threshold: float | None = None,
+    ) -> RouteDecision:
+        """The routing decision for a prompt (or messages) without calling a model."""
+        target = self._service.target(model, router=router, threshold=threshold)
+        if isinstance(prompt, str):
+            return await self._service.decide(target, prompt)
+        return await self._service.decide(target, _messages(prompt))
+
+    async def _create(
+        self,
+        *,
+        messages: Sequence[Mapping[str, Any]],
+        model: str | None = None,
+        router: str | None = None,
+        threshold: float | None = None,
+        stream: bool = False,
+        **params: Any,
+    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        from openai.types.chat import ChatCompletion
+
+        target = self._service.target(model, router=router, threshold=threshold)
+        payload = _payload(messages, params)
+        decision = await self._service.decide(target, _messages(payload["messages"]))
+        if stream:
+            return _chunks(await self._service.open_stream(payload, decision))
+        answer = await self._service.complete(payload, decision)
+        # construct (not validate), as the SDK does: OpenAI-compatible servers differ in details.
+        return ChatCompletion.construct(**answer.body)
+
+    async def aclose(self) -> None:
+        """Close the upstream clients and scoring threads."""
+        await self._service.aclose()
+
+    async def __aenter__(self) -> AsyncController:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Controller:
+    """The synchronous :class:`AsyncController`: same arguments, plain calls.
+
+    The routing code is async; this controller runs it on an event loop in a thread of its own.
+    Close it (or use it in a ``with`` block) to stop that thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        strong: UpstreamConfig | Mapping[str, Any] | str,
+        weak: UpstreamConfig | Mapping[str, Any] | str,
+        routers: RouterSpecs = ("mf",),
+        fallback: bool = True,
+        route_on: RouteOn = "last_user",
+        batch_size: int = 64,
+        batch_wait_ms: float = 0.0,
+        scoring_threads: int = 1,
+        client_factory: ClientFactory | None = None,
+    ):
+        self._start(AsyncController(
+            strong=strong, weak=weak, routers=routers, fallback=fallback, route_on=route_on,
+            batch_size=batch_size, batch_wait_ms=batch_wait_ms, scoring_threads=scoring_threads,
+            client_factory=client_factory,
+        ))  # fmt: skip
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ServeConfig | str | Path,
+        *,
+        routers: RouterSpecs | None = None,
+        client_factory: ClientFactory | None = None,
+    ) -> Controller:
+        """A controller from a serving config (or its YAML file)."""
+        self = cls.__new__(cls)
+        self._start(AsyncController.from_config(config, routers=routers, client_factory=client_factory))
+        return self
+
+    def _start(self, controller: AsyncController) -> None:
+        self._async = controller
+        self.config = controller.config
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="lmroute-controller", daemon=True)
+        self._thread.start()
+        self.chat = _SyncChat(self)
+
+    @property
+    def routers(self) -> dict[str, Router]:
+        return self._async.routers
+
+    def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> RouteDecision:
+        """The routing decision for a prompt (or messages) without calling a model."""
+        return self._run(self._async.route(prompt, **options))
+
+    def close(self) -> None:
+        """Close the upstream clients and stop the controller's thread."""
+        if self._loop.is_closed():
+            return
+        self._run(self._async.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._loop.is_closed():
+            coro.close()
+            raise ConfigError("this Controller is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. Ctrl-C: stop the request on the loop too
+            raise
+
+    def _iterate(self, chunks: AsyncIterator[_T]) -> Iterator[_T]:
+        try:
+            while True:
+                try:
+                    yield self._run(chunks.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self._loop.is_closed():
+                self._run(chunks.aclose())  # type: ignore[attr-defined]
+
+
+class _AsyncCompletions:
+    def __init__(self, controller: AsyncController):
+        self._controller = controller
+
+    async def create(self, **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        """``openai``'s ``chat.completions.create``, routed: ``model="router-mf-0.1159"`` (or
+        ``router=``/``threshold=``), ``messages``, ``stream``, and any other OpenAI field."""
+        return await self._controller._create(**kwargs)
+
+
+class _AsyncChat:
+    def __init__(self, controller: AsyncController):
+        self.completions = _AsyncCompletions(controller)
+
+
+class _SyncCompletions:
+    def __init__(self, controller: Controller):
+        self._controller = controller
+
+    def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """``openai``'s ``chat.completions.create``, routed; see :class:`AsyncController`."""
+        result = self._controller._run(self._controller._async._create(**kwargs))
+        if kwargs.get("stream"):
+            return self._controller._iterate(result)  # type: ignore[arg-type]
+        return result  # type: ignore[return-value]
+
+
+class _SyncChat:
+    def __init__(self, controller: Controller):
+        self.completions = _SyncCompletions(controller)
+
+
+def _load(routers: RouterSpecs) -> dict[str, Router]:
+    if isinstance(routers, (str, Path, Router)):
+        raise ConfigError("routers must be a list (or mapping) of router names, directories or objects")
+    items = routers.items() if isinstance(routers, Mapping) else [(None, r) for r in routers]
+    loaded: dict[str, Router] = {}
+    for name, spec in items:
+        if isinstance(spec, Router):
+            new = {name or spec.name: spec}
+        else:
+            new = load_routers([f"{name}={spec}" if name else str(spec)])
+        for key in new:
+            if key in loaded:
+                raise ConfigError(f"two routers are named {key!r}: pass a mapping of names to routers")
+        loaded.update(new)
+    if not loaded:
+        raise ConfigError("no routers given")
+    return loaded
+
+
+def _payload(messages: Any, params: dict[str, Any]) -> dict[str, Any]:
+    for option in ("timeout", "extra_headers", "extra_query"):
+        if option in params:
+            raise ConfigError(f"{option}= is not supported per request: configure the upstream instead")
+    extra = params.pop("extra_body", None) or {}
+    return {**params, **extra, "messages": messages}
+
+
+def _messages(messages: Any) -> list[ChatMessage]:
+    """Messages validated as the server validates them (RequestError, a ConfigError, if invalid)."""
+    request: ChatCompletionRequest = validate(ChatCompletionRequest, {"model": "", "messages": messages})
+    return request.messages
+
+
+async def _chunks(stream: RoutedStream) -> AsyncIterator[ChatCompletionChunk]:
+    from openai.types.chat import ChatCompletionChunk
+
+    try:
+        async for chunk in stream.chunks():
+            yield ChatCompletionChunk.construct(**chunk)
+    finally:
+        await stream.aclose()

@@ -1,0 +1,86 @@
+"""``lmroute chat``: a terminal chat that shows, for each answer, the model chosen and the score."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from openai import OpenAIError
+
+from lmroute.exceptions import LmrouteError
+
+HELP = "/reset starts a new conversation, /quit (or Ctrl-D) ends"
+
+
+def describe(info: dict[str, Any] | None) -> str:
+    """One line about a routing decision, from an answer's ``lmroute`` object."""
+    if not info:
+        return "no routing information in the answer"
+    model = info.get("model")
+    if info.get("router") is None:
+        text = f"{model} (asked by name)"
+    else:
+        sign = ">=" if info.get("decision") == "strong" else "<"
+        text = (
+            f"{info['router']} score {info['score']:.4f} {sign} {info['threshold']:g}: "
+            f"{info['decision']} model {model}"
+        )
+    if info.get("fallback"):
+        text += f" (fallback: {info.get('routed_model')} failed)"
+    return text
+
+
+def run_chat(
+    client: Any,
+    *,
+    model: str,
+    system: str | None = None,
+    read: Callable[[str], str] = input,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Chat until end of input. ``client`` is an ``openai.OpenAI`` pointed at an lmroute server, or a
+    :class:`lmroute.Controller`; each answer is streamed, then a line says who answered and why."""
+    start = [{"role": "system", "content": system}] if system else []
+    history = list(start)
+    out.write(f"chatting with {model}; {HELP}\n")
+    while True:
+        try:
+            line = read("you> ")
+        except EOFError:
+            out.write("\n")
+            return 0
+        command = line.strip()
+        if not command:
+            continue
+        if command in ("/quit", "/exit"):
+            return 0
+        if command == "/reset":
+            history = list(start)
+            out.write("(new conversation)\n")
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            text, info = _ask(client, model, history, out)
+        except (LmrouteError, OpenAIError) as exc:  # a failed turn (upstream down, bad model): go on
+            out.write(f"\nerror: {exc}\n")
+            history.pop()
+            continue
+        history.append({"role": "assistant", "content": text})
+        out.write(f"\n[{describe(info)}]\n")
+
+
+def _ask(client: Any, model: str, history: list[dict[str, str]], out: TextIO) -> tuple[str, dict | None]:
+    parts: list[str] = []
+    info = None
+    for chunk in client.chat.completions.create(model=model, messages=history, stream=True):
+        extra = chunk.model_extra or {}
+        if info is None and "lmroute" in extra:
+            info = extra["lmroute"]
+        for choice in chunk.choices:
+            text = choice.delta.content if choice.delta else None
+            if text:
+                parts.append(text)
+                out.write(text)
+                out.flush()
+    return "".join(parts), info

@@ -1,0 +1,231 @@
+"""Settings of the upstream models and of the server, from a YAML file and/or command-line flags.
+
+A config names the strong and the weak model, each an OpenAI-compatible endpoint::
+
+    strong:
+      base_url: https://api.openai.com/v1
+      model: gpt-4o
+      api_key_env: OPENAI_API_KEY      # the *name* of the variable; keys never go in files
+    weak:
+      base_url: http://127.0.0.1:8080/v1
+      model: llama-3.1-8b-instruct     # api_key_env omitted: the server needs no key
+      timeout: 30
+    routers: [mf, my_router=./checkpoints/mf-custom]
+    fallback: true
+    route_on: last_user                # or: conversation
+    thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
+    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576}
+
+API keys are read from the environment when a client is made, never stored in a config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from lmroute.exceptions import ConfigError
+
+#: The OpenAI API, used when a model is given by name only (``strong="gpt-4o"``).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+#: Environment variable with the server's accepted API keys, comma-separated.
+SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
+
+RouteOn = Literal["last_user", "conversation"]
+
+
+class UpstreamConfig(BaseModel):
+    """One OpenAI-compatible model endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(min_length=1)
+    #: The model name sent upstream (and reported back in ``response.model``).
+    model: str = Field(min_length=1)
+    #: Name of the environment variable holding the API key; None when the endpoint needs none.
+    api_key_env: str | None = None
+    #: Seconds to wait for a connection or for the next bytes of an answer.
+    timeout: float = Field(default=60.0, gt=0)
+    #: Further attempts after a connection error, timeout, 408/409/429 or 5xx.
+    max_retries: int = Field(default=2, ge=0, le=10)
+    #: Seconds before the first retry; doubled for each further one (with jitter).
+    retry_backoff: float = Field(default=0.5, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # A key pasted where its variable's name belongs would end up in files and logs.
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("api_key_env is the NAME of an environment variable (e.g. OPENAI_API_KEY)")
+        return value
+
+    def api_key(self) -> str | None:
+        """The API key from the environment; ConfigError when the named variable is unset."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"environment variable {self.api_key_env} (api_key_env of model {self.model!r}) is not set"
+            )
+        return key
+
+
+class ServerConfig(BaseModel):
+    """Where and how ``lmroute serve`` listens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Loopback by default: exposing the server is an explicit choice.
+    host: str = "127.0.0.1"
+    port: int = Field(default=6060, ge=0, le=65535)
+    #: Requests with a larger body are refused with 413.
+    max_request_bytes: int = Field(default=1 << 20, gt=0)
+    #: Accepted bearer keys; empty means no authentication. From --api-key or LMROUTE_API_KEYS only.
+    api_keys: tuple[SecretStr, ...] = ()
+    #: Seconds in-flight requests get to finish on shutdown.
+    graceful_shutdown: float = Field(default=10.0, ge=0)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class ServeConfig(BaseModel):
+    """Everything the controller and the server need: upstreams, routers, routing and batching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strong: UpstreamConfig
+    weak: UpstreamConfig
+    #: Router names or saved router directories, optionally ``alias=directory``.
+    routers: tuple[str, ...] = Field(default=("mf",), min_length=1)
+    #: On a connection error, timeout, 5xx or malformed answer, ask the other model.
+    fallback: bool = True
+    #: Score the last user message (as the paper) or the whole conversation.
+    route_on: RouteOn = "last_user"
+    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``).
+    thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: Most prompts scored in one call of a router.
+    batch_size: int = Field(default=64, ge=1)
+    #: Milliseconds an idle router waits for more prompts before scoring a batch.
+    batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    #: Threads that run router scoring (scoring never runs on the event loop).
+    scoring_threads: int = Field(default=1, ge=1, le=64)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @field_validator("strong", "weak", mode="before")
+    @classmethod
+    def _model_by_name(cls, value: Any) -> Any:
+        return upstream_from(value) if isinstance(value, str) else value
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: (v,) if isinstance(v, (int, float)) else v for k, v in value.items()}
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for name, thresholds in value.items():
+            for t in thresholds:
+                if not 0.0 <= t <= 1.0:
+                    raise ValueError(f"threshold {t} of router {name!r} is outside [0, 1]")
+        return value
+
+
+def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamConfig:
+    """An upstream from a config, a mapping, or a bare model name served by the OpenAI API."""
+    if isinstance(value, UpstreamConfig):
+        return value
+    if isinstance(value, str):
+        value = {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+    try:
+        return UpstreamConfig.model_validate(dict(value))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid upstream: {_problems(exc)}") from None
+
+
+def build_config(
+    path: str | Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    api_keys: Sequence[str] | None = None,
+) -> ServeConfig:
+    """A validated :class:`ServeConfig` from a YAML file (optional) with ``overrides`` on top.
+
+    ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``server``) are
+    merged key by key, and None values are ignored, so command-line flags map onto it directly.
+    The server's own API keys come from ``api_keys`` or ``$LMROUTE_API_KEYS``, never from the file.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    for key, value in (overrides or {}).items():
+        if isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if v is not None}
+            if value:
+                data[key] = {**data.get(key, {}), **value}
+        elif value is not None:
+            data[key] = value
+    keys = list(api_keys or ()) or _split_keys(os.environ.get(SERVER_KEYS_ENV, ""))
+    if keys:
+        data["server"] = {**data.get("server", {}), "api_keys": tuple(keys)}
+    for tier in ("strong", "weak"):
+        if tier not in data:
+            where = f"{path} has no {tier!r} section" if path else f"no {tier} model given"
+            raise ConfigError(
+                f"{where}: name the {tier} model with base_url, model and api_key_env "
+                f"(or --{tier}-base-url/--{tier}-model)"
+            )
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid serving config{where}: {_problems(exc)}") from None
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping with strong:, weak:, routers: ...")
+    _refuse_keys(data, str(path))
+    return data
+
+
+def _refuse_keys(data: Any, where: str) -> None:
+    """Keys in files leak through backups, repositories and logs: only variable names are allowed."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if key in ("api_key", "api_keys"):
+                raise ConfigError(
+                    f"{where}: {key!r} is not allowed in a config file. Put the key in an environment "
+                    f"variable and name it with api_key_env (server keys: --api-key or {SERVER_KEYS_ENV})"
+                )
+            _refuse_keys(value, where)
+
+
+def _split_keys(text: str) -> list[str]:
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())

@@ -1,0 +1,59 @@
+"""Prometheus metrics of one app, in a registry of its own (tests build many apps in one process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Seconds: routing is sub-millisecond for cheap routers, tens of ms for embedding routers.
+_ROUTING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+_UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServingMetrics:
+    """The server's counters and histograms; ``render()`` gives the Prometheus text format."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "lmroute_requests", "Requests by endpoint, router, routed model and HTTP status",
+            ["endpoint", "router", "model", "status"], registry=r,
+        )  # fmt: skip
+        self.routing_latency = Histogram(
+            "lmroute_routing_latency_seconds", "Time to a routing decision (batching wait + scoring)",
+            ["router"], buckets=_ROUTING_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "lmroute_scoring_batch_size", "Prompts scored together in one router call",
+            ["router"], buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_latency = Histogram(
+            "lmroute_upstream_latency_seconds",
+            "Upstream call time (whole answer, or until a stream is accepted)",
+            ["model"], buckets=_UPSTREAM_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            "lmroute_upstream_errors", "Failed upstream attempts by model and kind "
+            "(timeout, connection, malformed, 4xx, 5xx)", ["model", "kind"], registry=r,
+        )  # fmt: skip
+        self.upstream_retries = Counter(
+            "lmroute_upstream_retries", "Upstream attempts repeated after a failure", ["model"], registry=r
+        )
+        self.fallbacks = Counter(
+            "lmroute_fallbacks", "Requests answered by the other model after the routed one failed",
+            ["from_model", "to_model", "reason"], registry=r,
+        )  # fmt: skip
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def sample(self, name: str, **labels: Any) -> float:
+        """The current value of one sample (0 when absent); for tests and the benchmark."""
+        value = self.registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
+        return 0.0 if value is None else value

@@ -1,0 +1,150 @@
+"""The OpenAI chat-completion request as the server validates it, the route request, and errors.
+
+Only what routing reads is checked strictly (``model``, ``messages`` and their text). Every other
+field (temperature, max_tokens, tools, response_format, vendor extensions...) is passed through to
+the upstream untouched (``extra="allow"``), so the server never lags behind the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lmroute.exceptions import ConfigError
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class RequestError(ConfigError):
+    """A request the server refuses; it becomes an OpenAI-shaped 4xx error."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
+    ):
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+
+
+class ContentPart(BaseModel):
+    """One part of a multi-part message; only text parts are read for routing."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content(cls, value: Any) -> Any:
+        # Checked by hand: pydantic's union errors would report the string branch first.
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValueError(f"must be a string or a list of content parts, got {type(value).__name__}")
+        for i, part in enumerate(value):
+            if not isinstance(part, dict):
+                raise ValueError(
+                    f'part {i} must be an object such as {{"type": "text", "text": "..."}}, '
+                    f"got {type(part).__name__}"
+                )
+            if part.get("type") == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"part {i} is a text part whose 'text' is not a string")
+        return value
+
+    def text(self) -> str:
+        """The message's text: the string, or its text parts joined by newlines."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content if part.type == "text" and part.text)
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``; unknown fields are kept and sent upstream."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class RouteRequest(BaseModel):
+    """``POST /v1/route``: a model string (or router and threshold) and messages or a prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    router: str | None = None
+    threshold: float | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
+    prompt: str | None = None
+
+
+class RouteResponse(BaseModel):
+    """What ``POST /v1/route`` answers: the score and the decision, with no LLM call."""
+
+    router: str
+    threshold: float
+    score: float
+    decision: Literal["strong", "weak"]
+    model: str
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: ErrorBody
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body, or RequestError (400) saying what is wrong."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(
+            f"the request body is not valid JSON ({exc}); send a JSON object", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    """``model`` validated from ``body``; the first problem becomes a RequestError naming its field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = _param(err["loc"])
+        what = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        if err["type"] == "too_short" and param == "messages":
+            what = "must hold at least one message"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise RequestError(f"{param or 'body'}: {what}{more}", param=param, code="invalid_value") from None
+
+
+def _param(loc: Sequence[Any]) -> str:
+    # pydantic names union members in the location ("content.list[ContentPart].0.text"): drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str", "none")))]
+    return ".".join(parts)

@@ -1,0 +1,269 @@
+"""Routing and upstream calls, shared by the server and the controller; no HTTP framework here.
+
+A request goes through three steps, each usable alone::
+
+    target = service.target("router-mf-0.1159")        # parse: RouterSpec, or an upstream tier
+    decision = await service.decide(target, messages)    # score (micro-batched, thread pool)
+    answer = await service.complete(payload, decision)   # call the model, falling back if it fails
+
+``open_stream`` replaces ``complete`` for streams. The answer is the upstream's JSON with one more
+key, ``lmroute``: router, threshold, score, decision, the model that answered, and whether that was
+a fallback (a stream carries it in its first chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from lmroute.exceptions import ConfigError, InvalidModelNameError, UnknownRouterError, UpstreamError
+from lmroute.routers.base import Router, check_threshold
+from lmroute.serving.batcher import MicroBatcher
+from lmroute.serving.config import RouteOn, ServeConfig
+from lmroute.serving.metrics import ServingMetrics
+from lmroute.serving.model_name import EXAMPLE, PREFIX, RouterSpec, parse_model_name
+from lmroute.serving.protocol import ChatMessage
+from lmroute.serving.upstreams import (
+    ClientFactory,
+    Upstream,
+    UpstreamStream,
+    failure_kind,
+    make_client,
+    should_fall_back,
+)
+
+log = logging.getLogger("lmroute.serving")
+
+Tier = Literal["strong", "weak"]
+_OTHER: dict[Tier, Tier] = {"strong": "weak", "weak": "strong"}
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Which model a request goes to, and why (router fields are None for a model asked by name)."""
+
+    tier: Tier
+    model: str
+    router: str | None = None
+    threshold: float | None = None
+    score: float | None = None
+
+    def info(self, *, answered_by: str, fallback: bool) -> dict[str, Any]:
+        """The ``lmroute`` object added to answers."""
+        return {
+            "router": self.router, "threshold": self.threshold, "score": self.score,
+            "decision": self.tier, "routed_model": self.model, "model": answered_by, "fallback": fallback,
+        }  # fmt: skip
+
+
+@dataclass
+class Answer:
+    """A finished completion: the upstream's JSON (with ``lmroute``), who answered, and if by fallback."""
+
+    body: dict[str, Any]
+    decision: RouteDecision
+    model: str
+    fallback: bool
+
+
+class RoutedStream:
+    """An accepted stream; :meth:`chunks` yields chunk objects, the first one carrying ``lmroute``."""
+
+    def __init__(self, stream: UpstreamStream, decision: RouteDecision, *, fallback: bool):
+        self._stream = stream
+        self.decision = decision
+        self.model = stream.model
+        self.fallback = fallback
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        first = True
+        async for chunk in self._stream.chunks():
+            if first:
+                chunk["lmroute"] = self.decision.info(answered_by=self.model, fallback=self.fallback)
+                first = False
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
+    """Routers by serving name from ``name``, ``directory`` or ``alias=directory`` specs.
+
+    A directory is served under the name of the router saved in it unless an alias is given.
+    """
+    from lmroute.registry import load_router
+
+    routers: dict[str, Router] = {}
+    for spec in specs:
+        alias, sep, path = str(spec).partition("=")
+        router = load_router(path if sep else alias)
+        name = alias if sep else (router.name if Path(alias).is_dir() else alias)
+        if not name or "/" in name:
+            raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
+        if name in routers:
+            raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
+        routers[name] = router
+    return routers
+
+
+def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:
+    """The text a router scores: the last user message (as the paper), or the whole conversation."""
+    if route_on == "conversation":
+        return "\n\n".join(text for m in messages if (text := m.text()))
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.text()
+    return messages[-1].text() if messages else ""
+
+
+class RoutingService:
+    """Routers (one micro-batcher each) and the strong and weak upstreams."""
+
+    def __init__(
+        self,
+        *,
+        routers: Mapping[str, Router],
+        strong: Upstream,
+        weak: Upstream,
+        fallback: bool = True,
+        route_on: RouteOn = "last_user",
+        batch_size: int = 64,
+        batch_wait: float = 0.0,
+        scoring_threads: int = 1,
+        executor: Executor | None = None,
+        metrics: ServingMetrics | None = None,
+    ):
+        if not routers:
+            raise ConfigError("no routers to serve")
+        self.routers = dict(routers)
+        self.upstreams: dict[Tier, Upstream] = {"strong": strong, "weak": weak}
+        self.fallback = fallback
+        self.route_on = route_on
+        self.metrics = metrics
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(scoring_threads, thread_name_prefix="lmroute-score")
+        self._batchers = {
+            name: MicroBatcher(
+                router,
+                executor=self._executor,
+                max_batch=batch_size,
+                max_wait=batch_wait,
+                on_batch=metrics.batch_size.labels(name).observe if metrics is not None else None,
+            )
+            for name, router in self.routers.items()
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ServeConfig,
+        *,
+        routers: Mapping[str, Router],
+        client_factory: ClientFactory | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> RoutingService:
+        """A service for ``config`` whose upstream clients come from ``client_factory``."""
+        factory = client_factory or make_client
+        return cls(
+            routers=routers,
+            strong=Upstream(config.strong, factory(config.strong), metrics=metrics),
+            weak=Upstream(config.weak, factory(config.weak), metrics=metrics),
+            fallback=config.fallback, route_on=config.route_on, batch_size=config.batch_size,
+            batch_wait=config.batch_wait_ms / 1000, scoring_threads=config.scoring_threads, metrics=metrics,
+        )  # fmt: skip
+
+    # -- step 1: what the request asks for --------------------------------------------------
+    def target(
+        self, model: str | None = None, *, router: str | None = None, threshold: float | None = None
+    ) -> RouterSpec | Tier:
+        """A router and threshold, or the tier of an upstream model asked for by name."""
+        if router is not None or threshold is not None:
+            if model is not None:
+                raise ConfigError("give either model= or router= with threshold=, not both")
+            if router is None or threshold is None:
+                raise ConfigError("router= and threshold= go together")
+            spec = RouterSpec(router, check_threshold(threshold))
+        elif model is None:
+            raise InvalidModelNameError(f"no model given: use a model such as {EXAMPLE!r}")
+        else:
+            for tier, upstream in self.upstreams.items():
+                if model == upstream.model:
+                    return tier
+            if not model.startswith(PREFIX):
+                names = ", ".join(upstream.model for upstream in self.upstreams.values())
+                raise InvalidModelNameError(
+                    f"model {model!r} is neither router-<router>-<threshold> (e.g. {EXAMPLE!r}) nor one "
+                    f"of the upstream models ({names})"
+                )
+            spec = parse_model_name(model)
+        if spec.router not in self._batchers:
+            raise UnknownRouterError(
+                f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
+            )
+        return spec
+
+    # -- step 2: the decision ---------------------------------------------------------------
+    async def score(self, router: str, prompt: str) -> float:
+        """One prompt's score, batched with concurrent requests to the same router."""
+        return await self._batchers[router].score(prompt)
+
+    async def decide(self, target: RouterSpec | Tier, messages: Sequence[ChatMessage] | str) -> RouteDecision:
+        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model."""
+        if isinstance(target, str):
+            return RouteDecision(tier=target, model=self.upstreams[target].model)
+        prompt = messages if isinstance(messages, str) else routing_text(messages, self.route_on)
+        start = time.perf_counter()
+        score = await self.score(target.router, prompt)
+        if self.metrics is not None:
+            self.metrics.routing_latency.labels(target.router).observe(time.perf_counter() - start)
+        tier: Tier = "strong" if score >= target.threshold else "weak"
+        return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, score)
+
+    # -- step 3: the call -------------------------------------------------------------------
+    async def complete(self, payload: dict[str, Any], decision: RouteDecision) -> Answer:
+        """The completion from the decided model (or, when it fails and fallback is on, the other)."""
+        upstream, fallback, body = await self._call(decision, lambda up: up.complete(payload))
+        body["lmroute"] = decision.info(answered_by=upstream.model, fallback=fallback)
+        return Answer(body, decision, upstream.model, fallback)
+
+    async def open_stream(self, payload: dict[str, Any], decision: RouteDecision) -> RoutedStream:
+        """An accepted stream; fallback happens only before the first byte, never mid-stream."""
+        _, fallback, stream = await self._call(decision, lambda up: up.open_stream(payload))
+        return RoutedStream(stream, decision, fallback=fallback)
+
+    async def _call(
+        self, decision: RouteDecision, call: Callable[[Upstream], Awaitable[_T]]
+    ) -> tuple[Upstream, bool, _T]:
+        first = self.upstreams[decision.tier]
+        try:
+            return first, False, await call(first)
+        except UpstreamError as exc:
+            # A model asked for by name is not rerouted: the client chose it.
+            if not (self.fallback and decision.router is not None and should_fall_back(exc)):
+                raise
+            other = self.upstreams[_OTHER[decision.tier]]
+            reason = failure_kind(exc)
+            log.warning("model %s failed (%s); falling back to %s", first.model, exc, other.model)
+            if self.metrics is not None:
+                self.metrics.fallbacks.labels(first.model, other.model, reason).inc()
+            try:
+                return other, True, await call(other)
+            except UpstreamError as second:
+                raise type(second)(
+                    f"{exc}; fallback to model {other.model} failed too: {second}",
+                    status_code=second.status_code, model=second.model,
+                ) from second  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the upstream clients and the scoring threads."""
+        for upstream in self.upstreams.values():
+            await upstream.aclose()
+        if self._own_executor:
+            self._executor.shutdown(wait=False)

@@ -1,0 +1,258 @@
+"""Calls to one OpenAI-compatible model through the official ``openai`` SDK, with retries and timeouts.
+
+:class:`Upstream` sends a chat-completion payload as the client wrote it (only ``model`` is
+replaced) and returns the upstream's JSON, or opens a server-sent-event stream. Failures become
+:class:`~lmroute.exceptions.UpstreamError` (``UpstreamTimeoutError`` for timeouts) whose
+``status_code`` is the upstream's HTTP status (None when no answer came); :func:`failure_kind`
+names the kind of failure for metrics and fallback. API keys are read from the environment when a
+client is made and never appear in errors or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
+from lmroute.serving.config import UpstreamConfig
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from lmroute.serving.metrics import ServingMetrics
+
+log = logging.getLogger("lmroute.serving")
+
+#: Builds the SDK client of an upstream; tests pass one whose transport is a fake.
+ClientFactory = Callable[[UpstreamConfig], "AsyncOpenAI"]
+
+#: Statuses worth another attempt (as the SDK's own retry rule): timeouts, conflicts, rate limits, 5xx.
+_RETRY_STATUSES = frozenset({408, 409, 429})
+#: Seconds to wait for a connection at most, however long the answer may take.
+_CONNECT_TIMEOUT = 10.0
+
+
+def make_client(config: UpstreamConfig) -> AsyncOpenAI:
+    """The SDK client of an upstream: its base URL, its key from the environment, its timeout.
+
+    The SDK's own retries are off: :class:`Upstream` retries, so that retries are counted and
+    streams are only retried before their first byte.
+    """
+    from openai import AsyncOpenAI, Timeout
+
+    # A placeholder, not None: the SDK would otherwise send $OPENAI_API_KEY to any base_url.
+    api_key = config.api_key() or "no-key"
+    timeout = Timeout(config.timeout, connect=min(config.timeout, _CONNECT_TIMEOUT))
+    return AsyncOpenAI(base_url=config.base_url, api_key=api_key, timeout=timeout, max_retries=0)
+
+
+def failure_kind(exc: UpstreamError) -> str:
+    """``timeout``, ``connection``, ``malformed`` (a 2xx answer that is not a completion), ``4xx``
+    or ``5xx``."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return "timeout"
+    if exc.status_code is None:
+        return "connection"
+    if exc.status_code < 300:
+        return "malformed"
+    return "5xx" if exc.status_code >= 500 else "4xx"
+
+
+def should_fall_back(exc: UpstreamError) -> bool:
+    """Whether the other model may answer instead: the upstream failed, not the request."""
+    return failure_kind(exc) in ("timeout", "connection", "malformed", "5xx")
+
+
+def _retryable(exc: UpstreamError) -> bool:
+    kind = failure_kind(exc)
+    return kind in ("timeout", "connection", "5xx") or exc.status_code in _RETRY_STATUSES
+
+
+class Upstream:
+    """One model endpoint: ``complete`` and ``open_stream`` with retries and exponential backoff."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        client: AsyncOpenAI,
+        *,
+        metrics: ServingMetrics | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.config = config
+        self.client = client
+        self.metrics = metrics
+        self._rng = rng or random.Random(0)
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    async def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The upstream's chat-completion JSON for ``payload`` (its ``model`` replaced)."""
+        return await self._with_retries(self._complete_once, payload)
+
+    async def open_stream(self, payload: dict[str, Any]) -> UpstreamStream:
+        """An open event stream; retried until the upstream accepts it, never once it has begun."""
+        return await self._with_retries(self._open_stream_once, payload)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    # -- one attempt ------------------------------------------------------------------------
+    async def _complete_once(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import httpx2
+
+        body = {**payload, "model": self.model, "stream": False}
+        start = time.perf_counter()
+        try:
+            # client.post sends the body as given: every pass-through field reaches the upstream.
+            response = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        finally:
+            self._observe(time.perf_counter() - start)
+        try:
+            data = json.loads(response.content)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise self._count(
+                UpstreamError(
+                    f"model {self.model} answered with something that is not a chat completion "
+                    f"({response.content[:80]!r})",
+                    status_code=response.status_code,
+                    model=self.model,
+                )
+            )
+        return data
+
+    async def _open_stream_once(self, payload: dict[str, Any]) -> UpstreamStream:
+        rest = {k: v for k, v in payload.items() if k not in ("model", "messages", "stream")}
+        manager = self.client.chat.completions.with_streaming_response.create(
+            model=self.model, messages=payload["messages"], stream=True, extra_body=rest or None
+        )
+        start = time.perf_counter()
+        try:
+            response = await manager.__aenter__()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        finally:
+            self._observe(time.perf_counter() - start)
+        return UpstreamStream(self, manager, response)
+
+    # -- retries and errors -----------------------------------------------------------------
+    async def _with_retries(self, attempt: Callable[[dict[str, Any]], Awaitable[Any]], payload: dict) -> Any:
+        retries = self.config.max_retries
+        for n in range(retries + 1):
+            try:
+                return await attempt(payload)
+            except UpstreamError as exc:
+                if n == retries or not _retryable(exc):
+                    raise
+                # Exponential backoff with up to 25% jitter, so that clients retrying together spread out.
+                delay = self.config.retry_backoff * 2**n * (1 - 0.25 * self._rng.random())
+                log.info(
+                    "model %s failed (%s); retry %d of %d in %.2fs", self.model, exc, n + 1, retries, delay
+                )
+                if self.metrics is not None:
+                    self.metrics.upstream_retries.labels(self.model).inc()
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _failed(self, exc: BaseException, *, streaming: bool = False) -> UpstreamError:
+        """The SDK's or the transport's exception as an UpstreamError, counted in the metrics."""
+        import httpx2
+        import openai
+
+        where = f"model {self.model} at {self.config.base_url}"
+        if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
+            waited = "sent nothing more" if streaming else "did not answer"
+            err: UpstreamError = UpstreamTimeoutError(
+                f"{where} {waited} within {self.config.timeout:g}s", model=self.model
+            )
+        elif isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            if status in (401, 403):
+                # The upstream's text may echo part of the key: say only which variable to check.
+                detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
+            else:
+                detail = f"answered {status}: {_upstream_message(exc)}"
+            err = UpstreamError(f"{where} {detail}", status_code=status, model=self.model)
+        elif isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError, OSError)):
+            cause = exc.__cause__ or exc
+            what = f"{where} broke off the stream" if streaming else f"cannot reach {where}"
+            err = UpstreamError(f"{what}: {type(cause).__name__}: {cause}", model=self.model)
+        else:
+            raise exc
+        return self._count(err)
+
+    def _count(self, err: UpstreamError) -> UpstreamError:
+        if self.metrics is not None:
+            self.metrics.upstream_errors.labels(self.model, failure_kind(err)).inc()
+        return err
+
+    def _observe(self, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_latency.labels(self.model).observe(seconds)
+
+
+class UpstreamStream:
+    """An accepted upstream stream: :meth:`chunks` yields each event's JSON object; close it after."""
+
+    def __init__(self, upstream: Upstream, manager: Any, response: Any):
+        self.upstream = upstream
+        self._manager = manager
+        self._response = response
+
+    @property
+    def model(self) -> str:
+        return self.upstream.model
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails or sends an error."""
+        upstream = self.upstream
+        try:
+            async for line in self._response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # comments, event names, blank separators
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except json.JSONDecodeError:
+                    chunk = None
+                if not isinstance(chunk, dict):
+                    raise upstream._count(UpstreamError(
+                        f"model {upstream.model} sent a malformed stream event ({data[:80]!r})",
+                        status_code=200, model=upstream.model,
+                    ))  # fmt: skip
+                error = chunk.get("error")
+                if error is not None:
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise upstream._count(UpstreamError(
+                        f"model {upstream.model} failed mid-stream: {message}", model=upstream.model
+                    ))  # fmt: skip
+                yield chunk
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise upstream._failed(exc, streaming=True) from exc
+
+    async def aclose(self) -> None:
+        await self._manager.__aexit__(None, None, None)
+
+
+def _upstream_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"][:300]
+    return str(getattr(exc, "message", exc))[:300]

@@ -1,0 +1,147 @@
+"""Threshold calibration: hand-checked thresholds and shares, the CLI, and the Arena-Hard download."""
+
+import json
+import re
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lmroute import ConfigError, DataError
+from lmroute.calibration import (
+    arena_hard_prompts,
+    calibrate,
+    calibrate_scores,
+    read_arena_hard,
+    strong_share,
+    threshold_for_strong_share,
+)
+from lmroute.cli import main
+from lmroute.routers.length import LengthRouter
+
+SCORES = [0.1, 0.2, 0.2, 0.4, 0.9]
+
+
+def test_strong_share_by_hand():
+    # >= 0.2: four of five; > 0.9: none; >= 0: all.
+    assert strong_share(SCORES, [0.0, 0.2, 0.3, 0.9, 0.95]).tolist() == [1.0, 0.8, 0.4, 0.2, 0.0]
+
+
+@pytest.mark.parametrize(
+    "share, threshold, achieved",
+    [
+        (0.0, 0.95, 0.0),  # above the top score: gap (0.9, 1]
+        (0.2, 0.7, 0.2),  # only 0.9: gap (0.4, 0.9], shortest decimal near 0.65
+        (0.4, 0.3, 0.4),  # 0.9 and 0.4: gap (0.2, 0.4]
+        (0.5, 0.3, 0.4),  # 0.4 and 0.8 are equally near 0.6... 0.4 is nearer 0.5
+        (0.6, 0.3, 0.4),  # a tie between 0.4 and 0.8 takes the smaller share
+        (0.8, 0.2, 0.8),  # the two 0.2 scores go together: gap (0.1, 0.2]
+        (1.0, 0.1, 1.0),  # everything: gap (0, 0.1]
+    ],
+)
+def test_threshold_for_strong_share_by_hand(share, threshold, achieved):
+    t = threshold_for_strong_share(SCORES, share)
+    assert t == threshold
+    assert strong_share(SCORES, [t])[0] == achieved
+
+
+def test_threshold_edges():
+    assert threshold_for_strong_share([1.0, 0.5], 0.0) == 1.0  # a score of 1 cannot be excluded
+    assert threshold_for_strong_share([0.0, 0.0], 1.0) == 0.0
+    assert threshold_for_strong_share([0.115931, 0.115934], 0.5) == 0.115932
+    with pytest.raises(ConfigError, match=r"fraction in \[0, 1\] \(0.5 for 50%\)"):
+        threshold_for_strong_share(SCORES, 50)
+    with pytest.raises(DataError, match="non-empty"):
+        threshold_for_strong_share([], 0.5)
+    with pytest.raises(DataError, match="finite"):
+        threshold_for_strong_share([0.1, float("nan")], 0.5)
+
+
+@given(
+    scores=st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=60),
+    share=st.floats(0, 1, allow_nan=False),
+)
+def test_threshold_is_the_best_cut(scores, share):
+    t = threshold_for_strong_share(scores, share)
+    assert 0.0 <= t <= 1.0
+    achieved = strong_share(scores, [t])[0]
+    # No threshold at all (any sample score, or above them all) comes nearer the target.
+    possible = strong_share(scores, [*scores, min(np.nextafter(max(scores), 2.0), 1.0)])
+    assert abs(achieved - share) <= np.abs(possible - share).min() + 1e-9
+
+
+def test_calibrate_with_a_router_and_table():
+    prompts = ["x" * n for n in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
+    result = calibrate(LengthRouter(), prompts, 0.3, thresholds=[0.0, 1.0])
+    assert result.router == "length" and result.n_prompts == 10
+    assert result.achieved_share == 0.3
+    scores = LengthRouter().score(prompts)
+    assert scores[6] < result.threshold <= scores[7]
+    assert result.table == ((0.0, 1.0), (1.0, 0.0))
+    default = calibrate_scores(scores, 0.3)
+    assert [s for _, s in default.table] == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+
+
+def test_cli_calibrate_on_own_prompts(tmp_path, capsys):
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join("x" * n for n in range(1, 101)))
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--router", "length", "--strong-pct", "0.25", "--prompts", str(path),
+                 "--thresholds", "0.05", "0.1", "--json", str(out)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["achieved_share"] == 0.25 and result["n_prompts"] == 100
+    assert f"model: router-length-{result['threshold']}" in text
+    assert "own prompts is best" in text
+    assert [row["threshold"] for row in result["table"]] == [0.05, 0.1]
+
+
+def test_cli_calibrate_rejects_percent(tmp_path, capsys):
+    path = tmp_path / "prompts.txt"
+    path.write_text("a\nbb\n")
+    assert main(["calibrate", "--router", "length", "--strong-pct", "50", "--prompts", str(path)]) == 1
+    assert "0.5 for 50%" in capsys.readouterr().err
+
+
+@pytest.fixture
+def arena_hard_server(data_dir, tmp_path):
+    """The shared Arena-Hard questions served on loopback as arena-hard-auto's question.jsonl."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "question.jsonl").write_bytes((data_dir / "arena-hard" / "questions.jsonl").read_bytes())
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_arena_hard_download_into_cache(arena_hard_server, cache_dir, capsys):
+    prompts = arena_hard_prompts(url=arena_hard_server)
+    assert len(prompts) == 500 and all(isinstance(p, str) and p for p in prompts)
+    assert (cache_dir / "arena-hard-v0.1" / "question.jsonl").is_file()
+    assert main(["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts-url",
+                 arena_hard_server]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "on 500 prompts (the public Arena-Hard v0.1 sample)" in text
+    share = float(re.search(r"sends ([\d.]+)% of these prompts", text).group(1))
+    assert abs(share - 50) < 1  # prompts of equal length tie
+
+
+def test_read_arena_hard_both_layouts(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        json.dumps({"uid": "1", "prompt": "new layout"}) + "\n"
+        + json.dumps({"question_id": "2", "turns": [{"content": "old layout"}]}) + "\n"
+    )  # fmt: skip
+    assert read_arena_hard(path) == ["new layout", "old layout"]
+    path.write_text('{"uid": "1"}\n')
+    with pytest.raises(DataError, match="no 'prompt'"):
+        read_arena_hard(path)

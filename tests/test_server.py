@@ -1,0 +1,383 @@
+"""The HTTP server against fake upstreams: routing, pass-through, streaming, errors, auth, metrics."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import yaml
+from fake_openai import free_port, running_upstreams, serve_in_thread
+
+from lmroute import UnknownRouterError
+from lmroute.cli import main
+from lmroute.routers.base import Router
+from lmroute.routers.length import LengthRouter
+from lmroute.routers.random import RandomRouter
+from lmroute.serving.app import create_app
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+ROUTERS = {"length": LengthRouter(), "random": RandomRouter()}
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    with running_upstreams() as pair:
+        yield pair
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstreams(upstreams):
+    upstreams.reset()
+
+
+@contextmanager
+def running(config, routers=ROUTERS):
+    with (
+        serve_in_thread(create_app(config, routers=routers)) as url,
+        httpx.Client(base_url=url, timeout=10) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(upstreams):
+    with running(upstreams.config(thresholds={"length": [0.2, 0.7]})) as c:
+        yield c
+
+
+def chat(client, model="router-length-0", **fields):
+    return client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, **fields})
+
+
+def test_routes_by_threshold_and_passes_fields_through(client, upstreams):
+    fields = {
+        "temperature": 0.2, "max_tokens": 7, "top_k": 3, "user": "u1",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "response_format": {"type": "json_object"},
+    }  # fmt: skip
+    response = chat(client, "router-length-0", **fields)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "big-model" and body["choices"][0]["message"]["content"] == "strong says hi"
+    score = float(LengthRouter().score(["hello"])[0])
+    assert body["lmroute"] == {
+        "router": "length", "threshold": 0.0, "score": pytest.approx(score), "decision": "strong",
+        "routed_model": "big-model", "model": "big-model", "fallback": False,
+    }  # fmt: skip
+    assert response.headers["x-lmroute-model"] == "big-model"
+    assert response.headers["x-lmroute-decision"] == "strong"
+    sent = upstreams.strong.requests[-1]
+    assert sent == {**fields, "model": "big-model", "messages": MESSAGES, "stream": False}
+    assert upstreams.strong.auth[-1] == "Bearer no-key"  # a placeholder, never $OPENAI_API_KEY
+
+    response = chat(client, "router-length-1")
+    assert response.json()["model"] == "small-model" and not upstreams.strong.requests[1:]
+    # An upstream model's own name calls it directly.
+    assert chat(client, "small-model").json()["lmroute"]["router"] is None
+
+
+def test_stream_relays_chunks_and_ends_with_done(client, upstreams):
+    response = chat(client, "router-length-0", stream=True, stream_options={"include_usage": True})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in response.text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "strong says hi"
+    assert chunks[0]["lmroute"]["decision"] == "strong" and "lmroute" not in chunks[1]
+    assert upstreams.strong.requests[-1]["stream"] is True
+    assert upstreams.strong.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+def test_official_openai_client_works_against_the_server(client):
+    sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="unused", max_retries=0)
+    response = sdk.chat.completions.create(model="router-length-1", messages=MESSAGES)
+    assert response.model == "small-model" and response.lmroute["decision"] == "weak"
+    chunks = list(sdk.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True))
+    assert chunks[0].model_extra["lmroute"]["model"] == "big-model"
+    assert "".join(c.choices[0].delta.content for c in chunks) == "strong says hi"
+    with pytest.raises(openai.NotFoundError, match="router 'nope' is not served here"):
+        sdk.chat.completions.create(model="router-nope-0.5", messages=MESSAGES)
+    ids = [m.id for m in sdk.models.list()]
+    assert ids == ["router-length-0.2", "router-length-0.7", "router-random-0.5", "big-model", "small-model"]
+
+
+BIG = json.dumps({"model": "router-length-0.5", "messages": [{"role": "user", "content": "x" * 2_000_000}]})
+
+
+@pytest.mark.parametrize(
+    "body, status, code, message",
+    [
+        (b'{"model": "router-length-0.5", "messages": [', 400, "invalid_json", "not valid JSON"),
+        (b"[1, 2]", 400, "invalid_json", "must be a JSON object"),
+        ({"model": "router-length-0.5"}, 400, "invalid_value", "messages: is required"),
+        ({"model": "router-length-0.5", "messages": []}, 400, "invalid_value", "at least one message"),
+        (
+            {
+                "model": "router-length-0.5",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+            },
+            400,
+            "invalid_value",
+            "'text' is not a string",
+        ),
+        (
+            {"model": "router-length-0.5", "messages": [{"role": "user", "content": [7]}]},
+            400,
+            "invalid_value",
+            "part 0 must be an object",
+        ),
+        (
+            {"model": "router-length-0.5", "messages": [{"role": "robot", "content": "hi"}]},
+            400,
+            "invalid_value",
+            "messages.0.role",
+        ),
+        ({"messages": MESSAGES}, 400, "invalid_value", "model: is required"),
+        (
+            {"model": "router-nope-0.5", "messages": MESSAGES},
+            404,
+            "router_not_found",
+            "available: length, random",
+        ),
+        ({"model": "router-length-1.5", "messages": MESSAGES}, 400, "invalid_model", "outside [0, 1]"),
+        ({"model": "router-length-abc", "messages": MESSAGES}, 400, "invalid_model", "not a decimal number"),
+        ({"model": "gpt4", "messages": MESSAGES}, 400, "invalid_model", "router-<router>-<threshold>"),
+        (
+            {"model": "router-length-0.5", "messages": MESSAGES, "stream": "yes please"},
+            400,
+            "invalid_value",
+            "stream",
+        ),
+        (BIG.encode(), 413, "request_too_large", "limit of 1048576 bytes"),
+    ],
+)
+def test_bad_requests_get_openai_shaped_errors(client, upstreams, body, status, code, message):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(
+        "/v1/chat/completions", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code and message in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert not upstreams.strong.requests and not upstreams.weak.requests
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_chunked_upload_over_the_limit_is_refused(upstreams):
+    with running(upstreams.config(server={"max_request_bytes": 1000})) as c:
+        chunks = iter(
+            [
+                b'{"model": "router-length-0.5", "messages": [{"role": "user", "content": "',
+                b"x" * 2000,
+                b'"}]}',
+            ]
+        )
+        response = c.post("/v1/chat/completions", content=chunks)  # no content-length: counted while read
+        assert response.status_code == 413
+        assert chat(c).status_code == 200
+
+
+def test_api_keys_are_checked(upstreams, monkeypatch):
+    monkeypatch.setenv("LMROUTE_API_KEYS", "key-one, key-two")
+    with running(upstreams.config()) as c:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "key-one"}):
+            response = c.post("/v1/chat/completions", json={"model": "router-length-0", "messages": MESSAGES},
+                              headers=headers)  # fmt: skip
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "invalid_api_key"
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "key-one" not in response.text
+        assert c.get("/v1/models").status_code == 401
+        assert c.post("/v1/route", json={"model": "router-length-0", "prompt": "x"}).status_code == 401
+        ok = {"authorization": "Bearer key-two"}
+        assert c.post("/v1/chat/completions", json={"model": "router-length-0", "messages": MESSAGES},
+                      headers=ok).status_code == 200  # fmt: skip
+        assert c.get("/v1/models", headers=ok).status_code == 200
+        assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
+    assert not any("key-" in (a or "") for a in upstreams.strong.auth)
+
+
+def test_route_scores_without_calling_a_model(client, upstreams):
+    prompt = "how do I sort a list in Python?"
+    response = client.post("/v1/route", json={"model": "router-length-0.01", "prompt": prompt})
+    expected = float(LengthRouter().score([prompt])[0])
+    assert response.json() == {
+        "router": "length", "threshold": 0.01, "score": pytest.approx(expected), "decision": "strong",
+        "model": "big-model",
+    }  # fmt: skip
+    response = client.post("/v1/route", json={"router": "length", "threshold": 1, "messages": MESSAGES})
+    assert response.json()["decision"] == "weak"
+    assert not upstreams.strong.requests and not upstreams.weak.requests
+    for body, status in [
+        ({"model": "router-length-0.5"}, 400),
+        ({"model": "router-length-0.5", "prompt": "a", "messages": MESSAGES}, 400),
+        ({"model": "big-model", "prompt": "a"}, 400),
+        ({"router": "length", "threshold": 1.5, "prompt": "a"}, 400),
+        ({"router": "length", "threshold": "abc", "prompt": "a"}, 400),
+        ({"router": "length", "prompt": "a"}, 400),
+        ({"model": "router-x-0.5", "prompt": "a"}, 404),
+        ({"model": "router-length-0.5", "prompt": "a", "extra": 1}, 400),
+    ]:
+        response = client.post("/v1/route", json=body)
+        assert response.status_code == status, body
+        assert "message" in response.json()["error"]
+
+
+def test_route_on_the_whole_conversation(upstreams):
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "an answer"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}],
+        },
+    ]
+    body = {"model": "router-length-0.5", "messages": messages}
+    with running(upstreams.config()) as c:
+        last = c.post("/v1/route", json=body).json()["score"]
+    with running(upstreams.config(route_on="conversation")) as c:
+        whole = c.post("/v1/route", json=body).json()["score"]
+    length = LengthRouter()
+    assert last == pytest.approx(length.score(["second"])[0])
+    assert whole == pytest.approx(length.score(["be brief\n\nfirst question\n\nan answer\n\nsecond"])[0])
+
+
+def test_unknown_paths_and_methods_are_openai_shaped(client):
+    response = client.get("/v1/nothing")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    response = client.get("/v1/chat/completions")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_metrics_count_requests_by_router_and_model(upstreams):
+    with running(upstreams.config()) as c:
+        for _ in range(3):
+            chat(c, "router-length-0")
+        chat(c, "router-length-1")
+        chat(c, "router-length-1.5")
+        c.post("/v1/route", json={"model": "router-random-0.5", "prompt": "x"})
+        text = c.get("/metrics").text
+    assert (
+        'lmroute_requests_total{endpoint="chat",model="big-model",router="length",status="200"} 3.0' in text
+    )
+    assert (
+        'lmroute_requests_total{endpoint="chat",model="small-model",router="length",status="200"} 1.0' in text
+    )
+    assert 'lmroute_requests_total{endpoint="chat",model="none",router="none",status="400"} 1.0' in text
+    assert 'lmroute_routing_latency_seconds_count{router="length"} 4.0' in text
+    assert 'lmroute_upstream_latency_seconds_count{model="big-model"} 3.0' in text
+    assert 'lmroute_scoring_batch_size_sum{router="random"} 1.0' in text
+
+
+class SlowRouter(Router):
+    """Sleeps in ``_score`` and records each batch and the thread it ran in."""
+
+    name = "slow"
+
+    def __init__(self, seconds=0.05):
+        super().__init__()
+        self.seconds = seconds
+        self.batches = []
+        self.threads = set()
+
+    def _score(self, prompts):
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(len(prompts))
+        time.sleep(self.seconds)
+        return np.full(len(prompts), 0.5)
+
+
+def test_concurrent_requests_are_scored_in_batches_off_the_event_loop(upstreams):
+    slow = SlowRouter(seconds=0.3)
+    with running(upstreams.config(routers=["slow"]), routers={"slow": slow}) as c:
+        slow.batches.clear()  # the warm-up call, in a start-up thread
+        slow.threads.clear()
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=c.base_url, timeout=10) as ac:
+                route = [ac.post("/v1/route", json={"model": "router-slow-0.5", "prompt": f"p{i}"})
+                         for i in range(16)]  # fmt: skip
+                pending = asyncio.gather(*route)
+                await asyncio.sleep(0.1)  # scoring is under way now
+                start = time.perf_counter()
+                health = await ac.get("/health")
+                health_seconds = time.perf_counter() - start
+                return await pending, health, health_seconds
+
+        responses, health, health_seconds = asyncio.run(burst())
+    assert all(r.status_code == 200 and r.json()["score"] == 0.5 for r in responses)
+    assert sum(slow.batches) == 16 and len(slow.batches) <= 3 and max(slow.batches) >= 8
+    assert all(name.startswith("lmroute-score") for name in slow.threads)
+    # The event loop answered while a 0.3 s scoring batch ran in the thread pool.
+    assert health.status_code == 200 and health_seconds < 0.2
+
+
+def test_create_app_loads_nothing_until_started(upstreams):
+    app = create_app(upstreams.config(routers=["no-such-router"]))
+
+    async def start():
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(UnknownRouterError, match="no-such-router"):
+        asyncio.run(start())
+
+
+def test_chat_command_through_the_server(client, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello there\n\n/reset\nsecond\n"))
+    assert main(["chat", "--url", str(client.base_url), "--model", "router-length-0.01"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("strong says hi") == 2
+    assert "[length score 0.0" in out and ">= 0.01: strong model big-model]" in out
+    assert "(new conversation)" in out
+
+
+def test_lmroute_serve_command(upstreams, tmp_path):
+    port = free_port()
+    config = {
+        "strong": {"base_url": upstreams.urls["strong"], "model": "big-model"},
+        "weak": {"base_url": upstreams.urls["weak"], "model": "small-model"},
+        "routers": ["random"],
+    }
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "LMROUTE_API_KEYS": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lmroute.cli", "serve", "--config", str(path), "--port", str(port),
+         "--routers", "random", "length", "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline, "lmroute serve did not start in 30 s"
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok", "routers": ["length", "random"]}
+        response = httpx.post(
+            url + "/v1/chat/completions", json={"model": "router-length-1", "messages": MESSAGES}
+        )
+        assert response.json()["model"] == "small-model"
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0

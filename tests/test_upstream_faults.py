@@ -1,0 +1,213 @@
+"""Upstream faults: fallback, timeouts, retries, 4xx/5xx, malformed answers, broken streams, key safety."""
+
+import json
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from fake_openai import running_upstreams, serve_in_thread
+
+from lmroute.routers.length import LengthRouter
+from lmroute.serving.app import create_app
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+STRONG, WEAK = "router-length-0", "router-length-1"  # the length score of "hello" is in (0, 1)
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    with running_upstreams() as pair:
+        yield pair
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstreams(upstreams):
+    upstreams.reset()
+
+
+@contextmanager
+def running(config):
+    app = create_app(config, routers={"length": LengthRouter()})
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+        assert client.get("/health").status_code == 200  # whatever happened, the server is fine
+
+
+def chat(client, model, **fields):
+    return client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, **fields})
+
+
+def events(response):
+    return [e.removeprefix("data: ") for e in response.text.split("\n\n") if e]
+
+
+def metric_lines(client):
+    return [line for line in client.get("/metrics").text.splitlines() if line.startswith("lmroute_")]
+
+
+@pytest.mark.parametrize(
+    "down, model, answered_by", [("strong", STRONG, "small-model"), ("weak", WEAK, "big-model")]
+)
+def test_fallback_to_the_other_model_when_one_is_down(upstreams, down, model, answered_by):
+    with running(upstreams.config(down=(down,))) as client:
+        response = chat(client, model)
+        assert response.status_code == 200
+        info = response.json()["lmroute"]
+        assert (
+            info["fallback"] is True
+            and info["model"] == answered_by
+            and response.json()["model"] == answered_by
+        )
+        assert response.headers["x-lmroute-fallback"] == "true"
+        routed = "big-model" if down == "strong" else "small-model"
+        assert info["routed_model"] == routed
+        stream = chat(client, model, stream=True)
+        assert events(stream)[-1] == "[DONE]" and json.loads(events(stream)[0])["lmroute"]["fallback"] is True
+        lines = metric_lines(client)
+    fallback = (
+        f'lmroute_fallbacks_total{{from_model="{routed}",reason="connection",to_model="{answered_by}"}} 2.0'
+    )
+    assert fallback in lines
+    assert f'lmroute_upstream_errors_total{{kind="connection",model="{routed}"}} 2.0' in lines
+
+
+def test_without_fallback_a_down_model_is_a_502(upstreams):
+    with running(upstreams.config(down=("strong",), fallback=False)) as client:
+        response = chat(client, STRONG)
+        assert response.status_code == 502
+        error = response.json()["error"]
+        assert error["type"] == "upstream_error" and error["code"] == "upstream_error"
+        assert "cannot reach model big-model at http://127.0.0.1:" in error["message"]
+        assert chat(client, STRONG, stream=True).status_code == 502
+        assert chat(client, WEAK).status_code == 200
+        assert not any(line.startswith("lmroute_fallbacks_total") for line in metric_lines(client))
+
+
+def test_both_down_says_so(upstreams):
+    with running(upstreams.config(down=("strong", "weak"))) as client:
+        response = chat(client, STRONG)
+    assert response.status_code == 502
+    assert "fallback to model small-model failed too" in response.json()["error"]["message"]
+
+
+def test_a_model_asked_by_name_is_not_rerouted(upstreams):
+    with running(upstreams.config(down=("strong",))) as client:
+        assert chat(client, "big-model").status_code == 502
+
+
+def test_hung_upstream_times_out_with_504(upstreams):
+    upstreams.strong.mode, upstreams.strong.delay = "hang", 1.5
+    with running(upstreams.config(fallback=False, upstream={"timeout": 0.3})) as client:
+        response = chat(client, STRONG)
+        assert response.status_code == 504
+        error = response.json()["error"]
+        assert error["code"] == "upstream_timeout" and "did not answer within 0.3s" in error["message"]
+    with running(upstreams.config(upstream={"timeout": 0.3})) as client:
+        response = chat(client, STRONG)
+        assert response.json()["lmroute"]["model"] == "small-model"
+        assert (
+            'lmroute_fallbacks_total{from_model="big-model",reason="timeout",to_model="small-model"} 1.0'
+            in (metric_lines(client))
+        )
+
+
+def test_5xx_falls_back_or_502s_and_is_retried(upstreams):
+    upstreams.strong.mode, upstreams.strong.status = "status", 503
+    with running(upstreams.config()) as client:
+        assert chat(client, STRONG).json()["lmroute"]["model"] == "small-model"
+    with running(upstreams.config(fallback=False)) as client:
+        response = chat(client, STRONG)
+        assert response.status_code == 502
+        assert "answered 503: strong is broken" in response.json()["error"]["message"]
+
+    upstreams.reset()
+    upstreams.strong.mode, upstreams.strong.failures = "flaky", 2
+    with running(
+        upstreams.config(fallback=False, upstream={"max_retries": 2, "retry_backoff": 0.01})
+    ) as client:
+        response = chat(client, STRONG)
+        assert response.status_code == 200 and response.json()["lmroute"]["fallback"] is False
+        assert len(upstreams.strong.requests) == 3
+        assert 'lmroute_upstream_retries_total{model="big-model"} 2.0' in metric_lines(client)
+
+
+def test_malformed_answer_is_a_502(upstreams):
+    upstreams.strong.mode = "malformed"
+    with running(upstreams.config(fallback=False)) as client:
+        response = chat(client, STRONG)
+        assert response.status_code == 502
+        assert "not a chat completion" in response.json()["error"]["message"]
+    with running(upstreams.config()) as client:
+        assert chat(client, STRONG).json()["lmroute"]["fallback"] is True
+
+
+@pytest.mark.parametrize("status, expected, code", [(400, 400, "upstream_rejected_request"),
+                                                    (429, 429, "upstream_rate_limited")])  # fmt: skip
+def test_client_errors_pass_through_without_fallback(upstreams, status, expected, code):
+    upstreams.strong.mode, upstreams.strong.status = "status", status
+    with running(upstreams.config()) as client:
+        response = chat(client, STRONG)
+    assert response.status_code == expected and response.json()["error"]["code"] == code
+    assert not upstreams.weak.requests
+
+
+def test_upstream_keys_stay_secret(upstreams, monkeypatch):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("STRONG_KEY", secret)
+    upstreams.strong.mode, upstreams.strong.status = "status", 401
+    with running(upstreams.config(fallback=False, upstream={"api_key_env": "STRONG_KEY"})) as client:
+        response = chat(client, STRONG)
+        metrics = client.get("/metrics").text
+    assert upstreams.strong.auth[-1] == f"Bearer {secret}"
+    assert response.status_code == 502
+    assert "rejected lmroute's API key (check $STRONG_KEY)" in response.json()["error"]["message"]
+    assert secret not in response.text and secret not in metrics
+
+
+def test_missing_key_variable_is_a_config_error(upstreams, monkeypatch):
+    from lmroute import ConfigError
+
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    app = create_app(
+        upstreams.config(upstream={"api_key_env": "NO_SUCH_KEY_VAR"}), routers={"length": LengthRouter()}
+    )
+
+    async def start():
+        async with app.router.lifespan_context(app):
+            pass
+
+    import asyncio
+
+    with pytest.raises(ConfigError, match="environment variable NO_SUCH_KEY_VAR"):
+        asyncio.run(start())
+
+
+@pytest.mark.parametrize(
+    "mode, code, message",
+    [
+        ("drop", "upstream_error", "broke off the stream"),
+        ("error_event", "upstream_error", "failed mid-stream: the model crashed"),
+        ("malformed", "upstream_error", "malformed stream event"),
+        ("slow_stream", "upstream_timeout", "sent nothing more within 0.3s"),
+    ],
+)
+def test_a_stream_that_fails_midway_ends_with_an_error_event_and_done(upstreams, mode, code, message):
+    upstreams.strong.mode, upstreams.strong.delay = mode, 1.0
+    with running(upstreams.config(upstream={"timeout": 0.3})) as client:
+        response = chat(client, STRONG, stream=True)
+    assert response.status_code == 200
+    got = events(response)
+    assert got[-1] == "[DONE]"
+    error = json.loads(got[-2])["error"]
+    assert error["code"] == code and message in error["message"]
+    # Content that arrived before the failure was relayed; nothing is re-sent by another model.
+    assert all("choices" in json.loads(e) for e in got[:-2])
+    assert not upstreams.weak.requests
+
+
+def test_slow_stream_within_the_timeout_is_fine(upstreams):
+    upstreams.strong.mode, upstreams.strong.delay = "slow_stream", 0.1
+    with running(upstreams.config(upstream={"timeout": 1.0})) as client:
+        got = events(chat(client, STRONG, stream=True))
+    text = "".join(json.loads(e)["choices"][0]["delta"]["content"] for e in got[:-1])
+    assert text == "strong says hi" and got[-1] == "[DONE]"
