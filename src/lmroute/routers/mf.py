@@ -73,7 +73,7 @@ class MFRouter(EmbeddingPairRouter):
             "self_battles_dropped": data.self_battles,
             "prompts": int(used_prompts.size),
         }
-        self.metadata["final_epoch"] = {k: round(float(v), 5) for k, v in last.items()}
+        self.metadata["final_epoch"] = {k: v if k == "epoch" else round(float(v), 5) for k, v in last.items()}
         self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
         return self
 
