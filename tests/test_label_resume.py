@@ -389,9 +389,15 @@ def test_api_keys_come_only_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="api_key_env"):
         parse_model_spec("x", {"x": {"base_url": "http://h/v1", "api_key": "sk-123"}})
     model = parse_model_spec("name=x,base_url=http://h/v1/,model=gpt-4o,api_key_env=LMROUTE_TEST_KEY")
-    assert (model.base_url, model.upstream_model) == ("http://h/v1", "gpt-4o")
+    assert (model.upstream.base_url, model.upstream.model, model.upstream.max_retries) == (
+        "http://h/v1",
+        "gpt-4o",
+        0,
+    )
+    with pytest.raises(ConfigError, match="NAME of an environment variable"):
+        parse_model_spec("name=x,base_url=http://h/v1,api_key_env=sk-abc-123")
     monkeypatch.delenv("LMROUTE_TEST_KEY", raising=False)
-    with pytest.raises(ConfigError, match="LMROUTE_TEST_KEY is not set"):
+    with pytest.raises(ConfigError, match="variable LMROUTE_TEST_KEY .* is not set"):
         model.api_key()
     monkeypatch.setenv("LMROUTE_TEST_KEY", "sk-test")
     assert model.api_key() == "sk-test"

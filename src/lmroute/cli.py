@@ -130,7 +130,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from lmroute.labeling.judge import load_template
     from lmroute.labeling.runner import LabelJob, format_summary, label, plan_labeling, read_items
-    from lmroute.labeling.upstream import OpenAICaller, parse_model_spec, read_upstreams
+    from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
@@ -149,7 +149,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         print(plan_labeling(job, args.out).format())
         return 0
     result = label(
-        job, args.out, caller=OpenAICaller(timeout=args.timeout), concurrency=args.concurrency,
+        job, args.out, concurrency=args.concurrency,
         rate=args.rate, retries=args.retries, budget_tokens=args.budget_tokens,
         max_failures=args.max_failures, progress=not args.quiet,
     )  # fmt: skip
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL (prompt or question; optional id, reference or answer) or text")  # fmt: skip
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
                    help="a model to answer (twice or more): a name in --upstreams, or "
-                   "name=N,base_url=URL[,model=ID,api_key_env=VAR]")  # fmt: skip
+                   "name=N,base_url=URL[,model=ID,api_key_env=VAR,timeout=S]")  # fmt: skip
     p.add_argument("--mode", choices=("judge", "golden"), required=True,
                    help="judge: an LLM judge compares responses; golden: grade by references")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder: responses, judgements, battles, summary")
@@ -359,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
     p.add_argument("--rate", type=float, help="at most this many calls a second")
     p.add_argument("--retries", type=int, default=3, help="retries of a failed call (default 3)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a call (default 120)")
     p.add_argument("--budget-tokens", type=int,
                    help="stop before the run folder's calls could spend more tokens than this")  # fmt: skip
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failed calls")

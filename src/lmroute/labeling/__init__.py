@@ -8,7 +8,7 @@ the traffic; this package makes collecting such data one command.
 from lmroute.labeling.extract import GRADERS, extract_choice, extract_number, grade
 from lmroute.labeling.judge import JUDGE_MODES, load_template, parse_pairwise, parse_score
 from lmroute.labeling.runner import LabelItem, LabelJob, LabelResult, alabel, label, plan_labeling, read_items
-from lmroute.labeling.upstream import ChatResult, LabelModel, OpenAICaller, parse_model_spec
+from lmroute.labeling.upstream import ChatResult, LabelModel, UpstreamCaller, parse_model_spec
 
 __all__ = [
     "GRADERS",
@@ -18,7 +18,7 @@ __all__ = [
     "LabelJob",
     "LabelModel",
     "LabelResult",
-    "OpenAICaller",
+    "UpstreamCaller",
     "alabel",
     "extract_choice",
     "extract_number",

@@ -623,9 +623,9 @@ async def alabel(
         raise ConfigError("retries must be >= 0 and max_failures >= 1")
     own_caller = caller is None
     if caller is None:
-        from lmroute.labeling.upstream import OpenAICaller
+        from lmroute.labeling.upstream import UpstreamCaller
 
-        caller = OpenAICaller()
+        caller = UpstreamCaller()
     run = _Run(
         job,
         out,

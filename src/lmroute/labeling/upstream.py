@@ -1,26 +1,29 @@
-"""The models a labelling run calls, and the one async function that calls them.
+"""The models a labelling run calls, and the async function that calls them.
 
-A model is an OpenAI-compatible upstream (``base_url``, ``model``, ``api_key_env``: the same shape
-as the serving upstreams) plus the name it gets in battles and the request parameters it is
-sampled with. API keys are read from the environment variable ``api_key_env`` names, never from
-a file or a flag.
+A model is an OpenAI-compatible upstream (``base_url``, ``model``, ``api_key_env``, ``timeout``:
+the fields of the serving layer's :class:`~lmroute.serving.config.UpstreamConfig`) plus the name
+it gets in battles and the request fields it is sampled with. API keys are read from the
+environment variable ``api_key_env`` names, never from a file or a flag.
 
 The runner calls upstreams through a :class:`ChatCaller`: any async callable taking a model and
-chat messages and returning a :class:`ChatResult`. :class:`OpenAICaller` is the default; tests
-pass fakes.
+chat messages and returning a :class:`ChatResult`. :class:`UpstreamCaller`, the default, goes
+through the serving layer's :class:`~lmroute.serving.upstreams.Upstream`; tests pass fakes.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
+from lmroute.exceptions import ConfigError, UpstreamError
+
+if TYPE_CHECKING:
+    from lmroute.serving.config import UpstreamConfig
+    from lmroute.serving.upstreams import ClientFactory, Upstream
 
 
 class LabelModel(BaseModel):
@@ -35,28 +38,34 @@ class LabelModel(BaseModel):
     model: str = ""
     #: Environment variable holding the API key; None for servers that need none.
     api_key_env: str | None = None
-    #: Request parameters (temperature, max_tokens, seed, extra_body...) over the run's defaults.
+    #: Seconds to wait for one answer.
+    timeout: float = Field(default=120.0, gt=0)
+    #: Request body fields (temperature, max_tokens, seed, a server's own such as llama.cpp's
+    #: ``grammar``...) over the run's defaults.
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+    @model_validator(mode="after")
+    def _valid_upstream(self) -> LabelModel:
+        self.upstream  # noqa: B018  (validates base_url and api_key_env as the serving layer does)
+        return self
 
     @property
     def upstream_model(self) -> str:
         return self.model or self.name
 
+    @property
+    def upstream(self) -> UpstreamConfig:
+        """The serving layer's config of this endpoint. Retries are the runner's, so none here."""
+        from lmroute.serving.config import upstream_from
+
+        return upstream_from({
+            "base_url": self.base_url, "model": self.upstream_model, "api_key_env": self.api_key_env,
+            "timeout": self.timeout, "max_retries": 0,
+        })  # fmt: skip
+
     def api_key(self) -> str | None:
         """The API key from the environment; ConfigError when the named variable is unset."""
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(f"model {self.name}: environment variable {self.api_key_env} is not set")
-        return key
+        return self.upstream.api_key()
 
 
 def parse_model_spec(spec: str, upstreams: Mapping[str, Mapping[str, Any]] | None = None) -> LabelModel:
@@ -128,67 +137,44 @@ class ChatCaller(Protocol):
     ) -> ChatResult: ...
 
 
-class OpenAICaller:
-    """Calls OpenAI-compatible endpoints with the ``openai`` SDK, one async client per endpoint.
+class UpstreamCaller:
+    """Calls OpenAI-compatible endpoints through the serving layer's :class:`Upstream`, one per
+    endpoint and model; ``params`` are sent as request body fields as they are."""
 
-    The SDK's own retries are off: the runner retries, so that it can count and budget each try.
-    """
+    def __init__(self, *, client_factory: ClientFactory | None = None) -> None:
+        self.client_factory = client_factory
+        self._upstreams: dict[tuple[str, str, str | None, float], Upstream] = {}
 
-    def __init__(self, *, timeout: float = 120.0) -> None:
-        self.timeout = timeout
-        self._clients: dict[tuple[str, str | None], Any] = {}
+    def _upstream(self, model: LabelModel) -> Upstream:
+        from lmroute.serving.upstreams import Upstream, make_client
 
-    def _client(self, model: LabelModel):
-        from openai import AsyncOpenAI
-
-        key = (model.base_url, model.api_key_env)
-        if key not in self._clients:
-            # The SDK insists on a key; local servers ignore this placeholder.
-            api_key = model.api_key() or "not-needed"
-            self._clients[key] = AsyncOpenAI(
-                base_url=model.base_url, api_key=api_key, timeout=self.timeout, max_retries=0
-            )
-        return self._clients[key]
+        key = (model.base_url, model.upstream_model, model.api_key_env, model.timeout)
+        if key not in self._upstreams:
+            config = model.upstream
+            self._upstreams[key] = Upstream(config, (self.client_factory or make_client)(config))
+        return self._upstreams[key]
 
     async def __call__(
         self, model: LabelModel, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
     ) -> ChatResult:
-        import openai
-
-        client = self._client(model)
+        data = await self._upstream(model).complete({**params, "messages": list(messages)})
         try:
-            reply = await client.chat.completions.create(
-                model=model.upstream_model, messages=list(messages), **params
-            )
-        except openai.APITimeoutError:
-            raise UpstreamTimeoutError(
-                f"{model.name} did not answer within {self.timeout:g}s", model=model.name
-            ) from None
-        except openai.APIStatusError as exc:
+            text = data["choices"][0]["message"]["content"] or ""
+        except (IndexError, KeyError, TypeError):
             raise UpstreamError(
-                f"{model.name} answered HTTP {exc.status_code}: {_short(exc.message)}",
-                status_code=exc.status_code,
+                f"{model.name} answered without a message ({str(data)[:120]})",
+                status_code=200,
                 model=model.name,
             ) from None
-        except openai.APIConnectionError as exc:
-            message = f"cannot reach {model.name} at {model.base_url}: {exc}"
-            raise UpstreamError(message, model=model.name) from None
-        if not reply.choices:
-            raise UpstreamError(f"{model.name} returned no choices", model=model.name)
-        text = reply.choices[0].message.content or ""
-        usage = reply.usage
+        usage = data.get("usage") or {}
         return ChatResult(
-            text=text,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            text=str(text),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
         )
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+        for upstream in self._upstreams.values():
+            await upstream.aclose()
+        self._upstreams.clear()
