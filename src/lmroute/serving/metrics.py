@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 #: Seconds: routing is sub-millisecond for cheap routers, tens of ms for embedding routers.
 _ROUTING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -52,8 +50,3 @@ class ServingMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-    def sample(self, name: str, **labels: Any) -> float:
-        """The current value of one sample (0 when absent); for tests and the benchmark."""
-        value = self.registry.get_sample_value(name, {k: str(v) for k, v in labels.items()})
-        return 0.0 if value is None else value

@@ -1,0 +1,270 @@
+"""Controller / AsyncController: the openai.OpenAI shape, routing options, errors, config, chat."""
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+import yaml
+from fake_openai import free_port, running_upstreams
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from lmroute import (
+    AsyncController,
+    ConfigError,
+    Controller,
+    InvalidModelNameError,
+    UnknownRouterError,
+    UpstreamError,
+)
+from lmroute.routers.base import Router
+from lmroute.routers.length import LengthRouter
+from lmroute.serving.batcher import MicroBatcher
+from lmroute.serving.chat import run_chat
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def upstreams():
+    with running_upstreams() as pair:
+        yield pair
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstreams(upstreams):
+    upstreams.reset()
+
+
+def tiers(upstreams, **options):
+    return {
+        "strong": {"base_url": upstreams.urls["strong"], "model": "big-model", "max_retries": 0, **options},
+        "weak": {"base_url": upstreams.urls["weak"], "model": "small-model", "max_retries": 0, **options},
+    }
+
+
+@pytest.fixture(scope="module")
+def controller(upstreams):
+    with Controller(routers={"length": LengthRouter()}, **tiers(upstreams)) as c:
+        yield c
+
+
+def test_create_routes_like_openai(controller, upstreams):
+    response = controller.chat.completions.create(model="router-length-0", messages=MESSAGES, temperature=0.5)
+    assert isinstance(response, ChatCompletion)
+    assert response.model == "big-model" and response.choices[0].message.content == "strong says hi"
+    assert response.lmroute["decision"] == "strong" and response.lmroute["router"] == "length"
+    assert response.lmroute["score"] == pytest.approx(LengthRouter().score(["hello"])[0])
+    assert upstreams.strong.requests[-1]["temperature"] == 0.5
+
+    response = controller.chat.completions.create(
+        router="length", threshold=1.0, messages=MESSAGES, extra_body={"top_k": 2}
+    )
+    assert response.model == "small-model" and upstreams.weak.requests[-1]["top_k"] == 2
+
+
+def test_streaming_yields_chunks(controller):
+    chunks = list(controller.chat.completions.create(model="router-length-1", messages=MESSAGES, stream=True))
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content for c in chunks) == "weak says hi"
+    assert chunks[0].lmroute["model"] == "small-model"
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"model": "gpt4"}, InvalidModelNameError, "neither router-<router>-<threshold>"),
+        (
+            {"model": "router-nope-0.5"},
+            UnknownRouterError,
+            "router 'nope' is not served here; available: length",
+        ),
+        ({"model": "router-length-1.5"}, InvalidModelNameError, r"outside \[0, 1\]"),
+        ({"model": "router-length-abc"}, InvalidModelNameError, "not a decimal number"),
+        ({"router": "length", "threshold": 1.5}, ConfigError, r"must be in \[0, 1\]"),
+        ({"router": "length", "threshold": "abc"}, ConfigError, "must be a number"),
+        ({"router": "length"}, ConfigError, "go together"),
+        ({"model": "router-length-0.5", "router": "length", "threshold": 0.5}, ConfigError, "not both"),
+        ({}, InvalidModelNameError, "no model given"),
+        ({"model": "router-length-0.5", "messages": []}, ConfigError, "at least one message"),
+        ({"model": "router-length-0.5", "timeout": 3}, ConfigError, "configure the upstream"),
+    ],
+)
+def test_errors_are_lmroute_errors(controller, upstreams, options, error, message):
+    with pytest.raises(error, match=message):
+        controller.chat.completions.create(**{"messages": MESSAGES, **options})
+    assert not upstreams.strong.requests and not upstreams.weak.requests
+
+
+def test_unknown_router_at_construction(upstreams):
+    with pytest.raises(UnknownRouterError, match="unknown router 'nope'"):
+        Controller(routers=["nope"], **tiers(upstreams))
+    with pytest.raises(ConfigError, match="must be a list"):
+        Controller(routers="length", **tiers(upstreams))
+    with pytest.raises(ConfigError, match="base_url must start with http"):
+        Controller(routers=["length"], strong={"base_url": "localhost:1", "model": "m"}, weak="gpt-4o-mini")
+
+
+def test_route_on_last_user_message_or_conversation(upstreams):
+    messages = [
+        {"role": "user", "content": "a long first question " * 20},
+        {"role": "assistant", "content": "answer"},
+        {"role": "user", "content": "short"},
+    ]
+    length = LengthRouter()
+    with Controller(routers=["length"], **tiers(upstreams)) as last:
+        decision = last.route(messages, model="router-length-0.1")
+        assert decision.score == pytest.approx(length.score(["short"])[0]) and decision.tier == "weak"
+        assert last.route("x" * 1000, router="length", threshold=0.5).model == "big-model"
+    with Controller(routers=["length"], route_on="conversation", **tiers(upstreams)) as whole:
+        decision = whole.route(messages, model="router-length-0.1")
+        text = "\n\n".join(m["content"] for m in messages)
+        assert decision.score == pytest.approx(length.score([text])[0]) and decision.tier == "strong"
+
+
+def test_async_controller_with_fallback(upstreams):
+    async def main():
+        strong_down = tiers(upstreams)
+        strong_down["strong"]["base_url"] = f"http://127.0.0.1:{free_port()}/v1"
+        async with AsyncController(routers={"length": LengthRouter()}, **strong_down) as client:
+            response = await client.chat.completions.create(model="router-length-0", messages=MESSAGES)
+            assert response.model == "small-model" and response.lmroute["fallback"] is True
+            stream = await client.chat.completions.create(
+                model="router-length-0", messages=MESSAGES, stream=True
+            )
+            return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(main())
+    assert chunks[0].lmroute["fallback"] is True and chunks[-1].choices[0].delta.content == "hi"
+
+
+def test_stream_failure_raises_upstream_error(controller, upstreams):
+    upstreams.strong.mode = "drop"
+    stream = controller.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True)
+    with pytest.raises(UpstreamError, match="broke off the stream"):
+        list(stream)
+
+
+def test_from_config_yaml(upstreams, tmp_path, monkeypatch):
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({**tiers(upstreams, api_key_env="WEAK_KEY_VAR"), "routers": ["length"]}))
+    monkeypatch.setenv("WEAK_KEY_VAR", "secret-weak")
+    with Controller.from_config(path) as client:
+        response = client.chat.completions.create(model="router-length-1", messages=MESSAGES)
+    assert response.model == "small-model" and upstreams.weak.auth[-1] == "Bearer secret-weak"
+
+    monkeypatch.delenv("WEAK_KEY_VAR")
+    with pytest.raises(ConfigError, match="environment variable WEAK_KEY_VAR"):
+        Controller.from_config(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"strong": {"base_url": "http://x", "model": "m", "api_key": "sk-1"}}, "'api_key' is not allowed"),
+        ({"strong": {"base_url": "http://x", "model": "m"}}, "has no 'weak' section"),
+        (
+            {"strong": {"base_url": "http://x", "model": "m"}, "weak": "w", "fallback": "sometimes"},
+            "fallback",
+        ),
+        (
+            {"strong": {"base_url": "http://x", "model": "m", "api_key_env": "sk-abc/123"}, "weak": "w"},
+            "NAME of an environment variable",
+        ),
+        ({"strong": "s", "weak": "w", "thresholds": {"mf": 1.5}}, "outside [0, 1]"),
+        ({"strong": "s", "weak": "w", "colour": "blue"}, "colour"),
+        ([1, 2], "must be a mapping"),
+    ],
+)
+def test_config_file_errors(tmp_path, content, message):
+    from lmroute.serving.config import build_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ConfigError) as info:
+        build_config(path)
+    assert message in str(info.value)
+    assert "sk-1" not in str(info.value)
+
+
+def test_flags_override_the_file(tmp_path, monkeypatch):
+    from lmroute.serving.config import build_config
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"strong": "gpt-4o", "weak": {"base_url": "http://h/v1", "model": "w"}}))
+    monkeypatch.setenv("LMROUTE_API_KEYS", "a,b")
+    config = build_config(
+        path, overrides={"weak": {"model": "w2", "timeout": None}, "server": {"port": 7000}}
+    )
+    assert (
+        config.strong.base_url == "https://api.openai.com/v1"
+        and config.strong.api_key_env == "OPENAI_API_KEY"
+    )
+    assert config.weak.model == "w2" and config.weak.base_url == "http://h/v1" and config.weak.timeout == 60
+    assert config.server.port == 7000 and config.server.host == "127.0.0.1"
+    assert [k.get_secret_value() for k in config.server.api_keys] == ["a", "b"]
+    assert "a" not in repr(config.server.api_keys)
+    assert build_config(path, api_keys=["c"]).server.api_keys[0].get_secret_value() == "c"
+
+
+def test_chat_shows_the_model_and_score(controller):
+    lines = iter(["hello", "/reset", "again", "/quit"])
+    out = io.StringIO()
+    assert run_chat(controller, model="router-length-0.001", read=lambda prompt: next(lines), out=out) == 0
+    text = out.getvalue()
+    assert text.count("strong says hi") == 2
+    assert "[length score 0.0099 >= 0.001: strong model big-model]" in text
+
+    out = io.StringIO()
+    lines = iter(["hello"])
+
+    def read(prompt):
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    assert run_chat(controller, model="router-nope-0.5", read=read, out=out) == 0
+    assert "error: router 'nope' is not served here" in out.getvalue()
+
+
+class _Recording(Router):
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def _score(self, prompts):
+        self.batches.append(list(prompts))
+        return np.array([len(p) / 100 for p in prompts])
+
+
+def test_micro_batcher_batches_concurrent_prompts_and_caps_the_size():
+    async def main(max_batch, max_wait, n):
+        router = _Recording()
+        batcher = MicroBatcher(router, max_batch=max_batch, max_wait=max_wait)
+        scores = await asyncio.gather(*(batcher.score("x" * i) for i in range(n)))
+        return router.batches, scores
+
+    batches, scores = asyncio.run(main(64, 0.0, 10))
+    assert batches == [["x" * i for i in range(10)]] and scores == [i / 100 for i in range(10)]
+    batches, _ = asyncio.run(main(4, 0.0, 10))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    batches, _ = asyncio.run(main(64, 0.01, 5))
+    assert [len(b) for b in batches] == [5]
+
+
+def test_micro_batcher_passes_router_errors_to_every_caller():
+    class Broken(Router):
+        name = "broken"
+
+        def _score(self, prompts):
+            raise RuntimeError("scoring failed")
+
+    async def main():
+        batcher = MicroBatcher(Broken())
+        return await asyncio.gather(batcher.score("a"), batcher.score("b"), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, RuntimeError) for r in results)
