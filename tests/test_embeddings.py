@@ -162,3 +162,12 @@ def test_onnx_backend_needs_no_torch(onnx_vectors, prompts):
     name, vector = out.stdout.split(" ", 1)
     assert name == "OnnxMiniLM"
     np.testing.assert_allclose(json.loads(vector), onnx_vectors[1][0], atol=1e-5)
+
+
+def test_unwritable_cache_builds_the_graph_in_memory(cache_dir, onnx_vectors, prompts, caplog):
+    cache_dir.mkdir()
+    (cache_dir / "onnx").write_text("a file where a folder should be")
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.minilm"):
+        out = OnnxMiniLM().embed(prompts[:2])
+    np.testing.assert_allclose(out, onnx_vectors[1][:2], atol=1e-5)
+    assert "building it in memory" in caplog.text

@@ -171,15 +171,22 @@ class OnnxMiniLM(_MiniLM):
             # tokenizer, other processes) spinning cost a third of the throughput in our runs
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            model_file = onnx_model_path(path)
+            providers = ["CPUExecutionProvider"]
             try:
-                session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+                model_file = onnx_model_path(path)
+            except OSError as exc:  # no writable cache: build it in memory for this process
+                logger.warning("cannot write the ONNX model to the cache (%s); building it in memory", exc)
+                model: str | bytes = build_onnx_model(path).SerializeToString()
+            else:
+                model = str(model_file)
+            try:
+                session = ort.InferenceSession(model, options, providers=providers)
             except Exception as exc:  # a damaged cache file: onnxruntime raises its own types
+                if isinstance(model, bytes):
+                    raise
                 logger.warning("rebuilding %s, which could not be loaded: %s", model_file, exc)
                 model_file.unlink(missing_ok=True)
-                session = ort.InferenceSession(
-                    str(onnx_model_path(path)), options, providers=["CPUExecutionProvider"]
-                )
+                session = ort.InferenceSession(str(onnx_model_path(path)), options, providers=providers)
             self._session = session
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
