@@ -127,10 +127,10 @@ class _MiniLM(Embedder):
         if cut:
             log = logger.warning if first else logger.debug
             log(
-                "%s: %d of %d texts were longer than %d word pieces and were truncated to their "
-                "first %d (the model's max_seq_length, counting [CLS] and [SEP]); "
+                "%s: %d of %d texts were longer than %d word pieces (the model's max_seq_length) "
+                "and were truncated: only [CLS], their first %d word pieces and [SEP] are embedded; "
                 "%d truncated so far",
-                self.name, cut, n, self._max_len, self._max_len, self.truncated,
+                self.name, cut, n, self._max_len, self._max_len - 2, self.truncated,
             )  # fmt: skip
 
 
