@@ -212,3 +212,16 @@ def test_real_sources_load_with_counts(data_dir):
     assert time.perf_counter() - started < 30
     with pytest.raises(DataError, match="evaluation-only"):
         load_sources(["gold:zeroeval/gsm8k-test-EVAL-ONLY.jsonl"], data_dir=data_dir)
+
+
+def test_exported_battles_keep_provenance_and_licences(tmp_path):
+    from lmroute.data.battles import battle_records
+    from lmroute.data.prompts import write_jsonl
+
+    battles, _ = load_sources(["alpaca-eval:alpaca", "arena:arena55k.csv"], data_dir=FIXTURES)
+    path = write_jsonl(tmp_path / "export.jsonl", battle_records(battles))
+    again, report = load_sources([f"battles:{path}"])
+    assert Counter(b.source for b in again) == Counter(b.source for b in battles)
+    licence = report.licences[f"battles:{path}"]
+    assert "alpaca-eval: CC BY-NC 4.0" in licence and "arena: Apache-2.0" in licence
+    assert any("CC BY-NC" in w for w in report.warnings)

@@ -316,8 +316,9 @@ def _load_battles(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
 
 
 def _licence_of_label(label: str) -> str:
-    if label in LICENCES:
-        return f"{label}: {LICENCES[label]}"
+    folder = label.removeprefix("gold:").partition("/")[0] if "/" in label else None
+    if label in LICENCES or folder in LICENCES:
+        return f"{label}: {LICENCES[label if label in LICENCES else folder]}"
     return f"{label}: unknown (check where these records came from)"
 
 
@@ -361,7 +362,7 @@ def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
             )
         prompts, scores = read_scores(path)
         known = _folder_licence(path)
-        location, label = str(path), f"gold:{path.stem}"
+        location, label = str(path), f"gold:{known[0]}/{path.stem}" if known else f"gold:{path.stem}"
         licence = known[1] if known else f"unknown: the licence of {path.name}"
     battles = battles_from_scores(
         prompts, scores, models=_names(spec, "models"),
