@@ -52,7 +52,7 @@ def train_mf(
     progress: bool = False,
 ) -> MFWeights:
     """Fit the model on battles ``(prompt[i], winner[i], loser[i])``; ``embeddings[prompt[i]]``
-    is battle ``i``'s prompt embedding. Deterministic for a given ``config.seed`` and thread count."""
+    is battle ``i``'s prompt embedding. Deterministic for a given ``config.seed`` (one thread)."""
     import torch
 
     prompt, winner, loser = (np.asarray(x, dtype=np.int64) for x in (prompt, winner, loser))
