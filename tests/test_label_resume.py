@@ -397,7 +397,7 @@ def test_api_keys_come_only_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
         parse_model_spec("name=x,base_url=http://h/v1,api_key_env=sk-abc-123")
     monkeypatch.delenv("LMROUTE_TEST_KEY", raising=False)
-    with pytest.raises(ConfigError, match="variable LMROUTE_TEST_KEY .* is not set"):
+    with pytest.raises(ConfigError, match=r"variable LMROUTE_TEST_KEY .* is not set"):
         model.api_key()
     monkeypatch.setenv("LMROUTE_TEST_KEY", "sk-test")
     assert model.api_key() == "sk-test"
