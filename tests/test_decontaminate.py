@@ -126,8 +126,8 @@ def test_near_duplicates_by_cosine_cut_off():
         [b("same direction")], ["Eval: integrate x^2"], embedder=embedder, threshold=1
     )
     assert at_cut_off == []  # cosine exactly 1.0 is >= the cut-off 1.0: dropped
-    loose, _ = decontaminate(battles, ["Eval: integrate x^2"], embedder=embedder, threshold=0.9)
-    assert [x.prompt for x in loose] == ["train far"]
+    by_default, report = decontaminate(battles, ["Eval: integrate x^2"], embedder=embedder)
+    assert [x.prompt for x in by_default] == ["train far"] and report.threshold == 0.90
 
 
 def test_named_evaluation_sets_are_credited():

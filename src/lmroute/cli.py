@@ -162,6 +162,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from lmroute.data.battles import battle_records
     from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
+    from lmroute.data.decontaminate import DEFAULT_THRESHOLD
     from lmroute.data.prompts import write_jsonl
     from lmroute.data.sources import prepare_battles
 
@@ -174,7 +175,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     battles, report = prepare_battles(
         args.sources, data_dir=_data_dir(args), exclude_benchmarks=args.exclude_benchmark,
         decontaminate_against=against, embedder=embedder,
-        threshold=None if args.exact_only else args.threshold,
+        threshold=None if args.exact_only else args.threshold or DEFAULT_THRESHOLD,
         min_model_battles=args.min_model_battles, aliases=dict(_parse_aliases(args.alias)),
     )  # fmt: skip
     print(report.describe(all_models=True))
@@ -389,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.95,
-        help="cosine similarity at or above which a prompt is a near duplicate (default 0.95)",
+        help="cosine similarity at or above which a prompt is a near duplicate (default 0.90 for "
+        "MiniLM; see lmroute.data.decontaminate)",
     )
     p.add_argument("--exact-only", action="store_true", help="decontaminate by exact matches only")
     p.add_argument("--embedder", default="minilm", help="embedder for near duplicates (default minilm)")

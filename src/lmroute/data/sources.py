@@ -38,6 +38,7 @@ from lmroute.data.battles import (
     read_battles_jsonl,
 )
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.exceptions import ConfigError, DataError
 
 SOURCE_KINDS = ("arena", "battles", "alpaca-eval", "gold")
@@ -449,7 +450,7 @@ def prepare_battles(
     exclude_benchmarks: Sequence[str] = (),
     decontaminate_against: Sequence[str] = (),
     embedder: Any = None,
-    threshold: float | None = 0.95,
+    threshold: float | None = DEFAULT_THRESHOLD,
     min_model_battles: int = 2,
     aliases: Mapping[str, str] | None = None,
 ) -> tuple[list[Battle], PreparedReport]:
