@@ -7,7 +7,7 @@ distribution). Then it times the content-hash cache answering 15k texts that are
 Prompts come from ``$LMROUTE_DATA_DIR`` (default ``../shared/data``). The machine may be shared:
 the load average is printed with the numbers, and only the ratio is comparable across runs.
 
-    python benchmarks/bench_embeddings.py [--prompts 200] [--threads 2] [--batch-size 32] [--no-torch]
+    python benchmarks/bench_embeddings.py [--prompts 200] [--threads 2] [--batch-size N] [--no-torch]
 """
 
 from __future__ import annotations
@@ -76,15 +76,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=200, help="prompts per set (default 200)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: each backend's own")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time only the ONNX backend")
     args = parser.parse_args()
     logging.getLogger("lmroute").setLevel(logging.ERROR)  # truncation is in the "cut" column
 
     sets = prompt_sets(args.prompts, args.seed)
-    onnx = OnnxMiniLM(batch_size=args.batch_size, threads=args.threads)
-    torch = None if args.no_torch else TorchMiniLM(batch_size=args.batch_size)
+    sizes = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    onnx = OnnxMiniLM(threads=args.threads, **sizes)
+    torch = None if args.no_torch else TorchMiniLM(**sizes)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.prompts} prompts per set")
     print("prompts/s per wall-clock second, and per CPU second (less disturbed by other load)")
     print(

@@ -137,15 +137,17 @@ class _MiniLM(Embedder):
 class OnnxMiniLM(_MiniLM):
     """all-MiniLM-L6-v2 on ONNX Runtime: no torch needed.
 
-    Texts are sorted by length and batched so that padding stays small; ``threads`` is the
-    ONNX Runtime intra-op thread count (default: the CPUs this process may use).
+    Texts are sorted by length and batched so that padding stays small. Batches are small
+    (8) because the activations then stay in the CPU caches: on 2 cores 8 embedded 20-25% more
+    prompts per CPU second than 32, and twice as many as 128. ``threads`` is the ONNX Runtime
+    intra-op thread count (default: the CPUs this process may use).
     """
 
     def __init__(
         self,
         *,
         model_dir: str | Path | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,
         threads: int | None = None,
     ):
         super().__init__(model_dir=model_dir, batch_size=batch_size)
