@@ -37,10 +37,11 @@ def run_chat(
     model: str,
     system: str | None = None,
     read: Callable[[str], str] = input,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Chat until end of input. ``client`` is an ``openai.OpenAI`` pointed at an lmroute server, or a
     :class:`lmroute.Controller`; each answer is streamed, then a line says who answered and why."""
+    out = out or sys.stdout
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
     out.write(f"chatting with {model}; {HELP}\n")
