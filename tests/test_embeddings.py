@@ -99,6 +99,8 @@ def test_first_truncation_logs_a_warning_with_the_count(caplog):
 
 
 def test_onnx_file_is_built_once_and_rebuilt_when_damaged(cache_dir, caplog):
+    (cache_dir / "onnx").mkdir(parents=True)
+    (cache_dir / "onnx" / "all-MiniLM-L6-v2-g0-0123456789abcdef.onnx").write_bytes(b"an old graph")
     first = OnnxMiniLM()
     first.embed(["hello"])
     (path,) = (cache_dir / "onnx").glob("*.onnx")

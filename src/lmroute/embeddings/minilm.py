@@ -300,6 +300,11 @@ def onnx_model_path(model_dir: Path) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    # files for an older graph or a reinstalled model are 90 MB each and never read again
+    for stale in target.parent.glob("all-MiniLM-L6-v2-*.onnx"):
+        if stale != target:
+            with contextlib.suppress(OSError):
+                stale.unlink()
     return target
 
 
