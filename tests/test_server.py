@@ -381,3 +381,21 @@ def test_lmroute_serve_command(upstreams, tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--routers", "nope"], "unknown router 'nope'"),
+        (["--strong-api-key-env", "LMROUTE_TEST_UNSET_KEY"], "environment variable LMROUTE_TEST_UNSET_KEY"),
+        (["--weak-base-url", "ftp://x"], "base_url must start with http"),
+    ],
+)
+def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
+    monkeypatch.delenv("LMROUTE_TEST_UNSET_KEY", raising=False)
+    url = "http://127.0.0.1:9/v1"
+    argv = ["serve", "--strong-base-url", url, "--strong-model", "s", "--weak-base-url", url,
+            "--weak-model", "w", "--routers", "length", *extra]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error:") and message in err and err.count("\n") == 1

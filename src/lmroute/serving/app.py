@@ -29,7 +29,7 @@ from lmroute.exceptions import (
     UpstreamTimeoutError,
 )
 from lmroute.routers.base import Router
-from lmroute.serving.config import ServeConfig
+from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.model_name import format_model_name
 from lmroute.serving.protocol import (
@@ -47,6 +47,7 @@ log = logging.getLogger("lmroute.serving")
 
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def create_app(
@@ -285,12 +286,25 @@ def _warm_up(routers: Mapping[str, Router]) -> None:
 
 
 def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -> None:
-    """Run the server with uvicorn until interrupted; in-flight requests get time to finish."""
+    """Run the server with uvicorn until interrupted; in-flight requests get time to finish.
+
+    Routers are loaded and the API-key variables checked before uvicorn starts, so that a bad
+    config is one clear error rather than a failed application start-up.
+    """
     import copy
 
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
+    config.strong.api_key()
+    config.weak.api_key()
+    if routers is None:
+        routers = load_routers(config.routers)
+    if config.server.host not in _LOOPBACK and not config.server.api_keys:
+        log.warning(
+            "serving on %s without API keys: anyone who can reach this port can spend your upstream "
+            "credits (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV,
+        )  # fmt: skip
     level = config.server.log_level
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lmroute"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
