@@ -127,10 +127,11 @@ def test_bad_options_are_refused(bad):
         OnnxMiniLM(**bad)
 
 
-def test_get_embedder_names():
+def test_get_embedder_names(tmp_path):
     auto = get_embedder("minilm")
     assert isinstance(auto, CachedEmbedder) and isinstance(auto.inner, OnnxMiniLM)
     assert auto.name == "minilm" and auto.dim == DIM
+    assert get_embedder("minilm", cache_dir=tmp_path).path == tmp_path
     assert isinstance(get_embedder("minilm-torch", cache=False), TorchMiniLM)
     onnx = get_embedder("minilm-onnx", cache=False, batch_size=4, threads=1)
     assert isinstance(onnx, OnnxMiniLM) and onnx.batch_size == 4 and onnx.threads == 1
