@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
@@ -34,8 +33,11 @@ from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.model_name import format_model_name
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
+    ErrorBody,
+    ErrorResponse,
     RequestError,
     RouteRequest,
+    RouteResponse,
     parse_body,
     validate,
 )
@@ -162,10 +164,11 @@ def create_app(
             count("route", decision, response.status_code)
             return response
         count("route", decision, 200)
-        return JSONResponse({
-            "router": decision.router, "threshold": decision.threshold, "score": decision.score,
-            "decision": decision.tier, "model": decision.model,
-        })  # fmt: skip
+        answer = RouteResponse(
+            router=target.router, threshold=target.threshold, score=decision.score, decision=decision.tier,
+            model=decision.model,
+        )  # fmt: skip
+        return JSONResponse(answer.model_dump())
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
@@ -198,12 +201,6 @@ def create_app(
     @app.exception_handler(LmrouteError)
     async def lmroute_error(request: Request, exc: LmrouteError) -> Response:
         return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error(
-            400, str(exc.errors()[0].get("msg", exc)), "invalid_request_error", code="invalid_value"
-        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -253,8 +250,8 @@ def _error(
     status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def _too_large(limit: int) -> RequestError:
