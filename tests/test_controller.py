@@ -268,3 +268,31 @@ def test_micro_batcher_passes_router_errors_to_every_caller():
 
     results = asyncio.run(main())
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_micro_batcher_keeps_two_batches_in_flight():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+
+    class Gate(_Recording):
+        def _score(self, prompts):
+            scores = super()._score(prompts)
+            release.wait(5)
+            return scores
+
+    async def main(router, executor):
+        batcher = MicroBatcher(router, executor=executor)
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.create_task(batcher.score(f"p{i}")))
+            await asyncio.sleep(0.02)
+        started = [len(b) for b in router.batches]  # two in the pool, the other four wait
+        release.set()
+        await asyncio.gather(*tasks)
+        return started, [len(b) for b in router.batches]
+
+    with ThreadPoolExecutor(2) as executor:
+        started, batches = asyncio.run(main(Gate(), executor))
+    assert started == [1, 1] and batches == [1, 1, 4]

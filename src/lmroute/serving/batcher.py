@@ -1,11 +1,12 @@
 """Micro-batched scoring: prompts of concurrent requests are scored together, off the event loop.
 
-One :class:`MicroBatcher` per router keeps at most one batch in the thread pool. A prompt that
-arrives while the router is idle is scored at once (after ``max_wait`` seconds, 0 by default, which
-still gathers the prompts that arrive in the same event-loop turn); prompts that arrive while a
-batch is being scored wait and go together in the next batch, up to ``max_batch``. So a lone
-request pays no waiting, and under load the router sees large batches, which embedding routers
-score far faster per prompt than one at a time.
+One :class:`MicroBatcher` per router keeps at most ``max_in_flight`` batches (2) in the thread
+pool: one being scored and one queued behind it, so the scoring thread goes on to the next batch
+without a round trip through the event loop. A prompt that arrives while there is room is scored
+at once (after ``max_wait`` seconds, 0 by default, which still gathers the prompts that arrive in
+the same event-loop turn); prompts that arrive while the pool is full wait and go together in the
+next batch, up to ``max_batch``. So a lone request pays no waiting, and under load the router sees
+large batches, which embedding routers score far faster per prompt than one at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
+from functools import partial
 
 from lmroute.routers.base import Router
 
@@ -27,15 +29,17 @@ class MicroBatcher:
         executor: Executor | None = None,
         max_batch: int = 64,
         max_wait: float = 0.0,
+        max_in_flight: int = 2,
         on_batch: Callable[[int], None] | None = None,
     ):
         self.router = router
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_in_flight = max_in_flight
         self._executor = executor
         self._on_batch = on_batch
         self._pending: list[tuple[str, asyncio.Future[float]]] = []
-        self._running: asyncio.Task[None] | None = None
+        self._in_flight = 0
         self._timer: asyncio.Handle | None = None
 
     async def score(self, prompt: str) -> float:
@@ -43,7 +47,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[float] = loop.create_future()
         self._pending.append((prompt, future))
-        if self._running is None and self._timer is None:
+        if self._in_flight < self.max_in_flight and self._timer is None:
             if self.max_wait > 0 and len(self._pending) < self.max_batch:
                 self._timer = loop.call_later(self.max_wait, self._flush)
             else:
@@ -55,29 +59,30 @@ class MicroBatcher:
 
     def _flush(self) -> None:
         self._timer = None
-        # Callers that gave up (a client that disconnected) need no score.
-        pending = [(p, f) for p, f in self._pending if not f.done()]
-        if not pending:
-            self._pending = []
-            return
-        batch, self._pending = pending[: self.max_batch], pending[self.max_batch :]
-        self._running = asyncio.get_running_loop().create_task(self._score_batch(batch))
-
-    async def _score_batch(self, batch: list[tuple[str, asyncio.Future[float]]]) -> None:
         loop = asyncio.get_running_loop()
-        try:
+        while self._in_flight < self.max_in_flight:
+            # Callers that gave up (a client that disconnected) need no score.
+            live = [(p, f) for p, f in self._pending if not f.done()]
+            batch, self._pending = live[: self.max_batch], live[self.max_batch :]
+            if not batch:
+                return
+            self._in_flight += 1
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            scores = await loop.run_in_executor(self._executor, self.router.score, [p for p, _ in batch])
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
-            for (_, future), score in zip(batch, scores.tolist(), strict=True):
-                if not future.done():
-                    future.set_result(score)
-        finally:
-            self._running = None
-            if self._pending:
-                self._timer = loop.call_soon(self._flush)
+            scored = loop.run_in_executor(self._executor, self.router.score, [p for p, _ in batch])
+            scored.add_done_callback(partial(self._deliver, batch))
+
+    def _deliver(self, batch: list[tuple[str, asyncio.Future[float]]], scored: asyncio.Future) -> None:
+        self._in_flight -= 1
+        error = scored.exception() if not scored.cancelled() else asyncio.CancelledError()
+        if error is None:
+            results = scored.result().tolist()
+        for i, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(results[i])
+            else:
+                future.set_exception(error)
+        if self._pending and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_soon(self._flush)
