@@ -172,10 +172,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         from lmroute.embeddings import get_embedder
 
         embedder = get_embedder(args.embedder)
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if args.exact_only:
+        threshold = None
     battles, report = prepare_battles(
         args.sources, data_dir=_data_dir(args), exclude_benchmarks=args.exclude_benchmark,
         decontaminate_against=against, embedder=embedder,
-        threshold=None if args.exact_only else args.threshold or DEFAULT_THRESHOLD,
+        threshold=threshold,
         min_model_battles=args.min_model_battles, aliases=dict(_parse_aliases(args.alias)),
     )  # fmt: skip
     print(report.describe(all_models=True))
