@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lmroute.data.benchmarks import Benchmark, load_benchmark
+from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.evaluation import metrics
 from lmroute.evaluation.evaluator import Evaluation, RouterResult, evaluate, evaluate_scores
 from lmroute.exceptions import ConfigError
@@ -153,20 +154,19 @@ def run_experiment(
 ) -> ExperimentResult:
     """Train and evaluate every router under every protocol on every benchmark."""
     from lmroute.data.gold import gold_battles
-    from lmroute.data.sources import load_sources
+    from lmroute.data.sources import prepare_battles
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     result = ExperimentResult(config)
     for bench_name in config.benchmarks:
         bench = load_benchmark(bench_name, data_dir=data_dir)
         say(f"[{bench.name}] {len(bench)} prompts")
-        specs = [s for s in config.sources if not is_own_gold(s, bench.name)]
-        battles, _report = load_sources(specs, data_dir=data_dir)
-        if config.decontaminate:
-            from lmroute.data.decontaminate import decontaminate
-
-            battles, dropped = decontaminate(battles, bench.prompts, embedder=embedder)
-            say(f"[{bench.name}] training battles after decontamination: {len(battles)} ({dropped})")
+        # Leave out B's own labels and every training prompt that (nearly) duplicates one of B's.
+        battles, _ = prepare_battles(
+            config.sources, data_dir=data_dir, exclude_benchmarks=[bench.name], embedder=embedder,
+            threshold=DEFAULT_THRESHOLD if config.decontaminate else None,
+        )  # fmt: skip
+        say(f"[{bench.name}] {len(battles)} training battles")
         baselines = [load_router(name) for name in config.baselines]
         for protocol in config.protocols:
             routers_scores: list[RouterResult] = []

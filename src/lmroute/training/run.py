@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
-from lmroute.exceptions import DataError
+from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
 from lmroute.registry import get_router_class
 from lmroute.routers.base import Router
 
@@ -31,35 +30,24 @@ def train_router(
     ``exclude_benchmarks`` drops those benchmarks' gold sources and decontaminates against their
     prompts; ``decontaminate`` alone decontaminates against all public benchmarks.
     """
-    from lmroute.data.decontaminate import decontaminate as drop_near_duplicates
-    from lmroute.data.sources import load_sources
-    from lmroute.evaluation.experiment import is_own_gold
+    from lmroute.data.sources import prepare_battles
 
     cls = get_router_class(name)
-    excluded = [b.lower().replace("_", "-") for b in exclude_benchmarks]
-    specs = [s for s in sources if not any(is_own_gold(s, b) for b in excluded)]
-    if not specs:
-        raise DataError("no training sources left after --exclude-benchmark")
-    battles, report = load_sources(specs, data_dir=data_dir)
+    against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)
+    battles, report = prepare_battles(
+        sources, data_dir=data_dir, exclude_benchmarks=exclude_benchmarks,
+        decontaminate_against=against, embedder=embedder,
+    )  # fmt: skip
     _say(report)
-    against = excluded or (list(PUBLIC_BENCHMARKS) if decontaminate else [])
-    removed: dict[str, Any] = {}
-    for bench_name in against:
-        bench = load_benchmark(bench_name, data_dir=data_dir)
-        battles, removed[bench_name] = drop_near_duplicates(battles, bench.prompts, embedder=embedder)
-        _say(f"decontaminated against {bench_name}: {removed[bench_name]}")
-    if not battles:
-        raise DataError("no training battles left after filtering")
     opts = dict(options or {})
     router = cls(opts, embedder=embedder) if embedder is not None else cls(opts)
     started = time.perf_counter()
     router.fit(battles, progress=progress)
     router.metadata.update({
         "training": {
-            "sources": list(specs),
+            "sources": list(sources),
             "battles": len(battles),
             "report": _jsonable(report),
-            "decontaminated_against": {k: _jsonable(v) for k, v in removed.items()},
             "seconds": round(time.perf_counter() - started, 1),
         }
     })  # fmt: skip
