@@ -65,8 +65,8 @@ def tokens_per_second(servers: list[LlamaServer], max_tokens: int, repeats: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
     results: dict[str, float] = {}
