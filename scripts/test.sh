@@ -11,6 +11,8 @@ python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]"
+# Real llama.cpp servers for the llm tests: a cached wheel, or a first build of about 5-12 minutes.
+bash .ci/install-llama.sh
 export LMROUTE_DATA_DIR="${LMROUTE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 ruff check src tests benchmarks
 python -m pytest -q "$@"
