@@ -8,6 +8,7 @@ the upstream untouched (``extra="allow"``), so the server never lags behind the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lmroute.exceptions import ConfigError
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+#: A \uD800-\uDFFF escape; only bodies that have one pay for the full check of their strings.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class RequestError(ConfigError):
@@ -121,12 +124,24 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object of a request body, or RequestError (400) saying what is wrong."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise RequestError("the request body is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of more than 4300 digits
         raise RequestError(
             f"the request body is not valid JSON ({exc}); send a JSON object", code="invalid_json"
         ) from None
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
+    if _SURROGATE_ESCAPE.search(raw):
+        # "\ud800" alone decodes to a str that cannot be encoded again: the upstream call would fail.
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except (UnicodeEncodeError, RecursionError):
+            raise RequestError(
+                "the request body holds an unpaired UTF-16 surrogate escape (such as \\ud800): "
+                "send valid Unicode text",
+                code="invalid_json",
+            ) from None
     return body
 
 
