@@ -149,3 +149,24 @@ def test_pretrained_loads_the_shipped_checkpoint(trained, tmp_path, monkeypatch)
     trained.save(tmp_path / "checkpoints" / "mf")
     shipped = MFRouter.pretrained(embedder=HashEmbedder(64), weak_model=OTHER)
     np.testing.assert_array_equal(shipped.score(HARD), trained.with_models(weak_model=OTHER).score(HARD))
+
+
+def test_length_feature_and_half_ties_learn_and_round_trip(tmp_path):
+    """Long prompts need the strong model; easy short ones tie (both right): gain tracks length."""
+    rng = np.random.default_rng(3)
+    battles = []
+    for i in range(300):
+        long = i % 2 == 0
+        prompt = f"question {i} " + ("with many more words to read " * 8 if long else "")
+        a, b = (str(m) for m in rng.permutation([STRONG, WEAK]))
+        winner = ("model_a" if a == STRONG else "model_b") if long else "tie"
+        battles.append(Battle(prompt, a, b, winner))
+    router = MFRouter(embedder=HashEmbedder(32), length_feature=True, ties="half", **FAST).fit(battles)
+    assert router.metadata["battles"]["ties_dropped"] == 0
+    long_prompt = "question 999 " + "with many more words to read " * 8
+    long_score, short_score = router.score([long_prompt, "question 999 "])
+    assert long_score > 0.7 and 0.3 < short_score < 0.7  # a tie learns a coin flip, not a loss
+    saved = router.save(tmp_path / "mf")
+    loaded = MFRouter.load(saved, embedder=HashEmbedder(32))
+    prompts = ["a", "b " * 300, "prove it"]
+    assert np.array_equal(loaded.score(prompts), router.score(prompts))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -38,6 +39,12 @@ class MFConfig(EmbeddingPairConfig):
     #: Share of distinct prompts whose battles are held out to report a held-out loss (not trained on).
     held_out_fraction: float = Field(default=0.05, ge=0, lt=1)
     seed: int = 42
+    #: ``drop`` ties as the reference does, or learn them as half a win each way (``half``): the
+    #: score then ranks prompts by the strong model's expected gain, which is what APGR rewards.
+    ties: Literal["drop", "half"] = "drop"
+    #: Append the prompt's standardised log length in characters to its embedding: length is a
+    #: strong signal that sentence embeddings, being normalised, largely lose.
+    length_feature: bool = False
 
 
 class MFRouter(EmbeddingPairRouter):
@@ -48,28 +55,36 @@ class MFRouter(EmbeddingPairRouter):
     config: MFConfig
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
-        """Embed the prompts and train on the decisive battles (ties are dropped, as the reference)."""
+        """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
         from lmroute.training.mf import train_mf
 
         data = index_battles(battles)
         self.models = data.models
         self._check_pair(self.models)
         decisive = data.outcome != TIE
-        a_won = data.outcome[decisive] == A_WINS
-        a, b = data.a[decisive], data.b[decisive]
-        used_prompts, prompt = np.unique(data.prompt[decisive], return_inverse=True)
-        embeddings = self._embed([data.prompts[i] for i in used_prompts], progress=progress)
+        used = decisive if self.config.ties == "drop" else np.ones_like(decisive)
+        a_won = data.outcome[used] == A_WINS
+        a, b = data.a[used], data.b[used]
+        target = np.where(decisive[used], 1.0, 0.5)
+        used_prompts, prompt = np.unique(data.prompt[used], return_inverse=True)
+        texts = [data.prompts[i] for i in used_prompts]
+        embeddings = self._embed(texts, progress=progress)
+        self._length_stats = np.zeros(0)
+        if self.config.length_feature:
+            logs = _log_lengths(texts)
+            self._length_stats = np.array([logs.mean(), max(float(logs.std()), 1e-6)])
+        embeddings = self._with_length(embeddings, texts)
         started = time.perf_counter()
         weights = train_mf(
-            embeddings, prompt, np.where(a_won, a, b), np.where(a_won, b, a),
+            embeddings, prompt, np.where(a_won, a, b), np.where(a_won, b, a), target=target,
             num_models=len(self.models), config=self.config, progress=progress,
         )  # fmt: skip
         self._set_weights(weights.model_embeddings, weights.text_proj, weights.classifier)
         self._save_vocabulary()
         last = weights.history[-1]
         self.metadata["battles"] = {
-            "used": int(decisive.sum()),
-            "ties_dropped": int((~decisive).sum()),
+            "used": int(used.sum()),
+            "ties_dropped": int((~used).sum()),
             "self_battles_dropped": data.self_battles,
             "prompts": int(used_prompts.size),
         }
@@ -89,8 +104,15 @@ class MFRouter(EmbeddingPairRouter):
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         u = self.direction()
-        queries = self._embed(prompts, dim=u.size)
+        queries = self._with_length(self._embed(prompts, dim=u.size - self._length_stats.size // 2), prompts)
         return _sigmoid(queries.astype(np.float64) @ u)
+
+    def _with_length(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        if not self._length_stats.size:
+            return embeddings
+        mean, sd = self._length_stats
+        column = ((_log_lengths(texts) - mean) / sd).astype(np.float32)[:, None]
+        return np.hstack([embeddings, column])
 
     # -- state -------------------------------------------------------------------------------
     def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
@@ -113,18 +135,30 @@ class MFRouter(EmbeddingPairRouter):
     def _arrays(self) -> dict[str, np.ndarray]:
         if not hasattr(self, "_text_proj"):
             raise ConfigError("this mf router is not trained: nothing to save")
-        return {
+        arrays = {
             "model_embeddings": self._model_embeddings,
             "text_proj": self._text_proj,
             "classifier": self._classifier.astype(np.float32),
         }
+        if self._length_stats.size:
+            arrays["length_stats"] = self._length_stats.astype(np.float64)
+        return arrays
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         expected = {"model_embeddings", "text_proj", "classifier"}
+        if self.config.length_feature:
+            expected.add("length_stats")
         if set(arrays) != expected:
             raise CheckpointError(f"mf weights need {sorted(expected)}, found {sorted(arrays)}")
+        self._length_stats = np.asarray(arrays.get("length_stats", np.zeros(0)), dtype=np.float64)
+        if self._length_stats.shape not in ((0,), (2,)):
+            raise CheckpointError(f"mf length_stats has shape {self._length_stats.shape}, expected (2,)")
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._load_vocabulary(self._model_embeddings.shape[0])
+
+
+def _log_lengths(texts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
