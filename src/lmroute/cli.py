@@ -213,6 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "weak": {"base_url": args.weak_base_url, "model": args.weak_model,
                  "api_key_env": args.weak_api_key_env, **upstream},
         "routers": args.routers, "fallback": args.fallback, "route_on": args.route_on,
+        "on_router_error": args.on_router_error,
         "server": {"host": args.host, "port": args.port, "max_request_bytes": args.max_request_bytes,
                    "log_level": args.log_level},
     }  # fmt: skip
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ask the other model when the routed one fails (default: on)")  # fmt: skip
     p.add_argument("--route-on", choices=("last_user", "conversation"),
                    help="score the last user message (default) or the whole conversation")  # fmt: skip
+    p.add_argument("--on-router-error", choices=("strong", "weak", "error"),
+                   help="a router that raises: send to this model (default strong) or 503")  # fmt: skip
     p.add_argument("--timeout", type=float, help="seconds to wait for an upstream (default 60)")
     p.add_argument("--max-retries", type=int, help="retries of a failed upstream call (default 2)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")

@@ -115,9 +115,8 @@ class AsyncController:
     ) -> RouteDecision:
         """The routing decision for a prompt (or messages) without calling a model."""
         target = self._service.target(model, router=router, threshold=threshold)
-        if isinstance(prompt, str):
-            return await self._service.decide(target, prompt)
-        return await self._service.decide(target, _messages(prompt))
+        messages = prompt if isinstance(prompt, str) else _messages(prompt)
+        return await self._service.decide(target, messages, need_score=True)
 
     async def _create(
         self,

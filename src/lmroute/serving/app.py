@@ -41,7 +41,7 @@ from lmroute.serving.protocol import (
     parse_body,
     validate,
 )
-from lmroute.serving.service import Answer, RouteDecision, RoutingService, load_routers
+from lmroute.serving.service import Answer, RouteDecision, RouterFailedError, RoutingService, load_routers
 from lmroute.serving.streaming import relay
 from lmroute.serving.upstreams import ClientFactory
 
@@ -141,6 +141,9 @@ def create_app(
             response = error_response(exc)
             count("chat", decision, response.status_code)
             return response
+        except Exception:
+            count("chat", decision, 500)
+            raise
         count("chat", decision, 200)
         return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback))
 
@@ -158,11 +161,16 @@ def create_app(
                 raise InvalidModelNameError(
                     f"/v1/route scores with a router: use a model such as router-mf-0.1159, not {req.model!r}"
                 )
-            decision = await service.decide(target, req.messages if req.messages is not None else req.prompt)
+            decision = await service.decide(
+                target, req.messages if req.messages is not None else req.prompt, need_score=True
+            )
         except LmrouteError as exc:
             response = error_response(exc)
             count("route", decision, response.status_code)
             return response
+        except Exception:
+            count("route", decision, 500)
+            raise
         count("route", decision, 200)
         answer = RouteResponse(
             router=target.router, threshold=target.threshold, score=decision.score, decision=decision.tier,
@@ -233,6 +241,8 @@ def _classify(exc: LmrouteError) -> tuple[int, str, str | None, str | None]:
         return 400, "invalid_request_error", "invalid_model", "model"
     if isinstance(exc, UnknownRouterError):
         return 404, "invalid_request_error", "router_not_found", "model"
+    if isinstance(exc, RouterFailedError):
+        return 503, "server_error", "router_error", None
     if isinstance(exc, UpstreamTimeoutError):
         return 504, "upstream_error", "upstream_timeout", None
     if isinstance(exc, UpstreamError):
@@ -268,6 +278,7 @@ def _headers(
     headers = {"x-lmroute-model": model, "x-lmroute-decision": decision.tier}
     if decision.router is not None:
         headers["x-lmroute-router"] = decision.router
+    if decision.score is not None:
         headers["x-lmroute-score"] = f"{decision.score:.6f}"
     if fallback:
         headers["x-lmroute-fallback"] = "true"

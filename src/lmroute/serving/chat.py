@@ -20,6 +20,8 @@ def describe(info: dict[str, Any] | None) -> str:
     model = info.get("model")
     if info.get("router") is None:
         text = f"{model} (asked by name)"
+    elif info.get("score") is None:
+        text = f"router {info['router']} failed: {info['decision']} model {model}"
     else:
         sign = ">=" if info.get("decision") == "strong" else "<"
         text = (

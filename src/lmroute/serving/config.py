@@ -13,6 +13,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     routers: [mf, my_router=./checkpoints/mf-custom]
     fallback: true
     route_on: last_user                # or: conversation
+    on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
     server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576}
 
@@ -37,6 +38,7 @@ OPENAI_KEY_ENV = "OPENAI_API_KEY"
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
 
 RouteOn = Literal["last_user", "conversation"]
+OnRouterError = Literal["strong", "weak", "error"]
 
 
 class UpstreamConfig(BaseModel):
@@ -113,6 +115,9 @@ class ServeConfig(BaseModel):
     fallback: bool = True
     #: Score the last user message (as the paper) or the whole conversation.
     route_on: RouteOn = "last_user"
+    #: When a router raises (a bug, its embedding backend down): send the request to this model,
+    #: or answer 503 ("error").
+    on_router_error: OnRouterError = "strong"
     #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``).
     thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
     #: Most prompts scored in one call of a router.

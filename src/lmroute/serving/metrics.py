@@ -40,6 +40,10 @@ class ServingMetrics:
         self.upstream_retries = Counter(
             "lmroute_upstream_retries", "Upstream attempts repeated after a failure", ["model"], registry=r
         )
+        self.router_errors = Counter(
+            "lmroute_router_errors", "Routing decisions that failed because the router raised", ["router"],
+            registry=r,
+        )  # fmt: skip
         self.fallbacks = Counter(
             "lmroute_fallbacks", "Requests answered by the other model after the routed one failed",
             ["from_model", "to_model", "reason"], registry=r,

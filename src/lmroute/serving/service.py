@@ -21,10 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from lmroute.exceptions import ConfigError, InvalidModelNameError, UnknownRouterError, UpstreamError
+from lmroute.exceptions import (
+    ConfigError,
+    InvalidModelNameError,
+    LmrouteError,
+    UnknownRouterError,
+    UpstreamError,
+)
 from lmroute.routers.base import Router, check_threshold
 from lmroute.serving.batcher import MicroBatcher
-from lmroute.serving.config import RouteOn, ServeConfig
+from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.model_name import EXAMPLE, PREFIX, RouterSpec, parse_model_name
 from lmroute.serving.protocol import ChatMessage
@@ -44,9 +50,14 @@ _OTHER: dict[Tier, Tier] = {"strong": "weak", "weak": "strong"}
 _T = TypeVar("_T")
 
 
+class RouterFailedError(LmrouteError):
+    """A router raised while scoring; the server answers 503 ``router_error``."""
+
+
 @dataclass(frozen=True)
 class RouteDecision:
-    """Which model a request goes to, and why (router fields are None for a model asked by name)."""
+    """Which model a request goes to, and why (router fields are None for a model asked by name;
+    ``score`` is None when the router failed and the request went to ``on_router_error``'s model)."""
 
     tier: Tier
     model: str
@@ -134,6 +145,7 @@ class RoutingService:
         weak: Upstream,
         fallback: bool = True,
         route_on: RouteOn = "last_user",
+        on_router_error: OnRouterError = "strong",
         batch_size: int = 64,
         batch_wait: float = 0.0,
         scoring_threads: int = 1,
@@ -146,6 +158,7 @@ class RoutingService:
         self.upstreams: dict[Tier, Upstream] = {"strong": strong, "weak": weak}
         self.fallback = fallback
         self.route_on = route_on
+        self.on_router_error = on_router_error
         self.metrics = metrics
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(scoring_threads, thread_name_prefix="lmroute-score")
@@ -175,7 +188,8 @@ class RoutingService:
             routers=routers,
             strong=Upstream(config.strong, factory(config.strong), metrics=metrics),
             weak=Upstream(config.weak, factory(config.weak), metrics=metrics),
-            fallback=config.fallback, route_on=config.route_on, batch_size=config.batch_size,
+            fallback=config.fallback, route_on=config.route_on, on_router_error=config.on_router_error,
+            batch_size=config.batch_size,
             batch_wait=config.batch_wait_ms / 1000, scoring_threads=config.scoring_threads, metrics=metrics,
         )  # fmt: skip
 
@@ -214,16 +228,35 @@ class RoutingService:
         """One prompt's score, batched with concurrent requests to the same router."""
         return await self._batchers[router].score(prompt)
 
-    async def decide(self, target: RouterSpec | Tier, messages: Sequence[ChatMessage] | str) -> RouteDecision:
-        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model."""
+    async def decide(
+        self, target: RouterSpec | Tier, messages: Sequence[ChatMessage] | str, *, need_score: bool = False
+    ) -> RouteDecision:
+        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model.
+
+        When the router raises, the request goes to the model ``on_router_error`` names (score
+        None), or RouterFailedError when that is ``"error"`` or ``need_score`` is set.
+        """
         if isinstance(target, str):
             return RouteDecision(tier=target, model=self.upstreams[target].model)
         prompt = messages if isinstance(messages, str) else routing_text(messages, self.route_on)
         start = time.perf_counter()
-        score = await self.score(target.router, prompt)
+        try:
+            score = await self.score(target.router, prompt)
+        except Exception as exc:  # a broken router or embedding backend must not take the requests down
+            if self.metrics is not None:
+                self.metrics.router_errors.labels(target.router).inc()
+            log.warning("router %s failed: %s: %s", target.router, type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
+            if need_score or self.on_router_error == "error":
+                raise RouterFailedError(
+                    f"router {target.router!r} failed to score the prompt ({type(exc).__name__}); "
+                    "see the server log"
+                ) from exc
+            tier: Tier = self.on_router_error
+            return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, None)
         if self.metrics is not None:
             self.metrics.routing_latency.labels(target.router).observe(time.perf_counter() - start)
-        tier: Tier = "strong" if score >= target.threshold else "weak"
+        tier = "strong" if score >= target.threshold else "weak"
         return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, score)
 
     # -- step 3: the call -------------------------------------------------------------------
