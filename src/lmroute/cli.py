@@ -215,7 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "routers": args.routers, "fallback": args.fallback, "route_on": args.route_on,
         "on_router_error": args.on_router_error,
         "server": {"host": args.host, "port": args.port, "max_request_bytes": args.max_request_bytes,
-                   "log_level": args.log_level},
+                   "max_messages": args.max_messages, "log_level": args.log_level},
     }  # fmt: skip
     serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
     return 0
@@ -436,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accepted bearer key, repeatable (default: $LMROUTE_API_KEYS, comma-separated; "
                    "none: no authentication)")  # fmt: skip
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
+    p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 

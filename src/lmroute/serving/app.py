@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -65,6 +65,7 @@ def create_app(
     """
     metrics = ServingMetrics()
     limit = config.server.max_request_bytes
+    max_messages = config.server.max_messages
     keys = [key.get_secret_value().encode() for key in config.server.api_keys]
 
     @asynccontextmanager
@@ -115,6 +116,14 @@ def create_app(
             body.append(chunk)
         return parse_body(b"".join(body))
 
+    def check_messages(messages: Sequence[Any]) -> None:
+        if len(messages) > max_messages:
+            raise RequestError(
+                f"messages: {len(messages)} messages is more than this server's limit of {max_messages} "
+                "(server.max_messages, --max-messages)",
+                param="messages", code="too_many_messages",
+            )  # fmt: skip
+
     def count(endpoint: str, decision: RouteDecision | None, status: int) -> None:
         router = decision.router if decision is not None and decision.router else "none"
         model = decision.model if decision is not None else "none"
@@ -128,6 +137,7 @@ def create_app(
             authorize(request)
             body = await read_json(request)
             chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
+            check_messages(chat.messages)
             decision = await service.decide(service.target(chat.model), chat.messages)
             if chat.stream:
                 stream = await service.open_stream(body, decision)
@@ -156,6 +166,7 @@ def create_app(
             req: RouteRequest = validate(RouteRequest, await read_json(request))
             if (req.messages is None) == (req.prompt is None):
                 raise RequestError("give either messages or prompt", param="messages", code="invalid_value")
+            check_messages(req.messages or ())
             target = service.target(req.model, router=req.router, threshold=req.threshold)
             if isinstance(target, str):
                 raise InvalidModelNameError(

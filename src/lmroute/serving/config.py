@@ -15,7 +15,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     route_on: last_user                # or: conversation
     on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
-    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576}
+    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -95,6 +95,8 @@ class ServerConfig(BaseModel):
     port: int = Field(default=6060, ge=0, le=65535)
     #: Requests with a larger body are refused with 413.
     max_request_bytes: int = Field(default=1 << 20, gt=0)
+    #: Requests with more messages are refused with 400 (OpenAI's own API takes at most 2048).
+    max_messages: int = Field(default=2048, gt=0)
     #: Accepted bearer keys; empty means no authentication. From --api-key or LMROUTE_API_KEYS only.
     api_keys: tuple[SecretStr, ...] = ()
     #: Seconds in-flight requests get to finish on shutdown.
