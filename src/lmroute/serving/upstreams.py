@@ -196,7 +196,7 @@ class Upstream:
                 detail = f"answered {status}: {_upstream_message(exc)}"
             err = UpstreamError(f"{where} {detail}", status_code=status, model=self.model)
         elif isinstance(exc, transport):
-            cause = exc.__cause__ or exc
+            cause = _transport_cause(exc)
             what = f"{where} broke off the stream" if streaming else f"cannot reach {where}"
             err = UpstreamError(f"{what}: {type(cause).__name__}: {cause}", model=self.model)
         else:
@@ -269,14 +269,28 @@ def _timed_out(exc: BaseException) -> bool:
     import httpx2
     import openai
 
+    raised = _aiohttp_error(exc)
+    if raised is not None:
+        return isinstance(raised, (TimeoutError, asyncio.TimeoutError))
+    return isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
+
+
+def _transport_cause(exc: BaseException) -> BaseException:
+    """The exception that says what went wrong, for messages: aiohttp's own when it is in the chain
+    (not the ConnectTimeout the SDK wraps a refused connection in), else the SDK's cause."""
+    return _aiohttp_error(exc) or exc.__cause__ or exc
+
+
+def _aiohttp_error(exc: BaseException) -> BaseException | None:
+    """The first exception raised by aiohttp in ``exc``'s chain, if any."""
     seen: BaseException | None = exc
     for _ in range(10):
         if seen is None:
             break
         if type(seen).__module__.partition(".")[0] == "aiohttp":
-            return isinstance(seen, (TimeoutError, asyncio.TimeoutError))
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
+    return None
 
 
 def _upstream_message(exc: Any) -> str:
