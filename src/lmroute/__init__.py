@@ -1,6 +1,7 @@
 """lmroute: train, evaluate and serve LLM routers.
 
-Importing this package is cheap: heavy parts (torch, the server, plots) load when used.
+Importing this package is cheap: numpy, pydantic and everything heavier (torch, the server,
+plots) load on first use of a name that needs them.
 """
 
 from lmroute._version import __version__
@@ -16,8 +17,6 @@ from lmroute.exceptions import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from lmroute.registry import get_router_class, load_router, register_router, router_names
-from lmroute.routers.base import Router, RouterConfig
 
 __all__ = [
     "AsyncController",
@@ -42,7 +41,16 @@ __all__ = [
 ]
 
 #: Public names imported on first use, so that ``import lmroute`` stays cheap.
-_LAZY = {"AsyncController": "lmroute.client", "Controller": "lmroute.client"}
+_LAZY = {
+    "AsyncController": "lmroute.client",
+    "Controller": "lmroute.client",
+    "Router": "lmroute.routers.base",
+    "RouterConfig": "lmroute.routers.base",
+    "get_router_class": "lmroute.registry",
+    "load_router": "lmroute.registry",
+    "register_router": "lmroute.registry",
+    "router_names": "lmroute.registry",
+}
 
 
 def __getattr__(name: str):
@@ -53,3 +61,7 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'lmroute' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
