@@ -59,10 +59,19 @@ class DownloadError(LmrouteError):
 class UpstreamError(LmrouteError):
     """An upstream OpenAI-compatible endpoint failed (connection, 5xx, malformed reply)."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, model: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        model: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status_code = status_code
         self.model = model
+        #: Seconds the endpoint asked to wait before the next attempt (its Retry-After), if it said.
+        self.retry_after = retry_after
 
 
 class UpstreamTimeoutError(UpstreamError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -238,6 +239,8 @@ def error_response(exc: LmrouteError) -> Response:
     """The OpenAI-shaped response for a library error."""
     status, kind, code, param = _classify(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429 and isinstance(exc, UpstreamError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
     return _error(status, str(exc), kind, code=code, param=param, headers=headers)
 
 

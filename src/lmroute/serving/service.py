@@ -291,7 +291,7 @@ class RoutingService:
             except UpstreamError as second:
                 raise type(second)(
                     f"{exc}; fallback to model {other.model} failed too: {second}",
-                    status_code=second.status_code, model=second.model,
+                    status_code=second.status_code, model=second.model, retry_after=second.retry_after,
                 ) from second  # fmt: skip
 
     async def aclose(self) -> None:

@@ -11,6 +11,8 @@ client is made and never appear in errors or logs.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import importlib.util
 import json
 import logging
@@ -36,6 +38,8 @@ ClientFactory = Callable[[UpstreamConfig], "AsyncOpenAI"]
 _RETRY_STATUSES = frozenset({408, 409, 429})
 #: Seconds to wait for a connection at most, however long the answer may take.
 _CONNECT_TIMEOUT = 10.0
+#: A longer Retry-After than this is not waited for in the request: the client gets the 429 and it.
+MAX_RETRY_AFTER = 30.0
 
 
 def make_client(config: UpstreamConfig) -> AsyncOpenAI:
@@ -167,6 +171,10 @@ class Upstream:
                     raise
                 # Exponential backoff with up to 25% jitter, so that clients retrying together spread out.
                 delay = self.config.retry_backoff * 2**n * (1 - 0.25 * self._rng.random())
+                if exc.retry_after is not None:
+                    if exc.retry_after > MAX_RETRY_AFTER:
+                        raise
+                    delay = max(delay, exc.retry_after)
                 log.info(
                     "model %s failed (%s); retry %d of %d in %.2fs", self.model, exc, n + 1, retries, delay
                 )
@@ -194,7 +202,9 @@ class Upstream:
                 detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
             else:
                 detail = f"answered {status}: {_upstream_message(exc)}"
-            err = UpstreamError(f"{where} {detail}", status_code=status, model=self.model)
+            err = UpstreamError(
+                f"{where} {detail}", status_code=status, model=self.model, retry_after=_retry_after(exc)
+            )
         elif isinstance(exc, transport):
             cause = _transport_cause(exc)
             what = f"{where} broke off the stream" if streaming else f"cannot reach {where}"
@@ -291,6 +301,25 @@ def _aiohttp_error(exc: BaseException) -> BaseException | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _retry_after(exc: Any) -> float | None:
+    """Seconds from a response's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms") is not None:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 def _upstream_message(exc: Any) -> str:
