@@ -92,8 +92,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _parse_options(pairs: Sequence[str] | None) -> dict:
-    import yaml
-
+    from lmroute._yaml import load_yaml_text
     from lmroute.exceptions import ConfigError
 
     options = {}
@@ -101,7 +100,7 @@ def _parse_options(pairs: Sequence[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
+        options[key.replace("-", "_")] = load_yaml_text(value, what=f"--set {pair!r}")
     return options
 
 

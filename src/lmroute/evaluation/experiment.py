@@ -223,18 +223,12 @@ def _cross_fit(spec, bench: Benchmark, battles: Sequence, config, embedder, gold
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
     """Read an experiment YAML file, with errors that name the file."""
-    import yaml
     from pydantic import ValidationError
 
-    from lmroute.exceptions import DataError
+    from lmroute._yaml import read_yaml
 
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, what=str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of experiment settings")
     try:

@@ -53,7 +53,7 @@ class JudgeTemplate:
 
 def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
     """The judge template of ``mode``: the packaged one, or the YAML file at ``path``."""
-    import yaml
+    from lmroute._yaml import load_yaml_text
 
     if mode not in JUDGE_MODES:
         raise ConfigError(f"unknown judge mode {mode!r}; use one of {', '.join(JUDGE_MODES)}")
@@ -62,14 +62,11 @@ def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
         source = f"builtin:{mode}"
     else:
         try:
-            text = Path(path).read_text("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read judge template {path}: {exc}") from None
+            text = Path(path).read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read judge template {path} as UTF-8 text: {exc}") from None
         source = str(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"judge template {source} is not valid YAML: {exc}") from None
+    data = load_yaml_text(text, what=f"judge template {source}")
     if not isinstance(data, dict) or not isinstance(data.get("user"), str):
         raise ConfigError(f"judge template {source} needs a 'user' message (and may have a 'system' one)")
     extra = set(data) - {"system", "user"}

@@ -105,14 +105,9 @@ def _validated(fields: Mapping[str, Any], what: str) -> LabelModel:
 def read_upstreams(path: str | Path) -> dict[str, dict[str, Any]]:
     """The ``name -> {base_url, model, api_key_env, params}`` mapping of a YAML upstreams file
     (top level, or under an ``upstreams:`` key)."""
-    import yaml
+    from lmroute._yaml import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read upstreams file {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"upstreams file {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, what=f"upstreams file {path}")
     if isinstance(data, dict) and isinstance(data.get("upstreams"), dict):
         data = data["upstreams"]
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

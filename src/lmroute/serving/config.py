@@ -202,14 +202,9 @@ def build_config(
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
+    from lmroute._yaml import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, what=f"config {path}")
     if data is None:
         data = {}
     if not isinstance(data, dict):
