@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from lmroute.exceptions import ConfigError, UnknownRouterError
+from lmroute.exceptions import CheckpointError, ConfigError, UnknownRouterError
 from lmroute.routers.base import CONFIG_FILE, Router, read_manifest
 
 _ROUTERS: dict[str, str | type[Router]] = {
@@ -51,7 +51,13 @@ def load_router(spec: str | Path, **options: Any) -> Router:
     if (path / CONFIG_FILE).is_file():
         if options:
             raise ConfigError("options cannot be applied to a saved router directory")
-        return get_router_class(read_manifest(path)["router"]).load(path)
+        name = read_manifest(path)["router"]
+        if name not in _ROUTERS:
+            raise CheckpointError(
+                f"{path} holds a {name!r} router, which this lmroute does not know (known: "
+                f"{', '.join(router_names())}); upgrade lmroute or register_router() it first"
+            )
+        return get_router_class(name).load(path)
     if isinstance(spec, str) and spec in _ROUTERS:
         return get_router_class(spec).pretrained(**options)
     if path.exists() or "/" in str(spec):

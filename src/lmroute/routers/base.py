@@ -136,9 +136,18 @@ class Router:
         manifest = read_manifest(directory)
         if manifest["router"] != cls.name and cls is not Router:
             raise CheckpointError(f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}")
-        router = cls(manifest["config"])
+        try:
+            router = cls(manifest["config"])
+        except ConfigError as exc:
+            saved = manifest.get("lmroute_version")
+            by = f" (saved by lmroute {saved}; this is {__version__})" if saved != __version__ else ""
+            raise CheckpointError(f"{directory}/{CONFIG_FILE}: {exc}{by}") from None
         router.metadata = dict(manifest.get("metadata") or {})
-        router._load_arrays(_read_weights(Path(directory), manifest))
+        arrays = _read_weights(Path(directory), manifest)
+        try:
+            router._load_arrays(arrays)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{directory}: {exc}") from None
         return router
 
 
@@ -171,6 +180,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("router"), str) or not isinstance(manifest.get("config"), dict):
         raise CheckpointError(f"{path} lacks a router name or config")
+    weights = manifest.get("weights")
+    if weights is not None and not (isinstance(weights, dict) and isinstance(weights.get("file", ""), str)):
+        raise CheckpointError(f"{path}: 'weights' must be an object with the weights file's name and sha256")
     return manifest
 
 
