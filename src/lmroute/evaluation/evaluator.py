@@ -12,7 +12,7 @@ import numpy as np
 from lmroute.data.benchmarks import Benchmark
 from lmroute.evaluation import metrics
 from lmroute.exceptions import ConfigError
-from lmroute.routers.base import Router
+from lmroute.routers.base import Router, check_threshold
 
 #: Seeds of a stochastic router (``random``) averaged in evaluation, as in the reference.
 DEFAULT_SEEDS = tuple(range(10))
@@ -162,6 +162,7 @@ def evaluate(
     """Evaluate routers on a benchmark; stochastic routers are averaged over ``seeds``."""
     if protocol not in metrics.PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
+    threshold = check_threshold(threshold)
     names = list(names) if names is not None else [r.name for r in routers]
     prompts = list(benchmark.prompts)
     results = []
