@@ -225,7 +225,9 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return _error(exc.status_code, str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code))
+        # exc.headers carries the Allow header of a 405 (RFC 9110 requires it).
+        return _error(exc.status_code, str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code),
+                      headers=exc.headers)  # fmt: skip
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
