@@ -92,7 +92,8 @@ class RouteRequest(BaseModel):
 
     model: str | None = None
     router: str | None = None
-    threshold: float | None = None
+    #: Strict: lax mode would read true as 1.0 and "0.5" as 0.5.
+    threshold: float | None = Field(default=None, strict=True)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     prompt: str | None = None
 
