@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from lmroute._version import __version__
@@ -89,6 +89,13 @@ def create_app(
 
     app = FastAPI(title="lmroute", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_bodies(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.metrics = metrics
 
     def authorize(request: Request) -> None:
@@ -213,7 +220,7 @@ def create_app(
         service: RoutingService = request.app.state.service
         return JSONResponse({"status": "ok", "routers": sorted(service.routers)})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)  # the schema says text, as it is
     async def prometheus() -> Response:
         text, content_type = metrics.render()
         return Response(text, media_type=content_type)
@@ -302,6 +309,31 @@ def _headers(
         headers["cache-control"] = "no-cache"
         headers["x-accel-buffering"] = "no"  # nginx would otherwise hold the events back
     return headers
+
+
+#: Request bodies by path: the routes read them raw (size limit, OpenAI-shaped errors), so FastAPI
+#: cannot see them; the OpenAPI schema describes them from the same models.
+_BODIES = {"/v1/chat/completions": ChatCompletionRequest, "/v1/route": RouteRequest}
+_ERROR_STATUSES = (400, 401, 404, 413, 429, 502, 503, 504)
+
+
+def _document_bodies(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with the request bodies and the OpenAI-shaped error responses of the POST routes."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (*_BODIES.values(), ErrorResponse):
+        definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(definition.pop("$defs", {}))
+        components[model.__name__] = definition
+    error = {
+        "description": "OpenAI-shaped error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for path, model in _BODIES.items():
+        operation = schema["paths"][path]["post"]
+        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        operation["responses"].update({str(status): error for status in _ERROR_STATUSES})
+    return schema
 
 
 def _warm_up(routers: Mapping[str, Router]) -> None:
