@@ -120,8 +120,24 @@ def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
             raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
         if name in routers:
             raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
-        routers[name] = router
+        routers[name] = _without_embedding_cache(router)
     return routers
+
+
+def _without_embedding_cache(router: Router) -> Router:
+    """An embedding router that embeds with its embedder directly, not through the disk cache.
+
+    A server sees mostly distinct prompts, each embedded once: through the cache every one would add
+    a vector to the process's memory and files to disk for as long as the server runs (the load
+    test measured +38 MiB per 8,000 requests), and the cache's upkeep grows with it.
+    """
+    from lmroute.routers._embedding_pair import EmbeddingPairRouter
+
+    if isinstance(router, EmbeddingPairRouter) and router._embedder is None:
+        from lmroute.embeddings import get_embedder
+
+        router._embedder = get_embedder(router.config.embedder, cache=False)
+    return router
 
 
 def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:
