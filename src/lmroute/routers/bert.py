@@ -23,6 +23,7 @@ router trains or scores.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -93,6 +94,8 @@ class BertRouter(Router):
         layers' outputs (default: the process-wide one)."""
         super().__init__(config, **options)
         self.prefix_cache = prefix_cache
+        # a server's first concurrent requests must not each load the network
+        self._lock = threading.Lock()
         self._state: dict[str, np.ndarray] | None = None
         self._net: Any = None
         self._tokens: Any = None
@@ -186,6 +189,10 @@ class BertRouter(Router):
         return router
 
     def _onnx_encoder(self) -> Any:
+        with self._lock:
+            return self._build_onnx_encoder()
+
+    def _build_onnx_encoder(self) -> Any:
         if self._onnx is None:
             from lmroute.routers._bert_onnx import OnnxEncoder
 
@@ -197,6 +204,10 @@ class BertRouter(Router):
         return self._onnx
 
     def _network(self) -> tuple[Any, Any]:
+        with self._lock:
+            return self._build_network()
+
+    def _build_network(self) -> tuple[Any, Any]:
         if self._net is None:
             if self._state is None:
                 raise ConfigError("this bert router is not trained: call fit() or load a trained directory")

@@ -27,6 +27,7 @@ torch and transformers are imported only when a router trains or scores.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -122,6 +123,8 @@ class CausalLLMRouter(Router):
         layers' outputs (default: the process-wide one)."""
         super().__init__(config, **options)
         self.prefix_cache = prefix_cache
+        # a server's first concurrent requests must not each load the network
+        self._lock = threading.Lock()
         self._state: dict[str, np.ndarray] | None = None
         self._reader: Any = None
         self._template: Any = None
@@ -171,6 +174,10 @@ class CausalLLMRouter(Router):
         return np.where(parsed, scores, 1.0 if policy == "strong" else 0.0)
 
     def _network(self) -> tuple[Any, Any]:
+        with self._lock:
+            return self._build_network()
+
+    def _build_network(self) -> tuple[Any, Any]:
         if self._reader is None:
             if self._state is None:
                 raise ConfigError(
