@@ -386,10 +386,12 @@ def read_alpaca_eval(
                 )
         annotator = record.get("annotator")
         seen_annotators.add(str(annotator))
-        if wanted is not None and annotator not in wanted:
+        if wanted is not None and not (isinstance(annotator, str) and annotator in wanted):
             collector.drop(OTHER_ANNOTATOR)
             continue
-        if record.get("model_b") in excluded or record.get("model_a") in excluded:
+        # A name that is not a string (a list, an object) is dropped below as a missing model name.
+        names = (record.get("model_a"), record.get("model_b"))
+        if any(isinstance(name, str) and name in excluded for name in names):
             collector.drop(EXCLUDED_MODEL)
             continue
         if annotator is not None and annotator == record.get("model_b"):
