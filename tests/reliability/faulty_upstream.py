@@ -172,6 +172,11 @@ def running(upstream: FaultyUpstream) -> Iterator[str]:
         ready.set()
         async with server:
             await state["stop"].wait()
+        # Connections still open (a hang in progress) end here, while the loop can still close them.
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()

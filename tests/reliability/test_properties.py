@@ -1,0 +1,206 @@
+"""Property-based tests: the model-name parser, the request models and the data readers take any
+input and either succeed with a well-formed result or raise lmroute's own error, nothing else."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmroute.exceptions import InvalidModelNameError, LmrouteError
+from lmroute.serving.model_name import RouterSpec, format_model_name, parse_model_name
+from lmroute.serving.protocol import (
+    ChatCompletionRequest,
+    RequestError,
+    RouteRequest,
+    parse_body,
+    validate,
+)
+
+pytestmark = pytest.mark.reliability
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- model names -------------------------------------------------------------------------------------
+
+ROUTER_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}(-[a-z][a-z0-9_]{0,7}){0,2}", fullmatch=True)
+
+
+@FAST
+@given(st.text(max_size=60))
+def test_any_model_string_parses_or_says_why(text):
+    try:
+        spec = parse_model_name(text)
+    except InvalidModelNameError as exc:
+        assert str(exc)
+        return
+    assert isinstance(spec, RouterSpec) and spec.router and text.startswith("router-")
+    assert 0.0 <= spec.threshold <= 1.0
+
+
+@FAST
+@given(st.from_regex(r"router-[\w.-]{0,20}-[0-9.eE+-]{0,12}", fullmatch=True))
+def test_near_miss_model_strings_parse_or_say_why(text):
+    try:
+        spec = parse_model_name(text)
+    except InvalidModelNameError:
+        return
+    assert spec.router and 0.0 <= spec.threshold <= 1.0 and math.isfinite(spec.threshold)
+
+
+@FAST
+@given(ROUTER_NAMES, st.floats(min_value=0.0, max_value=1.0))
+def test_format_then_parse_gives_back_router_and_threshold(name, threshold):
+    assert parse_model_name(format_model_name(name, threshold)) == (name, threshold)
+
+
+@FAST
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers()))
+def test_format_refuses_thresholds_outside_the_unit_interval(threshold):
+    if isinstance(threshold, float) and math.isfinite(threshold) and 0 <= threshold <= 1:
+        return
+    if isinstance(threshold, int) and 0 <= threshold <= 1:
+        return
+    with pytest.raises(InvalidModelNameError):
+        format_model_name("mf", threshold)
+
+
+# -- request bodies ----------------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+ROLES = st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "robot", "", 5])
+CONTENT = st.one_of(
+    st.text(max_size=40),
+    st.none(),
+    st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", 3])},
+                                   optional={"text": JSON}), max_size=3),
+    JSON,
+)  # fmt: skip
+MESSAGE = st.fixed_dictionaries({"role": ROLES}, optional={"content": CONTENT, "name": JSON})
+CHAT_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(st.sampled_from(["router-mf-0.5", "router-length-1", "gpt-4o"]), JSON),
+        "messages": st.one_of(st.lists(MESSAGE, max_size=4), JSON),
+        "stream": st.one_of(st.booleans(), JSON),
+        "temperature": JSON,
+    },
+)
+ROUTE_BODY = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(st.text(max_size=20), JSON),
+        "router": st.one_of(st.text(max_size=10), JSON),
+        "threshold": st.one_of(st.floats(), JSON),
+        "prompt": st.one_of(st.text(max_size=20), JSON),
+        "messages": st.one_of(st.lists(MESSAGE, max_size=3), JSON),
+    },
+)
+
+
+@FAST
+@given(st.binary(max_size=200) | JSON.map(lambda v: json.dumps(v).encode()))
+def test_any_body_bytes_parse_to_an_object_or_a_400(raw):
+    try:
+        body = parse_body(raw)
+    except RequestError as exc:
+        assert exc.status == 400 and exc.code == "invalid_json"
+        return
+    assert isinstance(body, dict)
+    json.dumps(body, ensure_ascii=False).encode()  # whatever is accepted can be sent upstream
+
+
+@FAST
+@given(CHAT_BODY)
+def test_any_chat_body_validates_or_names_the_field(body):
+    try:
+        request = validate(ChatCompletionRequest, body)
+    except RequestError as exc:
+        assert exc.status == 400 and exc.code == "invalid_value" and str(exc)
+        return
+    assert isinstance(request.model, str) and request.messages
+    assert all(isinstance(m.text(), str) for m in request.messages)
+    assert isinstance(request.stream, bool)
+
+
+@FAST
+@given(ROUTE_BODY)
+def test_any_route_body_validates_or_names_the_field(body):
+    try:
+        request = validate(RouteRequest, body)
+    except RequestError as exc:
+        assert exc.status == 400 and str(exc)
+        return
+    assert request.threshold is None or isinstance(request.threshold, float)
+    assert request.prompt is None or isinstance(request.prompt, str)
+
+
+@FAST
+@given(st.lists(MESSAGE, min_size=1, max_size=5), st.sampled_from(["last_user", "conversation"]))
+def test_routing_text_of_any_valid_conversation_is_text(messages, route_on):
+    from lmroute.serving.service import routing_text
+
+    try:
+        request = validate(ChatCompletionRequest, {"model": "m", "messages": messages})
+    except RequestError:
+        return
+    assert isinstance(routing_text(request.messages, route_on), str)
+
+
+# -- data readers ------------------------------------------------------------------------------------
+
+TEXT_LINES = st.lists(
+    st.one_of(st.text(max_size=30), JSON.map(json.dumps),
+              st.fixed_dictionaries({}, optional={"prompt": JSON, "model_a": JSON, "model_b": JSON,
+                                                  "winner": JSON, "preference": JSON, "annotator": JSON,
+                                                  "scores": JSON, "cost": JSON, "source": JSON,
+                                                  "id": JSON}).map(json.dumps)),
+    max_size=6,
+)  # fmt: skip
+FILES = st.one_of(
+    st.binary(max_size=300),
+    TEXT_LINES.map(lambda lines: "\n".join(lines).encode("utf-8", "surrogatepass")),
+)
+
+
+def _readers():
+    from lmroute.data.battles import read_alpaca_eval, read_arena, read_battles_jsonl
+    from lmroute.data.benchmarks import load_custom
+    from lmroute.data.prompts import read_prompts
+    from lmroute.labeling.runner import read_items
+
+    return {
+        "prompts.jsonl": read_prompts,
+        "prompts.txt": read_prompts,
+        "battles.jsonl": read_battles_jsonl,
+        "judgments.jsonl": read_alpaca_eval,
+        "arena.csv": read_arena,
+        "bench.jsonl": load_custom,
+        "bench.csv": load_custom,
+        "items.jsonl": read_items,
+    }
+
+
+@pytest.mark.parametrize("filename", list(_readers()))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=FILES)
+def test_data_readers_read_or_raise_a_data_error(filename, data):
+    reader = _readers()[filename]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / filename
+        path.write_bytes(data)
+        try:
+            result = reader(path)
+        except LmrouteError as exc:
+            assert str(exc)
+            return
+    assert result is not None
