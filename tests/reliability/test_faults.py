@@ -391,3 +391,35 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(upstreams, st
     assert results["plain"].status_code == 200
     assert results["plain"].json()["choices"][0]["message"]["content"] == "strong says hi"
     assert results["stream"].status_code == 200 and events(results["stream"])[-1] == "[DONE]"
+
+
+def test_retry_after_forms():
+    import email.utils
+    from types import SimpleNamespace
+
+    from lmroute.serving.upstreams import _retry_after
+
+    def error(**headers):
+        return SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    assert _retry_after(error(**{"retry-after": "2"})) == 2.0
+    assert _retry_after(error(**{"retry-after": "0.5"})) == 0.5
+    assert _retry_after(error(**{"retry-after-ms": "1500", "retry-after": "9"})) == 1.5
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= _retry_after(error(**{"retry-after": in_ten})) <= 10
+    assert _retry_after(error(**{"retry-after": email.utils.formatdate(0, usegmt=True)})) == 0.0
+    for junk in ("soon", "", "-3", "1e99x"):
+        assert _retry_after(error(**{"retry-after": junk})) is None
+    assert _retry_after(error()) is None and _retry_after(ValueError("no response")) is None
+
+
+def test_served_embedding_routers_embed_without_the_disk_cache(mf_router, tmp_path):
+    from lmroute.embeddings.cache import CachedEmbedder
+    from lmroute.serving.service import load_routers
+
+    directory = mf_router.save(tmp_path / "mf")
+    manifest = json.loads((directory / "config.json").read_text())
+    manifest["config"]["embedder"] = "minilm"  # a real embedder name; nothing is embedded here
+    (directory / "config.json").write_text(json.dumps(manifest))
+    served = load_routers([f"mine={directory}"])["mine"]
+    assert served.embedder.name == "minilm" and not isinstance(served.embedder, CachedEmbedder)
