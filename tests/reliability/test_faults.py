@@ -374,7 +374,9 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(upstreams, st
                    threading.Thread(target=call, args=("stream",), kwargs={"stream": True})]  # fmt: skip
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 20
         while len(strong.requests) < 2:  # both are with the upstream now
+            assert time.monotonic() < deadline, "the requests never reached the upstream"
             time.sleep(0.02)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
