@@ -19,9 +19,9 @@ def test_import_is_cheap_and_torch_free():
         "print(time.perf_counter() - t, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
     # The best of a few runs: a cold disk cache or a busy machine slows one run, not the import.
+    command = [sys.executable, "-c", code]
     runs = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-        for _ in range(5)
+        subprocess.run(command, capture_output=True, text=True, check=True).stdout.split() for _ in range(5)
     ]
     assert all(torch == "False" and mpl == "False" for _, torch, mpl in runs)
     assert min(float(seconds) for seconds, _, _ in runs) < 0.3
