@@ -311,8 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training sources: arena:FILE battles:FILE alpaca-eval:DIR gold:mmlu gold:FILE",
     )
     p.add_argument("--out", required=True, help="directory to write the trained router to")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="router options, e.g. --set epochs=20 dim=64 (repeatable)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="router options, e.g. --set epochs=20 dim=64 (repeatable)",
+    )
     p.add_argument(
         "--exclude-benchmark",
         nargs="*",
