@@ -14,6 +14,7 @@ timed after ``export_onnx`` (ONNX Runtime, no torch). The machine may be shared:
 is printed with the numbers, and only ratios are comparable across runs.
 
     python benchmarks/bench_classifiers.py [--router bert|causal_llm|both] [--prompts 200] [--threads 2]
+        [--bert-options JSON] [--llm-options JSON]    (router options, e.g. '{"num_layers": 16}')
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ def one_by_one(router):
     return lambda prompts: np.concatenate([router.score([p]) for p in prompts])
 
 
-def bench(name: str, prompts: list[str], train: int) -> None:
-    router = get_router_class(name)(preset="fast")
+def bench(name: str, prompts: list[str], train: int, options: dict) -> None:
+    router = get_router_class(name)({"preset": "fast", **options})
     started = time.perf_counter()
     router.fit(gold_battles(train))
-    print(f"{name}: trained on {train} gold battles in {time.perf_counter() - started:.0f} s")
+    print(f"{name} {options or ''}: trained on {train} gold battles in {time.perf_counter() - started:.0f} s")
     batch = router.config.score_batch_size
     rows = {
         "batched": rate(router.score, prompts),
@@ -100,6 +101,12 @@ def main() -> None:
     parser.add_argument("--llm-prompts", type=int, default=64, help="prompts to score (causal_llm)")
     parser.add_argument("--train", type=int, default=200, help="gold battles to train on")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--bert-options", type=json.loads, default={}, help="JSON, e.g. '{\"max_length\": 64}'"
+    )
+    parser.add_argument(
+        "--llm-options", type=json.loads, default={}, help="JSON, e.g. '{\"num_layers\": 16}'"
+    )
     args = parser.parse_args()
     import torch
 
@@ -107,9 +114,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")
     if args.router in ("bert", "both"):
-        bench("bert", arena_prompts(args.prompts), args.train)
+        bench("bert", arena_prompts(args.prompts), args.train, args.bert_options)
     if args.router in ("causal_llm", "both"):
-        bench("causal_llm", arena_prompts(args.llm_prompts), args.train)
+        bench("causal_llm", arena_prompts(args.llm_prompts), args.train, args.llm_options)
 
 
 if __name__ == "__main__":

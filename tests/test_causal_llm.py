@@ -106,7 +106,8 @@ def test_trained_router_answers_with_labels(trained, eval_prompts):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     assert parsed.all()
     fit = trained.metadata["fit"]
-    assert fit["trained_prompts"] == N_TRAIN and fit["steps"] == 2 * 4
+    # 40 epochs of the label rows alone (one batch each), then 2 epochs of 4 batches with the adapters
+    assert fit["trained_prompts"] == N_TRAIN and fit["steps"] == 40 + 2 * 4
 
 
 def test_save_load_gives_identical_scores(trained, eval_prompts, tmp_path):
@@ -157,3 +158,17 @@ def test_labels_and_template_are_validated(model_cache, battles):
         CausalLLMRouter().score(["hi"])
     with pytest.raises(CheckpointError, match="lmroute train causal_llm"):
         load_router("causal_llm")
+
+
+def test_label_only_loss_matches_the_full_softmax(trained):
+    # the fast preset's training shortcut: log_softmax at the labels from their logits and the
+    # (fixed) normaliser of the other tokens
+    reader, _ = trained._network()
+    last = torch.randn(5, reader.embed.embedding_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = torch.log_softmax(reader.suffix(last, None), dim=1)[:, reader.label_ids]
+        labels = reader.label_logits(last)
+        short = (
+            labels - torch.logaddexp(torch.logsumexp(labels, dim=1), reader.other_logsumexp(last))[:, None]
+        )
+    torch.testing.assert_close(short, full, atol=1e-4, rtol=1e-5)

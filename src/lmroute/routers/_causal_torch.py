@@ -140,16 +140,34 @@ class LabelReader(nn.Module):
         hidden = self._run(self.embed(ids), self.layers[: self.frozen])
         return self._last(hidden, lengths) if self.frozen == len(self.layers) else hidden
 
+    def final_state(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The last token's final (normed) state ``(batch, hidden)`` from the prefix's output."""
+        if lengths is None:
+            return hidden
+        return self._last(self._run(hidden, self.layers[self.frozen :]), lengths)
+
     def suffix(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """Next-token logits over the whole vocabulary ``(batch, vocab)`` from the prefix's output."""
-        if lengths is not None:
-            hidden = self._last(self._run(hidden, self.layers[self.frozen :]), lengths)
+        last = self.final_state(hidden, lengths)
         # the output layer reads one token per prompt: cheap, so always in float32
         with torch.autocast("cpu", enabled=False):
-            hidden = hidden.float()
-            logits = hidden @ self.out_rows.t()
-            correction = hidden @ self.label_delta.t() + self.label_bias
+            last = last.float()
+            logits = last @ self.out_rows.t()
+            correction = last @ self.label_delta.t() + self.label_bias
             return logits.index_add(1, self.label_ids, correction)
+
+    def label_logits(self, last: torch.Tensor) -> torch.Tensor:
+        """The label tokens' logits ``(batch, labels)`` from final states ``(batch, hidden)``."""
+        rows = self.out_rows[self.label_ids] + self.label_delta
+        return last.float() @ rows.t() + self.label_bias
+
+    @torch.no_grad()
+    def other_logsumexp(self, last: torch.Tensor) -> torch.Tensor:
+        """``logsumexp`` of every other token's logit ``(batch,)``: fixed while only the label rows
+        train, so ``log_softmax`` at the labels needs just the labels' logits and this."""
+        logits = last.float() @ self.out_rows.t()
+        logits[:, self.label_ids] = -torch.inf
+        return torch.logsumexp(logits, dim=1)
 
     def _last(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = hidden[torch.arange(hidden.shape[0]), lengths - 1]

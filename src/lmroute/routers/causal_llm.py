@@ -19,8 +19,9 @@ the fingerprint of the base model. Presets:
 
 * ``fast``: label rows only, on the frozen model's last state (seconds per fit once the
   training prompts have been through the model; for cross-fitting);
-* ``default``: LoRA rank 8 on the top 2 of 30 layers + label rows, 2 epochs;
-* ``full``: LoRA on the top 8 layers, 2 epochs.
+* ``default``: the label rows alone (40 epochs, on final states computed once), then LoRA rank 8
+  on the top 2 of 30 layers with the rows, 2 epochs;
+* ``full``: the same with LoRA on the top 8 layers.
 
 torch and transformers are imported only when a router trains or scores.
 """
@@ -49,7 +50,7 @@ DEFAULT_INSTRUCTION = (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"trainable_layers": 0, "epochs": 40, "batch_size": 128, "head_learning_rate": 1e-2},
+    "fast": {"trainable_layers": 0, "epochs": 40, "batch_size": 128},
     "default": {},
     "full": {"trainable_layers": 8, "epochs": 2},
 }
@@ -83,11 +84,16 @@ class CausalLLMConfig(RouterConfig):
     trainable_layers: int = Field(default=2, ge=0)
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
-    #: 0 keeps the base model as is: the zero-shot router.
+    #: Epochs of the label rows alone, on the final states, before the adapters train (linear
+    #: probing, then fine-tuning). Unused when trainable_layers=0: the rows then train ``epochs``.
+    probe_epochs: int = Field(default=40, ge=0)
+    #: Epochs of the adapters and label rows together. 0 trains nothing: the zero-shot router.
     epochs: int = Field(default=2, ge=0)
     batch_size: int = Field(default=16, ge=1)
-    learning_rate: float = Field(default=5e-4, gt=0)
-    head_learning_rate: float = Field(default=2e-3, gt=0)
+    #: Learning rate of the joint stage (adapters and label rows).
+    learning_rate: float = Field(default=2e-4, gt=0)
+    #: Learning rate of the label rows alone.
+    head_learning_rate: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     warmup: float = Field(default=0.1, ge=0, lt=1)
     max_train_prompts: int | None = Field(default=None, ge=1)

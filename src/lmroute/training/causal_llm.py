@@ -80,17 +80,18 @@ def train(
             namespace = (f"causal_llm:{base.sha256}:{reader.frozen}:"
                          f"{hashlib.sha256(layout.encode()).hexdigest()}")  # fmt: skip
             feature_start = time.perf_counter()
+            # The frozen layers run in the scoring precision; training always runs in float32.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 features = cache.lookup(
                     namespace,
                     prompts,
                     lambda ps: _frozen_features(reader, template, ps, config.score_batch_size),
                 )
-                feature_seconds = time.perf_counter() - feature_start
-                train_start = time.perf_counter()
-                target = torch.tensor(probs, dtype=torch.float32)
-                steps = _optimise(reader, features, target, config, rng, progress=progress)
-                train_seconds = time.perf_counter() - train_start
+            feature_seconds = time.perf_counter() - feature_start
+            train_start = time.perf_counter()
+            target = torch.tensor(probs, dtype=torch.float32)
+            steps = _optimise(reader, features, target, config, rng, progress=progress)
+            train_seconds = time.perf_counter() - train_start
     reader.eval()
     summary = {
         **targets.summary(),
@@ -132,34 +133,82 @@ def _optimise(
     *,
     progress: bool,
 ) -> int:
-    pooled = features[0].ndim == 1
-    head, adapters = reader.trainable_parameters()
-    groups = [{"params": head, "lr": config.head_learning_rate}]
-    if adapters:
-        groups.append({"params": adapters, "lr": config.learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    total = math.ceil(len(features) / config.batch_size) * config.epochs
+    """Train the label rows alone on the final states (computed once), then, when there are
+    adapters, the adapters and rows together: linear probing before fine-tuning, so the adapters
+    start from a head that already reads the labels (with few steps they otherwise only add noise)."""
+    if features[0].ndim == 1:
+        last = torch.from_numpy(np.stack(features)).float()
+        return _train_rows(reader, last, target, config, rng, epochs=config.epochs, progress=progress)
+    batches = np.array_split(np.arange(len(features)), math.ceil(len(features) / config.batch_size))
+    with torch.no_grad():
+        last = torch.cat([reader.final_state(*pad_states([features[i] for i in b])).float() for b in batches])
+    steps = _train_rows(reader, last, target, config, rng, epochs=config.probe_epochs, progress=progress)
+    return steps + _train_jointly(reader, features, target, config, rng, progress=progress)
+
+
+def _train_rows(
+    reader: LabelReader,
+    last: torch.Tensor,
+    target: torch.Tensor,
+    config: Any,
+    rng: np.random.Generator,
+    *,
+    epochs: int,
+    progress: bool,
+) -> int:
+    """Label rows only: the rest of the vocabulary's normaliser is fixed, so it is computed once."""
+    if epochs == 0:
+        return 0
+    others = torch.cat([reader.other_logsumexp(chunk) for chunk in last.split(1024)])
+    head, _ = reader.trainable_parameters()
+    optimizer = torch.optim.AdamW(head, lr=config.head_learning_rate, weight_decay=config.weight_decay)
+    batch_size = max(config.batch_size, 128)  # a linear head on fixed features: large batches are fine
+    total = math.ceil(len(last) / batch_size) * epochs
     scheduler = warmup_then_decay(optimizer, total=total, warmup=config.warmup)
-    lengths = [len(f) for f in features]
-    bar = progress_bar(total, progress, "causal_llm")
-    reader.train()
-    for _ in range(config.epochs):
-        for batch in epoch_batches(lengths, config.batch_size, rng, by_length=not pooled):
-            if pooled:
-                logits = reader.suffix(torch.from_numpy(np.stack([features[i] for i in batch])).float(), None)
-            else:
-                hidden, batch_lengths = pad_states([features[i] for i in batch])
-                logits = reader.suffix(hidden, batch_lengths)
-            logp = torch.log_softmax(logits, dim=1)[:, reader.label_ids]
-            loss = -(target[batch] * logp).sum(dim=1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head + adapters, 1.0)
-            optimizer.step()
-            scheduler.step()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar = progress_bar(total, progress, "causal_llm label rows")
+    for _ in range(epochs):
+        for batch in epoch_batches([1] * len(last), batch_size, rng, by_length=False):
+            labels = reader.label_logits(last[batch])
+            logp = labels - torch.logaddexp(torch.logsumexp(labels, dim=1), others[batch])[:, None]
+            _step(-(target[batch] * logp).sum(dim=1).mean(), optimizer, scheduler, head, bar)
     if bar is not None:
         bar.close()
     return total
+
+
+def _train_jointly(
+    reader: LabelReader,
+    features: list[np.ndarray],
+    target: torch.Tensor,
+    config: Any,
+    rng: np.random.Generator,
+    *,
+    progress: bool,
+) -> int:
+    head, adapters = reader.trainable_parameters()
+    optimizer = torch.optim.AdamW(head + adapters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    total = math.ceil(len(features) / config.batch_size) * config.epochs
+    scheduler = warmup_then_decay(optimizer, total=total, warmup=config.warmup)
+    lengths = [len(f) for f in features]
+    bar = progress_bar(total, progress, "causal_llm adapters")
+    reader.train()
+    for _ in range(config.epochs):
+        for batch in epoch_batches(lengths, config.batch_size, rng, by_length=True):
+            hidden, batch_lengths = pad_states([features[i] for i in batch])
+            logp = torch.log_softmax(reader.suffix(hidden, batch_lengths), dim=1)[:, reader.label_ids]
+            _step(-(target[batch] * logp).sum(dim=1).mean(), optimizer, scheduler, head + adapters, bar)
+    reader.eval()
+    if bar is not None:
+        bar.close()
+    return total
+
+
+def _step(loss: torch.Tensor, optimizer, scheduler, params: list[torch.nn.Parameter], bar) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
