@@ -92,7 +92,7 @@ def train(
         "trained_prompts": len(prompts),
         "trainable_layers": config.trainable_layers,
         "epochs": config.epochs,
-        "bfloat16": bf16,
+        "bfloat16_features": bf16,
         "steps": steps,
         "feature_seconds": round(feature_seconds, 1),
         "train_seconds": round(train_seconds, 1),
