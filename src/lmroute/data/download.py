@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
+from lmroute._files import write_atomic
 from lmroute.exceptions import DownloadError
 
 #: Where the RouteLLM repository keeps the evaluation files that lmroute reads.
@@ -76,9 +75,6 @@ def fetch_files(base_url: str, files: Iterable[str], dest: Path, *, what: str, t
                 f"could not download {url}: {exc}. Pass --data-dir with a local copy of the data "
                 "(see the README) if this machine is offline."
             ) from exc
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        write_atomic(target, data)
     (dest / _COMPLETE).write_text("ok\n")
     return dest

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute import _paths
+from lmroute._files import write_atomic
 from lmroute.embeddings.base import Embedder, check_texts
 from lmroute.exceptions import LmrouteError
 
@@ -43,18 +43,6 @@ def safe_name(name: str) -> str:
     """A folder name for an embedder name: readable, and distinct for distinct names."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "embedder"
     return f"{readable[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _unlink(*paths: Path) -> None:
@@ -240,8 +228,8 @@ class CachedEmbedder(Embedder):
             "sha256": hashlib.sha256(data).hexdigest(),
             "keys": keys,
         }
-        _atomic_write(self.path / f"{shard}.npy", data)
-        _atomic_write(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
+        write_atomic(self.path / f"{shard}.npy", data)
+        write_atomic(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
         self._seen.add(shard)
         self._shards[shard] = vectors
         for row, key in enumerate(keys):

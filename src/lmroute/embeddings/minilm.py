@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from lmroute import _paths
+from lmroute._files import write_atomic
 from lmroute.embeddings.base import Embedder, check_texts, normalize
 from lmroute.exceptions import ConfigError
 
@@ -290,16 +290,7 @@ def onnx_model_path(model_dir: Path) -> Path:
         return target
     logger.info("building the MiniLM ONNX graph into %s (once)", target)
     data = build_onnx_model(model_dir).SerializeToString()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, data)
     # files for an older graph or a reinstalled model are 90 MB each and never read again
     for stale in target.parent.glob("all-MiniLM-L6-v2-*.onnx"):
         if stale != target:

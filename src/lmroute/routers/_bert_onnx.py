@@ -9,7 +9,6 @@ router's ``weights.safetensors`` and runs in numpy.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lmroute._files import write_atomic
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers._base_models import BaseModel, file_sha256
 from lmroute.routers._batching import Tokens, length_batches, pad_numpy
@@ -54,7 +54,7 @@ def export(state: dict[str, np.ndarray], base: BaseModel, directory: Path) -> di
         shutil.copy(base.path / "config.json", Path(tmp) / "config.json")
         save_file(weights, str(Path(tmp) / "model.safetensors"))
         data = build_onnx_model(Path(tmp)).SerializeToString()
-    _write_atomic(directory / ONNX_FILE, data)
+    write_atomic(directory / ONNX_FILE, data)
     shutil.copy(base.path / "tokenizer.json", directory / TOKENIZER_FILE)
     return {"file": ONNX_FILE, "sha256": file_sha256(directory / ONNX_FILE), "tokenizer": TOKENIZER_FILE}
 
@@ -97,15 +97,3 @@ def copy_files(source: Path, target: Path, info: dict[str, Any]) -> None:
         return
     for name in (info.get("file", ONNX_FILE), info.get("tokenizer", TOKENIZER_FILE)):
         shutil.copy(source / str(name), target / str(name))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
