@@ -1,10 +1,14 @@
 """Cross-fitting: every item is held out once and never trained on by the router that scores it."""
 
+import json
+
 import numpy as np
 import pytest
 
-from lmroute.evaluation.experiment import cross_fit_splits, is_own_gold
+from lmroute import registry
+from lmroute.evaluation.experiment import ExperimentConfig, cross_fit_splits, run_experiment
 from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router, RouterConfig
 
 
 @pytest.mark.parametrize("n, folds", [(100, 10), (72, 72), (13, 10), (5, 50)])
@@ -28,8 +32,52 @@ def test_splits_are_seeded():
         cross_fit_splits(1, 2, seed=0)
 
 
-def test_own_gold_sources():
-    assert is_own_gold("gold:mt_bench", "mt-bench")
-    assert is_own_gold("gold:mmlu", "mmlu")
-    assert not is_own_gold("gold:mmlu", "gsm8k")
-    assert not is_own_gold("battles:mmlu.jsonl", "mmlu")
+#: (prompts with gold labels, gold battles) of every fit of the spy router in the running test.
+_FITS: list[tuple[set[str], int]] = []
+
+
+class _SpyRouter(Router):
+    """Records what each fitted copy trained on and fails if it scores one of those prompts."""
+
+    name = "spy"
+    config_class = RouterConfig
+
+    def fit(self, battles, *, progress=False):
+        gold = [b.prompt for b in battles if b.model_a != "gpt-4-0314"]
+        self.seen = set(gold)
+        _FITS.append((self.seen, len(gold)))
+        return self
+
+    def _score(self, prompts):
+        leaked = set(prompts) & self.seen
+        assert not leaked, f"scored prompts whose labels it trained on: {leaked}"
+        return np.array([len(p) for p in prompts], dtype=float)
+
+
+def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(
+        json.dumps({"id": f"q{i}", "prompt": f"question number {i} " + "x" * i,
+                    "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0}}) + "\n"
+        for i in range(40)
+    ))  # fmt: skip
+    battles = tmp_path / "battles.jsonl"
+    battles.write_text(2 * (
+        json.dumps({"prompt": "an unrelated training prompt", "model_a": "gpt-4-0314",
+                    "model_b": "gpt-3.5-turbo", "winner": "model_a"}) + "\n"
+    ))  # fmt: skip
+    config = ExperimentConfig(
+        benchmarks=[str(bench)], protocols=["gold-1500"], sources=[f"battles:{battles}"],
+        routers=[{"name": "spy"}], baselines=[], gold_max=20, gold_weight=3, folds=5,
+        decontaminate=False, bootstrap=0,
+    )  # fmt: skip
+    result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    assert len(_FITS) == 5
+    prompts = {json.loads(line)["prompt"] for line in bench.read_text().splitlines()}
+    for seen, copies in _FITS:
+        assert len(seen) == 20 and seen <= prompts  # gold_max labels, each from the benchmark
+        assert copies == 3 * 20  # gold_weight
+    (cell,) = [c for c in result.cells if c.result.router == "spy"]
+    assert cell.fits == 5 and np.isfinite(cell.result.apgr)

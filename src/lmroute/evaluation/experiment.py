@@ -2,10 +2,10 @@
 
 * ``zero-shot``: for benchmark B, train on every source except B's own labels (leave one
   benchmark out), after removing training prompts that (nearly) duplicate B's prompts.
-* ``gold-1500``: as above plus at most ``gold_max`` golden labels of B, cross-fitted: B's items are
-  split into folds and each fold is scored by a router trained on gold labels drawn from the other
-  folds only, so no item is ever scored by a router that saw its label (MT-Bench:
-  leave-one-question-out).
+* ``gold-1500``: as above plus at most ``gold_max`` golden labels of B (each counted ``gold_weight``
+  times), cross-fitted: B's items are split into folds and each fold is scored by a router trained
+  on gold labels drawn from the other folds only, so no item is ever scored by a router that saw
+  its label (MT-Bench: leave-one-question-out).
 
 Routers only ever see prompt text: never a label, subject, category or file name.
 """
@@ -56,6 +56,9 @@ class ExperimentConfig(BaseModel):
     routers: list[RouterSpec]
     baselines: list[str] = Field(default_factory=lambda: ["random", "length"])
     gold_max: int = Field(default=1500, ge=1)
+    #: Each in-domain gold label enters training this many times (``gold-1500``): a few hundred
+    #: in-domain labels are otherwise outweighed by tens of thousands of battles from other domains.
+    gold_weight: int = Field(default=1, ge=1)
     folds: int = Field(default=10, ge=2)
     #: Benchmarks cross-fitted leave-one-item-out instead of in ``folds`` folds.
     leave_one_out: list[str] = Field(default_factory=lambda: ["mt-bench"])
@@ -138,12 +141,6 @@ def bootstrap_apgr_ci(
     return float(low), float(high)
 
 
-def is_own_gold(spec: str, benchmark: str) -> bool:
-    """Whether a source spec carries the golden labels of ``benchmark``."""
-    kind, _, target = spec.partition(":")
-    return kind == "gold" and target.lower().replace("_", "-") == benchmark
-
-
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -163,7 +160,7 @@ def run_experiment(
         say(f"[{bench.name}] {len(bench)} prompts")
         # Leave out B's own labels and every training prompt that (nearly) duplicates one of B's.
         battles, _ = prepare_battles(
-            config.sources, data_dir=data_dir, exclude_benchmarks=[bench.name], embedder=embedder,
+            config.sources, data_dir=data_dir, exclude_benchmarks=[bench_name], embedder=embedder,
             threshold=DEFAULT_THRESHOLD if config.decontaminate else None,
         )  # fmt: skip
         say(f"[{bench.name}] {len(battles)} training battles")
@@ -214,7 +211,7 @@ def _cross_fit(spec, bench: Benchmark, battles: Sequence, config, embedder, gold
         take = min(config.gold_max, len(train_idx))
         gold_idx = np.sort(rng.choice(train_idx, size=take, replace=False))
         gold = gold_battles(bench.subset(gold_idx))
-        router = _fresh(spec, embedder).fit([*battles, *gold], progress=False)
+        router = _fresh(spec, embedder).fit([*battles, *gold * config.gold_weight], progress=False)
         scores[held_idx] = router.score([bench.prompts[i] for i in held_idx])
         if (k + 1) % max(1, len(splits) // 5) == 0:
             say(f"  {spec.title}: fold {k + 1}/{len(splits)}")
