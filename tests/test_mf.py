@@ -170,3 +170,33 @@ def test_length_feature_and_half_ties_learn_and_round_trip(tmp_path):
     loaded = MFRouter.load(saved, embedder=HashEmbedder(32))
     prompts = ["a", "b " * 300, "prove it"]
     assert np.array_equal(loaded.score(prompts), router.score(prompts))
+
+
+def xor_battles(n: int) -> list[Battle]:
+    """The strong model wins prompts with exactly one of two words: no linear router can learn it."""
+    rng = np.random.default_rng(5)
+    battles = []
+    for i in range(n):
+        alpha, beta = i % 2 == 0, i % 4 < 2
+        words = [*(["alpha"] if alpha else []), *(["beta"] if beta else []), f"w{rng.integers(30)}"]
+        prompt = " ".join(words)
+        a, b = (str(m) for m in rng.permutation([STRONG, WEAK]))
+        winner = "model_a" if (a == STRONG) == (alpha != beta) else "model_b"
+        battles.append(Battle(prompt, a, b, winner))
+    return battles
+
+
+def test_hidden_layer_learns_what_a_linear_router_cannot_and_round_trips(tmp_path):
+    battles, held = xor_battles(600), xor_battles(40)
+    truth = np.array([("alpha" in b.prompt) != ("beta" in b.prompt) for b in held])
+    options = {**FAST, "epochs": 40, "held_out_fraction": 0.0}
+
+    def accuracy(router: MFRouter) -> float:
+        return float(((router.score([b.prompt for b in held]) > 0.5) == truth).mean())
+
+    mlp = MFRouter(embedder=HashEmbedder(256), hidden=32, **options).fit(battles)
+    linear = MFRouter(embedder=HashEmbedder(256), **options).fit(battles)
+    assert accuracy(mlp) > 0.95 and accuracy(linear) < 0.8
+    loaded = MFRouter.load(mlp.save(tmp_path / "mf"), embedder=HashEmbedder(256))
+    prompts = ["alpha", "beta", "alpha beta", "w3", "b " * 300]
+    assert np.array_equal(loaded.score(prompts), mlp.score(prompts))

@@ -6,7 +6,8 @@ prompts are embedded and projected, ``q -> W q``, and a model's strength on a pr
 ``sigmoid(logit(strong, q) - logit(weak, q))``. Because ``c`` and ``W`` are linear this equals
 ``sigmoid(q · u)`` with ``u = Wᵀ (c ⊙ (P̂[strong] - P̂[weak]))``, so scoring a batch is the
 embedding plus one matrix-vector product, in numpy: torch is needed only to train
-(:mod:`lmroute.training.mf`).
+(:mod:`lmroute.training.mf`). With ``hidden`` > 0 the prompt embedding first goes through a ReLU
+layer, ``q -> relu(H q + b)``, and ``u`` applies to that instead.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class MFConfig(EmbeddingPairConfig):
     #: Append the prompt's standardised log length in characters to its embedding: length is a
     #: strong signal that sentence embeddings, being normalised, largely lose.
     length_feature: bool = False
+    #: Width of a ReLU layer between the prompt embedding and ``W`` (0: linear, as in the paper).
+    #: Lets one router learn a different direction per domain, where a linear router averages them.
+    hidden: int = Field(default=0, ge=0, le=4096)
 
 
 class MFRouter(EmbeddingPairRouter):
@@ -80,6 +84,7 @@ class MFRouter(EmbeddingPairRouter):
             num_models=len(self.models), config=self.config, progress=progress,
         )  # fmt: skip
         self._set_weights(weights.model_embeddings, weights.text_proj, weights.classifier)
+        self._set_hidden(weights.hidden_weight, weights.hidden_bias)
         self._save_vocabulary()
         last = weights.history[-1]
         self.metadata["battles"] = {
@@ -94,7 +99,8 @@ class MFRouter(EmbeddingPairRouter):
 
     # -- scoring -----------------------------------------------------------------------------
     def direction(self) -> np.ndarray:
-        """The vector ``u`` with score ``sigmoid(q · u)`` for prompt embedding ``q``."""
+        """The vector ``u`` with score ``sigmoid(q · u)`` for prompt embedding ``q`` (for the
+        hidden layer's output instead of ``q`` when ``hidden`` > 0)."""
         if not hasattr(self, "_text_proj"):
             raise ConfigError("this mf router is not trained: call fit() or load a checkpoint")
         strong, weak = self._check_pair(self.models)
@@ -104,8 +110,14 @@ class MFRouter(EmbeddingPairRouter):
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         u = self.direction()
-        queries = self._with_length(self._embed(prompts, dim=u.size - self._length_stats.size // 2), prompts)
-        return _sigmoid(queries.astype(np.float64) @ u)
+        text_dim = self._hidden_weight.shape[1] if self._hidden_weight is not None else u.size
+        queries = self._with_length(
+            self._embed(prompts, dim=text_dim - self._length_stats.size // 2), prompts
+        )
+        features = queries.astype(np.float64)
+        if self._hidden_weight is not None:
+            features = np.maximum(features @ self._hidden_weight.T + self._hidden_bias, 0.0)
+        return _sigmoid(features @ u)
 
     def _with_length(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         if not self._length_stats.size:
@@ -132,6 +144,27 @@ class MFRouter(EmbeddingPairRouter):
         self._text_proj = np.asarray(text_proj, dtype=np.float32)
         self._classifier = np.asarray(classifier, dtype=np.float64)
 
+    def _set_hidden(self, weight: np.ndarray | None, bias: np.ndarray | None) -> None:
+        hidden = self.config.hidden
+        self._hidden_weight = self._hidden_bias = None
+        if not hidden:
+            return
+        if (
+            weight is None
+            or bias is None
+            or weight.ndim != 2
+            or weight.shape[0] != hidden
+            or bias.shape != (hidden,)
+        ):
+            raise CheckpointError(
+                f"mf hidden layer does not fit hidden={hidden}: weight "
+                f"{None if weight is None else weight.shape}, bias {None if bias is None else bias.shape}"
+            )
+        if self._text_proj.shape[1] != hidden:
+            raise CheckpointError(f"mf text_proj has {self._text_proj.shape[1]} inputs, hidden={hidden}")
+        self._hidden_weight = np.asarray(weight, dtype=np.float64)
+        self._hidden_bias = np.asarray(bias, dtype=np.float64)
+
     def _arrays(self) -> dict[str, np.ndarray]:
         if not hasattr(self, "_text_proj"):
             raise ConfigError("this mf router is not trained: nothing to save")
@@ -142,18 +175,24 @@ class MFRouter(EmbeddingPairRouter):
         }
         if self._length_stats.size:
             arrays["length_stats"] = self._length_stats.astype(np.float64)
+        if self._hidden_weight is not None:
+            arrays["hidden_weight"] = self._hidden_weight.astype(np.float32)
+            arrays["hidden_bias"] = self._hidden_bias.astype(np.float32)
         return arrays
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         expected = {"model_embeddings", "text_proj", "classifier"}
         if self.config.length_feature:
             expected.add("length_stats")
+        if self.config.hidden:
+            expected |= {"hidden_weight", "hidden_bias"}
         if set(arrays) != expected:
             raise CheckpointError(f"mf weights need {sorted(expected)}, found {sorted(arrays)}")
         self._length_stats = np.asarray(arrays.get("length_stats", np.zeros(0)), dtype=np.float64)
         if self._length_stats.shape not in ((0,), (2,)):
             raise CheckpointError(f"mf length_stats has shape {self._length_stats.shape}, expected (2,)")
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
+        self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
         self._load_vocabulary(self._model_embeddings.shape[0])
 
 

@@ -6,7 +6,8 @@ a linear projection ``W`` of the prompt embedding ``q`` and a linear classifier 
 observation ``P(w beats l) = sigmoid(logit(w, q) - logit(l, q))``, trained with the logistic loss,
 Adam with L2 weight decay, and Gaussian noise of standard deviation ``noise`` added to each
 coordinate of the prompt embedding during training (the reference's ``alpha``; it stabilises
-training). Ties are not used, as in the reference.
+training). Ties are not used, as in the reference, unless ``ties="half"``; ``hidden`` > 0 puts a
+ReLU layer before ``W``.
 
 Unlike the reference, which holds out a random 5 % of battles, we hold out a random share of the
 *prompts* (all their battles), so the held-out loss measures generalisation to new prompts
@@ -35,8 +36,11 @@ class MFWeights:
     """Learned arrays of the matrix-factorisation model, as numpy float32."""
 
     model_embeddings: np.ndarray  # (num_models, dim), not normalised
-    text_proj: np.ndarray  # (dim, text_dim)
+    text_proj: np.ndarray  # (dim, text_dim), or (dim, hidden) after a hidden layer
     classifier: np.ndarray  # (dim,)
+    #: The hidden layer ``relu(hidden_weight q + hidden_bias)`` when ``config.hidden`` > 0.
+    hidden_weight: np.ndarray | None = None  # (hidden, text_dim)
+    hidden_bias: np.ndarray | None = None  # (hidden,)
     #: One entry per epoch: train loss, and held-out loss and accuracy when there is a held-out set.
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -77,14 +81,20 @@ def train_mf(
     try:
         with torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's torch RNG alone
             torch.manual_seed(config.seed)
-            model = _build_model(num_models, config.dim, embeddings.shape[1])
+            model = _build_model(num_models, config.dim, embeddings.shape[1], config.hidden)
             history = _fit(model, q_all, train, held, config, progress)
     finally:
         torch.set_num_threads(threads)
+
+    def array(name: str, attribute: str = "weight") -> np.ndarray:
+        return getattr(model[name], attribute).detach().numpy().astype(np.float32)
+
     return MFWeights(
-        model_embeddings=model["P"].weight.detach().numpy().astype(np.float32),
-        text_proj=model["text_proj"].weight.detach().numpy().astype(np.float32),
-        classifier=model["classifier"].weight.detach().numpy()[0].astype(np.float32),
+        model_embeddings=array("P"),
+        text_proj=array("text_proj"),
+        classifier=array("classifier")[0],
+        hidden_weight=array("hidden") if config.hidden else None,
+        hidden_bias=array("hidden", "bias") if config.hidden else None,
         history=history,
     )
 
@@ -155,15 +165,18 @@ def _report(entry: dict[str, float], epochs: int, seconds: float) -> None:
     print(f"{line} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
 
-def _build_model(num_models: int, dim: int, text_dim: int) -> Any:
+def _build_model(num_models: int, dim: int, text_dim: int, hidden: int) -> Any:
     import torch
 
     # created in the reference's order, so a seed draws the same initial weights
-    return torch.nn.ModuleDict({
+    layers = {
         "P": torch.nn.Embedding(num_models, dim),
-        "text_proj": torch.nn.Linear(text_dim, dim, bias=False),
+        "text_proj": torch.nn.Linear(hidden or text_dim, dim, bias=False),
         "classifier": torch.nn.Linear(dim, 1, bias=False),  # no bias: it cancels in differences
-    })  # fmt: skip
+    }
+    if hidden:
+        layers["hidden"] = torch.nn.Linear(text_dim, hidden)
+    return torch.nn.ModuleDict(layers)
 
 
 def _bce(logits: Any, target: Any) -> Any:
@@ -175,7 +188,9 @@ def _bce(logits: Any, target: Any) -> Any:
 
 def _logits(model: Any, winner: Any, loser: Any, q: Any) -> Any:
     """``logit(winner, q) - logit(loser, q)``: the classifier is linear, so one product suffices."""
-    from torch.nn.functional import normalize
+    from torch.nn.functional import normalize, relu
 
     diff = normalize(model["P"](winner), p=2, dim=1) - normalize(model["P"](loser), p=2, dim=1)
+    if "hidden" in model:
+        q = relu(model["hidden"](q))
     return model["classifier"](diff * model["text_proj"](q)).squeeze(-1)
