@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
+from lmroute.routers._batching import length_batches
 
 
 def epoch_batches(
@@ -55,3 +59,43 @@ def progress_bar(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step")
+
+
+@torch.inference_mode()
+def frozen_features(
+    ids: list[list[int]], batch_size: int, prefix: Callable[[list[list[int]]], torch.Tensor]
+) -> list[np.ndarray]:
+    """Per prompt, the frozen layers' fp16 output: its token states ``(length, hidden)``, or one
+    vector when ``prefix`` (a padded batch of token ids -> states) returns one per prompt."""
+    out: list[np.ndarray | None] = [None] * len(ids)
+    for batch in length_batches([len(x) for x in ids], batch_size):
+        hidden = prefix([ids[i] for i in batch]).to(torch.float16).numpy()
+        for row, i in enumerate(batch):
+            out[i] = (hidden[row] if hidden.ndim == 2 else hidden[row, : len(ids[i])]).copy()
+    return out  # type: ignore[return-value]
+
+
+def fit_summary(
+    targets: Any,
+    config: Any,
+    *,
+    prompts: int,
+    bf16: bool,
+    steps: int,
+    feature_seconds: float,
+    train_seconds: float,
+    started: float,
+) -> dict[str, Any]:
+    """The JSON-ready facts about a classifier's fit that its checkpoint's metadata keeps."""
+    return {
+        **targets.summary(),
+        "trained_prompts": prompts,
+        "trainable_layers": config.trainable_layers,
+        "epochs": config.epochs,
+        "bfloat16_features": bf16,
+        "steps": steps,
+        "feature_seconds": round(feature_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_examples_per_second": round(config.epochs * prompts / max(train_seconds, 1e-9), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }

@@ -24,9 +24,16 @@ import torch.nn.functional as F
 
 from lmroute.data.battles import Battle
 from lmroute.routers._base_models import BaseModel, resolve_encoder
-from lmroute.routers._batching import Tokens, length_batches, use_bfloat16
+from lmroute.routers._batching import Tokens, use_bfloat16
 from lmroute.routers._bert_torch import Classifier, build_classifier, pad
-from lmroute.training._loop import epoch_batches, pad_states, progress_bar, warmup_then_decay
+from lmroute.training._loop import (
+    epoch_batches,
+    fit_summary,
+    frozen_features,
+    pad_states,
+    progress_bar,
+    warmup_then_decay,
+)
 from lmroute.training.labels import outcome_targets, score_targets
 from lmroute.training.prefix_cache import PrefixCache, shared_cache
 
@@ -87,35 +94,18 @@ def train(
         steps = _optimise(net, features, target, config, rng, progress=progress)
         train_seconds = time.perf_counter() - train_start
     net.eval()
-    summary = {
-        **targets.summary(),
-        "trained_prompts": len(prompts),
-        "trainable_layers": config.trainable_layers,
-        "epochs": config.epochs,
-        "bfloat16_features": bf16,
-        "steps": steps,
-        "feature_seconds": round(feature_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
-        "train_examples_per_second": round(config.epochs * len(prompts) / max(train_seconds, 1e-9), 1),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    summary = fit_summary(
+        targets, config, prompts=len(prompts), bf16=bf16, steps=steps, feature_seconds=feature_seconds,
+        train_seconds=train_seconds, started=started,
+    )  # fmt: skip
     return TrainResult(net, tokens, base, summary)
 
 
-@torch.inference_mode()
 def _frozen_features(
     net: Classifier, tokens: Tokens, prompts: list[str], batch_size: int
 ) -> list[np.ndarray]:
-    """Per prompt: fp16 token states after the frozen layers, or the pooled vector if all are frozen."""
-    ids = tokens(prompts)
-    out: list[np.ndarray | None] = [None] * len(ids)
     net.eval()
-    for batch in length_batches([len(x) for x in ids], batch_size):
-        input_ids, mask = pad([ids[i] for i in batch], tokens.pad_id)
-        hidden = net.prefix(input_ids, mask).to(torch.float16).numpy()
-        for row, i in enumerate(batch):
-            out[i] = (hidden[row] if hidden.ndim == 2 else hidden[row, : len(ids[i])]).copy()
-    return out  # type: ignore[return-value]
+    return frozen_features(tokens(prompts), batch_size, lambda batch: net.prefix(*pad(batch, tokens.pad_id)))
 
 
 def _optimise(

@@ -24,10 +24,17 @@ import torch
 
 from lmroute.data.battles import Battle
 from lmroute.routers._base_models import BaseModel, resolve_causal_lm
-from lmroute.routers._batching import length_batches, use_bfloat16
+from lmroute.routers._batching import use_bfloat16
 from lmroute.routers._causal_torch import LabelReader, Template, build_reader, pad_right
 from lmroute.routers.causal_llm import make_template
-from lmroute.training._loop import epoch_batches, pad_states, progress_bar, warmup_then_decay
+from lmroute.training._loop import (
+    epoch_batches,
+    fit_summary,
+    frozen_features,
+    pad_states,
+    progress_bar,
+    warmup_then_decay,
+)
 from lmroute.training.labels import outcome_targets
 from lmroute.training.prefix_cache import PrefixCache, shared_cache
 
@@ -93,35 +100,20 @@ def train(
             steps = _optimise(reader, features, target, config, rng, progress=progress)
             train_seconds = time.perf_counter() - train_start
     reader.eval()
-    summary = {
-        **targets.summary(),
-        "trained_prompts": len(prompts),
-        "trainable_layers": config.trainable_layers,
-        "epochs": config.epochs,
-        "bfloat16_features": bf16,
-        "steps": steps,
-        "feature_seconds": round(feature_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
-        "train_examples_per_second": round(config.epochs * len(prompts) / max(train_seconds, 1e-9), 1),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    summary = fit_summary(
+        targets, config, prompts=len(prompts), bf16=bf16, steps=steps, feature_seconds=feature_seconds,
+        train_seconds=train_seconds, started=started,
+    )  # fmt: skip
     return TrainResult(reader, template, base, summary)
 
 
-@torch.inference_mode()
 def _frozen_features(
     reader: LabelReader, template: Template, prompts: list[str], batch_size: int
 ) -> list[np.ndarray]:
-    """Per prompt: fp16 states after the frozen layers, or the last token's final state if all are."""
-    ids = template(prompts)
-    out: list[np.ndarray | None] = [None] * len(ids)
     reader.eval()
-    for batch in length_batches([len(x) for x in ids], batch_size):
-        input_ids, lengths = pad_right([ids[i] for i in batch], template.pad_id)
-        hidden = reader.prefix(input_ids, lengths).to(torch.float16).numpy()
-        for row, i in enumerate(batch):
-            out[i] = (hidden[row] if hidden.ndim == 2 else hidden[row, : len(ids[i])]).copy()
-    return out  # type: ignore[return-value]
+    return frozen_features(
+        template(prompts), batch_size, lambda batch: reader.prefix(*pad_right(batch, template.pad_id))
+    )
 
 
 def _optimise(
