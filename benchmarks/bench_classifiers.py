@@ -14,7 +14,7 @@ timed after ``export_onnx`` (ONNX Runtime, no torch). The machine may be shared:
 is printed with the numbers, and only ratios are comparable across runs.
 
     python benchmarks/bench_classifiers.py [--router bert|causal_llm|both] [--prompts 200] [--threads 2]
-        [--bert-options JSON] [--llm-options JSON]    (router options, e.g. '{"num_layers": 16}')
+        [--bert-options JSON] [--llm-options JSON]    (router options, e.g. '{"num_layers": null}')
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
         "--bert-options", type=json.loads, default={}, help="JSON, e.g. '{\"max_length\": 64}'"
     )
     parser.add_argument(
-        "--llm-options", type=json.loads, default={}, help="JSON, e.g. '{\"num_layers\": 16}'"
+        "--llm-options", type=json.loads, default={}, help="JSON, e.g. '{\"num_layers\": null}'"
     )
     args = parser.parse_args()
     import torch

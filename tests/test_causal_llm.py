@@ -149,6 +149,13 @@ def test_unparsable_outputs_follow_the_configured_policy(model_cache, battles, e
         zero_shot["error"].score(prompts)
 
 
+def test_presets_read_after_16_layers_unless_told_otherwise():
+    assert CausalLLMRouter().config.num_layers == 16
+    assert CausalLLMRouter(preset="full").config.trainable_layers == 4
+    assert CausalLLMRouter(preset="fast", num_layers=None).config.num_layers is None
+    assert CausalLLMRouter(preset="fast", num_layers=30).config.trainable_layers == 0
+
+
 def test_labels_and_template_are_validated(model_cache, battles):
     with pytest.raises(ConfigError, match="exactly once"):
         CausalLLMRouter(template="no slot for the prompt")

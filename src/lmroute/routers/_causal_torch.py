@@ -232,7 +232,10 @@ def build_reader(
     total = len(body.layers)
     depth = total if num_layers is None else num_layers
     if depth > total:
-        raise ConfigError(f"num_layers={num_layers}, but {base.name} has {total} layers")
+        raise ConfigError(
+            f"num_layers={num_layers}, but {base.name} has {total} layers: set num_layers to at most "
+            f"{total}, or null for all"
+        )
     if trainable_layers > depth:
         raise ConfigError(f"trainable_layers={trainable_layers} is more than the {depth} layers used")
     reader = LabelReader(

@@ -52,26 +52,36 @@ def pad_states(states: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return hidden, torch.tensor([len(s) for s in states], dtype=torch.long)
 
 
-def progress_bar(total: int, enabled: bool, desc: str):
-    """A tqdm bar over training steps, or None."""
+def progress_bar(total: int, enabled: bool, desc: str, unit: str = "step"):
+    """A tqdm bar over training steps (or other units), or None."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step")
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 @torch.inference_mode()
 def frozen_features(
-    ids: list[list[int]], batch_size: int, prefix: Callable[[list[list[int]]], torch.Tensor]
+    ids: list[list[int]],
+    batch_size: int,
+    prefix: Callable[[list[list[int]]], torch.Tensor],
+    *,
+    progress: str | None = None,
 ) -> list[np.ndarray]:
     """Per prompt, the frozen layers' fp16 output: its token states ``(length, hidden)``, or one
-    vector when ``prefix`` (a padded batch of token ids -> states) returns one per prompt."""
+    vector when ``prefix`` (a padded batch of token ids -> states) returns one per prompt.
+    ``progress``: the label of a bar over prompts (this pass can be the longest part of a fit)."""
     out: list[np.ndarray | None] = [None] * len(ids)
+    bar = progress_bar(len(ids), progress is not None, progress or "", unit="prompt")
     for batch in length_batches([len(x) for x in ids], batch_size):
         hidden = prefix([ids[i] for i in batch]).to(torch.float16).numpy()
         for row, i in enumerate(batch):
             out[i] = (hidden[row] if hidden.ndim == 2 else hidden[row, : len(ids[i])]).copy()
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     return out  # type: ignore[return-value]
 
 

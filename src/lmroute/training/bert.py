@@ -87,8 +87,9 @@ def train(
         # layers trained under bfloat16 autocast measured clearly worse).
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             features = cache.lookup(
-                namespace, prompts, lambda ps: _frozen_features(net, tokens, ps, config.score_batch_size)
-            )
+                namespace, prompts,
+                lambda ps: _frozen_features(net, tokens, ps, config.score_batch_size, progress=progress),
+            )  # fmt: skip
         feature_seconds = time.perf_counter() - feature_start
         train_start = time.perf_counter()
         steps = _optimise(net, features, target, config, rng, progress=progress)
@@ -102,10 +103,13 @@ def train(
 
 
 def _frozen_features(
-    net: Classifier, tokens: Tokens, prompts: list[str], batch_size: int
+    net: Classifier, tokens: Tokens, prompts: list[str], batch_size: int, *, progress: bool
 ) -> list[np.ndarray]:
     net.eval()
-    return frozen_features(tokens(prompts), batch_size, lambda batch: net.prefix(*pad(batch, tokens.pad_id)))
+    return frozen_features(
+        tokens(prompts), batch_size, lambda batch: net.prefix(*pad(batch, tokens.pad_id)),
+        progress="bert frozen layers" if progress else None,
+    )  # fmt: skip
 
 
 def _optimise(

@@ -89,11 +89,9 @@ def train(
             feature_start = time.perf_counter()
             # The frozen layers run in the scoring precision; training always runs in float32.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                features = cache.lookup(
-                    namespace,
-                    prompts,
-                    lambda ps: _frozen_features(reader, template, ps, config.score_batch_size),
-                )
+                features = cache.lookup(namespace, prompts, lambda ps: _frozen_features(
+                    reader, template, ps, config.score_batch_size, progress=progress
+                ))  # fmt: skip
             feature_seconds = time.perf_counter() - feature_start
             train_start = time.perf_counter()
             target = torch.tensor(probs, dtype=torch.float32)
@@ -108,12 +106,13 @@ def train(
 
 
 def _frozen_features(
-    reader: LabelReader, template: Template, prompts: list[str], batch_size: int
+    reader: LabelReader, template: Template, prompts: list[str], batch_size: int, *, progress: bool
 ) -> list[np.ndarray]:
     reader.eval()
     return frozen_features(
-        template(prompts), batch_size, lambda batch: reader.prefix(*pad_right(batch, template.pad_id))
-    )
+        template(prompts), batch_size, lambda batch: reader.prefix(*pad_right(batch, template.pad_id)),
+        progress="causal_llm frozen layers" if progress else None,
+    )  # fmt: skip
 
 
 def _optimise(
