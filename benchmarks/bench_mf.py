@@ -90,10 +90,11 @@ def rate(fn, count: int, repeats: int = 3) -> float:
 
 
 def reference_forward(router: MFRouter):
-    """RouteLLM's per-request computation as a function of one prompt embedding (torch)."""
+    """RouteLLM's per-request computation as a function of one prompt embedding (torch), for a
+    single-fit router (``members=1``)."""
     import torch
 
-    arrays = router._arrays()
+    arrays = {name: router._arrays()[name][0] for name in ("model_embeddings", "text_proj", "classifier")}
     P = torch.from_numpy(arrays["model_embeddings"])
     W = torch.nn.Linear(arrays["text_proj"].shape[1], arrays["text_proj"].shape[0], bias=False)
     W.weight.data = torch.from_numpy(arrays["text_proj"])

@@ -59,9 +59,9 @@ def test_scores_equal_the_reference_torch_forward(trained):
     torch = pytest.importorskip("torch")
     # RouteLLM's MFModel: logit(m) = classifier(normalize(P[m]) * text_proj(q)); sigmoid of the gap
     arrays = trained._arrays()
-    P = torch.from_numpy(arrays["model_embeddings"])
-    W = torch.from_numpy(arrays["text_proj"])
-    c = torch.from_numpy(arrays["classifier"])
+    P = torch.from_numpy(arrays["model_embeddings"][0])
+    W = torch.from_numpy(arrays["text_proj"][0])
+    c = torch.from_numpy(arrays["classifier"][0])
     q = torch.from_numpy(HashEmbedder(64).embed(HARD + EASY))
     s, w = trained.models.index(STRONG), trained.models.index(WEAK)
     logits = [(torch.nn.functional.normalize(P[[m]], dim=1) * (q @ W.T)) @ c for m in (s, w)]
@@ -200,3 +200,17 @@ def test_hidden_layer_learns_what_a_linear_router_cannot_and_round_trips(tmp_pat
     loaded = MFRouter.load(mlp.save(tmp_path / "mf"), embedder=HashEmbedder(256))
     prompts = ["alpha", "beta", "alpha beta", "w3", "b " * 300]
     assert np.array_equal(loaded.score(prompts), mlp.score(prompts))
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_members_average_the_logits_of_fits_from_consecutive_seeds(hidden, tmp_path):
+    battles, options = skill_battles(2, 200), {**FAST, "epochs": 5, "hidden": hidden}
+    ensemble = MFRouter(embedder=HashEmbedder(64), members=3, seed=5, **options).fit(battles)
+    singles = [MFRouter(embedder=HashEmbedder(64), seed=s, **options).fit(battles) for s in (5, 6, 7)]
+    prompts = HARD + EASY + ["something else entirely"]
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expected = 1 / (1 + np.exp(-np.mean([logit(r.score(prompts)) for r in singles], axis=0)))
+    np.testing.assert_allclose(ensemble.score(prompts), expected, rtol=1e-6)
+    loaded = MFRouter.load(ensemble.save(tmp_path / "mf"), embedder=HashEmbedder(64))
+    assert np.array_equal(loaded.score(prompts), ensemble.score(prompts))
+    assert loaded._arrays()["text_proj"].shape[0] == 3

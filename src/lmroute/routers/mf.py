@@ -7,14 +7,16 @@ prompts are embedded and projected, ``q -> W q``, and a model's strength on a pr
 ``sigmoid(q · u)`` with ``u = Wᵀ (c ⊙ (P̂[strong] - P̂[weak]))``, so scoring a batch is the
 embedding plus one matrix-vector product, in numpy: torch is needed only to train
 (:mod:`lmroute.training.mf`). With ``hidden`` > 0 the prompt embedding first goes through a ReLU
-layer, ``q -> relu(H q + b)``, and ``u`` applies to that instead.
+layer, ``q -> relu(H q + b)``, and ``u`` applies to that instead. With ``members`` > 1 the router
+is an ensemble of that many fits from consecutive seeds whose logits are averaged; every array
+has a leading member axis (of length 1 for a single fit).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -23,6 +25,9 @@ from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers._bradley_terry import A_WINS, TIE
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
+
+if TYPE_CHECKING:
+    from lmroute.training.mf import MFWeights
 
 
 class MFConfig(EmbeddingPairConfig):
@@ -49,6 +54,10 @@ class MFConfig(EmbeddingPairConfig):
     #: Width of a ReLU layer between the prompt embedding and ``W`` (0: linear, as in the paper).
     #: Lets one router learn a different direction per domain, where a linear router averages them.
     hidden: int = Field(default=0, ge=0, le=4096)
+    #: Fits from seeds ``seed``, ``seed + 1``, … whose logits are averaged: it removes much of one
+    #: fit's run-to-run noise, and for a linear mf the average is one vector ``u``, so scoring costs
+    #: what one model does (with ``hidden`` each member keeps its own hidden layer).
+    members: int = Field(default=1, ge=1, le=64)
 
 
 class MFRouter(EmbeddingPairRouter):
@@ -79,45 +88,50 @@ class MFRouter(EmbeddingPairRouter):
             self._length_stats = np.array([logs.mean(), max(float(logs.std()), 1e-6)])
         embeddings = self._with_length(embeddings, texts)
         started = time.perf_counter()
-        weights = train_mf(
-            embeddings, prompt, np.where(a_won, a, b), np.where(a_won, b, a), target=target,
-            num_models=len(self.models), config=self.config, progress=progress,
-        )  # fmt: skip
-        self._set_weights(weights.model_embeddings, weights.text_proj, weights.classifier)
-        self._set_hidden(weights.hidden_weight, weights.hidden_bias)
+        winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
+        fits = [
+            train_mf(embeddings, prompt, winner, loser, target=target, num_models=len(self.models),
+                     config=self.config.model_copy(update={"seed": seed}), progress=progress)
+            for seed in range(self.config.seed, self.config.seed + self.config.members)
+        ]  # fmt: skip
+        self._set_weights(*(_stack(fits, name) for name in ("model_embeddings", "text_proj", "classifier")))
+        self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
         self._save_vocabulary()
-        last = weights.history[-1]
+        finals = [f.history[-1] for f in fits]
+        last = {k: round(float(np.mean([f[k] for f in finals])), 5) for k in finals[0]}  # members' mean
         self.metadata["battles"] = {
             "used": int(used.sum()),
             "ties_dropped": int((~used).sum()),
             "self_battles_dropped": data.self_battles,
             "prompts": int(used_prompts.size),
         }
-        self.metadata["final_epoch"] = {k: v if k == "epoch" else round(float(v), 5) for k, v in last.items()}
+        self.metadata["final_epoch"] = {**last, "epoch": finals[0]["epoch"]}
         self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
         return self
 
     # -- scoring -----------------------------------------------------------------------------
-    def direction(self) -> np.ndarray:
-        """The vector ``u`` with score ``sigmoid(q · u)`` for prompt embedding ``q`` (for the
-        hidden layer's output instead of ``q`` when ``hidden`` > 0)."""
+    def _directions(self) -> np.ndarray:
+        """Per member, the vector ``u`` with logit ``q · u`` for prompt features ``q`` (the hidden
+        layer's output when ``hidden`` > 0): ``(members, features)``."""
         if not hasattr(self, "_text_proj"):
             raise ConfigError("this mf router is not trained: call fit() or load a checkpoint")
         strong, weak = self._check_pair(self.models)
         p = self._model_embeddings.astype(np.float64)
-        unit = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-        return self._text_proj.T.astype(np.float64) @ (self._classifier * (unit[strong] - unit[weak]))
+        unit = p / np.maximum(np.linalg.norm(p, axis=2, keepdims=True), 1e-12)
+        gap = self._classifier * (unit[:, strong] - unit[:, weak])
+        return np.einsum("mdk,md->mk", self._text_proj.astype(np.float64), gap)
 
     def _score(self, prompts: list[str]) -> np.ndarray:
-        u = self.direction()
-        text_dim = self._hidden_weight.shape[1] if self._hidden_weight is not None else u.size
+        u = self._directions()
+        text_dim = self._hidden_weight.shape[2] if self._hidden_weight is not None else u.shape[1]
         queries = self._with_length(
             self._embed(prompts, dim=text_dim - self._length_stats.size // 2), prompts
         )
         features = queries.astype(np.float64)
-        if self._hidden_weight is not None:
-            features = np.maximum(features @ self._hidden_weight.T + self._hidden_bias, 0.0)
-        return _sigmoid(features @ u)
+        if self._hidden_weight is None:
+            return _sigmoid(features @ u.mean(axis=0))
+        hidden = np.einsum("nk,mhk->nmh", features, self._hidden_weight) + self._hidden_bias
+        return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
 
     def _with_length(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         if not self._length_stats.size:
@@ -128,40 +142,40 @@ class MFRouter(EmbeddingPairRouter):
 
     # -- state -------------------------------------------------------------------------------
     def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
-        dim = self.config.dim
+        members, dim = self.config.members, self.config.dim
         if (
-            model_embeddings.ndim != 2
-            or model_embeddings.shape[1] != dim
-            or text_proj.ndim != 2
-            or text_proj.shape[0] != dim
-            or classifier.shape != (dim,)
+            model_embeddings.ndim != 3
+            or (model_embeddings.shape[0], model_embeddings.shape[2]) != (members, dim)
+            or text_proj.ndim != 3
+            or text_proj.shape[:2] != (members, dim)
+            or classifier.shape != (members, dim)
         ):
             raise CheckpointError(
-                f"mf weights do not fit dim={dim}: model_embeddings {model_embeddings.shape}, "
-                f"text_proj {text_proj.shape}, classifier {classifier.shape}"
+                f"mf weights do not fit members={members}, dim={dim}: model_embeddings "
+                f"{model_embeddings.shape}, text_proj {text_proj.shape}, classifier {classifier.shape}"
             )
         self._model_embeddings = np.asarray(model_embeddings, dtype=np.float32)
         self._text_proj = np.asarray(text_proj, dtype=np.float32)
         self._classifier = np.asarray(classifier, dtype=np.float64)
 
     def _set_hidden(self, weight: np.ndarray | None, bias: np.ndarray | None) -> None:
-        hidden = self.config.hidden
+        members, hidden = self.config.members, self.config.hidden
         self._hidden_weight = self._hidden_bias = None
         if not hidden:
             return
         if (
             weight is None
             or bias is None
-            or weight.ndim != 2
-            or weight.shape[0] != hidden
-            or bias.shape != (hidden,)
+            or weight.ndim != 3
+            or weight.shape[:2] != (members, hidden)
+            or bias.shape != (members, hidden)
         ):
             raise CheckpointError(
-                f"mf hidden layer does not fit hidden={hidden}: weight "
+                f"mf hidden layer does not fit members={members}, hidden={hidden}: weight "
                 f"{None if weight is None else weight.shape}, bias {None if bias is None else bias.shape}"
             )
-        if self._text_proj.shape[1] != hidden:
-            raise CheckpointError(f"mf text_proj has {self._text_proj.shape[1]} inputs, hidden={hidden}")
+        if self._text_proj.shape[2] != hidden:
+            raise CheckpointError(f"mf text_proj has {self._text_proj.shape[2]} inputs, hidden={hidden}")
         self._hidden_weight = np.asarray(weight, dtype=np.float64)
         self._hidden_bias = np.asarray(bias, dtype=np.float64)
 
@@ -193,7 +207,14 @@ class MFRouter(EmbeddingPairRouter):
             raise CheckpointError(f"mf length_stats has shape {self._length_stats.shape}, expected (2,)")
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
-        self._load_vocabulary(self._model_embeddings.shape[0])
+        self._load_vocabulary(self._model_embeddings.shape[1])
+
+
+def _stack(fits: list[MFWeights], name: str) -> np.ndarray | None:
+    """One array of the ensemble, with a leading member axis (None for an unused hidden layer)."""
+    if getattr(fits[0], name) is None:
+        return None
+    return np.stack([getattr(f, name) for f in fits])
 
 
 def _log_lengths(texts: Sequence[str]) -> np.ndarray:
