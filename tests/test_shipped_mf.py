@@ -13,7 +13,7 @@ import lmroute
 def test_shipped_checkpoint_is_small_and_describes_itself():
     folder = resources.files("lmroute") / "checkpoints" / "mf"
     config = json.loads((folder / "config.json").read_text())
-    assert (folder / "weights.safetensors").stat().st_size < 1_000_000
+    assert (folder / "weights.safetensors").stat().st_size < 2_000_000  # 5 members of 128 x 385
     training = config["metadata"]["training"]
     assert "gold:mmlu" in training["sources"]
     assert not any(s.startswith("alpaca-eval") for s in training["sources"])  # CC BY-NC left out
