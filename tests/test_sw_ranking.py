@@ -120,6 +120,30 @@ def test_learns_which_prompts_need_the_strong_model():
     assert hard.min() > 0.85 and easy.max() < 0.65  # a tie on easy prompts is a 0.5 win rate
 
 
+def test_length_weight_lets_prompt_length_decide_and_round_trips(tmp_path):
+    """The strong model wins long prompts and ties short ones; the words say nothing."""
+    rng = np.random.default_rng(4)
+    battles = []
+    for i in range(300):
+        long = i % 2 == 0
+        prompt = " ".join(rng.choice(WORDS, size=40 if long else 3)) + f" {i}"
+        a, b = (str(m) for m in rng.permutation([STRONG, WEAK, "llama-2-13b"])[:2])
+        if {a, b} == {STRONG, WEAK}:
+            winner = ("model_a" if a == STRONG else "model_b") if long else "tie"
+        else:
+            winner = "model_b" if a == "llama-2-13b" else "model_a"
+        battles.append(Battle(prompt, a, b, winner))
+    queries = [" ".join(rng.choice(WORDS, size=40)), " ".join(rng.choice(WORDS, size=3))]
+    options = {"num_tiers": 3, "similarity_base": 1000}
+    plain = SWRankingRouter(embedder=HashEmbedder(32), **options).fit(battles)
+    with_length = SWRankingRouter(embedder=HashEmbedder(32), length_weight=1.0, **options).fit(battles)
+    long_score, short_score = with_length.score(queries)
+    assert long_score > 0.95 and short_score < 0.55  # short prompts: the learned tie, 0.5
+    assert plain.score(queries)[1] > 0.65  # without length, long prompts' wins leak into short ones
+    loaded = SWRankingRouter.load(with_length.save(tmp_path / "sw"), embedder=HashEmbedder(32))
+    np.testing.assert_array_equal(loaded.score(queries), with_length.score(queries))
+
+
 def test_batches_do_not_change_scores():
     router = SWRankingRouter(embedder=HashEmbedder(32), num_tiers=4).fit(random_arena(2, 300))
     queries = [f"{w} proof" for w in WORDS]

@@ -66,6 +66,8 @@ class EmbeddingPairRouter(Router):
         self._embedder = embedder
         #: Model names learned from the training data, in index order.
         self.models: list[str] = []
+        #: Mean and spread of the training prompts' log lengths, when a length coordinate is used.
+        self._length_stats = np.zeros(0)
 
     # -- collaborators -----------------------------------------------------------------------
     @property
@@ -98,6 +100,30 @@ class EmbeddingPairRouter(Router):
                 f"{self.name} router was trained on {dim}-d ones"
             )
         return normalize(vectors)
+
+    # -- prompt length -----------------------------------------------------------------------
+    # Unit-length sentence embeddings lose the prompt's length, which alone routes well: a router
+    # may append it to the embedding as one standardised coordinate.
+    def _fit_length(self, texts: Sequence[str], *, enabled: bool) -> None:
+        """Learn how to standardise log lengths from the training prompts (or turn it off)."""
+        self._length_stats = np.zeros(0)
+        if enabled:
+            logs = _log_lengths(texts)
+            self._length_stats = np.array([logs.mean(), max(float(logs.std()), 1e-6)])
+
+    def _with_length(self, vectors: np.ndarray, texts: Sequence[str], weight: float = 1.0) -> np.ndarray:
+        """``vectors`` with ``weight`` times the standardised log length appended, when learned."""
+        if not self._length_stats.size:
+            return vectors
+        mean, sd = self._length_stats
+        column = (weight * (_log_lengths(texts) - mean) / sd).astype(np.float32)[:, None]
+        return np.hstack([vectors, column])
+
+    def _load_length_stats(self, arrays: Mapping[str, np.ndarray]) -> None:
+        stats = np.asarray(arrays.get("length_stats", np.zeros(0)), dtype=np.float64)
+        if stats.shape not in ((0,), (2,)):
+            raise CheckpointError(f"{self.name} length_stats has shape {stats.shape}, expected (2,)")
+        self._length_stats = stats
 
     # -- model vocabulary --------------------------------------------------------------------
     def _check_pair(self, models: Sequence[str]) -> tuple[int, int]:
@@ -217,6 +243,10 @@ def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
         outcome=outcome_codes([x.winner for x in kept]),
         self_battles=len(battles) - len(kept),
     )
+
+
+def _log_lengths(texts: Sequence[str]) -> np.ndarray:
+    return np.log1p(np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)))
 
 
 def shipped_checkpoint(name: str) -> Path:

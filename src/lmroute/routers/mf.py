@@ -82,10 +82,7 @@ class MFRouter(EmbeddingPairRouter):
         used_prompts, prompt = np.unique(data.prompt[used], return_inverse=True)
         texts = [data.prompts[i] for i in used_prompts]
         embeddings = self._embed(texts, progress=progress)
-        self._length_stats = np.zeros(0)
-        if self.config.length_feature:
-            logs = _log_lengths(texts)
-            self._length_stats = np.array([logs.mean(), max(float(logs.std()), 1e-6)])
+        self._fit_length(texts, enabled=self.config.length_feature)
         embeddings = self._with_length(embeddings, texts)
         started = time.perf_counter()
         winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
@@ -132,13 +129,6 @@ class MFRouter(EmbeddingPairRouter):
             return _sigmoid(features @ u.mean(axis=0))
         hidden = np.einsum("nk,mhk->nmh", features, self._hidden_weight) + self._hidden_bias
         return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
-
-    def _with_length(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        if not self._length_stats.size:
-            return embeddings
-        mean, sd = self._length_stats
-        column = ((_log_lengths(texts) - mean) / sd).astype(np.float32)[:, None]
-        return np.hstack([embeddings, column])
 
     # -- state -------------------------------------------------------------------------------
     def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
@@ -202,9 +192,7 @@ class MFRouter(EmbeddingPairRouter):
             expected |= {"hidden_weight", "hidden_bias"}
         if set(arrays) != expected:
             raise CheckpointError(f"mf weights need {sorted(expected)}, found {sorted(arrays)}")
-        self._length_stats = np.asarray(arrays.get("length_stats", np.zeros(0)), dtype=np.float64)
-        if self._length_stats.shape not in ((0,), (2,)):
-            raise CheckpointError(f"mf length_stats has shape {self._length_stats.shape}, expected (2,)")
+        self._load_length_stats(arrays)
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
         self._load_vocabulary(self._model_embeddings.shape[1])
@@ -215,10 +203,6 @@ def _stack(fits: list[MFWeights], name: str) -> np.ndarray | None:
     if getattr(fits[0], name) is None:
         return None
     return np.stack([getattr(f, name) for f in fits])
-
-
-def _log_lengths(texts: Sequence[str]) -> np.ndarray:
-    return np.log1p(np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from lmroute.data.battles import Battle
+from lmroute.embeddings.base import normalize
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers import _bradley_terry as bt
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
@@ -52,6 +53,10 @@ class SWRankingConfig(EmbeddingPairConfig):
     #: Storage of the training prompts' embeddings in the checkpoint: 2, 4 or 1 byte(s) a number
     #: ("int8": scaled per prompt; similarities then move by about 1e-3).
     embedding_dtype: Literal["float16", "float32", "int8"] = "float16"
+    #: Weight of the prompt's standardised log length, appended to its embedding before the
+    #: similarities are taken (0: off, as in the paper), so battles on prompts of a similar length
+    #: count more: unit-length sentence embeddings lose length, which alone routes well.
+    length_weight: float = Field(default=0.0, ge=0.0)
 
 
 class SWRankingRouter(EmbeddingPairRouter):
@@ -76,7 +81,10 @@ class SWRankingRouter(EmbeddingPairRouter):
                 "train with a larger num_tiers or compare other models (with_models)",
                 cfg.strong_model, cfg.weak_model, cfg.num_tiers,
             )  # fmt: skip
-        embeddings = self._embed(data.prompts, progress=progress)
+        self._fit_length(data.prompts, enabled=cfg.length_weight > 0)
+        embeddings = self._with_length(
+            self._embed(data.prompts, progress=progress), data.prompts, cfg.length_weight
+        )
         self._set_state(
             **_stored_embeddings(embeddings, cfg.embedding_dtype),
             ratings=ratings,
@@ -96,7 +104,10 @@ class SWRankingRouter(EmbeddingPairRouter):
     # -- scoring -----------------------------------------------------------------------------
     def _score(self, prompts: list[str]) -> np.ndarray:
         strong, weak = self._tier_pair()
-        queries = self._embed(prompts, dim=self._embeddings.shape[1])
+        width = self._embeddings.shape[1] - self._length_stats.size // 2
+        queries = normalize(
+            self._with_length(self._embed(prompts, dim=width), prompts, self.config.length_weight)
+        )
         size = max(self._embeddings.shape[0], self._entry_prompt.size, 1)
         chunk = max(1, min(1024, _CHUNK_ELEMENTS // size))
         out = np.empty(len(prompts))
@@ -198,13 +209,17 @@ class SWRankingRouter(EmbeddingPairRouter):
             "entry_prompt": self._entry_prompt.astype(np.int32),
             "entry_cell": cells.astype(np.int32),
             "entry_amount": self._entry_amount.astype(np.float32),
+            **({"length_stats": self._length_stats} if self._length_stats.size else {}),
         }
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         expected = {"prompt_embeddings", "model_ratings", "model_tiers", "entry_prompt", "entry_cell",
                     "entry_amount"} | ({"prompt_scales"} if "prompt_scales" in arrays else set())  # fmt: skip
+        if self.config.length_weight > 0:
+            expected.add("length_stats")
         if set(arrays) != expected:
             raise CheckpointError(f"sw_ranking weights need {sorted(expected)}, found {sorted(arrays)}")
+        self._load_length_stats(arrays)
         self._set_state(
             embeddings=arrays["prompt_embeddings"],
             scales=arrays.get("prompt_scales"),
