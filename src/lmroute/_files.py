@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -15,9 +15,11 @@ def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterato
     """Open a temporary file beside ``path``; on success it replaces ``path``, on error it vanishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # A unique name opened exclusively, not mkstemp: its files are private (0600), while a saved
+    # router or cache file should get the permissions the user's umask gives any new file.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with os.fdopen(fd, mode, **open_options) as f:
+        with open(tmp, mode.replace("w", "x"), **open_options) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:

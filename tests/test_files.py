@@ -1,0 +1,28 @@
+"""Atomic writes: all or nothing, with the permissions any new file gets."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lmroute._files import atomic_writer, write_atomic
+
+
+def test_written_files_get_the_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "weights.safetensors", b"abc")
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"abc"
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others must read a checkpoint
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = write_atomic(tmp_path / "a.json", b"old")
+    with pytest.raises(RuntimeError), atomic_writer(path) as f:
+        f.write(b"half")
+        raise RuntimeError("writer died")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
