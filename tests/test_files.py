@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from _fake_embedder import HashEmbedder
 
 from lmroute._files import atomic_writer, write_atomic
+from lmroute.data.battles import Battle
+from lmroute.routers.sw_ranking import SWRankingRouter
 
 
 def test_written_files_get_the_umask_permissions(tmp_path):
@@ -26,3 +29,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("writer died")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_saved_router_is_readable_by_others(tmp_path):
+    battles = [Battle(f"p{i}", "a", "b", "model_a" if i % 2 else "model_b") for i in range(20)]
+    router = SWRankingRouter(embedder=HashEmbedder(8), strong_model="a", weak_model="b", num_tiers=2)
+    old = os.umask(0o022)
+    try:
+        folder = router.fit(battles).save(tmp_path / "sw")
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        "config.json": 0o644, "weights.safetensors": 0o644,
+    }  # fmt: skip

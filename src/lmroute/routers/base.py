@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lmroute._files import write_atomic
 from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError
 
@@ -107,7 +108,7 @@ class Router:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` (and ``weights.safetensors`` when there are weights) to a directory."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -122,12 +123,11 @@ class Router:
             "weights": None,
         }
         if arrays:
-            save_file(arrays, str(directory / WEIGHTS_FILE))
-            manifest["weights"] = {
-                "file": WEIGHTS_FILE,
-                "sha256": _sha256(directory / WEIGHTS_FILE),
-            }
-        (directory / CONFIG_FILE).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+            # through our writer, not safetensors' save_file: its files are private (0600)
+            data = save(arrays)
+            write_atomic(directory / WEIGHTS_FILE, data)
+            manifest["weights"] = {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest()}
+        write_atomic(directory / CONFIG_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         return directory
 
     @classmethod
