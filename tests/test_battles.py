@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import types
@@ -173,6 +174,20 @@ def test_written_battles_read_back(tmp_path):
     original = read_arena(FIXTURES / "arena55k.csv").battles
     path = write_jsonl(tmp_path / "out.jsonl", battle_records(original))
     assert read_battles_jsonl(path).battles == original
+
+
+def test_battle_weights_are_written_read_back_and_validated(tmp_path):
+    battles = [Battle("p1", "x", "y", "model_a", "gold:toy", 2.5), Battle("p2", "x", "y", "tie", "gold:toy")]
+    path = write_jsonl(tmp_path / "weighted.jsonl", battle_records(battles))
+    assert "weight" not in path.read_text().splitlines()[1]  # weight 1 is the default: not written
+    assert read_battles_jsonl(path).battles == battles
+    bad = tmp_path / "bad.jsonl"
+    rows = [{"prompt": f"p{i}", "model_a": "x", "model_b": "y", "winner": "model_a", "weight": w}
+            for i, w in enumerate([1, 0, -2, "3", True, None, 0.5])]  # fmt: skip
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = read_battles_jsonl(bad)
+    assert [b.weight for b in result.battles] == [1.0, 0.5]
+    assert dict(result.dropped) == {bt.BAD_WEIGHT: 5}
 
 
 ALPACA = FIXTURES / "alpaca"

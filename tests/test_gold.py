@@ -41,6 +41,16 @@ def test_graded_scores_tie_without_bothbad_unless_asked():
     assert [b.winner for b in gold_battles(binary, bothbad_at=None)] == ["tie", "model_b"]
 
 
+def test_graded_wins_weigh_their_margin_and_correctness_wins_weigh_one():
+    # gaps 0, 4, 1, 2 (mean decisive gap 7/3): a win by 4 points counts twice a win by 2
+    bench = _bench({"a": [8.0, 3.0, 6.0, 9.0], "b": [8.0, 7.0, 5.0, 7.0]})
+    weights = [b.weight for b in gold_battles(bench)]
+    np.testing.assert_allclose(weights, [1.0, 12 / 7, 3 / 7, 6 / 7])
+    assert [b.weight for b in gold_battles(bench, weigh_margins=False)] == [1.0] * 4
+    binary = _bench({"big": [1, 0, 1, 0], "small": [0, 1, 1, 0]})
+    assert [b.weight for b in gold_battles(binary)] == [1.0] * 4
+
+
 def test_all_pairs_in_sorted_order_and_missing_scores():
     scores = {"c": [1, 1], "a": [0, np.nan], "b": [1, 0]}
     got = battles_from_scores(["p", "q"], scores, source="gold:x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -170,6 +171,24 @@ def test_length_feature_and_half_ties_learn_and_round_trip(tmp_path):
     loaded = MFRouter.load(saved, embedder=HashEmbedder(32))
     prompts = ["a", "b " * 300, "prove it"]
     assert np.array_equal(loaded.score(prompts), router.score(prompts))
+
+
+def test_weights_scale_each_battles_loss():
+    """The strong model wins big on half of the hard prompts' battles and loses narrowly on the
+    rest: unweighted it is a coin flip, weighted by margin the strong model is worth calling."""
+    rng = np.random.default_rng(4)
+    battles = []
+    for i in range(400):
+        a, b = (str(m) for m in rng.permutation([STRONG, WEAK]))
+        strong_won = i % 2 == 0
+        winner = "model_a" if (a == STRONG) == strong_won else "model_b"
+        battles.append(Battle(f"prove derive integral w{rng.integers(40)} {i}", a, b, winner,
+                              weight=3.0 if strong_won else 0.5))  # fmt: skip
+    unweighted = [dataclasses.replace(b, weight=1.0) for b in battles]
+    options = {"embedder": HashEmbedder(64), "held_out_fraction": 0.0, **FAST}
+    weighted_score = MFRouter(**options).fit(battles).score(HARD).mean()
+    plain_score = MFRouter(**options).fit(unweighted).score(HARD).mean()
+    assert weighted_score > 0.75 and abs(plain_score - 0.5) < 0.15
 
 
 def xor_battles(n: int) -> list[Battle]:

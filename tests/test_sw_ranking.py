@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -142,6 +143,20 @@ def test_length_weight_lets_prompt_length_decide_and_round_trips(tmp_path):
     assert plain.score(queries)[1] > 0.65  # without length, long prompts' wins leak into short ones
     loaded = SWRankingRouter.load(with_length.save(tmp_path / "sw"), embedder=HashEmbedder(32))
     np.testing.assert_array_equal(loaded.score(queries), with_length.score(queries))
+
+
+def test_a_battle_of_weight_k_counts_as_k_copies():
+    battles = random_arena(7, 200)
+    weights = [1.0 + i % 3 for i in range(len(battles))]  # 1, 2 or 3
+    weighted = [dataclasses.replace(b, weight=w) for b, w in zip(battles, weights, strict=True)]
+    copies = [b for b, w in zip(battles, weights, strict=True) for _ in range(int(w))]
+    options = {"num_tiers": 4, "embedding_dtype": "float32"}
+    queries = ["proof integral", "poem joke hello", "code sql bug travel"]
+    by_weight = SWRankingRouter(embedder=HashEmbedder(32), **options).fit(weighted).score(queries)
+    by_copies = SWRankingRouter(embedder=HashEmbedder(32), **options).fit(copies).score(queries)
+    np.testing.assert_allclose(by_weight, by_copies, atol=1e-10)
+    plain = SWRankingRouter(embedder=HashEmbedder(32), **options).fit(battles).score(queries)
+    assert np.abs(plain - by_weight).max() > 1e-3
 
 
 def test_batches_do_not_change_scores():

@@ -13,7 +13,8 @@ Formats:
   columns ``winner_model_a``, ``winner_model_b``, ``winner_tie``; or ``hf:<dataset id>`` through
   the ``datasets`` library.
 * Plain battles JSONL (:func:`read_battles_jsonl`): ``{"prompt", "model_a", "model_b",
-  "winner"}`` a line, as Arena-Hard's judged battles and as ``lmroute data --out`` writes.
+  "winner"}`` a line (optionally ``"weight"``), as Arena-Hard's judged battles and as
+  ``lmroute data --out`` writes.
 * AlpacaEval judgments (:func:`read_alpaca_eval`): ``preference`` in [1, 2] between a baseline
   (``model_a``) and a compared model (``model_b``).
 """
@@ -45,6 +46,9 @@ class Battle:
     winner: Winner
     #: Where the record came from (``arena``, ``gold:mmlu``...), for provenance and licences.
     source: str = ""
+    #: How many battles this record counts as: golden labels on graded scores weigh a win by its
+    #: margin (see :mod:`lmroute.data.gold`); every reader gives 1 unless the file says otherwise.
+    weight: float = 1.0
 
 
 # Drop reasons: the keys of ReadResult.dropped.
@@ -58,6 +62,7 @@ BAD_PREFERENCE = "preference not 0 or a number in [1, 2]"
 EXCLUDED_MODEL = "excluded model (gamed output or placeholder)"
 SELF_JUDGED = "judge rated its own model"
 OTHER_ANNOTATOR = "annotator not selected"
+BAD_WEIGHT = "weight not a positive number"
 
 #: AlpacaEval entries that are not a model's honest answers: ``gpt4_gamed`` is GPT-4 output
 #: rewritten to exploit the judge, ``example`` a placeholder. ``_concise``/``_verbose`` variants
@@ -105,15 +110,19 @@ class _Collector:
         self.rows += 1
         self.dropped[reason] += 1
 
-    def add(self, prompt: object, model_a: object, model_b: object, winner: object, source: str = "") -> None:
+    def add(
+        self, prompt: object, model_a: object, model_b: object, winner: object, source: str = "",
+        weight: object = 1.0,
+    ) -> None:  # fmt: skip
         self.rows += 1
-        reason = _problem(prompt, model_a, model_b, winner)
+        reason = _problem(prompt, model_a, model_b, winner, weight)
         if reason:
             self.dropped[reason] += 1
             return
         self.battles.append(
-            Battle(prompt, model_a.strip(), model_b.strip(), normalize_winner(winner), source or self.source)  # type: ignore[arg-type, union-attr]
-        )
+            Battle(prompt, model_a.strip(), model_b.strip(), normalize_winner(winner),  # type: ignore[arg-type, union-attr]
+                   source or self.source, float(weight))  # type: ignore[arg-type]
+        )  # fmt: skip
 
     def result(self, where: object) -> ReadResult:
         result = ReadResult(self.battles, self.rows, self.dropped)
@@ -122,7 +131,7 @@ class _Collector:
         return result
 
 
-def _problem(prompt: object, model_a: object, model_b: object, winner: object) -> str | None:
+def _problem(prompt: object, model_a: object, model_b: object, winner: object, weight: object) -> str | None:
     if not isinstance(prompt, str) or not prompt.strip():
         return EMPTY_PROMPT
     if not all(isinstance(m, str) and m.strip() for m in (model_a, model_b)):
@@ -131,6 +140,8 @@ def _problem(prompt: object, model_a: object, model_b: object, winner: object) -
         return SAME_MODEL
     if normalize_winner(winner) is None:
         return UNKNOWN_WINNER
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+        return BAD_WEIGHT
     return None
 
 
@@ -138,7 +149,7 @@ def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> Re
     """Check battles built elsewhere with the readers' rules; bad ones are dropped and counted."""
     collector = _Collector("")
     for b in battles:
-        collector.add(b.prompt, b.model_a, b.model_b, b.winner, b.source)
+        collector.add(b.prompt, b.model_a, b.model_b, b.winner, b.source, b.weight)
     return collector.result(where)
 
 
@@ -328,6 +339,7 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
 
     ``winner`` is one of :data:`WINNERS`. A record's own ``source`` field, when present, is kept
     as the battle's provenance (``lmroute data --out`` writes it); otherwise ``source`` is used.
+    An optional ``weight`` (a positive number, default 1) says how many battles the line counts as.
     The first record must have all four fields (else this is not a battles file); later records
     missing one are dropped and counted.
     """
@@ -344,7 +356,7 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
         own = record.get("source")
         collector.add(
             record.get("prompt"), record.get("model_a"), record.get("model_b"), record.get("winner"),
-            own if isinstance(own, str) and own.strip() else "",
+            own if isinstance(own, str) and own.strip() else "", record.get("weight", 1.0),
         )  # fmt: skip
     return collector.result(path)
 
@@ -420,8 +432,14 @@ def _preference_winner(value: object) -> str | None:
     return "model_b" if value > 1.5 else "model_a" if value < 1.5 else "tie"
 
 
-def battle_records(battles: Iterable[Battle]) -> Iterator[dict[str, str]]:
-    """Battles as JSON-ready dicts (what :func:`read_battles_jsonl` reads back)."""
+def battle_records(battles: Iterable[Battle]) -> Iterator[dict[str, str | float]]:
+    """Battles as JSON-ready dicts (what :func:`read_battles_jsonl` reads back); ``weight`` only
+    when it is not 1."""
     for b in battles:
-        yield {"prompt": b.prompt, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner,
-               "source": b.source}  # fmt: skip
+        record: dict[str, str | float] = {
+            "prompt": b.prompt, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner,
+            "source": b.source,
+        }  # fmt: skip
+        if b.weight != 1.0:
+            record["weight"] = b.weight
+        yield record

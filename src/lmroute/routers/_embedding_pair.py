@@ -212,6 +212,7 @@ class IndexedBattles:
     a: np.ndarray  # (n,) index into models
     b: np.ndarray
     outcome: np.ndarray  # (n,) 0 = model_a won, 1 = model_b won, 2 = tie
+    weight: np.ndarray  # (n,) how many battles each counts as
     #: Battles dropped because a model met itself (they say nothing about a pair of models).
     self_battles: int
 
@@ -241,6 +242,7 @@ def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
         a=np.array([model_index[x.model_a] for x in kept], dtype=np.int64),
         b=np.array([model_index[x.model_b] for x in kept], dtype=np.int64),
         outcome=outcome_codes([x.winner for x in kept]),
+        weight=np.fromiter((x.weight for x in kept), dtype=np.float64, count=len(kept)),
         self_battles=len(battles) - len(kept),
     )
 

@@ -72,7 +72,8 @@ class SWRankingRouter(EmbeddingPairRouter):
         self.models = data.models
         cfg = self.config
         num_models = len(self.models)
-        ratings = bt.fit_ratings(bt.count_wins(data.a, data.b, data.outcome, num_models), l2=cfg.l2)
+        wins = bt.count_wins(data.a, data.b, data.outcome, num_models, weights=data.weight)
+        ratings = bt.fit_ratings(wins, l2=cfg.l2)
         tiers = bt.compute_tiers(ratings, cfg.num_tiers)
         strong, weak = self._check_pair(self.models)
         if tiers[strong] == tiers[weak]:
@@ -89,7 +90,7 @@ class SWRankingRouter(EmbeddingPairRouter):
             **_stored_embeddings(embeddings, cfg.embedding_dtype),
             ratings=ratings,
             tiers=tiers,
-            **_prompt_tier_counts(data.prompt, tiers[data.a], tiers[data.b], data.outcome,
+            **_prompt_tier_counts(data.prompt, tiers[data.a], tiers[data.b], data.outcome, data.weight,
                                   num_prompts=len(data.prompts), num_tiers=int(tiers.max()) + 1,
                                   same_tier=cfg.same_tier_battles),
         )  # fmt: skip
@@ -246,6 +247,7 @@ def _prompt_tier_counts(
     tier_a: np.ndarray,
     tier_b: np.ndarray,
     outcome: np.ndarray,
+    weight: np.ndarray,
     *,
     num_prompts: int,
     num_tiers: int,
@@ -253,6 +255,7 @@ def _prompt_tier_counts(
 ) -> dict[str, np.ndarray]:
     """Win counts per (prompt, tier cell): all that the weighted fit needs from the battles."""
     rows, cells, amounts = bt.battle_cells(tier_a, tier_b, outcome, num_tiers, same_player=same_tier)
+    amounts = amounts * weight[rows]
     key = cells * num_prompts + prompt[rows]
     unique, inverse = np.unique(key, return_inverse=True)
     return {

@@ -33,7 +33,7 @@ class OutcomeTargets:
     """Distinct training prompts and the counts of each outcome class among their battles."""
 
     prompts: list[str]
-    #: ``(len(prompts), 3)`` counts of battles won by the strong side, tied, won by the weak side.
+    #: ``(len(prompts), 3)`` weighted counts of battles won by the strong side, tied, won by the weak side.
     counts: np.ndarray
     #: Battles that gave a label (the rest were between models closer than the rating gap).
     used: int
@@ -83,8 +83,10 @@ def outcome_targets(
     a = np.fromiter((index[b.model_a] for b in battles), dtype=np.int64, count=len(battles))
     b_ = np.fromiter((index[b.model_b] for b in battles), dtype=np.int64, count=len(battles))
     outcome = outcome_codes([b.winner for b in battles])
+    weight = np.fromiter((b.weight for b in battles), dtype=np.float64, count=len(battles))
     # A small penalty keeps the ratings finite when a model never lost (no MLE exists then).
-    ratings = fit_ratings(count_wins(a, b_, outcome, len(models), same_player="drop"), l2=1e-4)
+    wins = count_wins(a, b_, outcome, len(models), weights=weight, same_player="drop")
+    ratings = fit_ratings(wins, l2=1e-4)
 
     strong_side = np.where(ratings[a] >= ratings[b_], _SIDE_A, _SIDE_B)
     keep = (np.abs(ratings[a] - ratings[b_]) > min_rating_gap) & (a != b_)
@@ -109,7 +111,7 @@ def outcome_targets(
             f"battles of {strong_model} vs {weak_model}"
         )
     counts = np.zeros((len(rows), len(CLASSES)))
-    np.add.at(counts, (kept_rows, kept_labels), 1.0)
+    np.add.at(counts, (kept_rows, kept_labels), weight[keep])
     present = counts.sum(axis=1) > 0
     prompts = [p for p, r in rows.items() if present[r]]
     return OutcomeTargets(

@@ -52,18 +52,20 @@ def train_mf(
     loser: np.ndarray,
     *,
     target: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
     num_models: int,
     config: MFConfig,
     progress: bool = False,
 ) -> MFWeights:
     """Fit the model on battles ``(prompt[i], winner[i], loser[i])``; ``embeddings[prompt[i]]``
     is battle ``i``'s prompt embedding and ``target[i]`` the probability that ``winner[i]`` won
-    (1 for a decisive battle, 0.5 for a tie; default all 1). Deterministic for a given
-    ``config.seed`` (one thread)."""
+    (1 for a decisive battle, 0.5 for a tie; default all 1); ``weight[i]`` scales battle ``i``'s
+    loss (default all 1). Deterministic for a given ``config.seed`` (one thread)."""
     import torch
 
     prompt, winner, loser = (np.asarray(x, dtype=np.int64) for x in (prompt, winner, loser))
     target = np.ones(prompt.size) if target is None else np.asarray(target, dtype=np.float32)
+    weight = np.ones(prompt.size) if weight is None else np.asarray(weight, dtype=np.float32)
     if not prompt.size:
         raise DataError("no decisive battles (ties are not used) to train the mf router on")
     held_out = _held_out_prompts(prompt, config.held_out_fraction, config.seed)
@@ -71,7 +73,7 @@ def train_mf(
     if test.all():
         raise DataError("every battle is held out: lower held_out_fraction or give more prompts")
     q_all = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-    columns = (prompt, winner, loser, target.astype(np.float32))
+    columns = (prompt, winner, loser, target.astype(np.float32), weight.astype(np.float32))
     train = [torch.from_numpy(x[~test]) for x in columns]
     held = [torch.from_numpy(x[test]) for x in columns]
     # The matrices are tiny: intra-op threads cost more in synchronisation than they save (on a
@@ -113,7 +115,7 @@ def _fit(model: Any, q_all: Any, train: list[Any], held: list[Any], config: MFCo
     report_every = max(1, config.epochs // 20)
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(n)
-        prompt, winner, loser, target = (t[order] for t in train)
+        prompt, winner, loser, target, weight = (t[order] for t in train)
         total = torch.zeros(())
         for start in range(0, n, config.batch_size):
             end = start + config.batch_size
@@ -121,7 +123,7 @@ def _fit(model: Any, q_all: Any, train: list[Any], held: list[Any], config: MFCo
             if config.noise:
                 q = q + torch.randn_like(q) * config.noise
             logits = _logits(model, winner[start:end], loser[start:end], q)
-            loss = _bce(logits, target[start:end])
+            loss = _bce(logits, target[start:end], weight[start:end])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -148,7 +150,7 @@ def _evaluate(model: Any, q_all: Any, held: list[Any]) -> dict[str, float]:
 
     with torch.no_grad():
         logits = _logits(model, held[1], held[2], q_all[held[0]])
-        loss = _bce(logits, held[3]).item()
+        loss = _bce(logits, held[3], held[4]).item()
         decisive = held[3] == 1
         accuracy = (logits[decisive] > 0).double().mean().item() if decisive.any() else float("nan")
     return {"held_out_loss": loss, "held_out_accuracy": accuracy}
@@ -179,11 +181,11 @@ def _build_model(num_models: int, dim: int, text_dim: int, hidden: int) -> Any:
     return torch.nn.ModuleDict(layers)
 
 
-def _bce(logits: Any, target: Any) -> Any:
-    """Logistic loss of soft labels: the probability that the first model won."""
+def _bce(logits: Any, target: Any, weight: Any) -> Any:
+    """Weighted logistic loss of soft labels: the probability that the first model won."""
     from torch.nn.functional import softplus
 
-    return (target * softplus(-logits) + (1 - target) * softplus(logits)).mean()
+    return (weight * (target * softplus(-logits) + (1 - target) * softplus(logits))).mean()
 
 
 def _logits(model: Any, winner: Any, loser: Any, q: Any) -> Any:
