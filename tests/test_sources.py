@@ -214,6 +214,17 @@ def test_real_sources_load_with_counts(data_dir):
         load_sources(["gold:zeroeval/gsm8k-test-EVAL-ONLY.jsonl"], data_dir=data_dir)
 
 
+def test_mt_bench_gold_weighs_margins_unless_told_not_to(data_dir):
+    weighted, _ = load_sources(["gold:mt-bench"], data_dir=data_dir)
+    weights = np.array([b.weight for b in weighted])
+    decisive = np.array([not b.winner.startswith("tie") for b in weighted])
+    assert np.isclose(weights[decisive].mean(), 1.0) and weights.max() > 4 and weights[decisive].min() < 0.5
+    plain, _ = load_sources(["gold:mt-bench?margins=false"], data_dir=data_dir)
+    assert {b.weight for b in plain} == {1.0}
+    with pytest.raises(ConfigError, match="margins must be true or false"):
+        load_sources(["gold:mt-bench?margins=maybe"], data_dir=data_dir)
+
+
 def test_exported_battles_keep_provenance_and_licences(tmp_path):
     from lmroute.data.battles import battle_records
     from lmroute.data.prompts import write_jsonl

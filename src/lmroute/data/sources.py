@@ -5,15 +5,17 @@ Grammar (``KIND:TARGET``, options after ``?`` as ``key=value`` joined by ``&``):
     arena:FILE.csv | arena:FILE.parquet | arena:hf:DATASET_ID[?split=train]
     battles:FILE.jsonl
     alpaca-eval[:DIR_OR_FILE][?annotators=A,B][&exclude=M1,M2]
-    gold:mmlu | gold:gsm8k | gold:mt-bench
+    gold:mmlu | gold:gsm8k | gold:mt-bench[?margins=false]
     gold:FILE.jsonl | gold:FILE.csv[?models=M1,M2,...][&max_pairs=16|all][&seed=0][&allow_eval_only=true]
+                                   [&margins=false]
 
 A relative FILE or DIR is looked up in the working directory, then in ``data_dir``
 (``battles:arena-hard/battles.jsonl``, ``gold:zeroeval/crux.jsonl``); a bare ``alpaca-eval``
 means ``<data_dir>/alpaca-eval``. ``gold:mmlu`` etc. load the public benchmarks through
 :func:`~lmroute.data.benchmarks.load_benchmark`. A file whose name contains ``EVAL-ONLY`` holds
 evaluation prompts (zeroeval's GSM8K file has the GSM8K test set's prompts) and is refused unless
-``allow_eval_only=true``, which still warns.
+``allow_eval_only=true``, which still warns. ``margins=false`` gives every gold battle weight 1
+instead of weighing a win on graded scores by its score gap (see :mod:`lmroute.data.gold`).
 
 After reading, :func:`load_sources` drops votes duplicated across sources, then battles of
 models seen in fewer than ``min_model_battles`` battles (default 2: a model seen once carries
@@ -49,7 +51,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "arena": ("split",),
     "battles": (),
     "alpaca-eval": ("annotators", "exclude"),
-    "gold": ("models", "max_pairs", "seed", "allow_eval_only"),
+    "gold": ("models", "max_pairs", "seed", "allow_eval_only", "margins"),
 }
 
 #: Licences of the public sources, by battle ``source`` label.
@@ -267,8 +269,8 @@ def _folder_licence(path: Path) -> tuple[str, str] | None:
     return (folder, LICENCES[folder]) if folder in _KNOWN_FOLDERS else None
 
 
-def _flag(spec: SourceSpec, key: str) -> bool:
-    value = spec.options.get(key, "false").lower()
+def _flag(spec: SourceSpec, key: str, default: bool = False) -> bool:
+    value = spec.options.get(key, str(default)).lower()
     if value not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"{spec.text!r}: {key} must be true or false, got {value!r}")
     return value in ("true", "1", "yes")
@@ -368,7 +370,7 @@ def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
     battles = battles_from_scores(
         prompts, scores, models=_names(spec, "models"),
         max_pairs_per_prompt=_int(spec, "max_pairs", DEFAULT_MAX_PAIRS), seed=_int(spec, "seed", 0) or 0,
-        source=label, name=spec.text,
+        weigh_margins=_flag(spec, "margins", default=True), source=label, name=spec.text,
     )  # fmt: skip
     return ReadResult(battles, len(battles)), label, location, licence
 
