@@ -1,6 +1,7 @@
 """Cross-fitting: every item is held out once and never trained on by the router that scores it."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,8 @@ def test_splits_are_seeded():
 
 #: (prompts with gold labels, gold battles) of every fit of the spy router in the running test.
 _FITS: list[tuple[set[str], int]] = []
+#: The weights of every fit's gold battles.
+_WEIGHTS: list[set[float]] = []
 
 
 class _SpyRouter(Router):
@@ -46,12 +49,23 @@ class _SpyRouter(Router):
         gold = [b.prompt for b in battles if b.model_a != "gpt-4-0314"]
         self.seen = set(gold)
         _FITS.append((self.seen, len(gold)))
+        _WEIGHTS.append({b.weight for b in battles if b.model_a != "gpt-4-0314"})
         return self
 
     def _score(self, prompts):
         leaked = set(prompts) & self.seen
         assert not leaked, f"scored prompts whose labels it trained on: {leaked}"
         return np.array([len(p) for p in prompts], dtype=float)
+
+
+def _unrelated_battles(tmp_path) -> Path:
+    """A battles file of two votes between models that no benchmark here has: the non-gold source."""
+    path = tmp_path / "battles.jsonl"
+    path.write_text(2 * (
+        json.dumps({"prompt": "an unrelated training prompt", "model_a": "gpt-4-0314",
+                    "model_b": "gpt-3.5-turbo", "winner": "model_a"}) + "\n"
+    ))  # fmt: skip
+    return path
 
 
 def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp_path, monkeypatch):
@@ -63,11 +77,7 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
                     "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0}}) + "\n"
         for i in range(40)
     ))  # fmt: skip
-    battles = tmp_path / "battles.jsonl"
-    battles.write_text(2 * (
-        json.dumps({"prompt": "an unrelated training prompt", "model_a": "gpt-4-0314",
-                    "model_b": "gpt-3.5-turbo", "winner": "model_a"}) + "\n"
-    ))  # fmt: skip
+    battles = _unrelated_battles(tmp_path)
     config = ExperimentConfig(
         benchmarks=[str(bench)], protocols=["gold-1500"], sources=[f"battles:{battles}"],
         routers=[{"name": "spy"}], baselines=[], gold_max=20, gold_weight=3, folds=5,
@@ -81,3 +91,24 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
         assert copies == 3 * 20  # gold_weight
     (cell,) = [c for c in result.cells if c.result.router == "spy"]
     assert cell.fits == 5 and np.isfinite(cell.result.apgr)
+
+
+@pytest.mark.parametrize("margins", [True, False])
+def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tmp_path, monkeypatch, margins):
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _WEIGHTS.clear()
+    bench = tmp_path / "graded.jsonl"
+    bench.write_text("".join(
+        json.dumps({"prompt": f"question {i}", "scores": {"strong": 5 + i % 4, "weak": 5}}) + "\n"
+        for i in range(12)
+    ))  # fmt: skip
+    battles = _unrelated_battles(tmp_path)
+    config = ExperimentConfig(
+        benchmarks=[str(bench)], protocols=["gold-1500"], sources=[f"battles:{battles}"],
+        routers=[{"name": "spy"}], baselines=[], folds=3, decontaminate=False, bootstrap=0,
+        gold_margins=margins,
+    )  # fmt: skip
+    run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    assert len(_WEIGHTS) == 3
+    for weights in _WEIGHTS:
+        assert (len(weights) > 2) == margins and 1.0 in weights  # gaps 1, 2, 3 and ties weigh 1

@@ -3,9 +3,10 @@
 * ``zero-shot``: for benchmark B, train on every source except B's own labels (leave one
   benchmark out), after removing training prompts that (nearly) duplicate B's prompts.
 * ``gold-1500``: as above plus at most ``gold_max`` golden labels of B (each counted ``gold_weight``
-  times), cross-fitted: B's items are split into folds and each fold is scored by a router trained
-  on gold labels drawn from the other folds only, so no item is ever scored by a router that saw
-  its label (MT-Bench: leave-one-question-out).
+  times; on graded scores a win also weighs its margin, see :mod:`lmroute.data.gold`),
+  cross-fitted: B's items are split into folds and each fold is scored by a router trained on gold
+  labels drawn from the other folds only, so no item is ever scored by a router that saw its
+  label (MT-Bench: leave-one-question-out).
 
 Routers only ever see prompt text: never a label, subject, category or file name.
 """
@@ -59,6 +60,8 @@ class ExperimentConfig(BaseModel):
     #: Each in-domain gold label enters training this many times (``gold-1500``): a few hundred
     #: in-domain labels are otherwise outweighed by tens of thousands of battles from other domains.
     gold_weight: int = Field(default=1, ge=1)
+    #: Weigh a gold win on graded scores (MT-Bench's 1-10) by its score gap, as ``gold:`` sources do.
+    gold_margins: bool = True
     folds: int = Field(default=10, ge=2)
     #: Benchmarks cross-fitted leave-one-item-out instead of in ``folds`` folds.
     leave_one_out: list[str] = Field(default_factory=lambda: ["mt-bench"])
@@ -210,7 +213,7 @@ def _cross_fit(spec, bench: Benchmark, battles: Sequence, config, embedder, gold
     for k, (train_idx, held_idx) in enumerate(splits):
         take = min(config.gold_max, len(train_idx))
         gold_idx = np.sort(rng.choice(train_idx, size=take, replace=False))
-        gold = gold_battles(bench.subset(gold_idx))
+        gold = gold_battles(bench.subset(gold_idx), weigh_margins=config.gold_margins)
         router = _fresh(spec, embedder).fit([*battles, *gold * config.gold_weight], progress=False)
         scores[held_idx] = router.score([bench.prompts[i] for i in held_idx])
         if (k + 1) % max(1, len(splits) // 5) == 0:
