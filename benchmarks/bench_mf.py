@@ -94,7 +94,8 @@ def reference_forward(router: MFRouter):
     single-fit router (``members=1``)."""
     import torch
 
-    arrays = {name: router._arrays()[name][0] for name in ("model_embeddings", "text_proj", "classifier")}
+    stored = router._arrays()
+    arrays = {name: stored[name][0] for name in ("model_embeddings", "text_proj", "classifier")}
     P = torch.from_numpy(arrays["model_embeddings"])
     W = torch.nn.Linear(arrays["text_proj"].shape[1], arrays["text_proj"].shape[0], bias=False)
     W.weight.data = torch.from_numpy(arrays["text_proj"])

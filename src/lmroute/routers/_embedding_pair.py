@@ -111,9 +111,14 @@ class EmbeddingPairRouter(Router):
             logs = _log_lengths(texts)
             self._length_stats = np.array([logs.mean(), max(float(logs.std()), 1e-6)])
 
-    def _with_length(self, vectors: np.ndarray, texts: Sequence[str], weight: float = 1.0) -> np.ndarray:
-        """``vectors`` with ``weight`` times the standardised log length appended, when learned."""
-        if not self._length_stats.size:
+    def _features(
+        self, texts: Sequence[str], *, weight: float = 1.0, width: int | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """The texts' embeddings, with ``weight`` times the standardised log length appended when
+        learned; ``width``: the feature width a trained router expects (checks the embedder)."""
+        has_length = bool(self._length_stats.size)
+        vectors = self._embed(texts, dim=None if width is None else width - has_length, progress=progress)
+        if not has_length:
             return vectors
         mean, sd = self._length_stats
         column = (weight * (_log_lengths(texts) - mean) / sd).astype(np.float32)[:, None]

@@ -81,9 +81,8 @@ class MFRouter(EmbeddingPairRouter):
         target = np.where(decisive[used], 1.0, 0.5)
         used_prompts, prompt = np.unique(data.prompt[used], return_inverse=True)
         texts = [data.prompts[i] for i in used_prompts]
-        embeddings = self._embed(texts, progress=progress)
         self._fit_length(texts, enabled=self.config.length_feature)
-        embeddings = self._with_length(embeddings, texts)
+        embeddings = self._features(texts, progress=progress)
         started = time.perf_counter()
         winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
         fits = [
@@ -122,10 +121,7 @@ class MFRouter(EmbeddingPairRouter):
     def _score(self, prompts: list[str]) -> np.ndarray:
         u = self._directions()
         text_dim = self._hidden_weight.shape[2] if self._hidden_weight is not None else u.shape[1]
-        queries = self._with_length(
-            self._embed(prompts, dim=text_dim - self._length_stats.size // 2), prompts
-        )
-        features = queries.astype(np.float64)
+        features = self._features(prompts, width=text_dim).astype(np.float64)
         if self._hidden_weight is None:
             return _sigmoid(features @ u.mean(axis=0))
         hidden = np.einsum("nk,mhk->nmh", features, self._hidden_weight) + self._hidden_bias

@@ -83,9 +83,7 @@ class SWRankingRouter(EmbeddingPairRouter):
                 cfg.strong_model, cfg.weak_model, cfg.num_tiers,
             )  # fmt: skip
         self._fit_length(data.prompts, enabled=cfg.length_weight > 0)
-        embeddings = self._with_length(
-            self._embed(data.prompts, progress=progress), data.prompts, cfg.length_weight
-        )
+        embeddings = self._features(data.prompts, weight=cfg.length_weight, progress=progress)
         self._set_state(
             **_stored_embeddings(embeddings, cfg.embedding_dtype),
             ratings=ratings,
@@ -105,9 +103,8 @@ class SWRankingRouter(EmbeddingPairRouter):
     # -- scoring -----------------------------------------------------------------------------
     def _score(self, prompts: list[str]) -> np.ndarray:
         strong, weak = self._tier_pair()
-        width = self._embeddings.shape[1] - self._length_stats.size // 2
         queries = normalize(
-            self._with_length(self._embed(prompts, dim=width), prompts, self.config.length_weight)
+            self._features(prompts, weight=self.config.length_weight, width=self._embeddings.shape[1])
         )
         size = max(self._embeddings.shape[0], self._entry_prompt.size, 1)
         chunk = max(1, min(1024, _CHUNK_ELEMENTS // size))
