@@ -90,8 +90,10 @@ def bench(name: str, prompts: list[str], train: int, options: dict) -> None:
             onnx = load_router(router.export_onnx(Path(tmp) / "onnx"))
             rows["batched, ONNX Runtime"] = rate(onnx.score, prompts)
     for label, value in rows.items():
-        print(f"  {label:<22} {value:8.1f} prompts/s   x{value / rows['one-by-one']:5.2f} vs one-by-one   "
-              f"x{value / rows['unsorted']:5.2f} vs unsorted")  # fmt: skip
+        print(
+            f"  {label:<22} {value:8.1f} prompts/s   x{value / rows['one-by-one']:5.2f} vs one-by-one   "
+            f"x{value / rows['unsorted']:5.2f} vs unsorted"
+        )
 
 
 def main() -> None:

@@ -29,9 +29,14 @@ from lmroute.embeddings.base import Embedder, normalize
 from lmroute.routers.mf import MFRouter
 
 SOURCES = [
-    "battles:arena-hard/battles.jsonl", "alpaca-eval", "gold:mmlu", "gold:gsm8k", "gold:mt-bench",
-    "gold:zeroeval/crux.jsonl", "gold:zeroeval/math-l5.jsonl",
-]  # fmt: skip
+    "battles:arena-hard/battles.jsonl",
+    "alpaca-eval",
+    "gold:mmlu",
+    "gold:gsm8k",
+    "gold:mt-bench",
+    "gold:zeroeval/crux.jsonl",
+    "gold:zeroeval/math-l5.jsonl",
+]
 
 
 class HashingEmbedder(Embedder):
@@ -140,22 +145,28 @@ def main() -> None:
         return embedder.embed([prompt])[0]
 
     lengths = [len(p) for p in prompts]
-    print(f"{len(prompts)} prompts (median {int(np.median(lengths))} chars), embedder {embedder.name}; "
-          "best of 3 runs each")  # fmt: skip
+    print(
+        f"{len(prompts)} prompts (median {int(np.median(lengths))} chars), embedder {embedder.name}; "
+        "best of 3 runs each"
+    )
     n = len(prompts)
     rows = [
         ("embedding alone (batched)", rate(lambda: embedder.embed(prompts), n)),
         ("mf score incl. embedding (lmroute)", rate(lambda: router.score(prompts), n)),
         ("shipped mf score incl. embedding", rate(lambda: shipped.score(prompts), n)),
-        ("reference per prompt incl. embedding",
-         rate(lambda: [forward(embed_one(p)) for p in few], len(few))),
+        (
+            "reference per prompt incl. embedding",
+            rate(lambda: [forward(embed_one(p)) for p in few], len(few)),
+        ),
         ("mf score, embeddings given (lmroute)", rate(lambda: core.score(prompts), n)),
         ("reference per prompt, embeddings given", rate(lambda: [forward(v) for v in vectors], n)),
-    ]  # fmt: skip
+    ]
     for label, value in rows:
         print(f"{label:40s} {value:12.1f} prompts/s")
-    print(f"ratio incl. embedding: {rows[1][1] / rows[3][1]:.1f}x; "
-          f"ratio of the router's own work: {rows[4][1] / rows[5][1]:.0f}x")  # fmt: skip
+    print(
+        f"ratio incl. embedding: {rows[1][1] / rows[3][1]:.1f}x; "
+        f"ratio of the router's own work: {rows[4][1] / rows[5][1]:.0f}x"
+    )
 
     if args.train_epochs:
         train(embedder, args.train_epochs)
@@ -185,16 +196,22 @@ def train(embedder: Embedder, epochs: int) -> None:
     vectors = embedder.embed(prompts)
     embed_seconds = time.perf_counter() - started
     full = MFRouter.config_class().epochs
-    router = MFRouter(embedder=Memo(embedder, prompts, vectors), epochs=epochs,
-                      strong_model="gpt-4-0314", weak_model="gpt-3.5-turbo-0301")  # fmt: skip
+    router = MFRouter(
+        embedder=Memo(embedder, prompts, vectors),
+        epochs=epochs,
+        strong_model="gpt-4-0314",
+        weak_model="gpt-3.5-turbo-0301",
+    )
     started = time.perf_counter()
     router.fit(battles, progress=True)
     per_epoch = (time.perf_counter() - started) / epochs
     used = router.metadata["battles"]["used"]
     print(f"{len(battles):,} battles ({used:,} decisive), {len(prompts):,} prompts")
     print(f"embedding the prompts: {embed_seconds:.0f} s; training: {per_epoch:.1f} s/epoch")
-    print(f"estimated full training ({full} epochs, embedding included): "
-          f"{(embed_seconds + full * per_epoch) / 60:.1f} min")  # fmt: skip
+    print(
+        f"estimated full training ({full} epochs, embedding included): "
+        f"{(embed_seconds + full * per_epoch) / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

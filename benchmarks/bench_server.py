@@ -106,9 +106,12 @@ async def load(port: int, model: str, *, concurrency: int, requests: int, second
     elapsed = time.perf_counter() - start
     ms = np.array(latencies) * 1000
     return {
-        "n": len(latencies), "failures": sum(failures), "rps": len(latencies) / elapsed,
-        "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-    }  # fmt: skip
+        "n": len(latencies),
+        "failures": sum(failures),
+        "rps": len(latencies) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+    }
 
 
 def main() -> int:
@@ -120,30 +123,54 @@ def main() -> int:
 
     up_port, lm_port = free_port(), free_port()
     env = {**os.environ, "LMROUTE_API_KEYS": ""}
-    upstream = subprocess.Popen([sys.executable, str(HERE / "fast_upstream.py"), str(up_port)],
-                                stdout=subprocess.DEVNULL)  # fmt: skip
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "fast_upstream.py"), str(up_port)], stdout=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{up_port}/v1"
     server = subprocess.Popen(
-        [sys.executable, "-m", "lmroute.cli", "serve", "--routers", "random", "--port", str(lm_port),
-         "--strong-base-url", base, "--strong-model", "strong-model", "--weak-base-url", base,
-         "--weak-model", "weak-model", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "lmroute.cli",
+            "serve",
+            "--routers",
+            "random",
+            "--port",
+            str(lm_port),
+            "--strong-base-url",
+            base,
+            "--strong-model",
+            "strong-model",
+            "--weak-base-url",
+            base,
+            "--weak-model",
+            "weak-model",
+            "--log-level",
+            "warning",
+        ],
         env=env,
-    )  # fmt: skip
+    )
     try:
         time.sleep(0.2)
         wait_ready(f"http://127.0.0.1:{lm_port}/health", server)
         fast = ", ".join(m for m in ("uvloop", "httptools", "aiohttp") if importlib.util.find_spec(m))
-        print(f"lmroute {lm_port} -> upstream {up_port}; random router at threshold 0.5; "
-              f"{os.cpu_count()} cores; fast paths installed: {fast or 'none'}")  # fmt: skip
+        print(
+            f"lmroute {lm_port} -> upstream {up_port}; random router at threshold 0.5; "
+            f"{os.cpu_count()} cores; fast paths installed: {fast or 'none'}"
+        )
         widths = {"conc": 4, "target": 8, "n": 6, "p50 ms": 8, "p99 ms": 8, "req/s": 8}
         print(" ".join(f"{c:>{w}}" for c, w in widths.items()), "server CPU ms/req")
         rows = []
         for c in args.concurrency:
-            direct = asyncio.run(load(up_port, "strong-model", concurrency=c, requests=args.requests,
-                                      seconds=args.seconds))  # fmt: skip
+            direct = asyncio.run(
+                load(up_port, "strong-model", concurrency=c, requests=args.requests, seconds=args.seconds)
+            )
             before = cpu_seconds(server.pid)
-            routed = asyncio.run(load(lm_port, "router-random-0.5", concurrency=c, requests=args.requests,
-                                      seconds=args.seconds))  # fmt: skip
+            routed = asyncio.run(
+                load(
+                    lm_port, "router-random-0.5", concurrency=c, requests=args.requests, seconds=args.seconds
+                )
+            )
             # Warm-up requests (5 per connection) are in the CPU time too.
             routed["cpu_ms"] = 1000 * (cpu_seconds(server.pid) - before) / (routed["n"] + 5 * c)
             for name, r in (("direct", direct), ("lmroute", routed)):
@@ -155,13 +182,17 @@ def main() -> int:
         print("\nadded by lmroute (lmroute - direct, same run):")
         print(f"{'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'share of direct req/s':>22}")
         for c, direct, routed in rows:
-            print(f"{c:>4} {routed['p50'] - direct['p50']:>8.2f} {routed['p99'] - direct['p99']:>8.2f} "
-                  f"{routed['rps']:>8.0f} {routed['rps'] / direct['rps']:>22.2f}")  # fmt: skip
+            print(
+                f"{c:>4} {routed['p50'] - direct['p50']:>8.2f} {routed['p99'] - direct['p99']:>8.2f} "
+                f"{routed['rps']:>8.0f} {routed['rps'] / direct['rps']:>22.2f}"
+            )
         by_c = {c: (d, r) for c, d, r in rows}
         if 1 in by_c:
             added = by_c[1][1]["p50"] - by_c[1][0]["p50"]
-            print(f"\ntarget: added p50 at concurrency 1 <= 3 ms: {added:.2f} ms "
-                  f"{'met' if added <= 3 else 'NOT met'}")  # fmt: skip
+            print(
+                f"\ntarget: added p50 at concurrency 1 <= 3 ms: {added:.2f} ms "
+                f"{'met' if added <= 3 else 'NOT met'}"
+            )
         if 64 in by_c:
             rps = by_c[64][1]["rps"]
             print(f"target: >= 400 req/s at concurrency 64: {rps:.0f} {'met' if rps >= 400 else 'NOT met'}")

@@ -119,9 +119,11 @@ def main() -> None:
     fit_seconds = time.perf_counter() - started
     arrays = router._arrays()
     size = sum(a.nbytes for a in arrays.values())
-    print(f"{args.battles:,} battles, {NUM_MODELS} models in {max(router.metadata['tiers'].values()) + 1} "
-          f"tiers; fit {fit_seconds:.1f} s; weights {size / 2**20:.1f} MiB "
-          f"({arrays['prompt_embeddings'].nbytes / 2**20:.1f} MiB float16 prompt embeddings)")  # fmt: skip
+    print(
+        f"{args.battles:,} battles, {NUM_MODELS} models in {max(router.metadata['tiers'].values()) + 1} "
+        f"tiers; fit {fit_seconds:.1f} s; weights {size / 2**20:.1f} MiB "
+        f"({arrays['prompt_embeddings'].nbytes / 2**20:.1f} MiB float16 prompt embeddings)"
+    )
 
     router.score(queries[:8])  # warm up
     started = time.perf_counter()

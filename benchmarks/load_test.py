@@ -80,10 +80,13 @@ def request_bytes(i: int, router: str) -> bytes:
     """Request ``i``: a distinct prompt, and thresholds 0.3 / 0.7 in turn (both models are called)."""
     prompt = f"{TOPICS[i % len(TOPICS)]} (request {i}, variant {i * 7919 % 1000})."
     threshold = "0.3" if i % 2 else "0.7"
-    body = json.dumps({
-        "model": f"router-{router}-{threshold}", "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": 16,
-    }).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "model": f"router-{router}-{threshold}",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 16,
+        }
+    ).encode()
     return (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
         b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
@@ -160,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=256, help="requests before measuring (default 256)")
     parser.add_argument("--window", type=int, default=2000, help="RSS after the first/last N (default 2000)")
     parser.add_argument("--max-p99-ms", type=float, default=2000.0, help="p99 bound (default 2000 ms)")
-    parser.add_argument("--max-growth-mib", type=float, default=16.0,
-                        help="RSS growth bound between the windows (default 16 MiB)")  # fmt: skip
+    parser.add_argument(
+        "--max-growth-mib",
+        type=float,
+        default=16.0,
+        help="RSS growth bound between the windows (default 16 MiB)",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.requests < 2 * args.window:
@@ -172,27 +179,63 @@ def main(argv: list[str] | None = None) -> int:
     spec = args.router if name == args.router else f"{name}={args.router}"
     logs = tempfile.mkdtemp(prefix="lmroute-load-")
     env = {**os.environ, "LMROUTE_API_KEYS": ""}
-    upstream = subprocess.Popen([sys.executable, str(HERE / "fast_upstream.py"), str(up_port)],
-                                stdout=subprocess.DEVNULL)  # fmt: skip
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "fast_upstream.py"), str(up_port)], stdout=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{up_port}/v1"
     with open(Path(logs) / "serve.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "lmroute.cli", "serve", "--routers", spec, "--port", str(lm_port),
-             "--strong-base-url", base, "--strong-model", "strong-model", "--weak-base-url", base,
-             "--weak-model", "weak-model", "--log-level", "warning", "--no-fallback"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lmroute.cli",
+                "serve",
+                "--routers",
+                spec,
+                "--port",
+                str(lm_port),
+                "--strong-base-url",
+                base,
+                "--strong-model",
+                "strong-model",
+                "--weak-base-url",
+                base,
+                "--weak-model",
+                "weak-model",
+                "--log-level",
+                "warning",
+                "--no-fallback",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_ready(f"http://127.0.0.1:{lm_port}/health", server, 180)
-        print(f"lmroute serve (pid {server.pid}, router {args.router}) on 127.0.0.1:{lm_port} -> canned "
-              f"upstream on {up_port}; {args.requests} requests at concurrency {args.concurrency}, "
-              f"at most {args.seconds:g} s; {os.cpu_count()} cores", flush=True)  # fmt: skip
-        warm = Load(port=lm_port, router=name, requests=args.warmup, deadline=time.monotonic() + 60,
-                    pid=server.pid, window=args.warmup + 1)  # fmt: skip
+        print(
+            f"lmroute serve (pid {server.pid}, router {args.router}) on 127.0.0.1:{lm_port} -> canned "
+            f"upstream on {up_port}; {args.requests} requests at concurrency {args.concurrency}, "
+            f"at most {args.seconds:g} s; {os.cpu_count()} cores",
+            flush=True,
+        )
+        warm = Load(
+            port=lm_port,
+            router=name,
+            requests=args.warmup,
+            deadline=time.monotonic() + 60,
+            pid=server.pid,
+            window=args.warmup + 1,
+        )
         asyncio.run(run_load(warm, args.concurrency))
         rss_start = rss_mib(server.pid)
-        load = Load(port=lm_port, router=name, requests=args.requests,
-                    deadline=time.monotonic() + args.seconds, pid=server.pid, window=args.window)  # fmt: skip
+        load = Load(
+            port=lm_port,
+            router=name,
+            requests=args.requests,
+            deadline=time.monotonic() + args.seconds,
+            pid=server.pid,
+            window=args.window,
+        )
         elapsed = asyncio.run(run_load(load, args.concurrency))
         rss_end = rss_mib(server.pid)
         alive = server.poll() is None
@@ -207,14 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     ms = np.array(load.latencies) * 1000 if load.latencies else np.array([np.nan])
     errors = sum(load.errors.values()) + (0 if alive else 1)
     figures = {
-        "router": args.router, "requests": load.done, "planned": args.requests,
-        "concurrency": args.concurrency, "errors": errors, "error_kinds": load.errors,
-        "seconds": round(elapsed, 2), "rps": round(load.done / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "max_ms": round(float(ms.max()), 2), "rss_start_mib": round(rss_start, 1),
+        "router": args.router,
+        "requests": load.done,
+        "planned": args.requests,
+        "concurrency": args.concurrency,
+        "errors": errors,
+        "error_kinds": load.errors,
+        "seconds": round(elapsed, 2),
+        "rps": round(load.done / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "rss_start_mib": round(rss_start, 1),
         "rss_first_window_mib": round(load.rss.get("first_window", float("nan")), 1),
-        "rss_end_mib": round(rss_end, 1), "window": args.window,
-    }  # fmt: skip
+        "rss_end_mib": round(rss_end, 1),
+        "window": args.window,
+    }
     growth = figures["rss_end_mib"] - figures["rss_first_window_mib"]
     checks = {
         "all requests sent": load.done == args.requests,
@@ -224,12 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     figures["rss_growth_mib"] = round(growth, 1)
     figures["passed"] = all(checks.values())
-    print(f"requests {figures['requests']} of {args.requests} in {elapsed:.1f} s ({figures['rps']} req/s), "
-          f"errors {errors} {load.errors or ''}")  # fmt: skip
+    print(
+        f"requests {figures['requests']} of {args.requests} in {elapsed:.1f} s ({figures['rps']} req/s), "
+        f"errors {errors} {load.errors or ''}"
+    )
     print(f"latency p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms")
-    print(f"server RSS: after warm-up {figures['rss_start_mib']} MiB, after the first {args.window} "
-          f"{figures['rss_first_window_mib']} MiB, after the last {args.window} {figures['rss_end_mib']} MiB "
-          f"(growth {growth:+.1f} MiB)")  # fmt: skip
+    print(
+        f"server RSS: after warm-up {figures['rss_start_mib']} MiB, after the first {args.window} "
+        f"{figures['rss_first_window_mib']} MiB, after the last {args.window} {figures['rss_end_mib']} MiB "
+        f"(growth {growth:+.1f} MiB)"
+    )
     for check, ok in checks.items():
         print(f"check {check}: {'ok' if ok else 'FAILED'}")
     if not alive:

@@ -42,17 +42,28 @@ class FakeUpstream:
 
     def completion(self, model: str) -> dict[str, Any]:
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"{self.name} says hi"},
-                         "finish_reason": "stop"}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"{self.name} says hi"},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-        }  # fmt: skip
+        }
 
     def chunk(self, model: str, text: str) -> bytes:
         data = {
-            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-        }  # fmt: skip
+        }
         return f"data: {json.dumps(data)}\n\n".encode()
 
     def app(self):

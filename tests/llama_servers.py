@@ -126,19 +126,31 @@ def launch_server(
     port = free_port()
     log_path = log_dir / f"{model}.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf),
-        "--model_alias", model,
-        "--host", HOST,
-        "--port", str(port),
-        "--n_ctx", str(n_ctx),
-        "--n_threads", str(n_threads),
-        "--n_threads_batch", str(n_threads),
-        "--n_batch", str(n_batch),
-        "--n_ubatch", str(n_batch),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        model,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(n_threads),
+        "--n_threads_batch",
+        str(n_threads),
+        "--n_batch",
+        str(n_batch),
+        "--n_ubatch",
+        str(n_batch),
         # Without logprobs the server keeps the last token's logits only: generation was about 30% faster.
-        "--logits_all", str(logprobs),
-    ]  # fmt: skip
+        "--logits_all",
+        str(logprobs),
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,

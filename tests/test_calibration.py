@@ -90,8 +90,25 @@ def test_cli_calibrate_on_own_prompts(tmp_path, capsys):
     path = tmp_path / "prompts.txt"
     path.write_text("\n".join("x" * n for n in range(1, 101)))
     out = tmp_path / "cal.json"
-    assert main(["calibrate", "--router", "length", "--strong-pct", "0.25", "--prompts", str(path),
-                 "--thresholds", "0.05", "0.1", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "calibrate",
+                "--router",
+                "length",
+                "--strong-pct",
+                "0.25",
+                "--prompts",
+                str(path),
+                "--thresholds",
+                "0.05",
+                "0.1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["achieved_share"] == 0.25 and result["n_prompts"] == 100
@@ -127,8 +144,10 @@ def test_arena_hard_download_into_cache(arena_hard_server, cache_dir, capsys):
     prompts = arena_hard_prompts(url=arena_hard_server)
     assert len(prompts) == 500 and all(isinstance(p, str) and p for p in prompts)
     assert (cache_dir / "arena-hard-v0.1" / "question.jsonl").is_file()
-    assert main(["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts-url",
-                 arena_hard_server]) == 0  # fmt: skip
+    assert (
+        main(["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts-url", arena_hard_server])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "on 500 prompts (the public Arena-Hard v0.1 sample)" in text
     share = float(re.search(r"sends ([\d.]+)% of these prompts", text).group(1))
@@ -138,9 +157,11 @@ def test_arena_hard_download_into_cache(arena_hard_server, cache_dir, capsys):
 def test_read_arena_hard_both_layouts(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_text(
-        json.dumps({"uid": "1", "prompt": "new layout"}) + "\n"
-        + json.dumps({"question_id": "2", "turns": [{"content": "old layout"}]}) + "\n"
-    )  # fmt: skip
+        json.dumps({"uid": "1", "prompt": "new layout"})
+        + "\n"
+        + json.dumps({"question_id": "2", "turns": [{"content": "old layout"}]})
+        + "\n"
+    )
     assert read_arena_hard(path) == ["new layout", "old layout"]
     path.write_text('{"uid": "1"}\n')
     with pytest.raises(DataError, match="no 'prompt'"):

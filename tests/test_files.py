@@ -40,5 +40,6 @@ def test_a_saved_router_is_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
-        "config.json": 0o644, "weights.safetensors": 0o644,
-    }  # fmt: skip
+        "config.json": 0o644,
+        "weights.safetensors": 0o644,
+    }

@@ -93,9 +93,14 @@ def run_step(language: str, code: str, *, env: dict[str, str], cwd: Path, index:
     path.write_text(code)
     command = ["bash", "-e", str(path)] if language == "bash" else [sys.executable, str(path)]
     result = subprocess.run(
-        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT,
+        command,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, (
         f"quickstart step {index} failed:\n{code}\n{result.stdout}\n{result.stderr}"
     )

@@ -90,10 +90,13 @@ class Calibration:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "router": self.router, "target_share": self.target_share, "threshold": self.threshold,
-            "achieved_share": self.achieved_share, "n_prompts": self.n_prompts,
+            "router": self.router,
+            "target_share": self.target_share,
+            "threshold": self.threshold,
+            "achieved_share": self.achieved_share,
+            "n_prompts": self.n_prompts,
             "table": [{"threshold": t, "strong_share": s} for t, s in self.table],
-        }  # fmt: skip
+        }
 
 
 def calibrate(

@@ -17,8 +17,11 @@ def _data_dir(args: argparse.Namespace) -> str | None:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="folder with routellm-evals/ (default: $LMROUTE_DATA_DIR, "
-                   "else the public files are downloaded into the user cache)")  # fmt: skip
+    p.add_argument(
+        "--data-dir",
+        help="folder with routellm-evals/ (default: $LMROUTE_DATA_DIR, "
+        "else the public files are downloaded into the user cache)",
+    )
     p.add_argument(
         "--data-url",
         default=os.environ.get("LMROUTE_DATA_URL"),
@@ -43,14 +46,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lmroute.evaluation.report import format_table
 
     benchmark = load_benchmark(
-        args.benchmark, data_dir=_data_dir(args), strong_model=args.strong_model,
-        weak_model=args.weak_model, download_url=args.data_url,
-    )  # fmt: skip
+        args.benchmark,
+        data_dir=_data_dir(args),
+        strong_model=args.strong_model,
+        weak_model=args.weak_model,
+        download_url=args.data_url,
+    )
     routers, names = _load_routers(args.routers)
     evaluation = evaluate(
-        routers, benchmark, protocol=args.protocol, threshold=args.threshold,
-        progress=not args.quiet, names=names, oracle=not args.no_oracle,
-    )  # fmt: skip
+        routers,
+        benchmark,
+        protocol=args.protocol,
+        threshold=args.threshold,
+        progress=not args.quiet,
+        names=names,
+        oracle=not args.no_oracle,
+    )
     print(format_table(evaluation))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +75,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from lmroute.data.prompts import write_jsonl
 
         records = (
-            {"id": benchmark.ids[i], "prompt": prompt,
-             **{r.router: float(r.scores[i]) for r in evaluation.results if r.scores is not None}}
+            {
+                "id": benchmark.ids[i],
+                "prompt": prompt,
+                **{r.router: float(r.scores[i]) for r in evaluation.results if r.scores is not None},
+            }
             for i, prompt in enumerate(benchmark.prompts)
-        )  # fmt: skip
+        )
         print(f"wrote {write_jsonl(args.save_scores, records)}", file=sys.stderr)
     return 0
 
@@ -86,8 +100,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(json.dumps(record, ensure_ascii=False))
     else:
         write_jsonl(args.output, records)
-        print(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}",
-              file=sys.stderr)  # fmt: skip
+        print(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -108,10 +121,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lmroute.training.run import train_router
 
     router = train_router(
-        args.router, args.data, out=args.out, data_dir=_data_dir(args), options=_parse_options(args.set),
-        exclude_benchmarks=args.exclude_benchmark, decontaminate=args.decontaminate,
+        args.router,
+        args.data,
+        out=args.out,
+        data_dir=_data_dir(args),
+        options=_parse_options(args.set),
+        exclude_benchmarks=args.exclude_benchmark,
+        decontaminate=args.decontaminate,
         progress=not args.quiet,
-    )  # fmt: skip
+    )
     print(f"trained {router.name}: wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -134,24 +152,38 @@ def cmd_label(args: argparse.Namespace) -> int:
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     job = LabelJob(
-        items=tuple(read_items(args.prompts, prompt_field=args.prompt_field,
-                               reference_field=args.reference_field, limit=args.limit)),
+        items=tuple(
+            read_items(
+                args.prompts,
+                prompt_field=args.prompt_field,
+                reference_field=args.reference_field,
+                limit=args.limit,
+            )
+        ),
         models=tuple(parse_model_spec(spec, upstreams) for spec in args.model),
         mode=args.mode,
         judge=parse_model_spec(args.judge, upstreams) if args.judge else None,
         judge_mode=args.judge_mode,
         template=load_template(args.judge_mode, args.judge_template) if args.mode == "judge" else None,
-        grader=args.grader, prompt_template=args.prompt_template, system_prompt=args.system,
-        params=params, judge_params={"temperature": 0.0, "max_tokens": args.judge_max_tokens},
-    )  # fmt: skip
+        grader=args.grader,
+        prompt_template=args.prompt_template,
+        system_prompt=args.system,
+        params=params,
+        judge_params={"temperature": 0.0, "max_tokens": args.judge_max_tokens},
+    )
     if args.dry_run:
         print(plan_labeling(job, args.out).format())
         return 0
     result = label(
-        job, args.out, concurrency=args.concurrency,
-        rate=args.rate, retries=args.retries, budget_tokens=args.budget_tokens,
-        max_failures=args.max_failures, progress=not args.quiet,
-    )  # fmt: skip
+        job,
+        args.out,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        retries=args.retries,
+        budget_tokens=args.budget_tokens,
+        max_failures=args.max_failures,
+        progress=not args.quiet,
+    )
     print(format_summary(result.summary))
     for path in result.files:
         print(f"wrote {path}", file=sys.stderr)
@@ -175,19 +207,25 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.exact_only:
         threshold = None
     battles, report = prepare_battles(
-        args.sources, data_dir=_data_dir(args), exclude_benchmarks=args.exclude_benchmark,
-        decontaminate_against=against, embedder=embedder,
+        args.sources,
+        data_dir=_data_dir(args),
+        exclude_benchmarks=args.exclude_benchmark,
+        decontaminate_against=against,
+        embedder=embedder,
         threshold=threshold,
-        min_model_battles=args.min_model_battles, aliases=dict(_parse_aliases(args.alias)),
-    )  # fmt: skip
+        min_model_battles=args.min_model_battles,
+        aliases=dict(_parse_aliases(args.alias)),
+    )
     print(report.describe(all_models=True))
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report.to_dict(), indent=2) + "\n", "utf-8")
         print(f"wrote {args.report}", file=sys.stderr)
     if args.out:
-        print(f"wrote {len(battles):,} battles to {write_jsonl(args.out, battle_records(battles))}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"wrote {len(battles):,} battles to {write_jsonl(args.out, battle_records(battles))}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -207,15 +245,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
     overrides = {
-        "strong": {"base_url": args.strong_base_url, "model": args.strong_model,
-                   "api_key_env": args.strong_api_key_env, **upstream},
-        "weak": {"base_url": args.weak_base_url, "model": args.weak_model,
-                 "api_key_env": args.weak_api_key_env, **upstream},
-        "routers": args.routers, "fallback": args.fallback, "route_on": args.route_on,
+        "strong": {
+            "base_url": args.strong_base_url,
+            "model": args.strong_model,
+            "api_key_env": args.strong_api_key_env,
+            **upstream,
+        },
+        "weak": {
+            "base_url": args.weak_base_url,
+            "model": args.weak_model,
+            "api_key_env": args.weak_api_key_env,
+            **upstream,
+        },
+        "routers": args.routers,
+        "fallback": args.fallback,
+        "route_on": args.route_on,
         "on_router_error": args.on_router_error,
-        "server": {"host": args.host, "port": args.port, "max_request_bytes": args.max_request_bytes,
-                   "max_messages": args.max_messages, "log_level": args.log_level},
-    }  # fmt: skip
+        "server": {
+            "host": args.host,
+            "port": args.port,
+            "max_request_bytes": args.max_request_bytes,
+            "max_messages": args.max_messages,
+            "log_level": args.log_level,
+        },
+    }
     serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
     return 0
 
@@ -272,10 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark (APGR, CPT, plots)")
-    p.add_argument("--benchmark", required=True,
-                   help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")  # fmt: skip
-    p.add_argument("--routers", nargs="+", default=["random", "length"],
-                   help="router names or saved router directories")  # fmt: skip
+    p.add_argument("--benchmark", required=True, help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")
+    p.add_argument(
+        "--routers", nargs="+", default=["random", "length"], help="router names or saved router directories"
+    )
     p.add_argument(
         "--protocol",
         choices=("paper", "exact"),
@@ -284,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strong-model", help="strong model of a custom benchmark")
     p.add_argument("--weak-model", help="weak model of a custom benchmark")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="threshold for the 'strong %% @t' column (default 0.5)")  # fmt: skip
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="threshold for the 'strong %% @t' column (default 0.5)"
+    )
     p.add_argument("--json", help="write all metrics and curve points to this JSON file")
     p.add_argument("--plot", help="write the call–performance curves to this PNG")
     p.add_argument("--save-scores", help="write each item's score to this JSONL file")
@@ -342,26 +396,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("label", help="collect responses from models and label them (judge or golden)")
-    p.add_argument("--prompts", required=True,
-                   help="JSONL (prompt or question; optional id, reference or answer) or text")  # fmt: skip
-    p.add_argument("--model", action="append", required=True, metavar="SPEC",
-                   help="a model to answer (twice or more): a name in --upstreams, or "
-                   "name=N,base_url=URL[,model=ID,api_key_env=VAR,timeout=S]")  # fmt: skip
-    p.add_argument("--mode", choices=("judge", "golden"), required=True,
-                   help="judge: an LLM judge compares responses; golden: grade by references")  # fmt: skip
+    p.add_argument(
+        "--prompts",
+        required=True,
+        help="JSONL (prompt or question; optional id, reference or answer) or text",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a model to answer (twice or more): a name in --upstreams, or "
+        "name=N,base_url=URL[,model=ID,api_key_env=VAR,timeout=S]",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("judge", "golden"),
+        required=True,
+        help="judge: an LLM judge compares responses; golden: grade by references",
+    )
     p.add_argument("--out", required=True, help="run folder: responses, judgements, battles, summary")
     p.add_argument("--upstreams", help="YAML file: name -> {base_url, model, api_key_env, params}")
     p.add_argument("--judge", metavar="SPEC", help="the judge model (judge mode), as --model")
-    p.add_argument("--judge-mode", choices=("pairwise", "score"), default="pairwise",
-                   help="pairwise: compare both orders, ties allowed; score: rate each 1-10")  # fmt: skip
+    p.add_argument(
+        "--judge-mode",
+        choices=("pairwise", "score"),
+        default="pairwise",
+        help="pairwise: compare both orders, ties allowed; score: rate each 1-10",
+    )
     p.add_argument("--judge-template", help="YAML judge prompt (system, user) replacing the packaged one")
-    p.add_argument("--grader", choices=("auto", "gsm8k", "number", "choice", "exact"), default="auto",
-                   help="golden mode: how answers are read (auto: by the reference's form)")  # fmt: skip
+    p.add_argument(
+        "--grader",
+        choices=("auto", "gsm8k", "number", "choice", "exact"),
+        default="auto",
+        help="golden mode: how answers are read (auto: by the reference's form)",
+    )
     p.add_argument("--prompt-field", help="JSONL field with the prompt (default: prompt, else question)")
     p.add_argument("--reference-field", help="JSONL reference field (default: reference, else answer)")
     p.add_argument("--limit", type=int, help="label only the first N prompts")
-    p.add_argument("--prompt-template", default="{prompt}",
-                   help="the user message sent to the models; {prompt} is replaced")  # fmt: skip
+    p.add_argument(
+        "--prompt-template",
+        default="{prompt}",
+        help="the user message sent to the models; {prompt} is replaced",
+    )
     p.add_argument("--system", help="a system message for the models")
     p.add_argument("--temperature", type=float, default=0.0, help="models' temperature (default 0)")
     p.add_argument("--max-tokens", type=int, default=1024, help="models' max_tokens (default 1024)")
@@ -369,8 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
     p.add_argument("--rate", type=float, help="at most this many calls a second")
     p.add_argument("--retries", type=int, default=3, help="retries of a failed call (default 3)")
-    p.add_argument("--budget-tokens", type=int,
-                   help="stop before the run folder's calls could spend more tokens than this")  # fmt: skip
+    p.add_argument(
+        "--budget-tokens",
+        type=int,
+        help="stop before the run folder's calls could spend more tokens than this",
+    )
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failed calls")
     p.add_argument("--dry-run", action="store_true", help="print the calls and tokens needed; call nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -417,28 +497,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("serve", help="serve routers behind an OpenAI-compatible API")
-    p.add_argument("--config", help="YAML file: strong:, weak:, routers:, fallback:, server: ... "
-                   "(flags override it)")  # fmt: skip
-    p.add_argument("--routers", nargs="+", metavar="ROUTER",
-                   help="router names, saved router directories or NAME=DIRECTORY (default: mf)")  # fmt: skip
+    p.add_argument(
+        "--config", help="YAML file: strong:, weak:, routers:, fallback:, server: ... (flags override it)"
+    )
+    p.add_argument(
+        "--routers",
+        nargs="+",
+        metavar="ROUTER",
+        help="router names, saved router directories or NAME=DIRECTORY (default: mf)",
+    )
     for tier in ("strong", "weak"):
         p.add_argument(f"--{tier}-base-url", help=f"OpenAI-compatible URL of the {tier} model")
         p.add_argument(f"--{tier}-model", help=f"model name sent to the {tier} endpoint")
-        p.add_argument(f"--{tier}-api-key-env", metavar="VARIABLE",
-                       help=f"environment variable holding the {tier} endpoint's API key")  # fmt: skip
-    p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
-                   help="ask the other model when the routed one fails (default: on)")  # fmt: skip
-    p.add_argument("--route-on", choices=("last_user", "conversation"),
-                   help="score the last user message (default) or the whole conversation")  # fmt: skip
-    p.add_argument("--on-router-error", choices=("strong", "weak", "error"),
-                   help="a router that raises: send to this model (default strong) or 503")  # fmt: skip
+        p.add_argument(
+            f"--{tier}-api-key-env",
+            metavar="VARIABLE",
+            help=f"environment variable holding the {tier} endpoint's API key",
+        )
+    p.add_argument(
+        "--fallback",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the other model when the routed one fails (default: on)",
+    )
+    p.add_argument(
+        "--route-on",
+        choices=("last_user", "conversation"),
+        help="score the last user message (default) or the whole conversation",
+    )
+    p.add_argument(
+        "--on-router-error",
+        choices=("strong", "weak", "error"),
+        help="a router that raises: send to this model (default strong) or 503",
+    )
     p.add_argument("--timeout", type=float, help="seconds to wait for an upstream (default 60)")
     p.add_argument("--max-retries", type=int, help="retries of a failed upstream call (default 2)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 6060)")
-    p.add_argument("--api-key", action="append", metavar="KEY",
-                   help="accepted bearer key, repeatable (default: $LMROUTE_API_KEYS, comma-separated; "
-                   "none: no authentication)")  # fmt: skip
+    p.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="accepted bearer key, repeatable (default: $LMROUTE_API_KEYS, comma-separated; "
+        "none: no authentication)",
+    )
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
     p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
@@ -446,22 +548,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="the threshold that sends a share of prompts to the strong model")
     p.add_argument("--router", required=True, help="router name or saved router directory")
-    p.add_argument("--strong-pct", type=float, required=True, metavar="FRACTION",
-                   help="share of prompts for the strong model, as a fraction (0.5 = 50%%)")  # fmt: skip
-    p.add_argument("--prompts", help="your prompts: JSONL with a 'prompt' field, or one per line "
-                   "(default: the public Arena-Hard sample, downloaded once)")  # fmt: skip
-    p.add_argument("--prompts-url", default=os.environ.get("LMROUTE_PROMPTS_URL"),
-                   help="folder URL of Arena-Hard's question.jsonl (default: arena-hard-auto)")  # fmt: skip
-    p.add_argument("--thresholds", type=float, nargs="+", metavar="T",
-                   help="thresholds to tabulate (default: those for 10%%, 20%%... 90%% strong)")  # fmt: skip
+    p.add_argument(
+        "--strong-pct",
+        type=float,
+        required=True,
+        metavar="FRACTION",
+        help="share of prompts for the strong model, as a fraction (0.5 = 50%%)",
+    )
+    p.add_argument(
+        "--prompts",
+        help="your prompts: JSONL with a 'prompt' field, or one per line "
+        "(default: the public Arena-Hard sample, downloaded once)",
+    )
+    p.add_argument(
+        "--prompts-url",
+        default=os.environ.get("LMROUTE_PROMPTS_URL"),
+        help="folder URL of Arena-Hard's question.jsonl (default: arena-hard-auto)",
+    )
+    p.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        metavar="T",
+        help="thresholds to tabulate (default: those for 10%%, 20%%... 90%% strong)",
+    )
     p.add_argument("--json", help="also write the result to this JSON file")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("chat", help="chat in the terminal; shows the model chosen and the score")
     p.add_argument("--model", required=True, help="router-<router>-<threshold>, e.g. router-mf-0.1159")
     p.add_argument("--url", default="http://127.0.0.1:6060", help="lmroute server (default: %(default)s)")
-    p.add_argument("--api-key-env", default="LMROUTE_API_KEY", metavar="VARIABLE",
-                   help="environment variable with the server's key (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--api-key-env",
+        default="LMROUTE_API_KEY",
+        metavar="VARIABLE",
+        help="environment variable with the server's key (default: %(default)s)",
+    )
     p.add_argument("--config", help="route in this process with a serve config instead of a server")
     p.add_argument("--system", help="system message that starts the conversation")
     p.set_defaults(func=cmd_chat)

@@ -72,10 +72,15 @@ class AsyncController:
         loaded = _load(routers)
         try:
             config = ServeConfig(
-                strong=upstream_from(strong), weak=upstream_from(weak), routers=tuple(loaded),
-                fallback=fallback, route_on=route_on, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
+                strong=upstream_from(strong),
+                weak=upstream_from(weak),
+                routers=tuple(loaded),
+                fallback=fallback,
+                route_on=route_on,
+                batch_size=batch_size,
+                batch_wait_ms=batch_wait_ms,
                 scoring_threads=scoring_threads,
-            )  # fmt: skip
+            )
         except ValidationError as exc:
             raise ConfigError(f"invalid controller options: {exc.errors()[0]['msg']}") from None
         self._init(config, loaded, client_factory)
@@ -170,11 +175,19 @@ class Controller:
         scoring_threads: int = 1,
         client_factory: ClientFactory | None = None,
     ):
-        self._start(AsyncController(
-            strong=strong, weak=weak, routers=routers, fallback=fallback, route_on=route_on,
-            batch_size=batch_size, batch_wait_ms=batch_wait_ms, scoring_threads=scoring_threads,
-            client_factory=client_factory,
-        ))  # fmt: skip
+        self._start(
+            AsyncController(
+                strong=strong,
+                weak=weak,
+                routers=routers,
+                fallback=fallback,
+                route_on=route_on,
+                batch_size=batch_size,
+                batch_wait_ms=batch_wait_ms,
+                scoring_threads=scoring_threads,
+                client_factory=client_factory,
+            )
+        )
 
     @classmethod
     def from_config(

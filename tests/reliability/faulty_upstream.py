@@ -47,18 +47,31 @@ class FaultyUpstream:
         return self.plan.pop(0) if len(self.plan) > 1 else self.plan[0]
 
     def completion(self, model: str) -> bytes:
-        return json.dumps({
-            "id": "chatcmpl-faulty", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"{self.name} says hi"},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-        }).encode()  # fmt: skip
+        return json.dumps(
+            {
+                "id": "chatcmpl-faulty",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"{self.name} says hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+            }
+        ).encode()
 
     def chunk(self, model: str, text: str) -> bytes:
         data = {
-            "id": "chatcmpl-faulty", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "id": "chatcmpl-faulty",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-        }  # fmt: skip
+        }
         return f"data: {json.dumps(data)}\n\n".encode()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -57,10 +57,16 @@ def weak(upstreams):
 
 def config(upstreams, *, upstream=None, **options):
     tiers = {
-        tier: {"base_url": url, "model": f"{tier}-model", "max_retries": 0, "timeout": 2.0,
-               "retry_backoff": 0.01, **(upstream or {})}
+        tier: {
+            "base_url": url,
+            "model": f"{tier}-model",
+            "max_retries": 0,
+            "timeout": 2.0,
+            "retry_backoff": 0.01,
+            **(upstream or {}),
+        }
         for tier, (_, url) in upstreams.items()
-    }  # fmt: skip
+    }
     return build_config(overrides={**tiers, "routers": ["length"], **options})
 
 
@@ -113,9 +119,14 @@ def test_upstream_fault_falls_back_to_the_other_model(upstreams, strong, weak, b
         seen = metrics(client)
     assert response.status_code == 200, response.text
     assert response.json()["lmroute"] | {"score": None} == {
-        "router": "length", "threshold": 0.0, "score": None, "decision": "strong",
-        "routed_model": "strong-model", "model": "weak-model", "fallback": True,
-    }  # fmt: skip
+        "router": "length",
+        "threshold": 0.0,
+        "score": None,
+        "decision": "strong",
+        "routed_model": "strong-model",
+        "model": "weak-model",
+        "fallback": True,
+    }
     assert response.headers["x-lmroute-fallback"] == "true"
     assert seen[f'lmroute_upstream_errors_total{{kind="{kind}",model="strong-model"}}'] == 1
     reason = f'from_model="strong-model",reason="{kind}",to_model="weak-model"'
@@ -125,8 +136,9 @@ def test_upstream_fault_falls_back_to_the_other_model(upstreams, strong, weak, b
 
 
 @pytest.mark.parametrize("behaviour, kind, status, code", FAULTS)
-def test_upstream_fault_without_fallback_is_an_openai_error(upstreams, strong, weak, behaviour, kind, status,
-                                                            code):  # fmt: skip
+def test_upstream_fault_without_fallback_is_an_openai_error(
+    upstreams, strong, weak, behaviour, kind, status, code
+):
     strong.set(behaviour)
     with serving(config(upstreams, fallback=False, upstream={"timeout": 0.5})) as client:
         response = chat(client)
@@ -216,8 +228,9 @@ def test_both_models_failing_is_one_error_naming_both(upstreams, strong, weak):
         ("stream_error", "upstream_error", "failed mid-stream: the model crashed"),
     ],
 )
-def test_a_stream_cut_midway_ends_with_an_error_event_and_done(upstreams, strong, weak, behaviour, code,
-                                                               message):  # fmt: skip
+def test_a_stream_cut_midway_ends_with_an_error_event_and_done(
+    upstreams, strong, weak, behaviour, code, message
+):
     strong.set(behaviour)
     with serving(config(upstreams)) as client:
         response = chat(client, stream=True)
@@ -311,8 +324,9 @@ def mf_router():
         for i in range(40)
         for a, b in [("strong-model", "weak-model") if i % 2 else ("weak-model", "strong-model")]
     ]
-    return MFRouter(embedder=HashEmbedder(32), dim=8, epochs=2, strong_model="strong-model",
-                    weak_model="weak-model").fit(battles)  # fmt: skip
+    return MFRouter(
+        embedder=HashEmbedder(32), dim=8, epochs=2, strong_model="strong-model", weak_model="weak-model"
+    ).fit(battles)
 
 
 def test_an_embedding_backend_that_is_down_falls_back(upstreams, strong, weak, mf_router, cache_dir):
@@ -320,8 +334,14 @@ def test_an_embedding_backend_that_is_down_falls_back(upstreams, strong, weak, m
 
     working = mf_router._embedder
     # The mf router's prompts embedded by an OpenAI-compatible endpoint that nothing serves.
-    down = OpenAIEmbedder("text-embedding-3-small", base_url=f"http://127.0.0.1:{free_port()}/v1",
-                          api_key_env="LMROUTE_TEST_NO_KEY", dim=32, max_retries=0, timeout=1.0)  # fmt: skip
+    down = OpenAIEmbedder(
+        "text-embedding-3-small",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        api_key_env="LMROUTE_TEST_NO_KEY",
+        dim=32,
+        max_retries=0,
+        timeout=1.0,
+    )
     os.environ["LMROUTE_TEST_NO_KEY"] = "unused"
     try:
         with serving(config(upstreams, routers=["mf"]), routers={"mf": mf_router}) as client:
@@ -347,13 +367,29 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(upstreams, st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [
-        sys.executable, "-m", "lmroute.cli", "serve", "--routers", "length", "--port", str(port),
-        "--strong-base-url", upstreams["strong"][1], "--strong-model", "strong-model",
-        "--weak-base-url", upstreams["weak"][1], "--weak-model", "weak-model", "--log-level", "warning",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "lmroute.cli",
+        "serve",
+        "--routers",
+        "length",
+        "--port",
+        str(port),
+        "--strong-base-url",
+        upstreams["strong"][1],
+        "--strong-model",
+        "strong-model",
+        "--weak-base-url",
+        upstreams["weak"][1],
+        "--weak-model",
+        "weak-model",
+        "--log-level",
+        "warning",
+    ]
     log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(argv, env={**os.environ, "LMROUTE_API_KEYS": ""}, stdout=log,
-                               stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        argv, env={**os.environ, "LMROUTE_API_KEYS": ""}, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -370,8 +406,10 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(upstreams, st
             with httpx.Client(base_url=url, timeout=10) as client:
                 results[name] = chat(client, **fields)
 
-        threads = [threading.Thread(target=call, args=("plain",)),
-                   threading.Thread(target=call, args=("stream",), kwargs={"stream": True})]  # fmt: skip
+        threads = [
+            threading.Thread(target=call, args=("plain",)),
+            threading.Thread(target=call, args=("stream",), kwargs={"stream": True}),
+        ]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20

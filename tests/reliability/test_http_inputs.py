@@ -2,7 +2,7 @@
 
 Schemathesis generates requests from the server's own OpenAPI schema (valid and invalid bodies,
 headers, methods); a hand-written matrix adds what a schema cannot express (bytes that are not
-UTF-8, nesting, limits, lone surrogates). ``tests/test_server.py`` has the basic 400s of chat.
+UTF-8, nesting, limits, lone surrogates). ``tests/serving/test_server.py`` has the basic 400s of chat.
 """
 
 from __future__ import annotations

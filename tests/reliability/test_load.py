@@ -35,9 +35,26 @@ def test_ten_thousand_requests_at_concurrency_64(router, tmp_path, record_proper
     if router == "mf" and not shipped("mf"):
         pytest.skip("no shipped mf checkpoint in this tree yet (src/lmroute/checkpoints/mf)")
     out = tmp_path / "figures.json"
-    argv = [sys.executable, str(SCRIPT), "--router", router, "--requests", "10000", "--concurrency", "64",
-            "--seconds", "400", "--window", "2000", "--max-p99-ms", "2000", "--max-growth-mib", "16",
-            "--json", str(out)]  # fmt: skip
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        "--router",
+        router,
+        "--requests",
+        "10000",
+        "--concurrency",
+        "64",
+        "--seconds",
+        "400",
+        "--window",
+        "2000",
+        "--max-p99-ms",
+        "2000",
+        "--max-growth-mib",
+        "16",
+        "--json",
+        str(out),
+    ]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     print(run.stdout)
     assert out.exists(), run.stdout + run.stderr

@@ -81,10 +81,12 @@ ROLES = st.sampled_from(["system", "developer", "user", "assistant", "tool", "fu
 CONTENT = st.one_of(
     st.text(max_size=40),
     st.none(),
-    st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", 3])},
-                                   optional={"text": JSON}), max_size=3),
+    st.lists(
+        st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", 3])}, optional={"text": JSON}),
+        max_size=3,
+    ),
     JSON,
-)  # fmt: skip
+)
 MESSAGE = st.fixed_dictionaries({"role": ROLES}, optional={"content": CONTENT, "name": JSON})
 CHAT_BODY = st.fixed_dictionaries(
     {},
@@ -159,13 +161,27 @@ def test_routing_text_of_any_valid_conversation_is_text(messages, route_on):
 # -- data readers ------------------------------------------------------------------------------------
 
 TEXT_LINES = st.lists(
-    st.one_of(st.text(max_size=30), JSON.map(json.dumps),
-              st.fixed_dictionaries({}, optional={"prompt": JSON, "model_a": JSON, "model_b": JSON,
-                                                  "winner": JSON, "preference": JSON, "annotator": JSON,
-                                                  "scores": JSON, "cost": JSON, "source": JSON,
-                                                  "id": JSON}).map(json.dumps)),
+    st.one_of(
+        st.text(max_size=30),
+        JSON.map(json.dumps),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "prompt": JSON,
+                "model_a": JSON,
+                "model_b": JSON,
+                "winner": JSON,
+                "preference": JSON,
+                "annotator": JSON,
+                "scores": JSON,
+                "cost": JSON,
+                "source": JSON,
+                "id": JSON,
+            },
+        ).map(json.dumps),
+    ),
     max_size=6,
-)  # fmt: skip
+)
 FILES = st.one_of(
     st.binary(max_size=300),
     TEXT_LINES.map(lambda lines: "\n".join(lines).encode("utf-8", "surrogatepass")),

@@ -95,8 +95,19 @@ def test_serve_binds_to_loopback_unless_told(monkeypatch, caplog):
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
     monkeypatch.delenv("LMROUTE_API_KEYS", raising=False)
-    base = ["serve", "--routers", "length", "--strong-base-url", "http://127.0.0.1:9/v1", "--strong-model",
-            "s", "--weak-base-url", "http://127.0.0.1:9/v1", "--weak-model", "w"]  # fmt: skip
+    base = [
+        "serve",
+        "--routers",
+        "length",
+        "--strong-base-url",
+        "http://127.0.0.1:9/v1",
+        "--strong-model",
+        "s",
+        "--weak-base-url",
+        "http://127.0.0.1:9/v1",
+        "--weak-model",
+        "w",
+    ]
     assert main(base) == 0
     assert calls[-1]["host"] == "127.0.0.1" and ServeConfig.model_fields["server"].default_factory().host == (
         "127.0.0.1"
@@ -134,10 +145,13 @@ def test_every_key_is_compared_in_constant_time(monkeypatch):
     monkeypatch.setattr(app_module.hmac, "compare_digest", compare)
     keys = ["first-key", "second-key-longer", "third"]
     cfg = build_config(
-        overrides={"strong": {"base_url": "http://127.0.0.1:9/v1", "model": "s"},
-                   "weak": {"base_url": "http://127.0.0.1:9/v1", "model": "w"}, "routers": ["length"]},
+        overrides={
+            "strong": {"base_url": "http://127.0.0.1:9/v1", "model": "s"},
+            "weak": {"base_url": "http://127.0.0.1:9/v1", "model": "w"},
+            "routers": ["length"],
+        },
         api_keys=keys,
-    )  # fmt: skip
+    )
     with serving(cfg) as client:
         for token in ("first-key", "wrong", "third-"):
             compared.clear()
@@ -159,8 +173,12 @@ def test_upstream_config_holds_no_keys():
 
     assert "api_key" not in UpstreamConfig.model_fields
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
-        build_config(overrides={"strong": {"base_url": "http://x/v1", "model": "s", "api_key_env": SECRET},
-                                "weak": {"base_url": "http://x/v1", "model": "w"}})  # fmt: skip
+        build_config(
+            overrides={
+                "strong": {"base_url": "http://x/v1", "model": "s", "api_key_env": SECRET},
+                "weak": {"base_url": "http://x/v1", "model": "w"},
+            }
+        )
 
 
 def test_keys_never_reach_logs_errors_or_metrics(monkeypatch, caplog):
@@ -170,19 +188,40 @@ def test_keys_never_reach_logs_errors_or_metrics(monkeypatch, caplog):
     with running(strong) as strong_url, running(weak):
         cfg = build_config(
             overrides={
-                "strong": {"base_url": strong_url, "model": "big", "api_key_env": "LMROUTE_TEST_UPSTREAM_KEY",
-                           "max_retries": 1, "retry_backoff": 0.01, "timeout": 0.5},
-                "weak": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "small",
-                         "api_key_env": "LMROUTE_TEST_UPSTREAM_KEY", "max_retries": 0},
-                "routers": ["length"], "server": {"log_level": "debug"},
+                "strong": {
+                    "base_url": strong_url,
+                    "model": "big",
+                    "api_key_env": "LMROUTE_TEST_UPSTREAM_KEY",
+                    "max_retries": 1,
+                    "retry_backoff": 0.01,
+                    "timeout": 0.5,
+                },
+                "weak": {
+                    "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                    "model": "small",
+                    "api_key_env": "LMROUTE_TEST_UPSTREAM_KEY",
+                    "max_retries": 0,
+                },
+                "routers": ["length"],
+                "server": {"log_level": "debug"},
             },
             api_keys=[CLIENT_KEY],
-        )  # fmt: skip
+        )
         auth = {"authorization": f"Bearer {CLIENT_KEY}"}
         body = {"model": "router-length-0", "messages": [{"role": "user", "content": "hello"}]}
         with caplog.at_level(logging.DEBUG), serving(cfg) as client:
-            for behaviour in ("ok", "status:401", "status:403", "status:500", "status:429:1", "reset",
-                              "hang:2", "malformed", "stream_error", "stream_cut"):  # fmt: skip
+            for behaviour in (
+                "ok",
+                "status:401",
+                "status:403",
+                "status:500",
+                "status:429:1",
+                "reset",
+                "hang:2",
+                "malformed",
+                "stream_error",
+                "stream_cut",
+            ):
                 strong.set(behaviour)
                 for stream in (False, True):
                     response = client.post(

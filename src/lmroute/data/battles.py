@@ -111,18 +111,29 @@ class _Collector:
         self.dropped[reason] += 1
 
     def add(
-        self, prompt: object, model_a: object, model_b: object, winner: object, source: str = "",
+        self,
+        prompt: object,
+        model_a: object,
+        model_b: object,
+        winner: object,
+        source: str = "",
         weight: object = 1.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.rows += 1
         reason = _problem(prompt, model_a, model_b, winner, weight)
         if reason:
             self.dropped[reason] += 1
             return
         self.battles.append(
-            Battle(prompt, model_a.strip(), model_b.strip(), normalize_winner(winner),  # type: ignore[arg-type, union-attr]
-                   source or self.source, float(weight))  # type: ignore[arg-type]
-        )  # fmt: skip
+            Battle(
+                prompt,
+                model_a.strip(),
+                model_b.strip(),
+                normalize_winner(winner),  # type: ignore[arg-type, union-attr]
+                source or self.source,
+                float(weight),
+            )  # type: ignore[arg-type]
+        )
 
     def result(self, where: object) -> ReadResult:
         result = ReadResult(self.battles, self.rows, self.dropped)
@@ -355,9 +366,13 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
                 )
         own = record.get("source")
         collector.add(
-            record.get("prompt"), record.get("model_a"), record.get("model_b"), record.get("winner"),
-            own if isinstance(own, str) and own.strip() else "", record.get("weight", 1.0),
-        )  # fmt: skip
+            record.get("prompt"),
+            record.get("model_a"),
+            record.get("model_b"),
+            record.get("winner"),
+            own if isinstance(own, str) and own.strip() else "",
+            record.get("weight", 1.0),
+        )
     return collector.result(path)
 
 
@@ -437,9 +452,12 @@ def battle_records(battles: Iterable[Battle]) -> Iterator[dict[str, str | float]
     when it is not 1."""
     for b in battles:
         record: dict[str, str | float] = {
-            "prompt": b.prompt, "model_a": b.model_a, "model_b": b.model_b, "winner": b.winner,
+            "prompt": b.prompt,
+            "model_a": b.model_a,
+            "model_b": b.model_b,
+            "winner": b.winner,
             "source": b.source,
-        }  # fmt: skip
+        }
         if b.weight != 1.0:
             record["weight"] = b.weight
         yield record

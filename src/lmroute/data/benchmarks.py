@@ -80,9 +80,17 @@ class Benchmark:
     def with_pair(self, strong_model: str, weak_model: str) -> Benchmark:
         """The same benchmark routed between another pair of its models."""
         return Benchmark(
-            self.name, self.prompts, self.scores, strong_model, weak_model, self.ids,
-            self.categories, self.costs, self.scale, self.followups,
-        )  # fmt: skip
+            self.name,
+            self.prompts,
+            self.scores,
+            strong_model,
+            weak_model,
+            self.ids,
+            self.categories,
+            self.costs,
+            self.scale,
+            self.followups,
+        )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
         """The benchmark restricted to the items at ``indices`` (in that order)."""
@@ -92,10 +100,17 @@ class Benchmark:
             return tuple(seq[i] for i in idx) if seq else ()
 
         return Benchmark(
-            self.name, pick(self.prompts), {m: v[idx] for m, v in self.scores.items()},
-            self.strong_model, self.weak_model, pick(self.ids), pick(self.categories),
-            {m: v[idx] for m, v in self.costs.items()}, self.scale, pick(self.followups),
-        )  # fmt: skip
+            self.name,
+            pick(self.prompts),
+            {m: v[idx] for m, v in self.scores.items()},
+            self.strong_model,
+            self.weak_model,
+            pick(self.ids),
+            pick(self.categories),
+            {m: v[idx] for m, v in self.costs.items()},
+            self.scale,
+            pick(self.followups),
+        )
 
 
 # -- data directory -------------------------------------------------------------------------
@@ -111,9 +126,11 @@ def resolve_eval_dir(data_dir: str | Path | None, *, download_url: str | None = 
         from lmroute._paths import cache_dir
 
         return fetch_files(
-            download_url or ROUTELLM_EVALS_URL, EVAL_FILES, cache_dir() / "routellm-evals",
+            download_url or ROUTELLM_EVALS_URL,
+            EVAL_FILES,
+            cache_dir() / "routellm-evals",
             what="the RouteLLM evaluation data (no --data-dir or LMROUTE_DATA_DIR given)",
-        )  # fmt: skip
+        )
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"data directory {root} does not exist")
@@ -226,17 +243,26 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
         categories.append(str(record.get("category", "")))
     bench = _pair_benchmark("mt-bench", prompts, columns, ids, categories, scale=1.0)
     return Benchmark(
-        bench.name, bench.prompts, bench.scores, bench.strong_model, bench.weak_model,
-        bench.ids, bench.categories, {}, 1.0, tuple(followups),
-    )  # fmt: skip
+        bench.name,
+        bench.prompts,
+        bench.scores,
+        bench.strong_model,
+        bench.weak_model,
+        bench.ids,
+        bench.categories,
+        {},
+        1.0,
+        tuple(followups),
+    )
 
 
 def _pair_benchmark(name, prompts, columns, ids, categories, *, scale) -> Benchmark:
     if not prompts:
         raise DataError(f"{name}: no prompts left to evaluate")
     scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
-    return Benchmark(name, tuple(prompts), scores, STRONG_MODEL, WEAK_MODEL, tuple(ids),
-                     tuple(categories), {}, scale)  # fmt: skip
+    return Benchmark(
+        name, tuple(prompts), scores, STRONG_MODEL, WEAK_MODEL, tuple(ids), tuple(categories), {}, scale
+    )
 
 
 def _contaminated(path: Path) -> set[str]:
@@ -279,8 +305,9 @@ def load_custom(
             raise UnknownModelError(f"model {model!r} is not in {path}; it has: {', '.join(models)}")
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
-    return Benchmark(path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids),
-                     tuple(categories), costs, 1.0)  # fmt: skip
+    return Benchmark(
+        path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids), tuple(categories), costs, 1.0
+    )
 
 
 def _custom_jsonl(path: Path):

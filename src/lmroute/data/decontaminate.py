@@ -181,8 +181,11 @@ def decontaminate(
                 reason_of[left[i]], matched_eval[left[i]] = NEAR, eval_keys[best_idx[i]]
 
             def example(i: int) -> dict[str, Any]:
-                return {"similarity": round(float(best_sim[i]), 4), "train": rep[left[i]],
-                        "eval": eval_text[eval_keys[best_idx[i]]]}  # fmt: skip
+                return {
+                    "similarity": round(float(best_sim[i]), 4),
+                    "train": rep[left[i]],
+                    "eval": eval_text[eval_keys[best_idx[i]]],
+                }
 
             order = np.argsort(best_sim, kind="stable")
             report.borderline_dropped = [example(i) for i in order[near[order]][:examples]]

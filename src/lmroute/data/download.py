@@ -14,22 +14,22 @@ from lmroute.exceptions import DownloadError
 #: Where the RouteLLM repository keeps the evaluation files that lmroute reads.
 ROUTELLM_EVALS_URL = "https://raw.githubusercontent.com/lm-sys/RouteLLM/main/routellm/evals"
 
-MMLU_DOMAINS = (
-    "high_school_european_history", "business_ethics", "clinical_knowledge", "medical_genetics",
-    "high_school_us_history", "high_school_physics", "high_school_world_history", "virology",
-    "high_school_microeconomics", "econometrics", "college_computer_science",
-    "high_school_biology", "abstract_algebra", "professional_accounting", "philosophy",
-    "professional_medicine", "nutrition", "global_facts", "machine_learning", "security_studies",
-    "public_relations", "professional_psychology", "prehistory", "anatomy", "human_sexuality",
-    "college_medicine", "high_school_government_and_politics", "college_chemistry",
-    "logical_fallacies", "high_school_geography", "elementary_mathematics", "human_aging",
-    "college_mathematics", "high_school_psychology", "formal_logic", "high_school_statistics",
-    "international_law", "high_school_mathematics", "high_school_computer_science",
-    "conceptual_physics", "miscellaneous", "high_school_chemistry", "marketing",
-    "professional_law", "management", "college_physics", "jurisprudence", "world_religions",
-    "sociology", "us_foreign_policy", "high_school_macroeconomics", "computer_security",
-    "moral_scenarios", "moral_disputes", "electrical_engineering", "astronomy", "college_biology",
-)  # fmt: skip
+MMLU_DOMAINS = tuple(
+    """
+    high_school_european_history business_ethics clinical_knowledge medical_genetics
+    high_school_us_history high_school_physics high_school_world_history virology
+    high_school_microeconomics econometrics college_computer_science high_school_biology
+    abstract_algebra professional_accounting philosophy professional_medicine nutrition global_facts
+    machine_learning security_studies public_relations professional_psychology prehistory anatomy
+    human_sexuality college_medicine high_school_government_and_politics college_chemistry
+    logical_fallacies high_school_geography elementary_mathematics human_aging college_mathematics
+    high_school_psychology formal_logic high_school_statistics international_law
+    high_school_mathematics high_school_computer_science conceptual_physics miscellaneous
+    high_school_chemistry marketing professional_law management college_physics jurisprudence
+    world_religions sociology us_foreign_policy high_school_macroeconomics computer_security
+    moral_scenarios moral_disputes electrical_engineering astronomy college_biology
+    """.split()
+)
 
 #: Files of the evaluation data, relative to the RouteLLM ``evals`` folder.
 EVAL_FILES = (

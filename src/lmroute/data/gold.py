@@ -48,10 +48,16 @@ def gold_battles(
     ``source`` defaults to ``gold:<benchmark name>``.
     """
     return battles_from_scores(
-        benchmark.prompts, benchmark.scores, models=models, max_pairs_per_prompt=max_pairs_per_prompt,
-        seed=seed, bothbad_at=bothbad_at, weigh_margins=weigh_margins,
-        source=source or f"gold:{benchmark.name}", name=benchmark.name,
-    )  # fmt: skip
+        benchmark.prompts,
+        benchmark.scores,
+        models=models,
+        max_pairs_per_prompt=max_pairs_per_prompt,
+        seed=seed,
+        bothbad_at=bothbad_at,
+        weigh_margins=weigh_margins,
+        source=source or f"gold:{benchmark.name}",
+        name=benchmark.name,
+    )
 
 
 def battles_from_scores(
@@ -110,9 +116,10 @@ def battles_from_scores(
         weight = np.where(gap > 0, gap / gap[gap > 0].mean(), 1.0)
     return [
         Battle(prompts[i], names[x], names[y], _LABELS[w], source, wt)  # type: ignore[arg-type]
-        for i, x, y, w, wt in zip(item.tolist(), a.tolist(), b.tolist(), winner.tolist(),
-                                  weight.tolist(), strict=True)
-    ]  # fmt: skip
+        for i, x, y, w, wt in zip(
+            item.tolist(), a.tolist(), b.tolist(), winner.tolist(), weight.tolist(), strict=True
+        )
+    ]
 
 
 def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -131,8 +138,13 @@ def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     if path.suffix.lower() == ".csv":
         for n, row in enumerate(_csv_rows(path, ("prompt",)), start=1):
             prompts.append(row["prompt"])
-            rows.append({m: _number(v, path, n, m) for m, v in row.items()
-                         if m not in ("prompt", "id", "category") and v.strip()})  # fmt: skip
+            rows.append(
+                {
+                    m: _number(v, path, n, m)
+                    for m, v in row.items()
+                    if m not in ("prompt", "id", "category") and v.strip()
+                }
+            )
     else:
         for n, record in _jsonl_records(path):
             prompt, values = record.get("prompt"), record.get("scores")

@@ -120,9 +120,16 @@ class SourceReport:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "label": self.label, "location": self.location,
-                "licence": self.licence, "rows": self.rows, "battles": self.battles,
-                "dropped": dict(self.dropped), "seconds": round(self.seconds, 3)}  # fmt: skip
+        return {
+            "spec": self.spec,
+            "label": self.label,
+            "location": self.location,
+            "licence": self.licence,
+            "rows": self.rows,
+            "battles": self.battles,
+            "dropped": dict(self.dropped),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass
@@ -147,8 +154,10 @@ class LoadReport:
         n = len(self.sources)
         lines = [f"loaded {self.battles:,} battles from {n} source(s) in {self.seconds:.1f} s"]
         for s in self.sources:
-            lines.append(f"  {s.spec}: {s.rows:,} rows -> {s.battles:,} battles ({s.seconds:.1f} s); "
-                         f"licence: {s.licence}")  # fmt: skip
+            lines.append(
+                f"  {s.spec}: {s.rows:,} rows -> {s.battles:,} battles ({s.seconds:.1f} s); "
+                f"licence: {s.licence}"
+            )
             if s.dropped:
                 lines.append("    dropped " + ", ".join(f"{n:,} {why}" for why, n in s.dropped.most_common()))
         for reason, by_source in self.dropped.items():
@@ -217,8 +226,18 @@ def load_sources(
         seen_models.update(m for b in result.battles for m in (b.model_a, b.model_b))
         battles.extend(got)
         origins.extend([index] * len(got))
-        reports.append(SourceReport(spec.text, label, location, licence, result.rows, len(got),
-                                    result.dropped, time.perf_counter() - t0))  # fmt: skip
+        reports.append(
+            SourceReport(
+                spec.text,
+                label,
+                location,
+                licence,
+                result.rows,
+                len(got),
+                result.dropped,
+                time.perf_counter() - t0,
+            )
+        )
         if _NON_COMMERCIAL in licence:
             warnings.append(f"{spec.text} is licensed {licence}")
     unused = sorted(set(aliases) - seen_models)
@@ -336,9 +355,10 @@ def _load_alpaca(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
         raise DataError("source 'alpaca-eval' needs a folder (alpaca-eval:DIR) or a data directory")
     exclude = _names(spec, "exclude")
     result = read_alpaca_eval(
-        path, annotators=_names(spec, "annotators"),
+        path,
+        annotators=_names(spec, "annotators"),
         exclude_models=ALPACA_EXCLUDED_MODELS if exclude is None else exclude,
-    )  # fmt: skip
+    )
     return result, "alpaca-eval", str(path), LICENCES["alpaca-eval"]
 
 
@@ -368,10 +388,15 @@ def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
         location, label = str(path), f"gold:{known[0]}/{path.stem}" if known else f"gold:{path.stem}"
         licence = known[1] if known else f"unknown: the licence of {path.name}"
     battles = battles_from_scores(
-        prompts, scores, models=_names(spec, "models"),
-        max_pairs_per_prompt=_int(spec, "max_pairs", DEFAULT_MAX_PAIRS), seed=_int(spec, "seed", 0) or 0,
-        weigh_margins=_flag(spec, "margins", default=True), source=label, name=spec.text,
-    )  # fmt: skip
+        prompts,
+        scores,
+        models=_names(spec, "models"),
+        max_pairs_per_prompt=_int(spec, "max_pairs", DEFAULT_MAX_PAIRS),
+        seed=_int(spec, "seed", 0) or 0,
+        weigh_margins=_flag(spec, "margins", default=True),
+        source=label,
+        name=spec.text,
+    )
     return ReadResult(battles, len(battles)), label, location, licence
 
 
@@ -419,11 +444,15 @@ class PreparedReport:
             if d.matched:
                 causes = ", ".join(f"{k} {n:,}" for k, n in d.matched.most_common())
                 lines.append(f"  dropped because of: {causes}")
-            for title, cases in (("lowest-similarity drops", d.borderline_dropped),
-                                 ("closest kept", d.closest_kept)):  # fmt: skip
+            for title, cases in (
+                ("lowest-similarity drops", d.borderline_dropped),
+                ("closest kept", d.closest_kept),
+            ):
                 for case in cases:
-                    lines.append(f"  {title}: {case['similarity']:.3f} {_short(case['train'])!r} ~ "
-                                 f"{_short(case['eval'])!r}")  # fmt: skip
+                    lines.append(
+                        f"  {title}: {case['similarity']:.3f} {_short(case['train'])!r} ~ "
+                        f"{_short(case['eval'])!r}"
+                    )
         lines.append(f"result: {self.battles:,} battles")
         return "\n".join(lines)
 

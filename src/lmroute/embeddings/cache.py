@@ -185,8 +185,10 @@ class CachedEmbedder(Embedder):
         logger.warning(
             "embedding cache: ignoring and deleting damaged shard %s in %s: %s; its texts will be "
             "embedded again",
-            shard, self.path, why,
-        )  # fmt: skip
+            shard,
+            self.path,
+            why,
+        )
         _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
         self._shards[shard] = None
         return None

@@ -130,8 +130,13 @@ class _MiniLM(Embedder):
                 "%s: %d of %d texts were longer than %d word pieces (the model's max_seq_length) "
                 "and were truncated: only [CLS], their first %d word pieces and [SEP] are embedded; "
                 "%d truncated so far",
-                self.name, cut, n, self._max_len, self._max_len - 2, self.truncated,
-            )  # fmt: skip
+                self.name,
+                cut,
+                n,
+                self._max_len,
+                self._max_len - 2,
+                self.truncated,
+            )
 
 
 class OnnxMiniLM(_MiniLM):

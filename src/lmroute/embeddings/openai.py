@@ -140,8 +140,13 @@ class OpenAIEmbedder(Embedder):
             (logger.warning if first else logger.debug)(
                 "%s: %d of %d texts were longer than %d characters and were truncated to their "
                 "first %d; %d truncated so far",
-                self.name, cut, n, self.max_chars, self.max_chars, self.truncated,
-            )  # fmt: skip
+                self.name,
+                cut,
+                n,
+                self.max_chars,
+                self.max_chars,
+                self.truncated,
+            )
 
     def _http(self) -> Any:
         if self._client is None:

@@ -83,8 +83,15 @@ def score_prompts(
     from tqdm import tqdm
 
     parts = []
-    with tqdm(total=len(prompts), desc=f"scoring with {router.name}", unit="prompt",
-              disable=not progress, file=sys.stderr, leave=False, delay=1.0) as bar:  # fmt: skip
+    with tqdm(
+        total=len(prompts),
+        desc=f"scoring with {router.name}",
+        unit="prompt",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+        delay=1.0,
+    ) as bar:
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start : start + batch_size]
             parts.append(router.score(batch))
@@ -174,8 +181,7 @@ def evaluate(
         results.append(evaluate_scores(name, score_sets, benchmark, protocol=protocol, threshold=threshold))
     if oracle:
         oracle_scores = metrics.oracle_scores(benchmark.strong, benchmark.weak)
-        results.append(evaluate_scores(ORACLE, [oracle_scores], benchmark, protocol=protocol,
-                                       threshold=0.0))  # fmt: skip
+        results.append(evaluate_scores(ORACLE, [oracle_scores], benchmark, protocol=protocol, threshold=0.0))
     return Evaluation(
         benchmark=benchmark.name,
         protocol=protocol,

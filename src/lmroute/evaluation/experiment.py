@@ -163,9 +163,12 @@ def run_experiment(
         say(f"[{bench.name}] {len(bench)} prompts")
         # Leave out B's own labels and every training prompt that (nearly) duplicates one of B's.
         battles, _ = prepare_battles(
-            config.sources, data_dir=data_dir, exclude_benchmarks=[bench_name], embedder=embedder,
+            config.sources,
+            data_dir=data_dir,
+            exclude_benchmarks=[bench_name],
+            embedder=embedder,
             threshold=DEFAULT_THRESHOLD if config.decontaminate else None,
-        )  # fmt: skip
+        )
         say(f"[{bench.name}] {len(battles)} training battles")
         baselines = [load_router(name) for name in config.baselines]
         for protocol in config.protocols:
@@ -178,19 +181,27 @@ def run_experiment(
                 else:
                     scores, fits = _cross_fit(spec, bench, battles, config, embedder, gold_battles, say)
                 res = evaluate_scores(spec.title, [scores], bench, protocol=config.eval_protocol)
-                ci = bootstrap_apgr_ci(scores, bench, protocol=config.eval_protocol,
-                                       samples=config.bootstrap, seed=config.seed)  # fmt: skip
+                ci = bootstrap_apgr_ci(
+                    scores, bench, protocol=config.eval_protocol, samples=config.bootstrap, seed=config.seed
+                )
                 seconds = time.perf_counter() - started
                 result.cells.append(Cell(protocol, bench.name, res, ci, fits, seconds, len(battles)))
                 routers_scores.append(res)
-                say(f"[{bench.name}/{protocol}] {spec.title}: APGR {res.apgr:.4f} "
-                    f"({fits} fits, {seconds:.0f} s)")  # fmt: skip
+                say(
+                    f"[{bench.name}/{protocol}] {spec.title}: APGR {res.apgr:.4f} "
+                    f"({fits} fits, {seconds:.0f} s)"
+                )
             ev = evaluate(baselines, bench, protocol=config.eval_protocol)
             for res in ev.results:
                 ci = None
                 if res.scores is not None and res.seeds == 1:
-                    ci = bootstrap_apgr_ci(res.scores, bench, protocol=config.eval_protocol,
-                                           samples=config.bootstrap, seed=config.seed)  # fmt: skip
+                    ci = bootstrap_apgr_ci(
+                        res.scores,
+                        bench,
+                        protocol=config.eval_protocol,
+                        samples=config.bootstrap,
+                        seed=config.seed,
+                    )
                 result.cells.append(Cell(protocol, bench.name, res, ci, 0, 0.0, 0))
             ev.results = routers_scores + ev.results
             result.evaluations[(protocol, bench.name)] = ev

@@ -126,9 +126,12 @@ def apgr(c: np.ndarray, quality: np.ndarray, strong_quality: float, weak_quality
 
 
 def cpt(
-    c: np.ndarray, quality: np.ndarray, target_pgr: float, strong_quality: float,
+    c: np.ndarray,
+    quality: np.ndarray,
+    target_pgr: float,
+    strong_quality: float,
     weak_quality: float,
-) -> float:  # fmt: skip
+) -> float:
     """Call-performance threshold: the least strong-call share whose quality reaches
     ``target_pgr``, by linear interpolation between consecutive points sorted by c.
 

@@ -25,12 +25,11 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
         ys = [p["quality"] for p in r.points]
         style = {"linestyle": ":", "color": "black"} if r.router == "oracle" else {}
         many = len(xs) > 40
-        ax.plot(xs, ys, marker=None if many else ".", label=f"{r.router} (APGR {r.apgr:.3f})",
-                **style)  # fmt: skip
-    ax.axhline(evaluation.strong_quality, color="red", linestyle="--",
-               label=f"strong: {evaluation.strong_model}")  # fmt: skip
-    ax.axhline(evaluation.weak_quality, color="grey", linestyle="--",
-               label=f"weak: {evaluation.weak_model}")  # fmt: skip
+        ax.plot(xs, ys, marker=None if many else ".", label=f"{r.router} (APGR {r.apgr:.3f})", **style)
+    ax.axhline(
+        evaluation.strong_quality, color="red", linestyle="--", label=f"strong: {evaluation.strong_model}"
+    )
+    ax.axhline(evaluation.weak_quality, color="grey", linestyle="--", label=f"weak: {evaluation.weak_model}")
     ax.set_xlabel("Strong model calls (%)")
     unit = "accuracy (%)" if evaluation.benchmark in ("mmlu", "gsm8k") else "quality"
     ax.set_ylabel(f"Performance: {unit}")

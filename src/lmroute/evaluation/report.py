@@ -18,12 +18,17 @@ def rows(evaluation: Evaluation) -> list[list[str]]:
     out = []
     for r in evaluation.results:
         apgr = f"{r.apgr:.4f}" + (f" ±{r.apgr_sd:.3f}" if r.seeds > 1 else "")
-        out.append([
-            r.router + (f" ({r.seeds} seeds)" if r.seeds > 1 else ""),
-            apgr, _pct(r.cpt20), _pct(r.cpt50), _pct(r.cpt80),
-            _pct(r.strong_share_at_threshold) + f" @{r.threshold:g}",
-            f"{r.quality_at_50:.4g}",
-        ])  # fmt: skip
+        out.append(
+            [
+                r.router + (f" ({r.seeds} seeds)" if r.seeds > 1 else ""),
+                apgr,
+                _pct(r.cpt20),
+                _pct(r.cpt50),
+                _pct(r.cpt80),
+                _pct(r.strong_share_at_threshold) + f" @{r.threshold:g}",
+                f"{r.quality_at_50:.4g}",
+            ]
+        )
     return out
 
 
@@ -50,8 +55,7 @@ def format_table(evaluation: Evaluation) -> str:
 
 def format_markdown(evaluation: Evaluation) -> str:
     """The same table in markdown."""
-    lines = [f"**{header(evaluation)}**", "", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]  # fmt: skip
+    lines = [f"**{header(evaluation)}**", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(evaluation)]
     return "\n".join(lines)
 

@@ -665,8 +665,15 @@ class _Labels:
 
 
 def _battle(job: LabelJob, item: LabelItem, a: str, b: str, winner: str, **details: Any) -> dict[str, Any]:
-    return {"id": item.id, "prompt": item.prompt, "model_a": a, "model_b": b, "winner": winner,
-            "source": job.source, **details}  # fmt: skip
+    return {
+        "id": item.id,
+        "prompt": item.prompt,
+        "model_a": a,
+        "model_b": b,
+        "winner": winner,
+        "source": job.source,
+        **details,
+    }
 
 
 def _golden_labels(job: LabelJob, item: LabelItem, graded: Mapping[str, tuple], labels: _Labels) -> None:
@@ -678,8 +685,15 @@ def _golden_labels(job: LabelJob, item: LabelItem, graded: Mapping[str, tuple], 
             _battle(job, item, a, b, winner, correct={a: bool(correct[a]), b: bool(correct[b])})
         )
     extracted = {name: answer for name, (_, answer) in graded.items()}
-    labels.scores.append({"id": item.id, "prompt": item.prompt, "scores": correct,
-                          "reference": item.reference, "extracted": extracted})  # fmt: skip
+    labels.scores.append(
+        {
+            "id": item.id,
+            "prompt": item.prompt,
+            "scores": correct,
+            "reference": item.reference,
+            "extracted": extracted,
+        }
+    )
 
 
 def _score_labels(job: LabelJob, item: LabelItem, verdicts: Mapping[str, dict], labels: _Labels) -> None:
@@ -746,8 +760,12 @@ def _per_model(job: LabelJob, labels: _Labels) -> dict[str, dict[str, Any]]:
     per_model = {}
     for name, count in counts.items():
         n = count["battles"]
-        entry: dict[str, Any] = {"battles": n, "wins": count["wins"], "ties": count["ties"],
-                                 "win_rate": round(count["wins"] / n, 4) if n else None}  # fmt: skip
+        entry: dict[str, Any] = {
+            "battles": n,
+            "wins": count["wins"],
+            "ties": count["ties"],
+            "win_rate": round(count["wins"] / n, 4) if n else None,
+        }
         values = [row["scores"][name] for row in labels.scores]
         if values:
             entry["accuracy" if job.mode == "golden" else "mean_score"] = round(sum(values) / len(values), 4)
@@ -803,20 +821,28 @@ def _summary(job: LabelJob, outcomes: Sequence[dict | None], labels: _Labels, ru
 def format_summary(summary: Mapping[str, Any]) -> str:
     """A few lines for the terminal: items, win rates, ties, unparsable verdicts, tokens."""
     items = summary["items"]
-    lines = [f"labelled {items['labelled']}/{items['total']} prompts ({summary['source']}): "
-             f"{summary['battles']} battles, tie share {_pct(summary['tie_share'])}"]  # fmt: skip
+    lines = [
+        f"labelled {items['labelled']}/{items['total']} prompts ({summary['source']}): "
+        f"{summary['battles']} battles, tie share {_pct(summary['tie_share'])}"
+    ]
     for name, entry in summary["per_model"].items():
         extra = "".join(f", {k} {entry[k]:.3g}" for k in ("accuracy", "mean_score") if k in entry)
-        lines.append(f"  {name}: win rate {_pct(entry['win_rate'])} ({entry['wins']} wins, "
-                     f"{entry['ties']} ties in {entry['battles']}){extra}")  # fmt: skip
+        lines.append(
+            f"  {name}: win rate {_pct(entry['win_rate'])} ({entry['wins']} wins, "
+            f"{entry['ties']} ties in {entry['battles']}){extra}"
+        )
     if summary["mode"] == "judge":
-        lines.append(f"unparsable verdicts: {summary['unparsable_verdicts']} "
-                     f"({summary['excluded_pairs']} pairs excluded)")  # fmt: skip
+        lines.append(
+            f"unparsable verdicts: {summary['unparsable_verdicts']} "
+            f"({summary['excluded_pairs']} pairs excluded)"
+        )
     calls, tokens = summary["calls"], summary["tokens"]
     made, reused = sum(calls["made"].values()), sum(calls["reused"].values())
     this_run, all_runs = tokens["this_run"]["total"], tokens["all_runs"]["total"]
-    lines.append(f"calls: {made} made, {reused} reused from earlier runs, {calls['failed']} failed; "
-                 f"tokens this run {this_run:,}, all runs {all_runs:,}")  # fmt: skip
+    lines.append(
+        f"calls: {made} made, {reused} reused from earlier runs, {calls['failed']} failed; "
+        f"tokens this run {this_run:,}, all runs {all_runs:,}"
+    )
     if summary["stopped"]:
         lines.append(f"stopped early: {summary['stopped']}; rerun the same command to continue")
     elif items["incomplete"]:

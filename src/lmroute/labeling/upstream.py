@@ -58,10 +58,15 @@ class LabelModel(BaseModel):
         """The serving layer's config of this endpoint. Retries are the runner's, so none here."""
         from lmroute.serving.config import upstream_from
 
-        return upstream_from({
-            "base_url": self.base_url, "model": self.upstream_model, "api_key_env": self.api_key_env,
-            "timeout": self.timeout, "max_retries": 0,
-        })  # fmt: skip
+        return upstream_from(
+            {
+                "base_url": self.base_url,
+                "model": self.upstream_model,
+                "api_key_env": self.api_key_env,
+                "timeout": self.timeout,
+                "max_retries": 0,
+            }
+        )
 
     def api_key(self) -> str | None:
         """The API key from the environment; ConfigError when the named variable is unset."""

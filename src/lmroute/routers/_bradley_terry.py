@@ -83,16 +83,20 @@ def battle_cells(
     tie = keep & (outcome == TIE)
     width = num_players + 1
     rows = np.concatenate([battle[win_a], battle[win_b], battle[tie], battle[tie]])
-    cells = np.concatenate([
-        a[win_a] * width + b[win_a],
-        b[win_b] * width + a[win_b],
-        a[tie] * width + b[tie],
-        b[tie] * width + a[tie],
-    ])  # fmt: skip
-    amounts = np.concatenate([
-        np.ones(win_a.sum() + win_b.sum()),
-        np.full(2 * tie.sum(), 0.5),
-    ])  # fmt: skip
+    cells = np.concatenate(
+        [
+            a[win_a] * width + b[win_a],
+            b[win_b] * width + a[win_b],
+            a[tie] * width + b[tie],
+            b[tie] * width + a[tie],
+        ]
+    )
+    amounts = np.concatenate(
+        [
+            np.ones(win_a.sum() + win_b.sum()),
+            np.full(2 * tie.sum(), 0.5),
+        ]
+    )
     return rows, cells, amounts
 
 

@@ -118,9 +118,12 @@ class BertRouter(Router):
 
         net, tokens = self._network()
         logits = predict_logits(
-            net, tokens, prompts, batch_size=self.config.score_batch_size,
+            net,
+            tokens,
+            prompts,
+            batch_size=self.config.score_batch_size,
             bfloat16=use_bfloat16(self.config.precision),
-        )  # fmt: skip
+        )
         return self.scores_from_logits(logits)
 
     def scores_from_logits(self, logits: np.ndarray) -> np.ndarray:
@@ -196,9 +199,11 @@ class BertRouter(Router):
             base = resolve_encoder(self.config.encoder)
             base.check(self.metadata.get("base_model"), "bert")
             net = build_classifier(
-                base, trainable_layers=self.config.trainable_layers, outputs=self.outputs,
+                base,
+                trainable_layers=self.config.trainable_layers,
+                outputs=self.outputs,
                 dropout=self.config.dropout,
-            )  # fmt: skip
+            )
             net.load_trained_state(self._state)
             self._net, self._tokens = net, Tokens(base.path / "tokenizer.json", self.config.max_length)
         return self._net, self._tokens

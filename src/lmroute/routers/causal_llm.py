@@ -145,9 +145,12 @@ class CausalLLMRouter(Router):
 
         reader, template = self._network()
         return read_labels(
-            reader, template, list(prompts), batch_size=self.config.score_batch_size,
+            reader,
+            template,
+            list(prompts),
+            batch_size=self.config.score_batch_size,
             bfloat16=use_bfloat16(self.config.precision),
-        )  # fmt: skip
+        )
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         probs, parsed = self.label_probabilities(prompts)
@@ -182,10 +185,13 @@ class CausalLLMRouter(Router):
             base.check(self.metadata.get("base_model"), "causal_llm")
             template = make_template(self.config, base)
             reader = build_reader(
-                base, template.label_ids, num_layers=self.config.num_layers,
+                base,
+                template.label_ids,
+                num_layers=self.config.num_layers,
                 trainable_layers=self.config.trainable_layers,
-                rank=self.config.lora_rank, alpha=self.config.lora_alpha,
-            )  # fmt: skip
+                rank=self.config.lora_rank,
+                alpha=self.config.lora_alpha,
+            )
             reader.load_trained_state(self._state)
             self._reader, self._template = reader, template
         return self._reader, self._template
@@ -206,6 +212,9 @@ def make_template(config: CausalLLMConfig, base: Any) -> Any:
     from lmroute.routers._causal_torch import Template
 
     return Template(
-        base, template=config.template, instruction=config.instruction, labels=config.label_tokens,
+        base,
+        template=config.template,
+        instruction=config.instruction,
+        labels=config.label_tokens,
         max_prompt_tokens=config.max_prompt_tokens,
-    )  # fmt: skip
+    )

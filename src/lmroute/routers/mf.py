@@ -86,11 +86,19 @@ class MFRouter(EmbeddingPairRouter):
         started = time.perf_counter()
         winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
         fits = [
-            train_mf(embeddings, prompt, winner, loser, target=target, weight=data.weight[used],
-                     num_models=len(self.models), config=self.config.model_copy(update={"seed": seed}),
-                     progress=progress)
+            train_mf(
+                embeddings,
+                prompt,
+                winner,
+                loser,
+                target=target,
+                weight=data.weight[used],
+                num_models=len(self.models),
+                config=self.config.model_copy(update={"seed": seed}),
+                progress=progress,
+            )
             for seed in range(self.config.seed, self.config.seed + self.config.members)
-        ]  # fmt: skip
+        ]
         self._set_weights(*(_stack(fits, name) for name in ("model_embeddings", "text_proj", "classifier")))
         self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
         self._save_vocabulary()

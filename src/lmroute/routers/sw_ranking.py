@@ -80,18 +80,27 @@ class SWRankingRouter(EmbeddingPairRouter):
             logger.warning(
                 "%s and %s fall in one Elo tier of %d: this router will refuse to score them; "
                 "train with a larger num_tiers or compare other models (with_models)",
-                cfg.strong_model, cfg.weak_model, cfg.num_tiers,
-            )  # fmt: skip
+                cfg.strong_model,
+                cfg.weak_model,
+                cfg.num_tiers,
+            )
         self._fit_length(data.prompts, enabled=cfg.length_weight > 0)
         embeddings = self._features(data.prompts, weight=cfg.length_weight, progress=progress)
         self._set_state(
             **_stored_embeddings(embeddings, cfg.embedding_dtype),
             ratings=ratings,
             tiers=tiers,
-            **_prompt_tier_counts(data.prompt, tiers[data.a], tiers[data.b], data.outcome, data.weight,
-                                  num_prompts=len(data.prompts), num_tiers=int(tiers.max()) + 1,
-                                  same_tier=cfg.same_tier_battles),
-        )  # fmt: skip
+            **_prompt_tier_counts(
+                data.prompt,
+                tiers[data.a],
+                tiers[data.b],
+                data.outcome,
+                data.weight,
+                num_prompts=len(data.prompts),
+                num_tiers=int(tiers.max()) + 1,
+                same_tier=cfg.same_tier_battles,
+            ),
+        )
         self._save_vocabulary()
         self.metadata["battles"] = {"used": len(data.a), "self_battles_dropped": data.self_battles}
         self.metadata["tiers"] = {m: int(t) for m, t in zip(self.models, tiers, strict=True)}
@@ -211,8 +220,14 @@ class SWRankingRouter(EmbeddingPairRouter):
         }
 
     def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        expected = {"prompt_embeddings", "model_ratings", "model_tiers", "entry_prompt", "entry_cell",
-                    "entry_amount"} | ({"prompt_scales"} if "prompt_scales" in arrays else set())  # fmt: skip
+        expected = {
+            "prompt_embeddings",
+            "model_ratings",
+            "model_tiers",
+            "entry_prompt",
+            "entry_cell",
+            "entry_amount",
+        } | ({"prompt_scales"} if "prompt_scales" in arrays else set())
         if self.config.length_weight > 0:
             expected.add("length_stats")
         if set(arrays) != expected:

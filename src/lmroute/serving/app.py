@@ -80,8 +80,12 @@ def create_app(
             config, routers=loaded, client_factory=upstream_factory, metrics=metrics
         )
         app.state.service = service
-        log.info("serving routers %s; strong %s, weak %s", ", ".join(loaded), config.strong.model,
-                 config.weak.model)  # fmt: skip
+        log.info(
+            "serving routers %s; strong %s, weak %s",
+            ", ".join(loaded),
+            config.strong.model,
+            config.weak.model,
+        )
         try:
             yield
         finally:
@@ -109,8 +113,9 @@ def create_app(
         if scheme.lower() != "bearer" or not matched:
             raise RequestError(
                 "missing or invalid API key: send the header 'Authorization: Bearer <key>'",
-                status=401, code="invalid_api_key",
-            )  # fmt: skip
+                status=401,
+                code="invalid_api_key",
+            )
 
     async def read_json(request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length", "")
@@ -129,8 +134,9 @@ def create_app(
             raise RequestError(
                 f"messages: {len(messages)} messages is more than this server's limit of {max_messages} "
                 "(server.max_messages, --max-messages)",
-                param="messages", code="too_many_messages",
-            )  # fmt: skip
+                param="messages",
+                code="too_many_messages",
+            )
 
     def count(endpoint: str, decision: RouteDecision | None, status: int) -> None:
         router = decision.router if decision is not None and decision.router else "none"
@@ -151,9 +157,10 @@ def create_app(
                 stream = await service.open_stream(body, decision)
                 count("chat", decision, 200)
                 return StreamingResponse(
-                    relay(stream), media_type="text/event-stream",
+                    relay(stream),
+                    media_type="text/event-stream",
                     headers=_headers(decision, stream.model, stream.fallback, streaming=True),
-                )  # fmt: skip
+                )
             answer: Answer = await service.complete(body, decision)
         except LmrouteError as exc:
             response = error_response(exc)
@@ -192,9 +199,12 @@ def create_app(
             raise
         count("route", decision, 200)
         answer = RouteResponse(
-            router=target.router, threshold=target.threshold, score=decision.score, decision=decision.tier,
+            router=target.router,
+            threshold=target.threshold,
+            score=decision.score,
+            decision=decision.tier,
             model=decision.model,
-        )  # fmt: skip
+        )
         return JSONResponse(answer.model_dump())
 
     @app.get("/v1/models")
@@ -233,8 +243,9 @@ def create_app(
     async def http_error(request: Request, exc: HTTPException) -> Response:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         # exc.headers carries the Allow header of a 405 (RFC 9110 requires it).
-        return _error(exc.status_code, str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code),
-                      headers=exc.headers)  # fmt: skip
+        return _error(
+            exc.status_code, str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code), headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
@@ -280,9 +291,14 @@ def _classify(exc: LmrouteError) -> tuple[int, str, str | None, str | None]:
 
 
 def _error(
-    status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None,
+    status: int,
+    message: str,
+    kind: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
     headers: dict[str, str] | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     body = ErrorResponse(error=ErrorBody(message=message, type=kind, param=param, code=code))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -291,8 +307,9 @@ def _too_large(limit: int) -> RequestError:
     return RequestError(
         f"the request body is larger than this server's limit of {limit} bytes "
         "(server.max_request_bytes, --max-request-bytes)",
-        status=413, code="request_too_large",
-    )  # fmt: skip
+        status=413,
+        code="request_too_large",
+    )
 
 
 def _headers(
@@ -359,8 +376,10 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys: anyone who can reach this port can spend your upstream "
-            "credits (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV,
-        )  # fmt: skip
+            "credits (set --api-key or %s)",
+            config.server.host,
+            SERVER_KEYS_ENV,
+        )
     level = config.server.log_level
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lmroute"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}

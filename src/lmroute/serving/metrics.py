@@ -17,37 +17,53 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "lmroute_requests", "Requests by endpoint, router, routed model and HTTP status",
-            ["endpoint", "router", "model", "status"], registry=r,
-        )  # fmt: skip
+            "lmroute_requests",
+            "Requests by endpoint, router, routed model and HTTP status",
+            ["endpoint", "router", "model", "status"],
+            registry=r,
+        )
         self.routing_latency = Histogram(
-            "lmroute_routing_latency_seconds", "Time to a routing decision (batching wait + scoring)",
-            ["router"], buckets=_ROUTING_BUCKETS, registry=r,
-        )  # fmt: skip
+            "lmroute_routing_latency_seconds",
+            "Time to a routing decision (batching wait + scoring)",
+            ["router"],
+            buckets=_ROUTING_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "lmroute_scoring_batch_size", "Prompts scored together in one router call",
-            ["router"], buckets=_BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+            "lmroute_scoring_batch_size",
+            "Prompts scored together in one router call",
+            ["router"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
         self.upstream_latency = Histogram(
             "lmroute_upstream_latency_seconds",
             "Upstream call time (whole answer, or until a stream is accepted)",
-            ["model"], buckets=_UPSTREAM_BUCKETS, registry=r,
-        )  # fmt: skip
+            ["model"],
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
+        )
         self.upstream_errors = Counter(
-            "lmroute_upstream_errors", "Failed upstream attempts by model and kind "
-            "(timeout, connection, malformed, 4xx, 5xx)", ["model", "kind"], registry=r,
-        )  # fmt: skip
+            "lmroute_upstream_errors",
+            "Failed upstream attempts by model and kind (timeout, connection, malformed, 4xx, 5xx)",
+            ["model", "kind"],
+            registry=r,
+        )
         self.upstream_retries = Counter(
             "lmroute_upstream_retries", "Upstream attempts repeated after a failure", ["model"], registry=r
         )
         self.router_errors = Counter(
-            "lmroute_router_errors", "Routing decisions that failed because the router raised", ["router"],
+            "lmroute_router_errors",
+            "Routing decisions that failed because the router raised",
+            ["router"],
             registry=r,
-        )  # fmt: skip
+        )
         self.fallbacks = Counter(
-            "lmroute_fallbacks", "Requests answered by the other model after the routed one failed",
-            ["from_model", "to_model", "reason"], registry=r,
-        )  # fmt: skip
+            "lmroute_fallbacks",
+            "Requests answered by the other model after the routed one failed",
+            ["from_model", "to_model", "reason"],
+            registry=r,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

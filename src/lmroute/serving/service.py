@@ -68,9 +68,14 @@ class RouteDecision:
     def info(self, *, answered_by: str, fallback: bool) -> dict[str, Any]:
         """The ``lmroute`` object added to answers."""
         return {
-            "router": self.router, "threshold": self.threshold, "score": self.score,
-            "decision": self.tier, "routed_model": self.model, "model": answered_by, "fallback": fallback,
-        }  # fmt: skip
+            "router": self.router,
+            "threshold": self.threshold,
+            "score": self.score,
+            "decision": self.tier,
+            "routed_model": self.model,
+            "model": answered_by,
+            "fallback": fallback,
+        }
 
 
 @dataclass
@@ -204,10 +209,14 @@ class RoutingService:
             routers=routers,
             strong=Upstream(config.strong, factory(config.strong), metrics=metrics),
             weak=Upstream(config.weak, factory(config.weak), metrics=metrics),
-            fallback=config.fallback, route_on=config.route_on, on_router_error=config.on_router_error,
+            fallback=config.fallback,
+            route_on=config.route_on,
+            on_router_error=config.on_router_error,
             batch_size=config.batch_size,
-            batch_wait=config.batch_wait_ms / 1000, scoring_threads=config.scoring_threads, metrics=metrics,
-        )  # fmt: skip
+            batch_wait=config.batch_wait_ms / 1000,
+            scoring_threads=config.scoring_threads,
+            metrics=metrics,
+        )
 
     # -- step 1: what the request asks for --------------------------------------------------
     def target(
@@ -261,8 +270,13 @@ class RoutingService:
         except Exception as exc:  # a broken router or embedding backend must not take the requests down
             if self.metrics is not None:
                 self.metrics.router_errors.labels(target.router).inc()
-            log.warning("router %s failed: %s: %s", target.router, type(exc).__name__, exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
+            log.warning(
+                "router %s failed: %s: %s",
+                target.router,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             if need_score or self.on_router_error == "error":
                 raise RouterFailedError(
                     f"router {target.router!r} failed to score the prompt ({type(exc).__name__}); "
@@ -307,8 +321,10 @@ class RoutingService:
             except UpstreamError as second:
                 raise type(second)(
                     f"{exc}; fallback to model {other.model} failed too: {second}",
-                    status_code=second.status_code, model=second.model, retry_after=second.retry_after,
-                ) from second  # fmt: skip
+                    status_code=second.status_code,
+                    model=second.model,
+                    retry_after=second.retry_after,
+                ) from second
 
     async def aclose(self) -> None:
         """Close the upstream clients and the scoring threads."""

@@ -250,16 +250,21 @@ class UpstreamStream:
                 except json.JSONDecodeError:
                     chunk = None
                 if not isinstance(chunk, dict):
-                    raise upstream._count(UpstreamError(
-                        f"model {upstream.model} sent a malformed stream event ({data[:80]!r})",
-                        status_code=200, model=upstream.model,
-                    ))  # fmt: skip
+                    raise upstream._count(
+                        UpstreamError(
+                            f"model {upstream.model} sent a malformed stream event ({data[:80]!r})",
+                            status_code=200,
+                            model=upstream.model,
+                        )
+                    )
                 error = chunk.get("error")
                 if error is not None:
                     message = error.get("message") if isinstance(error, dict) else error
-                    raise upstream._count(UpstreamError(
-                        f"model {upstream.model} failed mid-stream: {message}", model=upstream.model
-                    ))  # fmt: skip
+                    raise upstream._count(
+                        UpstreamError(
+                            f"model {upstream.model} failed mid-stream: {message}", model=upstream.model
+                        )
+                    )
                 yield chunk
         except UpstreamError:
             raise

@@ -21,10 +21,12 @@ def epoch_batches(
     order = rng.permutation(len(lengths))
     if by_length:
         window = 50 * batch_size
-        order = np.concatenate([
-            chunk[np.argsort([-lengths[i] for i in chunk], kind="stable")]
-            for chunk in np.array_split(order, max(1, math.ceil(len(order) / window)))
-        ])  # fmt: skip
+        order = np.concatenate(
+            [
+                chunk[np.argsort([-lengths[i] for i in chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, math.ceil(len(order) / window)))
+            ]
+        )
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for k in rng.permutation(len(batches)):
         yield torch.from_numpy(batches[k])

@@ -57,9 +57,11 @@ def train(
     """Fine-tune a classifier as ``config`` (a ``BertConfig``) says, on ``battles``."""
     started = time.perf_counter()
     targets = outcome_targets(
-        battles, strong_model=config.strong_model, weak_model=config.weak_model,
+        battles,
+        strong_model=config.strong_model,
+        weak_model=config.weak_model,
         min_rating_gap=config.min_rating_gap,
-    )  # fmt: skip
+    )
     prompts, probs = targets.prompts, targets.probabilities()
     rng = np.random.default_rng(config.seed)
     if config.max_train_prompts is not None and len(prompts) > config.max_train_prompts:
@@ -75,9 +77,11 @@ def train(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         net = build_classifier(
-            base, trainable_layers=config.trainable_layers, outputs=3 if config.head == "three_way" else 1,
+            base,
+            trainable_layers=config.trainable_layers,
+            outputs=3 if config.head == "three_way" else 1,
             dropout=config.dropout,
-        )  # fmt: skip
+        )
         cache = prefix_cache if prefix_cache is not None else shared_cache()
         namespace = f"bert:{base.sha256}:{net.frozen}:{config.max_length}"
         bf16 = use_bfloat16(config.precision)
@@ -87,18 +91,25 @@ def train(
         # layers trained under bfloat16 autocast measured clearly worse).
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             features = cache.lookup(
-                namespace, prompts,
+                namespace,
+                prompts,
                 lambda ps: _frozen_features(net, tokens, ps, config.score_batch_size, progress=progress),
-            )  # fmt: skip
+            )
         feature_seconds = time.perf_counter() - feature_start
         train_start = time.perf_counter()
         steps = _optimise(net, features, target, config, rng, progress=progress)
         train_seconds = time.perf_counter() - train_start
     net.eval()
     summary = fit_summary(
-        targets, config, prompts=len(prompts), bf16=bf16, steps=steps, feature_seconds=feature_seconds,
-        train_seconds=train_seconds, started=started,
-    )  # fmt: skip
+        targets,
+        config,
+        prompts=len(prompts),
+        bf16=bf16,
+        steps=steps,
+        feature_seconds=feature_seconds,
+        train_seconds=train_seconds,
+        started=started,
+    )
     return TrainResult(net, tokens, base, summary)
 
 
@@ -107,9 +118,11 @@ def _frozen_features(
 ) -> list[np.ndarray]:
     net.eval()
     return frozen_features(
-        tokens(prompts), batch_size, lambda batch: net.prefix(*pad(batch, tokens.pad_id)),
+        tokens(prompts),
+        batch_size,
+        lambda batch: net.prefix(*pad(batch, tokens.pad_id)),
         progress="bert frozen layers" if progress else None,
-    )  # fmt: skip
+    )
 
 
 def _optimise(

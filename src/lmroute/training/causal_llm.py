@@ -60,9 +60,11 @@ def train(
 
     started = time.perf_counter()
     targets = outcome_targets(
-        battles, strong_model=config.strong_model, weak_model=config.weak_model,
+        battles,
+        strong_model=config.strong_model,
+        weak_model=config.weak_model,
         min_rating_gap=config.min_rating_gap,
-    )  # fmt: skip
+    )
     prompts, probs = targets.prompts, targets.probabilities()
     rng = np.random.default_rng(config.seed)
     if config.max_train_prompts is not None and len(prompts) > config.max_train_prompts:
@@ -74,24 +76,32 @@ def train(
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         reader = build_reader(
-            base, template.label_ids, num_layers=config.num_layers, trainable_layers=config.trainable_layers,
+            base,
+            template.label_ids,
+            num_layers=config.num_layers,
+            trainable_layers=config.trainable_layers,
             rank=config.lora_rank,
             alpha=config.lora_alpha,
-        )  # fmt: skip
+        )
         feature_seconds = train_seconds = 0.0
         steps = 0
         bf16 = use_bfloat16(config.precision)
         if config.epochs > 0:
             cache = prefix_cache if prefix_cache is not None else shared_cache()
             layout = f"{config.template}\0{config.instruction}\0{config.max_prompt_tokens}\0{bf16}"
-            namespace = (f"causal_llm:{base.sha256}:{reader.frozen}:"
-                         f"{hashlib.sha256(layout.encode()).hexdigest()}")  # fmt: skip
+            namespace = (
+                f"causal_llm:{base.sha256}:{reader.frozen}:{hashlib.sha256(layout.encode()).hexdigest()}"
+            )
             feature_start = time.perf_counter()
             # The frozen layers run in the scoring precision; training always runs in float32.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                features = cache.lookup(namespace, prompts, lambda ps: _frozen_features(
-                    reader, template, ps, config.score_batch_size, progress=progress
-                ))  # fmt: skip
+                features = cache.lookup(
+                    namespace,
+                    prompts,
+                    lambda ps: _frozen_features(
+                        reader, template, ps, config.score_batch_size, progress=progress
+                    ),
+                )
             feature_seconds = time.perf_counter() - feature_start
             train_start = time.perf_counter()
             target = torch.tensor(probs, dtype=torch.float32)
@@ -99,9 +109,15 @@ def train(
             train_seconds = time.perf_counter() - train_start
     reader.eval()
     summary = fit_summary(
-        targets, config, prompts=len(prompts), bf16=bf16, steps=steps, feature_seconds=feature_seconds,
-        train_seconds=train_seconds, started=started,
-    )  # fmt: skip
+        targets,
+        config,
+        prompts=len(prompts),
+        bf16=bf16,
+        steps=steps,
+        feature_seconds=feature_seconds,
+        train_seconds=train_seconds,
+        started=started,
+    )
     return TrainResult(reader, template, base, summary)
 
 
@@ -110,9 +126,11 @@ def _frozen_features(
 ) -> list[np.ndarray]:
     reader.eval()
     return frozen_features(
-        template(prompts), batch_size, lambda batch: reader.prefix(*pad_right(batch, template.pad_id)),
+        template(prompts),
+        batch_size,
+        lambda batch: reader.prefix(*pad_right(batch, template.pad_id)),
         progress="causal_llm frozen layers" if progress else None,
-    )  # fmt: skip
+    )
 
 
 def _optimise(

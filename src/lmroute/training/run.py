@@ -35,22 +35,27 @@ def train_router(
     cls = get_router_class(name)
     against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)
     battles, report = prepare_battles(
-        sources, data_dir=data_dir, exclude_benchmarks=exclude_benchmarks,
-        decontaminate_against=against, embedder=embedder,
-    )  # fmt: skip
+        sources,
+        data_dir=data_dir,
+        exclude_benchmarks=exclude_benchmarks,
+        decontaminate_against=against,
+        embedder=embedder,
+    )
     _say(report)
     opts = dict(options or {})
     router = cls(opts, embedder=embedder) if embedder is not None else cls(opts)
     started = time.perf_counter()
     router.fit(battles, progress=progress)
-    router.metadata.update({
-        "training": {
-            "sources": list(sources),
-            "battles": len(battles),
-            "report": _jsonable(report),
-            "seconds": round(time.perf_counter() - started, 1),
+    router.metadata.update(
+        {
+            "training": {
+                "sources": list(sources),
+                "battles": len(battles),
+                "report": _jsonable(report),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
         }
-    })  # fmt: skip
+    )
     if out is not None:
         router.save(out)
     return router

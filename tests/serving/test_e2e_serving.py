@@ -142,9 +142,14 @@ def test_plain_completion_is_routed_and_answered_by_that_model(client, direct, m
     assert float(raw.headers["x-lmroute-score"]) == pytest.approx(SCORE, abs=1e-6)
     assert "x-lmroute-fallback" not in raw.headers
     assert response.lmroute == {
-        "router": "length", "threshold": float(model.rpartition("-")[2]), "score": pytest.approx(SCORE),
-        "decision": tier, "routed_model": answered_by, "model": answered_by, "fallback": False,
-    }  # fmt: skip
+        "router": "length",
+        "threshold": float(model.rpartition("-")[2]),
+        "score": pytest.approx(SCORE),
+        "decision": tier,
+        "routed_model": answered_by,
+        "model": answered_by,
+        "fallback": False,
+    }
     # The very answer that model gives when asked directly, greedy: the request reached it as sent.
     assert response.choices[0].message.content == direct_answer(direct, answered_by)
     assert response.choices[0].message.content.strip()
@@ -220,9 +225,12 @@ def test_route_scores_without_calling_a_model(server):
     }
     route = post_json(server, "/v1/route", {"model": TO_STRONG, "messages": MESSAGES})
     assert route == {
-        "router": "length", "threshold": 0.01, "score": pytest.approx(SCORE), "decision": "strong",
+        "router": "length",
+        "threshold": 0.01,
+        "score": pytest.approx(SCORE),
+        "decision": "strong",
         "model": STRONG,
-    }  # fmt: skip
+    }
     prompt = "x" * 1500  # scores 0.75
     route = post_json(server, "/v1/route", {"router": "length", "threshold": 0.9, "prompt": prompt})
     assert route["score"] == pytest.approx(0.75) and route["decision"] == "weak" and route["model"] == WEAK
@@ -254,9 +262,14 @@ def test_metrics_count_what_happened(server, client):
 
     after = {name: read() for name, read in counters.items()}
     assert {name: after[name] - before[name] for name in counters} == {
-        "chat strong": 1, "chat weak": 2, "route weak": 1, "bad model": 1,
-        "strong calls": 1, "weak calls": 2, "length decisions": 4,
-    }  # fmt: skip
+        "chat strong": 1,
+        "chat weak": 2,
+        "route weak": 1,
+        "bad model": 1,
+        "strong calls": 1,
+        "weak calls": 2,
+        "length decisions": 4,
+    }
     assert metric(server, "lmroute_fallbacks_total") == 0
 
 
@@ -287,11 +300,24 @@ def test_chat_command_shows_the_model_and_the_score(server):
     short, long = "Hi there", "What is the capital of France? Please answer very briefly."
     model, threshold = "router-length-0.05", 0.05  # the short question goes weak, the long one strong
     result = subprocess.run(
-        [sys.executable, "-m", "lmroute.cli", "chat", "--url", server.url, "--model", model,
-         "--system", "Answer in one short sentence."],
-        input=f"{short}\n{long}\n", env={**os.environ, "LMROUTE_API_KEY": ""}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lmroute.cli",
+            "chat",
+            "--url",
+            server.url,
+            "--model",
+            model,
+            "--system",
+            "Answer in one short sentence.",
+        ],
+        input=f"{short}\n{long}\n",
+        env={**os.environ, "LMROUTE_API_KEY": ""},
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith(f"chatting with {model}")

@@ -12,9 +12,25 @@ from lmroute.cli import main
 
 def test_eval_mt_bench_json_plot_scores(data_dir, tmp_path, capsys):
     out_json, out_png, out_scores = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "s.jsonl"
-    code = main(["eval", "--benchmark", "mt-bench", "--data-dir", str(data_dir), "--routers",
-                 "random", "length", "--json", str(out_json), "--plot", str(out_png),
-                 "--save-scores", str(out_scores), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--benchmark",
+            "mt-bench",
+            "--data-dir",
+            str(data_dir),
+            "--routers",
+            "random",
+            "length",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+            "--save-scores",
+            str(out_scores),
+            "--quiet",
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "length" in table and "0.5555" in table and "APGR" in table
@@ -32,13 +48,32 @@ def test_eval_mt_bench_json_plot_scores(data_dir, tmp_path, capsys):
 
 def test_eval_custom_file(tmp_path, capsys):
     path = tmp_path / "custom.jsonl"
-    path.write_text("".join(
-        json.dumps({"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 0.0}}) + "\n"
-        for i in range(30)
-    ))  # fmt: skip
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 0.0}}) + "\n"
+            for i in range(30)
+        )
+    )
     out = tmp_path / "r.json"
-    assert main(["eval", "--benchmark", str(path), "--strong-model", "A", "--weak-model", "B",
-                 "--routers", "length", "--json", str(out), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--benchmark",
+                str(path),
+                "--strong-model",
+                "A",
+                "--weak-model",
+                "B",
+                "--routers",
+                "length",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["strong_model"] == "A" and report["n_prompts"] == 30
     assert set(report["routers"]) == {"length", "oracle"}
@@ -104,7 +139,15 @@ def test_download_when_no_data_dir(data_dir, tmp_path, monkeypatch, capsys):
 def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
     monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
-    args = ["eval", "--benchmark", "mmlu", "--routers", "length", "--quiet",
-            "--data-url", "http://127.0.0.1:9/nothing"]  # fmt: skip
+    args = [
+        "eval",
+        "--benchmark",
+        "mmlu",
+        "--routers",
+        "length",
+        "--quiet",
+        "--data-url",
+        "http://127.0.0.1:9/nothing",
+    ]
     assert main(args) == 1
     assert "could not download" in capsys.readouterr().err

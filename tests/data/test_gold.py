@@ -13,7 +13,7 @@ from lmroute.data.benchmarks import Benchmark, load_benchmark
 from lmroute.data.gold import battles_from_scores, gold_battles, read_scores
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 def _bench(scores: dict[str, list[float]], name: str = "toy") -> Benchmark:

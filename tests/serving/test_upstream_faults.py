@@ -141,8 +141,9 @@ def test_malformed_answer_is_a_502(upstreams):
         assert chat(client, STRONG).json()["lmroute"]["fallback"] is True
 
 
-@pytest.mark.parametrize("status, expected, code", [(400, 400, "upstream_rejected_request"),
-                                                    (429, 429, "upstream_rate_limited")])  # fmt: skip
+@pytest.mark.parametrize(
+    "status, expected, code", [(400, 400, "upstream_rejected_request"), (429, 429, "upstream_rate_limited")]
+)
 def test_client_errors_pass_through_without_fallback(upstreams, status, expected, code):
     upstreams.strong.mode, upstreams.strong.status = "status", status
     with running(upstreams.config()) as client:

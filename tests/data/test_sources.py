@@ -24,7 +24,7 @@ from lmroute.data.sources import (
 )
 from lmroute.exceptions import ConfigError, DataError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 ALL_FIXTURES = ["arena:arena55k.csv", "battles:battles.jsonl", "alpaca-eval:alpaca", "gold:scores.jsonl"]
 
 
@@ -62,8 +62,12 @@ def test_load_all_fixture_formats_with_report():
     assert len(battles) == report.battles == 5 + 5 + 7 + 7 - 1
     assert report.models["claude-2"] == 4 and "mistral-7b_concise" not in report.models
     assert Counter(b.source for b in battles) == {
-        "arena": 5, "battles:battles.jsonl": 4, "gold:custom": 1, "alpaca-eval": 6, "gold:scores": 7,
-    }  # fmt: skip
+        "arena": 5,
+        "battles:battles.jsonl": 4,
+        "gold:custom": 1,
+        "alpaca-eval": 6,
+        "gold:scores": 7,
+    }
     licences = report.licences
     assert licences["arena:arena55k.csv"].startswith("Apache-2.0")
     assert "CC BY-NC 4.0" in licences["alpaca-eval:alpaca"]
@@ -174,9 +178,24 @@ def test_cli_data_writes_battles_readable_back(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("lmroute.embeddings.get_embedder", lambda name: _Questions())
     out, rep = tmp_path / "train.jsonl", tmp_path / "report.json"
     bench = FIXTURES / "bench.jsonl"
-    code = main(["data", "battles:battles.jsonl", "gold:scores.jsonl", "arena:arena55k.parquet",
-                 "--data-dir", str(FIXTURES), "--exclude-benchmark", str(bench), "--out", str(out),
-                 "--report", str(rep), "--alias", "gpt-4-0314=gpt-4"])  # fmt: skip
+    code = main(
+        [
+            "data",
+            "battles:battles.jsonl",
+            "gold:scores.jsonl",
+            "arena:arena55k.parquet",
+            "--data-dir",
+            str(FIXTURES),
+            "--exclude-benchmark",
+            str(bench),
+            "--out",
+            str(out),
+            "--report",
+            str(rep),
+            "--alias",
+            "gpt-4-0314=gpt-4",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "models (" in printed and "gpt-4 " in printed and "decontaminated against" in printed
@@ -202,8 +221,14 @@ def test_cli_data_errors_are_one_line(capsys):
 
 def test_real_sources_load_with_counts(data_dir):
     started = time.perf_counter()
-    specs = ["battles:arena-hard/battles.jsonl", "gold:mmlu", "gold:gsm8k", "gold:mt-bench",
-             "gold:zeroeval/crux.jsonl", "gold:zeroeval/math-l5.jsonl"]  # fmt: skip
+    specs = [
+        "battles:arena-hard/battles.jsonl",
+        "gold:mmlu",
+        "gold:gsm8k",
+        "gold:mt-bench",
+        "gold:zeroeval/crux.jsonl",
+        "gold:zeroeval/math-l5.jsonl",
+    ]
     battles, report = load_sources(specs, data_dir=data_dir)
     assert [s.battles for s in report.sources] == [5998, 14037, 1307, 72, 800 * 16, 721 * 16]
     assert not report.dropped and len(battles) == report.battles

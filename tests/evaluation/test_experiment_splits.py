@@ -61,10 +61,20 @@ class _SpyRouter(Router):
 def _unrelated_battles(tmp_path) -> Path:
     """A battles file of two votes between models that no benchmark here has: the non-gold source."""
     path = tmp_path / "battles.jsonl"
-    path.write_text(2 * (
-        json.dumps({"prompt": "an unrelated training prompt", "model_a": "gpt-4-0314",
-                    "model_b": "gpt-3.5-turbo", "winner": "model_a"}) + "\n"
-    ))  # fmt: skip
+    path.write_text(
+        2
+        * (
+            json.dumps(
+                {
+                    "prompt": "an unrelated training prompt",
+                    "model_a": "gpt-4-0314",
+                    "model_b": "gpt-3.5-turbo",
+                    "winner": "model_a",
+                }
+            )
+            + "\n"
+        )
+    )
     return path
 
 
@@ -72,17 +82,32 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
     monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
     _FITS.clear()
     bench = tmp_path / "bench.jsonl"
-    bench.write_text("".join(
-        json.dumps({"id": f"q{i}", "prompt": f"question number {i} " + "x" * i,
-                    "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0}}) + "\n"
-        for i in range(40)
-    ))  # fmt: skip
+    bench.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "prompt": f"question number {i} " + "x" * i,
+                    "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0},
+                }
+            )
+            + "\n"
+            for i in range(40)
+        )
+    )
     battles = _unrelated_battles(tmp_path)
     config = ExperimentConfig(
-        benchmarks=[str(bench)], protocols=["gold-1500"], sources=[f"battles:{battles}"],
-        routers=[{"name": "spy"}], baselines=[], gold_max=20, gold_weight=3, folds=5,
-        decontaminate=False, bootstrap=0,
-    )  # fmt: skip
+        benchmarks=[str(bench)],
+        protocols=["gold-1500"],
+        sources=[f"battles:{battles}"],
+        routers=[{"name": "spy"}],
+        baselines=[],
+        gold_max=20,
+        gold_weight=3,
+        folds=5,
+        decontaminate=False,
+        bootstrap=0,
+    )
     result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
     assert len(_FITS) == 5
     prompts = {json.loads(line)["prompt"] for line in bench.read_text().splitlines()}
@@ -98,16 +123,24 @@ def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tm
     monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
     _WEIGHTS.clear()
     bench = tmp_path / "graded.jsonl"
-    bench.write_text("".join(
-        json.dumps({"prompt": f"question {i}", "scores": {"strong": 5 + i % 4, "weak": 5}}) + "\n"
-        for i in range(12)
-    ))  # fmt: skip
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": f"question {i}", "scores": {"strong": 5 + i % 4, "weak": 5}}) + "\n"
+            for i in range(12)
+        )
+    )
     battles = _unrelated_battles(tmp_path)
     config = ExperimentConfig(
-        benchmarks=[str(bench)], protocols=["gold-1500"], sources=[f"battles:{battles}"],
-        routers=[{"name": "spy"}], baselines=[], folds=3, decontaminate=False, bootstrap=0,
+        benchmarks=[str(bench)],
+        protocols=["gold-1500"],
+        sources=[f"battles:{battles}"],
+        routers=[{"name": "spy"}],
+        baselines=[],
+        folds=3,
+        decontaminate=False,
+        bootstrap=0,
         gold_margins=margins,
-    )  # fmt: skip
+    )
     run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
     assert len(_WEIGHTS) == 3
     for weights in _WEIGHTS:

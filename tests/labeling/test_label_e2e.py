@@ -21,8 +21,18 @@ pytestmark = pytest.mark.network_loopback
 TEMPLATE = "{prompt}\nReply with the number only."
 # Questions a 135M model gets right greedily; the weak side may say one token only, which is never
 # a whole answer, so golden battles have a clear winner. Two real GSM8K questions are added.
-EASY = [("Tom", 4), ("Ana", 12), ("Li", 7), ("Sam", 25), ("Mia", 3), ("Ben", 48), ("Eva", 9), ("Max", 31),
-        ("Zoe", 6), ("Leo", 57)]  # fmt: skip
+EASY = [
+    ("Tom", 4),
+    ("Ana", 12),
+    ("Li", 7),
+    ("Sam", 25),
+    ("Mia", 3),
+    ("Ben", 48),
+    ("Eva", 9),
+    ("Max", 31),
+    ("Zoe", 6),
+    ("Leo", 57),
+]
 
 
 def _questions(data_dir) -> list[dict]:
@@ -45,16 +55,43 @@ def test_label_golden_and_judge_then_train(llama_servers, data_dir, tmp_path, ca
     prompts = tmp_path / "questions.jsonl"
     prompts.write_text("".join(json.dumps(q) + "\n" for q in _questions(data_dir)))
     upstreams = tmp_path / "upstreams.yaml"
-    upstreams.write_text(yaml.safe_dump({"upstreams": {
-        "smol-strong": {"base_url": strong.base_url, "model": strong.model},
-        "smol-weak": {"base_url": weak.base_url, "model": weak.model, "params": {"max_tokens": 1}},
-        # llama.cpp's grammar makes the tiny judge answer in the verdict form; parsing stays real.
-        "smol-judge": {"base_url": strong.base_url, "model": strong.model,
-                       "params": {"grammar": 'root ::= "[[" [ABC] "]]"'}},
-    }}))  # fmt: skip
-    common = ["--prompts", str(prompts), "--upstreams", str(upstreams), "--model", "smol-strong",
-              "--model", "smol-weak", "--prompt-template", TEMPLATE, "--max-tokens", "8",
-              "--concurrency", "2", "--quiet"]  # fmt: skip
+    upstreams.write_text(
+        yaml.safe_dump(
+            {
+                "upstreams": {
+                    "smol-strong": {"base_url": strong.base_url, "model": strong.model},
+                    "smol-weak": {
+                        "base_url": weak.base_url,
+                        "model": weak.model,
+                        "params": {"max_tokens": 1},
+                    },
+                    # llama.cpp's grammar makes the tiny judge answer in the verdict form; parsing stays real.
+                    "smol-judge": {
+                        "base_url": strong.base_url,
+                        "model": strong.model,
+                        "params": {"grammar": 'root ::= "[[" [ABC] "]]"'},
+                    },
+                }
+            }
+        )
+    )
+    common = [
+        "--prompts",
+        str(prompts),
+        "--upstreams",
+        str(upstreams),
+        "--model",
+        "smol-strong",
+        "--model",
+        "smol-weak",
+        "--prompt-template",
+        TEMPLATE,
+        "--max-tokens",
+        "8",
+        "--concurrency",
+        "2",
+        "--quiet",
+    ]
 
     golden = tmp_path / "golden"
     assert main(["label", "--mode", "golden", "--out", str(golden), *common]) == 0
@@ -77,8 +114,25 @@ def test_label_golden_and_judge_then_train(llama_servers, data_dir, tmp_path, ca
     judged = tmp_path / "judged"
     judged.mkdir()
     shutil.copy(golden / "responses.jsonl", judged / "responses.jsonl")
-    assert main(["label", "--mode", "judge", "--judge", "smol-judge", "--judge-max-tokens", "8",
-                 "--limit", "10", "--out", str(judged), *common]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "label",
+                "--mode",
+                "judge",
+                "--judge",
+                "smol-judge",
+                "--judge-max-tokens",
+                "8",
+                "--limit",
+                "10",
+                "--out",
+                str(judged),
+                *common,
+            ]
+        )
+        == 0
+    )
     summary = json.loads((judged / "summary.json").read_text())
     assert summary["calls"]["made"].get("responses", 0) == 0
     assert summary["calls"]["reused"]["responses"] == 20
@@ -96,10 +150,13 @@ def test_label_golden_and_judge_then_train(llama_servers, data_dir, tmp_path, ca
     # A router trained on both label files, as `lmroute train --data battles:... battles:...` does.
     out = tmp_path / "router"
     router = train_router(
-        "sw_ranking", [f"battles:{golden / 'battles.jsonl'}", f"battles:{judged / 'battles.jsonl'}"],
-        out=out, embedder=HashEmbedder(), progress=False,
+        "sw_ranking",
+        [f"battles:{golden / 'battles.jsonl'}", f"battles:{judged / 'battles.jsonl'}"],
+        out=out,
+        embedder=HashEmbedder(),
+        progress=False,
         options={"strong_model": "smol-strong", "weak_model": "smol-weak"},
-    )  # fmt: skip
+    )
     # Judge votes equal to golden ones count once (load_sources deduplicates across sources).
     assert 12 <= router.metadata["training"]["battles"] <= 22
     loaded = get_router_class("sw_ranking").load(out, embedder=HashEmbedder())

@@ -15,11 +15,21 @@ pytestmark = pytest.mark.slow
 
 # The command in the README's "The shipped mf".
 SHIPPED_SOURCES = [
-    "battles:arena-hard/battles.jsonl", "gold:mmlu", "gold:gsm8k", "gold:mt-bench",
-    "gold:zeroeval/crux.jsonl", "gold:zeroeval/math-l5.jsonl",
-]  # fmt: skip
-SHIPPED_OPTIONS = {"epochs": 10, "lr": 0.003, "batch_size": 256, "ties": "half", "length_feature": True,
-                   "members": 5}  # fmt: skip
+    "battles:arena-hard/battles.jsonl",
+    "gold:mmlu",
+    "gold:gsm8k",
+    "gold:mt-bench",
+    "gold:zeroeval/crux.jsonl",
+    "gold:zeroeval/math-l5.jsonl",
+]
+SHIPPED_OPTIONS = {
+    "epochs": 10,
+    "lr": 0.003,
+    "batch_size": 256,
+    "ties": "half",
+    "length_feature": True,
+    "members": 5,
+}
 
 
 def test_the_shipped_mf_is_what_its_documented_command_trains(data_dir):

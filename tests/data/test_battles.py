@@ -25,7 +25,7 @@ from lmroute.data.battles import (
 from lmroute.data.prompts import write_jsonl
 from lmroute.exceptions import ConfigError, DataError, DownloadError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 ARENA_KEPT = [
     Battle("What is 2+2?", "gpt-4", "llama-2-13b", "model_a", "arena"),
@@ -111,12 +111,30 @@ class _FakeDataset(list):
 
 def test_arena_from_the_hub_through_datasets(monkeypatch):
     calls = []
-    rows = _FakeDataset([
-        {"prompt": '["Hi there"]', "model_a": "a", "model_b": "b", "response_a": '["x"]',
-         "response_b": '["y"]', "winner_model_a": 0, "winner_model_b": 1, "winner_tie": 0},
-        {"prompt": '["Hi there"]', "model_a": "a", "model_b": "c", "response_a": '["x"]',
-         "response_b": '["z"]', "winner_model_a": 0, "winner_model_b": 0, "winner_tie": 2},
-    ])  # fmt: skip
+    rows = _FakeDataset(
+        [
+            {
+                "prompt": '["Hi there"]',
+                "model_a": "a",
+                "model_b": "b",
+                "response_a": '["x"]',
+                "response_b": '["y"]',
+                "winner_model_a": 0,
+                "winner_model_b": 1,
+                "winner_tie": 0,
+            },
+            {
+                "prompt": '["Hi there"]',
+                "model_a": "a",
+                "model_b": "c",
+                "response_a": '["x"]',
+                "response_b": '["z"]',
+                "winner_model_a": 0,
+                "winner_model_b": 0,
+                "winner_tie": 2,
+            },
+        ]
+    )
 
     def load_dataset(name, split):
         calls.append((name, split))
@@ -182,8 +200,10 @@ def test_battle_weights_are_written_read_back_and_validated(tmp_path):
     assert "weight" not in path.read_text().splitlines()[1]  # weight 1 is the default: not written
     assert read_battles_jsonl(path).battles == battles
     bad = tmp_path / "bad.jsonl"
-    rows = [{"prompt": f"p{i}", "model_a": "x", "model_b": "y", "winner": "model_a", "weight": w}
-            for i, w in enumerate([1, 0, -2, "3", True, None, 0.5])]  # fmt: skip
+    rows = [
+        {"prompt": f"p{i}", "model_a": "x", "model_b": "y", "winner": "model_a", "weight": w}
+        for i, w in enumerate([1, 0, -2, "3", True, None, 0.5])
+    ]
     bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result = read_battles_jsonl(bad)
     assert [b.weight for b in result.battles] == [1.0, 0.5]
@@ -237,12 +257,14 @@ def test_winner_spellings_and_validation():
     assert normalize_winner("Tie(bothbad)") == "tie (bothbad)"
     assert normalize_winner(" MODEL_A ") == "model_a"
     assert normalize_winner("model_c") is None and normalize_winner(1) is None
-    result = validate_battles([
-        Battle("p", "a", "b", "model_a", "x"),
-        Battle("", "a", "b", "model_a", "x"),
-        Battle("p", "a", "a", "tie", "x"),
-        Battle("p", "a", "b", "draw", "x"),  # type: ignore[arg-type]
-    ])  # fmt: skip
+    result = validate_battles(
+        [
+            Battle("p", "a", "b", "model_a", "x"),
+            Battle("", "a", "b", "model_a", "x"),
+            Battle("p", "a", "a", "tie", "x"),
+            Battle("p", "a", "b", "draw", "x"),  # type: ignore[arg-type]
+        ]
+    )
     assert result.battles == [Battle("p", "a", "b", "model_a", "x")]
     assert dict(result.dropped) == {bt.EMPTY_PROMPT: 1, bt.SAME_MODEL: 1, bt.UNKNOWN_WINNER: 1}
 

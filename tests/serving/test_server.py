@@ -60,19 +60,27 @@ def chat(client, model="router-length-0", **fields):
 
 def test_routes_by_threshold_and_passes_fields_through(client, upstreams):
     fields = {
-        "temperature": 0.2, "max_tokens": 7, "top_k": 3, "user": "u1",
+        "temperature": 0.2,
+        "max_tokens": 7,
+        "top_k": 3,
+        "user": "u1",
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
         "response_format": {"type": "json_object"},
-    }  # fmt: skip
+    }
     response = chat(client, "router-length-0", **fields)
     assert response.status_code == 200
     body = response.json()
     assert body["model"] == "big-model" and body["choices"][0]["message"]["content"] == "strong says hi"
     score = float(LengthRouter().score(["hello"])[0])
     assert body["lmroute"] == {
-        "router": "length", "threshold": 0.0, "score": pytest.approx(score), "decision": "strong",
-        "routed_model": "big-model", "model": "big-model", "fallback": False,
-    }  # fmt: skip
+        "router": "length",
+        "threshold": 0.0,
+        "score": pytest.approx(score),
+        "decision": "strong",
+        "routed_model": "big-model",
+        "model": "big-model",
+        "fallback": False,
+    }
     assert response.headers["x-lmroute-model"] == "big-model"
     assert response.headers["x-lmroute-decision"] == "strong"
     sent = upstreams.strong.requests[-1]
@@ -193,8 +201,11 @@ def test_api_keys_are_checked(upstreams, monkeypatch):
     monkeypatch.setenv("LMROUTE_API_KEYS", "key-one, key-two")
     with running(upstreams.config()) as c:
         for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "key-one"}):
-            response = c.post("/v1/chat/completions", json={"model": "router-length-0", "messages": MESSAGES},
-                              headers=headers)  # fmt: skip
+            response = c.post(
+                "/v1/chat/completions",
+                json={"model": "router-length-0", "messages": MESSAGES},
+                headers=headers,
+            )
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "invalid_api_key"
             assert response.headers["www-authenticate"] == "Bearer"
@@ -202,8 +213,12 @@ def test_api_keys_are_checked(upstreams, monkeypatch):
         assert c.get("/v1/models").status_code == 401
         assert c.post("/v1/route", json={"model": "router-length-0", "prompt": "x"}).status_code == 401
         ok = {"authorization": "Bearer key-two"}
-        assert c.post("/v1/chat/completions", json={"model": "router-length-0", "messages": MESSAGES},
-                      headers=ok).status_code == 200  # fmt: skip
+        assert (
+            c.post(
+                "/v1/chat/completions", json={"model": "router-length-0", "messages": MESSAGES}, headers=ok
+            ).status_code
+            == 200
+        )
         assert c.get("/v1/models", headers=ok).status_code == 200
         assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
     assert not any("key-" in (a or "") for a in upstreams.strong.auth)
@@ -214,9 +229,12 @@ def test_route_scores_without_calling_a_model(client, upstreams):
     response = client.post("/v1/route", json={"model": "router-length-0.01", "prompt": prompt})
     expected = float(LengthRouter().score([prompt])[0])
     assert response.json() == {
-        "router": "length", "threshold": 0.01, "score": pytest.approx(expected), "decision": "strong",
+        "router": "length",
+        "threshold": 0.01,
+        "score": pytest.approx(expected),
+        "decision": "strong",
         "model": "big-model",
-    }  # fmt: skip
+    }
     response = client.post("/v1/route", json={"router": "length", "threshold": 1, "messages": MESSAGES})
     assert response.json()["decision"] == "weak"
     assert not upstreams.strong.requests and not upstreams.weak.requests
@@ -308,8 +326,10 @@ def test_concurrent_requests_are_scored_in_batches_off_the_event_loop(upstreams)
 
         async def burst():
             async with httpx.AsyncClient(base_url=c.base_url, timeout=10) as ac:
-                route = [ac.post("/v1/route", json={"model": "router-slow-0.5", "prompt": f"p{i}"})
-                         for i in range(16)]  # fmt: skip
+                route = [
+                    ac.post("/v1/route", json={"model": "router-slow-0.5", "prompt": f"p{i}"})
+                    for i in range(16)
+                ]
                 pending = asyncio.gather(*route)
                 await asyncio.sleep(0.1)  # scoring is under way now
                 start = time.perf_counter()
@@ -358,10 +378,26 @@ def test_lmroute_serve_command(upstreams, tmp_path):
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "LMROUTE_API_KEYS": ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lmroute.cli", "serve", "--config", str(path), "--port", str(port),
-         "--routers", "random", "length", "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lmroute.cli",
+            "serve",
+            "--config",
+            str(path),
+            "--port",
+            str(port),
+            "--routers",
+            "random",
+            "length",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -394,8 +430,20 @@ def test_lmroute_serve_command(upstreams, tmp_path):
 def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
     monkeypatch.delenv("LMROUTE_TEST_UNSET_KEY", raising=False)
     url = "http://127.0.0.1:9/v1"
-    argv = ["serve", "--strong-base-url", url, "--strong-model", "s", "--weak-base-url", url,
-            "--weak-model", "w", "--routers", "length", *extra]  # fmt: skip
+    argv = [
+        "serve",
+        "--strong-base-url",
+        url,
+        "--strong-model",
+        "s",
+        "--weak-base-url",
+        url,
+        "--weak-model",
+        "w",
+        "--routers",
+        "length",
+        *extra,
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error:") and message in err and err.count("\n") == 1

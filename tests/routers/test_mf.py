@@ -23,7 +23,7 @@ STRONG, WEAK, OTHER = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.
 FAST = {"dim": 16, "epochs": 25, "batch_size": 32, "lr": 1e-2, "noise": 0.02}
 HARD = ["prove derive integral of this", "derive and prove the integral bound"]
 EASY = ["hello chat joke please", "tell a joke and chat hello"]
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def skill_battles(seed: int, n: int) -> list[Battle]:
@@ -51,8 +51,12 @@ def trained() -> MFRouter:
 
 def test_learns_which_prompts_need_the_strong_model(trained):
     assert trained.score(HARD).min() > 0.8 and trained.score(EASY).max() < 0.2
-    assert trained.metadata["battles"] == {"used": 360, "ties_dropped": 40, "self_battles_dropped": 0,
-                                           "prompts": 360}  # fmt: skip
+    assert trained.metadata["battles"] == {
+        "used": 360,
+        "ties_dropped": 40,
+        "self_battles_dropped": 0,
+        "prompts": 360,
+    }
     assert trained.metadata["final_epoch"]["held_out_accuracy"] > 0.9
 
 
@@ -182,8 +186,15 @@ def test_weights_scale_each_battles_loss():
         a, b = (str(m) for m in rng.permutation([STRONG, WEAK]))
         strong_won = i % 2 == 0
         winner = "model_a" if (a == STRONG) == strong_won else "model_b"
-        battles.append(Battle(f"prove derive integral w{rng.integers(40)} {i}", a, b, winner,
-                              weight=3.0 if strong_won else 0.5))  # fmt: skip
+        battles.append(
+            Battle(
+                f"prove derive integral w{rng.integers(40)} {i}",
+                a,
+                b,
+                winner,
+                weight=3.0 if strong_won else 0.5,
+            )
+        )
     unweighted = [dataclasses.replace(b, weight=1.0) for b in battles]
     options = {"embedder": HashEmbedder(64), "held_out_fraction": 0.0, **FAST}
     weighted_score = MFRouter(**options).fit(battles).score(HARD).mean()

@@ -60,11 +60,19 @@ def _write_jsonl(path, rows):
 
 
 def test_custom_jsonl(tmp_path):
-    path = _write_jsonl(tmp_path / "b.jsonl", [
-        {"prompt": "a", "scores": {"big": 1, "small": 0}, "id": "q1", "category": "math",
-         "cost": {"big": 0.01, "small": 0.001}},
-        {"prompt": "b", "scores": {"big": 0.5, "small": 0.5}},
-    ])  # fmt: skip
+    path = _write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {
+                "prompt": "a",
+                "scores": {"big": 1, "small": 0},
+                "id": "q1",
+                "category": "math",
+                "cost": {"big": 0.01, "small": 0.001},
+            },
+            {"prompt": "b", "scores": {"big": 0.5, "small": 0.5}},
+        ],
+    )
     bench = load_custom(path)
     assert (bench.strong_model, bench.weak_model) == ("big", "small")
     assert bench.ids == ("q1", "1") and bench.categories == ("math", "")
@@ -88,11 +96,13 @@ def test_custom_csv(tmp_path):
         ('{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b"\n', ":2: not valid JSON"),
         ('{"prompt": "a", "scores": {"A": "high", "B": 0}}\n', ":1: score of 'A' is not a number"),
         ('{"prompt": "", "scores": {"A": 1, "B": 0}}\n', ":1: 'prompt' must be a non-empty"),
-        ('{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b", "scores": {"A": 1}}\n',
-         ":2: models differ"),
-        ('[1, 2]\n', ":1: expected a JSON object"),
+        (
+            '{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b", "scores": {"A": 1}}\n',
+            ":2: models differ",
+        ),
+        ("[1, 2]\n", ":1: expected a JSON object"),
     ],
-)  # fmt: skip
+)
 def test_bad_custom_jsonl(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)

@@ -412,11 +412,24 @@ def test_cli_dry_run(tmp_path, capsys):
     prompts.write_text(
         "".join(json.dumps({"question": f"Q{i}", "answer": f"#### {i}"}) + "\n" for i in range(5))
     )
-    code = main([
-        "label", "--prompts", str(prompts), "--mode", "golden", "--out", str(tmp_path / "run"),
-        "--model", "name=a,base_url=http://127.0.0.1:9/v1", "--model", "name=b,base_url=http://127.0.0.1:9/v1",
-        "--max-tokens", "100", "--dry-run",
-    ])  # fmt: skip
+    code = main(
+        [
+            "label",
+            "--prompts",
+            str(prompts),
+            "--mode",
+            "golden",
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "name=a,base_url=http://127.0.0.1:9/v1",
+            "--model",
+            "name=b,base_url=http://127.0.0.1:9/v1",
+            "--max-tokens",
+            "100",
+            "--dry-run",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "model calls: 10 to make, 0 already stored" in out
@@ -439,11 +452,19 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             self.counts[(body["model"], content)] += 1
         time.sleep(self.delay)
         reply = {
-            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": _answer(body["model"], content)}}],
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": _answer(body["model"], content)},
+                }
+            ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-        }  # fmt: skip
+        }
         data = json.dumps(reply).encode()
         try:
             self.send_response(200)
@@ -473,14 +494,31 @@ def fake_openai():
 def test_sigkilled_run_resumes_without_repeating_finished_calls(tmp_path, fake_openai):
     url, counts = fake_openai
     prompts = tmp_path / "q.jsonl"
-    prompts.write_text("".join(json.dumps({"question": f"Question #{i}", "answer": f"#### {i}"}) + "\n"
-                               for i in range(20)))  # fmt: skip
+    prompts.write_text(
+        "".join(json.dumps({"question": f"Question #{i}", "answer": f"#### {i}"}) + "\n" for i in range(20))
+    )
     out = tmp_path / "run"
     argv = [
-        sys.executable, "-m", "lmroute.cli", "label", "--prompts", str(prompts), "--mode", "golden",
-        "--out", str(out), "--model", f"name=strong,base_url={url}", "--model", f"name=weak,base_url={url}",
-        "--concurrency", "2", "--max-tokens", "10", "--quiet",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "lmroute.cli",
+        "label",
+        "--prompts",
+        str(prompts),
+        "--mode",
+        "golden",
+        "--out",
+        str(out),
+        "--model",
+        f"name=strong,base_url={url}",
+        "--model",
+        f"name=weak,base_url={url}",
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "10",
+        "--quiet",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
