@@ -1,6 +1,6 @@
 """Options that several commands share, defined once, and the readers of their values.
 
-Only ``argparse`` and ``os`` are imported here: building the parser must stay cheap so that
+Only ``argparse`` and ``os`` are imported here: building the parser must stay cheap, so that
 ``lmroute --help`` loads no library code.
 """
 
@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    #: What ``ArgumentParser.add_subparsers`` returns; each command module adds its parser to it.
-    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+#: What ``ArgumentParser.add_subparsers`` returns (a private class of argparse); each command
+#: module adds its parser to it. A plain name, not a ``typing.TYPE_CHECKING`` import: importing
+#: ``typing`` for annotations alone would add a few ms to every ``lmroute --help``.
+Subparsers = argparse._SubParsersAction
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +61,13 @@ def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_settings(pairs: Sequence[str] | None) -> dict[str, Any]:
+def parse_settings(pairs: Sequence[str] | None) -> dict[str, object]:
     """``--set KEY=VALUE`` pairs as options: each value read as YAML (``3`` is a number, ``[a, b]``
     a list), dashes in keys made underscores."""
     from lmroute._yaml import load_yaml_text
     from lmroute.exceptions import ConfigError
 
-    options = {}
+    options: dict[str, object] = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:

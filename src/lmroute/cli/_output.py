@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
-from typing import Any
 
 
 def note(message: str) -> None:
@@ -12,12 +11,12 @@ def note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def wrote(path: str | Path) -> None:
+def wrote(path: str | os.PathLike[str]) -> None:
     """Say that ``path`` was written."""
     note(f"wrote {path}")
 
 
-def write_json_report(path: str, data: Any) -> None:
+def write_json_report(path: str, data: object) -> None:
     """Write ``data`` to the JSON file ``path`` and say so."""
     from lmroute._files import write_json
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_router_option
+from lmroute.cli._options import Subparsers, add_router_option
 from lmroute.cli._output import write_json_report
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``calibrate`` command and its options."""
     p = subparsers.add_parser(
         "calibrate", help="the threshold that sends a share of prompts to the strong model"

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers
 
 
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``chat`` command and its options."""
     p = subparsers.add_parser("chat", help="chat in the terminal; shows the model chosen and the score")
     p.add_argument("--model", required=True, help="router-<router>-<threshold>, e.g. router-mf-0.1159")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_data_options, add_decontamination_options, data_dir, parse_aliases
+from lmroute.cli._options import (
+    Subparsers,
+    add_data_options,
+    add_decontamination_options,
+    data_dir,
+    parse_aliases,
+)
 from lmroute.cli._output import note, write_json_report
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``data`` command and its options."""
     p = subparsers.add_parser("data", help="load, check, deduplicate and decontaminate training battles")
     p.add_argument(

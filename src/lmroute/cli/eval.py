@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_data_options, add_quiet_option, data_dir
+from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
 from lmroute.cli._output import write_json_report, wrote
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``eval`` command and its options."""
     p = subparsers.add_parser("eval", help="evaluate routers on a benchmark (APGR, CPT, plots)")
     p.add_argument("--benchmark", required=True, help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_data_options, add_quiet_option, data_dir
+from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
 from lmroute.cli._output import wrote
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``experiment`` command and its options."""
     p = subparsers.add_parser("experiment", help="train and evaluate routers under named protocols")
     p.add_argument("config", help="experiment YAML file (see experiments/)")

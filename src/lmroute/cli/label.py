@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_quiet_option
+from lmroute.cli._options import Subparsers, add_quiet_option
 from lmroute.cli._output import wrote
-
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
 #: ``lmroute label`` exits with this when the run stopped before every call was made (a budget,
 #: too many failures): the files written so far are kept and a second run resumes.
 INCOMPLETE = 3
 
 
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``label`` command and its options."""
     p = subparsers.add_parser("label", help="collect responses from models and label them (judge or golden)")
     p.add_argument(

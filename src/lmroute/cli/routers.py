@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers
 
 
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``routers`` command."""
     p = subparsers.add_parser("routers", help="list the registered routers")
     p.set_defaults(func=run)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
-from lmroute.cli._options import add_quiet_option, add_router_option
+from lmroute.cli._options import Subparsers, add_quiet_option, add_router_option
 from lmroute.cli._output import note
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``score`` command and its options."""
     p = subparsers.add_parser("score", help="score prompts with a router")
     add_router_option(p)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers
 
 
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``serve`` command and its options (each one overrides the same key of ``--config``)."""
     p = subparsers.add_parser("serve", help="serve routers behind an OpenAI-compatible API")
     p.add_argument(

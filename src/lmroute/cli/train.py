@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from lmroute.cli._options import (
+    Subparsers,
     add_data_options,
     add_decontamination_options,
     add_quiet_option,
@@ -14,11 +14,8 @@ from lmroute.cli._options import (
 )
 from lmroute.cli._output import note
 
-if TYPE_CHECKING:
-    from lmroute.cli._options import Subparsers
 
-
-def add_parser(subparsers: Subparsers) -> None:
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``train`` command and its options."""
     p = subparsers.add_parser("train", help="train a router on preference data and save it")
     p.add_argument("router", help="router to train (mf, sw_ranking, bert, causal_llm, ...)")
