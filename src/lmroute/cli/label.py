@@ -7,8 +7,8 @@ import argparse
 from lmroute.cli._options import Subparsers, add_quiet_option
 from lmroute.cli._output import wrote
 
-#: ``lmroute label`` exits with this when the run stopped before every call was made (a budget,
-#: too many failures): the files written so far are kept and a second run resumes.
+#: ``lmroute label`` exits with this when prompts are left unlabelled (the token budget reached,
+#: failed calls): what was done is kept in the run folder and a rerun continues it.
 INCOMPLETE = 3
 
 
