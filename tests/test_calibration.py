@@ -16,6 +16,7 @@ from lmroute.calibration import (
     arena_hard_prompts,
     calibrate,
     calibrate_scores,
+    calibration_prompts,
     read_arena_hard,
     strong_share,
     threshold_for_strong_share,
@@ -152,6 +153,14 @@ def test_arena_hard_download_into_cache(arena_hard_server, cache_dir, capsys):
     assert "on 500 prompts (the public Arena-Hard v0.1 sample)" in text
     share = float(re.search(r"sends ([\d.]+)% of these prompts", text).group(1))
     assert abs(share - 50) < 1  # prompts of equal length tie
+
+
+def test_calibration_prompts_say_where_they_came_from(arena_hard_server, cache_dir, tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("first\nsecond\n")
+    assert calibration_prompts(path) == (["first", "second"], str(path))
+    prompts, source = calibration_prompts(None, url=arena_hard_server)
+    assert len(prompts) == 500 and source == "the public Arena-Hard v0.1 sample"
 
 
 def test_read_arena_hard_both_layouts(tmp_path):

@@ -7,7 +7,7 @@ import os
 import pytest
 from _fake_embedder import HashEmbedder
 
-from lmroute._files import atomic_writer, write_atomic
+from lmroute._files import atomic_writer, write_atomic, write_json
 from lmroute.data.battles import Battle
 from lmroute.routers.sw_ranking import SWRankingRouter
 
@@ -43,3 +43,8 @@ def test_a_saved_router_is_readable_by_others(tmp_path):
         "config.json": 0o644,
         "weights.safetensors": 0o644,
     }
+
+
+def test_write_json_is_indented_with_a_final_newline(tmp_path):
+    path = write_json(tmp_path / "new" / "report.json", {"a": [1, 2], "é": None})
+    assert path.read_text("utf-8") == '{\n  "a": [\n    1,\n    2\n  ],\n  "\\u00e9": null\n}\n'

@@ -75,6 +75,20 @@ def test_registry_and_load_router(tmp_path):
         load_router(str(tmp_path))
 
 
+def test_a_router_is_named_from_its_spec(tmp_path, monkeypatch):
+    import lmroute.registry
+    from lmroute.registry import report_name, serving_name
+
+    saved = str(LengthRouter().save(tmp_path / "saved"))
+    router = load_router(saved)
+    assert report_name(saved, router) == saved  # a table keeps two saved routers of a kind apart
+    assert serving_name(saved, router) == "length"  # served under the router saved in it
+    monkeypatch.setitem(lmroute.registry._ROUTERS, "short", LengthRouter)
+    router = load_router("short")
+    assert report_name("short", router) == "length"
+    assert serving_name("short", router) == "short"  # served under the name it was registered as
+
+
 def test_save_load_round_trip_and_validation(tmp_path):
     saved = LengthRouter(half_length=80).save(tmp_path / "r")
     loaded = load_router(str(saved))

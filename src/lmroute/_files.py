@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -33,3 +34,8 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     with atomic_writer(path) as f:
         f.write(data)
     return Path(path)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (a report a person may read) atomically."""
+    return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))

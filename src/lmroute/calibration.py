@@ -7,7 +7,8 @@ is one's own traffic; without one, the 500 Arena-Hard prompts (real, hard user p
 Chatbot Arena, Apache-2.0) are a public stand-in.
 
 :func:`threshold_for_strong_share` and :func:`strong_share` are pure; :func:`calibrate` scores
-prompts with a router; :func:`arena_hard_prompts` downloads the public sample into the user cache.
+prompts with a router; :func:`arena_hard_prompts` downloads the public sample into the user cache;
+:func:`calibration_prompts` takes one's own prompts from a file, else that sample.
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ def arena_hard_prompts(*, url: str | None = None, cache: str | Path | None = Non
     dest = Path(cache) if cache is not None else cache_dir() / "arena-hard-v0.1"
     folder = fetch_files(url, [ARENA_HARD_FILE], dest, what="Arena-Hard prompts")
     return read_arena_hard(folder / ARENA_HARD_FILE)
+
+
+def calibration_prompts(path: str | Path | None = None, *, url: str | None = None) -> tuple[list[str], str]:
+    """Prompts to calibrate on and a description of where they came from, for
+    :func:`format_calibration`: those in ``path`` (JSONL with a ``prompt`` field, or one per line)
+    or, without a path, the public Arena-Hard sample (:func:`arena_hard_prompts` from ``url``)."""
+    if path:
+        from lmroute.data.prompts import read_prompts
+
+        return read_prompts(path), str(path)
+    return arena_hard_prompts(url=url), "the public Arena-Hard v0.1 sample"
 
 
 def read_arena_hard(path: str | Path) -> list[str]:

@@ -63,3 +63,16 @@ def load_router(spec: str | Path, **options: Any) -> Router:
     if path.exists() or "/" in str(spec):
         raise UnknownRouterError(f"{spec} is not a router directory (no {CONFIG_FILE} in it)")
     return get_router_class(str(spec)).pretrained(**options)
+
+
+def report_name(spec: str | Path, router: Router) -> str:
+    """The name results tables give a router loaded from ``spec``: a saved directory's path, so
+    two saved routers of one kind stay apart; a registered name's router by its own name."""
+    return str(spec) if Path(spec).is_dir() else router.name
+
+
+def serving_name(spec: str | Path, router: Router) -> str:
+    """The name a router loaded from ``spec`` is served under when no alias is given (the
+    ``<router>`` of ``router-<router>-<threshold>``): a saved directory by the router saved in it,
+    a registered name as given."""
+    return router.name if Path(spec).is_dir() else str(spec)

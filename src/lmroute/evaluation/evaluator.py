@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +99,12 @@ def score_prompts(
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def score_records(prompts: Sequence[str], scores: Sequence[float] | np.ndarray) -> Iterator[dict[str, Any]]:
+    """``{"prompt", "score"}`` per prompt: the records ``lmroute score`` writes."""
+    for prompt, score in zip(prompts, scores, strict=True):
+        yield {"prompt": prompt, "score": float(score)}
+
+
 def evaluate_scores(
     name: str,
     score_sets: Sequence[np.ndarray],
@@ -192,3 +198,11 @@ def evaluate(
         n_prompts=len(benchmark),
         results=results,
     )
+
+
+def item_scores(evaluation: Evaluation, benchmark: Benchmark) -> Iterator[dict[str, Any]]:
+    """Each item of ``benchmark`` (the one ``evaluation`` ran on) with its ``id``, ``prompt`` and
+    every router's score under the router's name: the records of ``lmroute eval --save-scores``."""
+    scored = [(r.router, r.scores) for r in evaluation.results if r.scores is not None]
+    for i, prompt in enumerate(benchmark.prompts):
+        yield {"id": benchmark.ids[i], "prompt": prompt, **{name: float(s[i]) for name, s in scored}}

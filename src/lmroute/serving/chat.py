@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from openai import OpenAIError
+from openai import OpenAI, OpenAIError
 
 from lmroute.exceptions import LmrouteError
 
@@ -31,6 +31,12 @@ def describe(info: dict[str, Any] | None) -> str:
     if info.get("fallback"):
         text += f" (fallback: {info.get('routed_model')} failed)"
     return text
+
+
+def server_client(url: str, *, api_key: str | None = None) -> OpenAI:
+    """An OpenAI client of the lmroute server at ``url`` (its API is under ``/v1``); without a key,
+    a placeholder, which a server without authentication accepts (the SDK refuses no key at all)."""
+    return OpenAI(base_url=url.rstrip("/") + "/v1", api_key=api_key or "no-key")
 
 
 def run_chat(

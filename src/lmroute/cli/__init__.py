@@ -1,0 +1,50 @@
+"""The ``lmroute`` command line: parses arguments, calls the library, prints results.
+
+One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
+``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
+defines the options several commands share, ``_output`` how they report. :func:`main` builds the
+parser from the command modules and turns the library's errors into one line and an exit code.
+Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from lmroute.cli import calibrate, chat, data, experiment, label, routers, score, serve, train
+from lmroute.cli import eval as eval_command  # not bare `eval`: the builtin
+from lmroute.exceptions import LmrouteError
+
+__all__ = ["build_parser", "main"]
+
+#: The commands in the order ``lmroute --help`` lists them.
+_COMMANDS = (eval_command, score, train, experiment, label, data, serve, calibrate, chat, routers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``lmroute`` and all its commands; each command sets ``func`` to its ``run``."""
+    from lmroute._version import __version__
+
+    parser = argparse.ArgumentParser(prog="lmroute", description="Train, evaluate and serve LLM routers.")
+    parser.add_argument("--version", action="version", version=f"lmroute {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C;
+    argument errors exit with argparse's 2 before any command runs)."""
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return run(args)
+    except LmrouteError as exc:
+        print(f"lmroute: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lmroute: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,87 @@
+"""Options that several commands share, defined once, and the readers of their values.
+
+Only ``argparse`` and ``os`` are imported here: building the parser must stay cheap, so that
+``lmroute --help`` loads no library code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator, Sequence
+
+#: What ``ArgumentParser.add_subparsers`` returns (a private class of argparse); each command
+#: module adds its parser to it. A plain name, not a ``typing.TYPE_CHECKING`` import: importing
+#: ``typing`` for annotations alone would add a few ms to every ``lmroute --help``.
+Subparsers = argparse._SubParsersAction
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--data-url``: where the evaluation files are read or downloaded from."""
+    parser.add_argument(
+        "--data-dir",
+        help="folder with routellm-evals/ (default: $LMROUTE_DATA_DIR, "
+        "else the public files are downloaded into the user cache)",
+    )
+    parser.add_argument(
+        "--data-url",
+        default=os.environ.get("LMROUTE_DATA_URL"),
+        help="where to download the evaluation files from (default: RouteLLM's GitHub)",
+    )
+
+
+def data_dir(args: argparse.Namespace) -> str | None:
+    """The data folder: ``--data-dir``, else ``$LMROUTE_DATA_DIR``, else None (download)."""
+    return args.data_dir or os.environ.get("LMROUTE_DATA_DIR") or None
+
+
+def add_router_option(parser: argparse.ArgumentParser) -> None:
+    """``--router``: the one router a command uses."""
+    parser.add_argument("--router", required=True, help="router name or saved router directory")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser, *, text: str = "no progress bars") -> None:
+    """``--quiet``: no progress output (``text`` is its help)."""
+    parser.add_argument("--quiet", action="store_true", help=text)
+
+
+def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
+    """``--exclude-benchmark`` and ``--decontaminate``: keep evaluation prompts out of training data."""
+    parser.add_argument(
+        "--exclude-benchmark",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's",
+    )
+    parser.add_argument(
+        "--decontaminate",
+        action="store_true",
+        help="drop training prompts that (nearly) duplicate any public benchmark prompt",
+    )
+
+
+def parse_settings(pairs: Sequence[str] | None) -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs as options: each value read as YAML (``3`` is a number, ``[a, b]``
+    a list), dashes in keys made underscores."""
+    from lmroute._yaml import load_yaml_text
+    from lmroute.exceptions import ConfigError
+
+    options: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        options[key.replace("-", "_")] = load_yaml_text(value, what=f"--set {pair!r}")
+    return options
+
+
+def parse_aliases(pairs: Sequence[str] | None) -> Iterator[tuple[str, str]]:
+    """``--alias OLD=NEW`` pairs as ``(old, new)`` model names, spaces around them stripped."""
+    from lmroute.exceptions import ConfigError
+
+    for pair in pairs or ():
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"--alias expects OLD=NEW, got {pair!r}")
+        yield old.strip(), new.strip()

@@ -1,0 +1,74 @@
+"""``lmroute eval``: evaluate routers on a benchmark and print the table (APGR, CPT, plots)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
+from lmroute.cli._output import write_json_report, wrote
+
+
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """The ``eval`` command and its options."""
+    p = subparsers.add_parser("eval", help="evaluate routers on a benchmark (APGR, CPT, plots)")
+    p.add_argument("--benchmark", required=True, help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")
+    p.add_argument(
+        "--routers", nargs="+", default=["random", "length"], help="router names or saved router directories"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("paper", "exact"),
+        default="paper",
+        help="paper: 10 quantile bins as the reference; exact: every threshold",
+    )
+    p.add_argument("--strong-model", help="strong model of a custom benchmark")
+    p.add_argument("--weak-model", help="weak model of a custom benchmark")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="threshold for the 'strong %% @t' column (default 0.5)"
+    )
+    p.add_argument("--json", help="write all metrics and curve points to this JSON file")
+    p.add_argument("--plot", help="write the call–performance curves to this PNG")
+    p.add_argument("--save-scores", help="write each item's score to this JSONL file")
+    p.add_argument("--no-oracle", action="store_true", help="leave out the oracle router")
+    add_quiet_option(p)
+    add_data_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the routers, print the table and write the files asked for."""
+    from lmroute.data.benchmarks import load_benchmark
+    from lmroute.evaluation.evaluator import evaluate
+    from lmroute.evaluation.report import format_table
+    from lmroute.registry import load_router, report_name
+
+    benchmark = load_benchmark(
+        args.benchmark,
+        data_dir=data_dir(args),
+        strong_model=args.strong_model,
+        weak_model=args.weak_model,
+        download_url=args.data_url,
+    )
+    routers = [load_router(spec) for spec in args.routers]
+    evaluation = evaluate(
+        routers,
+        benchmark,
+        protocol=args.protocol,
+        threshold=args.threshold,
+        progress=not args.quiet,
+        names=[report_name(spec, router) for spec, router in zip(args.routers, routers, strict=True)],
+        oracle=not args.no_oracle,
+    )
+    print(format_table(evaluation))
+    if args.json:
+        write_json_report(args.json, evaluation.to_dict())
+    if args.plot:
+        from lmroute.evaluation.plots import plot_curves
+
+        wrote(plot_curves(evaluation, args.plot))
+    if args.save_scores:
+        from lmroute.data.prompts import write_jsonl
+        from lmroute.evaluation.evaluator import item_scores
+
+        wrote(write_jsonl(args.save_scores, item_scores(evaluation, benchmark)))
+    return 0

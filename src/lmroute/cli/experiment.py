@@ -1,0 +1,29 @@
+"""``lmroute experiment``: train and evaluate routers under named protocols, from a YAML file."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
+from lmroute.cli._output import wrote
+
+
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """The ``experiment`` command and its options."""
+    p = subparsers.add_parser("experiment", help="train and evaluate routers under named protocols")
+    p.add_argument("config", help="experiment YAML file (see experiments/)")
+    p.add_argument("--out", default="results/experiment", help="folder for results.md, .json, plots")
+    add_quiet_option(p)
+    add_data_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment and write its results to ``--out``."""
+    from lmroute.evaluation.experiment import load_experiment_config, run_experiment, write_experiment
+
+    config = load_experiment_config(args.config)
+    result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)
+    for path in write_experiment(result, args.out):
+        wrote(path)
+    return 0

@@ -1,0 +1,96 @@
+"""``lmroute serve``: serve routers behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmroute.cli._options import Subparsers
+
+
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """The ``serve`` command and its options (each one overrides the same key of ``--config``)."""
+    p = subparsers.add_parser("serve", help="serve routers behind an OpenAI-compatible API")
+    p.add_argument(
+        "--config", help="YAML file: strong:, weak:, routers:, fallback:, server: ... (flags override it)"
+    )
+    p.add_argument(
+        "--routers",
+        nargs="+",
+        metavar="ROUTER",
+        help="router names, saved router directories or NAME=DIRECTORY (default: mf)",
+    )
+    for tier in ("strong", "weak"):
+        p.add_argument(f"--{tier}-base-url", help=f"OpenAI-compatible URL of the {tier} model")
+        p.add_argument(f"--{tier}-model", help=f"model name sent to the {tier} endpoint")
+        p.add_argument(
+            f"--{tier}-api-key-env",
+            metavar="VARIABLE",
+            help=f"environment variable holding the {tier} endpoint's API key",
+        )
+    p.add_argument(
+        "--fallback",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the other model when the routed one fails (default: on)",
+    )
+    p.add_argument(
+        "--route-on",
+        choices=("last_user", "conversation"),
+        help="score the last user message (default) or the whole conversation",
+    )
+    p.add_argument(
+        "--on-router-error",
+        choices=("strong", "weak", "error"),
+        help="a router that raises: send to this model (default strong) or 503",
+    )
+    p.add_argument("--timeout", type=float, help="seconds to wait for an upstream (default 60)")
+    p.add_argument("--max-retries", type=int, help="retries of a failed upstream call (default 2)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default 6060)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="accepted bearer key, repeatable (default: $LMROUTE_API_KEYS, comma-separated; "
+        "none: no authentication)",
+    )
+    p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
+    p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until stopped. Flags map onto the config file's keys; flags not given are None, which
+    :func:`~lmroute.serving.config.build_config` ignores, so the file's value (or the default) holds."""
+    from lmroute.serving.app import serve
+    from lmroute.serving.config import build_config
+
+    upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
+    overrides = {
+        "strong": {
+            "base_url": args.strong_base_url,
+            "model": args.strong_model,
+            "api_key_env": args.strong_api_key_env,
+            **upstream,
+        },
+        "weak": {
+            "base_url": args.weak_base_url,
+            "model": args.weak_model,
+            "api_key_env": args.weak_api_key_env,
+            **upstream,
+        },
+        "routers": args.routers,
+        "fallback": args.fallback,
+        "route_on": args.route_on,
+        "on_router_error": args.on_router_error,
+        "server": {
+            "host": args.host,
+            "port": args.port,
+            "max_request_bytes": args.max_request_bytes,
+            "max_messages": args.max_messages,
+            "log_level": args.log_level,
+        },
+    }
+    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    return 0

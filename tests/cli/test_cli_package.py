@@ -1,0 +1,58 @@
+"""The command line's structure: one module per command, a parser that loads no library code."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+import lmroute.cli
+from lmroute.serving.chat import server_client
+
+COMMANDS = ["eval", "score", "train", "experiment", "label", "data", "serve", "calibrate", "chat", "routers"]
+
+
+def test_help_loads_no_library_code():
+    code = (
+        "import sys, lmroute; before = set(sys.modules); from lmroute.cli import build_parser; "
+        "build_parser().format_help(); print(*sorted(set(sys.modules) - before))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    library = {m for m in loaded.split() if m.split(".")[0] in ("lmroute", "numpy", "torch")}
+    outside = {m for m in library if not m.startswith("lmroute.cli")}
+    assert outside <= {"lmroute._version", "lmroute.exceptions"}
+
+
+def test_each_command_has_its_module_in_help_order():
+    parser = lmroute.cli.build_parser()
+    assert re.findall(r"^    (\w+)\b", parser.format_help(), flags=re.MULTILINE) == COMMANDS
+    for name in COMMANDS:
+        args = parser.parse_args([name, *_required(name)])
+        assert args.func.__module__ == f"lmroute.cli.{name}"
+
+
+def test_python_dash_m_runs_the_command():
+    run = subprocess.run([sys.executable, "-m", "lmroute.cli", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("lmroute ")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6060", "http://127.0.0.1:6060/"])
+def test_server_client_points_at_the_api_with_a_placeholder_key(url):
+    with server_client(url) as client:
+        assert str(client.base_url) == "http://127.0.0.1:6060/v1/" and client.api_key == "no-key"
+    with server_client(url, api_key="k") as client:
+        assert client.api_key == "k"
+
+
+def _required(command: str) -> list[str]:
+    """The fewest arguments each command parses with."""
+    return {
+        "eval": ["--benchmark", "mmlu"],
+        "score": ["--router", "length", "--input", "p.txt"],
+        "train": ["mf", "--data", "battles:b.jsonl", "--out", "out"],
+        "experiment": ["e.yaml"],
+        "label": ["--prompts", "p.jsonl", "--model", "a", "--mode", "golden", "--out", "run"],
+        "data": ["battles:b.jsonl"],
+        "calibrate": ["--router", "length", "--strong-pct", "0.5"],
+        "chat": ["--model", "router-length-0.5"],
+    }.get(command, [])

@@ -1,0 +1,35 @@
+"""The per-item records of ``lmroute eval --save-scores`` and ``lmroute score``."""
+
+import numpy as np
+import pytest
+
+from lmroute.data.benchmarks import Benchmark
+from lmroute.evaluation.evaluator import evaluate, item_scores, score_records
+from lmroute.routers.length import LengthRouter
+
+
+def test_item_scores_give_every_router_score_per_item():
+    prompts = ("a", "bb" * 50, "ccc" * 400)
+    benchmark = Benchmark(
+        "tiny",
+        prompts,
+        {"S": np.array([1.0, 1.0, 1.0]), "W": np.array([1.0, 0.0, 0.0])},
+        "S",
+        "W",
+        ids=("q1", "q2", "q3"),
+    )
+    router = LengthRouter()
+    evaluation = evaluate([router], benchmark, names=["len"])
+    records = list(item_scores(evaluation, benchmark))
+    assert [(r["id"], r["prompt"]) for r in records] == [("q1", "a"), ("q2", prompts[1]), ("q3", prompts[2])]
+    assert [r["len"] for r in records] == pytest.approx(router.score(list(prompts)).tolist())
+    assert list(records[0]) == ["id", "prompt", "len", "oracle"]
+    assert all(type(r["len"]) is float and type(r["oracle"]) is float for r in records)
+
+
+def test_score_records_pair_prompts_with_plain_floats():
+    records = list(score_records(["x", "y"], np.array([0.25, 0.75], dtype=np.float32)))
+    assert records == [{"prompt": "x", "score": 0.25}, {"prompt": "y", "score": 0.75}]
+    assert type(records[0]["score"]) is float
+    with pytest.raises(ValueError):
+        list(score_records(["x", "y"], [0.5]))
