@@ -437,7 +437,7 @@ def test_retry_after_forms():
     import email.utils
     from types import SimpleNamespace
 
-    from lmroute.serving.upstreams import _retry_after
+    from lmroute.upstream.client import _retry_after
 
     def error(**headers):
         return SimpleNamespace(response=SimpleNamespace(headers=headers))

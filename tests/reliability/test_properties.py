@@ -12,15 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmroute.exceptions import InvalidModelNameError, LmrouteError
-from lmroute.serving.model_name import RouterSpec, format_model_name, parse_model_name
-from lmroute.serving.protocol import (
-    ChatCompletionRequest,
-    RequestError,
-    RouteRequest,
-    parse_body,
-    validate,
-)
+from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
+from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
+from lmroute.serving.protocol import ChatCompletionRequest, RouteRequest, parse_body, validate
 
 pytestmark = pytest.mark.reliability
 

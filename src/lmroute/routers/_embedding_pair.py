@@ -79,6 +79,20 @@ class EmbeddingPairRouter(Router):
             self._embedder = get_embedder(self.config.embedder)
         return self._embedder
 
+    @property
+    def embedder_name(self) -> str:
+        """Name of the embedder this router was trained with (``config.embedder``)."""
+        return self.config.embedder
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Embed prompts with ``embedder``, which must be the kind this router was trained with."""
+        if embedder.name != self.config.embedder:
+            raise ConfigError(
+                f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
+                f"embedder {embedder.name!r} would give other vectors"
+            )
+        self._embedder = embedder
+
     def _embed(self, texts: Sequence[str], *, dim: int | None = None, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings of ``texts``, checked against the expected width."""
         texts = list(texts)
