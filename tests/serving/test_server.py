@@ -15,7 +15,7 @@ import numpy as np
 import openai
 import pytest
 import yaml
-from fake_openai import free_port, running_upstreams, serve_in_thread
+from fake_openai import free_port, serve_in_thread
 
 from lmroute import UnknownRouterError
 from lmroute.cli import main
@@ -26,17 +26,6 @@ from lmroute.serving.app import create_app
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ROUTERS = {"length": LengthRouter(), "random": RandomRouter()}
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    with running_upstreams() as pair:
-        yield pair
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstreams(upstreams):
-    upstreams.reset()
 
 
 @contextmanager
