@@ -5,6 +5,7 @@ import pytest
 from _fake_embedder import HashEmbedder
 
 from lmroute import ConfigError
+from lmroute.embeddings import get_embedder
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
 
@@ -26,3 +27,14 @@ def test_an_embedding_router_takes_only_the_embedder_it_was_made_for():
     same_kind = HashEmbedder(8)
     router.use_embedder(same_kind)
     assert router.embedder is same_kind
+
+
+@pytest.mark.parametrize(
+    "name", ["minilm-torch", "minilm-onnx", "openai:text-embedding-3-small?base_url=http://127.0.0.1:9/v1"]
+)
+def test_a_configured_name_takes_the_embedder_made_from_it(name):
+    """A backend or an endpoint in the configured name is not in the embedder's own name."""
+    router = MFRouter({"embedder": name})
+    embedder = get_embedder(name, cache=False)
+    router.use_embedder(embedder)
+    assert router.embedder is embedder
