@@ -137,7 +137,7 @@ def calibrate_scores(
 
 def format_calibration(result: Calibration, *, source: str) -> str:
     """The calibration as text: the threshold, the model string to use, and the trade-off table."""
-    from lmroute.serving.model_name import format_model_name
+    from lmroute.routing_names import format_model_name
 
     threshold = result.threshold
     lines = [

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,10 +34,10 @@ from pydantic import ValidationError
 
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
-from lmroute.serving.config import RouteOn, ServeConfig, UpstreamConfig, build_config, upstream_from
+from lmroute.serving.config import RouteOn, ServeConfig, build_config
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
 from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
-from lmroute.serving.upstreams import ClientFactory
+from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -132,7 +132,7 @@ class AsyncController:
         threshold: float | None = None,
         stream: bool = False,
         **params: Any,
-    ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+    ) -> ChatCompletion | AsyncGenerator[ChatCompletionChunk, None]:
         from openai.types.chat import ChatCompletion
 
         target = self._service.target(model, router=router, threshold=threshold)
@@ -244,7 +244,7 @@ class Controller:
             future.cancel()  # e.g. Ctrl-C: stop the request on the loop too
             raise
 
-    def _iterate(self, chunks: AsyncIterator[_T]) -> Iterator[_T]:
+    def _iterate(self, chunks: AsyncGenerator[_T, None]) -> Iterator[_T]:
         try:
             while True:
                 try:
@@ -253,7 +253,7 @@ class Controller:
                     return
         finally:
             if not self._loop.is_closed():
-                self._run(chunks.aclose())  # type: ignore[attr-defined]
+                self._run(chunks.aclose())
 
 
 class _AsyncCompletions:
@@ -278,9 +278,9 @@ class _SyncCompletions:
     def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """``openai``'s ``chat.completions.create``, routed; see :class:`AsyncController`."""
         result = self._controller._run(self._controller._async._create(**kwargs))
-        if kwargs.get("stream"):
-            return self._controller._iterate(result)  # type: ignore[arg-type]
-        return result  # type: ignore[return-value]
+        if isinstance(result, AsyncGenerator):  # stream=True
+            return self._controller._iterate(result)
+        return result
 
 
 class _SyncChat:
@@ -321,7 +321,7 @@ def _messages(messages: Any) -> list[ChatMessage]:
     return request.messages
 
 
-async def _chunks(stream: RoutedStream) -> AsyncIterator[ChatCompletionChunk]:
+async def _chunks(stream: RoutedStream) -> AsyncGenerator[ChatCompletionChunk, None]:
     from openai.types.chat import ChatCompletionChunk
 
     try:

@@ -5,12 +5,14 @@ them into OpenAI-shaped errors::
 
     LmrouteError
     ├── ConfigError             bad options, configs or arguments
-    │   └── InvalidModelNameError   a "router-<name>-<threshold>" string that does not parse
+    │   ├── InvalidModelNameError   a "router-<name>-<threshold>" string that does not parse
+    │   └── RequestError            a request the server refuses (its HTTP status, param, code)
     ├── UnknownRouterError      no registered router or router directory of that name
     ├── UnknownModelError       a model name the router or benchmark does not know
     ├── DataError               a data file that is missing, empty or malformed
     ├── CheckpointError         a router directory that cannot be loaded
     ├── DownloadError           public data or weights could not be fetched
+    ├── RouterFailedError       a router raised while scoring a request (the server's 503)
     └── UpstreamError           an upstream LLM endpoint failed
         └── UpstreamTimeoutError
 """
@@ -28,6 +30,21 @@ class ConfigError(LmrouteError, ValueError):
 
 class InvalidModelNameError(ConfigError):
     """A model string such as ``router-mf-0.116`` does not name a router and threshold."""
+
+
+class RequestError(ConfigError):
+    """A request the server refuses; it becomes an OpenAI-shaped 4xx error."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
+    ):
+        super().__init__(message)
+        #: The HTTP status of the answer (400, 401, 413...).
+        self.status = status
+        #: The request field at fault, if one is.
+        self.param = param
+        #: OpenAI's machine-readable ``code`` (``invalid_value``, ``invalid_api_key``...).
+        self.code = code
 
 
 class UnknownRouterError(LmrouteError, KeyError):
@@ -54,6 +71,10 @@ class CheckpointError(LmrouteError):
 
 class DownloadError(LmrouteError):
     """Public evaluation data, prompts or weights could not be downloaded."""
+
+
+class RouterFailedError(LmrouteError):
+    """A router raised while scoring a request; the server answers 503 ``router_error``."""
 
 
 class UpstreamError(LmrouteError):

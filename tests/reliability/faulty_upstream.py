@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -201,3 +202,24 @@ def running(upstream: FaultyUpstream) -> Iterator[str]:
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(10)
         loop.close()
+
+
+@dataclass(frozen=True)
+class FaultyUpstreams:
+    """A strong and a weak :class:`FaultyUpstream`, running; ``urls`` maps each tier to its base URL."""
+
+    strong: FaultyUpstream
+    weak: FaultyUpstream
+    urls: dict[str, str]
+
+    def reset(self) -> None:
+        """Both answer ``ok`` again and forget the requests they saw."""
+        self.strong.set("ok")
+        self.weak.set("ok")
+
+
+@contextmanager
+def running_upstreams() -> Iterator[FaultyUpstreams]:
+    strong, weak = FaultyUpstream("strong"), FaultyUpstream("weak")
+    with running(strong) as strong_url, running(weak) as weak_url:
+        yield FaultyUpstreams(strong, weak, {"strong": strong_url, "weak": weak_url})

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from _fake_embedder import HashEmbedder
 from fake_openai import free_port, serve_in_thread
-from faulty_upstream import FaultyUpstream, running
 
 from lmroute.data.battles import Battle
 from lmroute.routers.base import Router
@@ -35,24 +34,14 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 STRONG, WEAK = "router-length-0", "router-length-1"  # the length score of "hello" is in (0, 1)
 
 
-@pytest.fixture(scope="module")
-def upstreams():
-    strong, weak = FaultyUpstream("strong"), FaultyUpstream("weak")
-    with running(strong) as strong_url, running(weak) as weak_url:
-        yield {"strong": (strong, strong_url), "weak": (weak, weak_url)}
-
-
 @pytest.fixture
 def strong(upstreams):
-    upstream = upstreams["strong"][0]
-    upstream.set("ok")
-    upstreams["weak"][0].set("ok")
-    return upstream
+    return upstreams.strong
 
 
 @pytest.fixture
 def weak(upstreams):
-    return upstreams["weak"][0]
+    return upstreams.weak
 
 
 def config(upstreams, *, upstream=None, **options):
@@ -65,7 +54,7 @@ def config(upstreams, *, upstream=None, **options):
             "retry_backoff": 0.01,
             **(upstream or {}),
         }
-        for tier, (_, url) in upstreams.items()
+        for tier, url in upstreams.urls.items()
     }
     return build_config(overrides={**tiers, "routers": ["length"], **options})
 
@@ -376,11 +365,11 @@ def test_shutdown_finishes_in_flight_requests_and_refuses_new_ones(upstreams, st
         "--port",
         str(port),
         "--strong-base-url",
-        upstreams["strong"][1],
+        upstreams.urls["strong"],
         "--strong-model",
         "strong-model",
         "--weak-base-url",
-        upstreams["weak"][1],
+        upstreams.urls["weak"],
         "--weak-model",
         "weak-model",
         "--log-level",
@@ -437,7 +426,7 @@ def test_retry_after_forms():
     import email.utils
     from types import SimpleNamespace
 
-    from lmroute.serving.upstreams import _retry_after
+    from lmroute.upstream.client import _retry_after
 
     def error(**headers):
         return SimpleNamespace(response=SimpleNamespace(headers=headers))

@@ -14,7 +14,6 @@ import httpx
 import pytest
 import schemathesis
 from fake_openai import serve_in_thread
-from faulty_upstream import FaultyUpstream, running
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -62,17 +61,9 @@ def served_schema() -> dict:
 SCHEMA = schemathesis.openapi.from_dict(served_schema())
 
 
-@pytest.fixture(scope="module")
-def upstreams():
-    strong, weak = FaultyUpstream("strong"), FaultyUpstream("weak")
-    with running(strong) as strong_url, running(weak) as weak_url:
-        yield strong, weak, strong_url, weak_url
-
-
 @contextmanager
 def serving(upstreams, **server):
-    _, _, strong_url, weak_url = upstreams
-    app = make_app(make_config(strong_url, weak_url, **server))
+    app = make_app(make_config(upstreams.urls["strong"], upstreams.urls["weak"], **server))
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=15) as client:
         yield client
 
@@ -203,9 +194,7 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("path, body, headers, status, code", BAD_REQUESTS)
 def test_bad_request_matrix(client, upstreams, path, body, headers, status, code):
-    strong, weak, *_ = upstreams
-    strong.set("ok")
-    weak.set("ok")
+    strong, weak = upstreams.strong, upstreams.weak
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     if "content-length" in headers:  # a declared size over the limit is refused before reading
         content = content.ljust(MAX_BYTES + 1)

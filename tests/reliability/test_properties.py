@@ -1,5 +1,9 @@
 """Property-based tests: the model-name parser, the request models and the data readers take any
-input and either succeed with a well-formed result or raise lmroute's own error, nothing else."""
+input and either succeed with a well-formed result or raise lmroute's own error, nothing else.
+
+Every example asserts something: a test whose claim covers both outcomes checks each of them
+(``try``/``except``/``else``), and one whose claim holds only for some inputs draws only those.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmroute.exceptions import InvalidModelNameError, LmrouteError
-from lmroute.serving.model_name import RouterSpec, format_model_name, parse_model_name
-from lmroute.serving.protocol import (
-    ChatCompletionRequest,
-    RequestError,
-    RouteRequest,
-    parse_body,
-    validate,
-)
+from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
+from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
+from lmroute.serving.protocol import ChatCompletionRequest, RouteRequest, parse_body, validate
 
 pytestmark = pytest.mark.reliability
 
@@ -37,10 +35,10 @@ def test_any_model_string_parses_or_says_why(text):
     try:
         spec = parse_model_name(text)
     except InvalidModelNameError as exc:
-        assert str(exc)
-        return
-    assert isinstance(spec, RouterSpec) and spec.router and text.startswith("router-")
-    assert 0.0 <= spec.threshold <= 1.0
+        assert repr(text) in str(exc)  # the error quotes the string it refuses
+    else:
+        assert isinstance(spec, RouterSpec) and spec.router and text.startswith("router-")
+        assert 0.0 <= spec.threshold <= 1.0
 
 
 @FAST
@@ -48,9 +46,11 @@ def test_any_model_string_parses_or_says_why(text):
 def test_near_miss_model_strings_parse_or_say_why(text):
     try:
         spec = parse_model_name(text)
-    except InvalidModelNameError:
-        return
-    assert spec.router and 0.0 <= spec.threshold <= 1.0 and math.isfinite(spec.threshold)
+    except InvalidModelNameError as exc:
+        assert repr(text) in str(exc)
+    else:
+        assert spec.router and 0.0 <= spec.threshold <= 1.0 and math.isfinite(spec.threshold)
+        assert text == f"router-{spec.router}-{text.rpartition('-')[2]}"
 
 
 @FAST
@@ -59,13 +59,19 @@ def test_format_then_parse_gives_back_router_and_threshold(name, threshold):
     assert parse_model_name(format_model_name(name, threshold)) == (name, threshold)
 
 
+#: Every float or integer outside [0, 1]: below it (down to -inf), above it (up to inf), and NaN.
+OUTSIDE_UNIT_INTERVAL = st.one_of(
+    st.floats(max_value=-math.ulp(0.0)),
+    st.floats(min_value=math.nextafter(1.0, math.inf)),
+    st.just(math.nan),
+    st.integers(max_value=-1),
+    st.integers(min_value=2),
+)
+
+
 @FAST
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers()))
+@given(OUTSIDE_UNIT_INTERVAL)
 def test_format_refuses_thresholds_outside_the_unit_interval(threshold):
-    if isinstance(threshold, float) and math.isfinite(threshold) and 0 <= threshold <= 1:
-        return
-    if isinstance(threshold, int) and 0 <= threshold <= 1:
-        return
     with pytest.raises(InvalidModelNameError):
         format_model_name("mf", threshold)
 
@@ -116,9 +122,9 @@ def test_any_body_bytes_parse_to_an_object_or_a_400(raw):
         body = parse_body(raw)
     except RequestError as exc:
         assert exc.status == 400 and exc.code == "invalid_json"
-        return
-    assert isinstance(body, dict)
-    json.dumps(body, ensure_ascii=False).encode()  # whatever is accepted can be sent upstream
+    else:
+        assert isinstance(body, dict)
+        json.dumps(body, ensure_ascii=False).encode()  # whatever is accepted can be sent upstream
 
 
 @FAST
@@ -128,10 +134,10 @@ def test_any_chat_body_validates_or_names_the_field(body):
         request = validate(ChatCompletionRequest, body)
     except RequestError as exc:
         assert exc.status == 400 and exc.code == "invalid_value" and str(exc)
-        return
-    assert isinstance(request.model, str) and request.messages
-    assert all(isinstance(m.text(), str) for m in request.messages)
-    assert isinstance(request.stream, bool)
+    else:
+        assert isinstance(request.model, str) and request.messages
+        assert all(isinstance(m.text(), str) for m in request.messages)
+        assert isinstance(request.stream, bool)
 
 
 @FAST
@@ -141,21 +147,47 @@ def test_any_route_body_validates_or_names_the_field(body):
         request = validate(RouteRequest, body)
     except RequestError as exc:
         assert exc.status == 400 and str(exc)
-        return
-    assert request.threshold is None or isinstance(request.threshold, float)
-    assert request.prompt is None or isinstance(request.prompt, str)
+    else:
+        assert request.threshold is None or isinstance(request.threshold, float)
+        assert request.prompt is None or isinstance(request.prompt, str)
+
+
+#: Messages the server accepts: a known role, and content that is text, absent, or a list of parts
+#: whose text (required for text parts) is a string.
+VALID_MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "function"])},
+    optional={
+        "content": st.one_of(
+            st.text(max_size=40),
+            st.none(),
+            st.lists(
+                st.one_of(
+                    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)}),
+                    st.fixed_dictionaries(
+                        {"type": st.sampled_from(["image_url", "input_audio"])},
+                        optional={"text": st.none() | st.text(max_size=20)},
+                    ),
+                ),
+                max_size=3,
+            ),
+        ),
+        "name": JSON,
+    },
+)
 
 
 @FAST
-@given(st.lists(MESSAGE, min_size=1, max_size=5), st.sampled_from(["last_user", "conversation"]))
+@given(st.lists(VALID_MESSAGE, min_size=1, max_size=5), st.sampled_from(["last_user", "conversation"]))
 def test_routing_text_of_any_valid_conversation_is_text(messages, route_on):
     from lmroute.serving.service import routing_text
 
-    try:
-        request = validate(ChatCompletionRequest, {"model": "m", "messages": messages})
-    except RequestError:
-        return
-    assert isinstance(routing_text(request.messages, route_on), str)
+    request = validate(ChatCompletionRequest, {"model": "m", "messages": messages})
+    text = routing_text(request.messages, route_on)
+    assert isinstance(text, str)
+    if route_on == "conversation":
+        assert all(m.text() in text for m in request.messages)
+    else:
+        assert text in [m.text() for m in request.messages]
 
 
 # -- data readers ------------------------------------------------------------------------------------
@@ -218,5 +250,5 @@ def test_data_readers_read_or_raise_a_data_error(filename, data):
             result = reader(path)
         except LmrouteError as exc:
             assert str(exc)
-            return
-    assert result is not None
+        else:
+            assert result is not None

@@ -133,7 +133,7 @@ def serving(cfg):
 def test_every_key_is_compared_in_constant_time(monkeypatch):
     import hmac
 
-    from lmroute.serving import app as app_module
+    from lmroute.serving import routes
 
     compared = []
     original = hmac.compare_digest
@@ -142,7 +142,7 @@ def test_every_key_is_compared_in_constant_time(monkeypatch):
         compared.append((len(a), len(b)))
         return original(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", compare)
+    monkeypatch.setattr(routes.hmac, "compare_digest", compare)
     keys = ["first-key", "second-key-longer", "third"]
     cfg = build_config(
         overrides={
@@ -169,7 +169,7 @@ CLIENT_KEY = "lmroute-client-key-SECRET"
 
 def test_upstream_config_holds_no_keys():
     from lmroute.exceptions import ConfigError
-    from lmroute.serving.config import UpstreamConfig
+    from lmroute.upstream import UpstreamConfig
 
     assert "api_key" not in UpstreamConfig.model_fields
     with pytest.raises(ConfigError, match="NAME of an environment variable"):

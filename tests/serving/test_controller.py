@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 import yaml
-from fake_openai import free_port, running_upstreams
+from fake_openai import free_port
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from lmroute import (
@@ -23,17 +23,6 @@ from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.chat import run_chat
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    with running_upstreams() as pair:
-        yield pair
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstreams(upstreams):
-    upstreams.reset()
 
 
 def tiers(upstreams, **options):

@@ -15,7 +15,7 @@ import numpy as np
 import openai
 import pytest
 import yaml
-from fake_openai import free_port, running_upstreams, serve_in_thread
+from fake_openai import free_port, serve_in_thread
 
 from lmroute import UnknownRouterError
 from lmroute.cli import main
@@ -26,17 +26,6 @@ from lmroute.serving.app import create_app
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ROUTERS = {"length": LengthRouter(), "random": RandomRouter()}
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    with running_upstreams() as pair:
-        yield pair
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstreams(upstreams):
-    upstreams.reset()
 
 
 @contextmanager
@@ -298,6 +287,47 @@ def test_metrics_count_requests_by_router_and_model(upstreams):
     assert 'lmroute_routing_latency_seconds_count{router="length"} 4.0' in text
     assert 'lmroute_upstream_latency_seconds_count{model="big-model"} 3.0' in text
     assert 'lmroute_scoring_batch_size_sum{router="random"} 1.0' in text
+
+
+class _BrokenClient:
+    """An upstream SDK client that fails with what no handler expects (a bug, not an upstream fault)."""
+
+    async def post(self, *args, **kwargs):
+        raise RuntimeError("a bug")
+
+    async def close(self):
+        pass
+
+
+def test_unexpected_errors_and_refusals_are_counted_with_their_status(upstreams):
+    config = upstreams.config(server={"api_keys": ("key",)})
+    app = create_app(config, routers=ROUTERS, upstream_factory=lambda upstream: _BrokenClient())
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as c:
+        key = {"authorization": "Bearer key"}
+        # On its own connection: uvicorn closes the connection of a request whose app raised.
+        broken = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "router-length-0", "messages": MESSAGES},
+            headers=key,
+            timeout=10,
+        )
+        refused = c.post("/v1/route", json={"model": "router-length-0", "prompt": "x"})
+        assert c.get("/v1/models", headers=key).status_code == 200 and c.get("/health").status_code == 200
+        text = c.get("/metrics").text
+    assert broken.status_code == 500
+    assert broken.json()["error"] == {
+        "message": "internal server error",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert (
+        'lmroute_requests_total{endpoint="chat",model="big-model",router="length",status="500"} 1.0' in text
+    )
+    assert 'lmroute_requests_total{endpoint="route",model="none",router="none",status="401"} 1.0' in text
+    counted = [line for line in text.splitlines() if line.startswith("lmroute_requests_total{")]
+    assert len(counted) == 2  # only the routing endpoints are counted
 
 
 class SlowRouter(Router):

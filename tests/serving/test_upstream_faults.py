@@ -5,24 +5,13 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from fake_openai import running_upstreams, serve_in_thread
+from fake_openai import serve_in_thread
 
 from lmroute.routers.length import LengthRouter
 from lmroute.serving.app import create_app
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 STRONG, WEAK = "router-length-0", "router-length-1"  # the length score of "hello" is in (0, 1)
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    with running_upstreams() as pair:
-        yield pair
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstreams(upstreams):
-    upstreams.reset()
 
 
 @contextmanager

@@ -3,15 +3,19 @@ shipped mf is what its documented command trains, and the results table's GSM8K 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import REPO
 
 from lmroute.evaluation.experiment import load_experiment_config, run_experiment
 from lmroute.routers.mf import MFRouter
 from lmroute.training.run import train_router
 
 pytestmark = pytest.mark.slow
+
+# Not imported from conftest: with conftest.py files in several folders, "conftest" is whichever came last.
+REPO = Path(__file__).resolve().parents[2]
 
 # The command in the README's "The shipped mf".
 SHIPPED_SOURCES = [

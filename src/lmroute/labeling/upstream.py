@@ -1,13 +1,13 @@
 """The models a labelling run calls, and the async function that calls them.
 
 A model is an OpenAI-compatible upstream (``base_url``, ``model``, ``api_key_env``, ``timeout``:
-the fields of the serving layer's :class:`~lmroute.serving.config.UpstreamConfig`) plus the name
+the fields of :class:`~lmroute.upstream.UpstreamConfig`) plus the name
 it gets in battles and the request fields it is sampled with. API keys are read from the
 environment variable ``api_key_env`` names, never from a file or a flag.
 
 The runner calls upstreams through a :class:`ChatCaller`: any async callable taking a model and
 chat messages and returning a :class:`ChatResult`. :class:`UpstreamCaller`, the default, goes
-through the serving layer's :class:`~lmroute.serving.upstreams.Upstream`; tests pass fakes.
+through :class:`~lmroute.upstream.Upstream` (as the server does); tests pass fakes.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lmroute.exceptions import ConfigError, UpstreamError
 
 if TYPE_CHECKING:
-    from lmroute.serving.config import UpstreamConfig
-    from lmroute.serving.upstreams import ClientFactory, Upstream
+    from lmroute.upstream import ClientFactory, Upstream, UpstreamConfig
 
 
 class LabelModel(BaseModel):
@@ -46,7 +45,7 @@ class LabelModel(BaseModel):
 
     @model_validator(mode="after")
     def _valid_upstream(self) -> LabelModel:
-        self.upstream  # noqa: B018  (validates base_url and api_key_env as the serving layer does)
+        self.upstream  # noqa: B018  (validates base_url and api_key_env as the server does)
         return self
 
     @property
@@ -55,8 +54,8 @@ class LabelModel(BaseModel):
 
     @property
     def upstream(self) -> UpstreamConfig:
-        """The serving layer's config of this endpoint. Retries are the runner's, so none here."""
-        from lmroute.serving.config import upstream_from
+        """The upstream config of this endpoint. Retries are the runner's, so none here."""
+        from lmroute.upstream import upstream_from
 
         return upstream_from(
             {
@@ -138,7 +137,7 @@ class ChatCaller(Protocol):
 
 
 class UpstreamCaller:
-    """Calls OpenAI-compatible endpoints through the serving layer's :class:`Upstream`, one per
+    """Calls OpenAI-compatible endpoints through :class:`~lmroute.upstream.Upstream`, one per
     endpoint and model; ``params`` are sent as request body fields as they are."""
 
     def __init__(self, *, client_factory: ClientFactory | None = None) -> None:
@@ -146,7 +145,7 @@ class UpstreamCaller:
         self._upstreams: dict[tuple[str, str, str | None, float], Upstream] = {}
 
     def _upstream(self, model: LabelModel) -> Upstream:
-        from lmroute.serving.upstreams import Upstream, make_client
+        from lmroute.upstream import Upstream, make_client
 
         key = (model.base_url, model.upstream_model, model.api_key_env, model.timeout)
         if key not in self._upstreams:

@@ -79,6 +79,23 @@ class EmbeddingPairRouter(Router):
             self._embedder = get_embedder(self.config.embedder)
         return self._embedder
 
+    @property
+    def embedder_name(self) -> str:
+        """Name of the embedder this router was trained with (``config.embedder``)."""
+        return self.config.embedder
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Embed prompts with ``embedder``, which must be the kind this router was trained with."""
+        # The configured name may hold what does not change the vectors (a backend, "minilm-onnx"; an
+        # endpoint, "openai:m?base_url=..."), which the embedder made from it leaves out of its name.
+        expected = self.config.embedder
+        if embedder.name != expected and embedder.name != _name_of_embedder(expected):
+            raise ConfigError(
+                f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
+                f"embedder {embedder.name!r} would give other vectors"
+            )
+        self._embedder = embedder
+
     def _embed(self, texts: Sequence[str], *, dim: int | None = None, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings of ``texts``, checked against the expected width."""
         texts = list(texts)
@@ -250,6 +267,17 @@ def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
         weight=np.fromiter((x.weight for x in kept), dtype=np.float64, count=len(kept)),
         self_battles=len(battles) - len(kept),
     )
+
+
+def _name_of_embedder(name: str) -> str | None:
+    """The name an embedder made from ``name`` carries (building one loads no model); None when
+    ``get_embedder`` makes none of that name (an embedder passed in, such as a test's)."""
+    from lmroute.embeddings import get_embedder
+
+    try:
+        return get_embedder(name, cache=False).name
+    except ConfigError:
+        return None
 
 
 def _log_lengths(texts: Sequence[str]) -> np.ndarray:

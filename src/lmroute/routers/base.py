@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lmroute._files import write_atomic
 from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from lmroute.embeddings.base import Embedder
 
 FORMAT = "lmroute-router"
 FORMAT_VERSION = 1
@@ -71,6 +74,16 @@ class Router:
     def fit(self, *args: Any, **kwargs: Any) -> Router:
         """Learn from preference data. Routers that do not learn return themselves unchanged."""
         return self
+
+    # -- collaborators --------------------------------------------------------------------
+    @property
+    def embedder_name(self) -> str | None:
+        """Name of the embedder this router embeds prompts with; None when it embeds nothing."""
+        return None
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Embed prompts with ``embedder`` from now on; ConfigError for a router that embeds nothing."""
+        raise ConfigError(f"router {self.name!r} embeds no prompts: it takes no embedder")
 
     # -- prediction -----------------------------------------------------------------------
     def score(self, prompts: Sequence[str]) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Serving routers behind an OpenAI-compatible API.
 
-``protocol`` (request/response models), ``model_name`` (``router-<name>-<threshold>``), ``config``
-(upstream and server settings), ``upstreams`` (async OpenAI SDK calls with retries, timeouts and
-fallback), ``batcher`` (micro-batched scoring in a thread pool), ``service`` (routing + upstream
-calls, no HTTP), ``streaming`` (SSE relay), ``metrics`` (Prometheus), ``app`` (the FastAPI factory),
-``chat`` (the terminal chat). Nothing here is imported by ``import lmroute``.
+``protocol`` (request/response models), ``config`` (server settings and the strong and weak
+upstreams), ``batcher`` (micro-batched scoring in a thread pool), ``service`` (routing + upstream
+calls, no HTTP), ``streaming`` (SSE relay), ``metrics`` (Prometheus), ``routes`` (the HTTP routes,
+a module-level ``APIRouter``), ``errors`` (OpenAI-shaped error responses), ``middleware`` (the
+request count), ``app`` (the FastAPI factory and ``serve``), ``chat`` (the terminal chat). Model
+names are parsed by :mod:`lmroute.routing_names`, upstreams called through :mod:`lmroute.upstream`.
+Nothing here is imported by ``import lmroute``.
 """

@@ -1,6 +1,7 @@
 """Settings of the upstream models and of the server, from a YAML file and/or command-line flags.
 
-A config names the strong and the weak model, each an OpenAI-compatible endpoint::
+A config names the strong and the weak model, each an OpenAI-compatible endpoint
+(:class:`~lmroute.upstream.config.UpstreamConfig`)::
 
     strong:
       base_url: https://api.openai.com/v1
@@ -30,59 +31,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from lmroute.exceptions import ConfigError
+from lmroute.upstream.config import UpstreamConfig, upstream_from
 
-#: The OpenAI API, used when a model is given by name only (``strong="gpt-4o"``).
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-OPENAI_KEY_ENV = "OPENAI_API_KEY"
 #: Environment variable with the server's accepted API keys, comma-separated.
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
 
 RouteOn = Literal["last_user", "conversation"]
 OnRouterError = Literal["strong", "weak", "error"]
-
-
-class UpstreamConfig(BaseModel):
-    """One OpenAI-compatible model endpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str = Field(min_length=1)
-    #: The model name sent upstream (and reported back in ``response.model``).
-    model: str = Field(min_length=1)
-    #: Name of the environment variable holding the API key; None when the endpoint needs none.
-    api_key_env: str | None = None
-    #: Seconds to wait for a connection or for the next bytes of an answer.
-    timeout: float = Field(default=60.0, gt=0)
-    #: Further attempts after a connection error, timeout, 408/409/429 or 5xx.
-    max_retries: int = Field(default=2, ge=0, le=10)
-    #: Seconds before the first retry; doubled for each further one (with jitter).
-    retry_backoff: float = Field(default=0.5, ge=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _variable_name(cls, value: str | None) -> str | None:
-        # A key pasted where its variable's name belongs would end up in files and logs.
-        if value is not None and not value.replace("_", "").isalnum():
-            raise ValueError("api_key_env is the NAME of an environment variable (e.g. OPENAI_API_KEY)")
-        return value
-
-    def api_key(self) -> str | None:
-        """The API key from the environment; ConfigError when the named variable is unset."""
-        if self.api_key_env is None:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"environment variable {self.api_key_env} (api_key_env of model {self.model!r}) is not set"
-            )
-        return key
 
 
 class ServerConfig(BaseModel):
@@ -150,18 +105,6 @@ class ServeConfig(BaseModel):
                 if not 0.0 <= t <= 1.0:
                     raise ValueError(f"threshold {t} of router {name!r} is outside [0, 1]")
         return value
-
-
-def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamConfig:
-    """An upstream from a config, a mapping, or a bare model name served by the OpenAI API."""
-    if isinstance(value, UpstreamConfig):
-        return value
-    if isinstance(value, str):
-        value = {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
-    try:
-        return UpstreamConfig.model_validate(dict(value))
-    except ValidationError as exc:
-        raise ConfigError(f"invalid upstream: {_problems(exc)}") from None
 
 
 def build_config(

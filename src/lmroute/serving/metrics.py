@@ -1,4 +1,8 @@
-"""Prometheus metrics of one app, in a registry of its own (tests build many apps in one process)."""
+"""Prometheus metrics of one app, in a registry of its own (tests build many apps in one process).
+
+:class:`ServingMetrics` is also the upstream calls' observer (:class:`lmroute.upstream.UpstreamObserver`):
+it records their latencies, failures and retries.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +68,19 @@ class ServingMetrics:
             ["from_model", "to_model", "reason"],
             registry=r,
         )
+
+    # -- what the upstream calls report (lmroute.upstream.UpstreamObserver) --------------------
+    def observe_upstream_call(self, model: str, seconds: float) -> None:
+        """One upstream attempt took ``seconds``."""
+        self.upstream_latency.labels(model).observe(seconds)
+
+    def count_upstream_error(self, model: str, kind: str) -> None:
+        """One upstream attempt failed with ``kind`` (timeout, connection, malformed, 4xx, 5xx)."""
+        self.upstream_errors.labels(model, kind).inc()
+
+    def count_upstream_retry(self, model: str) -> None:
+        """A failed upstream attempt is repeated."""
+        self.upstream_retries.labels(model).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -1,5 +1,7 @@
 """The OpenAI chat-completion request as the server validates it, the route request, and errors.
 
+A body that does not validate raises :class:`~lmroute.exceptions.RequestError` naming its field.
+
 Only what routing reads is checked strictly (``model``, ``messages`` and their text). Every other
 field (temperature, max_tokens, tools, response_format, vendor extensions...) is passed through to
 the upstream untouched (``extra="allow"``), so the server never lags behind the API.
@@ -14,23 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import RequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 #: A \uD800-\uDFFF escape; only bodies that have one pay for the full check of their strings.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-class RequestError(ConfigError):
-    """A request the server refuses; it becomes an OpenAI-shaped 4xx error."""
-
-    def __init__(
-        self, message: str, *, status: int = 400, param: str | None = None, code: str = "invalid_request"
-    ):
-        super().__init__(message)
-        self.status = status
-        self.param = param
-        self.code = code
 
 
 class ContentPart(BaseModel):

@@ -24,17 +24,17 @@ from typing import Any, Literal, TypeVar
 from lmroute.exceptions import (
     ConfigError,
     InvalidModelNameError,
-    LmrouteError,
+    RouterFailedError,
     UnknownRouterError,
     UpstreamError,
 )
 from lmroute.routers.base import Router, check_threshold
+from lmroute.routing_names import EXAMPLE, PREFIX, RouterSpec, parse_model_name
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.metrics import ServingMetrics
-from lmroute.serving.model_name import EXAMPLE, PREFIX, RouterSpec, parse_model_name
 from lmroute.serving.protocol import ChatMessage
-from lmroute.serving.upstreams import (
+from lmroute.upstream import (
     ClientFactory,
     Upstream,
     UpstreamStream,
@@ -48,10 +48,6 @@ log = logging.getLogger("lmroute.serving")
 Tier = Literal["strong", "weak"]
 _OTHER: dict[Tier, Tier] = {"strong": "weak", "weak": "strong"}
 _T = TypeVar("_T")
-
-
-class RouterFailedError(LmrouteError):
-    """A router raised while scoring; the server answers 503 ``router_error``."""
 
 
 @dataclass(frozen=True)
@@ -130,18 +126,17 @@ def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
 
 
 def _without_embedding_cache(router: Router) -> Router:
-    """An embedding router that embeds with its embedder directly, not through the disk cache.
+    """A freshly loaded embedding router, given its embedder without the disk cache.
 
     A server sees mostly distinct prompts, each embedded once: through the cache every one would add
     a vector to the process's memory and files to disk for as long as the server runs (the load
     test measured +38 MiB per 8,000 requests), and the cache's upkeep grows with it.
     """
-    from lmroute.routers._embedding_pair import EmbeddingPairRouter
-
-    if isinstance(router, EmbeddingPairRouter) and router._embedder is None:
+    name = router.embedder_name
+    if name is not None:
         from lmroute.embeddings import get_embedder
 
-        router._embedder = get_embedder(router.config.embedder, cache=False)
+        router.use_embedder(get_embedder(name, cache=False))
     return router
 
 
@@ -207,8 +202,8 @@ class RoutingService:
         factory = client_factory or make_client
         return cls(
             routers=routers,
-            strong=Upstream(config.strong, factory(config.strong), metrics=metrics),
-            weak=Upstream(config.weak, factory(config.weak), metrics=metrics),
+            strong=Upstream(config.strong, factory(config.strong), observer=metrics),
+            weak=Upstream(config.weak, factory(config.weak), observer=metrics),
             fallback=config.fallback,
             route_on=config.route_on,
             on_router_error=config.on_router_error,

@@ -1,5 +1,7 @@
 """The ``router-<name>-<threshold>`` model strings that select a router and a threshold.
 
+The server and the controller read them from a request's ``model``; calibration writes them.
+
 The threshold is the part after the last ``-``, so router names may themselves contain ``-``
 and ``_``. Thresholds are written in positional notation (``0.00001``, never ``1e-05``, whose
 ``-`` would be read as the separator).

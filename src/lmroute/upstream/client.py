@@ -4,8 +4,9 @@
 replaced) and returns the upstream's JSON, or opens a server-sent-event stream. Failures become
 :class:`~lmroute.exceptions.UpstreamError` (``UpstreamTimeoutError`` for timeouts) whose
 ``status_code`` is the upstream's HTTP status (None when no answer came); :func:`failure_kind`
-names the kind of failure for metrics and fallback. API keys are read from the environment when a
-client is made and never appear in errors or logs.
+names the kind of failure for metrics and fallback; an :class:`UpstreamObserver` (the server's
+metrics) is told each call's latency, failure and retry. API keys are read from the environment
+when a client is made and never appear in errors or logs.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
-from lmroute.serving.config import UpstreamConfig
+from lmroute.upstream.config import UpstreamConfig
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from lmroute.serving.metrics import ServingMetrics
-
-log = logging.getLogger("lmroute.serving")
+log = logging.getLogger("lmroute.upstream")
+_T = TypeVar("_T")
 
 #: Builds the SDK client of an upstream; tests pass one whose transport is a fake.
 ClientFactory = Callable[[UpstreamConfig], "AsyncOpenAI"]
@@ -65,6 +65,19 @@ def make_client(config: UpstreamConfig) -> AsyncOpenAI:
     )
 
 
+class UpstreamObserver(Protocol):
+    """Told what each upstream call cost and how it failed (the server's metrics implement it)."""
+
+    def observe_upstream_call(self, model: str, seconds: float) -> None:
+        """One attempt took ``seconds`` (the whole answer, or until a stream was accepted)."""
+
+    def count_upstream_error(self, model: str, kind: str) -> None:
+        """One attempt failed; ``kind`` is :func:`failure_kind`'s."""
+
+    def count_upstream_retry(self, model: str) -> None:
+        """A failed attempt is about to be repeated."""
+
+
 def failure_kind(exc: UpstreamError) -> str:
     """``timeout``, ``connection``, ``malformed`` (a 2xx answer that is not a completion), ``4xx``
     or ``5xx``."""
@@ -95,12 +108,12 @@ class Upstream:
         config: UpstreamConfig,
         client: AsyncOpenAI,
         *,
-        metrics: ServingMetrics | None = None,
+        observer: UpstreamObserver | None = None,
         rng: random.Random | None = None,
     ):
         self.config = config
         self.client = client
-        self.metrics = metrics
+        self.observer = observer
         self._rng = rng or random.Random(0)
 
     @property
@@ -161,7 +174,9 @@ class Upstream:
         return UpstreamStream(self, manager, response)
 
     # -- retries and errors -----------------------------------------------------------------
-    async def _with_retries(self, attempt: Callable[[dict[str, Any]], Awaitable[Any]], payload: dict) -> Any:
+    async def _with_retries(
+        self, attempt: Callable[[dict[str, Any]], Awaitable[_T]], payload: dict[str, Any]
+    ) -> _T:
         retries = self.config.max_retries
         for n in range(retries + 1):
             try:
@@ -178,13 +193,13 @@ class Upstream:
                 log.info(
                     "model %s failed (%s); retry %d of %d in %.2fs", self.model, exc, n + 1, retries, delay
                 )
-                if self.metrics is not None:
-                    self.metrics.upstream_retries.labels(self.model).inc()
+                if self.observer is not None:
+                    self.observer.count_upstream_retry(self.model)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def _failed(self, exc: BaseException, *, streaming: bool = False) -> UpstreamError:
-        """The SDK's or the transport's exception as an UpstreamError, counted in the metrics."""
+        """The SDK's or the transport's exception as an UpstreamError, told to the observer."""
         import httpx2
         import openai
 
@@ -214,13 +229,13 @@ class Upstream:
         return self._count(err)
 
     def _count(self, err: UpstreamError) -> UpstreamError:
-        if self.metrics is not None:
-            self.metrics.upstream_errors.labels(self.model, failure_kind(err)).inc()
+        if self.observer is not None:
+            self.observer.count_upstream_error(self.model, failure_kind(err))
         return err
 
     def _observe(self, seconds: float) -> None:
-        if self.metrics is not None:
-            self.metrics.upstream_latency.labels(self.model).observe(seconds)
+        if self.observer is not None:
+            self.observer.observe_upstream_call(self.model, seconds)
 
 
 class UpstreamStream:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lmroute import ConfigError, InvalidModelNameError
-from lmroute.serving.model_name import RouterSpec, format_model_name, parse_model_name
+from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
 
 
 @pytest.mark.parametrize(

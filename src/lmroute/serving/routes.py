@@ -1,0 +1,188 @@
+"""The HTTP routes: thin glue between requests and :class:`~lmroute.serving.service.RoutingService`.
+
+``router`` is a module-level FastAPI ``APIRouter``; ``create_app`` includes it. Routes find what
+they need on ``request.app.state`` (``service``, ``config``, ``api_keys``), check the API key with
+the :func:`authorize` dependency, read bodies themselves (size limit, OpenAI-shaped errors) and
+raise lmroute's errors, which the app's exception handlers turn into OpenAI-shaped responses
+(:mod:`lmroute.serving.errors`). Each routing decision is left in ``request.state.decision`` for
+the request count (:mod:`lmroute.serving.middleware`).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from lmroute.exceptions import InvalidModelNameError, RequestError
+from lmroute.routing_names import format_model_name
+from lmroute.serving.protocol import (
+    ChatCompletionRequest,
+    ChatMessage,
+    RouteRequest,
+    RouteResponse,
+    parse_body,
+    validate,
+)
+from lmroute.serving.service import RouteDecision, RoutingService
+from lmroute.serving.streaming import relay
+
+CHAT_PATH = "/v1/chat/completions"
+ROUTE_PATH = "/v1/route"
+#: The endpoints counted in ``lmroute_requests``, by path.
+COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
+#: Threshold advertised in /v1/models for a router with no configured thresholds.
+_DEFAULT_THRESHOLD = 0.5
+
+router = APIRouter()
+
+
+async def authorize(request: Request) -> None:
+    """Refuse (401) a request without one of the server's API keys, when it has any."""
+    keys: list[bytes] = request.app.state.api_keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    # Compare with every key, in constant time, so timing reveals neither a key nor which one matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token.strip().encode(), key)
+    if scheme.lower() != "bearer" or not matched:
+        raise RequestError(
+            "missing or invalid API key: send the header 'Authorization: Bearer <key>'",
+            status=401,
+            code="invalid_api_key",
+        )
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body's JSON object, read up to the server's size limit (413 beyond it)."""
+    limit: int = request.app.state.config.server.max_request_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        body.append(chunk)
+    return parse_body(b"".join(body))
+
+
+JsonBody = Annotated[dict[str, Any], Depends(read_json)]
+
+
+@router.post(CHAT_PATH, dependencies=[Depends(authorize)])
+async def chat_completions(request: Request, body: JsonBody) -> Response:
+    service: RoutingService = request.app.state.service
+    chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
+    _check_messages(request, chat.messages)
+    decision = await service.decide(service.target(chat.model), chat.messages)
+    request.state.decision = decision
+    if chat.stream:
+        stream = await service.open_stream(body, decision)
+        return StreamingResponse(
+            relay(stream),
+            media_type="text/event-stream",
+            headers=_headers(decision, stream.model, stream.fallback, streaming=True),
+        )
+    answer = await service.complete(body, decision)
+    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback))
+
+
+@router.post(ROUTE_PATH, dependencies=[Depends(authorize)])
+async def route(request: Request, body: JsonBody) -> Response:
+    service: RoutingService = request.app.state.service
+    req: RouteRequest = validate(RouteRequest, body)
+    text: Sequence[ChatMessage] | str
+    if req.messages is not None and req.prompt is None:
+        text = req.messages
+    elif req.prompt is not None and req.messages is None:
+        text = req.prompt
+    else:
+        raise RequestError("give either messages or prompt", param="messages", code="invalid_value")
+    _check_messages(request, req.messages or ())
+    target = service.target(req.model, router=req.router, threshold=req.threshold)
+    if isinstance(target, str):
+        raise InvalidModelNameError(
+            f"/v1/route scores with a router: use a model such as router-mf-0.1159, not {req.model!r}"
+        )
+    decision = await service.decide(target, text, need_score=True)
+    request.state.decision = decision
+    assert decision.score is not None  # need_score: a router that fails raises RouterFailedError
+    answer = RouteResponse(
+        router=target.router,
+        threshold=target.threshold,
+        score=decision.score,
+        decision=decision.tier,
+        model=decision.model,
+    )
+    return JSONResponse(answer.model_dump())
+
+
+@router.get("/v1/models", dependencies=[Depends(authorize)])
+async def models(request: Request) -> Response:
+    service: RoutingService = request.app.state.service
+    thresholds = request.app.state.config.thresholds
+    data = [
+        {"id": format_model_name(name, t), "object": "model", "created": 0, "owned_by": "lmroute"}
+        for name in sorted(service.routers)
+        for t in thresholds.get(name, (_DEFAULT_THRESHOLD,))
+    ]
+    data += [
+        {"id": upstream.model, "object": "model", "created": 0, "owned_by": f"upstream:{tier}"}
+        for tier, upstream in service.upstreams.items()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    service: RoutingService = request.app.state.service
+    return JSONResponse({"status": "ok", "routers": sorted(service.routers)})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)  # the schema says text, as it is
+async def prometheus(request: Request) -> Response:
+    text, content_type = request.app.state.metrics.render()
+    return Response(text, media_type=content_type)
+
+
+def _check_messages(request: Request, messages: Sequence[Any]) -> None:
+    limit: int = request.app.state.config.server.max_messages
+    if len(messages) > limit:
+        raise RequestError(
+            f"messages: {len(messages)} messages is more than this server's limit of {limit} "
+            "(server.max_messages, --max-messages)",
+            param="messages",
+            code="too_many_messages",
+        )
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        f"the request body is larger than this server's limit of {limit} bytes "
+        "(server.max_request_bytes, --max-request-bytes)",
+        status=413,
+        code="request_too_large",
+    )
+
+
+def _headers(
+    decision: RouteDecision, model: str, fallback: bool, *, streaming: bool = False
+) -> dict[str, str]:
+    headers = {"x-lmroute-model": model, "x-lmroute-decision": decision.tier}
+    if decision.router is not None:
+        headers["x-lmroute-router"] = decision.router
+    if decision.score is not None:
+        headers["x-lmroute-score"] = f"{decision.score:.6f}"
+    if fallback:
+        headers["x-lmroute-fallback"] = "true"
+    if streaming:
+        headers["cache-control"] = "no-cache"
+        headers["x-accel-buffering"] = "no"  # nginx would otherwise hold the events back
+    return headers

@@ -1,0 +1,34 @@
+"""Calls to OpenAI-compatible model endpoints, shared by the server and the labelling runner.
+
+``config`` (:class:`UpstreamConfig`: base URL, model, the *name* of the key's variable, timeout and
+retries), ``client`` (:class:`Upstream`: async calls through the official ``openai`` SDK with
+retries, timeouts and named failure kinds, reported to an optional :class:`UpstreamObserver`).
+This package imports nothing of lmroute but the error tree, so any layer above may call upstreams.
+"""
+
+from lmroute.upstream.client import (
+    MAX_RETRY_AFTER,
+    ClientFactory,
+    Upstream,
+    UpstreamObserver,
+    UpstreamStream,
+    failure_kind,
+    make_client,
+    should_fall_back,
+)
+from lmroute.upstream.config import OPENAI_BASE_URL, OPENAI_KEY_ENV, UpstreamConfig, upstream_from
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "OPENAI_BASE_URL",
+    "OPENAI_KEY_ENV",
+    "ClientFactory",
+    "Upstream",
+    "UpstreamConfig",
+    "UpstreamObserver",
+    "UpstreamStream",
+    "failure_kind",
+    "make_client",
+    "should_fall_back",
+    "upstream_from",
+]

@@ -1,0 +1,83 @@
+"""One OpenAI-compatible model endpoint as the server and the labelling runner call it.
+
+An upstream is a base URL, the model name sent to it, and the *name* of the environment variable
+holding its API key (keys never go in files)::
+
+    base_url: https://api.openai.com/v1
+    model: gpt-4o
+    api_key_env: OPENAI_API_KEY
+    timeout: 60
+
+API keys are read from the environment when a client is made, never stored in a config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lmroute.exceptions import ConfigError
+
+#: The OpenAI API, used when a model is given by name only (``strong="gpt-4o"``).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+class UpstreamConfig(BaseModel):
+    """One OpenAI-compatible model endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(min_length=1)
+    #: The model name sent upstream (and reported back in ``response.model``).
+    model: str = Field(min_length=1)
+    #: Name of the environment variable holding the API key; None when the endpoint needs none.
+    api_key_env: str | None = None
+    #: Seconds to wait for a connection or for the next bytes of an answer.
+    timeout: float = Field(default=60.0, gt=0)
+    #: Further attempts after a connection error, timeout, 408/409/429 or 5xx.
+    max_retries: int = Field(default=2, ge=0, le=10)
+    #: Seconds before the first retry; doubled for each further one (with jitter).
+    retry_backoff: float = Field(default=0.5, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # A key pasted where its variable's name belongs would end up in files and logs.
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("api_key_env is the NAME of an environment variable (e.g. OPENAI_API_KEY)")
+        return value
+
+    def api_key(self) -> str | None:
+        """The API key from the environment; ConfigError when the named variable is unset."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"environment variable {self.api_key_env} (api_key_env of model {self.model!r}) is not set"
+            )
+        return key
+
+
+def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamConfig:
+    """An upstream from a config, a mapping, or a bare model name served by the OpenAI API."""
+    if isinstance(value, UpstreamConfig):
+        return value
+    if isinstance(value, str):
+        value = {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+    try:
+        return UpstreamConfig.model_validate(dict(value))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid upstream: {problems}") from None

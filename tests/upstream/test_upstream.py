@@ -1,0 +1,70 @@
+"""lmroute.upstream: a package of its own that neither serving nor labelling owns, and that reports
+what its calls cost to an observer passed in (the server passes its Prometheus metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from fake_openai import running_upstreams
+
+from lmroute.exceptions import UpstreamError
+from lmroute.upstream import Upstream, UpstreamConfig, make_client
+
+
+class Recorder:
+    """An :class:`~lmroute.upstream.UpstreamObserver` that keeps every call it gets."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def observe_upstream_call(self, model: str, seconds: float) -> None:
+        self.calls.append(("call", model, seconds >= 0))
+
+    def count_upstream_error(self, model: str, kind: str) -> None:
+        self.calls.append(("error", model, kind))
+
+    def count_upstream_retry(self, model: str) -> None:
+        self.calls.append(("retry", model))
+
+
+def test_importing_upstream_loads_nothing_of_serving_or_labelling():
+    code = "import sys, lmroute.upstream; print(' '.join(m for m in sys.modules if m.startswith('lmroute.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = loaded.stdout.split()
+    assert "lmroute.upstream.client" in modules
+    assert not [
+        m for m in modules if m.startswith(("lmroute.serving", "lmroute.labeling", "lmroute.routers"))
+    ]
+
+
+def test_the_observer_is_told_each_attempt_failure_and_retry():
+    recorder = Recorder()
+
+    async def calls(url: str) -> tuple[dict, Exception]:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=1, retry_backoff=0, timeout=5)
+        upstream = Upstream(config, make_client(config), observer=recorder)
+        try:
+            answer = await upstream.complete({"messages": [{"role": "user", "content": "hi"}]})
+            fake.mode = "status"
+            with pytest.raises(UpstreamError) as failed:
+                await upstream.complete({"messages": [{"role": "user", "content": "hi"}]})
+        finally:
+            await upstream.aclose()
+        return answer, failed.value
+
+    with running_upstreams() as pair:
+        fake = pair.strong
+        answer, error = asyncio.run(calls(pair.urls["strong"]))
+    assert answer["choices"][0]["message"]["content"] == "strong says hi"
+    assert error.status_code == 500
+    assert recorder.calls == [
+        ("call", "m", True),  # the answer
+        ("error", "m", "5xx"),  # the first attempt: its failure, then its time
+        ("call", "m", True),
+        ("retry", "m"),
+        ("error", "m", "5xx"),  # the retry
+        ("call", "m", True),
+    ]
