@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lmroute._jsonl import read_jsonl_objects
 from lmroute.exceptions import ConfigError, DataError, DownloadError
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
@@ -267,41 +268,6 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line, streamed.
-
-    Lines end only at ``\\n`` (or ``\\r\\n``): ``str.splitlines`` would also split inside
-    records at U+2028 and other separators that real prompts contain.
-    """
-    found = False
-    line_number = 0
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for line_number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{line_number}: expected a JSON object")
-                found = True
-                yield line_number, record
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a JSONL file") from None
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{path} is not UTF-8 text (near line {line_number + 1}): is it a binary file?"
-        ) from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not found:
-        raise DataError(f"{path} is empty")
-
-
 def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any]]:
     try:
         import pyarrow.parquet as pq
@@ -356,7 +322,7 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
     """
     path = Path(path)
     collector = _Collector(source)
-    for line_number, record in _jsonl_records(path):
+    for line_number, record in read_jsonl_objects(path, what="battles"):
         if collector.rows == 0:
             missing = [f for f in BATTLE_FIELDS if f not in record]
             if missing:
@@ -403,7 +369,7 @@ def read_alpaca_eval(
     excluded = set(exclude_models)
     seen_annotators: set[str] = set()
     collector = _Collector(source)
-    for line_number, record in _jsonl_records(path):
+    for line_number, record in read_jsonl_objects(path, what="judgments"):
         if collector.rows == 0:
             missing = [f for f in ("prompt", "model_a", "model_b", "preference") if f not in record]
             if missing:

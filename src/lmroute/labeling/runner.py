@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lmroute.data.prompts import write_jsonl
+from lmroute._jsonl import write_jsonl
 from lmroute.exceptions import ConfigError, DataError, UpstreamError
 from lmroute.labeling.extract import GRADERS, grade
 from lmroute.labeling.judge import (
