@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from lmroute._jsonl import read_jsonl_objects
 from lmroute.exceptions import ConfigError, DataError, DownloadError
@@ -90,12 +90,12 @@ class ReadResult:
         return text
 
 
-def normalize_winner(value: object) -> str | None:
+def normalize_winner(value: object) -> Winner | None:
     """``value`` as one of :data:`WINNERS` (case and spacing forgiven), or None if it is none."""
     if not isinstance(value, str):
         return None
     text = " ".join(value.strip().lower().replace("(", " (").split())
-    return text if text in WINNERS else None
+    return cast("Winner", text) if text in WINNERS else None
 
 
 class _Collector:
@@ -121,20 +121,11 @@ class _Collector:
         weight: object = 1.0,
     ) -> None:
         self.rows += 1
-        reason = _problem(prompt, model_a, model_b, winner, weight)
-        if reason:
-            self.dropped[reason] += 1
-            return
-        self.battles.append(
-            Battle(
-                prompt,
-                model_a.strip(),
-                model_b.strip(),
-                normalize_winner(winner),  # type: ignore[arg-type, union-attr]
-                source or self.source,
-                float(weight),
-            )  # type: ignore[arg-type]
-        )
+        checked = _battle_or_reason(prompt, model_a, model_b, winner, source or self.source, weight)
+        if isinstance(checked, str):
+            self.dropped[checked] += 1
+        else:
+            self.battles.append(checked)
 
     def result(self, where: object) -> ReadResult:
         result = ReadResult(self.battles, self.rows, self.dropped)
@@ -143,18 +134,22 @@ class _Collector:
         return result
 
 
-def _problem(prompt: object, model_a: object, model_b: object, winner: object, weight: object) -> str | None:
+def _battle_or_reason(
+    prompt: object, model_a: object, model_b: object, winner: object, source: str, weight: object
+) -> Battle | str:
+    """The battle these fields make, or the reason they make none (a key of ReadResult.dropped)."""
     if not isinstance(prompt, str) or not prompt.strip():
         return EMPTY_PROMPT
-    if not all(isinstance(m, str) and m.strip() for m in (model_a, model_b)):
+    if not (isinstance(model_a, str) and model_a.strip() and isinstance(model_b, str) and model_b.strip()):
         return MISSING_MODEL
-    if model_a.strip() == model_b.strip():  # type: ignore[union-attr]
+    if model_a.strip() == model_b.strip():
         return SAME_MODEL
-    if normalize_winner(winner) is None:
+    normalized = normalize_winner(winner)
+    if normalized is None:
         return UNKNOWN_WINNER
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
         return BAD_WEIGHT
-    return None
+    return Battle(prompt, model_a.strip(), model_b.strip(), normalized, source, float(weight))
 
 
 def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> ReadResult:

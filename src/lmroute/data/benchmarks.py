@@ -10,7 +10,7 @@ import csv
 import io
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,7 +257,15 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
     )
 
 
-def _pair_benchmark(name, prompts, columns, ids, categories, *, scale) -> Benchmark:
+def _pair_benchmark(
+    name: str,
+    prompts: Sequence[str],
+    columns: Mapping[str, Sequence[float]],
+    ids: Sequence[str],
+    categories: Sequence[str],
+    *,
+    scale: float,
+) -> Benchmark:
     if not prompts:
         raise DataError(f"{name}: no prompts left to evaluate")
     scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
@@ -271,6 +279,9 @@ def _contaminated(path: Path) -> set[str]:
 
 
 # -- custom benchmarks ------------------------------------------------------------------------
+
+#: A custom file's columns: prompts, scores by model, ids, categories (or none), costs by model.
+_CustomRows = tuple[list[str], dict[str, list[float]], list[str], list[str], dict[str, np.ndarray]]
 
 
 def load_custom(
@@ -311,8 +322,10 @@ def load_custom(
     )
 
 
-def _custom_jsonl(path: Path):
-    prompts, ids, categories = [], [], []
+def _custom_jsonl(path: Path) -> _CustomRows:
+    prompts: list[str] = []
+    ids: list[str] = []
+    categories: list[str] = []
     columns: dict[str, list[float]] = {}
     cost_columns: dict[str, list[float]] = {}
     has_category = False
@@ -339,8 +352,9 @@ def _custom_jsonl(path: Path):
     return prompts, columns, ids, categories if has_category else [], costs
 
 
-def _custom_csv(path: Path):
-    prompts, ids = [], []
+def _custom_csv(path: Path) -> _CustomRows:
+    prompts: list[str] = []
+    ids: list[str] = []
     columns: dict[str, list[float]] = {}
     for row_number, row in _read_csv(path, required=("prompt",)):
         prompts.append(row["prompt"])
@@ -356,7 +370,7 @@ def _custom_csv(path: Path):
 # -- readers with errors that name file and line ------------------------------------------------
 
 
-def _read_csv(path: Path, *, required: Sequence[str]):
+def _read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (row number, row) with row 1 the first data row."""
     text = _read_text(path)
     # Rows end at newlines only: splitlines() would also end them at U+2028 and other characters.
