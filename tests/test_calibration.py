@@ -8,6 +8,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from _line_breaks import TEXT
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -175,3 +176,12 @@ def test_read_arena_hard_both_layouts(tmp_path):
     path.write_text('{"uid": "1"}\n')
     with pytest.raises(DataError, match="no 'prompt'"):
         read_arena_hard(path)
+
+
+def test_read_arena_hard_prompts_with_line_separators(tmp_path):
+    """U+2028 and the other characters ``str.splitlines`` breaks at stay inside their prompt
+    (issue 13: the question reader split records at them)."""
+    path = tmp_path / "q.jsonl"
+    records = [{"uid": "1", "prompt": TEXT}, {"question_id": "2", "turns": [{"content": f"old {TEXT}"}]}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert read_arena_hard(path) == [TEXT, f"old {TEXT}"]

@@ -13,7 +13,6 @@ prompts with a router; :func:`arena_hard_prompts` downloads the public sample in
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmroute._jsonl import read_jsonl
 from lmroute.exceptions import ConfigError, DataError
 from lmroute.routers.base import Router
 
@@ -184,23 +184,15 @@ def calibration_prompts(path: str | Path | None = None, *, url: str | None = Non
 
 def read_arena_hard(path: str | Path) -> list[str]:
     """Prompts of an Arena-Hard question file."""
-    path = Path(path)
     prompts = []
-    for n, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        prompt = record.get("prompt") if isinstance(record, dict) else None
-        if prompt is None and isinstance(record, dict) and record.get("turns"):
-            prompt = record["turns"][0].get("content")
+    for n, value in read_jsonl(path, what="prompts"):
+        record = value if isinstance(value, dict) else {}
+        prompt, turns = record.get("prompt"), record.get("turns")
+        if prompt is None and isinstance(turns, list) and turns and isinstance(turns[0], dict):
+            prompt = turns[0].get("content")
         if not isinstance(prompt, str):
             raise DataError(f"{path}:{n}: no 'prompt' or 'turns[0].content' text")
         prompts.append(prompt)
-    if not prompts:
-        raise DataError(f"{path} holds no prompts")
     return prompts
 
 

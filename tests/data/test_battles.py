@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from _line_breaks import TEXT
 
+from lmroute._jsonl import write_jsonl
 from lmroute.data import battles as bt
 from lmroute.data.battles import (
     Battle,
@@ -22,7 +24,6 @@ from lmroute.data.battles import (
     read_battles_jsonl,
     validate_battles,
 )
-from lmroute.data.prompts import write_jsonl
 from lmroute.exceptions import ConfigError, DataError, DownloadError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -192,6 +193,25 @@ def test_written_battles_read_back(tmp_path):
     original = read_arena(FIXTURES / "arena55k.csv").battles
     path = write_jsonl(tmp_path / "out.jsonl", battle_records(original))
     assert read_battles_jsonl(path).battles == original
+
+
+def test_jsonl_readers_keep_line_separators_inside_records(tmp_path):
+    """U+2028 and the other characters ``str.splitlines`` breaks at stay inside their record in
+    every reader of JSONL battles (this one reader always read them right; issue 13 made it the
+    package's only one)."""
+    from lmroute.data.gold import read_scores
+
+    def write(name, records):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        return path
+
+    battles = write("b.jsonl", [{"prompt": TEXT, "model_a": "x", "model_b": "y", "winner": "tie"}] * 2)
+    assert [b.prompt for b in read_battles_jsonl(battles).battles] == [TEXT, TEXT]
+    judged = {"prompt": TEXT, "model_a": "x", "model_b": "y", "preference": 2.0, "annotator": "j"}
+    assert [b.prompt for b in read_alpaca_eval(write("j.jsonl", [judged])).battles] == [TEXT]
+    scores = write("s.jsonl", [{"prompt": TEXT, "scores": {"x": 1, "y": 0}}])
+    assert read_scores(scores)[0] == [TEXT]
 
 
 def test_battle_weights_are_written_read_back_and_validated(tmp_path):

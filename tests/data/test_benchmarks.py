@@ -1,9 +1,11 @@
 """Benchmark loaders: the reference's decontamination counts, positions, custom files, bad files."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
+from _line_breaks import TEXT
 
 from lmroute.data.benchmarks import load_benchmark, load_custom, resolve_eval_dir
 from lmroute.exceptions import DataError, UnknownModelError
@@ -126,6 +128,24 @@ def test_bad_custom_files(tmp_path):
         load_custom(binary)
     with pytest.raises(DataError, match="unknown benchmark"):
         load_benchmark(tmp_path / "missing.jsonl")
+
+
+def test_custom_files_hold_prompts_with_line_separators(tmp_path):
+    """U+2028 and the other characters ``str.splitlines`` breaks at stay inside one JSONL line or
+    CSV field (issue 13: the benchmark reader split records at them)."""
+    rows = [
+        {"prompt": TEXT, "scores": {"big": 1, "small": 0}},
+        {"prompt": "b", "scores": {"big": 1, "small": 1}},
+    ]
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert load_custom(jsonl).prompts == (TEXT, "b")
+    table = tmp_path / "b.csv"
+    with open(table, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", "big", "small"])
+        writer.writerows([[TEXT, 1, 0], ["b", 1, 1]])
+    assert load_custom(table).prompts == (TEXT, "b")
 
 
 def test_unknown_model_for_public_benchmark(data_dir):

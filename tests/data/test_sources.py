@@ -251,8 +251,8 @@ def test_mt_bench_gold_weighs_margins_unless_told_not_to(data_dir):
 
 
 def test_exported_battles_keep_provenance_and_licences(tmp_path):
+    from lmroute._jsonl import write_jsonl
     from lmroute.data.battles import battle_records
-    from lmroute.data.prompts import write_jsonl
 
     battles, _ = load_sources(["alpaca-eval:alpaca", "arena:arena55k.csv"], data_dir=FIXTURES)
     path = write_jsonl(tmp_path / "export.jsonl", battle_records(battles))

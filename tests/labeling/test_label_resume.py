@@ -15,20 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from _line_breaks import TEXT
 
 from lmroute.cli import main
 from lmroute.data.battles import WINNERS
 from lmroute.data.benchmarks import load_custom
 from lmroute.exceptions import ConfigError, DataError, UpstreamError
-from lmroute.labeling.runner import (
-    LabelItem,
-    LabelJob,
-    RateLimiter,
-    alabel,
-    label,
-    plan_labeling,
-    read_items,
-)
+from lmroute.labeling import LabelItem, LabelJob, RunLimits, alabel, label, plan_labeling, read_items
+from lmroute.labeling.limits import RateLimiter
 from lmroute.labeling.store import CallStore
 from lmroute.labeling.upstream import ChatResult, LabelModel, parse_model_spec
 
@@ -94,14 +88,14 @@ def _stored_keys(out: Path) -> set:
     for name in ("responses.jsonl", "judgements.jsonl"):
         path = out / name
         if path.exists():
-            for line in path.read_text("utf-8").splitlines():
-                record = json.loads(line)
+            for record in _read_jsonl(path):
                 keys.add((record["model"], record["prompt_id"], record["request_hash"]))
     return keys
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    with open(path, encoding="utf-8") as f:  # lines end at newlines only, not at U+2028
+        return [json.loads(line) for line in f]
 
 
 async def _no_sleep(seconds: float) -> None:
@@ -155,7 +149,7 @@ def test_both_wrong_is_tie_bothbad(tmp_path):
 
 def test_budget_stops_cleanly_and_the_rerun_never_repeats_a_call(tmp_path):
     first = CountingCaller()
-    stopped = label(_job(), tmp_path, caller=first, concurrency=1, budget_tokens=120)
+    stopped = label(_job(), tmp_path, caller=first, limits=RunLimits(concurrency=1, budget_tokens=120))
     assert stopped.summary["stopped"].startswith("budget of 120 tokens")
     assert not stopped.complete
     assert 0 < stopped.summary["items"]["labelled"] < 12
@@ -176,7 +170,9 @@ def test_cancelled_run_resumes_without_repeating_finished_calls(tmp_path):
     first = CountingCaller(delay=0.01)
 
     async def cancel_midway():
-        task = asyncio.create_task(alabel(_job("judge"), tmp_path, caller=first, concurrency=3))
+        task = asyncio.create_task(
+            alabel(_job("judge"), tmp_path, caller=first, limits=RunLimits(concurrency=3))
+        )
         while first.finished < 20:
             await asyncio.sleep(0.002)
         task.cancel()
@@ -188,7 +184,7 @@ def test_cancelled_run_resumes_without_repeating_finished_calls(tmp_path):
     assert 20 <= len(finished) < 12 * 2 + 12 * 2  # 24 responses and 24 judge calls in all
 
     second = CountingCaller()
-    result = label(_job("judge"), tmp_path, caller=second, concurrency=3)
+    result = label(_job("judge"), tmp_path, caller=second, limits=RunLimits(concurrency=3))
     assert result.complete
     stored_now = _stored_keys(tmp_path)
     assert finished <= stored_now and len(stored_now) == 48
@@ -266,7 +262,7 @@ def test_retries_with_backoff_then_success(tmp_path):
         sleeps.append(seconds)
 
     caller = CountingCaller(failures={"weak": [503, 429]})
-    result = label(_job(n=1), tmp_path, caller=caller, sleep=sleep, backoff=0.5)
+    result = label(_job(n=1), tmp_path, caller=caller, sleep=sleep, limits=RunLimits(backoff=0.5))
     assert result.complete
     assert sleeps == [0.5, 1.0]
     assert result.summary["calls"]["retries"] == 2
@@ -289,7 +285,8 @@ def test_client_errors_are_not_retried_and_the_item_stays_open(tmp_path):
 
 def test_too_many_failures_stop_the_run(tmp_path):
     caller = CountingCaller(failures={"weak": [500] * 100})
-    result = label(_job(), tmp_path, caller=caller, sleep=_no_sleep, retries=0, max_failures=3, concurrency=1)
+    limits = RunLimits(retries=0, max_failures=3, concurrency=1)
+    result = label(_job(), tmp_path, caller=caller, sleep=_no_sleep, limits=limits)
     assert result.summary["stopped"].startswith("3 calls failed")
     assert result.summary["calls"]["failed"] == 3
     assert sum(n for (m, *_), n in caller.calls.items() if m == "weak") == 3
@@ -297,8 +294,26 @@ def test_too_many_failures_stop_the_run(tmp_path):
 
 def test_concurrency_limit(tmp_path):
     caller = CountingCaller(delay=0.005)
-    label(_job(), tmp_path, caller=caller, concurrency=3)
+    label(_job(), tmp_path, caller=caller, limits=RunLimits(concurrency=3))
     assert caller.max_active == 3
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+        ({"retries": -1}, "retries must be >= 0"),
+        ({"max_failures": 0}, "max_failures >= 1"),
+        ({"rate": -1.0}, "rate limit must be a positive number"),
+    ],
+)
+def test_run_limits_are_checked_when_made(options, message):
+    with pytest.raises(ConfigError, match=message):
+        RunLimits(**options)
+
+
+def test_a_zero_rate_means_no_rate_limit(tmp_path):
+    assert label(_job(n=1), tmp_path, caller=CountingCaller(), limits=RunLimits(rate=0)).complete
 
 
 def test_rate_limiter_spaces_calls():
@@ -343,6 +358,26 @@ def test_dry_run_counts_calls_and_tokens(tmp_path):
     )
 
 
+def test_a_run_whose_answers_hold_line_separators_resumes_from_its_store(tmp_path):
+    """An answer with U+2028 (and the other characters ``str.splitlines`` breaks at) is stored
+    on one line and read back whole: the rerun reuses every call (issue 13: the store was
+    refused as "not a call record")."""
+
+    class Separating(CountingCaller):
+        async def __call__(self, model, messages, params):
+            result = await super().__call__(model, messages, params)
+            return ChatResult(f"{TEXT}\n{result.text}", result.prompt_tokens, result.completion_tokens)
+
+    first = label(_job(n=3), tmp_path, caller=Separating())
+    assert first.complete and TEXT in _read_jsonl(tmp_path / "responses.jsonl")[0]["text"]
+    again = Separating()
+    rerun = label(_job(n=3), tmp_path, caller=again)
+    assert rerun.complete and not again.calls
+    assert rerun.summary["calls"]["reused"] == {"responses": 6}
+    with CallStore.open(tmp_path / "responses.jsonl") as store:
+        assert len(store) == 6 and all(record["text"].startswith(TEXT) for record in store)
+
+
 def test_torn_last_line_is_cut_on_open(tmp_path):
     path = tmp_path / "responses.jsonl"
     whole = json.dumps({"model": "m", "prompt_id": "1", "request_hash": "h", "text": "ok"})
@@ -351,6 +386,22 @@ def test_torn_last_line_is_cut_on_open(tmp_path):
         assert len(store) == 1 and store.get("m", "1", "h")["text"] == "ok"
         store.append({"model": "m", "prompt_id": "2", "request_hash": "h", "text": "new"})
     assert [json.loads(line)["prompt_id"] for line in path.read_text().splitlines()] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"model": "m", "prompt_id": ', r"responses\.jsonl:2: not valid JSON .*; move the file away"),
+        ('{"model": "m"}', r"responses\.jsonl:2 is not a call record; move the file away"),
+        ('["m", "1", "h"]', r"responses\.jsonl:2 is not a call record; move the file away"),
+    ],
+)
+def test_a_damaged_store_is_refused_with_its_line(tmp_path, line, message):
+    path = tmp_path / "responses.jsonl"
+    whole = json.dumps({"model": "m", "prompt_id": "1", "request_hash": "h", "text": "ok"})
+    path.write_text(f"{whole}\n{line}\n")
+    with pytest.raises(DataError, match=message):
+        CallStore.open(path)
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
@@ -370,6 +421,18 @@ def test_read_items(tmp_path):
     dup.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
     with pytest.raises(DataError, match="unique"):
         read_items(dup)
+
+
+def test_read_items_keeps_line_separators_inside_a_prompt(tmp_path):
+    """A prompt or reference with U+2028 (and the other characters ``str.splitlines`` breaks at)
+    is one item, from JSONL and from a text file (issue 13: JSONL items were refused)."""
+    path = tmp_path / "items.jsonl"
+    records = [{"id": "a", "prompt": TEXT, "reference": f"#### 1{TEXT}"}, {"id": "b", "prompt": "two"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert read_items(path) == [LabelItem("a", TEXT, f"#### 1{TEXT}"), LabelItem("b", "two")]
+    text = tmp_path / "items.txt"
+    text.write_text(f"{TEXT}\ntwo\n", encoding="utf-8")
+    assert [item.prompt for item in read_items(text)] == [TEXT, "two"]
 
 
 def test_job_validation():

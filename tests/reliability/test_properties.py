@@ -224,7 +224,7 @@ def _readers():
     from lmroute.data.battles import read_alpaca_eval, read_arena, read_battles_jsonl
     from lmroute.data.benchmarks import load_custom
     from lmroute.data.prompts import read_prompts
-    from lmroute.labeling.runner import read_items
+    from lmroute.labeling import read_items
 
     return {
         "prompts.jsonl": read_prompts,

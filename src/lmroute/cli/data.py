@@ -48,10 +48,10 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the battles, print the report and write the files asked for."""
+    from lmroute._jsonl import write_jsonl
     from lmroute.data.battles import battle_records
     from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
     from lmroute.data.decontaminate import DEFAULT_THRESHOLD
-    from lmroute.data.prompts import write_jsonl
     from lmroute.data.sources import prepare_battles
 
     against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []

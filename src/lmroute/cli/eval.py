@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
         wrote(plot_curves(evaluation, args.plot))
     if args.save_scores:
-        from lmroute.data.prompts import write_jsonl
+        from lmroute._jsonl import write_jsonl
         from lmroute.evaluation.evaluator import item_scores
 
         wrote(write_jsonl(args.save_scores, item_scores(evaluation, benchmark)))

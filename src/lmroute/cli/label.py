@@ -78,8 +78,8 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan the labelling run and print the plan (``--dry-run``), or run it and print its summary."""
+    from lmroute.labeling import LabelJob, RunLimits, format_summary, label, plan_labeling, read_items
     from lmroute.labeling.judge import load_template
-    from lmroute.labeling.runner import LabelJob, format_summary, label, plan_labeling, read_items
     from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
@@ -106,16 +106,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_labeling(job, args.out).format())
         return 0
-    result = label(
-        job,
-        args.out,
+    limits = RunLimits(
         concurrency=args.concurrency,
         rate=args.rate,
         retries=args.retries,
         budget_tokens=args.budget_tokens,
         max_failures=args.max_failures,
-        progress=not args.quiet,
     )
+    result = label(job, args.out, limits=limits, progress=not args.quiet)
     print(format_summary(result.summary))
     for path in result.files:
         wrote(path)

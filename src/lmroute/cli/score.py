@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from lmroute.cli._options import Subparsers, add_quiet_option, add_router_option
 from lmroute.cli._output import note
@@ -21,7 +20,8 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the prompts of ``--input``; print the records or write them to ``--output``."""
-    from lmroute.data.prompts import read_prompts, write_jsonl
+    from lmroute._jsonl import encode_line, write_jsonl
+    from lmroute.data.prompts import read_prompts
     from lmroute.evaluation.evaluator import score_prompts, score_records
     from lmroute.registry import load_router
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
     if args.output in (None, "-"):
         for record in records:
-            print(json.dumps(record, ensure_ascii=False))
+            print(encode_line(record), end="")
     else:
         write_jsonl(args.output, records)
         note(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}")

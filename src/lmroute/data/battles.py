@@ -28,8 +28,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from lmroute._jsonl import read_jsonl_objects
 from lmroute.exceptions import ConfigError, DataError, DownloadError
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
@@ -89,12 +90,12 @@ class ReadResult:
         return text
 
 
-def normalize_winner(value: object) -> str | None:
+def normalize_winner(value: object) -> Winner | None:
     """``value`` as one of :data:`WINNERS` (case and spacing forgiven), or None if it is none."""
     if not isinstance(value, str):
         return None
     text = " ".join(value.strip().lower().replace("(", " (").split())
-    return text if text in WINNERS else None
+    return cast("Winner", text) if text in WINNERS else None
 
 
 class _Collector:
@@ -120,20 +121,11 @@ class _Collector:
         weight: object = 1.0,
     ) -> None:
         self.rows += 1
-        reason = _problem(prompt, model_a, model_b, winner, weight)
-        if reason:
-            self.dropped[reason] += 1
-            return
-        self.battles.append(
-            Battle(
-                prompt,
-                model_a.strip(),
-                model_b.strip(),
-                normalize_winner(winner),  # type: ignore[arg-type, union-attr]
-                source or self.source,
-                float(weight),
-            )  # type: ignore[arg-type]
-        )
+        checked = _battle_or_reason(prompt, model_a, model_b, winner, source or self.source, weight)
+        if isinstance(checked, str):
+            self.dropped[checked] += 1
+        else:
+            self.battles.append(checked)
 
     def result(self, where: object) -> ReadResult:
         result = ReadResult(self.battles, self.rows, self.dropped)
@@ -142,18 +134,22 @@ class _Collector:
         return result
 
 
-def _problem(prompt: object, model_a: object, model_b: object, winner: object, weight: object) -> str | None:
+def _battle_or_reason(
+    prompt: object, model_a: object, model_b: object, winner: object, source: str, weight: object
+) -> Battle | str:
+    """The battle these fields make, or the reason they make none (a key of ReadResult.dropped)."""
     if not isinstance(prompt, str) or not prompt.strip():
         return EMPTY_PROMPT
-    if not all(isinstance(m, str) and m.strip() for m in (model_a, model_b)):
+    if not (isinstance(model_a, str) and model_a.strip() and isinstance(model_b, str) and model_b.strip()):
         return MISSING_MODEL
-    if model_a.strip() == model_b.strip():  # type: ignore[union-attr]
+    if model_a.strip() == model_b.strip():
         return SAME_MODEL
-    if normalize_winner(winner) is None:
+    normalized = normalize_winner(winner)
+    if normalized is None:
         return UNKNOWN_WINNER
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
         return BAD_WEIGHT
-    return None
+    return Battle(prompt, model_a.strip(), model_b.strip(), normalized, source, float(weight))
 
 
 def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> ReadResult:
@@ -267,41 +263,6 @@ def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line, streamed.
-
-    Lines end only at ``\\n`` (or ``\\r\\n``): ``str.splitlines`` would also split inside
-    records at U+2028 and other separators that real prompts contain.
-    """
-    found = False
-    line_number = 0
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for line_number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{line_number}: expected a JSON object")
-                found = True
-                yield line_number, record
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a JSONL file") from None
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{path} is not UTF-8 text (near line {line_number + 1}): is it a binary file?"
-        ) from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not found:
-        raise DataError(f"{path} is empty")
-
-
 def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any]]:
     try:
         import pyarrow.parquet as pq
@@ -356,7 +317,7 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
     """
     path = Path(path)
     collector = _Collector(source)
-    for line_number, record in _jsonl_records(path):
+    for line_number, record in read_jsonl_objects(path, what="battles"):
         if collector.rows == 0:
             missing = [f for f in BATTLE_FIELDS if f not in record]
             if missing:
@@ -403,7 +364,7 @@ def read_alpaca_eval(
     excluded = set(exclude_models)
     seen_annotators: set[str] = set()
     collector = _Collector(source)
-    for line_number, record in _jsonl_records(path):
+    for line_number, record in read_jsonl_objects(path, what="judgments"):
         if collector.rows == 0:
             missing = [f for f in ("prompt", "model_a", "model_b", "preference") if f not in record]
             if missing:

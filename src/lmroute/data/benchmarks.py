@@ -7,15 +7,16 @@ prompt. Rows are kept by position: some MMLU prompt strings repeat with differen
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lmroute._jsonl import read_jsonl_objects
 from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
 from lmroute.exceptions import DataError, UnknownModelError
 
@@ -217,7 +218,7 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
     folder = Path(folder) / "mt_bench"
     contaminated = _contaminated(folder / "contaminated_prompts.jsonl")
     judged: dict[tuple[int, str], list[float]] = {}
-    for line_number, record in _read_jsonl(folder / "judgements.jsonl"):
+    for line_number, record in read_jsonl_objects(folder / "judgements.jsonl", what="judgements"):
         try:
             key = (int(record["question_id"]), str(record["model"]))
             score = float(record["score"])
@@ -226,7 +227,7 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
         judged.setdefault(key, []).append(score)
     prompts, ids, categories, followups = [], [], [], []
     columns: dict[str, list[float]] = {STRONG_MODEL: [], WEAK_MODEL: []}
-    for line_number, record in _read_jsonl(folder / "question.jsonl"):
+    for line_number, record in read_jsonl_objects(folder / "question.jsonl", what="questions"):
         turns = record.get("turns")
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise DataError(f"{folder / 'question.jsonl'}:{line_number}: 'turns' must be strings")
@@ -256,7 +257,15 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
     )
 
 
-def _pair_benchmark(name, prompts, columns, ids, categories, *, scale) -> Benchmark:
+def _pair_benchmark(
+    name: str,
+    prompts: Sequence[str],
+    columns: Mapping[str, Sequence[float]],
+    ids: Sequence[str],
+    categories: Sequence[str],
+    *,
+    scale: float,
+) -> Benchmark:
     if not prompts:
         raise DataError(f"{name}: no prompts left to evaluate")
     scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
@@ -266,10 +275,13 @@ def _pair_benchmark(name, prompts, columns, ids, categories, *, scale) -> Benchm
 
 
 def _contaminated(path: Path) -> set[str]:
-    return {str(r["eval_prompt"]) for _, r in _read_jsonl(path) if "eval_prompt" in r}
+    return {str(r["eval_prompt"]) for _, r in read_jsonl_objects(path, what="prompts") if "eval_prompt" in r}
 
 
 # -- custom benchmarks ------------------------------------------------------------------------
+
+#: A custom file's columns: prompts, scores by model, ids, categories (or none), costs by model.
+_CustomRows = tuple[list[str], dict[str, list[float]], list[str], list[str], dict[str, np.ndarray]]
 
 
 def load_custom(
@@ -310,12 +322,14 @@ def load_custom(
     )
 
 
-def _custom_jsonl(path: Path):
-    prompts, ids, categories = [], [], []
+def _custom_jsonl(path: Path) -> _CustomRows:
+    prompts: list[str] = []
+    ids: list[str] = []
+    categories: list[str] = []
     columns: dict[str, list[float]] = {}
     cost_columns: dict[str, list[float]] = {}
     has_category = False
-    for line_number, record in _read_jsonl(path):
+    for line_number, record in read_jsonl_objects(path, what="benchmark items"):
         where = f"{path}:{line_number}"
         prompt = record.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
@@ -334,14 +348,13 @@ def _custom_jsonl(path: Path):
         ids.append(str(record.get("id", len(ids))))
         has_category = has_category or "category" in record
         categories.append(str(record.get("category", "")))
-    if not prompts:
-        raise DataError(f"{path} is empty: no benchmark items")
     costs = {m: np.asarray(v) for m, v in cost_columns.items() if len(v) == len(prompts)}
     return prompts, columns, ids, categories if has_category else [], costs
 
 
-def _custom_csv(path: Path):
-    prompts, ids = [], []
+def _custom_csv(path: Path) -> _CustomRows:
+    prompts: list[str] = []
+    ids: list[str] = []
     columns: dict[str, list[float]] = {}
     for row_number, row in _read_csv(path, required=("prompt",)):
         prompts.append(row["prompt"])
@@ -357,29 +370,11 @@ def _custom_csv(path: Path):
 # -- readers with errors that name file and line ------------------------------------------------
 
 
-def _read_jsonl(path: Path):
-    """Yield (line number, object) for each non-blank line."""
-    text = _read_text(path)
-    found = False
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{line_number}: expected a JSON object")
-        found = True
-        yield line_number, record
-    if not found:
-        raise DataError(f"{path} is empty")
-
-
-def _read_csv(path: Path, *, required: Sequence[str]):
+def _read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (row number, row) with row 1 the first data row."""
     text = _read_text(path)
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    # Rows end at newlines only: splitlines() would also end them at U+2028 and other characters.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     missing = [c for c in required if c not in header]
     if missing:

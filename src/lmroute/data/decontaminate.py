@@ -167,7 +167,7 @@ def decontaminate(
 
                 embedder = get_embedder("minilm")
             report.embedder = embedder.name
-            rep = {}
+            rep: dict[str, str] = {}
             for b, norm in zip(battles, norms, strict=True):
                 rep.setdefault(norm, b.prompt)
             eval_keys = list(eval_text)

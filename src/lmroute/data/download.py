@@ -14,6 +14,7 @@ from lmroute.exceptions import DownloadError
 #: Where the RouteLLM repository keeps the evaluation files that lmroute reads.
 ROUTELLM_EVALS_URL = "https://raw.githubusercontent.com/lm-sys/RouteLLM/main/routellm/evals"
 
+#: The 57 MMLU subjects, in the order their rows are read (benchmark positions depend on it).
 MMLU_DOMAINS = tuple(
     """
     high_school_european_history business_ethics clinical_knowledge medical_genetics
@@ -28,7 +29,7 @@ MMLU_DOMAINS = tuple(
     high_school_chemistry marketing professional_law management college_physics jurisprudence
     world_religions sociology us_foreign_policy high_school_macroeconomics computer_security
     moral_scenarios moral_disputes electrical_engineering astronomy college_biology
-    """.split()
+    """.split()  # noqa: SIM905  (57 names read better as a block of words than one a line)
 )
 
 #: Files of the evaluation data, relative to the RouteLLM ``evals`` folder.

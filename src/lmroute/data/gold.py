@@ -129,7 +129,8 @@ def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     {model: x}}`` a line, or CSV with a ``prompt`` column and one column per model), except that
     a line may leave models out (an empty CSV cell): multi-model result files often miss a few.
     """
-    from lmroute.data.battles import _csv_rows, _jsonl_records
+    from lmroute._jsonl import read_jsonl_objects
+    from lmroute.data.battles import _csv_rows
     from lmroute.data.benchmarks import _number
 
     path = Path(path)
@@ -146,7 +147,7 @@ def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
                 }
             )
     else:
-        for n, record in _jsonl_records(path):
+        for n, record in read_jsonl_objects(path, what="benchmark items"):
             prompt, values = record.get("prompt"), record.get("scores")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise DataError(f"{path}:{n}: 'prompt' must be a non-empty string")

@@ -339,8 +339,9 @@ def _load_battles(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
 
 def _licence_of_label(label: str) -> str:
     folder = label.removeprefix("gold:").partition("/")[0] if "/" in label else None
-    if label in LICENCES or folder in LICENCES:
-        return f"{label}: {LICENCES[label if label in LICENCES else folder]}"
+    key = label if label in LICENCES else folder
+    if key is not None and key in LICENCES:
+        return f"{label}: {LICENCES[key]}"
     return f"{label}: unknown (check where these records came from)"
 
 
@@ -496,7 +497,8 @@ def prepare_battles(
     from lmroute.data.decontaminate import decontaminate
 
     excluded = [_bench_key(b) for b in exclude_benchmarks]
-    kept_specs, left_out = [], []
+    kept_specs: list[str] = []
+    left_out: list[str] = []
     for spec in specs:
         target = gold_target(spec)
         (left_out if target is not None and _bench_key(target) in excluded else kept_specs).append(spec)

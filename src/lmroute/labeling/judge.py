@@ -58,7 +58,7 @@ def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
     if mode not in JUDGE_MODES:
         raise ConfigError(f"unknown judge mode {mode!r}; use one of {', '.join(JUDGE_MODES)}")
     if path is None:
-        text = resources.files("lmroute.labeling").joinpath("templates", f"{mode}.yaml").read_text("utf-8")
+        text = (resources.files("lmroute.labeling") / "templates" / f"{mode}.yaml").read_text("utf-8")
         source = f"builtin:{mode}"
     else:
         try:

@@ -16,7 +16,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from lmroute._jsonl import append_line, read_jsonl
 from lmroute.exceptions import ConfigError, DataError
+
+#: The two stores in a run folder: finished model calls and finished judge calls.
+RESPONSES_FILE = "responses.jsonl"
+JUDGEMENTS_FILE = "judgements.jsonl"
 
 
 def request_hash(request: Mapping[str, Any]) -> str:
@@ -57,37 +62,29 @@ class CallStore:
         return store
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a torn line from a run killed while writing it
-            os.truncate(self.path, end)
-            data = data[:end]
-        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                key = (record["model"], record["prompt_id"], record["request_hash"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(
-                    f"{self.path}:{number} is not a call record; move the file away to start afresh"
-                ) from None
-            self._records[key] = record
+        end = _cut_torn_line(self.path)
+        if end == 0:
+            return
+        try:
+            for number, record in read_jsonl(self.path, what="call records"):
+                try:
+                    key = (record["model"], record["prompt_id"], record["request_hash"])
+                except (KeyError, TypeError):
+                    raise DataError(f"{self.path}:{number} is not a call record") from None
+                self._records[key] = record
+        except DataError as exc:
+            raise DataError(f"{exc}; move the file away to start afresh") from None
 
     def get(self, model: str, prompt_id: str, req_hash: str) -> dict[str, Any] | None:
         """The stored record of this call, or None if it was never finished."""
         return self._records.get((model, prompt_id, req_hash))
 
     def append(self, record: dict[str, Any]) -> None:
-        """Store a finished call durably: one write of a whole line, then fsync."""
+        """Store a finished call durably: one whole line, then fsync."""
         if self._fd is None:
             raise RuntimeError("CallStore.append() before open() or after close()")
         key = (record["model"], record["prompt_id"], record["request_hash"])
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
+        append_line(self._fd, record)
         self._records[key] = record
 
     def __len__(self) -> int:
@@ -107,3 +104,21 @@ class CallStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _cut_torn_line(path: Path) -> int:
+    """Cut what follows the last newline (a line torn by a run killed while writing it); the
+    file's new size."""
+    with open(path, "rb") as f:
+        size = end = f.seek(0, os.SEEK_END)
+        while end > 0:  # backwards a block at a time: a torn line is short, a store is not
+            start = max(0, end - 65536)
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+    if end < size:
+        os.truncate(path, end)
+    return end

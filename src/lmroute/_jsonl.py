@@ -1,0 +1,114 @@
+"""JSONL files: the one reader and the one writer of the package.
+
+A line ends at ``\\n``, ``\\r\\n`` or ``\\r`` and nowhere else, so files are read by iterating
+the file object. ``str.splitlines`` would also end lines at U+2028, U+2029, U+0085 and the
+controls ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``; a JSON string may hold the first three as they
+are (:func:`encode_line` writes them so), and splitting there tore records apart.
+
+Every failure to read is a :class:`~lmroute.exceptions.DataError` naming the file and, for a bad
+line, its number. What a record must contain is the caller's to check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lmroute._files import atomic_writer
+from lmroute.exceptions import DataError
+
+
+def read_lines(path: str | Path, *, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line ending) of each non-blank line of a UTF-8 file, streamed.
+
+    A byte-order mark is skipped. ``what`` says what the file holds ("battles", "prompts"): a
+    file without a non-blank line raises ``DataError("<path> is empty: no <what>")``.
+    """
+    path = Path(path)
+    found = False
+    try:
+        # newline="": the three line endings are recognised and handed back untranslated.
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    found = True
+                    yield number, line.rstrip("\r\n")
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text ({_not_utf8_at(path)}): is it a binary file?") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not found:
+        raise DataError(f"{path} is empty: no {what}")
+
+
+def _not_utf8_at(path: Path) -> str:
+    """Where a file stops being UTF-8, as "line L, byte B" (lines counted by ``\\n``): the reader
+    decodes blocks of many lines, so where it failed says little."""
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return f"line {number}, byte {offset + exc.start}"
+                offset += len(raw)
+    except OSError:
+        pass
+    return "it changed while read"
+
+
+def parse_line(path: str | Path, number: int, line: str) -> Any:
+    """The JSON value of line ``number`` of ``path``; DataError naming both when it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def read_jsonl(path: str | Path, *, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of the JSONL file at ``path``, streamed.
+
+    Errors as :func:`read_lines` and :func:`parse_line` raise them.
+    """
+    for number, line in read_lines(path, what=what):
+        yield number, parse_line(path, number, line)
+
+
+def read_jsonl_objects(path: str | Path, *, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """As :func:`read_jsonl`, for files of JSON objects: any other value is a DataError."""
+    for number, record in read_jsonl(path, what=what):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object")
+        yield number, record
+
+
+def encode_line(record: Any) -> str:
+    """``record`` as one JSONL line (ending in ``\\n``); non-ASCII text is written as it is."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
+    """Write records as JSONL atomically: the file appears whole or not at all."""
+    with atomic_writer(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(encode_line(record))
+    return Path(path)
+
+
+def append_line(fd: int, record: Any) -> None:
+    """Append ``record`` as one line to the file open at ``fd`` (``O_APPEND``), then fsync.
+
+    A writer killed mid-line leaves at most that one torn last line behind.
+    """
+    view = memoryview(encode_line(record).encode("utf-8"))
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)

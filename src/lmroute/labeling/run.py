@@ -1,0 +1,355 @@
+"""The run loop: make each item's calls within the limits, reusing the stored ones, then write
+the labels.
+
+A run works in an output folder::
+
+    responses.jsonl    every finished model call (model, prompt id, text, latency, usage)
+    judgements.jsonl   every finished judge call (raw output and parsed verdict)
+    battles.jsonl      the labels: prompt, model_a, model_b, winner (+ id, source, details)
+    scores.jsonl       per-model scores, a custom benchmark (golden and score modes)
+    summary.json       win rates, tie share, unparsable verdicts, calls and tokens
+
+The first two are stores (:mod:`lmroute.labeling.store`): a call found there is never made
+again, so an interrupted run rerun with the same arguments continues where it stopped. The last
+three are rewritten at the end of each run from what the stores hold
+(:mod:`lmroute.labeling.outputs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lmroute.exceptions import UpstreamError
+from lmroute.labeling.items import LabelItem
+from lmroute.labeling.job import LabelJob, Messages, call_request, completion_bound, estimate_tokens
+from lmroute.labeling.limits import RateLimiter, RunLimits
+from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
+from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, request_hash
+from lmroute.labeling.upstream import ChatCaller, ChatResult, LabelModel, UpstreamCaller
+
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+async def alabel(
+    job: LabelJob,
+    out: str | Path,
+    *,
+    limits: RunLimits | None = None,
+    caller: ChatCaller | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    progress: bool = False,
+) -> LabelResult:
+    """Run ``job`` into folder ``out`` within ``limits`` and write battles, scores and a summary there.
+
+    A run stopped by the budget or the failure limit stops cleanly: finished calls are stored and
+    the labels of the finished items are written; rerunning continues it. ``caller`` makes the
+    calls (default: :class:`~lmroute.labeling.upstream.UpstreamCaller`); ``clock`` and ``sleep``
+    time them.
+    """
+    out = Path(out)
+    limits = limits or RunLimits()
+    own_caller: UpstreamCaller | None = None
+    if caller is None:
+        own_caller = UpstreamCaller()
+        caller = own_caller
+    try:
+        with (
+            CallStore.open(out / RESPONSES_FILE) as responses,
+            CallStore.open(out / JUDGEMENTS_FILE) as judgements,
+        ):
+            run = _Run(job, responses, judgements, caller=caller, limits=limits, clock=clock, sleep=sleep)
+            outcomes = await run.label_items(progress=progress)
+    finally:
+        if own_caller is not None:
+            await own_caller.aclose()
+    return write_outputs(job, out, outcomes, run.summary())
+
+
+def label(job: LabelJob, out: str | Path, **options: Any) -> LabelResult:
+    """Synchronous :func:`alabel`."""
+    return asyncio.run(alabel(job, out, **options))
+
+
+class _Stop(Exception):
+    """No more calls: the budget or the failure limit was reached."""
+
+
+@dataclass
+class _Tally:
+    made: Counter[str] = field(default_factory=Counter)
+    reused: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Run:
+    """One run's calls: a stored call is reused, a new one is made within the limits and stored."""
+
+    def __init__(
+        self,
+        job: LabelJob,
+        responses: CallStore,
+        judgements: CallStore,
+        *,
+        caller: ChatCaller,
+        limits: RunLimits,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[Any]],
+    ):
+        self.job = job
+        self.responses = responses
+        self.judgements = judgements
+        self.caller = caller
+        self.limits = limits
+        self.clock = clock
+        self.sleep = sleep
+        self.semaphore = asyncio.Semaphore(limits.concurrency)
+        self.limiter = RateLimiter(limits.rate, clock=clock, sleep=sleep) if limits.rate else None
+        self.tally = _Tally()
+        #: Why no more calls start, once the budget or the failure limit is reached.
+        self.stopped: str | None = None
+        #: Tokens spent in the run folder so far, earlier runs included (what the budget caps)...
+        self.spent = sum(_usage_total(r) for store in (responses, judgements) for r in store)
+        #: ... and the most the calls under way may add to it.
+        self.reserved = 0
+        #: Calls under way, by store key, so that the same request for another pair waits for it.
+        self.inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
+
+    async def label_items(self, *, progress: bool) -> list[ItemCalls | None]:
+        """Each item's finished calls, None for an item with a failed or unstarted call."""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(self.job.items), desc="labelling", unit="prompt", file=sys.stderr)
+
+        async def one(item: LabelItem) -> ItemCalls | None:
+            outcome = await self.label(item)
+            if bar is not None:
+                bar.update(1)
+            return outcome
+
+        try:
+            return await asyncio.gather(*(one(item) for item in self.job.items))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def label(self, item: LabelItem) -> ItemCalls | None:
+        """The calls of ``item``: every model's answer, then (judge mode) the judge's verdicts."""
+        answers = await self.answers(item)
+        if answers is None:
+            return None
+        if self.job.mode == "golden":
+            return ItemCalls(answers)
+        judge = self.job.judge
+        assert judge is not None
+        calls = self.job.judge_calls(item, answers)
+        params = self.job.judge_request_params()
+        records = await _gather_or_none(
+            self.call(
+                self.judgements,
+                judge,
+                item,
+                messages,
+                params,
+                kind="judge",
+                extra={"judge_mode": self.job.judge_mode, "judged": what},
+                parse=self.job.parse_verdict,
+            )
+            for what, messages in calls
+        )
+        if records is None:
+            return None
+        return ItemCalls(
+            answers, {what: record["text"] for (what, _), record in zip(calls, records, strict=True)}
+        )
+
+    async def answers(self, item: LabelItem) -> dict[str, str] | None:
+        """Every model's answer to ``item``, or None when a call failed or the run stopped."""
+        messages = self.job.messages(item)
+        records = await _gather_or_none(
+            self.call(
+                self.responses,
+                model,
+                item,
+                messages,
+                self.job.model_params(model),
+                kind="responses",
+                extra={"prompt": item.prompt},
+            )
+            for model in self.job.models
+        )
+        if records is None:
+            return None
+        return {model.name: record["text"] for model, record in zip(self.job.models, records, strict=True)}
+
+    async def call(
+        self,
+        store: CallStore,
+        model: LabelModel,
+        item: LabelItem,
+        messages: Messages,
+        params: Mapping[str, Any],
+        *,
+        kind: str,
+        extra: Mapping[str, Any],
+        parse: Callable[[str], Any] | None = None,
+    ) -> dict[str, Any]:
+        """The record of this call: from the store if finished before, else made and stored."""
+        req_hash = request_hash(call_request(model, messages, params))
+        key = (model.name, item.id, req_hash)
+        stored = store.get(*key)
+        if stored is not None:
+            self.tally.reused[kind] += 1
+            return stored
+        if key in self.inflight:  # the very same request is under way for another pair
+            return await asyncio.shield(self.inflight[key])
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            record = await self._make(store, kind, model, item, messages, params, extra, req_hash, parse)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited future logs nothing
+            raise
+        finally:
+            del self.inflight[key]
+        future.set_result(record)
+        return record
+
+    async def _make(
+        self,
+        store: CallStore,
+        kind: str,
+        model: LabelModel,
+        item: LabelItem,
+        messages: Messages,
+        params: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        req_hash: str,
+        parse: Callable[[str], Any] | None,
+    ) -> dict[str, Any]:
+        budget = self.limits.budget_tokens
+        async with self.semaphore:
+            if self.stopped:
+                raise _Stop(self.stopped)
+            estimate = estimate_tokens(messages) + completion_bound(params)
+            if budget is not None and self.spent + self.reserved + estimate > budget:
+                self.stopped = f"budget of {budget:,} tokens reached"
+                raise _Stop(self.stopped)
+            self.reserved += estimate
+            try:
+                result, latency, attempts = await self._with_retries(model, messages, params)
+            finally:
+                self.reserved -= estimate
+        usage = {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        }
+        record = {
+            "model": model.name,
+            "prompt_id": item.id,
+            "request_hash": req_hash,
+            **extra,
+            "text": result.text,
+            **({} if parse is None else {"verdict": parse(result.text)}),
+            "latency_s": round(latency, 4),
+            "usage": usage,
+            "attempts": attempts,
+            "upstream_model": model.upstream_model,
+            "params": dict(params),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        store.append(record)
+        self.tally.made[kind] += 1
+        self.tally.prompt_tokens += result.prompt_tokens
+        self.tally.completion_tokens += result.completion_tokens
+        self.spent += usage["total_tokens"]
+        return record
+
+    async def _with_retries(
+        self, model: LabelModel, messages: Messages, params: Mapping[str, Any]
+    ) -> tuple[ChatResult, float, int]:
+        """The result, its latency in seconds and the attempts it took."""
+        retries = self.limits.retries
+        for attempt in range(retries + 1):
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            started = self.clock()
+            try:
+                result = await self.caller(model, messages, params)
+            except UpstreamError as exc:
+                if _retryable(exc) and attempt < retries and not self.stopped:
+                    self.tally.retries += 1
+                    await self.sleep(min(30.0, self.limits.backoff * 2**attempt))
+                    continue
+                self.tally.failed += 1
+                if len(self.tally.errors) < 5:
+                    self.tally.errors.append(str(exc))
+                if self.tally.failed >= self.limits.max_failures:
+                    self.stopped = f"{self.tally.failed} calls failed (last: {exc})"
+                raise
+            return result, self.clock() - started, attempt + 1
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def summary(self) -> dict[str, Any]:
+        """The run's part of ``summary.json``: calls, tokens (this run and all runs), why it stopped."""
+        stored: Counter[str] = Counter()
+        for store in (self.responses, self.judgements):
+            for record in store:
+                usage = record.get("usage") or {}
+                stored["prompt"] += int(usage.get("prompt_tokens") or 0)
+                stored["completion"] += int(usage.get("completion_tokens") or 0)
+        tally = self.tally
+        return {
+            "calls": {
+                "made": dict(tally.made),
+                "reused": dict(tally.reused),
+                "failed": tally.failed,
+                "retries": tally.retries,
+                "errors": tally.errors,
+            },
+            "tokens": {
+                "this_run": _tokens(tally.prompt_tokens, tally.completion_tokens),
+                "all_runs": _tokens(stored["prompt"], stored["completion"]),
+            },
+            "stopped": self.stopped,
+        }
+
+
+def _retryable(exc: UpstreamError) -> bool:
+    status = exc.status_code
+    return status is None or status in _RETRYABLE_STATUS or status >= 500
+
+
+async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """All results, or None when a call failed or the run stopped (finished calls stay stored)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    records = [r for r in results if not isinstance(r, BaseException)]
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, (UpstreamError, _Stop)):
+            raise result
+    return records if len(records) == len(results) else None
+
+
+def _usage_total(record: Mapping[str, Any]) -> int:
+    usage = record.get("usage") or {}
+    return int(usage.get("total_tokens") or 0)
+
+
+def _tokens(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt": prompt, "completion": completion, "total": prompt + completion}

@@ -1,0 +1,69 @@
+"""Prompt files: JSONL with a ``prompt`` field or text one prompt a line, and JSONL written back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _line_breaks import TEXT
+
+from lmroute.cli import main
+from lmroute.data.prompts import read_prompts
+from lmroute.exceptions import DataError
+
+
+def test_jsonl_and_text_prompts(tmp_path):
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "a"}\n\n{"prompt": "b", "id": 2}\r\n', encoding="utf-8")
+    assert read_prompts(jsonl) == ["a", "b"]
+    text = tmp_path / "p.txt"
+    text.write_bytes(b"\xef\xbb\xbffirst prompt\n\n  second  \r\nthird")
+    assert read_prompts(text) == ["first prompt", "  second  ", "third"]
+    braced = tmp_path / "braced.txt"  # a text file whose first line opens a brace is JSONL
+    braced.write_text('{"question": "x"}\n')
+    assert read_prompts(braced, field="question") == ["x"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty: no prompts"),
+        ("\n  \n", "is empty: no prompts"),
+        ('{"prompt": "a"}\n{"prompt": \n', r"p\.jsonl:2: not valid JSON"),
+        ('{"prompt": "a"}\n["a"]\n', r"p\.jsonl:2: expected an object with a string 'prompt' field"),
+        ('{"text": "a"}\n', r"p\.jsonl:1: expected an object with a string 'prompt' field"),
+    ],
+)
+def test_bad_prompt_files(tmp_path, content, message):
+    path = tmp_path / "p.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_prompts(path)
+
+
+def test_unreadable_prompt_files(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.jsonl does not exist"):
+        read_prompts(tmp_path / "nope.jsonl")
+    binary = tmp_path / "b.jsonl"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(DataError, match=r"b\.jsonl is not UTF-8"):
+        read_prompts(binary)
+
+
+def test_reads_the_jsonl_that_lmroute_score_writes(tmp_path, capsys):
+    """Prompts holding U+2028 and the other characters ``str.splitlines`` breaks at survive a
+    round trip through ``lmroute score --output`` (issue 13: they used to be refused)."""
+    prompts = [TEXT, "plain", "ends with a separator\u2028"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    scored = tmp_path / "scored.jsonl"
+    assert (
+        main(["score", "--router", "length", "--input", str(source), "--output", str(scored), "--quiet"]) == 0
+    )
+    assert read_prompts(scored) == prompts
+
+
+def test_text_lines_end_only_at_newlines(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text(f"{TEXT}\nsecond\n", encoding="utf-8")
+    assert read_prompts(path) == [TEXT, "second"]
