@@ -118,7 +118,7 @@ def _parse_options(pairs: Sequence[str] | None) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lmroute.training.run import train_router
+    from lmroute.workflows.train import train_router
 
     router = train_router(
         args.router,
@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from lmroute.evaluation.experiment import load_experiment_config, run_experiment, write_experiment
+    from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
 
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=_data_dir(args), progress=not args.quiet)

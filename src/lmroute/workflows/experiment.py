@@ -33,6 +33,10 @@ from lmroute.registry import get_router_class, load_router
 Protocol = Literal["zero-shot", "gold-1500"]
 
 
+def _all_protocols() -> list[Protocol]:
+    return ["zero-shot", "gold-1500"]
+
+
 class RouterSpec(BaseModel):
     """A router to train: its registry name, a label for tables, and its options."""
 
@@ -51,7 +55,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     benchmarks: list[str] = Field(default_factory=lambda: ["mmlu", "gsm8k", "mt-bench"])
-    protocols: list[Protocol] = Field(default_factory=lambda: ["zero-shot", "gold-1500"])
+    protocols: list[Protocol] = Field(default_factory=_all_protocols)
     #: Training sources (``battles:FILE``, ``gold:mmlu``...); ``gold:B`` is left out when testing on B.
     sources: list[str]
     routers: list[RouterSpec]
