@@ -10,6 +10,7 @@ them into OpenAI-shaped errors::
     ├── UnknownModelError       a model name the router or benchmark does not know
     ├── DataError               a data file that is missing, empty or malformed
     ├── CheckpointError         a router directory that cannot be loaded
+    ├── UnparsableOutputError   a causal_llm router's model answered no label (on_unparsable="error")
     ├── DownloadError           public data or weights could not be fetched
     └── UpstreamError           an upstream LLM endpoint failed
         └── UpstreamTimeoutError
@@ -50,6 +51,11 @@ class DataError(LmrouteError, ValueError):
 
 class CheckpointError(LmrouteError):
     """A saved router directory is missing files, corrupted, or from an incompatible version."""
+
+
+class UnparsableOutputError(LmrouteError):
+    """A ``causal_llm`` router's next token was not one of its label tokens and its
+    ``on_unparsable`` option is ``"error"``."""
 
 
 class DownloadError(LmrouteError):
