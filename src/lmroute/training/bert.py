@@ -13,7 +13,6 @@ does not touch the caller's global RNG state.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,17 +23,14 @@ import torch.nn.functional as F
 from lmroute.data.battles import Battle
 from lmroute.networks.base_models import resolve_encoder
 from lmroute.networks.encoder_classifier import Classifier, ClassifierSpec, build_classifier
-from lmroute.networks.precision import uses_bfloat16
 from lmroute.training.classifier import (
     ClassifierParams,
     TrainedClassifier,
     epoch_batches,
-    fit_summary,
-    frozen_features,
+    fit_classifier,
     optimizer_step,
     pad_states,
     progress_bar,
-    training_set,
     warmup_then_decay,
 )
 from lmroute.training.labels import score_targets
@@ -56,50 +52,29 @@ def train_bert(
     progress: bool = False,
 ) -> TrainedClassifier[Classifier]:
     """Fine-tune a classifier as ``params`` say, on ``battles``."""
-    started = time.perf_counter()
-    rng = np.random.default_rng(params.seed)
-    data = training_set(battles, params, rng)
-    if params.network.outputs == 1:
-        target = torch.tensor(
-            score_targets(data.probabilities, tie_share=params.tie_share), dtype=torch.float32
-        )
-    else:
-        target = torch.tensor(data.probabilities, dtype=torch.float32)
+    spec = params.network
 
-    base = resolve_encoder(params.network.encoder)
-    with torch.random.fork_rng():
-        torch.manual_seed(params.seed)
-        net = build_classifier(base, params.network)
-        bf16 = uses_bfloat16(params.precision)
-        feature_start = time.perf_counter()
-        # The frozen layers run in the scoring precision; training always runs in float32 (top
-        # layers trained under bfloat16 autocast measured clearly worse).
-        features = frozen_features(
-            net,
-            data.prompts,
-            namespace=f"bert:{base.sha256}:{net.frozen}:{params.network.max_length}"
-            + (":bf16" if bf16 else ""),
-            cache=prefix_cache,
-            bfloat16=bf16,
-            batch_size=params.score_batch_size,
-            progress="bert frozen layers" if progress else None,
+    def optimise(
+        net: Classifier, features: list[np.ndarray], probs: np.ndarray, rng: np.random.Generator
+    ) -> int:
+        # a binary head learns the score itself, a three-way head the outcome distribution
+        target = score_targets(probs, tie_share=params.tie_share) if spec.outputs == 1 else probs
+        return _optimise(
+            net, features, torch.tensor(target, dtype=torch.float32), params, rng, progress=progress
         )
-        feature_seconds = time.perf_counter() - feature_start
-        train_start = time.perf_counter()
-        steps = _optimise(net, features, target, params, rng, progress=progress)
-        train_seconds = time.perf_counter() - train_start
-    net.eval()
-    summary = fit_summary(
-        data,
-        trainable_layers=params.network.trainable_layers,
-        epochs=params.epochs,
-        bf16=bf16,
-        steps=steps,
-        feature_seconds=feature_seconds,
-        train_seconds=train_seconds,
-        started=started,
+
+    return fit_classifier(
+        params,
+        battles,
+        kind="bert",
+        resolve=lambda: resolve_encoder(spec.encoder),
+        build=lambda base: build_classifier(base, spec),
+        layout=str(spec.max_length),
+        optimise=optimise,
+        trainable_layers=spec.trainable_layers,
+        prefix_cache=prefix_cache,
+        progress=progress,
     )
-    return TrainedClassifier(net, base, summary)
 
 
 def _optimise(

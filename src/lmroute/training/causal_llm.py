@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,17 +24,14 @@ import torch
 from lmroute.data.battles import Battle
 from lmroute.networks.base_models import resolve_causal_lm
 from lmroute.networks.label_reader import LabelReader, ReaderSpec, build_reader
-from lmroute.networks.precision import uses_bfloat16
 from lmroute.training.classifier import (
     ClassifierParams,
     TrainedClassifier,
     epoch_batches,
-    fit_summary,
-    frozen_features,
+    fit_classifier,
     optimizer_step,
     pad_states,
     progress_bar,
-    training_set,
     warmup_then_decay,
 )
 from lmroute.training.prefix_cache import PrefixCache
@@ -59,49 +55,27 @@ def train_causal_llm(
     progress: bool = False,
 ) -> TrainedClassifier[LabelReader]:
     """Fine-tune adapters as ``params`` say, on ``battles`` (``epochs=0``: train nothing)."""
-    started = time.perf_counter()
-    rng = np.random.default_rng(params.seed)
-    data = training_set(battles, params, rng)
     spec = params.network
-    base = resolve_causal_lm(spec.base_model)
-    with torch.random.fork_rng():
-        torch.manual_seed(params.seed)
-        reader = build_reader(base, spec)
-        feature_seconds = train_seconds = 0.0
-        steps = 0
-        bf16 = uses_bfloat16(params.precision)
-        if params.epochs > 0:
-            layout = f"{spec.template}\0{spec.instruction}\0{spec.max_prompt_tokens}\0{bf16}"
-            feature_start = time.perf_counter()
-            # The frozen layers run in the scoring precision; training always runs in float32.
-            features = frozen_features(
-                reader,
-                data.prompts,
-                namespace=(
-                    f"causal_llm:{base.sha256}:{reader.frozen}:{hashlib.sha256(layout.encode()).hexdigest()}"
-                ),
-                cache=prefix_cache,
-                bfloat16=bf16,
-                batch_size=params.score_batch_size,
-                progress="causal_llm frozen layers" if progress else None,
-            )
-            feature_seconds = time.perf_counter() - feature_start
-            train_start = time.perf_counter()
-            target = torch.tensor(data.probabilities, dtype=torch.float32)
-            steps = _optimise(reader, features, target, params, rng, progress=progress)
-            train_seconds = time.perf_counter() - train_start
-    reader.eval()
-    summary = fit_summary(
-        data,
+    layout = f"{spec.template}\0{spec.instruction}\0{spec.max_prompt_tokens}"
+
+    def optimise(
+        reader: LabelReader, features: list[np.ndarray], probs: np.ndarray, rng: np.random.Generator
+    ) -> int:
+        target = torch.tensor(probs, dtype=torch.float32)
+        return _optimise(reader, features, target, params, rng, progress=progress)
+
+    return fit_classifier(
+        params,
+        battles,
+        kind="causal_llm",
+        resolve=lambda: resolve_causal_lm(spec.base_model),
+        build=lambda base: build_reader(base, spec),
+        layout=hashlib.sha256(layout.encode()).hexdigest(),
+        optimise=optimise,
         trainable_layers=spec.trainable_layers,
-        epochs=params.epochs,
-        bf16=bf16,
-        steps=steps,
-        feature_seconds=feature_seconds,
-        train_seconds=train_seconds,
-        started=started,
+        prefix_cache=prefix_cache,
+        progress=progress,
     )
-    return TrainedClassifier(reader, base, summary)
 
 
 def _optimise(

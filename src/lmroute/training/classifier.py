@@ -1,15 +1,16 @@
-"""What the classifier routers' training loops (``bert``, ``causal_llm``) share (imports torch).
+"""What the classifier routers' solvers (``bert``, ``causal_llm``) share (imports torch).
 
-Their parameters' common part (:class:`ClassifierParams`), the prompts and soft targets they learn
-from, the frozen layers' features computed once per prompt (:func:`frozen_features`), and the
-pieces of an optimisation loop: shuffled batches, the learning-rate schedule, a progress bar.
+Their parameters' common part (:class:`ClassifierParams`), the fit around their own optimisation
+(:func:`fit_classifier`: soft targets, the seeded network, the frozen layers' features computed
+once per prompt by :func:`frozen_features`, the facts of the fit), and the pieces of an
+optimisation loop: shuffled batches, the learning-rate schedule, one step, a progress bar.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -19,8 +20,8 @@ import torch
 from lmroute.data.battles import Battle
 from lmroute.networks.base_models import BaseModel
 from lmroute.networks.batching import length_batches
-from lmroute.networks.precision import Precision
-from lmroute.training.labels import OutcomeTargets, outcome_targets
+from lmroute.networks.precision import Precision, uses_bfloat16
+from lmroute.training.labels import outcome_targets
 from lmroute.training.prefix_cache import PrefixCache, shared_cache
 
 
@@ -64,6 +65,7 @@ class FrozenPrefix(Protocol):
 
 
 NetT = TypeVar("NetT")
+FrozenNetT = TypeVar("FrozenNetT", bound=FrozenPrefix)
 
 
 @dataclass
@@ -76,19 +78,32 @@ class TrainedClassifier(Generic[NetT]):
     summary: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class TrainingSet:
-    """The distinct prompts a classifier learns from and their outcome distributions ``(n, 3)``."""
+def fit_classifier(
+    params: ClassifierParams,
+    battles: Sequence[Battle],
+    *,
+    kind: str,
+    resolve: Callable[[], BaseModel],
+    build: Callable[[BaseModel], FrozenNetT],
+    layout: str,
+    optimise: Callable[[FrozenNetT, list[np.ndarray], np.ndarray, np.random.Generator], int],
+    trainable_layers: int,
+    prefix_cache: PrefixCache | None,
+    progress: bool,
+) -> TrainedClassifier[FrozenNetT]:
+    """The fit both classifier solvers share, around their own ``optimise``:
 
-    targets: OutcomeTargets
-    prompts: list[str]
-    probabilities: np.ndarray
-
-
-def training_set(
-    battles: Sequence[Battle], params: ClassifierParams, rng: np.random.Generator
-) -> TrainingSet:
-    """One soft target per distinct prompt, sampled down to ``max_train_prompts`` with ``rng``."""
+    1. battles become one soft target per distinct prompt (``(n, 3)`` probabilities, see
+       :func:`~lmroute.training.labels.outcome_targets`), sampled down to ``max_train_prompts``;
+    2. ``build(resolve())`` makes the network, seeded by ``params.seed`` in a forked torch RNG
+       (the caller's random state is left alone);
+    3. its frozen layers run once per prompt (:func:`frozen_features`, cached under ``kind``, the
+       base model's fingerprint, the frozen depth and ``layout``: whatever else they depend on);
+    4. ``optimise(net, features, probabilities, rng)`` trains and returns its number of steps
+       (``epochs=0`` skips 3 and 4: the untrained network).
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(params.seed)
     targets = outcome_targets(
         battles,
         strong_model=params.strong_model,
@@ -99,7 +114,44 @@ def training_set(
     if params.max_train_prompts is not None and len(prompts) > params.max_train_prompts:
         keep = np.sort(rng.choice(len(prompts), size=params.max_train_prompts, replace=False))
         prompts, probs = [prompts[i] for i in keep], probs[keep]
-    return TrainingSet(targets, prompts, probs)
+    base = resolve()
+    bf16 = uses_bfloat16(params.precision)
+    feature_seconds = train_seconds = 0.0
+    steps = 0
+    with torch.random.fork_rng():
+        torch.manual_seed(params.seed)
+        net = build(base)
+        if params.epochs > 0:
+            feature_start = time.perf_counter()
+            # The frozen layers run in the scoring precision; training always runs in float32 (top
+            # layers trained under bfloat16 autocast measured clearly worse).
+            features = frozen_features(
+                net,
+                prompts,
+                namespace=f"{kind}:{base.sha256}:{net.frozen}:{layout}" + (":bf16" if bf16 else ""),
+                cache=prefix_cache,
+                bfloat16=bf16,
+                batch_size=params.score_batch_size,
+                progress=f"{kind} frozen layers" if progress else None,
+            )
+            feature_seconds = time.perf_counter() - feature_start
+            train_start = time.perf_counter()
+            steps = optimise(net, features, probs, rng)
+            train_seconds = time.perf_counter() - train_start
+    net.eval()
+    summary = {
+        **targets.summary(),
+        "trained_prompts": len(prompts),
+        "trainable_layers": trainable_layers,
+        "epochs": params.epochs,
+        "bfloat16_features": bf16,
+        "steps": steps,
+        "feature_seconds": round(feature_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_examples_per_second": round(params.epochs * len(prompts) / max(train_seconds, 1e-9), 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return TrainedClassifier(net, base, summary)
 
 
 @torch.inference_mode()
@@ -207,30 +259,3 @@ def progress_bar(total: int, enabled: bool, desc: str, unit: str = "step") -> An
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit)
-
-
-def fit_summary(
-    data: TrainingSet,
-    *,
-    trainable_layers: int,
-    epochs: int,
-    bf16: bool,
-    steps: int,
-    feature_seconds: float,
-    train_seconds: float,
-    started: float,
-) -> dict[str, Any]:
-    """The JSON-ready facts about a classifier's fit that its checkpoint's metadata keeps."""
-    prompts = len(data.prompts)
-    return {
-        **data.targets.summary(),
-        "trained_prompts": prompts,
-        "trainable_layers": trainable_layers,
-        "epochs": epochs,
-        "bfloat16_features": bf16,
-        "steps": steps,
-        "feature_seconds": round(feature_seconds, 1),
-        "train_seconds": round(train_seconds, 1),
-        "train_examples_per_second": round(epochs * prompts / max(train_seconds, 1e-9), 1),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
