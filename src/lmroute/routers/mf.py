@@ -156,7 +156,9 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
 
     # -- state -------------------------------------------------------------------------------
-    def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
+    def _set_weights(
+        self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray
+    ) -> None:
         members, dim = self.config.members, self.config.dim
         if (
             model_embeddings.ndim != 3
