@@ -5,8 +5,9 @@ server's micro-batches see the same prompt in different company. Padding to a ba
 prompt is masked exactly (padded positions get zero attention weight), but a batch's shape still
 decides how the matrix products block their sums, so the rounding of a prompt's numbers depends
 on its batch. Measured on MiniLM (issue 13): batches of equal-length prompts move the result as
-much as padded ones once their row counts differ, so only one prompt per call (several times
-slower) would make scores independent of the batch to the bit. What each precision promises:
+much as padded ones once their row counts differ (and score 3x slower: many small batches), so
+only one prompt per call (5-10x slower) would make scores independent of the batch to the bit.
+What each precision promises:
 
 * ``"float32"``: a prompt's score moves with its batch only by float32 rounding: under 1e-6 for
   bert (measured at most 5e-8 over 400 prompts), under 1e-5 for causal_llm's label
@@ -14,8 +15,9 @@ slower) would make scores independent of the batch to the bit. What each precisi
   across batchings and machines.
 * ``"bfloat16"``: products are rounded to 8 significant bits, so a prompt's score moves with its
   batch by up to about 1e-4 for bert (measured 1.2e-4) and 1e-2 for causal_llm (measured 9.9e-3:
-  enough to flip a routing decision near the threshold). About twice as fast as float32 on a CPU
-  with native bfloat16 instructions, slower than float32 on one without them.
+  enough to flip a routing decision near the threshold). Faster than float32 on a CPU with native
+  bfloat16 instructions (bert: 1.5x on a loaded 2-core machine, about 2x idle), slower on one
+  without them.
 * ``"auto"``: bfloat16 where the CPU has native bfloat16 instructions (AVX512-BF16 or AMX), else
   float32; it promises what it resolves to.
 
