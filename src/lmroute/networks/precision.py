@@ -5,8 +5,8 @@ server's micro-batches see the same prompt in different company. Padding to a ba
 prompt is masked exactly (padded positions get zero attention weight), but a batch's shape still
 decides how the matrix products block their sums, so the rounding of a prompt's numbers depends
 on its batch. Measured on MiniLM (issue 13): batches of equal-length prompts move the result as
-much as padded ones once their row counts differ (and score 3x slower: many small batches), so
-only one prompt per call (5-10x slower) would make scores independent of the batch to the bit.
+much as padded ones once their row counts differ (and score 2-3x slower: many small batches), so
+only one prompt per call (4-10x slower) would make scores independent of the batch to the bit.
 What each precision promises:
 
 * ``"float32"``: a prompt's score moves with its batch only by float32 rounding: under 1e-6 for
