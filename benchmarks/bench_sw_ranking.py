@@ -21,8 +21,8 @@ import numpy as np
 
 from lmroute.data.battles import Battle
 from lmroute.embeddings.base import Embedder, normalize
-from lmroute.routers import _bradley_terry as bt
 from lmroute.routers.sw_ranking import SWRankingRouter
+from lmroute.training import bradley_terry as bt
 
 DIM = 384
 NUM_MODELS = 20

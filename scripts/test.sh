@@ -15,4 +15,6 @@ python -m pip install -q -e ".[test]"
 bash .ci/install-llama.sh
 export LMROUTE_DATA_DIR="${LMROUTE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 ruff check src tests benchmarks
+ruff format --check src tests benchmarks
+python -m mypy
 python -m pytest -q "$@"

@@ -66,6 +66,15 @@ def test_route_and_score_validate_input():
         LengthRouter(unknown_option=1)
 
 
+def test_routers_that_embed_nothing_take_no_embedder():
+    from _fake_embedder import HashEmbedder
+
+    router = LengthRouter()
+    assert router.embedder_name is None
+    with pytest.raises(ConfigError, match="embeds no prompts"):
+        router.use_embedder(HashEmbedder())
+
+
 def test_registry_and_load_router(tmp_path):
     assert {"random", "length"} <= set(lmroute.router_names())
     assert isinstance(load_router("length"), LengthRouter)

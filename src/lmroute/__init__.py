@@ -14,6 +14,7 @@ from lmroute.exceptions import (
     LmrouteError,
     UnknownModelError,
     UnknownRouterError,
+    UnparsableOutputError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RouterConfig",
     "UnknownModelError",
     "UnknownRouterError",
+    "UnparsableOutputError",
     "UpstreamError",
     "UpstreamTimeoutError",
     "__version__",

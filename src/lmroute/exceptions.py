@@ -11,6 +11,7 @@ them into OpenAI-shaped errors::
     ├── UnknownModelError       a model name the router or benchmark does not know
     ├── DataError               a data file that is missing, empty or malformed
     ├── CheckpointError         a router directory that cannot be loaded
+    ├── UnparsableOutputError   a causal_llm router's model answered no label (on_unparsable="error")
     ├── DownloadError           public data or weights could not be fetched
     ├── RouterFailedError       a router raised while scoring a request (the server's 503)
     └── UpstreamError           an upstream LLM endpoint failed
@@ -67,6 +68,11 @@ class DataError(LmrouteError, ValueError):
 
 class CheckpointError(LmrouteError):
     """A saved router directory is missing files, corrupted, or from an incompatible version."""
+
+
+class UnparsableOutputError(LmrouteError):
+    """A ``causal_llm`` router's next token was not one of its label tokens and its
+    ``on_unparsable`` option is ``"error"``."""
 
 
 class DownloadError(LmrouteError):

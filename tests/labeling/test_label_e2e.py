@@ -14,7 +14,7 @@ from lmroute.cli import main
 from lmroute.data.battles import WINNERS
 from lmroute.data.benchmarks import load_custom
 from lmroute.registry import get_router_class
-from lmroute.training.run import train_router
+from lmroute.workflows.train import train_router
 
 pytestmark = pytest.mark.network_loopback
 

@@ -1,4 +1,8 @@
-"""The bert router: presets, training on a few hundred gold battles, batched scoring, save/load, ONNX."""
+"""The bert router: presets, training on a few hundred gold battles, batched scoring, save/load, ONNX.
+
+Every router here names its precision: float32 unless a test is about bfloat16 or "auto", so no
+result depends on whether the CPU running the tests has native bfloat16.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from safetensors.numpy import load_file
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.networks import precision
 from lmroute.registry import load_router
 from lmroute.routers.bert import BertRouter
 from lmroute.training.prefix_cache import PrefixCache
@@ -22,8 +27,10 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 N_TRAIN, N_EVAL = 200, 40
-SMALL = {"trainable_layers": 1, "epochs": 2, "max_length": 48}
-FAST = {"preset": "fast", "epochs": 30, "max_length": 48}
+SMALL = {"trainable_layers": 1, "epochs": 2, "max_length": 48, "precision": "float32"}
+FAST = {"preset": "fast", "epochs": 30, "max_length": 48, "precision": "float32"}
+#: How far a prompt's score may move with the batch it is scored in (lmroute.networks.precision).
+BATCHING_TOLERANCE = {"float32": 1e-6, "bfloat16": 1e-3}
 
 
 def gold(bench, indices) -> list[Battle]:
@@ -58,8 +65,22 @@ def trained(mmlu, cache):
 
 
 @pytest.fixture(scope="module")
-def fast(mmlu, cache):
-    return BertRouter(prefix_cache=cache, **FAST).fit(gold(mmlu, range(N_TRAIN)))
+def fast_in(mmlu, cache):
+    """``fast_in(precision)``: a fast-preset router trained and scoring in that precision (once each)."""
+    routers = {}
+
+    def get(name: str) -> BertRouter:
+        if name not in routers:
+            options = {**FAST, "precision": name}
+            routers[name] = BertRouter(prefix_cache=cache, **options).fit(gold(mmlu, range(N_TRAIN)))
+        return routers[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def fast(fast_in):
+    return fast_in("float32")
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +131,34 @@ def test_fit_learns_the_training_outcomes(fast, mmlu):
     assert auc(scores, strong_won) > 0.7
 
 
-def test_scores_do_not_depend_on_batching(trained, eval_prompts):
+def test_scores_are_probabilities(trained, eval_prompts):
     scores = trained.score(eval_prompts)
     assert scores.shape == (N_EVAL,) and ((scores >= 0) & (scores <= 1)).all()
-    reversed_scores = trained.score(eval_prompts[::-1])[::-1]
-    np.testing.assert_allclose(reversed_scores, scores, atol=1e-6)
-    np.testing.assert_allclose(trained.score(eval_prompts[:1]), scores[:1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16"])
+def test_scores_do_not_depend_on_batching_beyond_the_precision(name, fast_in, eval_prompts):
+    """What each precision promises: float32 to 1e-6, bfloat16 to its rounding (forced here, so
+    bfloat16 runs, emulated or not, on every CPU)."""
+    router = fast_in(name)
+    assert router.metadata["fit"]["bfloat16_features"] == (name == "bfloat16")
+    scores = router.score(eval_prompts)
+    alone = np.array([router.score([prompt])[0] for prompt in eval_prompts])
+    in_sevens = np.concatenate([router.score(eval_prompts[i : i + 7]) for i in range(0, N_EVAL, 7)])
+    reversed_order = router.score(eval_prompts[::-1])[::-1]
+    for other in (alone, in_sevens, reversed_order):
+        np.testing.assert_allclose(other, scores, rtol=0, atol=BATCHING_TOLERANCE[name])
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["cpu-with-bfloat16", "cpu-without"])
+def test_auto_precision_is_bfloat16_where_the_cpu_has_it(
+    native, monkeypatch, mmlu, cache, fast_in, eval_prompts
+):
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
+    auto = BertRouter(prefix_cache=cache, **{**FAST, "precision": "auto"}).fit(gold(mmlu, range(N_TRAIN)))
+    assert auto.metadata["fit"]["bfloat16_features"] == native
+    forced = fast_in("bfloat16" if native else "float32")
+    np.testing.assert_array_equal(auto.score(eval_prompts), forced.score(eval_prompts))
 
 
 def test_save_load_gives_identical_scores(trained, eval_prompts, tmp_path):

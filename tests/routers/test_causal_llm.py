@@ -1,4 +1,8 @@
-"""The causal_llm router: base-model conversion, label reading, unparsable policy, save/load."""
+"""The causal_llm router: base-model conversion, label reading, unparsable policy, save/load.
+
+Routers here compute in float32 unless a test is about bfloat16, so no result depends on whether
+the CPU running the tests has native bfloat16.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import pytest
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
-from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.exceptions import CheckpointError, ConfigError, UnparsableOutputError
 from lmroute.registry import load_router
-from lmroute.routers.causal_llm import CausalLLMRouter, UnparsableOutputError
+from lmroute.routers.causal_llm import CausalLLMRouter
 from lmroute.training.prefix_cache import PrefixCache
 
 torch = pytest.importorskip("torch")
@@ -28,7 +32,10 @@ SMALL = {
     "epochs": 2,
     "max_prompt_tokens": 24,
     "head_learning_rate": 0.05,
+    "precision": "float32",
 }
+#: How far a prompt's label probabilities may move with its batch (lmroute.networks.precision).
+BATCHING_TOLERANCE = {"float32": 1e-5, "bfloat16": 3e-2}
 
 
 def gold(bench, indices) -> list[Battle]:
@@ -66,7 +73,7 @@ def trained(model_cache, battles):
 
 
 def test_gguf_is_converted_once_into_the_cache(model_cache, trained):
-    from lmroute.routers._base_models import resolve_causal_lm
+    from lmroute.networks.base_models import resolve_causal_lm
 
     (converted,) = (model_cache / "models").iterdir()
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in converted.iterdir()}
@@ -81,7 +88,7 @@ def test_gguf_is_converted_once_into_the_cache(model_cache, trained):
 def test_zero_shot_reads_the_model_as_transformers_does(model_cache, battles, eval_prompts):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmroute.routers._base_models import resolve_causal_lm
+    from lmroute.networks.base_models import resolve_causal_lm
     from lmroute.routers.causal_llm import CHATML_TEMPLATE, DEFAULT_INSTRUCTION
 
     prompts = eval_prompts[:2]
@@ -122,6 +129,23 @@ def test_save_load_gives_identical_scores(trained, eval_prompts, tmp_path):
     np.testing.assert_allclose(loaded.score(eval_prompts[::-1])[::-1], scores, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["float32", "bfloat16"])
+def test_scores_do_not_depend_on_batching_beyond_the_precision(name, trained, eval_prompts, tmp_path):
+    """What each precision promises (forced, so bfloat16 runs, emulated or not, on every CPU)."""
+    path = trained.save(tmp_path / "r") / "config.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["precision"] = name  # the trained router, scoring in another precision
+    path.write_text(json.dumps(manifest))
+    router = load_router(tmp_path / "r")
+    probs, _ = router.label_probabilities(eval_prompts)
+    alone = np.concatenate([router.label_probabilities([prompt])[0] for prompt in eval_prompts])
+    in_fives = np.concatenate(
+        [router.label_probabilities(eval_prompts[i : i + 5])[0] for i in range(0, N_EVAL, 5)]
+    )
+    for other in (alone, in_fives):
+        np.testing.assert_allclose(other, probs, rtol=0, atol=BATCHING_TOLERANCE[name])
+
+
 def test_other_base_weights_are_refused(trained, eval_prompts, tmp_path):
     trained.save(tmp_path / "r")
     path = tmp_path / "r" / "config.json"
@@ -135,7 +159,13 @@ def test_other_base_weights_are_refused(trained, eval_prompts, tmp_path):
 def test_unparsable_outputs_follow_the_configured_policy(model_cache, battles, eval_prompts):
     # Untrained and told to answer, the model starts answering the question instead of a label.
     prompts = eval_prompts[:6]
-    options = {"epochs": 0, "num_layers": 10, "max_prompt_tokens": 24, "instruction": "Answer the question."}
+    options = {
+        "epochs": 0,
+        "num_layers": 10,
+        "max_prompt_tokens": 24,
+        "instruction": "Answer the question.",
+        "precision": "float32",
+    }
     zero_shot = {
         policy: CausalLLMRouter(on_unparsable=policy, **options).fit(battles[:8])
         for policy in ("strong", "weak", "error")
@@ -170,7 +200,7 @@ def test_labels_and_template_are_validated(model_cache, battles):
 def test_label_only_loss_matches_the_full_softmax(trained):
     # the fast preset's training shortcut: log_softmax at the labels from their logits and the
     # (fixed) normaliser of the other tokens
-    reader, _ = trained._network()
+    reader = trained._network()
     last = torch.randn(5, reader.embed.embedding_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         full = torch.log_softmax(reader.suffix(last, None), dim=1)[:, reader.label_ids]

@@ -100,6 +100,18 @@ def test_save_load_round_trip(trained, tmp_path):
         MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(32)).score(["x"])
 
 
+def test_a_saved_router_is_handed_its_embedder_publicly(trained, tmp_path):
+    loaded = MFRouter.load(trained.save(tmp_path / "mf"))
+    assert loaded.embedder_name == "fake-hash"
+    with pytest.raises(ConfigError, match="trained with embedder 'fake-hash'; embedder 'minilm'"):
+        loaded.use_embedder(HashEmbedder(64, name="minilm"))
+    embedder = HashEmbedder(64)
+    loaded.use_embedder(embedder)
+    assert loaded.embedder is embedder
+    np.testing.assert_array_equal(loaded.score(HARD + EASY), trained.score(HARD + EASY))
+    assert embedder.calls == 1
+
+
 def test_scoring_needs_no_torch(trained, tmp_path):
     trained.save(tmp_path / "mf")
     code = textwrap.dedent(f"""

@@ -8,15 +8,15 @@ import math
 
 import numpy as np
 import pytest
+from _bradley_terry_reference import direct_logistic_fit, reference_design
 from _fake_embedder import HashEmbedder
-from test_bradley_terry import direct_logistic_fit, reference_design
 
 from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
 from lmroute.registry import get_router_class
-from lmroute.routers import _bradley_terry as bt
 from lmroute.routers import _embedding_pair
 from lmroute.routers.sw_ranking import SWRankingRouter
+from lmroute.training import bradley_terry as bt
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 MODELS = [STRONG, "claude-2", WEAK, "llama-2-13b", "vicuna-7b", "alpaca-13b"]

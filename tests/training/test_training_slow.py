@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmroute.evaluation.experiment import load_experiment_config, run_experiment
 from lmroute.routers.mf import MFRouter
-from lmroute.training.run import train_router
+from lmroute.workflows.experiment import load_experiment_config, run_experiment
+from lmroute.workflows.train import train_router
 
 pytestmark = pytest.mark.slow
 

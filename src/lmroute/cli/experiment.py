@@ -20,7 +20,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and write its results to ``--out``."""
-    from lmroute.evaluation.experiment import load_experiment_config, run_experiment, write_experiment
+    from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
 
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)

@@ -42,7 +42,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train the router and save it to ``--out``."""
-    from lmroute.training.run import train_router
+    from lmroute.workflows.train import train_router
 
     router = train_router(
         args.router,

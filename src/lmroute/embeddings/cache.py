@@ -140,7 +140,8 @@ class CachedEmbedder(Embedder):
         except FileNotFoundError:  # merged away by another process meanwhile
             return None
         except (OSError, ValueError) as exc:
-            return self._discard(shard, f"unreadable index ({exc})")
+            self._discard(shard, f"unreadable index ({exc})")
+            return None
         if not (
             isinstance(index, dict)
             and index.get("format") == _FORMAT
@@ -150,7 +151,8 @@ class CachedEmbedder(Embedder):
             and isinstance(index.get("keys"), list)
             and all(isinstance(k, str) for k in index["keys"])
         ):
-            return self._discard(shard, "index of another format, embedder or dimension")
+            self._discard(shard, "index of another format, embedder or dimension")
+            return None
         return index
 
     def _load_shard(self, shard: str) -> np.ndarray | None:
@@ -177,7 +179,8 @@ class CachedEmbedder(Embedder):
                     self._discard(shard, f"unreadable array ({exc})")
                 else:
                     if vectors.dtype != np.float32 or vectors.shape != (len(index["keys"]), self.dim):
-                        vectors = self._discard(shard, f"array of shape {vectors.shape}")
+                        self._discard(shard, f"array of shape {vectors.shape}")
+                        vectors = None
         self._shards[shard] = vectors
         return vectors
 

@@ -23,9 +23,15 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     for r in evaluation.results:
         xs = [100 * p["strong_share"] for p in r.points]
         ys = [p["quality"] for p in r.points]
-        style = {"linestyle": ":", "color": "black"} if r.router == "oracle" else {}
-        many = len(xs) > 40
-        ax.plot(xs, ys, marker=None if many else ".", label=f"{r.router} (APGR {r.apgr:.3f})", **style)
+        oracle = r.router == "oracle"
+        ax.plot(
+            xs,
+            ys,
+            marker=None if len(xs) > 40 else ".",
+            linestyle=":" if oracle else "-",
+            color="black" if oracle else None,
+            label=f"{r.router} (APGR {r.apgr:.3f})",
+        )
     ax.axhline(
         evaluation.strong_quality, color="red", linestyle="--", label=f"strong: {evaluation.strong_model}"
     )

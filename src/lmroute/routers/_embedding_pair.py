@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import Field
 
-from lmroute.data.battles import Battle
 from lmroute.embeddings.base import Embedder, normalize
-from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
+from lmroute.exceptions import CheckpointError, ConfigError, UnknownModelError
 from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -41,7 +42,10 @@ class EmbeddingPairConfig(RouterConfig):
     embedder: str = Field(default="minilm", min_length=1)
 
 
-class EmbeddingPairRouter(Router):
+PairConfigT = TypeVar("PairConfigT", bound=EmbeddingPairConfig)
+
+
+class EmbeddingPairRouter(Router[PairConfigT]):
     """Base of routers that embed prompts and compare two models of a learned vocabulary."""
 
     config_class: ClassVar[type[RouterConfig]] = EmbeddingPairConfig
@@ -164,13 +168,11 @@ class EmbeddingPairRouter(Router):
             raise ConfigError(f"strong_model and weak_model are both {self.config.strong_model!r}")
         return found[0], found[1]
 
-    def with_models(
-        self, *, strong_model: str | None = None, weak_model: str | None = None
-    ) -> EmbeddingPairRouter:
+    def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
         """A copy of this trained router that compares another pair of its training models."""
         update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
         router = copy.copy(self)  # shares the (read-only) learned arrays
-        router.config = type(self)(self.config, **update).config
+        router.config = type(self)({**self.config.model_dump(), **update}).config
         router.metadata = copy.deepcopy(self.metadata)
         router._check_pair(router.models)
         return router
@@ -193,20 +195,18 @@ class EmbeddingPairRouter(Router):
         self.models = list(models)
 
     @classmethod
-    def load(cls, directory: str | Path, *, embedder: Embedder | None = None) -> EmbeddingPairRouter:
+    def load(cls, directory: str | Path, *, embedder: Embedder | None = None) -> Self:
         """Load a saved router; ``embedder`` (optional) must be the one it was trained with."""
-        router: EmbeddingPairRouter = super().load(directory)  # type: ignore[assignment]
+        router = super().load(directory)
         if embedder is not None:
-            if embedder.name != router.config.embedder:
-                raise ConfigError(
-                    f"{directory} was trained with embedder {router.config.embedder!r}; "
-                    f"embedder {embedder.name!r} would give other vectors"
-                )
-            router._embedder = embedder
+            try:
+                router.use_embedder(embedder)
+            except ConfigError as exc:
+                raise ConfigError(f"{directory}: {exc}") from None
         return router
 
     @classmethod
-    def pretrained(cls, **options: Any) -> EmbeddingPairRouter:
+    def pretrained(cls, **options: Any) -> Self:
         """The checkpoint shipped in the package (``lmroute/checkpoints/<name>/``).
 
         Options: ``strong_model``, ``weak_model`` (training models to compare) and ``embedder``
@@ -222,51 +222,6 @@ class EmbeddingPairRouter(Router):
         directory = shipped_checkpoint(cls.name)
         router = cls.load(directory, embedder=embedder)
         return router.with_models(**options) if options else router
-
-
-@dataclass(frozen=True)
-class IndexedBattles:
-    """Battles as index arrays: distinct prompts, the model vocabulary, and per battle its codes."""
-
-    prompts: list[str]
-    models: list[str]
-    prompt: np.ndarray  # (n,) index into prompts
-    a: np.ndarray  # (n,) index into models
-    b: np.ndarray
-    outcome: np.ndarray  # (n,) 0 = model_a won, 1 = model_b won, 2 = tie
-    weight: np.ndarray  # (n,) how many battles each counts as
-    #: Battles dropped because a model met itself (they say nothing about a pair of models).
-    self_battles: int
-
-
-def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
-    """Index battles for training; the vocabulary is every model that appears, sorted by name."""
-    from lmroute.routers._bradley_terry import outcome_codes
-
-    if isinstance(battles, (str, bytes)) or not isinstance(battles, Sequence):
-        battles = list(battles)
-    for i, battle in enumerate(battles):
-        if not isinstance(battle, Battle):
-            raise DataError(f"battle {i} is a {type(battle).__name__}, not an lmroute Battle")
-    kept = [x for x in battles if x.model_a != x.model_b]
-    if not kept:
-        raise DataError("no battles between two different models to train on")
-    models = sorted({x.model_a for x in kept} | {x.model_b for x in kept})
-    model_index = {m: i for i, m in enumerate(models)}
-    prompt_index: dict[str, int] = {}
-    prompt = np.fromiter(
-        (prompt_index.setdefault(x.prompt, len(prompt_index)) for x in kept), dtype=np.int64, count=len(kept)
-    )
-    return IndexedBattles(
-        prompts=list(prompt_index),
-        models=models,
-        prompt=prompt,
-        a=np.array([model_index[x.model_a] for x in kept], dtype=np.int64),
-        b=np.array([model_index[x.model_b] for x in kept], dtype=np.int64),
-        outcome=outcome_codes([x.winner for x in kept]),
-        weight=np.fromiter((x.weight for x in kept), dtype=np.float64, count=len(kept)),
-        self_battles=len(battles) - len(kept),
-    )
 
 
 def _name_of_embedder(name: str) -> str | None:

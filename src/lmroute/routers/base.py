@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,6 +21,8 @@ from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from lmroute.embeddings.base import Embedder
 
 FORMAT = "lmroute-router"
@@ -37,11 +39,15 @@ class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Router:
-    """Base class of all routers.
+ConfigT = TypeVar("ConfigT", bound=RouterConfig)
 
-    Subclasses set ``name`` and ``config_class``, implement :meth:`_score`, and where they learn,
-    :meth:`fit`, :meth:`_arrays` and :meth:`_load_arrays`.
+
+class Router(Generic[ConfigT]):
+    """Base class of all routers, generic in the type of their config.
+
+    Subclasses set ``name`` and ``config_class`` (the class of ``ConfigT``, e.g.
+    ``class MFRouter(EmbeddingPairRouter[MFConfig])`` with ``config_class = MFConfig``), implement
+    :meth:`_score`, and where they learn, :meth:`fit`, :meth:`_arrays` and :meth:`_load_arrays`.
     """
 
     name: ClassVar[str] = "router"
@@ -55,7 +61,8 @@ class Router:
         else:
             values = {**(config or {}), **options}
         try:
-            self.config = self.config_class.model_validate(values)
+            # config_class is ConfigT at runtime (a class variable cannot name a type variable)
+            self.config: ConfigT = cast(ConfigT, self.config_class.model_validate(values))
         except ValidationError as exc:
             raise ConfigError(f"invalid options for router {self.name!r}: {_short(exc)}") from exc
         #: Free-form, JSON-serialisable facts about how the router was made (data sources...).
@@ -63,26 +70,27 @@ class Router:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def pretrained(cls, **options: Any) -> Router:
+    def pretrained(cls, **options: Any) -> Self:
         """The router this name stands for when no directory is given (a shipped default)."""
         return cls(**options)
 
-    def with_seed(self, seed: int) -> Router:
+    def with_seed(self, seed: int) -> Self:
         """A copy of this router with another seed (only stochastic routers have one)."""
         raise ConfigError(f"router {self.name!r} has no seed")
 
-    def fit(self, *args: Any, **kwargs: Any) -> Router:
+    def fit(self, *args: Any, **kwargs: Any) -> Self:
         """Learn from preference data. Routers that do not learn return themselves unchanged."""
         return self
 
     # -- collaborators --------------------------------------------------------------------
     @property
     def embedder_name(self) -> str | None:
-        """Name of the embedder this router embeds prompts with; None when it embeds nothing."""
+        """Name of the prompt embedder this router scores with (None: it embeds nothing)."""
         return None
 
     def use_embedder(self, embedder: Embedder) -> None:
-        """Embed prompts with ``embedder`` from now on; ConfigError for a router that embeds nothing."""
+        """Score with ``embedder`` (e.g. one without a disk cache, in a server); it must be the
+        embedder the router was configured or trained with, named :attr:`embedder_name`."""
         raise ConfigError(f"router {self.name!r} embeds no prompts: it takes no embedder")
 
     # -- prediction -----------------------------------------------------------------------
@@ -144,7 +152,7 @@ class Router:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> Router:
+    def load(cls, directory: str | Path) -> Self:
         """Load a router saved by :meth:`save`, validating the files before trusting them."""
         manifest = read_manifest(directory)
         if manifest["router"] != cls.name and cls is not Router:

@@ -23,19 +23,28 @@ router trains or scores.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._base_models import MINILM
-from lmroute.routers._classifier_config import ClassifierConfig
-from lmroute.routers.base import Router
+from lmroute.networks.base_models import MINILM
+from lmroute.networks.precision import uses_bfloat16
+from lmroute.routers._classifier import ClassifierConfig, ClassifierRouter, from_config
+from lmroute.routers.base import RouterConfig
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from lmroute.data.battles import Battle
+    from lmroute.networks.base_models import BaseModel
+    from lmroute.networks.encoder_classifier import Classifier, ClassifierSpec
+    from lmroute.networks.onnx_encoder import OnnxEncoder
+    from lmroute.training.classifier import TrainedClassifier
+    from lmroute.training.prefix_cache import PrefixCache
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"trainable_layers": 0, "epochs": 40, "batch_size": 128},
@@ -61,32 +70,27 @@ class BertConfig(ClassifierConfig):
     score_batch_size: int = Field(default=64, ge=1)
 
 
-class BertRouter(Router):
+class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
     """Scores prompts with a fine-tuned BERT-family classifier of battle outcomes."""
 
     name: ClassVar[str] = "bert"
     config_class = BertConfig
+    how_to_train = (
+        "train one with `lmroute train bert --data SOURCES... --out DIR` (about 13 minutes on 2 cores "
+        "for the full recipe) and pass DIR instead of the name"
+    )
 
-    def __init__(self, config: Any = None, *, prefix_cache: Any = None, **options: Any):
-        """``prefix_cache``: a :class:`~lmroute.training.prefix_cache.PrefixCache` for the frozen
-        layers' outputs (default: the process-wide one)."""
-        super().__init__(config, **options)
-        self.prefix_cache = prefix_cache
-        # a server's first concurrent requests must not each load the network
-        self._lock = threading.Lock()
-        self._state: dict[str, np.ndarray] | None = None
-        self._net: Any = None
-        self._tokens: Any = None
-        self._onnx: Any = None
+    def __init__(
+        self,
+        config: RouterConfig | Mapping[str, Any] | None = None,
+        *,
+        prefix_cache: PrefixCache | None = None,
+        **options: Any,
+    ):
+        super().__init__(config, prefix_cache=prefix_cache, **options)
+        self._onnx: OnnxEncoder | None = None
         #: Where this router was loaded from (an ONNX export keeps its model file there).
         self._directory: Path | None = None
-
-    @classmethod
-    def pretrained(cls, **options: Any) -> Router:
-        raise CheckpointError(
-            "no bert router is shipped: train one with `lmroute train bert --data SOURCES... --out DIR` "
-            "(about 13 minutes on 2 cores for the full recipe) and pass DIR instead of the name"
-        )
 
     @property
     def outputs(self) -> int:
@@ -97,32 +101,48 @@ class BertRouter(Router):
         """Whether this router scores with ONNX Runtime (a directory written by :meth:`export_onnx`)."""
         return "onnx" in self.metadata
 
-    def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> BertRouter:
-        """Fine-tune on battles (see :mod:`lmroute.training.bert` for the loop)."""
-        from lmroute.training.bert import train
+    # -- training and the network ------------------------------------------------------------
+    def _spec(self) -> ClassifierSpec:
+        from lmroute.networks.encoder_classifier import ClassifierSpec
 
-        result = train(self.config, battles, prefix_cache=self.prefix_cache, progress=progress)
-        self._net, self._tokens, self._onnx = result.net, result.tokens, None
-        self._state = result.net.trained_state()
+        return from_config(ClassifierSpec, self.config, outputs=self.outputs)
+
+    def _train(self, battles: Sequence[Battle], *, progress: bool) -> TrainedClassifier[Classifier]:
+        from lmroute.training.bert import BertParams, train_bert
+
+        params = from_config(BertParams, self.config, network=self._spec())
+        return train_bert(params, battles, prefix_cache=self.prefix_cache, progress=progress)
+
+    def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> Self:
+        super().fit(battles, progress=progress)
+        self._onnx = None  # a router loaded from an ONNX export now scores its torch network
         self.metadata.pop("onnx", None)
-        self.metadata.update({"base_model": result.base.describe(), "fit": result.summary})
         return self
 
+    def _base_model(self) -> BaseModel:
+        from lmroute.networks.base_models import resolve_encoder
+
+        return resolve_encoder(self.config.encoder)
+
+    def _build(self, base: BaseModel) -> Classifier:
+        from lmroute.networks.encoder_classifier import build_classifier
+
+        return build_classifier(base, self._spec())
+
+    # -- scoring -----------------------------------------------------------------------------
     def _score(self, prompts: list[str]) -> np.ndarray:
         if self.is_onnx:
             features = self._onnx_encoder().features(prompts, batch_size=self.config.score_batch_size)
-            logits = features @ self._state["head.weight"].T.astype(np.float64) + self._state["head.bias"]
+            head = self._trained_state()
+            logits = features @ head["head.weight"].T.astype(np.float64) + head["head.bias"]
             return self.scores_from_logits(logits)
-        from lmroute.routers._batching import use_bfloat16
-        from lmroute.routers._bert_torch import predict_logits
+        from lmroute.networks.encoder_classifier import predict_logits
 
-        net, tokens = self._network()
         logits = predict_logits(
-            net,
-            tokens,
+            self._network(),
             prompts,
             batch_size=self.config.score_batch_size,
-            bfloat16=use_bfloat16(self.config.precision),
+            bfloat16=uses_bfloat16(self.config.precision),
         )
         return self.scores_from_logits(logits)
 
@@ -134,18 +154,18 @@ class BertRouter(Router):
         probs = shifted / shifted.sum(axis=1, keepdims=True)
         return probs[:, 0] + self.config.tie_share * probs[:, 1]
 
+    # -- ONNX ----------------------------------------------------------------------------------
     def export_onnx(self, directory: str | Path) -> Path:
         """Write a router directory that scores with ONNX Runtime, without torch.
 
         It holds ``model.onnx`` (the whole fine-tuned encoder, about 90 MB for MiniLM),
         ``tokenizer.json`` and the head; ``lmroute.load_router(directory)`` loads it like any router.
         """
-        from lmroute.routers._base_models import resolve_encoder
-        from lmroute.routers._bert_onnx import export
+        from lmroute.networks.onnx_encoder import export
 
         if self._state is None or self.is_onnx:
             raise ConfigError("export_onnx() needs a trained (torch) bert router")
-        base = resolve_encoder(self.config.encoder)
+        base = self._base_model()
         base.check(self.metadata.get("base_model"), "bert")
         directory = Path(directory)
         exported = BertRouter(self.config)
@@ -153,10 +173,23 @@ class BertRouter(Router):
         exported._state = {k: v for k, v in self._state.items() if k.startswith("head.")}
         return exported.save(directory)
 
+    def _onnx_encoder(self) -> OnnxEncoder:
+        with self._lock:
+            if self._onnx is None:
+                from lmroute.networks.onnx_encoder import OnnxEncoder
+
+                if self._directory is None:
+                    raise CheckpointError("an ONNX bert router must be loaded from its directory")
+                self._onnx = OnnxEncoder(
+                    self._directory, self.metadata["onnx"], max_length=self.config.max_length
+                )
+            return self._onnx
+
+    # -- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         path = super().save(directory)
         if self.is_onnx:
-            from lmroute.routers._bert_onnx import copy_files
+            from lmroute.networks.onnx_encoder import copy_files
 
             if self._directory is not None:
                 copy_files(self._directory, path, self.metadata["onnx"])
@@ -164,60 +197,19 @@ class BertRouter(Router):
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> Router:
+    def load(cls, directory: str | Path) -> Self:
         router = super().load(directory)
         router._directory = Path(directory)
         return router
 
-    def _onnx_encoder(self) -> Any:
-        with self._lock:
-            return self._build_onnx_encoder()
-
-    def _build_onnx_encoder(self) -> Any:
-        if self._onnx is None:
-            from lmroute.routers._bert_onnx import OnnxEncoder
-
-            if self._directory is None:
-                raise CheckpointError("an ONNX bert router must be loaded from its directory")
-            self._onnx = OnnxEncoder(
-                self._directory, self.metadata["onnx"], max_length=self.config.max_length
-            )
-        return self._onnx
-
-    def _network(self) -> tuple[Any, Any]:
-        with self._lock:
-            return self._build_network()
-
-    def _build_network(self) -> tuple[Any, Any]:
-        if self._net is None:
-            if self._state is None:
-                raise ConfigError("this bert router is not trained: call fit() or load a trained directory")
-            from lmroute.routers._base_models import resolve_encoder
-            from lmroute.routers._batching import Tokens
-            from lmroute.routers._bert_torch import build_classifier
-
-            base = resolve_encoder(self.config.encoder)
-            base.check(self.metadata.get("base_model"), "bert")
-            net = build_classifier(
-                base,
-                trainable_layers=self.config.trainable_layers,
-                outputs=self.outputs,
-                dropout=self.config.dropout,
-            )
-            net.load_trained_state(self._state)
-            self._net, self._tokens = net, Tokens(base.path / "tokenizer.json", self.config.max_length)
-        return self._net, self._tokens
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        if self._state is None:
-            raise ConfigError("this bert router is not trained: nothing to save")
-        return dict(self._state)
-
-    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def _check_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         head = ("head.weight", "head.bias")
         for key in head:
             if key not in arrays or arrays[key].shape[0] != self.outputs:
                 raise CheckpointError(f"this bert checkpoint lacks {key} for a {self.config.head} head")
         if self.is_onnx and set(arrays) != set(head):
             raise CheckpointError("an ONNX bert checkpoint holds only the head weights")
-        self._state, self._net, self._tokens, self._onnx = dict(arrays), None, None, None
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._load_arrays(arrays)
+        self._onnx = None

@@ -12,7 +12,8 @@ Score: ``P(strong) + tie_share * P(tie)`` with the label probabilities renormali
 three labels (``tie_share`` is 0.5 by default, as for ``bert``: the strong model's expected
 advantage). When the model's most likely next token is *not* a label, the output is
 unparsable, and ``on_unparsable`` decides, explicitly: ``strong`` (score 1), ``weak`` (score 0)
-or ``error`` (raise :class:`UnparsableOutputError`). ``epochs=0`` gives the zero-shot router.
+or ``error`` (raise :class:`~lmroute.exceptions.UnparsableOutputError`). ``epochs=0`` gives the
+zero-shot router.
 
 A saved router holds the adapters and label corrections (under a megabyte with the defaults) and
 the fingerprint of the base model. Presets (all read the labels after the first 16 of SmolLM2's
@@ -32,18 +33,22 @@ torch and transformers are imported only when a router trains or scores.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from lmroute.data.battles import Battle
-from lmroute.exceptions import CheckpointError, ConfigError, LmrouteError
-from lmroute.routers._base_models import SMOLLM2
-from lmroute.routers._classifier_config import ClassifierConfig
-from lmroute.routers.base import Router
+from lmroute.exceptions import CheckpointError, UnparsableOutputError
+from lmroute.networks.base_models import SMOLLM2
+from lmroute.networks.precision import uses_bfloat16
+from lmroute.routers._classifier import ClassifierConfig, ClassifierRouter, from_config
+
+if TYPE_CHECKING:
+    from lmroute.data.battles import Battle
+    from lmroute.networks.base_models import BaseModel
+    from lmroute.networks.label_reader import LabelReader, ReaderSpec
+    from lmroute.training.classifier import TrainedClassifier
 
 #: SmolLM2's chat format (ChatML) without a system turn: the prompt, then the instruction, in one
 #: user turn; the answer's first token is read. No system turn keeps every prompt short (the cost
@@ -58,10 +63,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {"num_layers": 16},
     "full": {"num_layers": 16, "trainable_layers": 4},
 }
-
-
-class UnparsableOutputError(LmrouteError):
-    """The model's next token was not one of the label tokens and ``on_unparsable="error"``."""
 
 
 class CausalLLMConfig(ClassifierConfig):
@@ -103,53 +104,54 @@ class CausalLLMConfig(ClassifierConfig):
         return value
 
 
-class CausalLLMRouter(Router):
+class CausalLLMRouter(ClassifierRouter[CausalLLMConfig, "LabelReader"]):
     """Scores prompts with a causal LM's next-token probabilities of outcome labels."""
 
     name: ClassVar[str] = "causal_llm"
     config_class = CausalLLMConfig
+    how_to_train = (
+        "train one with `lmroute train causal_llm --data SOURCES... --out DIR` (add --set epochs=0 for "
+        "the zero-shot model) and pass DIR instead of the name"
+    )
+    fit_hint = " (epochs=0 for zero-shot)"
 
-    def __init__(self, config: Any = None, *, prefix_cache: Any = None, **options: Any):
-        """``prefix_cache``: a :class:`~lmroute.training.prefix_cache.PrefixCache` for the frozen
-        layers' outputs (default: the process-wide one)."""
-        super().__init__(config, **options)
-        self.prefix_cache = prefix_cache
-        # a server's first concurrent requests must not each load the network
-        self._lock = threading.Lock()
-        self._state: dict[str, np.ndarray] | None = None
-        self._reader: Any = None
-        self._template: Any = None
+    # -- training and the network ------------------------------------------------------------
+    def _spec(self) -> ReaderSpec:
+        from lmroute.networks.label_reader import ReaderSpec
 
-    @classmethod
-    def pretrained(cls, **options: Any) -> Router:
-        raise CheckpointError(
-            "no causal_llm router is shipped: train one with `lmroute train causal_llm --data SOURCES... "
-            "--out DIR` (add --set epochs=0 for the zero-shot model) and pass DIR instead of the name"
-        )
+        return from_config(ReaderSpec, self.config)
 
-    def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> CausalLLMRouter:
-        """Fine-tune on battles (see :mod:`lmroute.training.causal_llm` for the loop)."""
-        from lmroute.training.causal_llm import train
+    def _train(self, battles: Sequence[Battle], *, progress: bool) -> TrainedClassifier[LabelReader]:
+        from lmroute.training.causal_llm import CausalLLMParams, train_causal_llm
 
-        result = train(self.config, battles, prefix_cache=self.prefix_cache, progress=progress)
-        self._reader, self._template = result.reader, result.template
-        self._state = result.reader.trained_state()
-        self.metadata.update({"base_model": result.base.describe(), "fit": result.summary})
-        return self
+        params = from_config(CausalLLMParams, self.config, network=self._spec())
+        return train_causal_llm(params, battles, prefix_cache=self.prefix_cache, progress=progress)
 
+    def _base_model(self) -> BaseModel:
+        from lmroute.networks.base_models import resolve_causal_lm
+
+        return resolve_causal_lm(self.config.base_model)
+
+    def _build(self, base: BaseModel) -> LabelReader:
+        from lmroute.networks.label_reader import build_reader
+
+        return build_reader(base, self._spec())
+
+    def _check_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if "label_delta" not in arrays:
+            raise CheckpointError("this causal_llm checkpoint has no label weights")
+
+    # -- scoring -----------------------------------------------------------------------------
     def label_probabilities(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(probs, parsed)``: label probabilities ``(n, 3)`` renormalised over the labels (in
         ``label_tokens`` order), and whether each output parses (its top token is a label)."""
-        from lmroute.routers._batching import use_bfloat16
-        from lmroute.routers._causal_torch import read_labels
+        from lmroute.networks.label_reader import read_labels
 
-        reader, template = self._network()
         return read_labels(
-            reader,
-            template,
+            self._network(),
             list(prompts),
             batch_size=self.config.score_batch_size,
-            bfloat16=use_bfloat16(self.config.precision),
+            bfloat16=uses_bfloat16(self.config.precision),
         )
 
     def _score(self, prompts: list[str]) -> np.ndarray:
@@ -166,55 +168,3 @@ class CausalLLMRouter(Router):
                 "'strong' or 'weak' to route them instead"
             )
         return np.where(parsed, scores, 1.0 if policy == "strong" else 0.0)
-
-    def _network(self) -> tuple[Any, Any]:
-        with self._lock:
-            return self._build_network()
-
-    def _build_network(self) -> tuple[Any, Any]:
-        if self._reader is None:
-            if self._state is None:
-                raise ConfigError(
-                    "this causal_llm router is not trained: call fit() (epochs=0 for zero-shot) or load "
-                    "a trained directory"
-                )
-            from lmroute.routers._base_models import resolve_causal_lm
-            from lmroute.routers._causal_torch import build_reader
-
-            base = resolve_causal_lm(self.config.base_model)
-            base.check(self.metadata.get("base_model"), "causal_llm")
-            template = make_template(self.config, base)
-            reader = build_reader(
-                base,
-                template.label_ids,
-                num_layers=self.config.num_layers,
-                trainable_layers=self.config.trainable_layers,
-                rank=self.config.lora_rank,
-                alpha=self.config.lora_alpha,
-            )
-            reader.load_trained_state(self._state)
-            self._reader, self._template = reader, template
-        return self._reader, self._template
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        if self._state is None:
-            raise ConfigError("this causal_llm router is not trained: nothing to save")
-        return dict(self._state)
-
-    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        if "label_delta" not in arrays:
-            raise CheckpointError("this causal_llm checkpoint has no label weights")
-        self._state, self._reader, self._template = dict(arrays), None, None
-
-
-def make_template(config: CausalLLMConfig, base: Any) -> Any:
-    """The tokenised template a config describes, for the tokenizer of ``base``."""
-    from lmroute.routers._causal_torch import Template
-
-    return Template(
-        base,
-        template=config.template,
-        instruction=config.instruction,
-        labels=config.label_tokens,
-        max_prompt_tokens=config.max_prompt_tokens,
-    )

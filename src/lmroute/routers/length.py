@@ -13,7 +13,7 @@ class LengthConfig(RouterConfig):
     half_length: float = Field(default=500.0, gt=0)
 
 
-class LengthRouter(Router):
+class LengthRouter(Router[LengthConfig]):
     """Score ``n / (n + half_length)`` for a prompt of ``n`` characters: strictly increasing in n."""
 
     name = "length"

@@ -23,11 +23,12 @@ from pydantic import Field
 
 from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._bradley_terry import A_WINS, TIE
-from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
+from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
+from lmroute.training.battle_index import index_battles
+from lmroute.training.bradley_terry import A_WINS, TIE
 
 if TYPE_CHECKING:
-    from lmroute.training.mf import MFWeights
+    from lmroute.training.mf import MFParams, MFWeights
 
 
 class MFConfig(EmbeddingPairConfig):
@@ -60,12 +61,11 @@ class MFConfig(EmbeddingPairConfig):
     members: int = Field(default=1, ge=1, le=64)
 
 
-class MFRouter(EmbeddingPairRouter):
+class MFRouter(EmbeddingPairRouter[MFConfig]):
     """Matrix-factorisation router (RouteLLM's ``mf``): trained with torch, scored with numpy."""
 
     name = "mf"
     config_class = MFConfig
-    config: MFConfig
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
         """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
@@ -94,13 +94,16 @@ class MFRouter(EmbeddingPairRouter):
                 target=target,
                 weight=data.weight[used],
                 num_models=len(self.models),
-                config=self.config.model_copy(update={"seed": seed}),
+                params=self._params(seed),
                 progress=progress,
             )
             for seed in range(self.config.seed, self.config.seed + self.config.members)
         ]
         self._set_weights(*(_stack(fits, name) for name in ("model_embeddings", "text_proj", "classifier")))
-        self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
+        if self.config.hidden:
+            self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
+        else:
+            self._set_hidden(None, None)
         self._save_vocabulary()
         finals = [f.history[-1] for f in fits]
         last = {k: round(float(np.mean([f[k] for f in finals])), 5) for k in finals[0]}  # members' mean
@@ -113,6 +116,23 @@ class MFRouter(EmbeddingPairRouter):
         self.metadata["final_epoch"] = {**last, "epoch": finals[0]["epoch"]}
         self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
         return self
+
+    def _params(self, seed: int) -> MFParams:
+        """The solver's parameters for the ensemble member of seed ``seed``."""
+        from lmroute.training.mf import MFParams
+
+        c = self.config
+        return MFParams(
+            dim=c.dim,
+            hidden=c.hidden,
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            weight_decay=c.weight_decay,
+            noise=c.noise,
+            held_out_fraction=c.held_out_fraction,
+            seed=seed,
+        )
 
     # -- scoring -----------------------------------------------------------------------------
     def _directions(self) -> np.ndarray:
@@ -136,7 +156,9 @@ class MFRouter(EmbeddingPairRouter):
         return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
 
     # -- state -------------------------------------------------------------------------------
-    def _set_weights(self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray):
+    def _set_weights(
+        self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray
+    ) -> None:
         members, dim = self.config.members, self.config.dim
         if (
             model_embeddings.ndim != 3
@@ -184,7 +206,7 @@ class MFRouter(EmbeddingPairRouter):
         }
         if self._length_stats.size:
             arrays["length_stats"] = self._length_stats.astype(np.float64)
-        if self._hidden_weight is not None:
+        if self._hidden_weight is not None and self._hidden_bias is not None:
             arrays["hidden_weight"] = self._hidden_weight.astype(np.float32)
             arrays["hidden_bias"] = self._hidden_bias.astype(np.float32)
         return arrays
@@ -203,10 +225,8 @@ class MFRouter(EmbeddingPairRouter):
         self._load_vocabulary(self._model_embeddings.shape[1])
 
 
-def _stack(fits: list[MFWeights], name: str) -> np.ndarray | None:
-    """One array of the ensemble, with a leading member axis (None for an unused hidden layer)."""
-    if getattr(fits[0], name) is None:
-        return None
+def _stack(fits: list[MFWeights], name: str) -> np.ndarray:
+    """One array of the ensemble, with a leading member axis."""
     return np.stack([getattr(f, name) for f in fits])
 
 

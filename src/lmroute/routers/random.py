@@ -13,7 +13,7 @@ class RandomConfig(RouterConfig):
     seed: int = 0
 
 
-class RandomRouter(Router):
+class RandomRouter(Router[RandomConfig]):
     """Scores are uniform in [0, 1), derived from a hash of (seed, prompt).
 
     Hashing rather than drawing from a stream makes the score of a prompt independent of the
@@ -30,7 +30,7 @@ class RandomRouter(Router):
     def _score(self, prompts: list[str]) -> np.ndarray:
         salt = self.config.seed.to_bytes(8, "little", signed=True)
         words = [
-            int.from_bytes(hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest())
+            int.from_bytes(hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest(), "big")
             for p in prompts
         ]
         # The top 53 bits of a 64-bit hash give a uniform double in [0, 1).

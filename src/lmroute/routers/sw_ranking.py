@@ -11,7 +11,7 @@ The reference refits a logistic regression over all battles for each prompt. The
 depends on the battles only through the weighted win counts of each (tier, tier) cell, so here
 one matrix product gives the similarities of a batch of prompts to all training prompts, a gather
 and segmented sum turn the weights into per-prompt count matrices, and one batched Newton solve on
-those tiny problems gives every prompt's ratings (:mod:`lmroute.routers._bradley_terry`). The
+those tiny problems gives every prompt's ratings (:mod:`lmroute.training.bradley_terry`). The
 result equals the reference's fit (see the tests); battles of one prompt are stored once.
 """
 
@@ -28,8 +28,9 @@ from pydantic import Field
 from lmroute.data.battles import Battle
 from lmroute.embeddings.base import normalize
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers import _bradley_terry as bt
-from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, index_battles
+from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
+from lmroute.training import bradley_terry as bt
+from lmroute.training.battle_index import index_battles
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,11 @@ class SWRankingConfig(EmbeddingPairConfig):
     length_weight: float = Field(default=0.0, ge=0.0)
 
 
-class SWRankingRouter(EmbeddingPairRouter):
+class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
     """Similarity-weighted Elo ranking over model tiers (RouteLLM's ``sw_ranking``), batched."""
 
     name = "sw_ranking"
     config_class = SWRankingConfig
-    config: SWRankingConfig
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> SWRankingRouter:
         """Rate and tier the models, embed the battles' prompts and store per-prompt tier counts."""

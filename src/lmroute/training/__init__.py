@@ -1,1 +1,2 @@
-"""Training: one readable loop per trainable router, and `train_router` for any of them."""
+"""Training: the solvers of the trainable routers (arrays and typed parameters in, learned weights
+out); they never import :mod:`lmroute.routers`, whose ``fit`` calls them."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from lmroute.data.battles import Battle
 from lmroute.exceptions import DataError
+from lmroute.training.bradley_terry import count_wins, fit_ratings, outcome_codes
 
 STRONG, TIE, WEAK = 0, 1, 2
 CLASSES: tuple[str, ...] = ("strong", "tie", "weak")
@@ -71,8 +72,6 @@ def outcome_targets(
     by Bradley–Terry ratings fitted on all ``battles`` and kept only when the ratings differ by
     more than ``min_rating_gap`` (natural-log scale: 0.7 is 2:1 odds, about 120 Elo).
     """
-    from lmroute.routers._bradley_terry import count_wins, fit_ratings, outcome_codes
-
     battles = list(battles)
     if not battles:
         raise DataError("no training battles: give at least one source of preference data")

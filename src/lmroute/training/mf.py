@@ -21,14 +21,32 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lmroute.exceptions import DataError
 
-if TYPE_CHECKING:
-    from lmroute.routers.mf import MFConfig
+
+@dataclass(frozen=True, kw_only=True)
+class MFParams:
+    """Hyper-parameters of one fit (the ``mf`` router's config fills them in; its defaults are the
+    reference's)."""
+
+    #: Size of the model vectors and of the projected prompt embedding.
+    dim: int
+    #: Width of a ReLU layer between the prompt embedding and ``W`` (0: linear).
+    hidden: int
+    epochs: int
+    batch_size: int
+    lr: float
+    #: Adam's L2 weight decay.
+    weight_decay: float
+    #: Standard deviation of the Gaussian noise added to each prompt-embedding coordinate.
+    noise: float
+    #: Share of distinct prompts whose battles are held out to report a held-out loss.
+    held_out_fraction: float
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -38,7 +56,7 @@ class MFWeights:
     model_embeddings: np.ndarray  # (num_models, dim), not normalised
     text_proj: np.ndarray  # (dim, text_dim), or (dim, hidden) after a hidden layer
     classifier: np.ndarray  # (dim,)
-    #: The hidden layer ``relu(hidden_weight q + hidden_bias)`` when ``config.hidden`` > 0.
+    #: The hidden layer ``relu(hidden_weight q + hidden_bias)`` when ``params.hidden`` > 0.
     hidden_weight: np.ndarray | None = None  # (hidden, text_dim)
     hidden_bias: np.ndarray | None = None  # (hidden,)
     #: One entry per epoch: train loss, and held-out loss and accuracy when there is a held-out set.
@@ -54,13 +72,13 @@ def train_mf(
     target: np.ndarray | None = None,
     weight: np.ndarray | None = None,
     num_models: int,
-    config: MFConfig,
+    params: MFParams,
     progress: bool = False,
 ) -> MFWeights:
     """Fit the model on battles ``(prompt[i], winner[i], loser[i])``; ``embeddings[prompt[i]]``
     is battle ``i``'s prompt embedding and ``target[i]`` the probability that ``winner[i]`` won
     (1 for a decisive battle, 0.5 for a tie; default all 1); ``weight[i]`` scales battle ``i``'s
-    loss (default all 1). Deterministic for a given ``config.seed`` (one thread)."""
+    loss (default all 1). Deterministic for a given ``params.seed`` (one thread)."""
     import torch
 
     prompt, winner, loser = (np.asarray(x, dtype=np.int64) for x in (prompt, winner, loser))
@@ -68,7 +86,7 @@ def train_mf(
     weight = np.ones(prompt.size) if weight is None else np.asarray(weight, dtype=np.float32)
     if not prompt.size:
         raise DataError("no decisive battles (ties are not used) to train the mf router on")
-    held_out = _held_out_prompts(prompt, config.held_out_fraction, config.seed)
+    held_out = _held_out_prompts(prompt, params.held_out_fraction, params.seed)
     test = np.isin(prompt, held_out)
     if test.all():
         raise DataError("every battle is held out: lower held_out_fraction or give more prompts")
@@ -82,9 +100,9 @@ def train_mf(
     torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's torch RNG alone
-            torch.manual_seed(config.seed)
-            model = _build_model(num_models, config.dim, embeddings.shape[1], config.hidden)
-            history = _fit(model, q_all, train, held, config, progress)
+            torch.manual_seed(params.seed)
+            model = _build_model(num_models, params.dim, embeddings.shape[1], params.hidden)
+            history = _fit(model, q_all, train, held, params, progress)
     finally:
         torch.set_num_threads(threads)
 
@@ -95,33 +113,35 @@ def train_mf(
         model_embeddings=array("P"),
         text_proj=array("text_proj"),
         classifier=array("classifier")[0],
-        hidden_weight=array("hidden") if config.hidden else None,
-        hidden_bias=array("hidden", "bias") if config.hidden else None,
+        hidden_weight=array("hidden") if params.hidden else None,
+        hidden_bias=array("hidden", "bias") if params.hidden else None,
         history=history,
     )
 
 
-def _fit(model: Any, q_all: Any, train: list[Any], held: list[Any], config: MFConfig, progress: bool):
+def _fit(
+    model: Any, q_all: Any, train: list[Any], held: list[Any], params: MFParams, progress: bool
+) -> list[dict[str, float]]:
     """The epochs: Adam on the logistic loss of (winner, loser) logit differences."""
     import torch
 
     # fused: the same update in one kernel, about a fifth less time per step on CPU
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True
     )
     n = train[0].numel()
     history: list[dict[str, float]] = []
     started = time.perf_counter()
-    report_every = max(1, config.epochs // 20)
-    for epoch in range(1, config.epochs + 1):
+    report_every = max(1, params.epochs // 20)
+    for epoch in range(1, params.epochs + 1):
         order = torch.randperm(n)
         prompt, winner, loser, target, weight = (t[order] for t in train)
         total = torch.zeros(())
-        for start in range(0, n, config.batch_size):
-            end = start + config.batch_size
+        for start in range(0, n, params.batch_size):
+            end = start + params.batch_size
             q = q_all[prompt[start:end]]
-            if config.noise:
-                q = q + torch.randn_like(q) * config.noise
+            if params.noise:
+                q = q + torch.randn_like(q) * params.noise
             logits = _logits(model, winner[start:end], loser[start:end], q)
             loss = _bce(logits, target[start:end], weight[start:end])
             optimizer.zero_grad()
@@ -132,8 +152,8 @@ def _fit(model: Any, q_all: Any, train: list[Any], held: list[Any], config: MFCo
         if held[0].numel():
             entry.update(_evaluate(model, q_all, held))
         history.append(entry)
-        if progress and (epoch % report_every == 0 or epoch == config.epochs):
-            _report(entry, config.epochs, time.perf_counter() - started)
+        if progress and (epoch % report_every == 0 or epoch == params.epochs):
+            _report(entry, params.epochs, time.perf_counter() - started)
     return history
 
 

@@ -1,9 +1,8 @@
-"""Tokenising, length-sorted batching and number precision for the classifier routers (no torch)."""
+"""Tokenising prompts and batching them by length for the classifier networks (no torch)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ class Tokens:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
-        self.pad_id = next(
+        self.pad_id: int = next(
             (i for i in map(self.tokenizer.token_to_id, ("[PAD]", "<pad>")) if i is not None), 0
         )
 
@@ -42,21 +41,3 @@ def pad_numpy(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np
         out[i, : len(x)] = x
         mask[i, : len(x)] = 1
     return out, mask
-
-
-def use_bfloat16(precision: str) -> bool:
-    """Whether to compute in bfloat16: ``"auto"`` picks it when the CPU has native bfloat16
-    instructions (AVX512-BF16 or AMX), where it is about twice as fast as float32 and changes
-    sentence features by ~1e-5 (cosine); without them emulated bfloat16 is slower, so float32."""
-    if precision == "auto":
-        return _native_bfloat16()
-    return precision == "bfloat16"
-
-
-@cache
-def _native_bfloat16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

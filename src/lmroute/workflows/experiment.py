@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +30,16 @@ from lmroute.evaluation.evaluator import Evaluation, RouterResult, evaluate, eva
 from lmroute.exceptions import ConfigError
 from lmroute.registry import get_router_class, load_router
 
+if TYPE_CHECKING:
+    from lmroute.data.battles import Battle
+    from lmroute.embeddings.base import Embedder
+    from lmroute.routers.base import Router
+
 Protocol = Literal["zero-shot", "gold-1500"]
+
+
+def _all_protocols() -> list[Protocol]:
+    return ["zero-shot", "gold-1500"]
 
 
 class RouterSpec(BaseModel):
@@ -51,7 +60,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     benchmarks: list[str] = Field(default_factory=lambda: ["mmlu", "gsm8k", "mt-bench"])
-    protocols: list[Protocol] = Field(default_factory=lambda: ["zero-shot", "gold-1500"])
+    protocols: list[Protocol] = Field(default_factory=_all_protocols)
     #: Training sources (``battles:FILE``, ``gold:mmlu``...); ``gold:B`` is left out when testing on B.
     sources: list[str]
     routers: list[RouterSpec]
@@ -148,12 +157,11 @@ def run_experiment(
     config: ExperimentConfig,
     *,
     data_dir: str | Path | None,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate every router under every protocol on every benchmark."""
-    from lmroute.data.gold import gold_battles
     from lmroute.data.sources import prepare_battles
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -179,7 +187,7 @@ def run_experiment(
                     router = _fresh(spec, embedder).fit(battles, progress=progress)
                     scores, fits = router.score(list(bench.prompts)), 1
                 else:
-                    scores, fits = _cross_fit(spec, bench, battles, config, embedder, gold_battles, say)
+                    scores, fits = _cross_fit(spec, bench, battles, config, embedder, say)
                 res = evaluate_scores(spec.title, [scores], bench, protocol=config.eval_protocol)
                 ci = bootstrap_apgr_ci(
                     scores, bench, protocol=config.eval_protocol, samples=config.bootstrap, seed=config.seed
@@ -208,7 +216,8 @@ def run_experiment(
     return result
 
 
-def _fresh(spec: RouterSpec, embedder: Any):
+def _fresh(spec: RouterSpec, embedder: Embedder | None) -> Router:
+    """An untrained router as ``spec`` says, embedding with ``embedder`` where it embeds."""
     cls = get_router_class(spec.name)
     options = dict(spec.options)
     if embedder is not None and "embedder" in cls.config_class.model_fields:
@@ -216,7 +225,18 @@ def _fresh(spec: RouterSpec, embedder: Any):
     return cls(options)
 
 
-def _cross_fit(spec, bench: Benchmark, battles: Sequence, config, embedder, gold_battles, say):
+def _cross_fit(
+    spec: RouterSpec,
+    bench: Benchmark,
+    battles: Sequence[Battle],
+    config: ExperimentConfig,
+    embedder: Embedder | None,
+    say: Callable[[str], None],
+) -> tuple[np.ndarray, int]:
+    """Scores of ``bench``'s items, each from a router trained with gold labels of other folds
+    only; and the number of fits."""
+    from lmroute.data.gold import gold_battles
+
     folds = len(bench) if bench.name in config.leave_one_out else config.folds
     splits = cross_fit_splits(len(bench), folds, seed=config.seed)
     rng = np.random.default_rng(config.seed)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from lmroute import registry
-from lmroute.evaluation.experiment import ExperimentConfig, cross_fit_splits, run_experiment
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router, RouterConfig
+from lmroute.workflows.experiment import ExperimentConfig, cross_fit_splits, run_experiment
 
 
 @pytest.mark.parametrize("n, folds", [(100, 10), (72, 72), (13, 10), (5, 50)])

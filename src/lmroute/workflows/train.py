@@ -6,11 +6,14 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
 from lmroute.registry import get_router_class
 from lmroute.routers.base import Router
+
+if TYPE_CHECKING:
+    from lmroute.embeddings.base import Embedder
 
 
 def train_router(
@@ -22,7 +25,7 @@ def train_router(
     options: Mapping[str, Any] | None = None,
     exclude_benchmarks: Sequence[str] = (),
     decontaminate: bool = False,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     progress: bool = True,
 ) -> Router:
     """Load ``sources``, optionally decontaminate them, fit router ``name`` and save it to ``out``.

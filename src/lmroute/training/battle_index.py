@@ -1,0 +1,55 @@
+"""Battles as index arrays, the form the solvers of battle-trained routers (``mf``, ``sw_ranking``) take."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import DataError
+from lmroute.training.bradley_terry import outcome_codes
+
+
+@dataclass(frozen=True)
+class IndexedBattles:
+    """Battles as index arrays: distinct prompts, the model vocabulary, and per battle its codes."""
+
+    prompts: list[str]
+    models: list[str]
+    prompt: np.ndarray  # (n,) index into prompts
+    a: np.ndarray  # (n,) index into models
+    b: np.ndarray
+    outcome: np.ndarray  # (n,) 0 = model_a won, 1 = model_b won, 2 = tie
+    weight: np.ndarray  # (n,) how many battles each counts as
+    #: Battles dropped because a model met itself (they say nothing about a pair of models).
+    self_battles: int
+
+
+def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
+    """Index battles for training; the vocabulary is every model that appears, sorted by name."""
+    if isinstance(battles, (str, bytes)) or not isinstance(battles, Sequence):
+        battles = list(battles)
+    for i, battle in enumerate(battles):
+        if not isinstance(battle, Battle):
+            raise DataError(f"battle {i} is a {type(battle).__name__}, not an lmroute Battle")
+    kept = [x for x in battles if x.model_a != x.model_b]
+    if not kept:
+        raise DataError("no battles between two different models to train on")
+    models = sorted({x.model_a for x in kept} | {x.model_b for x in kept})
+    model_index = {m: i for i, m in enumerate(models)}
+    prompt_index: dict[str, int] = {}
+    prompt = np.fromiter(
+        (prompt_index.setdefault(x.prompt, len(prompt_index)) for x in kept), dtype=np.int64, count=len(kept)
+    )
+    return IndexedBattles(
+        prompts=list(prompt_index),
+        models=models,
+        prompt=prompt,
+        a=np.array([model_index[x.model_a] for x in kept], dtype=np.int64),
+        b=np.array([model_index[x.model_b] for x in kept], dtype=np.int64),
+        outcome=outcome_codes([x.winner for x in kept]),
+        weight=np.fromiter((x.weight for x in kept), dtype=np.float64, count=len(kept)),
+        self_battles=len(battles) - len(kept),
+    )
