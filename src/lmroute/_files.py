@@ -29,6 +29,22 @@ def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterato
         raise
 
 
+@contextlib.contextmanager
+def read_failures(
+    name: str, error: type[Exception], *, folder: str = "a folder, not a file"
+) -> Iterator[None]:
+    """Turn the ways reading a file fails (missing, a folder, unreadable) into one ``error`` line
+    naming the file as ``name``; ``folder`` completes "NAME is ..." for a folder."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise error(f"{name} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{name} is {folder}") from None
+    except OSError as exc:
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path) as f:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lmroute._files import atomic_writer
+from lmroute._files import atomic_writer, read_failures
 from lmroute.exceptions import DataError
 
 
@@ -31,19 +31,13 @@ def read_lines(path: str | Path, *, what: str) -> Iterator[tuple[int, str]]:
     found = False
     try:
         # newline="": the three line endings are recognised and handed back untranslated.
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with read_failures(str(path), DataError), open(path, encoding="utf-8-sig", newline="") as f:
             for number, line in enumerate(f, start=1):
                 if line.strip():
                     found = True
                     yield number, line.rstrip("\r\n")
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a file") from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not UTF-8 text ({_not_utf8_at(path)}): is it a binary file?") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not found:
         raise DataError(f"{path} is empty: no {what}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lmroute._files import read_failures
 from lmroute.exceptions import ConfigError
 
 
@@ -26,13 +27,8 @@ def load_yaml_text(text: str, *, what: str) -> Any:
 def read_yaml(path: str | Path, *, what: str) -> Any:
     """The YAML document in the file at ``path`` (``what`` names it in errors, e.g. "config x.yaml")."""
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} is a folder, not a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what}: {exc.strerror or exc}") from None
+        with read_failures(what, ConfigError, folder="a folder, not a YAML file"):
+            text = Path(path).read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
     return load_yaml_text(text, what=what)

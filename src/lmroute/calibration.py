@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +90,7 @@ class Calibration:
     table: tuple[tuple[float, float], ...]
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "router": self.router,
-            "target_share": self.target_share,
-            "threshold": self.threshold,
-            "achieved_share": self.achieved_share,
-            "n_prompts": self.n_prompts,
-            "table": [{"threshold": t, "strong_share": s} for t, s in self.table],
-        }
+        return {**asdict(self), "table": [{"threshold": t, "strong_share": s} for t, s in self.table]}
 
 
 def calibrate(

@@ -15,12 +15,12 @@ from _line_breaks import TEXT
 
 from lmroute._jsonl import write_jsonl
 from lmroute.data import battles as bt
+from lmroute.data.arena import ARENA_COLUMNS, read_arena
 from lmroute.data.battles import (
     Battle,
     battle_records,
     normalize_winner,
     read_alpaca_eval,
-    read_arena,
     read_battles_jsonl,
     validate_battles,
 )
@@ -87,7 +87,7 @@ def test_arena_binary_wrong_suffix_missing_and_ragged(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_arena(tmp_path / "nope.csv")
     ragged = tmp_path / "ragged.csv"
-    header = ",".join(bt.ARENA_COLUMNS)
+    header = ",".join(ARENA_COLUMNS)
     ragged.write_text(f'{header}\n"[""x""]",a,b,1,0,0,extra\n')
     with pytest.raises(DataError, match="wrong number of fields"):
         read_arena(ragged)
@@ -95,7 +95,7 @@ def test_arena_binary_wrong_suffix_missing_and_ragged(tmp_path):
 
 def test_arena_with_only_bad_rows_is_an_error(tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_text(",".join(bt.ARENA_COLUMNS) + '\n"[""x""]",a,b,0,0,0\n')
+    path.write_text(",".join(ARENA_COLUMNS) + '\n"[""x""]",a,b,0,0,0\n')
     with pytest.raises(DataError, match=r"no valid battles.*1 unknown winner"):
         read_arena(path)
 
@@ -107,7 +107,7 @@ def test_arena_from_the_hub_needs_datasets(monkeypatch):
 
 
 class _FakeDataset(list):
-    column_names: ClassVar[list[str]] = [*bt.ARENA_COLUMNS, "response_a", "response_b"]
+    column_names: ClassVar[list[str]] = [*ARENA_COLUMNS, "response_a", "response_b"]
 
 
 def test_arena_from_the_hub_through_datasets(monkeypatch):

@@ -91,6 +91,17 @@ def test_custom_csv(tmp_path):
     np.testing.assert_allclose(bench.weak, [0, 1])
 
 
+def test_csv_errors_name_the_file_line_as_jsonl_errors_do(tmp_path):
+    # the header is line 1; the second data row starts on line 4 after a quoted two-line prompt
+    path = tmp_path / "b.csv"
+    path.write_text('prompt,m1,m2\n"two\nlines",1,0\nx,high,1\n')
+    with pytest.raises(DataError, match=r"b\.csv:4: score of 'm1' is not a number"):
+        load_custom(path, strong_model="m1", weak_model="m2")
+    path.write_text("prompt,m1,m2\nx,1,0\ny,1\n")
+    with pytest.raises(DataError, match=r"b\.csv:3: wrong number of fields"):
+        load_custom(path, strong_model="m1", weak_model="m2")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -15,13 +15,8 @@ import pytest
 from lmroute.cli import main
 from lmroute.data.battles import read_battles_jsonl
 from lmroute.data.decontaminate import EXACT, NEAR
-from lmroute.data.sources import (
-    DEFAULT_MAX_PAIRS,
-    gold_target,
-    load_sources,
-    parse_source,
-    prepare_battles,
-)
+from lmroute.data.prepare import gold_target, prepare_battles
+from lmroute.data.sources import DEFAULT_MAX_PAIRS, load_sources, parse_source
 from lmroute.exceptions import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"

@@ -10,7 +10,8 @@ import pytest
 
 from lmroute.embeddings import Embedder, get_embedder
 from lmroute.embeddings.cache import CachedEmbedder
-from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir, onnx_model_path
+from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir
+from lmroute.embeddings.minilm_onnx import onnx_model_path
 from lmroute.exceptions import ConfigError
 
 

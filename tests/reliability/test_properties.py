@@ -221,7 +221,8 @@ FILES = st.one_of(
 
 
 def _readers():
-    from lmroute.data.battles import read_alpaca_eval, read_arena, read_battles_jsonl
+    from lmroute.data.arena import read_arena
+    from lmroute.data.battles import read_alpaca_eval, read_battles_jsonl
     from lmroute.data.benchmarks import load_custom
     from lmroute.data.prompts import read_prompts
     from lmroute.labeling import read_items

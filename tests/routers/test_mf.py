@@ -100,6 +100,23 @@ def test_save_load_round_trip(trained, tmp_path):
         MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(32)).score(["x"])
 
 
+def test_weights_of_the_wrong_shape_are_refused_by_name(trained, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    trained.save(tmp_path / "mf")
+    path = tmp_path / "mf" / "weights.safetensors"
+    arrays = load_file(str(path))
+    arrays["classifier"] = arrays["classifier"][:, :-1]
+    save_file(arrays, str(path))
+    manifest = json.loads((tmp_path / "mf" / "config.json").read_text())
+    manifest["weights"]["sha256"] = None
+    (tmp_path / "mf" / "config.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        CheckpointError, match=r"mf weights \(members=1, dim=16\) do not fit: classifier \(1, 15\)"
+    ):
+        MFRouter.load(tmp_path / "mf", embedder=HashEmbedder(64))
+
+
 def test_a_saved_router_is_handed_its_embedder_publicly(trained, tmp_path):
     loaded = MFRouter.load(trained.save(tmp_path / "mf"))
     assert loaded.embedder_name == "fake-hash"

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.data.battles import battle_records
     from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
     from lmroute.data.decontaminate import DEFAULT_THRESHOLD
-    from lmroute.data.sources import prepare_battles
+    from lmroute.data.prepare import prepare_battles
 
     against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []
     embedder = None

@@ -8,10 +8,7 @@ valid row) raises :class:`~lmroute.exceptions.DataError` naming the file and lin
 
 Formats:
 
-* Chatbot Arena, schema of ``lmsys-arena-human-preference-55k`` (:func:`read_arena`): CSV or
-  parquet with ``prompt`` (a JSON-encoded list of user turns), ``model_a``, ``model_b`` and 0/1
-  columns ``winner_model_a``, ``winner_model_b``, ``winner_tie``; or ``hf:<dataset id>`` through
-  the ``datasets`` library.
+* Chatbot Arena exports: :func:`lmroute.data.arena.read_arena`.
 * Plain battles JSONL (:func:`read_battles_jsonl`): ``{"prompt", "model_a", "model_b",
   "winner"}`` a line (optionally ``"weight"``), as Arena-Hard's judged battles and as
   ``lmroute data --out`` writes.
@@ -21,17 +18,15 @@ Formats:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.exceptions import ConfigError, DataError, DownloadError
+from lmroute.exceptions import DataError
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: tuple[str, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -70,7 +65,6 @@ BAD_WEIGHT = "weight not a positive number"
 #: are kept: they are real deployments (a model plus a system prompt) under their own names.
 ALPACA_EXCLUDED_MODELS: tuple[str, ...] = ("gpt4_gamed", "example")
 
-ARENA_COLUMNS = ("prompt", "model_a", "model_b", "winner_model_a", "winner_model_b", "winner_tie")
 BATTLE_FIELDS = ("prompt", "model_a", "model_b", "winner")
 
 
@@ -98,8 +92,9 @@ def normalize_winner(value: object) -> Winner | None:
     return cast("Winner", text) if text in WINNERS else None
 
 
-class _Collector:
-    """Validates candidate battles, keeping the good ones and counting the rest by reason."""
+class BattleCollector:
+    """Validates candidate battles, keeping the good ones and counting the rest by reason: each
+    format's reader feeds it rows and returns its :meth:`result`."""
 
     def __init__(self, source: str):
         self.source = source
@@ -154,153 +149,10 @@ def _battle_or_reason(
 
 def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> ReadResult:
     """Check battles built elsewhere with the readers' rules; bad ones are dropped and counted."""
-    collector = _Collector("")
+    collector = BattleCollector("")
     for b in battles:
         collector.add(b.prompt, b.model_a, b.model_b, b.winner, b.source, b.weight)
     return collector.result(where)
-
-
-# -- Chatbot Arena (lmsys-arena-human-preference-55k) -------------------------------------------
-
-
-def read_arena(path: str | Path, *, source: str = "arena", split: str = "train") -> ReadResult:
-    """Battles from a Chatbot Arena file in the ``lmsys-arena-human-preference-55k`` schema.
-
-    ``path`` is a ``.csv`` or ``.parquet`` file, or ``hf:<dataset id>`` (e.g.
-    ``hf:lmsys/lmsys-arena-human-preference-55k``) to read ``split`` through the ``datasets``
-    library (downloads; needs ``pip install datasets``). The prompt is the first user turn; rows
-    whose prompt, models, both responses and winner repeat an earlier row are dropped as
-    resubmissions. Human votes: ``winner_tie`` becomes ``tie`` (this schema has no "both bad").
-    """
-    text = str(path)
-    if text.startswith("hf:"):
-        rows: Iterable[Mapping[str, Any]] = _hf_rows(text[3:], split)
-        where: object = text
-    else:
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            rows = _csv_rows(path, ARENA_COLUMNS)
-        elif suffix in (".parquet", ".pq"):
-            rows = _parquet_rows(path, ARENA_COLUMNS)
-        else:
-            raise DataError(f"{path}: an Arena file must be .csv or .parquet (or hf:<dataset id>)")
-        where = path
-    collector = _Collector(source)
-    seen: set[tuple] = set()
-    for row in rows:
-        winner = _arena_winner(row)
-        if "response_a" in row and "response_b" in row:
-            key = tuple(str(row.get(c)) for c in ("prompt", "model_a", "model_b", "response_a", "response_b"))
-            if (key, winner) in seen:
-                collector.drop(DUPLICATE_ROW)
-                continue
-            seen.add((key, winner))
-        prompt = _first_turn(row["prompt"])
-        if prompt is None:
-            collector.drop(MALFORMED_PROMPT)
-            continue
-        collector.add(prompt, row["model_a"], row["model_b"], winner)
-    return collector.result(where)
-
-
-def _first_turn(value: object) -> str | None:
-    """The first user turn of a JSON-encoded list of turns ("" if it is empty or null)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    if hasattr(value, "tolist"):  # arrays from parquet
-        value = value.tolist()
-    if not isinstance(value, list):
-        return None
-    if not value or value[0] is None:
-        return ""
-    return value[0] if isinstance(value[0], str) else None
-
-
-def _flag(value: object) -> bool | None:
-    """A 0/1 winner column (ints, floats, bools or their text); None when it is neither."""
-    if isinstance(value, str):
-        value = value.strip().lower()
-        value = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}.get(value, value)
-    if isinstance(value, (bool, int, float)) and value in (0, 1):
-        return bool(value)
-    return None
-
-
-def _arena_winner(row: Mapping[str, Any]) -> str | None:
-    flags = [_flag(row[c]) for c in ("winner_model_a", "winner_model_b", "winner_tie")]
-    if None in flags or sum(flags) != 1:  # type: ignore[arg-type]
-        return None
-    return ("model_a", "model_b", "tie")[flags.index(True)]
-
-
-def _csv_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
-    """Rows of a CSV file streamed as dicts; structural problems raise DataError."""
-    csv.field_size_limit(2**31 - 1)  # Arena rows carry whole model responses
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}"
-                )
-            for row in reader:
-                if None in row or any(v is None for v in row.values()):
-                    raise DataError(f"{path}: line {reader.line_num} has the wrong number of fields")
-                yield row
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV: {exc}") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-
-
-def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(f"reading {path} needs pyarrow: pip install pyarrow") from None
-    import pyarrow as pa
-
-    if not path.is_file():
-        raise DataError(f"{path} does not exist")
-    try:
-        table = pq.ParquetFile(path)
-        header = table.schema_arrow.names
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path} is not a readable parquet file: {exc}") from None
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
-    columns = [c for c in header if c in (*required, "response_a", "response_b")]
-    for batch in table.iter_batches(batch_size=4096, columns=columns):
-        yield from batch.to_pylist()
-
-
-def _hf_rows(dataset: str, split: str) -> Iterator[Mapping[str, Any]]:
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError(
-            f"reading hf:{dataset} needs the datasets library: pip install datasets "
-            "(or download the dataset's CSV/parquet file and pass its path)"
-        ) from None
-    try:
-        data = datasets.load_dataset(dataset, split=split)
-    except Exception as exc:  # the hub client raises many types; all mean "could not get it"
-        raise DownloadError(f"could not load {dataset!r} (split {split!r}) from the hub: {exc}") from exc
-    missing = [c for c in ARENA_COLUMNS if c not in data.column_names]
-    if missing:
-        raise DataError(f"hf:{dataset}: missing column(s) {', '.join(missing)}; found {data.column_names}")
-    yield from data
 
 
 # -- plain battles JSONL ------------------------------------------------------------------------
@@ -316,7 +168,7 @@ def read_battles_jsonl(path: str | Path, *, source: str = "battles") -> ReadResu
     missing one are dropped and counted.
     """
     path = Path(path)
-    collector = _Collector(source)
+    collector = BattleCollector(source)
     for line_number, record in read_jsonl_objects(path, what="battles"):
         if collector.rows == 0:
             missing = [f for f in BATTLE_FIELDS if f not in record]
@@ -363,7 +215,7 @@ def read_alpaca_eval(
     wanted = set(annotators) if annotators is not None else None
     excluded = set(exclude_models)
     seen_annotators: set[str] = set()
-    collector = _Collector(source)
+    collector = BattleCollector(source)
     for line_number, record in read_jsonl_objects(path, what="judgments"):
         if collector.rows == 0:
             missing = [f for f in ("prompt", "model_a", "model_b", "preference") if f not in record]

@@ -6,11 +6,8 @@ prompt. Rows are kept by position: some MMLU prompt strings repeat with differen
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +15,12 @@ import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
 from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
+from lmroute.data.fields import read_csv_rows, score_value
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-
-csv.field_size_limit(2**31 - 1)  # GSM8K rows carry whole model responses
 
 
 @dataclass(frozen=True)
@@ -183,7 +179,7 @@ def load_mmlu(folder: str | Path) -> Benchmark:
     columns: dict[str, list[float]] = {}
     for domain in MMLU_DOMAINS:
         path = folder / "mmlu" / "responses" / f"mmlu_{domain}.csv"
-        for row_number, row in _read_csv(path, required=("prompt",)):
+        for row_number, row in read_csv_rows(path, required=("prompt",)):
             if row["prompt"] in contaminated:
                 continue
             prompts.append(row["prompt"])
@@ -191,7 +187,7 @@ def load_mmlu(folder: str | Path) -> Benchmark:
             ids.append(f"{domain}/{row_number}")
             for model, value in row.items():
                 if model != "prompt":
-                    columns.setdefault(model, []).append(_number(value, path, row_number, model))
+                    columns.setdefault(model, []).append(score_value(value, path, row_number, model))
     return _pair_benchmark("mmlu", prompts, columns, ids, categories, scale=100.0)
 
 
@@ -203,13 +199,13 @@ def load_gsm8k(folder: str | Path) -> Benchmark:
     prompts: list[str] = []
     ids: list[str] = []
     columns: dict[str, list[float]] = {}
-    for row_number, row in _read_csv(path, required=("prompt", STRONG_MODEL, WEAK_MODEL)):
+    for row_number, row in read_csv_rows(path, required=("prompt", STRONG_MODEL, WEAK_MODEL)):
         if row["prompt"] in contaminated:
             continue
         prompts.append(row["prompt"])
         ids.append(str(row_number))
         for model in (STRONG_MODEL, WEAK_MODEL):
-            columns.setdefault(model, []).append(_number(row[model], path, row_number, model))
+            columns.setdefault(model, []).append(score_value(row[model], path, row_number, model))
     return _pair_benchmark("gsm8k", prompts, columns, ids, (), scale=100.0)
 
 
@@ -341,9 +337,9 @@ def _custom_jsonl(path: Path) -> _CustomRows:
             missing = sorted(set(columns) ^ set(scores))
             raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
         for model, value in scores.items():
-            columns.setdefault(model, []).append(_number(value, path, line_number, model))
+            columns.setdefault(model, []).append(score_value(value, path, line_number, model))
         for model, value in (record.get("cost") or {}).items():
-            cost_columns.setdefault(model, []).append(_number(value, path, line_number, model))
+            cost_columns.setdefault(model, []).append(score_value(value, path, line_number, model))
         prompts.append(prompt)
         ids.append(str(record.get("id", len(ids))))
         has_category = has_category or "category" in record
@@ -356,69 +352,12 @@ def _custom_csv(path: Path) -> _CustomRows:
     prompts: list[str] = []
     ids: list[str] = []
     columns: dict[str, list[float]] = {}
-    for row_number, row in _read_csv(path, required=("prompt",)):
+    for row_number, row in read_csv_rows(path, required=("prompt",)):
         prompts.append(row["prompt"])
         ids.append(str(row.get("id") or row_number))
         for model, value in row.items():
             if model not in ("prompt", "id", "category"):
-                columns.setdefault(model, []).append(_number(value, path, row_number, model))
+                columns.setdefault(model, []).append(score_value(value, path, row_number, model))
     if not columns:
         raise DataError(f"{path}: needs a 'prompt' column and one score column per model")
     return prompts, columns, ids, [], {}
-
-
-# -- readers with errors that name file and line ------------------------------------------------
-
-
-def _read_csv(path: Path, *, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (row number, row) with row 1 the first data row."""
-    text = _read_text(path)
-    # Rows end at newlines only: splitlines() would also end them at U+2028 and other characters.
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {header or 'none'}")
-    rows = 0
-    try:
-        for row_number, row in enumerate(reader, start=1):
-            if None in row or any(v is None for v in row.values()):
-                raise DataError(f"{path}: row {row_number} has the wrong number of fields")
-            rows += 1
-            yield row_number, row
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV near line {reader.line_num}: {exc}") from None
-    if rows == 0:
-        raise DataError(f"{path} has a header but no rows")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not data.strip():
-        raise DataError(f"{path} is empty")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
-
-
-def _number(value: object, path: Path, line: int, column: str) -> float:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "false"):
-            return float(lowered == "true")
-    if isinstance(value, (int, float, str)):
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if math.isfinite(number):
-            return number
-    raise DataError(f"{path}:{line}: score of {column!r} is not a number: {value!r}")

@@ -130,18 +130,17 @@ def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     a line may leave models out (an empty CSV cell): multi-model result files often miss a few.
     """
     from lmroute._jsonl import read_jsonl_objects
-    from lmroute.data.battles import _csv_rows
-    from lmroute.data.benchmarks import _number
+    from lmroute.data.fields import read_csv_rows, score_value
 
     path = Path(path)
     prompts: list[str] = []
     rows: list[dict[str, float]] = []
     if path.suffix.lower() == ".csv":
-        for n, row in enumerate(_csv_rows(path, ("prompt",)), start=1):
+        for n, row in read_csv_rows(path, required=("prompt",)):
             prompts.append(row["prompt"])
             rows.append(
                 {
-                    m: _number(v, path, n, m)
+                    m: score_value(v, path, n, m)
                     for m, v in row.items()
                     if m not in ("prompt", "id", "category") and v.strip()
                 }
@@ -154,7 +153,7 @@ def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
             if not isinstance(values, dict) or not values:
                 raise DataError(f"{path}:{n}: 'scores' must be an object of model -> number")
             prompts.append(prompt)
-            rows.append({m: _number(v, path, n, m) for m, v in values.items()})
+            rows.append({m: score_value(v, path, n, m) for m, v in values.items()})
     if not prompts:
         raise DataError(f"{path} has no benchmark items")
     models = sorted({m for row in rows for m in row})

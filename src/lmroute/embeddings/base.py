@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import logging
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +25,38 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""
+
+
+class CountsTruncation:
+    """Counts the texts an embedder embedded (``embedded``) and cut to its limit (``truncated``).
+
+    The first call that cuts any text logs a warning, later ones a debug line, so a long run says
+    once that something was lost without flooding the log. Embedders call :meth:`_count` once a batch.
+    """
+
+    embedded: int = 0
+    truncated: int = 0
+    # one lock for all embedders: a count is two additions, contention cannot matter
+    _count_lock = threading.Lock()
+
+    def _count(self, n: int, cut: int, logger: logging.Logger, cut_means: str) -> None:
+        """Add a batch of ``n`` texts of which ``cut`` were truncated; ``cut_means`` completes
+        "N of M texts ..." in the log line (what was cut, and what of such a text is embedded)."""
+        with self._count_lock:
+            first = cut and not self.truncated
+            self.embedded += n
+            self.truncated += cut
+            total = self.truncated
+        if cut:
+            log = logger.warning if first else logger.debug
+            log(
+                "%s: %d of %d texts %s; %d truncated so far",
+                getattr(self, "name", "?"),
+                cut,
+                n,
+                cut_means,
+                total,
+            )
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from lmroute.embeddings.base import Embedder, check_texts, normalize
+from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, normalize
 from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ _RETRY_STATUS = frozenset({408, 409, 429})
 _MAX_DELAY = 60.0
 
 
-class OpenAIEmbedder(Embedder):
+class OpenAIEmbedder(CountsTruncation, Embedder):
     """Embeddings from an OpenAI-compatible endpoint, ``model`` at ``base_url``.
 
     ``dimensions`` is passed to the API (text-embedding-3 models can shorten their vectors);
@@ -97,9 +96,6 @@ class OpenAIEmbedder(Embedder):
         self._client = client
         self._owns_client = False
         self._sleep = sleep or time.sleep
-        self._lock = threading.Lock()
-        self.embedded = 0
-        self.truncated = 0
         options = []
         if dimensions is not None:
             options.append(f"dimensions={dimensions}")
@@ -117,7 +113,8 @@ class OpenAIEmbedder(Embedder):
         cut = 0 if limit is None else sum(len(t) > limit for t in texts)
         if cut:
             texts = [t[:limit] for t in texts]
-        self._count(len(texts), cut)
+        cut_means = f"were longer than {limit} characters and were truncated to their first {limit}"
+        self._count(len(texts), cut, logger, cut_means)
         texts = [t or " " for t in texts]
         batches = [
             self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
@@ -130,23 +127,6 @@ class OpenAIEmbedder(Embedder):
         if client is not None and self._owns_client:
             client.close()
         self._owns_client = False
-
-    def _count(self, n: int, cut: int) -> None:
-        with self._lock:
-            first = cut and not self.truncated
-            self.embedded += n
-            self.truncated += cut
-        if cut:
-            (logger.warning if first else logger.debug)(
-                "%s: %d of %d texts were longer than %d characters and were truncated to their "
-                "first %d; %d truncated so far",
-                self.name,
-                cut,
-                n,
-                self.max_chars,
-                self.max_chars,
-                self.truncated,
-            )
 
     def _http(self) -> Any:
         if self._client is None:

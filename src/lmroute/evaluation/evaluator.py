@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -58,13 +58,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "benchmark": self.benchmark,
-            "protocol": self.protocol,
-            "strong_model": self.strong_model,
-            "weak_model": self.weak_model,
-            "strong_quality": self.strong_quality,
-            "weak_quality": self.weak_quality,
-            "n_prompts": self.n_prompts,
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "results"},
             "routers": {
                 r.router: {
                     **r.to_dict(),

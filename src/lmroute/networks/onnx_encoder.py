@@ -2,7 +2,7 @@
 
 The export merges the fine-tuned top layers into the base encoder's weights (numpy and
 safetensors only) and writes the sentence-embedding graph of
-:func:`lmroute.embeddings.minilm.build_onnx_model`: the encoder, mean pooling and L2
+:func:`lmroute.embeddings.minilm_onnx.build_onnx_model`: the encoder, mean pooling and L2
 normalisation, exactly the features the router's head reads. The head (a few KB) stays in the
 router's ``weights.safetensors`` and runs in numpy.
 """
@@ -32,7 +32,7 @@ def export(state: dict[str, np.ndarray], base: BaseModel, directory: Path) -> di
     """Write ``model.onnx`` and ``tokenizer.json`` for the fine-tuned encoder into ``directory``."""
     from safetensors.numpy import load_file, save_file
 
-    from lmroute.embeddings.minilm import build_onnx_model
+    from lmroute.embeddings.minilm_onnx import build_onnx_model
 
     config = json.loads((base.path / "config.json").read_text("utf-8"))
     if config.get("model_type") != "bert":

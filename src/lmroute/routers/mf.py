@@ -160,17 +160,12 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray
     ) -> None:
         members, dim = self.config.members, self.config.dim
-        if (
-            model_embeddings.ndim != 3
-            or (model_embeddings.shape[0], model_embeddings.shape[2]) != (members, dim)
-            or text_proj.ndim != 3
-            or text_proj.shape[:2] != (members, dim)
-            or classifier.shape != (members, dim)
-        ):
-            raise CheckpointError(
-                f"mf weights do not fit members={members}, dim={dim}: model_embeddings "
-                f"{model_embeddings.shape}, text_proj {text_proj.shape}, classifier {classifier.shape}"
-            )
+        _check_shapes(
+            f"mf weights (members={members}, dim={dim})",
+            model_embeddings=(model_embeddings, (members, None, dim)),
+            text_proj=(text_proj, (members, dim, None)),
+            classifier=(classifier, (members, dim)),
+        )
         self._model_embeddings = np.asarray(model_embeddings, dtype=np.float32)
         self._text_proj = np.asarray(text_proj, dtype=np.float32)
         self._classifier = np.asarray(classifier, dtype=np.float64)
@@ -180,19 +175,12 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         self._hidden_weight = self._hidden_bias = None
         if not hidden:
             return
-        if (
-            weight is None
-            or bias is None
-            or weight.ndim != 3
-            or weight.shape[:2] != (members, hidden)
-            or bias.shape != (members, hidden)
-        ):
-            raise CheckpointError(
-                f"mf hidden layer does not fit members={members}, hidden={hidden}: weight "
-                f"{None if weight is None else weight.shape}, bias {None if bias is None else bias.shape}"
-            )
-        if self._text_proj.shape[2] != hidden:
-            raise CheckpointError(f"mf text_proj has {self._text_proj.shape[2]} inputs, hidden={hidden}")
+        _check_shapes(
+            f"mf hidden layer (members={members}, hidden={hidden})",
+            hidden_weight=(weight, (members, hidden, None)),
+            hidden_bias=(bias, (members, hidden)),
+            text_proj=(self._text_proj, (members, None, hidden)),
+        )
         self._hidden_weight = np.asarray(weight, dtype=np.float64)
         self._hidden_bias = np.asarray(bias, dtype=np.float64)
 
@@ -223,6 +211,20 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
         self._load_vocabulary(self._model_embeddings.shape[1])
+
+
+def _check_shapes(what: str, **arrays: tuple[np.ndarray | None, tuple[int | None, ...]]) -> None:
+    """CheckpointError naming every array whose shape is not the expected one (None: any size)."""
+    wrong = {
+        name: None if array is None else array.shape
+        for name, (array, shape) in arrays.items()
+        if array is None
+        or array.ndim != len(shape)
+        or any(want is not None and got != want for got, want in zip(array.shape, shape, strict=True))
+    }
+    if wrong:
+        found = ", ".join(f"{name} {shape}" for name, shape in wrong.items())
+        raise CheckpointError(f"{what} do not fit: {found}")
 
 
 def _stack(fits: list[MFWeights], name: str) -> np.ndarray:

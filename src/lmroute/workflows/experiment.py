@@ -162,7 +162,7 @@ def run_experiment(
     log: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Train and evaluate every router under every protocol on every benchmark."""
-    from lmroute.data.sources import prepare_battles
+    from lmroute.data.prepare import prepare_battles
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     result = ExperimentResult(config)

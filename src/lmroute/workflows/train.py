@@ -33,7 +33,7 @@ def train_router(
     ``exclude_benchmarks`` drops those benchmarks' gold sources and decontaminates against their
     prompts; ``decontaminate`` alone decontaminates against all public benchmarks.
     """
-    from lmroute.data.sources import prepare_battles
+    from lmroute.data.prepare import prepare_battles
 
     cls = get_router_class(name)
     against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)

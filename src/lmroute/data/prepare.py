@@ -1,0 +1,131 @@
+"""The whole preparation of training battles: load the sources, leave out the evaluation benchmarks'
+own gold, and decontaminate against their prompts (:func:`prepare_battles`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmroute.data.battles import Battle
+from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.data.decontaminate import DEFAULT_THRESHOLD
+from lmroute.data.sources import LoadReport, load_sources
+from lmroute.exceptions import DataError
+
+
+def gold_target(spec: str) -> str | None:
+    """The benchmark whose golden labels ``spec`` carries (``gold:mt_bench`` -> ``mt-bench``), else None."""
+    kind, _, target = spec.partition(":")
+    if kind.strip().lower() != "gold":
+        return None
+    target = target.partition("?")[0].strip()
+    return target.lower().replace("_", "-") if "/" not in target and "." not in target else target
+
+
+@dataclass
+class PreparedReport:
+    """Report of :func:`prepare_battles`: loading, and decontamination against each benchmark."""
+
+    load: LoadReport
+    excluded_specs: list[str]
+    against: list[str]
+    decontamination: Any = None  # a FilterReport, when decontaminated
+
+    @property
+    def battles(self) -> int:
+        return self.decontamination.kept if self.decontamination is not None else self.load.battles
+
+    def describe(self, *, all_models: bool = False) -> str:
+        lines = []
+        if self.excluded_specs:
+            lines.append(f"left out the evaluation benchmarks' own gold: {', '.join(self.excluded_specs)}")
+        lines.append(self.load.describe(all_models=all_models))
+        if self.decontamination is not None:
+            d = self.decontamination
+            lines.append(f"decontaminated against {', '.join(self.against)}: {d}")
+            if d.matched:
+                causes = ", ".join(f"{k} {n:,}" for k, n in d.matched.most_common())
+                lines.append(f"  dropped because of: {causes}")
+            for title, cases in (
+                ("lowest-similarity drops", d.borderline_dropped),
+                ("closest kept", d.closest_kept),
+            ):
+                for case in cases:
+                    lines.append(
+                        f"  {title}: {case['similarity']:.3f} {_short(case['train'])!r} ~ "
+                        f"{_short(case['eval'])!r}"
+                    )
+        lines.append(f"result: {self.battles:,} battles")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "load": self.load.to_dict(),
+            "excluded_specs": self.excluded_specs,
+            "decontaminated_against": self.against,
+            "decontamination": None if self.decontamination is None else self.decontamination.to_dict(),
+            "battles": self.battles,
+        }
+
+
+def _short(text: str, limit: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def prepare_battles(
+    specs: Sequence[str],
+    *,
+    data_dir: str | Path | None = None,
+    exclude_benchmarks: Sequence[str] = (),
+    decontaminate_against: Sequence[str] = (),
+    embedder: Any = None,
+    threshold: float | None = DEFAULT_THRESHOLD,
+    min_model_battles: int = 2,
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[list[Battle], PreparedReport]:
+    """Training battles ready for ``fit``: load ``specs``, then decontaminate.
+
+    ``exclude_benchmarks`` names the benchmarks a router will be evaluated on: their own gold
+    sources are left out and training prompts that (nearly) duplicate their prompts (every
+    turn) are dropped; ``decontaminate_against`` adds benchmarks to decontaminate against without
+    touching the sources. ``embedder`` and ``threshold`` go to
+    :func:`~lmroute.data.decontaminate.decontaminate` (``threshold=None``: exact matches only).
+    """
+    from lmroute.data.decontaminate import decontaminate
+
+    excluded = [_bench_key(b) for b in exclude_benchmarks]
+    kept_specs: list[str] = []
+    left_out: list[str] = []
+    for spec in specs:
+        target = gold_target(spec)
+        (left_out if target is not None and _bench_key(target) in excluded else kept_specs).append(spec)
+    if not kept_specs:
+        raise DataError(f"no training sources left after excluding the gold of {', '.join(excluded)}")
+    battles, load_report = load_sources(
+        kept_specs, data_dir=data_dir, min_model_battles=min_model_battles, aliases=aliases
+    )
+    against = list(dict.fromkeys([*excluded, *(_bench_key(b) for b in decontaminate_against)]))
+    report = PreparedReport(load_report, left_out, against)
+    if against:
+        prompts: dict[str, list[str]] = {}
+        for name in against:
+            bench = load_benchmark(name, data_dir=data_dir)
+            prompts[bench.name] = [*bench.prompts, *(turn for turns in bench.followups for turn in turns)]
+        battles, report.decontamination = decontaminate(
+            battles, prompts, embedder=embedder, threshold=threshold
+        )
+        if not battles:
+            raise DataError(f"no training battles left after decontamination ({report.decontamination})")
+    return battles, report
+
+
+def _bench_key(name: str) -> str:
+    key = str(name).strip()
+    lowered = key.lower().replace("_", "-")
+    return lowered if lowered in PUBLIC_BENCHMARKS else str(Path(key).expanduser().resolve())

@@ -1,0 +1,194 @@
+"""The all-MiniLM-L6-v2 encoder as an ONNX graph, written from its safetensors weights without torch.
+
+Exporting through torch would make torch a requirement of the ONNX backend; instead
+:func:`build_onnx_model` writes the graph directly with the ``onnx`` package (standard opset-17
+operators that ONNX Runtime fuses into its attention / layer-norm / GELU kernels), and
+:func:`onnx_model_path` builds it once per model and graph version into the user cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmroute import _paths
+from lmroute._files import write_atomic
+from lmroute.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Changes whenever :func:`build_onnx_model` would write a different graph (part of the cache key).
+GRAPH_VERSION = 1
+_OPSET = 17
+_IR_VERSION = 8  # the IR version of opset 17, so older ONNX Runtime releases can read the file
+
+
+def onnx_model_path(model_dir: Path) -> Path:
+    """The ONNX file for the model in ``model_dir``, built into the user cache on first use.
+
+    The cache key covers the graph version, the model's config and the weights file (path, size,
+    modification time), so a changed model or a new graph layout gets a new file.
+    """
+    weights = model_dir / "model.safetensors"
+    stat = weights.stat()
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                GRAPH_VERSION,
+                _OPSET,
+                (model_dir / "config.json").read_text(encoding="utf-8"),
+                str(weights.resolve()),
+                stat.st_size,
+                stat.st_mtime_ns,
+            ]
+        ).encode()
+    ).hexdigest()[:16]
+    target = _paths.cache_dir() / "onnx" / f"all-MiniLM-L6-v2-g{GRAPH_VERSION}-{key}.onnx"
+    if target.is_file():
+        return target
+    logger.info("building the MiniLM ONNX graph into %s (once)", target)
+    data = build_onnx_model(model_dir).SerializeToString()
+    write_atomic(target, data)
+    # files for an older graph or a reinstalled model are 90 MB each and never read again
+    for stale in target.parent.glob("all-MiniLM-L6-v2-*.onnx"):
+        if stale != target:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return target
+
+
+class _GraphWriter:
+    """Collects ONNX nodes and initializers with generated names (keeps the encoder readable)."""
+
+    def __init__(self) -> None:
+        from onnx import helper, numpy_helper
+
+        self._helper = helper
+        self._numpy_helper = numpy_helper
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+
+    def const(self, name: str, value: Any, dtype: Any = np.float32) -> str:
+        array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        self.initializers.append(self._numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
+        output = f"{op_type.lower()}_{len(self.nodes)}"
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), [output], **attributes))
+        return output
+
+    def linear(self, x: str, weights: dict[str, np.ndarray], prefix: str) -> str:
+        # torch stores (out, in); MatMul wants (in, out)
+        w = self.const(f"{prefix}.weight.T", weights[f"{prefix}.weight"].T)
+        b = self.const(f"{prefix}.bias", weights[f"{prefix}.bias"])
+        return self.op("Add", self.op("MatMul", x, w), b)
+
+    def layer_norm(self, x: str, weights: dict[str, np.ndarray], prefix: str, eps: float) -> str:
+        g = self.const(f"{prefix}.weight", weights[f"{prefix}.weight"])
+        b = self.const(f"{prefix}.bias", weights[f"{prefix}.bias"])
+        return self.op("LayerNormalization", x, g, b, axis=-1, epsilon=eps)
+
+
+def build_onnx_model(model_dir: Path) -> Any:
+    """The sentence-embedding graph of a BERT sentence-transformers folder as an ``onnx.ModelProto``.
+
+    Inputs ``input_ids`` and ``attention_mask`` (int64, ``(batch, seq)``); output ``embeddings``
+    (float32, ``(batch, hidden)``): the encoder as in ``transformers.BertModel`` (absolute
+    positions, token type 0, exact erf GELU), mean pooling over the mask, L2 normalisation.
+    """
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:
+        raise ConfigError("the ONNX graph needs the onnx package: pip install 'lmroute[embed]'") from None
+    from safetensors.numpy import load_file
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+        raise ConfigError(f"{model_dir} is not a BERT model with GELU activations")
+    weights = {
+        key.removeprefix("bert."): value
+        for key, value in load_file(str(model_dir / "model.safetensors")).items()
+    }
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    head_dim = hidden // heads
+    eps = float(config["layer_norm_eps"])
+
+    g = _GraphWriter()
+    # token type is always 0 for a single text, so its embedding folds into the position table
+    token_type_0 = weights["embeddings.token_type_embeddings.weight"][0]
+    positions = g.const(
+        "position_plus_token_type", weights["embeddings.position_embeddings.weight"] + token_type_0
+    )
+    words = g.const("word_embeddings", weights["embeddings.word_embeddings.weight"])
+    zero = g.const("zero", [0], np.int64)
+    one = g.const("one", [1], np.int64)
+    two = g.const("two", [2], np.int64)
+    seq_len = g.op("Slice", g.op("Shape", "input_ids"), one, two)
+    x = g.op(
+        "Add",
+        g.op("Gather", words, "input_ids", axis=0),
+        g.op("Slice", positions, zero, seq_len, zero),
+    )
+    x = g.layer_norm(x, weights, "embeddings.LayerNorm", eps)
+
+    mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
+    # padding keys get the most negative float added, as transformers does: zero after softmax
+    key_bias = g.op(
+        "Mul",
+        g.op("Sub", mask, g.const("one_f", 1.0)),
+        g.const("big", np.finfo(np.float32).max),
+    )
+    key_bias = g.op("Unsqueeze", key_bias, g.const("axes_1_2", [1, 2], np.int64))
+    split_heads = g.const("split_heads", [0, 0, heads, head_dim], np.int64)
+    merge_heads = g.const("merge_heads", [0, 0, hidden], np.int64)
+    scale = g.const("scale", 1.0 / np.sqrt(head_dim))
+    half = g.const("half", 0.5)
+    sqrt2 = g.const("sqrt2", np.sqrt(2.0))
+
+    for layer in range(int(config["num_hidden_layers"])):
+        p = f"encoder.layer.{layer}"
+        q = g.op("Reshape", g.linear(x, weights, f"{p}.attention.self.query"), split_heads)
+        k = g.op("Reshape", g.linear(x, weights, f"{p}.attention.self.key"), split_heads)
+        v = g.op("Reshape", g.linear(x, weights, f"{p}.attention.self.value"), split_heads)
+        q = g.op("Transpose", q, perm=[0, 2, 1, 3])
+        k = g.op("Transpose", k, perm=[0, 2, 3, 1])
+        v = g.op("Transpose", v, perm=[0, 2, 1, 3])
+        scores = g.op("Add", g.op("Mul", g.op("MatMul", q, k), scale), key_bias)
+        context = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
+        context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), merge_heads)
+        attended = g.linear(context, weights, f"{p}.attention.output.dense")
+        x = g.layer_norm(g.op("Add", attended, x), weights, f"{p}.attention.output.LayerNorm", eps)
+        h = g.linear(x, weights, f"{p}.intermediate.dense")
+        # x * (erf(x / sqrt 2) + 1) * 0.5: the exact GELU, in the form ONNX Runtime fuses
+        h = g.op("Mul", g.op("Mul", h, g.op("Add", g.op("Erf", g.op("Div", h, sqrt2)), "one_f")), half)
+        h = g.linear(h, weights, f"{p}.output.dense")
+        x = g.layer_norm(g.op("Add", h, x), weights, f"{p}.output.LayerNorm", eps)
+
+    token_mask = g.op("Unsqueeze", mask, two)
+    summed = g.op("ReduceSum", g.op("Mul", x, token_mask), one, keepdims=0)
+    counts = g.op("Max", g.op("ReduceSum", token_mask, one, keepdims=0), g.const("min_count", 1e-9))
+    mean = g.op("Div", summed, counts)
+    norm = g.op("Max", g.op("ReduceL2", mean, axes=[1], keepdims=1), g.const("min_norm", 1e-12))
+    g.nodes.append(helper.make_node("Div", [mean, norm], ["embeddings"]))
+
+    graph = helper.make_graph(
+        g.nodes,
+        "all-MiniLM-L6-v2-sentence-embedding",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", hidden])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="lmroute")
+    model.ir_version = _IR_VERSION
+    return model
