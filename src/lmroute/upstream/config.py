@@ -7,6 +7,7 @@ holding its API key (keys never go in files)::
     model: gpt-4o
     api_key_env: OPENAI_API_KEY
     timeout: 60
+    price: {input_per_1m: 2.5, output_per_1m: 10, output_tokens: 300}   # optional
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lmroute.exceptions import ConfigError
+from lmroute.pricing import Price
 
 #: The OpenAI API, used when a model is given by name only (``strong="gpt-4o"``).
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -42,6 +44,8 @@ class UpstreamConfig(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10)
     #: Seconds before the first retry; doubled for each further one (with jitter).
     retry_backoff: float = Field(default=0.5, ge=0)
+    #: List prices, for estimated spend (metrics, spend targets); None when unknown.
+    price: Price | None = None
 
     @field_validator("base_url")
     @classmethod

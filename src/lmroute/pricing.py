@@ -1,0 +1,34 @@
+"""What a request to a model costs: its list prices and the request's estimated tokens.
+
+A price is per million tokens, for the prompt (input) and for the answer (output); the answer's
+length is not known before the call, so a request's cost is estimated with the model's expected
+output tokens (a measured mean where one is known). The server, the catalogue of N models and the
+spend controller all price requests here, so their dollars agree.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Characters per token of English text for GPT-style tokenisers: an estimate needs no tokenizer.
+CHARS_PER_TOKEN = 4.0
+
+
+class Price(BaseModel):
+    """A model's list prices in US dollars per million tokens, and its expected answer length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+    #: Mean output tokens of an answer (the model's measured mean where known).
+    output_tokens: float = Field(default=300.0, gt=0)
+
+    def request_cost(self, input_tokens: float) -> float:
+        """Estimated dollars for one request with ``input_tokens`` prompt tokens."""
+        return (input_tokens * self.input_per_1m + self.output_tokens * self.output_per_1m) / 1e6
+
+
+def estimate_tokens(text: str) -> float:
+    """Tokens of ``text`` estimated from its length (at least one)."""
+    return max(1.0, len(text) / CHARS_PER_TOKEN)
