@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Literal
 
@@ -53,6 +54,7 @@ def summary_projection(dim: int, summary_dim: int = DEFAULT_SUMMARY_DIM, *, seed
     return (rng.standard_normal((dim, summary_dim)) / np.sqrt(summary_dim)).astype(np.float32)
 
 
+@lru_cache(maxsize=256)  # called per request with the same few arguments
 def chi_square_level(dof: float, false_alarm: float) -> float:
     """The ``1 - false_alarm`` quantile of a chi-square with ``dof`` degrees of freedom, divided by
     ``dof`` (Wilson–Hilferty's approximation: within 3% for 9 or more degrees of freedom; with

@@ -79,6 +79,7 @@ class ControlHub:
         self.prices = dict(prices or {})
         self._seeds: dict[str, _Seed] = {}
         self._controllers: dict[tuple[str, str | None], OnlineController] = {}
+        self._by_spec: dict[tuple[RouterSpec, str | None], OnlineController] = {}
         self._drift: dict[str, DriftDetector] = {}
         conv = self.config.conversations
         self.conversations = (
@@ -125,7 +126,11 @@ class ControlHub:
 
     def controller(self, spec: RouterSpec, tenant: str | None = None) -> OnlineController:
         """The controller holding ``spec``'s target (for ``tenant``), created on first use."""
-        key = (spec.model, tenant if self.config.per_api_key else None)
+        tenant = tenant if self.config.per_api_key else None
+        found = self._by_spec.get((spec, tenant))
+        if found is not None:  # formatting the model string costs more than the rest of a lookup
+            return found
+        key = (spec.model, tenant)
         found = self._controllers.get(key)
         if found is None:
             self.check(spec)
@@ -137,6 +142,7 @@ class ControlHub:
                 ThresholdKnob(), spec.value, window=self.config.window, gain=self.config.gain, seed=rows
             )
             self._controllers[key] = found
+        self._by_spec[(spec, tenant)] = found
         return found
 
     # -- calibration ----------------------------------------------------------------------------
@@ -308,6 +314,7 @@ class ControlHub:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
         self._controllers.update(controllers)
+        self._by_spec.clear()
         self._drift.update(detectors)
 
     @property
