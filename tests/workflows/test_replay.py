@@ -82,3 +82,10 @@ def test_a_bad_schedule_is_one_line(tmp_path, capsys):
     assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
     err = capsys.readouterr().err
     assert "invalid schedule" in err and "the pools are a" in err
+
+
+def test_a_replay_shorter_than_one_window_reports_it(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    write_prompts(prompts, 10, 2000, 50, 4)
+    assert main(["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--quiet"]) == 0
+    assert "one window only" in capsys.readouterr().out

@@ -161,12 +161,15 @@ def format_report(summary: dict[str, Any]) -> str:
         )
     deviation = (lambda v: f"{100 * v:.1f}") if share else (lambda v: f"${v:.3f}")
     static_dev = summary["static_max_deviation"]
-    controller_dev = deviation(summary["max_deviation"])
-    lines.append(
-        f"largest deviation from target after the first window: controller {controller_dev}"
-        + ("" if static_dev is None else f", static {deviation(static_dev)}")
-        + (" points" if share else " per 1,000 requests")
-    )
+    if summary["max_deviation"] is None:
+        lines.append("one window only: no deviation after the first window to report")
+    else:
+        lines.append(
+            "largest deviation from target after the first window: controller "
+            + deviation(summary["max_deviation"])
+            + ("" if static_dev is None else f", static {deviation(static_dev)}")
+            + (" points" if share else " per 1,000 requests")
+        )
     if summary["alarms"]:
         lines.append(
             "drift alarms: "
