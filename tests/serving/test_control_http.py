@@ -177,3 +177,24 @@ def test_conversations_stay_on_their_model(upstreams, tmp_path):
         conversations = client.get("/v1/status").json()["conversations"]
         assert conversations["switched"] == 1 and conversations["stayed"] == 1
         assert "lmroute_conversation_switch_rate 0.5" in client.get("/metrics").text
+
+
+def test_one_controller_per_api_key_when_asked(upstreams, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMROUTE_API_KEYS", "key-one, key-two")
+    state = tmp_path / "control.json"
+    config = control_config(upstreams, tmp_path, per_api_key=True, state_file=str(state))
+    with running(config) as client:
+        for key, n in (("key-one", 3), ("key-two", 5)):
+            for p in prompts(5, n):
+                response = client.post(
+                    "/v1/route",
+                    json={"model": SHARE, "prompt": p},
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                assert response.status_code == 200
+        assert client.get("/v1/status").status_code == 401  # status needs a key like the API
+        status = client.get("/v1/status", headers={"authorization": "Bearer key-one"}).json()
+    assert sorted(c["decisions"] for c in status["controllers"]) == [3, 5]
+    tenants = {c["tenant"] for c in status["controllers"]}
+    assert len(tenants) == 2 and None not in tenants
+    assert "key-" not in state.read_text() and not any("key-" in t for t in tenants)
