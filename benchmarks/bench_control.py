@@ -4,9 +4,9 @@ Times, per request, what the server adds once a request's score is back
 (:meth:`lmroute.control.hub.ControlHub.decide`): a fixed threshold with drift detection, a share
 target (controller + drift), a spend target, and a share target with conversations and embedding
 summaries. The baseline, timed in the same run, is the decision without control (``score >=
-threshold``). The issue's budget is 0.1 ms per request; the script prints each mode's microseconds
-per request, its ratio to the baseline, whether it is within budget, and the load average (the
-figures need an idle machine).
+threshold``). The issue's budget is 0.1 ms per request; the script prints each mode's CPU time
+(``time.process_time``, best of ``--repeats``) in microseconds per request, its ratio to the
+baseline, whether it is within budget, and the load average (the figures need an idle machine).
 
     python benchmarks/bench_control.py [--requests 20000] [--repeats 3]
 """
