@@ -198,3 +198,18 @@ def test_one_controller_per_api_key_when_asked(upstreams, tmp_path, monkeypatch)
     tenants = {c["tenant"] for c in status["controllers"]}
     assert len(tenants) == 2 and None not in tenants
     assert "key-" not in state.read_text() and not any("key-" in t for t in tenants)
+
+
+def test_a_conversation_is_known_by_its_earlier_turns(upstreams):
+    config = upstreams.config(control={"conversations": {"enabled": True, "margin": 0.2}})
+    first = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 3000}]
+    second = [*first, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x" * 400}]
+    other = [{"role": "system", "content": "be long"}, *second[1:]]  # another system prompt: another chat
+    with running(config) as client:
+        answers = [
+            client.post("/v1/route", json={"model": "router-length-0.5", "messages": m}).json()
+            for m in (first, second, other)
+        ]
+    assert [a["decision"] for a in answers] == ["strong", "strong", "weak"]
+    assert [a["conversation"]["outcome"] for a in answers] == ["new", "stayed", "new"]
+    assert answers[1]["conversation"]["source"] == "history"
