@@ -83,7 +83,34 @@ def _cases(n: int) -> dict[str, Callable[[], None]]:
         "share + summaries + conversations": run(
             _hub(conversations={"enabled": True}), share, with_summary=True, with_user=True
         ),
+        "share + history conversations (server glue)": _with_history(
+            _hub(conversations={"enabled": True}), share, scores
+        ),
     }
+
+
+def _with_history(hub: ControlHub, spec, scores: list[float]) -> Callable[[], None]:
+    """What the server does per request besides scoring: a three-turn chat's conversation keys
+    (hashes of its turns) and token estimate, then the hub's decision."""
+    from lmroute.serving.control import conversation_keys, request_tokens
+    from lmroute.serving.protocol import ChatMessage
+
+    chats = [
+        [
+            ChatMessage(role="system", content="You are a helpful assistant."),
+            ChatMessage(role="user", content=f"question {i % 500} " * 20),
+            ChatMessage(role="assistant", content="an answer " * 40),
+            ChatMessage(role="user", content=f"follow-up {i} " * 10),
+        ]
+        for i in range(len(scores))
+    ]
+
+    def go() -> None:
+        for messages, s in zip(chats, scores, strict=True):
+            keys = conversation_keys(messages, None, None)
+            hub.decide(spec, s, tokens=request_tokens(messages), conversation=keys)
+
+    return go
 
 
 def main() -> None:
@@ -106,7 +133,7 @@ def main() -> None:
         verdict = (
             "" if name.startswith("bare") else ("  within 0.1 ms" if us <= BUDGET_US else "  OVER 0.1 ms")
         )
-        print(f"  {name:36s} {us:8.2f} us/request  x{us / base:8.1f}{verdict}")
+        print(f"  {name:44s} {us:8.2f} us/request  x{us / base:8.1f}{verdict}")
 
 
 if __name__ == "__main__":
