@@ -76,13 +76,12 @@ class ThresholdKnob:
         if n == 0:
             return DEFAULT_THRESHOLD
         order = np.argsort(rows[:, 0])[::-1]
-        ranked = rows[order]
-        scores = ranked[:, 0]
+        scores = rows[order, 0]
         # extra[k]: usage above all-weak when the k highest scores go strong (non-decreasing in k).
         extra = np.empty(n + 1)
         extra[0] = 0.0
-        np.cumsum(ranked[:, 2] - ranked[:, 1], out=extra[1:])
-        wanted = usage * n - ranked[:, 1].sum()
+        np.cumsum((rows[:, 2] - rows[:, 1])[order], out=extra[1:])
+        wanted = usage * n - rows[:, 1].sum()
         k = int(np.searchsorted(extra, wanted))
         if k > n or (k > 0 and wanted - extra[k - 1] <= extra[k] - wanted):
             k -= 1
