@@ -184,7 +184,7 @@ BAD_REQUESTS = [
     ("/v1/route", {"router": "length", "threshold": True, "prompt": "x"}, {}, 400, "invalid_value"),
     ("/v1/route", b'{"router": "length", "threshold": NaN, "prompt": "x"}', {}, 400, "invalid_value"),
     ("/v1/route", b'{"router": "length", "threshold": Infinity, "prompt": "x"}', {}, 400, "invalid_value"),
-    ("/v1/route", {"router": "nope", "threshold": 0.5, "prompt": "x"}, {}, 404, "router_not_found"),
+    ("/v1/route", {"router": "nope", "threshold": 0.5, "prompt": "x"}, {}, 400, "router_not_found"),
     ("/v1/route", {"model": "small-model", "prompt": "x"}, {}, 400, "invalid_model"),
     ("/v1/route", {"router": "length", "threshold": "0.5", "prompt": "x"}, {}, 400, "invalid_value"),
     ("/v1/route", b"{}", {}, 400, "invalid_value"),

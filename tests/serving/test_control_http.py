@@ -106,7 +106,7 @@ def test_a_spend_target_is_held_with_the_models_prices(upstreams, tmp_path):
         ("router-length-spend--2", 400, "invalid_model", "negative"),
         ("router-length-budget-0.3", 400, "invalid_model", "share, spend"),
         ("router-length-spend-2", 400, "invalid_value", "price"),
-        ("router-nope-share-0.3", 404, "router_not_found", "available: length"),
+        ("router-nope-share-0.3", 400, "router_not_found", "available: length"),
     ],
 )
 def test_bad_targets_get_openai_shaped_errors(upstreams, tmp_path, model, status, code, message):
