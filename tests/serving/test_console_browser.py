@@ -94,6 +94,12 @@ def chat(url: str, model: str, text: str = PROMPT) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30, trust_env=False)
 
 
+def route(url: str, body: dict) -> dict:
+    response = httpx.post(f"{url}/v1/route", json=body, timeout=30, trust_env=False)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def histogram_quantile(q: float, text: str, name: str, **labels: str) -> float:
     """Prometheus's histogram_quantile over the cumulative buckets of ``name`` with ``labels``."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -133,7 +139,7 @@ def test_playground_scores_equal_the_route_endpoint_and_the_answer_shows(page, s
     router_models = [m for m in models if m.startswith("router-")]
     assert len(router_models) == 3
     for model in router_models:
-        api = httpx.post(f"{server}/v1/route", json={"model": model, "prompt": PROMPT}, trust_env=False).json()
+        api = route(server, {"model": model, "prompt": PROMPT})
         assert value(page, f"score:{model}") == api["score"]
         assert page.get_by_test_id(f"decision:{model}").get_attribute("data-value") == api["decision"]
     assert value(page, f"score:{TO_STRONG}") == pytest.approx(len(PROMPT) / (len(PROMPT) + 500))
@@ -159,9 +165,7 @@ def test_playground_conversation(page, server):
     page.locator("#prompt").fill(json.dumps(messages))
     page.get_by_role("button", name="Score with every router").click()
     page.get_by_test_id("scores").wait_for()
-    api = httpx.post(
-        f"{server}/v1/route", json={"model": TO_WEAK, "messages": messages}, trust_env=False
-    ).json()
+    api = route(server, {"model": TO_WEAK, "messages": messages})
     assert value(page, f"score:{TO_WEAK}") == api["score"]
 
 
@@ -230,7 +234,7 @@ def test_live_numbers_equal_the_metrics(page, server, upstreams, tmp_path):
 def test_live_view_shows_metrics_it_does_not_know(page, server):
     """Models, gauges and counters a later server adds (N models, drift, spend) show without changes."""
     extra = (
-        '# HELP lmroute_requests Requests\n# TYPE lmroute_requests counter\n'
+        "# HELP lmroute_requests Requests\n# TYPE lmroute_requests counter\n"
         'lmroute_requests_total{endpoint="chat",router="mf",model="model-c",status="200"} 7.0\n'
         "# HELP lmroute_drift_state Drift of the score distribution (0 ok, 1 drifting)\n"
         "# TYPE lmroute_drift_state gauge\n"
@@ -245,8 +249,8 @@ def test_live_view_shows_metrics_it_does_not_know(page, server):
     wait_value(page, "routed:model-c", 7)
     assert value(page, "live-spend") == 0.25
     assert page.get_by_test_id("live-drift").inner_text() == "1"
-    assert value(page, 'other:lmroute_drift_state:router=mf') == 1
-    assert value(page, 'other:lmroute_target_share:router=mf') == 0.3
+    assert value(page, "other:lmroute_drift_state:router=mf") == 1
+    assert value(page, "other:lmroute_target_share:router=mf") == 0.3
     assert "lmroute_target_share" in page.locator("#live-routers").inner_text()
 
 
@@ -294,8 +298,10 @@ def test_report_shows_an_experiment_file(page, server):
         ("{not json", "is not JSON"),
         ("[1, 2]", "must hold a JSON object"),
         ('{"benchmark": "x", "routers": {"r": {"apgr": "high", "points": []}}}', '"apgr" must be a number'),
-        ('{"cells": [{"router": "r", "benchmark": "b", "protocol": "p", "apgr": 0.5, "points": [{}]}]}',
-         "each point needs"),
+        (
+            '{"cells": [{"router": "r", "benchmark": "b", "protocol": "p", "apgr": 0.5, "points": [{}]}]}',
+            "each point needs",
+        ),
         ("{}", 'no "routers"'),
     ],
 )
