@@ -348,3 +348,37 @@ def test_api_key_is_asked_for_and_sent(browser, upstreams, monkeypatch):
         assert authorized and set(authorized) == {"Bearer console-key-1"}
         context.close()
         assert log.errors == []
+
+
+def test_prometheus_reading_matches_prometheus(page, server):
+    """The page's parser and quantiles against prometheus_client's parser and histogram_quantile."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "a counter", ["model"], registry=registry)
+    counter.labels('odd "name"\\ with\nnewline').inc(3)
+    counter.labels("plain").inc(0.5)
+    hist = Histogram("h", "a histogram", buckets=(0.1, 0.5, 1.0, 5.0), registry=registry)
+    for v in (0.05, 0.2, 0.3, 0.7, 0.9, 2.0, 7.0):
+        hist.observe(v)
+    text = generate_latest(registry).decode()
+    page.goto(f"{server}/ui")
+    shown = page.evaluate(
+        """async (text) => {
+            const p = await import("./ui/prometheus.js");
+            const families = p.parseMetrics(text);
+            const h = p.histograms(families.get("h"))[0];
+            return {
+                names: [...families.keys()].sort(),
+                counts: Object.fromEntries(p.sumBy(p.values(families.get("c"), "_total"), "model")),
+                quantiles: [0.1, 0.5, 0.9, 0.99].map((q) => p.quantile(q, h.buckets)),
+                count: h.count,
+            };
+        }""",
+        text,
+    )
+    assert shown["names"] == ["c", "h"]
+    assert shown["counts"] == {'odd "name"\\ with\nnewline': 3, "plain": 0.5}
+    assert shown["count"] == 7
+    for q, value in zip((0.1, 0.5, 0.9, 0.99), shown["quantiles"], strict=True):
+        assert value == pytest.approx(histogram_quantile(q, text, "h"), rel=1e-12)

@@ -21,8 +21,10 @@ function askForKey(message) {
 }
 
 const views = {};
+const NAMES = ["live", "playground", "report"];
 
-function select(name) {
+function select(wanted) {
+  const name = NAMES.includes(wanted) ? wanted : "live";
   for (const tab of document.querySelectorAll("nav [data-view]")) {
     tab.setAttribute("aria-selected", String(tab.dataset.view === name));
   }
@@ -30,7 +32,6 @@ function select(name) {
     section.hidden = section.dataset.view !== name;
   }
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
-  views[name]?.shown?.();
 }
 
 async function refreshAll() {
@@ -59,8 +60,7 @@ function start() {
     await refreshAll();
   });
   window.addEventListener("hashchange", () => select(location.hash.slice(1)));
-  const first = location.hash.slice(1);
-  select(["live", "playground", "report"].includes(first) ? first : "live");
+  select(location.hash.slice(1));
   refreshAll();
 }
 
