@@ -382,3 +382,24 @@ def test_prometheus_reading_matches_prometheus(page, server):
     assert shown["count"] == 7
     for q, value in zip((0.1, 0.5, 0.9, 0.99), shown["quantiles"], strict=True):
         assert value == pytest.approx(histogram_quantile(q, text, "h"), rel=1e-12)
+
+
+def test_playground_shows_fields_a_later_route_answer_adds(page, server):
+    """An N-model /v1/route answer (qualities and costs, no single score) shows under details."""
+    answer = {
+        "router": "mf",
+        "threshold": None,
+        "decision": "mid",
+        "model": "model-c",
+        "qualities": {"model-a": 0.9, "model-c": 0.7},
+        "costs": {"model-a": 0.01, "model-c": 0.001},
+    }
+    page.route("**/v1/route", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(f"{server}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.get_by_role("button", name="Score with every router").click()
+    cell = page.get_by_test_id(f"score:{TO_STRONG}")
+    assert cell.inner_text() == "n/a"
+    row = page.get_by_test_id("scores").locator("tr", has=cell).inner_text()
+    assert "mid → model-c" in row and '"qualities":{"model-a":0.9,"model-c":0.7}' in row
+    assert page.locator("#playground-message").inner_text() == ""

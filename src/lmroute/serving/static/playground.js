@@ -110,9 +110,11 @@ export class Playground {
     const rows = results.map(({ model, answer, error }) => {
       if (error) return [model, { text: error, class: "error", testid: `score-error:${model}` }, "", "", "", ""];
       const extra = Object.fromEntries(Object.entries(answer).filter(([k]) => !ROUTE_FIELDS.includes(k)));
-      return [model, answer.router, String(answer.threshold),
-        { text: answer.score.toFixed(6), value: answer.score, testid: `score:${model}` },
-        { text: `${answer.decision} → ${answer.model}`, value: answer.decision, testid: `decision:${model}` },
+      const score = typeof answer.score === "number" ? answer.score : null;
+      return [model, answer.router ?? "", String(answer.threshold ?? ""),
+        { text: score === null ? "n/a" : score.toFixed(6), value: score ?? undefined, testid: `score:${model}` },
+        { text: `${answer.decision ?? "?"} → ${answer.model ?? "?"}`, value: answer.decision,
+          testid: `decision:${model}` },
         Object.keys(extra).length ? JSON.stringify(extra) : ""];
     });
     replace($("scores"), table(["model name", "router", "threshold", "score", "decision", "details"], rows,
