@@ -227,7 +227,7 @@ def test_live_numbers_equal_the_metrics(page, server, upstreams, tmp_path):
     assert value(page, "decisions:length") == metric_value(
         after, "lmroute_routing_latency_seconds_count", router="length"
     )
-    page.wait_for_function("document.querySelector('[data-testid=live-rps]') !== null")
+    page.locator("#live-rate path").wait_for()  # the rate drawn after three readings
     screenshot(page, tmp_path, "live")
 
 

@@ -91,12 +91,16 @@ export function shareBars(rows) {
 export function sparkline(values, { unit = "" } = {}) {
   const W = 420, H = 80;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "spark" });
+  if (values.length < 2) {
+    root.append(svg("text", { x: 0, y: H / 2, class: "muted" }, "measuring the request rate..."));
+    return root;
+  }
   const max = Math.max(1e-9, ...values);
-  const X = (i) => (values.length < 2 ? 0 : (i / (values.length - 1)) * (W - 70));
+  const X = (i) => (i / (values.length - 1)) * (W - 70);
   const Y = (v) => H - 6 - (v / max) * (H - 16);
   const d = values.map((v, i) => `${i ? "L" : "M"}${X(i).toFixed(1)},${Y(v).toFixed(1)}`).join("");
   root.append(svg("path", { d, class: "series", stroke: PALETTE[0] }));
-  const last = values.length ? values[values.length - 1] : 0;
+  const last = values[values.length - 1];
   root.append(svg("text", { x: W - 64, y: H / 2 }, `${last.toFixed(2)}${unit}`));
   return root;
 }
