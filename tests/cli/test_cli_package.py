@@ -9,7 +9,19 @@ import pytest
 import lmroute.cli
 from lmroute.serving.chat import server_client
 
-COMMANDS = ["eval", "score", "train", "experiment", "label", "data", "serve", "calibrate", "chat", "routers"]
+COMMANDS = [
+    "eval",
+    "score",
+    "train",
+    "experiment",
+    "label",
+    "data",
+    "serve",
+    "calibrate",
+    "replay",
+    "chat",
+    "routers",
+]
 
 
 def test_help_loads_no_library_code():
@@ -54,5 +66,6 @@ def _required(command: str) -> list[str]:
         "label": ["--prompts", "p.jsonl", "--model", "a", "--mode", "golden", "--out", "run"],
         "data": ["battles:b.jsonl"],
         "calibrate": ["--router", "length", "--strong-pct", "0.5"],
+        "replay": ["--model", "router-length-share-0.3", "--prompts", "p.txt"],
         "chat": ["--model", "router-length-0.5"],
     }.get(command, [])

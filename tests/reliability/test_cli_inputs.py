@@ -92,6 +92,11 @@ COMMANDS = {
         ".jsonl",
         PROMPTS,
     ),
+    "replay": (
+        ["replay", "--model", "router-length-share-0.5", "--prompts", "{file}", "--json", "{out}", "--quiet"],
+        ".jsonl",
+        PROMPTS,
+    ),
     "eval-jsonl": (
         ["eval", "--benchmark", "{file}", "--routers", "length", "--quiet", "--json", "{out}"],
         ".jsonl",
@@ -376,6 +381,16 @@ YAML_COMMANDS = {
     "serve": ["serve", "--config", "{file}"],
     "chat": ["chat", "--model", "router-length-0.5", "--config", "{file}"],
     "experiment": ["experiment", "{file}", "--out", "{dir}"],
+    "replay-schedule": ["replay", "--model", "router-length-share-0.5", "--schedule", "{file}"],
+    "replay-config": [
+        "replay",
+        "--model",
+        "router-length-share-0.5",
+        "--prompts",
+        "{valid}",
+        "--config",
+        "{file}",
+    ],
     "label-upstreams": [
         "label",
         "--prompts",

@@ -115,6 +115,8 @@ def test_upstream_fault_falls_back_to_the_other_model(upstreams, strong, weak, b
         "routed_model": "strong-model",
         "model": "weak-model",
         "fallback": True,
+        "target": None,
+        "conversation": None,
     }
     assert response.headers["x-lmroute-fallback"] == "true"
     assert seen[f'lmroute_upstream_errors_total{{kind="{kind}",model="strong-model"}}'] == 1

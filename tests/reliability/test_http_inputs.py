@@ -147,7 +147,7 @@ BAD_REQUESTS = [
     (CHAT, {"model": "router-", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router--0.5", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-1e-05", "messages": MESSAGES}, {}, 400, "invalid_model"),
-    (CHAT, {"model": "router-length--0.1", "messages": MESSAGES}, {}, 404, "router_not_found"),
+    (CHAT, {"model": "router-length--0.1", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-NaN", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-inf", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (

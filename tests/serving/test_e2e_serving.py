@@ -149,6 +149,8 @@ def test_plain_completion_is_routed_and_answered_by_that_model(client, direct, m
         "routed_model": answered_by,
         "model": answered_by,
         "fallback": False,
+        "target": None,
+        "conversation": None,
     }
     # The very answer that model gives when asked directly, greedy: the request reached it as sent.
     assert response.choices[0].message.content == direct_answer(direct, answered_by)
@@ -230,6 +232,8 @@ def test_route_scores_without_calling_a_model(server):
         "score": pytest.approx(SCORE),
         "decision": "strong",
         "model": STRONG,
+        "target": None,
+        "conversation": None,
     }
     prompt = "x" * 1500  # scores 0.75
     route = post_json(server, "/v1/route", {"router": "length", "threshold": 0.9, "prompt": prompt})

@@ -69,6 +69,8 @@ def test_routes_by_threshold_and_passes_fields_through(client, upstreams):
         "routed_model": "big-model",
         "model": "big-model",
         "fallback": False,
+        "target": None,
+        "conversation": None,
     }
     assert response.headers["x-lmroute-model"] == "big-model"
     assert response.headers["x-lmroute-decision"] == "strong"
@@ -223,6 +225,8 @@ def test_route_scores_without_calling_a_model(client, upstreams):
         "score": pytest.approx(expected),
         "decision": "strong",
         "model": "big-model",
+        "target": None,
+        "conversation": None,
     }
     response = client.post("/v1/route", json={"router": "length", "threshold": 1, "messages": MESSAGES})
     assert response.json()["decision"] == "weak"

@@ -18,9 +18,11 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from lmroute._version import __version__
+from lmroute.control.taps import EmbeddingSummaries
 from lmroute.routers.base import Router
 from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
+from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
@@ -48,14 +50,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        summaries = EmbeddingSummaries()
         loaded = (
-            dict(routers) if routers is not None else await asyncio.to_thread(load_routers, config.routers)
+            dict(routers)
+            if routers is not None
+            else await asyncio.to_thread(load_routers, config.routers, summaries=summaries)
         )
         # The first call of an embedding router loads its model: pay that before the first request.
         await asyncio.to_thread(_warm_up, loaded)
         service = RoutingService.from_config(
-            config, routers=loaded, client_factory=upstream_factory, metrics=metrics
+            config, routers=loaded, client_factory=upstream_factory, metrics=metrics, summaries=summaries
         )
+        await asyncio.to_thread(prepare_control, service.control, service.routers, summaries)
+        metrics.watch_control(service.control.status)
         app.state.service = service
         log.info(
             "serving routers %s; strong %s, weak %s",

@@ -16,6 +16,8 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     route_on: last_user                # or: conversation
     on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
+    control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
+                                       # drift, conversations (lmroute.control.config)
     server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048, ui: true}
 
 API keys are read from the environment when a client is made, never stored in a config.
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lmroute.control.config import ControlConfig
 from lmroute.exceptions import ConfigError
 from lmroute.upstream.config import UpstreamConfig, upstream_from
 
@@ -85,6 +88,8 @@ class ServeConfig(BaseModel):
     batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     #: Threads that run router scoring (scoring never runs on the event loop).
     scoring_threads: int = Field(default=1, ge=1, le=64)
+    #: Target modes (share, spend), drift detection, conversations and their state file.
+    control: ControlConfig = Field(default_factory=ControlConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @field_validator("strong", "weak", mode="before")
@@ -117,7 +122,7 @@ def build_config(
 ) -> ServeConfig:
     """A validated :class:`ServeConfig` from a YAML file (optional) with ``overrides`` on top.
 
-    ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``server``) are
+    ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``control``, ``server``) are
     merged key by key, and None values are ignored, so command-line flags map onto it directly.
     The server's own API keys come from ``api_keys`` or ``$LMROUTE_API_KEYS``, never from the file.
     """
