@@ -13,6 +13,8 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]"
 # Real llama.cpp servers for the llm tests: a cached wheel, or a first build of about 5-12 minutes.
 bash .ci/install-llama.sh
+# Debian's Chromium for the web console's browser tests, when it is missing.
+bash .ci/install-chromium.sh
 export LMROUTE_DATA_DIR="${LMROUTE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks

@@ -57,6 +57,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
     p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web console at /ui (default: on; --no-ui turns it off)",
+    )
     p.set_defaults(func=run)
 
 
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "max_request_bytes": args.max_request_bytes,
             "max_messages": args.max_messages,
             "log_level": args.log_level,
+            "ui": args.ui,
         },
     }
     serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from lmroute._version import __version__
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.routers.base import Router
-from lmroute.serving import routes
+from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
@@ -88,6 +88,8 @@ def create_app(
     app.state.api_keys = [key.get_secret_value().encode() for key in config.server.api_keys]
     app.add_middleware(RequestCounter, metrics=metrics, endpoints=routes.COUNTED_ENDPOINTS)
     app.include_router(routes.router)
+    if config.server.ui:
+        app.include_router(console.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -18,7 +18,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
     control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
                                        # drift, conversations (lmroute.control.config)
-    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
+    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048, ui: true}
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -60,6 +60,8 @@ class ServerConfig(BaseModel):
     #: Seconds in-flight requests get to finish on shutdown.
     graceful_shutdown: float = Field(default=10.0, ge=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Serve the web console at /ui (static files; they hold no key or upstream address).
+    ui: bool = True
 
 
 class ServeConfig(BaseModel):

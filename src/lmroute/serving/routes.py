@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -89,22 +90,24 @@ async def chat_completions(request: Request, body: JsonBody) -> Response:
     service: RoutingService = request.app.state.service
     chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
     _check_messages(request, chat.messages)
+    start = time.perf_counter()
     decision = await service.decide(
         service.target(chat.model),
         chat.messages,
         conversation=_conversation(request, body),
         tenant=_tenant(request),
     )
+    routing = _server_timing(start)
     request.state.decision = decision
     if chat.stream:
         stream = await service.open_stream(body, decision)
         return StreamingResponse(
             relay(stream),
             media_type="text/event-stream",
-            headers=_headers(decision, stream.model, stream.fallback, streaming=True),
+            headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
         )
     answer = await service.complete(body, decision)
-    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback))
+    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
 
 
 @router.post(ROUTE_PATH, dependencies=[Depends(authorize)])
@@ -209,6 +212,11 @@ def _check_messages(request: Request, messages: Sequence[Any]) -> None:
             param="messages",
             code="too_many_messages",
         )
+
+
+def _server_timing(start: float) -> dict[str, str]:
+    """The time to the routing decision as a Server-Timing header (the console shows it)."""
+    return {"server-timing": f"routing;dur={1000 * (time.perf_counter() - start):.3f}"}
 
 
 def _too_large(limit: int) -> RequestError:
