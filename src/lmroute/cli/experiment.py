@@ -1,4 +1,8 @@
-"""``lmroute experiment``: train and evaluate routers under named protocols, from a YAML file."""
+"""``lmroute experiment``: train and evaluate routers under named protocols, from a YAML file.
+
+A file with ``kind: pair-transfer`` is the pair-transfer experiment instead
+(:mod:`lmroute.workflows.pair_transfer`): routers evaluated on model pairs they were not trained on.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,16 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and write its results to ``--out``."""
+    from lmroute.workflows import pair_transfer
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
 
+    if pair_transfer.is_pair_transfer(args.config):
+        transfer = pair_transfer.load_pair_transfer_config(args.config)
+        outcome = pair_transfer.run_pair_transfer(transfer, data_dir=data_dir(args), progress=not args.quiet)
+        print(pair_transfer.pair_transfer_markdown(outcome))
+        for path in pair_transfer.write_pair_transfer(outcome, args.out):
+            wrote(path)
+        return 0
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)
     for path in write_experiment(result, args.out):

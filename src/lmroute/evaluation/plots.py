@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmroute.evaluation.evaluator import Evaluation
+
+if TYPE_CHECKING:
+    from lmroute.evaluation.correlation import Correlation
 
 
 def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     """Draw every router's curve with the strong and weak lines and write a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        from lmroute.exceptions import ConfigError
-
-        raise ConfigError("plots need matplotlib: pip install 'lmroute[eval]'") from exc
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     for r in evaluation.results:
         xs = [100 * p["strong_share"] for p in r.points]
@@ -47,6 +43,55 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_similarity_vs_apgr(
+    labels: Sequence[str],
+    similarity: Sequence[float],
+    apgr: Sequence[float],
+    correlation: Correlation,
+    path: str | Path,
+    *,
+    router: str = "router",
+) -> Path:
+    """A scatter of each left-out source's similarity score against the router's APGR on it,
+    labelled by source, with the correlation in the title; written as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    ax.scatter(similarity, apgr, color="tab:blue")
+    for label, x, y in zip(labels, similarity, apgr, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(0.5, color="grey", linestyle="--", label="random (APGR 0.5)")
+    ax.set_xlabel("similarity score of the left-out source to the training data")
+    ax.set_ylabel(f"APGR of {router} on the left-out source")
+    kind = "exact" if correlation.exact else f"{correlation.permutations:,} permutations"
+    ax.set_title(
+        f"Similarity vs APGR over {correlation.n} left-out sources: Pearson r {correlation.pearson:+.2f}, "
+        f"Spearman ρ {correlation.spearman:+.2f} (p = {correlation.p_value:.2g}, {kind})",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or a ConfigError naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from lmroute.exceptions import ConfigError
+
+        raise ConfigError("plots need matplotlib: pip install 'lmroute[eval]'") from exc
+    return plt
+
+
+def _save(fig, plt, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
