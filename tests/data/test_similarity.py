@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from lmroute.data.similarity import ALL_SOURCES, nearest_similarities, similarity_report
+from lmroute.data.similarity import ALL_SOURCES, left_out_similarity, nearest_similarities, similarity_report
 from lmroute.embeddings.base import Embedder
 from lmroute.exceptions import ConfigError, DataError
 
@@ -130,3 +130,28 @@ def test_bad_input_is_a_clear_error():
         nearest_similarities(np.ones((2, 3)), np.ones((2, 4)))
     with pytest.raises(ConfigError, match="no rows"):
         nearest_similarities(np.ones((2, 3)), np.ones((0, 3)))
+
+
+def test_each_source_against_all_the_others():
+    # A = {q1, q2, q3} against B ∪ C = {b1, b2, a2}: nearest 0, 1, 0.8 (b1 = q2)
+    sources = {"A": ["q1", "q2", "q3"], "B": ["b1", "b2"], "C": ["a2"]}
+    got = left_out_similarity(sources, embedder=TableEmbedder(), cuts=CUTS)
+    assert got["A"].nearest == pytest.approx([0.0, 1.0, 0.8], abs=1e-6)
+    assert got["A"].train_prompts == 3
+    # C = {a2} against {q1, q2, q3, b1, b2}: a2 is orthogonal to all of them
+    assert got["C"].nearest == pytest.approx([0.0], abs=1e-6)
+    # B: b1 = q2 (1.0); b2 = -q1, nearest q2 or a2 (0)
+    assert got["B"].score == pytest.approx(0.5, abs=1e-6)
+
+
+def test_decontamination_drops_the_rests_near_duplicates_first():
+    # b1 duplicates q2, so leaving A out drops b1; q2's nearest is then a2 or b2 (0), q3's is 0
+    sources = {"A": ["q1", "q2", "q3"], "B": ["b1", "b2"], "C": ["a2"]}
+    got = left_out_similarity(sources, embedder=TableEmbedder(), threshold=0.9, cuts=CUTS)
+    assert got["A"].nearest == pytest.approx([0.0, 0.0, 0.0], abs=1e-6) and got["A"].train_prompts == 2
+    # leaving B out drops q2 (= b1) only: q3 is at 0.8 from b1, and b2 = -q1 is far from everything
+    assert got["B"].train_prompts == 3
+    with pytest.raises(ConfigError, match="at least two"):
+        left_out_similarity({"A": ["q1"]}, embedder=TableEmbedder())
+    with pytest.raises(DataError, match="drops every other prompt"):
+        left_out_similarity({"A": ["q2"], "B": ["b1"]}, embedder=TableEmbedder(), threshold=0.9)

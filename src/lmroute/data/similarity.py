@@ -206,3 +206,40 @@ def _embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
     if vectors.ndim != 2 or len(vectors) != len(texts):
         raise ConfigError(f"embedder {embedder.name!r} returned shape {vectors.shape} for {len(texts)} texts")
     return vectors
+
+
+def left_out_similarity(
+    sources: Mapping[str, Sequence[str]],
+    *,
+    embedder: Embedder,
+    threshold: float | None = None,
+    cuts: Sequence[float] = DEFAULT_CUTS,
+    chunk_bytes: int = 64 * 2**20,
+) -> dict[str, SimilarityStats]:
+    """For each source, the similarity of its prompts to all the other sources' prompts: what a
+    leave-one-source-out run trains on when it evaluates on that source.
+
+    With ``threshold``, the other sources' prompts whose cosine similarity to any of the left-out
+    source's prompts is at least ``threshold`` are dropped first, as decontamination drops them
+    from the training data (:func:`lmroute.data.decontaminate.decontaminate`).
+    """
+    cuts = _check_cuts(cuts)
+    if len(sources) < 2:
+        raise ConfigError("leaving one source out needs at least two sources")
+    vectors: dict[str, np.ndarray] = {}
+    for name, texts in sources.items():
+        distinct = list(dict.fromkeys(texts))
+        if not distinct:
+            raise DataError(f"source {name!r} has no prompts")
+        vectors[name] = normalize(_embed(embedder, distinct))
+    out = {}
+    for name, own in vectors.items():
+        rest = np.concatenate([v for other, v in vectors.items() if other != name])
+        if threshold is not None:
+            near, _ = max_similarity(rest, own, chunk_bytes=chunk_bytes)
+            rest = rest[near < threshold]
+            if not len(rest):
+                raise DataError(f"leaving {name!r} out, decontamination drops every other prompt")
+        nearest = nearest_similarities(own, rest, chunk_bytes=chunk_bytes)
+        out[name] = SimilarityStats(f"{name} against the rest", len(rest), nearest, cuts)
+    return out
