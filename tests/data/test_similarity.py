@@ -80,7 +80,7 @@ def test_all_but_one_source_is_the_other_sources_figure():
     assert rep.without("A").nearest == pytest.approx([0.0, 1.0, 0.8], abs=1e-6)
     assert rep.without("B").score == pytest.approx(2.36 / 3, abs=1e-6)
     assert rep.without("C").score == pytest.approx(0.92, abs=1e-6)
-    assert [s["score_without"] for s in rep.to_dict()["sources"]] == pytest.approx(
+    assert [s["without"]["score"] for s in rep.to_dict()["sources"]] == pytest.approx(
         [0.6, 2.36 / 3, 0.92], abs=1e-6
     )
     with pytest.raises(ConfigError, match="not one of the sources"):

@@ -115,7 +115,8 @@ class SimilarityReport:
         def source_dict(stats: SimilarityStats) -> dict[str, Any]:
             if not several:
                 return stats.to_dict()
-            return {**stats.to_dict(), "score_without": round(self.without(stats.source).score, 6)}
+            without = self.without(stats.source).to_dict()
+            return {**stats.to_dict(), "without": {k: v for k, v in without.items() if k != "train_prompts"}}
 
         return {
             "prompts_of": self.name,
