@@ -183,3 +183,37 @@ def test_data_still_takes_sources_and_help_names_similarity(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "similarity", "--help"])
     assert capsys.readouterr().out.startswith("usage: lmroute data similarity")
+
+
+def test_similarity_against_apgr_over_left_out_sources(tmp_path):
+    """Four sources, the APGR a run measured on each left out: the points, the correlation, the plot."""
+    from lmroute.data.similarity import left_out_similarity
+    from lmroute.evaluation.correlation import correlation
+    from lmroute.workflows.similarity import similarity_vs_apgr, write_similarity_vs_apgr
+
+    topics = {
+        "cats": ["my cat sleeps all day", "cats chase mice", "why do cats purr"],
+        "pets": ["my dog and my cat sleep", "cats and dogs as pets", "a pet cat purrs"],
+        "maths": ["solve x plus two equals five", "what is seven times eight"],
+        "code": ["write a python function", "fix this javascript loop", "sort a list in python"],
+    }
+    files = {name: battles_file(tmp_path / f"{name}.jsonl", prompts) for name, prompts in topics.items()}
+    apgr = {
+        f"battles:{path}": value for path, value in zip(files.values(), [0.7, 0.65, 0.5, 0.55], strict=True)
+    }
+    embedder = HashEmbedder(64)
+    result = similarity_vs_apgr(apgr, router="toy", embedder=embedder, threshold=0.9)
+    expected = left_out_similarity(
+        {spec: topics[name] for spec, name in zip(apgr, topics, strict=True)},
+        embedder=embedder,
+        threshold=0.9,
+    )
+    assert result.similarity == pytest.approx([expected[s].score for s in apgr])
+    assert result.similarity[0] > result.similarity[2]  # cats look like pets; maths like nothing
+    assert result.correlation == correlation(result.similarity, list(apgr.values()))
+    assert result.correlation.exact and result.correlation.permutations == 24
+    written = write_similarity_vs_apgr(result, tmp_path / "out")
+    assert [p.name for p in written] == ["similarity-vs-apgr.png", "similarity-vs-apgr.json"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(written[1].read_text())
+    assert data["router"] == "toy" and [p["apgr"] for p in data["points"]] == [0.7, 0.65, 0.5, 0.55]

@@ -67,9 +67,9 @@ def plot_similarity_vs_apgr(
     ax.set_ylabel(f"APGR of {router} on the left-out source")
     kind = "exact" if correlation.exact else f"{correlation.permutations:,} permutations"
     ax.set_title(
-        f"Similarity vs APGR over {correlation.n} left-out sources: Pearson r {correlation.pearson:+.2f}, "
+        f"Similarity vs APGR over {correlation.n} left-out sources\nPearson r {correlation.pearson:+.2f}, "
         f"Spearman ρ {correlation.spearman:+.2f} (p = {correlation.p_value:.2g}, {kind})",
-        fontsize=9,
+        fontsize=10,
     )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -6,20 +6,26 @@ have; a CSV with a ``prompt`` column; or text, one prompt a line). The training 
 source specs (as ``lmroute train --data`` takes them) or as a trained router, whose recorded
 sources are used as it used them: without the gold it left out, decontaminated as it was.
 The figures themselves are :func:`lmroute.data.similarity.similarity_report`'s.
+
+:func:`similarity_vs_apgr` asks whether the score predicts a router's APGR across the sources of a
+leave-one-source-out run (each source's similarity to the others against the APGR on it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.data.similarity import DEFAULT_CUTS, SimilarityReport, similarity_report
 from lmroute.exceptions import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from lmroute.embeddings.base import Embedder
+    from lmroute.evaluation.correlation import Correlation
 
 
 def read_prompt_set(target: str, *, data_dir: str | Path | None = None) -> tuple[str, list[str]]:
@@ -126,3 +132,80 @@ def _router_sources(item: str) -> tuple[list[str], list[str]] | None:
     report = training.get("report") if isinstance(training.get("report"), dict) else {}
     excluded = set(report.get("excluded_specs") or [])
     return [s for s in sources if s not in excluded], list(report.get("decontaminated_against") or [])
+
+
+@dataclass
+class SimilarityVsApgr:
+    """Each left-out source's similarity to the other sources beside the router's APGR on it."""
+
+    router: str
+    sources: list[str]
+    similarity: list[float]
+    apgr: list[float]
+    correlation: Correlation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "router": self.router,
+            "points": [
+                {"source": s, "similarity": x, "apgr": y}
+                for s, x, y in zip(self.sources, self.similarity, self.apgr, strict=True)
+            ],
+            "correlation": self.correlation.to_dict(),
+        }
+
+
+def similarity_vs_apgr(
+    apgr_by_source: Mapping[str, float],
+    *,
+    router: str,
+    data_dir: str | Path | None = None,
+    embedder: Embedder | None = None,
+    threshold: float | None = DEFAULT_THRESHOLD,
+) -> SimilarityVsApgr:
+    """Does the similarity score predict APGR across a leave-one-source-out run?
+
+    ``apgr_by_source`` maps each source spec of the run to the router's APGR when that source was
+    left out and evaluated on. Each source's similarity is that of its prompts to the other
+    sources' prompts, after dropping their near duplicates of it (``threshold``, as the run's
+    decontamination does; None: keep them).
+    """
+    from lmroute.data.similarity import left_out_similarity
+    from lmroute.evaluation.correlation import correlation
+
+    specs = list(apgr_by_source)
+    if embedder is None:
+        from lmroute.embeddings import get_embedder
+
+        embedder = get_embedder("minilm")
+    prompts = training_prompts(specs, data_dir=data_dir, embedder=embedder)
+    stats = left_out_similarity(prompts, embedder=embedder, threshold=threshold)
+    similarity = [stats[s].score for s in specs]
+    apgr = [float(apgr_by_source[s]) for s in specs]
+    return SimilarityVsApgr(router, specs, similarity, apgr, correlation(similarity, apgr))
+
+
+def write_similarity_vs_apgr(result: SimilarityVsApgr, out: str | Path) -> list[Path]:
+    """Write the scatter plot (``similarity-vs-apgr.png``) and its points (``.json``) to ``out``."""
+    from lmroute._files import write_json
+    from lmroute.evaluation.plots import plot_similarity_vs_apgr
+
+    out = Path(out)
+    return [
+        plot_similarity_vs_apgr(
+            [_short(spec) for spec in result.sources],
+            result.similarity,
+            result.apgr,
+            result.correlation,
+            out / "similarity-vs-apgr.png",
+            router=result.router,
+        ),
+        write_json(out / "similarity-vs-apgr.json", result.to_dict()),
+    ]
+
+
+def _short(spec: str) -> str:
+    """A source spec as a short plot label: ``gold:zeroeval/crux.jsonl?x=1`` -> ``zeroeval/crux``."""
+    target = spec.partition("?")[0].partition(":")[2] or spec
+    path = Path(target)
+    return str(Path(path.parent.name) / path.stem) if path.suffix else target
