@@ -111,6 +111,16 @@ COMMANDS = {
     "data-arena": (["data", "arena:{file}", "--out", "{out}"], ".csv", ARENA),
     "data-alpaca": (["data", "alpaca-eval:{file}", "--out", "{out}"], ".jsonl", BATTLES),
     "data-gold": (["data", "gold:{file}", "--out", "{out}"], ".jsonl", GOLD),
+    "data-similarity-prompts": (
+        ["data", "similarity", "{file}", "--against", "gold:mt-bench", "--json", "{out}"],
+        ".jsonl",
+        PROMPTS,
+    ),
+    "data-similarity-source": (
+        ["data", "similarity", "mt-bench", "--against", "battles:{file}", "--json", "{out}"],
+        ".jsonl",
+        BATTLES,
+    ),
     "train": (
         ["train", "sw_ranking", "--data", "battles:{file}", "--out", "{dir}", "--quiet"],
         ".jsonl",

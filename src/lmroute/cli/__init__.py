@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C;
     argument errors exit with argparse's 2 before any command runs)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_two_word_commands(sys.argv[1:] if argv is None else list(argv)))
     run: Callable[[argparse.Namespace], int] = args.func
     try:
         return run(args)
@@ -48,3 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmroute: interrupted", file=sys.stderr)
         return 130
+
+
+def _two_word_commands(argv: list[str]) -> list[str]:
+    """``argv`` with a two-word command (``data similarity``) replaced by its parser's name."""
+    for words, name in data.TWO_WORD_COMMANDS.items():
+        if tuple(argv[: len(words)]) == words:
+            return [name, *argv[len(words) :]]
+    return argv

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lmroute.evaluation.evaluator import Evaluation
+
+if TYPE_CHECKING:
+    from lmroute.evaluation.correlation import Correlation
 
 
 def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
@@ -88,7 +92,39 @@ def plot_replay(summary: dict[str, Any], thresholds: np.ndarray, path: str | Pat
     return _save(fig, plt, path)
 
 
+def plot_similarity_vs_apgr(
+    labels: Sequence[str],
+    similarity: Sequence[float],
+    apgr: Sequence[float],
+    correlation: Correlation,
+    path: str | Path,
+    *,
+    router: str = "router",
+) -> Path:
+    """A scatter of each left-out source's similarity score against the router's APGR on it,
+    labelled by source, with the correlation in the title; written as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    ax.scatter(similarity, apgr, color="tab:blue")
+    for label, x, y in zip(labels, similarity, apgr, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(0.5, color="grey", linestyle="--", label="random (APGR 0.5)")
+    ax.set_xlabel("similarity score of the left-out source to the training data")
+    ax.set_ylabel(f"APGR of {router} on the left-out source")
+    kind = "exact" if correlation.exact else f"{correlation.permutations:,} permutations"
+    ax.set_title(
+        f"Similarity vs APGR over {correlation.n} left-out sources\nPearson r {correlation.pearson:+.2f}, "
+        f"Spearman ρ {correlation.spearman:+.2f} (p = {correlation.p_value:.2g}, {kind})",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
 def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or a ConfigError naming the extra to install."""
     try:
         import matplotlib
 
