@@ -1,9 +1,6 @@
 """`lmroute eval` and `lmroute score` end to end through the CLI entry point."""
 
 import json
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -112,28 +109,37 @@ def test_score_command(tmp_path, capsys):
     assert "p.jsonl:2" in capsys.readouterr().err
 
 
-def test_download_when_no_data_dir(data_dir, tmp_path, monkeypatch, capsys):
-    """With no data directory the public files are fetched (here from loopback) into the cache."""
-    handler = partial(SimpleHTTPRequestHandler, directory=str(data_dir))
-    handler.log_message = lambda *a, **k: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
-        monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
-        url = f"http://127.0.0.1:{server.server_port}/routellm-evals"
-        args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--data-url", url, "--quiet"]
-        assert main(args) == 0
-        captured = capsys.readouterr()
-        assert "downloading the RouteLLM evaluation data" in captured.err
-        assert "0.5987" in captured.out
-        assert (tmp_path / "cache" / "routellm-evals" / "mmlu" / "responses").is_dir()
-        # The second run reads the cache and says nothing about downloading.
-        assert main(args) == 0
-        assert "downloading" not in capsys.readouterr().err
-    finally:
-        server.shutdown()
+def test_download_when_no_data_dir(public_data, tmp_path, capsys):
+    """With no data folder the public files are fetched (here from loopback) into the cache: the
+    benchmark's own files only (issue 20: MT-Bench's three, not all 63)."""
+    args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "downloading gsm8k data" in captured.err
+    assert "0.5987" in captured.out
+    assert sorted(public_data.requested) == [
+        "/routellm-evals/gsm8k/contaminated_prompts.jsonl",
+        "/routellm-evals/gsm8k/gsm8k_responses.csv",
+    ]
+    # The second run reads the cache and says nothing about downloading.
+    assert main(args) == 0
+    assert "downloading" not in capsys.readouterr().err
+    assert len(public_data.requested) == 2
+    public_data.requested.clear()
+    assert main(["eval", "--benchmark", "mt-bench", "--routers", "length", "--quiet"]) == 0
+    assert sorted(public_data.requested) == [
+        "/routellm-evals/mt_bench/contaminated_prompts.jsonl",
+        "/routellm-evals/mt_bench/judgements.jsonl",
+        "/routellm-evals/mt_bench/question.jsonl",
+    ]
+    assert not (tmp_path / "cache" / "routellm-evals" / "mmlu").exists()
+
+
+def test_data_url_flag_moves_the_download(public_data, monkeypatch, capsys):
+    monkeypatch.setenv("LMROUTE_DATA_URL", "http://127.0.0.1:9/unreachable")
+    args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet"]
+    assert main([*args, "--data-url", public_data.data_url]) == 0
+    assert "0.5987" in capsys.readouterr().out
 
 
 def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):

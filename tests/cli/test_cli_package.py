@@ -9,7 +9,19 @@ import pytest
 import lmroute.cli
 from lmroute.serving.chat import server_client
 
-COMMANDS = ["eval", "score", "train", "experiment", "label", "data", "serve", "calibrate", "chat", "routers"]
+COMMANDS = [
+    "eval",
+    "score",
+    "train",
+    "experiment",
+    "label",
+    "data",
+    "data pull",
+    "serve",
+    "calibrate",
+    "chat",
+    "routers",
+]
 
 
 def test_help_loads_no_library_code():
@@ -25,10 +37,10 @@ def test_help_loads_no_library_code():
 
 def test_each_command_has_its_module_in_help_order():
     parser = lmroute.cli.build_parser()
-    assert re.findall(r"^    (\w+)\b", parser.format_help(), flags=re.MULTILINE) == COMMANDS
+    assert re.findall(r"^    (\w+(?: \w+)?)\n?", parser.format_help(), flags=re.MULTILINE) == COMMANDS
     for name in COMMANDS:
         args = parser.parse_args([name, *_required(name)])
-        assert args.func.__module__ == f"lmroute.cli.{name}"
+        assert args.func.__module__ == f"lmroute.cli.{name.replace(' ', '_')}"
 
 
 def test_python_dash_m_runs_the_command():

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from _line_breaks import TEXT
 
-from lmroute.data.benchmarks import load_benchmark, load_custom, resolve_eval_dir
+from lmroute.data.benchmarks import load_benchmark, load_custom
+from lmroute.data.public import locate
 from lmroute.exceptions import DataError, UnknownModelError
 
 
@@ -42,14 +43,12 @@ def test_mt_bench_routes_on_first_turn_and_averages_both(public):
 
 
 def test_data_dir_may_be_the_parent_or_the_folder(data_dir):
-    assert resolve_eval_dir(data_dir) == resolve_eval_dir(data_dir / "routellm-evals")
+    assert locate("gsm8k", data_dir=data_dir) == locate("gsm8k", data_dir=data_dir / "routellm-evals")
 
 
 def test_missing_data_dir_and_missing_file(tmp_path, data_dir):
     with pytest.raises(DataError, match="does not exist"):
-        resolve_eval_dir(tmp_path / "nope")
-    with pytest.raises(DataError, match="no routellm-evals"):
-        resolve_eval_dir(tmp_path)
+        load_benchmark("gsm8k", data_dir=tmp_path / "nope")
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "contaminated_prompts.jsonl").write_text('{"eval_prompt": "x"}\n')
     with pytest.raises(DataError, match=r"gsm8k_responses\.csv does not exist"):

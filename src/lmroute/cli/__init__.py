@@ -1,8 +1,8 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
-defines the options several commands share, ``_output`` how they report. :func:`main` builds the
+``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``, ``chat``, ``routers``.
+``_options`` defines the options several commands share, ``_output`` how they report. :func:`main` builds the
 parser from the command modules and turns the library's errors into one line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
 """
@@ -13,14 +13,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lmroute.cli import calibrate, chat, data, experiment, label, routers, score, serve, train
+from lmroute.cli import calibrate, chat, data, data_pull, experiment, label, routers, score, serve, train
 from lmroute.cli import eval as eval_command  # not bare `eval`: the builtin
 from lmroute.exceptions import LmrouteError
 
 __all__ = ["build_parser", "main"]
 
 #: The commands in the order ``lmroute --help`` lists them.
-_COMMANDS = (eval_command, score, train, experiment, label, data, serve, calibrate, chat, routers)
+_COMMANDS = (eval_command, score, train, experiment, label, data, data_pull, serve, calibrate, chat, routers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C;
     argument errors exit with argparse's 2 before any command runs)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_joined(sys.argv[1:] if argv is None else list(argv)))
     run: Callable[[argparse.Namespace], int] = args.func
     try:
         return run(args)
@@ -48,3 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmroute: interrupted", file=sys.stderr)
         return 130
+
+
+def _joined(argv: list[str]) -> list[str]:
+    """``data pull ...`` as the one command name ``"data pull"``: a command of two words (a
+    source spec always has a colon or is ``alpaca-eval``, so ``data pull`` is never a source)."""
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" == data_pull.NAME:
+        return [data_pull.NAME, *argv[2:]]
+    return argv

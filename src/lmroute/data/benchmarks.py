@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
 from lmroute.data.fields import read_csv_rows, score_value
+from lmroute.data.public import MMLU_DOMAINS, locate
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -110,36 +110,6 @@ class Benchmark:
         )
 
 
-# -- data directory -------------------------------------------------------------------------
-
-
-def resolve_eval_dir(data_dir: str | Path | None, *, download_url: str | None = None) -> Path:
-    """The folder holding RouteLLM's evaluation files.
-
-    ``data_dir`` may be that folder itself or a folder with a ``routellm-evals`` subfolder. With
-    no data directory the files are downloaded (once) into the user cache.
-    """
-    if data_dir is None:
-        from lmroute._paths import cache_dir
-
-        return fetch_files(
-            download_url or ROUTELLM_EVALS_URL,
-            EVAL_FILES,
-            cache_dir() / "routellm-evals",
-            what="the RouteLLM evaluation data (no --data-dir or LMROUTE_DATA_DIR given)",
-        )
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data directory {root} does not exist")
-    for candidate in (root / "routellm-evals", root):
-        if (candidate / "mmlu").is_dir() or (candidate / "gsm8k").is_dir():
-            return candidate
-    raise DataError(
-        f"{root} holds no routellm-evals data (expected mmlu/, gsm8k/, mt_bench/ in it or in "
-        f"{root / 'routellm-evals'})"
-    )
-
-
 def load_benchmark(
     name: str | Path,
     *,
@@ -148,10 +118,15 @@ def load_benchmark(
     weak_model: str | None = None,
     download_url: str | None = None,
 ) -> Benchmark:
-    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file."""
+    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file.
+
+    A public benchmark's files are found by :func:`lmroute.data.public.locate`: in ``data_dir``,
+    then ``$LMROUTE_DATA_DIR``, then the user cache, else downloaded (from ``download_url`` if
+    given) into the cache, that benchmark's files only.
+    """
     key = str(name).lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS:
-        folder = resolve_eval_dir(data_dir, download_url=download_url)
+        folder = locate(key, data_dir=data_dir, download_url=download_url)
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
         bench = loader(folder)
         if strong_model or weak_model:

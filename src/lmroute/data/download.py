@@ -1,81 +1,152 @@
-"""Fetch public data (RouteLLM's evaluation files, Arena-Hard prompts) into the user cache."""
+"""Fetching public files: into the user cache on demand, or all of them into a folder to carry.
+
+:func:`fetch_files` downloads what a command needs and is missing (see :mod:`lmroute.data.public`
+for which files and from where). :func:`pull` is ``lmroute data pull``: every public part into a
+data folder, with a ``SHA256SUMS`` file and a ``MANIFEST.json`` of sources and licences, so the
+folder can be carried to a machine without internet and used there as ``--data-dir``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from lmroute._files import write_atomic
+from lmroute._files import write_atomic, write_json
 from lmroute.exceptions import DownloadError
 
-#: Where the RouteLLM repository keeps the evaluation files that lmroute reads.
-ROUTELLM_EVALS_URL = "https://raw.githubusercontent.com/lm-sys/RouteLLM/main/routellm/evals"
-
-#: The 57 MMLU subjects, in the order their rows are read (benchmark positions depend on it).
-MMLU_DOMAINS = tuple(
-    """
-    high_school_european_history business_ethics clinical_knowledge medical_genetics
-    high_school_us_history high_school_physics high_school_world_history virology
-    high_school_microeconomics econometrics college_computer_science high_school_biology
-    abstract_algebra professional_accounting philosophy professional_medicine nutrition global_facts
-    machine_learning security_studies public_relations professional_psychology prehistory anatomy
-    human_sexuality college_medicine high_school_government_and_politics college_chemistry
-    logical_fallacies high_school_geography elementary_mathematics human_aging college_mathematics
-    high_school_psychology formal_logic high_school_statistics international_law
-    high_school_mathematics high_school_computer_science conceptual_physics miscellaneous
-    high_school_chemistry marketing professional_law management college_physics jurisprudence
-    world_religions sociology us_foreign_policy high_school_macroeconomics computer_security
-    moral_scenarios moral_disputes electrical_engineering astronomy college_biology
-    """.split()  # noqa: SIM905  (57 names read better as a block of words than one a line)
-)
-
-#: Files of the evaluation data, relative to the RouteLLM ``evals`` folder.
-EVAL_FILES = (
-    *(f"mmlu/responses/mmlu_{domain}.csv" for domain in MMLU_DOMAINS),
-    "mmlu/contaminated_prompts.jsonl",
-    "gsm8k/gsm8k_responses.csv",
-    "gsm8k/contaminated_prompts.jsonl",
-    "mt_bench/question.jsonl",
-    "mt_bench/judgements.jsonl",
-    "mt_bench/contaminated_prompts.jsonl",
-)
-
-_COMPLETE = ".complete"
+MANIFEST = "MANIFEST.json"
+CHECKSUMS = "SHA256SUMS"
 
 
-def fetch_files(base_url: str, files: Iterable[str], dest: Path, *, what: str, timeout: float = 60.0) -> Path:
-    """Download ``base_url/<file>`` for each file into ``dest`` unless a finished copy is there.
+def fetch_files(
+    files: Mapping[str, str], dest: Path, *, what: str, hint: str = "", timeout: float = 60.0
+) -> list[Path]:
+    """Download each ``files`` entry (path under ``dest`` -> URL) that is not in ``dest`` yet.
 
-    Files are written atomically and a marker is written last, so an interrupted download is
-    resumed rather than trusted.
+    Each file is written atomically, so a file that exists is whole and an interrupted download
+    resumes with the files still missing. A failure is a one-line DownloadError ending in ``hint``.
+    Returns the files downloaded.
     """
     dest = Path(dest)
-    if (dest / _COMPLETE).is_file():
-        return dest
-    files = list(files)
-    print(
-        f"lmroute: downloading {what} ({len(files)} files) from {base_url} into {dest}",
-        file=sys.stderr,
-    )
+    missing = [(name, url) for name, url in files.items() if not (dest / name).is_file()]
+    if not missing:
+        return []
+    # The first file is fetched before anything is printed: offline, the one line said is the error.
+    (name, url), rest = missing[0], missing[1:]
+    done = [write_atomic(dest / name, _get(url, timeout=timeout, hint=hint))]
+    print(f"lmroute: downloading {what} ({len(missing)} files) into {dest}", file=sys.stderr)
     from tqdm import tqdm
 
-    for name in tqdm(files, desc=f"downloading {what}", unit="file", file=sys.stderr):
-        target = dest / name
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        url = f"{base_url.rstrip('/')}/{name}"
+    for name, url in tqdm(rest, desc="downloading", unit="file", file=sys.stderr, leave=False):
+        done.append(write_atomic(dest / name, _get(url, timeout=timeout, hint=hint)))
+    return done
+
+
+def _get(url: str, *, timeout: float, hint: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"could not download {url}: {reason}. {hint}".strip()) from exc
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` did: the folder, the files it holds, and how many were downloaded."""
+
+    folder: Path
+    files: int
+    downloaded: int
+    parts: tuple[str, ...]
+
+
+def pull(
+    to: str | Path,
+    *,
+    only: Sequence[str] | None = None,
+    urls: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> PullResult:
+    """Fetch the public parts ``only`` (every part when None) into the data folder ``to``.
+
+    Files already there whose checksum matches the folder's manifest are kept; others are fetched
+    again. ``urls`` maps a dataset folder (``routellm-evals``) to another download base URL.
+    Writes ``SHA256SUMS`` (``sha256sum -c`` reads it) and ``MANIFEST.json`` (per file: path, URL,
+    sha256, bytes, part, licence; per part: description, source, licence) over everything pulled
+    into the folder so far.
+    """
+    import json
+
+    from lmroute._version import __version__
+    from lmroute.data.public import parts_named
+
+    folder = Path(to).expanduser()
+    parts = parts_named(only)
+    manifest_path = folder / MANIFEST
+    old: dict[str, dict] = {}
+    if manifest_path.is_file():
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise DownloadError(
-                f"could not download {url}: {exc}. Pass --data-dir with a local copy of the data "
-                "(see the README) if this machine is offline."
-            ) from exc
-        write_atomic(target, data)
-    (dest / _COMPLETE).write_text("ok\n")
-    return dest
+            old = {f["path"]: f for f in json.loads(manifest_path.read_text("utf-8"))["files"]}
+        except (ValueError, KeyError, TypeError):
+            old = {}
+    todo: list[tuple[str, str, str]] = []  # (path, url, hint) of the files to fetch
+    for p in parts:
+        base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
+        for name, remote in p.files.items():
+            path = f"{p.dataset.folder}/{name}"
+            known = old.get(path)
+            if not ((folder / path).is_file() and known and known.get("sha256") == sha256(folder / path)):
+                todo.append(
+                    (path, f"{base}/{remote}", f"A mirror of {p.dataset.source}: set {p.dataset.url_env}.")
+                )
+    if todo:
+        print(f"lmroute: downloading {len(todo)} files into {folder}", file=sys.stderr)
+    from tqdm import tqdm
+
+    for path, url, hint in tqdm(todo, desc="downloading", unit="file", file=sys.stderr, leave=False):
+        write_atomic(folder / path, _get(url, timeout=timeout, hint=hint))
+    entries = dict(old)
+    for p in parts:
+        base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
+        for name, remote in p.files.items():
+            path = f"{p.dataset.folder}/{name}"
+            entries[path] = {
+                "path": path,
+                "url": f"{base}/{remote}",
+                "sha256": sha256(folder / path),
+                "bytes": (folder / path).stat().st_size,
+                "part": p.name,
+                "licence": p.dataset.licence,
+            }
+    from lmroute.data.public import PARTS
+
+    listed = {e["part"] for e in entries.values()}
+    files = sorted(entries.values(), key=lambda e: e["path"])
+    manifest = {
+        "written_by": f"lmroute {__version__} (lmroute data pull)",
+        "parts": {
+            name: {"description": q.description, "source": q.dataset.source, "licence": q.dataset.licence}
+            for name, q in PARTS.items()
+            if name in listed
+        },
+        "files": files,
+    }
+    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in files)
+    write_atomic(folder / CHECKSUMS, sums.encode("utf-8"))
+    write_json(manifest_path, manifest)
+    return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))
