@@ -70,7 +70,8 @@ PAPER_APGR = {
 
 def experiment_markdown(result) -> str:
     """The results tables of an experiment: APGR (with bootstrap 95% intervals), CPT(50%), CPT(80%)."""
-    benchmarks = result.config.benchmarks
+    # By the names the cells carry (a custom file's stem), not as the config spells them (its path).
+    benchmarks = list(dict.fromkeys(c.benchmark for c in result.cells))
     lines = []
     for protocol in result.config.protocols:
         cells = [c for c in result.cells if c.protocol == protocol]
