@@ -45,6 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LmrouteError as exc:
         print(f"lmroute: error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        from lmroute._extras import missing_line
+
+        message = missing_line(exc, command=args.command)
+        if message is None:
+            raise  # not an optional package: a bug to see whole
+        print(f"lmroute: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lmroute: interrupted", file=sys.stderr)
         return 130

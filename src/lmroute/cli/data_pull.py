@@ -35,7 +35,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Pull the parts and say what the folder holds."""
     from lmroute.cli._output import note
-    from lmroute.data.download import CHECKSUMS, MANIFEST, pull
+    from lmroute.data.pull import CHECKSUMS, MANIFEST, pull
 
     result = pull(args.to, only=args.only)
     note(

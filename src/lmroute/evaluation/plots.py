@@ -14,10 +14,10 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        from lmroute.exceptions import ConfigError
+    except ImportError:
+        from lmroute._extras import missing
 
-        raise ConfigError("plots need matplotlib: pip install 'lmroute[eval]'") from exc
+        raise missing("matplotlib", purpose="plots") from None
 
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     for r in evaluation.results:
