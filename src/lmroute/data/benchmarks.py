@@ -272,8 +272,8 @@ def load_custom(
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(
-                f"{path} has {len(models)} models ({', '.join(models)}): name the pair with "
-                "--strong-model and --weak-model"
+                f"{path} has {len(models)} models ({', '.join(models)}): name the pair "
+                "(`lmroute eval --strong-model A --weak-model B`; strong_model=, weak_model= in Python)"
             )
         by_mean = sorted(models, key=lambda m: float(scores[m].mean()), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)

