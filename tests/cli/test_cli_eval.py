@@ -95,14 +95,65 @@ def test_eval_errors_are_one_line(data_dir, capsys, argv, message):
     assert err[-1].startswith("lmroute: error:") and message in err[-1]
 
 
+def test_category_and_cost_reach_the_outputs(tmp_path, capsys):
+    """Issue 21 item 5: a custom benchmark's category and cost were read and then shown nowhere."""
+    bench = tmp_path / "b.jsonl"
+    items = [
+        {
+            "prompt": "short",
+            "scores": {"big": 1, "small": 1},
+            "category": "chat",
+            "cost": {"big": 3, "small": 1},
+        },
+        {
+            "prompt": "a much longer prompt " * 40,
+            "scores": {"big": 1, "small": 0},
+            "category": "code",
+            "cost": {"big": 5, "small": 1},
+        },
+    ]
+    bench.write_text("".join(json.dumps(item) + "\n" for item in items))
+    out = tmp_path / "scores.jsonl"
+    args = ["eval", "--benchmark", str(bench), "--routers", "length", "--no-oracle", "--quiet"]
+    assert (
+        main([*args, "--threshold", "0.5", "--json", str(tmp_path / "e.json"), "--save-scores", str(out)])
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "mean cost per item: strong 4, weak 1" in table and "50.00% @0.5, cost 3" in table
+    saved = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["category"] for r in saved] == ["chat", "code"]
+    assert saved[1]["cost"] == {"big": 5.0, "small": 1.0}
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert (report["strong_cost"], report["weak_cost"]) == (4.0, 1.0)
+    assert (
+        report["routers"]["length"]["cost_at_threshold"] == 3.0
+    )  # the long prompt strong (5), the short weak (1)
+
+
 def test_score_command(tmp_path, capsys):
     src = tmp_path / "p.txt"
-    src.write_text("hello\n\nwhat is the integral of x^2 from 0 to 3?\n")
+    src.write_text(
+        "hello\nwhat is the integral of x^2 from 0 to 3?\n\n"
+    )  # blank lines at the end: no prompts
     out = tmp_path / "o.jsonl"
     assert main(["score", "--router", "length", "--input", str(src), "--output", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == ["hello", "what is the integral of x^2 from 0 to 3?"]
     assert rows[0]["score"] < rows[1]["score"]
+    # Issue 21 item 6: output line N answers input line N, so a blank line among prompts is refused
+    # (it was dropped, shifting every later answer by one line).
+    src.write_text("hello\n\nwhat is the integral of x^2 from 0 to 3?\n")
+    assert main(["score", "--router", "length", "--input", str(src), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.endswith(
+            "blank line; in a text file every line is one prompt (so that output line N answers "
+            "input line N): remove it, or use JSONL with a 'prompt' field"
+        )
+        and f"{src}:2:" in err
+    )
+    assert len(rows) == 2 and len(out.read_text().splitlines()) == 2  # the earlier output is kept
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"prompt": "a"}\n{"text": "b"}\n')
     assert main(["score", "--router", "length", "--input", str(jsonl)]) == 1

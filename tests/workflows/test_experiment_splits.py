@@ -88,7 +88,7 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
                 {
                     "id": f"q{i}",
                     "prompt": f"question number {i} " + "x" * i,
-                    "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0},
+                    "scores": {"strong": int(i % 3 > 0), "weak": int(i % 2 > 0)},
                 }
             )
             + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.fields import read_csv_rows, score_value
+from lmroute.data.fields import cost_value, read_csv_rows, score_value
 from lmroute.data.public import MMLU_DOMAINS, locate
 from lmroute.exceptions import DataError, UnknownModelError
 
@@ -313,14 +313,47 @@ def _custom_jsonl(path: Path) -> _CustomRows:
             raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
         for model, value in scores.items():
             columns.setdefault(model, []).append(score_value(value, path, line_number, model))
-        for model, value in (record.get("cost") or {}).items():
-            cost_columns.setdefault(model, []).append(score_value(value, path, line_number, model))
+        _read_costs(record, scores, cost_columns, where=(path, line_number), first=not prompts)
         prompts.append(prompt)
         ids.append(str(record.get("id", len(ids))))
         has_category = has_category or "category" in record
         categories.append(str(record.get("category", "")))
-    costs = {m: np.asarray(v) for m, v in cost_columns.items() if len(v) == len(prompts)}
+    costs = {m: np.asarray(v, dtype=np.float64) for m, v in cost_columns.items()}
     return prompts, columns, ids, categories if has_category else [], costs
+
+
+def _read_costs(
+    record: Mapping[str, object],
+    scores: Mapping[str, object],
+    columns: dict[str, list[float]],
+    *,
+    where: tuple[Path, int],
+    first: bool,
+) -> None:
+    """Append a line's ``cost`` object to ``columns``: every line gives costs for the same models
+    (those of the first line with costs), or no line does; a cost needs the model's score."""
+    path, line = where
+    cost = record.get("cost")
+    if cost is None and (first or not columns):
+        return
+    if not isinstance(cost, dict) or not cost:
+        if cost is None:
+            raise DataError(
+                f"{path}:{line}: no 'cost', but earlier lines have costs: give every line's costs or none"
+            )
+        raise DataError(f"{path}:{line}: 'cost' must be an object of model -> number, got {cost!r}")
+    if not first and not columns:
+        raise DataError(
+            f"{path}:{line}: 'cost' here, but not on the lines before: give every line's costs or none"
+        )
+    if columns and set(cost) != set(columns):
+        raise DataError(
+            f"{path}:{line}: cost models differ from the first line's ({', '.join(sorted(set(columns) ^ set(cost)))})"
+        )
+    for model, value in cost.items():
+        if model not in scores:
+            raise DataError(f"{path}:{line}: a cost for {model!r}, which has no score")
+        columns.setdefault(model, []).append(cost_value(value, path, line, model))
 
 
 def _custom_csv(path: Path) -> _CustomRows:
@@ -328,6 +361,8 @@ def _custom_csv(path: Path) -> _CustomRows:
     ids: list[str] = []
     columns: dict[str, list[float]] = {}
     for row_number, row in read_csv_rows(path, required=("prompt",)):
+        if not row["prompt"].strip():
+            raise DataError(f"{path}:{row_number}: 'prompt' is empty")
         prompts.append(row["prompt"])
         ids.append(str(row.get("id") or row_number))
         for model, value in row.items():

@@ -36,6 +36,8 @@ class RouterResult:
     points: list[dict[str, float]]
     seeds: int = 1
     apgr_sd: float = 0.0
+    #: Mean cost per item of routing at ``threshold``, when the benchmark has both models' costs.
+    cost_at_threshold: float | None = None
     scores: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +57,9 @@ class Evaluation:
     weak_quality: float
     n_prompts: int
     results: list[RouterResult]
+    #: Mean cost per item of the strong and the weak model, when the benchmark gives costs.
+    strong_cost: float | None = None
+    weak_cost: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +128,7 @@ def evaluate_scores(
                 *(metrics.cpt(cur.c, cur.quality, x, s_q, w_q) for x in CPT_TARGETS),
                 metrics.quality_at(cur.c, cur.quality, 0.5),
                 float(np.mean(np.asarray(scores) >= threshold)),
+                _routed_cost(benchmark, np.asarray(scores) >= threshold),
             ]
         )
     table = np.asarray(rows)
@@ -150,8 +156,17 @@ def evaluate_scores(
         points=points,
         seeds=len(score_sets),
         apgr_sd=float(table[:, 0].std(ddof=1)) if len(score_sets) > 1 else 0.0,
+        cost_at_threshold=None if np.isnan(mean[7]) else float(mean[7]),
         scores=np.mean(score_sets, axis=0),
     )
+
+
+def _routed_cost(benchmark: Benchmark, strong: np.ndarray) -> float:
+    """Mean cost per item when the items marked ``strong`` go to the strong model (NaN: no costs)."""
+    costs = benchmark.costs
+    if benchmark.strong_model not in costs or benchmark.weak_model not in costs:
+        return float("nan")
+    return float(np.where(strong, costs[benchmark.strong_model], costs[benchmark.weak_model]).mean())
 
 
 def evaluate(
@@ -191,12 +206,24 @@ def evaluate(
         weak_quality=float(benchmark.weak.mean()) * benchmark.scale,
         n_prompts=len(benchmark),
         results=results,
+        strong_cost=_mean_cost(benchmark, benchmark.strong_model),
+        weak_cost=_mean_cost(benchmark, benchmark.weak_model),
     )
 
 
+def _mean_cost(benchmark: Benchmark, model: str) -> float | None:
+    return float(benchmark.costs[model].mean()) if model in benchmark.costs else None
+
+
 def item_scores(evaluation: Evaluation, benchmark: Benchmark) -> Iterator[dict[str, Any]]:
-    """Each item of ``benchmark`` (the one ``evaluation`` ran on) with its ``id``, ``prompt`` and
-    every router's score under the router's name: the records of ``lmroute eval --save-scores``."""
+    """Each item of ``benchmark`` (the one ``evaluation`` ran on) with its ``id``, ``prompt``, its
+    ``category`` and ``cost`` per model when the benchmark has them, and every router's score under
+    the router's name: the records of ``lmroute eval --save-scores``."""
     scored = [(r.router, r.scores) for r in evaluation.results if r.scores is not None]
     for i, prompt in enumerate(benchmark.prompts):
-        yield {"id": benchmark.ids[i], "prompt": prompt, **{name: float(s[i]) for name, s in scored}}
+        record: dict[str, Any] = {"id": benchmark.ids[i], "prompt": prompt}
+        if benchmark.categories:
+            record["category"] = benchmark.categories[i]
+        if benchmark.costs:
+            record["cost"] = {model: float(c[i]) for model, c in benchmark.costs.items()}
+        yield {**record, **{name: float(s[i]) for name, s in scored}}

@@ -25,7 +25,9 @@ def rows(evaluation: Evaluation) -> list[list[str]]:
                 _pct(r.cpt20),
                 _pct(r.cpt50),
                 _pct(r.cpt80),
-                _pct(r.strong_share_at_threshold) + f" @{r.threshold:g}",
+                _pct(r.strong_share_at_threshold)
+                + f" @{r.threshold:g}"
+                + (f", cost {r.cost_at_threshold:.4g}" if r.cost_at_threshold is not None else ""),
                 f"{r.quality_at_50:.4g}",
             ]
         )
@@ -38,6 +40,10 @@ def header(evaluation: Evaluation) -> str:
         f"{e.benchmark}: {e.n_prompts} prompts, protocol {e.protocol}; "
         f"strong {e.strong_model} = {e.strong_quality:.4g}, weak {e.weak_model} = "
         f"{e.weak_quality:.4g}"
+    ) + (
+        f"; mean cost per item: strong {e.strong_cost:.4g}, weak {e.weak_cost:.4g}"
+        if e.strong_cost is not None and e.weak_cost is not None
+        else ""
     )
 
 
