@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "data"
@@ -38,6 +38,12 @@ sys.exit(main(sys.argv[2:]))
 
 UPSTREAM = ["--strong-base-url", "http://127.0.0.1:9/v1", "--strong-model", "s"]
 UPSTREAM += ["--weak-base-url", "http://127.0.0.1:9/v1", "--weak-model", "w"]
+MODELS = [
+    "--model",
+    "name=a,base_url=http://127.0.0.1:9/v1",
+    "--model",
+    "name=b,base_url=http://127.0.0.1:9/v1",
+]
 
 #: extra -> (modules made missing, the command that needs them)
 CASES: dict[str, list[tuple[str, list[str]]]] = {
@@ -66,12 +72,17 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
     "label": [
         (
             "openai",
-            ["label", "--prompts", "{prompts}", "--mode", "golden", "--out", "{tmp}/run", "--retries", "0"]
-            + [
-                "--model",
-                "name=a,base_url=http://127.0.0.1:9/v1",
-                "--model",
-                "name=b,base_url=http://127.0.0.1:9/v1",
+            [
+                "label",
+                "--prompts",
+                "{prompts}",
+                "--mode",
+                "golden",
+                "--out",
+                "{tmp}/run",
+                "--retries",
+                "0",
+                *MODELS,
             ],
         )
     ],

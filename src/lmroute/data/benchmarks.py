@@ -347,9 +347,8 @@ def _read_costs(
             f"{path}:{line}: 'cost' here, but not on the lines before: give every line's costs or none"
         )
     if columns and set(cost) != set(columns):
-        raise DataError(
-            f"{path}:{line}: cost models differ from the first line's ({', '.join(sorted(set(columns) ^ set(cost)))})"
-        )
+        differ = ", ".join(sorted(set(columns) ^ set(cost)))
+        raise DataError(f"{path}:{line}: cost models differ from the first line's ({differ})")
     for model, value in cost.items():
         if model not in scores:
             raise DataError(f"{path}:{line}: a cost for {model!r}, which has no score")

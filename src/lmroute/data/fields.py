@@ -50,7 +50,8 @@ def score_value(value: object, path: Path, line: int, column: str) -> float:
     a number (1 and 0 for right and wrong), and a boolean there is more often a mistake."""
     if isinstance(value, bool):
         raise DataError(
-            f"{path}:{line}: score of {column!r} is {str(value).lower()}, not a number (write 1 or 0 for right or wrong)"
+            f"{path}:{line}: score of {column!r} is {str(value).lower()}, not a number "
+            "(write 1 or 0 for right or wrong)"
         )
     if isinstance(value, str):
         lowered = value.strip().lower()

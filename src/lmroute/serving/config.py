@@ -163,7 +163,8 @@ def _refuse_keys(data: Any, where: str) -> None:
             if key in ("api_key", "api_keys"):
                 raise ConfigError(
                     f"{where}: {key!r} is not allowed in a config file. Put the key in an environment "
-                    f"variable and name it with api_key_env (server keys: `lmroute serve --api-key` or {SERVER_KEYS_ENV})"
+                    "variable and name it with api_key_env (server keys: `lmroute serve --api-key` or "
+                    f"{SERVER_KEYS_ENV})"
                 )
             _refuse_keys(value, where)
 
