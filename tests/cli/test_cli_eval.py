@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from lmroute.cli import main
@@ -208,3 +209,76 @@ def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     ]
     assert main(args) == 1
     assert "could not download" in capsys.readouterr().err
+
+
+def test_routers_lists_each_routers_options(capsys):
+    """Issue 21 item 7: a command lists the options `--set` takes, max_train_prompts among them."""
+    assert main(["routers"]) == 0
+    blocks = {}
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith("  "):
+            name = line.split(":")[0]
+            blocks[name] = []
+        else:
+            blocks[name].append(line.strip())
+    assert set(blocks) >= {"random", "length", "mf", "sw_ranking", "bert", "causal_llm"}
+    for name in ("mf", "sw_ranking", "bert", "causal_llm"):
+        assert "max_train_prompts=None (int | None)" in blocks[name]
+    assert "members=1 (int)" in blocks["mf"]
+    assert main(["routers", "length", "--names-only"]) == 0
+    assert capsys.readouterr().out == "length\n"
+
+
+def test_max_train_prompts_bounds_an_mf_fit_and_bad_options_fail_before_loading(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 21 item 7: `--set max_train_prompts=N` was refused by mf (after loading the data)."""
+    battles = tmp_path / "b.jsonl"
+    rows = [
+        {
+            "prompt": f"question {i}",
+            "model_a": "big",
+            "model_b": "small",
+            "winner": "model_a" if i % 3 else "model_b",
+        }
+        for i in range(30)
+    ]
+    battles.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    monkeypatch.setattr("lmroute.routers.mf.index_battles", _spy(seen))
+    args = ["train", "mf", "--data", f"battles:{battles}", "--out", str(tmp_path / "mf"), "--quiet"]
+    options = [
+        "--set",
+        "strong_model=big",
+        "weak_model=small",
+        "epochs=1",
+        "max_train_prompts=10",
+        "members=1",
+    ]
+    monkeypatch.setattr(
+        "lmroute.routers.mf.MFRouter._features", lambda self, texts, progress: _unit(len(texts))
+    )
+    assert main([*args, *options]) == 0
+    assert len({b.prompt for b in seen[0]}) == 10
+    assert json.loads((tmp_path / "mf" / "config.json").read_text())["config"]["max_train_prompts"] == 10
+    # A bad option is refused before any source is read.
+    loaded = []
+    monkeypatch.setattr("lmroute.data.prepare.load_sources", lambda *a, **k: loaded.append(1))
+    assert main([*args, "--set", "nonsense_option=1"]) == 1
+    assert "nonsense_option" in capsys.readouterr().err and not loaded
+
+
+def _spy(seen):
+    from lmroute.training.battle_index import index_battles
+
+    def spy(battles):
+        seen.append(list(battles))
+        return index_battles(battles)
+
+    return spy
+
+
+def _unit(n):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 384)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
