@@ -68,3 +68,29 @@ def _required(command: str) -> list[str]:
         "calibrate": ["--router", "length", "--strong-pct", "0.5"],
         "chat": ["--model", "router-length-0.5"],
     }.get(command, [])
+
+
+def test_chat_reads_the_variable_the_server_reads(monkeypatch):
+    """Issue 21 item 9: the server read LMROUTE_API_KEYS and chat LMROUTE_API_KEY; now one name."""
+    from lmroute.cli import chat
+    from lmroute.serving.config import SERVER_KEYS_ENV
+
+    used = {}
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_client(url, *, api_key=None):
+        used["key"] = api_key
+        return Client()
+
+    monkeypatch.setattr("lmroute.serving.chat.server_client", fake_client)
+    monkeypatch.setattr("lmroute.serving.chat.run_chat", lambda client, **kw: 0)
+    monkeypatch.setenv(SERVER_KEYS_ENV, "first-key, second-key")
+    args = lmroute.cli.build_parser().parse_args(["chat", "--model", "router-length-0.5"])
+    assert args.api_key_env == SERVER_KEYS_ENV
+    assert chat.run(args) == 0 and used["key"] == "first-key"
