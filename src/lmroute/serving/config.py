@@ -70,6 +70,9 @@ class ServeConfig(BaseModel):
     routers: tuple[str, ...] = Field(default=("mf",), min_length=1)
     #: On a connection error, timeout, 5xx or malformed answer, ask the other model.
     fallback: bool = True
+    #: Seconds a model is skipped (its failure answered at once, so fallback is immediate) after a
+    #: request to it failed every attempt; 0: never skip (lmroute.upstream.breaker).
+    circuit_breaker: float = Field(default=30.0, ge=0)
     #: Score the last user message (as the paper) or the whole conversation.
     route_on: RouteOn = "last_user"
     #: When a router raises (a bug, its embedding backend down): send the request to this model,

@@ -85,12 +85,14 @@ async def chat_completions(request: Request, body: JsonBody) -> Response:
     request.state.decision = decision
     if chat.stream:
         stream = await service.open_stream(body, decision)
+        request.state.answered_by = stream.model
         return StreamingResponse(
             relay(stream),
             media_type="text/event-stream",
             headers=_headers(decision, stream.model, stream.fallback, streaming=True),
         )
     answer = await service.complete(body, decision)
+    request.state.answered_by = answer.model
     return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback))
 
 

@@ -35,6 +35,7 @@ from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
+    CircuitBreaker,
     ClientFactory,
     Upstream,
     UpstreamStream,
@@ -202,8 +203,18 @@ class RoutingService:
         factory = client_factory or make_client
         return cls(
             routers=routers,
-            strong=Upstream(config.strong, factory(config.strong), observer=metrics),
-            weak=Upstream(config.weak, factory(config.weak), observer=metrics),
+            strong=Upstream(
+                config.strong,
+                factory(config.strong),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
+            weak=Upstream(
+                config.weak,
+                factory(config.weak),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
             fallback=config.fallback,
             route_on=config.route_on,
             on_router_error=config.on_router_error,
