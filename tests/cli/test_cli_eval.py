@@ -282,3 +282,23 @@ def _unit(n):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 384)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_pair_problems_name_the_file_and_warn(tmp_path, capsys):
+    """Issue 21 item 10: equal qualities named no file; the weaker model named strong gave a
+    negative oracle APGR without a word."""
+    bench = tmp_path / "pair.jsonl"
+    rows = [{"prompt": f"p{i}", "scores": {"a": i % 2, "b": (i + 1) % 2}} for i in range(4)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval", "--benchmark", str(bench), "--routers", "length", "--quiet"]
+    assert main([*args, "--strong-model", "a", "--weak-model", "b"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1 and f"{bench}: the strong model a and the weak model b have equal" in err
+    )
+    rows = [{"prompt": f"p{i}", "scores": {"a": 1, "b": int(i == 0)}} for i in range(4)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*args, "--strong-model", "b", "--weak-model", "a", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the strong model b scores below the weak model a" in out
+    assert json.loads((tmp_path / "e.json").read_text())["warnings"]

@@ -6,6 +6,7 @@ prompt. Rows are kept by position: some MMLU prompt strings repeat with differen
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Benchmark:
     scale: float = 1.0
     #: Extra turns per item that the routed model also answers (MT-Bench's second turn).
     followups: tuple[tuple[str, ...], ...] = ()
+    #: Where the items were read from (a file or folder), for messages.
+    source: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -87,6 +90,7 @@ class Benchmark:
             self.costs,
             self.scale,
             self.followups,
+            self.source,
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
@@ -107,6 +111,7 @@ class Benchmark:
             {m: v[idx] for m, v in self.costs.items()},
             self.scale,
             pick(self.followups),
+            self.source,
         )
 
 
@@ -128,7 +133,7 @@ def load_benchmark(
     if key in PUBLIC_BENCHMARKS:
         folder = locate(key, data_dir=data_dir, download_url=download_url)
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
-        bench = loader(folder)
+        bench = dataclasses.replace(loader(folder), source=str(folder))
         if strong_model or weak_model:
             bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench
@@ -289,7 +294,16 @@ def load_custom(
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
     return Benchmark(
-        path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids), tuple(categories), costs, 1.0
+        path.stem,
+        tuple(prompts),
+        scores,
+        strong_model,
+        weak_model,
+        tuple(ids),
+        tuple(categories),
+        costs,
+        1.0,
+        source=str(path),
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from lmroute.data.benchmarks import Benchmark
 from lmroute.evaluation import metrics
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, DataError
 from lmroute.routers.base import Router, check_threshold
 
 #: Seeds of a stochastic router (``random``) averaged in evaluation, as in the reference.
@@ -61,9 +61,22 @@ class Evaluation:
     strong_cost: float | None = None
     weak_cost: float | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What makes these numbers mean something other than they seem."""
+        if self.strong_quality < self.weak_quality:
+            return [
+                f"the strong model {self.strong_model} scores below the weak model {self.weak_model} "
+                f"({self.strong_quality:.4g} < {self.weak_quality:.4g}): PGR and APGR are negative for a "
+                "router that sends the right prompts to the strong model (the oracle's too); is the pair "
+                "named the wrong way round?"
+            ]
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "results"},
+            "warnings": self.warnings,
             "routers": {
                 r.router: {
                     **r.to_dict(),
@@ -185,6 +198,14 @@ def evaluate(
     if protocol not in metrics.PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
     threshold = check_threshold(threshold)
+    strong_q, weak_q = float(benchmark.strong.mean()), float(benchmark.weak.mean())
+    if strong_q == weak_q:
+        raise DataError(
+            f"{benchmark.source or benchmark.name}: the strong model {benchmark.strong_model} and the weak "
+            f"model {benchmark.weak_model} have equal mean quality ({strong_q * benchmark.scale:.4g}) on its "
+            f"{len(benchmark)} items, so PGR is undefined: route between another pair "
+            "(`lmroute eval --strong-model A --weak-model B`)"
+        )
     names = list(names) if names is not None else [r.name for r in routers]
     prompts = list(benchmark.prompts)
     results = []

@@ -51,7 +51,7 @@ def format_table(evaluation: Evaluation) -> str:
     """A fixed-width table for the terminal."""
     body = [list(COLUMNS), *rows(evaluation)]
     widths = [max(len(row[i]) for row in body) for i in range(len(COLUMNS))]
-    lines = [header(evaluation)]
+    lines = [header(evaluation), *(f"warning: {w}" for w in evaluation.warnings)]
     for k, row in enumerate(body):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if k == 0:

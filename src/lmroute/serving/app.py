@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from lmroute._version import __version__
+from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving import routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
@@ -147,6 +148,7 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
             config.server.host,
             SERVER_KEYS_ENV,
         )
+    _check_port(config.server.host, config.server.port)
     level = config.server.log_level
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lmroute"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
@@ -160,3 +162,20 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
         # Annotated int, but uvicorn waits with asyncio.timeout(), which takes fractions of a second.
         timeout_graceful_shutdown=config.server.graceful_shutdown,  # type: ignore[arg-type]
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """ConfigError when ``host:port`` cannot be bound (uvicorn would print several lines and exit 3)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, one listened on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server on it? choose "
+                "another with `lmroute serve --port`)"
+            ) from None
