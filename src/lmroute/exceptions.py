@@ -31,7 +31,7 @@ class ConfigError(LmrouteError, ValueError):
 
 
 class InvalidModelNameError(ConfigError):
-    """A model string such as ``router-mf-0.116`` does not name a router and threshold."""
+    """A model string such as ``router-mf-0.52`` does not name a router and threshold."""
 
 
 class RequestError(ConfigError):

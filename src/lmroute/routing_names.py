@@ -18,7 +18,7 @@ import numpy as np
 from lmroute.exceptions import InvalidModelNameError
 
 PREFIX = "router-"
-EXAMPLE = "router-mf-0.1159"
+EXAMPLE = "router-mf-0.52"
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
 #: "router-mf-1e-05" splits into name "mf-1e" and threshold "05": a threshold with an exponent.
 _EXPONENT = re.compile(r"-(?:\d+\.?\d*|\.\d+)[eE]\Z")
@@ -32,7 +32,7 @@ class RouterSpec(NamedTuple):
 
 
 def parse_model_name(model: str) -> RouterSpec:
-    """``"router-mf-0.1159"`` -> ``RouterSpec("mf", 0.1159)``; InvalidModelNameError otherwise."""
+    """``"router-mf-0.52"`` -> ``RouterSpec("mf", 0.52)``; InvalidModelNameError otherwise."""
     if not isinstance(model, str):
         raise InvalidModelNameError(f"model must be a string such as {EXAMPLE!r}, got {model!r}")
     if not model.startswith(PREFIX):
@@ -58,7 +58,7 @@ def parse_threshold(text: str, *, model: str | None = None) -> float:
     where = f" in model {model!r}" if model else ""
     if not _NUMBER.match(text):
         raise InvalidModelNameError(
-            f"threshold {text!r}{where} is not a decimal number: write it like 0.1159 (in [0, 1])"
+            f"threshold {text!r}{where} is not a decimal number: write it like 0.52 (in [0, 1])"
         )
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -67,7 +67,7 @@ def parse_threshold(text: str, *, model: str | None = None) -> float:
 
 
 def format_model_name(router: str, threshold: float) -> str:
-    """The model string for a router and threshold, e.g. ``router-mf-0.1159``."""
+    """The model string for a router and threshold, e.g. ``router-mf-0.52``."""
     if not router:
         raise InvalidModelNameError("router name is empty")
     value = float(threshold)

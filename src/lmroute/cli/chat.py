@@ -11,7 +11,11 @@ from lmroute.cli._options import Subparsers
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``chat`` command and its options."""
     p = subparsers.add_parser("chat", help="chat in the terminal; shows the model chosen and the score")
-    p.add_argument("--model", required=True, help="router-<router>-<threshold>, e.g. router-mf-0.1159")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="router-<router>-<threshold>, e.g. router-mf-0.52 (lmroute calibrate finds one)",
+    )
     p.add_argument("--url", default="http://127.0.0.1:6060", help="lmroute server (default: %(default)s)")
     p.add_argument(
         "--api-key-env",

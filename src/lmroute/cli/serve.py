@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers, add_data_dir_option
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -57,6 +57,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
     p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--calibration-prompts",
+        metavar="FILE",
+        help="prompts on which the configured thresholds are checked at start-up (default: the "
+        "Arena-Hard sample, if the data folder or the user cache has it)",
+    )
+    add_data_dir_option(p)
     p.set_defaults(func=run)
 
 
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "fallback": args.fallback,
         "route_on": args.route_on,
         "on_router_error": args.on_router_error,
+        "calibration_prompts": args.calibration_prompts,
         "server": {
             "host": args.host,
             "port": args.port,
@@ -92,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
             "log_level": args.log_level,
         },
     }
-    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key), data_dir=args.data_dir)
     return 0

@@ -179,6 +179,33 @@ def locate(name: str, *, data_dir: str | Path | None = None, download_url: str |
     """The folder holding part ``name``'s files (its dataset's folder), found by the module's rule;
     files missing from the user cache are downloaded there first. See the module docstring."""
     p = part(name)
+    found = _in_data_folders(p, data_dir)
+    if found is not None:
+        return found
+    from lmroute._paths import cache_dir
+    from lmroute.data.download import fetch_files
+
+    folder = cache_dir() / p.dataset.folder
+    base = p.dataset.base_url(download_url)
+    files = {f: f"{base}/{remote}" for f, remote in p.files.items()}
+    fetch_files(files, folder, what=f"{p.name} data from {base}", hint=_hint(p))
+    return folder
+
+
+def find(name: str, *, data_dir: str | Path | None = None) -> Path | None:
+    """:func:`locate` without the download: the folder of part ``name`` if a data folder or the
+    user cache holds all its files, else None (for what only uses the data when it is there)."""
+    p = part(name)
+    found = _in_data_folders(p, data_dir)
+    if found is not None:
+        return found
+    from lmroute._paths import cache_dir
+
+    folder = cache_dir() / p.dataset.folder
+    return folder if all((folder / f).is_file() for f in p.files) else None
+
+
+def _in_data_folders(p: Part, data_dir: str | Path | None) -> Path | None:
     for root, how in data_folders(data_dir):
         folder = _dataset_folder(root, p)
         if folder is not None:
@@ -190,14 +217,7 @@ def locate(name: str, *, data_dir: str | Path | None = None, download_url: str |
                     f"--to {root}` fetches them on a connected machine"
                 )
             return folder
-    from lmroute._paths import cache_dir
-    from lmroute.data.download import fetch_files
-
-    folder = cache_dir() / p.dataset.folder
-    base = p.dataset.base_url(download_url)
-    files = {f: f"{base}/{remote}" for f, remote in p.files.items()}
-    fetch_files(files, folder, what=f"{p.name} data from {base}", hint=_hint(p))
-    return folder
+    return None
 
 
 def _dataset_folder(root: Path, p: Part) -> Path | None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -126,11 +127,15 @@ def _warm_up(routers: Mapping[str, Router]) -> None:
         router.score(["warm-up"])
 
 
-def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -> None:
+def serve(
+    config: ServeConfig, *, routers: Mapping[str, Router] | None = None, data_dir: str | Path | None = None
+) -> None:
     """Run the server with uvicorn until interrupted; in-flight requests get time to finish.
 
-    Routers are loaded and the API-key variables checked before uvicorn starts, so that a bad
-    config is one clear error rather than a failed application start-up.
+    Routers are loaded, the API-key variables and the port checked before uvicorn starts, so that a
+    bad config is one clear error rather than a failed application start-up; a configured threshold
+    that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
+    public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule).
     """
     import copy
 
@@ -141,6 +146,10 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
     config.weak.api_key()
     if routers is None:
         routers = load_routers(config.routers)
+    from lmroute.serving.thresholds import threshold_warnings
+
+    for warning in threshold_warnings(config, routers, data_dir=data_dir):
+        log.warning("%s", warning)
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys: anyone who can reach this port can spend your upstream "

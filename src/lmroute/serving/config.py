@@ -15,7 +15,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     fallback: true
     route_on: last_user                # or: conversation
     on_router_error: strong            # a router that raises: strong, weak or error (503)
-    thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
+    thresholds: {mf: 0.52}             # advertised in /v1/models; any threshold is accepted
     server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
 
 API keys are read from the environment when a client is made, never stored in a config.
@@ -78,8 +78,12 @@ class ServeConfig(BaseModel):
     #: When a router raises (a bug, its embedding backend down): send the request to this model,
     #: or answer 503 ("error").
     on_router_error: OnRouterError = "strong"
-    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``).
+    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``); at start-up
+    #: the server warns about one that routes (nearly) everything one way (lmroute.serving.thresholds).
     thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: Prompts that start-up check uses (a file as ``lmroute calibrate --prompts`` reads; your traffic
+    #: is best); default: the Arena-Hard sample, if a data folder or the user cache holds it.
+    calibration_prompts: str | None = None
     #: Most prompts scored in one call of a router.
     batch_size: int = Field(default=64, ge=1)
     #: Milliseconds an idle router waits for more prompts before scoring a batch.

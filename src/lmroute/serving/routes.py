@@ -111,7 +111,7 @@ async def route(request: Request, body: JsonBody) -> Response:
     target = service.target(req.model, router=req.router, threshold=req.threshold)
     if isinstance(target, str):
         raise InvalidModelNameError(
-            f"/v1/route scores with a router: use a model such as router-mf-0.1159, not {req.model!r}"
+            f"/v1/route scores with a router: use a model such as router-mf-0.52, not {req.model!r}"
         )
     decision = await service.decide(target, text, need_score=True)
     request.state.decision = decision

@@ -2,7 +2,7 @@
 
 A request goes through three steps, each usable alone::
 
-    target = service.target("router-mf-0.1159")        # parse: RouterSpec, or an upstream tier
+    target = service.target("router-mf-0.52")        # parse: RouterSpec, or an upstream tier
     decision = await service.decide(target, messages)    # score (micro-batched, thread pool)
     answer = await service.complete(payload, decision)   # call the model, falling back if it fails
 
