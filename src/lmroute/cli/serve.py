@@ -70,9 +70,15 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped. Flags map onto the config file's keys; flags not given are None, which
     :func:`~lmroute.serving.config.build_config` ignores, so the file's value (or the default) holds."""
+    from lmroute import _extras
     from lmroute.serving.app import serve
     from lmroute.serving.config import build_config
 
+    # The upstream clients are made as the server starts, inside uvicorn, which would print a
+    # missing package as a traceback: check for them first.
+    for module in ("openai", "httpx2"):
+        if not _extras.available(module):
+            raise _extras.missing(module, purpose="lmroute serve")
     upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
     overrides = {
         "strong": {
