@@ -3,9 +3,9 @@
 Each doc runs block by block in a copy of the repository (``tests/docs_walkthrough.py`` says how
 blocks are read, what stands in for hosted APIs and local model servers, and how a block is left
 out with its reason). Every run is offline: the data folder is set and every download source points
-at a closed port. Then each ``lmroute`` command of the doc runs again without the data folder and
-with an empty cache: it succeeds (it needs no public data) or fails with one line that says what
-to pass, ``--data-dir``, a flag that command has.
+at a closed port. Then each ``lmroute`` command of the README runs again without the data folder
+and with an empty cache: it succeeds (it needs no public data) or fails with one line that says
+what to pass, ``--data-dir``, a flag that command has.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,9 @@ def run_block(block: Block, code: str, *, env: dict[str, str], cwd: Path, scratc
     script = scratch / f"block-{block.line}.{'sh' if block.language == 'bash' else 'py'}"
     script.write_text(code)
     interpreter = ["bash", "-e"] if block.language == "bash" else [sys.executable]
+    start = time.monotonic()
     result = run([*interpreter, str(script)], env=env, cwd=cwd)
+    print(f"{block.where}: {time.monotonic() - start:.1f} s")
     output = f"{code}\n{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, f"{block.where} failed:\n{output}"
     # lmroute chat goes on after a failed turn, printing "error: ..."; a traceback is never right.
@@ -197,7 +200,10 @@ def test_every_block_runs(doc, data_dir, stand_ins, overlay_venv, tmp_path):
             ran.append(block.where)
         print(f"{doc.name}: ran {len(ran)} blocks; left out {len(skipped)}:", *skipped, sep="\n  ")
 
-        # Without the data folder (and with an empty cache): each command succeeds or says what to pass.
+        if doc.name != "README.md":
+            return
+        # Issue 20: without the data folder (and with an empty cache), each README command succeeds
+        # or says what to pass.
         bare = {**env, "LMROUTE_CACHE_DIR": str(tmp_path / "empty-cache")}
         bare.pop("LMROUTE_DATA_DIR")
         for block in blocks(doc):
