@@ -10,7 +10,7 @@
         weak={"base_url": "http://127.0.0.1:8080/v1", "model": "llama-3.1-8b"},
     )
     response = client.chat.completions.create(
-        model="router-mf-0.1159", messages=[{"role": "user", "content": "Hello!"}]
+        model="router-mf-0.52", messages=[{"role": "user", "content": "Hello!"}]
     )
     response.model     # the upstream model that answered
     response.lmroute   # {"router", "threshold", "score", "decision", "routed_model", "model", "fallback"}
@@ -298,7 +298,7 @@ class _AsyncCompletions:
         self._controller = controller
 
     async def create(self, **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        """``openai``'s ``chat.completions.create``, routed: ``model="router-mf-0.1159"`` (or
+        """``openai``'s ``chat.completions.create``, routed: ``model="router-mf-0.52"`` (or
         ``router=``/``threshold=``), ``messages``, ``stream``, and any other OpenAI field."""
         return await self._controller._create(**kwargs)
 

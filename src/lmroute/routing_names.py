@@ -2,7 +2,7 @@
 
 The server and the controller read them from a request's ``model``; calibration writes them::
 
-    router-mf-0.1159          a fixed threshold: strong when the score is at least 0.1159
+    router-mf-0.52          a fixed threshold: strong when the score is at least 0.52
     router-mf-share-0.30      hold a strong-call share of 0.30 online (the threshold moves)
     router-mf-spend-2.5       hold an estimated spend of $2.50 per 1,000 requests online
 
@@ -24,7 +24,7 @@ import numpy as np
 from lmroute.exceptions import InvalidModelNameError
 
 PREFIX = "router-"
-EXAMPLE = "router-mf-0.1159"
+EXAMPLE = "router-mf-0.52"
 #: The mode of a plain ``router-<name>-<threshold>``.
 THRESHOLD = "threshold"
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
@@ -50,9 +50,7 @@ class Mode(NamedTuple):
 
 #: The modes by name.
 MODES: dict[str, Mode] = {
-    THRESHOLD: Mode(
-        "the score at or above which a prompt goes to the strong model", "0.1159", _unit_interval
-    ),
+    THRESHOLD: Mode("the score at or above which a prompt goes to the strong model", "0.52", _unit_interval),
     "share": Mode("the strong-call share to hold online, a fraction in [0, 1]", "0.3", _unit_interval),
     "spend": Mode(
         "the estimated spend to hold online, in US dollars per 1,000 requests", "2.5", _non_negative
@@ -61,7 +59,7 @@ MODES: dict[str, Mode] = {
 
 
 class RouterSpec(NamedTuple):
-    """A router name, a mode and its value; ``RouterSpec("mf", 0.1159)`` is a fixed threshold."""
+    """A router name, a mode and its value; ``RouterSpec("mf", 0.52)`` is a fixed threshold."""
 
     router: str
     value: float
@@ -79,7 +77,7 @@ class RouterSpec(NamedTuple):
 
 
 def parse_model_name(model: str) -> RouterSpec:
-    """``"router-mf-0.1159"`` -> ``RouterSpec("mf", 0.1159)``, ``"router-mf-share-0.3"`` ->
+    """``"router-mf-0.52"`` -> ``RouterSpec("mf", 0.52)``, ``"router-mf-share-0.3"`` ->
     ``RouterSpec("mf", 0.3, "share")``; InvalidModelNameError otherwise."""
     if not isinstance(model, str):
         raise InvalidModelNameError(f"model must be a string such as {EXAMPLE!r}, got {model!r}")
@@ -153,7 +151,7 @@ def unknown_mode_hint(name: str) -> str | None:
 
 def format_model_name(router: str, value: float, *, mode: str = THRESHOLD) -> str:
     """The model string for a router and a threshold (or another mode's value), e.g.
-    ``router-mf-0.1159`` or ``router-mf-share-0.3``."""
+    ``router-mf-0.52`` or ``router-mf-share-0.3``."""
     if not router:
         raise InvalidModelNameError("router name is empty")
     if mode not in MODES:

@@ -467,7 +467,11 @@ def test_data_directory_with_a_file_missing(benchmark, missing, data_dir, tmp_pa
 
 
 @pytest.mark.parametrize("how", ["does not exist", "empty", "a file"])
-def test_data_directory_that_is_not_one(how, tmp_path, capsys):
+def test_data_directory_that_is_not_one(how, tmp_path, capsys, monkeypatch):
+    # An empty data folder is passed over (issue 20's rule): no LMROUTE_DATA_DIR, an empty cache,
+    # and an unreachable source make that a one-line download error saying what to pass.
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "data"
     if how == "empty":
         root.mkdir()
@@ -488,7 +492,9 @@ def test_data_directory_that_is_not_one(how, tmp_path, capsys):
         ],
         capsys,
     )
-    assert_one_line_error(code, err)
+    assert_one_line_error(code, err, "does not exist" if how == "does not exist" else "")
+    if how == "empty":
+        assert "--data-dir DIR" in err
 
 
 def test_a_damaged_data_file_names_file_and_line(data_dir, tmp_path, capsys):

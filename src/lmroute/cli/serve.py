@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers, add_data_dir_option
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -63,15 +63,28 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         default=None,
         help="serve the web console at /ui (default: on; --no-ui turns it off)",
     )
+    p.add_argument(
+        "--calibration-prompts",
+        metavar="FILE",
+        help="prompts on which the configured thresholds are checked at start-up (default: the "
+        "Arena-Hard sample, if the data folder or the user cache has it)",
+    )
+    add_data_dir_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped. Flags map onto the config file's keys; flags not given are None, which
     :func:`~lmroute.serving.config.build_config` ignores, so the file's value (or the default) holds."""
+    from lmroute import _extras
     from lmroute.serving.app import serve
     from lmroute.serving.config import build_config
 
+    # The upstream clients are made as the server starts, inside uvicorn, which would print a
+    # missing package as a traceback: check for them first.
+    for module in ("openai", "httpx2"):
+        if not _extras.available(module):
+            raise _extras.missing(module, purpose="lmroute serve")
     upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
     overrides = {
         "strong": {
@@ -90,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "fallback": args.fallback,
         "route_on": args.route_on,
         "on_router_error": args.on_router_error,
+        "calibration_prompts": args.calibration_prompts,
         "server": {
             "host": args.host,
             "port": args.port,
@@ -99,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
             "ui": args.ui,
         },
     }
-    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key), data_dir=args.data_dir)
     return 0

@@ -4,7 +4,7 @@ with a router goes through :meth:`ControlHub.decide`, the one code path of onlin
 For a request scored by a router the hub
 
 1. feeds the score (and the prompt's embedding summary) to the router's drift detector;
-2. finds the threshold: the model string's own (``router-mf-0.1159``), or the current setting of
+2. finds the threshold: the model string's own (``router-mf-0.52``), or the current setting of
    the online controller of that target (``router-mf-share-0.3``, ``router-mf-spend-2.5``; one
    controller per target, and per API key when ``per_api_key`` is set), created on first use and
    seeded with the router's calibration sample;

@@ -124,16 +124,16 @@ def plot_similarity_vs_apgr(
 
 
 def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend, or a ConfigError naming the extra to install."""
+    """matplotlib's pyplot on the Agg backend, or the one-line error naming the extra to install."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        from lmroute.exceptions import ConfigError
+    except ImportError:
+        from lmroute._extras import missing
 
-        raise ConfigError("plots need matplotlib: pip install 'lmroute[eval]'") from exc
+        raise missing("matplotlib", purpose="plots") from None
     return plt
 
 

@@ -15,7 +15,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     fallback: true
     route_on: last_user                # or: conversation
     on_router_error: strong            # a router that raises: strong, weak or error (503)
-    thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
+    thresholds: {mf: 0.52}             # advertised in /v1/models; any threshold is accepted
     control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
                                        # drift, conversations (lmroute.control.config)
     server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048, ui: true}
@@ -75,13 +75,20 @@ class ServeConfig(BaseModel):
     routers: tuple[str, ...] = Field(default=("mf",), min_length=1)
     #: On a connection error, timeout, 5xx or malformed answer, ask the other model.
     fallback: bool = True
+    #: Seconds a model is skipped (its failure answered at once, so fallback is immediate) after a
+    #: request to it failed every attempt; 0: never skip (lmroute.upstream.breaker).
+    circuit_breaker: float = Field(default=30.0, ge=0)
     #: Score the last user message (as the paper) or the whole conversation.
     route_on: RouteOn = "last_user"
     #: When a router raises (a bug, its embedding backend down): send the request to this model,
     #: or answer 503 ("error").
     on_router_error: OnRouterError = "strong"
-    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``).
+    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``); at start-up
+    #: the server warns about one that routes (nearly) everything one way (lmroute.serving.thresholds).
     thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: Prompts that start-up check uses (a file as ``lmroute calibrate --prompts`` reads; your traffic
+    #: is best); default: the Arena-Hard sample, if a data folder or the user cache holds it.
+    calibration_prompts: str | None = None
     #: Most prompts scored in one call of a router.
     batch_size: int = Field(default=64, ge=1)
     #: Milliseconds an idle router waits for more prompts before scoring a batch.
@@ -170,7 +177,8 @@ def _refuse_keys(data: Any, where: str) -> None:
             if key in ("api_key", "api_keys"):
                 raise ConfigError(
                     f"{where}: {key!r} is not allowed in a config file. Put the key in an environment "
-                    f"variable and name it with api_key_env (server keys: --api-key or {SERVER_KEYS_ENV})"
+                    "variable and name it with api_key_env (server keys: `lmroute serve --api-key` or "
+                    f"{SERVER_KEYS_ENV})"
                 )
             _refuse_keys(value, where)
 

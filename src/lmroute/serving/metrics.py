@@ -27,7 +27,7 @@ class ServingMetrics:
         r = self.registry
         self.requests = Counter(
             "lmroute_requests",
-            "Requests by endpoint, router, routed model and HTTP status",
+            "Requests by endpoint, router, model that answered (else routed to) and HTTP status",
             ["endpoint", "router", "model", "status"],
             registry=r,
         )

@@ -101,12 +101,14 @@ async def chat_completions(request: Request, body: JsonBody) -> Response:
     request.state.decision = decision
     if chat.stream:
         stream = await service.open_stream(body, decision)
+        request.state.answered_by = stream.model
         return StreamingResponse(
             relay(stream),
             media_type="text/event-stream",
             headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
         )
     answer = await service.complete(body, decision)
+    request.state.answered_by = answer.model
     return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
 
 
@@ -125,7 +127,7 @@ async def route(request: Request, body: JsonBody) -> Response:
     target = service.target(req.model, router=req.router, threshold=req.threshold)
     if isinstance(target, str):
         raise InvalidModelNameError(
-            f"/v1/route scores with a router: use a model such as router-mf-0.1159, not {req.model!r}"
+            f"/v1/route scores with a router: use a model such as router-mf-0.52, not {req.model!r}"
         )
     decision = await service.decide(
         target, text, need_score=True, conversation=_conversation(request, body), tenant=_tenant(request)

@@ -2,7 +2,7 @@
 
 A request goes through three steps, each usable alone::
 
-    target = service.target("router-mf-0.1159")        # parse: RouterSpec, or an upstream tier
+    target = service.target("router-mf-0.52")        # parse: RouterSpec, or an upstream tier
     decision = await service.decide(target, messages)    # score (micro-batched, thread pool)
     answer = await service.complete(payload, decision)   # call the model, falling back if it fails
 
@@ -43,6 +43,7 @@ from lmroute.serving.control import StateSaver, conversation_keys, request_token
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
+    CircuitBreaker,
     ClientFactory,
     Upstream,
     UpstreamStream,
@@ -233,8 +234,18 @@ class RoutingService:
         factory = client_factory or make_client
         return cls(
             routers=routers,
-            strong=Upstream(config.strong, factory(config.strong), observer=metrics),
-            weak=Upstream(config.weak, factory(config.weak), observer=metrics),
+            strong=Upstream(
+                config.strong,
+                factory(config.strong),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
+            weak=Upstream(
+                config.weak,
+                factory(config.weak),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
             fallback=config.fallback,
             route_on=config.route_on,
             on_router_error=config.on_router_error,
