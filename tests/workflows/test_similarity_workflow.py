@@ -34,7 +34,7 @@ def test_prompt_sets_from_benchmarks_and_files(data_dir, tmp_path):
     csv = tmp_path / "bench.csv"
     csv.write_text('prompt,a\none,1\n"two, quoted",0\n')
     text = tmp_path / "prompts.txt"
-    text.write_text("one\n\ntwo\n")
+    text.write_text("one\ntwo\n")
     assert read_prompt_set(str(jsonl))[1] == ["one", "two"]
     assert read_prompt_set(str(csv))[1] == ["one", "two, quoted"]
     assert read_prompt_set(str(text)) == (str(text), ["one", "two"])

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lmroute._yaml import validation_problems
 from lmroute.control.config import ControlConfig
 from lmroute.exceptions import ConfigError
 from lmroute.upstream.config import UpstreamConfig, upstream_from
@@ -155,7 +156,7 @@ def build_config(
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid serving config{where}: {_problems(exc)}") from None
+        raise ConfigError(f"invalid serving config{where}: {validation_problems(exc)}") from None
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -185,7 +186,3 @@ def _refuse_keys(data: Any, where: str) -> None:
 
 def _split_keys(text: str) -> list[str]:
     return [key.strip() for key in text.split(",") if key.strip()]
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())

@@ -271,23 +271,16 @@ def _in_data_dir(name: str, data_dir: str | Path | None) -> Path:
 
 def is_pair_transfer(path: str | Path) -> bool:
     """Whether the experiment file at ``path`` says ``kind: pair-transfer``."""
-    from lmroute._yaml import read_yaml
+    from lmroute._yaml import yaml_kind
 
-    raw = read_yaml(path, what=str(path))
-    return isinstance(raw, dict) and raw.get("kind") == KIND
+    return yaml_kind(path) == KIND
 
 
 def load_pair_transfer_config(path: str | Path) -> PairTransferConfig:
     """Read a pair-transfer experiment file, with errors that name the file."""
-    from pydantic import ValidationError
+    from lmroute._yaml import read_model
 
-    from lmroute._yaml import read_yaml
-
-    try:
-        return PairTransferConfig.model_validate(read_yaml(path, what=str(path)))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return read_model(PairTransferConfig, path)
 
 
 def pair_transfer_markdown(result: PairTransferResult) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError, DataError
 
 
@@ -105,10 +106,7 @@ def read_schedule(path: str | Path) -> Schedule:
     try:
         return Schedule.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'schedule'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"invalid schedule {path}: {problems}") from None
+        raise ConfigError(f"invalid schedule {path}: {validation_problems(exc, root='schedule')}") from None
 
 
 @dataclass(frozen=True)

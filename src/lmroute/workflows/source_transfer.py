@@ -252,23 +252,16 @@ def _evaluate(
 
 def is_similarity_vs_apgr(path: str | Path) -> bool:
     """Whether the experiment file at ``path`` says ``kind: similarity-vs-apgr``."""
-    from lmroute._yaml import read_yaml
+    from lmroute._yaml import yaml_kind
 
-    raw = read_yaml(path, what=str(path))
-    return isinstance(raw, dict) and raw.get("kind") == KIND
+    return yaml_kind(path) == KIND
 
 
 def load_similarity_vs_apgr_config(path: str | Path) -> SimilarityVsApgrConfig:
     """Read the experiment file, with errors that name the file."""
-    from pydantic import ValidationError
+    from lmroute._yaml import read_model
 
-    from lmroute._yaml import read_yaml
-
-    try:
-        return SimilarityVsApgrConfig.model_validate(read_yaml(path, what=str(path)))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return read_model(SimilarityVsApgrConfig, path)
 
 
 def similarity_vs_apgr_markdown(result: SourceTransferResult) -> str:
