@@ -254,6 +254,28 @@ def test_live_view_shows_metrics_it_does_not_know(page, server):
     assert "lmroute_target_share" in page.locator("#live-routers").inner_text()
 
 
+def test_live_view_names_the_routers_the_drift_detector_flags(page, server):
+    """The server's own drift gauges (lmroute.control) read as a state, not as numbers."""
+    feed = (
+        "# HELP lmroute_drift_drifted 1 from a drift alarm until a new reference is set\n"
+        "# TYPE lmroute_drift_drifted gauge\n"
+        'lmroute_drift_drifted{router="mf"} 1.0\nlmroute_drift_drifted{router="length"} 0.0\n'
+        "# HELP lmroute_control_threshold Current threshold of each target mode\n"
+        "# TYPE lmroute_control_threshold gauge\n"
+    )
+    served = {"body": feed}
+    page.route(
+        "**/metrics", lambda route: route.fulfill(status=200, body=served["body"], content_type="text/plain")
+    )
+    page.goto(f"{server}/ui")
+    drift = page.get_by_test_id("live-drift")
+    sync_api.expect(drift).to_have_text("drifted: mf")
+    # a family without samples (no target mode in use) draws no empty table
+    assert "lmroute_control_threshold" not in page.locator("#live-routers").inner_text()
+    served["body"] = feed.replace('router="mf"} 1.0', 'router="mf"} 0.0')
+    sync_api.expect(drift).to_have_text("no drift (2 watched)", timeout=10_000)
+
+
 @pytest.fixture(scope="module")
 def eval_json(tmp_path_factory) -> Path:
     """An ``lmroute eval --json`` file of a small custom benchmark."""

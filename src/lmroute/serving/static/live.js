@@ -19,6 +19,8 @@ const KNOWN = new Set([REQUESTS, ROUTING, BATCH, UPSTREAM, UPSTREAM_ERRORS, RETR
 const SPEND = /spend|cost|dollar|usd/i;
 const DRIFT = /drift/i;
 const TARGET = /threshold|target|budget/i;
+// The server's drift detector (lmroute.control): 1 per router from an alarm until a new reference.
+const DRIFTED = "lmroute_drift_drifted";
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +33,16 @@ function counted(family) {
   // A counter's samples end in _total; a gauge's or an untyped family's carry its own name.
   const own = values(family, family.type === "counter" ? "_total" : "");
   return own.length ? own : family.samples.filter((s) => !s.name.endsWith("_created"));
+}
+
+function driftText(families, drift) {
+  const drifted = families.get(DRIFTED);
+  if (drifted) {
+    const routers = counted(drifted);
+    const bad = routers.filter((s) => s.value > 0).map((s) => s.labels.router);
+    return bad.length ? `drifted: ${bad.join(", ")}` : `no drift (${routers.length} watched)`;
+  }
+  return drift.length ? drift.flatMap(counted).map((s) => number(s.value)).join(" / ") : "not exported";
 }
 
 function labelText(labels) {
@@ -95,8 +107,7 @@ export class LiveView {
       tile("router errors", number(routerErrors), "live-router-errors", routerErrors),
       tile("estimated spend", spend.length ? `$${spendTotal.toFixed(4)}` : "not exported",
         "live-spend", spend.length ? spendTotal : undefined),
-      tile("drift", drift.length ? drift.flatMap(counted).map((s) => number(s.value)).join(" / ") : "not exported",
-        "live-drift"));
+      tile("drift", driftText(families, drift), "live-drift"));
     replace($("live-rate"), sparkline(this.rates, { unit: "/s" }));
     this.renderShare(requests);
     this.renderRouters(families);
@@ -126,7 +137,7 @@ export class LiveView {
     const targets = [...families.values()].filter((f) => TARGET.test(f.name) && !KNOWN.has(f.name));
     const rows = this.routerModels.map((id) => [id]);
     const node = [table(["model name (router at its setting)"], rows, { testid: "router-models" })];
-    for (const f of targets) {
+    for (const f of targets.filter((f) => counted(f).length)) {
       node.push(table([f.name, "value"], counted(f).map((s) => [labelText(s.labels), number(s.value)])));
     }
     if (!rows.length) node.unshift(el("p", { class: "muted" }, "No router listed (is an API key needed?)."));

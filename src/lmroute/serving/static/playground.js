@@ -109,7 +109,9 @@ export class Playground {
     }));
     const rows = results.map(({ model, answer, error }) => {
       if (error) return [model, { text: error, class: "error", testid: `score-error:${model}` }, "", "", "", ""];
-      const extra = Object.fromEntries(Object.entries(answer).filter(([k]) => !ROUTE_FIELDS.includes(k)));
+      // Unset fields (null: no target mode, no conversation) say nothing.
+      const extra = Object.fromEntries(
+        Object.entries(answer).filter(([k, v]) => !ROUTE_FIELDS.includes(k) && v !== null));
       const score = typeof answer.score === "number" ? answer.score : null;
       return [model, answer.router ?? "", String(answer.threshold ?? ""),
         { text: score === null ? "n/a" : score.toFixed(6), value: score ?? undefined, testid: `score:${model}` },
