@@ -9,6 +9,8 @@ source's similarity score beside the router's APGR on it (:mod:`lmroute.workflow
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
 from lmroute.cli._output import wrote
@@ -26,21 +28,31 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and write its results to ``--out``."""
+    from lmroute._yaml import yaml_kind
     from lmroute.workflows import pair_transfer, source_transfer
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
 
-    if pair_transfer.is_pair_transfer(args.config):
-        transfer = pair_transfer.load_pair_transfer_config(args.config)
-        outcome = pair_transfer.run_pair_transfer(transfer, data_dir=data_dir(args), progress=not args.quiet)
-        print(pair_transfer.pair_transfer_markdown(outcome))
-        for path in pair_transfer.write_pair_transfer(outcome, args.out):
-            wrote(path)
-        return 0
-    if source_transfer.is_similarity_vs_apgr(args.config):
-        loso = source_transfer.load_similarity_vs_apgr_config(args.config)
-        found = source_transfer.run_similarity_vs_apgr(loso, data_dir=data_dir(args), progress=not args.quiet)
-        print(source_transfer.similarity_vs_apgr_markdown(found))
-        for path in source_transfer.write_similarity_vs_apgr_run(found, args.out):
+    # Each other kind: (read its file, run it, its markdown table, write its results).
+    kinds: dict[str, tuple[Callable[..., Any], ...]] = {
+        pair_transfer.KIND: (
+            pair_transfer.load_pair_transfer_config,
+            pair_transfer.run_pair_transfer,
+            pair_transfer.pair_transfer_markdown,
+            pair_transfer.write_pair_transfer,
+        ),
+        source_transfer.KIND: (
+            source_transfer.load_similarity_vs_apgr_config,
+            source_transfer.run_similarity_vs_apgr,
+            source_transfer.similarity_vs_apgr_markdown,
+            source_transfer.write_similarity_vs_apgr_run,
+        ),
+    }
+    kind = kinds.get(yaml_kind(args.config) or "")
+    if kind is not None:
+        load, run_kind, markdown, write = kind
+        outcome = run_kind(load(args.config), data_dir=data_dir(args), progress=not args.quiet)
+        print(markdown(outcome))
+        for path in write(outcome, args.out):
             wrote(path)
         return 0
     config = load_experiment_config(args.config)

@@ -269,13 +269,6 @@ def _in_data_dir(name: str, data_dir: str | Path | None) -> Path:
     return Path(data_dir) / path
 
 
-def is_pair_transfer(path: str | Path) -> bool:
-    """Whether the experiment file at ``path`` says ``kind: pair-transfer``."""
-    from lmroute._yaml import yaml_kind
-
-    return yaml_kind(path) == KIND
-
-
 def load_pair_transfer_config(path: str | Path) -> PairTransferConfig:
     """Read a pair-transfer experiment file, with errors that name the file."""
     from lmroute._yaml import read_model

@@ -250,13 +250,6 @@ def _evaluate(
     return SourceResult(held.name, own, battles, len(train_prompts), report.overall.score, pair)
 
 
-def is_similarity_vs_apgr(path: str | Path) -> bool:
-    """Whether the experiment file at ``path`` says ``kind: similarity-vs-apgr``."""
-    from lmroute._yaml import yaml_kind
-
-    return yaml_kind(path) == KIND
-
-
 def load_similarity_vs_apgr_config(path: str | Path) -> SimilarityVsApgrConfig:
     """Read the experiment file, with errors that name the file."""
     from lmroute._yaml import read_model
