@@ -218,6 +218,12 @@ def evaluate(
     if oracle:
         oracle_scores = metrics.oracle_scores(benchmark.strong, benchmark.weak)
         results.append(evaluate_scores(ORACLE, [oracle_scores], benchmark, protocol=protocol, threshold=0.0))
+    return evaluation_of(benchmark, results, protocol=protocol)
+
+
+def evaluation_of(benchmark: Benchmark, results: list[RouterResult], *, protocol: str) -> Evaluation:
+    """An :class:`Evaluation` of ``results`` on ``benchmark``: the two models, their qualities and
+    mean costs taken from the benchmark."""
     return Evaluation(
         benchmark=benchmark.name,
         protocol=protocol,

@@ -16,7 +16,7 @@ import numpy as np
 
 from lmroute.data.benchmarks import Benchmark
 from lmroute.evaluation.bootstrap import APGR, CPT, bootstrap_metrics, interval
-from lmroute.evaluation.evaluator import Evaluation, evaluate_scores
+from lmroute.evaluation.evaluator import Evaluation, evaluate_scores, evaluation_of
 
 PAIR_AWARE = "pair-aware"
 
@@ -115,16 +115,7 @@ def compare_on_pair(
         for other in others:
             row.versus[other] = (res.apgr - results[other].apgr, interval(apgr - boot[other][:, APGR]))
         rows.append(row)
-    evaluation = Evaluation(
-        benchmark=bench.name,
-        protocol=protocol,
-        strong_model=bench.strong_model,
-        weak_model=bench.weak_model,
-        strong_quality=float(bench.strong.mean()) * bench.scale,
-        weak_quality=float(bench.weak.mean()) * bench.scale,
-        n_prompts=len(bench),
-        results=list(results.values()),
-    )
+    evaluation = evaluation_of(bench, list(results.values()), protocol=protocol)
     return PairResult(
         bench.name,
         bench.strong_model,
