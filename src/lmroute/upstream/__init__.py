@@ -1,8 +1,8 @@
 """Calls to OpenAI-compatible model endpoints, shared by the server and the labelling runner.
 
 ``config`` (:class:`UpstreamConfig`: base URL, model, the *name* of the key's variable, timeout and
-retries), ``client`` (:class:`Upstream`: async calls through the official ``openai`` SDK with
-retries, timeouts and named failure kinds, reported to an optional :class:`UpstreamObserver`).
+retries), ``client`` (:class:`Upstream`: async calls with retries, timeouts and named failure
+kinds, reported to an optional :class:`UpstreamObserver`) and ``http`` (the aiohttp transport).
 This package imports nothing of lmroute but the error tree, so any layer above may call upstreams.
 """
 
@@ -17,12 +17,17 @@ from lmroute.upstream.client import (
     should_fall_back,
 )
 from lmroute.upstream.config import OPENAI_BASE_URL, OPENAI_KEY_ENV, UpstreamConfig, upstream_from
+from lmroute.upstream.http import HttpClient, Reply, StreamReply, Transport
 
 __all__ = [
     "MAX_RETRY_AFTER",
     "OPENAI_BASE_URL",
     "OPENAI_KEY_ENV",
     "ClientFactory",
+    "HttpClient",
+    "Reply",
+    "StreamReply",
+    "Transport",
     "Upstream",
     "UpstreamConfig",
     "UpstreamObserver",
