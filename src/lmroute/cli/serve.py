@@ -48,6 +48,9 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 6060)")
     p.add_argument(
+        "--workers", type=int, help="server processes sharing the port, each with its routers (default 1)"
+    )
+    p.add_argument(
         "--api-key",
         action="append",
         metavar="KEY",
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "server": {
             "host": args.host,
             "port": args.port,
+            "workers": args.workers,
             "max_request_bytes": args.max_request_bytes,
             "max_messages": args.max_messages,
             "log_level": args.log_level,

@@ -16,7 +16,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     route_on: last_user                # or: conversation
     on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
-    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
+    server: {host: 127.0.0.1, port: 6060, workers: 1, max_request_bytes: 1048576, max_messages: 2048}
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -56,6 +56,9 @@ class ServerConfig(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     #: Seconds in-flight requests get to finish on shutdown.
     graceful_shutdown: float = Field(default=10.0, ge=0)
+    #: Server processes sharing the port (uvicorn's workers), each with its own routers; more than
+    #: one needs routers given by name or directory, not as objects.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
 

@@ -1,7 +1,10 @@
 """Prometheus metrics of one app, in a registry of its own (tests build many apps in one process).
 
 :class:`ServingMetrics` is also the upstream calls' observer (:class:`lmroute.upstream.UpstreamObserver`):
-it records their latencies, failures and retries.
+it records their latencies, failures and retries. With several worker processes (``--workers``)
+prometheus_client's multiprocess mode keeps every process's values in files in one folder
+(``PROMETHEUS_MULTIPROC_DIR``, set before the workers start) and :meth:`ServingMetrics.render`
+adds them up, so ``/metrics`` counts the requests of all workers whichever one answers.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class ServingMetrics:
     """The server's counters and histograms; ``render()`` gives the Prometheus text format."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
+        #: The folder of a multi-process server's metric files (None: this process's values only).
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -84,6 +89,12 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self.multiprocess_dir)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
