@@ -12,7 +12,7 @@ from serve_process import get_text, metric_value, running_serve
 
 from lmroute.exceptions import ConfigError
 from lmroute.routers.length import LengthRouter
-from lmroute.serving.app import _worker_config, serve
+from lmroute.serving.app import worker_config_json, serve
 from lmroute.serving.config import ServeConfig
 
 pytestmark = pytest.mark.network_loopback
@@ -71,6 +71,6 @@ def test_workers_get_the_whole_config_with_the_server_keys():
             "server": {"workers": 3, "api_keys": ["k1", "k2"]},
         }
     )
-    again = ServeConfig.model_validate_json(_worker_config(config))
+    again = ServeConfig.model_validate_json(worker_config_json(config))
     assert again.server.workers == 3 and again.routers == config.routers
     assert [k.get_secret_value() for k in again.server.api_keys] == ["k1", "k2"]

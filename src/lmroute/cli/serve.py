@@ -51,6 +51,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         "--workers", type=int, help="server processes sharing the port, each with its routers (default 1)"
     )
     p.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve (replicas, autoscaling: --ray-config; needs pip install 'lmroute[ray]')",
+    )
+    p.add_argument("--ray-config", metavar="FILE", help="YAML: address, ingress: and scorer: replicas")
+    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
+    p.add_argument(
         "--api-key",
         action="append",
         metavar="KEY",
@@ -66,6 +73,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped. Flags map onto the config file's keys; flags not given are None, which
     :func:`~lmroute.serving.config.build_config` ignores, so the file's value (or the default) holds."""
+    from lmroute.exceptions import ConfigError
     from lmroute.serving.app import serve
     from lmroute.serving.config import build_config
 
@@ -96,5 +104,16 @@ def run(args: argparse.Namespace) -> int:
             "log_level": args.log_level,
         },
     }
-    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    config = build_config(args.config, overrides=overrides, api_keys=args.api_key)
+    if not (args.ray or args.ray_config or args.ray_address):
+        serve(config)
+        return 0
+    from lmroute.cluster.config import load_ray_config
+
+    ray_config = load_ray_config(args.ray_config, address=args.ray_address)
+    try:
+        from lmroute.cluster.serve import run_serve
+    except ImportError as exc:
+        raise ConfigError(f"--ray needs Ray Serve: pip install 'lmroute[ray]' ({exc})") from None
+    run_serve(config, ray_config)
     return 0

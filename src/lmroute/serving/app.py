@@ -196,7 +196,7 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="lmroute-metrics-") as metrics_dir:
-        variables = {_WORKER_CONFIG_ENV: _worker_config(config), _METRICS_DIR_ENV: metrics_dir}
+        variables = {_WORKER_CONFIG_ENV: worker_config_json(config), _METRICS_DIR_ENV: metrics_dir}
         with _environment(variables):
             uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
 
@@ -211,7 +211,7 @@ def worker_app() -> FastAPI:
     return create_app(config, metrics_dir=os.environ.get(_METRICS_DIR_ENV))
 
 
-def _worker_config(config: ServeConfig) -> str:
+def worker_config_json(config: ServeConfig) -> str:
     """``config`` as JSON for the workers, the server's own keys included (JSON hides secrets)."""
     data = config.model_dump(mode="json")
     data["server"]["api_keys"] = [key.get_secret_value() for key in config.server.api_keys]
