@@ -170,7 +170,14 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     if not ray.is_initialized():
         ray.init(address=ray_config.address, include_dashboard=False, logging_level=logging.WARNING)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
-    serve.run(build_application(config, ray_config), name=ray_config.app_name, route_prefix="/")
+    level = config.server.log_level
+    serve.run(
+        build_application(config, ray_config),
+        name=ray_config.app_name,
+        route_prefix="/",
+        # As lmroute serve: a line per request only at info and debug.
+        logging_config={"log_level": level.upper(), "enable_access_log": level in ("info", "debug")},
+    )
     url = f"http://{config.server.host}:{config.server.port}/v1"
     log.info("lmroute on Ray Serve: %s", url)
     if blocking:
