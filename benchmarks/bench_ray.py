@@ -40,6 +40,8 @@ def main() -> int:
     sys.path.insert(0, str(SRC))
     os.environ["PYTHONPATH"] = str(SRC)  # Ray's workers import lmroute from this tree
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A cluster of this process on loopback: no token file written to ~/.ray for it.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     from ray import serve
 

@@ -53,7 +53,9 @@ def local_ray_cluster(*, num_cpus: int = 4, start_timeout: float = 120.0) -> Ite
     # Short: Ray's unix socket paths must fit in 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="lmr-ray-", dir="/tmp")
     port = free_port()
-    env = {**os.environ, _MARKER: temp_dir, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Auth explicitly off on both sides: a new head enables token auth by default, and a client
+    # reads the token from ~/.ray only in token mode (a local ray.init writes one there).
+    env = {**os.environ, _MARKER: temp_dir, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     ports = {
         "--port": port,
         "--ray-client-server-port": free_port(),

@@ -48,8 +48,9 @@ def server(cluster, upstreams, tmp_path_factory):
                 "address": cluster.address,
                 "app_name": APP,
                 "ingress": {"num_replicas": 1, "num_cpus": 0.5},
-                # A wait in each batch keeps calls in flight on both replicas while one is killed.
-                "scorer": {"num_replicas": 2, "num_cpus": 0.5, "batch_wait_timeout_s": 0.02},
+                # Each batch waits 0.1 s for more calls, longer than the rest of a request, so
+                # scoring calls are in flight when a replica is killed.
+                "scorer": {"num_replicas": 2, "num_cpus": 0.5, "batch_wait_timeout_s": 0.1},
             }
         )
     )

@@ -108,7 +108,9 @@ class Ingress:
     """The lmroute app of a config (as JSON, server keys included), scoring through ``scorer``."""
 
     def __init__(self, config_json: str, scorer: Any, retries: int):
-        self._config = ServeConfig.model_validate_json(config_json)
+        config = ServeConfig.model_validate_json(config_json)
+        # A scoring thread here only waits for the scorer: one per batch a router keeps in flight.
+        self._config = config.model_copy(update={"scoring_threads": max(config.scoring_threads, 2)})
         self._scorer = scorer
         self._retries = retries
 
