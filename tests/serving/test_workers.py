@@ -12,7 +12,7 @@ from serve_process import get_text, metric_value, running_serve
 
 from lmroute.exceptions import ConfigError
 from lmroute.routers.length import LengthRouter
-from lmroute.serving.app import worker_config_json, serve
+from lmroute.serving.app import serve, worker_config_json
 from lmroute.serving.config import ServeConfig
 
 pytestmark = pytest.mark.network_loopback
