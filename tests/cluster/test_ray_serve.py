@@ -100,8 +100,9 @@ def test_chat_plain_and_streamed_through_ray_serve(server, upstreams):
     ).json()
     assert route["decision"] == "weak" and route["router"] == "length"
     # The same OpenAI-shaped errors as lmroute serve.
-    with pytest.raises(openai.NotFoundError, match="not served here"):
+    with pytest.raises(openai.BadRequestError, match="not served here") as error:
         client.chat.completions.create(model="router-mf-0.5", messages=[{"role": "user", "content": "x"}])
+    assert error.value.code == "router_not_found"
 
 
 def test_killing_a_scoring_replica_loses_no_request(server, cluster):

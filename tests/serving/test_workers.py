@@ -50,10 +50,30 @@ def test_two_workers_answer_on_one_port_and_share_their_metrics(upstreams, tmp_p
         ]
         assert statuses == [200] * 30
         assert len(upstreams.weak.requests) == 30 and not upstreams.strong.requests
-        # Whichever worker answers /metrics, it counts the requests of both.
+        share = {**body, "model": "router-length-share-0.5"}
+        for _ in range(10):
+            response = httpx.post(
+                f"{server.base_url}/chat/completions", json=share, trust_env=False, timeout=30
+            )
+            assert response.status_code == 200
+        # Whichever worker answers /metrics, it counts the requests of both, and shows its own
+        # control hub's families (the control state is per worker).
         for _ in range(3):
             text = get_text(f"{server.url}/metrics")
-            assert metric_value(text, "lmroute_requests_total", endpoint="chat", status="200") == 30
+            counted = metric_value(text, "lmroute_requests_total", endpoint="chat", status="200")
+            assert counted == 40
+            for family in (
+                "lmroute_control_threshold",
+                "lmroute_control_decisions_total",
+                "lmroute_drift_drifted",
+            ):
+                assert f"# TYPE {family} " in text, text
+
+
+def test_several_workers_refuse_one_control_state_file(upstreams, tmp_path):
+    config = upstreams.config(server={"workers": 2}, control={"state_file": str(tmp_path / "control.json")})
+    with pytest.raises(ConfigError, match=r"control\.state_file needs a single server process"):
+        serve(config)
 
 
 def test_several_workers_need_routers_they_can_load_themselves(upstreams):

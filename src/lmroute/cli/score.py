@@ -53,10 +53,12 @@ def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
 
     if args.ray_actors < 1:
         raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
-    try:
-        from lmroute.cluster.bulk import score_file_on_ray, score_on_ray
-    except ImportError as exc:
-        raise ConfigError(f"--ray needs Ray Data: pip install 'lmroute[ray]' ({exc})") from None
+    from lmroute import _extras
+
+    if not _extras.available("ray"):
+        raise _extras.missing("ray", purpose="lmroute score --ray")
+    from lmroute.cluster.bulk import score_file_on_ray, score_on_ray
+
     options = {"address": args.ray_address, "actors": args.ray_actors}
     if args.output in (None, "-"):
         for record in score_records(prompts, score_on_ray(args.router, prompts, **options)):

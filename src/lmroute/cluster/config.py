@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lmroute._yaml import read_yaml
+from lmroute._yaml import read_yaml, validation_problems
 from lmroute.exceptions import ConfigError
 
 
@@ -93,6 +93,4 @@ def load_ray_config(path: str | Path | None = None, **overrides: Any) -> RayConf
     try:
         return RayConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"Ray config {path or '(defaults)'}: {where}: {first['msg']}") from None
+        raise ConfigError(f"Ray config {path or '(defaults)'}: {validation_problems(exc)}") from None

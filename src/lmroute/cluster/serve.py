@@ -10,6 +10,9 @@ come from a :class:`~lmroute.cluster.config.RayConfig`.
 When a scoring replica dies, the calls it held fail with Ray's ``RayActorError``; a remote router
 sends them again (to a live replica, which Ray Serve picks) up to ``scoring_retries`` times and
 counts each retry in ``lmroute_scoring_retries_total``, so a replica that is killed loses no request.
+
+The control hub (target modes, drift, conversations) lives in each ingress replica, as in each
+worker of ``lmroute serve --workers``: a state file therefore needs a single ingress replica.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from ray import serve
 
 from lmroute.cluster.config import RayConfig
+from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
@@ -165,6 +169,13 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
 
     config.strong.api_key()
     config.weak.api_key()
+    ingress = ray_config.ingress
+    if config.control.state_file is not None and (ingress.autoscaling or ingress.num_replicas > 1):
+        # Each ingress replica holds its own control state: several would overwrite one file.
+        raise ConfigError(
+            "control.state_file needs a single ingress replica: each keeps its own control state "
+            "(set ingress: {num_replicas: 1} in --ray-config, or remove control.state_file from --config)"
+        )
     if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV
