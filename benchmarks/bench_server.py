@@ -1,14 +1,16 @@
 """The latency lmroute's server adds, its throughput with one and two workers, and the mf server's memory.
 
 One command: ``python benchmarks/bench_server.py`` (options: ``--concurrency``, ``--requests``,
-``--seconds``, ``--rounds``, ``--baseline-src``, ``--no-mf``). It starts, on 127.0.0.1, a
+``--seconds``, ``--rounds``, ``--baseline-src``, ``--no-mf``, ``--load``). It starts, on 127.0.0.1, a
 canned-answer upstream (``fast_upstream.py``) and ``lmroute serve`` with the ``random`` router in
-front of it (one worker, and ``--workers 2``), each as its own process; this process is the load
-generator: raw asyncio HTTP/1.1 with one keep-alive connection per concurrent user, bounded in
-requests and seconds per level. Every target is measured ``--rounds`` times in turn (so a burst of
-load from elsewhere hits them alike) and its best round is kept. It prints, per concurrency level,
-p50/p99 latency, requests per second, errors and the server's CPU milliseconds per request (all its
-processes; on a busy machine this moves far less than the rates), then the checks:
+front of it (one worker, and ``--workers 2``), each as its own process. The load generator is ``wrk``
+when it is on the PATH (``apt-get install wrk``: a C load generator leaves the two cores to the
+servers it measures), else this process with raw asyncio HTTP/1.1, one keep-alive connection per
+concurrent user, bounded in requests and seconds per level (``--load python`` forces it). Every target
+is measured ``--rounds`` times in turn (so a burst of load from elsewhere hits them alike) and its best
+round is kept. It prints, per concurrency level, p50/p99 latency, requests per second, errors and
+the server's CPU milliseconds per request (all its processes; on a busy machine this moves far less
+than the rates), then the checks:
 
 - random router, one worker: >= 800 requests/s at concurrency 64 with 0 errors;
 - added p50 (lmroute - upstream alone, same round) at concurrency 1 <= 1.2 ms;
@@ -27,9 +29,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -166,7 +171,47 @@ async def load(port: int, requests: list[bytes], *, concurrency: int, seconds: f
     }
 
 
-def run_load(port: int, requests: list[bytes], *, concurrency: int, seconds: float) -> dict:
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = {body}
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %f %f\\n", summary.requests, summary.duration,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_load(port: int, request: bytes, *, concurrency: int, seconds: float) -> dict:
+    """``wrk`` sending one request over ``concurrency`` keep-alive connections for ``seconds``."""
+    body = request.split(b"\r\n\r\n", 1)[1].decode()
+    path = request.split(b" ", 2)[1].decode()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_WRK_SCRIPT.format(body=json.dumps(body)))
+        script.flush()
+        argv = ["wrk", "-t1", f"-c{concurrency}", "-s", script.name, f"http://127.0.0.1:{port}{path}"]
+        subprocess.run([*argv[:-1], "-d1s", argv[-1]], capture_output=True, check=True)  # warm-up
+        out = subprocess.run([*argv[:-1], f"-d{seconds:g}s", argv[-1]], capture_output=True, text=True)
+    found = re.search(r"^RESULT (\d+) (\d+) (\d+) (\d+) (\S+) (\S+)$", out.stdout, re.MULTILINE)
+    if out.returncode != 0 or found is None:
+        raise SystemExit(f"wrk failed: {out.stderr.strip() or out.stdout.strip()}")
+    n, micros, status_errors, socket_errors = (int(found[i]) for i in range(1, 5))
+    return {
+        "n": n,
+        "failures": status_errors + socket_errors,
+        "rps": n / (micros / 1e6),
+        "p50": float(found[5]) / 1000,
+        "p99": float(found[6]) / 1000,
+    }
+
+
+def run_load(
+    port: int, requests: list[bytes], *, concurrency: int, seconds: float, tool: str = "python"
+) -> dict:
+    """The figures of one load level; ``tool`` ``wrk`` sends ``requests[0]`` for ``seconds``."""
+    if tool == "wrk":
+        return wrk_load(port, requests[0], concurrency=concurrency, seconds=seconds)
     try:
         import uvloop
     except ImportError:
@@ -245,9 +290,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets; the best is kept")
     parser.add_argument("--baseline-src", type=Path, help="also measure lmroute from this source tree")
     parser.add_argument("--no-mf", action="store_true", help="skip the mf server's memory")
+    parser.add_argument(
+        "--load",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator (default: wrk when installed)",
+    )
     args = parser.parse_args()
 
-    print(f"load average before: {load_average()}; {os.cpu_count()} cores")
+    print(f"load average before: {load_average()}; {os.cpu_count()} cores; load generator {args.load}")
     up_port = free_port()
     upstream_process = subprocess.Popen(
         [sys.executable, str(HERE / "fast_upstream.py"), str(up_port)], stdout=subprocess.DEVNULL
@@ -271,17 +322,25 @@ def main() -> int:
         for _ in range(args.rounds):
             for c in args.concurrency:
                 direct.keep(
-                    c, run_load(up_port, [plain] * args.requests, concurrency=c, seconds=args.seconds)
+                    c,
+                    run_load(
+                        up_port, [plain] * args.requests, concurrency=c, seconds=args.seconds, tool=args.load
+                    ),
                 )
                 for target in servers:
                     assert target.process is not None
                     before = cpu_seconds(target.process.pid)
                     result = run_load(
-                        target.port, [routed] * args.requests, concurrency=c, seconds=args.seconds
+                        target.port,
+                        [routed] * args.requests,
+                        concurrency=c,
+                        seconds=args.seconds,
+                        tool=args.load,
                     )
-                    # The warm-up's 5 requests per connection are in the CPU time too.
+                    # The warm-up's requests are in the CPU time too: wrk's is a second long.
                     spent = cpu_seconds(target.process.pid) - before
-                    result["cpu_ms"] = 1000 * spent / (result["n"] + 5 * c)
+                    warm = 5 * c if args.load == "python" else result["rps"]
+                    result["cpu_ms"] = 1000 * spent / (result["n"] + warm)
                     target.keep(c, result)
         report(direct, servers, args.concurrency)
         checks = check(direct, servers)
