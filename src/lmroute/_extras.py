@@ -26,6 +26,7 @@ INSTALL: dict[str, str] = {
     "torch": f"pip install torch=={TORCH_VERSION} --index-url {TORCH_CPU_INDEX} && "
     "pip install 'lmroute[torch]'",
     "parquet": "pip install 'lmroute[parquet]'",
+    "ray": "pip install 'lmroute[ray]'",
 }
 
 #: The extra that installs each optional top-level module.
@@ -42,15 +43,17 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "prometheus_client": "serve",
     "openai": "serve",
     "httpx2": "serve",
+    "aiohttp": "serve",
     "torch": "torch",
     "transformers": "torch",
     "accelerate": "torch",
     "gguf": "torch",
     "pyarrow": "parquet",
+    "ray": "ray",
 }
 
 #: Commands whose need of a module comes with another extra than the module's usual one.
-_EXTRA_BY_COMMAND: dict[tuple[str, str], str] = {("label", "openai"): "label"}
+_EXTRA_BY_COMMAND: dict[tuple[str, str], str] = {("label", "aiohttp"): "label"}
 
 
 def extra_for(module: str, *, command: str | None = None) -> str | None:

@@ -43,6 +43,10 @@ HINTS: dict[str, tuple[str, ...]] = {
     "(server.max_request_bytes, --max-request-bytes)": ("serve",),
     "--window must be at least 1": ("replay",),
     "--router is served as": ("replay",),
+    "--ray-actors must be at least 1": ("score",),
+    "to score another input, give another --output": ("score",),
+    "needs a single ingress replica": ("serve",),
+    "needs a single server process": ("serve",),
     # Parts of messages (an option's name passed to the code that words the message):
     "--set {}": ("train",),
     "--plot": ("eval",),

@@ -89,7 +89,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
     ],
     "label": [
         (
-            "openai",
+            "aiohttp",
             [
                 "label",
                 "--prompts",
@@ -121,6 +121,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         )
     ],
     "parquet": [("pyarrow", ["data", "arena:{parquet}"])],
+    "ray": [("ray", ["serve", "--ray", "--routers", "length", *UPSTREAM])],
 }
 
 
@@ -131,11 +132,15 @@ ALONE: dict[str, list[str]] = {
     "matplotlib": CASES["eval"][0][1],
     **dict.fromkeys(["onnxruntime", "onnx", "tokenizers"], CASES["embed"][0][1]),
     "sentence_transformers": CASES["embed-torch"][0][1],
-    **dict.fromkeys(["fastapi", "starlette", "uvicorn", "prometheus_client", "httpx2"], CASES["serve"][0][1]),
-    "openai": CASES["serve"][1][1],
+    **dict.fromkeys(
+        ["fastapi", "starlette", "uvicorn", "prometheus_client", "aiohttp"], CASES["serve"][0][1]
+    ),
+    # The server calls upstreams through aiohttp; the openai SDK (on httpx2) is chat's and the Controller's.
+    **dict.fromkeys(["openai", "httpx2"], CASES["serve"][1][1]),
     "torch": CASES["torch"][0][1],
     "transformers": ["train", "bert", *CASES["torch"][0][1][2:]],
     "pyarrow": CASES["parquet"][0][1],
+    "ray": CASES["ray"][0][1],
 }
 
 

@@ -19,6 +19,8 @@ from lmroute import (
 )
 from lmroute.routers.base import Router
 from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
+from lmroute.routers.random import RandomRouter
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.chat import run_chat
 
@@ -257,6 +259,29 @@ def test_micro_batcher_passes_router_errors_to_every_caller():
 
     results = asyncio.run(main())
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_micro_batcher_scores_a_fast_router_on_the_event_loop():
+    import threading
+
+    class Fast(_Recording):
+        fast_scoring = True
+
+        def _score(self, prompts):
+            self.threads = getattr(self, "threads", set()) | {threading.current_thread().name}
+            return super()._score(prompts)
+
+    async def main(router):
+        sizes = []
+        batcher = MicroBatcher(router, on_batch=sizes.append)
+        scores = await asyncio.gather(*(batcher.score("x" * i) for i in range(3)))
+        return scores, sizes
+
+    router = Fast()
+    scores, sizes = asyncio.run(main(router))
+    assert scores == [0.0, 0.01, 0.02] and sizes == [1, 1, 1]
+    assert router.threads == {threading.main_thread().name}  # no hop to a scoring thread
+    assert LengthRouter.fast_scoring and RandomRouter.fast_scoring and not MFRouter.fast_scoring
 
 
 def test_micro_batcher_keeps_two_batches_in_flight():

@@ -76,7 +76,7 @@ def test_routes_by_threshold_and_passes_fields_through(client, upstreams):
     assert response.headers["x-lmroute-decision"] == "strong"
     sent = upstreams.strong.requests[-1]
     assert sent == {**fields, "model": "big-model", "messages": MESSAGES, "stream": False}
-    assert upstreams.strong.auth[-1] == "Bearer no-key"  # a placeholder, never $OPENAI_API_KEY
+    assert upstreams.strong.auth[-1] is None  # no key configured: none sent, never $OPENAI_API_KEY
 
     response = chat(client, "router-length-1")
     assert response.json()["model"] == "small-model" and not upstreams.strong.requests[1:]

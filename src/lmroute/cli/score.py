@@ -14,6 +14,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     add_router_option(p)
     p.add_argument("--input", required=True, help="JSONL with a 'prompt' field, or text lines")
     p.add_argument("--output", help="JSONL output file (default: standard output)")
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="score on a Ray cluster with Ray Data; with --output, a run that stopped goes on where it was",
+    )
+    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
+    p.add_argument("--ray-actors", type=int, default=2, help="Ray Data actors scoring at once (default 2)")
     add_quiet_option(p)
     p.set_defaults(func=run)
 
@@ -26,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.registry import load_router
 
     prompts = read_prompts(args.input)
+    if args.ray or args.ray_address:
+        return _run_on_ray(args, prompts)
     router = load_router(args.router)
     records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
     if args.output in (None, "-"):
@@ -34,4 +43,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_jsonl(args.output, records)
         note(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}")
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
+    from lmroute._jsonl import encode_line
+    from lmroute.evaluation.evaluator import score_records
+    from lmroute.exceptions import ConfigError
+
+    if args.ray_actors < 1:
+        raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
+    from lmroute import _extras
+
+    if not _extras.available("ray"):
+        raise _extras.missing("ray", purpose="lmroute score --ray")
+    from lmroute.cluster.bulk import score_file_on_ray, score_on_ray
+
+    options = {"address": args.ray_address, "actors": args.ray_actors}
+    if args.output in (None, "-"):
+        for record in score_records(prompts, score_on_ray(args.router, prompts, **options)):
+            print(encode_line(record), end="")
+        return 0
+    scored = score_file_on_ray(args.router, prompts, args.output, **options)
+    note(f"scored {scored} prompts on Ray ({len(prompts) - scored} were there already): wrote {args.output}")
     return 0

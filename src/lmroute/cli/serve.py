@@ -48,6 +48,16 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 6060)")
     p.add_argument(
+        "--workers", type=int, help="server processes sharing the port, each with its routers (default 1)"
+    )
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve (replicas, autoscaling: --ray-config; needs pip install 'lmroute[ray]')",
+    )
+    p.add_argument("--ray-config", metavar="FILE", help="YAML: address, ingress: and scorer: replicas")
+    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
+    p.add_argument(
         "--api-key",
         action="append",
         metavar="KEY",
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The upstream clients are made as the server starts, inside uvicorn, which would print a
     # missing package as a traceback: check for them first.
-    for module in ("openai", "httpx2"):
+    for module in ("aiohttp",):
         if not _extras.available(module):
             raise _extras.missing(module, purpose="lmroute serve")
     upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
@@ -107,11 +117,23 @@ def run(args: argparse.Namespace) -> int:
         "server": {
             "host": args.host,
             "port": args.port,
+            "workers": args.workers,
             "max_request_bytes": args.max_request_bytes,
             "max_messages": args.max_messages,
             "log_level": args.log_level,
             "ui": args.ui,
         },
     }
-    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key), data_dir=args.data_dir)
+    config = build_config(args.config, overrides=overrides, api_keys=args.api_key)
+    if not (args.ray or args.ray_config or args.ray_address):
+        serve(config, data_dir=args.data_dir)
+        return 0
+    from lmroute.cluster.config import load_ray_config
+
+    ray_config = load_ray_config(args.ray_config, address=args.ray_address)
+    if not _extras.available("ray"):
+        raise _extras.missing("ray", purpose="lmroute serve --ray")
+    from lmroute.cluster.serve import run_serve
+
+    run_serve(config, ray_config)
     return 0

@@ -54,6 +54,9 @@ class Router(Generic[ConfigT]):
     config_class: ClassVar[type[RouterConfig]] = RouterConfig
     #: Scores depend on a seed; evaluation averages such routers over several seeds.
     stochastic: ClassVar[bool] = False
+    #: Scoring takes microseconds and no model, file or network (``random``, ``length``): a server
+    #: scores such a router on its event loop, where a hop to a scoring thread would cost more.
+    fast_scoring: ClassVar[bool] = False
 
     def __init__(self, config: RouterConfig | Mapping[str, Any] | None = None, **options: Any):
         if isinstance(config, RouterConfig):
@@ -114,7 +117,7 @@ class Router(Generic[ConfigT]):
         scores = np.asarray(self._score(prompts), dtype=np.float64)
         if scores.shape != (len(prompts),):
             raise RuntimeError(f"{self.name} returned shape {scores.shape} for {len(prompts)}")
-        return np.clip(np.nan_to_num(scores, nan=0.5), 0.0, 1.0)
+        return np.where(np.isnan(scores), 0.5, np.clip(scores, 0.0, 1.0))  # nan_to_num: twice as slow
 
     def route(self, prompt: str, threshold: float) -> Decision:
         """``"strong"`` when the prompt's score is at least ``threshold``, else ``"weak"``."""

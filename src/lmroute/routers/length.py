@@ -18,6 +18,7 @@ class LengthRouter(Router[LengthConfig]):
 
     name = "length"
     config_class = LengthConfig
+    fast_scoring = True
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         lengths = np.fromiter((len(p) for p in prompts), dtype=np.float64, count=len(prompts))

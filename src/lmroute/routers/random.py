@@ -23,6 +23,7 @@ class RandomRouter(Router[RandomConfig]):
     name = "random"
     config_class = RandomConfig
     stochastic = True
+    fast_scoring = True
 
     def with_seed(self, seed: int) -> RandomRouter:
         return RandomRouter(seed=seed)

@@ -4,13 +4,20 @@
 in the app's lifespan, and everything lives on ``app.state``, so tests can build many apps. Every
 error leaves as OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with its status
 (:mod:`~lmroute.serving.errors`), and every routing request is counted (:mod:`~lmroute.serving.middleware`).
+
+:func:`serve` runs it with uvicorn, in one process or in ``server.workers`` processes that share
+the port (uvicorn's supervisor starts them afresh and restarts one that dies; each calls
+:func:`worker_app`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,13 +35,17 @@ from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
-from lmroute.serving.protocol import ChatCompletionRequest, ErrorResponse, RouteRequest
+from lmroute.serving.protocol import ChatCompletionRequest, ErrorResponse, RouteRequest, RouteResponse
 from lmroute.serving.service import RoutingService, load_routers
 from lmroute.upstream import ClientFactory
 
 log = logging.getLogger("lmroute.serving")
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: How :func:`serve` hands the config to worker processes, which uvicorn starts afresh.
+_WORKER_CONFIG_ENV = "LMROUTE_WORKER_CONFIG"
+#: prometheus_client's own variable: the folder where every worker keeps its metric values.
+_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def create_app(
@@ -42,13 +53,15 @@ def create_app(
     *,
     routers: Mapping[str, Router] | None = None,
     upstream_factory: ClientFactory | None = None,
+    metrics_dir: str | None = None,
 ) -> FastAPI:
     """The lmroute server for ``config``.
 
     ``routers`` (name -> router) replaces loading ``config.routers``; ``upstream_factory`` makes
-    each upstream's ``openai.AsyncOpenAI`` client (default: from its base URL and key variable).
+    each upstream's transport (default: aiohttp, from its base URL and key variable);
+    ``metrics_dir`` is the multi-process metrics folder of a server with several workers.
     """
-    metrics = ServingMetrics()
+    metrics = ServingMetrics(multiprocess_dir=metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,19 +115,21 @@ def create_app(
     return app
 
 
-#: Request bodies by path: the routes read them raw (size limit, OpenAI-shaped errors), so FastAPI
-#: cannot see them; the OpenAPI schema describes them from the same models.
-_BODIES: dict[str, type[BaseModel]] = {
-    routes.CHAT_PATH: ChatCompletionRequest,
-    routes.ROUTE_PATH: RouteRequest,
+#: The routing endpoints by path: plain Starlette routes that read their bodies raw (size limit,
+#: OpenAI-shaped errors), so FastAPI documents neither; the schema describes them from the same models.
+_ENDPOINTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
+    routes.CHAT_PATH: ("Route a chat completion to the strong or weak model", ChatCompletionRequest, None),
+    routes.ROUTE_PATH: ("The routing decision alone, with no model call", RouteRequest, RouteResponse),
 }
 _ERROR_STATUSES = (400, 401, 404, 413, 429, 502, 503, 504)
 
 
 def _document_bodies(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with the request bodies and the OpenAI-shaped error responses of the POST routes."""
+    """``schema`` with the routing endpoints: their request bodies, answers and OpenAI-shaped errors."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    documented: list[type[BaseModel]] = [*_BODIES.values(), ErrorResponse]
+    documented: list[type[BaseModel]] = [ErrorResponse]
+    for _, body, answer in _ENDPOINTS.values():
+        documented += [body] if answer is None else [body, answer]
     for model in documented:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
@@ -123,11 +138,19 @@ def _document_bodies(schema: dict[str, Any]) -> dict[str, Any]:
         "description": "OpenAI-shaped error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     }
-    for path, model in _BODIES.items():
-        operation = schema["paths"][path]["post"]
-        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
-        operation["responses"].update({str(status): error for status in _ERROR_STATUSES})
+    for path, (summary, body, answer) in _ENDPOINTS.items():
+        # A completion is the upstream's own JSON (any object); a stream is server-sent events.
+        answered = {"$ref": f"#/components/schemas/{answer.__name__}"} if answer else {"type": "object"}
+        ok = {"description": "Successful Response", "content": {"application/json": {"schema": answered}}}
+        request = {"$ref": f"#/components/schemas/{body.__name__}"}
+        schema.setdefault("paths", {})[path] = {
+            "post": {
+                "summary": summary,
+                "operationId": path.strip("/").replace("/", "_"),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+                "responses": {"200": ok, **{str(status): error for status in _ERROR_STATUSES}},
+            }
+        }
     return schema
 
 
@@ -144,7 +167,8 @@ def serve(
     Routers are loaded, the API-key variables and the port checked before uvicorn starts, so that a
     bad config is one clear error rather than a failed application start-up; a configured threshold
     that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
-    public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule).
+    public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule). With
+    ``server.workers`` > 1 each worker process loads the routers of ``config.routers`` again.
     """
     import copy
 
@@ -153,6 +177,25 @@ def serve(
 
     config.strong.api_key()
     config.weak.api_key()
+    workers = config.server.workers
+    if routers is not None and workers > 1:
+        raise ConfigError(
+            "several workers load their routers themselves: give them as names or directories "
+            "(config.routers), not as router objects"
+        )
+    if workers > 1 and config.control.state_file is not None:
+        # Every worker holds its own control state (controllers, drift, conversations): several
+        # would overwrite one another's saves of the same file.
+        raise ConfigError(
+            "control.state_file needs a single server process: each of --workers keeps its own "
+            "control state (serve with --workers 1, or remove control.state_file from --config)"
+        )
+    if workers > 1 and config.control.conversations.enabled:
+        log.warning(
+            "each of the %d workers remembers its own conversations: a turn answered by another "
+            "worker than the last one is scored afresh",
+            workers,
+        )
     if routers is None:
         routers = load_routers(config.routers)
     from lmroute.serving.thresholds import threshold_warnings
@@ -170,16 +213,56 @@ def serve(
     level = config.server.log_level
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lmroute"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    uvicorn.run(
-        create_app(config, routers=routers),
-        host=config.server.host,
-        port=config.server.port,
-        log_level=level,
-        log_config=log_config,
-        access_log=level in ("info", "debug"),
-        # Annotated int, but uvicorn waits with asyncio.timeout(), which takes fractions of a second.
-        timeout_graceful_shutdown=config.server.graceful_shutdown,  # type: ignore[arg-type]
-    )
+    options: dict[str, Any] = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_level": level,
+        "log_config": log_config,
+        "access_log": level in ("info", "debug"),
+        "timeout_graceful_shutdown": config.server.graceful_shutdown,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(config, routers=routers), **options)
+        return
+    del routers  # loaded to check the config; every worker loads its own
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lmroute-metrics-") as metrics_dir:
+        variables = {_WORKER_CONFIG_ENV: worker_config_json(config), _METRICS_DIR_ENV: metrics_dir}
+        with _environment(variables):
+            uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of :func:`serve` (uvicorn's factory, called in each worker).
+
+    Workers start afresh rather than forking the serving process, so the config comes from the
+    environment that :func:`serve` set for them.
+    """
+    config = ServeConfig.model_validate_json(os.environ[_WORKER_CONFIG_ENV])
+    return create_app(config, metrics_dir=os.environ.get(_METRICS_DIR_ENV))
+
+
+def worker_config_json(config: ServeConfig) -> str:
+    """``config`` as JSON for the workers, the server's own keys included (JSON hides secrets)."""
+    data = config.model_dump(mode="json")
+    data["server"]["api_keys"] = [key.get_secret_value() for key in config.server.api_keys]
+    return json.dumps(data)
+
+
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` set in this process's environment (which new workers inherit), then restored."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _check_port(host: str, port: int) -> None:

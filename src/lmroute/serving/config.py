@@ -18,7 +18,8 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     thresholds: {mf: 0.52}             # advertised in /v1/models; any threshold is accepted
     control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
                                        # drift, conversations (lmroute.control.config)
-    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048, ui: true}
+    server: {host: 127.0.0.1, port: 6060, workers: 1, max_request_bytes: 1048576, max_messages: 2048,
+             ui: true}
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -60,6 +61,9 @@ class ServerConfig(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     #: Seconds in-flight requests get to finish on shutdown.
     graceful_shutdown: float = Field(default=10.0, ge=0)
+    #: Server processes sharing the port (uvicorn's workers), each with its own routers; more than
+    #: one needs routers given by name or directory, not as objects.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: Serve the web console at /ui (static files; they hold no key or upstream address).
     ui: bool = True

@@ -4,6 +4,13 @@
 it records their latencies, failures and retries. The control hub's figures (thresholds, realized
 shares, drift, conversations) are read from its status when ``/metrics`` is scraped
 (:meth:`ServingMetrics.watch_control`), so routing pays nothing for them.
+
+With several worker processes (``--workers``) prometheus_client's multiprocess mode keeps every
+process's counters and histograms in files in one folder (``PROMETHEUS_MULTIPROC_DIR``, set before
+the workers start) and :meth:`ServingMetrics.render` adds them up, so ``/metrics`` counts the
+requests of all workers whichever one answers. The control hub is per worker (each holds its own
+controllers, drift monitors and conversations): its families are those of the worker that answers
+the scrape.
 """
 
 from __future__ import annotations
@@ -20,9 +27,13 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class ServingMetrics:
     """The server's counters and histograms; ``render()`` gives the Prometheus text format."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
+        #: The folder of a multi-process server's metric files (None: this process's values only).
+        self.multiprocess_dir = multiprocess_dir
+        #: The control hub's collectors, registered again in the registry of every worker's values.
+        self._control: list[_ControlCollector] = []
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -76,7 +87,9 @@ class ServingMetrics:
 
     def watch_control(self, status: Callable[[], dict[str, Any]]) -> None:
         """Export the control hub's figures from ``status`` (:meth:`ControlHub.status`) at each scrape."""
-        self.registry.register(_ControlCollector(status))
+        collector = _ControlCollector(status)
+        self.registry.register(collector)
+        self._control.append(collector)
 
     # -- what the upstream calls report (lmroute.upstream.UpstreamObserver) --------------------
     def observe_upstream_call(self, model: str, seconds: float) -> None:
@@ -93,9 +106,17 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self.multiprocess_dir)
+        for collector in self._control:
+            every_worker.register(collector)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
 
 
 class _ControlCollector:

@@ -2,10 +2,16 @@
 
 ``router`` is a module-level FastAPI ``APIRouter``; ``create_app`` includes it. Routes find what
 they need on ``request.app.state`` (``service``, ``config``, ``api_keys``), check the API key with
-the :func:`authorize` dependency, read bodies themselves (size limit, OpenAI-shaped errors) and
-raise lmroute's errors, which the app's exception handlers turn into OpenAI-shaped responses
+:func:`authorize`, read bodies themselves with :func:`read_json` (size limit, OpenAI-shaped errors)
+and raise lmroute's errors, which the app's exception handlers turn into OpenAI-shaped responses
 (:mod:`lmroute.serving.errors`). Each routing decision is left in ``request.state.decision`` for
 the request count (:mod:`lmroute.serving.middleware`).
+
+The two routing endpoints, which every request of an application goes through, are plain
+Starlette routes that call :func:`authorize` and :func:`read_json` themselves: FastAPI's request
+handling (dependencies, query and cookie parsing it does even for a route that takes none) was a
+fifth of their CPU. ``create_app`` documents them in the OpenAPI schema by hand, as it does their
+bodies.
 
 A conversation is named by the ``x-lmroute-conversation`` header or else the request's ``user``
 field (:data:`CONVERSATION_HEADER`); ``GET /v1/status`` shows the control hub: thresholds of the
@@ -18,7 +24,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -82,11 +88,10 @@ async def read_json(request: Request) -> dict[str, Any]:
     return parse_body(b"".join(body))
 
 
-JsonBody = Annotated[dict[str, Any], Depends(read_json)]
-
-
-@router.post(CHAT_PATH, dependencies=[Depends(authorize)])
-async def chat_completions(request: Request, body: JsonBody) -> Response:
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``: route the request and answer with the chosen model's completion."""
+    await authorize(request)
+    body = await read_json(request)
     service: RoutingService = request.app.state.service
     chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
     _check_messages(request, chat.messages)
@@ -112,8 +117,10 @@ async def chat_completions(request: Request, body: JsonBody) -> Response:
     return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
 
 
-@router.post(ROUTE_PATH, dependencies=[Depends(authorize)])
-async def route(request: Request, body: JsonBody) -> Response:
+async def route(request: Request) -> Response:
+    """``POST /v1/route``: the routing decision alone, with no model call."""
+    await authorize(request)
+    body = await read_json(request)
     service: RoutingService = request.app.state.service
     req: RouteRequest = validate(RouteRequest, body)
     text: Sequence[ChatMessage] | str
@@ -145,6 +152,10 @@ async def route(request: Request, body: JsonBody) -> Response:
         conversation=decision.conversation,
     )
     return JSONResponse(answer.model_dump())
+
+
+router.add_route(CHAT_PATH, chat_completions, methods=["POST"])
+router.add_route(ROUTE_PATH, route, methods=["POST"])
 
 
 @router.get("/v1/models", dependencies=[Depends(authorize)])

@@ -1,8 +1,8 @@
 """Calls to OpenAI-compatible model endpoints, shared by the server and the labelling runner.
 
 ``config`` (:class:`UpstreamConfig`: base URL, model, the *name* of the key's variable, timeout and
-retries), ``client`` (:class:`Upstream`: async calls through the official ``openai`` SDK with
-retries, timeouts and named failure kinds, reported to an optional :class:`UpstreamObserver`),
+retries), ``client`` (:class:`Upstream`: async calls with retries, timeouts and named failure
+kinds, reported to an optional :class:`UpstreamObserver`), ``http`` (the aiohttp transport) and
 ``breaker`` (:class:`CircuitBreaker`: skip a model that just failed, for a while).
 This package imports nothing of lmroute but the error tree, so any layer above may call upstreams.
 """
@@ -19,6 +19,7 @@ from lmroute.upstream.client import (
     should_fall_back,
 )
 from lmroute.upstream.config import OPENAI_BASE_URL, OPENAI_KEY_ENV, UpstreamConfig, upstream_from
+from lmroute.upstream.http import HttpClient, Reply, StreamReply, Transport
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -26,6 +27,10 @@ __all__ = [
     "OPENAI_KEY_ENV",
     "CircuitBreaker",
     "ClientFactory",
+    "HttpClient",
+    "Reply",
+    "StreamReply",
+    "Transport",
     "Upstream",
     "UpstreamConfig",
     "UpstreamObserver",

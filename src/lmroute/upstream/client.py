@@ -1,9 +1,10 @@
-"""Calls to one OpenAI-compatible model through the official ``openai`` SDK, with retries and timeouts.
+"""Calls to one OpenAI-compatible model, with retries and timeouts.
 
 :class:`Upstream` sends a chat-completion payload as the client wrote it (only ``model`` is
-replaced) and returns the upstream's JSON, or opens a server-sent-event stream. Failures become
-:class:`~lmroute.exceptions.UpstreamError` (``UpstreamTimeoutError`` for timeouts) whose
-``status_code`` is the upstream's HTTP status (None when no answer came); :func:`failure_kind`
+replaced) and returns the upstream's JSON, or opens a server-sent-event stream; the bytes go
+through a :class:`~lmroute.upstream.http.Transport` (aiohttp, :mod:`lmroute.upstream.http`).
+Failures become :class:`~lmroute.exceptions.UpstreamError` (``UpstreamTimeoutError`` for timeouts)
+whose ``status_code`` is the upstream's HTTP status (None when no answer came); :func:`failure_kind`
 names the kind of failure for metrics and fallback; an :class:`UpstreamObserver` (the server's
 metrics) is told each call's latency, failure and retry. API keys are read from the environment
 when a client is made and never appear in errors or logs.
@@ -14,56 +15,34 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import importlib.util
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
 from lmroute.upstream.breaker import CircuitBreaker
 from lmroute.upstream.config import UpstreamConfig
-
-if TYPE_CHECKING:
-    from openai import AsyncOpenAI
+from lmroute.upstream.http import HttpClient, StreamReply, Transport
 
 log = logging.getLogger("lmroute.upstream")
 _T = TypeVar("_T")
 
-#: Builds the SDK client of an upstream; tests pass one whose transport is a fake.
-ClientFactory = Callable[[UpstreamConfig], "AsyncOpenAI"]
+#: Builds the transport of an upstream; tests pass one that fails on purpose.
+ClientFactory = Callable[[UpstreamConfig], Transport]
 
-#: Statuses worth another attempt (as the SDK's own retry rule): timeouts, conflicts, rate limits, 5xx.
+#: Statuses worth another attempt: timeouts, conflicts, rate limits, 5xx.
 _RETRY_STATUSES = frozenset({408, 409, 429})
-#: Seconds to wait for a connection at most, however long the answer may take.
-_CONNECT_TIMEOUT = 10.0
 #: A longer Retry-After than this is not waited for in the request: the client gets the 429 and it.
 MAX_RETRY_AFTER = 30.0
+_PATH = "/chat/completions"
 
 
-def make_client(config: UpstreamConfig) -> AsyncOpenAI:
-    """The SDK client of an upstream: its base URL, its key from the environment, its timeout.
-
-    The SDK's own retries are off: :class:`Upstream` retries, so that retries are counted and
-    streams are only retried before their first byte. When aiohttp is installed (the ``serve``
-    extra installs ``openai[aiohttp]``) the SDK sends through it, which costs about half the CPU
-    of its default transport per request.
-    """
-    from openai import AsyncOpenAI, Timeout
-
-    # A placeholder, not None: the SDK would otherwise send $OPENAI_API_KEY to any base_url.
-    api_key = config.api_key() or "no-key"
-    timeout = Timeout(config.timeout, connect=min(config.timeout, _CONNECT_TIMEOUT))
-    http_client = None
-    if importlib.util.find_spec("aiohttp") is not None:
-        from openai import DefaultAioHttpClient
-
-        http_client = DefaultAioHttpClient(timeout=timeout)
-    return AsyncOpenAI(
-        base_url=config.base_url, api_key=api_key, timeout=timeout, max_retries=0, http_client=http_client
-    )
+def make_client(config: UpstreamConfig) -> Transport:
+    """The transport of an upstream: its base URL, its key from the environment, its timeout."""
+    return HttpClient(config)
 
 
 class UpstreamObserver(Protocol):
@@ -107,7 +86,7 @@ class Upstream:
     def __init__(
         self,
         config: UpstreamConfig,
-        client: AsyncOpenAI,
+        client: Transport,
         *,
         observer: UpstreamObserver | None = None,
         rng: random.Random | None = None,
@@ -137,45 +116,49 @@ class Upstream:
 
     # -- one attempt ------------------------------------------------------------------------
     async def _complete_once(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import httpx2
-
-        body = {**payload, "model": self.model, "stream": False}
         start = time.perf_counter()
         try:
-            # client.post sends the body as given: every pass-through field reaches the upstream.
-            response = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            reply = await self.client.post(_PATH, {**payload, "model": self.model, "stream": False})
+            if reply.status >= 300:
+                raise self._status_error(reply.status, reply.headers, reply.content)
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise self._failed(exc) from exc
         finally:
             self._observe(time.perf_counter() - start)
         try:
-            data = json.loads(response.content)
+            data = json.loads(reply.content)
         except (UnicodeDecodeError, json.JSONDecodeError):
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise self._count(
                 UpstreamError(
                     f"model {self.model} answered with something that is not a chat completion "
-                    f"({response.content[:80]!r})",
-                    status_code=response.status_code,
+                    f"({reply.content[:80]!r})",
+                    status_code=reply.status,
                     model=self.model,
                 )
             )
         return data
 
     async def _open_stream_once(self, payload: dict[str, Any]) -> UpstreamStream:
-        rest = {k: v for k, v in payload.items() if k not in ("model", "messages", "stream")}
-        manager = self.client.chat.completions.with_streaming_response.create(
-            model=self.model, messages=payload["messages"], stream=True, extra_body=rest or None
-        )
         start = time.perf_counter()
         try:
-            response = await manager.__aenter__()
+            reply = await self.client.stream(_PATH, {**payload, "model": self.model, "stream": True})
+            if reply.status >= 300:
+                try:
+                    content = await reply.read()
+                finally:
+                    reply.close()
+                raise self._status_error(reply.status, reply.headers, content)
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise self._failed(exc) from exc
         finally:
             self._observe(time.perf_counter() - start)
-        return UpstreamStream(self, manager, response)
+        return UpstreamStream(self, reply)
 
     # -- retries and errors -----------------------------------------------------------------
     async def _with_retries(
@@ -211,34 +194,34 @@ class Upstream:
         raise AssertionError("unreachable")
 
     def _failed(self, exc: BaseException, *, streaming: bool = False) -> UpstreamError:
-        """The SDK's or the transport's exception as an UpstreamError, told to the observer."""
-        import httpx2
-        import openai
-
+        """A transport's exception as an UpstreamError, told to the observer; anything else (a bug)
+        is raised again."""
         where = f"model {self.model} at {self.config.base_url}"
-        transport = (openai.APIConnectionError, httpx2.HTTPError, OSError)
-        if isinstance(exc, transport) and _timed_out(exc):
+        if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
             waited = "sent nothing more" if streaming else "did not answer"
             err: UpstreamError = UpstreamTimeoutError(
                 f"{where} {waited} within {self.config.timeout:g}s", model=self.model
             )
-        elif isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            if status in (401, 403):
-                # The upstream's text may echo part of the key: say only which variable to check.
-                detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
-            else:
-                detail = f"answered {status}: {_upstream_message(exc)}"
-            err = UpstreamError(
-                f"{where} {detail}", status_code=status, model=self.model, retry_after=_retry_after(exc)
-            )
-        elif isinstance(exc, transport):
-            cause = _transport_cause(exc)
+        elif _is_transport_error(exc):
             what = f"{where} broke off the stream" if streaming else f"cannot reach {where}"
-            err = UpstreamError(f"{what}: {type(cause).__name__}: {cause}", model=self.model)
+            err = UpstreamError(f"{what}: {type(exc).__name__}: {exc}", model=self.model)
         else:
             raise exc
         return self._count(err)
+
+    def _status_error(self, status: int, headers: Mapping[str, str], content: bytes) -> UpstreamError:
+        """An HTTP error answer as an UpstreamError, told to the observer."""
+        where = f"model {self.model} at {self.config.base_url}"
+        if status in (401, 403):
+            # The upstream's text may echo part of the key: say only which variable to check.
+            detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
+        else:
+            detail = f"answered {status}: {_upstream_message(content)}"
+        return self._count(
+            UpstreamError(
+                f"{where} {detail}", status_code=status, model=self.model, retry_after=_retry_after(headers)
+            )
+        )
 
     def _count(self, err: UpstreamError) -> UpstreamError:
         if self.observer is not None:
@@ -253,10 +236,9 @@ class Upstream:
 class UpstreamStream:
     """An accepted upstream stream: :meth:`chunks` yields each event's JSON object; close it after."""
 
-    def __init__(self, upstream: Upstream, manager: Any, response: Any):
+    def __init__(self, upstream: Upstream, reply: StreamReply):
         self.upstream = upstream
-        self._manager = manager
-        self._response = response
+        self._reply = reply
 
     @property
     def model(self) -> str:
@@ -266,7 +248,7 @@ class UpstreamStream:
         """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails or sends an error."""
         upstream = self.upstream
         try:
-            async for line in self._response.iter_lines():
+            async for line in self._reply.lines():
                 if not line.startswith("data:"):
                     continue  # comments, event names, blank separators
                 data = line[5:].strip()
@@ -299,45 +281,22 @@ class UpstreamStream:
             raise upstream._failed(exc, streaming=True) from exc
 
     async def aclose(self) -> None:
-        await self._manager.__aexit__(None, None, None)
+        self._reply.close()
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a transport failure was a timeout.
-
-    The SDK's aiohttp transport reports every aiohttp connection error (refused, reset) as a
-    connect *timeout*, so what aiohttp itself raised decides when it is in the chain.
-    """
-    import httpx2
-    import openai
-
-    raised = _aiohttp_error(exc)
-    if raised is not None:
-        return isinstance(raised, (TimeoutError, asyncio.TimeoutError))
-    return isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException, TimeoutError))
+def _is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the connection (refused, reset, cut), not a bug."""
+    if isinstance(exc, OSError):
+        return True
+    try:
+        import aiohttp
+    except ImportError:
+        return False
+    return isinstance(exc, aiohttp.ClientError)
 
 
-def _transport_cause(exc: BaseException) -> BaseException:
-    """The exception that says what went wrong, for messages: aiohttp's own when it is in the chain
-    (not the ConnectTimeout the SDK wraps a refused connection in), else the SDK's cause."""
-    return _aiohttp_error(exc) or exc.__cause__ or exc
-
-
-def _aiohttp_error(exc: BaseException) -> BaseException | None:
-    """The first exception raised by aiohttp in ``exc``'s chain, if any."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if type(seen).__module__.partition(".")[0] == "aiohttp":
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _retry_after(exc: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a response's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     try:
         if headers.get("retry-after-ms") is not None:
             return max(0.0, float(headers["retry-after-ms"]) / 1000)
@@ -354,10 +313,14 @@ def _retry_after(exc: Any) -> float | None:
     return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
-def _upstream_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
+def _upstream_message(content: bytes) -> str:
+    """The message of an error answer: OpenAI's ``error.message``, else the start of the body."""
+    try:
+        body = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = None
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"][:300]
-    return str(getattr(exc, "message", exc))[:300]
+    return content[:300].decode("utf-8", errors="replace") or "(no body)"

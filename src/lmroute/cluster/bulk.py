@@ -1,0 +1,126 @@
+"""Bulk scoring over Ray Data: ``lmroute score --ray``, the same records as the single-process command.
+
+Prompts go to a pool of Ray actors, each loading the router once and scoring batches of
+``batch_size`` prompts (``map_batches`` with a callable class), on every node of the cluster. The
+output file is written one chunk of ``chunk_size`` prompts at a time, so an interrupted run starts
+again after the last chunk it wrote: :func:`score_file_on_ray` checks that the records already
+there are those of the first prompts, then scores only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmroute._jsonl import encode_line, read_jsonl_objects
+from lmroute.evaluation.evaluator import score_records
+from lmroute.exceptions import DataError
+
+log = logging.getLogger("lmroute.cluster")
+
+
+class _BatchScorer:
+    """One Ray Data actor: the router of ``spec``, loaded once, scoring each batch it is given."""
+
+    def __init__(self, spec: str):
+        from lmroute.registry import load_router
+
+        self.router = load_router(spec)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scores = self.router.score([str(p) for p in batch["prompt"]])
+        return {"i": batch["i"], "score": scores}
+
+
+def score_on_ray(
+    spec: str,
+    prompts: Sequence[str],
+    *,
+    address: str | None = None,
+    batch_size: int = 256,
+    actors: int = 2,
+) -> np.ndarray:
+    """Scores of ``prompts`` by the router ``spec`` (a name or a directory), computed by ``actors``
+    Ray Data actors on the cluster at ``address`` (a local one when None); in the prompts' order."""
+    import ray
+
+    if not prompts:
+        return np.zeros(0)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
+    scored = items.map_batches(
+        _BatchScorer,
+        fn_constructor_args=(spec,),
+        batch_size=batch_size,
+        concurrency=actors,
+        batch_format="numpy",
+    )
+    scores = np.full(len(prompts), np.nan)
+    for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+        scores[batch["i"]] = batch["score"]
+    if np.isnan(scores).any():
+        raise RuntimeError(f"Ray Data returned no score for {int(np.isnan(scores).sum())} prompts")
+    return scores
+
+
+def score_file_on_ray(
+    spec: str,
+    prompts: Sequence[str],
+    output: str | Path,
+    *,
+    address: str | None = None,
+    batch_size: int = 256,
+    actors: int = 2,
+    chunk_size: int = 100_000,
+) -> int:
+    """Write ``{"prompt", "score"}`` records of ``prompts`` to ``output``, a chunk at a time, after
+    those an earlier run already wrote there; returns how many prompts were scored now."""
+    output = Path(output)
+    done = _records_done(output, prompts)
+    if done:
+        log.info(
+            "%s already holds the first %d records: scoring the other %d", output, done, len(prompts) - done
+        )
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if done else os.O_TRUNC)
+    fd = os.open(output, flags, 0o644)
+    try:
+        for start in range(done, len(prompts), chunk_size):
+            chunk = prompts[start : start + chunk_size]
+            scores = score_on_ray(spec, chunk, address=address, batch_size=batch_size, actors=actors)
+            text = "".join(encode_line(record) for record in score_records(chunk, scores))
+            view = memoryview(text.encode())
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(prompts) - done
+
+
+def _records_done(output: Path, prompts: Sequence[str]) -> int:
+    """How many complete records of an earlier run ``output`` holds (0 when there is no such file);
+    DataError when they are not the records of the first prompts."""
+    if not output.exists():
+        return 0
+    text = output.read_bytes()
+    if text and not text.endswith(b"\n"):
+        # A chunk is written whole or, when the run died in the middle of it, cut: drop the cut line.
+        keep = text.rfind(b"\n") + 1
+        with open(output, "r+b") as f:
+            f.truncate(keep)
+    done = 0
+    records: Any = read_jsonl_objects(output, what=f"output {output}")
+    for number, record in records:
+        if done >= len(prompts) or record.get("prompt") != prompts[done]:
+            raise DataError(
+                f"{output}: line {number} is not the record of prompt {done + 1} of the input: "
+                "to score another input, give another --output (or delete this one)"
+            )
+        done += 1
+    return done

@@ -1,0 +1,204 @@
+"""lmroute's OpenAI-compatible server as a Ray Serve application: an ingress and a scoring deployment.
+
+The **ingress** deployment runs the app of ``lmroute serve`` (:func:`lmroute.serving.app.create_app`:
+the same routes, API keys, limits, errors, upstream calls, fallback and metrics); its routers are
+:class:`RemoteRouter` stand-ins that score through the **scoring** deployment, which holds the real
+routers and batches prompts across every ingress replica with Ray Serve's ``@serve.batch``. Ray
+Serve's HTTP proxy is the one endpoint in front of all replicas; the replica counts and autoscaling
+come from a :class:`~lmroute.cluster.config.RayConfig`.
+
+When a scoring replica dies, the calls it held fail with Ray's ``RayActorError``; a remote router
+sends them again (to a live replica, which Ray Serve picks) up to ``scoring_retries`` times and
+counts each retry in ``lmroute_scoring_retries_total``, so a replica that is killed loses no request.
+
+The control hub (target modes, drift, conversations) lives in each ingress replica, as in each
+worker of ``lmroute serve --workers``: a state file therefore needs a single ingress replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from lmroute.cluster.config import RayConfig
+from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router
+from lmroute.serving.app import create_app, worker_config_json
+from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
+from lmroute.serving.service import load_routers
+
+log = logging.getLogger("lmroute.cluster")
+
+#: Seconds a scoring call may take before the ingress gives up on it (and the router "fails").
+SCORING_TIMEOUT = 60.0
+
+
+@serve.deployment(name="Scorer")
+class Scorer:
+    """The routers of ``specs`` (names or directories, as ``lmroute serve --routers``), scoring in
+    batches that Ray Serve gathers from all callers."""
+
+    def __init__(self, specs: Sequence[str], max_batch_size: int, batch_wait_timeout_s: float):
+        self.routers = load_routers(specs)
+        for router in self.routers.values():
+            router.score(["warm-up"])  # an embedding router loads its model on its first call
+        # @serve.batch's wrapper has these setters; its type stub says it is the plain method.
+        self.score.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
+        self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    def names(self) -> list[str]:
+        """The serving names of the routers."""
+        return sorted(self.routers)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def score(self, calls: list[tuple[str, list[str]]]) -> list[list[float]]:
+        """Scores per call of ``(router, prompts)``; one ``router.score`` per router in the batch."""
+        return await asyncio.to_thread(self._score_all, calls)
+
+    def _score_all(self, calls: list[tuple[str, list[str]]]) -> list[list[float]]:
+        results: list[list[float]] = [[] for _ in calls]
+        for name in {name for name, _ in calls}:
+            mine = [i for i, (n, _) in enumerate(calls) if n == name]
+            prompts = [p for i in mine for p in calls[i][1]]
+            scores = self.routers[name].score(prompts).tolist()
+            start = 0
+            for i in mine:
+                end = start + len(calls[i][1])
+                results[i] = scores[start:end]
+                start = end
+        return results
+
+
+class RemoteRouter(Router):
+    """A router of the scoring deployment, seen from an ingress replica: ``score`` calls it.
+
+    Calls are sent again when the replica that held them died (``retries`` times at most);
+    ``on_retry`` is told of each.
+    """
+
+    name = "remote"
+
+    def __init__(self, served_name: str, handle: Any, *, retries: int, on_retry: Callable[[], None]):
+        super().__init__()
+        self.served_name = served_name
+        self._handle = handle
+        self._retries = retries
+        self._on_retry = on_retry
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        from ray.exceptions import RayActorError
+
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._handle.score.remote((self.served_name, prompts))
+                return np.asarray(response.result(timeout_s=SCORING_TIMEOUT), dtype=np.float64)
+            except RayActorError as exc:
+                if attempt == self._retries:
+                    raise
+                log.warning("scoring replica lost (%s); sending the call again", type(exc).__name__)
+                self._on_retry()
+        raise AssertionError("unreachable")
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    """The lmroute app of a config (as JSON, server keys included), scoring through ``scorer``."""
+
+    def __init__(self, config_json: str, scorer: Any, retries: int):
+        config = ServeConfig.model_validate_json(config_json)
+        # A scoring thread here only waits for the scorer: one per batch a router keeps in flight.
+        self._config = config.model_copy(update={"scoring_threads": max(config.scoring_threads, 2)})
+        self._scorer = scorer
+        self._retries = retries
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        from prometheus_client import Counter
+
+        names = await self._scorer.names.remote()
+        routers = {
+            name: RemoteRouter(name, self._scorer, retries=self._retries, on_retry=self._count_retry)
+            for name in names
+        }
+        app = create_app(self._config, routers=routers)
+        # In the app's own registry, so that its /metrics shows it beside the server's metrics.
+        self._retries_counter = Counter(
+            "lmroute_scoring_retries",
+            "Scoring calls sent again because their scoring replica died",
+            registry=app.state.metrics.registry,
+        )
+        return app
+
+    def _count_retry(self) -> None:
+        self._retries_counter.inc()
+
+
+def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
+    """The Ray Serve application (``serve.run``'s argument) of a serving config."""
+    # @serve.deployment made the classes Deployments (with .options); mypy still sees classes.
+    scorer_deployment: Any = Scorer
+    scorer = scorer_deployment.options(**ray_config.scorer.options()).bind(
+        list(config.routers), ray_config.scorer.max_batch_size, ray_config.scorer.batch_wait_timeout_s
+    )
+    ingress_options = ray_config.ingress.options()
+    # The upstream keys are read from the environment where the ingress runs: take this one's along.
+    secrets = {
+        name: os.environ[name]
+        for name in {config.strong.api_key_env, config.weak.api_key_env}
+        if name and name in os.environ
+    }
+    if secrets:
+        ingress_options["ray_actor_options"]["runtime_env"] = {"env_vars": secrets}
+    ingress_deployment: Any = Ingress
+    return ingress_deployment.options(**ingress_options).bind(
+        worker_config_json(config), scorer, ray_config.scoring_retries
+    )
+
+
+def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = True) -> str:
+    """Deploy lmroute on the Ray cluster of ``ray_config.address`` (a local one when None) and
+    serve on ``config.server``'s host and port; returns the base URL. ``blocking`` waits until
+    interrupted, then deletes the application."""
+    import ray
+
+    config.strong.api_key()
+    config.weak.api_key()
+    ingress = ray_config.ingress
+    if config.control.state_file is not None and (ingress.autoscaling or ingress.num_replicas > 1):
+        # Each ingress replica holds its own control state: several would overwrite one file.
+        raise ConfigError(
+            "control.state_file needs a single ingress replica: each keeps its own control state "
+            "(set ingress: {num_replicas: 1} in --ray-config, or remove control.state_file from --config)"
+        )
+    if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_keys:
+        log.warning(
+            "serving on %s without API keys (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV
+        )
+    if not ray.is_initialized():
+        ray.init(address=ray_config.address, include_dashboard=False, logging_level=logging.WARNING)
+    serve.start(http_options={"host": config.server.host, "port": config.server.port})
+    level = config.server.log_level
+    serve.run(
+        build_application(config, ray_config),
+        name=ray_config.app_name,
+        route_prefix="/",
+        # As lmroute serve: a line per request only at info and debug.
+        logging_config={"log_level": level.upper(), "enable_access_log": level in ("info", "debug")},
+    )
+    url = f"http://{config.server.host}:{config.server.port}/v1"
+    log.info("lmroute on Ray Serve: %s", url)
+    if blocking:
+        try:
+            while True:
+                import time
+
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.delete(ray_config.app_name)
+    return url
