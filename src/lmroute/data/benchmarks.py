@@ -42,6 +42,8 @@ class Benchmark:
     scale: float = 1.0
     #: Extra turns per item that the routed model also answers (MT-Bench's second turn).
     followups: tuple[tuple[str, ...], ...] = ()
+    #: Lines of the file left out for lacking a score of the strong or the weak model.
+    skipped: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -87,6 +89,7 @@ class Benchmark:
             self.costs,
             self.scale,
             self.followups,
+            self.skipped,
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
@@ -276,88 +279,54 @@ def _contaminated(path: Path) -> set[str]:
 
 # -- custom benchmarks ------------------------------------------------------------------------
 
-#: A custom file's columns: prompts, scores by model, ids, categories (or none), costs by model.
-_CustomRows = tuple[list[str], dict[str, list[float]], list[str], list[str], dict[str, np.ndarray]]
-
 
 def load_custom(
     path: str | Path, *, strong_model: str | None = None, weak_model: str | None = None
 ) -> Benchmark:
-    """A custom benchmark from JSONL (``{"prompt", "scores": {model: x}}`` a line) or CSV.
+    """A custom benchmark file (:mod:`lmroute.data.custom`) routed between two of its models.
 
     With exactly two models and no pair named, the one with the higher mean is the strong model.
+    Lines that lack a score of either model are skipped and counted (``Benchmark.skipped``).
     """
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        prompts, columns, ids, categories, costs = _custom_csv(path)
-    else:
-        prompts, columns, ids, categories, costs = _custom_jsonl(path)
-    scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
-    models = sorted(scores)
+    from lmroute.data.custom import read_custom
+
+    table = read_custom(path)
+    models = table.models
+    if len(models) < 2:
+        raise DataError(f"{path} has scores of {len(models)} model ({', '.join(models)}): a benchmark needs two")
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(
                 f"{path} has {len(models)} models ({', '.join(models)}): name the pair with "
                 "--strong-model and --weak-model"
             )
-        by_mean = sorted(models, key=lambda m: float(scores[m].mean()), reverse=True)
+        by_mean = sorted(models, key=lambda m: float(np.nanmean(table.scores[m])), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)
         weak_model = weak_model or next(m for m in by_mean[::-1] if m != strong_model)
         print(
-            f"lmroute: {path.name}: strong model {strong_model}, weak model {weak_model} "
+            f"lmroute: {Path(path).name}: strong model {strong_model}, weak model {weak_model} "
             "(higher mean score is strong; name them to override)",
             file=sys.stderr,
         )
-    for model in (strong_model, weak_model):
-        if model not in scores:
-            raise UnknownModelError(f"model {model!r} is not in {path}; it has: {', '.join(models)}")
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
+    pair, skipped = table.complete([strong_model, weak_model])
+    if skipped:
+        print(
+            f"lmroute: {Path(path).name}: skipped {skipped} of {len(table)} lines lacking a score of "
+            f"{strong_model} or {weak_model}",
+            file=sys.stderr,
+        )
+    costs = {m: v for m, v in pair.costs.items() if np.isfinite(v).all()}
     return Benchmark(
-        path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids), tuple(categories), costs, 1.0
+        table.name,
+        pair.prompts,
+        pair.scores,
+        strong_model,
+        weak_model,
+        pair.ids,
+        pair.categories,
+        costs,
+        1.0,
+        skipped=skipped,
     )
-
-
-def _custom_jsonl(path: Path) -> _CustomRows:
-    prompts: list[str] = []
-    ids: list[str] = []
-    categories: list[str] = []
-    columns: dict[str, list[float]] = {}
-    cost_columns: dict[str, list[float]] = {}
-    has_category = False
-    for line_number, record in read_jsonl_objects(path, what="benchmark items"):
-        where = f"{path}:{line_number}"
-        prompt = record.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(f"{where}: 'prompt' must be a non-empty string")
-        scores = record.get("scores")
-        if not isinstance(scores, dict) or not scores:
-            raise DataError(f"{where}: 'scores' must be an object of model -> number")
-        if columns and set(scores) != set(columns):
-            missing = sorted(set(columns) ^ set(scores))
-            raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
-        for model, value in scores.items():
-            columns.setdefault(model, []).append(score_value(value, path, line_number, model))
-        for model, value in (record.get("cost") or {}).items():
-            cost_columns.setdefault(model, []).append(score_value(value, path, line_number, model))
-        prompts.append(prompt)
-        ids.append(str(record.get("id", len(ids))))
-        has_category = has_category or "category" in record
-        categories.append(str(record.get("category", "")))
-    costs = {m: np.asarray(v) for m, v in cost_columns.items() if len(v) == len(prompts)}
-    return prompts, columns, ids, categories if has_category else [], costs
-
-
-def _custom_csv(path: Path) -> _CustomRows:
-    prompts: list[str] = []
-    ids: list[str] = []
-    columns: dict[str, list[float]] = {}
-    for row_number, row in read_csv_rows(path, required=("prompt",)):
-        prompts.append(row["prompt"])
-        ids.append(str(row.get("id") or row_number))
-        for model, value in row.items():
-            if model not in ("prompt", "id", "category"):
-                columns.setdefault(model, []).append(score_value(value, path, row_number, model))
-    if not columns:
-        raise DataError(f"{path}: needs a 'prompt' column and one score column per model")
-    return prompts, columns, ids, [], {}
