@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lmroute import ConfigError, InvalidModelNameError
-from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
+from lmroute.routing_names import RouterSpec, check_mode, format_mode_name, format_model_name, parse_model_name
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,41 @@ def test_format_is_short_and_checked():
         format_model_name("mf", 1.5)
     with pytest.raises(InvalidModelNameError):
         format_model_name("", 0.5)
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("router-mf-lambda-0.02", RouterSpec("mf", 0.02, "lambda")),
+        ("router-mf-lambda-3", RouterSpec("mf", 3.0, "lambda")),
+        ("router-sw_ranking-quality-0.6", RouterSpec("sw_ranking", 0.6, "quality")),
+        ("router-my-router-quality-1", RouterSpec("my-router", 1.0, "quality")),
+    ],
+)
+def test_parse_n_model_modes(model, expected):
+    spec = parse_model_name(model)
+    assert spec == expected and spec.value == expected.threshold
+    assert format_mode_name(spec.router, spec.mode, spec.value) == model
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("router-mf-quality-1.5", "quality value 1.5 in model 'router-mf-quality-1.5' must be [0, 1]"),
+        ("router-mf-lambda-x", "lambda value 'x'"),
+        ("router-mf-lambda-", "lambda value ''"),
+        ("router--lambda-0.5", "lacks a router name"),
+    ],
+)
+def test_mode_errors(model, message):
+    with pytest.raises(InvalidModelNameError) as info:
+        parse_model_name(model)
+    assert message in str(info.value)
+
+
+def test_an_unknown_mode_lists_the_known_ones():
+    spec = parse_model_name("router-mf-budget-0.5")  # syntactically a router named "mf-budget"
+    with pytest.raises(InvalidModelNameError, match="unknown routing mode 'budget'; known modes: lambda, quality"):
+        check_mode(spec.router, {"mf", "bert"})
+    check_mode("mf", {"mf"})  # a known router passes
+    check_mode("my-router", {"mf"})  # an unknown router is left to the caller's error

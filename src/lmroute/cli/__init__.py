@@ -1,7 +1,7 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
+``onboard``, ``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
 defines the options several commands share, ``_output`` how they report. :func:`main` builds the
 parser from the command modules and turns the library's errors into one line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
@@ -13,14 +13,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lmroute.cli import calibrate, chat, data, experiment, label, routers, score, serve, train
+from lmroute.cli import calibrate, chat, data, experiment, label, onboard, routers, score, serve, train
 from lmroute.cli import eval as eval_command  # not bare `eval`: the builtin
 from lmroute.exceptions import LmrouteError
 
 __all__ = ["build_parser", "main"]
 
 #: The commands in the order ``lmroute --help`` lists them.
-_COMMANDS = (eval_command, score, train, experiment, label, data, serve, calibrate, chat, routers)
+_COMMANDS = (eval_command, score, train, onboard, experiment, label, data, serve, calibrate, chat, routers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,29 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and write its results to ``--out``."""
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
+    from lmroute.workflows.n_models import load_n_model_config
 
+    n_models = load_n_model_config(args.config)
+    if n_models is not None:
+        return _run_n_models(args, n_models)
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)
     for path in write_experiment(result, args.out):
+        wrote(path)
+    return 0
+
+
+def _run_n_models(args: argparse.Namespace, config) -> int:
+    """An experiment file of ``kind: n-models`` (:mod:`lmroute.workflows.n_models`)."""
+    from pathlib import Path
+
+    from lmroute.exceptions import ConfigError
+    from lmroute.workflows.n_models import run_n_model_experiment, write_n_model_experiment
+
+    folder = data_dir(args)
+    if folder is None:
+        raise ConfigError("N-model experiments read the shared data: give --data-dir or set LMROUTE_DATA_DIR")
+    result = run_n_model_experiment(config, data_dir=folder, config_dir=Path(args.config).parent)
+    for path in write_n_model_experiment(result, args.out):
         wrote(path)
     return 0

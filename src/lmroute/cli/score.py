@@ -1,10 +1,12 @@
-"""``lmroute score``: score prompts with a router, as JSONL on standard output or in a file."""
+"""``lmroute score``: score prompts with a router, as JSONL on standard output or in a file.
+
+With ``--models A B C`` each line holds every model's predicted quality (``Router.predict_quality``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_quiet_option, add_router_option
+from lmroute.cli._options import Subparsers, add_models_options, add_quiet_option, add_router_option
 from lmroute.cli._output import note
 
 
@@ -14,6 +16,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     add_router_option(p)
     p.add_argument("--input", required=True, help="JSONL with a 'prompt' field, or text lines")
     p.add_argument("--output", help="JSONL output file (default: standard output)")
+    add_models_options(p, prices=False)
     add_quiet_option(p)
     p.set_defaults(func=run)
 
@@ -27,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     prompts = read_prompts(args.input)
     router = load_router(args.router)
-    records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
+    if args.models:
+        records = _quality_records(router, prompts, args.models)
+    else:
+        records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
     if args.output in (None, "-"):
         for record in records:
             print(encode_line(record), end="")
@@ -35,3 +41,16 @@ def run(args: argparse.Namespace) -> int:
         write_jsonl(args.output, records)
         note(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}")
     return 0
+
+
+def _quality_records(router, prompts: list[str], specs: list[str]) -> list[dict]:
+    """One ``{"prompt", "scores": {served name: predicted quality}}`` record per prompt, in order."""
+    from lmroute.catalogue import parse_model_specs
+
+    pairs = parse_model_specs(specs)
+    quality = router.predict_quality(prompts, [vocabulary for _, vocabulary in pairs])
+    names = [served for served, _ in pairs]
+    return [
+        {"prompt": p, "scores": dict(zip(names, row.tolist(), strict=True))}
+        for p, row in zip(prompts, quality, strict=True)
+    ]

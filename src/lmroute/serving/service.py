@@ -29,7 +29,7 @@ from lmroute.exceptions import (
     UpstreamError,
 )
 from lmroute.routers.base import Router, check_threshold
-from lmroute.routing_names import EXAMPLE, PREFIX, RouterSpec, parse_model_name
+from lmroute.routing_names import EXAMPLE, PREFIX, THRESHOLD, RouterSpec, check_mode, parse_model_name
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.metrics import ServingMetrics
@@ -237,6 +237,12 @@ class RoutingService:
                     f"of the upstream models ({names})"
                 )
             spec = parse_model_name(model)
+            check_mode(spec.router, self._batchers)
+            if spec.mode != THRESHOLD:
+                raise InvalidModelNameError(
+                    f"model {model!r}: mode {spec.mode!r} routes among N priced models, which this server "
+                    "does not serve yet; use router-<router>-<threshold>"
+                )
         if spec.router not in self._batchers:
             raise UnknownRouterError(
                 f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
