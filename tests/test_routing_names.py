@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lmroute import ConfigError, InvalidModelNameError
-from lmroute.routing_names import RouterSpec, check_mode, format_mode_name, format_model_name, parse_model_name
+from lmroute.routing_names import (
+    RouterSpec,
+    check_mode,
+    format_mode_name,
+    format_model_name,
+    parse_model_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +109,9 @@ def test_mode_errors(model, message):
 
 def test_an_unknown_mode_lists_the_known_ones():
     spec = parse_model_name("router-mf-budget-0.5")  # syntactically a router named "mf-budget"
-    with pytest.raises(InvalidModelNameError, match="unknown routing mode 'budget'; known modes: lambda, quality"):
+    with pytest.raises(
+        InvalidModelNameError, match="unknown routing mode 'budget'; known modes: lambda, quality"
+    ):
         check_mode(spec.router, {"mf", "bert"})
     check_mode("mf", {"mf"})  # a known router passes
     check_mode("my-router", {"mf"})  # an unknown router is left to the caller's error

@@ -54,13 +54,18 @@ def sweep_knob(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Knob values and, at each, the mean estimated cost, the mean predicted quality and the
     choices ``(values, costs, qualities, choices (values, n))``."""
-    values = lambda_grid(quality, cost, points=points) if policy == "lambda" else tau_grid(quality, points=points)
+    grid = lambda_grid(quality, cost, points=points) if policy == "lambda" else tau_grid(quality, points=points)
+    # the midpoints between the grid's break-even values, and its ends: a knob at a break-even
+    # value decides ties by rounding, one between two is stable
+    values = np.unique(np.concatenate([grid[:1], (grid[1:] + grid[:-1]) / 2, grid[-1:]]))
     rows = np.arange(quality.shape[0])
     choices = np.stack([choose(policy, quality, cost, v) for v in values])
     return values, cost[rows, choices].mean(axis=1), quality[rows, choices].mean(axis=1), choices
 
 
-def knob_for_budget(policy: str, quality: np.ndarray, cost: np.ndarray, budget: float) -> tuple[float, np.ndarray]:
+def knob_for_budget(
+    policy: str, quality: np.ndarray, cost: np.ndarray, budget: float
+) -> tuple[float, np.ndarray]:
     """The knob value whose mean estimated cost is within ``budget`` with the best mean predicted
     quality (the cheaper on a tie), and its choices; ConfigError below the least possible cost."""
     if not np.isfinite(budget) or budget < 0:
@@ -71,13 +76,16 @@ def knob_for_budget(policy: str, quality: np.ndarray, cost: np.ndarray, budget: 
     if within.size == 0:
         raise ConfigError(
             f"a budget of ${budget:g} per 1,000 requests is below the least these models can cost on these "
-            f"prompts: ${least:.4g} (every prompt to its cheapest model); raise the budget or add a cheaper model"
+            f"prompts: ${least:.4g} (every prompt to its cheapest model); raise the budget or add a "
+            "cheaper model"
         )
     best = within[np.lexsort((costs[within], -qualities[within]))[0]]
     return float(values[best]), choices[best]
 
 
-def knob_for_quality(policy: str, quality: np.ndarray, cost: np.ndarray, target: float) -> tuple[float, np.ndarray]:
+def knob_for_quality(
+    policy: str, quality: np.ndarray, cost: np.ndarray, target: float
+) -> tuple[float, np.ndarray]:
     """The cheapest knob value whose mean predicted quality reaches ``target``, and its choices;
     ConfigError when no value does."""
     if not 0.0 <= target <= 1.0:
@@ -137,7 +145,8 @@ def format_policy_calibration(result: PolicyCalibration, *, source: str = "") ->
     """What a person reads: the knob, its model name, the expected cost and each model's share."""
     goal = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in result.goal.items())
     lines = [
-        f"{result.policy} = {result.value:.6g} for {goal} on {result.prompts} prompts{f' ({source})' if source else ''}",
+        f"{result.policy} = {result.value:.6g} for {goal} on {result.prompts} prompts"
+        + (f" ({source})" if source else ""),
         f"model: {result.model}",
         f"expected cost: ${result.cost:.4f} per 1,000 requests; mean predicted quality {result.quality:.4f}",
         "share of prompts per model:",

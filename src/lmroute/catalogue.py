@@ -91,11 +91,15 @@ class Catalogue:
         by_name = {m.name: m for m in self.models}
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise UnknownModelError(f"model(s) {', '.join(unknown)} not in the catalogue ({', '.join(by_name)})")
+            raise UnknownModelError(
+                f"model(s) {', '.join(unknown)} not in the catalogue ({', '.join(by_name)})"
+            )
         return Catalogue([by_name[n] for n in names])
 
     @classmethod
-    def from_prices(cls, models: Sequence[str], prices: Mapping[str, Listing | Price], *, where: str = "") -> Catalogue:
+    def from_prices(
+        cls, models: Sequence[str], prices: Mapping[str, Listing | Price], *, where: str = ""
+    ) -> Catalogue:
         """A catalogue of ``models`` (``name`` or ``served=vocabulary``), each priced by its
         serving name's entry in ``prices``, else its vocabulary name's."""
         entries = []

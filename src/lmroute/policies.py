@@ -36,7 +36,9 @@ def check_arrays(quality: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.
     q = np.asarray(quality, dtype=np.float64)
     c = np.asarray(cost, dtype=np.float64)
     if q.ndim != 2 or q.shape != c.shape or q.shape[1] == 0:
-        raise ConfigError(f"quality and cost must be (prompts, models) arrays of one shape, got {q.shape}, {c.shape}")
+        raise ConfigError(
+            f"quality and cost must be (prompts, models) arrays of one shape, got {q.shape}, {c.shape}"
+        )
     if not (np.isfinite(q).all() and np.isfinite(c).all()):
         raise ConfigError("quality and cost must be finite numbers")
     if (c < 0).any():
@@ -48,7 +50,11 @@ def check_knob(policy: str, value: float) -> float:
     """``value`` as a float if it is a valid knob of ``policy``: lambda >= 0, tau in [0, 1]."""
     if policy not in POLICIES:
         raise ConfigError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not math.isfinite(value)
+    ):
         raise ConfigError(f"{policy} must be a finite number, got {value!r}")
     if policy == "lambda" and value < 0:
         raise ConfigError(f"lambda must be at least 0, got {value!r}")

@@ -71,7 +71,9 @@ def parse_model_name(model: str) -> RouterSpec:
     router, sep, mode = name.rpartition("-")
     if sep and mode in MODES:
         if not router:
-            raise InvalidModelNameError(f"model {model!r} lacks a router name: use router-<router>-{mode}-<value>")
+            raise InvalidModelNameError(
+                f"model {model!r} lacks a router name: use router-<router>-{mode}-<value>"
+            )
         return RouterSpec(router, parse_mode_value(mode, threshold, model=model), mode)
     return RouterSpec(name, parse_threshold(threshold, model=model))
 
@@ -94,7 +96,9 @@ def parse_mode_value(mode: str, text: str, *, model: str | None = None) -> float
     where = f" in model {model!r}" if model else ""
     low, high = MODES[mode]
     if not _NUMBER.match(text):
-        raise InvalidModelNameError(f"{mode} value {text!r}{where} is not a decimal number (write it like 0.5)")
+        raise InvalidModelNameError(
+            f"{mode} value {text!r}{where} is not a decimal number (write it like 0.5)"
+        )
     value = float(text)
     if not low <= value <= high:
         span = f"[{low:g}, {high:g}]" if math.isfinite(high) else f"at least {low:g}"

@@ -1,8 +1,8 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``onboard``, ``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
-defines the options several commands share, ``_output`` how they report. :func:`main` builds the
+``onboard``, ``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``.
+``_options`` defines the options several commands share, ``_output`` how they report. :func:`main` builds the
 parser from the command modules and turns the library's errors into one line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
 """

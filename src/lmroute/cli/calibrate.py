@@ -24,13 +24,17 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     add_models_options(p)
     p.add_argument(
-        "--budget", type=float, metavar="USD", help="with --models: dollars per 1,000 requests to spend at most"
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="with --models: dollars per 1,000 requests to spend at most",
     )
     p.add_argument(
         "--target-quality",
         type=float,
         metavar="Q",
-        help="with --models: mean predicted quality to reach, on the router's scale (P(beats its average model))",
+        help="with --models: mean predicted quality to reach, on the router's scale "
+        "(P(beats its average model))",
     )
     p.add_argument(
         "--policy",

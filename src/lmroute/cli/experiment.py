@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_n_models(args: argparse.Namespace, config) -> int:
-    """An experiment file of ``kind: n-models`` (:mod:`lmroute.workflows.n_models`)."""
+    """An experiment file of ``kind: n-models`` (:mod:`lmroute.workflows.n_models`) or
+    ``kind: onboarding-curve`` (:mod:`lmroute.workflows.onboard_curve`)."""
     from pathlib import Path
 
     from lmroute.exceptions import ConfigError
@@ -43,6 +44,13 @@ def _run_n_models(args: argparse.Namespace, config) -> int:
     folder = data_dir(args)
     if folder is None:
         raise ConfigError("N-model experiments read the shared data: give --data-dir or set LMROUTE_DATA_DIR")
+    if config.kind == "onboarding-curve":
+        from lmroute.workflows.onboard_curve import run_onboard_curve, write_onboard_curve
+
+        curve = run_onboard_curve(config, data_dir=folder, config_dir=Path(args.config).parent)
+        for path in write_onboard_curve(curve, args.out):
+            wrote(path)
+        return 0
     result = run_n_model_experiment(config, data_dir=folder, config_dir=Path(args.config).parent)
     for path in write_n_model_experiment(result, args.out):
         wrote(path)

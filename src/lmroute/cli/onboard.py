@@ -11,7 +11,8 @@ from lmroute.cli._output import note
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``onboard`` command and its options."""
     p = subparsers.add_parser(
-        "onboard", help="teach a router a new model from a probe file (only that model's parameters are fitted)"
+        "onboard",
+        help="teach a router a new model from a probe file (only that model's parameters are fitted)",
     )
     add_router_option(p)
     p.add_argument(

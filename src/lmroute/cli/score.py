@@ -5,6 +5,7 @@ With ``--models A B C`` each line holds every model's predicted quality (``Route
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 from lmroute.cli._options import Subparsers, add_models_options, add_quiet_option, add_router_option
 from lmroute.cli._output import note
@@ -30,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     prompts = read_prompts(args.input)
     router = load_router(args.router)
-    if args.models:
-        records = _quality_records(router, prompts, args.models)
-    else:
-        records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
+    records: Iterable[dict] = (
+        _quality_records(router, prompts, args.models)
+        if args.models
+        else score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
+    )
     if args.output in (None, "-"):
         for record in records:
             print(encode_line(record), end="")

@@ -293,7 +293,9 @@ def load_custom(
     table = read_custom(path)
     models = table.models
     if len(models) < 2:
-        raise DataError(f"{path} has scores of {len(models)} model ({', '.join(models)}): a benchmark needs two")
+        raise DataError(
+            f"{path} has scores of {len(models)} model ({', '.join(models)}): a benchmark needs two"
+        )
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(

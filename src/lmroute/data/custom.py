@@ -127,4 +127,3 @@ def _cost(value: object, path: Path, line: int, model: str) -> float:
     if number < 0:
         raise DataError(f"{path}:{line}: cost of {model!r} is negative: {value!r}")
     return number
-

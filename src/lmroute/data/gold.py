@@ -119,4 +119,3 @@ def battles_from_scores(
             item.tolist(), a.tolist(), b.tolist(), winner.tolist(), weight.tolist(), strict=True
         )
     ]
-

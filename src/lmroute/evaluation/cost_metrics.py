@@ -88,7 +88,9 @@ def _points(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarr
     c = np.asarray(cost, dtype=np.float64).ravel()
     q = np.asarray(quality, dtype=np.float64).ravel()
     if c.shape != q.shape or c.size == 0:
-        raise ConfigError(f"a hull needs one cost per quality and at least one point, got {c.size} and {q.size}")
+        raise ConfigError(
+            f"a hull needs one cost per quality and at least one point, got {c.size} and {q.size}"
+        )
     if not (np.isfinite(c).all() and np.isfinite(q).all()):
         raise ConfigError("costs and qualities must be finite")
     return c, q

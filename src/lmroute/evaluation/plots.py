@@ -50,14 +50,29 @@ def plot_cost_quality(evaluation: CostQualityEvaluation, path: str | Path) -> Pa
     ax.scatter(ev.model_cost, ev.model_quality, color="grey", s=14, zorder=3, label="single models")
     best, cheap = ev.best, ev.cheapest
     for i in {best, cheap}:
-        ax.annotate(ev.models[i], (ev.model_cost[i], ev.model_quality[i]), fontsize=7, xytext=(4, -10),
-                    textcoords="offset points")  # fmt: skip
-    ax.plot(ev.baseline.hull_cost, ev.baseline.hull_quality, color="grey", linestyle="--",
-            label=f"mixing baseline (AIQ {ev.baseline.aiq:.3f})")  # fmt: skip
+        ax.annotate(
+            ev.models[i],
+            (ev.model_cost[i], ev.model_quality[i]),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
+    ax.plot(
+        ev.baseline.hull_cost,
+        ev.baseline.hull_quality,
+        color="grey",
+        linestyle="--",
+        label=f"mixing baseline (AIQ {ev.baseline.aiq:.3f})",
+    )
     for curve in ev.curves:
         oracle = curve.label == "oracle"
-        line = ax.plot(curve.hull_cost, curve.hull_quality, linestyle=":" if oracle else "-",
-                       color="black" if oracle else None, label=f"{curve.label} (AIQ {curve.aiq:.3f})")  # fmt: skip
+        line = ax.plot(
+            curve.hull_cost,
+            curve.hull_quality,
+            linestyle=":" if oracle else "-",
+            color="black" if oracle else None,
+            label=f"{curve.label} (AIQ {curve.aiq:.3f})",
+        )
         if not oracle:
             ax.scatter(curve.cost, curve.quality, s=4, color=line[0].get_color(), alpha=0.4)
     ax.set_xscale("log")

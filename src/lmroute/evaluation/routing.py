@@ -53,7 +53,10 @@ class Curve:
                 {"knob": float(k), "cost": float(c), "quality": float(q)}
                 for k, c, q in zip(self.knobs, self.cost, self.quality, strict=True)
             ],
-            "hull": [{"cost": float(c), "quality": float(q)} for c, q in zip(self.hull_cost, self.hull_quality, strict=True)],
+            "hull": [
+                {"cost": float(c), "quality": float(q)}
+                for c, q in zip(self.hull_cost, self.hull_quality, strict=True)
+            ],
         }
 
 
@@ -74,12 +77,12 @@ class CostQualityEvaluation:
     @property
     def best(self) -> int:
         """Index of the best single model (the cheaper on a tie)."""
-        return int(np.lexsort((self.model_cost, -self.model_quality))[0])
+        return best_and_cheapest(self.model_cost, self.model_quality)[0]
 
     @property
     def cheapest(self) -> int:
         """Index of the cheapest single model (the better on a tie)."""
-        return int(np.lexsort((-self.model_quality, self.model_cost))[0])
+        return best_and_cheapest(self.model_cost, self.model_quality)[1]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,30 +119,40 @@ def evaluate_choices(
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.float64)
     if scores.ndim != 2 or scores.shape != costs.shape or scores.shape[1] != len(models):
-        raise ConfigError(f"scores and costs must be (prompts, {len(models)}) arrays, got {scores.shape}, {costs.shape}")
+        raise ConfigError(
+            f"scores and costs must be (prompts, {len(models)}) arrays, got {scores.shape}, {costs.shape}"
+        )
     if len(models) < 2:
         raise DataError(f"routing needs at least two models, got {len(models)}: {', '.join(models)}")
     if scores.shape[0] == 0:
         raise DataError("no prompts to evaluate")
     model_cost, model_quality = costs.mean(axis=0), scores.mean(axis=0)
-    hull = cm.upper_hull(model_cost, model_quality)
     low, high = float(model_cost.min()), float(model_cost.max())
     if not high > low:
         raise DataError("every model costs the same: there is no cost range to route over")
-    ev = CostQualityEvaluation(benchmark, list(models), model_cost, model_quality, None, n_prompts=len(scores))  # type: ignore[arg-type]
-    target, best_cost = float(model_quality[ev.best]), float(model_cost[ev.best])
-    at = float(model_cost[ev.cheapest])
+    best, cheapest = best_and_cheapest(model_cost, model_quality)
+    target, best_cost, at = float(model_quality[best]), float(model_cost[best]), float(model_cost[cheapest])
 
     def curve(label: str, values: np.ndarray, c: np.ndarray, q: np.ndarray) -> Curve:
         hc, hq = cm.upper_hull(c, q)
         reach = cm.reach_cost(hc, hq, target)
         return Curve(
-            label, values, c, q, hc, hq, cm.aiq(hc, hq, low, high), reach,
+            label,
+            values,
+            c,
+            q,
+            hc,
+            hq,
+            cm.aiq(hc, hq, low, high),
+            reach,
             1.0 - reach / best_cost if best_cost > 0 else float("nan"),
             float(cm.hull_quality(hc, hq, at)),
-        )  # fmt: skip
+        )
 
-    ev.baseline = curve("mixing baseline", np.arange(len(models), dtype=np.float64), model_cost, model_quality)
+    baseline = curve("mixing baseline", np.arange(len(models), dtype=np.float64), model_cost, model_quality)
+    ev = CostQualityEvaluation(
+        benchmark, list(models), model_cost, model_quality, baseline, n_prompts=len(scores)
+    )
     for label, (predicted, estimated) in (routers or {}).items():
         values, c, q = sweep(predicted, estimated, scores, costs, policy=policy, knobs=knobs)
         ev.curves.append(curve(label, values, c, q))
@@ -147,6 +160,11 @@ def evaluate_choices(
         values, c, q = sweep(scores, costs, scores, costs, policy="lambda", knobs=knobs)
         ev.curves.append(curve("oracle", values, c, q))
     return ev
+
+
+def best_and_cheapest(cost: np.ndarray, quality: np.ndarray) -> tuple[int, int]:
+    """Indices of the best model (the cheaper on a tie) and of the cheapest (the better on a tie)."""
+    return int(np.lexsort((cost, -quality))[0]), int(np.lexsort((-quality, cost))[0])
 
 
 def sweep(
@@ -162,7 +180,11 @@ def sweep(
     if policy not in POLICIES:
         raise ConfigError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
     if isinstance(knobs, int):
-        values = lambda_grid(predicted, estimated, points=knobs) if policy == "lambda" else tau_grid(predicted, points=knobs)
+        values = (
+            lambda_grid(predicted, estimated, points=knobs)
+            if policy == "lambda"
+            else tau_grid(predicted, points=knobs)
+        )
     else:
         values = np.asarray(knobs, dtype=np.float64)
     points = np.array([cm.realised(choose(policy, predicted, estimated, v), scores, costs) for v in values])
@@ -194,9 +216,14 @@ def evaluate_router(
         costs, source = estimated, "prices"
     predicted = router.predict_quality(prompts, catalogue.vocabulary)
     ev = evaluate_choices(
-        catalogue.names, scores, costs, {label or router.name: (predicted, estimated)},
-        policy=policy, knobs=knobs, benchmark=table.name,
-    )  # fmt: skip
+        catalogue.names,
+        scores,
+        costs,
+        {label or router.name: (predicted, estimated)},
+        policy=policy,
+        knobs=knobs,
+        benchmark=table.name,
+    )
     ev.skipped, ev.cost_source = skipped, source
     return ev
 
@@ -205,14 +232,24 @@ def summary_rows(ev: CostQualityEvaluation) -> list[dict[str, Any]]:
     """One row per router, the oracle, the mixing baseline and the best single model."""
     best = ev.best
     rows = [
-        {"what": c.label, "aiq": c.aiq, "reach_cost": c.reach_cost, "saving": c.saving,
-         "quality_at_cheapest": c.quality_at_cheapest}
+        {
+            "what": c.label,
+            "aiq": c.aiq,
+            "reach_cost": c.reach_cost,
+            "saving": c.saving,
+            "quality_at_cheapest": c.quality_at_cheapest,
+        }
         for c in [*ev.curves, ev.baseline]
-    ]  # fmt: skip
+    ]
     rows.append(
-        {"what": f"best single: {ev.models[best]}", "aiq": float("nan"), "reach_cost": float(ev.model_cost[best]),
-         "saving": 0.0, "quality_at_cheapest": float("nan")}
-    )  # fmt: skip
+        {
+            "what": f"best single: {ev.models[best]}",
+            "aiq": float("nan"),
+            "reach_cost": float(ev.model_cost[best]),
+            "saving": 0.0,
+            "quality_at_cheapest": float("nan"),
+        }
+    )
     return rows
 
 
@@ -222,7 +259,8 @@ def format_summary(ev: CostQualityEvaluation) -> str:
     lines = [
         f"{ev.benchmark}: {ev.n_prompts} prompts ({ev.skipped} lines skipped), {len(ev.models)} models; "
         f"costs in $ per 1,000 requests ({ev.cost_source})",
-        f"best single model {ev.models[best]}: quality {ev.model_quality[best]:.4f} at ${ev.model_cost[best]:.3f}; "
+        f"best single model {ev.models[best]}: quality {ev.model_quality[best]:.4f} at "
+        f"${ev.model_cost[best]:.3f}; "
         f"cheapest {ev.models[cheap]}: {ev.model_quality[cheap]:.4f} at ${ev.model_cost[cheap]:.3f}",
         "",
         "| | AIQ | cost to reach best | saving | quality at cheapest's cost |",

@@ -26,6 +26,7 @@ from lmroute.exceptions import CheckpointError, ConfigError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from lmroute.data.battles import Battle
     from lmroute.embeddings.base import Embedder
 
 FORMAT = "lmroute-router"
@@ -133,7 +134,9 @@ class Router(Generic[ConfigT]):
             return np.zeros((0, len(names)), dtype=np.float64)
         quality = np.asarray(self._predict_quality(prompts, names), dtype=np.float64)
         if quality.shape != (len(prompts), len(names)):
-            raise RuntimeError(f"{self.name} returned shape {quality.shape} for {len(prompts)} x {len(names)}")
+            raise RuntimeError(
+                f"{self.name} returned shape {quality.shape} for {len(prompts)} x {len(names)}"
+            )
         return np.clip(np.nan_to_num(quality, nan=0.5), 0.0, 1.0)
 
     @property
@@ -141,9 +144,10 @@ class Router(Generic[ConfigT]):
         """Names of the models whose quality :meth:`predict_quality` predicts (empty: none)."""
         return ()
 
-    def onboard(self, model: str, battles: Sequence[Any], **options: Any) -> Self:
+    def onboard(self, model: str, battles: Sequence[Battle], *, prior: float = 5.0) -> Self:
         """A copy of this router that also knows ``model``, learned from battles against models it
-        knows, with every other learned parameter frozen (see :mod:`lmroute.workflows.onboard`)."""
+        knows, with every other learned parameter frozen (see :mod:`lmroute.workflows.onboard`);
+        ``prior``: how many pseudo-battles pull the new model toward the known models' average."""
         raise ConfigError(
             f"router {self.name!r} cannot onboard a model: only routers with a model vocabulary "
             "(mf, sw_ranking) learn one model's parameters alone"

@@ -148,7 +148,10 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         unit /= np.maximum(np.linalg.norm(unit, axis=2, keepdims=True), 1e-12)
         features = self._member_features(prompts, self._text_proj.shape[2])
         # z[m, i] = c_m ⊙ W_m f(q_i): what a model's unit vector is dotted with, per member
-        z = np.matmul(features, np.swapaxes(self._text_proj.astype(np.float64), 1, 2)) * self._classifier[:, None]
+        z = (
+            np.matmul(features, np.swapaxes(self._text_proj.astype(np.float64), 1, 2))
+            * self._classifier[:, None]
+        )
         trained = self._reference_models()
         vectors = [
             fit_model_vector(
@@ -210,7 +213,9 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         unit = p / np.maximum(np.linalg.norm(p, axis=2, keepdims=True), 1e-12)
         chosen = unit[:, models]
         if reference:
-            chosen = np.concatenate([chosen, unit[:, self._reference_models()].mean(axis=1, keepdims=True)], 1)
+            chosen = np.concatenate(
+                [chosen, unit[:, self._reference_models()].mean(axis=1, keepdims=True)], 1
+            )
         # u[m, k] = W_mᵀ (c_m ⊙ P̂_m[k]): each model's direction in feature space, per member
         directions = np.matmul(self._classifier[:, None, :] * chosen, self._text_proj.astype(np.float64))
         return self._member_mean(self._member_features(prompts, directions.shape[2]), directions)
@@ -220,7 +225,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         or a hidden layer's output)."""
         text_dim = self._hidden_weight.shape[2] if self._hidden_weight is not None else width
         features = self._features(prompts, width=text_dim).astype(np.float64)
-        if self._hidden_weight is None:
+        if self._hidden_weight is None or self._hidden_bias is None:
             return features[None]
         hidden = np.einsum("nk,mhk->mnh", features, self._hidden_weight) + self._hidden_bias[:, None, :]
         return np.maximum(hidden, 0.0)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lmroute.routers.base import Router
 
 NProtocol = Literal["cross-fit", "leave-one-source-out"]
+_PROTOCOLS: tuple[NProtocol, ...] = ("cross-fit", "leave-one-source-out")
 
 
 class NModelExperimentConfig(BaseModel):
@@ -43,7 +44,7 @@ class NModelExperimentConfig(BaseModel):
     kind: Literal["n-models"]
     #: Multi-model custom benchmark files, relative to the data directory.
     files: list[str] = Field(min_length=1)
-    protocols: list[NProtocol] = Field(default_factory=lambda: ["cross-fit", "leave-one-source-out"])
+    protocols: list[NProtocol] = Field(default_factory=lambda: list(_PROTOCOLS))
     #: Price file (relative to the experiment file's folder, or absolute).
     prices: str
     router: RouterSpec
@@ -69,9 +70,7 @@ class NModelResult:
         return {
             "config": self.config.model_dump(),
             "notes": self.notes,
-            "evaluations": [
-                {"protocol": p, **ev.to_dict()} for (p, _), ev in self.evaluations.items()
-            ],
+            "evaluations": [{"protocol": p, **ev.to_dict()} for (p, _), ev in self.evaluations.items()],
         }
 
 
@@ -125,7 +124,14 @@ def run_n_model_experiment(
                 predicted, models = _cross_fit(rows, table, candidates, config, embedder, say), candidates
             else:
                 others = [t for n, t in tables.items() if n != name]
-                router = _train([t for t in others], None, config, embedder)
+                router = train_on(
+                    others,
+                    None,
+                    max_pairs=config.max_pairs,
+                    seed=config.seed,
+                    spec=config.router,
+                    embedder=embedder,
+                )
                 models = [m for m in candidates if m in router.vocabulary]
                 if len(models) < 2:
                     note = (
@@ -138,9 +144,14 @@ def run_n_model_experiment(
                 predicted = router.predict_quality(list(rows.prompts), models)
             keep = [candidates.index(m) for m in models]
             ev = evaluate_choices(
-                models, scores[:, keep], costs[:, keep], {config.router.title: (predicted, costs[:, keep])},
-                policy=config.policy, knobs=config.knobs, benchmark=name,
-            )  # fmt: skip
+                models,
+                scores[:, keep],
+                costs[:, keep],
+                {config.router.title: (predicted, costs[:, keep])},
+                policy=config.policy,
+                knobs=config.knobs,
+                benchmark=name,
+            )
             ev.skipped = skipped
             result.evaluations[(protocol, name)] = ev
             mine, hull = ev.curves[0], ev.baseline
@@ -180,42 +191,59 @@ def _cross_fit(
     index = {p: i for i, p in enumerate(table.prompts)}
     for k, (train_idx, held_idx) in enumerate(splits):
         train_rows = np.array([index[rows.prompts[i]] for i in train_idx])
-        router = _train([_take(table, train_rows)], candidates, config, embedder)
+        router = train_on(
+            [take_rows(table, train_rows)],
+            candidates,
+            max_pairs=config.max_pairs,
+            seed=config.seed,
+            spec=config.router,
+            embedder=embedder,
+        )
         predicted[held_idx] = router.predict_quality([rows.prompts[i] for i in held_idx], candidates)
         say(f"  fold {k + 1}/{len(splits)}")
     return predicted
 
 
-def _train(
-    tables: Sequence[ScoreTable], needed: list[str] | None, config: NModelExperimentConfig, embedder: Embedder | None
+def train_on(
+    tables: Sequence[ScoreTable],
+    needed: list[str] | None,
+    *,
+    max_pairs: int | None,
+    seed: int,
+    spec: RouterSpec,
+    embedder: Embedder | None = None,
 ) -> Router:
+    """A router as ``spec`` says, trained on golden-label battles of every table (``max_pairs``
+    sampled pairs per prompt); DataError if a ``needed`` model has no battle."""
     from lmroute.data.gold import battles_from_scores
     from lmroute.registry import get_router_class
 
     battles = []
     for i, t in enumerate(tables):
         battles += battles_from_scores(
-            list(t.prompts), dict(t.scores), max_pairs_per_prompt=config.max_pairs,
-            seed=config.seed + i, source=f"gold:{t.name}", name=t.name,
-        )  # fmt: skip
+            list(t.prompts),
+            dict(t.scores),
+            max_pairs_per_prompt=max_pairs,
+            seed=seed + i,
+            source=f"gold:{t.name}",
+            name=t.name,
+        )
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
     if needed and (missing := [m for m in needed if m not in models]):
         raise DataError(f"no training battles of {', '.join(missing)}")
     # the pair names only the two-model score, which N-model prediction does not use
-    options = {"strong_model": models[0], "weak_model": models[1], **config.router.options}
-    cls = get_router_class(config.router.name)
+    options = {"strong_model": models[0], "weak_model": models[1], **spec.options}
+    cls = get_router_class(spec.name)
     router = cls(options, embedder=embedder) if embedder is not None else cls(options)
     return router.fit(battles, progress=False)
 
 
-def _take(table: ScoreTable, idx: np.ndarray) -> ScoreTable:
+def take_rows(table: ScoreTable, idx: np.ndarray, *, models: Sequence[str] | None = None) -> ScoreTable:
+    """The table's rows at ``idx`` (scores only), of ``models`` (default: all)."""
     return ScoreTable(
         table.name,
         tuple(table.prompts[i] for i in idx),
-        {m: v[idx] for m, v in table.scores.items()},
-        {},
-        (),
-        (),
+        {m: table.scores[m][idx] for m in (models if models is not None else table.scores)},
     )
 
 
@@ -240,16 +268,22 @@ def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path
     return written
 
 
-def load_n_model_config(path: str | Path) -> NModelExperimentConfig | None:
-    """The experiment file at ``path`` if it says ``kind: n-models``, else None (another kind)."""
+def load_n_model_config(path: str | Path) -> Any:
+    """The experiment file at ``path`` if it says ``kind: n-models`` (a :class:`NModelExperimentConfig`)
+    or ``kind: onboarding-curve`` (an ``OnboardCurveConfig``), else None (another kind)."""
     from pydantic import ValidationError
 
     from lmroute._yaml import read_yaml
 
     raw = read_yaml(path, what=str(path))
-    if not isinstance(raw, dict) or raw.get("kind") != "n-models":
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind not in ("n-models", "onboarding-curve"):
         return None
     try:
+        if kind == "onboarding-curve":
+            from lmroute.workflows.onboard_curve import OnboardCurveConfig
+
+            return OnboardCurveConfig.model_validate(raw)
         return NModelExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -13,11 +13,13 @@ parameters on those battles, every other weight frozen (:meth:`lmroute.routers.b
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmroute.data.battles import Battle
+from lmroute.data.custom import ScoreTable, read_custom
 from lmroute.exceptions import DataError
 from lmroute.registry import load_router
 from lmroute.routers.base import Router
@@ -30,19 +32,20 @@ class OnboardResult:
     summary: dict[str, Any]
 
 
-def probe_battles(path: str | Path, model: str, known: tuple[str, ...]) -> list[Battle]:
+def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> list[Battle]:
     """The battles of ``model`` against the ``known`` models in a probe file (see the module notes)."""
     path = Path(path)
     if _is_battles_file(path):
         from lmroute.data.battles import read_battles_jsonl
 
-        battles = [b for b in read_battles_jsonl(path, source=f"probe:{path.name}").battles if model in (b.model_a, b.model_b)]
+        battles = [
+            b
+            for b in read_battles_jsonl(path, source=f"probe:{path.name}").battles
+            if model in (b.model_a, b.model_b)
+        ]
         if not battles:
             raise DataError(f"probe file {path} has no battle of {model!r}")
         return battles
-    from lmroute.data.custom import read_custom
-    from lmroute.data.gold import battles_from_scores
-
     table = read_custom(path)
     if model not in table.scores:
         raise DataError(f"probe file {path} has no scores of {model!r}; it has: {', '.join(table.models)}")
@@ -58,10 +61,20 @@ def probe_battles(path: str | Path, model: str, known: tuple[str, ...]) -> list[
             f"none of the probe file's other models ({', '.join(others)}) is in the router's vocabulary "
             f"({', '.join(known)})"
         )
+    return battles_against_known(table, model, known, source=f"probe:{path.name}")
+
+
+def battles_against_known(
+    table: ScoreTable, model: str, known: Sequence[str], *, source: str = "probe"
+) -> list[Battle]:
+    """Golden-label battles of ``model`` against each ``known`` model of the table, on every line
+    where both have a score (:func:`lmroute.data.gold.battles_from_scores`)."""
+    from lmroute.data.gold import battles_from_scores
+
     battles: list[Battle] = []
-    for other in opponents:
+    for other in (m for m in table.models if m != model and m in known):
         battles += battles_from_scores(
-            list(table.prompts), dict(table.scores), models=[model, other], source=f"probe:{path.name}", name=str(path)
+            list(table.prompts), dict(table.scores), models=[model, other], source=source, name=table.name
         )
     return battles
 
@@ -75,7 +88,12 @@ def onboard(
     taught = base.onboard(model, battles, **options)
     taught.metadata.setdefault("onboarded_from", {})[model] = str(probe)
     directory = taught.save(out)
-    summary = {"model": model, "router": base.name, "out": str(directory), **taught.metadata["onboarded"][model]}
+    summary = {
+        "model": model,
+        "router": base.name,
+        "out": str(directory),
+        **taught.metadata["onboarded"][model],
+    }
     return OnboardResult(taught, directory, summary)
 
 
