@@ -54,7 +54,9 @@ def sweep_knob(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Knob values and, at each, the mean estimated cost, the mean predicted quality and the
     choices ``(values, costs, qualities, choices (values, n))``."""
-    grid = lambda_grid(quality, cost, points=points) if policy == "lambda" else tau_grid(quality, points=points)
+    grid = (
+        lambda_grid(quality, cost, points=points) if policy == "lambda" else tau_grid(quality, points=points)
+    )
     # the midpoints between the grid's break-even values, and its ends: a knob at a break-even
     # value decides ties by rounding, one between two is stable
     values = np.unique(np.concatenate([grid[:1], (grid[1:] + grid[:-1]) / 2, grid[-1:]]))

@@ -67,6 +67,8 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
 
     name = "mf"
     config_class = MFConfig
+    #: Every model's direction (:meth:`_model_directions`) and the state it was computed from.
+    _directions_cache: tuple[tuple[int, tuple[int, ...]], np.ndarray] | None = None
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
         """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
@@ -169,6 +171,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         router.models = [*self.models, model]
         added = np.stack(vectors)[:, None, :].astype(np.float32)
         router._model_embeddings = np.concatenate([self._model_embeddings, added], axis=1)
+        router._directions_cache = None
         router.metadata["models"] = list(router.models)
         opponents = sorted({self.models[i] for i in other.tolist()})
         router.metadata.setdefault("onboarded", {})[model] = {
@@ -207,18 +210,27 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
     def model_logits(self, prompts: list[str], models: np.ndarray, *, reference: bool = False) -> np.ndarray:
         """Ensemble-mean logits ``(n, len(models))`` of vocabulary models (by index) on the prompts,
         with the reference's (the mean of the jointly trained models) as a last column if asked."""
+        directions = self._model_directions()[:, [*models.tolist(), -1] if reference else models]
+        return self._member_mean(self._member_features(prompts, directions.shape[2]), directions)
+
+    def _model_directions(self) -> np.ndarray:
+        """``u[m, k] = W_mᵀ (c_m ⊙ P̂_m[k])``: each vocabulary model's direction in feature space,
+        per member, with the reference's (the trained models' mean) last: ``(members, K + 1, f)``.
+        Computed once per set of weights, so a request costs one small product."""
         if not hasattr(self, "_text_proj"):
             raise ConfigError("this mf router is not trained: call fit() or load a checkpoint")
+        key = (id(self._model_embeddings), tuple(self._reference_models().tolist()))
+        cached = self._directions_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         p = self._model_embeddings.astype(np.float64)
         unit = p / np.maximum(np.linalg.norm(p, axis=2, keepdims=True), 1e-12)
-        chosen = unit[:, models]
-        if reference:
-            chosen = np.concatenate(
-                [chosen, unit[:, self._reference_models()].mean(axis=1, keepdims=True)], 1
-            )
-        # u[m, k] = W_mᵀ (c_m ⊙ P̂_m[k]): each model's direction in feature space, per member
-        directions = np.matmul(self._classifier[:, None, :] * chosen, self._text_proj.astype(np.float64))
-        return self._member_mean(self._member_features(prompts, directions.shape[2]), directions)
+        unit = np.concatenate([unit, unit[:, list(key[1])].mean(axis=1, keepdims=True)], axis=1)
+        proj = self._text_proj.astype(np.float64)
+        # one 2-d product per member: a batched matmul was 50x slower here (BLAS on a shared machine)
+        directions = np.stack([(self._classifier[m] * unit[m]) @ proj[m] for m in range(len(proj))])
+        self._directions_cache = (key, directions)
+        return directions
 
     def _member_features(self, prompts: list[str], width: int) -> np.ndarray:
         """Per member, what the directions apply to: ``(members, n, width)`` (the prompt features,
@@ -234,7 +246,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
     def _member_mean(features: np.ndarray, directions: np.ndarray) -> np.ndarray:
         if features.shape[0] == 1:  # a linear router: the members' mean direction, one product
             return features[0] @ directions.mean(axis=0).T
-        return np.matmul(features, np.swapaxes(directions, 1, 2)).mean(axis=0)
+        return np.mean([f @ d.T for f, d in zip(features, directions, strict=True)], axis=0)
 
     # -- state -------------------------------------------------------------------------------
     def _set_weights(
@@ -248,6 +260,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
             classifier=(classifier, (members, dim)),
         )
         self._model_embeddings = np.asarray(model_embeddings, dtype=np.float32)
+        self._directions_cache = None
         self._text_proj = np.asarray(text_proj, dtype=np.float32)
         self._classifier = np.asarray(classifier, dtype=np.float64)
 
