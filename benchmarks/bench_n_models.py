@@ -81,7 +81,8 @@ def main() -> None:
         print(f"{label:40s} {value:10.1f} prompts/s")
     two_rate, many_rate = rates.values()
     print(
-        f"{len(models)}-model rate / two-model rate incl. embedding: {many_rate / two_rate:.3f} (promise: >= 0.95)"
+        f"{len(models)}-model rate / two-model rate incl. embedding: {many_rate / two_rate:.3f} "
+        "(promise: >= 0.95)"
     )
     print(f"router's own work alone: {np.divide(*list(core_rates.values())[::-1]):.3f}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
