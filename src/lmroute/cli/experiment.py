@@ -21,11 +21,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and write its results to ``--out``."""
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
-    from lmroute.workflows.n_models import load_n_model_config
+    from lmroute.workflows.kinds import load_kind_config
 
-    n_models = load_n_model_config(args.config)
-    if n_models is not None:
-        return _run_n_models(args, n_models)
+    other_kind = load_kind_config(args.config)
+    if other_kind is not None:
+        return _run_kind(args, other_kind)
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)
     for path in write_experiment(result, args.out):
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_n_models(args: argparse.Namespace, config) -> int:
+def _run_kind(args: argparse.Namespace, config) -> int:
     """An experiment file of ``kind: n-models`` (:mod:`lmroute.workflows.n_models`) or
     ``kind: onboarding-curve`` (:mod:`lmroute.workflows.onboard_curve`)."""
     from pathlib import Path

@@ -112,10 +112,12 @@ def evaluate_choices(
     knobs: int = 200,
     oracle: bool = True,
     benchmark: str = "benchmark",
+    cost_range: tuple[float, float] | None = None,
 ) -> CostQualityEvaluation:
     """The cost–quality evaluation from arrays ``(n_prompts, n_models)``: true ``scores`` and
     realised ``costs``, and per router label its (predicted quality, estimated cost), swept over
-    ``knobs`` values of ``policy``. The oracle sweeps lambda over the true scores and costs."""
+    ``knobs`` values of ``policy``. The oracle sweeps lambda over the true scores and costs. AIQ is
+    taken over ``cost_range`` (default: from the cheapest single model's cost to the dearest's)."""
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.float64)
     if scores.ndim != 2 or scores.shape != costs.shape or scores.shape[1] != len(models):
@@ -127,7 +129,7 @@ def evaluate_choices(
     if scores.shape[0] == 0:
         raise DataError("no prompts to evaluate")
     model_cost, model_quality = costs.mean(axis=0), scores.mean(axis=0)
-    low, high = float(model_cost.min()), float(model_cost.max())
+    low, high = cost_range or (float(model_cost.min()), float(model_cost.max()))
     if not high > low:
         raise DataError("every model costs the same: there is no cost range to route over")
     best, cheapest = best_and_cheapest(model_cost, model_quality)

@@ -266,25 +266,3 @@ def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path
     for (protocol, name), ev in result.evaluations.items():
         written.append(plot_cost_quality(ev, out / f"{protocol}-{name}.png"))
     return written
-
-
-def load_n_model_config(path: str | Path) -> Any:
-    """The experiment file at ``path`` if it says ``kind: n-models`` (a :class:`NModelExperimentConfig`)
-    or ``kind: onboarding-curve`` (an ``OnboardCurveConfig``), else None (another kind)."""
-    from pydantic import ValidationError
-
-    from lmroute._yaml import read_yaml
-
-    raw = read_yaml(path, what=str(path))
-    kind = raw.get("kind") if isinstance(raw, dict) else None
-    if kind not in ("n-models", "onboarding-curve"):
-        return None
-    try:
-        if kind == "onboarding-curve":
-            from lmroute.workflows.onboard_curve import OnboardCurveConfig
-
-            return OnboardCurveConfig.model_validate(raw)
-        return NModelExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None

@@ -118,6 +118,7 @@ def run_onboard_curve(
     scores = np.column_stack([rows.scores[m][test_idx] for m in candidates])
     catalogue = Catalogue.from_prices(candidates, read_prices(prices_path), where=str(prices_path))
     costs = catalogue.costs(test_prompts)
+    mean_costs = costs.mean(axis=0)  # every AIQ over the range of all candidates, the new one included
     result = OnboardCurveResult(config)
 
     def record(label: str, probe: int, repeat: int, predicted: np.ndarray, models: list[str]) -> None:
@@ -130,10 +131,10 @@ def run_onboard_curve(
             knobs=config.knobs,
             oracle=False,
             benchmark=table.name,
+            cost_range=(float(mean_costs.min()), float(mean_costs.max())),
         )
-        full_ev = ev if len(models) == len(candidates) else None
-        if full_ev is not None and "hull_aiq" not in result.facts:
-            result.facts["hull_aiq"] = ev.baseline.aiq
+        if len(models) == len(candidates):
+            result.facts.setdefault("hull_aiq", ev.baseline.aiq)
         curve = ev.curves[0]
         result.rows.append(
             {
