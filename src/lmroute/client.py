@@ -35,8 +35,9 @@ from pydantic import ValidationError
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.config import RouteOn, ServeConfig, build_config
+from lmroute.serving.fleet import FleetModel
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
-from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
+from lmroute.serving.service import Decision, RoutedStream, RoutingService, load_routers
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
 
 if TYPE_CHECKING:
@@ -59,8 +60,9 @@ class AsyncController:
     def __init__(
         self,
         *,
-        strong: UpstreamConfig | Mapping[str, Any] | str,
-        weak: UpstreamConfig | Mapping[str, Any] | str,
+        strong: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        weak: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
         route_on: RouteOn = "last_user",
@@ -70,19 +72,29 @@ class AsyncController:
         client_factory: ClientFactory | None = None,
     ):
         loaded = _load(routers)
+        tiers = {tier: upstream_from(u) for tier, u in (("strong", strong), ("weak", weak)) if u is not None}
+        if len(tiers) < 2 and not models:
+            raise ConfigError("give the strong and the weak model, or models= (N priced models)")
         try:
-            config = ServeConfig(
-                strong=upstream_from(strong),
-                weak=upstream_from(weak),
-                routers=tuple(loaded),
-                fallback=fallback,
-                route_on=route_on,
-                batch_size=batch_size,
-                batch_wait_ms=batch_wait_ms,
-                scoring_threads=scoring_threads,
+            config = ServeConfig.model_validate(
+                dict(
+                    **tiers,
+                    models=tuple(models),
+                    routers=tuple(loaded),
+                    fallback=fallback,
+                    route_on=route_on,
+                    batch_size=batch_size,
+                    batch_wait_ms=batch_wait_ms,
+                    scoring_threads=scoring_threads,
+                )
             )
         except ValidationError as exc:
-            raise ConfigError(f"invalid controller options: {exc.errors()[0]['msg']}") from None
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            message = error["msg"].removeprefix("Value error, ")
+            raise ConfigError(
+                f"invalid controller options: {where + ': ' if where else ''}{message}"
+            ) from None
         self._init(config, loaded, client_factory)
 
     @classmethod
@@ -117,7 +129,7 @@ class AsyncController:
         model: str | None = None,
         router: str | None = None,
         threshold: float | None = None,
-    ) -> RouteDecision:
+    ) -> Decision:
         """The routing decision for a prompt (or messages) without calling a model."""
         target = self._service.target(model, router=router, threshold=threshold)
         messages = prompt if isinstance(prompt, str) else _messages(prompt)
@@ -165,8 +177,9 @@ class Controller:
     def __init__(
         self,
         *,
-        strong: UpstreamConfig | Mapping[str, Any] | str,
-        weak: UpstreamConfig | Mapping[str, Any] | str,
+        strong: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        weak: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
         route_on: RouteOn = "last_user",
@@ -179,6 +192,7 @@ class Controller:
             AsyncController(
                 strong=strong,
                 weak=weak,
+                models=models,
                 routers=routers,
                 fallback=fallback,
                 route_on=route_on,
@@ -214,7 +228,7 @@ class Controller:
     def routers(self) -> dict[str, Router]:
         return self._async.routers
 
-    def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> RouteDecision:
+    def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> Decision:
         """The routing decision for a prompt (or messages) without calling a model."""
         return self._run(self._async.route(prompt, **options))
 

@@ -22,6 +22,7 @@ from lmroute.routers.base import Router
 from lmroute.serving import routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.errors import exception_handlers
+from lmroute.serving.fleet import check_vocabulary
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
 from lmroute.serving.protocol import ChatCompletionRequest, ErrorResponse, RouteRequest
@@ -136,10 +137,11 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    config.strong.api_key()
-    config.weak.api_key()
+    for upstream in (config.strong, config.weak, *config.models):
+        upstream.api_key()
     if routers is None:
         routers = load_routers(config.routers)
+    check_vocabulary(config.models, routers)
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys: anyone who can reach this port can spend your upstream "

@@ -9,6 +9,8 @@ A request goes through three steps, each usable alone::
 ``open_stream`` replaces ``complete`` for streams. The answer is the upstream's JSON with one more
 key, ``lmroute``: router, threshold, score, decision, the model that answered, and whether that was
 a fallback (a stream carries it in its first chunk).
+With N priced models (``models:``) it serves the ``lambda`` and ``quality`` modes too: their
+decisions are :class:`~lmroute.serving.fleet.FleetDecision`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from lmroute.exceptions import (
     UnknownRouterError,
     UpstreamError,
 )
+from lmroute.pricing import Price
 from lmroute.routers.base import Router, check_threshold
 from lmroute.routing_names import EXAMPLE, PREFIX, THRESHOLD, RouterSpec, check_mode, parse_model_name
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
+from lmroute.serving.fleet import Fleet, FleetDecision, FleetModel, SpendCounters, check_vocabulary
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
@@ -74,12 +78,15 @@ class RouteDecision:
         }
 
 
+Decision = RouteDecision | FleetDecision
+
+
 @dataclass
 class Answer:
     """A finished completion: the upstream's JSON (with ``lmroute``), who answered, and if by fallback."""
 
     body: dict[str, Any]
-    decision: RouteDecision
+    decision: Decision
     model: str
     fallback: bool
 
@@ -87,10 +94,12 @@ class Answer:
 class RoutedStream:
     """An accepted stream; :meth:`chunks` yields chunk objects, the first one carrying ``lmroute``."""
 
-    def __init__(self, stream: UpstreamStream, decision: RouteDecision, *, fallback: bool):
+    def __init__(
+        self, stream: UpstreamStream, decision: Decision, *, fallback: bool, model: str | None = None
+    ):
         self._stream = stream
         self.decision = decision
-        self.model = stream.model
+        self.model = model or stream.model
         self.fallback = fallback
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
@@ -150,6 +159,11 @@ def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:
     return messages[-1].text() if messages else ""
 
 
+def _label(upstream: Upstream) -> str:
+    """An upstream's name in the per-model counters: its serving name if it is one of N models."""
+    return upstream.config.name if isinstance(upstream.config, FleetModel) else upstream.model
+
+
 class RoutingService:
     """Routers (one micro-batcher each) and the strong and weak upstreams."""
 
@@ -167,10 +181,16 @@ class RoutingService:
         scoring_threads: int = 1,
         executor: Executor | None = None,
         metrics: ServingMetrics | None = None,
+        fleet: Fleet | None = None,
     ):
         if not routers:
             raise ConfigError("no routers to serve")
         self.routers = dict(routers)
+        #: The N priced models of ``models:``, or None (two-model routing only).
+        self.fleet = fleet
+        if fleet is not None:
+            check_vocabulary(fleet.models, self.routers)
+        self._spend = SpendCounters(metrics.registry) if metrics is not None else None
         self.upstreams: dict[Tier, Upstream] = {"strong": strong, "weak": weak}
         self.fallback = fallback
         self.route_on = route_on
@@ -200,6 +220,9 @@ class RoutingService:
     ) -> RoutingService:
         """A service for ``config`` whose upstream clients come from ``client_factory``."""
         factory = client_factory or make_client
+        fleet = None
+        if config.models:
+            fleet = Fleet.from_models(config.models, factory, metrics=metrics, fallback=config.fallback)
         return cls(
             routers=routers,
             strong=Upstream(config.strong, factory(config.strong), observer=metrics),
@@ -211,13 +234,15 @@ class RoutingService:
             batch_wait=config.batch_wait_ms / 1000,
             scoring_threads=config.scoring_threads,
             metrics=metrics,
+            fleet=fleet,
         )
 
     # -- step 1: what the request asks for --------------------------------------------------
     def target(
         self, model: str | None = None, *, router: str | None = None, threshold: float | None = None
-    ) -> RouterSpec | Tier:
-        """A router and threshold, or the tier of an upstream model asked for by name."""
+    ) -> RouterSpec | Tier | FleetDecision:
+        """A router and threshold (or mode), or an upstream model asked for by name: its tier, or
+        among N models the decision for it."""
         if router is not None or threshold is not None:
             if model is not None:
                 raise ConfigError("give either model= or router= with threshold=, not both")
@@ -230,23 +255,29 @@ class RoutingService:
             for tier, upstream in self.upstreams.items():
                 if model == upstream.model:
                     return tier
+            if self.fleet is not None and (named := self.fleet.named(model)) is not None:
+                return named
             if not model.startswith(PREFIX):
                 names = ", ".join(upstream.model for upstream in self.upstreams.values())
+                if self.fleet is not None:
+                    names += ", " + ", ".join(self.fleet.catalogue.names)
                 raise InvalidModelNameError(
                     f"model {model!r} is neither router-<router>-<threshold> (e.g. {EXAMPLE!r}) nor one "
                     f"of the upstream models ({names})"
                 )
             spec = parse_model_name(model)
             check_mode(spec.router, self._batchers)
-            if spec.mode != THRESHOLD:
+            if spec.mode != THRESHOLD and self.fleet is None:
                 raise InvalidModelNameError(
-                    f"model {model!r}: mode {spec.mode!r} routes among N priced models, which this server "
-                    "does not serve yet; use router-<router>-<threshold>"
+                    f"model {model!r}: mode {spec.mode!r} routes among N priced models, and this server's "
+                    "config lists none (models:); use router-<router>-<threshold>"
                 )
         if spec.router not in self._batchers:
             raise UnknownRouterError(
                 f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
             )
+        if self.fleet is not None and spec.mode != THRESHOLD:
+            self.fleet.check_router(spec.router, self.routers[spec.router])
         return spec
 
     # -- step 2: the decision ---------------------------------------------------------------
@@ -255,17 +286,30 @@ class RoutingService:
         return await self._batchers[router].score(prompt)
 
     async def decide(
-        self, target: RouterSpec | Tier, messages: Sequence[ChatMessage] | str, *, need_score: bool = False
-    ) -> RouteDecision:
+        self,
+        target: RouterSpec | Tier | FleetDecision,
+        messages: Sequence[ChatMessage] | str,
+        *,
+        need_score: bool = False,
+    ) -> Decision:
         """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model.
 
         When the router raises, the request goes to the model ``on_router_error`` names (score
         None), or RouterFailedError when that is ``"error"`` or ``need_score`` is set.
         """
+        if isinstance(target, FleetDecision):
+            return target
         if isinstance(target, str):
             return RouteDecision(tier=target, model=self.upstreams[target].model)
         prompt = messages if isinstance(messages, str) else routing_text(messages, self.route_on)
         start = time.perf_counter()
+        if target.mode != THRESHOLD:
+            assert self.fleet is not None  # target() returns a mode only when there is a fleet
+            on_failure = None if need_score or self.on_router_error == "error" else self.on_router_error
+            router = self.routers[target.router]
+            return await self.fleet.decide_async(
+                target, router, prompt, self._executor, on_failure=on_failure
+            )
         try:
             score = await self.score(target.router, prompt)
         except Exception as exc:  # a broken router or embedding backend must not take the requests down
@@ -291,16 +335,38 @@ class RoutingService:
         return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, score)
 
     # -- step 3: the call -------------------------------------------------------------------
-    async def complete(self, payload: dict[str, Any], decision: RouteDecision) -> Answer:
-        """The completion from the decided model (or, when it fails and fallback is on, the other)."""
+    async def complete(self, payload: dict[str, Any], decision: Decision) -> Answer:
+        """The completion from the decided model (when it fails and fallback is on: the next one)."""
+        if isinstance(decision, FleetDecision):
+            assert self.fleet is not None  # only a fleet makes FleetDecisions
+            name, fallback, body = await self.fleet.call(decision, lambda up: up.complete(payload))
+            body["lmroute"] = decision.info(answered_by=name, fallback=fallback)
+            self._count(name, payload, body)
+            return Answer(body, decision, name, fallback)
         upstream, fallback, body = await self._call(decision, lambda up: up.complete(payload))
         body["lmroute"] = decision.info(answered_by=upstream.model, fallback=fallback)
+        self._count(_label(upstream), payload, body, upstream.config.price)
         return Answer(body, decision, upstream.model, fallback)
 
-    async def open_stream(self, payload: dict[str, Any], decision: RouteDecision) -> RoutedStream:
+    async def open_stream(self, payload: dict[str, Any], decision: Decision) -> RoutedStream:
         """An accepted stream; fallback happens only before the first byte, never mid-stream."""
-        _, fallback, stream = await self._call(decision, lambda up: up.open_stream(payload))
+        if isinstance(decision, FleetDecision):
+            assert self.fleet is not None
+            name, fallback, stream = await self.fleet.call(decision, lambda up: up.open_stream(payload))
+            self._count(name, payload, None)
+            return RoutedStream(stream, decision, fallback=fallback, model=name)
+        upstream, fallback, stream = await self._call(decision, lambda up: up.open_stream(payload))
+        self._count(_label(upstream), payload, None, upstream.config.price)
         return RoutedStream(stream, decision, fallback=fallback)
+
+    def _count(
+        self, model: str, payload: dict[str, Any], body: dict[str, Any] | None, price: Price | None = None
+    ) -> None:
+        """Count an answer and its estimated spend (prices: the upstream's, else the fleet's)."""
+        if self._spend is not None:
+            if price is None and self.fleet is not None:
+                price = self.fleet.price(model)
+            self._spend.count(model, price, payload, body)
 
     async def _call(
         self, decision: RouteDecision, call: Callable[[Upstream], Awaitable[_T]]
@@ -331,5 +397,7 @@ class RoutingService:
         """Close the upstream clients and the scoring threads."""
         for upstream in self.upstreams.values():
             await upstream.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
         if self._own_executor:
             self._executor.shutdown(wait=False)
