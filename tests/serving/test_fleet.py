@@ -289,3 +289,16 @@ def test_controller_routes_among_n_models(fakes, mf):
         assert chunks[0].model_extra["lmroute"]["model"] == "frontier"
     with pytest.raises(ConfigError, match="strong and the weak model, or models="):
         Controller(strong="gpt-4o", routers={"mf": mf})
+
+
+def test_the_example_config_serves_three_models_with_the_shipped_mf(monkeypatch):
+    from pathlib import Path
+
+    import lmroute
+    from lmroute.serving.fleet import check_vocabulary
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    config = build_config(Path(__file__).parents[2] / "examples" / "serve-models.yaml")
+    assert [m.name for m in config.models] == ["gpt-4o", "gpt-4o-mini", "llama-8b"]
+    assert (config.strong.model, config.weak.model) == ("gpt-4o-2024-08-06", "llama-3.1-8b-instruct")
+    check_vocabulary(config.models, {"mf": lmroute.load_router("mf")})  # every model is in its vocabulary
