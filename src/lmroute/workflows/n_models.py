@@ -155,9 +155,13 @@ def run_n_model_experiment(
             ev.skipped = skipped
             result.evaluations[(protocol, name)] = ev
             mine, hull = ev.curves[0], ev.baseline
+            reach = (
+                f"reaches the best model's quality at {mine.reach_cost:.3f} $/1k (saving {mine.saving:.0%})"
+                if np.isfinite(mine.reach_cost)
+                else "never reaches the best model's quality"
+            )
             say(
-                f"[{name}/{protocol}] AIQ {mine.aiq:.4f} vs hull {hull.aiq:.4f}; reaches the best "
-                f"model's quality at {mine.reach_cost:.3f} $/1k (saving {mine.saving:.0%}) "
+                f"[{name}/{protocol}] AIQ {mine.aiq:.4f} vs hull {hull.aiq:.4f}; {reach} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
     return result
