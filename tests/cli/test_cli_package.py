@@ -9,7 +9,19 @@ import pytest
 import lmroute.cli
 from lmroute.serving.chat import server_client
 
-COMMANDS = ["eval", "score", "train", "experiment", "label", "data", "serve", "calibrate", "chat", "routers"]
+COMMANDS = [
+    "eval",
+    "score",
+    "train",
+    "onboard",
+    "experiment",
+    "label",
+    "data",
+    "serve",
+    "calibrate",
+    "chat",
+    "routers",
+]
 
 
 def test_help_loads_no_library_code():
@@ -50,6 +62,7 @@ def _required(command: str) -> list[str]:
         "eval": ["--benchmark", "mmlu"],
         "score": ["--router", "length", "--input", "p.txt"],
         "train": ["mf", "--data", "battles:b.jsonl", "--out", "out"],
+        "onboard": ["--router", "mf", "--probe", "p.jsonl", "--model", "m", "--out", "out"],
         "experiment": ["e.yaml"],
         "label": ["--prompts", "p.jsonl", "--model", "a", "--mode", "golden", "--out", "run"],
         "data": ["battles:b.jsonl"],
