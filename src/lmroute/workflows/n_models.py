@@ -124,6 +124,16 @@ def run_n_model_experiment(
                 predicted, models = _cross_fit(rows, table, candidates, config, embedder, say), candidates
             else:
                 others = [t for n, t in tables.items() if n != name]
+                # a router trained on the others knows at most their models: skip before training
+                known = {m for t in others for m in t.models}
+                if sum(m in known for m in candidates) < 2:
+                    note = (
+                        f"{name}: leave-one-source-out cannot route: the other files hold "
+                        f"{sum(m in known for m in candidates)} of its models"
+                    )
+                    result.notes.append(note)
+                    say(note)
+                    continue
                 router = train_on(
                     others,
                     None,
