@@ -272,6 +272,8 @@ def test_bad_model_configs_are_one_clear_error(fakes, mf, change, message):
 def test_one_model_is_not_a_fleet(fakes):
     with pytest.raises(ConfigError, match="at least two models"):
         build_config(overrides={"models": models(fakes[1])[:1]})
+    with pytest.raises(ConfigError, match="models: a list of models"):
+        build_config(overrides={"models": "gpt-4o"})
 
 
 def test_controller_routes_among_n_models(fakes, mf):

@@ -84,6 +84,8 @@ class FleetModel(UpstreamConfig):
 
 def fleet_models(models: Sequence[Any]) -> tuple[FleetModel, ...]:
     """``models`` as FleetModels; ConfigError for fewer than two or a serving name used twice."""
+    if not isinstance(models, (list, tuple)):
+        raise ConfigError("models: a list of models, each with base_url, model and price")
     parsed = tuple(_parse(i, m) for i, m in enumerate(models))
     if len(parsed) < 2:
         raise ConfigError(f"models: route among at least two models, got {len(parsed)}")
