@@ -52,7 +52,11 @@ class AsyncController:
 
     ``strong`` and ``weak`` are upstreams: an :class:`UpstreamConfig`, a mapping with
     ``base_url``, ``model`` and ``api_key_env`` (the name of the variable holding the key), or a
-    bare model name of the OpenAI API. ``routers`` are names, saved router directories, Router
+    bare model name of the OpenAI API. ``models`` lists N priced models instead (or as well:
+    :class:`lmroute.serving.fleet.FleetModel` or mappings with ``name``, ``base_url``, ``model``,
+    ``vocabulary``, ``price``), routed among by ``router-<router>-lambda-<value>`` and
+    ``router-<router>-quality-<value>``; without strong and weak, the dearest and the cheapest of them
+    are. ``routers`` are names, saved router directories, Router
     objects, or a mapping of serving name to any of these; they are loaded here, once.
     ``client_factory`` builds each upstream's ``openai.AsyncOpenAI`` (tests pass fakes).
     """
