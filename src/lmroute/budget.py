@@ -23,7 +23,7 @@ import numpy as np
 
 from lmroute.exceptions import ConfigError
 from lmroute.policies import choose, lambda_grid, tau_grid
-from lmroute.routing_names import format_mode_name
+from lmroute.routing_names import format_model_name
 
 if TYPE_CHECKING:
     from lmroute.catalogue import Catalogue
@@ -139,7 +139,7 @@ def calibrate_policy(
         {m: float(s) for m, s in zip(catalogue.names, counts, strict=True)},
         len(prompts),
         goal,
-        format_mode_name(name or router.name, policy, value),
+        format_model_name(name or router.name, value, mode=policy),
     )
 
 

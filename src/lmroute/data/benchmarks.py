@@ -6,6 +6,7 @@ prompt. Rows are kept by position: some MMLU prompt strings repeat with differen
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
 from lmroute.data.fields import read_csv_rows, score_value
+from lmroute.data.public import MMLU_DOMAINS, locate
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -44,6 +45,8 @@ class Benchmark:
     followups: tuple[tuple[str, ...], ...] = ()
     #: Lines of the file left out for lacking a score of the strong or the weak model.
     skipped: int = 0
+    #: Where the items were read from (a file or folder), for messages.
+    source: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -89,7 +92,8 @@ class Benchmark:
             self.costs,
             self.scale,
             self.followups,
-            self.skipped,
+            skipped=self.skipped,
+            source=self.source,
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
@@ -110,37 +114,8 @@ class Benchmark:
             {m: v[idx] for m, v in self.costs.items()},
             self.scale,
             pick(self.followups),
+            source=self.source,
         )
-
-
-# -- data directory -------------------------------------------------------------------------
-
-
-def resolve_eval_dir(data_dir: str | Path | None, *, download_url: str | None = None) -> Path:
-    """The folder holding RouteLLM's evaluation files.
-
-    ``data_dir`` may be that folder itself or a folder with a ``routellm-evals`` subfolder. With
-    no data directory the files are downloaded (once) into the user cache.
-    """
-    if data_dir is None:
-        from lmroute._paths import cache_dir
-
-        return fetch_files(
-            download_url or ROUTELLM_EVALS_URL,
-            EVAL_FILES,
-            cache_dir() / "routellm-evals",
-            what="the RouteLLM evaluation data (no --data-dir or LMROUTE_DATA_DIR given)",
-        )
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data directory {root} does not exist")
-    for candidate in (root / "routellm-evals", root):
-        if (candidate / "mmlu").is_dir() or (candidate / "gsm8k").is_dir():
-            return candidate
-    raise DataError(
-        f"{root} holds no routellm-evals data (expected mmlu/, gsm8k/, mt_bench/ in it or in "
-        f"{root / 'routellm-evals'})"
-    )
 
 
 def load_benchmark(
@@ -151,12 +126,17 @@ def load_benchmark(
     weak_model: str | None = None,
     download_url: str | None = None,
 ) -> Benchmark:
-    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file."""
+    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file.
+
+    A public benchmark's files are found by :func:`lmroute.data.public.locate`: in ``data_dir``,
+    then ``$LMROUTE_DATA_DIR``, then the user cache, else downloaded (from ``download_url`` if
+    given) into the cache, that benchmark's files only.
+    """
     key = str(name).lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS:
-        folder = resolve_eval_dir(data_dir, download_url=download_url)
+        folder = locate(key, data_dir=data_dir, download_url=download_url)
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
-        bench = loader(folder)
+        bench = dataclasses.replace(loader(folder), source=str(folder))
         if strong_model or weak_model:
             bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench
@@ -299,8 +279,8 @@ def load_custom(
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(
-                f"{path} has {len(models)} models ({', '.join(models)}): name the pair with "
-                "--strong-model and --weak-model"
+                f"{path} has {len(models)} models ({', '.join(models)}): name the pair "
+                "(`lmroute eval --strong-model A --weak-model B`; strong_model=, weak_model= in Python)"
             )
         by_mean = sorted(models, key=lambda m: float(np.nanmean(table.scores[m])), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)
@@ -331,4 +311,5 @@ def load_custom(
         costs,
         1.0,
         skipped=skipped,
+        source=str(path),
     )

@@ -8,7 +8,8 @@ N-model evaluation and golden-label training (``gold:FILE`` sources). JSONL, one
 
 or CSV with a ``prompt`` column, optional ``id`` and ``category`` columns, and one score column per
 model. A line may leave models out (an empty CSV cell): many-model result files often miss a few.
-A model without a score on a line is NaN there, and so is a missing cost; users of the table
+A model without a score on a line is NaN there; every line gives costs or none does, for the models
+the first line prices (as far as the line scores them), else NaN. Users of the table
 keep the rows that have every model they need and count the others (:meth:`ScoreTable.complete`).
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.fields import read_csv_rows, score_value
+from lmroute.data.fields import cost_value, read_csv_rows, score_value
 from lmroute.exceptions import DataError, UnknownModelError
 
 _NOT_MODELS = ("prompt", "id", "category")
@@ -85,6 +86,8 @@ def read_custom(path: str | Path) -> ScoreTable:
     cost_rows: list[dict[str, float]] = []
     if path.suffix.lower() == ".csv":
         for n, row in read_csv_rows(path, required=("prompt",)):
+            if not row["prompt"].strip():
+                raise DataError(f"{path}:{n}: 'prompt' is empty")
             prompts.append(row["prompt"])
             ids.append(str(row.get("id") or n))
             categories.append(str(row.get("category") or ""))
@@ -93,19 +96,21 @@ def read_custom(path: str | Path) -> ScoreTable:
             )
             cost_rows.append({})
     else:
+        costed: set[str] | None = None  # the first line's cost models; None: no line has costs
         for n, record in read_jsonl_objects(path, what="benchmark items"):
-            prompt, values, costs = record.get("prompt"), record.get("scores"), record.get("cost")
+            prompt, values = record.get("prompt"), record.get("scores")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise DataError(f"{path}:{n}: 'prompt' must be a non-empty string")
             if not isinstance(values, dict) or not values:
                 raise DataError(f"{path}:{n}: 'scores' must be an object of model -> number")
-            if costs is not None and not isinstance(costs, dict):
-                raise DataError(f"{path}:{n}: 'cost' must be an object of model -> number")
+            line_costs = _line_costs(record, values, costed, where=(path, n), first=not prompts)
+            if not prompts and line_costs:
+                costed = set(line_costs)
             prompts.append(prompt)
             ids.append(str(record.get("id", len(ids))))
             categories.append(str(record.get("category", "")))
             rows.append({m: score_value(v, path, n, m) for m, v in values.items()})
-            cost_rows.append({m: _cost(v, path, n, m) for m, v in (costs or {}).items()})
+            cost_rows.append(line_costs)
     if not prompts:
         raise DataError(f"{path} has no benchmark items")
     models = sorted({m for row in rows for m in row})
@@ -122,8 +127,34 @@ def read_custom(path: str | Path) -> ScoreTable:
     )
 
 
-def _cost(value: object, path: Path, line: int, model: str) -> float:
-    number = score_value(value, path, line, f"cost {model}")
-    if number < 0:
-        raise DataError(f"{path}:{line}: cost of {model!r} is negative: {value!r}")
-    return number
+def _line_costs(
+    record: Mapping[str, object],
+    scores: Mapping[str, object],
+    costed: set[str] | None,
+    *,
+    where: tuple[Path, int],
+    first: bool,
+) -> dict[str, float]:
+    """A line's ``cost`` object as floats. Every line gives costs or none does; each line prices the
+    first line's cost models that it scores (lines may leave models out); a cost needs a score."""
+    path, line = where
+    cost = record.get("cost")
+    if cost is None:
+        if costed is not None:
+            raise DataError(
+                f"{path}:{line}: no 'cost', but earlier lines have costs: give every line's costs or none"
+            )
+        return {}
+    if not isinstance(cost, dict) or not cost:
+        raise DataError(f"{path}:{line}: 'cost' must be an object of model -> number, got {cost!r}")
+    if not first and costed is None:
+        raise DataError(
+            f"{path}:{line}: 'cost' here, but not on the lines before: give every line's costs or none"
+        )
+    for model in cost:
+        if model not in scores:
+            raise DataError(f"{path}:{line}: a cost for {model!r}, which has no score")
+    if costed is not None and set(cost) != costed & set(scores):
+        differ = ", ".join(sorted((costed & set(scores)) ^ set(cost)))
+        raise DataError(f"{path}:{line}: cost models differ from the first line's ({differ})")
+    return {m: cost_value(v, path, line, m) for m, v in cost.items()}

@@ -40,6 +40,8 @@ class EmbeddingPairConfig(RouterConfig):
     weak_model: str = Field(default=WEAK_MODEL, min_length=1)
     #: Name of the embedder of prompts (``lmroute.embeddings.get_embedder``); checked on load.
     embedder: str = Field(default="minilm", min_length=1)
+    #: Train on the battles of at most this many distinct prompts (a seeded sample), to bound a fit.
+    max_train_prompts: int | None = Field(default=None, ge=1)
 
 
 PairConfigT = TypeVar("PairConfigT", bound=EmbeddingPairConfig)

@@ -36,6 +36,7 @@ from typing import Any, Literal, TypeGuard, TypeVar
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
+from lmroute._yaml import validation_problems
 from lmroute.catalogue import Catalogue, CatalogueModel
 from lmroute.exceptions import (
     ConfigError,
@@ -48,7 +49,7 @@ from lmroute.pricing import Price
 from lmroute.routers.base import Router
 from lmroute.routing_names import RouterSpec
 from lmroute.serving.metrics import ServingMetrics
-from lmroute.upstream import ClientFactory, Upstream, UpstreamConfig, failure_kind
+from lmroute.upstream import CircuitBreaker, ClientFactory, Upstream, UpstreamConfig, failure_kind
 from lmroute.upstream import should_fall_back as _should_fall_back
 
 log = logging.getLogger("lmroute.serving")
@@ -103,10 +104,7 @@ def _parse(index: int, model: Any) -> FleetModel:
         return FleetModel.model_validate(model)
     except ValidationError as exc:
         name = model.get("name") or model.get("model") if isinstance(model, Mapping) else None
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        problems = validation_problems(exc, root="model")
         raise ConfigError(f"models[{index}]{f' ({name})' if name else ''}: {problems}") from None
 
 
@@ -193,20 +191,28 @@ class FleetDecision:
 
 
 class SpendCounters:
-    """Prometheus counters of answered requests and their estimated spend, by model."""
+    """Prometheus counters of answered requests and their estimated spend, by model.
 
-    def __init__(self, registry: Any) -> None:
+    The spend counter exists only when some model has a price (``priced``), so that a server
+    without prices exports no spend rather than a spend of zero (the web console's spend tile
+    then says "not exported")."""
+
+    def __init__(self, registry: Any, *, priced: bool = True) -> None:
         from prometheus_client import Counter
 
         self.requests = Counter(
             "lmroute_model_requests", "Answered requests by model", ["model"], registry=registry
         )
-        self.spend = Counter(
-            "lmroute_estimated_spend_usd",
-            "Estimated spend by model in USD: the answer's token usage at list prices (the "
-            "expected answer length where an answer reports no usage, as streams)",
-            ["model"],
-            registry=registry,
+        self.spend = (
+            Counter(
+                "lmroute_estimated_spend_usd",
+                "Estimated spend by model in USD: the answer's token usage at list prices (the "
+                "expected answer length where an answer reports no usage, as streams)",
+                ["model"],
+                registry=registry,
+            )
+            if priced
+            else None
         )
 
     def count(
@@ -214,7 +220,7 @@ class SpendCounters:
     ) -> None:
         """One answer of ``model`` to the request ``payload``; its spend when its price is known."""
         self.requests.labels(model).inc()
-        if price is not None:
+        if price is not None and self.spend is not None:
             self.spend.labels(model).inc(request_spend(price, payload, body))
 
 
@@ -265,9 +271,14 @@ class Fleet:
         *,
         metrics: ServingMetrics | None = None,
         fallback: bool = True,
+        circuit_breaker: float = 0.0,
     ) -> Fleet:
-        """A fleet whose upstream clients come from ``factory``, reporting to ``metrics``."""
-        upstreams = {m.name: Upstream(m, factory(m), observer=metrics) for m in models}
+        """A fleet whose upstream clients come from ``factory``, reporting to ``metrics``; a model
+        that failed is skipped for ``circuit_breaker`` seconds (0: never), as the two tiers are."""
+        upstreams = {
+            m.name: Upstream(m, factory(m), observer=metrics, breaker=CircuitBreaker(circuit_breaker))
+            for m in models
+        }
         return cls(models, upstreams, fallback=fallback, metrics=metrics)
 
     def price(self, name: str) -> Price | None:

@@ -2,13 +2,18 @@
 
 A request goes through three steps, each usable alone::
 
-    target = service.target("router-mf-0.1159")        # parse: RouterSpec, or an upstream tier
+    target = service.target("router-mf-0.52")        # parse: RouterSpec, or an upstream tier
     decision = await service.decide(target, messages)    # score (micro-batched, thread pool)
     answer = await service.complete(payload, decision)   # call the model, falling back if it fails
 
 ``open_stream`` replaces ``complete`` for streams. The answer is the upstream's JSON with one more
 key, ``lmroute``: router, threshold, score, decision, the model that answered, and whether that was
-a fallback (a stream carries it in its first chunk).
+a fallback (a stream carries it in its first chunk); under a target mode also the target, and in a
+conversation what it did.
+
+Every scored decision goes through the service's :class:`~lmroute.control.hub.ControlHub` (the
+threshold of a target mode, drift, conversations); its state is saved every ``save_every``
+decisions in a worker thread and at :meth:`RoutingService.aclose`.
 With N priced models (``models:``) it serves the ``lambda`` and ``quality`` modes too: their
 decisions are :class:`~lmroute.serving.fleet.FleetDecision`.
 """
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from lmroute.control.hub import ControlHub
+from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import (
     ConfigError,
     InvalidModelNameError,
@@ -32,13 +39,22 @@ from lmroute.exceptions import (
 )
 from lmroute.pricing import Price
 from lmroute.routers.base import Router, check_threshold
-from lmroute.routing_names import EXAMPLE, PREFIX, THRESHOLD, RouterSpec, check_mode, parse_model_name
+from lmroute.routing_names import (
+    EXAMPLE,
+    FLEET_MODES,
+    PREFIX,
+    RouterSpec,
+    parse_model_name,
+    unknown_mode_hint,
+)
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
+from lmroute.serving.control import StateSaver, conversation_keys, request_tokens
 from lmroute.serving.fleet import Fleet, FleetDecision, FleetModel, SpendCounters, check_vocabulary
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
+    CircuitBreaker,
     ClientFactory,
     Upstream,
     UpstreamStream,
@@ -64,6 +80,10 @@ class RouteDecision:
     router: str | None = None
     threshold: float | None = None
     score: float | None = None
+    #: The target held online (``{"mode": "share", "value": 0.3}``), None for a fixed threshold.
+    target: dict[str, Any] | None = None
+    #: How the conversation was identified and whether it stayed on its model, or None.
+    conversation: dict[str, Any] | None = None
 
     def info(self, *, answered_by: str, fallback: bool) -> dict[str, Any]:
         """The ``lmroute`` object added to answers."""
@@ -75,6 +95,8 @@ class RouteDecision:
             "routed_model": self.model,
             "model": answered_by,
             "fallback": fallback,
+            "target": self.target,
+            "conversation": self.conversation,
         }
 
 
@@ -114,10 +136,14 @@ class RoutedStream:
         await self._stream.aclose()
 
 
-def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
+def load_routers(
+    specs: Sequence[str | Path], *, summaries: EmbeddingSummaries | None = None
+) -> dict[str, Router]:
     """Routers by serving name from ``name``, ``directory`` or ``alias=directory`` specs.
 
-    A directory is served under the name of the router saved in it unless an alias is given.
+    A directory is served under the name of the router saved in it unless an alias is given. With
+    ``summaries``, the embedders given to the routers record the embedding summaries that drift
+    detection compares (:mod:`lmroute.control.taps`).
     """
     from lmroute.registry import load_router
 
@@ -130,11 +156,11 @@ def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
             raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
         if name in routers:
             raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
-        routers[name] = _without_embedding_cache(router)
+        routers[name] = _without_embedding_cache(router, summaries)
     return routers
 
 
-def _without_embedding_cache(router: Router) -> Router:
+def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | None = None) -> Router:
     """A freshly loaded embedding router, given its embedder without the disk cache.
 
     A server sees mostly distinct prompts, each embedded once: through the cache every one would add
@@ -145,7 +171,8 @@ def _without_embedding_cache(router: Router) -> Router:
     if name is not None:
         from lmroute.embeddings import get_embedder
 
-        router.use_embedder(get_embedder(name, cache=False))
+        embedder = get_embedder(name, cache=False)
+        router.use_embedder(summaries.tap(embedder) if summaries is not None else embedder)
     return router
 
 
@@ -182,6 +209,8 @@ class RoutingService:
         executor: Executor | None = None,
         metrics: ServingMetrics | None = None,
         fleet: Fleet | None = None,
+        control: ControlHub | None = None,
+        summaries: EmbeddingSummaries | None = None,
     ):
         if not routers:
             raise ConfigError("no routers to serve")
@@ -190,7 +219,14 @@ class RoutingService:
         self.fleet = fleet
         if fleet is not None:
             check_vocabulary(fleet.models, self.routers)
-        self._spend = SpendCounters(metrics.registry) if metrics is not None else None
+        priced = fleet is not None or any(u.config.price is not None for u in (strong, weak))
+        self._spend = SpendCounters(metrics.registry, priced=priced) if metrics is not None else None
+        #: Target modes, drift and conversations; its prices are the upstreams' by default.
+        self.control = control or ControlHub(
+            prices={"strong": strong.config.price, "weak": weak.config.price}
+        )
+        self.summaries = summaries
+        self._saver = StateSaver(self.control)
         self.upstreams: dict[Tier, Upstream] = {"strong": strong, "weak": weak}
         self.fallback = fallback
         self.route_on = route_on
@@ -217,16 +253,36 @@ class RoutingService:
         routers: Mapping[str, Router],
         client_factory: ClientFactory | None = None,
         metrics: ServingMetrics | None = None,
+        summaries: EmbeddingSummaries | None = None,
     ) -> RoutingService:
-        """A service for ``config`` whose upstream clients come from ``client_factory``."""
+        """A service for ``config`` whose upstream clients come from ``client_factory``.
+
+        Its control hub is neither restored nor calibrated yet
+        (:func:`~lmroute.serving.control.prepare_control` does both)."""
         factory = client_factory or make_client
         fleet = None
         if config.models:
-            fleet = Fleet.from_models(config.models, factory, metrics=metrics, fallback=config.fallback)
+            fleet = Fleet.from_models(
+                config.models,
+                factory,
+                metrics=metrics,
+                fallback=config.fallback,
+                circuit_breaker=config.circuit_breaker,
+            )
         return cls(
             routers=routers,
-            strong=Upstream(config.strong, factory(config.strong), observer=metrics),
-            weak=Upstream(config.weak, factory(config.weak), observer=metrics),
+            strong=Upstream(
+                config.strong,
+                factory(config.strong),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
+            weak=Upstream(
+                config.weak,
+                factory(config.weak),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
             fallback=config.fallback,
             route_on=config.route_on,
             on_router_error=config.on_router_error,
@@ -235,6 +291,10 @@ class RoutingService:
             scoring_threads=config.scoring_threads,
             metrics=metrics,
             fleet=fleet,
+            control=ControlHub(
+                config.control, prices={"strong": config.strong.price, "weak": config.weak.price}
+            ),
+            summaries=summaries,
         )
 
     # -- step 1: what the request asks for --------------------------------------------------
@@ -266,18 +326,22 @@ class RoutingService:
                     f"of the upstream models ({names})"
                 )
             spec = parse_model_name(model)
-            check_mode(spec.router, self._batchers)
-            if spec.mode != THRESHOLD and self.fleet is None:
-                raise InvalidModelNameError(
-                    f"model {model!r}: mode {spec.mode!r} routes among N priced models, and this server's "
-                    "config lists none (models:); use router-<router>-<threshold>"
-                )
         if spec.router not in self._batchers:
+            hint = unknown_mode_hint(spec.router)
+            if hint and spec.router.rpartition("-")[0] in self._batchers:
+                raise InvalidModelNameError(f"model {model!r}: {hint}")
             raise UnknownRouterError(
                 f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
             )
-        if self.fleet is not None and spec.mode != THRESHOLD:
+        if spec.mode in FLEET_MODES:
+            if self.fleet is None:
+                raise InvalidModelNameError(
+                    f"model {spec.model!r}: mode {spec.mode!r} routes among N priced models, and this "
+                    "server's config lists none (models:); use router-<router>-<threshold>"
+                )
             self.fleet.check_router(spec.router, self.routers[spec.router])
+        else:
+            self.control.check(spec)
         return spec
 
     # -- step 2: the decision ---------------------------------------------------------------
@@ -291,11 +355,17 @@ class RoutingService:
         messages: Sequence[ChatMessage] | str,
         *,
         need_score: bool = False,
+        conversation: tuple[str, str] | None = None,
+        tenant: str | None = None,
     ) -> Decision:
-        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model.
+        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model (or,
+        under a ``lambda`` or ``quality`` mode, one of N models: the fleet decides).
 
-        When the router raises, the request goes to the model ``on_router_error`` names (score
-        None), or RouterFailedError when that is ``"error"`` or ``need_score`` is set.
+        ``conversation`` is an explicit conversation id and where it came from (``("abc",
+        "header")``); without one, a conversation is known by its earlier turns. ``tenant`` names
+        the API key's controllers when ``per_api_key`` is set. When the router raises, the request
+        goes to the model ``on_router_error`` names (score None), or RouterFailedError when that is
+        ``"error"`` or ``need_score`` is set.
         """
         if isinstance(target, FleetDecision):
             return target
@@ -303,7 +373,7 @@ class RoutingService:
             return RouteDecision(tier=target, model=self.upstreams[target].model)
         prompt = messages if isinstance(messages, str) else routing_text(messages, self.route_on)
         start = time.perf_counter()
-        if target.mode != THRESHOLD:
+        if target.mode in FLEET_MODES:
             assert self.fleet is not None  # target() returns a mode only when there is a fleet
             on_failure = None if need_score or self.on_router_error == "error" else self.on_router_error
             router = self.routers[target.router]
@@ -331,8 +401,27 @@ class RoutingService:
             return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, None)
         if self.metrics is not None:
             self.metrics.routing_latency.labels(target.router).observe(time.perf_counter() - start)
-        tier = "strong" if score >= target.threshold else "weak"
-        return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, score)
+        embedder = self.routers[target.router].embedder_name
+        summary = self.summaries.take(embedder, prompt) if self.summaries is not None else None
+        keys = (
+            conversation_keys(messages, conversation, tenant)
+            if self.control.conversations is not None
+            else None
+        )
+        decided = self.control.decide(
+            target, score, tokens=request_tokens(messages), summary=summary, conversation=keys, tenant=tenant
+        )
+        self._saver.save_if_due()
+        tier = decided.tier
+        return RouteDecision(
+            tier,
+            self.upstreams[tier].model,
+            target.router,
+            decided.threshold,
+            score,
+            decided.target,
+            decided.conversation,
+        )
 
     # -- step 3: the call -------------------------------------------------------------------
     async def complete(self, payload: dict[str, Any], decision: Decision) -> Answer:
@@ -394,7 +483,8 @@ class RoutingService:
                 ) from second
 
     async def aclose(self) -> None:
-        """Close the upstream clients and the scoring threads."""
+        """Save the control state, close the upstream clients and the scoring threads."""
+        await self._saver.final_save()
         for upstream in self.upstreams.values():
             await upstream.aclose()
         if self.fleet is not None:

@@ -254,19 +254,9 @@ def _cross_fit(
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
     """Read an experiment YAML file, with errors that name the file."""
-    from pydantic import ValidationError
+    from lmroute._yaml import read_model
 
-    from lmroute._yaml import read_yaml
-
-    path = Path(path)
-    raw = read_yaml(path, what=str(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of experiment settings")
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return read_model(ExperimentConfig, path)
 
 
 def write_experiment(result: ExperimentResult, out: str | Path) -> list[Path]:
