@@ -96,6 +96,37 @@ def test_format_is_short_and_checked():
         format_model_name("", 0.5)
 
 
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("router-mf-lambda-0.02", RouterSpec("mf", 0.02, "lambda")),
+        ("router-mf-lambda-3", RouterSpec("mf", 3.0, "lambda")),
+        ("router-sw_ranking-quality-0.6", RouterSpec("sw_ranking", 0.6, "quality")),
+        ("router-my-router-quality-1", RouterSpec("my-router", 1.0, "quality")),
+    ],
+)
+def test_parse_n_model_modes(model, expected):
+    spec = parse_model_name(model)
+    assert spec == expected and spec.threshold is None  # no fixed threshold: a policy's knob
+    assert format_model_name(spec.router, spec.value, mode=spec.mode) == model
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("router-mf-quality-1.5", "quality 1.5 in model 'router-mf-quality-1.5' is outside [0, 1]"),
+        ("router-mf-lambda-x", "lambda 'x'"),
+        ("router-mf-lambda-", "lambda ''"),
+        ("router-mf-lambda--1", "lambda -1 is negative"),
+        ("router--lambda-0.5", "lacks a router name"),
+    ],
+)
+def test_n_model_mode_errors(model, message):
+    with pytest.raises(InvalidModelNameError) as info:
+        parse_model_name(model)
+    assert message in str(info.value)
+
+
 @given(
     name=st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
     mode=st.sampled_from(sorted(MODES)),
@@ -113,5 +144,5 @@ def test_format_refuses_router_names_that_would_not_read_back(name):
 
 
 def test_an_unknown_mode_word_gets_a_hint_listing_the_modes():
-    assert "the modes are share, spend" in unknown_mode_hint("mf-budget")
+    assert "the modes are share, spend, lambda, quality" in unknown_mode_hint("mf-budget")
     assert unknown_mode_hint("mf") is None and unknown_mode_hint("mf-v2") is None

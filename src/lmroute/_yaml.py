@@ -51,7 +51,10 @@ def yaml_problem(exc: Exception) -> str:
 
 def validation_problems(exc: ValidationError, *, root: str = "config") -> str:
     """A pydantic error in one line: ``field.path: message; ...`` (``root`` names a top-level one)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in exc.errors())
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or root}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
 
 
 def read_model(model: type[Model], path: str | Path) -> Model:

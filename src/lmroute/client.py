@@ -40,8 +40,9 @@ from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.config import RouteOn, ServeConfig, build_config
 from lmroute.serving.control import prepare_control
+from lmroute.serving.fleet import FleetModel
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
-from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
+from lmroute.serving.service import Decision, RoutedStream, RoutingService, load_routers
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
 
 if TYPE_CHECKING:
@@ -56,7 +57,11 @@ class AsyncController:
 
     ``strong`` and ``weak`` are upstreams: an :class:`UpstreamConfig`, a mapping with
     ``base_url``, ``model`` and ``api_key_env`` (the name of the variable holding the key), or a
-    bare model name of the OpenAI API. ``routers`` are names, saved router directories, Router
+    bare model name of the OpenAI API. ``models`` lists N priced models instead (or as well:
+    :class:`lmroute.serving.fleet.FleetModel` or mappings with ``name``, ``base_url``, ``model``,
+    ``vocabulary``, ``price``), routed among by ``router-<router>-lambda-<value>`` and
+    ``router-<router>-quality-<value>``; without strong and weak, the dearest and the cheapest of them
+    are. ``routers`` are names, saved router directories, Router
     objects, or a mapping of serving name to any of these; they are loaded here, once.
     ``client_factory`` builds each upstream's ``openai.AsyncOpenAI`` (tests pass fakes).
     ``control`` (a :class:`~lmroute.control.config.ControlConfig` or its mapping) sets online
@@ -66,8 +71,9 @@ class AsyncController:
     def __init__(
         self,
         *,
-        strong: UpstreamConfig | Mapping[str, Any] | str,
-        weak: UpstreamConfig | Mapping[str, Any] | str,
+        strong: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        weak: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
         route_on: RouteOn = "last_user",
@@ -79,20 +85,30 @@ class AsyncController:
     ):
         summaries = EmbeddingSummaries()
         loaded = _load(routers, summaries)
+        tiers = {tier: upstream_from(u) for tier, u in (("strong", strong), ("weak", weak)) if u is not None}
+        if len(tiers) < 2 and not models:
+            raise ConfigError("give the strong and the weak model, or models= (N priced models)")
         try:
-            config = ServeConfig(
-                strong=upstream_from(strong),
-                weak=upstream_from(weak),
-                routers=tuple(loaded),
-                fallback=fallback,
-                route_on=route_on,
-                batch_size=batch_size,
-                batch_wait_ms=batch_wait_ms,
-                scoring_threads=scoring_threads,
-                control=ControlConfig.model_validate(control if control is not None else {}),
+            config = ServeConfig.model_validate(
+                dict(
+                    **tiers,
+                    models=tuple(models),
+                    routers=tuple(loaded),
+                    fallback=fallback,
+                    route_on=route_on,
+                    batch_size=batch_size,
+                    batch_wait_ms=batch_wait_ms,
+                    scoring_threads=scoring_threads,
+                    control=ControlConfig.model_validate(control if control is not None else {}),
+                )
             )
         except ValidationError as exc:
-            raise ConfigError(f"invalid controller options: {exc.errors()[0]['msg']}") from None
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            message = error["msg"].removeprefix("Value error, ")
+            raise ConfigError(
+                f"invalid controller options: {where + ': ' if where else ''}{message}"
+            ) from None
         self._init(config, loaded, client_factory, summaries)
 
     @classmethod
@@ -139,7 +155,7 @@ class AsyncController:
         router: str | None = None,
         threshold: float | None = None,
         user: str | None = None,
-    ) -> RouteDecision:
+    ) -> Decision:
         """The routing decision for a prompt (or messages) without calling a model; ``user`` names
         the conversation, as in a completion."""
         target = self._service.target(model, router=router, threshold=threshold)
@@ -196,8 +212,9 @@ class Controller:
     def __init__(
         self,
         *,
-        strong: UpstreamConfig | Mapping[str, Any] | str,
-        weak: UpstreamConfig | Mapping[str, Any] | str,
+        strong: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        weak: UpstreamConfig | Mapping[str, Any] | str | None = None,
+        models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
         route_on: RouteOn = "last_user",
@@ -211,6 +228,7 @@ class Controller:
             AsyncController(
                 strong=strong,
                 weak=weak,
+                models=models,
                 routers=routers,
                 fallback=fallback,
                 route_on=route_on,
@@ -247,7 +265,7 @@ class Controller:
     def routers(self) -> dict[str, Router]:
         return self._async.routers
 
-    def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> RouteDecision:
+    def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> Decision:
         """The routing decision for a prompt (or messages) without calling a model."""
         return self._run(self._async.route(prompt, **options))
 

@@ -5,11 +5,15 @@ The server and the controller read them from a request's ``model``; calibration 
     router-mf-0.52          a fixed threshold: strong when the score is at least 0.52
     router-mf-share-0.30      hold a strong-call share of 0.30 online (the threshold moves)
     router-mf-spend-2.5       hold an estimated spend of $2.50 per 1,000 requests online
+    router-mf-lambda-0.02     among N priced models: maximise predicted quality - 0.02 x estimated cost
+    router-mf-quality-0.6     among N priced models: the cheapest whose predicted quality is >= 0.6
 
 The value is the part after the last ``-``; a mode, when there is one, the word before it. Router
 names may themselves contain ``-`` and ``_`` but may not end in ``-<mode>``. Values are written in
 positional notation (``0.00001``, never ``1e-05``, whose ``-`` would be read as the separator).
-Each mode's values are checked here (:data:`MODES`); adding a mode is one entry there.
+Each mode's values are checked here (:data:`MODES`); adding a mode is one entry there. The
+``lambda`` and ``quality`` modes (:data:`FLEET_MODES`) need a server with N priced models
+(:mod:`lmroute.serving.fleet`, issue 14); ``share`` and ``spend`` are held online (issue 16).
 """
 
 from __future__ import annotations
@@ -55,7 +59,19 @@ MODES: dict[str, Mode] = {
     "spend": Mode(
         "the estimated spend to hold online, in US dollars per 1,000 requests", "2.5", _non_negative
     ),
+    "lambda": Mode(
+        "among N priced models, the quality worth one US dollar of estimated cost per 1,000 requests",
+        "0.02",
+        _non_negative,
+    ),
+    "quality": Mode(
+        "among N priced models, the least predicted quality, in [0, 1], of the cheapest model chosen",
+        "0.6",
+        _unit_interval,
+    ),
 }
+#: The modes that route among N priced models (a server's ``models:``), not between two.
+FLEET_MODES = ("lambda", "quality")
 
 
 class RouterSpec(NamedTuple):

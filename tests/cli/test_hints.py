@@ -47,6 +47,13 @@ HINTS: dict[str, tuple[str, ...]] = {
     "to score another input, give another --output": ("score",),
     "needs a single ingress replica": ("serve",),
     "needs a single server process": ("serve",),
+    "--ray writes two-model scores only": ("score",),
+    "give --strong-pct (two models), or --models": ("calibrate",),
+    "--strong-pct is for two models; with --models": ("calibrate",),
+    "with --models give either --budget": ("calibrate",),
+    "--models needs --prices FILE": ("calibrate", "eval"),
+    "with --models give one router (--routers": ("eval",),
+    "--prior must be at least 0": ("onboard",),
     # Parts of messages (an option's name passed to the code that words the message):
     "--set {}": ("train",),
     "--plot": ("eval",),

@@ -199,7 +199,7 @@ def test_jsonl_readers_keep_line_separators_inside_records(tmp_path):
     """U+2028 and the other characters ``str.splitlines`` breaks at stay inside their record in
     every reader of JSONL battles (this one reader always read them right; issue 13 made it the
     package's only one)."""
-    from lmroute.data.gold import read_scores
+    from lmroute.data.custom import read_custom
 
     def write(name, records):
         path = tmp_path / name
@@ -211,7 +211,7 @@ def test_jsonl_readers_keep_line_separators_inside_records(tmp_path):
     judged = {"prompt": TEXT, "model_a": "x", "model_b": "y", "preference": 2.0, "annotator": "j"}
     assert [b.prompt for b in read_alpaca_eval(write("j.jsonl", [judged])).battles] == [TEXT]
     scores = write("s.jsonl", [{"prompt": TEXT, "scores": {"x": 1, "y": 0}}])
-    assert read_scores(scores)[0] == [TEXT]
+    assert read_custom(scores).prompts == (TEXT,)
 
 
 def test_battle_weights_are_written_read_back_and_validated(tmp_path):

@@ -141,10 +141,13 @@ def test_csv_errors_name_the_file_line_as_jsonl_errors_do(tmp_path):
         ('{"prompt": "a", "scores": {"A": "high", "B": 0}}\n', ":1: score of 'A' is not a number"),
         ('{"prompt": "", "scores": {"A": 1, "B": 0}}\n', ":1: 'prompt' must be a non-empty"),
         ('{"prompt": "a", "scores": {"A": true, "B": 0}}\n', ":1: score of 'A' is true, not a number"),
+        ('{"prompt": "a", "scores": {"A": 1}}\n', "scores of 1 model \\(A\\): a benchmark needs two"),
         (
-            '{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b", "scores": {"A": 1}}\n',
-            ":2: models differ",
+            '{"prompt": "a", "scores": {"A": 1, "B": 0}, "cost": {"A": -1}}\n',
+            ":1: cost of 'A' must be a number >= 0",
         ),
+        ('{"prompt": "a", "scores": {"A": 1, "B": 0}, "cost": 3}\n', ":1: 'cost' must be an object"),
+        ('{"prompt": "a", "scores": {"A": 1}}\n{"prompt": "b", "scores": {"B": 1}}\n', "no line has a score"),
         ("[1, 2]\n", ":1: expected a JSON object"),
     ],
 )
@@ -194,3 +197,33 @@ def test_custom_files_hold_prompts_with_line_separators(tmp_path):
 def test_unknown_model_for_public_benchmark(data_dir):
     with pytest.raises(UnknownModelError, match="gpt-4-1106-preview"):
         load_benchmark("mt-bench", data_dir=data_dir, strong_model="gpt-5")
+
+
+def test_lines_lacking_a_model_of_the_pair_are_skipped_and_counted(tmp_path, capsys):
+    """Lines may carry different model sets (issue 14): a line lacking the strong or the weak
+    model is left out and counted, whatever other models it has."""
+    path = _write_jsonl(
+        tmp_path / "gaps.jsonl",
+        [
+            {"prompt": "a", "scores": {"A": 1, "B": 0, "C": 1}, "cost": {"A": 0.1, "B": 0.01}},
+            {"prompt": "b", "scores": {"A": 0, "B": 1}, "cost": {"A": 0.2, "B": 0.02}},
+            {"prompt": "c", "scores": {"A": 1, "C": 0}, "cost": {"A": 0.3}},
+            {"prompt": "d", "scores": {"B": 1, "C": 0}, "cost": {"B": 0.04}},
+        ],
+    )
+    bench = load_custom(path, strong_model="A", weak_model="B")
+    assert bench.prompts == ("a", "b") and bench.skipped == 2
+    assert "skipped 2 of 4 lines" in capsys.readouterr().err
+    np.testing.assert_allclose(bench.costs["A"], [0.1, 0.2])
+    np.testing.assert_allclose(bench.costs["B"], [0.01, 0.02])
+    # each line prices the first line's cost models that it scores, no fewer
+    unpriced = tmp_path / "unpriced.jsonl"
+    unpriced.write_text(path.read_text().replace(', "cost": {"B": 0.04}', ', "cost": {"C": 0.04}'))
+    with pytest.raises(DataError, match=r":4: cost models differ"):
+        load_custom(unpriced, strong_model="A", weak_model="B")
+    two = _write_jsonl(
+        tmp_path / "two.jsonl",
+        [{"prompt": "a", "scores": {"A": 1, "B": 0}}, {"prompt": "b", "scores": {"A": 1}}],
+    )
+    bench = load_custom(two)
+    assert (bench.strong_model, bench.weak_model, bench.skipped, len(bench)) == ("A", "B", 1, 1)

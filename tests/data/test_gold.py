@@ -10,7 +10,8 @@ import pytest
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import Benchmark, load_benchmark
-from lmroute.data.gold import battles_from_scores, gold_battles, read_scores
+from lmroute.data.custom import read_custom
+from lmroute.data.gold import battles_from_scores, gold_battles
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -100,7 +101,8 @@ def test_bad_requests():
 
 @pytest.mark.parametrize("name", ["scores.jsonl", "scores.csv"])
 def test_custom_file_with_a_missing_score(name):
-    prompts, scores = read_scores(FIXTURES / name)
+    table = read_custom(FIXTURES / name)
+    prompts, scores = list(table.prompts), dict(table.scores)
     assert prompts == ["Compute 17*3", "Reverse 'abc'", "What is the 10th prime?"]
     assert sorted(scores) == ["big", "mid", "small"]
     assert np.isnan(scores["mid"][2]) and scores["big"].tolist() == [1, 1, 0]
@@ -113,10 +115,10 @@ def test_custom_file_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "scores": {"a": "high"}}\n')
     with pytest.raises(DataError, match="not a number"):
-        read_scores(bad)
+        read_custom(bad)
     bad.write_text('{"prompt": "", "scores": {"a": 1}}\n')
     with pytest.raises(DataError, match="'prompt' must be a non-empty string"):
-        read_scores(bad)
+        read_custom(bad)
 
 
 def test_real_reference_pair_benchmarks(data_dir):
@@ -132,7 +134,8 @@ def test_real_reference_pair_benchmarks(data_dir):
 
 
 def test_real_many_model_file(data_dir):
-    prompts, scores = read_scores(data_dir / "zeroeval" / "math-l5.jsonl")
+    table = read_custom(data_dir / "zeroeval" / "math-l5.jsonl")
+    prompts, scores = list(table.prompts), dict(table.scores)
     assert len(prompts) == 721 and len(scores) == 40  # the README's counts
     assert np.isnan(scores["Meta-Llama-3.1-70B-Instruct@hyperbolic"]).sum() == 296
     got = battles_from_scores(prompts, scores, max_pairs_per_prompt=16)

@@ -57,7 +57,7 @@ def test_near_miss_model_strings_parse_or_say_why(text):
 @FAST
 @given(ROUTER_NAMES, st.floats(min_value=0.0, max_value=1.0))
 def test_format_then_parse_gives_back_router_and_threshold(name, threshold):
-    assume(split_mode(name)[1] == "threshold")  # "x-share" would read as router x's share mode
+    assume(split_mode(name)[1] == "threshold")  # "x-share" or "x-lambda" would read as router x's mode
     assert parse_model_name(format_model_name(name, threshold)) == RouterSpec(name, threshold)
 
 

@@ -24,6 +24,7 @@ from lmroute.cli import main
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.random import RandomRouter
 from lmroute.serving.app import create_app
+from lmroute.serving.config import build_config
 
 pytestmark = pytest.mark.network_loopback
 
@@ -252,6 +253,47 @@ def test_live_view_shows_metrics_it_does_not_know(page, server):
     assert value(page, "other:lmroute_drift_state:router=mf") == 1
     assert value(page, "other:lmroute_target_share:router=mf") == 0.3
     assert "lmroute_target_share" in page.locator("#live-routers").inner_text()
+
+
+def test_live_spend_is_the_estimated_spend_of_n_priced_models(page, upstreams):
+    """Issue 14's per-model spend counter (lmroute_estimated_spend_usd) fills the spend tile."""
+    priced = {"strong": ("big-model", 5.0, 15.0), "weak": ("small-model", 0.1, 0.4)}
+    models = [
+        {
+            "name": model,
+            "base_url": upstreams.urls[tier],
+            "model": model,
+            "max_retries": 0,
+            "timeout": 2.0,
+            "price": {"input_per_1m": inp, "output_per_1m": out},
+        }
+        for tier, (model, inp, out) in priced.items()
+    ]
+    config = build_config(overrides={"models": models, "routers": ["length"]})
+    with serve_in_thread(create_app(config, routers=ROUTERS)) as url:
+        page.goto(f"{url}/ui")
+        page.get_by_test_id("live-requests").wait_for()
+        for model in (TO_STRONG, TO_STRONG, TO_WEAK):
+            assert chat(url, model).status_code == 200
+        text = metrics_text(url)
+        spend = metric_value(text, "lmroute_estimated_spend_usd_total")
+        per_model = [
+            metric_value(text, "lmroute_estimated_spend_usd_total", model=m) for m, _, _ in priced.values()
+        ]
+        assert spend == pytest.approx(sum(per_model)) and per_model[0] > 0
+        page.wait_for_function(
+            "v => { const e = document.querySelector(\"[data-testid='live-spend']\");"
+            " return e !== null && Math.abs(Number(e.dataset.value) - v) <= 1e-12; }",
+            arg=spend,
+            timeout=WAIT_MS,
+        )
+
+
+def test_a_server_without_prices_exports_no_spend(page, server):
+    assert "lmroute_estimated_spend_usd" not in metrics_text(server)
+    page.goto(f"{server}/ui")
+    page.get_by_test_id("live-spend").wait_for()
+    assert page.get_by_test_id("live-spend").inner_text() == "not exported"
 
 
 def test_live_view_names_the_routers_the_drift_detector_flags(page, server):

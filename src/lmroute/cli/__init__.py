@@ -1,9 +1,9 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``, ``replay``, ``chat``,
-``routers``. ``_options`` defines the options several commands share, ``_output`` how they report.
-:func:`main` builds the parser from the command modules and turns the library's errors into one
+``onboard``, ``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``, ``replay``,
+``chat``, ``routers``. ``_options`` defines the options several commands share, ``_output`` how they
+report. :func:`main` builds the parser from the command modules and turns the library's errors into one
 line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
 """
@@ -21,6 +21,7 @@ from lmroute.cli import (
     data_pull,
     experiment,
     label,
+    onboard,
     replay,
     routers,
     score,
@@ -37,6 +38,7 @@ _COMMANDS = (
     eval_command,
     score,
     train,
+    onboard,
     experiment,
     label,
     data,

@@ -92,3 +92,20 @@ def parse_aliases(pairs: Sequence[str] | None) -> Iterator[tuple[str, str]]:
         if not sep or not old.strip() or not new.strip():
             raise ConfigError(f"--alias expects OLD=NEW, got {pair!r}")
         yield old.strip(), new.strip()
+
+
+def add_models_options(parser: argparse.ArgumentParser, *, prices: bool = True) -> None:
+    """``--models`` (N-model routing: NAME or SERVED=VOCABULARY each) and ``--prices`` (a price file)."""
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        help="route among these models of the router's vocabulary (NAME, or SERVED=VOCABULARY to serve "
+        "a vocabulary model under another name)",
+    )
+    if prices:
+        parser.add_argument(
+            "--prices",
+            metavar="FILE",
+            help="price file of the models (YAML; e.g. examples/prices.yaml), needed with --models",
+        )

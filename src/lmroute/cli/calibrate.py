@@ -1,10 +1,11 @@
-"""``lmroute calibrate``: the threshold that sends a chosen share of prompts to the strong model."""
+"""``lmroute calibrate``: the threshold that sends a chosen share of prompts to the strong model, or
+with ``--models``, the lambda or tau of an N-model policy that meets a budget or a target quality."""
 
 from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_data_dir_option, add_router_option
+from lmroute.cli._options import Subparsers, add_data_dir_option, add_models_options, add_router_option
 from lmroute.cli._output import write_json_report
 
 
@@ -17,9 +18,28 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--strong-pct",
         type=float,
-        required=True,
         metavar="FRACTION",
         help="share of prompts for the strong model, as a fraction (0.5 = 50%%)",
+    )
+    add_models_options(p)
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="USD",
+        help="with --models: dollars per 1,000 requests to spend at most",
+    )
+    p.add_argument(
+        "--target-quality",
+        type=float,
+        metavar="Q",
+        help="with --models: mean predicted quality to reach, on the router's scale "
+        "(P(beats its average model))",
+    )
+    p.add_argument(
+        "--policy",
+        choices=("lambda", "quality"),
+        default="lambda",
+        help="with --models: maximise quality - lambda*cost, or the cheapest model with quality >= tau",
     )
     p.add_argument(
         "--prompts",
@@ -46,13 +66,49 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score the prompts, print the threshold with its model name and the table; write the JSON."""
     from lmroute.calibration import calibrate, calibration_prompts, format_calibration
+    from lmroute.exceptions import ConfigError
     from lmroute.registry import load_router, serving_name
 
     router = load_router(args.router)
+    if args.models:
+        return _run_policy(args, router)
+    if args.strong_pct is None:
+        raise ConfigError("give --strong-pct (two models), or --models with --budget or --target-quality")
     prompts, source = calibration_prompts(args.prompts, data_dir=args.data_dir, url=args.prompts_url)
     name = serving_name(args.router, router)
     result = calibrate(router, prompts, args.strong_pct, thresholds=args.thresholds, name=name)
     print(format_calibration(result, source=source))
+    if args.json:
+        write_json_report(args.json, result.to_dict())
+    return 0
+
+
+def _run_policy(args: argparse.Namespace, router) -> int:
+    """The N-model policy's knob for ``--budget`` or ``--target-quality`` on the prompts."""
+    from lmroute.budget import calibrate_policy, format_policy_calibration
+    from lmroute.calibration import calibration_prompts
+    from lmroute.catalogue import Catalogue, read_prices
+    from lmroute.exceptions import ConfigError
+    from lmroute.registry import serving_name
+
+    if args.strong_pct is not None:
+        raise ConfigError("--strong-pct is for two models; with --models give --budget or --target-quality")
+    if (args.budget is None) == (args.target_quality is None):
+        raise ConfigError("with --models give either --budget (USD per 1,000 requests) or --target-quality")
+    if not args.prices:
+        raise ConfigError("--models needs --prices FILE: the price of each model (e.g. examples/prices.yaml)")
+    catalogue = Catalogue.from_prices(args.models, read_prices(args.prices), where=args.prices)
+    prompts, source = calibration_prompts(args.prompts, data_dir=args.data_dir, url=args.prompts_url)
+    result = calibrate_policy(
+        router,
+        catalogue,
+        prompts,
+        policy=args.policy,
+        budget=args.budget,
+        target_quality=args.target_quality,
+        name=serving_name(args.router, router),
+    )
+    print(format_policy_calibration(result, source=source))
     if args.json:
         write_json_report(args.json, result.to_dict())
     return 0

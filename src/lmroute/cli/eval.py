@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
+from lmroute.cli._options import Subparsers, add_data_options, add_models_options, add_quiet_option, data_dir
 from lmroute.cli._output import write_json_report, wrote
 
 
@@ -30,6 +30,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--plot", help="write the call–performance curves to this PNG")
     p.add_argument("--save-scores", help="write each item's score to this JSONL file")
     p.add_argument("--no-oracle", action="store_true", help="leave out the oracle router")
+    add_models_options(p)
+    p.add_argument(
+        "--policy",
+        choices=("lambda", "quality"),
+        default="lambda",
+        help="with --models: the policy whose knob is swept (default lambda)",
+    )
     add_quiet_option(p)
     add_data_options(p)
     p.set_defaults(func=run)
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
+    if args.models:
+        return _run_n_models(args)
     benchmark = load_benchmark(
         args.benchmark,
         data_dir=data_dir(args),
@@ -74,4 +83,32 @@ def run(args: argparse.Namespace) -> int:
         from lmroute.evaluation.evaluator import item_scores
 
         wrote(write_jsonl(args.save_scores, item_scores(evaluation, benchmark)))
+    return 0
+
+
+def _run_n_models(args: argparse.Namespace) -> int:
+    """Cost–quality evaluation of N-model routing on a custom benchmark file (``--models``)."""
+    from lmroute.catalogue import Catalogue, read_prices
+    from lmroute.data.custom import read_custom
+    from lmroute.evaluation.routing import evaluate_router, format_summary
+    from lmroute.exceptions import ConfigError
+    from lmroute.registry import load_router, report_name
+
+    if not args.prices:
+        raise ConfigError("--models needs --prices FILE: the price of each model (e.g. examples/prices.yaml)")
+    if len(args.routers) != 1:
+        raise ConfigError("with --models give one router (--routers NAME|DIR)")
+    catalogue = Catalogue.from_prices(args.models, read_prices(args.prices), where=args.prices)
+    table = read_custom(args.benchmark)
+    router = load_router(args.routers[0])
+    evaluation = evaluate_router(
+        router, catalogue, table, policy=args.policy, label=report_name(args.routers[0], router)
+    )
+    print(format_summary(evaluation))
+    if args.json:
+        write_json_report(args.json, evaluation.to_dict())
+    if args.plot:
+        from lmroute.evaluation.plots import plot_cost_quality
+
+        wrote(plot_cost_quality(evaluation, args.plot))
     return 0

@@ -4,6 +4,7 @@ A file with ``kind: pair-transfer`` is the pair-transfer experiment instead
 (:mod:`lmroute.workflows.pair_transfer`): routers evaluated on model pairs they were not trained on.
 One with ``kind: similarity-vs-apgr`` is the leave-one-source-out run that sets each held-out
 source's similarity score beside the router's APGR on it (:mod:`lmroute.workflows.source_transfer`).
+``kind: n-models`` and ``kind: onboarding-curve`` are the N-model runs (:mod:`lmroute.workflows.kinds`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute._yaml import yaml_kind
     from lmroute.workflows import pair_transfer, source_transfer
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
+    from lmroute.workflows.kinds import load_kind_config
 
     # Each other kind: (read its file, run it, its markdown table, write its results).
     kinds: dict[str, tuple[Callable[..., Any], ...]] = {
@@ -55,8 +57,35 @@ def run(args: argparse.Namespace) -> int:
         for path in write(outcome, args.out):
             wrote(path)
         return 0
+    other_kind = load_kind_config(args.config)
+    if other_kind is not None:
+        return _run_kind(args, other_kind)
     config = load_experiment_config(args.config)
     result = run_experiment(config, data_dir=data_dir(args), progress=not args.quiet)
     for path in write_experiment(result, args.out):
+        wrote(path)
+    return 0
+
+
+def _run_kind(args: argparse.Namespace, config) -> int:
+    """An experiment file of ``kind: n-models`` (:mod:`lmroute.workflows.n_models`) or
+    ``kind: onboarding-curve`` (:mod:`lmroute.workflows.onboard_curve`)."""
+    from pathlib import Path
+
+    from lmroute.exceptions import ConfigError
+    from lmroute.workflows.n_models import run_n_model_experiment, write_n_model_experiment
+
+    folder = data_dir(args)
+    if folder is None:
+        raise ConfigError("N-model experiments read the shared data: give --data-dir or set LMROUTE_DATA_DIR")
+    if config.kind == "onboarding-curve":
+        from lmroute.workflows.onboard_curve import run_onboard_curve, write_onboard_curve
+
+        curve = run_onboard_curve(config, data_dir=folder, config_dir=Path(args.config).parent)
+        for path in write_onboard_curve(curve, args.out):
+            wrote(path)
+        return 0
+    result = run_n_model_experiment(config, data_dir=folder, config_dir=Path(args.config).parent)
+    for path in write_n_model_experiment(result, args.out):
         wrote(path)
     return 0

@@ -1,10 +1,13 @@
-"""``lmroute score``: score prompts with a router, as JSONL on standard output or in a file."""
+"""``lmroute score``: score prompts with a router, as JSONL on standard output or in a file.
+
+With ``--models A B C`` each line holds every model's predicted quality (``Router.predict_quality``)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
-from lmroute.cli._options import Subparsers, add_quiet_option, add_router_option
+from lmroute.cli._options import Subparsers, add_models_options, add_quiet_option, add_router_option
 from lmroute.cli._output import note
 
 
@@ -21,6 +24,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
     p.add_argument("--ray-actors", type=int, default=2, help="Ray Data actors scoring at once (default 2)")
+    add_models_options(p, prices=False)
     add_quiet_option(p)
     p.set_defaults(func=run)
 
@@ -33,10 +37,20 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.registry import load_router
 
     prompts = read_prompts(args.input)
+    if (args.ray or args.ray_address) and args.models:
+        from lmroute.exceptions import ConfigError
+
+        raise ConfigError(
+            "--ray writes two-model scores only: leave out --models (or --ray, to score --models here)"
+        )
     if args.ray or args.ray_address:
         return _run_on_ray(args, prompts)
     router = load_router(args.router)
-    records = score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
+    records: Iterable[dict] = (
+        _quality_records(router, prompts, args.models)
+        if args.models
+        else score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
+    )
     if args.output in (None, "-"):
         for record in records:
             print(encode_line(record), end="")
@@ -67,3 +81,16 @@ def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
     scored = score_file_on_ray(args.router, prompts, args.output, **options)
     note(f"scored {scored} prompts on Ray ({len(prompts) - scored} were there already): wrote {args.output}")
     return 0
+
+
+def _quality_records(router, prompts: list[str], specs: list[str]) -> list[dict]:
+    """One ``{"prompt", "scores": {served name: predicted quality}}`` record per prompt, in order."""
+    from lmroute.catalogue import parse_model_specs
+
+    pairs = parse_model_specs(specs)
+    quality = router.predict_quality(prompts, [vocabulary for _, vocabulary in pairs])
+    names = [served for served, _ in pairs]
+    return [
+        {"prompt": p, "scores": dict(zip(names, row.tolist(), strict=True))}
+        for p, row in zip(prompts, quality, strict=True)
+    ]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.fields import cost_value, read_csv_rows, score_value
+from lmroute.data.fields import read_csv_rows, score_value
 from lmroute.data.public import MMLU_DOMAINS, locate
 from lmroute.exceptions import DataError, UnknownModelError
 
@@ -43,6 +43,8 @@ class Benchmark:
     scale: float = 1.0
     #: Extra turns per item that the routed model also answers (MT-Bench's second turn).
     followups: tuple[tuple[str, ...], ...] = ()
+    #: Lines of the file left out for lacking a score of the strong or the weak model.
+    skipped: int = 0
     #: Where the items were read from (a file or folder), for messages.
     source: str = ""
 
@@ -90,7 +92,8 @@ class Benchmark:
             self.costs,
             self.scale,
             self.followups,
-            self.source,
+            skipped=self.skipped,
+            source=self.source,
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
@@ -111,7 +114,7 @@ class Benchmark:
             {m: v[idx] for m, v in self.costs.items()},
             self.scale,
             pick(self.followups),
-            self.source,
+            source=self.source,
         )
 
 
@@ -256,131 +259,57 @@ def _contaminated(path: Path) -> set[str]:
 
 # -- custom benchmarks ------------------------------------------------------------------------
 
-#: A custom file's columns: prompts, scores by model, ids, categories (or none), costs by model.
-_CustomRows = tuple[list[str], dict[str, list[float]], list[str], list[str], dict[str, np.ndarray]]
-
 
 def load_custom(
     path: str | Path, *, strong_model: str | None = None, weak_model: str | None = None
 ) -> Benchmark:
-    """A custom benchmark from JSONL (``{"prompt", "scores": {model: x}}`` a line) or CSV.
+    """A custom benchmark file (:mod:`lmroute.data.custom`) routed between two of its models.
 
     With exactly two models and no pair named, the one with the higher mean is the strong model.
+    Lines that lack a score of either model are skipped and counted (``Benchmark.skipped``).
     """
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        prompts, columns, ids, categories, costs = _custom_csv(path)
-    else:
-        prompts, columns, ids, categories, costs = _custom_jsonl(path)
-    scores = {m: np.asarray(v, dtype=np.float64) for m, v in columns.items()}
-    models = sorted(scores)
+    from lmroute.data.custom import read_custom
+
+    table = read_custom(path)
+    models = table.models
+    if len(models) < 2:
+        raise DataError(
+            f"{path} has scores of {len(models)} model ({', '.join(models)}): a benchmark needs two"
+        )
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(
                 f"{path} has {len(models)} models ({', '.join(models)}): name the pair "
                 "(`lmroute eval --strong-model A --weak-model B`; strong_model=, weak_model= in Python)"
             )
-        by_mean = sorted(models, key=lambda m: float(scores[m].mean()), reverse=True)
+        by_mean = sorted(models, key=lambda m: float(np.nanmean(table.scores[m])), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)
         weak_model = weak_model or next(m for m in by_mean[::-1] if m != strong_model)
         print(
-            f"lmroute: {path.name}: strong model {strong_model}, weak model {weak_model} "
+            f"lmroute: {Path(path).name}: strong model {strong_model}, weak model {weak_model} "
             "(higher mean score is strong; name them to override)",
             file=sys.stderr,
         )
-    for model in (strong_model, weak_model):
-        if model not in scores:
-            raise UnknownModelError(f"model {model!r} is not in {path}; it has: {', '.join(models)}")
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
+    pair, skipped = table.complete([strong_model, weak_model])
+    if skipped:
+        print(
+            f"lmroute: {Path(path).name}: skipped {skipped} of {len(table)} lines lacking a score of "
+            f"{strong_model} or {weak_model}",
+            file=sys.stderr,
+        )
+    costs = {m: v for m, v in pair.costs.items() if np.isfinite(v).all()}
     return Benchmark(
-        path.stem,
-        tuple(prompts),
-        scores,
+        table.name,
+        pair.prompts,
+        pair.scores,
         strong_model,
         weak_model,
-        tuple(ids),
-        tuple(categories),
+        pair.ids,
+        pair.categories,
         costs,
         1.0,
+        skipped=skipped,
         source=str(path),
     )
-
-
-def _custom_jsonl(path: Path) -> _CustomRows:
-    prompts: list[str] = []
-    ids: list[str] = []
-    categories: list[str] = []
-    columns: dict[str, list[float]] = {}
-    cost_columns: dict[str, list[float]] = {}
-    has_category = False
-    for line_number, record in read_jsonl_objects(path, what="benchmark items"):
-        where = f"{path}:{line_number}"
-        prompt = record.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(f"{where}: 'prompt' must be a non-empty string")
-        scores = record.get("scores")
-        if not isinstance(scores, dict) or not scores:
-            raise DataError(f"{where}: 'scores' must be an object of model -> number")
-        if columns and set(scores) != set(columns):
-            missing = sorted(set(columns) ^ set(scores))
-            raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
-        for model, value in scores.items():
-            columns.setdefault(model, []).append(score_value(value, path, line_number, model))
-        _read_costs(record, scores, cost_columns, where=(path, line_number), first=not prompts)
-        prompts.append(prompt)
-        ids.append(str(record.get("id", len(ids))))
-        has_category = has_category or "category" in record
-        categories.append(str(record.get("category", "")))
-    costs = {m: np.asarray(v, dtype=np.float64) for m, v in cost_columns.items()}
-    return prompts, columns, ids, categories if has_category else [], costs
-
-
-def _read_costs(
-    record: Mapping[str, object],
-    scores: Mapping[str, object],
-    columns: dict[str, list[float]],
-    *,
-    where: tuple[Path, int],
-    first: bool,
-) -> None:
-    """Append a line's ``cost`` object to ``columns``: every line gives costs for the same models
-    (those of the first line with costs), or no line does; a cost needs the model's score."""
-    path, line = where
-    cost = record.get("cost")
-    if cost is None and (first or not columns):
-        return
-    if not isinstance(cost, dict) or not cost:
-        if cost is None:
-            raise DataError(
-                f"{path}:{line}: no 'cost', but earlier lines have costs: give every line's costs or none"
-            )
-        raise DataError(f"{path}:{line}: 'cost' must be an object of model -> number, got {cost!r}")
-    if not first and not columns:
-        raise DataError(
-            f"{path}:{line}: 'cost' here, but not on the lines before: give every line's costs or none"
-        )
-    if columns and set(cost) != set(columns):
-        differ = ", ".join(sorted(set(columns) ^ set(cost)))
-        raise DataError(f"{path}:{line}: cost models differ from the first line's ({differ})")
-    for model, value in cost.items():
-        if model not in scores:
-            raise DataError(f"{path}:{line}: a cost for {model!r}, which has no score")
-        columns.setdefault(model, []).append(cost_value(value, path, line, model))
-
-
-def _custom_csv(path: Path) -> _CustomRows:
-    prompts: list[str] = []
-    ids: list[str] = []
-    columns: dict[str, list[float]] = {}
-    for row_number, row in read_csv_rows(path, required=("prompt",)):
-        if not row["prompt"].strip():
-            raise DataError(f"{path}:{row_number}: 'prompt' is empty")
-        prompts.append(row["prompt"])
-        ids.append(str(row.get("id") or row_number))
-        for model, value in row.items():
-            if model not in ("prompt", "id", "category"):
-                columns.setdefault(model, []).append(score_value(value, path, row_number, model))
-    if not columns:
-        raise DataError(f"{path}: needs a 'prompt' column and one score column per model")
-    return prompts, columns, ids, [], {}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -120,42 +119,3 @@ def battles_from_scores(
             item.tolist(), a.tolist(), b.tolist(), winner.tolist(), weight.tolist(), strict=True
         )
     ]
-
-
-def read_scores(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Prompts and per-model scores of a custom benchmark file, NaN where a model has no score.
-
-    The format of :func:`~lmroute.data.benchmarks.load_custom` (JSONL ``{"prompt", "scores":
-    {model: x}}`` a line, or CSV with a ``prompt`` column and one column per model), except that
-    a line may leave models out (an empty CSV cell): multi-model result files often miss a few.
-    """
-    from lmroute._jsonl import read_jsonl_objects
-    from lmroute.data.fields import read_csv_rows, score_value
-
-    path = Path(path)
-    prompts: list[str] = []
-    rows: list[dict[str, float]] = []
-    if path.suffix.lower() == ".csv":
-        for n, row in read_csv_rows(path, required=("prompt",)):
-            prompts.append(row["prompt"])
-            rows.append(
-                {
-                    m: score_value(v, path, n, m)
-                    for m, v in row.items()
-                    if m not in ("prompt", "id", "category") and v.strip()
-                }
-            )
-    else:
-        for n, record in read_jsonl_objects(path, what="benchmark items"):
-            prompt, values = record.get("prompt"), record.get("scores")
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise DataError(f"{path}:{n}: 'prompt' must be a non-empty string")
-            if not isinstance(values, dict) or not values:
-                raise DataError(f"{path}:{n}: 'scores' must be an object of model -> number")
-            prompts.append(prompt)
-            rows.append({m: score_value(v, path, n, m) for m, v in values.items()})
-    if not prompts:
-        raise DataError(f"{path} has no benchmark items")
-    models = sorted({m for row in rows for m in row})
-    table = {m: np.array([row.get(m, np.nan) for row in rows], dtype=np.float64) for m in models}
-    return prompts, table

@@ -358,7 +358,8 @@ def _load_alpaca(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
 
 
 def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
-    from lmroute.data.gold import battles_from_scores, read_scores
+    from lmroute.data.custom import read_custom
+    from lmroute.data.gold import battles_from_scores
 
     key = spec.target.lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS:
@@ -378,7 +379,8 @@ def _load_gold(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
                 f"{spec.text}: training on an EVAL-ONLY file; never evaluate this router on the benchmark "
                 "whose prompts it holds"
             )
-        prompts, scores = read_scores(path)
+        table = read_custom(path)
+        prompts, scores = list(table.prompts), dict(table.scores)
         known = _folder_licence(path)
         location, label = str(path), f"gold:{known[0]}/{path.stem}" if known else f"gold:{path.stem}"
         licence = known[1] if known else f"unknown: the licence of {path.name}"

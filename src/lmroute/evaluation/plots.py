@@ -1,4 +1,5 @@
-"""Call–performance plots and replay figures (matplotlib, imported only when a plot is drawn)."""
+"""Call–performance and cost–quality plots and replay figures (matplotlib, imported only when a plot is
+drawn)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmroute.evaluation.evaluator import Evaluation
+from lmroute.evaluation.routing import CostQualityEvaluation
 
 if TYPE_CHECKING:
     from lmroute.evaluation.correlation import Correlation
@@ -43,6 +45,50 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     )
     ax.set_xlim(0, 100)
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_cost_quality(evaluation: CostQualityEvaluation, path: str | Path) -> Path:
+    """Cost (log axis) against quality: every single model, their hull (the mixing baseline), each
+    router's points and hull, and the oracle's; a PNG."""
+    plt = _pyplot()
+    ev = evaluation
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
+    ax.scatter(ev.model_cost, ev.model_quality, color="grey", s=14, zorder=3, label="single models")
+    best, cheap = ev.best, ev.cheapest
+    for i in {best, cheap}:
+        ax.annotate(
+            ev.models[i],
+            (ev.model_cost[i], ev.model_quality[i]),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
+    ax.plot(
+        ev.baseline.hull_cost,
+        ev.baseline.hull_quality,
+        color="grey",
+        linestyle="--",
+        label=f"mixing baseline (AIQ {ev.baseline.aiq:.3f})",
+    )
+    for curve in ev.curves:
+        oracle = curve.label == "oracle"
+        line = ax.plot(
+            curve.hull_cost,
+            curve.hull_quality,
+            linestyle=":" if oracle else "-",
+            color="black" if oracle else None,
+            label=f"{curve.label} (AIQ {curve.aiq:.3f})",
+        )
+        if not oracle:
+            ax.scatter(curve.cost, curve.quality, s=4, color=line[0].get_color(), alpha=0.4)
+    ax.set_xscale("log")
+    ax.set_xlabel("Cost: USD per 1,000 requests (log scale)")
+    ax.set_ylabel("Quality (mean score)")
+    ax.set_title(f"Cost–quality on {ev.benchmark} ({ev.n_prompts} prompts, {len(ev.models)} models)")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return _save(fig, plt, path)

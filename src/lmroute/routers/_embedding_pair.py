@@ -170,6 +170,30 @@ class EmbeddingPairRouter(Router[PairConfigT]):
             raise ConfigError(f"strong_model and weak_model are both {self.config.strong_model!r}")
         return found[0], found[1]
 
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """The models learned from the training data (and any onboarded since), in index order."""
+        return tuple(self.models)
+
+    def model_indices(self, models: Sequence[str]) -> np.ndarray:
+        """Indices of ``models`` in the vocabulary; UnknownModelError listing it otherwise."""
+        index = {m: i for i, m in enumerate(self.models)}
+        unknown = [m for m in models if m not in index]
+        if unknown:
+            raise UnknownModelError(
+                f"model(s) {', '.join(map(repr, unknown))} not in this {self.name} router's vocabulary "
+                f"({len(self.models)} models: {', '.join(self.models)}); map a served name onto one of "
+                "them (served=vocabulary), or teach the router a new model from a probe file: "
+                "lmroute onboard --router ROUTER --probe FILE --model NAME --out DIR"
+            )
+        return np.array([index[m] for m in models], dtype=np.int64)
+
+    def _reference_models(self) -> np.ndarray:
+        """Indices of the models whose mean logit is the reference of :meth:`predict_quality`: the
+        models trained together (an onboarded model does not move the scale of the others)."""
+        onboarded = set(self.metadata.get("onboarded") or {})
+        return np.array([i for i, m in enumerate(self.models) if m not in onboarded], dtype=np.int64)
+
     def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
         """A copy of this trained router that compares another pair of its training models."""
         update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}

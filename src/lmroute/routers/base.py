@@ -1,8 +1,11 @@
 """The router contract: every router is built from a config, may ``fit``, scores batches, saves and loads.
 
 A router answers one question for a batch of prompts: the probability that the strong model's
-answer beats the weak model's. Everything else (evaluation, calibration, serving) only calls
-:meth:`Router.score`, so no caller ever special-cases a router.
+answer beats the weak model's (:meth:`Router.score`). Routers that learned a vocabulary of models
+(``mf``, ``sw_ranking``) also predict each of several models' quality on one common scale
+(:meth:`Router.predict_quality`), which the N-model policies (:mod:`lmroute.policies`) route on.
+Everything else (evaluation, calibration, serving) only calls these, so no caller ever
+special-cases a router.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from lmroute.exceptions import CheckpointError, ConfigError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from lmroute.data.battles import Battle
     from lmroute.embeddings.base import Embedder
 
 FORMAT = "lmroute-router"
@@ -106,12 +110,7 @@ class Router(Generic[ConfigT]):
     # -- prediction -----------------------------------------------------------------------
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         """P(strong model wins) for each prompt: a float64 array of shape ``(len(prompts),)``."""
-        if isinstance(prompts, str):
-            raise ConfigError("score() takes a sequence of prompts, not a single string")
-        prompts = list(prompts)
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, str):
-                raise ConfigError(f"prompt {i} is {type(prompt).__name__}, expected str")
+        prompts = _check_prompts(prompts, "score")
         if not prompts:
             return np.zeros(0, dtype=np.float64)
         scores = np.asarray(self._score(prompts), dtype=np.float64)
@@ -124,7 +123,50 @@ class Router(Generic[ConfigT]):
         check_threshold(threshold)
         return "strong" if self.score([prompt])[0] >= threshold else "weak"
 
+    def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        """Each model's predicted quality on each prompt: float64 ``(len(prompts), len(models))``.
+
+        The common scale is the probability that the model's answer beats the answer of the
+        router's *reference*: the average model of its training vocabulary (a fixed virtual model
+        whose logit is the mean of the trained models' logits on the prompt). ``models`` are names
+        of the router's vocabulary; each prompt is embedded once, however many models are asked.
+        The two-model score is the special case:
+        ``score = sigmoid(logit(q[:, strong]) - logit(q[:, weak]))``.
+        """
+        prompts = _check_prompts(prompts, "predict_quality")
+        names = _check_models(models)
+        if type(self)._predict_quality is Router._predict_quality:
+            raise ConfigError(
+                f"router {self.name!r} scores only its two models (score()); routing among N models "
+                "needs a router that learned a vocabulary of models: mf or sw_ranking"
+            )
+        if not prompts:
+            return np.zeros((0, len(names)), dtype=np.float64)
+        quality = np.asarray(self._predict_quality(prompts, names), dtype=np.float64)
+        if quality.shape != (len(prompts), len(names)):
+            raise RuntimeError(
+                f"{self.name} returned shape {quality.shape} for {len(prompts)} x {len(names)}"
+            )
+        return np.clip(np.nan_to_num(quality, nan=0.5), 0.0, 1.0)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Names of the models whose quality :meth:`predict_quality` predicts (empty: none)."""
+        return ()
+
+    def onboard(self, model: str, battles: Sequence[Battle], *, prior: float = 5.0) -> Self:
+        """A copy of this router that also knows ``model``, learned from battles against models it
+        knows, with every other learned parameter frozen (see :mod:`lmroute.workflows.onboard`);
+        ``prior``: how many pseudo-battles pull the new model toward the known models' average."""
+        raise ConfigError(
+            f"router {self.name!r} cannot onboard a model: only routers with a model vocabulary "
+            "(mf, sw_ranking) learn one model's parameters alone"
+        )
+
     def _score(self, prompts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
         raise NotImplementedError
 
     # -- persistence ----------------------------------------------------------------------
@@ -190,6 +232,28 @@ def check_threshold(threshold: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
     return value
+
+
+def _check_prompts(prompts: Sequence[str], method: str) -> list[str]:
+    if isinstance(prompts, str):
+        raise ConfigError(f"{method}() takes a sequence of prompts, not a single string")
+    prompts = list(prompts)
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt {i} is {type(prompt).__name__}, expected str")
+    return prompts
+
+
+def _check_models(models: Sequence[str]) -> list[str]:
+    if isinstance(models, str):
+        raise ConfigError("predict_quality() takes a sequence of model names, not a single string")
+    names = list(models)
+    if not names or not all(isinstance(m, str) and m for m in names):
+        raise ConfigError(f"predict_quality() needs a list of model names, got {names!r}")
+    if len(set(names)) != len(names):
+        repeated = sorted({m for m in names if names.count(m) > 1})
+        raise ConfigError(f"model(s) named twice: {', '.join(repeated)}")
+    return names
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ has a leading member axis (of length 1 for a single fit).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -22,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from lmroute.data.battles import Battle, sample_prompts
-from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.exceptions import CheckpointError, ConfigError, DataError
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
 from lmroute.training.battle_index import index_battles
 from lmroute.training.bradley_terry import A_WINS, TIE
@@ -66,6 +67,8 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
 
     name = "mf"
     config_class = MFConfig
+    #: Every model's direction (:meth:`_model_directions`) and the state it was computed from.
+    _directions_cache: tuple[tuple[int, tuple[int, ...]], np.ndarray] | None = None
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
         """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
@@ -135,6 +138,51 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
             seed=seed,
         )
 
+    def onboard(self, model: str, battles: Sequence[Battle], *, prior: float = 5.0) -> MFRouter:
+        """A copy that also knows ``model``: its vector fitted on ``battles`` against models this
+        router knows, every other weight frozen (:mod:`lmroute.training.onboard`); ``prior``: how
+        many pseudo-battles pull the vector toward the known models' average."""
+        from lmroute.training.onboard import OnboardParams, fit_model_vector
+
+        if model in self.models:
+            raise ConfigError(f"{model!r} is already in this mf router's vocabulary: nothing to onboard")
+        prompts, other, target, weight = _probe_arrays(model, battles, self.models, ties=self.config.ties)
+        unit = self._model_embeddings.astype(np.float64)
+        unit /= np.maximum(np.linalg.norm(unit, axis=2, keepdims=True), 1e-12)
+        features = self._member_features(prompts, self._text_proj.shape[2])
+        # z[m, i] = c_m ⊙ W_m f(q_i): what a model's unit vector is dotted with, per member
+        z = (
+            np.matmul(features, np.swapaxes(self._text_proj.astype(np.float64), 1, 2))
+            * self._classifier[:, None]
+        )
+        trained = self._reference_models()
+        vectors = [
+            fit_model_vector(
+                z[m],
+                np.einsum("nd,nd->n", z[m], unit[m, other]),
+                target,
+                weight,
+                unit[m, trained].mean(axis=0),
+                params=OnboardParams(prior=prior),
+            )
+            for m in range(self.config.members)
+        ]
+        router = copy.copy(self)
+        router.metadata = copy.deepcopy(self.metadata)
+        router.models = [*self.models, model]
+        added = np.stack(vectors)[:, None, :].astype(np.float32)
+        router._model_embeddings = np.concatenate([self._model_embeddings, added], axis=1)
+        router._directions_cache = None
+        router.metadata["models"] = list(router.models)
+        opponents = sorted({self.models[i] for i in other.tolist()})
+        router.metadata.setdefault("onboarded", {})[model] = {
+            "battles": int(target.size),
+            "prompts": len(set(prompts)),
+            "opponents": opponents,
+            "prior": prior,
+        }
+        return router
+
     # -- scoring -----------------------------------------------------------------------------
     def _directions(self) -> np.ndarray:
         """Per member, the vector ``u`` with logit ``q · u`` for prompt features ``q`` (the hidden
@@ -156,6 +204,51 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         hidden = np.einsum("nk,mhk->nmh", features, self._hidden_weight) + self._hidden_bias
         return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
 
+    def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
+        logits = self.model_logits(prompts, self.model_indices(models), reference=True)
+        return _sigmoid(logits[:, :-1] - logits[:, -1:])
+
+    def model_logits(self, prompts: list[str], models: np.ndarray, *, reference: bool = False) -> np.ndarray:
+        """Ensemble-mean logits ``(n, len(models))`` of vocabulary models (by index) on the prompts,
+        with the reference's (the mean of the jointly trained models) as a last column if asked."""
+        directions = self._model_directions()[:, [*models.tolist(), -1] if reference else models]
+        return self._member_mean(self._member_features(prompts, directions.shape[2]), directions)
+
+    def _model_directions(self) -> np.ndarray:
+        """``u[m, k] = W_mᵀ (c_m ⊙ P̂_m[k])``: each vocabulary model's direction in feature space,
+        per member, with the reference's (the trained models' mean) last: ``(members, K + 1, f)``.
+        Computed once per set of weights, so a request costs one small product."""
+        if not hasattr(self, "_text_proj"):
+            raise ConfigError("this mf router is not trained: call fit() or load a checkpoint")
+        key = (id(self._model_embeddings), tuple(self._reference_models().tolist()))
+        cached = self._directions_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        p = self._model_embeddings.astype(np.float64)
+        unit = p / np.maximum(np.linalg.norm(p, axis=2, keepdims=True), 1e-12)
+        unit = np.concatenate([unit, unit[:, list(key[1])].mean(axis=1, keepdims=True)], axis=1)
+        proj = self._text_proj.astype(np.float64)
+        # one 2-d product per member: a batched matmul was 50x slower here (BLAS on a shared machine)
+        directions = np.stack([(self._classifier[m] * unit[m]) @ proj[m] for m in range(len(proj))])
+        self._directions_cache = (key, directions)
+        return directions
+
+    def _member_features(self, prompts: list[str], width: int) -> np.ndarray:
+        """Per member, what the directions apply to: ``(members, n, width)`` (the prompt features,
+        or a hidden layer's output)."""
+        text_dim = self._hidden_weight.shape[2] if self._hidden_weight is not None else width
+        features = self._features(prompts, width=text_dim).astype(np.float64)
+        if self._hidden_weight is None or self._hidden_bias is None:
+            return features[None]
+        hidden = np.einsum("nk,mhk->mnh", features, self._hidden_weight) + self._hidden_bias[:, None, :]
+        return np.maximum(hidden, 0.0)
+
+    @staticmethod
+    def _member_mean(features: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        if features.shape[0] == 1:  # a linear router: the members' mean direction, one product
+            return features[0] @ directions.mean(axis=0).T
+        return np.mean([f @ d.T for f, d in zip(features, directions, strict=True)], axis=0)
+
     # -- state -------------------------------------------------------------------------------
     def _set_weights(
         self, model_embeddings: np.ndarray, text_proj: np.ndarray, classifier: np.ndarray
@@ -168,6 +261,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
             classifier=(classifier, (members, dim)),
         )
         self._model_embeddings = np.asarray(model_embeddings, dtype=np.float32)
+        self._directions_cache = None
         self._text_proj = np.asarray(text_proj, dtype=np.float32)
         self._classifier = np.asarray(classifier, dtype=np.float64)
 
@@ -212,6 +306,41 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
         self._load_vocabulary(self._model_embeddings.shape[1])
+
+
+def _probe_arrays(
+    model: str, battles: Sequence[Battle], known: Sequence[str], *, ties: str
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The battles of ``model`` against known models as (prompts, opponent index, target, weight):
+    target 1 where ``model`` won, 0 where it lost, 0.5 for a tie (ties dropped with ``ties="drop"``)."""
+    index = {m: i for i, m in enumerate(known)}
+    prompts: list[str] = []
+    other: list[int] = []
+    target: list[float] = []
+    weight: list[float] = []
+    for battle in battles:
+        if model not in (battle.model_a, battle.model_b) or battle.model_a == battle.model_b:
+            continue
+        opponent = battle.model_b if battle.model_a == model else battle.model_a
+        if opponent not in index:
+            continue
+        if battle.winner in ("model_a", "model_b"):
+            won = (battle.winner == "model_a") == (battle.model_a == model)
+            value = 1.0 if won else 0.0
+        elif ties == "drop":
+            continue
+        else:
+            value = 0.5
+        prompts.append(battle.prompt)
+        other.append(index[opponent])
+        target.append(value)
+        weight.append(battle.weight)
+    if not prompts:
+        raise DataError(
+            f"no usable battle of {model!r} against a model this router knows ({len(known)} models: "
+            f"{', '.join(known)}): a probe file needs {model!r}'s scores beside at least one known model's"
+        )
+    return prompts, np.asarray(other), np.asarray(target), np.asarray(weight, dtype=np.float64)
 
 
 def _check_shapes(what: str, **arrays: tuple[np.ndarray | None, tuple[int | None, ...]]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -124,6 +124,27 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
             ratings = bt.fit_ratings(counts, l2=self.config.l2)
             out[start : start + chunk] = _sigmoid(ratings[:, strong] - ratings[:, weak])
         return out
+
+    def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
+        tiers = self._tiers[self.model_indices(models)]
+        reference = self._tiers[self._reference_models()]
+        out = np.empty((len(prompts), len(models)))
+        for start, ratings in self._prompt_ratings(prompts):
+            # a model's rating on a prompt is its tier's; the reference is the trained models' mean
+            mean = ratings[:, reference].mean(axis=1, keepdims=True)
+            out[start : start + len(ratings)] = _sigmoid(ratings[:, tiers] - mean)
+        return out
+
+    def _prompt_ratings(self, prompts: list[str]) -> Iterator[tuple[int, np.ndarray]]:
+        """Per chunk of prompts, its first index and each prompt's tier ratings ``(chunk, T + 1)``."""
+        self._require_fitted()
+        queries = normalize(
+            self._features(prompts, weight=self.config.length_weight, width=self._embeddings.shape[1])
+        )
+        size = max(self._embeddings.shape[0], self._entry_prompt.size, 1)
+        chunk = max(1, min(1024, _CHUNK_ELEMENTS // size))
+        for start in range(0, len(prompts), chunk):
+            yield start, bt.fit_ratings(self.query_counts(queries[start : start + chunk]), l2=self.config.l2)
 
     def query_counts(self, queries: np.ndarray) -> np.ndarray:
         """Similarity-weighted tier win matrices ``(n, T + 1, T + 1)`` for embedded queries.

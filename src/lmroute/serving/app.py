@@ -33,6 +33,7 @@ from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
+from lmroute.serving.fleet import check_vocabulary
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
 from lmroute.serving.protocol import ChatCompletionRequest, ErrorResponse, RouteRequest, RouteResponse
@@ -175,8 +176,8 @@ def serve(
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    config.strong.api_key()
-    config.weak.api_key()
+    for upstream in (config.strong, config.weak, *config.models):
+        upstream.api_key()
     workers = config.server.workers
     if routers is not None and workers > 1:
         raise ConfigError(
@@ -198,6 +199,7 @@ def serve(
         )
     if routers is None:
         routers = load_routers(config.routers)
+    check_vocabulary(config.models, routers)
     from lmroute.serving.thresholds import threshold_warnings
 
     for warning in threshold_warnings(config, routers, data_dir=data_dir):

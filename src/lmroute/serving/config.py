@@ -21,6 +21,10 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     server: {host: 127.0.0.1, port: 6060, workers: 1, max_request_bytes: 1048576, max_messages: 2048,
              ui: true}
 
+It may instead (or as well) list N priced models under ``models:`` (:mod:`lmroute.serving.fleet`),
+routed among by ``router-<router>-lambda-<value>`` and ``router-<router>-quality-<value>``; without
+``strong``/``weak`` sections the dearest of them is the strong model and the cheapest the weak one.
+
 API keys are read from the environment when a client is made, never stored in a config.
 """
 
@@ -31,11 +35,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lmroute._yaml import validation_problems
 from lmroute.control.config import ControlConfig
 from lmroute.exceptions import ConfigError
+from lmroute.serving.fleet import FleetModel, dearest_and_cheapest, fleet_models
 from lmroute.upstream.config import UpstreamConfig, upstream_from
 
 #: Environment variable with the server's accepted API keys, comma-separated.
@@ -103,6 +116,26 @@ class ServeConfig(BaseModel):
     #: Target modes (share, spend), drift detection, conversations and their state file.
     control: ControlConfig = Field(default_factory=ControlConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: N priced models to route among (:mod:`lmroute.serving.fleet`); empty: two-model routing only.
+    models: tuple[FleetModel, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tiers_from_models(cls, value: Any) -> Any:
+        # A config of N models serves the two-model names too: dearest = strong, cheapest = weak.
+        if (
+            not isinstance(value, Mapping)
+            or not value.get("models")
+            or ("strong" in value and "weak" in value)
+        ):
+            return value
+        strong, weak = dearest_and_cheapest(fleet_models(value["models"]))
+        return {"strong": strong, "weak": weak, **value}
+
+    @field_validator("models")
+    @classmethod
+    def _fleet(cls, value: tuple[FleetModel, ...]) -> tuple[FleetModel, ...]:
+        return fleet_models(value) if value else value
 
     @field_validator("strong", "weak", mode="before")
     @classmethod
@@ -150,7 +183,7 @@ def build_config(
     if keys:
         data["server"] = {**data.get("server", {}), "api_keys": tuple(keys)}
     for tier in ("strong", "weak"):
-        if tier not in data:
+        if tier not in data and not data.get("models"):
             where = f"{path} has no {tier!r} section" if path else f"no {tier} model given"
             raise ConfigError(
                 f"{where}: name the {tier} model with base_url, model and api_key_env "

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from lmroute.exceptions import InvalidModelNameError, RequestError
 from lmroute.routing_names import format_model_name
+from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
     ChatMessage,
@@ -39,7 +40,7 @@ from lmroute.serving.protocol import (
     parse_body,
     validate,
 )
-from lmroute.serving.service import RouteDecision, RoutingService
+from lmroute.serving.service import Decision, RoutingService
 from lmroute.serving.streaming import relay
 
 CHAT_PATH = "/v1/chat/completions"
@@ -132,7 +133,7 @@ async def route(request: Request) -> Response:
         raise RequestError("give either messages or prompt", param="messages", code="invalid_value")
     _check_messages(request, req.messages or ())
     target = service.target(req.model, router=req.router, threshold=req.threshold)
-    if isinstance(target, str):
+    if isinstance(target, (str, FleetDecision)):
         raise InvalidModelNameError(
             f"/v1/route scores with a router: use a model such as router-mf-0.52, not {req.model!r}"
         )
@@ -140,6 +141,8 @@ async def route(request: Request) -> Response:
         target, text, need_score=True, conversation=_conversation(request, body), tenant=_tenant(request)
     )
     request.state.decision = decision
+    if isinstance(decision, FleetDecision):  # among N models: the lmroute object, without a call
+        return JSONResponse(decision.info(answered_by=None, fallback=False))
     assert decision.score is not None  # need_score: a router that fails raises RouterFailedError
     assert decision.threshold is not None  # a scored decision always has one
     answer = RouteResponse(
@@ -171,6 +174,11 @@ async def models(request: Request) -> Response:
         {"id": upstream.model, "object": "model", "created": 0, "owned_by": f"upstream:{tier}"}
         for tier, upstream in service.upstreams.items()
     ]
+    if service.fleet is not None:
+        data += [
+            {"id": name, "object": "model", "created": 0, "owned_by": "upstream:models"}
+            for name in service.fleet.catalogue.names
+        ]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -241,9 +249,7 @@ def _too_large(limit: int) -> RequestError:
     )
 
 
-def _headers(
-    decision: RouteDecision, model: str, fallback: bool, *, streaming: bool = False
-) -> dict[str, str]:
+def _headers(decision: Decision, model: str, fallback: bool, *, streaming: bool = False) -> dict[str, str]:
     headers = {"x-lmroute-model": model, "x-lmroute-decision": decision.tier}
     if decision.router is not None:
         headers["x-lmroute-router"] = decision.router

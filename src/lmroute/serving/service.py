@@ -14,6 +14,8 @@ conversation what it did.
 Every scored decision goes through the service's :class:`~lmroute.control.hub.ControlHub` (the
 threshold of a target mode, drift, conversations); its state is saved every ``save_every``
 decisions in a worker thread and at :meth:`RoutingService.aclose`.
+With N priced models (``models:``) it serves the ``lambda`` and ``quality`` modes too: their
+decisions are :class:`~lmroute.serving.fleet.FleetDecision`.
 """
 
 from __future__ import annotations
@@ -35,11 +37,20 @@ from lmroute.exceptions import (
     UnknownRouterError,
     UpstreamError,
 )
+from lmroute.pricing import Price
 from lmroute.routers.base import Router, check_threshold
-from lmroute.routing_names import EXAMPLE, PREFIX, RouterSpec, parse_model_name, unknown_mode_hint
+from lmroute.routing_names import (
+    EXAMPLE,
+    FLEET_MODES,
+    PREFIX,
+    RouterSpec,
+    parse_model_name,
+    unknown_mode_hint,
+)
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.control import StateSaver, conversation_keys, request_tokens
+from lmroute.serving.fleet import Fleet, FleetDecision, FleetModel, SpendCounters, check_vocabulary
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
@@ -89,12 +100,15 @@ class RouteDecision:
         }
 
 
+Decision = RouteDecision | FleetDecision
+
+
 @dataclass
 class Answer:
     """A finished completion: the upstream's JSON (with ``lmroute``), who answered, and if by fallback."""
 
     body: dict[str, Any]
-    decision: RouteDecision
+    decision: Decision
     model: str
     fallback: bool
 
@@ -102,10 +116,12 @@ class Answer:
 class RoutedStream:
     """An accepted stream; :meth:`chunks` yields chunk objects, the first one carrying ``lmroute``."""
 
-    def __init__(self, stream: UpstreamStream, decision: RouteDecision, *, fallback: bool):
+    def __init__(
+        self, stream: UpstreamStream, decision: Decision, *, fallback: bool, model: str | None = None
+    ):
         self._stream = stream
         self.decision = decision
-        self.model = stream.model
+        self.model = model or stream.model
         self.fallback = fallback
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
@@ -173,6 +189,11 @@ def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:
     return messages[-1].text() if messages else ""
 
 
+def _label(upstream: Upstream) -> str:
+    """An upstream's name in the per-model counters: its serving name if it is one of N models."""
+    return upstream.config.name if isinstance(upstream.config, FleetModel) else upstream.model
+
+
 class RoutingService:
     """Routers (one micro-batcher each) and the strong and weak upstreams."""
 
@@ -190,12 +211,19 @@ class RoutingService:
         scoring_threads: int = 1,
         executor: Executor | None = None,
         metrics: ServingMetrics | None = None,
+        fleet: Fleet | None = None,
         control: ControlHub | None = None,
         summaries: EmbeddingSummaries | None = None,
     ):
         if not routers:
             raise ConfigError("no routers to serve")
         self.routers = dict(routers)
+        #: The N priced models of ``models:``, or None (two-model routing only).
+        self.fleet = fleet
+        if fleet is not None:
+            check_vocabulary(fleet.models, self.routers)
+        priced = fleet is not None or any(u.config.price is not None for u in (strong, weak))
+        self._spend = SpendCounters(metrics.registry, priced=priced) if metrics is not None else None
         #: Target modes, drift and conversations; its prices are the upstreams' by default.
         self.control = control or ControlHub(
             prices={"strong": strong.config.price, "weak": weak.config.price}
@@ -235,6 +263,15 @@ class RoutingService:
         Its control hub is neither restored nor calibrated yet
         (:func:`~lmroute.serving.control.prepare_control` does both)."""
         factory = client_factory or make_client
+        fleet = None
+        if config.models:
+            fleet = Fleet.from_models(
+                config.models,
+                factory,
+                metrics=metrics,
+                fallback=config.fallback,
+                circuit_breaker=config.circuit_breaker,
+            )
         return cls(
             routers=routers,
             strong=Upstream(
@@ -256,6 +293,7 @@ class RoutingService:
             batch_wait=config.batch_wait_ms / 1000,
             scoring_threads=config.scoring_threads,
             metrics=metrics,
+            fleet=fleet,
             control=ControlHub(
                 config.control, prices={"strong": config.strong.price, "weak": config.weak.price}
             ),
@@ -265,8 +303,9 @@ class RoutingService:
     # -- step 1: what the request asks for --------------------------------------------------
     def target(
         self, model: str | None = None, *, router: str | None = None, threshold: float | None = None
-    ) -> RouterSpec | Tier:
-        """A router and threshold, or the tier of an upstream model asked for by name."""
+    ) -> RouterSpec | Tier | FleetDecision:
+        """A router and threshold (or mode), or an upstream model asked for by name: its tier, or
+        among N models the decision for it."""
         if router is not None or threshold is not None:
             if model is not None:
                 raise ConfigError("give either model= or router= with threshold=, not both")
@@ -279,8 +318,12 @@ class RoutingService:
             for tier, upstream in self.upstreams.items():
                 if model == upstream.model:
                     return tier
+            if self.fleet is not None and (named := self.fleet.named(model)) is not None:
+                return named
             if not model.startswith(PREFIX):
                 names = ", ".join(upstream.model for upstream in self.upstreams.values())
+                if self.fleet is not None:
+                    names += ", " + ", ".join(self.fleet.catalogue.names)
                 raise InvalidModelNameError(
                     f"model {model!r} is neither router-<router>-<threshold> (e.g. {EXAMPLE!r}) nor one "
                     f"of the upstream models ({names})"
@@ -293,7 +336,15 @@ class RoutingService:
             raise UnknownRouterError(
                 f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
             )
-        self.control.check(spec)
+        if spec.mode in FLEET_MODES:
+            if self.fleet is None:
+                raise InvalidModelNameError(
+                    f"model {spec.model!r}: mode {spec.mode!r} routes among N priced models, and this "
+                    "server's config lists none (models:); use router-<router>-<threshold>"
+                )
+            self.fleet.check_router(spec.router, self.routers[spec.router])
+        else:
+            self.control.check(spec)
         return spec
 
     # -- step 2: the decision ---------------------------------------------------------------
@@ -303,14 +354,15 @@ class RoutingService:
 
     async def decide(
         self,
-        target: RouterSpec | Tier,
+        target: RouterSpec | Tier | FleetDecision,
         messages: Sequence[ChatMessage] | str,
         *,
         need_score: bool = False,
         conversation: tuple[str, str] | None = None,
         tenant: str | None = None,
-    ) -> RouteDecision:
-        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model.
+    ) -> Decision:
+        """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model (or,
+        under a ``lambda`` or ``quality`` mode, one of N models: the fleet decides).
 
         ``conversation`` is an explicit conversation id and where it came from (``("abc",
         "header")``); without one, a conversation is known by its earlier turns. ``tenant`` names
@@ -318,10 +370,19 @@ class RoutingService:
         goes to the model ``on_router_error`` names (score None), or RouterFailedError when that is
         ``"error"`` or ``need_score`` is set.
         """
+        if isinstance(target, FleetDecision):
+            return target
         if isinstance(target, str):
             return RouteDecision(tier=target, model=self.upstreams[target].model)
         prompt = messages if isinstance(messages, str) else routing_text(messages, self.route_on)
         start = time.perf_counter()
+        if target.mode in FLEET_MODES:
+            assert self.fleet is not None  # target() returns a mode only when there is a fleet
+            on_failure = None if need_score or self.on_router_error == "error" else self.on_router_error
+            router = self.routers[target.router]
+            return await self.fleet.decide_async(
+                target, router, prompt, self._executor, on_failure=on_failure
+            )
         try:
             score = await self.score(target.router, prompt)
         except Exception as exc:  # a broken router or embedding backend must not take the requests down
@@ -366,16 +427,38 @@ class RoutingService:
         )
 
     # -- step 3: the call -------------------------------------------------------------------
-    async def complete(self, payload: dict[str, Any], decision: RouteDecision) -> Answer:
-        """The completion from the decided model (or, when it fails and fallback is on, the other)."""
+    async def complete(self, payload: dict[str, Any], decision: Decision) -> Answer:
+        """The completion from the decided model (when it fails and fallback is on: the next one)."""
+        if isinstance(decision, FleetDecision):
+            assert self.fleet is not None  # only a fleet makes FleetDecisions
+            name, fallback, body = await self.fleet.call(decision, lambda up: up.complete(payload))
+            body["lmroute"] = decision.info(answered_by=name, fallback=fallback)
+            self._count(name, payload, body)
+            return Answer(body, decision, name, fallback)
         upstream, fallback, body = await self._call(decision, lambda up: up.complete(payload))
         body["lmroute"] = decision.info(answered_by=upstream.model, fallback=fallback)
+        self._count(_label(upstream), payload, body, upstream.config.price)
         return Answer(body, decision, upstream.model, fallback)
 
-    async def open_stream(self, payload: dict[str, Any], decision: RouteDecision) -> RoutedStream:
+    async def open_stream(self, payload: dict[str, Any], decision: Decision) -> RoutedStream:
         """An accepted stream; fallback happens only before the first byte, never mid-stream."""
-        _, fallback, stream = await self._call(decision, lambda up: up.open_stream(payload))
+        if isinstance(decision, FleetDecision):
+            assert self.fleet is not None
+            name, fallback, stream = await self.fleet.call(decision, lambda up: up.open_stream(payload))
+            self._count(name, payload, None)
+            return RoutedStream(stream, decision, fallback=fallback, model=name)
+        upstream, fallback, stream = await self._call(decision, lambda up: up.open_stream(payload))
+        self._count(_label(upstream), payload, None, upstream.config.price)
         return RoutedStream(stream, decision, fallback=fallback)
+
+    def _count(
+        self, model: str, payload: dict[str, Any], body: dict[str, Any] | None, price: Price | None = None
+    ) -> None:
+        """Count an answer and its estimated spend (prices: the upstream's, else the fleet's)."""
+        if self._spend is not None:
+            if price is None and self.fleet is not None:
+                price = self.fleet.price(model)
+            self._spend.count(model, price, payload, body)
 
     async def _call(
         self, decision: RouteDecision, call: Callable[[Upstream], Awaitable[_T]]
@@ -407,5 +490,7 @@ class RoutingService:
         await self._saver.final_save()
         for upstream in self.upstreams.values():
             await upstream.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
         if self._own_executor:
             self._executor.shutdown(wait=False)

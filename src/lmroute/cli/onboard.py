@@ -1,0 +1,47 @@
+"""``lmroute onboard``: teach a trained router a new model from a probe file; write a new router."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmroute.cli._options import Subparsers, add_router_option
+from lmroute.cli._output import note
+
+
+def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """The ``onboard`` command and its options."""
+    p = subparsers.add_parser(
+        "onboard",
+        help="teach a router a new model from a probe file (only that model's parameters are fitted)",
+    )
+    add_router_option(p)
+    p.add_argument(
+        "--probe",
+        required=True,
+        help="custom benchmark file with the new model's and known models' scores, or battles JSONL",
+    )
+    p.add_argument("--model", required=True, help="the new model's name, as in the probe file")
+    p.add_argument("--out", required=True, help="folder for the new router")
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=5.0,
+        help="pseudo-battles pulling the new model toward the known models' average (default 5)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Onboard the model and say what was learned from what."""
+    from lmroute.exceptions import ConfigError
+    from lmroute.workflows.onboard import onboard
+
+    if not args.prior >= 0:
+        raise ConfigError(f"--prior must be at least 0, got {args.prior}")
+    result = onboard(args.router, args.probe, args.model, args.out, prior=args.prior)
+    s = result.summary
+    note(
+        f"onboarded {s['model']} into a {s['router']} router from {s['battles']} battles on {s['prompts']} "
+        f"prompts against {len(s['opponents'])} known models: wrote {s['out']}"
+    )
+    return 0

@@ -1,0 +1,282 @@
+"""Experiments on routing among N models with prices (``kind: n-models`` experiment files).
+
+* ``cross-fit``: on each multi-model file, prompts are split into ``folds`` folds (by question
+  text: prompts that differ only in their answer options stay together); each fold's qualities
+  are predicted by a router trained on golden labels of the other folds only.
+* ``leave-one-source-out``: for each file, a router trained on the golden labels of every other
+  file predicts it whole; only the file's models that the training data also holds can be routed.
+
+Each file is then evaluated as :mod:`lmroute.evaluation.routing` does: the router's curve over a
+sweep of the policy's knob against every single model, their hull (the mixing baseline) and the
+oracle. Costs are estimated from the price file (``prices``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmroute.catalogue import Catalogue, read_prices
+from lmroute.data.custom import ScoreTable, read_custom
+from lmroute.evaluation.routing import CostQualityEvaluation, evaluate_choices
+from lmroute.exceptions import ConfigError, DataError
+from lmroute.workflows.experiment import RouterSpec, cross_fit_splits
+
+if TYPE_CHECKING:
+    from lmroute.embeddings.base import Embedder
+    from lmroute.routers.base import Router
+
+NProtocol = Literal["cross-fit", "leave-one-source-out"]
+_PROTOCOLS: tuple[NProtocol, ...] = ("cross-fit", "leave-one-source-out")
+
+
+class NModelExperimentConfig(BaseModel):
+    """An N-model routing experiment (a YAML file with ``kind: n-models``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["n-models"]
+    #: Multi-model custom benchmark files, relative to the data directory.
+    files: list[str] = Field(min_length=1)
+    protocols: list[NProtocol] = Field(default_factory=lambda: list(_PROTOCOLS))
+    #: Price file (relative to the experiment file's folder, or absolute).
+    prices: str
+    router: RouterSpec
+    #: Candidates per file label (:func:`file_label`); default: the file's priced models scored on at least
+    #: ``min_coverage`` of its lines (lines lacking one are skipped and counted).
+    models: dict[str, list[str]] = Field(default_factory=dict)
+    min_coverage: float = Field(default=0.9, ge=0, le=1)
+    #: Golden-label battles sampled per training prompt (all pairs: None).
+    max_pairs: int | None = Field(default=40, ge=1)
+    folds: int = Field(default=10, ge=2)
+    policy: Literal["lambda", "quality"] = "lambda"
+    knobs: int = Field(default=200, ge=2)
+    seed: int = 0
+
+
+@dataclass
+class NModelResult:
+    config: NModelExperimentConfig
+    evaluations: dict[tuple[str, str], CostQualityEvaluation] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(),
+            "notes": self.notes,
+            "evaluations": [{"protocol": p, **ev.to_dict()} for (p, _), ev in self.evaluations.items()],
+        }
+
+
+def file_label(path: str) -> str:
+    """A file's name in tables: its stem, or its folder's name for a generic stem
+    (``mmlu-pro/outcomes.jsonl`` -> ``mmlu-pro``, ``zeroeval/crux.jsonl`` -> ``crux``)."""
+    p = Path(path)
+    return p.parent.name if p.stem in ("outcomes", "scores") and p.parent.name else p.stem
+
+
+def question_groups(prompts: Sequence[str]) -> np.ndarray:
+    """A group id per prompt: prompts whose text before their options (``\\nA) ``) is the same
+    share one, so cross-fitting never trains on a question it scores."""
+    keys = [p.split("\nA) ", 1)[0].strip() for p in prompts]
+    _, groups = np.unique(np.array(keys, dtype=object), return_inverse=True)
+    return groups.astype(np.int64)
+
+
+def grouped_splits(groups: np.ndarray, folds: int, *, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`cross_fit_splits` over groups, as (train rows, held-out rows)."""
+    splits = cross_fit_splits(int(groups.max()) + 1, folds, seed=seed)
+    return [(np.flatnonzero(np.isin(groups, tr)), np.flatnonzero(np.isin(groups, te))) for tr, te in splits]
+
+
+def run_n_model_experiment(
+    config: NModelExperimentConfig,
+    *,
+    data_dir: str | Path,
+    config_dir: str | Path = ".",
+    embedder: Embedder | None = None,
+    log: Callable[[str], None] | None = None,
+) -> NModelResult:
+    """Run every protocol on every file; see the module notes."""
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    prices_path = Path(config.prices)
+    if not prices_path.is_absolute():
+        prices_path = Path(config_dir) / prices_path
+    prices = read_prices(prices_path)
+    tables = {file_label(f): read_custom(Path(data_dir) / f) for f in config.files}
+    result = NModelResult(config)
+    for name, table in tables.items():
+        candidates = _candidates(name, table, config, prices)
+        rows, skipped = table.complete(candidates)
+        catalogue = Catalogue.from_prices(candidates, prices, where=str(prices_path))
+        scores = np.column_stack([rows.scores[m] for m in candidates])
+        costs = catalogue.costs(list(rows.prompts))
+        say(f"[{name}] {len(rows)} prompts ({skipped} skipped), {len(candidates)} models")
+        for protocol in config.protocols:
+            started = time.perf_counter()
+            if protocol == "cross-fit":
+                predicted, models = _cross_fit(rows, table, candidates, config, embedder, say), candidates
+            else:
+                others = [t for n, t in tables.items() if n != name]
+                # a router trained on the others knows at most their models: skip before training
+                known = {m for t in others for m in t.models}
+                if sum(m in known for m in candidates) < 2:
+                    note = (
+                        f"{name}: leave-one-source-out cannot route: the other files hold "
+                        f"{sum(m in known for m in candidates)} of its models"
+                    )
+                    result.notes.append(note)
+                    say(note)
+                    continue
+                router = train_on(
+                    others,
+                    None,
+                    max_pairs=config.max_pairs,
+                    seed=config.seed,
+                    spec=config.router,
+                    embedder=embedder,
+                )
+                models = [m for m in candidates if m in router.vocabulary]
+                if len(models) < 2:
+                    note = (
+                        f"{name}: leave-one-source-out cannot route: the other files hold "
+                        f"{len(models)} of its models ({', '.join(models) or 'none'})"
+                    )
+                    result.notes.append(note)
+                    say(note)
+                    continue
+                predicted = router.predict_quality(list(rows.prompts), models)
+            keep = [candidates.index(m) for m in models]
+            ev = evaluate_choices(
+                models,
+                scores[:, keep],
+                costs[:, keep],
+                {config.router.title: (predicted, costs[:, keep])},
+                policy=config.policy,
+                knobs=config.knobs,
+                benchmark=name,
+            )
+            ev.skipped = skipped
+            result.evaluations[(protocol, name)] = ev
+            mine, hull = ev.curves[0], ev.baseline
+            reach = (
+                f"reaches the best model's quality at {mine.reach_cost:.3f} $/1k (saving {mine.saving:.0%})"
+                if np.isfinite(mine.reach_cost)
+                else "never reaches the best model's quality"
+            )
+            say(
+                f"[{name}/{protocol}] AIQ {mine.aiq:.4f} vs hull {hull.aiq:.4f}; {reach} "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+    return result
+
+
+def _candidates(name: str, table: ScoreTable, config: NModelExperimentConfig, prices: dict) -> list[str]:
+    if name in config.models:
+        return list(config.models[name])
+    n = len(table)
+    covered = [m for m in table.models if np.isfinite(table.scores[m]).sum() >= config.min_coverage * n]
+    unpriced = [m for m in covered if m not in prices]
+    if unpriced:
+        raise ConfigError(f"{name}: no price for {', '.join(unpriced)} in {config.prices}")
+    if len(covered) < 2:
+        raise DataError(f"{name}: fewer than two models cover {config.min_coverage:.0%} of its lines")
+    return covered
+
+
+def _cross_fit(
+    rows: ScoreTable,
+    table: ScoreTable,
+    candidates: list[str],
+    config: NModelExperimentConfig,
+    embedder: Embedder | None,
+    say: Callable[[str], None],
+) -> np.ndarray:
+    """Predicted qualities of every row, each from a router that never saw its question."""
+    splits = grouped_splits(question_groups(rows.prompts), config.folds, seed=config.seed)
+    predicted = np.full((len(rows), len(candidates)), np.nan)
+    # training uses every model of the file on the training rows, not only the candidates
+    index = {p: i for i, p in enumerate(table.prompts)}
+    for k, (train_idx, held_idx) in enumerate(splits):
+        train_rows = np.array([index[rows.prompts[i]] for i in train_idx])
+        router = train_on(
+            [take_rows(table, train_rows)],
+            candidates,
+            max_pairs=config.max_pairs,
+            seed=config.seed,
+            spec=config.router,
+            embedder=embedder,
+        )
+        predicted[held_idx] = router.predict_quality([rows.prompts[i] for i in held_idx], candidates)
+        say(f"  fold {k + 1}/{len(splits)}")
+    return predicted
+
+
+def train_on(
+    tables: Sequence[ScoreTable],
+    needed: list[str] | None,
+    *,
+    max_pairs: int | None,
+    seed: int,
+    spec: RouterSpec,
+    embedder: Embedder | None = None,
+) -> Router:
+    """A router as ``spec`` says, trained on golden-label battles of every table (``max_pairs``
+    sampled pairs per prompt); DataError if a ``needed`` model has no battle."""
+    from lmroute.data.gold import battles_from_scores
+    from lmroute.registry import get_router_class
+
+    battles = []
+    for i, t in enumerate(tables):
+        battles += battles_from_scores(
+            list(t.prompts),
+            dict(t.scores),
+            max_pairs_per_prompt=max_pairs,
+            seed=seed + i,
+            source=f"gold:{t.name}",
+            name=t.name,
+        )
+    models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
+    if needed and (missing := [m for m in needed if m not in models]):
+        raise DataError(f"no training battles of {', '.join(missing)}")
+    # the pair names only the two-model score, which N-model prediction does not use
+    options = {"strong_model": models[0], "weak_model": models[1], **spec.options}
+    cls = get_router_class(spec.name)
+    router = cls(options, embedder=embedder) if embedder is not None else cls(options)
+    return router.fit(battles, progress=False)
+
+
+def take_rows(table: ScoreTable, idx: np.ndarray, *, models: Sequence[str] | None = None) -> ScoreTable:
+    """The table's rows at ``idx`` (scores only), of ``models`` (default: all)."""
+    return ScoreTable(
+        table.name,
+        tuple(table.prompts[i] for i in idx),
+        {m: table.scores[m][idx] for m in (models if models is not None else table.scores)},
+    )
+
+
+def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path]:
+    """Write ``results.md``, ``results.json`` (every point) and one plot per (protocol, file)."""
+    import json
+
+    from lmroute.evaluation.plots import plot_cost_quality
+    from lmroute.evaluation.routing import format_summary
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for (protocol, name), ev in result.evaluations.items():
+        sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n")
+    sections += [f"- {n}" for n in result.notes]
+    written = [out / "results.md", out / "results.json"]
+    written[0].write_text("# N-model routing\n\n" + "\n".join(sections) + "\n", "utf-8")
+    written[1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
+    for (protocol, name), ev in result.evaluations.items():
+        written.append(plot_cost_quality(ev, out / f"{protocol}-{name}.png"))
+    return written

@@ -1,0 +1,250 @@
+"""The N-model commands end to end: score --models, calibrate --budget, onboard, eval --models,
+and the clear one-line errors of issue 14's bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmroute.cli import main
+from lmroute.registry import load_router
+
+PRICES = """
+gpt-4o-2024-08-06: {input_per_1m: 2.5, output_per_1m: 10}
+Meta-Llama-3-8B-Instruct: {input_per_1m: 0.2, output_per_1m: 0.2}
+gpt-3.5-turbo-0125: {input_per_1m: 0.5, output_per_1m: 1.5}
+newbie: {input_per_1m: 0.3, output_per_1m: 0.3}
+"""
+MODELS = ["gpt-4o-2024-08-06", "Meta-Llama-3-8B-Instruct", "gpt-3.5-turbo-0125"]
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(PRICES)
+    prompts = tmp_path / "prompts.jsonl"
+    texts = ["What is 2+2?", "Prove Fermat's little theorem.", "Write a haiku about rain.", "Sort [3,1,2]."]
+    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    rng = np.random.default_rng(0)
+    bench = tmp_path / "bench.jsonl"
+    rows = []
+    for i in range(60):
+        scores = {m: float(rng.uniform() < p) for m, p in zip(MODELS, (0.9, 0.4, 0.6), strict=True)}
+        scores["newbie"] = float(i % 2 == 0)
+        rows.append({"prompt": f"{texts[i % 4]} ({i})", "scores": scores})
+    rows.append({"prompt": "a line without the dear model", "scores": {"Meta-Llama-3-8B-Instruct": 1}})
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"prices": prices, "prompts": prompts, "bench": bench}
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lmroute: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_score_models_writes_one_line_per_prompt_in_order(files, tmp_path, capsys):
+    out = tmp_path / "q.jsonl"
+    code, _, _ = run(
+        [
+            "score",
+            "--router",
+            "mf",
+            "--input",
+            files["prompts"],
+            "--output",
+            out,
+            "--models",
+            "gpt4o=gpt-4o-2024-08-06",
+            "Meta-Llama-3-8B-Instruct",
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows][:2] == ["What is 2+2?", "Prove Fermat's little theorem."]
+    assert set(rows[0]["scores"]) == {"gpt4o", "Meta-Llama-3-8B-Instruct"}
+    router = load_router("mf")
+    expected = router.predict_quality([rows[1]["prompt"]], ["gpt-4o-2024-08-06"])[0, 0]
+    assert rows[1]["scores"]["gpt4o"] == pytest.approx(expected)
+
+
+def test_calibrate_for_a_budget_and_a_target_quality(files, tmp_path, capsys):
+    report = tmp_path / "c.json"
+    base = [
+        "calibrate",
+        "--router",
+        "mf",
+        "--prompts",
+        files["prompts"],
+        "--prices",
+        files["prices"],
+        "--models",
+        *MODELS,
+    ]
+    code, out, _ = run([*base, "--budget", "2", "--json", report], capsys)
+    assert code == 0 and "model: router-mf-lambda-" in out
+    result = json.loads(report.read_text())
+    assert result["cost"] <= 2 and result["goal"] == {"budget": 2.0} and set(result["shares"]) == set(MODELS)
+    code, out, _ = run([*base, "--target-quality", "0.5", "--policy", "quality"], capsys)
+    assert code == 0 and "model: router-mf-quality-" in out
+
+
+def test_onboard_then_eval_the_new_router(files, tmp_path, capsys):
+    out = tmp_path / "taught"
+    code, _, err = run(
+        ["onboard", "--router", "mf", "--probe", files["bench"], "--model", "newbie", "--out", out], capsys
+    )
+    assert code == 0 and "onboarded newbie into a mf router from" in err
+    taught = load_router(out)
+    assert taught.vocabulary[-1] == "newbie" and taught.metadata["onboarded"]["newbie"]["prompts"] == 60
+    report, plot = tmp_path / "e.json", tmp_path / "e.png"
+    code, table, _ = run(
+        [
+            "eval",
+            "--benchmark",
+            files["bench"],
+            "--routers",
+            out,
+            "--models",
+            *MODELS,
+            "newbie",
+            "--prices",
+            files["prices"],
+            "--json",
+            report,
+            "--plot",
+            plot,
+        ],
+        capsys,
+    )
+    assert code == 0 and "mixing baseline" in table and "oracle" in table and "(1 lines skipped)" in table
+    result = json.loads(report.read_text())
+    assert result["skipped_lines"] == 1 and result["best_model"] == "gpt-4o-2024-08-06"
+    assert len(result["curves"][0]["points"]) > 10 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_model_error_lists_the_vocabulary_and_names_onboarding(files, capsys):
+    code, _, err = run(
+        ["score", "--router", "mf", "--input", files["prompts"], "--models", "gpt-9", "gpt-4o-2024-08-06"],
+        capsys,
+    )
+    one_line_error(
+        code, err, "'gpt-9' not in this mf router's vocabulary", "gpt-4o-2024-08-06", "lmroute onboard"
+    )
+
+
+@pytest.mark.parametrize(
+    "prices, needle",
+    [
+        (
+            "gpt-4o-2024-08-06: {input_per_1m: 2.5, output_per_1m: 10}",
+            "model 'Meta-Llama-3-8B-Instruct' has no price",
+        ),
+        ("gpt-4o-2024-08-06: {input_per_1m: -2.5, output_per_1m: 10}", "greater than or equal to 0"),
+        ("gpt-4o-2024-08-06: {input_per_1m: 2.5}", "missing output_per_1m"),
+    ],
+)
+def test_missing_or_negative_price(files, tmp_path, capsys, prices, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(prices)
+    code, _, err = run(
+        [
+            "calibrate",
+            "--router",
+            "mf",
+            "--prompts",
+            files["prompts"],
+            "--prices",
+            path,
+            "--budget",
+            "1",
+            "--models",
+            "gpt-4o-2024-08-06",
+            "Meta-Llama-3-8B-Instruct",
+        ],
+        capsys,
+    )
+    one_line_error(code, err, needle)
+
+
+def test_budget_below_the_cheapest_model(files, capsys):
+    code, _, err = run(
+        [
+            "calibrate",
+            "--router",
+            "mf",
+            "--prompts",
+            files["prompts"],
+            "--prices",
+            files["prices"],
+            "--budget",
+            "0.001",
+            "--models",
+            *MODELS,
+        ],
+        capsys,
+    )
+    one_line_error(code, err, "below the least these models can cost", "every prompt to its cheapest model")
+
+
+def test_probe_file_with_one_model(tmp_path, capsys):
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text('{"prompt": "x", "scores": {"newbie": 1}}\n')
+    code, _, err = run(
+        ["onboard", "--router", "mf", "--probe", probe, "--model", "newbie", "--out", tmp_path / "o"], capsys
+    )
+    one_line_error(code, err, "scores of one model only (newbie)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_benchmark_with_fewer_than_two_models(files, tmp_path, capsys):
+    bench = tmp_path / "one.jsonl"
+    bench.write_text('{"prompt": "x", "scores": {"gpt-4o-2024-08-06": 1}}\n')
+    code, _, err = run(
+        [
+            "eval",
+            "--benchmark",
+            bench,
+            "--routers",
+            "mf",
+            "--models",
+            "gpt-4o-2024-08-06",
+            "--prices",
+            files["prices"],
+        ],
+        capsys,
+    )
+    one_line_error(code, err, "needs at least two models")
+    code, _, err = run(["eval", "--benchmark", bench, "--routers", "random"], capsys)
+    one_line_error(code, err, "a benchmark needs two")
+
+
+def test_calibrate_options_that_do_not_go_together(files, capsys):
+    code, _, err = run(
+        ["calibrate", "--router", "mf", "--models", *MODELS, "--prices", files["prices"]], capsys
+    )
+    one_line_error(code, err, "either --budget")
+    code, _, err = run(["calibrate", "--router", "mf", "--models", *MODELS, "--budget", "1"], capsys)
+    one_line_error(code, err, "--models needs --prices")
+    code, _, err = run(["calibrate", "--router", "mf"], capsys)
+    one_line_error(code, err, "give --strong-pct")
+
+
+def test_score_models_on_ray_is_refused_before_ray_starts(files, capsys):
+    code, _, err = run(
+        ["score", "--router", "length", "--input", files["prompts"], "--ray", "--models", "a", "b"], capsys
+    )
+    one_line_error(code, err, "--ray writes two-model scores only")

@@ -1,0 +1,67 @@
+"""Cost–quality metrics, checked by hand on small examples."""
+
+import numpy as np
+import pytest
+
+from lmroute.evaluation import cost_metrics as cm
+from lmroute.evaluation.routing import evaluate_choices, format_summary, summary_rows
+from lmroute.exceptions import ConfigError, DataError
+
+
+def test_upper_hull_drops_points_under_a_chord_and_dearer_worse_points():
+    cost = np.array([1.0, 2.0, 3.0, 4.0, 0.5])
+    quality = np.array([0.5, 0.55, 0.8, 0.7, 0.2])
+    hc, hq = cm.upper_hull(cost, quality)
+    # (2, 0.55) lies under the chord (1, 0.5)-(3, 0.8) at 0.65; (4, 0.7) is dearer and worse than (3, 0.8)
+    # (0.5, 0.2) -> (1, 0.5): slope 0.6 > (1 -> 3) slope 0.15, so (1, 0.5) stays
+    assert hc.tolist() == [0.5, 1.0, 3.0] and hq.tolist() == [0.2, 0.5, 0.8]
+
+
+def test_aiq_by_hand():
+    hc, hq = np.array([1.0, 3.0]), np.array([0.5, 0.8])
+    # over [1, 4]: trapezoid 1..3 = 2 * 0.65 = 1.3, flat 3..4 = 0.8; (1.3 + 0.8) / 3 = 0.7
+    assert cm.aiq(hc, hq, 1.0, 4.0) == pytest.approx(0.7)
+    # a hull starting at 2 contributes nothing over [1, 2]: (q from 2 to 3 is 0.65..0.8) ->
+    assert cm.aiq(np.array([2.0, 3.0]), np.array([0.65, 0.8]), 1.0, 4.0) == pytest.approx((0.725 + 0.8) / 3)
+    with pytest.raises(ConfigError, match="high > low"):
+        cm.aiq(hc, hq, 2.0, 2.0)
+
+
+def test_reach_cost_and_quality_at_a_cost():
+    hc, hq = np.array([1.0, 3.0, 5.0]), np.array([0.5, 0.8, 0.9])
+    assert cm.reach_cost(hc, hq, 0.65) == pytest.approx(2.0)
+    assert cm.reach_cost(hc, hq, 0.4) == 1.0
+    assert np.isnan(cm.reach_cost(hc, hq, 0.95))
+    assert cm.hull_quality(hc, hq, 4.0) == pytest.approx(0.85)
+    assert cm.hull_quality(hc, hq, 9.0) == pytest.approx(0.9)  # flat right of the dearest point
+    assert np.isnan(cm.hull_quality(hc, hq, 0.5))
+
+
+def test_oracle_takes_the_cheapest_of_the_best():
+    scores = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0]])
+    costs = np.array([[3.0, 1.0, 2.0]] * 3)
+    assert cm.oracle_choice(scores, costs).tolist() == [1, 1, 1]
+
+
+def test_evaluation_of_a_perfect_router_beats_the_mixing_baseline():
+    # two models: cheap is right on half the prompts, dear on all
+    scores = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    costs = np.tile([1.0, 5.0], (4, 1))
+    ev = evaluate_choices(["cheap", "dear"], scores, costs, {"perfect": (scores, costs)})
+    router, oracle = ev.curves
+    assert ev.models[ev.best] == "dear" and ev.models[ev.cheapest] == "cheap"
+    # hull: (1, 0.5) -> (5, 1.0); AIQ over [1, 5] = 0.75
+    assert ev.baseline.aiq == pytest.approx(0.75)
+    # the router reaches quality 1 at cost 3 (dear on the two hard prompts): hull (1, .5), (3, 1)
+    assert router.reach_cost == pytest.approx(3.0) and router.saving == pytest.approx(0.4)
+    assert router.aiq == pytest.approx((0.75 * 2 + 1.0 * 2) / 4)
+    assert oracle.aiq == pytest.approx(router.aiq)
+    assert "perfect" in format_summary(ev) and len(summary_rows(ev)) == 4
+    assert ev.to_dict()["curves"][0]["points"][0].keys() == {"knob", "cost", "quality"}
+
+
+def test_evaluation_needs_two_models_and_a_cost_range():
+    with pytest.raises(DataError, match="at least two models"):
+        evaluate_choices(["a"], np.ones((2, 1)), np.ones((2, 1)))
+    with pytest.raises(DataError, match="costs the same"):
+        evaluate_choices(["a", "b"], np.ones((2, 2)), np.ones((2, 2)))

@@ -1,0 +1,306 @@
+"""Serving N priced models: config, the lambda and quality modes, the lmroute object, fallback in the
+policy's order, per-model request and spend counters, and the Controller; stub upstreams on loopback."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack, contextmanager
+
+import httpx
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+from fake_openai import FakeUpstream, free_port, serve_in_thread
+
+from lmroute import ConfigError, Controller
+from lmroute.data.battles import Battle
+from lmroute.pricing import Price
+from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
+from lmroute.serving.app import create_app
+from lmroute.serving.config import build_config
+from lmroute.serving.fleet import FleetDecision, request_spend
+
+# serving name -> (vocabulary name, input and output USD per 1M tokens); "alpha" is the best model
+PRICED = {"frontier": ("alpha", 5.0, 15.0), "middle": ("beta", 0.5, 1.5), "local": ("gamma", 0.0, 0.0)}
+VOCABULARY = ["alpha", "beta", "gamma"]
+PROMPT = "hello joke chat w1 7"
+MESSAGES = [{"role": "user", "content": PROMPT}]
+
+
+def _battles(n: int = 600) -> list[Battle]:
+    """The earlier model of a pair wins, so alpha > beta > gamma on every prompt."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        a, b = (str(m) for m in rng.choice(VOCABULARY, size=2, replace=False))
+        winner = "model_a" if VOCABULARY.index(a) < VOCABULARY.index(b) else "model_b"
+        out.append(Battle(f"hello joke chat w{rng.integers(40)} {i}", a, b, winner))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mf() -> MFRouter:
+    fast = {"dim": 16, "epochs": 25, "batch_size": 32, "lr": 1e-2, "noise": 0.02, "ties": "half"}
+    router = MFRouter(embedder=HashEmbedder(64), strong_model="alpha", weak_model="gamma", **fast)
+    return router.fit(_battles())
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    """Three fake upstreams, by serving name, and their base URLs."""
+    fakes = {name: FakeUpstream(name) for name in PRICED}
+    with ExitStack() as stack:
+        urls = {name: stack.enter_context(serve_in_thread(f.app())) + "/v1" for name, f in fakes.items()}
+        yield fakes, urls
+
+
+@pytest.fixture(autouse=True)
+def _reset(fakes):
+    for fake in fakes[0].values():
+        fake.reset()
+
+
+def models(urls, *, down=()):
+    return [
+        {
+            "name": name,
+            "base_url": f"http://127.0.0.1:{free_port()}/v1" if name in down else urls[name],
+            "model": f"{name}-upstream",
+            "vocabulary": vocabulary,
+            "max_retries": 0,
+            "timeout": 2.0,
+            "price": {"input_per_1m": inp, "output_per_1m": out, "output_tokens": 100},
+        }
+        for name, (vocabulary, inp, out) in PRICED.items()
+    ]
+
+
+@contextmanager
+def running(config, routers):
+    with (
+        serve_in_thread(create_app(config, routers=routers)) as url,
+        httpx.Client(base_url=url, timeout=10) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(fakes, mf):
+    config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"]})
+    with running(config, {"mf": mf, "length": LengthRouter()}) as c:
+        yield c
+
+
+def chat(client, model, **fields):
+    return client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, **fields})
+
+
+def expected(mf):
+    """Predicted qualities and estimated costs (USD per request) of frontier, middle, local."""
+    quality = mf.predict_quality([PROMPT], VOCABULARY)[0]
+    tokens = max(1.0, len(PROMPT) / 4)
+    cost = [(tokens * inp + 100 * out) / 1e6 for _, inp, out in PRICED.values()]
+    return quality, np.array(cost)
+
+
+def test_a_config_of_n_models_names_the_dearest_strong_and_the_cheapest_weak(fakes):
+    config = build_config(overrides={"models": models(fakes[1])})
+    assert (config.strong.model, config.weak.model) == ("frontier-upstream", "local-upstream")
+    assert [m.name for m in config.models] == list(PRICED)
+    assert [m.vocabulary for m in config.models] == VOCABULARY
+
+
+def test_lambda_zero_takes_the_best_predicted_model_and_reports_every_candidate(client, fakes, mf):
+    quality, cost = expected(mf)
+    assert quality.argmax() == 0  # alpha is the best: the router learned it
+    response = chat(client, "router-mf-lambda-0")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == "frontier says hi"
+    assert fakes[0]["frontier"].requests[-1]["model"] == "frontier-upstream"
+    info = body["lmroute"]
+    assert info["router"] == "mf" and info["mode"] == "lambda" and info["value"] == 0.0
+    assert info["decision"] == info["routed_model"] == info["model"] == "frontier"
+    assert info["fallback"] is False
+    assert [c["model"] for c in info["candidates"]] == list(PRICED)
+    np.testing.assert_allclose([c["predicted_quality"] for c in info["candidates"]], quality, rtol=1e-9)
+    np.testing.assert_allclose([c["estimated_cost_usd"] for c in info["candidates"]], cost, rtol=1e-9)
+    assert info["fallback_order"] == ["middle", "local"]  # next best by quality
+    assert response.headers["x-lmroute-model"] == "frontier"
+
+
+def test_a_large_lambda_takes_the_cheapest_model(client, fakes):
+    body = chat(client, "router-mf-lambda-1000000").json()
+    assert body["lmroute"]["model"] == "local" and body["choices"][0]["message"]["content"] == "local says hi"
+    assert not fakes[0]["frontier"].requests
+
+
+def test_quality_mode_takes_the_cheapest_model_good_enough(client, mf):
+    quality, _ = expected(mf)
+    # a target between beta's and alpha's predicted quality: beta is the cheapest that reaches it
+    tau = round(float(quality[1] + quality[0]) / 2, 6)
+    assert chat(client, f"router-mf-quality-{tau}").json()["lmroute"]["model"] == "frontier"
+    tau = round(float(quality[2] + quality[1]) / 2, 6)
+    assert chat(client, f"router-mf-quality-{tau}").json()["lmroute"]["model"] == "middle"
+    assert chat(client, "router-mf-quality-0").json()["lmroute"]["model"] == "local"
+    # nothing reaches 1: the best predicted model
+    assert chat(client, "router-mf-quality-1").json()["lmroute"]["model"] == "frontier"
+
+
+def test_the_two_model_interface_keeps_working(client, fakes):
+    body = chat(client, "router-mf-0").json()
+    assert body["model"] == "frontier-upstream" and body["lmroute"]["decision"] == "strong"
+    body = chat(client, "router-mf-1").json()
+    assert body["model"] == "local-upstream" and body["lmroute"]["decision"] == "weak"
+    # any of the N models by its serving name, called directly
+    body = chat(client, "middle").json()
+    assert body["choices"][0]["message"]["content"] == "middle says hi"
+    assert body["lmroute"]["router"] is None and body["lmroute"]["fallback"] is False
+
+
+def test_route_shows_the_decision_without_calling_a_model(client, fakes, mf):
+    response = client.post("/v1/route", json={"model": "router-mf-lambda-0", "prompt": PROMPT})
+    assert response.status_code == 200
+    info = response.json()
+    assert info["decision"] == "frontier" and len(info["candidates"]) == 3 and "model" not in info
+    assert not any(f.requests for f in fakes[0].values())
+
+
+def test_a_stream_carries_the_n_model_decision_in_its_first_chunk(client):
+    response = chat(client, "router-mf-lambda-0", stream=True)
+    events = [e for e in response.text.split("\n\n") if e]
+    first = json.loads(events[0].removeprefix("data: "))
+    assert first["lmroute"]["model"] == "frontier" and len(first["lmroute"]["candidates"]) == 3
+    assert events[-1] == "data: [DONE]"
+
+
+def test_a_failed_model_falls_back_to_the_policys_next_choice(client, fakes):
+    fakes[0]["frontier"].mode = "status"
+    body = chat(client, "router-mf-lambda-0").json()
+    assert body["lmroute"]["model"] == "middle" and body["lmroute"]["routed_model"] == "frontier"
+    assert body["lmroute"]["fallback"] is True
+    fakes[0]["middle"].mode = "status"
+    body = chat(client, "router-mf-lambda-0").json()
+    assert body["lmroute"]["model"] == "local"
+    fakes[0]["local"].mode = "status"
+    response = chat(client, "router-mf-lambda-0")
+    assert response.status_code == 502
+    message = response.json()["error"]["message"]
+    assert "frontier" in message and "middle" in message and "local" in message
+    text = client.get("/metrics").text
+    assert (
+        'lmroute_fallbacks_total{from_model="frontier-upstream",reason="5xx",to_model="middle-upstream"}'
+        in text
+    )
+
+
+def test_metrics_count_requests_and_estimated_spend_per_model(fakes, mf):
+    config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"]})
+    with running(config, {"mf": mf}) as c:
+        for _ in range(2):
+            chat(c, "router-mf-lambda-0")
+        chat(c, "router-mf-lambda-1000000")
+        chat(c, "router-mf-1")  # two-model routing counts under the serving name too
+        text = c.get("/metrics").text
+    assert 'lmroute_model_requests_total{model="frontier"} 2.0' in text
+    assert 'lmroute_model_requests_total{model="local"} 2.0' in text
+    # the fake answers report 3 prompt and 3 completion tokens: 2 * (3 * 5 + 3 * 15) / 1e6
+    spend = float(text.split('lmroute_estimated_spend_usd_total{model="frontier"} ')[1].split()[0])
+    assert spend == pytest.approx(2 * (3 * 5.0 + 3 * 15.0) / 1e6)
+    assert 'lmroute_estimated_spend_usd_total{model="local"} 0.0' in text
+    assert 'lmroute_requests_total{endpoint="chat",model="frontier",router="mf",status="200"} 2.0' in text
+
+
+def test_spend_without_usage_is_estimated_from_the_prompt():
+    price = Price(input_per_1m=4.0, output_per_1m=8.0, output_tokens=50)
+    payload = {"messages": [{"role": "user", "content": "x" * 400}]}
+    assert request_spend(price, payload, None) == pytest.approx((100 * 4.0 + 50 * 8.0) / 1e6)
+    usage = {"usage": {"prompt_tokens": 10, "completion_tokens": 20}}
+    assert request_spend(price, payload, usage) == pytest.approx((10 * 4.0 + 20 * 8.0) / 1e6)
+
+
+def test_modes_need_a_router_with_a_vocabulary_and_a_config_with_models(client, fakes, mf):
+    response = chat(client, "router-length-lambda-0.1")
+    assert response.status_code == 400 and "mf or sw_ranking" in response.json()["error"]["message"]
+    strong, _, weak = (
+        {k: v for k, v in m.items() if k not in ("name", "vocabulary")} for m in models(fakes[1])
+    )
+    two = build_config(overrides={"strong": strong, "weak": weak})
+    assert not two.models
+    with running(two, {"mf": mf}) as c:
+        response = chat(c, "router-mf-lambda-0.1")
+    assert response.status_code == 400 and "models:" in response.json()["error"]["message"]
+
+
+def test_a_router_that_fails_sends_the_request_by_price(fakes, mf):
+    class Broken(MFRouter):
+        def _predict_quality(self, prompts, models):
+            raise RuntimeError("embedding backend down")
+
+    broken = Broken.__new__(Broken)
+    broken.__dict__.update(mf.__dict__)
+    config = build_config(overrides={"models": models(fakes[1]), "on_router_error": "weak"})
+    with running(config, {"mf": broken}) as c:
+        body = chat(c, "router-mf-lambda-0").json()
+        assert body["lmroute"]["model"] == "local"
+        assert all(cand["predicted_quality"] is None for cand in body["lmroute"]["candidates"])
+        response = c.post("/v1/route", json={"model": "router-mf-lambda-0", "prompt": PROMPT})
+        assert response.status_code == 503
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vocabulary": "delta"}, "lmroute onboard"),
+        ({"price": None}, "has no price"),
+        ({"price": {"input_per_1m": -1.0, "output_per_1m": 1.0}}, "greater than or equal to 0"),
+        ({"price": {"input_per_1m": 1.0}}, "output_per_1m"),
+        ({"name": "frontier"}, "used twice: frontier"),
+    ],
+)
+def test_bad_model_configs_are_one_clear_error(fakes, mf, change, message):
+    entries = models(fakes[1])
+    entries[2] = {**entries[2], **change}
+    with pytest.raises(ConfigError, match=message) as caught:
+        config = build_config(overrides={"models": entries})
+        Controller.from_config(config, routers={"mf": mf})
+    if message == "lmroute onboard":  # the unknown model: the vocabulary is listed
+        assert "alpha" in str(caught.value) and "delta" in str(caught.value)
+
+
+def test_one_model_is_not_a_fleet(fakes):
+    with pytest.raises(ConfigError, match="at least two models"):
+        build_config(overrides={"models": models(fakes[1])[:1]})
+    with pytest.raises(ConfigError, match="models: a list of models"):
+        build_config(overrides={"models": "gpt-4o"})
+
+
+def test_controller_routes_among_n_models(fakes, mf):
+    with Controller(models=models(fakes[1]), routers={"mf": mf}) as controller:
+        answer = controller.chat.completions.create(model="router-mf-lambda-0", messages=MESSAGES)
+        assert answer.lmroute["model"] == "frontier" and len(answer.lmroute["candidates"]) == 3
+        decision = controller.route(PROMPT, model="router-mf-lambda-1000000")
+        assert isinstance(decision, FleetDecision) and decision.model == "local"
+        assert controller.chat.completions.create(model="router-mf-1", messages=MESSAGES).model == (
+            "local-upstream"
+        )
+        chunks = list(
+            controller.chat.completions.create(model="router-mf-lambda-0", messages=MESSAGES, stream=True)
+        )
+        assert chunks[0].model_extra["lmroute"]["model"] == "frontier"
+    with pytest.raises(ConfigError, match="strong and the weak model, or models="):
+        Controller(strong="gpt-4o", routers={"mf": mf})
+
+
+def test_the_example_config_serves_three_models_with_the_shipped_mf(monkeypatch):
+    from pathlib import Path
+
+    import lmroute
+    from lmroute.serving.fleet import check_vocabulary
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    config = build_config(Path(__file__).parents[2] / "examples" / "serve-models.yaml")
+    assert [m.name for m in config.models] == ["gpt-4o", "gpt-4o-mini", "llama-8b"]
+    assert (config.strong.model, config.weak.model) == ("gpt-4o-2024-08-06", "llama-3.1-8b-instruct")
+    check_vocabulary(config.models, {"mf": lmroute.load_router("mf")})  # every model is in its vocabulary

@@ -1,0 +1,124 @@
+"""The catalogue of deployed models and price files: costs, served names, and bad prices."""
+
+import numpy as np
+import pytest
+
+from lmroute.budget import calibrate_policy, knob_for_budget, knob_for_quality
+from lmroute.catalogue import Catalogue, CatalogueModel, parse_model_specs, read_prices
+from lmroute.exceptions import ConfigError, UnknownModelError
+from lmroute.pricing import Price
+
+PRICES = """
+big: {input_per_1m: 10, output_per_1m: 30, source: "https://example.com", as_of: "2024-11", estimated: false}
+small: {input_per_1m: 0.1, output_per_1m: 0.2, output_tokens: 100}
+"""
+
+
+def test_price_file_keeps_its_facts(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text(PRICES)
+    prices = read_prices(path)
+    assert prices["big"].price == Price(input_per_1m=10, output_per_1m=30)
+    assert prices["big"].facts == {"source": "https://example.com", "as_of": "2024-11", "estimated": False}
+    assert prices["small"].price.output_tokens == 100
+
+
+def test_shipped_example_prices_cover_the_shared_data(data_dir):
+    """examples/prices.yaml prices every model of the multi-model files, with source and date."""
+    from lmroute.data.custom import read_custom
+
+    prices = read_prices(REPO / "examples" / "prices.yaml")
+    for name in (
+        "mmlu-pro/outcomes.jsonl",
+        "llmrouter/outcomes.jsonl",
+        "zeroeval/crux.jsonl",
+        "arena-hard/scores.jsonl",
+    ):
+        missing = [m for m in read_custom(data_dir / name).models if m not in prices]
+        assert not missing, (name, missing)
+    assert all({"source", "as_of", "estimated"} <= set(p.facts) for p in prices.values())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("m: {output_per_1m: 1}", "model 'm': missing input_per_1m"),
+        ("m: {input_per_1m: 1}", "missing output_per_1m"),
+        (
+            "m: {input_per_1m: -1, output_per_1m: 1}",
+            "input_per_1m: Input should be greater than or equal to 0",
+        ),
+        ("m: {input_per_1m: cheap, output_per_1m: 1}", "input_per_1m"),
+        ("m: 3", "expected a mapping"),
+        ("[1, 2]", "must map model names to prices"),
+        ("m: {input_per_1m: 1, output_per_1m: 1, output_tokens: 0}", "output_tokens"),
+    ],
+)
+def test_bad_price_files(tmp_path, text, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        read_prices(path)
+    assert str(path) in str(info.value)
+
+
+def test_catalogue_maps_served_names_and_estimates_costs():
+    prices = {
+        "big": Price(input_per_1m=10, output_per_1m=30),
+        "small": Price(input_per_1m=0.1, output_per_1m=0.2),
+    }
+    cat = Catalogue.from_prices(["gpt=big", "small"], prices)
+    assert cat.names == ["gpt", "small"] and cat.vocabulary == ["big", "small"]
+    # a 400-character prompt is 100 tokens: big (100 * 10 + 300 * 30) / 1e6 $ = 0.01 $ = 10 $ per 1,000
+    np.testing.assert_allclose(cat.costs(["x" * 400]), [[10.0, (100 * 0.1 + 300 * 0.2) / 1e3]])
+    assert cat.subset(["small"]).names == ["small"]
+    with pytest.raises(ConfigError, match=r"model .tiny. has no price in p\.yaml: add an entry"):
+        Catalogue.from_prices(["tiny"], prices, where="p.yaml")
+    with pytest.raises(UnknownModelError, match="not in the catalogue"):
+        cat.subset(["nope"])
+
+
+@pytest.mark.parametrize(
+    "specs, message",
+    [(["a="], "write NAME or SERVED=VOCABULARY"), (["a", "a=b"], "named twice: a"), ([], "no models")],
+)
+def test_bad_model_specs(specs, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_model_specs(specs)
+
+
+def test_catalogue_refuses_duplicates_and_nothing():
+    price = Price(input_per_1m=1, output_per_1m=1)
+    with pytest.raises(ConfigError, match="at least one model"):
+        Catalogue([])
+    with pytest.raises(ConfigError, match="listed twice"):
+        Catalogue([CatalogueModel("a", "a", price), CatalogueModel("a", "b", price)])
+
+
+QUALITY = np.array([[0.5, 0.9], [0.8, 0.82], [0.4, 0.7], [0.6, 0.6]])
+COST = np.tile([1.0, 10.0], (4, 1))
+
+
+def test_budget_and_target_quality_by_hand():
+    # budget 5.5 $/1k: half the prompts may go dear; the two with the largest gains (0.4, 0.3) do
+    value, choices = knob_for_budget("lambda", QUALITY, COST, 5.5)
+    assert choices.tolist() == [1, 0, 1, 0]
+    assert 0.02 / 9 < value < 0.3 / 9  # any lambda there makes these choices; not a tie point
+    # target mean quality 0.7: cheapest knob reaching it; (0.9 + 0.8 + 0.7 + 0.6) / 4 = 0.75 reaches it
+    _, choices = knob_for_quality("lambda", QUALITY, COST, 0.7)
+    assert np.take_along_axis(QUALITY, choices[:, None], 1).mean() >= 0.7
+    assert choices.tolist() == [1, 0, 1, 0]
+
+
+def test_a_budget_below_the_cheapest_model_is_an_error_naming_the_least_cost():
+    with pytest.raises(ConfigError, match=r"below the least these models can cost on these prompts: \$1 "):
+        knob_for_budget("lambda", QUALITY, COST, 0.5)
+    with pytest.raises(ConfigError, match=r"best reachable is 0\.7550"):
+        knob_for_quality("quality", QUALITY, COST, 0.99)
+    with pytest.raises(ConfigError, match="either a budget"):
+        calibrate_policy(None, None, ["p"], budget=1.0, target_quality=0.5)  # type: ignore[arg-type]
+
+
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent

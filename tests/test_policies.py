@@ -1,0 +1,93 @@
+"""N-model policies: hand-checked choices, ties, the fallback, the two-model special case."""
+
+import numpy as np
+import pytest
+
+from lmroute.exceptions import ConfigError
+from lmroute.policies import (
+    choose,
+    choose_by_lambda,
+    choose_by_quality,
+    lambda_grid,
+    ranked,
+    tau_grid,
+    threshold_for_lambda,
+)
+
+# three models: cheap (1), mid (4), dear (10) dollars per 1,000 requests
+COST = np.array([[1.0, 4.0, 10.0]] * 3)
+QUALITY = np.array(
+    [
+        [0.50, 0.60, 0.90],  # hard: only the dear model is good
+        [0.80, 0.82, 0.83],  # easy: all about equal
+        [0.40, 0.70, 0.72],  # medium: mid is nearly as good as dear
+    ]
+)
+
+
+def test_lambda_by_hand():
+    # lambda 0: the best predicted model on each prompt
+    assert choose_by_lambda(QUALITY, COST, 0.0).tolist() == [2, 2, 2]
+    # lambda 0.02: q - 0.02c -> hard (0.48, 0.52, 0.70), easy (0.78, 0.74, 0.63), medium (0.38, 0.62, 0.52)
+    assert choose_by_lambda(QUALITY, COST, 0.02).tolist() == [2, 0, 1]
+    # large lambda: the cheapest everywhere
+    assert choose_by_lambda(QUALITY, COST, 10.0).tolist() == [0, 0, 0]
+
+
+def test_quality_by_hand():
+    # tau 0.7: hard -> dear (only 0.9 >= 0.7), easy -> cheap (0.8), medium -> mid (0.70)
+    assert choose_by_quality(QUALITY, COST, 0.7).tolist() == [2, 0, 1]
+    # tau 0.95: no model qualifies anywhere -> the best predicted one
+    assert choose_by_quality(QUALITY, COST, 0.95).tolist() == [2, 2, 2]
+    assert choose_by_quality(QUALITY, COST, 0.0).tolist() == [0, 0, 0]
+
+
+def test_ties_go_to_the_cheaper_model():
+    quality = np.array([[0.7, 0.7, 0.7]])
+    cost = np.array([[5.0, 2.0, 2.0]])
+    assert choose_by_lambda(quality, cost, 0.0).tolist() == [1]  # cheaper, then the earlier
+    assert choose_by_quality(quality, cost, 0.9).tolist() == [1]  # fallback: best, cheaper on a tie
+
+
+def test_the_two_model_threshold_is_the_special_case():
+    """With two models and one cost each, lambda routes to the strong model exactly where the
+    quality gap exceeds lambda times the cost gap: a threshold on the gap."""
+    rng = np.random.default_rng(0)
+    q = rng.uniform(size=(200, 2))
+    cost = np.tile([8.0, 1.0], (200, 1))  # strong, weak
+    for lam in (0.0, 0.01, 0.05, 0.2):
+        gap = threshold_for_lambda(lam, 8.0, 1.0)
+        strong = choose_by_lambda(q, cost, lam) == 0
+        np.testing.assert_array_equal(strong, q[:, 0] - q[:, 1] > gap)
+
+
+def test_ranked_gives_fallbacks_in_the_policy_order():
+    order = ranked("lambda", QUALITY, COST, 0.02)
+    assert order[:, 0].tolist() == [2, 0, 1]
+    assert sorted(order[0].tolist()) == [0, 1, 2]
+    assert order[0].tolist() == [2, 1, 0]  # hard: dear, then mid (0.52 > 0.48), then cheap
+
+
+def test_grids_cover_every_choice():
+    lams = lambda_grid(QUALITY, COST, points=50)
+    assert lams[0] == 0 and np.all(np.diff(lams) > 0)
+    assert choose_by_lambda(QUALITY, COST, lams[-1]).tolist() == [0, 0, 0]
+    taus = tau_grid(QUALITY, points=20)
+    assert taus[0] == 0 and taus[-1] == 1
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: choose_by_lambda(QUALITY, COST, -1), "lambda must be at least 0"),
+        (lambda: choose_by_quality(QUALITY, COST, 1.5), r"tau must be in \[0, 1\]"),
+        (lambda: choose_by_lambda(QUALITY, COST[:, :2], 0.1), "arrays of one shape"),
+        (lambda: choose_by_lambda(QUALITY, -COST, 0.1), "must not be negative"),
+        (lambda: choose_by_lambda(QUALITY * np.nan, COST, 0.1), "finite"),
+        (lambda: choose("budget", QUALITY, COST, 1.0), "unknown policy 'budget'"),
+        (lambda: choose_by_lambda(QUALITY, COST, float("nan")), "finite number"),
+    ],
+)
+def test_bad_arguments(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
