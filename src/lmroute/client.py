@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
-from lmroute.serving.config import RouteOn, ServeConfig, build_config
+from lmroute.serving.config import ServeConfig, build_config
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
 from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
@@ -63,7 +64,7 @@ class AsyncController:
         weak: UpstreamConfig | Mapping[str, Any] | str,
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
-        route_on: RouteOn = "last_user",
+        route_on: RouteOn = DEFAULT_ROUTE_ON,
         batch_size: int = 64,
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,
@@ -169,7 +170,7 @@ class Controller:
         weak: UpstreamConfig | Mapping[str, Any] | str,
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
-        route_on: RouteOn = "last_user",
+        route_on: RouteOn = DEFAULT_ROUTE_ON,
         batch_size: int = 64,
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from lmroute.embeddings.base import Embedder, normalize
+from lmroute.embeddings.long_prompts import LongPromptEmbedder, LongPromptPolicy
 from lmroute.exceptions import CheckpointError, ConfigError, UnknownModelError
 from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
+#: The long-prompt policy of new routers, chosen by measurement (README, "Long prompts").
+LONG_PROMPTS_DEFAULT: LongPromptPolicy = "head"
 #: Options that only choose which learned models to compare, so a trained router may change them.
 PAIR_OPTIONS = ("strong_model", "weak_model")
 _PROGRESS_CHUNK = 512
@@ -40,6 +43,10 @@ class EmbeddingPairConfig(RouterConfig):
     weak_model: str = Field(default=WEAK_MODEL, min_length=1)
     #: Name of the embedder of prompts (``lmroute.embeddings.get_embedder``); checked on load.
     embedder: str = Field(default="minilm", min_length=1)
+    #: What of a prompt longer than the embedder reads is embedded, in training and scoring
+    #: (:mod:`lmroute.embeddings.long_prompts`). Checkpoints saved before this option existed
+    #: load as ``head``, what they were trained with.
+    long_prompts: LongPromptPolicy = LONG_PROMPTS_DEFAULT
 
 
 PairConfigT = TypeVar("PairConfigT", bound=EmbeddingPairConfig)
@@ -68,6 +75,7 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 )
             self.config = self.config.model_copy(update={"embedder": embedder.name})
         self._embedder = embedder
+        self._long: LongPromptEmbedder | None = None
         #: Model names learned from the training data, in index order.
         self.models: list[str] = []
         #: Mean and spread of the training prompts' log lengths, when a length coordinate is used.
@@ -100,19 +108,33 @@ class EmbeddingPairRouter(Router[PairConfigT]):
             )
         self._embedder = embedder
 
+    @property
+    def prompt_embedder(self) -> LongPromptEmbedder:
+        """The embedder with this router's long-prompt policy: what ``fit`` and ``score`` embed
+        with. Its ``truncated`` counts the long prompts it met."""
+        inner = self.embedder
+        if (
+            self._long is None
+            or self._long.inner is not inner
+            or self._long.policy != self.config.long_prompts
+        ):
+            self._long = LongPromptEmbedder(inner, self.config.long_prompts)
+        return self._long
+
     def _embed(self, texts: Sequence[str], *, dim: int | None = None, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings of ``texts``, checked against the expected width."""
         texts = list(texts)
+        embedder = self.prompt_embedder
         if progress and len(texts) > _PROGRESS_CHUNK:
             from tqdm import tqdm
 
             parts = [
-                np.asarray(self.embedder.embed(texts[i : i + _PROGRESS_CHUNK]), dtype=np.float32)
+                np.asarray(embedder.embed(texts[i : i + _PROGRESS_CHUNK]), dtype=np.float32)
                 for i in tqdm(range(0, len(texts), _PROGRESS_CHUNK), desc="embedding prompts", unit="chunk")
             ]
             vectors = np.concatenate(parts)
         else:
-            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+            vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise ConfigError(f"embedder {self.embedder.name!r} returned shape {vectors.shape}")
         if dim is not None and vectors.shape[1] != dim:
@@ -193,6 +215,11 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 "(metadata.models)"
             )
         self.models = list(models)
+
+    @classmethod
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # checkpoints from before the long-prompt policy embedded the head of every prompt
+        return {"long_prompts": "head", **config}
 
     @classmethod
     def load(cls, directory: str | Path, *, embedder: Embedder | None = None) -> Self:

@@ -13,7 +13,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
       timeout: 30
     routers: [mf, my_router=./checkpoints/mf-custom]
     fallback: true
-    route_on: last_user                # or: conversation
+    route_on: last_user                # or last_user_with_system, user_turns, conversation, ...
     on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
     server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.upstream.config import UpstreamConfig, upstream_from
 
 #: Environment variable with the server's accepted API keys, comma-separated.
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
 
-RouteOn = Literal["last_user", "conversation"]
 OnRouterError = Literal["strong", "weak", "error"]
 
 
@@ -70,8 +70,8 @@ class ServeConfig(BaseModel):
     routers: tuple[str, ...] = Field(default=("mf",), min_length=1)
     #: On a connection error, timeout, 5xx or malformed answer, ask the other model.
     fallback: bool = True
-    #: Score the last user message (as the paper) or the whole conversation.
-    route_on: RouteOn = "last_user"
+    #: What of a conversation the router scores (:mod:`lmroute.data.conversations`).
+    route_on: RouteOn = DEFAULT_ROUTE_ON
     #: When a router raises (a bug, its embedding backend down): send the request to this model,
     #: or answer 503 ("error").
     on_router_error: OnRouterError = "strong"
