@@ -4,8 +4,9 @@ import logging
 
 import numpy as np
 import pytest
+from _fake_embedder import WordWindowEmbedder
 
-from lmroute.embeddings.base import Embedder, normalize
+from lmroute.embeddings.base import normalize
 from lmroute.embeddings.long_prompts import (
     MAX_WINDOWS,
     POLICIES,
@@ -53,43 +54,6 @@ def test_cost_is_one_embedding_per_window():
     assert embeddings_per_text(spans, 4, "windows").tolist() == [1, 3, MAX_WINDOWS]
 
 
-class WordWindowEmbedder(Embedder):
-    """Reads at most ``limit`` words; a vector per distinct word set (hashed bag of words)."""
-
-    name = "fake-words"
-    dim = 32
-    piece_name = "words"
-
-    def __init__(self, limit: int = 4):
-        self.limit = limit
-        self.window_size = limit
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts):
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in text.split()[: self.limit]:
-                out[row, hash(word) % self.dim] += 1.0
-        out[:, 0] += 1e-3
-        return normalize(out)
-
-    def pieces(self, texts):
-        out = []
-        for text in texts:
-            words = [(m, m + len(w)) for m, w in _word_spans(text)]
-            out.append(None if len(words) <= self.limit else np.array(words))
-        return out
-
-
-def _word_spans(text):
-    start = 0
-    for word in text.split():
-        start = text.index(word, start)
-        yield start, word
-        start += len(word)
-
-
 def test_head_is_the_inner_embedder_untouched():
     inner = WordWindowEmbedder()
     texts = ["one two three four five six", "short text"]
@@ -98,7 +62,7 @@ def test_head_is_the_inner_embedder_untouched():
 
 
 def test_a_shared_prefix_no_longer_collapses_distinct_questions():
-    inner = WordWindowEmbedder()
+    inner = WordWindowEmbedder(dim=256)
     texts = [f"shared long prefix here {q}" for q in ("alpha", "beta", "gamma")]
     head = LongPromptEmbedder(inner, "head").embed(texts)
     assert np.allclose(head, head[0])  # the head: three copies of the prefix

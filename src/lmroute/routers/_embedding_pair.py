@@ -193,10 +193,20 @@ class EmbeddingPairRouter(Router[PairConfigT]):
     def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
         """A copy of this trained router that compares another pair of its training models."""
         update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
+        router = self._copy_with(update)
+        router._check_pair(router.models)
+        return router
+
+    def with_long_prompts(self, policy: str) -> Self:
+        """A copy of this trained router that reads long prompts by another policy, its weights
+        unchanged: to compare policies (a router reads best the way it was trained)."""
+        return self._copy_with({"long_prompts": policy})
+
+    def _copy_with(self, update: Mapping[str, Any]) -> Self:
         router = copy.copy(self)  # shares the (read-only) learned arrays
         router.config = type(self)({**self.config.model_dump(), **update}).config
         router.metadata = copy.deepcopy(self.metadata)
-        router._check_pair(router.models)
+        router._long = None
         return router
 
     # -- persistence -------------------------------------------------------------------------
@@ -236,18 +246,22 @@ class EmbeddingPairRouter(Router[PairConfigT]):
     def pretrained(cls, **options: Any) -> Self:
         """The checkpoint shipped in the package (``lmroute/checkpoints/<name>/``).
 
-        Options: ``strong_model``, ``weak_model`` (training models to compare) and ``embedder``
-        (an Embedder instance of the checkpoint's kind).
+        Options: ``strong_model``, ``weak_model`` (training models to compare), ``long_prompts``
+        (see :meth:`with_long_prompts`) and ``embedder`` (an Embedder instance of the checkpoint's
+        kind).
         """
         embedder = options.pop("embedder", None)
+        policy = options.pop("long_prompts", None)
         other = sorted(set(options) - set(PAIR_OPTIONS))
         if other:
             raise ConfigError(
-                f"the shipped {cls.name} router takes only strong_model, weak_model and embedder; "
-                f"to change {', '.join(other)}, train a router (lmroute train {cls.name} ...)"
+                f"the shipped {cls.name} router takes only strong_model, weak_model, long_prompts and "
+                f"embedder; to change {', '.join(other)}, train a router (lmroute train {cls.name} ...)"
             )
         directory = shipped_checkpoint(cls.name)
         router = cls.load(directory, embedder=embedder)
+        if policy is not None:
+            router = router.with_long_prompts(policy)
         return router.with_models(**options) if options else router
 
 
