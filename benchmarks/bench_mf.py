@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument(
         "--train-epochs", type=int, default=0, help="also train on all shared sources for N epochs"
     )
-    parser.add_argument("--long", type=int, default=0, help="also time the long-prompt policies on N long prompts")
+    parser.add_argument(
+        "--long", type=int, default=0, help="also time the long-prompt policies on N long prompts"
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the start")
 
