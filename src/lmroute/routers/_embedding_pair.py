@@ -30,7 +30,7 @@ STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
 #: The long-prompt policy of new routers, chosen by measurement (README, "Long prompts").
-LONG_PROMPTS_DEFAULT: LongPromptPolicy = "head"
+LONG_PROMPTS_DEFAULT: LongPromptPolicy = "head_tail"
 #: Options that only choose which learned models to compare, so a trained router may change them.
 PAIR_OPTIONS = ("strong_model", "weak_model")
 _PROGRESS_CHUNK = 512
