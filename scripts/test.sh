@@ -8,11 +8,14 @@ VENV="${LMROUTE_VENV:-.venv}"
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-# torch first and pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-python -m pip install -q "torch==2.13.0"
+# torch first, pinned, the CPU build (from PyTorch's CPU index, or a local wheel: see the script);
+# PyPI's torch is the multi-GB CUDA build.
+bash scripts/install-torch.sh
 python -m pip install -q -e ".[test]"
 # Real llama.cpp servers for the llm tests: a cached wheel, or a first build of about 5-12 minutes.
 bash .ci/install-llama.sh
+# Debian's Chromium for the web console's browser tests, when it is missing.
+bash .ci/install-chromium.sh
 export LMROUTE_DATA_DIR="${LMROUTE_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks

@@ -9,8 +9,20 @@ from pathlib import Path
 
 import pytest
 from llama_servers import LlamaServers, missing_requirements, running_servers
+from public_data_server import PublicDataServer, serving_public_data
 
 REPO = Path(__file__).resolve().parent.parent
+#: Where every public download points during the tests: a closed port on loopback, so no test can
+#: reach beyond this machine by accident (a test that means to download serves the files itself).
+UNREACHABLE = "http://127.0.0.1:9/unreachable"
+
+
+def pytest_configure(config):
+    """Point every public download source at :data:`UNREACHABLE` unless the run sets it itself."""
+    from lmroute.data.public import download_variables
+
+    for name in download_variables():
+        os.environ.setdefault(name, UNREACHABLE)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +64,16 @@ def llama_servers(tmp_path_factory) -> Iterator[LlamaServers]:
         except RuntimeError as error:
             raise pytest.fail.Exception(str(error), pytrace=False) from None
         yield LlamaServers(strong=strong, weak=weak)
+
+
+@pytest.fixture
+def public_data(data_dir, tmp_path, monkeypatch) -> Iterator[PublicDataServer]:
+    """The public sources on loopback (``tests/public_data_server.py``), lmroute's download
+    variables pointing at them, no data folder set and a fresh cache: every public file a command
+    reads is downloaded, and ``.requested`` lists which."""
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
+    with serving_public_data(data_dir, tmp_path / "www") as server:
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield server

@@ -2,9 +2,6 @@
 
 import json
 import re
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -126,42 +123,44 @@ def test_cli_calibrate_rejects_percent(tmp_path, capsys):
     assert "0.5 for 50%" in capsys.readouterr().err
 
 
-@pytest.fixture
-def arena_hard_server(data_dir, tmp_path):
-    """The shared Arena-Hard questions served on loopback as arena-hard-auto's question.jsonl."""
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "question.jsonl").write_bytes((data_dir / "arena-hard" / "questions.jsonl").read_bytes())
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_arena_hard_download_into_cache(arena_hard_server, cache_dir, capsys):
-    prompts = arena_hard_prompts(url=arena_hard_server)
+def test_arena_hard_download_into_cache(public_data, tmp_path, capsys):
+    prompts = arena_hard_prompts()
     assert len(prompts) == 500 and all(isinstance(p, str) and p for p in prompts)
-    assert (cache_dir / "arena-hard-v0.1" / "question.jsonl").is_file()
-    assert (
-        main(["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts-url", arena_hard_server])
-        == 0
-    )
+    assert (tmp_path / "cache" / "arena-hard" / "questions.jsonl").is_file()
+    assert public_data.requested == ["/arena-hard-v0.1/question.jsonl"]
+    assert main(["calibrate", "--router", "length", "--strong-pct", "0.5"]) == 0
     text = capsys.readouterr().out
     assert "on 500 prompts (the public Arena-Hard v0.1 sample)" in text
     share = float(re.search(r"sends ([\d.]+)% of these prompts", text).group(1))
     assert abs(share - 50) < 1  # prompts of equal length tie
+    assert len(public_data.requested) == 1  # the second time from the cache
 
 
-def test_calibration_prompts_say_where_they_came_from(arena_hard_server, cache_dir, tmp_path):
+def test_calibration_prompts_say_where_they_came_from(public_data, tmp_path):
     path = tmp_path / "mine.txt"
     path.write_text("first\nsecond\n")
     assert calibration_prompts(path) == (["first", "second"], str(path))
-    prompts, source = calibration_prompts(None, url=arena_hard_server)
+    prompts, source = calibration_prompts(None)
     assert len(prompts) == 500 and source == "the public Arena-Hard v0.1 sample"
+
+
+def test_calibrate_reads_the_data_folder_offline(data_dir, tmp_path, monkeypatch, capsys):
+    """Issue 20: with --data-dir or LMROUTE_DATA_DIR, calibrate uses the folder's Arena-Hard prompts
+    and downloads nothing (every download source is unreachable here)."""
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LMROUTE_PROMPTS_URL", "http://127.0.0.1:9/unreachable")
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    args = ["calibrate", "--router", "length", "--strong-pct", "0.3"]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    by_flag = capsys.readouterr().out
+    monkeypatch.setenv("LMROUTE_DATA_DIR", str(data_dir))
+    assert main(args) == 0
+    assert capsys.readouterr().out == by_flag
+    assert "on 500 prompts" in by_flag and not (tmp_path / "cache").exists()
+    monkeypatch.delenv("LMROUTE_DATA_DIR")
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data-dir" in err and "arena-hard/questions.jsonl" in err
 
 
 def test_read_arena_hard_both_layouts(tmp_path):

@@ -1,11 +1,18 @@
 """router-<name>-<threshold> model strings: parsing, formatting, and the errors users see."""
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lmroute import ConfigError, InvalidModelNameError
-from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
+from lmroute.routing_names import (
+    MODES,
+    RouterSpec,
+    format_model_name,
+    parse_model_name,
+    split_mode,
+    unknown_mode_hint,
+)
 
 
 @pytest.mark.parametrize(
@@ -17,10 +24,22 @@ from lmroute.routing_names import RouterSpec, format_model_name, parse_model_nam
         ("router-my-router-v2-0", RouterSpec("my-router-v2", 0.0)),
         ("router-bert-.25", RouterSpec("bert", 0.25)),
         ("router-bert-1.0", RouterSpec("bert", 1.0)),
+        ("router-mf-share-0.30", RouterSpec("mf", 0.3, "share")),
+        ("router-my-router-share-1", RouterSpec("my-router", 1.0, "share")),
+        ("router-mf-spend-2.5", RouterSpec("mf", 2.5, "spend")),
+        ("router-mf-spend-1200", RouterSpec("mf", 1200.0, "spend")),
+        # a router may be named after a mode: only a mode word before the value is a mode
+        ("router-share-0.3", RouterSpec("share", 0.3)),
     ],
 )
 def test_parse(model, expected):
     assert parse_model_name(model) == expected
+
+
+def test_only_the_threshold_mode_has_a_fixed_threshold():
+    assert parse_model_name("router-mf-0.4").threshold == 0.4
+    assert parse_model_name("router-mf-share-0.4").threshold is None
+    assert parse_model_name("router-mf-share-0.4").model == "router-mf-share-0.4"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +54,13 @@ def test_parse(model, expected):
         ("router-mf-nan", "not a decimal number"),
         ("router-mf-0_5", "not a decimal number"),
         ("router-mf-", "'' in model"),
+        ("router-mf-share-1.5", "share 1.5 in model 'router-mf-share-1.5' is outside [0, 1]"),
+        ("router-mf-share-x", "write it like 0.3"),
+        ("router-mf-share--0.2", "share -0.2 is negative"),
+        ("router-mf-spend--5", "spend -5 is negative"),
+        ("router-mf-spend-abc", "write it like 2.5"),
+        ("router-length--0.1", "threshold -0.1 is negative"),
+        ("router--share-0.3", "lacks a router name"),
     ],
 )
 def test_parse_errors_show_the_expected_form(model, message):
@@ -45,9 +71,7 @@ def test_parse_errors_show_the_expected_form(model, message):
 
 
 def test_error_names_an_example():
-    with pytest.raises(
-        InvalidModelNameError, match=r"router-<router>-<threshold>, e\.g\. 'router-mf-0\.1159'"
-    ):
+    with pytest.raises(InvalidModelNameError, match=r"router-<router>-<threshold>, e\.g\. 'router-mf-0\.52'"):
         parse_model_name("gpt-4o")
 
 
@@ -56,6 +80,7 @@ def test_error_names_an_example():
     threshold=st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
 )
 def test_format_parse_round_trip(name, threshold):
+    assume(not name.endswith("-") and split_mode(name)[1] == "threshold")
     model = format_model_name(name, threshold)
     assert "e" not in model.rsplit("-", 1)[1]
     assert parse_model_name(model) == RouterSpec(name, threshold)
@@ -69,3 +94,24 @@ def test_format_is_short_and_checked():
         format_model_name("mf", 1.5)
     with pytest.raises(InvalidModelNameError):
         format_model_name("", 0.5)
+
+
+@given(
+    name=st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+    mode=st.sampled_from(sorted(MODES)),
+    value=st.floats(min_value=0.0, max_value=1e6, allow_nan=False),
+)
+def test_every_mode_round_trips(name, mode, value):
+    assume(MODES[mode].check(value) is None)
+    assert parse_model_name(format_model_name(name, value, mode=mode)) == RouterSpec(name, value, mode)
+
+
+@pytest.mark.parametrize("name", ["x-share", "a-", "mf-spend"])
+def test_format_refuses_router_names_that_would_not_read_back(name):
+    with pytest.raises(InvalidModelNameError, match="ends in '-' or a mode word"):
+        format_model_name(name, 0.5)
+
+
+def test_an_unknown_mode_word_gets_a_hint_listing_the_modes():
+    assert "the modes are share, spend" in unknown_mode_hint("mf-budget")
+    assert unknown_mode_hint("mf") is None and unknown_mode_hint("mf-v2") is None

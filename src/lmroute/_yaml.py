@@ -8,10 +8,15 @@ drawing, which the command line would print as a broken error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lmroute._files import read_failures
 from lmroute.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    Model = TypeVar("Model", bound=BaseModel)
 
 
 def load_yaml_text(text: str, *, what: str) -> Any:
@@ -42,3 +47,28 @@ def yaml_problem(exc: Exception) -> str:
         problem = " ".join(str(exc).split())
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return where + " ".join(str(problem).split())
+
+
+def validation_problems(exc: ValidationError, *, root: str = "config") -> str:
+    """A pydantic error in one line: ``field.path: message; ...`` (``root`` names a top-level one)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in exc.errors())
+
+
+def read_model(model: type[Model], path: str | Path) -> Model:
+    """The YAML file at ``path`` validated as ``model``; one ConfigError line naming the file."""
+    from pydantic import ValidationError
+
+    raw = read_yaml(path, what=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+
+
+def yaml_kind(path: str | Path) -> str | None:
+    """The ``kind:`` a YAML settings file declares (experiment files name their kind this way)."""
+    raw = read_yaml(path, what=str(path))
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    return kind if isinstance(kind, str) else None

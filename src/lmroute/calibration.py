@@ -7,13 +7,12 @@ is one's own traffic; without one, the 500 Arena-Hard prompts (real, hard user p
 Chatbot Arena, Apache-2.0) are a public stand-in.
 
 :func:`threshold_for_strong_share` and :func:`strong_share` are pure; :func:`calibrate` scores
-prompts with a router; :func:`arena_hard_prompts` downloads the public sample into the user cache;
+prompts with a router; :func:`arena_hard_prompts` finds the public sample (data folder, cache or download);
 :func:`calibration_prompts` takes one's own prompts from a file, else that sample.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +23,8 @@ from lmroute._jsonl import read_jsonl
 from lmroute.exceptions import ConfigError, DataError
 from lmroute.routers.base import Router
 
-#: Arena-Hard v0.1's questions in lmarena/arena-hard-auto (the folder; the file is question.jsonl).
-ARENA_HARD_URL = "https://raw.githubusercontent.com/lmarena/arena-hard-auto/main/data/arena-hard-v0.1"
-ARENA_HARD_FILE = "question.jsonl"
+#: How :func:`format_calibration` names the public sample.
+ARENA_HARD_SAMPLE = "the public Arena-Hard v0.1 sample"
 #: Strong shares whose thresholds are tabulated when no thresholds are asked for.
 DEFAULT_SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -148,31 +146,28 @@ def format_calibration(result: Calibration, *, source: str) -> str:
     return "\n".join(lines)
 
 
-def arena_hard_prompts(*, url: str | None = None, cache: str | Path | None = None) -> list[str]:
-    """The 500 Arena-Hard v0.1 prompts, downloaded once into the user cache.
+def arena_hard_prompts(*, data_dir: str | Path | None = None, url: str | None = None) -> list[str]:
+    """The 500 Arena-Hard v0.1 prompts: ``arena-hard/questions.jsonl`` of the data folder, found
+    by :func:`lmroute.data.public.locate` (``data_dir``, ``$LMROUTE_DATA_DIR``, the user cache,
+    else downloaded once from ``url`` or ``$LMROUTE_PROMPTS_URL`` or arena-hard-auto on GitHub).
+    Records with a ``prompt`` field or the first of their ``turns`` (both layouts the repository
+    has used) are read."""
+    from lmroute.data.public import locate
 
-    ``url`` is the folder holding ``question.jsonl`` (default ``$LMROUTE_PROMPTS_URL`` or
-    arena-hard-auto on GitHub). Records with a ``prompt`` field or the first of their ``turns``
-    (both layouts the repository has used) are read.
-    """
-    from lmroute._paths import cache_dir
-    from lmroute.data.download import fetch_files
-
-    url = url or os.environ.get("LMROUTE_PROMPTS_URL") or ARENA_HARD_URL
-    dest = Path(cache) if cache is not None else cache_dir() / "arena-hard-v0.1"
-    folder = fetch_files(url, [ARENA_HARD_FILE], dest, what="Arena-Hard prompts")
-    return read_arena_hard(folder / ARENA_HARD_FILE)
+    return read_arena_hard(locate("arena-hard", data_dir=data_dir, download_url=url) / "questions.jsonl")
 
 
-def calibration_prompts(path: str | Path | None = None, *, url: str | None = None) -> tuple[list[str], str]:
+def calibration_prompts(
+    path: str | Path | None = None, *, data_dir: str | Path | None = None, url: str | None = None
+) -> tuple[list[str], str]:
     """Prompts to calibrate on and a description of where they came from, for
     :func:`format_calibration`: those in ``path`` (JSONL with a ``prompt`` field, or one per line)
-    or, without a path, the public Arena-Hard sample (:func:`arena_hard_prompts` from ``url``)."""
+    or, without a path, the public Arena-Hard sample (:func:`arena_hard_prompts`)."""
     if path:
         from lmroute.data.prompts import read_prompts
 
         return read_prompts(path), str(path)
-    return arena_hard_prompts(url=url), "the public Arena-Hard v0.1 sample"
+    return arena_hard_prompts(data_dir=data_dir, url=url), ARENA_HARD_SAMPLE
 
 
 def read_arena_hard(path: str | Path) -> list[str]:

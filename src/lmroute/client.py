@@ -10,13 +10,15 @@
         weak={"base_url": "http://127.0.0.1:8080/v1", "model": "llama-3.1-8b"},
     )
     response = client.chat.completions.create(
-        model="router-mf-0.1159", messages=[{"role": "user", "content": "Hello!"}]
+        model="router-mf-0.52", messages=[{"role": "user", "content": "Hello!"}]
     )
     response.model     # the upstream model that answered
     response.lmroute   # {"router", "threshold", "score", "decision", "routed_model", "model", "fallback"}
 
-The model string selects router and threshold (``router-<router>-<threshold>``); ``router=`` and
-``threshold=`` may be given instead, and an upstream model's own name calls it directly. Answers
+The model string selects router and threshold (``router-<router>-<threshold>``), or a target held
+online (``router-mf-share-0.3``, ``router-mf-spend-2.5``; ``control=`` sets the controllers, the
+drift detection, conversations and the state file, as a serving config's ``control:``); ``router=``
+and ``threshold=`` may be given instead, and an upstream model's own name calls it directly. Answers
 are the ``openai`` SDK's ``ChatCompletion`` (or, with ``stream=True``, an iterator of
 ``ChatCompletionChunk``, the first carrying ``lmroute``). Both controllers share the server's
 routing code (:mod:`lmroute.serving.service`), so they route, batch, retry and fall back alike.
@@ -32,10 +34,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from lmroute.control.config import ControlConfig
+from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.config import ServeConfig, build_config
+from lmroute.serving.control import prepare_control
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
 from lmroute.serving.service import RouteDecision, RoutedStream, RoutingService, load_routers
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
@@ -55,6 +60,8 @@ class AsyncController:
     bare model name of the OpenAI API. ``routers`` are names, saved router directories, Router
     objects, or a mapping of serving name to any of these; they are loaded here, once.
     ``client_factory`` builds each upstream's ``openai.AsyncOpenAI`` (tests pass fakes).
+    ``control`` (a :class:`~lmroute.control.config.ControlConfig` or its mapping) sets online
+    control; its state file is restored here and saved at :meth:`aclose`.
     """
 
     def __init__(
@@ -69,8 +76,10 @@ class AsyncController:
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,
         client_factory: ClientFactory | None = None,
+        control: ControlConfig | Mapping[str, Any] | None = None,
     ):
-        loaded = _load(routers)
+        summaries = EmbeddingSummaries()
+        loaded = _load(routers, summaries)
         try:
             config = ServeConfig(
                 strong=upstream_from(strong),
@@ -81,10 +90,11 @@ class AsyncController:
                 batch_size=batch_size,
                 batch_wait_ms=batch_wait_ms,
                 scoring_threads=scoring_threads,
+                control=ControlConfig.model_validate(control if control is not None else {}),
             )
         except ValidationError as exc:
             raise ConfigError(f"invalid controller options: {exc.errors()[0]['msg']}") from None
-        self._init(config, loaded, client_factory)
+        self._init(config, loaded, client_factory, summaries)
 
     @classmethod
     def from_config(
@@ -98,12 +108,23 @@ class AsyncController:
         if not isinstance(config, ServeConfig):
             config = build_config(config)
         self = cls.__new__(cls)
-        self._init(config, _load(routers if routers is not None else config.routers), client_factory)
+        summaries = EmbeddingSummaries()
+        loaded = _load(routers if routers is not None else config.routers, summaries)
+        self._init(config, loaded, client_factory, summaries)
         return self
 
-    def _init(self, config: ServeConfig, routers: dict[str, Router], factory: ClientFactory | None) -> None:
+    def _init(
+        self,
+        config: ServeConfig,
+        routers: dict[str, Router],
+        factory: ClientFactory | None,
+        summaries: EmbeddingSummaries,
+    ) -> None:
         self.config = config
-        self._service = RoutingService.from_config(config, routers=routers, client_factory=factory)
+        self._service = RoutingService.from_config(
+            config, routers=routers, client_factory=factory, summaries=summaries
+        )
+        prepare_control(self._service.control, routers, summaries)
         self.chat = _AsyncChat(self)
 
     @property
@@ -118,11 +139,18 @@ class AsyncController:
         model: str | None = None,
         router: str | None = None,
         threshold: float | None = None,
+        user: str | None = None,
     ) -> RouteDecision:
-        """The routing decision for a prompt (or messages) without calling a model."""
+        """The routing decision for a prompt (or messages) without calling a model; ``user`` names
+        the conversation, as in a completion."""
         target = self._service.target(model, router=router, threshold=threshold)
         messages = prompt if isinstance(prompt, str) else _messages(prompt)
-        return await self._service.decide(target, messages, need_score=True)
+        return await self._service.decide(target, messages, need_score=True, conversation=_user(user))
+
+    def status(self) -> dict[str, Any]:
+        """Online control as ``GET /v1/status`` shows it: each target's threshold and realized
+        share or spend, drift per router, conversations, the state file."""
+        return self._service.control.status()
 
     async def _create(
         self,
@@ -138,7 +166,10 @@ class AsyncController:
 
         target = self._service.target(model, router=router, threshold=threshold)
         payload = _payload(messages, params)
-        decision = await self._service.decide(target, _messages(payload["messages"]))
+        conversation = _user(payload.get("user"))
+        decision = await self._service.decide(
+            target, _messages(payload["messages"]), conversation=conversation
+        )
         if stream:
             return _chunks(await self._service.open_stream(payload, decision))
         answer = await self._service.complete(payload, decision)
@@ -175,6 +206,7 @@ class Controller:
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,
         client_factory: ClientFactory | None = None,
+        control: ControlConfig | Mapping[str, Any] | None = None,
     ):
         self._start(
             AsyncController(
@@ -187,6 +219,7 @@ class Controller:
                 batch_wait_ms=batch_wait_ms,
                 scoring_threads=scoring_threads,
                 client_factory=client_factory,
+                control=control,
             )
         )
 
@@ -218,6 +251,10 @@ class Controller:
     def route(self, prompt: str | Sequence[Mapping[str, Any]], **options: Any) -> RouteDecision:
         """The routing decision for a prompt (or messages) without calling a model."""
         return self._run(self._async.route(prompt, **options))
+
+    def status(self) -> dict[str, Any]:
+        """Online control: see :meth:`AsyncController.status`."""
+        return self._async.status()
 
     def close(self) -> None:
         """Close the upstream clients and stop the controller's thread."""
@@ -262,7 +299,7 @@ class _AsyncCompletions:
         self._controller = controller
 
     async def create(self, **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        """``openai``'s ``chat.completions.create``, routed: ``model="router-mf-0.1159"`` (or
+        """``openai``'s ``chat.completions.create``, routed: ``model="router-mf-0.52"`` (or
         ``router=``/``threshold=``), ``messages``, ``stream``, and any other OpenAI field."""
         return await self._controller._create(**kwargs)
 
@@ -289,7 +326,7 @@ class _SyncChat:
         self.completions = _SyncCompletions(controller)
 
 
-def _load(routers: RouterSpecs) -> dict[str, Router]:
+def _load(routers: RouterSpecs, summaries: EmbeddingSummaries | None = None) -> dict[str, Router]:
     if isinstance(routers, (str, Path, Router)):
         raise ConfigError("routers must be a list (or mapping) of router names, directories or objects")
     items = routers.items() if isinstance(routers, Mapping) else [(None, r) for r in routers]
@@ -298,7 +335,7 @@ def _load(routers: RouterSpecs) -> dict[str, Router]:
         if isinstance(spec, Router):
             new = {name or spec.name: spec}
         else:
-            new = load_routers([f"{name}={spec}" if name else str(spec)])
+            new = load_routers([f"{name}={spec}" if name else str(spec)], summaries=summaries)
         for key in new:
             if key in loaded:
                 raise ConfigError(f"two routers are named {key!r}: pass a mapping of names to routers")
@@ -314,6 +351,11 @@ def _payload(messages: Any, params: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{option}= is not supported per request: configure the upstream instead")
     extra = params.pop("extra_body", None) or {}
     return {**params, **extra, "messages": messages}
+
+
+def _user(user: Any) -> tuple[str, str] | None:
+    """A conversation named by the ``user`` field, as the server reads it."""
+    return (user.strip(), "user") if isinstance(user, str) and user.strip() else None
 
 
 def _messages(messages: Any) -> list[ChatMessage]:

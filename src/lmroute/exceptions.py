@@ -13,6 +13,7 @@ them into OpenAI-shaped errors::
     ├── CheckpointError         a router directory that cannot be loaded
     ├── UnparsableOutputError   a causal_llm router's model answered no label (on_unparsable="error")
     ├── DownloadError           public data or weights could not be fetched
+    ├── MissingDependencyError  an optional package is not installed (the message names its extra)
     ├── RouterFailedError       a router raised while scoring a request (the server's 503)
     └── UpstreamError           an upstream LLM endpoint failed
         └── UpstreamTimeoutError
@@ -30,7 +31,7 @@ class ConfigError(LmrouteError, ValueError):
 
 
 class InvalidModelNameError(ConfigError):
-    """A model string such as ``router-mf-0.116`` does not name a router and threshold."""
+    """A model string such as ``router-mf-0.52`` does not name a router and threshold."""
 
 
 class RequestError(ConfigError):
@@ -77,6 +78,10 @@ class UnparsableOutputError(LmrouteError):
 
 class DownloadError(LmrouteError):
     """Public evaluation data, prompts or weights could not be downloaded."""
+
+
+class MissingDependencyError(LmrouteError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it."""
 
 
 class RouterFailedError(LmrouteError):

@@ -1,10 +1,8 @@
 """`lmroute eval` and `lmroute score` end to end through the CLI entry point."""
 
 import json
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from lmroute.cli import main
@@ -98,42 +96,102 @@ def test_eval_errors_are_one_line(data_dir, capsys, argv, message):
     assert err[-1].startswith("lmroute: error:") and message in err[-1]
 
 
+def test_category_and_cost_reach_the_outputs(tmp_path, capsys):
+    """Issue 21 item 5: a custom benchmark's category and cost were read and then shown nowhere."""
+    bench = tmp_path / "b.jsonl"
+    items = [
+        {
+            "prompt": "short",
+            "scores": {"big": 1, "small": 1},
+            "category": "chat",
+            "cost": {"big": 3, "small": 1},
+        },
+        {
+            "prompt": "a much longer prompt " * 40,
+            "scores": {"big": 1, "small": 0},
+            "category": "code",
+            "cost": {"big": 5, "small": 1},
+        },
+    ]
+    bench.write_text("".join(json.dumps(item) + "\n" for item in items))
+    out = tmp_path / "scores.jsonl"
+    args = ["eval", "--benchmark", str(bench), "--routers", "length", "--no-oracle", "--quiet"]
+    assert (
+        main([*args, "--threshold", "0.5", "--json", str(tmp_path / "e.json"), "--save-scores", str(out)])
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "mean cost per item: strong 4, weak 1" in table and "50.00% @0.5, cost 3" in table
+    saved = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["category"] for r in saved] == ["chat", "code"]
+    assert saved[1]["cost"] == {"big": 5.0, "small": 1.0}
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert (report["strong_cost"], report["weak_cost"]) == (4.0, 1.0)
+    assert (
+        report["routers"]["length"]["cost_at_threshold"] == 3.0
+    )  # the long prompt strong (5), the short weak (1)
+
+
 def test_score_command(tmp_path, capsys):
     src = tmp_path / "p.txt"
-    src.write_text("hello\n\nwhat is the integral of x^2 from 0 to 3?\n")
+    src.write_text(
+        "hello\nwhat is the integral of x^2 from 0 to 3?\n\n"
+    )  # blank lines at the end: no prompts
     out = tmp_path / "o.jsonl"
     assert main(["score", "--router", "length", "--input", str(src), "--output", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == ["hello", "what is the integral of x^2 from 0 to 3?"]
     assert rows[0]["score"] < rows[1]["score"]
+    # Issue 21 item 6: output line N answers input line N, so a blank line among prompts is refused
+    # (it was dropped, shifting every later answer by one line).
+    src.write_text("hello\n\nwhat is the integral of x^2 from 0 to 3?\n")
+    assert main(["score", "--router", "length", "--input", str(src), "--output", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.endswith(
+            "blank line; in a text file every line is one prompt (so that output line N answers "
+            "input line N): remove it, or use JSONL with a 'prompt' field"
+        )
+        and f"{src}:2:" in err
+    )
+    assert len(rows) == 2 and len(out.read_text().splitlines()) == 2  # the earlier output is kept
     jsonl = tmp_path / "p.jsonl"
     jsonl.write_text('{"prompt": "a"}\n{"text": "b"}\n')
     assert main(["score", "--router", "length", "--input", str(jsonl)]) == 1
     assert "p.jsonl:2" in capsys.readouterr().err
 
 
-def test_download_when_no_data_dir(data_dir, tmp_path, monkeypatch, capsys):
-    """With no data directory the public files are fetched (here from loopback) into the cache."""
-    handler = partial(SimpleHTTPRequestHandler, directory=str(data_dir))
-    handler.log_message = lambda *a, **k: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
-        monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
-        url = f"http://127.0.0.1:{server.server_port}/routellm-evals"
-        args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--data-url", url, "--quiet"]
-        assert main(args) == 0
-        captured = capsys.readouterr()
-        assert "downloading the RouteLLM evaluation data" in captured.err
-        assert "0.5987" in captured.out
-        assert (tmp_path / "cache" / "routellm-evals" / "mmlu" / "responses").is_dir()
-        # The second run reads the cache and says nothing about downloading.
-        assert main(args) == 0
-        assert "downloading" not in capsys.readouterr().err
-    finally:
-        server.shutdown()
+def test_download_when_no_data_dir(public_data, tmp_path, capsys):
+    """With no data folder the public files are fetched (here from loopback) into the cache: the
+    benchmark's own files only (issue 20: MT-Bench's three, not all 63)."""
+    args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "downloading gsm8k data" in captured.err
+    assert "0.5987" in captured.out
+    assert sorted(public_data.requested) == [
+        "/routellm-evals/gsm8k/contaminated_prompts.jsonl",
+        "/routellm-evals/gsm8k/gsm8k_responses.csv",
+    ]
+    # The second run reads the cache and says nothing about downloading.
+    assert main(args) == 0
+    assert "downloading" not in capsys.readouterr().err
+    assert len(public_data.requested) == 2
+    public_data.requested.clear()
+    assert main(["eval", "--benchmark", "mt-bench", "--routers", "length", "--quiet"]) == 0
+    assert sorted(public_data.requested) == [
+        "/routellm-evals/mt_bench/contaminated_prompts.jsonl",
+        "/routellm-evals/mt_bench/judgements.jsonl",
+        "/routellm-evals/mt_bench/question.jsonl",
+    ]
+    assert not (tmp_path / "cache" / "routellm-evals" / "mmlu").exists()
+
+
+def test_data_url_flag_moves_the_download(public_data, monkeypatch, capsys):
+    monkeypatch.setenv("LMROUTE_DATA_URL", "http://127.0.0.1:9/unreachable")
+    args = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet"]
+    assert main([*args, "--data-url", public_data.data_url]) == 0
+    assert "0.5987" in capsys.readouterr().out
 
 
 def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -151,3 +209,96 @@ def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     ]
     assert main(args) == 1
     assert "could not download" in capsys.readouterr().err
+
+
+def test_routers_lists_each_routers_options(capsys):
+    """Issue 21 item 7: a command lists the options `--set` takes, max_train_prompts among them."""
+    assert main(["routers"]) == 0
+    blocks = {}
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith("  "):
+            name = line.split(":")[0]
+            blocks[name] = []
+        else:
+            blocks[name].append(line.strip())
+    assert set(blocks) >= {"random", "length", "mf", "sw_ranking", "bert", "causal_llm"}
+    for name in ("mf", "sw_ranking", "bert", "causal_llm"):
+        assert "max_train_prompts=None (int | None)" in blocks[name]
+    assert "members=1 (int)" in blocks["mf"]
+    assert main(["routers", "length", "--names-only"]) == 0
+    assert capsys.readouterr().out == "length\n"
+
+
+def test_max_train_prompts_bounds_an_mf_fit_and_bad_options_fail_before_loading(
+    tmp_path, monkeypatch, capsys
+):
+    """Issue 21 item 7: `--set max_train_prompts=N` was refused by mf (after loading the data)."""
+    battles = tmp_path / "b.jsonl"
+    rows = [
+        {
+            "prompt": f"question {i}",
+            "model_a": "big",
+            "model_b": "small",
+            "winner": "model_a" if i % 3 else "model_b",
+        }
+        for i in range(30)
+    ]
+    battles.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    monkeypatch.setattr("lmroute.routers.mf.index_battles", _spy(seen))
+    args = ["train", "mf", "--data", f"battles:{battles}", "--out", str(tmp_path / "mf"), "--quiet"]
+    options = [
+        "--set",
+        "strong_model=big",
+        "weak_model=small",
+        "epochs=1",
+        "max_train_prompts=10",
+        "members=1",
+    ]
+    monkeypatch.setattr(
+        "lmroute.routers.mf.MFRouter._features", lambda self, texts, progress: _unit(len(texts))
+    )
+    assert main([*args, *options]) == 0
+    assert len({b.prompt for b in seen[0]}) == 10
+    assert json.loads((tmp_path / "mf" / "config.json").read_text())["config"]["max_train_prompts"] == 10
+    # A bad option is refused before any source is read.
+    loaded = []
+    monkeypatch.setattr("lmroute.data.prepare.load_sources", lambda *a, **k: loaded.append(1))
+    assert main([*args, "--set", "nonsense_option=1"]) == 1
+    assert "nonsense_option" in capsys.readouterr().err and not loaded
+
+
+def _spy(seen):
+    from lmroute.training.battle_index import index_battles
+
+    def spy(battles):
+        seen.append(list(battles))
+        return index_battles(battles)
+
+    return spy
+
+
+def _unit(n):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 384)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_pair_problems_name_the_file_and_warn(tmp_path, capsys):
+    """Issue 21 item 10: equal qualities named no file; the weaker model named strong gave a
+    negative oracle APGR without a word."""
+    bench = tmp_path / "pair.jsonl"
+    rows = [{"prompt": f"p{i}", "scores": {"a": i % 2, "b": (i + 1) % 2}} for i in range(4)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval", "--benchmark", str(bench), "--routers", "length", "--quiet"]
+    assert main([*args, "--strong-model", "a", "--weak-model", "b"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1 and f"{bench}: the strong model a and the weak model b have equal" in err
+    )
+    rows = [{"prompt": f"p{i}", "scores": {"a": 1, "b": int(i == 0)}} for i in range(4)]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*args, "--strong-model", "b", "--weak-model", "a", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the strong model b scores below the weak model a" in out
+    assert json.loads((tmp_path / "e.json").read_text())["warnings"]

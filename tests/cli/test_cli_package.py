@@ -9,7 +9,20 @@ import pytest
 import lmroute.cli
 from lmroute.serving.chat import server_client
 
-COMMANDS = ["eval", "score", "train", "experiment", "label", "data", "serve", "calibrate", "chat", "routers"]
+COMMANDS = [
+    "eval",
+    "score",
+    "train",
+    "experiment",
+    "label",
+    "data",
+    "data pull",
+    "serve",
+    "calibrate",
+    "replay",
+    "chat",
+    "routers",
+]
 
 
 def test_help_loads_no_library_code():
@@ -37,10 +50,10 @@ def test_route_on_choices_and_default_are_the_library_s():
 
 def test_each_command_has_its_module_in_help_order():
     parser = lmroute.cli.build_parser()
-    assert re.findall(r"^    (\w+)\b", parser.format_help(), flags=re.MULTILINE) == COMMANDS
+    assert re.findall(r"^    (\w+(?: \w+)?)\n?", parser.format_help(), flags=re.MULTILINE) == COMMANDS
     for name in COMMANDS:
         args = parser.parse_args([name, *_required(name)])
-        assert args.func.__module__ == f"lmroute.cli.{name}"
+        assert args.func.__module__ == f"lmroute.cli.{name.replace(' ', '_')}"
 
 
 def test_python_dash_m_runs_the_command():
@@ -66,5 +79,32 @@ def _required(command: str) -> list[str]:
         "label": ["--prompts", "p.jsonl", "--model", "a", "--mode", "golden", "--out", "run"],
         "data": ["battles:b.jsonl"],
         "calibrate": ["--router", "length", "--strong-pct", "0.5"],
+        "replay": ["--model", "router-length-share-0.3", "--prompts", "p.txt"],
         "chat": ["--model", "router-length-0.5"],
     }.get(command, [])
+
+
+def test_chat_reads_the_variable_the_server_reads(monkeypatch):
+    """Issue 21 item 9: the server read LMROUTE_API_KEYS and chat LMROUTE_API_KEY; now one name."""
+    from lmroute.cli import chat
+    from lmroute.serving.config import SERVER_KEYS_ENV
+
+    used = {}
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_client(url, *, api_key=None):
+        used["key"] = api_key
+        return Client()
+
+    monkeypatch.setattr("lmroute.serving.chat.server_client", fake_client)
+    monkeypatch.setattr("lmroute.serving.chat.run_chat", lambda client, **kw: 0)
+    monkeypatch.setenv(SERVER_KEYS_ENV, "first-key, second-key")
+    args = lmroute.cli.build_parser().parse_args(["chat", "--model", "router-length-0.5"])
+    assert args.api_key_env == SERVER_KEYS_ENV
+    assert chat.run(args) == 0 and used["key"] == "first-key"

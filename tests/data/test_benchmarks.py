@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from _line_breaks import TEXT
 
-from lmroute.data.benchmarks import load_benchmark, load_custom, resolve_eval_dir
+from lmroute.data.benchmarks import load_benchmark, load_custom
+from lmroute.data.public import locate
 from lmroute.exceptions import DataError, UnknownModelError
 
 
@@ -42,14 +43,12 @@ def test_mt_bench_routes_on_first_turn_and_averages_both(public):
 
 
 def test_data_dir_may_be_the_parent_or_the_folder(data_dir):
-    assert resolve_eval_dir(data_dir) == resolve_eval_dir(data_dir / "routellm-evals")
+    assert locate("gsm8k", data_dir=data_dir) == locate("gsm8k", data_dir=data_dir / "routellm-evals")
 
 
 def test_missing_data_dir_and_missing_file(tmp_path, data_dir):
     with pytest.raises(DataError, match="does not exist"):
-        resolve_eval_dir(tmp_path / "nope")
-    with pytest.raises(DataError, match="no routellm-evals"):
-        resolve_eval_dir(tmp_path)
+        load_benchmark("gsm8k", data_dir=tmp_path / "nope")
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "contaminated_prompts.jsonl").write_text('{"eval_prompt": "x"}\n')
     with pytest.raises(DataError, match=r"gsm8k_responses\.csv does not exist"):
@@ -72,15 +71,40 @@ def test_custom_jsonl(tmp_path):
                 "category": "math",
                 "cost": {"big": 0.01, "small": 0.001},
             },
-            {"prompt": "b", "scores": {"big": 0.5, "small": 0.5}},
+            {"prompt": "b", "scores": {"big": 0.5, "small": 0.5}, "cost": {"big": 0.02, "small": 0}},
         ],
     )
     bench = load_custom(path)
     assert (bench.strong_model, bench.weak_model) == ("big", "small")
     assert bench.ids == ("q1", "1") and bench.categories == ("math", "")
     np.testing.assert_allclose(bench.strong, [1, 0.5])
+    np.testing.assert_allclose(bench.costs["big"], [0.01, 0.02])
     named = load_custom(path, strong_model="small", weak_model="big")
     assert named.strong_model == "small"
+
+
+_ITEM = '{"prompt": "%s", "scores": {"big": 1, "small": 0}%s}\n'
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([', "cost": "cheap"'], r":1: 'cost' must be an object of model -> number, got 'cheap'"),
+        ([', "cost": {"big": "x", "small": 1}'], r":1: cost of 'big' must be a number >= 0, got 'x'"),
+        ([', "cost": {"big": -1, "small": 1}'], r":1: cost of 'big' must be a number >= 0"),
+        ([', "cost": {"big": true, "small": 1}'], r":1: cost of 'big' must be a number >= 0"),
+        ([', "cost": {"big": 1, "small": 1}', ""], r":2: no 'cost', but earlier lines have costs"),
+        (["", ', "cost": {"big": 1, "small": 1}'], r":2: 'cost' here, but not on the lines before"),
+        ([', "cost": {"big": 1, "small": 1}', ', "cost": {"big": 1}'], r":2: cost models differ"),
+        ([', "cost": {"huge": 1}'], r":1: a cost for 'huge', which has no score"),
+    ],
+)
+def test_bad_costs_are_named(tmp_path, lines, message):
+    """Issue 21 item 5: a bad cost was an AttributeError, a bad score, or silently dropped."""
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(_ITEM % (f"p{i}", extra) for i, extra in enumerate(lines)))
+    with pytest.raises(DataError, match=message):
+        load_custom(path)
 
 
 def test_custom_csv(tmp_path):
@@ -89,6 +113,13 @@ def test_custom_csv(tmp_path):
     bench = load_benchmark(path, strong_model="m1", weak_model="m2")
     assert bench.prompts == ("multi\nline", "x")
     np.testing.assert_allclose(bench.weak, [0, 1])
+
+
+def test_empty_csv_prompt_is_refused(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("prompt,m1,m2\nx,1,0\n  ,1,0\n")
+    with pytest.raises(DataError, match=r"b\.csv:3: 'prompt' is empty"):
+        load_custom(path, strong_model="m1", weak_model="m2")
 
 
 def test_csv_errors_name_the_file_line_as_jsonl_errors_do(tmp_path):
@@ -109,6 +140,7 @@ def test_csv_errors_name_the_file_line_as_jsonl_errors_do(tmp_path):
         ('{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b"\n', ":2: not valid JSON"),
         ('{"prompt": "a", "scores": {"A": "high", "B": 0}}\n', ":1: score of 'A' is not a number"),
         ('{"prompt": "", "scores": {"A": 1, "B": 0}}\n', ":1: 'prompt' must be a non-empty"),
+        ('{"prompt": "a", "scores": {"A": true, "B": 0}}\n', ":1: score of 'A' is true, not a number"),
         (
             '{"prompt": "a", "scores": {"A": 1, "B": 0}}\n{"prompt": "b", "scores": {"A": 1}}\n',
             ":2: models differ",

@@ -17,8 +17,11 @@ def test_jsonl_and_text_prompts(tmp_path):
     jsonl.write_text('{"prompt": "a"}\n\n{"prompt": "b", "id": 2}\r\n', encoding="utf-8")
     assert read_prompts(jsonl) == ["a", "b"]
     text = tmp_path / "p.txt"
-    text.write_bytes(b"\xef\xbb\xbffirst prompt\n\n  second  \r\nthird")
+    text.write_bytes(b"\xef\xbb\xbffirst prompt\n  second  \r\nthird\n\n")
     assert read_prompts(text) == ["first prompt", "  second  ", "third"]
+    text.write_bytes(b"first prompt\n\n  second  \r\nthird")  # prompt N must be line N
+    with pytest.raises(DataError, match=r"p\.txt:2: blank line"):
+        read_prompts(text)
     braced = tmp_path / "braced.txt"  # a text file whose first line opens a brace is JSONL
     braced.write_text('{"question": "x"}\n')
     assert read_prompts(braced, field="question") == ["x"]

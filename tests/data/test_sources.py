@@ -113,14 +113,17 @@ def test_gold_options():
     assert DEFAULT_MAX_PAIRS == 16
 
 
-def test_missing_and_unknown_sources(tmp_path):
+def test_missing_and_unknown_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
     with pytest.raises(DataError, match=r"nope\.jsonl does not exist \(nor in data directory"):
         load_sources(["battles:nope.jsonl"], data_dir=FIXTURES)
     with pytest.raises(ConfigError, match="unknown source kind"):
         load_sources(["kaggle:train.csv"])
     with pytest.raises(ConfigError, match="wrap a single spec"):
         load_sources("battles:x.jsonl")
-    with pytest.raises(DataError, match="needs a folder"):
+    with pytest.raises(
+        DataError, match="alpaca-eval does not exist; relative paths are also looked up in --data-dir"
+    ):
         load_sources(["alpaca-eval"])
     binary = tmp_path / "weights.jsonl"
     binary.write_bytes(b"\x00\xff\xfe" * 50)

@@ -92,6 +92,11 @@ COMMANDS = {
         ".jsonl",
         PROMPTS,
     ),
+    "replay": (
+        ["replay", "--model", "router-length-share-0.5", "--prompts", "{file}", "--json", "{out}", "--quiet"],
+        ".jsonl",
+        PROMPTS,
+    ),
     "eval-jsonl": (
         ["eval", "--benchmark", "{file}", "--routers", "length", "--quiet", "--json", "{out}"],
         ".jsonl",
@@ -106,6 +111,16 @@ COMMANDS = {
     "data-arena": (["data", "arena:{file}", "--out", "{out}"], ".csv", ARENA),
     "data-alpaca": (["data", "alpaca-eval:{file}", "--out", "{out}"], ".jsonl", BATTLES),
     "data-gold": (["data", "gold:{file}", "--out", "{out}"], ".jsonl", GOLD),
+    "data-similarity-prompts": (
+        ["data", "similarity", "{file}", "--against", "gold:mt-bench", "--json", "{out}"],
+        ".jsonl",
+        PROMPTS,
+    ),
+    "data-similarity-source": (
+        ["data", "similarity", "mt-bench", "--against", "battles:{file}", "--json", "{out}"],
+        ".jsonl",
+        BATTLES,
+    ),
     "train": (
         ["train", "sw_ranking", "--data", "battles:{file}", "--out", "{dir}", "--quiet"],
         ".jsonl",
@@ -376,6 +391,16 @@ YAML_COMMANDS = {
     "serve": ["serve", "--config", "{file}"],
     "chat": ["chat", "--model", "router-length-0.5", "--config", "{file}"],
     "experiment": ["experiment", "{file}", "--out", "{dir}"],
+    "replay-schedule": ["replay", "--model", "router-length-share-0.5", "--schedule", "{file}"],
+    "replay-config": [
+        "replay",
+        "--model",
+        "router-length-share-0.5",
+        "--prompts",
+        "{valid}",
+        "--config",
+        "{file}",
+    ],
     "label-upstreams": [
         "label",
         "--prompts",
@@ -442,7 +467,11 @@ def test_data_directory_with_a_file_missing(benchmark, missing, data_dir, tmp_pa
 
 
 @pytest.mark.parametrize("how", ["does not exist", "empty", "a file"])
-def test_data_directory_that_is_not_one(how, tmp_path, capsys):
+def test_data_directory_that_is_not_one(how, tmp_path, capsys, monkeypatch):
+    # An empty data folder is passed over (issue 20's rule): no LMROUTE_DATA_DIR, an empty cache,
+    # and an unreachable source make that a one-line download error saying what to pass.
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "data"
     if how == "empty":
         root.mkdir()
@@ -463,7 +492,9 @@ def test_data_directory_that_is_not_one(how, tmp_path, capsys):
         ],
         capsys,
     )
-    assert_one_line_error(code, err)
+    assert_one_line_error(code, err, "does not exist" if how == "does not exist" else "")
+    if how == "empty":
+        assert "--data-dir DIR" in err
 
 
 def test_a_damaged_data_file_names_file_and_line(data_dir, tmp_path, capsys):

@@ -115,12 +115,15 @@ def test_upstream_fault_falls_back_to_the_other_model(upstreams, strong, weak, b
         "routed_model": "strong-model",
         "model": "weak-model",
         "fallback": True,
+        "target": None,
+        "conversation": None,
     }
     assert response.headers["x-lmroute-fallback"] == "true"
     assert seen[f'lmroute_upstream_errors_total{{kind="{kind}",model="strong-model"}}'] == 1
     reason = f'from_model="strong-model",reason="{kind}",to_model="weak-model"'
     assert seen[f"lmroute_fallbacks_total{{{reason}}}"] == 1
-    requests = 'endpoint="chat",model="strong-model",router="length",status="200"'
+    # Counted under the model that answered (issue 21 item 10: it was the dead one).
+    requests = 'endpoint="chat",model="weak-model",router="length",status="200"'
     assert seen[f"lmroute_requests_total{{{requests}}}"] == 1
 
 

@@ -147,7 +147,7 @@ BAD_REQUESTS = [
     (CHAT, {"model": "router-", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router--0.5", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-1e-05", "messages": MESSAGES}, {}, 400, "invalid_model"),
-    (CHAT, {"model": "router-length--0.1", "messages": MESSAGES}, {}, 404, "router_not_found"),
+    (CHAT, {"model": "router-length--0.1", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-NaN", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (CHAT, {"model": "router-length-inf", "messages": MESSAGES}, {}, 400, "invalid_model"),
     (
@@ -184,7 +184,7 @@ BAD_REQUESTS = [
     ("/v1/route", {"router": "length", "threshold": True, "prompt": "x"}, {}, 400, "invalid_value"),
     ("/v1/route", b'{"router": "length", "threshold": NaN, "prompt": "x"}', {}, 400, "invalid_value"),
     ("/v1/route", b'{"router": "length", "threshold": Infinity, "prompt": "x"}', {}, 400, "invalid_value"),
-    ("/v1/route", {"router": "nope", "threshold": 0.5, "prompt": "x"}, {}, 404, "router_not_found"),
+    ("/v1/route", {"router": "nope", "threshold": 0.5, "prompt": "x"}, {}, 400, "router_not_found"),
     ("/v1/route", {"model": "small-model", "prompt": "x"}, {}, 400, "invalid_model"),
     ("/v1/route", {"router": "length", "threshold": "0.5", "prompt": "x"}, {}, 400, "invalid_value"),
     ("/v1/route", b"{}", {}, 400, "invalid_value"),

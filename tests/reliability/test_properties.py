@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lmroute.data.conversations import ROUTE_ON
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
-from lmroute.routing_names import RouterSpec, format_model_name, parse_model_name
+from lmroute.routing_names import MODES, RouterSpec, format_model_name, parse_model_name, split_mode
 from lmroute.serving.protocol import ChatCompletionRequest, RouteRequest, parse_body, validate
 
 pytestmark = pytest.mark.reliability
@@ -39,7 +39,7 @@ def test_any_model_string_parses_or_says_why(text):
         assert repr(text) in str(exc)  # the error quotes the string it refuses
     else:
         assert isinstance(spec, RouterSpec) and spec.router and text.startswith("router-")
-        assert 0.0 <= spec.threshold <= 1.0
+        assert MODES[spec.mode].check(spec.value) is None
 
 
 @FAST
@@ -50,14 +50,16 @@ def test_near_miss_model_strings_parse_or_say_why(text):
     except InvalidModelNameError as exc:
         assert repr(text) in str(exc)
     else:
-        assert spec.router and 0.0 <= spec.threshold <= 1.0 and math.isfinite(spec.threshold)
-        assert text == f"router-{spec.router}-{text.rpartition('-')[2]}"
+        assert spec.router and MODES[spec.mode].check(spec.value) is None and math.isfinite(spec.value)
+        infix = "" if spec.mode == "threshold" else f"{spec.mode}-"
+        assert text == f"router-{spec.router}-{infix}{text.rpartition('-')[2]}"
 
 
 @FAST
 @given(ROUTER_NAMES, st.floats(min_value=0.0, max_value=1.0))
 def test_format_then_parse_gives_back_router_and_threshold(name, threshold):
-    assert parse_model_name(format_model_name(name, threshold)) == (name, threshold)
+    assume(split_mode(name)[1] == "threshold")  # "x-share" would read as router x's share mode
+    assert parse_model_name(format_model_name(name, threshold)) == RouterSpec(name, threshold)
 
 
 #: Every float or integer outside [0, 1]: below it (down to -inf), above it (up to inf), and NaN.

@@ -107,6 +107,8 @@ def test_serve_binds_to_loopback_unless_told(monkeypatch, caplog):
         "http://127.0.0.1:9/v1",
         "--weak-model",
         "w",
+        "--port",
+        str(free_port()),
     ]
     assert main(base) == 0
     assert calls[-1]["host"] == "127.0.0.1" and ServeConfig.model_fields["server"].default_factory().host == (
@@ -116,6 +118,24 @@ def test_serve_binds_to_loopback_unless_told(monkeypatch, caplog):
         assert main([*base, "--host", "0.0.0.0"]) == 0
     assert calls[-1]["host"] == "0.0.0.0"
     assert "without API keys" in caplog.text  # exposing it without keys is said out loud
+
+
+def test_a_busy_port_is_one_line(capsys):
+    """Issue 21 item 10: a busy port was uvicorn's multi-line error and exit status 3."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        upstreams = ["--strong-base-url", "http://127.0.0.1:9/v1", "--strong-model", "s"]
+        upstreams += ["--weak-base-url", "http://127.0.0.1:9/v1", "--weak-model", "w"]
+        assert main(["serve", "--routers", "length", *upstreams, "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"lmroute: error: cannot listen on 127.0.0.1:{port}: Address already in use (another server on it? "
+        "choose another with `lmroute serve --port`)"
+    )
 
 
 # -- client keys ----------------------------------------------------------------------------------
@@ -204,6 +224,7 @@ def test_keys_never_reach_logs_errors_or_metrics(monkeypatch, caplog):
                 },
                 "routers": ["length"],
                 "server": {"log_level": "debug"},
+                "circuit_breaker": 0,  # every fault kind must reach the upstream
             },
             api_keys=[CLIENT_KEY],
         )

@@ -69,6 +69,8 @@ def test_routes_by_threshold_and_passes_fields_through(client, upstreams):
         "routed_model": "big-model",
         "model": "big-model",
         "fallback": False,
+        "target": None,
+        "conversation": None,
     }
     assert response.headers["x-lmroute-model"] == "big-model"
     assert response.headers["x-lmroute-decision"] == "strong"
@@ -102,7 +104,7 @@ def test_official_openai_client_works_against_the_server(client):
     chunks = list(sdk.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True))
     assert chunks[0].model_extra["lmroute"]["model"] == "big-model"
     assert "".join(c.choices[0].delta.content for c in chunks) == "strong says hi"
-    with pytest.raises(openai.NotFoundError, match="router 'nope' is not served here"):
+    with pytest.raises(openai.BadRequestError, match="router 'nope' is not served here"):
         sdk.chat.completions.create(model="router-nope-0.5", messages=MESSAGES)
     ids = [m.id for m in sdk.models.list()]
     assert ids == ["router-length-0.2", "router-length-0.7", "router-random-0.5", "big-model", "small-model"]
@@ -142,7 +144,7 @@ BIG = json.dumps({"model": "router-length-0.5", "messages": [{"role": "user", "c
         ({"messages": MESSAGES}, 400, "invalid_value", "model: is required"),
         (
             {"model": "router-nope-0.5", "messages": MESSAGES},
-            404,
+            400,
             "router_not_found",
             "available: length, random",
         ),
@@ -223,6 +225,8 @@ def test_route_scores_without_calling_a_model(client, upstreams):
         "score": pytest.approx(expected),
         "decision": "strong",
         "model": "big-model",
+        "target": None,
+        "conversation": None,
     }
     response = client.post("/v1/route", json={"router": "length", "threshold": 1, "messages": MESSAGES})
     assert response.json()["decision"] == "weak"
@@ -234,7 +238,7 @@ def test_route_scores_without_calling_a_model(client, upstreams):
         ({"router": "length", "threshold": 1.5, "prompt": "a"}, 400),
         ({"router": "length", "threshold": "abc", "prompt": "a"}, 400),
         ({"router": "length", "prompt": "a"}, 400),
-        ({"model": "router-x-0.5", "prompt": "a"}, 404),
+        ({"model": "router-x-0.5", "prompt": "a"}, 400),
         ({"model": "router-length-0.5", "prompt": "a", "extra": 1}, 400),
     ]:
         response = client.post("/v1/route", json=body)

@@ -57,7 +57,21 @@ def test_fallback_to_the_other_model_when_one_is_down(upstreams, down, model, an
         f'lmroute_fallbacks_total{{from_model="{routed}",reason="connection",to_model="{answered_by}"}} 2.0'
     )
     assert fallback in lines
-    assert f'lmroute_upstream_errors_total{{kind="connection",model="{routed}"}} 2.0' in lines
+    # Only the first request tried the dead model: the circuit breaker skipped it for the second.
+    assert f'lmroute_upstream_errors_total{{kind="connection",model="{routed}"}} 1.0' in lines
+    # Both requests are counted under the model that answered them (issue 21 item 10).
+    answered = (
+        f'lmroute_requests_total{{endpoint="chat",model="{answered_by}",router="length",status="200"}} 2.0'
+    )
+    assert answered in lines
+
+
+def test_without_the_circuit_breaker_every_request_tries_the_dead_model(upstreams):
+    with running(upstreams.config(down=("strong",), circuit_breaker=0)) as client:
+        assert chat(client, STRONG).status_code == 200
+        assert chat(client, STRONG).status_code == 200
+        lines = metric_lines(client)
+    assert 'lmroute_upstream_errors_total{kind="connection",model="big-model"} 2.0' in lines
 
 
 def test_without_fallback_a_down_model_is_a_502(upstreams):

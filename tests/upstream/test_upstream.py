@@ -68,3 +68,48 @@ def test_the_observer_is_told_each_attempt_failure_and_retry():
         ("error", "m", "5xx"),  # the retry
         ("call", "m", True),
     ]
+
+
+def test_the_circuit_breaker_skips_a_failed_model_for_its_cooldown():
+    """Issue 21 item 10: with a model down, every request waited through all its retries (~1.4 s)
+    before the fallback answered. After one request failed every attempt, calls fail at once (the
+    same failure, no attempt made) until the cooldown has passed; a success closes the breaker;
+    client errors (4xx) never open it."""
+    from lmroute.upstream import CircuitBreaker
+
+    recorder = Recorder()
+    now = [0.0]
+    breaker = CircuitBreaker(30, clock=lambda: now[0])
+
+    async def calls(url: str) -> list[str]:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=1, retry_backoff=0, timeout=5)
+        upstream = Upstream(config, make_client(config), observer=recorder, breaker=breaker)
+        payload = {"messages": [{"role": "user", "content": "hi"}]}
+        seen = []
+        try:
+            fake.mode = "status"  # 500 on every attempt
+            for when in (0.0, 10.0, 29.0, 31.0, 62.0):
+                now[0] = when
+                before = len(recorder.calls)
+                if when == 62.0:
+                    fake.mode = "ok"
+                try:
+                    await upstream.complete(payload)
+                    seen.append("ok")
+                except UpstreamError as exc:
+                    attempted = len(recorder.calls) > before
+                    seen.append(f"{exc.status_code} {'tried' if attempted else 'skipped'}")
+                    if not attempted:
+                        assert "skipping model m for" in str(exc) and "answered 500" in str(exc)
+            assert not breaker.is_open
+        finally:
+            await upstream.aclose()
+        return seen
+
+    with running_upstreams() as pair:
+        fake = pair.strong
+        seen = asyncio.run(calls(pair.urls["strong"]))
+    assert seen == ["500 tried", "500 skipped", "500 skipped", "500 tried", "ok"]
+    never = CircuitBreaker(0)
+    never.failed(UpstreamError("down", model="m"))
+    never.check()  # cooldown 0: never skips

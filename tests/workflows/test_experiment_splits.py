@@ -88,7 +88,7 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
                 {
                     "id": f"q{i}",
                     "prompt": f"question number {i} " + "x" * i,
-                    "scores": {"strong": i % 3 > 0, "weak": i % 2 > 0},
+                    "scores": {"strong": int(i % 3 > 0), "weak": int(i % 2 > 0)},
                 }
             )
             + "\n"
@@ -116,6 +116,13 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
         assert copies == 3 * 20  # gold_weight
     (cell,) = [c for c in result.cells if c.result.router == "spy"]
     assert cell.fits == 5 and np.isfinite(cell.result.apgr)
+    # Issue 21 item 8: the results table of a custom benchmark holds its numbers (it was keyed by the
+    # file's path while the cells carry its stem, and came out empty).
+    from lmroute.evaluation.report import experiment_markdown
+
+    table = experiment_markdown(result)
+    assert "| bench APGR [95% CI] |" in table
+    assert f"| spy | {cell.result.apgr:.4f} |" in table
 
 
 @pytest.mark.parametrize("margins", [True, False])

@@ -1,9 +1,10 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``experiment``, ``label``, ``data``, ``serve``, ``calibrate``, ``chat``, ``routers``. ``_options``
-defines the options several commands share, ``_output`` how they report. :func:`main` builds the
-parser from the command modules and turns the library's errors into one line and an exit code.
+``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``, ``replay``, ``chat``,
+``routers``. ``_options`` defines the options several commands share, ``_output`` how they report.
+:func:`main` builds the parser from the command modules and turns the library's errors into one
+line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
 """
 
@@ -13,14 +14,41 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lmroute.cli import calibrate, chat, data, experiment, label, routers, score, serve, train
+from lmroute.cli import (
+    calibrate,
+    chat,
+    data,
+    data_pull,
+    experiment,
+    label,
+    replay,
+    routers,
+    score,
+    serve,
+    train,
+)
 from lmroute.cli import eval as eval_command  # not bare `eval`: the builtin
 from lmroute.exceptions import LmrouteError
 
 __all__ = ["build_parser", "main"]
 
 #: The commands in the order ``lmroute --help`` lists them.
-_COMMANDS = (eval_command, score, train, experiment, label, data, serve, calibrate, chat, routers)
+_COMMANDS = (
+    eval_command,
+    score,
+    train,
+    experiment,
+    label,
+    data,
+    data_pull,
+    serve,
+    calibrate,
+    replay,
+    chat,
+    routers,
+)
+#: Commands of two words, as the one name their parser has.
+_TWO_WORD_COMMANDS = {**data.TWO_WORD_COMMANDS, ("data", "pull"): data_pull.NAME}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,13 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C;
     argument errors exit with argparse's 2 before any command runs)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_two_word_commands(sys.argv[1:] if argv is None else list(argv)))
     run: Callable[[argparse.Namespace], int] = args.func
     try:
         return run(args)
     except LmrouteError as exc:
         print(f"lmroute: error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        from lmroute._extras import missing_line
+
+        message = missing_line(exc, command=args.command)
+        if message is None:
+            raise  # not an optional package: a bug to see whole
+        print(f"lmroute: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lmroute: interrupted", file=sys.stderr)
         return 130
+
+
+def _two_word_commands(argv: list[str]) -> list[str]:
+    """``argv`` with a two-word command (``data similarity``, ``data pull``) replaced by its parser's
+    name (a source spec always has a colon or is ``alpaca-eval``, so neither is ever a source)."""
+    for words, name in _TWO_WORD_COMMANDS.items():
+        if tuple(argv[: len(words)]) == words:
+            return [name, *argv[len(words) :]]
+    return argv

@@ -1,13 +1,12 @@
 """Options that several commands share, defined once, and the readers of their values.
 
-Only ``argparse`` and ``os`` are imported here: building the parser must stay cheap, so that
+Only ``argparse`` is imported here: building the parser must stay cheap, so that
 ``lmroute --help`` loads no library code.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterator, Sequence
 
 #: What ``ArgumentParser.add_subparsers`` returns (a private class of argparse); each command
@@ -16,23 +15,31 @@ from collections.abc import Iterator, Sequence
 Subparsers = argparse._SubParsersAction
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir`` and ``--data-url``: where the evaluation files are read or downloaded from."""
+def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``: the data folder every command that reads public data accepts."""
     parser.add_argument(
         "--data-dir",
-        help="folder with routellm-evals/ (default: $LMROUTE_DATA_DIR, "
-        "else the public files are downloaded into the user cache)",
+        metavar="DIR",
+        help="data folder (routellm-evals/, arena-hard/...; `lmroute data pull` makes one). Public "
+        "files are looked up here, then in $LMROUTE_DATA_DIR, then in the user cache, and only then "
+        "downloaded into the cache",
     )
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--data-url``: where the evaluation files are read or downloaded from."""
+    add_data_dir_option(parser)
     parser.add_argument(
         "--data-url",
-        default=os.environ.get("LMROUTE_DATA_URL"),
-        help="where to download the evaluation files from (default: RouteLLM's GitHub)",
+        help="where to download the evaluation files from (default: $LMROUTE_DATA_URL, else "
+        "RouteLLM's GitHub)",
     )
 
 
 def data_dir(args: argparse.Namespace) -> str | None:
-    """The data folder: ``--data-dir``, else ``$LMROUTE_DATA_DIR``, else None (download)."""
-    return args.data_dir or os.environ.get("LMROUTE_DATA_DIR") or None
+    """The ``--data-dir`` given, or None: the library applies the rest of the rule
+    (``$LMROUTE_DATA_DIR``, the user cache, a download; :mod:`lmroute.data.public`)."""
+    return args.data_dir or None
 
 
 def add_router_option(parser: argparse.ArgumentParser) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from lmroute.cli._options import Subparsers, add_router_option
+from lmroute.cli._options import Subparsers, add_data_dir_option, add_router_option
 from lmroute.cli._output import write_json_report
 
 
@@ -25,12 +24,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--prompts",
         help="your prompts: JSONL with a 'prompt' field, or one per line "
-        "(default: the public Arena-Hard sample, downloaded once)",
+        "(default: the public Arena-Hard sample, arena-hard/questions.jsonl of the data folder)",
     )
+    add_data_dir_option(p)
     p.add_argument(
         "--prompts-url",
-        default=os.environ.get("LMROUTE_PROMPTS_URL"),
-        help="folder URL of Arena-Hard's question.jsonl (default: arena-hard-auto)",
+        help="where to download Arena-Hard's question.jsonl from when no data folder has it "
+        "(default: $LMROUTE_PROMPTS_URL, else arena-hard-auto on GitHub)",
     )
     p.add_argument(
         "--thresholds",
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.registry import load_router, serving_name
 
     router = load_router(args.router)
-    prompts, source = calibration_prompts(args.prompts, url=args.prompts_url)
+    prompts, source = calibration_prompts(args.prompts, data_dir=args.data_dir, url=args.prompts_url)
     name = serving_name(args.router, router)
     result = calibrate(router, prompts, args.strong_pct, thresholds=args.thresholds, name=name)
     print(format_calibration(result, source=source))

@@ -11,13 +11,18 @@ from lmroute.cli._options import Subparsers
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``chat`` command and its options."""
     p = subparsers.add_parser("chat", help="chat in the terminal; shows the model chosen and the score")
-    p.add_argument("--model", required=True, help="router-<router>-<threshold>, e.g. router-mf-0.1159")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="router-<router>-<threshold>, e.g. router-mf-0.52 (lmroute calibrate finds one)",
+    )
     p.add_argument("--url", default="http://127.0.0.1:6060", help="lmroute server (default: %(default)s)")
     p.add_argument(
         "--api-key-env",
-        default="LMROUTE_API_KEY",
+        default="LMROUTE_API_KEYS",
         metavar="VARIABLE",
-        help="environment variable with the server's key (default: %(default)s)",
+        help="environment variable with the server's key (default: %(default)s, the one lmroute serve "
+        "reads; of a comma-separated list, the first key)",
     )
     p.add_argument("--config", help="route in this process with a serve config instead of a server")
     p.add_argument("--system", help="system message that starts the conversation")
@@ -33,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
 
         with Controller.from_config(args.config) as controller:
             return run_chat(controller, model=args.model, system=args.system)
-    with server_client(args.url, api_key=os.environ.get(args.api_key_env)) as client:
+    key = os.environ.get(args.api_key_env, "").split(",")[0].strip() or None
+    with server_client(args.url, api_key=key) as client:
         return run_chat(client, model=args.model, system=args.system)

@@ -1,4 +1,10 @@
-"""``lmroute data``: load, check, deduplicate and decontaminate training battles; report on them."""
+"""``lmroute data``: load, check, deduplicate and decontaminate training battles; report on them.
+
+``lmroute data similarity``: how much a benchmark or prompt file looks like training data. ``data``
+takes free positional sources, which leaves argparse no room for a sub-command, so the command line
+``lmroute data similarity ...`` is parsed by the ``data-similarity`` parser (see
+:data:`TWO_WORD_COMMANDS`), which ``lmroute --help`` does not list on its own.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,19 @@ from lmroute.cli._options import (
 )
 from lmroute.cli._output import note, write_json_report
 
+#: ``lmroute data similarity`` is the command line of the parser named ``data-similarity``.
+TWO_WORD_COMMANDS = {("data", "similarity"): "data-similarity"}
+
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    """The ``data`` command and its options."""
-    p = subparsers.add_parser("data", help="load, check, deduplicate and decontaminate training battles")
+    """The ``data`` command and its options, and ``data similarity``."""
+    p = subparsers.add_parser(
+        "data",
+        help="load, check, deduplicate and decontaminate training battles; "
+        "`data similarity`: how much prompts look like training data",
+        epilog="lmroute data similarity PROMPTS... --against SOURCE|ROUTER...: the similarity score of "
+        "a benchmark or prompt file against training data (lmroute data similarity --help)",
+    )
     p.add_argument(
         "sources",
         nargs="+",
@@ -44,6 +59,46 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--report", help="write the report to this JSON file")
     add_data_options(p)
     p.set_defaults(func=run)
+    _add_similarity_parser(subparsers)
+
+
+def _add_similarity_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    # No help=: argparse then leaves it out of the command list; it is reached as `data similarity`.
+    p = subparsers.add_parser(
+        "data-similarity",
+        prog="lmroute data similarity",
+        description="The similarity score of prompts against training data: for each prompt, the "
+        "largest cosine similarity of its embedding to any training prompt's; the score is their "
+        "mean. Printed per source and over all sources, with the share of prompts whose nearest "
+        "training prompt is at least each cut.",
+    )
+    p.add_argument(
+        "prompts",
+        nargs="+",
+        metavar="PROMPTS",
+        help="mmlu, gsm8k, mt-bench, or a file: .jsonl with a 'prompt' field (custom benchmarks "
+        "have one), .csv with a 'prompt' column, or text with one prompt a line",
+    )
+    p.add_argument(
+        "--against",
+        nargs="+",
+        required=True,
+        metavar="SOURCE|ROUTER",
+        help="source specs as lmroute train --data takes them, or a trained router (mf, or a saved "
+        "router directory) whose recorded training sources are used",
+    )
+    p.add_argument("--embedder", default="minilm", help="embedder of the prompts (default minilm)")
+    p.add_argument(
+        "--cuts",
+        nargs="+",
+        type=float,
+        metavar="S",
+        help="report the share of prompts whose nearest neighbour is at least each S "
+        "(default 0.95 0.9 0.8 0.7 0.6 0.5)",
+    )
+    p.add_argument("--json", help="write the figures to this JSON file")
+    add_data_options(p)
+    p.set_defaults(func=run_similarity)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,4 +133,23 @@ def run(args: argparse.Namespace) -> int:
         write_json_report(args.report, report.to_dict())
     if args.out:
         note(f"wrote {len(battles):,} battles to {write_jsonl(args.out, battle_records(battles))}")
+    return 0
+
+
+def run_similarity(args: argparse.Namespace) -> int:
+    """Print the similarity of each prompt set against the training data; write the JSON asked for."""
+    from lmroute.data.similarity import DEFAULT_CUTS
+    from lmroute.embeddings import get_embedder
+    from lmroute.workflows.similarity import data_similarity
+
+    reports = data_similarity(
+        args.prompts,
+        args.against,
+        data_dir=data_dir(args),
+        embedder=get_embedder(args.embedder),
+        cuts=args.cuts or DEFAULT_CUTS,
+    )
+    print("\n\n".join(r.describe() for r in reports))
+    if args.json:
+        write_json_report(args.json, [r.to_dict() for r in reports])
     return 0

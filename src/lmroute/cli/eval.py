@@ -37,11 +37,14 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the routers, print the table and write the files asked for."""
+    from lmroute import _extras
     from lmroute.data.benchmarks import load_benchmark
     from lmroute.evaluation.evaluator import evaluate
     from lmroute.evaluation.report import format_table
     from lmroute.registry import load_router, report_name
 
+    if args.plot and not _extras.available("matplotlib"):
+        raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
     benchmark = load_benchmark(
         args.benchmark,
         data_dir=data_dir(args),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers
+from lmroute.cli._options import Subparsers, add_data_dir_option
 
 #: ``lmroute.data.conversations.ROUTE_ON`` (the parser imports no library code; a test keeps
 #: the two equal).
@@ -61,15 +61,34 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
     p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web console at /ui (default: on; --no-ui turns it off)",
+    )
+    p.add_argument(
+        "--calibration-prompts",
+        metavar="FILE",
+        help="prompts on which the configured thresholds are checked at start-up (default: the "
+        "Arena-Hard sample, if the data folder or the user cache has it)",
+    )
+    add_data_dir_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped. Flags map onto the config file's keys; flags not given are None, which
     :func:`~lmroute.serving.config.build_config` ignores, so the file's value (or the default) holds."""
+    from lmroute import _extras
     from lmroute.serving.app import serve
     from lmroute.serving.config import build_config
 
+    # The upstream clients are made as the server starts, inside uvicorn, which would print a
+    # missing package as a traceback: check for them first.
+    for module in ("openai", "httpx2"):
+        if not _extras.available(module):
+            raise _extras.missing(module, purpose="lmroute serve")
     upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
     overrides = {
         "strong": {
@@ -88,13 +107,15 @@ def run(args: argparse.Namespace) -> int:
         "fallback": args.fallback,
         "route_on": args.route_on,
         "on_router_error": args.on_router_error,
+        "calibration_prompts": args.calibration_prompts,
         "server": {
             "host": args.host,
             "port": args.port,
             "max_request_bytes": args.max_request_bytes,
             "max_messages": args.max_messages,
             "log_level": args.log_level,
+            "ui": args.ui,
         },
     }
-    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key))
+    serve(build_config(args.config, overrides=overrides, api_keys=args.api_key), data_dir=args.data_dir)
     return 0

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lmroute import _extras
 from lmroute.data.battles import DUPLICATE_ROW, MALFORMED_PROMPT, BattleCollector, ReadResult
 from lmroute.data.fields import read_csv_rows
 from lmroute.exceptions import ConfigError, DataError, DownloadError
@@ -97,7 +98,7 @@ def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ConfigError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+        raise _extras.missing("pyarrow", purpose=f"reading {path}") from None
     import pyarrow as pa
 
     if not path.is_file():

@@ -274,3 +274,16 @@ def battle_records(battles: Iterable[Battle]) -> Iterator[dict[str, str | float]
         if b.weight != 1.0:
             record["weight"] = b.weight
         yield record
+
+
+def sample_prompts(battles: Sequence[Battle], max_prompts: int | None, *, seed: int = 0) -> list[Battle]:
+    """The battles of at most ``max_prompts`` distinct prompts, a seeded sample (all when None or
+    when there are no more prompts than that), in their original order. Bounds a fit's time."""
+    prompts = list(dict.fromkeys(b.prompt for b in battles))
+    if max_prompts is None or len(prompts) <= max_prompts:
+        return list(battles)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kept = {prompts[i] for i in rng.choice(len(prompts), size=max_prompts, replace=False)}
+    return [b for b in battles if b.prompt in kept]

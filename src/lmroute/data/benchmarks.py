@@ -6,6 +6,7 @@ prompt. Rows are kept by position: some MMLU prompt strings repeat with differen
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.download import EVAL_FILES, MMLU_DOMAINS, ROUTELLM_EVALS_URL, fetch_files
-from lmroute.data.fields import read_csv_rows, score_value
+from lmroute.data.fields import cost_value, read_csv_rows, score_value
+from lmroute.data.public import MMLU_DOMAINS, locate
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -42,6 +43,8 @@ class Benchmark:
     scale: float = 1.0
     #: Extra turns per item that the routed model also answers (MT-Bench's second turn).
     followups: tuple[tuple[str, ...], ...] = ()
+    #: Where the items were read from (a file or folder), for messages.
+    source: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -87,6 +90,7 @@ class Benchmark:
             self.costs,
             self.scale,
             self.followups,
+            self.source,
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Benchmark:
@@ -107,37 +111,8 @@ class Benchmark:
             {m: v[idx] for m, v in self.costs.items()},
             self.scale,
             pick(self.followups),
+            self.source,
         )
-
-
-# -- data directory -------------------------------------------------------------------------
-
-
-def resolve_eval_dir(data_dir: str | Path | None, *, download_url: str | None = None) -> Path:
-    """The folder holding RouteLLM's evaluation files.
-
-    ``data_dir`` may be that folder itself or a folder with a ``routellm-evals`` subfolder. With
-    no data directory the files are downloaded (once) into the user cache.
-    """
-    if data_dir is None:
-        from lmroute._paths import cache_dir
-
-        return fetch_files(
-            download_url or ROUTELLM_EVALS_URL,
-            EVAL_FILES,
-            cache_dir() / "routellm-evals",
-            what="the RouteLLM evaluation data (no --data-dir or LMROUTE_DATA_DIR given)",
-        )
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data directory {root} does not exist")
-    for candidate in (root / "routellm-evals", root):
-        if (candidate / "mmlu").is_dir() or (candidate / "gsm8k").is_dir():
-            return candidate
-    raise DataError(
-        f"{root} holds no routellm-evals data (expected mmlu/, gsm8k/, mt_bench/ in it or in "
-        f"{root / 'routellm-evals'})"
-    )
 
 
 def load_benchmark(
@@ -148,12 +123,17 @@ def load_benchmark(
     weak_model: str | None = None,
     download_url: str | None = None,
 ) -> Benchmark:
-    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file."""
+    """Load ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom ``.jsonl``/``.csv`` benchmark file.
+
+    A public benchmark's files are found by :func:`lmroute.data.public.locate`: in ``data_dir``,
+    then ``$LMROUTE_DATA_DIR``, then the user cache, else downloaded (from ``download_url`` if
+    given) into the cache, that benchmark's files only.
+    """
     key = str(name).lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS:
-        folder = resolve_eval_dir(data_dir, download_url=download_url)
+        folder = locate(key, data_dir=data_dir, download_url=download_url)
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
-        bench = loader(folder)
+        bench = dataclasses.replace(loader(folder), source=str(folder))
         if strong_model or weak_model:
             bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench
@@ -297,8 +277,8 @@ def load_custom(
     if strong_model is None or weak_model is None:
         if len(models) != 2:
             raise DataError(
-                f"{path} has {len(models)} models ({', '.join(models)}): name the pair with "
-                "--strong-model and --weak-model"
+                f"{path} has {len(models)} models ({', '.join(models)}): name the pair "
+                "(`lmroute eval --strong-model A --weak-model B`; strong_model=, weak_model= in Python)"
             )
         by_mean = sorted(models, key=lambda m: float(scores[m].mean()), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)
@@ -314,7 +294,16 @@ def load_custom(
     if strong_model == weak_model:
         raise DataError("the strong and the weak model must differ")
     return Benchmark(
-        path.stem, tuple(prompts), scores, strong_model, weak_model, tuple(ids), tuple(categories), costs, 1.0
+        path.stem,
+        tuple(prompts),
+        scores,
+        strong_model,
+        weak_model,
+        tuple(ids),
+        tuple(categories),
+        costs,
+        1.0,
+        source=str(path),
     )
 
 
@@ -338,14 +327,46 @@ def _custom_jsonl(path: Path) -> _CustomRows:
             raise DataError(f"{where}: models differ from the first line's ({', '.join(missing)})")
         for model, value in scores.items():
             columns.setdefault(model, []).append(score_value(value, path, line_number, model))
-        for model, value in (record.get("cost") or {}).items():
-            cost_columns.setdefault(model, []).append(score_value(value, path, line_number, model))
+        _read_costs(record, scores, cost_columns, where=(path, line_number), first=not prompts)
         prompts.append(prompt)
         ids.append(str(record.get("id", len(ids))))
         has_category = has_category or "category" in record
         categories.append(str(record.get("category", "")))
-    costs = {m: np.asarray(v) for m, v in cost_columns.items() if len(v) == len(prompts)}
+    costs = {m: np.asarray(v, dtype=np.float64) for m, v in cost_columns.items()}
     return prompts, columns, ids, categories if has_category else [], costs
+
+
+def _read_costs(
+    record: Mapping[str, object],
+    scores: Mapping[str, object],
+    columns: dict[str, list[float]],
+    *,
+    where: tuple[Path, int],
+    first: bool,
+) -> None:
+    """Append a line's ``cost`` object to ``columns``: every line gives costs for the same models
+    (those of the first line with costs), or no line does; a cost needs the model's score."""
+    path, line = where
+    cost = record.get("cost")
+    if cost is None and (first or not columns):
+        return
+    if not isinstance(cost, dict) or not cost:
+        if cost is None:
+            raise DataError(
+                f"{path}:{line}: no 'cost', but earlier lines have costs: give every line's costs or none"
+            )
+        raise DataError(f"{path}:{line}: 'cost' must be an object of model -> number, got {cost!r}")
+    if not first and not columns:
+        raise DataError(
+            f"{path}:{line}: 'cost' here, but not on the lines before: give every line's costs or none"
+        )
+    if columns and set(cost) != set(columns):
+        differ = ", ".join(sorted(set(columns) ^ set(cost)))
+        raise DataError(f"{path}:{line}: cost models differ from the first line's ({differ})")
+    for model, value in cost.items():
+        if model not in scores:
+            raise DataError(f"{path}:{line}: a cost for {model!r}, which has no score")
+        columns.setdefault(model, []).append(cost_value(value, path, line, model))
 
 
 def _custom_csv(path: Path) -> _CustomRows:
@@ -353,6 +374,8 @@ def _custom_csv(path: Path) -> _CustomRows:
     ids: list[str] = []
     columns: dict[str, list[float]] = {}
     for row_number, row in read_csv_rows(path, required=("prompt",)):
+        if not row["prompt"].strip():
+            raise DataError(f"{path}:{row_number}: 'prompt' is empty")
         prompts.append(row["prompt"])
         ids.append(str(row.get("id") or row_number))
         for model, value in row.items():

@@ -45,9 +45,14 @@ def read_csv_rows(path: str | Path, *, required: Sequence[str]) -> Iterator[tupl
 
 
 def score_value(value: object, path: Path, line: int, column: str) -> float:
-    """A score as a float: a finite number, a boolean, or a string of either (``"true"``, ``"0.5"``)."""
+    """A score as a float: a finite number, or a string of a number or a boolean (``"0.5"``,
+    ``"True"``: CSV cells, the reference's format). A JSON ``true``/``false`` is refused: a score is
+    a number (1 and 0 for right and wrong), and a boolean there is more often a mistake."""
     if isinstance(value, bool):
-        return float(value)
+        raise DataError(
+            f"{path}:{line}: score of {column!r} is {str(value).lower()}, not a number "
+            "(write 1 or 0 for right or wrong)"
+        )
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("true", "false"):
@@ -60,3 +65,15 @@ def score_value(value: object, path: Path, line: int, column: str) -> float:
         if math.isfinite(number):
             return number
     raise DataError(f"{path}:{line}: score of {column!r} is not a number: {value!r}")
+
+
+def cost_value(value: object, path: Path, line: int, model: str) -> float:
+    """A cost as a float: a finite number >= 0 (not a boolean, nor a string)."""
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    ):
+        return float(value)
+    raise DataError(f"{path}:{line}: cost of {model!r} must be a number >= 0, got {value!r}")

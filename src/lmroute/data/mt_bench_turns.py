@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
-from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL, Benchmark, load_mt_bench, resolve_eval_dir
+from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL, Benchmark, load_mt_bench
 from lmroute.data.conversations import Message, routing_text
+from lmroute.data.public import locate
 from lmroute.exceptions import DataError
 
 
@@ -47,7 +48,7 @@ def mt_bench_second_turns(
     it (from the judge's record) and the second question; a model's quality is its second-turn
     judge score. The questions the RouteLLM benchmark drops as contaminated are dropped (72 left).
     """
-    folder = resolve_eval_dir(data_dir, download_url=download_url)
+    folder = locate("mt-bench", data_dir=data_dir, download_url=download_url)
     first = load_mt_bench(folder)  # the decontaminated questions and their turns
     path = folder / "mt_bench" / "judgements.jsonl"
     turn2: dict[tuple[str, str], float] = {}

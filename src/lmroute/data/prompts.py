@@ -21,9 +21,20 @@ def prompt_file_lines(path: str | Path) -> tuple[bool, list[tuple[int, str]]]:
 
 def read_prompts(path: str | Path, *, field: str = "prompt") -> list[str]:
     """Prompts from a JSONL file (objects with ``field``; see :func:`prompt_file_lines`) or a text
-    file with one prompt per non-blank line."""
+    file with one prompt a line.
+
+    In a text file prompt N is line N (what ``lmroute score`` writes as its line N answers it), so
+    a blank line before the last prompt is refused, naming the line; blank lines at the end are not
+    prompts.
+    """
     as_json, lines = prompt_file_lines(path)
     if not as_json:
+        for expected, (number, _) in enumerate(lines, start=1):
+            if number != expected:
+                raise DataError(
+                    f"{path}:{expected}: blank line; in a text file every line is one prompt (so that "
+                    "output line N answers input line N): remove it, or use JSONL with a 'prompt' field"
+                )
         return [line for _, line in lines]
     prompts = []
     for n, line in lines:

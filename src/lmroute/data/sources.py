@@ -9,9 +9,9 @@ Grammar (``KIND:TARGET``, options after ``?`` as ``key=value`` joined by ``&``):
     gold:FILE.jsonl | gold:FILE.csv[?models=M1,M2,...][&max_pairs=16|all][&seed=0][&allow_eval_only=true]
                                    [&margins=false]
 
-A relative FILE or DIR is looked up in the working directory, then in ``data_dir``
-(``battles:arena-hard/battles.jsonl``, ``gold:zeroeval/crux.jsonl``); a bare ``alpaca-eval``
-means ``<data_dir>/alpaca-eval``. ``gold:mmlu`` etc. load the public benchmarks through
+A relative FILE or DIR is looked up in the working directory, then in ``data_dir``, then in
+``$LMROUTE_DATA_DIR`` (``battles:arena-hard/battles.jsonl``, ``gold:zeroeval/crux.jsonl``); a bare
+``alpaca-eval`` means ``<data_dir>/alpaca-eval``. ``gold:mmlu`` etc. load the public benchmarks through
 :func:`~lmroute.data.benchmarks.load_benchmark`. A file whose name contains ``EVAL-ONLY`` holds
 evaluation prompts (zeroeval's GSM8K file has the GSM8K test set's prompts) and is refused unless
 ``allow_eval_only=true``, which still warns. ``margins=false`` gives every gold battle weight 1
@@ -265,14 +265,25 @@ def _data_dir(data_dir: str | Path | None) -> Path | None:
     return None if data_dir is None else Path(data_dir).expanduser()
 
 
-def _resolve(spec: SourceSpec, data_dir: Path | None) -> Path:
-    path = Path(spec.target).expanduser()
+def _resolve(spec: SourceSpec, data_dir: Path | None, *, target: str | None = None) -> Path:
+    """A relative path in the working directory, else in the data folders (``data_dir``, then
+    ``$LMROUTE_DATA_DIR``: :func:`lmroute.data.public.data_folders`)."""
+    from lmroute.data.public import data_folders
+
+    path = Path(target or spec.target).expanduser()
     if path.exists():
         return path
-    if data_dir is not None and not path.is_absolute() and (data_dir / path).exists():
-        return data_dir / path
-    where = f" (nor in data directory {data_dir})" if data_dir is not None and not path.is_absolute() else ""
-    raise DataError(f"source {spec.text!r}: {spec.target} does not exist{where}")
+    folders = [] if path.is_absolute() else [root for root, _ in data_folders(data_dir)]
+    for root in folders:
+        if (root / path).exists():
+            return root / path
+    where = f" (nor in data directory {', '.join(map(str, folders))})" if folders else ""
+    hint = (
+        ""
+        if folders or path.is_absolute()
+        else "; relative paths are also looked up in --data-dir DIR or $LMROUTE_DATA_DIR"
+    )
+    raise DataError(f"source {spec.text!r}: {path} does not exist{where}{hint}")
 
 
 def _folder_licence(path: Path) -> tuple[str, str] | None:
@@ -339,14 +350,7 @@ def _licence_of_label(label: str) -> str:
 
 
 def _load_alpaca(spec: SourceSpec, data_dir: Path | None, warnings: list[str]):
-    if spec.target:
-        path = _resolve(spec, data_dir)
-    elif data_dir is not None:
-        path = data_dir / "alpaca-eval"
-        if not path.exists():
-            raise DataError(f"source 'alpaca-eval': {path} does not exist; give alpaca-eval:DIR")
-    else:
-        raise DataError("source 'alpaca-eval' needs a folder (alpaca-eval:DIR) or a data directory")
+    path = _resolve(spec, data_dir, target=spec.target or "alpaca-eval")
     exclude = _names(spec, "exclude")
     result = read_alpaca_eval(
         path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+from lmroute._extras import available
 from lmroute.embeddings.base import Embedder
 from lmroute.exceptions import ConfigError
 
@@ -21,9 +22,7 @@ def embedder_names() -> list[str]:
 
 
 def _onnxruntime_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+    return available("onnxruntime") and available("onnx")
 
 
 def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) -> Embedder:
@@ -46,7 +45,10 @@ def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) ->
     if name in ("minilm", "minilm-onnx", "minilm-torch"):
         from lmroute.embeddings import minilm
 
-        onnx = name == "minilm-onnx" or (name == "minilm" and _onnxruntime_available())
+        # Without either backend, the ONNX one is chosen so that its error names the [embed] extra.
+        onnx = name == "minilm-onnx" or (
+            name == "minilm" and (_onnxruntime_available() or not available("sentence_transformers"))
+        )
         embedder: Embedder = minilm.OnnxMiniLM(**options) if onnx else minilm.TorchMiniLM(**options)
     elif name.startswith("openai:"):
         from lmroute.embeddings.openai import OpenAIEmbedder

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from lmroute._extras import missing
 from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, normalize
 from lmroute.embeddings.minilm_onnx import build_onnx_model, onnx_model_path
 from lmroute.exceptions import ConfigError
@@ -173,7 +174,7 @@ class OnnxMiniLM(_MiniLM):
             try:
                 import onnxruntime as ort
             except ImportError:
-                raise ConfigError(f"onnxruntime is not installed: {_INSTALL_HINT}") from None
+                raise missing("onnxruntime", purpose="MiniLM embeddings") from None
             path = _checked_model_dir(self.model_dir)
             if self._tokenizer is None:
                 self._load_tokenizer(path)
@@ -247,9 +248,8 @@ class TorchMiniLM(_MiniLM):
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError:
-                raise ConfigError(
-                    "the torch backend needs sentence-transformers: pip install torch (the CPU "
-                    "build) and 'lmroute[embed-torch]', or use the ONNX backend (minilm-onnx)"
+                raise missing(
+                    "sentence_transformers", purpose="the torch backend of MiniLM (minilm-torch)"
                 ) from None
             path = _checked_model_dir(self.model_dir)
             if self._tokenizer is None:

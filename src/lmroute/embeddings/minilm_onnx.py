@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmroute import _paths
+from lmroute._extras import missing
 from lmroute._files import write_atomic
 from lmroute.exceptions import ConfigError
 
@@ -106,7 +107,7 @@ def build_onnx_model(model_dir: Path) -> Any:
     try:
         from onnx import TensorProto, helper
     except ImportError:
-        raise ConfigError("the ONNX graph needs the onnx package: pip install 'lmroute[embed]'") from None
+        raise missing("onnx", purpose="MiniLM's ONNX graph") from None
     from safetensors.numpy import load_file
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from lmroute.data.benchmarks import Benchmark
 from lmroute.evaluation import metrics
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, DataError
 from lmroute.routers.base import Router, check_threshold
 
 #: Seeds of a stochastic router (``random``) averaged in evaluation, as in the reference.
@@ -36,6 +36,8 @@ class RouterResult:
     points: list[dict[str, float]]
     seeds: int = 1
     apgr_sd: float = 0.0
+    #: Mean cost per item of routing at ``threshold``, when the benchmark has both models' costs.
+    cost_at_threshold: float | None = None
     scores: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,10 +57,26 @@ class Evaluation:
     weak_quality: float
     n_prompts: int
     results: list[RouterResult]
+    #: Mean cost per item of the strong and the weak model, when the benchmark gives costs.
+    strong_cost: float | None = None
+    weak_cost: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """What makes these numbers mean something other than they seem."""
+        if self.strong_quality < self.weak_quality:
+            return [
+                f"the strong model {self.strong_model} scores below the weak model {self.weak_model} "
+                f"({self.strong_quality:.4g} < {self.weak_quality:.4g}): PGR and APGR are negative for a "
+                "router that sends the right prompts to the strong model (the oracle's too); is the pair "
+                "named the wrong way round?"
+            ]
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "results"},
+            "warnings": self.warnings,
             "routers": {
                 r.router: {
                     **r.to_dict(),
@@ -123,6 +141,7 @@ def evaluate_scores(
                 *(metrics.cpt(cur.c, cur.quality, x, s_q, w_q) for x in CPT_TARGETS),
                 metrics.quality_at(cur.c, cur.quality, 0.5),
                 float(np.mean(np.asarray(scores) >= threshold)),
+                _routed_cost(benchmark, np.asarray(scores) >= threshold),
             ]
         )
     table = np.asarray(rows)
@@ -150,8 +169,17 @@ def evaluate_scores(
         points=points,
         seeds=len(score_sets),
         apgr_sd=float(table[:, 0].std(ddof=1)) if len(score_sets) > 1 else 0.0,
+        cost_at_threshold=None if np.isnan(mean[7]) else float(mean[7]),
         scores=np.mean(score_sets, axis=0),
     )
+
+
+def _routed_cost(benchmark: Benchmark, strong: np.ndarray) -> float:
+    """Mean cost per item when the items marked ``strong`` go to the strong model (NaN: no costs)."""
+    costs = benchmark.costs
+    if benchmark.strong_model not in costs or benchmark.weak_model not in costs:
+        return float("nan")
+    return float(np.where(strong, costs[benchmark.strong_model], costs[benchmark.weak_model]).mean())
 
 
 def evaluate(
@@ -170,6 +198,14 @@ def evaluate(
     if protocol not in metrics.PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
     threshold = check_threshold(threshold)
+    strong_q, weak_q = float(benchmark.strong.mean()), float(benchmark.weak.mean())
+    if strong_q == weak_q:
+        raise DataError(
+            f"{benchmark.source or benchmark.name}: the strong model {benchmark.strong_model} and the weak "
+            f"model {benchmark.weak_model} have equal mean quality ({strong_q * benchmark.scale:.4g}) on its "
+            f"{len(benchmark)} items, so PGR is undefined: route between another pair "
+            "(`lmroute eval --strong-model A --weak-model B`)"
+        )
     names = list(names) if names is not None else [r.name for r in routers]
     prompts = list(benchmark.prompts)
     results = []
@@ -191,12 +227,24 @@ def evaluate(
         weak_quality=float(benchmark.weak.mean()) * benchmark.scale,
         n_prompts=len(benchmark),
         results=results,
+        strong_cost=_mean_cost(benchmark, benchmark.strong_model),
+        weak_cost=_mean_cost(benchmark, benchmark.weak_model),
     )
 
 
+def _mean_cost(benchmark: Benchmark, model: str) -> float | None:
+    return float(benchmark.costs[model].mean()) if model in benchmark.costs else None
+
+
 def item_scores(evaluation: Evaluation, benchmark: Benchmark) -> Iterator[dict[str, Any]]:
-    """Each item of ``benchmark`` (the one ``evaluation`` ran on) with its ``id``, ``prompt`` and
-    every router's score under the router's name: the records of ``lmroute eval --save-scores``."""
+    """Each item of ``benchmark`` (the one ``evaluation`` ran on) with its ``id``, ``prompt``, its
+    ``category`` and ``cost`` per model when the benchmark has them, and every router's score under
+    the router's name: the records of ``lmroute eval --save-scores``."""
     scored = [(r.router, r.scores) for r in evaluation.results if r.scores is not None]
     for i, prompt in enumerate(benchmark.prompts):
-        yield {"id": benchmark.ids[i], "prompt": prompt, **{name: float(s[i]) for name, s in scored}}
+        record: dict[str, Any] = {"id": benchmark.ids[i], "prompt": prompt}
+        if benchmark.categories:
+            record["category"] = benchmark.categories[i]
+        if benchmark.costs:
+            record["cost"] = {model: float(c[i]) for model, c in benchmark.costs.items()}
+        yield {**record, **{name: float(s[i]) for name, s in scored}}

@@ -1,24 +1,22 @@
-"""Call–performance plots (matplotlib, imported only when a plot is drawn)."""
+"""Call–performance plots and replay figures (matplotlib, imported only when a plot is drawn)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from lmroute.evaluation.evaluator import Evaluation
+
+if TYPE_CHECKING:
+    from lmroute.evaluation.correlation import Correlation
 
 
 def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     """Draw every router's curve with the strong and weak lines and write a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        from lmroute.exceptions import ConfigError
-
-        raise ConfigError("plots need matplotlib: pip install 'lmroute[eval]'") from exc
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     for r in evaluation.results:
         xs = [100 * p["strong_share"] for p in r.points]
@@ -47,6 +45,99 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_replay(summary: dict[str, Any], thresholds: np.ndarray, path: str | Path) -> Path:
+    """A replay's figure (``lmroute replay --plot``): per window, the controller's and the static
+    threshold's realized share (or spend) against the target with a ±3-point band, shifts and
+    drift alarms marked; below, the threshold request by request against the static one."""
+    plt = _pyplot()
+    share = summary["mode"] == "share"
+    scale = 100.0 if share else 1.0
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), dpi=120, sharex=True, height_ratios=[3, 2])
+    middles = [(w["start"] + w["stop"]) / 2 for w in summary["windows"]]
+    target = scale * summary["target"]
+    if share:
+        top.axhspan(target - 3, target + 3, color="green", alpha=0.12, label="target ± 3 points")
+    top.axhline(target, color="green", linewidth=1)
+    top.plot(middles, [scale * w["realized"] for w in summary["windows"]], "o-", label="online controller")
+    if summary["static_threshold"] is not None:
+        top.plot(
+            middles,
+            [scale * w["static"] for w in summary["windows"]],
+            "s--",
+            color="grey",
+            label=f"static threshold {summary['static_threshold']:.4f}",
+        )
+    for axis in (top, bottom):
+        for shift in summary["shifts"]:
+            axis.axvline(shift, color="black", linestyle=":", linewidth=1)
+        for alarm in summary["alarms"]:
+            axis.axvline(alarm["at"], color="red", linewidth=1, alpha=0.6)
+    top.set_ylabel("strong calls (%)" if share else "spend ($ per 1,000 requests)")
+    top.set_title(
+        f"{summary['model']}: {summary['window']}-request windows (dotted: traffic shifts, red: drift alarms)"
+    )
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="best")
+    bottom.plot(np.arange(len(thresholds)), thresholds, linewidth=0.8, label="controller threshold")
+    if summary["static_threshold"] is not None:
+        bottom.axhline(summary["static_threshold"], color="grey", linestyle="--", label="static threshold")
+    bottom.set_xlabel("request")
+    bottom.set_ylabel("threshold")
+    bottom.grid(alpha=0.3)
+    bottom.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_similarity_vs_apgr(
+    labels: Sequence[str],
+    similarity: Sequence[float],
+    apgr: Sequence[float],
+    correlation: Correlation,
+    path: str | Path,
+    *,
+    router: str = "router",
+) -> Path:
+    """A scatter of each left-out source's similarity score against the router's APGR on it,
+    labelled by source, with the correlation in the title; written as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    ax.scatter(similarity, apgr, color="tab:blue")
+    for label, x, y in zip(labels, similarity, apgr, strict=True):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(0.5, color="grey", linestyle="--", label="random (APGR 0.5)")
+    ax.set_xlabel("similarity score of the left-out source to the training data")
+    ax.set_ylabel(f"APGR of {router} on the left-out source")
+    kind = "exact" if correlation.exact else f"{correlation.permutations:,} permutations"
+    ax.set_title(
+        f"Similarity vs APGR over {correlation.n} left-out sources\nPearson r {correlation.pearson:+.2f}, "
+        f"Spearman ρ {correlation.spearman:+.2f} (p = {correlation.p_value:.2g}, {kind})",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or the one-line error naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from lmroute._extras import missing
+
+        raise missing("matplotlib", purpose="plots") from None
+    return plt
+
+
+def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

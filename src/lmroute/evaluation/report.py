@@ -25,7 +25,9 @@ def rows(evaluation: Evaluation) -> list[list[str]]:
                 _pct(r.cpt20),
                 _pct(r.cpt50),
                 _pct(r.cpt80),
-                _pct(r.strong_share_at_threshold) + f" @{r.threshold:g}",
+                _pct(r.strong_share_at_threshold)
+                + f" @{r.threshold:g}"
+                + (f", cost {r.cost_at_threshold:.4g}" if r.cost_at_threshold is not None else ""),
                 f"{r.quality_at_50:.4g}",
             ]
         )
@@ -38,6 +40,10 @@ def header(evaluation: Evaluation) -> str:
         f"{e.benchmark}: {e.n_prompts} prompts, protocol {e.protocol}; "
         f"strong {e.strong_model} = {e.strong_quality:.4g}, weak {e.weak_model} = "
         f"{e.weak_quality:.4g}"
+    ) + (
+        f"; mean cost per item: strong {e.strong_cost:.4g}, weak {e.weak_cost:.4g}"
+        if e.strong_cost is not None and e.weak_cost is not None
+        else ""
     )
 
 
@@ -45,7 +51,7 @@ def format_table(evaluation: Evaluation) -> str:
     """A fixed-width table for the terminal."""
     body = [list(COLUMNS), *rows(evaluation)]
     widths = [max(len(row[i]) for row in body) for i in range(len(COLUMNS))]
-    lines = [header(evaluation)]
+    lines = [header(evaluation), *(f"warning: {w}" for w in evaluation.warnings)]
     for k, row in enumerate(body):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if k == 0:
@@ -66,6 +72,10 @@ PAPER_APGR = {
     "bert (paper)": {"mmlu": 0.572, "gsm8k": 0.531, "mt-bench": 0.751},
     "causal_llm (paper)": {"mmlu": 0.600, "gsm8k": 0.622, "mt-bench": 0.679},
 }
+
+
+#: Protocols with tables of their own; every other protocol's cells are one per benchmark.
+_OWN_TABLES = ("leave-one-source-out", "single-source", "conversations")
 
 
 def experiment_markdown(result) -> str:
@@ -163,7 +173,8 @@ def _entry_text(entry: dict | None) -> str:
 
 
 def _benchmark_markdown(result, protocol: str) -> list[str]:
-    benchmarks = result.config.benchmarks
+    # By the names the cells carry (a custom file's stem), not as the config spells them (its path).
+    benchmarks = list(dict.fromkeys(c.benchmark for c in result.cells if c.protocol not in _OWN_TABLES))
     lines: list[str] = []
     cells = [c for c in result.cells if c.protocol == protocol]
     routers = list(dict.fromkeys(c.result.router for c in cells))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError, UpstreamError
 
 if TYPE_CHECKING:
@@ -102,8 +103,7 @@ def _validated(fields: Mapping[str, Any], what: str) -> LabelModel:
     try:
         return LabelModel.model_validate(dict(fields))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"model {what!r}: {problems}") from None
+        raise ConfigError(f"model {what!r}: {validation_problems(exc, root='model')}") from None
 
 
 def read_upstreams(path: str | Path) -> dict[str, dict[str, Any]]:

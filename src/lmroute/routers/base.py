@@ -78,6 +78,13 @@ class Router(Generic[ConfigT]):
         """A copy of this router with another seed (only stochastic routers have one)."""
         raise ConfigError(f"router {self.name!r} has no seed")
 
+    def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
+        """A copy of this router that compares another pair of the models it learned (only
+        routers with a model vocabulary can; an unknown model is an UnknownModelError)."""
+        raise ConfigError(
+            f"router {self.name!r} learned no models of its own: it cannot compare another pair"
+        )
+
     def fit(self, *args: Any, **kwargs: Any) -> Self:
         """Learn from preference data. Routers that do not learn return themselves unchanged."""
         return self

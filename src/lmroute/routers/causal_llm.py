@@ -110,8 +110,8 @@ class CausalLLMRouter(ClassifierRouter[CausalLLMConfig, "LabelReader"]):
     name: ClassVar[str] = "causal_llm"
     config_class = CausalLLMConfig
     how_to_train = (
-        "train one with `lmroute train causal_llm --data SOURCES... --out DIR` (add --set epochs=0 for "
-        "the zero-shot model) and pass DIR instead of the name"
+        "train one with `lmroute train causal_llm --data SOURCES... --out DIR` (the zero-shot model: "
+        "`lmroute train causal_llm --set epochs=0 ...`) and pass DIR instead of the name"
     )
     fit_hint = " (epochs=0 for zero-shot)"
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from lmroute.data.battles import Battle
+from lmroute.data.battles import Battle, sample_prompts
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
 from lmroute.training.battle_index import index_battles
@@ -71,6 +71,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
         from lmroute.training.mf import train_mf
 
+        battles = sample_prompts(battles, self.config.max_train_prompts, seed=self.config.seed)
         data = index_battles(battles)
         self.models = data.models
         self._check_pair(self.models)

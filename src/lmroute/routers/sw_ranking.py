@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from lmroute.data.battles import Battle
+from lmroute.data.battles import Battle, sample_prompts
 from lmroute.embeddings.base import normalize
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
@@ -68,6 +68,7 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
 
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> SWRankingRouter:
         """Rate and tier the models, embed the battles' prompts and store per-prompt tier counts."""
+        battles = sample_prompts(battles, self.config.max_train_prompts, seed=0)
         data = index_battles(battles)
         self.models = data.models
         cfg = self.config

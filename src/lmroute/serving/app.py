@@ -12,15 +12,19 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 from lmroute._version import __version__
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
-from lmroute.serving import routes
+from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
+from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
@@ -48,14 +52,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        summaries = EmbeddingSummaries()
         loaded = (
-            dict(routers) if routers is not None else await asyncio.to_thread(load_routers, config.routers)
+            dict(routers)
+            if routers is not None
+            else await asyncio.to_thread(load_routers, config.routers, summaries=summaries)
         )
         # The first call of an embedding router loads its model: pay that before the first request.
         await asyncio.to_thread(_warm_up, loaded)
         service = RoutingService.from_config(
-            config, routers=loaded, client_factory=upstream_factory, metrics=metrics
+            config, routers=loaded, client_factory=upstream_factory, metrics=metrics, summaries=summaries
         )
+        await asyncio.to_thread(prepare_control, service.control, service.routers, summaries)
+        metrics.watch_control(service.control.status)
         app.state.service = service
         log.info(
             "serving routers %s; strong %s, weak %s",
@@ -81,6 +90,8 @@ def create_app(
     app.state.api_keys = [key.get_secret_value().encode() for key in config.server.api_keys]
     app.add_middleware(RequestCounter, metrics=metrics, endpoints=routes.COUNTED_ENDPOINTS)
     app.include_router(routes.router)
+    if config.server.ui:
+        app.include_router(console.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -125,11 +136,15 @@ def _warm_up(routers: Mapping[str, Router]) -> None:
         router.score(["warm-up"])
 
 
-def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -> None:
+def serve(
+    config: ServeConfig, *, routers: Mapping[str, Router] | None = None, data_dir: str | Path | None = None
+) -> None:
     """Run the server with uvicorn until interrupted; in-flight requests get time to finish.
 
-    Routers are loaded and the API-key variables checked before uvicorn starts, so that a bad
-    config is one clear error rather than a failed application start-up.
+    Routers are loaded, the API-key variables and the port checked before uvicorn starts, so that a
+    bad config is one clear error rather than a failed application start-up; a configured threshold
+    that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
+    public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule).
     """
     import copy
 
@@ -140,6 +155,10 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
     config.weak.api_key()
     if routers is None:
         routers = load_routers(config.routers)
+    from lmroute.serving.thresholds import threshold_warnings
+
+    for warning in threshold_warnings(config, routers, data_dir=data_dir):
+        log.warning("%s", warning)
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys: anyone who can reach this port can spend your upstream "
@@ -147,6 +166,7 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
             config.server.host,
             SERVER_KEYS_ENV,
         )
+    _check_port(config.server.host, config.server.port)
     level = config.server.log_level
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lmroute"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
@@ -160,3 +180,20 @@ def serve(config: ServeConfig, *, routers: Mapping[str, Router] | None = None) -
         # Annotated int, but uvicorn waits with asyncio.timeout(), which takes fractions of a second.
         timeout_graceful_shutdown=config.server.graceful_shutdown,  # type: ignore[arg-type]
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """ConfigError when ``host:port`` cannot be bound (uvicorn would print several lines and exit 3)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, one listened on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server on it? choose "
+                "another with `lmroute serve --port`)"
+            ) from None

@@ -15,8 +15,10 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
     fallback: true
     route_on: last_user                # or last_user_with_system, user_turns, conversation, ...
     on_router_error: strong            # a router that raises: strong, weak or error (503)
-    thresholds: {mf: 0.1159}           # advertised in /v1/models; any threshold is accepted
-    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048}
+    thresholds: {mf: 0.52}             # advertised in /v1/models; any threshold is accepted
+    control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
+                                       # drift, conversations (lmroute.control.config)
+    server: {host: 127.0.0.1, port: 6060, max_request_bytes: 1048576, max_messages: 2048, ui: true}
 
 API keys are read from the environment when a client is made, never stored in a config.
 """
@@ -30,6 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lmroute._yaml import validation_problems
+from lmroute.control.config import ControlConfig
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.upstream.config import UpstreamConfig, upstream_from
@@ -57,6 +61,8 @@ class ServerConfig(BaseModel):
     #: Seconds in-flight requests get to finish on shutdown.
     graceful_shutdown: float = Field(default=10.0, ge=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Serve the web console at /ui (static files; they hold no key or upstream address).
+    ui: bool = True
 
 
 class ServeConfig(BaseModel):
@@ -70,19 +76,28 @@ class ServeConfig(BaseModel):
     routers: tuple[str, ...] = Field(default=("mf",), min_length=1)
     #: On a connection error, timeout, 5xx or malformed answer, ask the other model.
     fallback: bool = True
+    #: Seconds a model is skipped (its failure answered at once, so fallback is immediate) after a
+    #: request to it failed every attempt; 0: never skip (lmroute.upstream.breaker).
+    circuit_breaker: float = Field(default=30.0, ge=0)
     #: What of a conversation the router scores (:mod:`lmroute.data.conversations`).
     route_on: RouteOn = DEFAULT_ROUTE_ON
     #: When a router raises (a bug, its embedding backend down): send the request to this model,
     #: or answer 503 ("error").
     on_router_error: OnRouterError = "strong"
-    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``).
+    #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``); at start-up
+    #: the server warns about one that routes (nearly) everything one way (lmroute.serving.thresholds).
     thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: Prompts that start-up check uses (a file as ``lmroute calibrate --prompts`` reads; your traffic
+    #: is best); default: the Arena-Hard sample, if a data folder or the user cache holds it.
+    calibration_prompts: str | None = None
     #: Most prompts scored in one call of a router.
     batch_size: int = Field(default=64, ge=1)
     #: Milliseconds an idle router waits for more prompts before scoring a batch.
     batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     #: Threads that run router scoring (scoring never runs on the event loop).
     scoring_threads: int = Field(default=1, ge=1, le=64)
+    #: Target modes (share, spend), drift detection, conversations and their state file.
+    control: ControlConfig = Field(default_factory=ControlConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @field_validator("strong", "weak", mode="before")
@@ -115,7 +130,7 @@ def build_config(
 ) -> ServeConfig:
     """A validated :class:`ServeConfig` from a YAML file (optional) with ``overrides`` on top.
 
-    ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``server``) are
+    ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``control``, ``server``) are
     merged key by key, and None values are ignored, so command-line flags map onto it directly.
     The server's own API keys come from ``api_keys`` or ``$LMROUTE_API_KEYS``, never from the file.
     """
@@ -141,7 +156,7 @@ def build_config(
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid serving config{where}: {_problems(exc)}") from None
+        raise ConfigError(f"invalid serving config{where}: {validation_problems(exc)}") from None
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -163,14 +178,11 @@ def _refuse_keys(data: Any, where: str) -> None:
             if key in ("api_key", "api_keys"):
                 raise ConfigError(
                     f"{where}: {key!r} is not allowed in a config file. Put the key in an environment "
-                    f"variable and name it with api_key_env (server keys: --api-key or {SERVER_KEYS_ENV})"
+                    "variable and name it with api_key_env (server keys: `lmroute serve --api-key` or "
+                    f"{SERVER_KEYS_ENV})"
                 )
             _refuse_keys(value, where)
 
 
 def _split_keys(text: str) -> list[str]:
     return [key.strip() for key in text.split(",") if key.strip()]
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())

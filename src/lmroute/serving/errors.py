@@ -72,7 +72,8 @@ def _classify(exc: LmrouteError) -> tuple[int, str, str | None, str | None]:
     if isinstance(exc, InvalidModelNameError):
         return 400, "invalid_request_error", "invalid_model", "model"
     if isinstance(exc, UnknownRouterError):
-        return 404, "invalid_request_error", "router_not_found", "model"
+        # A 400, as for every other bad model name: the request names something this server lacks.
+        return 400, "invalid_request_error", "router_not_found", "model"
     if isinstance(exc, RouterFailedError):
         return 503, "server_error", "router_error", None
     if isinstance(exc, UpstreamTimeoutError):

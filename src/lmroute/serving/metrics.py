@@ -1,10 +1,15 @@
 """Prometheus metrics of one app, in a registry of its own (tests build many apps in one process).
 
 :class:`ServingMetrics` is also the upstream calls' observer (:class:`lmroute.upstream.UpstreamObserver`):
-it records their latencies, failures and retries.
+it records their latencies, failures and retries. The control hub's figures (thresholds, realized
+shares, drift, conversations) are read from its status when ``/metrics`` is scraped
+(:meth:`ServingMetrics.watch_control`), so routing pays nothing for them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: Seconds: routing is sub-millisecond for cheap routers, tens of ms for embedding routers.
 _ROUTING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -22,7 +27,7 @@ class ServingMetrics:
         r = self.registry
         self.requests = Counter(
             "lmroute_requests",
-            "Requests by endpoint, router, routed model and HTTP status",
+            "Requests by endpoint, router, model that answered (else routed to) and HTTP status",
             ["endpoint", "router", "model", "status"],
             registry=r,
         )
@@ -69,6 +74,10 @@ class ServingMetrics:
             registry=r,
         )
 
+    def watch_control(self, status: Callable[[], dict[str, Any]]) -> None:
+        """Export the control hub's figures from ``status`` (:meth:`ControlHub.status`) at each scrape."""
+        self.registry.register(_ControlCollector(status))
+
     # -- what the upstream calls report (lmroute.upstream.UpstreamObserver) --------------------
     def observe_upstream_call(self, model: str, seconds: float) -> None:
         """One upstream attempt took ``seconds``."""
@@ -87,3 +96,81 @@ class ServingMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _ControlCollector:
+    """Gauges and counters built from the control hub's status when the registry is collected."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self._status = status
+
+    def describe(self) -> list[Any]:
+        return []  # the families depend on the targets in use: collected, never described up front
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        status = self._status()
+        target = ["model", "tenant"]
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "threshold": GaugeMetricFamily(
+                "lmroute_control_threshold", "Current threshold of each target mode", labels=target
+            ),
+            "target": GaugeMetricFamily(
+                "lmroute_control_target", "Target share, or spend in $ per 1,000 requests", labels=target
+            ),
+            "realized": GaugeMetricFamily(
+                "lmroute_control_realized",
+                "Realized share (or spend per 1,000 requests) over the controller's window",
+                labels=target,
+            ),
+            "decisions": CounterMetricFamily(
+                "lmroute_control_decisions", "Decisions made under each target", labels=target
+            ),
+        }
+        for c in status["controllers"]:
+            labels = [c["model"], c["tenant"] or ""]
+            for key, family in families.items():
+                if c[key] is not None:
+                    family.add_metric(labels, c[key])
+        yield from families.values()
+        drift: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "score_shift": GaugeMetricFamily(
+                "lmroute_drift_score_shift",
+                "Score distribution shift over its alarm level",
+                labels=["router"],
+            ),
+            "embedding_shift": GaugeMetricFamily(
+                "lmroute_drift_embedding_shift",
+                "Prompt embedding shift over its alarm level",
+                labels=["router"],
+            ),
+            "drifted": GaugeMetricFamily(
+                "lmroute_drift_drifted",
+                "1 from a drift alarm until a new reference is set",
+                labels=["router"],
+            ),
+            "alarms": CounterMetricFamily(
+                "lmroute_drift_alarms", "Drift alarms (episodes)", labels=["router"]
+            ),
+        }
+        for router, d in status["drift"].items():
+            values = {**d, "drifted": 1.0 if d["state"] == "drifted" else 0.0}
+            for key, family in drift.items():
+                if values[key] is not None:
+                    family.add_metric([router], values[key])
+        yield from drift.values()
+        conversations = status["conversations"]
+        if conversations is not None:
+            turns = CounterMetricFamily(
+                "lmroute_conversation_turns", "Turns of conversations by outcome", labels=["outcome"]
+            )
+            for outcome in ("new", "stayed", "switched", "held"):
+                turns.add_metric([outcome], conversations[outcome])
+            yield turns
+            rate = conversations["switch_rate"]
+            yield GaugeMetricFamily(
+                "lmroute_conversation_switch_rate",
+                "Later turns that moved their conversation to the other model, as a share",
+                value=0.0 if rate is None else rate,
+            )

@@ -1,10 +1,12 @@
 """The server's request count: each request to a routing endpoint in ``lmroute_requests``.
 
-Requests are counted by endpoint, router, routed model and HTTP status. A route leaves its routing
-decision in ``request.state.decision`` as soon as it has one, so a request that fails later (an
-upstream error) is counted under the model it was routed to, and one that fails before (a 401, a
-bad body) under ``none``. The status is the one the response starts with (a stream counts as 200
-when it begins), or 500 when the route raised what no exception handler turns into a response.
+Requests are counted by endpoint, router, model and HTTP status. A route leaves its routing
+decision in ``request.state.decision`` as soon as it has one, and the model that answered in
+``request.state.answered_by``: a request is counted under the model that answered (the other one
+after a fallback), one that fails after routing (an upstream error) under the model it was routed
+to, and one that fails before (a 401, a bad body) under ``none``. The status is the one the
+response starts with (a stream counts as 200 when it begins), or 500 when the route raised what no
+exception handler turns into a response.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ class RequestCounter:
             nonlocal counted
             counted = True
             # request.state writes into scope["state"]; the route may never have set it.
-            decision = scope.get("state", {}).get("decision")
+            state = scope.get("state", {})
+            decision = state.get("decision")
             router = decision.router if decision is not None and decision.router else "none"
-            model = decision.model if decision is not None else "none"
+            model = state.get("answered_by") or (decision.model if decision is not None else "none")
             self.metrics.requests.labels(endpoint, router, model, str(status)).inc()
 
         async def send_counted(message: Message) -> None:

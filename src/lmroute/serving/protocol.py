@@ -86,6 +86,8 @@ class RouteRequest(BaseModel):
     threshold: float | None = Field(default=None, strict=True)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     prompt: str | None = None
+    #: Names the conversation (as in chat completions) when conversations stay on their model.
+    user: str | None = None
 
 
 class RouteResponse(BaseModel):
@@ -96,6 +98,10 @@ class RouteResponse(BaseModel):
     score: float
     decision: Literal["strong", "weak"]
     model: str
+    #: The target held online (``{"mode": "share", "value": 0.3}``), None for a fixed threshold.
+    target: dict[str, Any] | None = None
+    #: How the conversation was identified and whether it stayed on its model, or None.
+    conversation: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):

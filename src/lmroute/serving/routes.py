@@ -6,11 +6,17 @@ the :func:`authorize` dependency, read bodies themselves (size limit, OpenAI-sha
 raise lmroute's errors, which the app's exception handlers turn into OpenAI-shaped responses
 (:mod:`lmroute.serving.errors`). Each routing decision is left in ``request.state.decision`` for
 the request count (:mod:`lmroute.serving.middleware`).
+
+A conversation is named by the ``x-lmroute-conversation`` header or else the request's ``user``
+field (:data:`CONVERSATION_HEADER`); ``GET /v1/status`` shows the control hub: thresholds of the
+target modes, realized shares, drift, conversations.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -32,6 +38,9 @@ from lmroute.serving.streaming import relay
 
 CHAT_PATH = "/v1/chat/completions"
 ROUTE_PATH = "/v1/route"
+STATUS_PATH = "/v1/status"
+#: The header that names a request's conversation (it takes precedence over the ``user`` field).
+CONVERSATION_HEADER = "x-lmroute-conversation"
 #: The endpoints counted in ``lmroute_requests``, by path.
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
@@ -81,17 +90,26 @@ async def chat_completions(request: Request, body: JsonBody) -> Response:
     service: RoutingService = request.app.state.service
     chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
     _check_messages(request, chat.messages)
-    decision = await service.decide(service.target(chat.model), chat.messages)
+    start = time.perf_counter()
+    decision = await service.decide(
+        service.target(chat.model),
+        chat.messages,
+        conversation=_conversation(request, body),
+        tenant=_tenant(request),
+    )
+    routing = _server_timing(start)
     request.state.decision = decision
     if chat.stream:
         stream = await service.open_stream(body, decision)
+        request.state.answered_by = stream.model
         return StreamingResponse(
             relay(stream),
             media_type="text/event-stream",
-            headers=_headers(decision, stream.model, stream.fallback, streaming=True),
+            headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
         )
     answer = await service.complete(body, decision)
-    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback))
+    request.state.answered_by = answer.model
+    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
 
 
 @router.post(ROUTE_PATH, dependencies=[Depends(authorize)])
@@ -109,17 +127,22 @@ async def route(request: Request, body: JsonBody) -> Response:
     target = service.target(req.model, router=req.router, threshold=req.threshold)
     if isinstance(target, str):
         raise InvalidModelNameError(
-            f"/v1/route scores with a router: use a model such as router-mf-0.1159, not {req.model!r}"
+            f"/v1/route scores with a router: use a model such as router-mf-0.52, not {req.model!r}"
         )
-    decision = await service.decide(target, text, need_score=True)
+    decision = await service.decide(
+        target, text, need_score=True, conversation=_conversation(request, body), tenant=_tenant(request)
+    )
     request.state.decision = decision
     assert decision.score is not None  # need_score: a router that fails raises RouterFailedError
+    assert decision.threshold is not None  # a scored decision always has one
     answer = RouteResponse(
         router=target.router,
-        threshold=target.threshold,
+        threshold=decision.threshold,
         score=decision.score,
         decision=decision.tier,
         model=decision.model,
+        target=decision.target,
+        conversation=decision.conversation,
     )
     return JSONResponse(answer.model_dump())
 
@@ -140,6 +163,16 @@ async def models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
+@router.get(STATUS_PATH, dependencies=[Depends(authorize)])
+async def status(request: Request) -> Response:
+    """Online control: each target's threshold and realized share or spend, drift per router,
+    conversations, and the state file."""
+    service: RoutingService = request.app.state.service
+    return JSONResponse(
+        {"object": "lmroute.status", "routers": sorted(service.routers), **service.control.status()}
+    )
+
+
 @router.get("/health")
 async def health(request: Request) -> Response:
     service: RoutingService = request.app.state.service
@@ -152,6 +185,26 @@ async def prometheus(request: Request) -> Response:
     return Response(text, media_type=content_type)
 
 
+def _conversation(request: Request, body: dict[str, Any]) -> tuple[str, str] | None:
+    """The request's explicit conversation id and where it came from, if it has one."""
+    header = request.headers.get(CONVERSATION_HEADER, "").strip()
+    if header:
+        return header, "header"
+    user = body.get("user")
+    if isinstance(user, str) and user.strip():
+        return user.strip(), "user"
+    return None
+
+
+def _tenant(request: Request) -> str | None:
+    """With ``per_api_key``, a digest of the request's API key: it names the key's controllers
+    without keeping the key itself in memory, the state file or the metrics."""
+    if not request.app.state.config.control.per_api_key or not request.app.state.api_keys:
+        return None
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 def _check_messages(request: Request, messages: Sequence[Any]) -> None:
     limit: int = request.app.state.config.server.max_messages
     if len(messages) > limit:
@@ -161,6 +214,11 @@ def _check_messages(request: Request, messages: Sequence[Any]) -> None:
             param="messages",
             code="too_many_messages",
         )
+
+
+def _server_timing(start: float) -> dict[str, str]:
+    """The time to the routing decision as a Server-Timing header (the console shows it)."""
+    return {"server-timing": f"routing;dur={1000 * (time.perf_counter() - start):.3f}"}
 
 
 def _too_large(limit: int) -> RequestError:
@@ -180,6 +238,8 @@ def _headers(
         headers["x-lmroute-router"] = decision.router
     if decision.score is not None:
         headers["x-lmroute-score"] = f"{decision.score:.6f}"
+    if decision.threshold is not None:
+        headers["x-lmroute-threshold"] = f"{decision.threshold:.6f}"
     if fallback:
         headers["x-lmroute-fallback"] = "true"
     if streaming:

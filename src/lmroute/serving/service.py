@@ -2,13 +2,18 @@
 
 A request goes through three steps, each usable alone::
 
-    target = service.target("router-mf-0.1159")        # parse: RouterSpec, or an upstream tier
+    target = service.target("router-mf-0.52")        # parse: RouterSpec, or an upstream tier
     decision = await service.decide(target, messages)    # score (micro-batched, thread pool)
     answer = await service.complete(payload, decision)   # call the model, falling back if it fails
 
 ``open_stream`` replaces ``complete`` for streams. The answer is the upstream's JSON with one more
 key, ``lmroute``: router, threshold, score, decision, the model that answered, and whether that was
-a fallback (a stream carries it in its first chunk).
+a fallback (a stream carries it in its first chunk); under a target mode also the target, and in a
+conversation what it did.
+
+Every scored decision goes through the service's :class:`~lmroute.control.hub.ControlHub` (the
+threshold of a target mode, drift, conversations); its state is saved every ``save_every``
+decisions in a worker thread and at :meth:`RoutingService.aclose`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from lmroute.control.hub import ControlHub
+from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON
 from lmroute.data.conversations import routing_text as conversation_text
 from lmroute.exceptions import (
@@ -31,12 +38,14 @@ from lmroute.exceptions import (
     UpstreamError,
 )
 from lmroute.routers.base import Router, check_threshold
-from lmroute.routing_names import EXAMPLE, PREFIX, RouterSpec, parse_model_name
+from lmroute.routing_names import EXAMPLE, PREFIX, RouterSpec, parse_model_name, unknown_mode_hint
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
+from lmroute.serving.control import StateSaver, conversation_keys, request_tokens
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.protocol import ChatMessage
 from lmroute.upstream import (
+    CircuitBreaker,
     ClientFactory,
     Upstream,
     UpstreamStream,
@@ -62,6 +71,10 @@ class RouteDecision:
     router: str | None = None
     threshold: float | None = None
     score: float | None = None
+    #: The target held online (``{"mode": "share", "value": 0.3}``), None for a fixed threshold.
+    target: dict[str, Any] | None = None
+    #: How the conversation was identified and whether it stayed on its model, or None.
+    conversation: dict[str, Any] | None = None
 
     def info(self, *, answered_by: str, fallback: bool) -> dict[str, Any]:
         """The ``lmroute`` object added to answers."""
@@ -73,6 +86,8 @@ class RouteDecision:
             "routed_model": self.model,
             "model": answered_by,
             "fallback": fallback,
+            "target": self.target,
+            "conversation": self.conversation,
         }
 
 
@@ -107,10 +122,14 @@ class RoutedStream:
         await self._stream.aclose()
 
 
-def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
+def load_routers(
+    specs: Sequence[str | Path], *, summaries: EmbeddingSummaries | None = None
+) -> dict[str, Router]:
     """Routers by serving name from ``name``, ``directory`` or ``alias=directory`` specs.
 
-    A directory is served under the name of the router saved in it unless an alias is given.
+    A directory is served under the name of the router saved in it unless an alias is given. With
+    ``summaries``, the embedders given to the routers record the embedding summaries that drift
+    detection compares (:mod:`lmroute.control.taps`).
     """
     from lmroute.registry import load_router
 
@@ -123,11 +142,11 @@ def load_routers(specs: Sequence[str | Path]) -> dict[str, Router]:
             raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
         if name in routers:
             raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
-        routers[name] = _without_embedding_cache(router)
+        routers[name] = _without_embedding_cache(router, summaries)
     return routers
 
 
-def _without_embedding_cache(router: Router) -> Router:
+def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | None = None) -> Router:
     """A freshly loaded embedding router, given its embedder without the disk cache.
 
     A server sees mostly distinct prompts, each embedded once: through the cache every one would add
@@ -138,7 +157,8 @@ def _without_embedding_cache(router: Router) -> Router:
     if name is not None:
         from lmroute.embeddings import get_embedder
 
-        router.use_embedder(get_embedder(name, cache=False))
+        embedder = get_embedder(name, cache=False)
+        router.use_embedder(summaries.tap(embedder) if summaries is not None else embedder)
     return router
 
 
@@ -164,10 +184,18 @@ class RoutingService:
         scoring_threads: int = 1,
         executor: Executor | None = None,
         metrics: ServingMetrics | None = None,
+        control: ControlHub | None = None,
+        summaries: EmbeddingSummaries | None = None,
     ):
         if not routers:
             raise ConfigError("no routers to serve")
         self.routers = dict(routers)
+        #: Target modes, drift and conversations; its prices are the upstreams' by default.
+        self.control = control or ControlHub(
+            prices={"strong": strong.config.price, "weak": weak.config.price}
+        )
+        self.summaries = summaries
+        self._saver = StateSaver(self.control)
         self.upstreams: dict[Tier, Upstream] = {"strong": strong, "weak": weak}
         self.fallback = fallback
         self.route_on = route_on
@@ -194,13 +222,27 @@ class RoutingService:
         routers: Mapping[str, Router],
         client_factory: ClientFactory | None = None,
         metrics: ServingMetrics | None = None,
+        summaries: EmbeddingSummaries | None = None,
     ) -> RoutingService:
-        """A service for ``config`` whose upstream clients come from ``client_factory``."""
+        """A service for ``config`` whose upstream clients come from ``client_factory``.
+
+        Its control hub is neither restored nor calibrated yet
+        (:func:`~lmroute.serving.control.prepare_control` does both)."""
         factory = client_factory or make_client
         return cls(
             routers=routers,
-            strong=Upstream(config.strong, factory(config.strong), observer=metrics),
-            weak=Upstream(config.weak, factory(config.weak), observer=metrics),
+            strong=Upstream(
+                config.strong,
+                factory(config.strong),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
+            weak=Upstream(
+                config.weak,
+                factory(config.weak),
+                observer=metrics,
+                breaker=CircuitBreaker(config.circuit_breaker),
+            ),
             fallback=config.fallback,
             route_on=config.route_on,
             on_router_error=config.on_router_error,
@@ -208,6 +250,10 @@ class RoutingService:
             batch_wait=config.batch_wait_ms / 1000,
             scoring_threads=config.scoring_threads,
             metrics=metrics,
+            control=ControlHub(
+                config.control, prices={"strong": config.strong.price, "weak": config.weak.price}
+            ),
+            summaries=summaries,
         )
 
     # -- step 1: what the request asks for --------------------------------------------------
@@ -235,9 +281,13 @@ class RoutingService:
                 )
             spec = parse_model_name(model)
         if spec.router not in self._batchers:
+            hint = unknown_mode_hint(spec.router)
+            if hint and spec.router.rpartition("-")[0] in self._batchers:
+                raise InvalidModelNameError(f"model {model!r}: {hint}")
             raise UnknownRouterError(
                 f"router {spec.router!r} is not served here; available: {', '.join(sorted(self.routers))}"
             )
+        self.control.check(spec)
         return spec
 
     # -- step 2: the decision ---------------------------------------------------------------
@@ -246,12 +296,21 @@ class RoutingService:
         return await self._batchers[router].score(prompt)
 
     async def decide(
-        self, target: RouterSpec | Tier, messages: Sequence[ChatMessage] | str, *, need_score: bool = False
+        self,
+        target: RouterSpec | Tier,
+        messages: Sequence[ChatMessage] | str,
+        *,
+        need_score: bool = False,
+        conversation: tuple[str, str] | None = None,
+        tenant: str | None = None,
     ) -> RouteDecision:
         """Score the routing text of ``messages`` (or a prompt) and pick the strong or weak model.
 
-        When the router raises, the request goes to the model ``on_router_error`` names (score
-        None), or RouterFailedError when that is ``"error"`` or ``need_score`` is set.
+        ``conversation`` is an explicit conversation id and where it came from (``("abc",
+        "header")``); without one, a conversation is known by its earlier turns. ``tenant`` names
+        the API key's controllers when ``per_api_key`` is set. When the router raises, the request
+        goes to the model ``on_router_error`` names (score None), or RouterFailedError when that is
+        ``"error"`` or ``need_score`` is set.
         """
         if isinstance(target, str):
             return RouteDecision(tier=target, model=self.upstreams[target].model)
@@ -278,8 +337,27 @@ class RoutingService:
             return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, None)
         if self.metrics is not None:
             self.metrics.routing_latency.labels(target.router).observe(time.perf_counter() - start)
-        tier = "strong" if score >= target.threshold else "weak"
-        return RouteDecision(tier, self.upstreams[tier].model, target.router, target.threshold, score)
+        embedder = self.routers[target.router].embedder_name
+        summary = self.summaries.take(embedder, prompt) if self.summaries is not None else None
+        keys = (
+            conversation_keys(messages, conversation, tenant)
+            if self.control.conversations is not None
+            else None
+        )
+        decided = self.control.decide(
+            target, score, tokens=request_tokens(messages), summary=summary, conversation=keys, tenant=tenant
+        )
+        self._saver.save_if_due()
+        tier = decided.tier
+        return RouteDecision(
+            tier,
+            self.upstreams[tier].model,
+            target.router,
+            decided.threshold,
+            score,
+            decided.target,
+            decided.conversation,
+        )
 
     # -- step 3: the call -------------------------------------------------------------------
     async def complete(self, payload: dict[str, Any], decision: RouteDecision) -> Answer:
@@ -319,7 +397,8 @@ class RoutingService:
                 ) from second
 
     async def aclose(self) -> None:
-        """Close the upstream clients and the scoring threads."""
+        """Save the control state, close the upstream clients and the scoring threads."""
+        await self._saver.final_save()
         for upstream in self.upstreams.values():
             await upstream.aclose()
         if self._own_executor:

@@ -2,10 +2,12 @@
 
 ``config`` (:class:`UpstreamConfig`: base URL, model, the *name* of the key's variable, timeout and
 retries), ``client`` (:class:`Upstream`: async calls through the official ``openai`` SDK with
-retries, timeouts and named failure kinds, reported to an optional :class:`UpstreamObserver`).
+retries, timeouts and named failure kinds, reported to an optional :class:`UpstreamObserver`),
+``breaker`` (:class:`CircuitBreaker`: skip a model that just failed, for a while).
 This package imports nothing of lmroute but the error tree, so any layer above may call upstreams.
 """
 
+from lmroute.upstream.breaker import CircuitBreaker
 from lmroute.upstream.client import (
     MAX_RETRY_AFTER,
     ClientFactory,
@@ -22,6 +24,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "OPENAI_BASE_URL",
     "OPENAI_KEY_ENV",
+    "CircuitBreaker",
     "ClientFactory",
     "Upstream",
     "UpstreamConfig",

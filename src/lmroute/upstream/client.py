@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
+from lmroute.upstream.breaker import CircuitBreaker
 from lmroute.upstream.config import UpstreamConfig
 
 if TYPE_CHECKING:
@@ -110,11 +111,14 @@ class Upstream:
         *,
         observer: UpstreamObserver | None = None,
         rng: random.Random | None = None,
+        breaker: CircuitBreaker | None = None,
     ):
         self.config = config
         self.client = client
         self.observer = observer
         self._rng = rng or random.Random(0)
+        #: Skips this model for a while after a request failed every attempt (None: never).
+        self.breaker = breaker
 
     @property
     def model(self) -> str:
@@ -177,12 +181,16 @@ class Upstream:
     async def _with_retries(
         self, attempt: Callable[[dict[str, Any]], Awaitable[_T]], payload: dict[str, Any]
     ) -> _T:
+        if self.breaker is not None:
+            self.breaker.check()
         retries = self.config.max_retries
         for n in range(retries + 1):
             try:
-                return await attempt(payload)
+                result = await attempt(payload)
             except UpstreamError as exc:
                 if n == retries or not _retryable(exc):
+                    if self.breaker is not None and should_fall_back(exc):
+                        self.breaker.failed(exc)
                     raise
                 # Exponential backoff with up to 25% jitter, so that clients retrying together spread out.
                 delay = self.config.retry_backoff * 2**n * (1 - 0.25 * self._rng.random())
@@ -196,6 +204,10 @@ class Upstream:
                 if self.observer is not None:
                     self.observer.count_upstream_retry(self.model)
                 await asyncio.sleep(delay)
+            else:
+                if self.breaker is not None:
+                    self.breaker.succeeded()
+                return result
         raise AssertionError("unreachable")
 
     def _failed(self, exc: BaseException, *, streaming: bool = False) -> UpstreamError:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError
 from lmroute.pricing import Price
 
@@ -83,5 +84,4 @@ def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamCo
     try:
         return UpstreamConfig.model_validate(dict(value))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid upstream: {problems}") from None
+        raise ConfigError(f"invalid upstream: {validation_problems(exc)}") from None

@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmroute.data.conversations import ROUTE_ON, RouteOn
-from lmroute.exceptions import ConfigError
 
 Protocol = Literal["zero-shot", "gold-1500", "leave-one-source-out", "single-source", "conversations"]
 #: Protocols run per benchmark of ``benchmarks``; the source protocols run over ``held_out``;
@@ -105,16 +104,6 @@ class ExperimentConfig(BaseModel):
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
     """Read an experiment YAML file, with errors that name the file."""
-    from pydantic import ValidationError
+    from lmroute._yaml import read_model
 
-    from lmroute._yaml import read_yaml
-
-    path = Path(path)
-    raw = read_yaml(path, what=str(path))
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of experiment settings")
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+    return read_model(ExperimentConfig, path)

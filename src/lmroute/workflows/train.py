@@ -39,6 +39,9 @@ def train_router(
     from lmroute.data.prepare import prepare_battles
 
     cls = get_router_class(name)
+    opts = dict(options or {})
+    # Built first, so that a bad option is refused before minutes of loading and embedding data.
+    router = cls(opts, embedder=embedder) if embedder is not None else cls(opts)
     against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)
     battles, report = prepare_battles(
         sources,
@@ -49,8 +52,6 @@ def train_router(
         aliases=aliases,
     )
     _say(report)
-    opts = dict(options or {})
-    router = cls(opts, embedder=embedder) if embedder is not None else cls(opts)
     started = time.perf_counter()
     router.fit(battles, progress=progress)
     router.metadata.update(

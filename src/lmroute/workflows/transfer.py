@@ -49,7 +49,7 @@ def load_held_out(source: HeldOutSource, *, data_dir: str | Path | None) -> Benc
             key, data_dir=data_dir, strong_model=source.strong_model, weak_model=source.weak_model
         )
     else:
-        bench = _pair_from_file(source, _resolve(source.benchmark, data_dir))
+        bench = _pair_from_file(source, resolve_held_out_file(source.benchmark, data_dir))
     prompts = bench.prompts
     if source.shots:
         bench, prompts = _with_shots(bench, source.shots)
@@ -77,7 +77,9 @@ def _with_shots(bench: Benchmark, shots: int) -> tuple[Benchmark, tuple[str, ...
     return rest, tuple(f"{prefix}\n\n{prompt}" for prompt in rest.prompts)
 
 
-def _resolve(target: str, data_dir: str | Path | None) -> Path:
+def resolve_held_out_file(target: str, data_dir: str | Path | None) -> Path:
+    """The file of a held-out source named in an experiment file: as given, else relative to the
+    data directory (shared with :mod:`lmroute.workflows.source_transfer`)."""
     path = Path(target).expanduser()
     if not path.exists() and data_dir is not None and not path.is_absolute():
         path = Path(data_dir).expanduser() / path

@@ -1,0 +1,359 @@
+"""The control hub: every routing decision the server, the Controller and ``lmroute replay`` make
+with a router goes through :meth:`ControlHub.decide`, the one code path of online control.
+
+For a request scored by a router the hub
+
+1. feeds the score (and the prompt's embedding summary) to the router's drift detector;
+2. finds the threshold: the model string's own (``router-mf-0.52``), or the current setting of
+   the online controller of that target (``router-mf-share-0.3``, ``router-mf-spend-2.5``; one
+   controller per target, and per API key when ``per_api_key`` is set), created on first use and
+   seeded with the router's calibration sample;
+3. keeps a known conversation on its model unless the score crosses the threshold by the margin;
+4. tells the controller what was decided, and counts a decision towards the next save.
+
+It knows nothing of HTTP: callers give it scores, token estimates and conversation keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmroute.control.config import ControlConfig
+from lmroute.control.controller import OnlineController
+from lmroute.control.conversations import ConversationKeys, ConversationMemory, Outcome
+from lmroute.control.drift import DriftDetector
+from lmroute.control.knobs import ThresholdKnob
+from lmroute.control.state import quarantine, read_state, write_state
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.exceptions import ConfigError
+from lmroute.pricing import Price, estimate_tokens
+from lmroute.routers.base import Decision, Router
+from lmroute.routing_names import THRESHOLD, RouterSpec, parse_model_name
+
+log = logging.getLogger("lmroute.control")
+
+#: Dollars per request -> the spend unit of targets, dollars per 1,000 requests.
+_PER_1000 = 1000.0
+
+
+@dataclass(frozen=True)
+class Controlled:
+    """A decision made under control: the model tier, the threshold it was made with, the target
+    (None for a fixed threshold) and the conversation's outcome (None outside a conversation)."""
+
+    tier: Decision
+    threshold: float
+    target: dict[str, Any] | None = None
+    conversation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Seed:
+    scores: np.ndarray
+    tokens: np.ndarray
+    summaries: np.ndarray | None
+
+
+class ControlHub:
+    """Online controllers, drift detectors and conversation memory of one server or Controller.
+
+    ``prices`` (``{"strong": Price, "weak": Price}``) price spend targets; ``clock`` times
+    conversations (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        config: ControlConfig | None = None,
+        *,
+        prices: Mapping[str, Price | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.config = config or ControlConfig()
+        self.prices = dict(prices or {})
+        self._seeds: dict[str, _Seed] = {}
+        self._controllers: dict[tuple[str, str | None], OnlineController] = {}
+        self._by_spec: dict[tuple[RouterSpec, str | None], OnlineController] = {}
+        self._drift: dict[str, DriftDetector] = {}
+        conv = self.config.conversations
+        self.conversations = (
+            ConversationMemory(margin=conv.margin, capacity=conv.capacity, ttl=conv.ttl, clock=clock)
+            if conv.enabled
+            else None
+        )
+        self._since_save = 0
+        self.state_report: dict[str, Any] = {
+            "file": self.config.state_file,
+            "restored": False,
+            "problem": None,
+        }
+
+    # -- targets ------------------------------------------------------------------------------
+    def check(self, spec: RouterSpec) -> None:
+        """ConfigError (a 400 in the server) when this hub cannot hold ``spec``'s target."""
+        if spec.mode == "spend":
+            missing = [tier for tier in ("strong", "weak") if self.prices.get(tier) is None]
+            if missing:
+                raise ConfigError(
+                    f"model {spec.model!r}: spend targets need the price of both models; the "
+                    f"{' and '.join(missing)} model has none (give it price: {{input_per_1m, output_per_1m}})"
+                )
+            strong, weak = self.prices["strong"], self.prices["weak"]
+            assert strong is not None and weak is not None
+            if strong.input_per_1m < weak.input_per_1m or strong.output_per_1m < weak.output_per_1m:
+                raise ConfigError(
+                    f"model {spec.model!r}: spend targets assume the strong model costs more than the "
+                    "weak one, but one of its prices is lower"
+                )
+        elif spec.mode not in (THRESHOLD, "share"):
+            raise ConfigError(f"model {spec.model!r}: mode {spec.mode!r} is not served here")
+
+    def row(self, spec: RouterSpec, score: float, tokens: float) -> np.ndarray:
+        """A request's row for the controller of ``spec``: its score and each model's usage."""
+        if spec.mode == "spend":
+            strong, weak = self.prices["strong"], self.prices["weak"]
+            assert strong is not None and weak is not None
+            return np.array(
+                [score, _PER_1000 * weak.request_cost(tokens), _PER_1000 * strong.request_cost(tokens)]
+            )
+        return np.array([score, 0.0, 1.0])
+
+    def controller(self, spec: RouterSpec, tenant: str | None = None) -> OnlineController:
+        """The controller holding ``spec``'s target (for ``tenant``), created on first use."""
+        tenant = tenant if self.config.per_api_key else None
+        found = self._by_spec.get((spec, tenant))
+        if found is not None:  # formatting the model string costs more than the rest of a lookup
+            return found
+        key = (spec.model, tenant)
+        found = self._controllers.get(key)
+        if found is None:
+            self.check(spec)
+            seed = self._seeds.get(spec.router)
+            rows = None
+            if seed is not None:
+                rows = np.stack([self.row(spec, s, t) for s, t in zip(seed.scores, seed.tokens, strict=True)])
+            found = OnlineController(
+                ThresholdKnob(), spec.value, window=self.config.window, gain=self.config.gain, seed=rows
+            )
+            self._controllers[key] = found
+        self._by_spec[(spec, tenant)] = found
+        return found
+
+    # -- calibration ----------------------------------------------------------------------------
+    def seed(
+        self,
+        router: str,
+        scores: Sequence[float] | np.ndarray,
+        *,
+        tokens: Sequence[float] | np.ndarray,
+        summaries: np.ndarray | None = None,
+    ) -> None:
+        """Give ``router`` a calibration sample: it seeds new controllers' windows and, unless a
+        restored state has one, the drift reference."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if not len(scores):
+            raise ConfigError(f"router {router!r}: the calibration sample is empty")
+        self._seeds[router] = _Seed(scores, np.asarray(tokens, dtype=np.float64), summaries)
+        if self.config.drift.enabled and router not in self._drift:
+            self._detector(router).set_reference(scores, summaries, source="calibration")
+
+    def calibrate(
+        self,
+        name: str,
+        router: Router,
+        prompts: Sequence[str],
+        *,
+        summaries: EmbeddingSummaries | None = None,
+    ) -> None:
+        """Score ``prompts`` with ``router`` and :meth:`seed` ``name`` with them (their embedding
+        summaries from ``summaries``, the store tapping the router's embedder, when given)."""
+        distinct = list(dict.fromkeys(prompts))
+        scores = dict(zip(distinct, router.score(distinct).tolist(), strict=True))
+        kept = None
+        if summaries is not None:
+            taken = {p: summaries.take(router.embedder_name, p) for p in distinct}
+            found = {p: v for p, v in taken.items() if v is not None}
+            if len(found) == len(distinct):
+                kept = np.stack([found[p] for p in prompts])
+        self.seed(
+            name,
+            [scores[p] for p in prompts],
+            tokens=[estimate_tokens(p) for p in prompts],
+            summaries=kept,
+        )
+
+    # -- the decision -------------------------------------------------------------------------------
+    def decide(
+        self,
+        spec: RouterSpec,
+        score: float,
+        *,
+        tokens: float = 1.0,
+        summary: np.ndarray | None = None,
+        conversation: ConversationKeys | None = None,
+        tenant: str | None = None,
+    ) -> Controlled:
+        """Decide a scored request: see the module docstring. ``tokens``: the request's estimated
+        input tokens (all of its messages), which price it under a spend target."""
+        if self.config.drift.enabled:
+            self._observe_drift(spec.router, score, summary)
+        controller = row = None
+        if spec.mode == THRESHOLD:
+            threshold = spec.value
+        else:
+            controller = self.controller(spec, tenant)
+            row = self.row(spec, score, tokens)
+            threshold = controller.setting
+        tier: Decision = "strong" if score >= threshold else "weak"
+        outcome: Outcome | None = None
+        if conversation is not None and self.conversations is not None:
+            tier, outcome = self.conversations.route(conversation, score, threshold)
+        if controller is not None and row is not None:
+            controller.observe(row, 1 if tier == "strong" else 0)
+        self._since_save += 1
+        return Controlled(
+            tier,
+            threshold,
+            None if controller is None else {"mode": spec.mode, "value": spec.value},
+            None
+            if outcome is None
+            else {"source": conversation.source if conversation else None, "outcome": outcome},
+        )
+
+    def detector(self, router: str) -> DriftDetector | None:
+        """``router``'s drift detector, None before its first request or calibration."""
+        return self._drift.get(router)
+
+    def _detector(self, router: str) -> DriftDetector:
+        found = self._drift.get(router)
+        if found is None:
+            d = self.config.drift
+            found = DriftDetector(span=d.span, reference_size=d.reference_size, false_alarm=d.false_alarm)
+            self._drift[router] = found
+        return found
+
+    def _observe_drift(self, router: str, score: float, summary: np.ndarray | None) -> None:
+        detector = self._detector(router)
+        if detector.observe(score, summary):
+            alarm = detector.last_alarm or {}
+            embedding = alarm.get("embedding_shift")
+            log.warning(
+                "drift: router %s's traffic has moved away from its %s reference after %d requests "
+                "(score shift %.2f, embedding shift %s; 1 is the alarm level); the next %d requests "
+                "become the new reference",
+                router,
+                detector.reference.source if detector.reference else "?",
+                detector.observed,
+                detector.score_shift,
+                "n/a" if embedding is None else f"{embedding:.2f}",
+                detector.reference_size,
+            )
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Controllers (setting, realized usage), drift per router, conversations, the state file."""
+        controllers = []
+        for (model, tenant), controller in sorted(
+            self._controllers.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+        ):
+            spec = parse_model_name(model)
+            report = controller.status().to_dict()
+            report["threshold"] = report.pop("setting")
+            controllers.append(
+                {"model": model, "router": spec.router, "mode": spec.mode, "tenant": tenant, **report}
+            )
+        conversations = None
+        if self.conversations is not None:
+            counts = self.conversations.counts
+            conversations = {
+                "tracked": len(self.conversations),
+                "new": counts.new,
+                "stayed": counts.stayed,
+                "switched": counts.switched,
+                "held": counts.held,
+                "switch_rate": counts.switch_rate,
+            }
+        return {
+            "controllers": controllers,
+            "drift": {router: d.status() for router, d in sorted(self._drift.items())},
+            "conversations": conversations,
+            "state": dict(self.state_report),
+        }
+
+    # -- state ------------------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Every controller and drift detector, JSON-ready (conversations are not kept)."""
+        return {
+            "controllers": [
+                {"model": model, "tenant": tenant, "controller": c.to_state()}
+                for (model, tenant), c in self._controllers.items()
+            ],
+            "drift": {router: d.to_state() for router, d in self._drift.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take the controllers and detectors of :meth:`to_state`; ConfigError if any does not fit
+        (nothing is taken then)."""
+        try:
+            controllers = {}
+            for entry in state["controllers"]:
+                spec = parse_model_name(entry["model"])
+                tenant = entry["tenant"]
+                if tenant is not None and not isinstance(tenant, str):
+                    raise ValueError(f"tenant {tenant!r} is not a string")
+                controllers[(spec.model, tenant)] = OnlineController.from_state(
+                    ThresholdKnob(), entry["controller"]
+                )
+            detectors = {str(r): DriftDetector.from_state(d) for r, d in state["drift"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
+        self._controllers.update(controllers)
+        self._by_spec.clear()
+        self._drift.update(detectors)
+
+    @property
+    def save_due(self) -> bool:
+        """A state file is set and ``save_every`` decisions were made since the last save."""
+        return self.config.state_file is not None and self._since_save >= self.config.save_every
+
+    def snapshot(self) -> dict[str, Any]:
+        """:meth:`to_state`, and the count towards the next save starts again."""
+        self._since_save = 0
+        return self.to_state()
+
+    def save(self, state: dict[str, Any] | None = None) -> None:
+        """Write ``state`` (default: a snapshot now) to the state file, if one is set."""
+        path = self.config.state_file
+        if path is None:
+            return
+        write_state(path, self.snapshot() if state is None else state)
+
+    def load(self) -> bool:
+        """Restore from the state file if there is one; a bad file is reported (a warning and
+        :attr:`state_report`), moved aside and replaced at the next save. True if restored."""
+        path = self.config.state_file
+        if path is None:
+            return False
+        state, problem = read_state(path)
+        if state is not None:
+            try:
+                self.restore(state)
+            except ConfigError as exc:
+                problem = str(exc)
+        if problem is not None:
+            aside = quarantine(path)
+            where = f"moved to {aside}" if aside else "it will be overwritten"
+            self.state_report["problem"] = f"{problem}; {where}"
+            log.warning("control state %s cannot be used: %s; %s; starting afresh", path, problem, where)
+            return False
+        restored = state is not None
+        self.state_report["restored"] = restored
+        if restored:
+            log.info("control state restored from %s", Path(path))
+        return restored

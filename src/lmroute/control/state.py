@@ -1,0 +1,61 @@
+"""The control state file: written whole or not at all, and never trusted blindly when read.
+
+The state is one JSON object (``{"format": "lmroute-control", "version": 1, ...}``) written to a
+temporary file and renamed over the old one, so a crash mid-write leaves the previous state. A
+file that cannot be read back (not JSON, another format, a newer version, numbers that do not
+fit) is *quarantined*: renamed to ``<name>.corrupt-<time>`` beside it, where a person can look at
+it, and the caller starts afresh and says so. Reading never raises for a bad file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lmroute._files import write_atomic
+
+FORMAT = "lmroute-control"
+VERSION = 1
+
+
+def write_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (with the format and version added) to ``path`` atomically."""
+    body = {"format": FORMAT, "version": VERSION, **state}
+    write_atomic(path, json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+
+
+def read_state(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(state, None)`` for a good file, ``(None, None)`` when there is none, and
+    ``(None, problem)`` when it cannot be used (the problem says why, in one line)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    try:
+        state = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return None, f"it is not valid JSON ({str(exc)[:120]})"
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None, f'it is not an lmroute control state (no "format": "{FORMAT}")'
+    version = state.get("version")
+    if version != VERSION:
+        return None, f"it has version {version!r}; this lmroute reads version {VERSION}"
+    return state, None
+
+
+def quarantine(path: str | Path) -> Path | None:
+    """Move a bad state file aside (``<name>.corrupt-<time>``); the new name, or None if it could
+    not be moved (it is then left where it is, and overwritten by the next save)."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        return None
+    return aside

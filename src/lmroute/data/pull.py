@@ -1,0 +1,103 @@
+"""``lmroute data pull``: every public part into a data folder, to carry to a machine offline.
+
+The folder gets the layout of a data folder (``routellm-evals/...``, ``arena-hard/...``; see
+:mod:`lmroute.data.public`), a ``SHA256SUMS`` file that ``sha256sum -c`` reads, and a
+``MANIFEST.json`` with each file's source URL, checksum, size, part and licence.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmroute._files import write_atomic, write_json
+from lmroute.data.download import get, sha256
+from lmroute.data.public import PARTS, parts_named
+
+MANIFEST = "MANIFEST.json"
+CHECKSUMS = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` did: the folder, the files it holds, and how many were downloaded."""
+
+    folder: Path
+    files: int
+    downloaded: int
+    parts: tuple[str, ...]
+
+
+def pull(
+    to: str | Path,
+    *,
+    only: Sequence[str] | None = None,
+    urls: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> PullResult:
+    """Fetch the public parts ``only`` (every part when None) into the data folder ``to``.
+
+    Files already there whose checksum matches the folder's manifest are kept; others are fetched
+    again. ``urls`` maps a dataset folder (``routellm-evals``) to another download base URL.
+    Writes ``SHA256SUMS`` (``sha256sum -c`` reads it) and ``MANIFEST.json`` (per file: path, URL,
+    sha256, bytes, part, licence; per part: description, source, licence) over everything pulled
+    into the folder so far.
+    """
+    from lmroute._version import __version__
+
+    folder = Path(to).expanduser()
+    parts = parts_named(only)
+    manifest_path = folder / MANIFEST
+    old: dict[str, dict] = {}
+    if manifest_path.is_file():
+        try:
+            old = {f["path"]: f for f in json.loads(manifest_path.read_text("utf-8"))["files"]}
+        except (ValueError, KeyError, TypeError):
+            old = {}
+    todo: list[tuple[str, str, str]] = []  # (path, url, hint) of the files to fetch
+    for p in parts:
+        base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
+        for name, remote in p.files.items():
+            path = f"{p.dataset.folder}/{name}"
+            known = old.get(path)
+            if not ((folder / path).is_file() and known and known.get("sha256") == sha256(folder / path)):
+                todo.append(
+                    (path, f"{base}/{remote}", f"A mirror of {p.dataset.source}: set {p.dataset.url_env}.")
+                )
+    if todo:
+        print(f"lmroute: downloading {len(todo)} files into {folder}", file=sys.stderr)
+    from tqdm import tqdm
+
+    for path, url, hint in tqdm(todo, desc="downloading", unit="file", file=sys.stderr, leave=False):
+        write_atomic(folder / path, get(url, timeout=timeout, hint=hint))
+    entries = dict(old)
+    for p in parts:
+        base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
+        for name, remote in p.files.items():
+            path = f"{p.dataset.folder}/{name}"
+            entries[path] = {
+                "path": path,
+                "url": f"{base}/{remote}",
+                "sha256": sha256(folder / path),
+                "bytes": (folder / path).stat().st_size,
+                "part": p.name,
+                "licence": p.dataset.licence,
+            }
+    listed = {e["part"] for e in entries.values()}
+    files = sorted(entries.values(), key=lambda e: e["path"])
+    manifest = {
+        "written_by": f"lmroute {__version__} (lmroute data pull)",
+        "parts": {
+            name: {"description": q.description, "source": q.dataset.source, "licence": q.dataset.licence}
+            for name, q in PARTS.items()
+            if name in listed
+        },
+        "files": files,
+    }
+    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in files)
+    write_atomic(folder / CHECKSUMS, sums.encode("utf-8"))
+    write_json(manifest_path, manifest)
+    return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))

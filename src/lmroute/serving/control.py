@@ -1,0 +1,82 @@
+"""What the routing service adds around the control hub: the request's conversation keys and
+input tokens, calibration at start-up, and saving the state without blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lmroute.control.conversations import ConversationKeys, explicit_key, history_keys
+from lmroute.control.hub import ControlHub
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.pricing import estimate_tokens
+from lmroute.routers.base import Router
+from lmroute.serving.protocol import ChatMessage
+
+log = logging.getLogger("lmroute.serving")
+
+
+def conversation_keys(
+    messages: Sequence[ChatMessage] | str, explicit: tuple[str, str] | None, tenant: str | None
+) -> ConversationKeys | None:
+    """The keys of a request's conversation: its explicit id ``(id, source)`` if it has one, else
+    its system prompt and user turns (None for a bare prompt)."""
+    if explicit is not None:
+        return explicit_key(explicit[0], source=explicit[1], namespace=tenant or "")
+    if isinstance(messages, str):
+        return None
+    system = [m.text() for m in messages if m.role in ("system", "developer")]
+    return history_keys(system, [m.text() for m in messages if m.role == "user"], namespace=tenant or "")
+
+
+def request_tokens(messages: Sequence[ChatMessage] | str) -> float:
+    """Estimated input tokens: every message is read by the model, so every one is paid for."""
+    if isinstance(messages, str):
+        return estimate_tokens(messages)
+    return estimate_tokens("\n".join(m.text() for m in messages))
+
+
+def prepare_control(
+    hub: ControlHub, routers: Mapping[str, Router], summaries: EmbeddingSummaries | None
+) -> None:
+    """Restore ``hub``'s state file and calibrate each router on its ``calibration_prompts``."""
+    hub.load()
+    path = hub.config.calibration_prompts
+    if path:
+        from lmroute.data.prompts import read_prompts
+
+        prompts = read_prompts(path)
+        for name, router in routers.items():
+            hub.calibrate(name, router, prompts, summaries=summaries)
+
+
+class StateSaver:
+    """Saves a hub's state every ``save_every`` decisions in a worker thread, one save at a time.
+
+    The snapshot is taken on the event loop, where decisions are made, so it is consistent; only
+    the writing happens in the thread. A failed write is logged, never raised into a request.
+    """
+
+    def __init__(self, hub: ControlHub):
+        self.hub = hub
+        self._pending: asyncio.Future[None] | None = None
+
+    def save_if_due(self) -> None:
+        if not self.hub.save_due or (self._pending is not None and not self._pending.done()):
+            return
+        state = self.hub.snapshot()
+        self._pending = asyncio.get_running_loop().run_in_executor(None, self._write, state)
+
+    async def final_save(self) -> None:
+        """Wait for a save under way, then save the state as it is now."""
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+        self._write(self.hub.snapshot())
+
+    def _write(self, state: dict[str, Any]) -> None:
+        try:
+            self.hub.save(state)
+        except OSError as exc:  # a full disk must not take the requests down
+            log.warning("cannot save the control state to %s: %s", self.hub.config.state_file, exc)

@@ -1,0 +1,171 @@
+// The Evaluation report: an `lmroute eval --json` file or an experiment's results.json, read in the
+// browser (nothing is uploaded) and drawn as the CLI's plot and table show it.
+
+import { lineChart } from "./charts.js";
+import { el, number, pct, replace, table } from "./dom.js";
+
+const $ = (id) => document.getElementById(id);
+const MAX_BYTES = 64 * 1024 * 1024;
+const COLUMNS = ["router", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "strong % @t", "quality @50%"];
+
+class FormatError extends Error {}
+
+function need(condition, message) {
+  if (!condition) throw new FormatError(message);
+}
+
+function isNumber(value) {
+  return typeof value === "number" || value === null; // NaN is written as null
+}
+
+function checkResult(name, r) {
+  need(r && typeof r === "object", `router ${name}: expected an object of metrics`);
+  need(isNumber(r.apgr), `router ${name}: "apgr" must be a number`);
+  need(Array.isArray(r.points), `router ${name}: "points" must be a list of curve points`);
+  for (const p of r.points) {
+    need(p && typeof p.strong_share === "number" && typeof p.quality === "number",
+      `router ${name}: each point needs numeric "strong_share" and "quality"`);
+  }
+}
+
+function curve(name, r, index) {
+  const oracle = name === "oracle";
+  return {
+    label: `${name} (APGR ${number(r.apgr, 3)})`,
+    points: r.points.map((p) => [100 * p.strong_share, p.quality]),
+    color: oracle ? "#000000" : undefined,
+    dash: oracle ? "2 3" : undefined,
+    index,
+  };
+}
+
+function evalRow(name, r) {
+  const seeds = r.seeds > 1;
+  return [
+    name + (seeds ? ` (${r.seeds} seeds)` : ""),
+    { text: r.apgr === null ? "n/a" : r.apgr.toFixed(4) + (seeds ? ` ±${(r.apgr_sd || 0).toFixed(3)}` : ""),
+      value: r.apgr, testid: `apgr:${name}` },
+    pct(r.cpt20), pct(r.cpt50), pct(r.cpt80),
+    `${pct(r.strong_share_at_threshold)} @${r.threshold}`,
+    r.quality_at_50 === null || r.quality_at_50 === undefined ? "n/a" : number(r.quality_at_50),
+  ];
+}
+
+// One `lmroute eval --json` evaluation.
+function renderEvaluation(data) {
+  need(typeof data.benchmark === "string", '"benchmark" must be a string');
+  need(data.routers && typeof data.routers === "object" && !Array.isArray(data.routers),
+    '"routers" must map router names to their metrics');
+  const routers = Object.entries(data.routers);
+  need(routers.length > 0, '"routers" is empty: the file holds no result');
+  for (const [name, r] of routers) checkResult(name, r);
+  const unit = ["mmlu", "gsm8k"].includes(data.benchmark) ? "accuracy (%)" : "quality";
+  const lines = [];
+  if (typeof data.strong_quality === "number") {
+    lines.push({ y: data.strong_quality, label: `strong: ${data.strong_model}`, color: "#d62728" });
+  }
+  if (typeof data.weak_quality === "number") {
+    lines.push({ y: data.weak_quality, label: `weak: ${data.weak_model}`, color: "#7f7f7f" });
+  }
+  const head = `${data.benchmark}: ${data.n_prompts} prompts, protocol ${data.protocol}; strong ${data.strong_model}`
+    + ` = ${number(data.strong_quality)}, weak ${data.weak_model} = ${number(data.weak_quality)}`;
+  return [
+    el("h2", { "data-testid": "report-title" }, head),
+    lineChart({
+      series: routers.map(([name, r], i) => curve(name, r, i)), lines,
+      title: `Call–performance curves on ${data.benchmark} (${data.n_prompts} prompts, ${data.protocol} protocol)`,
+      xLabel: "Strong model calls (%)", yLabel: `Performance: ${unit}`, xDomain: [0, 100],
+    }),
+    table(COLUMNS, routers.map(([name, r]) => evalRow(name, r)), { testid: "report-table" }),
+  ];
+}
+
+function ci(cell) {
+  const c = cell.apgr_ci95;
+  return Array.isArray(c) && c.length === 2 ? ` [${number(c[0], 3)}, ${number(c[1], 3)}]` : "";
+}
+
+// An experiment's results.json: one chart per (protocol, benchmark), one table per protocol.
+function renderExperiment(data) {
+  need(Array.isArray(data.cells) && data.cells.length > 0, '"cells" must be a non-empty list of results');
+  data.cells.forEach((c, i) => {
+    need(c && typeof c.router === "string" && typeof c.benchmark === "string" && typeof c.protocol === "string",
+      `cell ${i}: needs "router", "benchmark" and "protocol"`);
+    checkResult(c.router, c);
+  });
+  const out = [el("h2", { "data-testid": "report-title" }, `Experiment: ${data.cells.length} results`)];
+  const protocols = [...new Set(data.cells.map((c) => c.protocol))];
+  for (const protocol of protocols) {
+    const cells = data.cells.filter((c) => c.protocol === protocol);
+    const benchmarks = [...new Set(cells.map((c) => c.benchmark))];
+    const routers = [...new Set(cells.map((c) => c.router))];
+    out.push(el("h3", {}, `Protocol ${protocol}`));
+    const header = ["router", ...benchmarks.map((b) => `${b} APGR [95% CI]`), ...benchmarks.map((b) => `${b} CPT(50%)`),
+      ...benchmarks.map((b) => `${b} CPT(80%)`)];
+    const find = (router, b) => cells.find((c) => c.router === router && c.benchmark === b);
+    const rows = routers.map((router) => [router,
+      ...benchmarks.map((b) => {
+        const c = find(router, b);
+        return c ? { text: (c.apgr === null ? "n/a" : c.apgr.toFixed(4)) + ci(c), value: c.apgr,
+          testid: `apgr:${protocol}:${b}:${router}` } : "";
+      }),
+      ...benchmarks.map((b) => (find(router, b) ? pct(find(router, b).cpt50) : "")),
+      ...benchmarks.map((b) => (find(router, b) ? pct(find(router, b).cpt80) : ""))]);
+    out.push(table(header, rows, { testid: `report-table:${protocol}` }));
+    const charts = el("div", { class: "charts" });
+    for (const b of benchmarks) {
+      const series = cells.filter((c) => c.benchmark === b).map((c, i) => curve(c.router, c, i));
+      charts.append(lineChart({ series, title: `${b}, protocol ${protocol}`, xLabel: "Strong model calls (%)",
+        yLabel: "Performance", xDomain: [0, 100] }));
+    }
+    out.push(charts);
+  }
+  return out;
+}
+
+export function renderReport(data) {
+  need(data && typeof data === "object" && !Array.isArray(data), "the file must hold a JSON object");
+  if ("cells" in data) return renderExperiment(data);
+  need("routers" in data, 'no "routers" (lmroute eval --json) or "cells" (experiment results.json) in it');
+  return renderEvaluation(data);
+}
+
+export class ReportView {
+  constructor() {
+    $("report-file").addEventListener("change", (event) => this.open(event.target.files[0]));
+    const drop = $("report-drop");
+    drop.addEventListener("dragover", (event) => event.preventDefault());
+    drop.addEventListener("drop", (event) => {
+      event.preventDefault();
+      this.open(event.dataTransfer.files[0]);
+    });
+  }
+
+  message(text) {
+    $("report-message").textContent = text || "";
+  }
+
+  async open(file) {
+    this.message("");
+    if (!file) return;
+    if (file.size > MAX_BYTES) {
+      this.message(`${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MB: a result file is far smaller.`);
+      return;
+    }
+    let data;
+    try {
+      data = JSON.parse(await file.text());
+    } catch (err) {
+      replace($("report"));
+      this.message(`${file.name} is not JSON (${err.message}).`);
+      return;
+    }
+    try {
+      replace($("report"), ...renderReport(data));
+    } catch (err) {
+      replace($("report"));
+      const why = err instanceof FormatError ? err.message : `it could not be drawn (${err.message})`;
+      this.message(`${file.name} is not an lmroute evaluation or experiment result: ${why}.`);
+    }
+  }
+}

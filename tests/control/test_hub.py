@@ -1,0 +1,180 @@
+"""The control hub: the one decision path, its targets, calibration, and the state file."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+
+from lmroute.control.config import ControlConfig
+from lmroute.control.conversations import explicit_key
+from lmroute.control.hub import ControlHub
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.exceptions import ConfigError
+from lmroute.pricing import Price
+from lmroute.routers.length import LengthRouter
+from lmroute.routing_names import RouterSpec, parse_model_name
+
+SHARE = parse_model_name("router-length-share-0.3")
+PRICES = {
+    "strong": Price(input_per_1m=10, output_per_1m=30),
+    "weak": Price(input_per_1m=0.6, output_per_1m=0.6),
+}
+
+
+def scores(seed=0, n=1000, mean=0.5):
+    return np.clip(np.random.default_rng(seed).normal(mean, 0.1, n), 0, 1)
+
+
+def decide_all(hub, spec, values, **options):
+    return [hub.decide(spec, float(s), **options) for s in values]
+
+
+def test_a_fixed_threshold_is_used_as_given():
+    hub = ControlHub()
+    decided = hub.decide(RouterSpec("length", 0.4), 0.45)
+    assert (decided.tier, decided.threshold, decided.target, decided.conversation) == (
+        "strong",
+        0.4,
+        None,
+        None,
+    )
+    assert hub.status()["controllers"] == []
+
+
+def test_a_share_target_is_held_from_the_calibration_sample():
+    hub = ControlHub()
+    router = LengthRouter()
+    calibration = [" ".join(["word"] * n) for n in range(1, 400)]
+    hub.calibrate("length", router, calibration)
+    first = hub.controller(SHARE).setting
+    assert np.mean(router.score(calibration)[-200:] >= first) == pytest.approx(0.3, abs=0.01)
+    decided = decide_all(hub, SHARE, scores())
+    assert decided[0].target == {"mode": "share", "value": 0.3} and decided[0].threshold == first
+    assert np.mean([d.tier == "strong" for d in decided[500:]]) == pytest.approx(0.3, abs=0.03)
+    [status] = hub.status()["controllers"]
+    assert status["model"] == "router-length-share-0.3" and status["decisions"] == 1000
+    assert status["threshold"] == hub.controller(SHARE).setting
+
+
+def test_spend_targets_need_prices_and_a_strong_model_that_costs_more():
+    spend = parse_model_name("router-length-spend-3")
+    with pytest.raises(ConfigError, match="need the price of both models"):
+        ControlHub(prices={"strong": PRICES["strong"], "weak": None}).check(spend)
+    with pytest.raises(ConfigError, match="costs more"):
+        ControlHub(prices={"strong": PRICES["weak"], "weak": PRICES["strong"]}).check(spend)
+    hub = ControlHub(prices=PRICES)
+    decided = decide_all(hub, spend, scores(), tokens=200)
+    row = hub.row(spend, 0.5, 200)
+    assert row[1] == pytest.approx(1000 * PRICES["weak"].request_cost(200))
+    spent = [row[2] if d.tier == "strong" else row[1] for d in decided]
+    assert np.mean(spent[500:]) == pytest.approx(3.0, abs=0.3)
+
+
+def test_one_controller_per_api_key_when_asked():
+    shared, per_key = ControlHub(), ControlHub(ControlConfig(per_api_key=True))
+    for hub in (shared, per_key):
+        hub.decide(SHARE, 0.5, tenant="a")
+        hub.decide(SHARE, 0.5, tenant="b")
+    assert len(shared.status()["controllers"]) == 1
+    assert [c["tenant"] for c in per_key.status()["controllers"]] == ["a", "b"]
+
+
+def test_the_controller_counts_what_the_conversation_decided():
+    hub = ControlHub(ControlConfig(conversations={"enabled": True, "margin": 0.2}))
+    key = explicit_key("c", source="header")
+    hub.decide(RouterSpec("length", 0.5), 0.9, conversation=key)  # the conversation starts strong
+    decided = hub.decide(SHARE, 0.0, conversation=key)  # below the threshold by more than the margin
+    assert decided.tier == "weak" and decided.conversation == {"source": "header", "outcome": "switched"}
+    kept = hub.decide(SHARE, hub.controller(SHARE).setting - 0.1, conversation=key)
+    assert kept.tier == "weak" and kept.conversation["outcome"] == "stayed"
+    assert hub.controller(SHARE).status().realized == 0.0  # two weak calls counted, as made
+    assert hub.status()["conversations"]["switched"] == 1
+
+
+def test_a_drift_episode_logs_one_warning(caplog):
+    hub = ControlHub()
+    hub.seed("length", scores(1, 400), tokens=np.ones(400))
+    with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+        decide_all(hub, SHARE, np.concatenate([scores(2, 500), scores(3, 1000, mean=0.7)]))
+    warnings = [r for r in caplog.records if "drift" in r.getMessage()]
+    assert len(warnings) == 1 and "length" in warnings[0].getMessage()
+    assert hub.status()["drift"]["length"]["alarms"] == 1
+
+
+def test_embedding_summaries_of_the_calibration_become_the_drift_reference():
+    summaries = EmbeddingSummaries()
+    tapped = summaries.tap(HashEmbedder())
+
+    class Embedding(LengthRouter):  # a router that scores through the tapped embedder
+        embedder_name = "fake-hash"
+
+        def _score(self, prompts):
+            tapped.embed(prompts)
+            return super()._score(prompts)
+
+    hub = ControlHub()
+    hub.calibrate("length", Embedding(), [f"prompt number {i}" for i in range(50)], summaries=summaries)
+    assert hub.detector("length").reference.mean is not None
+
+
+# -- the state file ----------------------------------------------------------------------------------
+
+
+def test_a_hub_restored_from_its_state_file_continues_exactly(tmp_path):
+    config = ControlConfig(state_file=str(tmp_path / "state.json"))
+    traffic = scores(4, 1200)
+    whole = ControlHub(config.model_copy(update={"state_file": None}))
+    whole.seed("length", scores(5, 300), tokens=np.ones(300))
+    expected = [d.tier for d in decide_all(whole, SHARE, traffic)]
+    first = ControlHub(config)
+    first.seed("length", scores(5, 300), tokens=np.ones(300))
+    head = [d.tier for d in decide_all(first, SHARE, traffic[:600])]
+    first.save()
+    second = ControlHub(config)
+    assert second.load() and second.state_report["restored"]
+    second.seed("length", scores(6, 300), tokens=np.ones(300))  # a restored state wins over the seed
+    tail = [d.tier for d in decide_all(second, SHARE, traffic[600:])]
+    assert head + tail == expected
+    assert second.status()["drift"] == whole.status()["drift"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\x01 not json",
+        b'{"format": "something else"}',
+        b'{"format": "lmroute-control", "version": 99}',
+        b'{"format": "lmroute-control", "version": 1, "controllers": [{"model": "router-x-share-7"}], '
+        b'"drift": {}}',
+        b'{"format": "lmroute-control", "version": 1, "controllers": [], "drift": {"mf": {"state": 1}}}',
+        b'{"format": "lmroute-control", "version": 1, "controllers": "',  # cut mid-write by hand
+    ],
+    ids=["binary", "another format", "newer version", "bad target", "bad detector", "truncated"],
+)
+def test_a_corrupted_state_file_is_reported_moved_aside_and_replaced(tmp_path, caplog, content):
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    hub = ControlHub(ControlConfig(state_file=str(path)))
+    with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+        assert hub.load() is False
+    problem = hub.state_report["problem"]
+    assert problem and "moved to" in problem and str(path) in caplog.text
+    [aside] = tmp_path.glob("state.json.corrupt-*")
+    assert aside.read_bytes() == content and not path.exists()
+    decide_all(hub, SHARE, scores(7, 10))
+    hub.save()
+    assert json.loads(path.read_text())["format"] == "lmroute-control"
+    assert ControlHub(ControlConfig(state_file=str(path))).load()
+
+
+def test_saves_come_every_save_every_decisions(tmp_path):
+    hub = ControlHub(ControlConfig(state_file=str(tmp_path / "s.json"), save_every=3))
+    hub.decide(SHARE, 0.5)
+    hub.decide(SHARE, 0.5)
+    assert not hub.save_due
+    hub.decide(SHARE, 0.5)
+    assert hub.save_due
+    hub.snapshot()
+    assert not hub.save_due and not ControlHub().save_due  # no state file: never due

@@ -1,0 +1,427 @@
+"""The web console (/ui) in a real browser: headless Debian Chromium driven by Playwright.
+
+A server with two fake upstreams (``fake_openai``) and the ``length`` and ``random`` routers runs on
+loopback. The tests open each view, check what it shows against the API (``/v1/route``'s scores,
+``/metrics``' counters), feed it bad input, and fail on any console error. Screenshots go to the
+test's temporary folder, and also to ``$LMROUTE_CONSOLE_SCREENSHOTS`` when set (the docs' images:
+``LMROUTE_CONSOLE_SCREENSHOTS=docs/images pytest tests/serving/test_console_browser.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from browser import chromium_path, watch
+from fake_openai import serve_in_thread
+from serve_process import metric_value
+
+from lmroute.cli import main
+from lmroute.routers.length import LengthRouter
+from lmroute.routers.random import RandomRouter
+from lmroute.serving.app import create_app
+
+pytestmark = pytest.mark.network_loopback
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is in the test extra")
+
+ROUTERS = {"length": LengthRouter(), "random": RandomRouter()}
+THRESHOLDS = {"length": [0.01, 0.9]}
+PROMPT = "Name three fruits."
+TO_STRONG, TO_WEAK = "router-length-0.01", "router-length-0.9"
+#: Long enough for a poll of /metrics (every 2 s) on a busy machine.
+WAIT_MS = 15_000
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(upstreams):
+    with serve_in_thread(create_app(upstreams.config(thresholds=THRESHOLDS), routers=ROUTERS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.console_log = watch(page)
+    yield page
+    context.close()
+    assert page.console_log.errors == []
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=tmp_path / f"console-{name}.png", full_page=True)
+    folder = os.environ.get("LMROUTE_CONSOLE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=Path(folder) / f"console-{name}.png", full_page=True)
+
+
+def metrics_text(url: str) -> str:
+    return httpx.get(f"{url}/metrics", trust_env=False).text
+
+
+def value(page, testid: str) -> float:
+    return float(page.get_by_test_id(testid).get_attribute("data-value"))
+
+
+def wait_value(page, testid: str, expected: float) -> None:
+    """Wait until the element's data-value is ``expected`` (the Live view updates by itself)."""
+    page.wait_for_function(
+        "([id, v]) => { const e = document.querySelector(`[data-testid='${id}']`);"
+        " return e !== null && Number(e.dataset.value) === v; }",
+        arg=[testid, expected],
+        timeout=WAIT_MS,
+    )
+
+
+def chat(url: str, model: str, text: str = PROMPT) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30, trust_env=False)
+
+
+def route(url: str, body: dict) -> dict:
+    response = httpx.post(f"{url}/v1/route", json=body, timeout=30, trust_env=False)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def histogram_quantile(q: float, text: str, name: str, **labels: str) -> float:
+    """Prometheus's histogram_quantile over the cumulative buckets of ``name`` with ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == f"{name}_bucket" and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+    rank = q * buckets[-1][1]
+    i = next(k for k, (_, count) in enumerate(buckets) if count >= rank)
+    if i == len(buckets) - 1:
+        return buckets[-2][0]
+    lower, below = buckets[i - 1] if i else (0.0, 0.0)
+    upper, count = buckets[i]
+    return lower + (upper - lower) * (rank - below) / (count - below)
+
+
+def test_first_load_shows_the_live_view(page, server):
+    response = page.goto(f"{server}/ui")
+    assert response.status == 200
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.get_by_test_id("live-requests").wait_for()
+    load_ms = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+    print(f"first load of /ui: {load_ms:.0f} ms (loopback; timing figures: benchmarks/bench_console.py)")
+    assert page.get_by_role("tab", name="Live").get_attribute("aria-selected") == "true"
+    assert page.get_by_test_id("router-models").inner_text().count("router-") == 3
+
+
+def test_playground_scores_equal_the_route_endpoint_and_the_answer_shows(page, server, tmp_path):
+    page.goto(f"{server}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.get_by_role("button", name="Score with every router").click()
+    page.get_by_test_id("scores").wait_for()
+    models = [m["id"] for m in httpx.get(f"{server}/v1/models", trust_env=False).json()["data"]]
+    router_models = [m for m in models if m.startswith("router-")]
+    assert len(router_models) == 3
+    for model in router_models:
+        api = route(server, {"model": model, "prompt": PROMPT})
+        assert value(page, f"score:{model}") == api["score"]
+        assert page.get_by_test_id(f"decision:{model}").get_attribute("data-value") == api["decision"]
+    assert value(page, f"score:{TO_STRONG}") == pytest.approx(len(PROMPT) / (len(PROMPT) + 500))
+
+    page.locator("#send-model").select_option(TO_STRONG)
+    page.get_by_role("button", name="Send").click()
+    assert page.get_by_test_id("answer-text").inner_text() == "strong says hi"
+    assert page.get_by_test_id("answered-by").inner_text() == "big-model"
+    assert page.get_by_test_id("answer-decision").inner_text() == "strong"
+    assert re.fullmatch(r"\d+\.\d\d ms", page.get_by_test_id("answer-routing").inner_text())
+    screenshot(page, tmp_path, "playground")
+
+    page.locator("#send-model").select_option(TO_WEAK)
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("answered-by").filter(has_text="small-model").wait_for()
+    assert page.get_by_test_id("answer-text").inner_text() == "weak says hi"
+
+
+def test_playground_conversation(page, server):
+    page.goto(f"{server}/ui#playground")
+    page.get_by_label("Conversation (JSON messages)").check()
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}]
+    page.locator("#prompt").fill(json.dumps(messages))
+    page.get_by_role("button", name="Score with every router").click()
+    page.get_by_test_id("scores").wait_for()
+    api = route(server, {"model": TO_WEAK, "messages": messages})
+    assert value(page, f"score:{TO_WEAK}") == api["score"]
+
+
+def test_playground_bad_input_shows_a_message(page, server):
+    page.console_log.expected_statuses["/v1/"] = {413}
+    page.goto(f"{server}/ui#playground")
+    message = page.locator("#playground-message")
+    page.get_by_role("button", name="Score with every router").click()
+    assert "The prompt is empty" in message.inner_text()
+    page.get_by_role("button", name="Send").click()
+    assert "The prompt is empty" in message.inner_text()
+
+    page.locator("#prompt").fill("x" * (1 << 20) + "y")  # a 1 MB paste: over the server's body limit
+    page.get_by_role("button", name="Score with every router").click()
+    page.get_by_test_id("scores").wait_for()
+    assert "larger than this server's limit" in message.inner_text()
+    page.get_by_role("button", name="Send").click()
+    page.locator("#playground-message", has_text="The request failed").wait_for()
+    assert "larger than this server's limit" in message.inner_text()
+
+    page.get_by_label("Conversation (JSON messages)").check()
+    page.locator("#prompt").fill("[{'role': 'user'")
+    page.get_by_role("button", name="Score with every router").click()
+    assert "The conversation is not JSON" in message.inner_text()
+    page.locator("#prompt").fill('[{"role": "system", "content": "only a system message"}]')
+    page.get_by_role("button", name="Send").click()
+    assert "no user message" in message.inner_text()
+    assert page.locator("header h1").is_visible()
+
+
+def test_live_numbers_equal_the_metrics(page, server, upstreams, tmp_path):
+    before = metrics_text(server)
+    page.goto(f"{server}/ui")
+    page.get_by_test_id("live-requests").wait_for()
+    sent = {TO_STRONG: 3, TO_WEAK: 2}
+    for model, n in sent.items():
+        for _ in range(n):
+            assert chat(server, model).status_code == 200
+    upstreams.weak.mode = "status"  # one weak answer fails: the strong model answers instead
+    assert chat(server, TO_WEAK).headers["x-lmroute-fallback"] == "true"
+    upstreams.weak.mode = "ok"
+    after = metrics_text(server)
+
+    requests = metric_value(after, "lmroute_requests_total")
+    assert requests == metric_value(before, "lmroute_requests_total") + 6
+    wait_value(page, "live-requests", requests)
+    for model in ("big-model", "small-model"):
+        assert value(page, f"routed:{model}") == metric_value(after, "lmroute_requests_total", model=model)
+        calls = metric_value(after, "lmroute_upstream_latency_seconds_count", model=model)
+        assert value(page, f"upstream-calls:{model}") == calls
+        for q in (0.5, 0.99):
+            shown = value(page, f"upstream-p{round(q * 100)}:{model}")
+            assert shown == pytest.approx(
+                histogram_quantile(q, after, "lmroute_upstream_latency_seconds", model=model), rel=1e-9
+            )
+    assert value(page, "live-fallbacks") == metric_value(after, "lmroute_fallbacks_total") >= 1
+    assert value(page, "live-upstream-errors") == metric_value(after, "lmroute_upstream_errors_total") >= 1
+    assert value(page, "endpoint:chat") == metric_value(after, "lmroute_requests_total", endpoint="chat")
+    assert value(page, "decisions:length") == metric_value(
+        after, "lmroute_routing_latency_seconds_count", router="length"
+    )
+    page.locator("#live-rate path").wait_for()  # the rate drawn after three readings
+    screenshot(page, tmp_path, "live")
+
+
+def test_live_view_shows_metrics_it_does_not_know(page, server):
+    """Models, gauges and counters a later server adds (N models, drift, spend) show without changes."""
+    extra = (
+        "# HELP lmroute_requests Requests\n# TYPE lmroute_requests counter\n"
+        'lmroute_requests_total{endpoint="chat",router="mf",model="model-c",status="200"} 7.0\n'
+        "# HELP lmroute_drift_state Drift of the score distribution (0 ok, 1 drifting)\n"
+        "# TYPE lmroute_drift_state gauge\n"
+        'lmroute_drift_state{router="mf"} 1.0\n'
+        "# HELP lmroute_spend_dollars Estimated spend\n# TYPE lmroute_spend_dollars counter\n"
+        'lmroute_spend_dollars_total{model="model-c"} 0.25\n'
+        "# HELP lmroute_target_share Strong-call share target\n# TYPE lmroute_target_share gauge\n"
+        'lmroute_target_share{router="mf"} 0.3\n'
+    )
+    page.route("**/metrics", lambda route: route.fulfill(status=200, body=extra, content_type="text/plain"))
+    page.goto(f"{server}/ui")
+    wait_value(page, "routed:model-c", 7)
+    assert value(page, "live-spend") == 0.25
+    assert page.get_by_test_id("live-drift").inner_text() == "1"
+    assert value(page, "other:lmroute_drift_state:router=mf") == 1
+    assert value(page, "other:lmroute_target_share:router=mf") == 0.3
+    assert "lmroute_target_share" in page.locator("#live-routers").inner_text()
+
+
+def test_live_view_names_the_routers_the_drift_detector_flags(page, server):
+    """The server's own drift gauges (lmroute.control) read as a state, not as numbers."""
+    feed = (
+        "# HELP lmroute_drift_drifted 1 from a drift alarm until a new reference is set\n"
+        "# TYPE lmroute_drift_drifted gauge\n"
+        'lmroute_drift_drifted{router="mf"} 1.0\nlmroute_drift_drifted{router="length"} 0.0\n'
+        "# HELP lmroute_control_threshold Current threshold of each target mode\n"
+        "# TYPE lmroute_control_threshold gauge\n"
+    )
+    served = {"body": feed}
+    page.route(
+        "**/metrics", lambda route: route.fulfill(status=200, body=served["body"], content_type="text/plain")
+    )
+    page.goto(f"{server}/ui")
+    drift = page.get_by_test_id("live-drift")
+    sync_api.expect(drift).to_have_text("drifted: mf")
+    # a family without samples (no target mode in use) draws no empty table
+    assert "lmroute_control_threshold" not in page.locator("#live-routers").inner_text()
+    served["body"] = feed.replace('router="mf"} 1.0', 'router="mf"} 0.0')
+    sync_api.expect(drift).to_have_text("no drift (2 watched)", timeout=10_000)
+
+
+@pytest.fixture(scope="module")
+def eval_json(tmp_path_factory) -> Path:
+    """An ``lmroute eval --json`` file of a small custom benchmark."""
+    folder = tmp_path_factory.mktemp("eval")
+    bench = folder / "custom.jsonl"
+    lines = [{"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 0.0}} for i in range(40)]
+    bench.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = folder / "eval.json"
+    argv = ["eval", "--benchmark", str(bench), "--strong-model", "A", "--weak-model", "B"]
+    assert main([*argv, "--routers", "random", "length", "--json", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_report_shows_an_eval_file(page, server, eval_json, tmp_path):
+    report = json.loads(eval_json.read_text())
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(eval_json)
+    assert page.get_by_test_id("report-title").inner_text().startswith("custom: 40 prompts")
+    for name, result in report["routers"].items():
+        assert value(page, f"apgr:{name}") == result["apgr"]
+    # One path per router, and the strong and weak lines.
+    assert page.locator("svg.chart path.series").count() == len(report["routers"])
+    assert page.locator("svg.chart line.series").count() == 2 + 2 + len(report["routers"])
+    screenshot(page, tmp_path, "report")
+
+
+def test_report_shows_an_experiment_file(page, server):
+    path = REPO / "docs" / "results" / "results.json"
+    cells = json.loads(path.read_text())["cells"]
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(path)
+    page.get_by_test_id("report-title").wait_for()
+    c = cells[0]
+    assert value(page, f"apgr:{c['protocol']}:{c['benchmark']}:{c['router']}") == c["apgr"]
+    charts = {(c["protocol"], c["benchmark"]) for c in cells}
+    assert page.locator("svg.chart").count() == len(charts)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"benchmark": "x", "routers": {"r": {"apgr": "high", "points": []}}}', '"apgr" must be a number'),
+        (
+            '{"cells": [{"router": "r", "benchmark": "b", "protocol": "p", "apgr": 0.5, "points": [{}]}]}',
+            "each point needs",
+        ),
+        ("{}", 'no "routers"'),
+    ],
+)
+def test_report_bad_file_shows_a_message(page, server, tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(bad)
+    page.locator("#report-message", has_text=message).wait_for()
+    assert "bad.json" in page.locator("#report-message").inner_text()
+    assert page.locator("#report").inner_text() == ""
+
+
+def test_api_key_is_asked_for_and_sent(browser, upstreams, monkeypatch):
+    monkeypatch.setenv("LMROUTE_API_KEYS", "console-key-1")
+    config = upstreams.config(thresholds=THRESHOLDS)
+    with serve_in_thread(create_app(config, routers=ROUTERS)) as url:
+        files = ["", *(f"/{n}" for n in ("api.js", "console.js", "live.js", "playground.js", "report.js"))]
+        for name in files:
+            text = httpx.get(f"{url}/ui{name}", trust_env=False).text
+            assert "console-key-1" not in text
+            assert not any(u.removesuffix("/v1") in text for u in upstreams.urls.values())
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        log = watch(page)
+        log.expected_statuses["/v1/"] = {401}
+        sent = []
+        page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))))
+        page.goto(f"{url}/ui")
+        page.locator("#key-form").wait_for()
+        page.locator("#key-input").fill("wrong")
+        page.get_by_role("button", name="Use key").click()
+        page.locator("#key-message", has_text="refused").wait_for()
+        page.locator("#key-input").fill("console-key-1")
+        page.get_by_role("button", name="Use key").click()
+        page.get_by_test_id("router-models").filter(has_text=TO_STRONG).wait_for()
+        assert page.locator("#key-form").is_hidden()
+        page.get_by_role("tab", name="Playground").click()
+        page.locator("#prompt").fill(PROMPT)
+        page.get_by_role("button", name="Score with every router").click()
+        page.get_by_test_id(f"score:{TO_STRONG}").wait_for()
+        authorized = [auth for u, auth in sent if "/v1/route" in u]
+        assert authorized and set(authorized) == {"Bearer console-key-1"}
+        context.close()
+        assert log.errors == []
+
+
+def test_prometheus_reading_matches_prometheus(page, server):
+    """The page's parser and quantiles against prometheus_client's parser and histogram_quantile."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "a counter", ["model"], registry=registry)
+    counter.labels('odd "name"\\ with\nnewline').inc(3)
+    counter.labels("plain").inc(0.5)
+    hist = Histogram("h", "a histogram", buckets=(0.1, 0.5, 1.0, 5.0), registry=registry)
+    for v in (0.05, 0.2, 0.3, 0.7, 0.9, 2.0, 7.0):
+        hist.observe(v)
+    text = generate_latest(registry).decode()
+    page.goto(f"{server}/ui")
+    shown = page.evaluate(
+        """async (text) => {
+            const p = await import("./ui/prometheus.js");
+            const families = p.parseMetrics(text);
+            const h = p.histograms(families.get("h"))[0];
+            return {
+                names: [...families.keys()].sort(),
+                counts: Object.fromEntries(p.sumBy(p.values(families.get("c"), "_total"), "model")),
+                quantiles: [0.1, 0.5, 0.9, 0.99].map((q) => p.quantile(q, h.buckets)),
+                count: h.count,
+            };
+        }""",
+        text,
+    )
+    assert shown["names"] == ["c", "h"]
+    assert shown["counts"] == {'odd "name"\\ with\nnewline': 3, "plain": 0.5}
+    assert shown["count"] == 7
+    for q, value in zip((0.1, 0.5, 0.9, 0.99), shown["quantiles"], strict=True):
+        assert value == pytest.approx(histogram_quantile(q, text, "h"), rel=1e-12)
+
+
+def test_playground_shows_fields_a_later_route_answer_adds(page, server):
+    """An N-model /v1/route answer (qualities and costs, no single score) shows under details."""
+    answer = {
+        "router": "mf",
+        "threshold": None,
+        "decision": "mid",
+        "model": "model-c",
+        "qualities": {"model-a": 0.9, "model-c": 0.7},
+        "costs": {"model-a": 0.01, "model-c": 0.001},
+    }
+    page.route("**/v1/route", lambda route: route.fulfill(status=200, json=answer))
+    page.goto(f"{server}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.get_by_role("button", name="Score with every router").click()
+    cell = page.get_by_test_id(f"score:{TO_STRONG}")
+    assert cell.inner_text() == "n/a"
+    row = page.get_by_test_id("scores").locator("tr", has=cell).inner_text()
+    assert "mid → model-c" in row and '"qualities":{"model-a":0.9,"model-c":0.7}' in row
+    assert page.locator("#playground-message").inner_text() == ""

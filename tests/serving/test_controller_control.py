@@ -1,0 +1,40 @@
+"""The Controller holds target modes with the server's control code, and keeps its state file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from lmroute import Controller
+from lmroute.routers.length import LengthRouter
+
+
+def tiers(upstreams):
+    return {
+        "strong": {"base_url": upstreams.urls["strong"], "model": "big-model", "max_retries": 0},
+        "weak": {"base_url": upstreams.urls["weak"], "model": "small-model", "max_retries": 0},
+    }
+
+
+def test_the_controller_holds_a_share_and_saves_its_state(upstreams, tmp_path):
+    lengths = np.random.default_rng(0).integers(10, 4000, size=500)
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("".join("x" * int(k) + "\n" for k in lengths[:200]))
+    state = tmp_path / "state.json"
+    control = {"calibration_prompts": str(calibration), "state_file": str(state)}
+    with Controller(routers={"length": LengthRouter()}, control=control, **tiers(upstreams)) as c:
+        decisions = [c.route("x" * int(k), model="router-length-share-0.25") for k in lengths[200:]]
+        answer = c.chat.completions.create(
+            model="router-length-share-0.25", messages=[{"role": "user", "content": "hi"}]
+        )
+        status = c.status()
+    assert abs(np.mean([d.tier == "strong" for d in decisions]) - 0.25) < 0.05
+    assert answer.lmroute["target"] == {"mode": "share", "value": 0.25}
+    assert 0 < answer.lmroute["threshold"] < 1
+    [controller] = status["controllers"]
+    assert controller["decisions"] == 301
+    assert json.loads(state.read_text())["controllers"][0]["controller"]["decisions"] == 301
+    with Controller(routers={"length": LengthRouter()}, control=control, **tiers(upstreams)) as again:
+        assert again.status()["state"]["restored"] is True
+        assert again.status()["controllers"][0]["decisions"] == 301

@@ -1,0 +1,91 @@
+"""``lmroute replay``: a schedule whose mix shifts, held by the server's control code, reported per window."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from lmroute.cli import main
+
+
+def write_prompts(path, low, high, n, seed):
+    lengths = np.random.default_rng(seed).integers(low, high, size=n)
+    path.write_text("".join("x" * int(k) + "\n" for k in lengths))
+    return str(path)
+
+
+@pytest.fixture
+def schedule(tmp_path):
+    """Short prompts, then long ones: the length router's scores jump at request 1,000."""
+    pools = {
+        "short": [{"prompts": write_prompts(tmp_path / "short.txt", 20, 800, 2000, 1)}],
+        "long": [{"prompts": write_prompts(tmp_path / "long.txt", 600, 5000, 2000, 2)}],
+    }
+    body = {
+        "seed": 3,
+        "pools": pools,
+        "calibration": {"n": 300, "mix": {"short": 1}},
+        "segments": [{"n": 1000, "mix": {"short": 1}}, {"n": 1000, "mix": {"long": 1}}],
+    }
+    path = tmp_path / "schedule.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_replay_holds_the_share_where_the_static_threshold_drifts(schedule, tmp_path, capsys):
+    out, plot = tmp_path / "replay.json", tmp_path / "replay.png"
+    args = ["replay", "--model", "router-length-share-0.3", "--schedule", str(schedule), "--window", "250"]
+    assert main([*args, "--json", str(out), "--plot", str(plot), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "router-length-share-0.3: 2,000 requests" in printed and "largest deviation" in printed
+    report = json.loads(out.read_text())
+    assert report["shifts"] == [1000] and len(report["windows"]) == 8
+    assert report["max_deviation"] < 0.05  # every window after the first
+    assert report["static_max_deviation"] > 0.3  # the calibrated threshold sends most long prompts strong
+    [alarm] = report["alarms"]
+    assert 1000 <= alarm["at"] < 1300
+    assert plot.stat().st_size > 10_000
+    assert report["quality"] is None  # plain prompts: no outcomes known
+
+
+def test_replay_continues_from_a_saved_state(schedule, tmp_path):
+    state = tmp_path / "state.json"
+    args = ["replay", "--model", "router-length-share-0.3", "--schedule", str(schedule), "--quiet"]
+    assert main([*args, "--state", str(state), "--json", str(tmp_path / "a.json")]) == 0
+    saved = json.loads(state.read_text())
+    assert saved["controllers"][0]["controller"]["decisions"] == 2000
+    assert main([*args, "--state", str(state), "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads(state.read_text())["controllers"][0]["controller"]["decisions"] == 4000
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "router-length-share-2"], "outside [0, 1]"),
+        (["--model", "router-length-spend-3"], "price"),
+        (["--model", "router-length-share-0.3", "--window", "0"], "--window must be at least 1"),
+        (["--model", "router-length-share-0.3", "--router", "mf"], "--model names router 'length'"),
+    ],
+)
+def test_replay_errors_are_one_line(schedule, capsys, extra, message):
+    assert main(["replay", "--schedule", str(schedule), "--quiet", *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmroute: error:") and message in err and "\n" not in err
+
+
+def test_a_bad_schedule_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("pools: {a: [{prompts: x.txt}]}\nsegments: [{n: 10, mix: {b: 1}}]\n")
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid schedule" in err and "the pools are a" in err
+
+
+def test_a_replay_shorter_than_one_window_reports_it(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    write_prompts(prompts, 10, 2000, 50, 4)
+    assert main(["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--quiet"]) == 0
+    assert "one window only" in capsys.readouterr().out
