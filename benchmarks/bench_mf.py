@@ -9,6 +9,11 @@ model on (strong, weak), sigmoid of the difference.
 
     python benchmarks/bench_mf.py [--prompts 400] [--baseline-prompts 100]
     python benchmarks/bench_mf.py --train-epochs 2    # + time 2 epochs on all shared sources
+    python benchmarks/bench_mf.py --long 200          # + the long-prompt policies on long prompts
+
+``--long N`` scores N long prompts (GSM8K questions opened by the same eight others, about 700
+word pieces each: a few-shot prompt) with the shipped mf under every long-prompt policy, the
+embedding cache off, and prints each policy's rate and its cost relative to ``head``.
 """
 
 from __future__ import annotations
@@ -123,7 +128,11 @@ def main() -> None:
     parser.add_argument(
         "--train-epochs", type=int, default=0, help="also train on all shared sources for N epochs"
     )
+    parser.add_argument(
+        "--long", type=int, default=0, help="also time the long-prompt policies on N long prompts"
+    )
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the start")
 
     embedder = get_embedder()
     prompts = chat_prompts(args.prompts)
@@ -168,8 +177,38 @@ def main() -> None:
         f"ratio of the router's own work: {rows[4][1] / rows[5][1]:.0f}x"
     )
 
+    if args.long:
+        long_prompts(embedder, args.long)
     if args.train_epochs:
         train(embedder, args.train_epochs)
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
+
+
+def long_prompts(embedder: Embedder, count: int) -> None:
+    """The shipped mf under each long-prompt policy on few-shot GSM8K prompts."""
+    from lmroute.data.benchmarks import load_benchmark
+    from lmroute.embeddings.long_prompts import POLICIES, embeddings_per_text
+
+    folder = data_dir()
+    if folder is None:
+        print("no shared data: skipping the long-prompt measurement")
+        return
+    questions = load_benchmark("gsm8k", data_dir=folder).prompts
+    prefix = "\n\n".join(questions[:8])
+    prompts = [f"{prefix}\n\n{q}" for q in questions[8 : 8 + count]]
+    shipped = MFRouter.pretrained(embedder=embedder)
+    spans = embedder.pieces(prompts)
+    pieces = [len(s) if s is not None else 0 for s in spans]
+    print(f"{len(prompts)} long prompts (median {int(np.median(pieces))} word pieces)")
+    rates = {}
+    for policy in POLICIES:
+        router = shipped.with_long_prompts(policy)
+        rates[policy] = rate(lambda r=router: r.score(prompts), len(prompts), repeats=2)
+        windows = embeddings_per_text(spans, embedder.window_size, policy).mean()
+        print(
+            f"{policy:10s} {rates[policy]:8.1f} prompts/s  {windows:.2f} embeddings a prompt  "
+            f"cost {rates['head'] / rates[policy]:.2f}x head"
+        )
 
 
 class Memo(Embedder):

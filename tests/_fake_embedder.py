@@ -29,3 +29,33 @@ class HashEmbedder(Embedder):
                 out[row, value % self.dim] += 1.0 if (value >> 32) & 1 else -1.0
         out[:, 0] += 1e-3  # an empty text still gets a unit vector
         return normalize(out)
+
+
+class WordWindowEmbedder(Embedder):
+    """Reads at most ``limit`` words of a text (hashed bag of words), and says so through
+    ``pieces``: a stand-in for an embedder with an input limit, for the long-prompt policies."""
+
+    name = "fake-words"
+    piece_name = "words"
+
+    def __init__(self, limit: int = 4, dim: int = 32):
+        self.dim = dim
+        self.window_size = limit
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.split()[: self.window_size]:
+                value = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                out[row, value % self.dim] += 1.0
+        out[:, 0] += 1e-3
+        return normalize(out)
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = []
+        for text in texts:
+            spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+            out.append(None if len(spans) <= self.window_size else np.array(spans))
+        return out

@@ -36,9 +36,10 @@ from pydantic import ValidationError
 
 from lmroute.control.config import ControlConfig
 from lmroute.control.taps import EmbeddingSummaries
+from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
-from lmroute.serving.config import RouteOn, ServeConfig, build_config
+from lmroute.serving.config import ServeConfig, build_config
 from lmroute.serving.control import prepare_control
 from lmroute.serving.fleet import FleetModel
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
@@ -76,7 +77,7 @@ class AsyncController:
         models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
-        route_on: RouteOn = "last_user",
+        route_on: RouteOn = DEFAULT_ROUTE_ON,
         batch_size: int = 64,
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,
@@ -217,7 +218,7 @@ class Controller:
         models: Sequence[FleetModel | Mapping[str, Any]] = (),
         routers: RouterSpecs = ("mf",),
         fallback: bool = True,
-        route_on: RouteOn = "last_user",
+        route_on: RouteOn = DEFAULT_ROUTE_ON,
         batch_size: int = 64,
         batch_wait_ms: float = 0.0,
         scoring_threads: int = 1,

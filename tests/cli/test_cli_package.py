@@ -37,6 +37,18 @@ def test_help_loads_no_library_code():
     assert outside <= {"lmroute._version", "lmroute.exceptions"}
 
 
+def test_route_on_choices_and_default_are_the_library_s():
+    from lmroute.cli.serve import ROUTE_ON
+    from lmroute.data.conversations import DEFAULT_ROUTE_ON
+    from lmroute.data.conversations import ROUTE_ON as LIBRARY
+
+    assert ROUTE_ON == LIBRARY
+    run = subprocess.run(
+        [sys.executable, "-m", "lmroute.cli", "serve", "--help"], capture_output=True, text=True
+    )
+    assert f"(default {DEFAULT_ROUTE_ON};" in " ".join(run.stdout.split())
+
+
 def test_each_command_has_its_module_in_help_order():
     parser = lmroute.cli.build_parser()
     assert re.findall(r"^    (\w+(?: \w+)?)\n?", parser.format_help(), flags=re.MULTILINE) == COMMANDS

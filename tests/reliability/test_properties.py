@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from lmroute.data.conversations import ROUTE_ON
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import MODES, RouterSpec, format_model_name, parse_model_name, split_mode
 from lmroute.serving.protocol import ChatCompletionRequest, RouteRequest, parse_body, validate
@@ -179,17 +180,21 @@ VALID_MESSAGE = st.fixed_dictionaries(
 
 
 @FAST
-@given(st.lists(VALID_MESSAGE, min_size=1, max_size=5), st.sampled_from(["last_user", "conversation"]))
+@given(st.lists(VALID_MESSAGE, min_size=1, max_size=5), st.sampled_from(ROUTE_ON))
 def test_routing_text_of_any_valid_conversation_is_text(messages, route_on):
     from lmroute.serving.service import routing_text
 
     request = validate(ChatCompletionRequest, {"model": "m", "messages": messages})
     text = routing_text(request.messages, route_on)
     assert isinstance(text, str)
+    texts = [m.text() for m in request.messages]
     if route_on == "conversation":
-        assert all(m.text() in text for m in request.messages)
-    else:
-        assert text in [m.text() for m in request.messages]
+        assert all(t in text for t in texts)
+    elif route_on == "last_user":
+        assert text in texts
+    users = [m.text() for m in request.messages if m.role == "user"]
+    if route_on.startswith("last_user") and users and users[-1]:
+        assert text.endswith(users[-1])  # the question comes last
 
 
 # -- data readers ------------------------------------------------------------------------------------

@@ -255,5 +255,5 @@ def test_pretrained_loads_the_shipped_checkpoint(tmp_path, monkeypatch):
     )
     shipped = get_router_class("sw_ranking").pretrained(embedder=embedder, weak_model="vicuna-7b")
     assert shipped.config.weak_model == "vicuna-7b" and shipped.score(["proof"]).shape == (1,)
-    with pytest.raises(ConfigError, match="takes only strong_model, weak_model and embedder"):
+    with pytest.raises(ConfigError, match="takes only strong_model, weak_model, long_prompts and embedder"):
         SWRankingRouter.pretrained(num_tiers=3)

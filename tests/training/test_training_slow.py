@@ -1,5 +1,6 @@
 """Long runs on all the shared data, out of the default run (``bash scripts/test.sh -m slow``): the
-shipped mf is what its documented command trains, and the results table's GSM8K rows hold."""
+shipped mf and sw_ranking are what their documented commands train, and the results table's GSM8K
+rows hold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmroute.routers.mf import MFRouter
+from lmroute.registry import get_router_class
 from lmroute.workflows.experiment import load_experiment_config, run_experiment
 from lmroute.workflows.train import train_router
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.slow
 # Not imported from conftest: with conftest.py files in several folders, "conftest" is whichever came last.
 REPO = Path(__file__).resolve().parents[2]
 
-# The command in the README's "The shipped mf".
+# The commands in the README's "The shipped routers": trained reading the head of long prompts,
+# shipped scoring with head_tail (weights unchanged).
 SHIPPED_SOURCES = [
     "battles:arena-hard/battles.jsonl",
     "gold:mmlu",
@@ -27,22 +29,29 @@ SHIPPED_SOURCES = [
     "gold:zeroeval/math-l5.jsonl",
 ]
 SHIPPED_OPTIONS = {
-    "epochs": 10,
-    "lr": 0.003,
-    "batch_size": 256,
-    "ties": "half",
-    "length_feature": True,
-    "members": 5,
+    "mf": {
+        "epochs": 10,
+        "lr": 0.003,
+        "batch_size": 256,
+        "ties": "half",
+        "length_feature": True,
+        "members": 5,
+    },
+    "sw_ranking": {"num_tiers": 20, "similarity_base": 100, "length_weight": 0.5, "embedding_dtype": "int8"},
 }
 
 
-def test_the_shipped_mf_is_what_its_documented_command_trains(data_dir):
-    router = train_router("mf", SHIPPED_SOURCES, data_dir=data_dir, options=SHIPPED_OPTIONS, progress=False)
-    shipped = MFRouter.pretrained()
+@pytest.mark.parametrize("name", ["mf", "sw_ranking"])
+def test_the_shipped_routers_are_what_their_documented_commands_train(name, data_dir):
+    options = {**SHIPPED_OPTIONS[name], "long_prompts": "head"}
+    router = train_router(name, SHIPPED_SOURCES, data_dir=data_dir, options=options, progress=False)
+    shipped = get_router_class(name).pretrained()
+    assert shipped.config.long_prompts == "head_tail"
+    assert router.with_long_prompts("head_tail").config == shipped.config
     assert router.models == shipped.models
     trained = router._arrays()
-    for name, array in shipped._arrays().items():
-        np.testing.assert_allclose(trained[name], array, atol=1e-5, err_msg=name)
+    for key, array in shipped._arrays().items():
+        np.testing.assert_allclose(trained[key], array, atol=1e-5, err_msg=key)
 
 
 def test_the_gsm8k_rows_of_the_results_table_hold(data_dir):

@@ -6,6 +6,10 @@ import argparse
 
 from lmroute.cli._options import Subparsers, add_data_dir_option
 
+#: ``lmroute.data.conversations.ROUTE_ON`` (the parser imports no library code; a test keeps
+#: the two equal).
+ROUTE_ON = ("last_user", "last_user_with_system", "user_turns", "conversation_without_system", "conversation")
+
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``serve`` command and its options (each one overrides the same key of ``--config``)."""
@@ -35,8 +39,8 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--route-on",
-        choices=("last_user", "conversation"),
-        help="score the last user message (default) or the whole conversation",
+        choices=ROUTE_ON,
+        help="what of a conversation the router scores (default last_user; see docs/serving.md)",
     )
     p.add_argument(
         "--on-router-error",

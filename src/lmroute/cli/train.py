@@ -10,6 +10,7 @@ from lmroute.cli._options import (
     add_decontamination_options,
     add_quiet_option,
     data_dir,
+    parse_aliases,
     parse_settings,
 )
 from lmroute.cli._output import note
@@ -34,6 +35,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         metavar="KEY=VALUE",
         help="router options, e.g. --set epochs=20 dim=64 (repeatable)",
     )
+    p.add_argument(
+        "--alias",
+        nargs="+",
+        action="extend",
+        metavar="OLD=NEW",
+        help="rename a model in every source (one model spelled two ways: its battles are pooled)",
+    )
     add_decontamination_options(p)
     add_quiet_option(p)
     add_data_options(p)
@@ -52,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         options=parse_settings(args.set),
         exclude_benchmarks=args.exclude_benchmark,
         decontaminate=args.decontaminate,
+        aliases=dict(parse_aliases(args.alias)),
         progress=not args.quiet,
     )
     note(f"trained {router.name}: wrote {args.out}")

@@ -84,6 +84,7 @@ def prepare_battles(
     data_dir: str | Path | None = None,
     exclude_benchmarks: Sequence[str] = (),
     decontaminate_against: Sequence[str] = (),
+    eval_prompts: Mapping[str, Sequence[str]] | None = None,
     embedder: Any = None,
     threshold: float | None = DEFAULT_THRESHOLD,
     min_model_battles: int = 2,
@@ -94,7 +95,8 @@ def prepare_battles(
     ``exclude_benchmarks`` names the benchmarks a router will be evaluated on: their own gold
     sources are left out and training prompts that (nearly) duplicate their prompts (every
     turn) are dropped; ``decontaminate_against`` adds benchmarks to decontaminate against without
-    touching the sources. ``embedder`` and ``threshold`` go to
+    touching the sources; ``eval_prompts`` adds other evaluation sets by name (e.g. a held-out
+    outcomes file's prompts). ``embedder`` and ``threshold`` go to
     :func:`~lmroute.data.decontaminate.decontaminate` (``threshold=None``: exact matches only).
     """
     from lmroute.data.decontaminate import decontaminate
@@ -111,12 +113,13 @@ def prepare_battles(
         kept_specs, data_dir=data_dir, min_model_battles=min_model_battles, aliases=aliases
     )
     against = list(dict.fromkeys([*excluded, *(_bench_key(b) for b in decontaminate_against)]))
-    report = PreparedReport(load_report, left_out, against)
-    if against:
+    report = PreparedReport(load_report, left_out, [*against, *(eval_prompts or {})])
+    if report.against:
         prompts: dict[str, list[str]] = {}
         for name in against:
             bench = load_benchmark(name, data_dir=data_dir)
             prompts[bench.name] = [*bench.prompts, *(turn for turns in bench.followups for turn in turns)]
+        prompts.update({name: list(texts) for name, texts in (eval_prompts or {}).items()})
         battles, report.decontamination = decontaminate(
             battles, prompts, embedder=embedder, threshold=threshold
         )

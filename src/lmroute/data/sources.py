@@ -64,10 +64,13 @@ LICENCES: dict[str, str] = {
     "gold:gsm8k": "Apache-2.0 (RouteLLM evaluation data); GSM8K questions MIT",
     "gold:mt-bench": "Apache-2.0 (RouteLLM evaluation data; MT-Bench questions and judgements)",
     "zeroeval": "Apache-2.0 (ZeroEval results); benchmark questions MIT",
+    "mmlu-pro": "MIT (MMLU-Pro dataset); Apache-2.0 (TIGER-AI-Lab/MMLU-Pro code and model outputs)",
+    "llmrouter": "MIT (LLMRouter routing data); its questions come from public benchmarks under their "
+    "own licences (e.g. Natural Questions CC BY-SA 3.0)",
 }
 _NON_COMMERCIAL = "CC BY-NC"
 #: Folders of the shared data directory whose files have a known licence.
-_KNOWN_FOLDERS = ("arena-hard", "alpaca-eval", "zeroeval")
+_KNOWN_FOLDERS = ("arena-hard", "alpaca-eval", "zeroeval", "mmlu-pro", "llmrouter")
 
 
 @dataclass(frozen=True)

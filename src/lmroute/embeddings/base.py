@@ -17,14 +17,30 @@ class Embedder(abc.ABC):
 
     ``name`` identifies the model and everything that changes its vectors (backend-independent
     where the vectors agree), so caches and router checkpoints can record and check it.
+
+    An embedder that reads at most so much of a text says how it reads a long one through
+    :meth:`pieces` and ``window_size``, so that a long-prompt policy
+    (:mod:`lmroute.embeddings.long_prompts`) can choose which windows of it to embed.
     """
 
     name: str
     dim: int
+    #: Pieces (``piece_name``) in one window of a long text as a long-prompt policy cuts it: a
+    #: few fewer than the model reads, so that a window embedded on its own is read whole.
+    window_size: int = 0
+    piece_name: str = "characters"
 
     @abc.abstractmethod
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Per text: None when the model reads it whole, else the ``(n, 2)`` character spans
+        ``[start, end)`` of the pieces (word pieces, characters) it would be read in, in order.
+
+        The default reads every text whole: an embedder with a limit overrides this.
+        """
+        return [None] * len(check_texts(texts))
 
 
 class CountsTruncation:

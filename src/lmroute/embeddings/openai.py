@@ -9,8 +9,9 @@ errors raise :class:`~lmroute.exceptions.UpstreamError` at once.
 **Long texts.** Texts longer than ``max_chars`` characters (default 8000, roughly 2000 English
 tokens, and within the 8191-token input limit of OpenAI's embedding models for nearly any text)
 are cut to their first ``max_chars`` characters before sending; the count is kept in
-``embedder.truncated`` and logged like the MiniLM embedder does. Empty texts are sent as a single
-space, since the API rejects empty strings.
+``embedder.truncated`` and logged like the MiniLM embedder does. A long-prompt policy
+(:mod:`lmroute.embeddings.long_prompts`) cuts windows of ``max_chars`` characters instead.
+Empty texts are sent as a single space, since the API rejects empty strings.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         self.api_key_env = api_key_env
         self.dimensions = dimensions
         self.max_chars = max_chars
+        self.window_size = max_chars or 0
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.backoff = backoff
@@ -120,6 +122,16 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
         ]
         return normalize(np.concatenate(batches))
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Per text: None when it has at most ``max_chars`` characters, else its characters' spans."""
+        limit = self.max_chars
+        return [
+            None
+            if limit is None or len(t) <= limit
+            else np.stack([np.arange(len(t)), np.arange(1, len(t) + 1)], 1)
+            for t in check_texts(texts)
+        ]
 
     def close(self) -> None:
         """Close the HTTP client this embedder created (a client passed in is left open)."""

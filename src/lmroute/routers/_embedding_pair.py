@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from lmroute.embeddings.base import Embedder, normalize
+from lmroute.embeddings.long_prompts import LongPromptEmbedder, LongPromptPolicy
 from lmroute.exceptions import CheckpointError, ConfigError, UnknownModelError
 from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 STRONG_MODEL = "gpt-4-1106-preview"
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 
+#: The long-prompt policy of new routers, chosen by measurement (README, "Long prompts").
+LONG_PROMPTS_DEFAULT: LongPromptPolicy = "head_tail"
 #: Options that only choose which learned models to compare, so a trained router may change them.
 PAIR_OPTIONS = ("strong_model", "weak_model")
 _PROGRESS_CHUNK = 512
@@ -40,6 +43,10 @@ class EmbeddingPairConfig(RouterConfig):
     weak_model: str = Field(default=WEAK_MODEL, min_length=1)
     #: Name of the embedder of prompts (``lmroute.embeddings.get_embedder``); checked on load.
     embedder: str = Field(default="minilm", min_length=1)
+    #: What of a prompt longer than the embedder reads is embedded, in training and scoring
+    #: (:mod:`lmroute.embeddings.long_prompts`). Checkpoints saved before this option existed
+    #: load as ``head``, what they were trained with.
+    long_prompts: LongPromptPolicy = LONG_PROMPTS_DEFAULT
     #: Train on the battles of at most this many distinct prompts (a seeded sample), to bound a fit.
     max_train_prompts: int | None = Field(default=None, ge=1)
 
@@ -70,6 +77,7 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 )
             self.config = self.config.model_copy(update={"embedder": embedder.name})
         self._embedder = embedder
+        self._long: LongPromptEmbedder | None = None
         #: Model names learned from the training data, in index order.
         self.models: list[str] = []
         #: Mean and spread of the training prompts' log lengths, when a length coordinate is used.
@@ -102,19 +110,33 @@ class EmbeddingPairRouter(Router[PairConfigT]):
             )
         self._embedder = embedder
 
+    @property
+    def prompt_embedder(self) -> LongPromptEmbedder:
+        """The embedder with this router's long-prompt policy: what ``fit`` and ``score`` embed
+        with. Its ``truncated`` counts the long prompts it met."""
+        inner = self.embedder
+        if (
+            self._long is None
+            or self._long.inner is not inner
+            or self._long.policy != self.config.long_prompts
+        ):
+            self._long = LongPromptEmbedder(inner, self.config.long_prompts)
+        return self._long
+
     def _embed(self, texts: Sequence[str], *, dim: int | None = None, progress: bool = False) -> np.ndarray:
         """Unit-length float32 embeddings of ``texts``, checked against the expected width."""
         texts = list(texts)
+        embedder = self.prompt_embedder
         if progress and len(texts) > _PROGRESS_CHUNK:
             from tqdm import tqdm
 
             parts = [
-                np.asarray(self.embedder.embed(texts[i : i + _PROGRESS_CHUNK]), dtype=np.float32)
+                np.asarray(embedder.embed(texts[i : i + _PROGRESS_CHUNK]), dtype=np.float32)
                 for i in tqdm(range(0, len(texts), _PROGRESS_CHUNK), desc="embedding prompts", unit="chunk")
             ]
             vectors = np.concatenate(parts)
         else:
-            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+            vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise ConfigError(f"embedder {self.embedder.name!r} returned shape {vectors.shape}")
         if dim is not None and vectors.shape[1] != dim:
@@ -197,10 +219,20 @@ class EmbeddingPairRouter(Router[PairConfigT]):
     def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
         """A copy of this trained router that compares another pair of its training models."""
         update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
+        router = self._copy_with(update)
+        router._check_pair(router.models)
+        return router
+
+    def with_long_prompts(self, policy: str) -> Self:
+        """A copy of this trained router that reads long prompts by another policy, its weights
+        unchanged: to compare policies (a router reads best the way it was trained)."""
+        return self._copy_with({"long_prompts": policy})
+
+    def _copy_with(self, update: Mapping[str, Any]) -> Self:
         router = copy.copy(self)  # shares the (read-only) learned arrays
         router.config = type(self)({**self.config.model_dump(), **update}).config
         router.metadata = copy.deepcopy(self.metadata)
-        router._check_pair(router.models)
+        router._long = None
         return router
 
     # -- persistence -------------------------------------------------------------------------
@@ -221,6 +253,11 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         self.models = list(models)
 
     @classmethod
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # checkpoints from before the long-prompt policy embedded the head of every prompt
+        return {"long_prompts": "head", **config}
+
+    @classmethod
     def load(cls, directory: str | Path, *, embedder: Embedder | None = None) -> Self:
         """Load a saved router; ``embedder`` (optional) must be the one it was trained with."""
         router = super().load(directory)
@@ -235,18 +272,22 @@ class EmbeddingPairRouter(Router[PairConfigT]):
     def pretrained(cls, **options: Any) -> Self:
         """The checkpoint shipped in the package (``lmroute/checkpoints/<name>/``).
 
-        Options: ``strong_model``, ``weak_model`` (training models to compare) and ``embedder``
-        (an Embedder instance of the checkpoint's kind).
+        Options: ``strong_model``, ``weak_model`` (training models to compare), ``long_prompts``
+        (see :meth:`with_long_prompts`) and ``embedder`` (an Embedder instance of the checkpoint's
+        kind).
         """
         embedder = options.pop("embedder", None)
+        policy = options.pop("long_prompts", None)
         other = sorted(set(options) - set(PAIR_OPTIONS))
         if other:
             raise ConfigError(
-                f"the shipped {cls.name} router takes only strong_model, weak_model and embedder; "
-                f"to change {', '.join(other)}, train a router (lmroute train {cls.name} ...)"
+                f"the shipped {cls.name} router takes only strong_model, weak_model, long_prompts and "
+                f"embedder; to change {', '.join(other)}, train a router (lmroute train {cls.name} ...)"
             )
         directory = shipped_checkpoint(cls.name)
         router = cls.load(directory, embedder=embedder)
+        if policy is not None:
+            router = router.with_long_prompts(policy)
         return router.with_models(**options) if options else router
 
 

@@ -204,13 +204,19 @@ class Router(Generic[ConfigT]):
         return directory
 
     @classmethod
+    def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A saved config as this version reads it: options added since take the value that
+        gives what the saving version did (not necessarily today's default)."""
+        return config
+
+    @classmethod
     def load(cls, directory: str | Path) -> Self:
         """Load a router saved by :meth:`save`, validating the files before trusting them."""
         manifest = read_manifest(directory)
         if manifest["router"] != cls.name and cls is not Router:
             raise CheckpointError(f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}")
         try:
-            router = cls(manifest["config"])
+            router = cls(cls._saved_config(manifest["config"]))
         except ConfigError as exc:
             saved = manifest.get("lmroute_version")
             by = f" (saved by lmroute {saved}; this is {__version__})" if saved != __version__ else ""

@@ -13,7 +13,7 @@ A config names the strong and the weak model, each an OpenAI-compatible endpoint
       timeout: 30
     routers: [mf, my_router=./checkpoints/mf-custom]
     fallback: true
-    route_on: last_user                # or: conversation
+    route_on: last_user                # or last_user_with_system, user_turns, conversation, ...
     on_router_error: strong            # a router that raises: strong, weak or error (503)
     thresholds: {mf: 0.52}             # advertised in /v1/models; any threshold is accepted
     control: {calibration_prompts: my_traffic.jsonl, state_file: control.json}   # target modes,
@@ -47,6 +47,7 @@ from pydantic import (
 
 from lmroute._yaml import validation_problems
 from lmroute.control.config import ControlConfig
+from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.serving.fleet import FleetModel, dearest_and_cheapest, fleet_models
 from lmroute.upstream.config import UpstreamConfig, upstream_from
@@ -54,7 +55,6 @@ from lmroute.upstream.config import UpstreamConfig, upstream_from
 #: Environment variable with the server's accepted API keys, comma-separated.
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
 
-RouteOn = Literal["last_user", "conversation"]
 OnRouterError = Literal["strong", "weak", "error"]
 
 
@@ -96,8 +96,8 @@ class ServeConfig(BaseModel):
     #: Seconds a model is skipped (its failure answered at once, so fallback is immediate) after a
     #: request to it failed every attempt; 0: never skip (lmroute.upstream.breaker).
     circuit_breaker: float = Field(default=30.0, ge=0)
-    #: Score the last user message (as the paper) or the whole conversation.
-    route_on: RouteOn = "last_user"
+    #: What of a conversation the router scores (:mod:`lmroute.data.conversations`).
+    route_on: RouteOn = DEFAULT_ROUTE_ON
     #: When a router raises (a bug, its embedding backend down): send the request to this model,
     #: or answer 503 ("error").
     on_router_error: OnRouterError = "strong"

@@ -30,6 +30,8 @@ from typing import Any, Literal, TypeVar
 
 from lmroute.control.hub import ControlHub
 from lmroute.control.taps import EmbeddingSummaries
+from lmroute.data.conversations import DEFAULT_ROUTE_ON
+from lmroute.data.conversations import routing_text as conversation_text
 from lmroute.exceptions import (
     ConfigError,
     InvalidModelNameError,
@@ -180,13 +182,8 @@ def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | Non
 
 
 def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:
-    """The text a router scores: the last user message (as the paper), or the whole conversation."""
-    if route_on == "conversation":
-        return "\n\n".join(text for m in messages if (text := m.text()))
-    for message in reversed(messages):
-        if message.role == "user":
-            return message.text()
-    return messages[-1].text() if messages else ""
+    """The text a router scores of a request's messages (:func:`lmroute.data.conversations.routing_text`)."""
+    return conversation_text([(m.role, m.text()) for m in messages], route_on)
 
 
 def _label(upstream: Upstream) -> str:
@@ -204,7 +201,7 @@ class RoutingService:
         strong: Upstream,
         weak: Upstream,
         fallback: bool = True,
-        route_on: RouteOn = "last_user",
+        route_on: RouteOn = DEFAULT_ROUTE_ON,
         on_router_error: OnRouterError = "strong",
         batch_size: int = 64,
         batch_wait: float = 0.0,

@@ -190,10 +190,9 @@ def _held_out_bench(held: HeldOut, data_dir: str | Path | None) -> Benchmark:
     if held.pair is None:
         raise ConfigError(f"held_out {held.name}: a many-model file needs its pair: [strong, weak]")
     from lmroute.workflows.pair_transfer import read_pair_benchmark
+    from lmroute.workflows.transfer import resolve_held_out_file
 
-    path = Path(held.benchmark).expanduser()
-    if not path.exists() and data_dir is not None and not path.is_absolute():
-        path = Path(data_dir).expanduser() / path
+    path = resolve_held_out_file(held.benchmark, data_dir)
     bench, _ = read_pair_benchmark(path, [held.pair], name=held.name)
     return bench
 

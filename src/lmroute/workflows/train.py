@@ -25,13 +25,16 @@ def train_router(
     options: Mapping[str, Any] | None = None,
     exclude_benchmarks: Sequence[str] = (),
     decontaminate: bool = False,
+    aliases: Mapping[str, str] | None = None,
     embedder: Embedder | None = None,
     progress: bool = True,
 ) -> Router:
     """Load ``sources``, optionally decontaminate them, fit router ``name`` and save it to ``out``.
 
     ``exclude_benchmarks`` drops those benchmarks' gold sources and decontaminates against their
-    prompts; ``decontaminate`` alone decontaminates against all public benchmarks.
+    prompts; ``decontaminate`` alone decontaminates against all public benchmarks. ``aliases``
+    renames models (``{"Mixtral-8x7B-Instruct-v0.1": "mistralai/Mixtral-8x7B-Instruct-v0.1"}``),
+    so that sources spelling one model differently share it.
     """
     from lmroute.data.prepare import prepare_battles
 
@@ -46,6 +49,7 @@ def train_router(
         exclude_benchmarks=exclude_benchmarks,
         decontaminate_against=against,
         embedder=embedder,
+        aliases=aliases,
     )
     _say(report)
     started = time.perf_counter()
@@ -54,6 +58,7 @@ def train_router(
         {
             "training": {
                 "sources": list(sources),
+                **({"aliases": dict(aliases)} if aliases else {}),
                 "battles": len(battles),
                 "report": _jsonable(report),
                 "seconds": round(time.perf_counter() - started, 1),

@@ -1,0 +1,109 @@
+"""What an experiment file says: routers to train, sources, protocols and how results are measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lmroute.data.conversations import ROUTE_ON, RouteOn
+
+Protocol = Literal["zero-shot", "gold-1500", "leave-one-source-out", "single-source", "conversations"]
+#: Protocols run per benchmark of ``benchmarks``; the source protocols run over ``held_out``;
+#: ``conversations`` routes MT-Bench's second turns (:mod:`lmroute.workflows.conversations`).
+BENCHMARK_PROTOCOLS = ("zero-shot", "gold-1500")
+SOURCE_PROTOCOLS = ("leave-one-source-out", "single-source")
+
+
+def _benchmark_protocols() -> list[Protocol]:
+    return ["zero-shot", "gold-1500"]
+
+
+class RouterSpec(BaseModel):
+    """A router to train: its registry name, a label for tables, and its options."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    label: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+class HeldOutSource(BaseModel):
+    """A source with known outcomes, as the source protocols hold it out and evaluate on it.
+
+    ``benchmark`` is ``mmlu``, ``gsm8k``, ``mt-bench`` or a custom benchmark file (relative paths
+    are looked up in the data directory); a file of many models is evaluated between
+    ``strong_model`` and ``weak_model`` (items where either has no score are left out).
+    ``train`` lists the training specs that carry this source's prompts or labels: they are left
+    out of training while it is held out (matched on the spec before its ``?options``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    benchmark: str = Field(min_length=1)
+    strong_model: str | None = None
+    weak_model: str | None = None
+    train: list[str] = Field(default_factory=list)
+    #: The pair a router trained on this source alone compares (``single-source``); default: the
+    #: evaluation pair when the router's own pair is not among this source's models.
+    train_pair: tuple[str, str] | None = None
+    #: Open every prompt with this many other items of the source, the same ones for all (which
+    #: are then not evaluated): a long shared prefix, as few-shot examples, a system prompt or a
+    #: retrieved document make. Such a long-prompt variant is reported beside the sources, not in
+    #: their mean.
+    shots: int = Field(default=0, ge=0)
+
+
+class ExperimentConfig(BaseModel):
+    """What an experiment trains, on which data, and how it is evaluated (a YAML file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    benchmarks: list[str] = Field(default_factory=lambda: ["mmlu", "gsm8k", "mt-bench"])
+    protocols: list[Protocol] = Field(default_factory=_benchmark_protocols)
+    #: Training sources (``battles:FILE``, ``gold:mmlu``...); ``gold:B`` is left out when testing on B.
+    sources: list[str]
+    routers: list[RouterSpec]
+    #: Models renamed in every source, so that one model spelled two ways is one model.
+    aliases: dict[str, str] = Field(default_factory=dict)
+    baselines: list[str] = Field(default_factory=lambda: ["random", "length"])
+    #: Sources with known outcomes for ``leave-one-source-out`` and ``single-source``.
+    held_out: list[HeldOutSource] = Field(default_factory=list)
+    #: ``conversations``: the ``route_on`` settings compared, and a shared system prompt each
+    #: conversation is also routed with (a long one, as deployed assistants have).
+    route_on: list[RouteOn] = Field(default_factory=lambda: list(ROUTE_ON))  # type: ignore[arg-type]
+    system_prompt: str | None = None
+    gold_max: int = Field(default=1500, ge=1)
+    #: Each in-domain gold label enters training this many times (``gold-1500``): a few hundred
+    #: in-domain labels are otherwise outweighed by tens of thousands of battles from other domains.
+    gold_weight: int = Field(default=1, ge=1)
+    #: Weigh a gold win on graded scores (MT-Bench's 1-10) by its score gap, as ``gold:`` sources do.
+    gold_margins: bool = True
+    folds: int = Field(default=10, ge=2)
+    #: Benchmarks cross-fitted leave-one-item-out instead of in ``folds`` folds.
+    leave_one_out: list[str] = Field(default_factory=lambda: ["mt-bench"])
+    decontaminate: bool = True
+    eval_protocol: Literal["paper", "exact"] = "paper"
+    bootstrap: int = Field(default=1000, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _held_out_for_source_protocols(self) -> ExperimentConfig:
+        wanted = [p for p in self.protocols if p in SOURCE_PROTOCOLS]
+        if wanted and not self.held_out:
+            raise ValueError(f"protocol {wanted[0]} needs held_out: the sources to hold out")
+        names = [h.name for h in self.held_out]
+        if len(set(names)) != len(names):
+            raise ValueError(f"held_out names must differ: {names}")
+        return self
+
+
+def load_experiment_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML file, with errors that name the file."""
+    from lmroute._yaml import read_model
+
+    return read_model(ExperimentConfig, path)

@@ -1,0 +1,61 @@
+"""The shipped embedding routers (mf, sw_ranking) score out of the box, from the CLI too, and read
+long prompts by their measured policy: questions behind one long shared prefix (few-shot examples,
+a system prompt) keep distinct scores."""
+
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import lmroute
+from lmroute.routers._embedding_pair import LONG_PROMPTS_DEFAULT
+
+#: About 600 word pieces, the same for every prompt: far more than MiniLM's 254.
+PREFIX = " ".join(
+    f"Example {i}: a train leaves the station at {i} o'clock and travels {10 * i} miles; how far has it gone "
+    f"after {i % 5 + 1} hours? Answer: {10 * i * (i % 5 + 1)} miles."
+    for i in range(24)
+)
+QUESTIONS = [
+    "Now the real question: prove that there are infinitely many prime numbers.",
+    "Now the real question: say hi back to me.",
+    "Now the real question: write a Python function that merges two sorted lists in linear time.",
+    "Now the real question: what is the capital of France?",
+    "Now the real question: derive the closed form of the sum of the first n squares.",
+]
+
+
+@pytest.mark.parametrize("name", ["mf", "sw_ranking"])
+def test_a_shared_prefix_no_longer_collapses_distinct_questions(name, cache_dir):
+    router = lmroute.load_router(name)
+    assert router.config.long_prompts == LONG_PROMPTS_DEFAULT != "head"
+    prompts = [f"{PREFIX}\n\n{q}" for q in QUESTIONS]
+    scores = router.score(prompts)
+    assert len(np.unique(np.round(scores, 6))) == len(QUESTIONS)
+    # the head of the prompt alone: the same text for all five, told apart only by their lengths
+    head = router.with_long_prompts("head").score(prompts)
+    assert np.ptp(scores) > 10 * np.ptp(head)
+    assert router.prompt_embedder.truncated == len(QUESTIONS)  # long prompts are counted
+
+
+@pytest.mark.parametrize("name", ["mf", "sw_ranking"])
+def test_lmroute_score_works_out_of_the_box(name, cache_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hi\nProve that there are infinitely many primes.\n")
+    out = tmp_path / "scores.jsonl"
+    command = [sys.executable, "-m", "lmroute.cli", "score", "--router", name, "--input", str(prompts)]
+    subprocess.run([*command, "--output", str(out), "--quiet"], check=True, capture_output=True, text=True)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in records] == ["hi", "Prove that there are infinitely many primes."]
+    assert all(0 <= r["score"] <= 1 for r in records)
+
+
+def test_the_shipped_sw_ranking_is_a_few_mb_of_int8_embeddings():
+    folder = resources.files("lmroute") / "checkpoints" / "sw_ranking"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["config"]["embedding_dtype"] == "int8"
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 12_000_000
+    assert not any(s.startswith("alpaca-eval") for s in config["metadata"]["training"]["sources"])

@@ -1,0 +1,131 @@
+"""Domain transfer: leave-one-source-out never scores a source with a router that saw it, and its
+results have the documented JSON shape (docs/experiments.md)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lmroute import registry
+from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router, RouterConfig
+from lmroute.workflows.experiment import ExperimentConfig, run_experiment, write_experiment
+from lmroute.workflows.experiment_config import HeldOutSource
+from lmroute.workflows.transfer import carries, load_held_out
+
+#: Prompts each fit of the spy router trained on, in order.
+_FITS: list[set[str]] = []
+
+
+class _SpyRouter(Router):
+    """Remembers its training prompts; refuses to score any of them; scores by length."""
+
+    name = "spy"
+    config_class = RouterConfig
+
+    def fit(self, battles, *, progress=False):
+        self.seen = {b.prompt for b in battles}
+        _FITS.append(self.seen)
+        return self
+
+    def _score(self, prompts):
+        leaked = set(prompts) & self.seen
+        assert not leaked, f"scored prompts it trained on: {sorted(leaked)[:3]}"
+        return np.array([len(p) % 7 for p in prompts], dtype=float)
+
+
+def _outcomes(path, topic, n):
+    """A many-model outcomes file: three models, the big one right more often on longer prompts."""
+    rng = np.random.default_rng(len(topic))
+    lines = []
+    for i in range(n):
+        prompt = f"{topic} question {i}: " + "word " * (i % 9)
+        big = int(rng.random() < 0.5 + 0.05 * (i % 9))
+        lines.append({"prompt": prompt, "scores": {"big": big, "mid": int(rng.random() < 0.5), "small": 0}})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    a = _outcomes(tmp_path / "alpha.jsonl", "alpha", 30)
+    b = _outcomes(tmp_path / "beta.jsonl", "beta", 20)
+    c = _outcomes(tmp_path / "gamma.jsonl", "gamma", 25)
+    held = [
+        {
+            "name": name,
+            "benchmark": str(path),
+            "strong_model": "big",
+            "weak_model": "small",
+            "train": [f"gold:{path}"],
+        }
+        for name, path in (("alpha", a), ("beta", b), ("gamma", c))
+    ]
+    held.append({**held[0], "name": "alpha-3shot", "shots": 3})
+    return ExperimentConfig(
+        protocols=["leave-one-source-out", "single-source"],
+        sources=[f"gold:{a}?max_pairs=all", f"gold:{b}", f"gold:{c}"],
+        routers=[{"name": "spy"}],
+        baselines=["length"],
+        held_out=held,
+        decontaminate=False,
+        bootstrap=20,
+    )
+
+
+def test_each_source_is_scored_by_a_router_that_never_saw_it(config, tmp_path):
+    result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    # three leave-one-out fits (alpha and its 3-shot variant share one) + three single-source fits
+    assert len(_FITS) == 6
+    data = result.to_dict()
+    loso = data["leave_one_source_out"]
+    assert [s["source"] for s in loso["sources"]] == ["alpha", "beta", "gamma", "alpha-3shot"]
+    alpha = loso["sources"][0]
+    assert alpha["left_out"] == [config.sources[0]] and alpha["items"] == 30
+    assert (alpha["strong_model"], alpha["weak_model"], alpha["shots"]) == ("big", "small", 0)
+    assert set(alpha["routers"]) == {"spy", "length"}
+    lo, hi = alpha["routers"]["spy"]["apgr_ci95"]
+    assert lo <= hi
+    # the mean and worst case are over the plain sources only, by hand
+    plain = {s["source"]: s["routers"]["spy"]["apgr"] for s in loso["sources"][:3]}
+    summary = loso["summary"]["spy"]
+    assert summary["mean"] == pytest.approx(np.mean(list(plain.values())))
+    assert summary["worst"] == min(plain.values()) and plain[summary["worst_source"]] == summary["worst"]
+    assert summary["sources"] == 3 and "length" in loso["summary"]
+    variant = loso["sources"][3]
+    assert variant["items"] == 27 and variant["shots"] == 3
+    # single-source: trained on each source alone, evaluated on the others (not on variants)
+    matrix = data["single_source"]["apgr"]["spy"]
+    assert set(matrix) == {"alpha", "beta", "gamma"}
+    assert set(matrix["alpha"]) == {"beta", "gamma"}
+    written = write_experiment(result, tmp_path / "out")
+    text = written[0].read_text()
+    assert "leave-one-source-out" in text and "alpha-3shot" in text and "mean" in text
+    assert json.loads(written[1].read_text())["leave_one_source_out"]["summary"]["spy"]["sources"] == 3
+
+
+def test_a_shots_variant_opens_every_prompt_with_the_same_items(config):
+    plain = load_held_out(config.held_out[0], data_dir=None)
+    variant = load_held_out(config.held_out[3], data_dir=None)
+    assert len(variant) == len(plain) - 3
+    prefix = variant.prompts[0][: variant.prompts[0].rindex("\n\n")]
+    assert prefix.count("alpha question") == 3
+    assert all(p.startswith(prefix + "\n\n") for p in variant.prompts)
+    assert {p[len(prefix) + 2 :] for p in variant.prompts} < set(plain.prompts)
+
+
+def test_carries_matches_specs_before_their_options():
+    held = HeldOutSource(name="x", benchmark="mt-bench", train=["gold:zeroeval/crux.jsonl"])
+    assert carries("gold:zeroeval/crux.jsonl?max_pairs=4", held)
+    assert carries("gold:mt_bench", held)  # a public benchmark's own gold
+    assert not carries("gold:mmlu", held) and not carries("battles:arena-hard/battles.jsonl", held)
+
+
+def test_source_protocols_need_held_out_sources_and_named_pairs(tmp_path):
+    with pytest.raises(ValueError, match="needs held_out"):
+        ExperimentConfig(protocols=["leave-one-source-out"], sources=["gold:mmlu"], routers=[{"name": "mf"}])
+    path = _outcomes(tmp_path / "a.jsonl", "a", 5)
+    with pytest.raises(ConfigError, match="name its strong_model and weak_model"):
+        load_held_out(HeldOutSource(name="a", benchmark=str(path)), data_dir=None)
