@@ -90,15 +90,18 @@ def resolve_held_out_file(target: str, data_dir: str | Path | None) -> Path:
 
 def _pair_from_file(source: HeldOutSource, path: Path) -> Benchmark:
     """A many-model outcomes file as a two-model benchmark: items where both have a score."""
-    from lmroute.data.gold import read_scores
+    from lmroute.data.custom import read_custom
 
-    prompts, scores = read_scores(path)
+    table = read_custom(path)
+    prompts, scores = table.prompts, table.scores
     pair = (source.strong_model, source.weak_model)
     if None in pair:
         raise ConfigError(f"held-out source {source.name!r}: name its strong_model and weak_model")
     missing = [m for m in pair if m not in scores]
     if missing:
-        raise DataError(f"{path} has no model {', '.join(map(str, missing))}; it has: {', '.join(scores)}")
+        raise DataError(
+            f"{path} has no model {', '.join(map(str, missing))}; it has: {', '.join(table.models)}"
+        )
     strong, weak = scores[str(pair[0])], scores[str(pair[1])]
     keep = np.flatnonzero(np.isfinite(strong) & np.isfinite(weak))
     if keep.size < 2:
