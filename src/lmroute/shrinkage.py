@@ -54,12 +54,14 @@ class QualityShrinkage:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
 
     def apply(self, predicted: np.ndarray) -> np.ndarray:
-        """Shrunk qualities ``(n, k)`` of predictions ``(n, k)`` (columns in ``models`` order), in [0, 1]."""
+        """Shrunk qualities ``(n, k)`` of predictions ``(n, k)`` (columns in ``models`` order).
+
+        Not clipped to [0, 1]: an estimate a little above a model's mean of 0.97 still ranks it
+        above one of 0.96, where clipping both to 1 would tie them."""
         q = np.asarray(predicted, dtype=np.float64)
         if q.ndim != 2 or q.shape[1] != len(self.models):
             raise ConfigError(f"predictions must be (prompts, {len(self.models)}), got {q.shape}")
-        shrunk = self.mean_quality + self.alpha * 2.0 * (q - self.mean_predicted)
-        return np.clip(shrunk, 0.0, 1.0)
+        return self.mean_quality + self.alpha * 2.0 * (q - self.mean_predicted)
 
     def to_dict(self) -> dict[str, Any]:
         return {
