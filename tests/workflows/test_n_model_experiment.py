@@ -69,6 +69,8 @@ def test_cross_fit_and_leave_one_source_out(tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {e["benchmark"] for e in saved["evaluations"]} >= {"one", "two"}
     assert "| mf |" in (tmp_path / "out" / "results.md").read_text()
+    assert "shrinkage alpha per fold: " in (tmp_path / "out" / "results.md").read_text()
+    assert len(saved["shrinkage_alphas"]["two"]) == 2
 
 
 def test_cross_fit_shrinkage_is_chosen_on_the_training_folds_only(tmp_path, monkeypatch):

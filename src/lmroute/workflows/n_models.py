@@ -315,7 +315,9 @@ def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path
     out.mkdir(parents=True, exist_ok=True)
     sections = []
     for (protocol, name), ev in result.evaluations.items():
-        sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n")
+        alphas = result.alphas.get(name) if protocol == "cross-fit" else None
+        shrunk = f"\nshrinkage alpha per fold: {', '.join(f'{a:.3f}' for a in alphas)}\n" if alphas else ""
+        sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n{shrunk}")
     sections += [f"- {n}" for n in result.notes]
     written = [out / "results.md", out / "results.json"]
     written[0].write_text("# N-model routing\n\n" + "\n".join(sections) + "\n", "utf-8")
