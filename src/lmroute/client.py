@@ -39,11 +39,13 @@ from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
+from lmroute.serving.answers import Decision, RoutedStream
 from lmroute.serving.config import ServeConfig, build_config
 from lmroute.serving.control import prepare_control
 from lmroute.serving.fleet import FleetModel
+from lmroute.serving.loading import load_routers
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
-from lmroute.serving.service import Decision, RoutedStream, RoutingService, load_routers
+from lmroute.serving.service import RoutingService
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
 
 if TYPE_CHECKING:

@@ -443,7 +443,7 @@ def test_retry_after_forms():
 
 def test_served_embedding_routers_embed_without_the_disk_cache(mf_router, tmp_path):
     from lmroute.embeddings.cache import CachedEmbedder
-    from lmroute.serving.service import load_routers
+    from lmroute.serving.loading import load_routers
 
     directory = mf_router.save(tmp_path / "mf")
     manifest = json.loads((directory / "config.json").read_text())

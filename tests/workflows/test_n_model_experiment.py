@@ -69,3 +69,55 @@ def test_cross_fit_and_leave_one_source_out(tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {e["benchmark"] for e in saved["evaluations"]} >= {"one", "two"}
     assert "| mf |" in (tmp_path / "out" / "results.md").read_text()
+    assert "shrinkage alpha per fold: " in (tmp_path / "out" / "results.md").read_text()
+    assert len(saved["shrinkage_alphas"]["two"]) == 2
+
+
+def test_cross_fit_shrinkage_is_chosen_on_the_training_folds_only(tmp_path, monkeypatch):
+    from lmroute.data.custom import read_custom
+    from lmroute.workflows import n_models
+
+    _outcomes(tmp_path / "one.jsonl", ["big", "mid", "small"], 90, 1)
+    table = read_custom(tmp_path / "one.jsonl")
+    config = NModelExperimentConfig.model_validate(
+        {
+            "kind": "n-models",
+            "files": ["one.jsonl"],
+            "prices": "prices.yaml",
+            "router": {"name": "mf", "options": FAST},
+            "folds": 3,
+        }
+    )
+    models = ["big", "mid", "small"]
+    trained, fitted = [], []
+    real_train, real_fit = n_models.train_on, n_models.fit_shrinkage
+
+    def spy_train(tables, *args, **kwargs):
+        trained.append(set(tables[0].prompts))
+        return real_train(tables, *args, **kwargs)
+
+    def spy_fit(names, train_s, train_p, val_s, val_p):
+        fitted.append((len(train_s), len(val_s)))
+        return real_fit(names, train_s, train_p, val_s, val_p)
+
+    monkeypatch.setattr(n_models, "train_on", spy_train)
+    monkeypatch.setattr(n_models, "fit_shrinkage", spy_fit)
+    embedder = HashEmbedder(64)
+    predicted, alphas = n_models.cross_fit_qualities(table, table, models, config, embedder)
+    assert len(alphas) == 3 and all(0 <= a <= 1 for a in alphas)
+    splits = n_models.grouped_splits(n_models.question_groups(table.prompts), 3, seed=config.seed)
+    for seen, (n_train, n_val), (train_idx, held_idx) in zip(trained, fitted, splits, strict=True):
+        held = {table.prompts[i] for i in held_idx}
+        assert not seen & held  # the router never saw the evaluated fold
+        assert len(seen) == n_train and n_train + n_val == len(train_idx)  # validation: held out of training
+    # changing the evaluated fold's outcomes changes neither its predictions nor its alpha
+    held_idx = splits[0][1]
+    flipped = dict(table.scores)
+    flipped["big"] = table.scores["big"].copy()
+    flipped["big"][held_idx] = 1.0 - flipped["big"][held_idx]
+    changed = n_models.take_rows(
+        n_models.ScoreTable(table.name, table.prompts, flipped), np.arange(len(table))
+    )
+    again, alphas_again = n_models.cross_fit_qualities(changed, changed, models, config, embedder)
+    np.testing.assert_array_equal(again[held_idx], predicted[held_idx])
+    assert alphas_again[0] == alphas[0]

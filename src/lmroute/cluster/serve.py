@@ -31,7 +31,7 @@ from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
-from lmroute.serving.service import load_routers
+from lmroute.serving.loading import load_routers
 
 log = logging.getLogger("lmroute.cluster")
 

@@ -34,10 +34,11 @@ from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import prepare_control
 from lmroute.serving.errors import exception_handlers
 from lmroute.serving.fleet import check_vocabulary
+from lmroute.serving.loading import load_routers
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
 from lmroute.serving.protocol import ChatCompletionRequest, ErrorResponse, RouteRequest, RouteResponse
-from lmroute.serving.service import RoutingService, load_routers
+from lmroute.serving.service import RoutingService
 from lmroute.upstream import ClientFactory
 
 log = logging.getLogger("lmroute.serving")

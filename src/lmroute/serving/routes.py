@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from lmroute.exceptions import InvalidModelNameError, RequestError
 from lmroute.routing_names import format_model_name
+from lmroute.serving.answers import Decision
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
@@ -40,7 +41,7 @@ from lmroute.serving.protocol import (
     parse_body,
     validate,
 )
-from lmroute.serving.service import Decision, RoutingService
+from lmroute.serving.service import RoutingService
 from lmroute.serving.streaming import relay
 
 CHAT_PATH = "/v1/chat/completions"

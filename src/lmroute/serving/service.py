@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from lmroute.control.hub import ControlHub
 from lmroute.control.taps import EmbeddingSummaries
@@ -49,6 +47,7 @@ from lmroute.routing_names import (
     parse_model_name,
     unknown_mode_hint,
 )
+from lmroute.serving.answers import Answer, Decision, RouteDecision, RoutedStream, Tier
 from lmroute.serving.batcher import MicroBatcher
 from lmroute.serving.config import OnRouterError, RouteOn, ServeConfig
 from lmroute.serving.control import StateSaver, conversation_keys, request_tokens
@@ -59,7 +58,6 @@ from lmroute.upstream import (
     CircuitBreaker,
     ClientFactory,
     Upstream,
-    UpstreamStream,
     failure_kind,
     make_client,
     should_fall_back,
@@ -67,118 +65,8 @@ from lmroute.upstream import (
 
 log = logging.getLogger("lmroute.serving")
 
-Tier = Literal["strong", "weak"]
 _OTHER: dict[Tier, Tier] = {"strong": "weak", "weak": "strong"}
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    """Which model a request goes to, and why (router fields are None for a model asked by name;
-    ``score`` is None when the router failed and the request went to ``on_router_error``'s model)."""
-
-    tier: Tier
-    model: str
-    router: str | None = None
-    threshold: float | None = None
-    score: float | None = None
-    #: The target held online (``{"mode": "share", "value": 0.3}``), None for a fixed threshold.
-    target: dict[str, Any] | None = None
-    #: How the conversation was identified and whether it stayed on its model, or None.
-    conversation: dict[str, Any] | None = None
-
-    def info(self, *, answered_by: str, fallback: bool) -> dict[str, Any]:
-        """The ``lmroute`` object added to answers."""
-        return {
-            "router": self.router,
-            "threshold": self.threshold,
-            "score": self.score,
-            "decision": self.tier,
-            "routed_model": self.model,
-            "model": answered_by,
-            "fallback": fallback,
-            "target": self.target,
-            "conversation": self.conversation,
-        }
-
-
-Decision = RouteDecision | FleetDecision
-
-
-@dataclass
-class Answer:
-    """A finished completion: the upstream's JSON (with ``lmroute``), who answered, and if by fallback."""
-
-    body: dict[str, Any]
-    decision: Decision
-    model: str
-    fallback: bool
-
-
-class RoutedStream:
-    """An accepted stream; :meth:`chunks` yields chunk objects, the first one carrying ``lmroute``."""
-
-    def __init__(
-        self, stream: UpstreamStream, decision: Decision, *, fallback: bool, model: str | None = None
-    ):
-        self._stream = stream
-        self.decision = decision
-        self.model = model or stream.model
-        self.fallback = fallback
-
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        first = True
-        async for chunk in self._stream.chunks():
-            if first:
-                chunk["lmroute"] = self.decision.info(answered_by=self.model, fallback=self.fallback)
-                first = False
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-def load_routers(
-    specs: Sequence[str | Path], *, summaries: EmbeddingSummaries | None = None
-) -> dict[str, Router]:
-    """Routers by serving name from ``name``, ``directory`` or ``alias=directory`` specs.
-
-    A directory is served under the name of the router saved in it unless an alias is given. With
-    ``summaries``, the embedders given to the routers record the embedding summaries that drift
-    detection compares (:mod:`lmroute.control.taps`).
-    """
-    from lmroute.registry import load_router
-
-    routers: dict[str, Router] = {}
-    for spec in specs:
-        alias, sep, path = str(spec).partition("=")
-        router = load_router(path if sep else alias)
-        name = alias if sep else (router.name if Path(alias).is_dir() else alias)
-        if not name or "/" in name:
-            raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
-        if name in routers:
-            raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
-        routers[name] = _without_embedding_cache(router, summaries)
-    return routers
-
-
-def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | None = None) -> Router:
-    """A freshly loaded embedding router, given its embedder without the disk cache, behind a
-    bounded in-memory LRU cache (tapped by ``summaries``, which so see every prompt, repeated or not).
-
-    A server sees mostly distinct prompts, each embedded once: through the disk cache every one would
-    add a vector to the process's memory and files to disk for as long as the server runs (the load
-    test measured +38 MiB per 8,000 requests), and the cache's upkeep grows with it.
-    """
-    name = router.embedder_name
-    if name is not None:
-        from lmroute.embeddings import get_embedder
-        from lmroute.embeddings.memory import LruEmbedder
-
-        # Repeated prompts (a system prompt, a retried question) are embedded once, in memory.
-        embedder = LruEmbedder(get_embedder(name, cache=False))
-        router.use_embedder(summaries.tap(embedder) if summaries is not None else embedder)
-    return router
 
 
 def routing_text(messages: Sequence[ChatMessage], route_on: RouteOn) -> str:

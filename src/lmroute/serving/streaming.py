@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
-from lmroute.serving.service import RoutedStream
+from lmroute.serving.answers import RoutedStream
 
 log = logging.getLogger("lmroute.serving")
 

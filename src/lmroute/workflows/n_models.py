@@ -2,7 +2,10 @@
 
 * ``cross-fit``: on each multi-model file, prompts are split into ``folds`` folds (by question
   text: prompts that differ only in their answer options stay together); each fold's qualities
-  are predicted by a router trained on golden labels of the other folds only.
+  are predicted by a router trained on golden labels of the other folds only. With ``shrink``
+  (the default), one more fold of those is held out of the router's training as validation, and
+  the predictions are shrunk toward each model's mean score on the training folds by a factor
+  chosen on that validation fold (:mod:`lmroute.shrinkage`): nothing of the evaluated fold is used.
 * ``leave-one-source-out``: for each file, a router trained on the golden labels of every other
   file predicts it whole; only the file's models that the training data also holds can be routed.
 
@@ -27,6 +30,7 @@ from lmroute.catalogue import Catalogue, read_prices
 from lmroute.data.custom import ScoreTable, read_custom
 from lmroute.evaluation.routing import CostQualityEvaluation, evaluate_choices
 from lmroute.exceptions import ConfigError, DataError
+from lmroute.shrinkage import QualityShrinkage, fit_shrinkage
 from lmroute.workflows.experiment import RouterSpec, cross_fit_splits
 
 if TYPE_CHECKING:
@@ -57,6 +61,9 @@ class NModelExperimentConfig(BaseModel):
     folds: int = Field(default=10, ge=2)
     policy: Literal["lambda", "quality"] = "lambda"
     knobs: int = Field(default=200, ge=2)
+    #: Cross-fit: shrink the predictions toward each model's mean score (:mod:`lmroute.shrinkage`),
+    #: chosen on a validation fold of the training folds.
+    shrink: bool = True
     seed: int = 0
 
 
@@ -65,11 +72,14 @@ class NModelResult:
     config: NModelExperimentConfig
     evaluations: dict[tuple[str, str], CostQualityEvaluation] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Cross-fit with ``shrink``: each fold's shrinkage factor alpha, per file.
+    alphas: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.model_dump(),
             "notes": self.notes,
+            "shrinkage_alphas": self.alphas,
             "evaluations": [{"protocol": p, **ev.to_dict()} for (p, _), ev in self.evaluations.items()],
         }
 
@@ -121,7 +131,10 @@ def run_n_model_experiment(
         for protocol in config.protocols:
             started = time.perf_counter()
             if protocol == "cross-fit":
-                predicted, models = _cross_fit(rows, table, candidates, config, embedder, say), candidates
+                predicted, alphas = cross_fit_qualities(rows, table, candidates, config, embedder, say)
+                models = candidates
+                if config.shrink:
+                    result.alphas[name] = alphas
             else:
                 others = [t for n, t in tables.items() if n != name]
                 # a router trained on the others knows at most their models: skip before training
@@ -190,32 +203,62 @@ def _candidates(name: str, table: ScoreTable, config: NModelExperimentConfig, pr
     return covered
 
 
-def _cross_fit(
+def cross_fit_qualities(
     rows: ScoreTable,
     table: ScoreTable,
     candidates: list[str],
     config: NModelExperimentConfig,
-    embedder: Embedder | None,
-    say: Callable[[str], None],
-) -> np.ndarray:
-    """Predicted qualities of every row, each from a router that never saw its question."""
-    splits = grouped_splits(question_groups(rows.prompts), config.folds, seed=config.seed)
+    embedder: Embedder | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[np.ndarray, list[float]]:
+    """Predicted qualities ``(len(rows), len(candidates))`` of every row of ``rows`` (the rows of
+    ``table`` where every candidate has a score), each from a router (and a shrinkage) that never
+    saw its question, and each fold's shrinkage factor (none without ``config.shrink``)."""
+    groups = question_groups(rows.prompts)
+    splits = grouped_splits(groups, config.folds, seed=config.seed)
+    scores = np.column_stack([rows.scores[m] for m in candidates])
     predicted = np.full((len(rows), len(candidates)), np.nan)
+    alphas: list[float] = []
     # training uses every model of the file on the training rows, not only the candidates
     index = {p: i for i, p in enumerate(table.prompts)}
     for k, (train_idx, held_idx) in enumerate(splits):
-        train_rows = np.array([index[rows.prompts[i]] for i in train_idx])
+        val_idx = np.zeros(0, dtype=np.int64)
+        if config.shrink:  # one fold's worth of the training rows validates the shrinkage
+            inner_groups = np.unique(groups[train_idx], return_inverse=True)[1]
+            inner = grouped_splits(inner_groups, max(config.folds - 1, 2), seed=config.seed + 1 + k)[0]
+            train_idx, val_idx = train_idx[inner[0]], train_idx[inner[1]]
         router = train_on(
-            [take_rows(table, train_rows)],
+            [take_rows(table, np.array([index[rows.prompts[i]] for i in train_idx]))],
             candidates,
             max_pairs=config.max_pairs,
             seed=config.seed,
             spec=config.router,
             embedder=embedder,
         )
-        predicted[held_idx] = router.predict_quality([rows.prompts[i] for i in held_idx], candidates)
-        say(f"  fold {k + 1}/{len(splits)}")
-    return predicted
+        held = router.predict_quality([rows.prompts[i] for i in held_idx], candidates)
+        if config.shrink:
+            shrinkage = _fit_fold_shrinkage(router, rows, scores, candidates, train_idx, val_idx)
+            held = shrinkage.apply(held)
+            alphas.append(shrinkage.alpha)
+        predicted[held_idx] = held
+        say(f"  fold {k + 1}/{len(splits)}" + (f" (alpha {alphas[-1]:.3f})" if config.shrink else ""))
+    return predicted, alphas
+
+
+def _fit_fold_shrinkage(
+    router: Router,
+    rows: ScoreTable,
+    scores: np.ndarray,
+    candidates: list[str],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+) -> QualityShrinkage:
+    """The shrinkage of one fold, from its router's training rows and validation rows only."""
+
+    def predict(idx: np.ndarray) -> np.ndarray:
+        return router.predict_quality([rows.prompts[i] for i in idx], candidates)
+
+    return fit_shrinkage(candidates, scores[train_idx], predict(train_idx), scores[val_idx], predict(val_idx))
 
 
 def train_on(
@@ -272,7 +315,9 @@ def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path
     out.mkdir(parents=True, exist_ok=True)
     sections = []
     for (protocol, name), ev in result.evaluations.items():
-        sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n")
+        alphas = result.alphas.get(name) if protocol == "cross-fit" else None
+        shrunk = f"\nshrinkage alpha per fold: {', '.join(f'{a:.3f}' for a in alphas)}\n" if alphas else ""
+        sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n{shrunk}")
     sections += [f"- {n}" for n in result.notes]
     written = [out / "results.md", out / "results.json"]
     written[0].write_text("# N-model routing\n\n" + "\n".join(sections) + "\n", "utf-8")
