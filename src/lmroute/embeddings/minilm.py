@@ -170,8 +170,8 @@ class OnnxMiniLM(_MiniLM):
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # No memory arena and no memory pattern: both keep the largest batch's activations
-            # (up to ~100 MB for 8 texts of 256 word pieces) for the life of the process, and
-            # planning buffers per call cost no measurable speed at these sizes.
+            # (tens of MB for 8 texts of 256 word pieces) for the life of the process; int8 was
+            # no slower without them, fp32 within the noise of a loaded machine (docs/serving.md).
             options.enable_cpu_mem_arena = False
             options.enable_mem_pattern = False
             providers = ["CPUExecutionProvider"]
