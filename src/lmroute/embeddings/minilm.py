@@ -23,9 +23,12 @@ ones log at debug level.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +81,19 @@ def _default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc only; elsewhere nothing happens).
+
+    Loading the model parses the tokenizer's JSON and the ONNX file's protobuf in buffers that are
+    freed at once, but glibc keeps freed pages for reuse: in a server that stayed ~8-14 MB of its
+    resident memory for good. ``malloc_trim`` once after loading returns them.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class _MiniLM(CountsTruncation, Embedder):
@@ -197,6 +213,7 @@ class OnnxMiniLM(_MiniLM):
                         f"the rebuilt MiniLM ONNX file {rebuilt} cannot be loaded: {again}"
                     ) from None
             self._session = session
+        _release_freed_memory()
 
     def _build_in_memory(self, path: Path) -> bytes:
         graph = build_onnx_model(path)
