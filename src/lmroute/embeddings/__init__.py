@@ -41,7 +41,7 @@ def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) ->
       ``onnx`` are installed, else through sentence-transformers (same vectors either way);
     - ``minilm-onnx`` / ``minilm-torch``: that backend only;
     - ``minilm-int8``: the ONNX backend on an int8 quantised graph (a quarter of the memory, about
-      twice the speed, vectors within cosine ~0.99 of ``minilm``'s);
+      twice the speed, cosine to ``minilm``'s vectors ~0.99);
     - ``openai:<model>``: an OpenAI-compatible endpoint; options ``base_url``, ``api_key_env``
       (the NAME of the variable holding the key), ``dimensions``, ``dim``, ``max_chars``, ...
       Options written as ``openai:<model>?dimensions=256&max_chars=4000`` (an embedder's

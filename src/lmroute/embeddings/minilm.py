@@ -12,7 +12,7 @@ a requirement: :mod:`lmroute.embeddings.minilm_onnx` writes the encoder graph fr
 weights instead, once per model and graph version into the user cache (``<cache>/onnx/``), and it
 is rebuilt if it cannot be loaded. ``precision="int8"`` (the embedder ``minilm-int8``) runs a
 dynamically quantised copy of that graph: a quarter of the weights' memory and about twice the
-speed, vectors within cosine ~0.99 of the fp32 ones (see ``minilm_onnx``).
+speed, cosine to the fp32 vectors ~0.99 (see ``minilm_onnx``).
 
 **Long texts.** Texts are cut to the model's ``max_seq_length`` (256 word pieces for
 all-MiniLM-L6-v2, counting ``[CLS]`` and ``[SEP]``), exactly as sentence-transformers does: the
