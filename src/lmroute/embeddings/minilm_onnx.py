@@ -4,6 +4,14 @@ Exporting through torch would make torch a requirement of the ONNX backend; inst
 :func:`build_onnx_model` writes the graph directly with the ``onnx`` package (standard opset-17
 operators that ONNX Runtime fuses into its attention / layer-norm / GELU kernels), and
 :func:`onnx_model_path` builds it once per model and graph version into the user cache.
+
+**int8.** :func:`quantize_model` makes an int8 copy of that graph with ONNX Runtime's dynamic
+quantisation (weights int8 per output channel, activations quantised per call): a quarter of the
+weights' memory and about twice the speed on CPUs with int8 dot products. The output projections
+of attention and feed-forward blocks stay float32 (18 MB): quantised, they cost the most accuracy
+(cosine to the fp32 vectors at worst 0.983 instead of 0.989 on 400 AlpacaEval prompts, and the
+shipped mf's APGR moved by up to 0.014 instead of 0.002 on MT-Bench and GSM8K).
+``onnx_model_path(model_dir, "int8")`` caches it beside the fp32 file.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +35,24 @@ logger = logging.getLogger(__name__)
 
 #: Changes whenever :func:`build_onnx_model` would write a different graph (part of the cache key).
 GRAPH_VERSION = 1
+#: Changes whenever :func:`quantize_model` would write a different int8 graph (part of its cache key).
+QUANT_VERSION = 1
+#: The precisions :func:`onnx_model_path` builds.
+PRECISIONS = ("fp32", "int8")
 _OPSET = 17
 _IR_VERSION = 8  # the IR version of opset 17, so older ONNX Runtime releases can read the file
 
 
-def onnx_model_path(model_dir: Path) -> Path:
+def onnx_model_path(model_dir: Path, precision: str = "fp32") -> Path:
     """The ONNX file for the model in ``model_dir``, built into the user cache on first use.
 
-    The cache key covers the graph version, the model's config and the weights file (path, size,
-    modification time), so a changed model or a new graph layout gets a new file.
+    The cache key covers the graph (and for int8 the quantisation) version, the model's config and
+    the weights file (path, size, modification time), so a changed model or a new graph layout gets
+    a new file. ``precision`` is ``fp32`` or ``int8`` (quantised from the fp32 graph built afresh,
+    so a damaged fp32 file cannot spoil it and int8 alone never writes the 90 MB fp32 file).
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     weights = model_dir / "model.safetensors"
     stat = weights.stat()
     key = hashlib.sha256(
@@ -50,18 +67,53 @@ def onnx_model_path(model_dir: Path) -> Path:
             ]
         ).encode()
     ).hexdigest()[:16]
-    target = _paths.cache_dir() / "onnx" / f"all-MiniLM-L6-v2-g{GRAPH_VERSION}-{key}.onnx"
+    # the two kinds have distinct prefixes, so clearing one kind's stale files keeps the other's
+    kind = f"g{GRAPH_VERSION}" if precision == "fp32" else f"int8-q{QUANT_VERSION}-g{GRAPH_VERSION}"
+    target = _paths.cache_dir() / "onnx" / f"all-MiniLM-L6-v2-{kind}-{key}.onnx"
     if target.is_file():
         return target
-    logger.info("building the MiniLM ONNX graph into %s (once)", target)
-    data = build_onnx_model(model_dir).SerializeToString()
+    logger.info("building the MiniLM ONNX graph (%s) into %s (once)", precision, target)
+    graph = build_onnx_model(model_dir)
+    data = graph.SerializeToString() if precision == "fp32" else quantize_model(graph)
     write_atomic(target, data)
-    # files for an older graph or a reinstalled model are 90 MB each and never read again
-    for stale in target.parent.glob("all-MiniLM-L6-v2-*.onnx"):
+    # files for an older graph or a reinstalled model are 23-90 MB each and never read again
+    stale_prefix = "all-MiniLM-L6-v2-g" if precision == "fp32" else "all-MiniLM-L6-v2-int8-"
+    for stale in target.parent.glob(f"{stale_prefix}*.onnx"):
         if stale != target:
             with contextlib.suppress(OSError):
                 stale.unlink()
     return target
+
+
+def quantize_model(model: Any) -> bytes:
+    """The int8 copy of an fp32 MiniLM graph (an ``onnx.ModelProto``, changed in place), serialised.
+
+    Dynamic quantisation: MatMul weights int8 per output channel (``MatMulConstBOnly``: the
+    attention products of two activations stay float), the word-embedding table int8; the
+    output projections of attention and feed-forward blocks (``*.output.dense``) stay float32.
+    """
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise missing("onnx", purpose="MiniLM's int8 ONNX graph") from None
+    for node in model.graph.node:  # quantize_dynamic excludes nodes by name; ours have none
+        node.name = node.name or node.output[0]
+    keep_float = [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul" and node.input[1].endswith(".output.dense.weight.T")
+    ]
+    with tempfile.TemporaryDirectory(prefix="lmroute-int8-") as folder:
+        out = Path(folder) / "int8.onnx"
+        quantize_dynamic(
+            model,
+            out,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep_float,
+            extra_options={"MatMulConstBOnly": True},
+        )
+        return out.read_bytes()
 
 
 class _GraphWriter:

@@ -95,15 +95,22 @@ class EmbeddingPairRouter(Router[PairConfigT]):
 
     @property
     def embedder_name(self) -> str:
-        """Name of the embedder this router was trained with (``config.embedder``)."""
+        """Name of the embedder this router scores with by default (``config.embedder``): the one
+        it was trained with, or a quantised copy of it (``minilm-int8`` for ``minilm``)."""
         return self.config.embedder
 
     def use_embedder(self, embedder: Embedder) -> None:
         """Embed prompts with ``embedder``, which must be the kind this router was trained with."""
         # The configured name may hold what does not change the vectors (a backend, "minilm-onnx"; an
         # endpoint, "openai:m?base_url=..."), which the embedder made from it leaves out of its name.
+        # A quantised copy of the model ("minilm-int8" for "minilm") approximates the same vectors.
+        from lmroute.embeddings import approximated
+
         expected = self.config.embedder
-        if embedder.name != expected and embedder.name != _name_of_embedder(expected):
+        made = _name_of_embedder(expected)
+        if embedder.name not in (expected, made) and approximated(embedder.name) != approximated(
+            made or expected
+        ):
             raise ConfigError(
                 f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
                 f"embedder {embedder.name!r} would give other vectors"
