@@ -1,0 +1,246 @@
+"""``lmroute label --ray`` on a real local Ray cluster (127.0.0.1), against a stub upstream on loopback
+that answers as two models and as the judge, and counts its requests.
+
+The run on Ray gives the output of the single-process command; ``--concurrency`` and ``--rate`` hold
+for the cluster as a whole, with two workers calling; a run whose folder already holds part of the
+calls (and a torn last line) makes only the others. About a minute or two on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from ray_cluster import local_ray_cluster
+
+from lmroute.cli import main
+
+pytest.importorskip("ray.data")
+
+N_ITEMS = 12
+#: Each item: an answer from each of two models, and the judge on the pair in both orders.
+CALLS = 4 * N_ITEMS
+
+
+class StubUpstream:
+    """Answers ``strong``, ``weak`` and ``judge`` (which prefers the strong model's answer); records
+    every request's arrival time and the most requests it held at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.delay = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests: Counter[tuple[str, str]] = Counter()
+            self.arrivals: list[float] = []
+            self.active = 0
+            self.max_active = 0
+
+    def answer(self, body: dict) -> str:
+        content = body["messages"][-1]["content"]
+        with self.lock:
+            self.requests[(body["model"], content)] += 1
+            self.arrivals.append(time.monotonic())
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            time.sleep(self.delay)
+            if body["model"] != "judge":
+                return f"{body['model']} answers: {content[::-1]}"
+            first = content.split("[The Start of Assistant A's Answer]")[1]
+            return "A is better. [[A]]" if first.lstrip().startswith("strong") else "B is better. [[B]]"
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_ray_cluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub():
+    upstream = StubUpstream()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": upstream.answer(body)},
+                    }
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            }
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    upstream.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield upstream
+    server.shutdown()
+    server.server_close()
+
+
+def _prompts(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Question number {i}?"}) + "\n" for i in range(N_ITEMS)))
+    return path
+
+
+def _label(cluster, stub, prompts: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "lmroute.cli", "label", "--prompts", str(prompts), "--out", str(out)]
+    argv += ["--mode", "judge", "--judge", f"name=judge,base_url={stub.url}"]
+    for name in ("strong", "weak"):
+        argv += ["--model", f"name={name},base_url={stub.url}"]
+    argv += ["--max-tokens", "16", "--judge-max-tokens", "16", "--quiet", *flags]
+    result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _stored(out: Path, name: str) -> dict[tuple, str]:
+    lines = (out / name).read_text().splitlines()
+    return {(r["model"], r["prompt_id"], r["request_hash"]): r["text"] for r in map(json.loads, lines)}
+
+
+@pytest.mark.ray
+@pytest.mark.network_loopback
+def test_label_on_ray_gives_the_output_of_the_single_process_command(cluster, stub, tmp_path):
+    prompts = _prompts(tmp_path)
+    stub.reset()
+    single = _label(cluster, stub, prompts, tmp_path / "single")
+    on_ray = _label(cluster, stub, prompts, tmp_path / "ray", "--ray-address", cluster.address)
+    assert on_ray.stdout == single.stdout.replace("single", "ray")
+    assert f"labelled {N_ITEMS}/{N_ITEMS} prompts" in on_ray.stdout
+    assert f"calls: {CALLS} made, 0 reused" in on_ray.stdout
+    for name in ("battles.jsonl", "summary.json"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+    battles = [json.loads(line) for line in (tmp_path / "ray" / "battles.jsonl").read_text().splitlines()]
+    assert [b["winner"] for b in battles] == ["model_a"] * N_ITEMS
+    for name in ("responses.jsonl", "judgements.jsonl"):
+        assert _stored(tmp_path / "ray", name) == _stored(tmp_path / "single", name), name
+    # Each run asked every question once.
+    assert len(stub.requests) == CALLS and set(stub.requests.values()) == {2}
+
+
+@pytest.mark.ray
+@pytest.mark.network_loopback
+def test_concurrency_and_rate_limits_hold_for_the_whole_cluster(cluster, stub, tmp_path):
+    prompts = _prompts(tmp_path)
+    workers: set[int] = set()
+    running = threading.Event()
+
+    def watch_workers() -> None:  # the Ray Data workers alive during the runs
+        while running.is_set():
+            workers.update(cluster.processes("_MapWorker"))
+            time.sleep(0.05)
+
+    running.set()
+    watcher = threading.Thread(target=watch_workers, daemon=True)
+    watcher.start()
+    try:
+        # Two workers, each given batches of 3 items (6 calls at once), share 3 slots.
+        stub.reset()
+        stub.delay = 0.1
+        flags = ("--ray-address", cluster.address, "--ray-actors", "2", "--concurrency", "3")
+        _label(cluster, stub, prompts, tmp_path / "concurrency", *flags)
+        assert sum(stub.requests.values()) == CALLS
+        assert stub.max_active == 3
+        # At most 10 calls a second for both workers together.
+        stub.reset()
+        stub.delay = 0.0
+        flags = ("--ray-address", cluster.address, "--ray-actors", "2", "--rate", "10")
+        _label(cluster, stub, prompts, tmp_path / "rate", *flags)
+    finally:
+        running.clear()
+        watcher.join(5)
+        stub.delay = 0.0
+    arrivals = sorted(stub.arrivals)
+    assert len(arrivals) == CALLS
+    # The gate spaces starts 0.1 s apart; a request may reach the stub a little after its start.
+    busiest = max(sum(t <= a < t + 1.0 for a in arrivals) for t in arrivals)
+    assert busiest <= 11, busiest
+    assert arrivals[-1] - arrivals[0] >= 0.9 * (CALLS - 1) / 10
+    print(f"busiest second: {busiest} calls; {CALLS} calls in {arrivals[-1] - arrivals[0]:.2f} s")
+    assert len(workers) >= 2, workers
+
+
+@pytest.mark.ray
+@pytest.mark.network_loopback
+def test_a_run_on_ray_makes_only_the_calls_its_folder_lacks(cluster, stub, tmp_path):
+    prompts = _prompts(tmp_path)
+    full = tmp_path / "full"
+    _label(cluster, stub, prompts, full)
+    # A folder as a stopped run leaves it: the answers to half the items, the judge's verdicts on a
+    # quarter, and a torn last line.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    responses = sorted((full / "responses.jsonl").read_text().splitlines(keepends=True))
+    judgements = sorted((full / "judgements.jsonl").read_text().splitlines(keepends=True))
+    kept_responses = [r for r in responses if int(json.loads(r)["prompt_id"]) < N_ITEMS // 2]
+    kept_judgements = [j for j in judgements if int(json.loads(j)["prompt_id"]) < N_ITEMS // 4]
+    (partial / "responses.jsonl").write_text("".join(kept_responses) + responses[-1][:25])
+    (partial / "judgements.jsonl").write_text("".join(kept_judgements))
+    stub.reset()
+    result = _label(cluster, stub, prompts, partial, "--ray-address", cluster.address)
+    stored_before = len(kept_responses) + len(kept_judgements)
+    assert sum(stub.requests.values()) == CALLS - stored_before
+    assert set(stub.requests.values()) == {1}
+    asked = {content for _, content in stub.requests}
+    for line in kept_responses:
+        assert json.loads(line)["prompt"] not in asked
+    assert f"calls: {CALLS - stored_before} made, {stored_before} reused" in result.stdout
+    assert (partial / "battles.jsonl").read_bytes() == (full / "battles.jsonl").read_bytes()
+    for name in ("responses.jsonl", "judgements.jsonl"):
+        assert _stored(partial, name) == _stored(full, name), name
+
+
+def test_bad_ray_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    prompts = _prompts(tmp_path)
+    base = ["label", "--prompts", str(prompts), "--mode", "judge", "--out", str(tmp_path / "run")]
+    base += ["--judge", "name=judge,base_url=http://127.0.0.1:9/v1"]
+    base += [
+        "--model",
+        "name=a,base_url=http://127.0.0.1:9/v1",
+        "--model",
+        "name=b,base_url=http://127.0.0.1:9/v1",
+    ]
+    assert main([*base, "--ray", "--ray-actors", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lmroute: error: --ray-actors must be at least 1, not 0"]
+    # A key the workers need is looked up before Ray starts.
+    monkeypatch.delenv("LMR_TEST_KEY", raising=False)
+    keyed = [*base[:-4], "--model", "name=a,base_url=http://127.0.0.1:9/v1,api_key_env=LMR_TEST_KEY"]
+    keyed += ["--model", "name=b,base_url=http://127.0.0.1:9/v1"]
+    assert main([*keyed, "--ray"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lmroute: error: ") and "LMR_TEST_KEY" in err[0], err
+    assert not (tmp_path / "run").exists()
