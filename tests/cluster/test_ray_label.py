@@ -160,7 +160,7 @@ def test_concurrency_and_rate_limits_hold_for_the_whole_cluster(cluster, stub, t
 
     def watch_workers() -> None:  # the Ray Data workers alive during the runs
         while running.is_set():
-            workers.update(cluster.processes("_MapWorker"))
+            workers.update(cluster.processes("MapBatches(_BatchLabeller)"))
             time.sleep(0.05)
 
     running.set()
@@ -185,11 +185,17 @@ def test_concurrency_and_rate_limits_hold_for_the_whole_cluster(cluster, stub, t
         stub.delay = 0.0
     arrivals = sorted(stub.arrivals)
     assert len(arrivals) == CALLS
-    # The gate spaces starts 0.1 s apart; a request may reach the stub a little after its start.
-    busiest = max(sum(t <= a < t + 1.0 for a in arrivals) for t in arrivals)
-    assert busiest <= 11, busiest
-    assert arrivals[-1] - arrivals[0] >= 0.9 * (CALLS - 1) / 10
-    print(f"busiest second: {busiest} calls; {CALLS} calls in {arrivals[-1] - arrivals[0]:.2f} s")
+    span = arrivals[-1] - arrivals[0]
+
+    def busiest(window: float) -> int:
+        return max(sum(t <= a < t + window for a in arrivals) for t in arrivals)
+
+    print(f"{CALLS} calls in {span:.2f} s; busiest 1 s: {busiest(1.0)} calls, busiest 3 s: {busiest(3.0)}")
+    # The gate starts a call every 0.1 s; a request reaches the stub a little after its start, later
+    # on a busy machine, so a window may catch a few more. Two limits of 10/s, one per worker, would
+    # take half the time (2.4 s) and put all 48 calls in 3 s.
+    assert span >= 0.75 * (CALLS - 1) / 10
+    assert busiest(3.0) <= 3 * 10 + 6
     assert len(workers) >= 2, workers
 
 

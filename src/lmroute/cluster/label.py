@@ -130,6 +130,12 @@ class _BatchLabeller:
     """One Ray Data worker: labels each batch of items it is given, through the shared gate."""
 
     def __init__(self, job: LabelJob, limits: RunLimits, gate: Any):
+        # Imported now, not on the first call: that import would come after the gate let the call
+        # start, delaying the first requests and sending them in a bunch.
+        import aiohttp  # noqa: F401
+
+        import lmroute.upstream  # noqa: F401
+
         self.job = job
         self.limits = limits
         self.gate = _RemoteGate(gate)

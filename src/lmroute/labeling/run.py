@@ -27,7 +27,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,13 @@ class RunTally:
 
     def as_dict(self) -> dict[str, Any]:
         """The tally as JSON values (:meth:`from_dict` reads them back)."""
-        return asdict(self)
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting the pairs.
+        return {
+            **vars(self),
+            "made": dict(self.made),
+            "reused": dict(self.reused),
+            "errors": list(self.errors),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunTally:
