@@ -103,7 +103,7 @@ def _label(
         # A batch has calls enough to fill every slot of the gate; it is also what a stopped run
         # may have paid for and not stored.
         batch_size=limits.concurrency,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=_WORKER_CPUS,
         runtime_env={"env_vars": env_vars} if env_vars else None,
         batch_format="numpy",
