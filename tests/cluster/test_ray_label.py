@@ -3,7 +3,8 @@ that answers as two models and as the judge, and counts its requests.
 
 The run on Ray gives the output of the single-process command; ``--concurrency`` and ``--rate`` hold
 for the cluster as a whole, with two workers calling; a run whose folder already holds part of the
-calls (and a torn last line) makes only the others. About a minute or two on a busy 2-core machine.
+calls (and a torn last line) makes only the others, and a run killed half way goes on without
+repeating a stored call. About two to three minutes on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -250,3 +251,62 @@ def test_bad_ray_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lmroute: error: ") and "LMR_TEST_KEY" in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.network_loopback
+def test_a_killed_run_on_ray_goes_on_without_repeating_a_stored_call(cluster, stub, tmp_path):
+    import os
+    import signal
+
+    prompts, out = _prompts(tmp_path), tmp_path / "run"
+    argv = [sys.executable, "-m", "lmroute.cli", "label", "--prompts", str(prompts), "--out", str(out)]
+    argv += ["--mode", "judge", "--judge", f"name=judge,base_url={stub.url}"]
+    argv += ["--model", f"name=strong,base_url={stub.url}", "--model", f"name=weak,base_url={stub.url}"]
+    argv += ["--max-tokens", "16", "--judge-max-tokens", "16", "--quiet", "--ray-address", cluster.address]
+    argv += ["--concurrency", "2", "--rate", "8"]
+    stub.reset()
+    proc = subprocess.Popen(argv, env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while sum(stub.requests.values()) < CALLS // 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
+    proc.stderr.close()
+    stored = {
+        name: (out / name).read_text().splitlines() if (out / name).exists() else []
+        for name in ("responses.jsonl", "judgements.jsonl")
+    }
+    before = sum(map(len, stored.values()))
+    assert 0 < before < CALLS and not (out / "battles.jsonl").exists()
+    time.sleep(2)  # the killed run's workers end with their driver
+
+    result = _label(cluster, stub, prompts, out, "--ray-address", cluster.address)
+    assert f"calls: {CALLS - before} made, {before} reused" in result.stdout
+    for line in stored["responses.jsonl"]:
+        record = json.loads(line)
+        assert stub.requests[(record["model"], record["prompt"])] == 1, record
+    # What the killed run paid for and did not store: the calls of the batches under way (two
+    # workers, batches of two prompts, four calls each), and of one finished but not yet stored.
+    lost = sum(stub.requests.values()) - CALLS
+    print(f"stored before the kill: {before} calls; made again: {lost}")
+    assert 0 <= lost <= 3 * 2 * 4
+    assert len(stub.requests) == CALLS
+    battles = [json.loads(line) for line in (out / "battles.jsonl").read_text().splitlines()]
+    assert [b["winner"] for b in battles] == ["model_a"] * N_ITEMS
+
+
+def test_an_lmroute_error_in_a_worker_is_found_inside_the_ray_errors():
+    from ray.exceptions import RayTaskError
+
+    from lmroute.cluster.label import _library_error
+    from lmroute.exceptions import ConfigError
+
+    error = ConfigError("the judge template lacks {question}")
+    wrapped = RayTaskError("_BatchLabeller.__call__", "Traceback (most recent call last): ...", error)
+    try:
+        raise RuntimeError("UDF failed to process a data block") from wrapped.as_instanceof_cause()
+    except RuntimeError as outer:
+        assert _library_error(outer) is error
+    assert _library_error(RuntimeError("a bug")) is None
