@@ -130,39 +130,36 @@ class _BatchLabeller:
     """One Ray Data worker: labels each batch of items it is given, through the shared gate."""
 
     def __init__(self, job: LabelJob, limits: RunLimits, gate: Any):
-        # Imported now, not on the first call: that import would come after the gate let the call
-        # start, delaying the first requests and sending them in a bunch.
-        import aiohttp  # noqa: F401
-
-        import lmroute.upstream  # noqa: F401
+        from lmroute.labeling.upstream import UpstreamCaller
 
         self.job = job
         self.limits = limits
         self.gate = _RemoteGate(gate)
+        # One event loop and one caller for the worker's life, so that connections are reused from
+        # batch to batch. aiohttp is imported now, not on the first call: that import would come
+        # after the gate let the call start, and send the first requests in a bunch.
+        import aiohttp  # noqa: F401
+
+        self.loop = asyncio.new_event_loop()
+        self.caller = UpstreamCaller()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"labelled": np.array([asyncio.run(self._label(batch))], dtype=object)}
+        return {"labelled": np.array([self.loop.run_until_complete(self._label(batch))], dtype=object)}
 
     async def _label(self, batch: dict[str, np.ndarray]) -> str:
-        from lmroute.labeling.upstream import UpstreamCaller
-
         items = [LabelItem(**json.loads(text)) for text in batch["item"]]
         stored = [json.loads(text) for text in batch["stored"]]
         responses = MemoryStore(record for s in stored for record in s["responses"])
         judgements = MemoryStore(record for s in stored for record in s["judgements"])
-        caller = UpstreamCaller()
-        try:
-            outcomes, tally = await alabel_items(
-                self.job,
-                items,
-                responses,
-                judgements,
-                caller=caller,
-                gate=self.gate,
-                limits=self.limits,
-            )
-        finally:
-            await caller.aclose()
+        outcomes, tally = await alabel_items(
+            self.job,
+            items,
+            responses,
+            judgements,
+            caller=self.caller,
+            gate=self.gate,
+            limits=self.limits,
+        )
         return json.dumps(
             {
                 "items": [int(i) for i in batch["i"]],
