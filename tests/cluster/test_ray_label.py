@@ -92,11 +92,14 @@ def stub():
                 "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
             }
             data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the caller was killed mid-call
+                pass
 
         def log_message(self, *args):
             pass
@@ -293,6 +296,46 @@ def test_a_killed_run_on_ray_goes_on_without_repeating_a_stored_call(cluster, st
     print(f"stored before the kill: {before} calls; made again: {lost}")
     assert 0 <= lost <= 3 * 2 * 4
     assert len(stub.requests) == CALLS
+    battles = [json.loads(line) for line in (out / "battles.jsonl").read_text().splitlines()]
+    assert [b["winner"] for b in battles] == ["model_a"] * N_ITEMS
+
+
+@pytest.mark.ray
+@pytest.mark.network_loopback
+def test_a_worker_killed_mid_run_gives_its_slots_back(cluster, stub, tmp_path):
+    import os
+    import signal
+
+    prompts, out = _prompts(tmp_path), tmp_path / "run"
+    argv = [sys.executable, "-m", "lmroute.cli", "label", "--prompts", str(prompts), "--out", str(out)]
+    argv += ["--mode", "judge", "--judge", f"name=judge,base_url={stub.url}"]
+    argv += ["--model", f"name=strong,base_url={stub.url}", "--model", f"name=weak,base_url={stub.url}"]
+    argv += ["--max-tokens", "16", "--judge-max-tokens", "16", "--quiet", "--ray-address", cluster.address]
+    argv += ["--concurrency", "2", "--rate", "8"]
+    stub.reset()
+    stub.delay = 0.2  # a worker holds its slots most of the time
+    try:
+        proc = subprocess.Popen(
+            argv, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 120
+        while sum(stub.requests.values()) < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = cluster.processes("MapBatches(_BatchLabeller)")
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(0.5)  # the killed worker's requests end; from now on, count again
+        with stub.lock:
+            stub.max_active = stub.active
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        stub.delay = 0.0
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert f"labelled {N_ITEMS}/{N_ITEMS} prompts" in stdout
+    # Both slots were in use again after the kill: the dead worker's were given back.
+    assert stub.max_active == 2
     battles = [json.loads(line) for line in (out / "battles.jsonl").read_text().splitlines()]
     assert [b["winner"] for b in battles] == ["model_a"] * N_ITEMS
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def label_on_ray(
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         ray.data.DataContext.get_current().enable_progress_bars = progress
         spent = stored_tokens([responses, judgements])
-        gate: Any = ray.remote(CallGate).options(num_cpus=0).remote(limits, spent=spent)
+        gate: Any = ray.remote(_SharedGate).options(num_cpus=0).remote(limits, spent=spent)
         try:
             outcomes, tally = _label(job, responses, judgements, gate, limits, actors, env_vars)
             stopped = ray.get(gate.stop_reason.remote())
@@ -130,11 +131,17 @@ class _BatchLabeller:
     """One Ray Data worker: labels each batch of items it is given, through the shared gate."""
 
     def __init__(self, job: LabelJob, limits: RunLimits, gate: Any):
+        import ray
+
         from lmroute.labeling.upstream import UpstreamCaller
 
         self.job = job
         self.limits = limits
-        self.gate = _RemoteGate(gate)
+        # Ray Data restarts a worker that died (same actor id, a new process): joining frees the
+        # slots its last incarnation held.
+        incarnation = uuid.uuid4().hex
+        ray.get(gate.join.remote(ray.get_runtime_context().get_actor_id(), incarnation))
+        self.gate = _RemoteGate(gate, incarnation)
         # One event loop and one caller for the worker's life, so that connections are reused from
         # batch to batch. aiohttp is imported now, not on the first call: that import would come
         # after the gate let the call start, and send the first requests in a bunch.
@@ -172,17 +179,63 @@ class _BatchLabeller:
         )
 
 
-class _RemoteGate:
-    """The run's :class:`CallGate`, in its Ray actor, asked from a worker."""
+class _SharedGate:
+    """The run's :class:`CallGate`, in a Ray actor: it also knows which worker holds each slot, so
+    that a worker that died (and was restarted by Ray Data) does not keep its slots for ever."""
 
-    def __init__(self, actor: Any):
+    def __init__(self, limits: RunLimits, *, spent: int):
+        self.gate = CallGate(limits, spent=spent)
+        #: Worker (actor id) -> its live incarnation; incarnation -> estimates of the slots it holds.
+        self.workers: dict[str, str] = {}
+        self.held: dict[str, list[int]] = {}
+        self.gone: set[str] = set()
+
+    async def join(self, worker: str, incarnation: str) -> None:
+        """A worker starts, or starts again: what its last incarnation held is freed."""
+        last = self.workers.get(worker)
+        self.workers[worker] = incarnation
+        if last is not None:
+            self.gone.add(last)
+            for estimate in self.held.pop(last, []):
+                await self.gate.leave(estimate, 0)
+
+    async def enter(self, incarnation: str, estimate: int) -> str | None:
+        stopped = await self.gate.enter(estimate)
+        if stopped is None and incarnation in self.gone:  # asked before it died, answered after
+            await self.gate.leave(estimate, 0)
+            return "the worker was restarted"
+        if stopped is None:
+            self.held.setdefault(incarnation, []).append(estimate)
+        return stopped
+
+    async def leave(self, incarnation: str, estimate: int, tokens: int) -> None:
+        held = self.held.get(incarnation, [])
+        if estimate in held:  # else freed already, when the worker was restarted
+            held.remove(estimate)
+            await self.gate.leave(estimate, tokens)
+
+    async def pace(self) -> None:
+        await self.gate.pace()
+
+    async def fail(self, error: str) -> None:
+        await self.gate.fail(error)
+
+    async def stop_reason(self) -> str | None:
+        return await self.gate.stop_reason()
+
+
+class _RemoteGate:
+    """The run's gate (a :class:`_SharedGate` actor), asked by one incarnation of a worker."""
+
+    def __init__(self, actor: Any, incarnation: str):
         self.actor = actor
+        self.incarnation = incarnation
 
     async def enter(self, estimate: int) -> str | None:
-        return await self.actor.enter.remote(estimate)  # type: ignore[no-any-return]
+        return await self.actor.enter.remote(self.incarnation, estimate)  # type: ignore[no-any-return]
 
     async def leave(self, estimate: int, tokens: int) -> None:
-        await self.actor.leave.remote(estimate, tokens)
+        await self.actor.leave.remote(self.incarnation, estimate, tokens)
 
     async def pace(self) -> None:
         await self.actor.pace.remote()
