@@ -3,8 +3,9 @@ that answers as two models and as the judge, and counts its requests.
 
 The run on Ray gives the output of the single-process command; ``--concurrency`` and ``--rate`` hold
 for the cluster as a whole, with two workers calling; a run whose folder already holds part of the
-calls (and a torn last line) makes only the others, and a run killed half way goes on without
-repeating a stored call. About two to three minutes on a busy 2-core machine.
+calls (and a torn last line) makes only the others, a run killed half way goes on without
+repeating a stored call, and a worker killed mid-run gives its slots back. About three to four
+minutes on a busy 2-core machine.
 """
 
 from __future__ import annotations
