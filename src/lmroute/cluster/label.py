@@ -143,9 +143,11 @@ class _BatchLabeller:
         ray.get(gate.join.remote(ray.get_runtime_context().get_actor_id(), incarnation))
         self.gate = _RemoteGate(gate, incarnation)
         # One event loop and one caller for the worker's life, so that connections are reused from
-        # batch to batch. aiohttp is imported now, not on the first call: that import would come
-        # after the gate let the call start, and send the first requests in a bunch.
+        # batch to batch. The HTTP modules are imported now, not on the first call: that import would
+        # come after the gate let the call start, and send the first requests in a bunch.
         import aiohttp  # noqa: F401
+
+        import lmroute.upstream  # noqa: F401
 
         self.loop = asyncio.new_event_loop()
         self.caller = UpstreamCaller()
