@@ -32,8 +32,6 @@ from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
 from lmroute.labeling.run import RunTally, alabel_items, run_summary, stored_tokens
 from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, MemoryStore
 
-log = logging.getLogger("lmroute.cluster")
-
 #: What Ray reserves per worker: a worker mostly waits on the network.
 _WORKER_CPUS = 0.25
 
@@ -123,7 +121,10 @@ def _label(
                     outcomes[i] = None if calls is None else ItemCalls(**calls)
                 tally.add(RunTally.from_dict(done["tally"]))
     except Exception as exc:
-        raise _library_error(exc) or exc from None
+        error = _library_error(exc)
+        if error is None:  # a bug: its whole story
+            raise
+        raise error from None  # a worker's one-line error, without Ray's wrapping
     return outcomes, tally
 
 
