@@ -43,7 +43,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "(server.max_request_bytes, --max-request-bytes)": ("serve",),
     "--window must be at least 1": ("replay",),
     "--router is served as": ("replay",),
-    "--ray-actors must be at least 1": ("score",),
+    "--ray-actors must be at least 1": ("score", "label"),
     "to score another input, give another --output": ("score",),
     "needs a single ingress replica": ("serve",),
     "needs a single server process": ("serve",),

@@ -121,7 +121,13 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         )
     ],
     "parquet": [("pyarrow", ["data", "arena:{parquet}"])],
-    "ray": [("ray", ["serve", "--ray", "--routers", "length", *UPSTREAM])],
+    "ray": [
+        ("ray", ["serve", "--ray", "--routers", "length", *UPSTREAM]),
+        (
+            "ray",
+            ["label", "--ray", "--prompts", "{prompts}", "--mode", "golden", "--out", "{tmp}/run", *MODELS],
+        ),
+    ],
 }
 
 

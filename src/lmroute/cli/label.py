@@ -72,6 +72,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failed calls")
     p.add_argument("--dry-run", action="store_true", help="print the calls and tokens needed; call nothing")
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="make the calls on a Ray cluster with Ray Data, the limits above holding for the whole cluster",
+    )
+    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
+    p.add_argument("--ray-actors", type=int, default=2, help="Ray Data workers labelling at once (default 2)")
     add_quiet_option(p, text="no progress bar")
     p.set_defaults(func=run)
 
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.labeling.judge import load_template
     from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
+    on_ray = args.ray or args.ray_address
+    if on_ray and not args.dry_run:
+        _check_ray(args)
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
     job = LabelJob(
         items=tuple(
@@ -113,8 +123,30 @@ def run(args: argparse.Namespace) -> int:
         budget_tokens=args.budget_tokens,
         max_failures=args.max_failures,
     )
-    result = label(job, args.out, limits=limits, progress=not args.quiet)
+    if on_ray:
+        from lmroute.cluster.label import label_on_ray
+
+        result = label_on_ray(
+            job,
+            args.out,
+            limits=limits,
+            address=args.ray_address,
+            actors=args.ray_actors,
+            progress=not args.quiet,
+        )
+    else:
+        result = label(job, args.out, limits=limits, progress=not args.quiet)
     print(format_summary(result.summary))
     for path in result.files:
         wrote(path)
     return 0 if result.complete else INCOMPLETE
+
+
+def _check_ray(args: argparse.Namespace) -> None:
+    from lmroute import _extras
+    from lmroute.exceptions import ConfigError
+
+    if args.ray_actors < 1:
+        raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
+    if not _extras.available("ray"):
+        raise _extras.missing("ray", purpose="lmroute label --ray")

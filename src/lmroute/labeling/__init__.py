@@ -10,7 +10,7 @@ Modules, in the order a run uses them::
     upstream.py   LabelModel (an OpenAI-compatible endpoint) and the caller that calls it
     job.py        LabelJob: items, models, mode and request defaults; the requests of its calls
     plan.py       plan_labeling: the dry run (calls and tokens still to spend)
-    limits.py     RunLimits: concurrency, rate, retries, token budget, failure limit
+    limits.py     RunLimits: concurrency, rate, retries, token budget, failure limit; CallGate
     run.py        alabel/label: the run loop (stored calls reused, new ones made and stored)
     store.py      CallStore: finished calls, one JSONL line each, so a rerun resumes
     judge.py      judge templates and verdict parsing;  extract.py: golden graders

@@ -13,6 +13,11 @@ The first two are stores (:mod:`lmroute.labeling.store`): a call found there is 
 again, so an interrupted run rerun with the same arguments continues where it stopped. The last
 three are rewritten at the end of each run from what the stores hold
 (:mod:`lmroute.labeling.outputs`).
+
+Every call passes a :class:`~lmroute.labeling.limits.CallGate` (concurrency, rate, budget, failure
+limit). :func:`alabel_items` labels some items against given stores and gate: the run on Ray
+(:mod:`lmroute.cluster.label`) calls it in each worker with the items of a batch, their stored
+calls and a gate shared by the whole cluster.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +35,7 @@ from typing import Any
 from lmroute.exceptions import UpstreamError
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.job import LabelJob, Messages, call_request, completion_bound, estimate_tokens
-from lmroute.labeling.limits import RateLimiter, RunLimits
+from lmroute.labeling.limits import CallGate, Gate, RunLimits
 from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
 from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, request_hash
 from lmroute.labeling.upstream import ChatCaller, ChatResult, LabelModel, UpstreamCaller
@@ -66,12 +71,23 @@ async def alabel(
             CallStore.open(out / RESPONSES_FILE) as responses,
             CallStore.open(out / JUDGEMENTS_FILE) as judgements,
         ):
-            run = _Run(job, responses, judgements, caller=caller, limits=limits, clock=clock, sleep=sleep)
-            outcomes = await run.label_items(progress=progress)
+            gate = CallGate(limits, spent=stored_tokens([responses, judgements]), clock=clock, sleep=sleep)
+            outcomes, tally = await alabel_items(
+                job,
+                job.items,
+                responses,
+                judgements,
+                caller=caller,
+                gate=gate,
+                limits=limits,
+                clock=clock,
+                sleep=sleep,
+                progress=progress,
+            )
     finally:
         if own_caller is not None:
             await own_caller.aclose()
-    return write_outputs(job, out, outcomes, run.summary())
+    return write_outputs(job, out, outcomes, run_summary(tally, [responses, judgements], gate.stopped))
 
 
 def label(job: LabelJob, out: str | Path, **options: Any) -> LabelResult:
@@ -79,19 +95,70 @@ def label(job: LabelJob, out: str | Path, **options: Any) -> LabelResult:
     return asyncio.run(alabel(job, out, **options))
 
 
+async def alabel_items(
+    job: LabelJob,
+    items: Sequence[LabelItem],
+    responses: CallStore,
+    judgements: CallStore,
+    *,
+    caller: ChatCaller,
+    gate: Gate,
+    limits: RunLimits,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    progress: bool = False,
+) -> tuple[list[ItemCalls | None], RunTally]:
+    """Label ``items`` of ``job``: each one's finished calls (None for an item with a failed or
+    unstarted call) and the tally of the calls. A call found in ``responses`` or ``judgements`` is
+    reused, a new one is made through ``gate`` and appended there."""
+    run = _Run(job, responses, judgements, caller=caller, gate=gate, limits=limits, clock=clock, sleep=sleep)
+    return await run.label_items(items, progress=progress), run.tally
+
+
 class _Stop(Exception):
     """No more calls: the budget or the failure limit was reached."""
 
 
 @dataclass
-class _Tally:
+class RunTally:
+    """What the calls of a run did: made and reused (by kind), failed, retried, tokens spent."""
+
     made: Counter[str] = field(default_factory=Counter)
     reused: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: The first few errors, for the summary.
     errors: list[str] = field(default_factory=list)
+
+    def add(self, other: RunTally) -> None:
+        """Count ``other``'s calls in here too (the tallies of a run's workers)."""
+        self.made.update(other.made)
+        self.reused.update(other.reused)
+        self.failed += other.failed
+        self.retries += other.retries
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors.extend(other.errors[: max(0, _ERRORS_KEPT - len(self.errors))])
+
+    def as_dict(self) -> dict[str, Any]:
+        """The tally as JSON values (:meth:`from_dict` reads them back)."""
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting the pairs.
+        return {
+            **vars(self),
+            "made": dict(self.made),
+            "reused": dict(self.reused),
+            "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunTally:
+        """The tally of :meth:`as_dict`'s values."""
+        return cls(**{**data, "made": Counter(data["made"]), "reused": Counter(data["reused"])})
+
+
+_ERRORS_KEPT = 5
 
 
 class _Run:
@@ -104,6 +171,7 @@ class _Run:
         judgements: CallStore,
         *,
         caller: ChatCaller,
+        gate: Gate,
         limits: RunLimits,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[Any]],
@@ -112,28 +180,21 @@ class _Run:
         self.responses = responses
         self.judgements = judgements
         self.caller = caller
+        self.gate = gate
         self.limits = limits
         self.clock = clock
         self.sleep = sleep
-        self.semaphore = asyncio.Semaphore(limits.concurrency)
-        self.limiter = RateLimiter(limits.rate, clock=clock, sleep=sleep) if limits.rate else None
-        self.tally = _Tally()
-        #: Why no more calls start, once the budget or the failure limit is reached.
-        self.stopped: str | None = None
-        #: Tokens spent in the run folder so far, earlier runs included (what the budget caps)...
-        self.spent = sum(_usage_total(r) for store in (responses, judgements) for r in store)
-        #: ... and the most the calls under way may add to it.
-        self.reserved = 0
+        self.tally = RunTally()
         #: Calls under way, by store key, so that the same request for another pair waits for it.
         self.inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
 
-    async def label_items(self, *, progress: bool) -> list[ItemCalls | None]:
+    async def label_items(self, items: Sequence[LabelItem], *, progress: bool) -> list[ItemCalls | None]:
         """Each item's finished calls, None for an item with a failed or unstarted call."""
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(self.job.items), desc="labelling", unit="prompt", file=sys.stderr)
+            bar = tqdm(total=len(items), desc="labelling", unit="prompt", file=sys.stderr)
 
         async def one(item: LabelItem) -> ItemCalls | None:
             outcome = await self.label(item)
@@ -142,7 +203,7 @@ class _Run:
             return outcome
 
         try:
-            return await asyncio.gather(*(one(item) for item in self.job.items))
+            return await asyncio.gather(*(one(item) for item in items))
         finally:
             if bar is not None:
                 bar.close()
@@ -242,19 +303,16 @@ class _Run:
         req_hash: str,
         parse: Callable[[str], Any] | None,
     ) -> dict[str, Any]:
-        budget = self.limits.budget_tokens
-        async with self.semaphore:
-            if self.stopped:
-                raise _Stop(self.stopped)
-            estimate = estimate_tokens(messages) + completion_bound(params)
-            if budget is not None and self.spent + self.reserved + estimate > budget:
-                self.stopped = f"budget of {budget:,} tokens reached"
-                raise _Stop(self.stopped)
-            self.reserved += estimate
-            try:
-                result, latency, attempts = await self._with_retries(model, messages, params)
-            finally:
-                self.reserved -= estimate
+        estimate = estimate_tokens(messages) + completion_bound(params)
+        stopped = await self.gate.enter(estimate)
+        if stopped:
+            raise _Stop(stopped)
+        spent = 0
+        try:
+            result, latency, attempts = await self._with_retries(model, messages, params)
+            spent = result.prompt_tokens + result.completion_tokens
+        finally:
+            await self.gate.leave(estimate, spent)
         usage = {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -278,7 +336,6 @@ class _Run:
         self.tally.made[kind] += 1
         self.tally.prompt_tokens += result.prompt_tokens
         self.tally.completion_tokens += result.completion_tokens
-        self.spent += usage["total_tokens"]
         return record
 
     async def _with_retries(
@@ -287,48 +344,52 @@ class _Run:
         """The result, its latency in seconds and the attempts it took."""
         retries = self.limits.retries
         for attempt in range(retries + 1):
-            if self.limiter is not None:
-                await self.limiter.acquire()
+            await self.gate.pace()
             started = self.clock()
             try:
                 result = await self.caller(model, messages, params)
             except UpstreamError as exc:
-                if _retryable(exc) and attempt < retries and not self.stopped:
+                if _retryable(exc) and attempt < retries and not await self.gate.stop_reason():
                     self.tally.retries += 1
                     await self.sleep(min(30.0, self.limits.backoff * 2**attempt))
                     continue
                 self.tally.failed += 1
-                if len(self.tally.errors) < 5:
+                if len(self.tally.errors) < _ERRORS_KEPT:
                     self.tally.errors.append(str(exc))
-                if self.tally.failed >= self.limits.max_failures:
-                    self.stopped = f"{self.tally.failed} calls failed (last: {exc})"
+                await self.gate.fail(str(exc))
                 raise
             return result, self.clock() - started, attempt + 1
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def summary(self) -> dict[str, Any]:
-        """The run's part of ``summary.json``: calls, tokens (this run and all runs), why it stopped."""
-        stored: Counter[str] = Counter()
-        for store in (self.responses, self.judgements):
-            for record in store:
-                usage = record.get("usage") or {}
-                stored["prompt"] += int(usage.get("prompt_tokens") or 0)
-                stored["completion"] += int(usage.get("completion_tokens") or 0)
-        tally = self.tally
-        return {
-            "calls": {
-                "made": dict(tally.made),
-                "reused": dict(tally.reused),
-                "failed": tally.failed,
-                "retries": tally.retries,
-                "errors": tally.errors,
-            },
-            "tokens": {
-                "this_run": _tokens(tally.prompt_tokens, tally.completion_tokens),
-                "all_runs": _tokens(stored["prompt"], stored["completion"]),
-            },
-            "stopped": self.stopped,
-        }
+
+def stored_tokens(stores: Iterable[CallStore]) -> int:
+    """Tokens the calls in ``stores`` spent (what a token budget counts from)."""
+    return sum(_usage_total(record) for store in stores for record in store)
+
+
+def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | None) -> dict[str, Any]:
+    """The run's part of ``summary.json``: calls, tokens (this run and all runs in ``stores``), why
+    it stopped."""
+    stored: Counter[str] = Counter()
+    for store in stores:
+        for record in store:
+            usage = record.get("usage") or {}
+            stored["prompt"] += int(usage.get("prompt_tokens") or 0)
+            stored["completion"] += int(usage.get("completion_tokens") or 0)
+    return {
+        "calls": {
+            "made": dict(tally.made),
+            "reused": dict(tally.reused),
+            "failed": tally.failed,
+            "retries": tally.retries,
+            "errors": tally.errors,
+        },
+        "tokens": {
+            "this_run": _tokens(tally.prompt_tokens, tally.completion_tokens),
+            "all_runs": _tokens(stored["prompt"], stored["completion"]),
+        },
+        "stopped": stopped,
+    }
 
 
 def _retryable(exc: UpstreamError) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class CallStore:
         try:
             for number, record in read_jsonl(self.path, what="call records"):
                 try:
-                    key = (record["model"], record["prompt_id"], record["request_hash"])
+                    key = _key(record)
                 except (KeyError, TypeError):
                     raise DataError(f"{self.path}:{number} is not a call record") from None
                 self._records[key] = record
@@ -83,9 +83,8 @@ class CallStore:
         """Store a finished call durably: one whole line, then fsync."""
         if self._fd is None:
             raise RuntimeError("CallStore.append() before open() or after close()")
-        key = (record["model"], record["prompt_id"], record["request_hash"])
         append_line(self._fd, record)
-        self._records[key] = record
+        self._records[_key(record)] = record
 
     def __len__(self) -> int:
         return len(self._records)
@@ -104,6 +103,27 @@ class CallStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MemoryStore(CallStore):
+    """Some finished calls held in memory, with nothing on disk: a Ray worker's share of a run
+    folder's store (the calls of its items). What is appended is kept in :attr:`added` for the
+    process that owns the folder to store."""
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__("<memory>")
+        for record in records:
+            self._records[_key(record)] = record
+        self.added: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Keep a finished call (in :attr:`added` too)."""
+        self._records[_key(record)] = record
+        self.added.append(record)
+
+
+def _key(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (record["model"], record["prompt_id"], record["request_hash"])
 
 
 def _cut_torn_line(path: Path) -> int:
