@@ -91,6 +91,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (Linux /proc/stat; zeros elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process in MB (10^6 bytes); NaN where /proc is missing."""
     try:
@@ -329,7 +339,7 @@ def main() -> int:
                 )
                 for target in servers:
                     assert target.process is not None
-                    before = cpu_seconds(target.process.pid)
+                    before, busy_before = cpu_seconds(target.process.pid), machine_ticks()
                     result = run_load(
                         target.port,
                         [routed] * args.requests,
@@ -341,6 +351,10 @@ def main() -> int:
                     spent = cpu_seconds(target.process.pid) - before
                     warm = 5 * c if args.load == "python" else result["rps"]
                     result["cpu_ms"] = 1000 * spent / (result["n"] + warm)
+                    # How busy all cores were (servers, upstream, load generator, kernel, anything
+                    # else): a rate can only grow with more workers while this is below 100%.
+                    busy, total = (a - b for a, b in zip(machine_ticks(), busy_before, strict=True))
+                    result["box_busy"] = 100 * busy / total if total else float("nan")
                     target.keep(c, result)
         report(direct, servers, args.concurrency)
         checks = check(direct, servers)
@@ -362,11 +376,11 @@ def main() -> int:
 
 def report(direct: Target, servers: list[Target], levels: list[int]) -> None:
     header = f"{'conc':>4} {'target':>10} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}"
-    print(header + " CPU ms/req")
+    print(header + " CPU ms/req  cores busy")
     for c in levels:
         for target in [direct, *servers]:
             r = target.best[c]
-            cpu = f"{r['cpu_ms']:>10.3f}" if "cpu_ms" in r else ""
+            cpu = f"{r['cpu_ms']:>10.3f} {r['box_busy']:>10.0f}%" if "cpu_ms" in r else ""
             print(
                 f"{c:>4} {target.name:>10} {r['n']:>6} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.0f} "
                 f"{r['failures']:>6} {cpu}"
