@@ -1,7 +1,7 @@
 """Combinations of routers on the held-out sources of a run of ``run.py``, without retraining.
 
     python docs/results/domain-transfer/ensembles.py experiments/domain-transfer.yaml \
-        docs/results/domain-transfer "mf (head_tail)" length
+        docs/results/domain-transfer ../shared/data "mf (head_tail)" length
 
 Each router's scores on a source are turned into ranks within the source (label-free: no outcome
 is read) and averaged with weight ``w`` on the first router. ``w = 0.5`` is fixed in advance.
@@ -33,11 +33,11 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return rankdata(x) / len(x)
 
 
-def main(config_path: str, out: str, first: str, second: str) -> None:
+def main(config_path: str, out: str, data_dir: str, first: str, second: str, *more: str) -> None:
     config = load_experiment_config(config_path)
     saved = np.load(Path(out) / "scores.npz")
     plain = [h for h in config.held_out if not h.shots and f"{h.name}|{first}" in saved]
-    benches = {h.name: load_held_out(h, data_dir=None) for h in plain}
+    benches = {h.name: load_held_out(h, data_dir=data_dir) for h in plain}
     ranks = {h.name: (_rank(saved[f"{h.name}|{first}"]), _rank(saved[f"{h.name}|{second}"])) for h in plain}
 
     def apgr(name: str, w: float, ci: bool = False):
@@ -71,13 +71,31 @@ def main(config_path: str, out: str, first: str, second: str) -> None:
         }
         line = " ".join(f"{n} {v:.3f} [{ci[0]:.2f},{ci[1]:.2f}]" for n, (v, ci) in cells.items())
         print(f"{label}: mean {np.mean(values):.4f} worst {min(values):.3f} | {line}")
+    if more:  # every router named, equal weights (fixed in advance)
+        label = "rank mean of " + " + ".join((first, second, *more))
+        cells = {}
+        for n in benches:
+            s = np.mean([*ranks[n], *(_rank(saved[f"{n}|{r}"]) for r in more)], axis=0)
+            value = evaluate_scores("x", [s], benches[n], protocol=config.eval_protocol).apgr
+            ci = bootstrap_apgr_ci(s, benches[n], protocol=config.eval_protocol, samples=1000, seed=0)
+            cells[n] = (value, ci)
+        values = [v for v, _ in cells.values()]
+        rows[label] = {
+            "sources": {n: {"apgr": v, "apgr_ci95": ci} for n, (v, ci) in cells.items()},
+            "mean": float(np.mean(values)),
+            "worst": float(min(values)),
+            "worst_source": min(cells, key=lambda n: cells[n][0]),
+        }
+        line = " ".join(f"{n} {v:.3f} [{ci[0]:.2f},{ci[1]:.2f}]" for n, (v, ci) in cells.items())
+        print(f"{label}: mean {np.mean(values):.4f} worst {min(values):.3f} | {line}")
     print("w chosen per held-out source:", chosen)
     by_w = {float(w): round(float(np.mean([table[n][float(w)] for n in benches])), 4) for w in GRID}
     print("mean APGR over sources by w:", by_w)
-    name = f"ensembles-{first}-{second}.json".replace(" ", "_").replace("(", "").replace(")", "")
+    stem = "-".join((first, second, *more)).replace(" ", "_").replace("(", "").replace(")", "")
+    name = f"ensembles-{stem}.json"
     data = {"first": first, "second": second, "grid": table, "chosen": chosen, "rows": rows}
     Path(out, name).write_text(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:])

@@ -1,6 +1,7 @@
 """Run a leave-one-source-out experiment file one held-out source at a time, writing after each.
 
-    python docs/results/domain-transfer/run.py experiments/domain-transfer.yaml docs/results/domain-transfer
+    python docs/results/domain-transfer/run.py experiments/domain-transfer.yaml docs/results/domain-transfer \
+        ../shared/data
 
 The same run as ``lmroute experiment FILE --out OUT`` (same functions, same results.md/results.json),
 except that the results are rewritten after every held-out source (a run stopped part-way keeps
@@ -22,10 +23,10 @@ from lmroute.workflows.experiment import load_experiment_config, run_experiment,
 from lmroute.workflows.results import ExperimentResult
 
 
-def main(config_path: str, out: str) -> None:
+def main(config_path: str, out: str, data_dir: str) -> None:
     config = load_experiment_config(config_path)
     if not config.held_out:  # benchmark protocols only: one run
-        _save(run_experiment(config, data_dir=None, progress=False), out, {})
+        _save(run_experiment(config, data_dir=data_dir, progress=False), out, {})
         return
     groups: dict[tuple[str, tuple[str, ...]], list] = {}
     for held in config.held_out:  # a source and its -Nshot variants share one fit, as in the protocol
@@ -34,7 +35,9 @@ def main(config_path: str, out: str) -> None:
     scores: dict[str, np.ndarray] = {}
     for members in groups.values():
         started = time.perf_counter()
-        part = run_experiment(config.model_copy(update={"held_out": members}), data_dir=None, progress=False)
+        part = run_experiment(
+            config.model_copy(update={"held_out": members}), data_dir=data_dir, progress=False
+        )
         combined.cells.extend(part.cells)
         combined.evaluations.update(part.evaluations)
         combined.sources.update(part.sources)
@@ -55,4 +58,4 @@ def _save(result: ExperimentResult, out: str, scores: dict[str, np.ndarray]) -> 
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
