@@ -1,7 +1,7 @@
 """MT-Bench under gold-1500: each router, their rank mean (weight 0.5, fixed in advance) and the
 paired bootstrap of the gain, from the scores ``run.py`` kept.
 
-    python docs/results/domain-transfer/mt_bench.py docs/results/mt-bench-ensemble [ROUTER ...]
+    python docs/results/domain-transfer/mt_bench.py docs/results/mt-bench-sources ROUTER ROUTER
 """
 
 from __future__ import annotations
