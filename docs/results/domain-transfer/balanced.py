@@ -8,7 +8,8 @@ battles (MMLU's and MMLU-Pro's gold) set the direction a linear router learns. H
 battle weights are rescaled so that every training source has the same total weight (their sum
 unchanged), decided before any run; the router (one of the file's, by label) is otherwise trained
 and evaluated exactly as in the file (same battles, decontamination, pairs). Writes
-``results.json`` (APGR with a 95% bootstrap interval per source, mean, worst) and ``scores.npz``.
+``results.json`` (APGR with a 95% bootstrap interval per source, mean, worst) and ``scores.npz``
+(the router's and ``length``'s, for ``ensembles.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute.evaluation.evaluator import evaluate_scores
+from lmroute.registry import load_router
 from lmroute.workflows.experiment import load_experiment_config
 from lmroute.workflows.results import bootstrap_apgr_ci, fresh_router
 from lmroute.workflows.transfer import _prepare, carries, load_held_out
@@ -56,6 +58,7 @@ def main(config_path: str, out: str, data_dir: str, label: str) -> None:
         )
         rows[held.name] = {"apgr": apgr, "apgr_ci95": ci, "train_battles": len(battles)}
         scores[f"{held.name}|{label} balanced"] = s
+        scores[f"{held.name}|length"] = load_router("length").score(list(bench.prompts))  # for ensembles.py
         values = [r["apgr"] for r in rows.values()]
         summary = {"mean": float(np.mean(values)), "worst": float(min(values)), "sources": len(values)}
         data = {"sources": rows, "summary": summary}
