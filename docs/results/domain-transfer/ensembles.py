@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from lmroute.evaluation.evaluator import evaluate_scores
 from lmroute.workflows.experiment import load_experiment_config
@@ -30,7 +29,11 @@ GRID = np.round(np.linspace(0, 1, 11), 2)
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
-    return rankdata(x) / len(x)
+    """Ranks in (0, 1], ties sharing their mean rank (numpy only)."""
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(1, len(x) + 1)
+    _, group = np.unique(x, return_inverse=True)
+    return (np.bincount(group, ranks) / np.bincount(group))[group] / len(x)
 
 
 def main(config_path: str, out: str, data_dir: str, first: str, second: str, *more: str) -> None:

@@ -11,12 +11,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.evaluation import metrics
 
 SAMPLES = 1000
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Ranks in (0, 1], ties sharing their mean rank (numpy only)."""
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(1, len(x) + 1)
+    _, group = np.unique(x, return_inverse=True)
+    return (np.bincount(group, ranks) / np.bincount(group))[group] / len(x)
 
 
 def _apgr(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> float:
@@ -29,9 +36,7 @@ def main(out: str, routers: list[str]) -> None:
     bench = load_benchmark("mt-bench", data_dir=None)
     strong, weak = bench.strong, bench.weak
     scores = {r: saved[f"gold-1500|mt-bench|{r}"] for r in routers}
-    scores["rank mean of " + " + ".join(routers)] = np.mean(
-        [rankdata(s) / len(s) for s in scores.values()], axis=0
-    )
+    scores["rank mean of " + " + ".join(routers)] = np.mean([_rank(s) for s in scores.values()], axis=0)
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, len(strong), len(strong)) for _ in range(SAMPLES)]
     draws = [i for i in draws if strong[i].mean() != weak[i].mean()]
