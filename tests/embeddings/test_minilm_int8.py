@@ -59,6 +59,14 @@ def test_int8_rows_do_not_depend_on_batching(prompts, int8_vectors):
     assert OnnxMiniLM(precision="int8").batch_size == 1 and OnnxMiniLM().batch_size == 8
 
 
+def test_int8_calls_side_by_side_give_the_vectors_of_one_thread(prompts, int8_vectors):
+    one_thread = OnnxMiniLM(precision="int8", threads=1)
+    np.testing.assert_array_equal(one_thread.embed(prompts), int8_vectors)
+    side_by_side = OnnxMiniLM(precision="int8", threads=2)
+    np.testing.assert_array_equal(side_by_side.embed(prompts), int8_vectors)
+    assert one_thread._pool is None and side_by_side._pool is not None
+
+
 def test_int8_is_its_own_embedder_with_its_own_disk_cache():
     int8 = get_embedder("minilm-int8")
     assert isinstance(int8, CachedEmbedder) and isinstance(int8.inner, OnnxMiniLM)

@@ -34,6 +34,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +169,17 @@ class OnnxMiniLM(_MiniLM):
 
     Texts are sorted by length and batched so that padding stays small. Batches are small
     (8) because the activations then stay in the CPU caches: on 2 cores 8 embedded 20-25% more
-    prompts per CPU second than 32, and twice as many as 128. ``threads`` is the ONNX Runtime
-    intra-op thread count (default: the CPUs this process may use). ``precision`` is ``fp32`` (the
-    embedder ``minilm``) or ``int8`` (``minilm-int8``, a quantised graph approximating it).
+    prompts per CPU second than 32, and twice as many as 128. ``threads`` (default: the CPUs this
+    process may use) is the ONNX Runtime intra-op thread count of a batch of several texts; batches
+    of one text (``batch_size=1``, int8's default) run ``threads`` calls side by side instead, each
+    on one core: the operators of one short text are too small to share between threads, whose
+    hand-offs cost more than they save (int8, short prompts, 2 cores: 1.3-1.4x as many per second).
+    ``precision`` is ``fp32`` (the embedder ``minilm``) or ``int8`` (``minilm-int8``, a quantised
+    graph approximating it).
 
     int8 embeds one text per call by default (``batch_size=1``): its activations are quantised
     with one scale per call, so texts batched together (and their padding) would change each
-    other's vectors; alone, a text's vector depends on the text only, at ~8% less speed on short
-    prompts.
+    other's vectors; alone, a text's vector depends on the text only.
     """
 
     def __init__(
@@ -198,6 +202,7 @@ class OnnxMiniLM(_MiniLM):
         # the vectors differ, so the name (the disk cache's key) does too
         self.name = "minilm" if precision == "fp32" else f"minilm-{precision}"
         self._session: Any = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def _load(self) -> None:
         with self._lock:
@@ -211,7 +216,9 @@ class OnnxMiniLM(_MiniLM):
             if self._tokenizer is None:
                 self._load_tokenizer(path)
             options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads or _default_threads()
+            threads = self.threads or _default_threads()
+            alone = self.batch_size == 1 and threads > 1  # calls side by side (class docstring)
+            options.intra_op_num_threads = 1 if alone else threads
             options.inter_op_num_threads = 1
             # idle threads sleep instead of spinning: on shared CPUs (a server's event loop, the
             # tokenizer, other processes) spinning cost a third of the throughput in our runs
@@ -244,6 +251,8 @@ class OnnxMiniLM(_MiniLM):
                     raise ConfigError(
                         f"the rebuilt MiniLM ONNX file {rebuilt} cannot be loaded: {again}"
                     ) from None
+            if alone:
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minilm")
             self._session = session
         _release_freed_memory()
 
@@ -261,8 +270,8 @@ class OnnxMiniLM(_MiniLM):
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+
+        def run(rows: np.ndarray) -> None:
             width = int(lengths[rows].max())
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -272,6 +281,14 @@ class OnnxMiniLM(_MiniLM):
                 mask[i, :n] = 1
             (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[rows] = vectors
+
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self._pool is None or len(batches) == 1:
+            for rows in batches:
+                run(rows)
+        else:  # ONNX Runtime releases the GIL while it runs, so the calls use the cores in parallel
+            for _ in self._pool.map(run, batches):
+                pass
         return out
 
 
