@@ -63,7 +63,8 @@ def main() -> int:
         wait_ready(f"http://127.0.0.1:{single}/health", baseline)
         rows.append(("lmroute serve", run_load(single, [request] * args.requests, **_load(args))))
         stop(baseline)
-        ray.init(num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
+        # "local": a new cluster in this process, never one a stale /tmp/ray file points at
+        ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
         port = free_port()
         for replicas in (1, 2):
             config = build_config(
