@@ -52,6 +52,15 @@ def add_quiet_option(parser: argparse.ArgumentParser, *, text: str = "no progres
     parser.add_argument("--quiet", action="store_true", help=text)
 
 
+def add_ray_options(parser: argparse.ArgumentParser, *, ray_help: str, actors: str) -> None:
+    """``--ray``, ``--ray-address`` and ``--ray-actors``: a bulk command run over Ray Data."""
+    parser.add_argument("--ray", action="store_true", help=ray_help)
+    parser.add_argument(
+        "--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)"
+    )
+    parser.add_argument("--ray-actors", type=int, default=2, help=f"Ray Data {actors} at once (default 2)")
+
+
 def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
     """``--exclude-benchmark`` and ``--decontaminate``: keep evaluation prompts out of training data."""
     parser.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_quiet_option
+from lmroute.cli._options import Subparsers, add_quiet_option, add_ray_options
 from lmroute.cli._output import wrote
 
 #: ``lmroute label`` exits with this when prompts are left unlabelled (the token budget reached,
@@ -72,13 +72,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failed calls")
     p.add_argument("--dry-run", action="store_true", help="print the calls and tokens needed; call nothing")
-    p.add_argument(
-        "--ray",
-        action="store_true",
-        help="make the calls on a Ray cluster with Ray Data, the limits above holding for the whole cluster",
+    add_ray_options(
+        p,
+        ray_help="make the calls on a Ray cluster with Ray Data, the limits above holding for the whole "
+        "cluster",
+        actors="workers labelling",
     )
-    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
-    p.add_argument("--ray-actors", type=int, default=2, help="Ray Data workers labelling at once (default 2)")
     add_quiet_option(p, text="no progress bar")
     p.set_defaults(func=run)
 

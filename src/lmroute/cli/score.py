@@ -7,7 +7,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
-from lmroute.cli._options import Subparsers, add_models_options, add_quiet_option, add_router_option
+from lmroute.cli._options import (
+    Subparsers,
+    add_models_options,
+    add_quiet_option,
+    add_ray_options,
+    add_router_option,
+)
 from lmroute.cli._output import note
 
 
@@ -17,13 +23,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     add_router_option(p)
     p.add_argument("--input", required=True, help="JSONL with a 'prompt' field, or text lines")
     p.add_argument("--output", help="JSONL output file (default: standard output)")
-    p.add_argument(
-        "--ray",
-        action="store_true",
-        help="score on a Ray cluster with Ray Data; with --output, a run that stopped goes on where it was",
+    add_ray_options(
+        p,
+        ray_help="score on a Ray cluster with Ray Data; with --output, a run that stopped goes on where "
+        "it was",
+        actors="actors scoring",
     )
-    p.add_argument("--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)")
-    p.add_argument("--ray-actors", type=int, default=2, help="Ray Data actors scoring at once (default 2)")
     add_models_options(p, prices=False)
     add_quiet_option(p)
     p.set_defaults(func=run)
