@@ -67,13 +67,21 @@ _BOUNDARY = re.compile(r"[`;()]|\.\s+(?=[A-Z])|, or |$")
 
 def _strings(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, text) of each string constant or f-string (placeholders as ``{}``), without docstrings
-    and without the arguments of ``add_argument``/``add_parser`` calls (an option's own definition)."""
+    and without the arguments of ``add_argument``/``add_parser`` calls and of the CLI's option helpers
+    (``add_*_option(s)``): an option's own definition."""
     skip: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
             skip.add(id(body[0].value))
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("add_argument", "add_parser"):
+        name = (
+            getattr(node.func, "attr", None) or getattr(node.func, "id", "")
+            if isinstance(node, ast.Call)
+            else ""
+        )
+        if name in ("add_argument", "add_parser") or (
+            name.startswith("add_") and name.endswith(("_option", "_options"))
+        ):
             for sub in [*node.args, *(k.value for k in node.keywords)]:
                 skip.update(id(n) for n in ast.walk(sub))
     found = []
