@@ -14,15 +14,7 @@ from lmroute.embeddings.minilm_onnx import onnx_model_path
 from lmroute.exceptions import ConfigError
 from lmroute.routers.mf import MFRouter
 
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_onnx_cache(tmp_path_factory):
-    """One cache folder for the module, so each ONNX file is built once (tests that need a fresh
-    one take the ``cache_dir`` fixture, which overrides this)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LMROUTE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("shared_onnx_cache")
 
 
 @pytest.fixture(scope="module")
