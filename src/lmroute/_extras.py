@@ -37,7 +37,6 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "tokenizers": "embed",
     "httpx": "embed",
     "sentence_transformers": "embed-torch",
-    "fastapi": "serve",
     "starlette": "serve",
     "uvicorn": "serve",
     "prometheus_client": "serve",

@@ -84,7 +84,7 @@ CASES: dict[str, list[tuple[str, list[str]]]] = {
         )
     ],
     "serve": [
-        ("fastapi", ["serve", "--routers", "length", *UPSTREAM]),
+        ("starlette", ["serve", "--routers", "length", *UPSTREAM]),
         ("openai", ["chat", "--model", "router-length-0.5", "--url", "http://127.0.0.1:9"]),
     ],
     "label": [
@@ -138,9 +138,7 @@ ALONE: dict[str, list[str]] = {
     "matplotlib": CASES["eval"][0][1],
     **dict.fromkeys(["onnxruntime", "onnx", "tokenizers"], CASES["embed"][0][1]),
     "sentence_transformers": CASES["embed-torch"][0][1],
-    **dict.fromkeys(
-        ["fastapi", "starlette", "uvicorn", "prometheus_client", "aiohttp"], CASES["serve"][0][1]
-    ),
+    **dict.fromkeys(["starlette", "uvicorn", "prometheus_client", "aiohttp"], CASES["serve"][0][1]),
     # The server calls upstreams through aiohttp; the openai SDK (on httpx2) is chat's and the Controller's.
     **dict.fromkeys(["openai", "httpx2"], CASES["serve"][1][1]),
     "torch": CASES["torch"][0][1],

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.random import RandomRouter
-from lmroute.serving.app import create_app
+from lmroute.serving.app import create_app, openapi_schema
 from lmroute.serving.config import build_config
 
 pytestmark = pytest.mark.reliability
@@ -48,10 +48,9 @@ SERVED = ["router-length-0.2", "router-length-0.7", "router-random-0.5", "big-mo
 
 
 def served_schema() -> dict:
-    """The app's own schema (it does not depend on the upstreams' addresses: read it from an app that
-    is never started), told which model strings this app serves, so that generated requests reach
-    routing and the upstreams as well as the validation errors."""
-    schema = make_app(make_config("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")).openapi()
+    """The server's schema (the same for every config), told which model strings this app serves,
+    so that generated requests reach routing and the upstreams as well as the validation errors."""
+    schema = openapi_schema()
     for name in ("ChatCompletionRequest", "RouteRequest"):
         model = schema["components"]["schemas"][name]["properties"]["model"]
         schema["components"]["schemas"][name]["properties"]["model"] = {"anyOf": [{"enum": SERVED}, model]}

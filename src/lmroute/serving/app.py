@@ -1,9 +1,11 @@
-"""The HTTP server: ``create_app``, the factory of an app whose routes are :mod:`~lmroute.serving.routes`.
+"""The HTTP server: ``create_app``, the factory of a Starlette app serving :mod:`~lmroute.serving.routes`.
 
 ``create_app(config)`` does no work: routers are loaded (and warmed up) and upstream clients made
 in the app's lifespan, and everything lives on ``app.state``, so tests can build many apps. Every
 error leaves as OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with its status
 (:mod:`~lmroute.serving.errors`), and every routing request is counted (:mod:`~lmroute.serving.middleware`).
+``GET /openapi.json`` describes the API (:func:`openapi_schema`, written from the request and
+response models: the routes read their bodies themselves, so no framework could infer it).
 
 :func:`serve` runs it with uvicorn, in one process or in ``server.workers`` processes that share
 the port (uvicorn's supervisor starts them afresh and restarts one that dies; each calls
@@ -22,8 +24,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from lmroute._version import __version__
 from lmroute.control.taps import EmbeddingSummaries
@@ -56,7 +62,7 @@ def create_app(
     routers: Mapping[str, Router] | None = None,
     upstream_factory: ClientFactory | None = None,
     metrics_dir: str | None = None,
-) -> FastAPI:
+) -> Starlette:
     """The lmroute server for ``config``.
 
     ``routers`` (name -> router) replaces loading ``config.routers``; ``upstream_factory`` makes
@@ -66,7 +72,7 @@ def create_app(
     metrics = ServingMetrics(multiprocess_dir=metrics_dir)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         summaries = EmbeddingSummaries()
         loaded = (
             dict(routers)
@@ -92,43 +98,44 @@ def create_app(
         finally:
             await service.aclose()
 
-    app = FastAPI(
-        title="lmroute",
-        version=__version__,
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
+    app = Starlette(
+        routes=[*routes.ROUTES, *(console.ROUTES if config.server.ui else ()), Route(OPENAPI_PATH, _openapi)],
+        middleware=[Middleware(RequestCounter, metrics=metrics, endpoints=routes.COUNTED_ENDPOINTS)],
         exception_handlers=exception_handlers(),
+        lifespan=lifespan,
     )
     app.state.config = config
     app.state.metrics = metrics
     app.state.api_keys = [key.get_secret_value().encode() for key in config.server.api_keys]
-    app.add_middleware(RequestCounter, metrics=metrics, endpoints=routes.COUNTED_ENDPOINTS)
-    app.include_router(routes.router)
-    if config.server.ui:
-        app.include_router(console.router)
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _document_bodies(FastAPI.openapi(app))
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to amend the schema
     return app
 
 
-#: The routing endpoints by path: plain Starlette routes that read their bodies raw (size limit,
-#: OpenAI-shaped errors), so FastAPI documents neither; the schema describes them from the same models.
+OPENAPI_PATH = "/openapi.json"
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_schema())
+
+
+#: The POST endpoints: summary, request body and answer (None: the upstream's own JSON or a stream).
 _ENDPOINTS: dict[str, tuple[str, type[BaseModel], type[BaseModel] | None]] = {
     routes.CHAT_PATH: ("Route a chat completion to the strong or weak model", ChatCompletionRequest, None),
     routes.ROUTE_PATH: ("The routing decision alone, with no model call", RouteRequest, RouteResponse),
 }
+#: The GET endpoints: summary, media type and schema of the answer.
+_READS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    routes.MODELS_PATH: ("The model strings and upstream models it serves", "application/json", {}),
+    routes.STATUS_PATH: ("Online control: thresholds, realized shares, drift", "application/json", {}),
+    "/health": ("The routers it has loaded", "application/json", {}),
+    "/metrics": ("Prometheus metrics", "text/plain", {"type": "string"}),
+}
 _ERROR_STATUSES = (400, 401, 404, 413, 429, 502, 503, 504)
 
 
-def _document_bodies(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with the routing endpoints: their request bodies, answers and OpenAI-shaped errors."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+def openapi_schema() -> dict[str, Any]:
+    """The server's OpenAPI 3.1 schema: every endpoint, the routing endpoints' request bodies and
+    answers from the same pydantic models that validate them, and their OpenAI-shaped errors."""
+    components: dict[str, Any] = {}
     documented: list[type[BaseModel]] = [ErrorResponse]
     for _, body, answer in _ENDPOINTS.values():
         documented += [body] if answer is None else [body, answer]
@@ -140,20 +147,34 @@ def _document_bodies(schema: dict[str, Any]) -> dict[str, Any]:
         "description": "OpenAI-shaped error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
     }
+    paths: dict[str, Any] = {}
+    for path, (summary, media_type, answer_schema) in _READS.items():
+        ok = {"description": "Successful Response", "content": {media_type: {"schema": answer_schema}}}
+        get = {"summary": summary, "operationId": _operation_id(path), "responses": {"200": ok}}
+        paths[path] = {"get": get}
     for path, (summary, body, answer) in _ENDPOINTS.items():
         # A completion is the upstream's own JSON (any object); a stream is server-sent events.
         answered = {"$ref": f"#/components/schemas/{answer.__name__}"} if answer else {"type": "object"}
         ok = {"description": "Successful Response", "content": {"application/json": {"schema": answered}}}
         request = {"$ref": f"#/components/schemas/{body.__name__}"}
-        schema.setdefault("paths", {})[path] = {
+        paths[path] = {
             "post": {
                 "summary": summary,
-                "operationId": path.strip("/").replace("/", "_"),
+                "operationId": _operation_id(path),
                 "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
                 "responses": {"200": ok, **{str(status): error for status in _ERROR_STATUSES}},
             }
         }
-    return schema
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lmroute", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _operation_id(path: str) -> str:
+    return path.strip("/").replace("/", "_")
 
 
 def _warm_up(routers: Mapping[str, Router]) -> None:
@@ -236,7 +257,7 @@ def serve(
             uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> Starlette:
     """The app of one worker process of :func:`serve` (uvicorn's factory, called in each worker).
 
     Workers start afresh rather than forking the serving process, so the config comes from the

@@ -11,8 +11,9 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from fastapi import APIRouter
-from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from lmroute.exceptions import RequestError
 
@@ -41,8 +42,6 @@ _HEADERS = {
     "cache-control": "no-cache",
 }
 
-router = APIRouter(include_in_schema=False)
-
 
 @cache
 def _read(name: str) -> bytes:
@@ -53,21 +52,26 @@ def _file(name: str) -> Response:
     return Response(_read(name), media_type=_FILES[name], headers=_HEADERS)
 
 
-@router.get(UI_PATH)
-async def console_page() -> Response:
+async def console_page(request: Request) -> Response:
     """The console's page."""
     return _file("index.html")
 
 
-@router.get(UI_PATH + "/")
-async def console_slash() -> Response:
+async def console_slash(request: Request) -> Response:
     # The page's links are relative to /ui (so it also works under a proxy's path prefix).
     return RedirectResponse("../ui", status_code=308)
 
 
-@router.get(UI_PATH + "/{name}")
-async def console_file(name: str) -> Response:
+async def console_file(request: Request) -> Response:
     """One of the console's static files."""
+    name = request.path_params["name"]
     if name not in _FILES:
         raise RequestError(f"the console has no file {name!r}", status=404, code="not_found")
     return _file(name)
+
+
+ROUTES = [
+    Route(UI_PATH, console_page, methods=["GET"]),
+    Route(UI_PATH + "/", console_slash, methods=["GET"]),
+    Route(UI_PATH + "/{name}", console_file, methods=["GET"]),
+]

@@ -12,9 +12,9 @@ import math
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from lmroute.exceptions import (
     ConfigError,
@@ -44,7 +44,7 @@ def error_response(exc: LmrouteError) -> Response:
 
 
 def exception_handlers() -> dict[int | type[Exception], _Handler]:
-    """The app's exception handlers (``FastAPI(exception_handlers=...)``)."""
+    """The app's exception handlers (``Starlette(exception_handlers=...)``)."""
     return {LmrouteError: _lmroute_error, HTTPException: _http_error, Exception: _internal_error}
 
 

@@ -1,17 +1,11 @@
 """The HTTP routes: thin glue between requests and :class:`~lmroute.serving.service.RoutingService`.
 
-``router`` is a module-level FastAPI ``APIRouter``; ``create_app`` includes it. Routes find what
-they need on ``request.app.state`` (``service``, ``config``, ``api_keys``), check the API key with
+``ROUTES`` are plain Starlette routes; ``create_app`` serves them. Routes find what they need on
+``request.app.state`` (``service``, ``config``, ``api_keys``), check the API key with
 :func:`authorize`, read bodies themselves with :func:`read_json` (size limit, OpenAI-shaped errors)
 and raise lmroute's errors, which the app's exception handlers turn into OpenAI-shaped responses
 (:mod:`lmroute.serving.errors`). Each routing decision is left in ``request.state.decision`` for
 the request count (:mod:`lmroute.serving.middleware`).
-
-The two routing endpoints, which every request of an application goes through, are plain
-Starlette routes that call :func:`authorize` and :func:`read_json` themselves: FastAPI's request
-handling (dependencies, query and cookie parsing it does even for a route that takes none) was a
-fifth of their CPU. ``create_app`` documents them in the OpenAPI schema by hand, as it does their
-bodies.
 
 A conversation is named by the ``x-lmroute-conversation`` header or else the request's ``user``
 field (:data:`CONVERSATION_HEADER`); ``GET /v1/status`` shows the control hub: thresholds of the
@@ -26,8 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from lmroute.exceptions import InvalidModelNameError, RequestError
 from lmroute.routing_names import format_model_name
@@ -47,14 +42,13 @@ from lmroute.serving.streaming import relay
 CHAT_PATH = "/v1/chat/completions"
 ROUTE_PATH = "/v1/route"
 STATUS_PATH = "/v1/status"
+MODELS_PATH = "/v1/models"
 #: The header that names a request's conversation (it takes precedence over the ``user`` field).
 CONVERSATION_HEADER = "x-lmroute-conversation"
 #: The endpoints counted in ``lmroute_requests``, by path.
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
-
-router = APIRouter()
 
 
 async def authorize(request: Request) -> None:
@@ -158,12 +152,9 @@ async def route(request: Request) -> Response:
     return JSONResponse(answer.model_dump())
 
 
-router.add_route(CHAT_PATH, chat_completions, methods=["POST"])
-router.add_route(ROUTE_PATH, route, methods=["POST"])
-
-
-@router.get("/v1/models", dependencies=[Depends(authorize)])
 async def models(request: Request) -> Response:
+    """``GET /v1/models``: every router-threshold model string and upstream model this server serves."""
+    await authorize(request)
     service: RoutingService = request.app.state.service
     thresholds = request.app.state.config.thresholds
     data = [
@@ -183,26 +174,36 @@ async def models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get(STATUS_PATH, dependencies=[Depends(authorize)])
 async def status(request: Request) -> Response:
-    """Online control: each target's threshold and realized share or spend, drift per router,
-    conversations, and the state file."""
+    """``GET /v1/status``: online control: each target's threshold and realized share or spend,
+    drift per router, conversations, and the state file."""
+    await authorize(request)
     service: RoutingService = request.app.state.service
     return JSONResponse(
         {"object": "lmroute.status", "routers": sorted(service.routers), **service.control.status()}
     )
 
 
-@router.get("/health")
 async def health(request: Request) -> Response:
+    """``GET /health``: the routers this server has loaded."""
     service: RoutingService = request.app.state.service
     return JSONResponse({"status": "ok", "routers": sorted(service.routers)})
 
 
-@router.get("/metrics", response_class=PlainTextResponse)  # the schema says text, as it is
 async def prometheus(request: Request) -> Response:
+    """``GET /metrics``: the Prometheus metrics."""
     text, content_type = request.app.state.metrics.render()
     return Response(text, media_type=content_type)
+
+
+ROUTES = [
+    Route(CHAT_PATH, chat_completions, methods=["POST"]),
+    Route(ROUTE_PATH, route, methods=["POST"]),
+    Route(MODELS_PATH, models, methods=["GET"]),
+    Route(STATUS_PATH, status, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+]
 
 
 def _conversation(request: Request, body: dict[str, Any]) -> tuple[str, str] | None:
