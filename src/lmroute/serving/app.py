@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lmroute._malloc import use_one_arena
 from lmroute._version import __version__
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
@@ -192,6 +193,7 @@ def serve(
     that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
     public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule). With
     ``server.workers`` > 1 each worker process loads the routers of ``config.routers`` again.
+    The process's allocator keeps one arena (:mod:`lmroute._malloc`), before any thread starts.
     """
     import copy
 
@@ -219,6 +221,7 @@ def serve(
             "worker than the last one is scored afresh",
             workers,
         )
+    use_one_arena()
     if routers is None:
         routers = load_routers(config.routers)
     check_vocabulary(config.models, routers)
@@ -263,6 +266,7 @@ def worker_app() -> Starlette:
     Workers start afresh rather than forking the serving process, so the config comes from the
     environment that :func:`serve` set for them.
     """
+    use_one_arena()
     config = ServeConfig.model_validate_json(os.environ[_WORKER_CONFIG_ENV])
     return create_app(config, metrics_dir=os.environ.get(_METRICS_DIR_ENV))
 
