@@ -10,7 +10,7 @@ from _fake_embedder import HashEmbedder
 from lmroute.embeddings import approximated, get_embedder
 from lmroute.embeddings.cache import CachedEmbedder
 from lmroute.embeddings.minilm import DIM, OnnxMiniLM, default_model_dir
-from lmroute.embeddings.minilm_onnx import onnx_model_path
+from lmroute.embeddings.minilm_onnx import QUANT_VERSION, onnx_model_path
 from lmroute.exceptions import ConfigError
 from lmroute.routers.mf import MFRouter
 
@@ -71,6 +71,32 @@ def test_int8_is_its_own_embedder_with_its_own_disk_cache():
         OnnxMiniLM(precision="int4")
     with pytest.raises(ConfigError, match="precision must be one of fp32, int8"):
         onnx_model_path(default_model_dir(), "fp16")
+
+
+def test_int8_graph_keeps_block_wise_int8_weights_for_the_output_projections():
+    import onnx
+
+    graph = onnx.load(str(onnx_model_path(default_model_dir(), "int8"))).graph
+    blockwise = [node for node in graph.node if node.op_type == "MatMulNBits"]
+    # attention and feed-forward output projection of each of the 6 layers
+    assert len(blockwise) == 12
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in blockwise[0].attribute}
+    assert attributes["bits"] == 8 and attributes["block_size"] == 128 and attributes["accuracy_level"] == 4
+    weights = {t.name: t for t in graph.initializer}
+    assert all(weights[node.input[1]].data_type == onnx.TensorProto.UINT8 for node in blockwise)
+    # every other weight product is dynamically quantised; no float weight matrix is left
+    assert sum(node.op_type == "MatMulInteger" for node in graph.node) == 24
+    assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+
+def test_int8_vectors_are_cached_under_the_quantisation_version():
+    # a new int8 graph gives other vectors under the same embedder name: the disk cache must not
+    # serve the old ones
+    assert OnnxMiniLM(precision="int8").cache_name == f"minilm-int8-q{QUANT_VERSION}"
+    assert OnnxMiniLM().cache_name == "minilm"
+    cached = get_embedder("minilm-int8")
+    assert cached.path.name.startswith(f"minilm-int8-q{QUANT_VERSION}-")
+    assert cached.key("x") != CachedEmbedder(HashEmbedder(384, name="minilm-int8")).key("x")
 
 
 def test_int8_file_is_built_once_beside_fp32_and_rebuilt_when_damaged(cache_dir, caplog):

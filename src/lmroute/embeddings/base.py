@@ -30,6 +30,12 @@ class Embedder(abc.ABC):
     window_size: int = 0
     piece_name: str = "characters"
 
+    @property
+    def cache_name(self) -> str:
+        """The name a disk cache files this embedder's vectors under: :attr:`name`, plus the
+        version of anything that changes the vectors without changing the name (a rebuilt graph)."""
+        return self.name
+
     @abc.abstractmethod
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""

@@ -52,11 +52,11 @@ def _unlink(*paths: Path) -> None:
 
 
 class CachedEmbedder(Embedder):
-    """Wraps ``inner``: texts already embedded under the same embedder name come from disk.
+    """Wraps ``inner``: texts already embedded under the same embedder (``cache_name``) come from disk.
 
     ``embed`` hashes the texts, takes the hits from the cache and sends all misses (each
     distinct text once) to ``inner.embed`` in one call. ``directory`` defaults to
-    ``<user cache>/embeddings/<safe inner.name>/``. Safe to share between threads and processes.
+    ``<user cache>/embeddings/<safe inner.cache_name>/``. Safe to share between threads and processes.
     """
 
     def __init__(self, inner: Embedder, *, directory: str | Path | None = None):
@@ -85,12 +85,12 @@ class CachedEmbedder(Embedder):
     def path(self) -> Path:
         """The folder of this embedder's shards."""
         if self.directory is None:
-            self.directory = _paths.cache_dir() / "embeddings" / safe_name(self.name)
+            self.directory = _paths.cache_dir() / "embeddings" / safe_name(self.inner.cache_name)
         return self.directory
 
     def key(self, text: str) -> str:
-        """The cache key of a text: sha256 of the embedder name and the text."""
-        data = f"{self.name}\0{text}".encode("utf-8", "surrogatepass")
+        """The cache key of a text: sha256 of the embedder's ``cache_name`` and the text."""
+        data = f"{self.inner.cache_name}\0{text}".encode("utf-8", "surrogatepass")
         return hashlib.sha256(data).hexdigest()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

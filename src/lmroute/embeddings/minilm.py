@@ -26,12 +26,9 @@ piece inside a word re-tokenises into a piece or two more on its own).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +38,15 @@ from typing import Any
 import numpy as np
 
 from lmroute._extras import missing
+from lmroute._malloc import release_freed_memory
 from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, normalize
-from lmroute.embeddings.minilm_onnx import PRECISIONS, build_onnx_model, onnx_model_path, quantize_model
+from lmroute.embeddings.minilm_onnx import (
+    PRECISIONS,
+    QUANT_VERSION,
+    build_onnx_model,
+    onnx_model_path,
+    quantize_model,
+)
 from lmroute.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -89,19 +93,6 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _release_freed_memory() -> None:
-    """Hand the heap's free pages back to the OS (glibc only; elsewhere nothing happens).
-
-    Loading the model parses the tokenizer's JSON and the ONNX file's protobuf in buffers that are
-    freed at once, but glibc keeps freed pages for reuse: in a server that stayed ~8-14 MB of its
-    resident memory for good. ``malloc_trim`` once after loading returns them.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 class _MiniLM(CountsTruncation, Embedder):
     """What both backends share: the model folder, the tokenizer and truncation counting."""
 
@@ -116,7 +107,7 @@ class _MiniLM(CountsTruncation, Embedder):
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._tokenizer: Any = None
-        self._whole_tokenizer: Any = None
+        self._special = (0, 0)  # the ids of [CLS] and [SEP]
         self._max_len = 0
 
     def _load_tokenizer(self, path: Path) -> None:
@@ -124,13 +115,13 @@ class _MiniLM(CountsTruncation, Embedder):
 
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._max_len = max_seq_length(path)
-        # tokenizer.json ships with fixed padding/truncation at 128; sentence-transformers
-        # overrides both, and so do we: cut at max_seq_length, pad per batch ourselves.
-        tokenizer.enable_truncation(max_length=self._max_len)
+        # tokenizer.json ships with fixed padding/truncation at 128; sentence-transformers cuts at
+        # max_seq_length instead. One tokenizer without either serves embedding (cut and framed
+        # by _encode, padded per batch) and pieces(): a second, truncating copy held ~6 MB more.
+        tokenizer.no_truncation()
         tokenizer.no_padding()
-        whole = Tokenizer.from_str(tokenizer.to_str())
-        whole.no_truncation()
-        self._tokenizer, self._whole_tokenizer = tokenizer, whole
+        self._special = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        self._tokenizer = tokenizer
         self.window_size = self._max_len - 2 - _WINDOW_MARGIN
 
     def _ensure_tokenizer(self) -> None:
@@ -148,20 +139,23 @@ class _MiniLM(CountsTruncation, Embedder):
         long = [i for i, text in enumerate(texts) if len(text) > self._max_len - 2]
         if not long:
             return out
-        encodings = self._whole_tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
         for i, encoding in zip(long, encodings, strict=True):
             if len(encoding.ids) > self._max_len - 2:
                 out[i] = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
         return out
 
-    def _encode(self, texts: list[str]) -> list[Any]:
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """The model's input ids of each text: ``[CLS]``, its first ``max_len - 2`` word pieces, ``[SEP]``."""
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        keep = self._max_len - 2
+        cls, sep = self._special
         cut_means = (
             f"were longer than {self._max_len} word pieces (the model's max_seq_length) and were "
-            f"truncated: only [CLS], their first {self._max_len - 2} word pieces and [SEP] are embedded"
+            f"truncated: only [CLS], their first {keep} word pieces and [SEP] are embedded"
         )
-        self._count(len(texts), sum(1 for e in encodings if e.overflowing), logger, cut_means)
-        return encodings
+        self._count(len(texts), sum(1 for e in encodings if len(e.ids) > keep), logger, cut_means)
+        return [[cls, *e.ids[:keep], sep] for e in encodings]
 
 
 class OnnxMiniLM(_MiniLM):
@@ -203,6 +197,11 @@ class OnnxMiniLM(_MiniLM):
         self.name = "minilm" if precision == "fp32" else f"minilm-{precision}"
         self._session: Any = None
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def cache_name(self) -> str:
+        # int8 vectors change with the quantisation, which the name does not say
+        return self.name if self.precision == "fp32" else f"{self.name}-q{QUANT_VERSION}"
 
     def _load(self) -> None:
         with self._lock:
@@ -254,7 +253,8 @@ class OnnxMiniLM(_MiniLM):
             if alone:
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minilm")
             self._session = session
-        _release_freed_memory()
+        # parsing the tokenizer's JSON and the ONNX file's protobuf freed ~8-14 MB that glibc kept
+        release_freed_memory()
 
     def _build_in_memory(self, path: Path) -> bytes:
         graph = build_onnx_model(path)
@@ -267,7 +267,7 @@ class OnnxMiniLM(_MiniLM):
             return np.zeros((0, DIM), dtype=np.float32)
         self._load()
         encodings = self._encode(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        lengths = np.fromiter((len(ids) for ids in encodings), dtype=np.int64, count=len(texts))
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), DIM), dtype=np.float32)
 
@@ -277,7 +277,7 @@ class OnnxMiniLM(_MiniLM):
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for i, row in enumerate(rows):
                 n = lengths[row]
-                ids[i, :n] = encodings[row].ids
+                ids[i, :n] = encodings[row]
                 mask[i, :n] = 1
             (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[rows] = vectors
@@ -289,6 +289,7 @@ class OnnxMiniLM(_MiniLM):
         else:  # ONNX Runtime releases the GIL while it runs, so the calls use the cores in parallel
             for _ in self._pool.map(run, batches):
                 pass
+        release_freed_memory()  # the activations' buffers (lmroute._malloc)
         return out
 
 
