@@ -16,7 +16,8 @@ than the rates), then the checks:
 - added p50 (lmroute - upstream alone, same round) at concurrency 1 <= 1.2 ms;
 - ``--workers 2`` >= 1.5x one worker's requests/s at concurrency 64;
 - the shipped ``mf`` (unless ``--no-mf``): server RSS <= 160 MB after 2,000 requests with distinct
-  prompts at concurrency 64 (MiniLM must be installed).
+  prompts at concurrency 64 (MiniLM must be installed); RSS after 8,000 more, once the LRU
+  embedding cache is full, is printed beside it.
 
 ``--baseline-src DIR`` also runs a server from another source tree (e.g. ``../main/src``) in the same
 rounds, and prints this tree's ratios to it. The load average is printed before and after: rates
@@ -286,6 +287,17 @@ def measure_mf_rss(upstream: str) -> float:
         print(
             f"shipped mf, 2,000 distinct prompts at c=64: {result['rps']:.0f} req/s, "
             f"p50 {result['p50']:.1f} ms, {result['failures']} errors; server RSS {rss:.1f} MB"
+        )
+        # 8,000 more fill the LRU embedding cache (4,096 vectors): where the process levels off
+        more = [
+            chat_request("router-mf-0.5", f"Round {r}, question {i}: what is the gist of topic {i}?")
+            for r in range(4)
+            for i in range(2000)
+        ]
+        later = run_load(port, more, concurrency=64, seconds=300)
+        print(
+            f"  after 8,000 more distinct prompts: {later['failures']} errors; server RSS "
+            f"{rss_mb(server.pid):.1f} MB (LRU embedding cache full)"
         )
         return rss
     finally:
