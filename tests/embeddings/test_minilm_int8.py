@@ -151,3 +151,17 @@ def test_routers_take_the_int8_copy_of_their_embedder_and_back():
     assert trained_fp32.embedder.name == "minilm-int8"
     with pytest.raises(ConfigError, match="trained with embedder 'minilm-int8'; embedder 'fake-hash'"):
         shipped.use_embedder(HashEmbedder(384))
+
+
+def test_a_tokenizer_without_cls_or_sep_is_a_config_error(tmp_path):
+    source = default_model_dir()
+    for name in ("config.json", "sentence_bert_config.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    (tmp_path / "model.safetensors").symlink_to(source / "model.safetensors")
+    tokenizer = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["post_processor"] = None
+    tokenizer["added_tokens"] = [t for t in tokenizer["added_tokens"] if t["content"] != "[CLS]"]
+    del tokenizer["model"]["vocab"]["[CLS]"]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"has no \[CLS\] or \[SEP\] token"):
+        OnnxMiniLM(model_dir=tmp_path, precision="int8").embed(["x"])

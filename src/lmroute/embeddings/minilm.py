@@ -120,7 +120,10 @@ class _MiniLM(CountsTruncation, Embedder):
         # by _encode, padded per batch) and pieces(): a second, truncating copy held ~6 MB more.
         tokenizer.no_truncation()
         tokenizer.no_padding()
-        self._special = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ConfigError(f"{path / 'tokenizer.json'} has no [CLS] or [SEP] token: not a BERT tokenizer")
+        self._special = cls, sep
         self._tokenizer = tokenizer
         self.window_size = self._max_len - 2 - _WINDOW_MARGIN
 
