@@ -105,6 +105,13 @@ class UpstreamError(LmrouteError):
         #: Seconds the endpoint asked to wait before the next attempt (its Retry-After), if it said.
         self.retry_after = retry_after
 
+    def restated(self, message: str) -> UpstreamError:
+        """The same error (class, status, model, Retry-After) with ``message``: a failure that ends a
+        chain of fallbacks, told with the failures before it."""
+        return type(self)(
+            message, status_code=self.status_code, model=self.model, retry_after=self.retry_after
+        )
+
 
 class UpstreamTimeoutError(UpstreamError):
     """An upstream endpoint did not answer in time."""

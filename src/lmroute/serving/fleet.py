@@ -378,12 +378,7 @@ class Fleet:
                 if not (self.fallback and _should_fall_back(exc)) or last:
                     if not errors:
                         raise
-                    raise type(exc)(
-                        f"{'; '.join(errors)}; {name}: {exc}",
-                        status_code=exc.status_code,
-                        model=exc.model,
-                        retry_after=exc.retry_after,
-                    ) from exc
+                    raise exc.restated(f"{'; '.join(errors)}; {name}: {exc}") from exc
                 following = decision.order[i + 1]
                 log.warning("model %s failed (%s); falling back to %s", name, exc, following)
                 if self.metrics is not None:

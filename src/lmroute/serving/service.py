@@ -363,11 +363,8 @@ class RoutingService:
             try:
                 return other, True, await call(other)
             except UpstreamError as second:
-                raise type(second)(
-                    f"{exc}; fallback to model {other.model} failed too: {second}",
-                    status_code=second.status_code,
-                    model=second.model,
-                    retry_after=second.retry_after,
+                raise second.restated(
+                    f"{exc}; fallback to model {other.model} failed too: {second}"
                 ) from second
 
     async def aclose(self) -> None:
