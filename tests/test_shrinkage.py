@@ -1,6 +1,8 @@
 """Shrinking predicted qualities toward each model's mean: alpha 0 is the mixing baseline, alpha is
 fitted on validation prompts (per-prompt shifts do not matter), clipped to [0, 1], bad input."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,31 @@ def test_bad_input_is_one_clear_error():
         QualityShrinkage(("a", "b"), np.zeros(2), np.zeros(2), 1.5)
     with pytest.raises(ConfigError, match=r"\(prompts, 2\)"):
         QualityShrinkage(("a", "b"), np.zeros(2), np.zeros(2), 0.5).apply(np.zeros((4, 3)))
+
+
+def test_select_reorders_and_names_what_it_does_not_cover():
+    s = QualityShrinkage(("a", "b", "c"), np.array([0.9, 0.5, 0.1]), np.array([0.6, 0.5, 0.4]), 0.5)
+    picked = s.select(["c", "a"])
+    assert picked.models == ("c", "a") and picked.mean_quality.tolist() == [0.1, 0.9]
+    np.testing.assert_allclose(
+        picked.apply(np.array([[0.4, 0.6]])), s.apply(np.array([[0.6, 0.5, 0.4]]))[:, [2, 0]]
+    )
+    with pytest.raises(ConfigError, match="fitted on a, b, c; it cannot put d"):
+        s.select(["a", "d"])
+
+
+def test_to_dict_and_back_and_bad_dicts():
+    s = QualityShrinkage(("a", "b"), np.array([0.9, 0.5]), np.array([0.6, 0.5]), 0.25)
+    back = QualityShrinkage.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert back.models == s.models and back.alpha == 0.25
+    np.testing.assert_array_equal(back.mean_predicted, s.mean_predicted)
+    for bad in (
+        None,
+        {},
+        {**s.to_dict(), "alpha": "x"},
+        {**s.to_dict(), "models": ["a", "a"]},
+        {**s.to_dict(), "alpha": 2.0},
+        {**s.to_dict(), "mean_quality": [float("nan"), 1]},
+    ):
+        with pytest.raises(ConfigError):
+            QualityShrinkage.from_dict(bad)

@@ -63,6 +63,21 @@ class QualityShrinkage:
             raise ConfigError(f"predictions must be (prompts, {len(self.models)}), got {q.shape}")
         return self.mean_quality + self.alpha * 2.0 * (q - self.mean_predicted)
 
+    def select(self, models: list[str]) -> QualityShrinkage:
+        """The same shrinkage for ``models`` (a subset, in their order); ConfigError naming what it
+        does not cover: a shrinkage puts only the models it was fitted on on the scores' scale."""
+        index = {m: i for i, m in enumerate(self.models)}
+        missing = [m for m in models if m not in index]
+        if missing:
+            raise ConfigError(
+                f"the router's quality shrinkage was fitted on {', '.join(self.models)}; it cannot put "
+                f"{', '.join(missing)} on that scale: refit it with their scores (lmroute shrink)"
+            )
+        if list(models) == list(self.models):
+            return self
+        rows = [index[m] for m in models]
+        return QualityShrinkage(tuple(models), self.mean_quality[rows], self.mean_predicted[rows], self.alpha)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
@@ -70,6 +85,21 @@ class QualityShrinkage:
             "mean_quality": self.mean_quality.tolist(),
             "mean_predicted": self.mean_predicted.tolist(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QualityShrinkage:
+        """The shrinkage :meth:`to_dict` wrote; ConfigError if ``data`` is not one."""
+        try:
+            models = tuple(data["models"])
+            means = [np.asarray(data[k], dtype=np.float64) for k in ("mean_quality", "mean_predicted")]
+            alpha = float(data["alpha"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a quality shrinkage ({type(exc).__name__}: {exc})") from None
+        if not all(isinstance(m, str) and m for m in models) or len(set(models)) != len(models):
+            raise ConfigError("a quality shrinkage needs distinct model names")
+        if not all(np.isfinite(m).all() for m in means) or not np.isfinite(alpha):
+            raise ConfigError("a quality shrinkage needs finite means and alpha")
+        return cls(models, means[0], means[1], alpha)
 
 
 def fit_shrinkage(

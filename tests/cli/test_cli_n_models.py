@@ -248,3 +248,61 @@ def test_score_models_on_ray_is_refused_before_ray_starts(files, capsys):
         ["score", "--router", "length", "--input", files["prompts"], "--ray", "--models", "a", "b"], capsys
     )
     one_line_error(code, err, "--ray writes two-model scores only")
+
+
+def test_shrink_puts_the_routers_qualities_on_the_benchmarks_scale(files, tmp_path, capsys):
+    out, report = tmp_path / "shrunk", tmp_path / "s.json"
+    shrink = ["shrink", "--router", "mf", "--models", *MODELS, "--benchmark", files["bench"], "--out", out]
+    code, table, err = run([*shrink, "--json", report], capsys)
+    assert code == 0 and "from 60 lines (1 skipped" in table and f"wrote {out}" in err
+    summary = json.loads(report.read_text())
+    bench = [json.loads(line) for line in files["bench"].read_text().splitlines()][:60]
+    for m in MODELS:  # each model's mean is the benchmark's, not the router's scale
+        assert summary["models"][m]["mean_score"] == pytest.approx(np.mean([r["scores"][m] for r in bench]))
+    shrunk, plain = load_router(out), load_router("mf")
+    shrinkage = shrunk.quality_shrinkage
+    assert shrinkage is not None and shrinkage.alpha == pytest.approx(summary["alpha"])
+    prompts = [r["prompt"] for r in bench[:5]]
+    raw = plain.predict_quality(prompts, MODELS[::-1])
+    np.testing.assert_allclose(
+        shrunk.predict_quality(prompts, MODELS[::-1]), shrinkage.select(MODELS[::-1]).apply(raw)
+    )
+    np.testing.assert_allclose(shrunk.score(prompts), plain.score(prompts))  # two-model score unchanged
+    # a model the shrinkage was not fitted on cannot join the others' scale
+    score = ["score", "--router", out, "--input", files["prompts"], "--output", tmp_path / "q.jsonl"]
+    code, _, err = run([*score, "--models", MODELS[0], "gpt-4-0613", "--quiet"], capsys)
+    one_line_error(code, err, "fitted on gpt-4o-2024-08-06", "gpt-4-0613", "lmroute shrink")
+
+
+def test_shrink_bad_input_is_one_clear_error_and_writes_nothing(files, tmp_path, capsys):
+    out = tmp_path / "o"
+    base = ["shrink", "--router", "mf", "--out", out, "--benchmark"]
+    code, _, err = run([*base, files["bench"], "--models", MODELS[0]], capsys)
+    one_line_error(code, err, "give at least two")
+    code, _, err = run([*base, files["bench"], "--models", MODELS[0], "gpt-4-0613"], capsys)
+    one_line_error(code, err, "no scores of gpt-4-0613", "it has: ")
+    graded = tmp_path / "graded.jsonl"
+    graded.write_text(
+        "".join(json.dumps({"prompt": f"p{i}", "scores": {"a": i, "b": 9}}) + "\n" for i in range(5))
+    )
+    code, _, err = run([*base, graded, "--models", f"a={MODELS[0]}", f"b={MODELS[1]}"], capsys)
+    one_line_error(code, err, "scores must be in [0, 1]", "rescale")
+    code, _, err = run([*base, files["bench"], "--models", "newbie", "Meta-Llama-3-8B-Instruct"], capsys)
+    one_line_error(code, err, "'newbie' not in this mf router's vocabulary", "lmroute onboard")
+    assert not out.exists()
+
+
+def test_a_corrupt_shrinkage_in_a_router_directory_is_a_checkpoint_error(files, tmp_path, capsys):
+    out = tmp_path / "shrunk"
+    code, _, _ = run(
+        ["shrink", "--router", "mf", "--models", *MODELS, "--benchmark", files["bench"], "--out", out], capsys
+    )
+    assert code == 0
+    manifest = json.loads((out / "config.json").read_text())
+    manifest["quality_shrinkage"]["mean_quality"] = [0.5]  # one mean for three models
+    (out / "config.json").write_text(json.dumps(manifest))
+    code, _, err = run(
+        ["score", "--router", out, "--input", files["prompts"], "--output", tmp_path / "q.jsonl", "--quiet"],
+        capsys,
+    )
+    one_line_error(code, err, "quality_shrinkage", "one mean quality and one mean prediction per model")

@@ -304,3 +304,21 @@ def test_the_example_config_serves_three_models_with_the_shipped_mf(monkeypatch)
     assert [m.name for m in config.models] == ["gpt-4o", "gpt-4o-mini", "llama-8b"]
     assert (config.strong.model, config.weak.model) == ("gpt-4o-2024-08-06", "llama-3.1-8b-instruct")
     check_vocabulary(config.models, {"mf": lmroute.load_router("mf")})  # every model is in its vocabulary
+
+
+def test_a_router_shrunk_on_other_models_is_refused_at_startup(monkeypatch):
+    from pathlib import Path
+
+    import lmroute
+    from lmroute.serving.fleet import check_vocabulary
+    from lmroute.shrinkage import QualityShrinkage
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    config = build_config(Path(__file__).parents[2] / "examples" / "serve-models.yaml")
+    fitted = [m.vocabulary for m in config.models]
+    shrinkage = QualityShrinkage(tuple(fitted[:2]), np.array([0.8, 0.6]), np.array([0.5, 0.5]), 0.5)
+    mf = lmroute.load_router("mf").with_shrinkage(shrinkage)
+    with pytest.raises(ConfigError, match=f"router 'mf' cannot route.*{fitted[2]}"):
+        check_vocabulary(config.models, {"mf": mf})
+    everything = QualityShrinkage(tuple(fitted), np.full(3, 0.7), np.full(3, 0.5), 0.5)
+    check_vocabulary(config.models, {"mf": mf.with_shrinkage(everything)})

@@ -1,10 +1,10 @@
 """The ``lmroute`` command line: parses arguments, calls the library, prints results.
 
 One module per command, its parser and its ``run`` side by side: ``eval``, ``score``, ``train``,
-``onboard``, ``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``, ``replay``,
-``chat``, ``routers``. ``_options`` defines the options several commands share, ``_output`` how they
-report. :func:`main` builds the parser from the command modules and turns the library's errors into one
-line and an exit code.
+``onboard``, ``shrink``, ``experiment``, ``label``, ``data``, ``data pull``, ``serve``, ``calibrate``,
+``replay``, ``chat``, ``routers``. ``_options`` defines the options several commands share,
+``_output`` how they report. :func:`main` builds the parser from the command modules and turns the
+library's errors into one line and an exit code.
 Commands import the library inside ``run``, so ``lmroute --help`` loads none of it.
 """
 
@@ -26,6 +26,7 @@ from lmroute.cli import (
     routers,
     score,
     serve,
+    shrink,
     train,
 )
 from lmroute.cli import eval as eval_command  # not bare `eval`: the builtin
@@ -39,6 +40,7 @@ _COMMANDS = (
     score,
     train,
     onboard,
+    shrink,
     experiment,
     label,
     data,

@@ -10,6 +10,7 @@ special-cases a router.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from lmroute.data.battles import Battle
     from lmroute.embeddings.base import Embedder
+    from lmroute.shrinkage import QualityShrinkage
 
 FORMAT = "lmroute-router"
 FORMAT_VERSION = 1
@@ -61,6 +63,9 @@ class Router(Generic[ConfigT]):
     #: Scoring takes microseconds and no model, file or network (``random``, ``length``): a server
     #: scores such a router on its event loop, where a hop to a scoring thread would cost more.
     fast_scoring: ClassVar[bool] = False
+    #: Puts :meth:`predict_quality` on a benchmark's own scale for the models it was fitted on
+    #: (:meth:`with_shrinkage`; ``lmroute shrink``); saved with the router.
+    quality_shrinkage: QualityShrinkage | None = None
 
     def __init__(self, config: RouterConfig | Mapping[str, Any] | None = None, **options: Any):
         if isinstance(config, RouterConfig):
@@ -132,6 +137,10 @@ class Router(Generic[ConfigT]):
         of the router's vocabulary; each prompt is embedded once, however many models are asked.
         The two-model score is the special case:
         ``score = sigmoid(logit(q[:, strong]) - logit(q[:, weak]))``.
+
+        A router with a :attr:`quality_shrinkage` returns its models' qualities shrunk onto the
+        scale of the benchmark it was fitted on (e.g. the probability of a correct answer), not
+        clipped; asking for a model it was not fitted on is a ConfigError.
         """
         prompts = _check_prompts(prompts, "predict_quality")
         names = _check_models(models)
@@ -147,7 +156,25 @@ class Router(Generic[ConfigT]):
             raise RuntimeError(
                 f"{self.name} returned shape {quality.shape} for {len(prompts)} x {len(names)}"
             )
-        return np.clip(np.nan_to_num(quality, nan=0.5), 0.0, 1.0)
+        quality = np.clip(np.nan_to_num(quality, nan=0.5), 0.0, 1.0)
+        if self.quality_shrinkage is not None:
+            return self.quality_shrinkage.select(names).apply(quality)
+        return quality
+
+    def with_shrinkage(self, shrinkage: QualityShrinkage | None) -> Self:
+        """A copy of this router whose :meth:`predict_quality` applies ``shrinkage`` (None: none),
+        its learned state shared; ConfigError if the shrinkage names a model outside the vocabulary."""
+        if shrinkage is not None:
+            unknown = [m for m in shrinkage.models if m not in self.vocabulary]
+            if unknown:
+                raise ConfigError(
+                    f"the shrinkage names model(s) {', '.join(unknown)} outside this {self.name} router's "
+                    f"vocabulary"
+                )
+        router = copy.copy(self)
+        router.metadata = copy.deepcopy(self.metadata)
+        router.quality_shrinkage = shrinkage
+        return router
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -195,6 +222,8 @@ class Router(Generic[ConfigT]):
             "metadata": self.metadata,
             "weights": None,
         }
+        if self.quality_shrinkage is not None:
+            manifest["quality_shrinkage"] = self.quality_shrinkage.to_dict()
         if arrays:
             # through our writer, not safetensors' save_file: its files are private (0600)
             data = save(arrays)
@@ -227,6 +256,13 @@ class Router(Generic[ConfigT]):
             router._load_arrays(arrays)
         except CheckpointError as exc:
             raise CheckpointError(f"{directory}: {exc}") from None
+        if manifest.get("quality_shrinkage") is not None:
+            from lmroute.shrinkage import QualityShrinkage
+
+            try:
+                router = router.with_shrinkage(QualityShrinkage.from_dict(manifest["quality_shrinkage"]))
+            except ConfigError as exc:
+                raise CheckpointError(f"{directory}/{CONFIG_FILE}: quality_shrinkage: {exc}") from None
         return router
 
 

@@ -110,7 +110,8 @@ def _parse(index: int, model: Any) -> FleetModel:
 
 def check_vocabulary(models: Sequence[FleetModel], routers: Mapping[str, Router]) -> None:
     """ConfigError when a router that knows models (mf, sw_ranking) does not know every one of
-    ``models``: the error lists its vocabulary and names the onboarding command."""
+    ``models``: the error lists its vocabulary and names the onboarding command; or when its
+    quality shrinkage (``lmroute shrink``) was not fitted on all of them."""
     for name, router in routers.items():
         known = set(router.vocabulary)
         unknown = [m.vocabulary for m in models if known and m.vocabulary not in known]
@@ -121,6 +122,11 @@ def check_vocabulary(models: Sequence[FleetModel], routers: Mapping[str, Router]
                 "model's vocabulary: to one of them, or teach the router the new model from a probe "
                 "file: lmroute onboard --router ROUTER --probe FILE --model NAME --out DIR"
             )
+        if router.quality_shrinkage is not None:
+            try:
+                router.quality_shrinkage.select([m.vocabulary for m in models])
+            except ConfigError as exc:
+                raise ConfigError(f"router {name!r} cannot route among the configured models: {exc}") from exc
 
 
 def dearest_and_cheapest(models: Sequence[FleetModel]) -> tuple[FleetModel, FleetModel]:
