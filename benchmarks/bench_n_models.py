@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=400)
     parser.add_argument("--models", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32, help="prompts per call (a server batches a few)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
 
     embedder = get_embedder()
