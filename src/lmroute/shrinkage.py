@@ -20,6 +20,10 @@ the router was not trained on, after removing each prompt's mean over the models
 does not change when every model's quality on a prompt moves together, so only the differences
 between models are fitted). Only training data may be given to it: the prompts a shrinkage is
 evaluated on must be neither its validation prompts nor the router's training prompts.
+
+A router can carry a shrinkage (:meth:`lmroute.routers.base.Router.with_shrinkage`): fitted for
+serving on a benchmark of the deployed models (``lmroute shrink``, :mod:`lmroute.workflows.shrink`),
+saved in its ``config.json`` and applied by its ``predict_quality``.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class Router(Generic[ConfigT]):
             if unknown:
                 raise ConfigError(
                     f"the shrinkage names model(s) {', '.join(unknown)} outside this {self.name} router's "
-                    f"vocabulary"
+                    "vocabulary"
                 )
         router = copy.copy(self)
         router.metadata = copy.deepcopy(self.metadata)

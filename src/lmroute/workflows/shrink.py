@@ -29,6 +29,8 @@ from lmroute.shrinkage import fit_shrinkage
 
 @dataclass(frozen=True)
 class ShrinkResult:
+    """The router with its shrinkage (not yet saved) and what was fitted from what."""
+
     router: Router
     #: Lines used and skipped, alpha, and per model its mean score and mean prediction.
     summary: dict[str, Any]
