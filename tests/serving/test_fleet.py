@@ -322,3 +322,20 @@ def test_a_router_shrunk_on_other_models_is_refused_at_startup(monkeypatch):
         check_vocabulary(config.models, {"mf": mf})
     everything = QualityShrinkage(tuple(fitted), np.full(3, 0.7), np.full(3, 0.5), 0.5)
     check_vocabulary(config.models, {"mf": mf.with_shrinkage(everything)})
+
+
+def test_a_shrunk_router_routes_on_the_benchmarks_scale(fakes, mf):
+    from lmroute.shrinkage import QualityShrinkage
+
+    # measured on "a benchmark": beta is the best there, whatever the router learned (alpha 0:
+    # every prompt gets each model's mean)
+    means = np.array([0.6, 0.9, 0.3])
+    shrunk = mf.with_shrinkage(QualityShrinkage(tuple(VOCABULARY), means, np.full(3, 0.5), 0.0))
+    assert mf.predict_quality([PROMPT], VOCABULARY)[0].argmax() == 0  # the router alone picks alpha
+    config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"]})
+    with running(config, {"mf": shrunk}) as c:
+        info = chat(c, "router-mf-lambda-0").json()["lmroute"]
+    assert info["model"] == "middle"
+    np.testing.assert_allclose([cand["predicted_quality"] for cand in info["candidates"]], means)
+    with Controller(models=models(fakes[1]), routers={"mf": shrunk}) as controller:
+        assert controller.route(PROMPT, model="router-mf-quality-0.8").model == "middle"
