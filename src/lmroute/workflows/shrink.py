@@ -69,9 +69,7 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
     shrunk.metadata["quality_shrinkage_from"] = origin
     summary = {
         "router": base.name,
-        "benchmark": str(benchmark),
-        "lines": len(rows),
-        "skipped": skipped,
+        **origin,
         "alpha": shrinkage.alpha,
         "models": {
             s: {"vocabulary": v, "mean_score": float(q), "mean_predicted": float(p)}
