@@ -1,7 +1,7 @@
 """How much per-prompt signal is there for N-model routing? Cross-fitted probes on one outcome file.
 
     python docs/results/n-models-signal/probe.py ../shared/data mmlu-pro/outcomes.jsonl \
-        docs/results/n-models-signal [PROBE ...]
+        docs/results/n-models-signal [PROBE ...] [--encoder DIR]
 
 Issue 14 asks ``mf`` to reach the best single model's quality at <= 50% of its cost on two files; it
 does on llmrouter only. This script asks whether a different predictor of per-prompt quality would,
@@ -20,6 +20,10 @@ and lambda policy, no shrinkage: each probe predicts P(correct) on the scores' o
   wrong (ties on half scores); P(correct) = sigmoid(logit(model) - logit(key)). The key's logit is a
   learned per-prompt difficulty, which pairwise battles cannot learn (it cancels in every pair).
 * ``mf-answer-key-only``: the same with only the answer-key battles (a pointwise mf).
+
+``--encoder DIR`` gives the probes the embeddings of another sentence-transformers model (a local
+folder, e.g. all-mpnet-base-v2, 768 dimensions) instead of the experiment's MiniLM features; the
+``mf-*`` probes always use mf's own.
 
 Writes (updates) ``<file label>.json`` with each probe's AIQ, the hull's, the cost to reach the best single
 model's quality and the saving, and prints one line per probe.
@@ -64,7 +68,7 @@ PROBES = (
 )
 
 
-def main(data_dir: str, file: str, out: str, probes: list[str]) -> None:
+def main(data_dir: str, file: str, out: str, probes: list[str], encoder: str | None = None) -> None:
     raw = yaml.safe_load((ROOT / "experiments/n-models-cross-fit.yaml").read_text())
     config = NModelExperimentConfig(**{**raw, "files": [file], "prices": str(ROOT / "examples/prices.yaml")})
     table = read_custom(Path(data_dir) / file)
@@ -77,7 +81,10 @@ def main(data_dir: str, file: str, out: str, probes: list[str]) -> None:
     costs = Catalogue.from_prices(models, prices, where=config.prices).costs(prompts)
     splits = grouped_splits(question_groups(prompts), config.folds, seed=config.seed)
     categories = _categories(Path(data_dir) / file, prompts)
-    features = _embedder_features(prompts, models, config)
+    if encoder is None:
+        features = _embedder_features(prompts, models, config)
+    else:
+        features = _encoder_features(prompts, encoder)
     results = {}
     for probe in probes or PROBES:
         if "category" in probe and categories is None:
@@ -125,6 +132,17 @@ def _categories(path: Path, prompts: list[str]) -> np.ndarray | None:
 def _embedder_features(prompts: list[str], models: list[str], config: NModelExperimentConfig) -> np.ndarray:
     """The prompts' embeddings as the experiment's mf reads them (long-prompt policy included)."""
     return _mf(models, config)._features(prompts).astype(np.float64)
+
+
+def _encoder_features(prompts: list[str], folder: str) -> np.ndarray:
+    """Unit-length sentence-transformers embeddings from a local model folder (its own max length)."""
+    from sentence_transformers import SentenceTransformer
+
+    started = time.perf_counter()
+    model = SentenceTransformer(folder, device="cpu")
+    features = model.encode(prompts, batch_size=32, normalize_embeddings=True)
+    print(f"{folder}: {len(prompts)} prompts embedded in {time.perf_counter() - started:.0f} s", flush=True)
+    return features.astype(np.float64)
 
 
 def _mf(models: list[str], config: NModelExperimentConfig):
@@ -217,4 +235,10 @@ def _mf_answer_key(probe, train, held, table, rows, models, config) -> np.ndarra
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:])
+    args = sys.argv[1:]
+    encoder = None
+    if "--encoder" in args:
+        at = args.index("--encoder")
+        encoder = args[at + 1]
+        del args[at : at + 2]
+    main(args[0], args[1], args[2], args[3:], encoder)
