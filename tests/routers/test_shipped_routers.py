@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 import lmroute
+from lmroute.embeddings import get_embedder
+from lmroute.exceptions import ConfigError
 from lmroute.routers._embedding_pair import LONG_PROMPTS_DEFAULT
+from lmroute.routers.mf import MFRouter
 
 #: About 600 word pieces, the same for every prompt: far more than MiniLM's 254.
 PREFIX = " ".join(
@@ -59,3 +62,20 @@ def test_the_shipped_sw_ranking_is_a_few_mb_of_int8_embeddings():
     assert config["config"]["embedding_dtype"] == "int8"
     assert sum(f.stat().st_size for f in folder.iterdir()) < 12_000_000
     assert not any(s.startswith("alpaca-eval") for s in config["metadata"]["training"]["sources"])
+
+
+def test_the_shipped_mf_scores_with_int8_vectors_and_switches_back_to_fp32(cache_dir):
+    shipped = lmroute.load_router("mf")
+    assert shipped.config.embedder == shipped.embedder.name == "minilm-int8"
+    fp32 = shipped.with_embedder("minilm")
+    assert fp32.embedder.name == "minilm" and shipped.embedder.name == "minilm-int8"
+    assert fp32.config.model_copy(update={"embedder": "minilm-int8"}) == shipped.config
+    prompts = ["hi", "Prove that there are infinitely many primes.", "Write a haiku about routers."]
+    expected = MFRouter.pretrained(embedder=get_embedder("minilm")).score(prompts)
+    np.testing.assert_array_equal(fp32.score(prompts), expected)
+    assert not np.array_equal(shipped.score(prompts), expected)
+    np.testing.assert_allclose(shipped.score(prompts), expected, atol=0.05)
+    with pytest.raises(ConfigError, match="would give other vectors"):
+        shipped.with_embedder("openai:text-embedding-3-small")
+    with pytest.raises(ConfigError, match="would give other vectors"):
+        shipped.with_embedder("no-such-embedder")

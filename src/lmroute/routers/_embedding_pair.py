@@ -235,6 +235,23 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         unchanged: to compare policies (a router reads best the way it was trained)."""
         return self._copy_with({"long_prompts": policy})
 
+    def with_embedder(self, name: str) -> Self:
+        """A copy of this trained router that scores with the embedder named ``name``, its weights
+        unchanged: one that gives the vectors it was trained on or a quantised copy of them
+        (``minilm-int8`` for a router trained on ``minilm``); any other is a ConfigError."""
+        from lmroute.embeddings import approximated
+
+        trained = _name_of_embedder(self.config.embedder) or self.config.embedder
+        wanted = _name_of_embedder(name)
+        if wanted is None or approximated(wanted) != approximated(trained):
+            raise ConfigError(
+                f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
+                f"embedder {name!r} would give other vectors"
+            )
+        router = self._copy_with({"embedder": name})
+        router._embedder = None
+        return router
+
     def _copy_with(self, update: Mapping[str, Any]) -> Self:
         router = copy.copy(self)  # shares the (read-only) learned arrays
         router.config = type(self)({**self.config.model_dump(), **update}).config
