@@ -101,21 +101,26 @@ class EmbeddingPairRouter(Router[PairConfigT]):
 
     def use_embedder(self, embedder: Embedder) -> None:
         """Embed prompts with ``embedder``, which must be the kind this router was trained with."""
+        self._check_embedder(embedder.name, embedder.name)
+        self._embedder = embedder
+
+    def _check_embedder(self, made: str | None, asked: str) -> None:
+        """ConfigError unless an embedder named ``made`` (None: none can be made of ``asked``) gives
+        the vectors this router was trained on, or a quantised copy of them."""
         # The configured name may hold what does not change the vectors (a backend, "minilm-onnx"; an
         # endpoint, "openai:m?base_url=..."), which the embedder made from it leaves out of its name.
         # A quantised copy of the model ("minilm-int8" for "minilm") approximates the same vectors.
         from lmroute.embeddings import approximated
 
         expected = self.config.embedder
-        made = _name_of_embedder(expected)
-        if embedder.name not in (expected, made) and approximated(embedder.name) != approximated(
-            made or expected
+        trained = _name_of_embedder(expected)
+        if made is None or (
+            made not in (expected, trained) and approximated(made) != approximated(trained or expected)
         ):
             raise ConfigError(
-                f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
-                f"embedder {embedder.name!r} would give other vectors"
+                f"this {self.name} router was trained with embedder {expected!r}; "
+                f"embedder {asked!r} would give other vectors"
             )
-        self._embedder = embedder
 
     @property
     def prompt_embedder(self) -> LongPromptEmbedder:
@@ -239,15 +244,7 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         """A copy of this trained router that scores with the embedder named ``name``, its weights
         unchanged: one that gives the vectors it was trained on or a quantised copy of them
         (``minilm-int8`` for a router trained on ``minilm``); any other is a ConfigError."""
-        from lmroute.embeddings import approximated
-
-        trained = _name_of_embedder(self.config.embedder) or self.config.embedder
-        wanted = _name_of_embedder(name)
-        if wanted is None or approximated(wanted) != approximated(trained):
-            raise ConfigError(
-                f"this {self.name} router was trained with embedder {self.config.embedder!r}; "
-                f"embedder {name!r} would give other vectors"
-            )
+        self._check_embedder(_name_of_embedder(name), name)
         router = self._copy_with({"embedder": name})
         router._embedder = None
         return router
