@@ -27,6 +27,7 @@ __all__ = [
     "Controller",
     "DataError",
     "DownloadError",
+    "EnsembleRouter",
     "InvalidModelNameError",
     "LmrouteError",
     "MissingDependencyError",
@@ -48,6 +49,7 @@ __all__ = [
 _LAZY = {
     "AsyncController": "lmroute.client",
     "Controller": "lmroute.client",
+    "EnsembleRouter": "lmroute.ensemble",
     "Router": "lmroute.routers.base",
     "RouterConfig": "lmroute.routers.base",
     "get_router_class": "lmroute.registry",

@@ -16,6 +16,7 @@ _ROUTERS: dict[str, str | type[Router]] = {
     "sw_ranking": "lmroute.routers.sw_ranking:SWRankingRouter",
     "bert": "lmroute.routers.bert:BertRouter",
     "causal_llm": "lmroute.routers.causal_llm:CausalLLMRouter",
+    "ensemble": "lmroute.ensemble:EnsembleRouter",
 }
 
 

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"{name}: {summary}")
         for option, info in cls.config_class.model_fields.items():
-            default = info.get_default(call_default_factory=True)
             kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
-            print(f"  {option}={default!r} ({kind})")
+            if info.is_required():
+                print(f"  {option} ({kind}, required)")
+            else:
+                print(f"  {option}={info.get_default(call_default_factory=True)!r} ({kind})")
     return 0

@@ -3,6 +3,7 @@ and the JSON every protocol writes (see docs/experiments.md for its shape)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -163,7 +164,7 @@ def fresh_router(spec: RouterSpec, embedder: Embedder | None, **overrides: Any) 
     where it embeds."""
     cls = get_router_class(spec.name)
     options = {**spec.options, **overrides}
-    if embedder is not None and "embedder" in cls.config_class.model_fields:
+    if embedder is not None and "embedder" in inspect.signature(cls).parameters:
         return cls(options, embedder=embedder)
     return cls(options)
 
