@@ -143,3 +143,17 @@ def test_a_checkpoint_without_reference_scores_is_refused(trained, tmp_path):
     (folder / "config.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match=r"member 1 \(sw_ranking\) has no reference scores"):
         load_router(folder)
+
+
+def test_served_it_gives_its_members_one_embedder_without_the_disk_cache(tmp_path):
+    from lmroute.embeddings.cache import CachedEmbedder
+    from lmroute.serving.loading import load_routers
+
+    members = [load_router("mf").with_embedder("minilm"), load_router("sw_ranking")]
+    prompts = HARD + EASY
+    directory = EnsembleRouter.combine(members, prompts).save(tmp_path / "ensemble")
+    served = load_routers([f"both={directory}"])["both"]
+    assert isinstance(served, EnsembleRouter)
+    embedders = [member.embedder for member in served.members]
+    assert embedders[0] is embedders[1] and not isinstance(embedders[0], CachedEmbedder)
+    np.testing.assert_allclose(served.score(prompts), EnsembleRouter.combine(members, prompts).score(prompts))
