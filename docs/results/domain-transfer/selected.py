@@ -15,14 +15,13 @@ was left out.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from sweep import run_plain
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENT = ROOT / "experiments" / "source-transfer.yaml"
 MATRIX = ROOT / "docs" / "results" / "source-transfer" / "results.json"
 
@@ -53,14 +52,7 @@ def main(out: str, data_dir: str) -> None:
                 held["train"] = held["train"] + [s for d in left_out[held["name"]] for s in train_of[d]]
         folder = Path(out) / variant
         folder.mkdir(parents=True, exist_ok=True)
-        file = folder / "variant.yaml"
-        file.write_text(yaml.safe_dump(experiment, sort_keys=False))
-        command = [sys.executable, str(HERE / "answer_key.py"), "plain", str(file), str(folder), data_dir]
-        subprocess.run(command, check=True)
-        for litter in [*folder.glob("*.png"), folder / "scores.npz", file]:
-            litter.unlink(missing_ok=True)
-        cells = json.loads((folder / "results.json").read_text())["cells"]
-        apgr = {c["benchmark"]: c["apgr"] for c in cells if c["router"].startswith("mf")}
+        apgr = run_plain(experiment, folder, data_dir)
         mean = sum(apgr.values()) / len(apgr)
         cells_md = " | ".join(f"{apgr[n]:.3f}" for n in train_of)
         lines.append(f"| {variant} | {cells_md} | **{mean:.4f}** |")

@@ -44,22 +44,24 @@ def main(out: str, data_dir: str) -> None:
         experiment = yaml.safe_load(EXPERIMENT.read_text())
         mf = next(r for r in experiment["routers"] if r["name"] == "mf")
         mf["options"] = {**mf["options"], **update}
-        variant = folder / "variant.yaml"
-        variant.write_text(yaml.safe_dump(experiment, sort_keys=False))
-        command = [sys.executable, str(HERE / "answer_key.py"), "plain", str(variant), str(folder), data_dir]
-        subprocess.run(command, check=True)
-        for litter in [*folder.glob("*.png"), folder / "scores.npz", variant]:
-            litter.unlink(missing_ok=True)
-        apgr = _apgr(json.loads((folder / "results.json").read_text()))
+        apgr = run_plain(experiment, folder, data_dir)
         mean = sum(apgr.values()) / len(apgr)
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in apgr.values()) + f" | **{mean:.4f}** |")
         print(lines[-1], flush=True)
     (Path(out) / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def _apgr(results: dict) -> dict[str, float]:
-    """The mf APGR per held-out source, in the experiment's order."""
-    cells = [c for c in results["cells"] if c["protocol"] == "leave-one-source-out"]
+def run_plain(experiment: dict, folder: Path, data_dir: str) -> dict[str, float]:
+    """Run ``experiment`` as ``answer_key.py plain`` does into ``folder`` (results.md and
+    results.json kept, plots and scores dropped); the mf APGR per held-out source, in its order."""
+    variant = folder / "variant.yaml"
+    variant.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    command = [sys.executable, str(HERE / "answer_key.py"), "plain", str(variant), str(folder), data_dir]
+    subprocess.run(command, check=True)
+    for litter in [*folder.glob("*.png"), folder / "scores.npz", variant]:
+        litter.unlink(missing_ok=True)
+    cells = json.loads((folder / "results.json").read_text())["cells"]
+    cells = [c for c in cells if c["protocol"] == "leave-one-source-out"]
     return {c["benchmark"]: c["apgr"] for c in cells if c["router"].startswith("mf")}
 
 
