@@ -61,7 +61,7 @@ class EnsembleConfig(RouterConfig):
 
 
 class EnsembleRouter(Router[EnsembleConfig]):
-    """Weighted mean of its member routers' score quantiles (mf and sw_ranking: lmroute train ensemble)."""
+    """Weighted mean of its member routers' scores, each read as a quantile of its reference scores."""
 
     name = "ensemble"
     config_class = EnsembleConfig
