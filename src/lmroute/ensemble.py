@@ -14,7 +14,6 @@ It sits above the registry (it builds its members by registered name), not in ``
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -218,9 +217,7 @@ def _build(member: Member, embedder: Embedder | None) -> Router:
         raise ConfigError(f"ensemble member: {exc}") from None
     if cls.stochastic:
         raise ConfigError(f"ensemble member {member.router!r} is random: it adds nothing to an ensemble")
-    if embedder is not None and "embedder" in inspect.signature(cls).parameters:
-        return cls(member.options, embedder=embedder)
-    return cls(member.options)
+    return cls.create(member.options, embedder)
 
 
 def _quantiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from mt_bench import SAMPLES, _apgr
+from mt_bench import _apgr, paired_draws
 
 from lmroute.data.benchmarks import load_benchmark
 
@@ -28,9 +28,7 @@ def main(data_dir: str, folder: str, router: str, others_folder: str, others: li
         strong, weak = bench.strong, bench.weak
         scores = {router: mine[f"gold-1500|{name}|{router}"]}
         scores |= {r: theirs[f"gold-1500|{name}|{r}"] for r in others}
-        rng = np.random.default_rng(0)
-        draws = [rng.integers(0, len(strong), len(strong)) for _ in range(SAMPLES)]
-        draws = [i for i in draws if strong[i].mean() != weak[i].mean()]
+        draws = paired_draws(strong, weak)
         boot = {r: np.array([_apgr(s[i], strong[i], weak[i]) for i in draws]) for r, s in scores.items()}
         point = {r: _apgr(s, strong, weak) for r, s in scores.items()}
         rows: dict[str, object] = {}

@@ -31,15 +31,21 @@ def _apgr(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> float:
     return metrics.apgr(cur.c, cur.quality, strong.mean(), weak.mean())
 
 
+def paired_draws(strong: np.ndarray, weak: np.ndarray) -> list[np.ndarray]:
+    """SAMPLES resamples of the items (seed 0), shared by every router so that gains are paired;
+    a resample where both models score alike (APGR undefined) is dropped."""
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(strong), len(strong)) for _ in range(SAMPLES)]
+    return [i for i in draws if strong[i].mean() != weak[i].mean()]
+
+
 def main(out: str, routers: list[str]) -> None:
     saved = np.load(Path(out) / "scores.npz")
     bench = load_benchmark("mt-bench", data_dir=None)
     strong, weak = bench.strong, bench.weak
     scores = {r: saved[f"gold-1500|mt-bench|{r}"] for r in routers}
     scores["rank mean of " + " + ".join(routers)] = np.mean([_rank(s) for s in scores.values()], axis=0)
-    rng = np.random.default_rng(0)
-    draws = [rng.integers(0, len(strong), len(strong)) for _ in range(SAMPLES)]
-    draws = [i for i in draws if strong[i].mean() != weak[i].mean()]
+    draws = paired_draws(strong, weak)
     boot = {n: np.array([_apgr(s[i], strong[i], weak[i]) for i in draws]) for n, s in scores.items()}
     report: dict[str, object] = {}
     for name, s in scores.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,6 +82,14 @@ class Router(Generic[ConfigT]):
         self.metadata: dict[str, Any] = {}
 
     # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, options: Mapping[str, Any], embedder: Embedder | None = None) -> Self:
+        """A router of this class from ``options``, scoring with ``embedder`` where it embeds
+        prompts (a router that embeds nothing is built without it)."""
+        if embedder is not None and "embedder" in inspect.signature(cls).parameters:
+            return cls(options, embedder=embedder)
+        return cls(options)
+
     @classmethod
     def pretrained(cls, **options: Any) -> Self:
         """The router this name stands for when no directory is given (a shipped default)."""

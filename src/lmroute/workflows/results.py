@@ -3,7 +3,6 @@ and the JSON every protocol writes (see docs/experiments.md for its shape)."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -162,11 +161,7 @@ def bootstrap_apgr_ci(
 def fresh_router(spec: RouterSpec, embedder: Embedder | None, **overrides: Any) -> Router:
     """An untrained router as ``spec`` says (options ``overrides`` win), embedding with ``embedder``
     where it embeds."""
-    cls = get_router_class(spec.name)
-    options = {**spec.options, **overrides}
-    if embedder is not None and "embedder" in inspect.signature(cls).parameters:
-        return cls(options, embedder=embedder)
-    return cls(options)
+    return get_router_class(spec.name).create({**spec.options, **overrides}, embedder)
 
 
 def baseline_cells(
