@@ -118,3 +118,26 @@ def test_minilm_windows_fit_the_model_and_cover_the_text(tmp_path, monkeypatch):
         minilm.embed(windows)
         assert minilm.truncated == 0  # every window is read whole by the model
     assert window_texts(texts[0], spans[0], minilm.window_size, "head")[0].startswith("Answer")
+
+
+def test_caches_and_taps_in_front_of_the_embedder_keep_the_policy(tmp_path):
+    from lmroute.control.drift import summary_projection
+    from lmroute.control.taps import EmbeddingSummaries
+    from lmroute.embeddings.cache import CachedEmbedder
+    from lmroute.embeddings.memory import LruEmbedder
+
+    texts = ["one two three four five six seven eight", "short text"]
+    expected = LongPromptEmbedder(WordWindowEmbedder(), "head_tail").embed(texts)
+    assert not np.allclose(expected[0], WordWindowEmbedder().embed(texts[:1])[0])  # not the head
+    store = EmbeddingSummaries(summary_dim=8)
+    for front in (
+        CachedEmbedder(WordWindowEmbedder(), directory=tmp_path),
+        LruEmbedder(WordWindowEmbedder()),
+        store.tap(LruEmbedder(WordWindowEmbedder())),
+    ):
+        policy = LongPromptEmbedder(front, "head_tail")
+        np.testing.assert_allclose(policy.embed(texts), expected, atol=1e-6)
+        assert policy.truncated == 1
+    # the tap keeps the summary of the vector the policy made of the long text's windows
+    projection = summary_projection(expected.shape[1], 8)
+    np.testing.assert_allclose(store.take("fake-words", texts[0]), expected[0] @ projection, atol=1e-5)

@@ -45,6 +45,21 @@ def test_a_shared_prefix_no_longer_collapses_distinct_questions(name, cache_dir)
 
 
 @pytest.mark.parametrize("name", ["mf", "sw_ranking"])
+def test_served_as_the_server_loads_them_they_read_long_prompts_the_same_way(name, cache_dir):
+    # the server puts an in-memory cache and a drift tap in front of the embedder: both must let
+    # the long-prompt policy see how the embedder reads a text, or it embeds heads only
+    from lmroute.control.taps import EmbeddingSummaries
+    from lmroute.serving.loading import load_routers
+
+    summaries = EmbeddingSummaries()
+    served = load_routers([name], summaries=summaries)[name]
+    prompts = [f"{PREFIX}\n\n{q}" for q in QUESTIONS]
+    np.testing.assert_allclose(served.score(prompts), lmroute.load_router(name).score(prompts), atol=1e-6)
+    # drift detection gets the summary of the vector the router scored, long prompts included
+    assert all(summaries.take(served.embedder_name, p) is not None for p in prompts)
+
+
+@pytest.mark.parametrize("name", ["mf", "sw_ranking"])
 def test_lmroute_score_works_out_of_the_box(name, cache_dir, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("hi\nProve that there are infinitely many primes.\n")

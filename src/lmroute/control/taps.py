@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmroute.control.drift import DEFAULT_SUMMARY_DIM, summary_projection
-from lmroute.embeddings.base import Embedder
+from lmroute.embeddings.base import Embedder, PassThroughEmbedder
 
 #: Texts whose summaries are kept until taken (a few scoring batches of a busy server).
 DEFAULT_CAPACITY = 4096
@@ -65,8 +65,9 @@ class EmbeddingSummaries:
             return self._kept.pop((name, text), None)
 
 
-class _Tap(Embedder):
-    """An embedder that passes every call to ``inner`` and records the summaries."""
+class _Tap(PassThroughEmbedder):
+    """An embedder that passes every call to ``inner`` and records the summaries: of the texts it
+    embeds, and of the long texts whose vectors a long-prompt policy made of their windows."""
 
     def __init__(self, inner: Embedder, store: EmbeddingSummaries):
         self.inner = inner
@@ -79,3 +80,7 @@ class _Tap(Embedder):
         vectors = self.inner.embed(texts)
         self._store.record(self.name, texts, vectors)
         return vectors
+
+    def observe(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self._store.record(self.name, list(texts), vectors)
+        super().observe(texts, vectors)

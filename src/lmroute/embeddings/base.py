@@ -48,6 +48,41 @@ class Embedder(abc.ABC):
         """
         return [None] * len(check_texts(texts))
 
+    def observe(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Hear the vectors a long-prompt policy made of ``texts`` from this embedder's windows:
+        texts it never embedded whole. Nothing by default; a tap that keeps what a router embedded
+        (:mod:`lmroute.control.taps`) keeps these too."""
+        return None
+
+
+class PassThroughEmbedder(Embedder):
+    """An embedder in front of ``inner`` that gives ``inner``'s vectors (a cache, a tap).
+
+    It reads a long text as ``inner`` does and passes on what it observes, so that a long-prompt
+    policy sees through it: without this a cache in front of MiniLM would look like an embedder
+    that reads every text whole, and the policy would quietly embed heads only.
+    """
+
+    inner: Embedder
+
+    @property
+    def window_size(self) -> int:  # type: ignore[override]
+        return self.inner.window_size
+
+    @property
+    def piece_name(self) -> str:  # type: ignore[override]
+        return self.inner.piece_name
+
+    @property
+    def cache_name(self) -> str:
+        return self.inner.cache_name
+
+    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        return self.inner.pieces(texts)
+
+    def observe(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self.inner.observe(texts, vectors)
+
 
 class CountsTruncation:
     """Counts the texts an embedder embedded (``embedded``) and cut to its limit (``truncated``).

@@ -28,7 +28,7 @@ import numpy as np
 
 from lmroute import _paths
 from lmroute._files import write_atomic
-from lmroute.embeddings.base import Embedder, check_texts
+from lmroute.embeddings.base import Embedder, PassThroughEmbedder, check_texts
 from lmroute.exceptions import LmrouteError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _unlink(*paths: Path) -> None:
             path.unlink()
 
 
-class CachedEmbedder(Embedder):
+class CachedEmbedder(PassThroughEmbedder):
     """Wraps ``inner``: texts already embedded under the same embedder (``cache_name``) come from disk.
 
     ``embed`` hashes the texts, takes the hits from the cache and sends all misses (each
@@ -68,18 +68,6 @@ class CachedEmbedder(Embedder):
         self._keys: dict[str, tuple[str, int]] = {}  # key -> (shard id, row)
         self._shards: dict[str, np.ndarray | None] = {}  # verified arrays; None when unusable
         self._seen: set[str] = set()  # shard ids whose index was read
-
-    @property
-    def window_size(self) -> int:  # type: ignore[override]
-        return self.inner.window_size
-
-    @property
-    def piece_name(self) -> str:  # type: ignore[override]
-        return self.inner.piece_name
-
-    def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """The inner embedder's pieces: the cache changes no vector."""
-        return self.inner.pieces(texts)
 
     @property
     def path(self) -> Path:

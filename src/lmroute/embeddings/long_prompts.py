@@ -17,7 +17,8 @@ windows  the mean of ceil(n / size) windows spread evenly over all of  ceil(n / 
 A prompt the embedder reads whole costs one embedding and gets the same vector under every
 policy. Windows are cut at the embedder's pieces (MiniLM: word pieces) and embedded as text, so
 the embedding cache keeps them like any prompt. Long prompts are counted (``embedder.truncated``)
-and the first call that meets one logs a warning, as truncation is logged.
+and the first call that meets one logs a warning, as truncation is logged. The inner embedder hears
+the vectors made of a long prompt's windows (``observe``): a drift tap keeps their summaries.
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ class LongPromptEmbedder(CountsTruncation, Embedder):
         vectors = np.asarray(self.inner.embed(parts), dtype=np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         np.add.at(out, np.asarray(owner), vectors)
-        return normalize(out)
+        out = normalize(out)
+        cut = [i for i, s in enumerate(spans) if s is not None]
+        self.inner.observe([texts[i] for i in cut], out[cut])
+        return out
 
 
 def embeddings_per_text(spans: Sequence[np.ndarray | None], size: int, policy: str) -> np.ndarray:

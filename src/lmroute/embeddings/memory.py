@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmroute.embeddings.base import Embedder, check_texts
+from lmroute.embeddings.base import Embedder, PassThroughEmbedder, check_texts
 from lmroute.exceptions import ConfigError
 
 #: Distinct texts kept by default.
@@ -28,7 +28,7 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-class LruEmbedder(Embedder):
+class LruEmbedder(PassThroughEmbedder):
     """Wraps ``inner``: vectors of the ``max_items`` most recently seen texts come from memory.
 
     ``embed`` takes the hits from memory and sends the misses (each distinct text once) to
