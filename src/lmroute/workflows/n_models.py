@@ -139,13 +139,9 @@ def run_n_model_experiment(
                 others = [t for n, t in tables.items() if n != name]
                 # a router trained on the others knows at most their models: skip before training
                 known = {m for t in others for m in t.models}
-                if sum(m in known for m in candidates) < 2:
-                    note = (
-                        f"{name}: leave-one-source-out cannot route: the other files hold "
-                        f"{sum(m in known for m in candidates)} of its models"
-                    )
-                    result.notes.append(note)
-                    say(note)
+                if len(shared := [m for m in candidates if m in known]) < 2:
+                    result.notes.append(_cannot_route(name, shared))
+                    say(result.notes[-1])
                     continue
                 router = train_on(
                     others,
@@ -157,12 +153,8 @@ def run_n_model_experiment(
                 )
                 models = [m for m in candidates if m in router.vocabulary]
                 if len(models) < 2:
-                    note = (
-                        f"{name}: leave-one-source-out cannot route: the other files hold "
-                        f"{len(models)} of its models ({', '.join(models) or 'none'})"
-                    )
-                    result.notes.append(note)
-                    say(note)
+                    result.notes.append(_cannot_route(name, models))
+                    say(result.notes[-1])
                     continue
                 predicted = router.predict_quality(list(rows.prompts), models)
             keep = [candidates.index(m) for m in models]
@@ -188,6 +180,13 @@ def run_n_model_experiment(
                 f"({time.perf_counter() - started:.0f} s)"
             )
     return result
+
+
+def _cannot_route(name: str, shared: list[str]) -> str:
+    return (
+        f"{name}: leave-one-source-out cannot route: the other files hold {len(shared)} of its "
+        f"models ({', '.join(shared) or 'none'})"
+    )
 
 
 def _candidates(name: str, table: ScoreTable, config: NModelExperimentConfig, prices: dict) -> list[str]:
