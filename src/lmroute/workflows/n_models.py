@@ -289,9 +289,7 @@ def train_on(
         raise DataError(f"no training battles of {', '.join(missing)}")
     # the pair names only the two-model score, which N-model prediction does not use
     options = {"strong_model": models[0], "weak_model": models[1], **spec.options}
-    cls = get_router_class(spec.name)
-    router = cls(options, embedder=embedder) if embedder is not None else cls(options)
-    return router.fit(battles, progress=False)
+    return get_router_class(spec.name).create(options, embedder).fit(battles, progress=False)
 
 
 def take_rows(table: ScoreTable, idx: np.ndarray, *, models: Sequence[str] | None = None) -> ScoreTable:
