@@ -80,6 +80,21 @@ def test_a_directory_that_is_no_router_is_a_clear_error(tmp_path):
         training_prompts([str(tmp_path)])
 
 
+def test_a_router_that_embeds_nothing_trains_with_an_embedder_for_decontamination(tmp_path, data_dir):
+    """The embedder finds near duplicates of the benchmark; the router itself is built without it."""
+    _, mt_bench = read_prompt_set("mt-bench", data_dir=data_dir)
+    a = battles_file(tmp_path / "a.jsonl", ["hello there", mt_bench[3], "how are you"])
+    router = train_router(
+        "length",
+        [f"battles:{a}"],
+        data_dir=data_dir,
+        exclude_benchmarks=["mt-bench"],
+        embedder=HashEmbedder(32),
+        progress=False,
+    )
+    assert router.name == "length" and router.metadata["training"]["battles"] == 2
+
+
 def test_a_router_gives_its_recorded_sources_as_it_used_them(tmp_path, data_dir):
     """Its benchmark's gold left out, near duplicates of that benchmark dropped."""
     embedder = HashEmbedder(32)

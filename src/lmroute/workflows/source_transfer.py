@@ -216,7 +216,7 @@ def _train(
     files = {h.name: list(b.prompts) for h, b in against if h.benchmark not in public}
     if files:
         battles, _ = decontaminate(battles, files, embedder=embedder, threshold=DEFAULT_THRESHOLD)
-    router = get_router_class(config.router)(dict(config.options), embedder=embedder)
+    router = get_router_class(config.router).create(dict(config.options), embedder)
     router.fit(battles, progress=progress)
     return router, len(battles), list(dict.fromkeys(b.prompt for b in battles))
 

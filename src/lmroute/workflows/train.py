@@ -41,7 +41,7 @@ def train_router(
     cls = get_router_class(name)
     opts = dict(options or {})
     # Built first, so that a bad option is refused before minutes of loading and embedding data.
-    router = cls(opts, embedder=embedder) if embedder is not None else cls(opts)
+    router = cls.create(opts, embedder)
     against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)
     battles, report = prepare_battles(
         sources,
