@@ -84,7 +84,10 @@ def test_example_thresholds_mean_something_for_the_shipped_mf(mf_scores):
     assert not bad, f"example thresholds that route (nearly) everything one way: {bad}"
     for threshold, share, where in stated:
         actual = float(strong_share(mf_scores, [threshold])[0]) * 100
-        assert abs(actual - share) < 0.05, (
+        # Within a point, not to the digit: minilm-int8's scores differ a little by CPU (ONNX Runtime
+        # picks its int8 kernels by instruction set): 30.4% where the docs were measured, 29.8% on
+        # an AVX2-only EPYC.
+        assert abs(actual - share) < 1.0, (
             f"{where} says router-mf-{threshold} sends {share}% of the Arena-Hard sample; it sends "
             f"{actual:.1f}% (recalibrate: lmroute calibrate --router mf --strong-pct 0.3)"
         )

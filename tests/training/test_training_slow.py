@@ -55,7 +55,12 @@ def test_the_shipped_routers_are_what_their_documented_commands_train(name, data
     assert router.models == shipped.models
     trained = router._arrays()
     for key, array in shipped._arrays().items():
-        np.testing.assert_allclose(trained[key], array, atol=1e-5, err_msg=key)
+        # sw_ranking's int8 prompt embeddings may differ by one step: fp32 MiniLM differs by CPU in
+        # the last bits, which moves a value lying on a rounding boundary (54 of 6.7 M on an AVX2 EPYC).
+        atol = 1 if array.dtype == np.int8 else 1e-5
+        np.testing.assert_allclose(
+            trained[key].astype(np.float64), array.astype(np.float64), atol=atol, err_msg=key
+        )
 
 
 def test_the_gsm8k_rows_of_the_results_table_hold(data_dir):
