@@ -58,6 +58,18 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def int8_instructions() -> str:
+    """The CPU's int8 dot-product instruction sets: ONNX Runtime picks its int8 kernels by them, so
+    int8 speed and the last digits of int8 results depend on them."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "CPU flags unknown"
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return "CPU: " + (" ".join(f for f in wanted if f in flags.split()) or "none of " + ", ".join(wanted))
+
+
 def short_prompts(count: int) -> list[str]:
     seen: dict[str, None] = {}
     with (data_dir() / "alpaca-eval" / "judgments.jsonl").open(encoding="utf-8") as f:
@@ -160,7 +172,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("lmroute").setLevel(logging.ERROR)  # truncation warnings
 
-    print(f"load average before: {load_average()}; {os.cpu_count()} CPUs")
+    print(f"load average before: {load_average()}; {os.cpu_count()} CPUs; {int8_instructions()}")
     short = short_prompts(args.prompts)
     speeds({"alpaca-eval": short, "mmlu-sample": mmlu_sample(args.prompts)}, args.threads)
     memory(short)
