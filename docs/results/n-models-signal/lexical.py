@@ -29,19 +29,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import yaml
-from probe import ROOT, _categories, _embedder_features
+from probe import _embedder_features, setup
 
-from lmroute.catalogue import Catalogue, read_prices
-from lmroute.data.custom import read_custom
 from lmroute.evaluation.routing import evaluate_choices
-from lmroute.workflows.n_models import (
-    NModelExperimentConfig,
-    _candidates,
-    file_label,
-    grouped_splits,
-    question_groups,
-)
 
 FILE = "mmlu-pro/outcomes.jsonl"
 BUCKETS = 1 << 15
@@ -62,18 +52,7 @@ def word_features(prompts: list[str]) -> np.ndarray:
 
 
 def main(data_dir: str, out: str) -> None:
-    raw = yaml.safe_load((ROOT / "experiments/n-models-cross-fit.yaml").read_text())
-    config = NModelExperimentConfig(**{**raw, "files": [FILE], "prices": str(ROOT / "examples/prices.yaml")})
-    table = read_custom(Path(data_dir) / FILE)
-    prices = read_prices(config.prices)
-    name = file_label(FILE)
-    models = _candidates(name, table, config, prices)
-    rows, _ = table.complete(models)
-    prompts = list(rows.prompts)
-    scores = np.column_stack([rows.scores[m] for m in models])
-    costs = Catalogue.from_prices(models, prices, where=config.prices).costs(prompts)
-    splits = grouped_splits(question_groups(prompts), config.folds, seed=config.seed)
-    categories = _categories(Path(data_dir) / FILE, prompts)
+    config, _, _, name, models, prompts, scores, costs, splits, categories = setup(data_dir, FILE)
     words = word_features(prompts).astype(np.float64)
     minilm = _embedder_features(prompts, models, config)
     kernels = {"words": words @ words.T, "minilm": minilm @ minilm.T}

@@ -35,6 +35,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -68,7 +69,23 @@ PROBES = (
 )
 
 
-def main(data_dir: str, file: str, out: str, probes: list[str], encoder: str | None = None) -> None:
+class Setup(NamedTuple):
+    """One file as the cross-fit experiment routes it: its candidates, their scores and costs, the folds."""
+
+    config: NModelExperimentConfig
+    table: Any
+    rows: Any
+    name: str
+    models: list[str]
+    prompts: list[str]
+    scores: np.ndarray
+    costs: np.ndarray
+    splits: list
+    categories: np.ndarray | None
+
+
+def setup(data_dir: str, file: str) -> Setup:
+    """``file`` with ``experiments/n-models-cross-fit.yaml``'s candidates, prices and 10 folds."""
     raw = yaml.safe_load((ROOT / "experiments/n-models-cross-fit.yaml").read_text())
     config = NModelExperimentConfig(**{**raw, "files": [file], "prices": str(ROOT / "examples/prices.yaml")})
     table = read_custom(Path(data_dir) / file)
@@ -81,6 +98,11 @@ def main(data_dir: str, file: str, out: str, probes: list[str], encoder: str | N
     costs = Catalogue.from_prices(models, prices, where=config.prices).costs(prompts)
     splits = grouped_splits(question_groups(prompts), config.folds, seed=config.seed)
     categories = _categories(Path(data_dir) / file, prompts)
+    return Setup(config, table, rows, name, models, prompts, scores, costs, splits, categories)
+
+
+def main(data_dir: str, file: str, out: str, probes: list[str], encoder: str | None = None) -> None:
+    config, table, rows, name, models, prompts, scores, costs, splits, categories = setup(data_dir, file)
     if encoder is None:
         features = _embedder_features(prompts, models, config)
     else:
