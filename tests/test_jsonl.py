@@ -34,6 +34,8 @@ def test_line_numbers_count_blank_lines_and_every_line_ending(tmp_path):
         (b'{"a": 1}\n{"a": \n', r"r\.jsonl:2: not valid JSON \(Expecting value\)"),
         (b'{"a": 1}\n\n[1]\n', r"r\.jsonl:3: expected a JSON object"),
         (b'{"a": 1}\n\xff\xfe\n', r"r\.jsonl is not UTF-8 text \(line 2, byte 9\)"),
+        # deeper than the parser's recursion limit: a RecursionError, not a JSONDecodeError
+        (b'{"a": 1}\n' + b"[" * 100_000 + b"\n", r"r\.jsonl:2: not valid JSON \(nested too deeply\)"),
     ],
 )
 def test_bad_files_name_file_and_line(tmp_path, content, message):

@@ -65,6 +65,8 @@ def parse_line(path: str | Path, number: int, line: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    except RecursionError:  # "[[[[..." deeper than the parser recurses: a damaged line too
+        raise DataError(f"{path}:{number}: not valid JSON (nested too deeply)") from None
 
 
 def read_jsonl(path: str | Path, *, what: str) -> Iterator[tuple[int, Any]]:

@@ -310,6 +310,9 @@ def corrupt(directory: Path, how: str) -> None:
     elif how == "config binary":
         config.write_bytes(bytes(range(256)))
         return
+    elif how == "config nested too deeply":
+        config.write_text("[" * 100_000)  # deeper than json recurses
+        return
     elif how == "config a list":
         manifest = [manifest]
     elif how == "no config":
@@ -330,6 +333,7 @@ CORRUPTIONS = [
     "unknown router class",
     "config not JSON",
     "config binary",
+    "config nested too deeply",
     "config a list",
     "no config",
 ]
@@ -359,6 +363,15 @@ def test_unknown_router(command, name, tmp_path, capsys, data_dir, monkeypatch):
     code, err = run([a.replace("{router}", name) for a in argv], capsys)
     assert_one_line_error(code, err)
     assert "router" in err and not folder.exists()
+
+
+def test_a_probe_file_nested_too_deeply_names_its_line(tmp_path, capsys):
+    probe = tmp_path / "probe.jsonl"
+    probe.write_text("[" * 100_000 + "\n")  # deeper than json recurses
+    argv = ["onboard", "--router", "mf", "--probe", probe, "--model", "new", "--out", tmp_path / "out"]
+    code, err = run(argv, capsys)
+    assert_one_line_error(code, err, "probe.jsonl:1: not valid JSON (nested too deeply)")
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_undamaged_router_directory_loads(router_dir):

@@ -66,7 +66,7 @@ def _first_turn(value: object) -> str | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." deeper than the parser goes
             return None
     if hasattr(value, "tolist"):  # arrays from parquet
         value = value.tolist()

@@ -314,7 +314,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory} is not a router directory: no {CONFIG_FILE}")
     try:
         manifest = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: "[[[[..."
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lmroute router config")

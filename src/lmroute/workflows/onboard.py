@@ -107,7 +107,7 @@ def _is_battles_file(path: Path) -> bool:
         if line.strip():
             try:
                 first = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 return False  # the benchmark reader reports the line
             return isinstance(first, dict) and "model_a" in first and "scores" not in first
     raise DataError(f"probe file {path} is empty")
