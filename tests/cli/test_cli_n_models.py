@@ -306,3 +306,21 @@ def test_a_corrupt_shrinkage_in_a_router_directory_is_a_checkpoint_error(files, 
         capsys,
     )
     one_line_error(code, err, "quality_shrinkage", "one mean quality and one mean prediction per model")
+
+
+def test_n_model_experiment_reads_the_data_folder_of_lmroute_data_dir(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "curve.yaml"
+    config.write_text(
+        "kind: onboarding-curve\nfile: absent/outcomes.jsonl\nmodel: m\nprices: prices.yaml\n"
+        "router: {name: mf}\nprobe_sizes: [5]\n"
+    )
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("LMROUTE_DATA_DIR", str(folder))
+    code, _, err = run(["experiment", config, "--out", tmp_path / "out", "--quiet"], capsys)
+    # the file is looked for in $LMROUTE_DATA_DIR, as the message without it says
+    one_line_error(code, err, str(folder / "absent" / "outcomes.jsonl"), "does not exist")
+    monkeypatch.delenv("LMROUTE_DATA_DIR")
+    code, _, err = run(["experiment", config, "--out", tmp_path / "out", "--quiet"], capsys)
+    one_line_error(code, err, "give --data-dir or set LMROUTE_DATA_DIR")

@@ -72,12 +72,14 @@ def _run_kind(args: argparse.Namespace, config) -> int:
     ``kind: onboarding-curve`` (:mod:`lmroute.workflows.onboard_curve`)."""
     from pathlib import Path
 
+    from lmroute.data.public import data_folders
     from lmroute.exceptions import ConfigError
     from lmroute.workflows.n_models import run_n_model_experiment, write_n_model_experiment
 
-    folder = data_dir(args)
-    if folder is None:
+    folders = data_folders(data_dir(args))  # --data-dir, then $LMROUTE_DATA_DIR
+    if not folders:
         raise ConfigError("N-model experiments read the shared data: give --data-dir or set LMROUTE_DATA_DIR")
+    folder = folders[0][0]
     if config.kind == "onboarding-curve":
         from lmroute.workflows.onboard_curve import run_onboard_curve, write_onboard_curve
 
