@@ -9,6 +9,7 @@ from _fake_embedder import HashEmbedder
 
 from lmroute._files import atomic_writer, write_atomic, write_json
 from lmroute.data.battles import Battle
+from lmroute.exceptions import WriteError
 from lmroute.routers.sw_ranking import SWRankingRouter
 
 
@@ -29,6 +30,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("writer died")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_path_that_cannot_be_written_is_a_write_error_naming_it(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(WriteError, match=r"cannot write .*folder: it is a folder"):
+        write_atomic(tmp_path / "folder", b"x")
+    with pytest.raises(WriteError, match=r"cannot write .*file/a\.json: a file is in the way of folder"):
+        write_json(tmp_path / "file" / "a.json", {})
+    with pytest.raises(OSError):  # what code that goes on without a cache file catches
+        write_atomic(tmp_path / "folder", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"] and not any(
+        (tmp_path / "folder").iterdir()
+    )
+    assert (tmp_path / "file").read_text() == "kept"
 
 
 def test_a_saved_router_is_readable_by_others(tmp_path):

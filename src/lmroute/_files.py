@@ -10,19 +10,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lmroute.exceptions import WriteError
+
 
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it vanishes."""
+    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it vanishes.
+
+    The file system's refusals (a folder at ``path``, no permission, a full disk) are a
+    :class:`~lmroute.exceptions.WriteError` naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with write_failures(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     # A unique name opened exclusively, not mkstemp: its files are private (0600), while a saved
     # router or cache file should get the permissions the user's umask gives any new file.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, mode.replace("w", "x"), **open_options) as f:
+        with write_failures(path):  # not around the caller's code: its errors are not this file's
+            f = open(tmp, mode.replace("w", "x"), **open_options)  # noqa: SIM115  (closed below)
+        with f:
             yield f
-        os.replace(tmp, path)
+            with write_failures(path):
+                f.flush()  # a full disk fails here, where it names the file, not in close()
+        with write_failures(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -43,6 +55,21 @@ def read_failures(
         raise error(f"{name} is {folder}") from None
     except OSError as exc:
         raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def write_failures(path: str | Path) -> Iterator[None]:
+    """Turn the ways writing ``path`` fails into one :class:`~lmroute.exceptions.WriteError` naming it."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except IsADirectoryError:
+        raise WriteError(f"cannot write {path}: it is a folder") from None
+    except (FileExistsError, NotADirectoryError) as exc:  # what mkdir raises for a file in the way
+        raise WriteError(f"cannot write {path}: a file is in the way of folder {exc.filename}") from None
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:

@@ -10,6 +10,7 @@ them into OpenAI-shaped errors::
     ├── UnknownRouterError      no registered router or router directory of that name
     ├── UnknownModelError       a model name the router or benchmark does not know
     ├── DataError               a data file that is missing, empty or malformed
+    ├── WriteError              an output file or folder that cannot be written (also an OSError)
     ├── CheckpointError         a router directory that cannot be loaded
     ├── UnparsableOutputError   a causal_llm router's model answered no label (on_unparsable="error")
     ├── DownloadError           public data or weights could not be fetched
@@ -65,6 +66,11 @@ class UnknownModelError(LmrouteError, KeyError):
 
 class DataError(LmrouteError, ValueError):
     """A data file is missing, empty or malformed."""
+
+
+class WriteError(LmrouteError, OSError):
+    """An output file or folder cannot be written: a folder or a file in its way, no permission, a
+    full disk. An OSError too, so that code which goes on without a cache file still catches it."""
 
 
 class CheckpointError(LmrouteError):

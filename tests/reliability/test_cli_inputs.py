@@ -244,6 +244,55 @@ def test_the_valid_file_of_each_case_is_accepted(command, tmp_path, capsys, data
         assert code == 0, err
 
 
+# Each command's outputs: {out} is made a folder, {in_the_way} a path below a file.
+OUTPUTS = {
+    "score": ["score", "--router", "length", "--input", "{valid}", "--output", "{out}", "--quiet"],
+    "calibrate": [
+        "calibrate",
+        "--router",
+        "length",
+        "--strong-pct",
+        "0.5",
+        "--prompts",
+        "{valid}",
+        "--json",
+        "{out}",
+    ],
+    "eval-json": ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet", "--json", "{out}"],
+    "eval-scores": [
+        "eval",
+        "--benchmark",
+        "gsm8k",
+        "--routers",
+        "length",
+        "--quiet",
+        "--save-scores",
+        "{out}",
+    ],
+    "data-out": ["data", "battles:{battles}", "--out", "{out}"],
+    "data-report": ["data", "battles:{battles}", "--report", "{out}"],
+    "train": ["train", "length", "--data", "battles:{battles}", "--out", "{in_the_way}", "--quiet"],
+}
+
+
+@pytest.mark.parametrize("command", list(OUTPUTS))
+def test_an_output_that_cannot_be_written(command, tmp_path, capsys, data_dir, monkeypatch):
+    monkeypatch.setenv("LMROUTE_DATA_DIR", str(data_dir))
+    battles = tmp_path / "battles.jsonl"
+    battles.write_text(BATTLES)
+    filled, out, _ = fill(OUTPUTS[command], tmp_path, "")
+    out.unlink()
+    out.mkdir()
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text(PRECIOUS)
+    argv = [a.replace("{battles}", str(battles)).replace("{in_the_way}", str(in_the_way)) for a in filled]
+    code, err = run(argv, capsys)
+    if command == "train":  # its report of the battles comes first
+        err = err.splitlines(keepends=True)[-1]
+    assert_one_line_error(code, err, "cannot write", str(in_the_way if command == "train" else out))
+    assert not any(out.iterdir()) and in_the_way.read_text() == PRECIOUS
+
+
 # -- routers --------------------------------------------------------------------------------------
 
 ROUTER_COMMANDS = {

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lmroute._files import write_atomic
+from lmroute._files import write_atomic, write_failures
 from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError
 
@@ -220,7 +220,8 @@ class Router(Generic[ConfigT]):
         from safetensors.numpy import save
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        with write_failures(directory):
+            directory.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
         manifest: dict[str, Any] = {
             "format": FORMAT,
