@@ -44,6 +44,23 @@ def test_eval_mt_bench_json_plot_scores(data_dir, tmp_path, capsys):
     assert len(rows) == 72 and {"id", "prompt", "length", "random", "oracle"} <= set(rows[0])
 
 
+def test_plot_names_are_checked_before_the_work_and_the_file_written_is_named(data_dir, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    report.write_text("an earlier report\n")
+    base = ["eval", "--benchmark", "mt-bench", "--data-dir", str(data_dir), "--routers", "length", "--quiet"]
+    assert main([*base, "--json", str(report), "--plot", str(tmp_path / "r.xyz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: cannot draw a plot to") and err.count("\n") == 1, err
+    assert "r.xyz" in err and ".svg" in err
+    assert report.read_text() == "an earlier report\n" and not (tmp_path / "r.xyz").exists()
+    # matplotlib adds .png to a name without a suffix: the note names that file
+    assert main([*base, "--plot", str(tmp_path / "curves")]) == 0
+    assert f"wrote {tmp_path / 'curves.png'}\n" in capsys.readouterr().err
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    code = main(["replay", "--model", "router-length-share-0.5", "--prompts", str(report), "--plot", "r.xyz"])
+    assert code == 1 and "cannot draw a plot to r.xyz" in capsys.readouterr().err
+
+
 def test_eval_custom_file(tmp_path, capsys):
     path = tmp_path / "custom.jsonl"
     path.write_text(

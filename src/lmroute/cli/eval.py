@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
+    if args.plot:
+        from lmroute.evaluation.plots import plot_file
+
+        plot_file(args.plot)  # a format matplotlib cannot write: before the work and the --json file
     if args.models:
         return _run_n_models(args)
     benchmark = load_benchmark(

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.window < 1:
         raise ConfigError(f"--window must be at least 1, got {args.window}")
+    if args.plot:
+        from lmroute.evaluation.plots import plot_file
+
+        plot_file(args.plot)  # a format matplotlib cannot write: before the replay and the --json file
     spec = parse_model_name(args.model)
     control, prices = ControlConfig(), None
     if args.config:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lmroute._files import write_failures
 from lmroute.evaluation.evaluator import Evaluation
 from lmroute.evaluation.routing import CostQualityEvaluation
+from lmroute.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from lmroute.evaluation.correlation import Correlation
@@ -183,9 +185,30 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, plt: Any, path: str | Path) -> Path:
+def plot_file(path: str | Path) -> Path:
+    """The file a plot asked for at ``path`` is written to: ``path`` with ``.png`` added when it has
+    no suffix (matplotlib adds it without a word); a ConfigError when matplotlib cannot write its
+    format. Commands call it before their work, so that a wrong name does not waste the work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ConfigError(
+            f"cannot draw a plot to {path}: matplotlib does not write {path.suffix} files; give a name "
+            f"ending in .png (or {', '.join('.' + f for f in sorted(formats) if f != 'png')})"
+        )
+    return path
+
+
+def _save(fig: Any, plt: Any, path: str | Path) -> Path:
+    path = plot_file(path)
+    try:
+        with write_failures(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
