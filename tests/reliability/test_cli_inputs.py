@@ -293,6 +293,36 @@ def test_an_output_that_cannot_be_written(command, tmp_path, capsys, data_dir, m
     assert not any(out.iterdir()) and in_the_way.read_text() == PRECIOUS
 
 
+# A command whose output option names its own input file: (argv with {file}, the input's content).
+OUTPUT_IS_INPUT = {
+    "score": (["score", "--router", "length", "--input", "{file}", "--output", "{file}", "--quiet"], PROMPTS),
+    "data": (["data", "battles:{file}", "--out", "{file}"], BATTLES),
+    "data-report": (["data", "battles:{file}", "--report", "{file}"], BATTLES),
+    "eval": (
+        ["eval", "--benchmark", "{file}", "--routers", "length", "--quiet", "--save-scores", "{file}"],
+        BENCH,
+    ),
+    "calibrate": (
+        ["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts", "{file}", "--json", "{file}"],
+        PROMPTS,
+    ),
+}
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_IS_INPUT))
+def test_an_output_that_is_the_input_is_refused(command, tmp_path, capsys, monkeypatch):
+    argv, content = OUTPUT_IS_INPUT[command]
+    file = tmp_path / "input.jsonl"
+    file.write_text(content)
+    monkeypatch.chdir(tmp_path)
+    filled = [a.replace("{file}", str(file)) for a in argv]
+    last = max(i for i, a in enumerate(argv) if a == "{file}")
+    filled[last] = "./input.jsonl"  # the output spelled another way than the input: the same file
+    code, err = run(filled, capsys)
+    assert_one_line_error(code, err, "is the input file", "write the output elsewhere")
+    assert file.read_text() == content
+
+
 # -- routers --------------------------------------------------------------------------------------
 
 ROUTER_COMMANDS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -22,3 +23,24 @@ def write_json_report(path: str, data: object) -> None:
 
     write_json(path, data)
     wrote(path)
+
+
+def refuse_overwriting_inputs(args: argparse.Namespace, options: tuple[str, ...], inputs: list[str]) -> None:
+    """A ConfigError when one of the output ``options`` (``args`` attributes: ``"save_scores"`` is
+    ``--save-scores``) names a file the command reads: it would replace its own input. Checked
+    before the work."""
+    from lmroute.exceptions import ConfigError
+
+    for option in options:
+        output = getattr(args, option)
+        for given in inputs:
+            if output and _same_file(output, given):
+                flag = "--" + option.replace("_", "-")
+                raise ConfigError(f"{flag} {output} is the input file {given}: write the output elsewhere")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet): not the same file
+        return False

@@ -17,7 +17,7 @@ from lmroute.cli._options import (
     data_dir,
     parse_aliases,
 )
-from lmroute.cli._output import note, write_json_report
+from lmroute.cli._output import note, refuse_overwriting_inputs, write_json_report
 
 #: ``lmroute data similarity`` is the command line of the parser named ``data-similarity``.
 TWO_WORD_COMMANDS = {("data", "similarity"): "data-similarity"}
@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
     from lmroute.data.decontaminate import DEFAULT_THRESHOLD
     from lmroute.data.prepare import prepare_battles
+    from lmroute.data.sources import parse_source
 
+    inputs = [parse_source(spec).target for spec in args.sources]
+    refuse_overwriting_inputs(args, ("out", "report"), inputs)
     against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []
     embedder = None
     if (args.exclude_benchmark or against) and not args.exact_only:
