@@ -19,10 +19,11 @@ class Price(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_per_1m: float = Field(ge=0)
-    output_per_1m: float = Field(ge=0)
+    # Finite: an infinite price passed ge=0 and made every cost infinite (an error naming no file).
+    input_per_1m: float = Field(ge=0, allow_inf_nan=False)
+    output_per_1m: float = Field(ge=0, allow_inf_nan=False)
     #: Mean output tokens of an answer (the model's measured mean where known).
-    output_tokens: float = Field(default=300.0, gt=0)
+    output_tokens: float = Field(default=300.0, gt=0, allow_inf_nan=False)
 
     def request_cost(self, input_tokens: float) -> float:
         """Estimated dollars for one request with ``input_tokens`` prompt tokens."""

@@ -155,6 +155,11 @@ def test_unknown_model_error_lists_the_vocabulary_and_names_onboarding(files, ca
         ),
         ("gpt-4o-2024-08-06: {input_per_1m: -2.5, output_per_1m: 10}", "greater than or equal to 0"),
         ("gpt-4o-2024-08-06: {input_per_1m: 2.5}", "missing output_per_1m"),
+        (
+            "gpt-4o-2024-08-06: {input_per_1m: .inf, output_per_1m: 10}",
+            "input_per_1m: Input should be a finite",
+        ),
+        ("gpt-4o-2024-08-06: {input_per_1m: 1, output_per_1m: 1, output_tokens: .inf}", "output_tokens"),
     ],
 )
 def test_missing_or_negative_price(files, tmp_path, capsys, prices, needle):
