@@ -18,6 +18,7 @@ from lmroute.exceptions import (
     UnparsableOutputError,
     UpstreamError,
     UpstreamTimeoutError,
+    WriteError,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "UnparsableOutputError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "WriteError",
     "__version__",
     "get_router_class",
     "load_router",

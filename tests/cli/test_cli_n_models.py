@@ -215,6 +215,16 @@ def test_probe_file_with_one_model(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_onboard_into_a_router_without_models_says_what_it_cannot_do(files, tmp_path, capsys):
+    out = tmp_path / "o"
+    code, _, err = run(
+        ["onboard", "--router", "length", "--probe", files["bench"], "--model", "newbie", "--out", out],
+        capsys,
+    )
+    one_line_error(code, err, "router 'length' cannot onboard a model", "(mf, sw_ranking)")
+    assert not out.exists()
+
+
 def test_benchmark_with_fewer_than_two_models(files, tmp_path, capsys):
     bench = tmp_path / "one.jsonl"
     bench.write_text('{"prompt": "x", "scores": {"gpt-4o-2024-08-06": 1}}\n')

@@ -84,6 +84,8 @@ def onboard(
 ) -> OnboardResult:
     """Teach ``router`` the model ``model`` from ``probe`` and save the result in ``out``."""
     base = router if isinstance(router, Router) else load_router(router)
+    if not base.vocabulary:  # say what the router cannot do, not that the probe names none of its models
+        base.onboard(model, [])  # raises the router's own error
     battles = probe_battles(probe, model, base.vocabulary)
     taught = base.onboard(model, battles, **options)
     taught.metadata.setdefault("onboarded_from", {})[model] = str(probe)
