@@ -97,6 +97,14 @@ def test_stream_relays_chunks_and_ends_with_done(client, upstreams):
     assert upstreams.strong.requests[-1]["stream_options"] == {"include_usage": True}
 
 
+def test_stream_null_is_the_default_no_stream(client, upstreams):
+    # OpenAI's API takes "stream": null as its default (some clients send every field, null if unset).
+    response = chat(client, "router-length-0", stream=None)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "strong says hi"
+    assert upstreams.strong.requests[-1]["stream"] is False
+
+
 def test_official_openai_client_works_against_the_server(client):
     sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="unused", max_retries=0)
     response = sdk.chat.completions.create(model="router-length-1", messages=MESSAGES)
@@ -156,6 +164,10 @@ BIG = json.dumps({"model": "router-length-0.5", "messages": [{"role": "user", "c
             400,
             "invalid_value",
             "stream",
+        ),
+        *(
+            ({"model": "router-length-1", "messages": MESSAGES, "stream": v}, 400, "invalid_value", "stream")
+            for v in ("yes", "false", 1)  # what pydantic's lax mode would read as booleans
         ),
         (BIG.encode(), 413, "request_too_large", "limit of 1048576 bytes"),
     ],

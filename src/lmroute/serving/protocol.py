@@ -72,7 +72,9 @@ class ChatCompletionRequest(BaseModel):
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    #: Strict, as OpenAI's API: lax mode would read "yes", "off" and 1 as booleans. null (which
+    #: OpenAI accepts) means the default, no stream.
+    stream: bool | None = Field(default=False, strict=True)
 
 
 class RouteRequest(BaseModel):
