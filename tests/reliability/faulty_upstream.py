@@ -15,6 +15,7 @@ of behaviours, one per request; the last one repeats. A behaviour is a string:
     stream_cut            (streams) 2 chunks, then the connection is reset
     stream_partial        (streams) 1 chunk, then half an event, then the connection closes
     stream_error          (streams) 1 chunk, then an ``{"error": ...}`` event
+    stream_empty          (streams) an event stream that ends without any event, not even ``[DONE]``
 
 Every request's (time, JSON body, authorization header) is kept in ``requests``.
 """
@@ -130,6 +131,10 @@ class FaultyUpstream:
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
         )
+        if kind == "stream_empty":
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         for i, word in enumerate([f"{self.name} ", "says ", "hi"]):
             if kind == "stream_cut" and i == 2:
                 _reset(writer)

@@ -239,6 +239,30 @@ def test_a_stream_cut_midway_ends_with_an_error_event_and_done(
     assert sum(v for k, v in seen.items() if k.startswith("lmroute_upstream_errors_total")) == 1
 
 
+def test_a_stream_that_ends_without_any_event_is_an_error_event(upstreams, strong, weak):
+    strong.set("stream_empty")
+    with serving(config(upstreams)) as client:
+        response = chat(client, stream=True)
+    got = events(response)
+    assert got[-1] == "[DONE]" and len(got) == 2  # not a bare [DONE], which reads as an empty answer
+    assert "ended its stream without sending any event" in json.loads(got[0])["error"]["message"]
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", "not_completion"])
+def test_a_stream_answered_with_json_falls_back_before_the_first_byte(upstreams, strong, weak, behaviour):
+    # An upstream that ignores "stream" answers 200 with JSON: it must not pass for an empty stream.
+    strong.set(behaviour)
+    with serving(config(upstreams)) as client:
+        response = chat(client, stream=True)
+    got = events(response)
+    assert got[-1] == "[DONE]" and json.loads(got[0])["lmroute"]["fallback"] is True
+    assert "".join(json.loads(e)["choices"][0]["delta"]["content"] for e in got[:-1]) == "weak says hi"
+    with serving(config(upstreams, fallback=False)) as client:
+        response = chat(client, stream=True)
+    assert response.status_code == 502
+    assert "answered a stream request with JSON" in response.json()["error"]["message"]
+
+
 def test_a_stream_whose_upstream_is_down_falls_back_before_the_first_byte(upstreams, strong, weak):
     strong.set("reset")
     with serving(config(upstreams)) as client:

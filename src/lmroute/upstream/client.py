@@ -152,6 +152,21 @@ class Upstream:
                 finally:
                     reply.close()
                 raise self._status_error(reply.status, reply.headers, content)
+            if reply.headers.get("content-type", "").startswith("application/json"):
+                # An upstream that ignores "stream" (or fails with a 200) answers JSON, whose lines
+                # hold no events: relayed, it would be an empty stream that looks complete.
+                try:
+                    content = await reply.read()
+                finally:
+                    reply.close()
+                raise self._count(
+                    UpstreamError(
+                        f"model {self.model} answered a stream request with JSON, not an event stream "
+                        f"({_upstream_message(content)[:80]})",
+                        status_code=reply.status,
+                        model=self.model,
+                    )
+                )
         except UpstreamError:
             raise
         except Exception as exc:
@@ -245,8 +260,10 @@ class UpstreamStream:
         return self.upstream.model
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails or sends an error."""
+        """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails, sends an error, or
+        ends without sending a single event."""
         upstream = self.upstream
+        events = 0
         try:
             async for line in self._reply.lines():
                 if not line.startswith("data:"):
@@ -254,6 +271,7 @@ class UpstreamStream:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
+                events += 1
                 try:
                     chunk = json.loads(data)
                 except json.JSONDecodeError:
@@ -279,6 +297,15 @@ class UpstreamStream:
             raise
         except Exception as exc:
             raise upstream._failed(exc, streaming=True) from exc
+        if not events:
+            # Not even [DONE]: relaying nothing but lmroute's own [DONE] would pass for an empty answer.
+            raise upstream._count(
+                UpstreamError(
+                    f"model {upstream.model} ended its stream without sending any event",
+                    status_code=200,
+                    model=upstream.model,
+                )
+            )
 
     async def aclose(self) -> None:
         self._reply.close()
