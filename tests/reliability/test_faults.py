@@ -192,6 +192,16 @@ def test_429_with_a_long_retry_after_is_passed_on_at_once(upstreams, strong, wea
     assert seen[f"lmroute_requests_total{{{requests}}}"] == 1
 
 
+def test_429_with_an_endless_retry_after_is_a_429_not_a_500(upstreams, strong, weak):
+    # float() reads 400 digits as infinity, which no Retry-After header can carry.
+    strong.set("status:429:" + "9" * 400)
+    with serving(config(upstreams, upstream={"max_retries": 2, "retry_backoff": 0.01})) as client:
+        response = chat(client)
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert "retry-after" not in response.headers and len(strong.requests) == 3
+
+
 def test_429_without_retry_after_uses_backoff_and_ends_as_429(upstreams, strong, weak):
     strong.set("status:429")
     with serving(config(upstreams, upstream={"max_retries": 2, "retry_backoff": 0.01})) as client:
@@ -460,8 +470,10 @@ def test_retry_after_forms():
     in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
     assert 8 <= _retry_after({"retry-after": in_ten}) <= 10
     assert _retry_after({"retry-after": email.utils.formatdate(0, usegmt=True)}) == 0.0
-    for junk in ("soon", "", "-3", "1e99x"):
+    for junk in ("soon", "", "-3", "1e99x", "9" * 400):
         assert _retry_after({"retry-after": junk}) is None
+    for junk in ("inf", "nan", "1e400"):
+        assert _retry_after({"retry-after-ms": junk}) is None
     assert _retry_after({}) is None
 
 

@@ -17,6 +17,7 @@ import datetime
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -326,18 +327,23 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a response's ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     try:
         if headers.get("retry-after-ms") is not None:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+            return _finite(float(headers["retry-after-ms"]) / 1000)
         value = headers.get("retry-after")
         if value is None:
             return None
         if value.strip().replace(".", "", 1).isdigit():
-            return float(value)
+            return _finite(float(value))
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def _finite(seconds: float) -> float | None:
+    # "inf", "nan" and 400 digits parse as floats, but no wait (nor Retry-After header) is infinite.
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _upstream_message(content: bytes) -> str:
