@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from lmroute.control.config import ControlConfig
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, RequestError
 from lmroute.routers.base import Router
 from lmroute.serving.answers import Decision, RoutedStream
 from lmroute.serving.config import ServeConfig, build_config
@@ -47,6 +47,7 @@ from lmroute.serving.loading import load_routers
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
 from lmroute.serving.service import RoutingService
 from lmroute.upstream import ClientFactory, UpstreamConfig, upstream_from
+from lmroute.upstream.http import encode_json
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -366,11 +367,21 @@ def _load(routers: RouterSpecs, summaries: EmbeddingSummaries | None = None) -> 
 
 
 def _payload(messages: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from openai import NotGiven, Omit
+
     for option in ("timeout", "extra_headers", "extra_query"):
         if option in params:
             raise ConfigError(f"{option}= is not supported per request: configure the upstream instead")
     extra = params.pop("extra_body", None) or {}
-    return {**params, **extra, "messages": messages}
+    # NOT_GIVEN and omit are the openai SDK's "leave this field out", which code written for the SDK
+    # passes on; the SDK drops them, so do we.
+    payload = {k: v for k, v in {**params, **extra}.items() if not isinstance(v, (NotGiven, Omit))}
+    payload["messages"] = messages
+    try:
+        encode_json(payload)
+    except (TypeError, ValueError, RecursionError) as exc:  # a set, an object, a lone surrogate...
+        raise RequestError(f"the request cannot be sent as JSON: {exc}", code="invalid_json") from None
+    return payload
 
 
 def _user(user: Any) -> tuple[str, str] | None:

@@ -4,6 +4,7 @@ import asyncio
 import io
 
 import numpy as np
+import openai
 import pytest
 import yaml
 from fake_openai import free_port
@@ -17,6 +18,7 @@ from lmroute import (
     UnknownRouterError,
     UpstreamError,
 )
+from lmroute.exceptions import RequestError
 from lmroute.routers.base import Router
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
@@ -79,12 +81,27 @@ def test_streaming_yields_chunks(controller):
         ({}, InvalidModelNameError, "no model given"),
         ({"model": "router-length-0.5", "messages": []}, ConfigError, "at least one message"),
         ({"model": "router-length-0.5", "timeout": 3}, ConfigError, "configure the upstream"),
+        ({"model": "router-length-0.5", "stop": {"a"}}, RequestError, "cannot be sent as JSON"),
+        (
+            {"model": "router-length-0.5", "messages": [{"role": "user", "content": "\ud800"}]},
+            RequestError,
+            "cannot be sent as JSON",
+        ),
     ],
 )
 def test_errors_are_lmroute_errors(controller, upstreams, options, error, message):
     with pytest.raises(error, match=message):
         controller.chat.completions.create(**{"messages": MESSAGES, **options})
     assert not upstreams.strong.requests and not upstreams.weak.requests
+
+
+def test_the_sdks_not_given_markers_leave_fields_out(controller, upstreams):
+    # Code written for openai.OpenAI passes NOT_GIVEN (or omit) for options it does not set.
+    response = controller.chat.completions.create(
+        model="router-length-0", messages=MESSAGES, temperature=openai.NOT_GIVEN, top_p=openai.omit
+    )
+    assert response.choices[0].message.content == "strong says hi"
+    assert "temperature" not in upstreams.strong.requests[-1] and "top_p" not in upstreams.strong.requests[-1]
 
 
 def test_unknown_router_at_construction(upstreams):
