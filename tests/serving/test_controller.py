@@ -81,6 +81,7 @@ def test_streaming_yields_chunks(controller):
         ({}, InvalidModelNameError, "no model given"),
         ({"model": "router-length-0.5", "messages": []}, ConfigError, "at least one message"),
         ({"model": "router-length-0.5", "timeout": 3}, ConfigError, "configure the upstream"),
+        ({"model": 5}, InvalidModelNameError, "model must be a string"),
         ({"model": "router-length-0.5", "stop": {"a"}}, RequestError, "cannot be sent as JSON"),
         (
             {"model": "router-length-0.5", "messages": [{"role": "user", "content": "\ud800"}]},

@@ -199,6 +199,8 @@ class RoutingService:
             spec = RouterSpec(router, check_threshold(threshold))
         elif model is None:
             raise InvalidModelNameError(f"no model given: use a model such as {EXAMPLE!r}")
+        elif not isinstance(model, str):  # the Controller's model= is not validated as a body is
+            raise InvalidModelNameError(f"model must be a string such as {EXAMPLE!r}, got {model!r}")
         else:
             for tier, upstream in self.upstreams.items():
                 if model == upstream.model:
