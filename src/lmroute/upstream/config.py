@@ -81,6 +81,11 @@ def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamCo
         return value
     if isinstance(value, str):
         value = {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            "an upstream is a mapping with base_url, model and api_key_env, or a model name of the "
+            f"OpenAI API; got {type(value).__name__}"
+        )
     try:
         return UpstreamConfig.model_validate(dict(value))
     except ValidationError as exc:
