@@ -109,6 +109,10 @@ def test_a_config_of_n_models_names_the_dearest_strong_and_the_cheapest_weak(fak
     assert (config.strong.model, config.weak.model) == ("frontier-upstream", "local-upstream")
     assert [m.name for m in config.models] == list(PRICED)
     assert [m.vocabulary for m in config.models] == VOCABULARY
+    # Equal prices (models you host, at 0): still two different models, the first strong.
+    free = [{**m, "price": {"input_per_1m": 0, "output_per_1m": 0}} for m in models(fakes[1])]
+    config = build_config(overrides={"models": free})
+    assert (config.strong.model, config.weak.model) == ("frontier-upstream", "middle-upstream")
 
 
 def test_lambda_zero_takes_the_best_predicted_model_and_reports_every_candidate(client, fakes, mf):

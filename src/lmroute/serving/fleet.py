@@ -130,10 +130,13 @@ def check_vocabulary(models: Sequence[FleetModel], routers: Mapping[str, Router]
 
 
 def dearest_and_cheapest(models: Sequence[FleetModel]) -> tuple[FleetModel, FleetModel]:
-    """The strong and weak model of a config that names only N models (ties: the earlier one)."""
+    """The strong and weak model of a config that names only N models (ties: the earlier one), two
+    different models even when every one costs the same."""
     costs = [m.price.request_cost(_TYPICAL_PROMPT_TOKENS) for m in models]
     strong = max(range(len(models)), key=lambda i: (costs[i], -i))
-    weak = min(range(len(models)), key=lambda i: (costs[i], i))
+    # Not the strong one again: with equal prices (two models you host, at 0) every request would
+    # go to one model whatever the router said, and fall back to itself.
+    weak = min((i for i in range(len(models)) if i != strong), key=lambda i: (costs[i], i))
     return models[strong], models[weak]
 
 
