@@ -143,6 +143,15 @@ BIG = json.dumps({"model": "router-length-0.5", "messages": [{"role": "user", "c
             "invalid_value",
             "part 0 must be an object",
         ),
+        *(
+            (
+                {"model": "router-length-0.5", "messages": [{"role": "user", "content": [part]}]},
+                400,
+                "invalid_value",
+                'part 0 needs a string "type"',  # not "Input should be a valid string"
+            )
+            for part in ({"text": "hi"}, {"type": 5, "text": "hi"})
+        ),
         (
             {"model": "router-length-0.5", "messages": [{"role": "robot", "content": "hi"}]},
             400,

@@ -52,6 +52,8 @@ class ChatMessage(BaseModel):
                     f'part {i} must be an object such as {{"type": "text", "text": "..."}}, '
                     f"got {type(part).__name__}"
                 )
+            if not isinstance(part.get("type"), str):
+                raise ValueError(f'part {i} needs a string "type", such as "text" or "image_url"')
             if part.get("type") == "text" and not isinstance(part.get("text"), str):
                 raise ValueError(f"part {i} is a text part whose 'text' is not a string")
         return value
