@@ -244,10 +244,21 @@ def request_spend(price: Price, payload: Mapping[str, Any], body: Mapping[str, A
         if _count_of(tokens_in) and _count_of(tokens_out):
             return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6
     messages = payload.get("messages")
-    text = "".join(
-        m["content"] for m in messages or () if isinstance(m, Mapping) and isinstance(m.get("content"), str)
-    )
+    text = "".join(_text(m.get("content")) for m in messages or () if isinstance(m, Mapping))
     return price.request_cost(estimate_tokens(text))
+
+
+def _text(content: Any) -> str:
+    """A message's text: the string, or its text parts (a multi-part message is paid for too)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        part["text"]
+        for part in content
+        if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
 
 
 def _count_of(value: Any) -> TypeGuard[int]:
