@@ -112,6 +112,9 @@ def test_unknown_router_at_construction(upstreams):
         Controller(routers="length", **tiers(upstreams))
     with pytest.raises(ConfigError, match="base_url must start with http"):
         Controller(routers=["length"], strong={"base_url": "localhost:1", "model": "m"}, weak="gpt-4o-mini")
+    for url in ("http://", "https://:8080/v1", "http://[::1/v1"):
+        with pytest.raises(ConfigError, match="base_url needs a host"):
+            Controller(routers=["length"], strong={"base_url": url, "model": "m"}, weak="gpt-4o-mini")
     with pytest.raises(ConfigError, match=r"an upstream is a mapping .*; got int"):
         Controller(routers=["length"], strong="gpt-4o", weak=5)
 

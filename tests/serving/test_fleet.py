@@ -222,6 +222,9 @@ def test_spend_without_usage_is_estimated_from_the_prompt():
     assert request_spend(price, payload, None) == pytest.approx((100 * 4.0 + 50 * 8.0) / 1e6)
     usage = {"usage": {"prompt_tokens": 10, "completion_tokens": 20}}
     assert request_spend(price, payload, usage) == pytest.approx((10 * 4.0 + 20 * 8.0) / 1e6)
+    # Usage no float can hold (a faulty upstream) is estimated instead of ending the answer in a 500.
+    absurd = {"usage": {"prompt_tokens": 10**400, "completion_tokens": 20}}
+    assert request_spend(price, payload, absurd) == request_spend(price, payload, None)
     # Content parts (OpenAI's multi-part messages) are read too: their text parts are paid for.
     parts = [{"type": "text", "text": "x" * 200}, {"type": "image_url", "image_url": {"url": "data:,"}}]
     payload = {"messages": [{"role": "user", "content": parts}, {"role": "user", "content": "x" * 200}]}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +54,12 @@ class UpstreamConfig(BaseModel):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:  # a malformed port or IPv6 address
+            host = None
+        if not host:  # "http://" alone would fail only at the first request, as "cannot reach"
+            raise ValueError(f"base_url needs a host, such as http://127.0.0.1:8080/v1, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("api_key_env")
