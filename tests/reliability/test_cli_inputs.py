@@ -244,9 +244,21 @@ def test_the_valid_file_of_each_case_is_accepted(command, tmp_path, capsys, data
         assert code == 0, err
 
 
-# Each command's outputs: {out} is made a folder, {in_the_way} a path below a file.
+# Each command's outputs: {out} is made a folder, {in_the_way} a file (where a folder is wanted, or
+# above the output). {earlier} is an output written before the bad one, {dir} a folder to be made:
+# the bad output is seen before the work, so neither is touched.
+EVAL = ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet"]
+REPLAY = ["replay", "--model", "router-length-share-0.5", "--prompts", "{valid}", "--quiet"]
+LABEL = ["label", "--prompts", "{valid}", "--mode", "golden", "--dry-run"]
+LABEL_MODELS = [
+    "--model",
+    "name=a,base_url=http://127.0.0.1:9/v1",
+    "--model",
+    "name=b,base_url=http://127.0.0.1:9/v1",
+]
 OUTPUTS = {
     "score": ["score", "--router", "length", "--input", "{valid}", "--output", "{out}", "--quiet"],
+    "score-below-a-file": ["score", "--router", "length", "--input", "{valid}", "--output", "{in_the_way}/s"],
     "calibrate": [
         "calibrate",
         "--router",
@@ -258,39 +270,58 @@ OUTPUTS = {
         "--json",
         "{out}",
     ],
-    "eval-json": ["eval", "--benchmark", "gsm8k", "--routers", "length", "--quiet", "--json", "{out}"],
-    "eval-scores": [
-        "eval",
-        "--benchmark",
-        "gsm8k",
-        "--routers",
-        "length",
-        "--quiet",
-        "--save-scores",
-        "{out}",
-    ],
-    "data-out": ["data", "battles:{battles}", "--out", "{out}"],
+    "eval-json": [*EVAL, "--json", "{out}"],
+    "eval-scores": [*EVAL, "--json", "{earlier}", "--save-scores", "{out}"],
+    "eval-plot": [*EVAL, "--json", "{earlier}", "--plot", "{in_the_way}/curves.png"],
+    "data-out": ["data", "battles:{battles}", "--report", "{earlier}", "--out", "{out}"],
     "data-report": ["data", "battles:{battles}", "--report", "{out}"],
+    "data-similarity": ["data", "similarity", "{valid}", "--against", "battles:{battles}", "--json", "{out}"],
+    "replay-json": [*REPLAY, "--json", "{out}"],
+    "replay-plot": [*REPLAY, "--json", "{earlier}", "--plot", "{out}.png"],
+    "replay-state": [*REPLAY, "--json", "{earlier}", "--state", "{out}"],
     "train": ["train", "length", "--data", "battles:{battles}", "--out", "{in_the_way}", "--quiet"],
+    "train-below-a-file": ["train", "length", "--data", "battles:{battles}", "--out", "{in_the_way}/r"],
+    "experiment": ["experiment", "{experiment}", "--out", "{in_the_way}", "--quiet"],
+    "label": [*LABEL, *LABEL_MODELS, "--out", "{in_the_way}"],
+    "data-pull": ["data", "pull", "--to", "{in_the_way}/data", "--only", "mmlu"],
 }
 
 
 @pytest.mark.parametrize("command", list(OUTPUTS))
-def test_an_output_that_cannot_be_written(command, tmp_path, capsys, data_dir, monkeypatch):
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    command, tmp_path, capsys, data_dir, monkeypatch
+):
     monkeypatch.setenv("LMROUTE_DATA_DIR", str(data_dir))
     battles = tmp_path / "battles.jsonl"
     battles.write_text(BATTLES)
-    filled, out, _ = fill(OUTPUTS[command], tmp_path, "")
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(EXPERIMENT_YAML)
+    filled, out, folder = fill(OUTPUTS[command], tmp_path, "")
     out.unlink()
     out.mkdir()
-    in_the_way = tmp_path / "a-file"
+    if command == "replay-plot":  # matplotlib adds .png: the folder is where its file would go
+        out.rename(f"{out}.png")
+        out = Path(f"{out}.png")
+    in_the_way, earlier = tmp_path / "a-file", tmp_path / "earlier.json"
     in_the_way.write_text(PRECIOUS)
-    argv = [a.replace("{battles}", str(battles)).replace("{in_the_way}", str(in_the_way)) for a in filled]
+    earlier.write_text(PRECIOUS)
+    subs = {
+        "{battles}": battles,
+        "{experiment}": experiment,
+        "{in_the_way}": in_the_way,
+        "{earlier}": earlier,
+    }
+    argv = []
+    for arg in filled:
+        for key, value in subs.items():
+            arg = arg.replace(key, str(value))
+        argv.append(arg)
     code, err = run(argv, capsys)
-    if command == "train":  # its report of the battles comes first
-        err = err.splitlines(keepends=True)[-1]
-    assert_one_line_error(code, err, "cannot write", str(in_the_way if command == "train" else out))
-    assert not any(out.iterdir()) and in_the_way.read_text() == PRECIOUS
+    bad = in_the_way if "{in_the_way}" in " ".join(OUTPUTS[command]) else out
+    # one line, no report or progress of work done before it
+    assert_one_line_error(code, err, "cannot write", str(bad))
+    assert not any(out.iterdir()) and in_the_way.read_text() == PRECIOUS and earlier.read_text() == PRECIOUS
+    assert not folder.exists()
 
 
 # A command whose output option names its own input file: (argv with {file}, the input's content).

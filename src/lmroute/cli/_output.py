@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+from pathlib import Path
 
 
 def note(message: str) -> None:
@@ -23,6 +25,27 @@ def write_json_report(path: str, data: object) -> None:
 
     write_json(path, data)
     wrote(path)
+
+
+def check_output(path: str | os.PathLike[str] | None, *, folder: bool = False) -> None:
+    """A WriteError, before the work, when ``path`` (if given) can be seen not to be writable as an
+    output file, or with ``folder`` an output folder: a folder where a file is wanted, a file where a
+    folder is wanted, or a file where a folder above it should be. Creates nothing; the write itself
+    still reports what cannot be seen now (no permission, a full disk)."""
+    from lmroute._files import write_failures
+
+    if path is None:
+        return
+    path = Path(path)
+    # Raised as the errors the write would meet, so that write_failures words them the same way.
+    with write_failures(path):
+        nearest = next((p for p in path.parents if p.exists()), None)  # a file there is in the way
+        if nearest is not None and not nearest.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(nearest))
+        if folder and path.exists() and not path.is_dir():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
 
 
 def refuse_overwriting_inputs(args: argparse.Namespace, options: tuple[str, ...], inputs: list[str]) -> None:

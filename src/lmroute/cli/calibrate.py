@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_data_dir_option, add_models_options, add_router_option
-from lmroute.cli._output import refuse_overwriting_inputs, write_json_report
+from lmroute.cli._output import check_output, refuse_overwriting_inputs, write_json_report
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [f for f in (args.prompts, args.prices) if f]
     refuse_overwriting_inputs(args, ("json",), inputs)
+    check_output(args.json)
     router = load_router(args.router)
     if args.models:
         return _run_policy(args, router)

@@ -17,7 +17,7 @@ from lmroute.cli._options import (
     data_dir,
     parse_aliases,
 )
-from lmroute.cli._output import note, refuse_overwriting_inputs, write_json_report
+from lmroute.cli._output import check_output, note, refuse_overwriting_inputs, write_json_report
 
 #: ``lmroute data similarity`` is the command line of the parser named ``data-similarity``.
 TWO_WORD_COMMANDS = {("data", "similarity"): "data-similarity"}
@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = [parse_source(spec).target for spec in args.sources]
     refuse_overwriting_inputs(args, ("out", "report"), inputs)
+    check_output(args.report)
+    check_output(args.out)
     against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []
     embedder = None
     if (args.exclude_benchmark or against) and not args.exact_only:
@@ -145,6 +147,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     from lmroute.embeddings import get_embedder
     from lmroute.workflows.similarity import data_similarity
 
+    check_output(args.json)
     reports = data_similarity(
         args.prompts,
         args.against,

@@ -34,9 +34,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Pull the parts and say what the folder holds."""
-    from lmroute.cli._output import note
+    from pathlib import Path
+
+    from lmroute.cli._output import check_output, note
     from lmroute.data.pull import CHECKSUMS, MANIFEST, pull
 
+    check_output(Path(args.to).expanduser(), folder=True)  # before the downloads, as pull reads it
     result = pull(args.to, only=args.only)
     note(
         f"{result.folder}: {', '.join(result.parts)} ({result.files} files, {result.downloaded} downloaded "

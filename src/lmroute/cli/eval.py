@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_data_options, add_models_options, add_quiet_option, data_dir
-from lmroute.cli._output import refuse_overwriting_inputs, write_json_report, wrote
+from lmroute.cli._output import check_output, refuse_overwriting_inputs, write_json_report, wrote
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -52,12 +52,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
+    plot = None
     if args.plot:
         from lmroute.evaluation.plots import plot_file
 
-        plot_file(args.plot)  # a format matplotlib cannot write: before the work and the --json file
+        plot = plot_file(args.plot)  # a format matplotlib cannot write: before the work and the --json file
     inputs = [args.benchmark, *([args.prices] if args.prices else [])]
     refuse_overwriting_inputs(args, ("json", "plot", "save_scores"), inputs)
+    # All before the work, as they are written one after another: a bad last one must not fail after
+    # the first was overwritten.
+    for output in (args.json, plot, args.save_scores):
+        check_output(output)
     if args.models:
         return _run_n_models(args)
     benchmark = load_benchmark(

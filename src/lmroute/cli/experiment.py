@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
-from lmroute.cli._output import wrote
+from lmroute.cli._output import check_output, wrote
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.workflows.experiment import load_experiment_config, run_experiment, write_experiment
     from lmroute.workflows.kinds import load_kind_config
 
+    check_output(args.out, folder=True)  # before the runs, not when their results are written
     # Each other kind: (read its file, run it, its markdown table, write its results).
     kinds: dict[str, tuple[Callable[..., Any], ...]] = {
         pair_transfer.KIND: (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_quiet_option, add_ray_options
-from lmroute.cli._output import wrote
+from lmroute.cli._output import check_output, wrote
 
 #: ``lmroute label`` exits with this when prompts are left unlabelled (the token budget reached,
 #: failed calls): what was done is kept in the run folder and a rerun continues it.
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.labeling.judge import load_template
     from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
+    check_output(args.out, folder=True)  # before any call is paid for
     on_ray = args.ray or args.ray_address
     if on_ray and not args.dry_run:
         _check_ray(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
-from lmroute.cli._output import note, write_json_report
+from lmroute.cli._output import check_output, note, write_json_report
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -51,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.window < 1:
         raise ConfigError(f"--window must be at least 1, got {args.window}")
+    plot = None
     if args.plot:
         from lmroute.evaluation.plots import plot_file
 
-        plot_file(args.plot)  # a format matplotlib cannot write: before the replay and the --json file
+        plot = plot_file(args.plot)  # a format matplotlib cannot write: before the replay and the --json file
+    for output in (args.json, plot, args.state):  # the state file is saved at the end too
+        check_output(output)
     spec = parse_model_name(args.model)
     control, prices = ControlConfig(), None
     if args.config:

@@ -14,7 +14,7 @@ from lmroute.cli._options import (
     add_ray_options,
     add_router_option,
 )
-from lmroute.cli._output import note, refuse_overwriting_inputs
+from lmroute.cli._output import check_output, note, refuse_overwriting_inputs
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.registry import load_router
 
     refuse_overwriting_inputs(args, ("output",), [args.input])
+    if args.output != "-":  # "-" is standard output
+        check_output(args.output)
     prompts = read_prompts(args.input)
     if (args.ray or args.ray_address) and args.models:
         from lmroute.exceptions import ConfigError

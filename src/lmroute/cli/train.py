@@ -13,7 +13,7 @@ from lmroute.cli._options import (
     parse_aliases,
     parse_settings,
 )
-from lmroute.cli._output import note
+from lmroute.cli._output import check_output, note
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """Train the router and save it to ``--out``."""
     from lmroute.workflows.train import train_router
 
+    check_output(args.out, folder=True)  # before the training, not after it
     router = train_router(
         args.router,
         args.data,
