@@ -307,6 +307,29 @@ def test_shrink_bad_input_is_one_clear_error_and_writes_nothing(files, tmp_path,
     assert not out.exists()
 
 
+def test_onboard_and_shrink_refuse_an_output_they_cannot_write_before_the_work(
+    files, tmp_path, capsys, monkeypatch
+):
+    def work(*args, **kwargs):
+        pytest.fail("onboarded before its --out was checked")
+
+    monkeypatch.setattr("lmroute.workflows.onboard.onboard", work)
+    a_file, a_folder, out = tmp_path / "a-file", tmp_path / "a-folder", tmp_path / "o"
+    a_file.write_text("an earlier result\n")
+    a_folder.mkdir()
+    onboard = ["onboard", "--router", "mf", "--probe", files["bench"], "--model", "newbie", "--out"]
+    code, _, err = run([*onboard, a_file], capsys)
+    one_line_error(code, err, f"cannot write {a_file}", "a file is in the way")
+    shrink = ["shrink", "--router", "mf", "--models", *MODELS, "--benchmark", files["bench"], "--out"]
+    code, table, err = run([*shrink, a_file / "router"], capsys)
+    one_line_error(code, err, f"cannot write {a_file / 'router'}", f"a file is in the way of folder {a_file}")
+    assert table == ""  # refused before the fit, not after it
+    # a --json that cannot be written is seen before the router is saved, which is not left behind
+    code, table, err = run([*shrink, out, "--json", a_folder], capsys)
+    one_line_error(code, err, f"cannot write {a_folder}: it is a folder")
+    assert table == "" and not out.exists() and a_file.read_text() == "an earlier result\n"
+
+
 def test_a_corrupt_shrinkage_in_a_router_directory_is_a_checkpoint_error(files, tmp_path, capsys):
     out = tmp_path / "shrunk"
     code, _, _ = run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_router_option
-from lmroute.cli._output import note
+from lmroute.cli._output import check_output, note
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.prior >= 0:
         raise ConfigError(f"--prior must be at least 0, got {args.prior}")
+    check_output(args.out, folder=True)
     result = onboard(args.router, args.probe, args.model, args.out, prior=args.prior)
     s = result.summary
     note(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_router_option
-from lmroute.cli._output import note, write_json_report
+from lmroute.cli._output import check_output, note, write_json_report
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     """Fit the shrinkage, save the router, print what was fitted."""
     from lmroute.workflows.shrink import shrink_router
 
+    # Both before the fit, and --json before the router is saved: a bad --json would leave it behind.
+    check_output(args.out, folder=True)
+    check_output(args.json)
     result = shrink_router(args.router, args.benchmark, args.models)
     directory = result.router.save(args.out)
     s = result.summary
