@@ -337,6 +337,25 @@ OUTPUT_IS_INPUT = {
         ["calibrate", "--router", "length", "--strong-pct", "0.5", "--prompts", "{file}", "--json", "{file}"],
         PROMPTS,
     ),
+    "replay-json": ([*REPLAY[:3], "--prompts", "{file}", "--json", "{file}"], PROMPTS),
+    "replay-state": ([*REPLAY[:3], "--prompts", "{file}", "--state", "{file}"], PROMPTS),
+    "shrink": (
+        [
+            "shrink",
+            "--router",
+            "mf",
+            "--models",
+            "big=gpt-4-1106-preview",
+            "small=Mixtral-8x7B-Instruct-v0.1",
+            "--benchmark",
+            "{file}",
+            "--out",
+            "router",
+            "--json",
+            "{file}",
+        ],
+        BENCH,
+    ),
 }
 
 

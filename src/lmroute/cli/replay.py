@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
-from lmroute.cli._output import check_output, note, write_json_report
+from lmroute.cli._output import check_output, note, refuse_overwriting_inputs, write_json_report
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         plot = plot_file(args.plot)  # a format matplotlib cannot write: before the replay and the --json file
     for output in (args.json, plot, args.state):  # the state file is saved at the end too
         check_output(output)
+    inputs = [f for f in (args.prompts, args.schedule, args.calibration, args.config) if f]
+    refuse_overwriting_inputs(args, ("json", "plot", "state"), inputs)
     spec = parse_model_name(args.model)
     control, prices = ControlConfig(), None
     if args.config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmroute.cli._options import Subparsers, add_router_option
-from lmroute.cli._output import check_output, note, write_json_report
+from lmroute.cli._output import check_output, note, refuse_overwriting_inputs, write_json_report
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     # Both before the fit, and --json before the router is saved: a bad --json would leave it behind.
     check_output(args.out, folder=True)
     check_output(args.json)
+    refuse_overwriting_inputs(args, ("json",), [args.benchmark])
     result = shrink_router(args.router, args.benchmark, args.models)
     directory = result.router.save(args.out)
     s = result.summary
