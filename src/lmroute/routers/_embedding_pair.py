@@ -10,7 +10,8 @@ pair with other names is mapped onto training models with the ``strong_model=`` 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -157,6 +158,19 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 f"{self.name} router was trained on {dim}-d ones"
             )
         return normalize(vectors)
+
+    @contextmanager
+    def _unchanged_on_failure(self) -> Iterator[None]:
+        """Restore this router's state if the block raises: a ``fit`` that fails half-way (bad
+        data, an embedder error) must not leave a trained router with a new vocabulary indexing
+        its old weights."""
+        saved = {**self.__dict__, "metadata": copy.deepcopy(self.metadata)}
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
 
     # -- prompt length -----------------------------------------------------------------------
     # Unit-length sentence embeddings lose the prompt's length, which alone routes well: a router

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -27,13 +29,26 @@ class IndexedBattles:
     self_battles: int
 
 
-def index_battles(battles: Sequence[Battle]) -> IndexedBattles:
-    """Index battles for training; the vocabulary is every model that appears, sorted by name."""
-    if isinstance(battles, (str, bytes)) or not isinstance(battles, Sequence):
-        battles = list(battles)
-    for i, battle in enumerate(battles):
+def checked_battles(battles: Iterable[Battle]) -> list[Battle]:
+    """``battles`` as a list, or a DataError naming the first item that is not a Battle or whose
+    weight is not a positive finite number. Battles built in code skip the readers' checks, and a
+    NaN weight would train a router to score 0.5 everywhere without a word."""
+    if isinstance(battles, (str, bytes)):
+        raise DataError("battles must be a sequence of lmroute Battles, not a string")
+    listed = list(battles)
+    for i, battle in enumerate(listed):
         if not isinstance(battle, Battle):
             raise DataError(f"battle {i} is a {type(battle).__name__}, not an lmroute Battle")
+        weight = battle.weight
+        if isinstance(weight, bool) or not isinstance(weight, Real) or not 0 < weight < math.inf:
+            raise DataError(f"battle {i} has weight {weight!r}: a weight is a positive finite number")
+    return listed
+
+
+def index_battles(battles: Iterable[Battle]) -> IndexedBattles:
+    """Index battles for training; the vocabulary is every model that appears, sorted by name.
+    Battles are checked as :func:`checked_battles` does."""
+    battles = checked_battles(battles)
     kept = [x for x in battles if x.model_a != x.model_b]
     if not kept:
         raise DataError("no battles between two different models to train on")
