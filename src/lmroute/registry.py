@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from lmroute.exceptions import CheckpointError, ConfigError, UnknownRouterError
+from lmroute.exceptions import CheckpointError, ConfigError, LmrouteError, UnknownRouterError
 from lmroute.routers.base import CONFIG_FILE, Router, read_manifest
 
 _ROUTERS: dict[str, str | type[Router]] = {
@@ -21,8 +21,32 @@ _ROUTERS: dict[str, str | type[Router]] = {
 
 
 def register_router(name: str, target: str | type[Router]) -> None:
-    """Register a router class, or a ``"module:Class"`` string imported on first use."""
+    """Register a router class, or a ``"module:Class"`` string imported on first use.
+
+    Registering a name again with the same class does nothing; a name already taken by another
+    router, a target that is not a Router class or a ``"module:Class"`` string, or an empty name
+    is a ConfigError (a silent replacement would change what every ``load_router(name)`` gives).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a router name must be a non-empty string, got {name!r}")
+    if isinstance(target, str):
+        module, colon, attr = target.partition(":")
+        if not (colon and module and attr):
+            raise ConfigError(f"router {name!r}: target {target!r} is not of the form 'module:Class'")
+    elif not (isinstance(target, type) and issubclass(target, Router)):
+        raise ConfigError(f"router {name!r}: {target!r} is not a subclass of lmroute.Router")
+    current = _ROUTERS.get(name)
+    if current is not None and _target_name(current) != _target_name(target):
+        raise ConfigError(
+            f"router name {name!r} is already registered ({_target_name(current)}); "
+            "register the new router under another name"
+        )
     _ROUTERS[name] = target
+
+
+def _target_name(target: str | type[Router]) -> str:
+    """A registration target as ``"module:Class"``: a class and the string that imports it agree."""
+    return target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
 
 
 def router_names() -> list[str]:
@@ -31,7 +55,8 @@ def router_names() -> list[str]:
 
 
 def get_router_class(name: str) -> type[Router]:
-    """The router class registered under ``name``."""
+    """The router class registered under ``name``; ConfigError if a ``"module:Class"`` string
+    registered for it does not import a Router class."""
     try:
         target = _ROUTERS[name]
     except KeyError:
@@ -41,7 +66,17 @@ def get_router_class(name: str) -> type[Router]:
         ) from None
     if isinstance(target, str):
         module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except LmrouteError:
+            raise  # e.g. a MissingDependencyError that names the extra to install
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"router {name!r} is registered as {target!r}, which cannot be imported: {exc}"
+            ) from exc
+        if not (isinstance(found, type) and issubclass(found, Router)):
+            raise ConfigError(f"router {name!r} is registered as {target!r}, which is not a Router class")
+        target = found
         _ROUTERS[name] = target
     return target
 

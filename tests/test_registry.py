@@ -1,0 +1,61 @@
+"""register_router / get_router_class: mistakes are ConfigErrors, a taken name is not replaced."""
+
+from __future__ import annotations
+
+import pytest
+
+import lmroute
+from lmroute import registry
+from lmroute.exceptions import ConfigError
+from lmroute.routers.length import LengthRouter
+from lmroute.routers.random import RandomRouter
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch):
+    monkeypatch.setattr(registry, "_ROUTERS", dict(registry._ROUTERS))
+
+
+def test_a_taken_name_is_not_silently_replaced():
+    with pytest.raises(ConfigError, match="'mf' is already registered"):
+        lmroute.register_router("mf", RandomRouter)
+    with pytest.raises(ConfigError, match="already registered"):
+        lmroute.register_router("length", "lmroute.routers.random:RandomRouter")
+    assert lmroute.get_router_class("mf").name == "mf"
+    # the same router again, as a class or as its import string, is fine
+    lmroute.register_router("length", LengthRouter)
+    lmroute.register_router("length", "lmroute.routers.length:LengthRouter")
+    lmroute.register_router("short", LengthRouter)
+    lmroute.register_router("short", LengthRouter)
+    assert lmroute.get_router_class("short") is LengthRouter
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "message"),
+    [
+        ("ints", int, "not a subclass of lmroute.Router"),
+        ("obj", LengthRouter(), "not a subclass of lmroute.Router"),
+        ("nocolon", "lmroute.routers.random", "not of the form 'module:Class'"),
+        ("", LengthRouter, "non-empty string"),
+        (None, LengthRouter, "non-empty string"),
+    ],
+)
+def test_a_target_that_is_no_router_class_is_refused_when_registered(name, target, message):
+    with pytest.raises(ConfigError, match=message):
+        lmroute.register_router(name, target)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module_x:Router", "cannot be imported: No module named 'no_such_module_x'"),
+        ("lmroute.routers.random:Nope", "cannot be imported: .*no attribute 'Nope'"),
+        ("lmroute.routers.random:RandomConfig", "not a Router class"),
+    ],
+)
+def test_a_lazy_target_that_imports_no_router_is_a_config_error(target, message):
+    lmroute.register_router("lazy", target)
+    with pytest.raises(ConfigError, match=message):
+        lmroute.get_router_class("lazy")
+    with pytest.raises(ConfigError, match=message):
+        lmroute.load_router("lazy")
