@@ -157,3 +157,16 @@ def test_served_it_gives_its_members_one_embedder_without_the_disk_cache(tmp_pat
     embedders = [member.embedder for member in served.members]
     assert embedders[0] is embedders[1] and not isinstance(embedders[0], CachedEmbedder)
     np.testing.assert_allclose(served.score(prompts), EnsembleRouter.combine(members, prompts).score(prompts))
+
+
+def test_combine_refuses_what_is_not_routers_or_prompts(tmp_path):
+    members = [Fixed(scores={"a": 0.1, "b": 0.2}), Fixed(scores={"a": 0.3, "b": 0.1})]
+    with pytest.raises(ConfigError, match="router 1 is a str, not a trained lmroute Router"):
+        EnsembleRouter.combine([members[0], "length"], ["a", "b"])
+    # a string's characters are no sample of traffic
+    with pytest.raises(ConfigError, match="not a single string"):
+        EnsembleRouter.combine(members, "ab")
+    # an untrained ensemble cannot be saved into a directory that would not load
+    with pytest.raises(ConfigError, match="not trained"):
+        EnsembleRouter(members=[MF, SW]).save(tmp_path / "untrained")
+    assert not (tmp_path / "untrained" / "config.json").exists()

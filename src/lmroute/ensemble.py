@@ -97,6 +97,15 @@ class EnsembleRouter(Router[EnsembleConfig]):
     ) -> EnsembleRouter:
         """An ensemble of routers already trained, each member's scale read on ``reference_prompts``
         (prompts like the traffic it will route; at least two)."""
+        routers = list(routers)
+        for i, router in enumerate(routers):
+            if not isinstance(router, Router):
+                raise ConfigError(
+                    f"router {i} is a {type(router).__name__}, not a trained lmroute Router "
+                    "(load one first: lmroute.load_router(name_or_dir))"
+                )
+        if isinstance(reference_prompts, str):  # its characters would be the reference prompts
+            raise ConfigError("reference_prompts must be a sequence of prompts, not a single string")
         weights = [1.0] * len(routers) if weights is None else list(weights)
         if len(weights) != len(routers):
             raise ConfigError(f"{len(routers)} routers but {len(weights)} weights")
@@ -165,8 +174,8 @@ class EnsembleRouter(Router[EnsembleConfig]):
 
     # -- persistence ------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
-        if self._references is None:
-            return {}
+        if self._references is None:  # saved, it would be a directory that cannot be loaded
+            raise ConfigError("the ensemble router is not trained: fit() or combine() it before saving")
         arrays = {}
         for i, (member, reference) in enumerate(zip(self.members, self._references, strict=True)):
             arrays[f"{i}.{_REFERENCE}"] = reference
