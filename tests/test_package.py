@@ -147,3 +147,15 @@ def test_weights_checksum_detects_corruption(tmp_path):
     weights.unlink()
     with pytest.raises(CheckpointError, match="missing"):
         load_router(str(saved))
+
+
+def test_seeds_and_lengths_that_cannot_score_are_config_errors():
+    # the seed salts the hash as 8 bytes: a larger one raised OverflowError when scoring
+    with pytest.raises(ConfigError, match="seed"):
+        RandomRouter(seed=2**64)
+    with pytest.raises(ConfigError, match="seed"):
+        RandomRouter().with_seed(-(2**63) - 1)
+    assert RandomRouter(seed=2**63 - 1).score(["x"]).shape == (1,)
+    # an infinite half length scores every prompt 0
+    with pytest.raises(ConfigError, match="half_length"):
+        LengthRouter(half_length=float("inf"))

@@ -10,7 +10,7 @@ from lmroute.routers.base import Router, RouterConfig
 
 class LengthConfig(RouterConfig):
     #: Length in characters that scores 0.5; the ranking (and so every metric) ignores it.
-    half_length: float = Field(default=500.0, gt=0)
+    half_length: float = Field(default=500.0, gt=0, allow_inf_nan=False)
 
 
 class LengthRouter(Router[LengthConfig]):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from pydantic import Field
 
 from lmroute.routers.base import Router, RouterConfig
 
 
 class RandomConfig(RouterConfig):
-    seed: int = 0
+    #: Salts the hash as 8 bytes, so it is a signed 64-bit integer.
+    seed: int = Field(default=0, ge=-(2**63), le=2**63 - 1)
 
 
 class RandomRouter(Router[RandomConfig]):
