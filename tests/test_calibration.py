@@ -184,3 +184,10 @@ def test_read_arena_hard_prompts_with_line_separators(tmp_path):
     records = [{"uid": "1", "prompt": TEXT}, {"question_id": "2", "turns": [{"content": f"old {TEXT}"}]}]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     assert read_arena_hard(path) == [TEXT, f"old {TEXT}"]
+
+
+def test_a_numpy_share_is_a_share():
+    scores = [0.1, 0.5, 0.9]
+    expected = threshold_for_strong_share(scores, 0.5)
+    assert threshold_for_strong_share(scores, np.float32(0.5)) == expected
+    assert threshold_for_strong_share(scores, np.float64(0.5)) == expected

@@ -47,7 +47,7 @@ def threshold_for_strong_share(scores: Sequence[float] | np.ndarray, share: floa
     near its middle. ``share`` 0 gives a threshold above every score (unless a score is 1),
     ``share`` 1 one at or below every score.
     """
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+    if isinstance(share, bool) or not isinstance(share, (int, float, np.floating)) or not 0.0 <= share <= 1.0:
         raise ConfigError(f"strong share must be a fraction in [0, 1] (0.5 for 50%), got {share!r}")
     s = _scores(scores)
     distinct = np.unique(s)[::-1]  # d[0] > d[1] > ...

@@ -33,3 +33,13 @@ def test_score_records_pair_prompts_with_plain_floats():
     assert type(records[0]["score"]) is float
     with pytest.raises(ValueError):
         list(score_records(["x", "y"], [0.5]))
+
+
+def test_names_must_match_the_routers():
+    from lmroute.exceptions import ConfigError
+
+    bench = Benchmark(
+        "b", ("a", "bb", "ccc"), {"s": np.array([1.0, 0, 1]), "w": np.array([0.0, 0, 1])}, "s", "w"
+    )
+    with pytest.raises(ConfigError, match="1 routers but 2 names"):
+        evaluate([LengthRouter()], bench, names=["a", "b"])

@@ -207,6 +207,8 @@ def evaluate(
             "(`lmroute eval --strong-model A --weak-model B`)"
         )
     names = list(names) if names is not None else [r.name for r in routers]
+    if len(names) != len(routers):
+        raise ConfigError(f"{len(routers)} routers but {len(names)} names")
     prompts = list(benchmark.prompts)
     results = []
     for router, name in zip(routers, names, strict=True):
