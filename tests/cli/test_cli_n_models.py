@@ -221,7 +221,7 @@ def test_onboard_into_a_router_without_models_says_what_it_cannot_do(files, tmp_
         ["onboard", "--router", "length", "--probe", files["bench"], "--model", "newbie", "--out", out],
         capsys,
     )
-    one_line_error(code, err, "router 'length' cannot onboard a model", "(mf, sw_ranking)")
+    one_line_error(code, err, "router 'length' cannot onboard a model", "only mf learns")
     assert not out.exists()
 
 

@@ -8,7 +8,7 @@ from _fake_embedder import HashEmbedder
 
 from lmroute.data.battles import Battle
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
-from lmroute.registry import load_router
+from lmroute.registry import get_router_class, load_router
 from lmroute.routers.mf import MFRouter
 from lmroute.routers.sw_ranking import SWRankingRouter
 
@@ -141,3 +141,11 @@ def test_onboarding_refuses_what_it_cannot_learn(mf):
         mf.onboard("alpha", [])
     with pytest.raises(DataError, match="no usable battle of 'delta'"):
         mf.onboard("delta", [Battle("x", "delta", "omega", "model_a")])
+
+
+@pytest.mark.parametrize("name", ["sw_ranking", "length"])
+def test_routers_that_cannot_onboard_do_not_claim_they_can(name):
+    router = get_router_class(name)()
+    with pytest.raises(ConfigError, match="only mf learns") as error:
+        router.onboard("new", [Battle("x", "new", "old", "model_a")])
+    assert "(mf, sw_ranking)" not in str(error.value)

@@ -195,8 +195,8 @@ class Router(Generic[ConfigT]):
         knows, with every other learned parameter frozen (see :mod:`lmroute.workflows.onboard`);
         ``prior``: how many pseudo-battles pull the new model toward the known models' average."""
         raise ConfigError(
-            f"router {self.name!r} cannot onboard a model: only routers with a model vocabulary "
-            "(mf, sw_ranking) learn one model's parameters alone"
+            f"router {self.name!r} cannot onboard a model: only mf learns one model's parameters "
+            "alone (sw_ranking tiers every model from all battles: retrain it with the new model's)"
         )
 
     def _score(self, prompts: list[str]) -> np.ndarray:
