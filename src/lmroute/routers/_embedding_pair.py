@@ -10,8 +10,8 @@ pair with other names is mapped onto training models with the ``strong_model=`` 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -53,6 +53,26 @@ class EmbeddingPairConfig(RouterConfig):
 
 
 PairConfigT = TypeVar("PairConfigT", bound=EmbeddingPairConfig)
+
+
+FitT = TypeVar("FitT", bound=Callable[..., Any])
+
+
+def unchanged_on_failure(fit: FitT) -> FitT:
+    """Decorate a router's ``fit`` so that a failure half-way (bad data, an embedder error) restores
+    the router as it was: a trained router must not keep a new vocabulary over its old weights."""
+
+    @functools.wraps(fit)
+    def wrapper(self: Router, *args: Any, **kwargs: Any) -> Any:
+        saved = {**self.__dict__, "metadata": copy.deepcopy(self.metadata)}
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class EmbeddingPairRouter(Router[PairConfigT]):
@@ -158,19 +178,6 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 f"{self.name} router was trained on {dim}-d ones"
             )
         return normalize(vectors)
-
-    @contextmanager
-    def _unchanged_on_failure(self) -> Iterator[None]:
-        """Restore this router's state if the block raises: a ``fit`` that fails half-way (bad
-        data, an embedder error) must not leave a trained router with a new vocabulary indexing
-        its old weights."""
-        saved = {**self.__dict__, "metadata": copy.deepcopy(self.metadata)}
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     # -- prompt length -----------------------------------------------------------------------
     # Unit-length sentence embeddings lose the prompt's length, which alone routes well: a router

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from lmroute.data.battles import Battle, sample_prompts
 from lmroute.exceptions import CheckpointError, ConfigError, DataError
-from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
+from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, unchanged_on_failure
 from lmroute.training.battle_index import checked_battles, index_battles
 from lmroute.training.bradley_terry import A_WINS, TIE
 
@@ -70,60 +70,58 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
     #: Every model's direction (:meth:`_model_directions`) and the state it was computed from.
     _directions_cache: tuple[tuple[int, tuple[int, ...]], np.ndarray] | None = None
 
+    @unchanged_on_failure
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> MFRouter:
         """Embed the prompts and train on the battles (ties dropped or as half wins, see ``ties``)."""
         from lmroute.training.mf import train_mf
 
-        with self._unchanged_on_failure():
-            battles = sample_prompts(
-                checked_battles(battles), self.config.max_train_prompts, seed=self.config.seed
+        battles = sample_prompts(
+            checked_battles(battles), self.config.max_train_prompts, seed=self.config.seed
+        )
+        data = index_battles(battles)
+        self.models = data.models
+        self._check_pair(self.models)
+        decisive = data.outcome != TIE
+        used = decisive if self.config.ties == "drop" else np.ones_like(decisive)
+        a_won = data.outcome[used] == A_WINS
+        a, b = data.a[used], data.b[used]
+        target = np.where(decisive[used], 1.0, 0.5)
+        used_prompts, prompt = np.unique(data.prompt[used], return_inverse=True)
+        texts = [data.prompts[i] for i in used_prompts]
+        self._fit_length(texts, enabled=self.config.length_feature)
+        embeddings = self._features(texts, progress=progress)
+        started = time.perf_counter()
+        winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
+        fits = [
+            train_mf(
+                embeddings,
+                prompt,
+                winner,
+                loser,
+                target=target,
+                weight=data.weight[used],
+                num_models=len(self.models),
+                params=self._params(seed),
+                progress=progress,
             )
-            data = index_battles(battles)
-            self.models = data.models
-            self._check_pair(self.models)
-            decisive = data.outcome != TIE
-            used = decisive if self.config.ties == "drop" else np.ones_like(decisive)
-            a_won = data.outcome[used] == A_WINS
-            a, b = data.a[used], data.b[used]
-            target = np.where(decisive[used], 1.0, 0.5)
-            used_prompts, prompt = np.unique(data.prompt[used], return_inverse=True)
-            texts = [data.prompts[i] for i in used_prompts]
-            self._fit_length(texts, enabled=self.config.length_feature)
-            embeddings = self._features(texts, progress=progress)
-            started = time.perf_counter()
-            winner, loser = np.where(a_won, a, b), np.where(a_won, b, a)
-            fits = [
-                train_mf(
-                    embeddings,
-                    prompt,
-                    winner,
-                    loser,
-                    target=target,
-                    weight=data.weight[used],
-                    num_models=len(self.models),
-                    params=self._params(seed),
-                    progress=progress,
-                )
-                for seed in range(self.config.seed, self.config.seed + self.config.members)
-            ]
-            self._set_weights(
-                *(_stack(fits, name) for name in ("model_embeddings", "text_proj", "classifier"))
-            )
-            if self.config.hidden:
-                self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
-            else:
-                self._set_hidden(None, None)
-            self._save_vocabulary()
-            finals = [f.history[-1] for f in fits]
-            last = {k: round(float(np.mean([f[k] for f in finals])), 5) for k in finals[0]}  # members' mean
-            self.metadata["battles"] = {
-                "used": int(used.sum()),
-                "ties_dropped": int((~used).sum()),
-                "self_battles_dropped": data.self_battles,
-                "prompts": int(used_prompts.size),
-            }
-            self.metadata["final_epoch"] = {**last, "epoch": finals[0]["epoch"]}
-            self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
+            for seed in range(self.config.seed, self.config.seed + self.config.members)
+        ]
+        self._set_weights(*(_stack(fits, name) for name in ("model_embeddings", "text_proj", "classifier")))
+        if self.config.hidden:
+            self._set_hidden(_stack(fits, "hidden_weight"), _stack(fits, "hidden_bias"))
+        else:
+            self._set_hidden(None, None)
+        self._save_vocabulary()
+        finals = [f.history[-1] for f in fits]
+        last = {k: round(float(np.mean([f[k] for f in finals])), 5) for k in finals[0]}  # members' mean
+        self.metadata["battles"] = {
+            "used": int(used.sum()),
+            "ties_dropped": int((~used).sum()),
+            "self_battles_dropped": data.self_battles,
+            "prompts": int(used_prompts.size),
+        }
+        self.metadata["final_epoch"] = {**last, "epoch": finals[0]["epoch"]}
+        self.metadata["train_seconds"] = round(time.perf_counter() - started, 1)
         return self
 
     def _params(self, seed: int) -> MFParams:

@@ -28,7 +28,7 @@ from pydantic import Field
 from lmroute.data.battles import Battle, sample_prompts
 from lmroute.embeddings.base import normalize
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter
+from lmroute.routers._embedding_pair import EmbeddingPairConfig, EmbeddingPairRouter, unchanged_on_failure
 from lmroute.training import bradley_terry as bt
 from lmroute.training.battle_index import checked_battles, index_battles
 
@@ -66,49 +66,49 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
     name = "sw_ranking"
     config_class = SWRankingConfig
 
+    @unchanged_on_failure
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> SWRankingRouter:
         """Rate and tier the models, embed the battles' prompts and store per-prompt tier counts."""
-        with self._unchanged_on_failure():
-            battles = sample_prompts(checked_battles(battles), self.config.max_train_prompts, seed=0)
-            data = index_battles(battles)
-            self.models = data.models
-            cfg = self.config
-            num_models = len(self.models)
-            wins = bt.count_wins(data.a, data.b, data.outcome, num_models, weights=data.weight)
-            ratings = bt.fit_ratings(wins, l2=cfg.l2)
-            tiers = bt.compute_tiers(ratings, cfg.num_tiers)
-            strong, weak = self._check_pair(self.models)
-            if tiers[strong] == tiers[weak]:
-                logger.warning(
-                    "%s and %s fall in one Elo tier of %d: this router will refuse to score them; "
-                    "train with a larger num_tiers or compare other models (with_models)",
-                    cfg.strong_model,
-                    cfg.weak_model,
-                    cfg.num_tiers,
-                )
-            self._fit_length(data.prompts, enabled=cfg.length_weight > 0)
-            embeddings = self._features(data.prompts, weight=cfg.length_weight, progress=progress)
-            self._set_state(
-                **_stored_embeddings(embeddings, cfg.embedding_dtype),
-                ratings=ratings,
-                tiers=tiers,
-                **_prompt_tier_counts(
-                    data.prompt,
-                    tiers[data.a],
-                    tiers[data.b],
-                    data.outcome,
-                    data.weight,
-                    num_prompts=len(data.prompts),
-                    num_tiers=int(tiers.max()) + 1,
-                    same_tier=cfg.same_tier_battles,
-                ),
+        battles = sample_prompts(checked_battles(battles), self.config.max_train_prompts, seed=0)
+        data = index_battles(battles)
+        self.models = data.models
+        cfg = self.config
+        num_models = len(self.models)
+        wins = bt.count_wins(data.a, data.b, data.outcome, num_models, weights=data.weight)
+        ratings = bt.fit_ratings(wins, l2=cfg.l2)
+        tiers = bt.compute_tiers(ratings, cfg.num_tiers)
+        strong, weak = self._check_pair(self.models)
+        if tiers[strong] == tiers[weak]:
+            logger.warning(
+                "%s and %s fall in one Elo tier of %d: this router will refuse to score them; "
+                "train with a larger num_tiers or compare other models (with_models)",
+                cfg.strong_model,
+                cfg.weak_model,
+                cfg.num_tiers,
             )
-            self._save_vocabulary()
-            self.metadata["battles"] = {"used": len(data.a), "self_battles_dropped": data.self_battles}
-            self.metadata["tiers"] = {m: int(t) for m, t in zip(self.models, tiers, strict=True)}
-            self.metadata["elo"] = {
-                m: round(float(e), 1) for m, e in zip(self.models, bt.to_elo(ratings), strict=True)
-            }
+        self._fit_length(data.prompts, enabled=cfg.length_weight > 0)
+        embeddings = self._features(data.prompts, weight=cfg.length_weight, progress=progress)
+        self._set_state(
+            **_stored_embeddings(embeddings, cfg.embedding_dtype),
+            ratings=ratings,
+            tiers=tiers,
+            **_prompt_tier_counts(
+                data.prompt,
+                tiers[data.a],
+                tiers[data.b],
+                data.outcome,
+                data.weight,
+                num_prompts=len(data.prompts),
+                num_tiers=int(tiers.max()) + 1,
+                same_tier=cfg.same_tier_battles,
+            ),
+        )
+        self._save_vocabulary()
+        self.metadata["battles"] = {"used": len(data.a), "self_battles_dropped": data.self_battles}
+        self.metadata["tiers"] = {m: int(t) for m, t in zip(self.models, tiers, strict=True)}
+        self.metadata["elo"] = {
+            m: round(float(e), 1) for m, e in zip(self.models, bt.to_elo(ratings), strict=True)
+        }
         return self
 
     # -- scoring -----------------------------------------------------------------------------
