@@ -7,7 +7,7 @@ import os
 import pytest
 from _fake_embedder import HashEmbedder
 
-from lmroute._files import atomic_writer, write_atomic, write_json
+from lmroute._files import atomic_writer, write_atomic, write_failures, write_json
 from lmroute.data.battles import Battle
 from lmroute.exceptions import WriteError
 from lmroute.routers.sw_ranking import SWRankingRouter
@@ -39,6 +39,9 @@ def test_a_path_that_cannot_be_written_is_a_write_error_naming_it(tmp_path):
         write_atomic(tmp_path / "folder", b"x")
     with pytest.raises(WriteError, match=r"cannot write .*file/a\.json: a file is in the way of folder"):
         write_json(tmp_path / "file" / "a.json", {})
+    wanted = r"cannot write .*file: it is a file, and a folder is wanted there"
+    with pytest.raises(WriteError, match=wanted), write_failures(tmp_path / "file"):
+        (tmp_path / "file").mkdir()
     with pytest.raises(OSError):  # what code that goes on without a cache file catches
         write_atomic(tmp_path / "folder", b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"] and not any(

@@ -59,3 +59,9 @@ def test_a_lazy_target_that_imports_no_router_is_a_config_error(target, message)
         lmroute.get_router_class("lazy")
     with pytest.raises(ConfigError, match=message):
         lmroute.load_router("lazy")
+
+
+@pytest.mark.parametrize("spec", [5, None, ["mf"]])
+def test_load_router_of_something_that_names_no_router_is_a_config_error(spec):
+    with pytest.raises(ConfigError, match="takes a router name or directory"):
+        lmroute.load_router(spec)

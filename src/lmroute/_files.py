@@ -67,6 +67,8 @@ def write_failures(path: str | Path) -> Iterator[None]:
     except IsADirectoryError:
         raise WriteError(f"cannot write {path}: it is a folder") from None
     except (FileExistsError, NotADirectoryError) as exc:  # what mkdir raises for a file in the way
+        if exc.filename is not None and Path(exc.filename) == Path(path):
+            raise WriteError(f"cannot write {path}: it is a file, and a folder is wanted there") from None
         raise WriteError(f"cannot write {path}: a file is in the way of folder {exc.filename}") from None
     except OSError as exc:
         raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -83,6 +83,8 @@ def get_router_class(name: str) -> type[Router]:
 
 def load_router(spec: str | Path, **options: Any) -> Router:
     """A router from a registered name (its shipped default) or a saved router directory."""
+    if not isinstance(spec, (str, Path)):
+        raise ConfigError(f"load_router() takes a router name or directory, got {type(spec).__name__}")
     path = Path(spec)
     if (path / CONFIG_FILE).is_file():
         if options:

@@ -319,7 +319,7 @@ def test_onboard_and_shrink_refuse_an_output_they_cannot_write_before_the_work(
     a_folder.mkdir()
     onboard = ["onboard", "--router", "mf", "--probe", files["bench"], "--model", "newbie", "--out"]
     code, _, err = run([*onboard, a_file], capsys)
-    one_line_error(code, err, f"cannot write {a_file}", "a file is in the way")
+    one_line_error(code, err, f"cannot write {a_file}: it is a file, and a folder is wanted there")
     shrink = ["shrink", "--router", "mf", "--models", *MODELS, "--benchmark", files["bench"], "--out"]
     code, table, err = run([*shrink, a_file / "router"], capsys)
     one_line_error(code, err, f"cannot write {a_file / 'router'}", f"a file is in the way of folder {a_file}")
