@@ -155,6 +155,9 @@ def test_unknown_models_are_named_with_the_known_ones(trained):
         MFRouter(embedder=HashEmbedder(64), weak_model="mixtral", **FAST).fit(skill_battles(2, 50))
     with pytest.raises(UnknownModelError, match="strong_model 'gpt-5'"):
         trained.with_models(strong_model="gpt-5")
+    for blank in ("", " "):  # not "keep the trained pair": a name was given and it names nothing
+        with pytest.raises(ConfigError, match="weak_model must be a model name"):
+            trained.with_models(weak_model=blank)
 
 
 def test_a_deployed_pair_maps_onto_training_models(trained):

@@ -251,7 +251,11 @@ class EmbeddingPairRouter(Router[PairConfigT]):
 
     def with_models(self, *, strong_model: str | None = None, weak_model: str | None = None) -> Self:
         """A copy of this trained router that compares another pair of its training models."""
-        update = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
+        given = (("strong_model", strong_model), ("weak_model", weak_model))
+        for key, value in given:
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{key} must be a model name, got {value!r}")  # "" kept the old one
+        update = {k: v for k, v in given if v is not None}
         router = self._copy_with(update)
         router._check_pair(router.models)
         return router
