@@ -170,3 +170,10 @@ def test_combine_refuses_what_is_not_routers_or_prompts(tmp_path):
     with pytest.raises(ConfigError, match="not trained"):
         EnsembleRouter(members=[MF, SW]).save(tmp_path / "untrained")
     assert not (tmp_path / "untrained" / "config.json").exists()
+
+
+def test_fits_on_an_iterator_of_battles():
+    # every member reads the battles, and then the ensemble their prompts: one pass would leave none
+    members = [SW, {"router": "length"}]
+    ensemble = EnsembleRouter(members=members, embedder=HashEmbedder(64)).fit(iter(battles(60)))
+    assert len(ensemble._arrays()["0.reference"]) == 60

@@ -96,7 +96,8 @@ class EnsembleRouter(Router[EnsembleConfig]):
         weights: Sequence[float] | None = None,
     ) -> EnsembleRouter:
         """An ensemble of routers already trained, each member's scale read on ``reference_prompts``
-        (prompts like the traffic it will route; at least two)."""
+        (prompts like the traffic it will route; at least two). The members are ``routers``
+        themselves, not copies: :meth:`fit` on the ensemble refits them in place."""
         routers = list(routers)
         for i, router in enumerate(routers):
             if not isinstance(router, Router):
@@ -141,6 +142,7 @@ class EnsembleRouter(Router[EnsembleConfig]):
     # -- learning ---------------------------------------------------------------------------
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> Self:
         """Fit every member on ``battles``, then read their scales on a sample of its prompts."""
+        battles = list(battles)  # read by every member and for the prompts: an iterator only once
         for member in self.members:
             member.fit(battles, progress=progress)
         prompts = sorted({b.prompt for b in battles})
