@@ -7,6 +7,7 @@ them all into a folder to carry offline.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import sys
 import urllib.error
 import urllib.request
@@ -46,6 +47,12 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
+    except http.client.HTTPException as exc:
+        # Not an OSError: a body cut short of its Content-Length or chunks (IncompleteRead), an
+        # answer that is not HTTP (BadStatusLine). Its bytes are never kept: nothing was written.
+        said = " ".join(str(exc).split())[:80]  # BadStatusLine holds the server's raw line, CR LF and all
+        broke = f"the server's answer broke off or is not HTTP ({type(exc).__name__}: {said})"
+        raise DownloadError(f"could not download {url}: {broke}. {hint}".strip()) from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise DownloadError(f"could not download {url}: {reason}. {hint}".strip()) from exc
