@@ -409,6 +409,22 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
         CallStore.open(tmp_path / "responses.jsonl")
 
 
+def test_a_store_that_cannot_be_opened_is_one_line_naming_it(tmp_path, capsys):
+    prompts = tmp_path / "q.jsonl"
+    prompts.write_text(json.dumps({"question": "Q1", "answer": "#### 1"}) + "\n")
+    (tmp_path / "run" / "responses.jsonl").mkdir(parents=True)  # a folder where the store goes
+    argv = ["label", "--prompts", str(prompts), "--mode", "golden", "--out", str(tmp_path / "run"), "--quiet"]
+    models = [
+        "--model",
+        "name=a,base_url=http://127.0.0.1:9/v1",
+        "--model",
+        "name=b,base_url=http://127.0.0.1:9/v1",
+    ]
+    assert main([*argv, *models]) == 1
+    err = capsys.readouterr().err
+    assert err == f"lmroute: error: cannot write {tmp_path / 'run' / 'responses.jsonl'}: it is a folder\n"
+
+
 def test_read_items(tmp_path):
     path = tmp_path / "gsm.jsonl"
     path.write_text('{"question": "2+2?", "answer": "#### 4"}\n{"question": "3+3?", "answer": "#### 6"}\n')

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from lmroute._files import write_failures
 from lmroute._jsonl import append_line, read_jsonl
 from lmroute.exceptions import ConfigError, DataError
 
@@ -48,8 +49,9 @@ class CallStore:
         import fcntl
 
         store = cls(path)
-        store.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(store.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        with write_failures(store.path):  # a folder in its place, a read-only run folder: one line
+            store.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(store.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
