@@ -20,7 +20,7 @@ from _line_breaks import TEXT
 from lmroute.cli import main
 from lmroute.data.battles import WINNERS
 from lmroute.data.benchmarks import load_custom
-from lmroute.exceptions import ConfigError, DataError, UpstreamError
+from lmroute.exceptions import ConfigError, DataError, UpstreamError, WriteError
 from lmroute.labeling import LabelItem, LabelJob, RunLimits, alabel, label, plan_labeling, read_items
 from lmroute.labeling.limits import RateLimiter
 from lmroute.labeling.store import CallStore
@@ -127,6 +127,16 @@ def test_golden_run_labels_and_a_rerun_calls_nothing(tmp_path):
     assert sum(again.calls.values()) == 0
     assert rerun.summary["calls"]["reused"] == {"responses": 24}
     assert _read_jsonl(tmp_path / "battles.jsonl") == battles
+
+
+def test_a_summary_that_cannot_be_written_is_one_line_and_the_calls_stay_stored(tmp_path):
+    (tmp_path / "summary.json").mkdir()  # in the way of the summary, written last
+    with pytest.raises(WriteError, match=r"cannot write .*summary\.json: it is a folder$"):
+        label(_job(), tmp_path, caller=CountingCaller())
+    (tmp_path / "summary.json").rmdir()
+    again = CountingCaller()
+    assert label(_job(), tmp_path, caller=again).complete
+    assert sum(again.calls.values()) == 0  # every call was kept from the first run
 
 
 def test_golden_outputs_are_a_custom_benchmark(tmp_path):

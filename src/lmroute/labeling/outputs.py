@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmroute._files import write_atomic
 from lmroute._jsonl import write_jsonl
 from lmroute.labeling.extract import grade
 from lmroute.labeling.items import LabelItem
@@ -76,8 +77,10 @@ def write_outputs(
         files.append(write_jsonl(out / SCORES_FILE, labels.scores))
     summary = {**_summary(job, outcomes, labels), **run_summary}
     path = out / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    files.append(path)
+    # Atomic and with write_failures' one-line errors, as battles and scores are written.
+    files.append(
+        write_atomic(path, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    )
     return LabelResult(summary, files)
 
 
