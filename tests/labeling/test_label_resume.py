@@ -44,7 +44,7 @@ class CountingCaller:
 
     def __init__(self, *, delay: float = 0.0, failures: dict | None = None):
         self.delay = delay
-        self.failures = dict(failures or {})  # model name -> list of status codes to raise first
+        self.failures = dict(failures or {})  # model name -> list of failures to raise first
         self.calls: Counter = Counter()
         self.finished = 0
         self.active = 0
@@ -58,8 +58,12 @@ class CountingCaller:
         try:
             await asyncio.sleep(self.delay)
             pending = self.failures.get(model.name)
-            if pending:
-                raise UpstreamError("fake failure", status_code=pending.pop(0), model=model.name)
+            if pending:  # a status, or (status, Retry-After seconds)
+                status, retry_after = pending[0] if isinstance(pending[0], tuple) else (pending[0], None)
+                pending.pop(0)
+                raise UpstreamError(
+                    "fake failure", status_code=status, model=model.name, retry_after=retry_after
+                )
             content = messages[-1]["content"]
             if model.name == "judge":
                 first = content.split("Assistant A's Answer]")[1]
@@ -278,6 +282,32 @@ def test_retries_with_backoff_then_success(tmp_path):
     assert result.summary["calls"]["retries"] == 2
     attempts = {r["model"]: r["attempts"] for r in _read_jsonl(tmp_path / "responses.jsonl")}
     assert attempts == {"strong": 1, "weak": 3}
+
+
+def test_a_429_waits_for_its_retry_after(tmp_path):
+    sleeps: list[float] = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    # Retry-After 7 s is longer than the first backoff (0.5 s): retried at the endpoint's pace.
+    caller = CountingCaller(failures={"weak": [(429, 7.0), (429, 0.1)]})
+    result = label(_job(n=1), tmp_path, caller=caller, sleep=sleep, limits=RunLimits(backoff=0.5))
+    assert result.complete
+    assert sleeps == [7.0, 1.0]
+
+
+def test_a_429_asking_for_hours_fails_the_call_at_once(tmp_path):
+    sleeps: list[float] = []
+
+    async def sleep(seconds):
+        sleeps.append(seconds)
+
+    caller = CountingCaller(failures={"weak": [(429, 3600.0)]})
+    result = label(_job(n=1), tmp_path, caller=caller, sleep=sleep)
+    assert not result.complete
+    assert sleeps == [] and result.summary["calls"]["failed"] == 1
+    assert label(_job(n=1), tmp_path, caller=CountingCaller(), sleep=sleep).complete  # a rerun later
 
 
 def test_client_errors_are_not_retried_and_the_item_stays_open(tmp_path):

@@ -19,7 +19,8 @@ class RunLimits:
 
     Up to ``concurrency`` calls run at once, at most ``rate`` a second (None or 0: no limit). A
     failed call (connection error, timeout, HTTP 408/409/429/5xx) is retried ``retries`` times
-    with exponential backoff from ``backoff`` seconds. No call starts that could take the tokens
+    with exponential backoff from ``backoff`` seconds, or after the endpoint's ``Retry-After`` when
+    that is longer (one over five minutes fails the call at once). No call starts that could take the tokens
     spent in the run folder (earlier runs included) over ``budget_tokens``; after
     ``max_failures`` failed calls no call starts either.
     """

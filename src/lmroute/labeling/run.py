@@ -41,6 +41,9 @@ from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, r
 from lmroute.labeling.upstream import ChatCaller, ChatResult, LabelModel, UpstreamCaller
 
 _RETRYABLE_STATUS = {408, 409, 429}
+#: The longest Retry-After a call waits for. A longer one is a quota spent for hours or a day: the
+#: call fails at once (the run goes on, its failure limit stops it) rather than sleeping silently.
+_MAX_RETRY_AFTER = 300.0
 
 
 async def alabel(
@@ -349,9 +352,10 @@ class _Run:
             try:
                 result = await self.caller(model, messages, params)
             except UpstreamError as exc:
-                if _retryable(exc) and attempt < retries and not await self.gate.stop_reason():
+                delay = _retry_delay(exc, attempt, self.limits.backoff)
+                if delay is not None and attempt < retries and not await self.gate.stop_reason():
                     self.tally.retries += 1
-                    await self.sleep(min(30.0, self.limits.backoff * 2**attempt))
+                    await self.sleep(delay)
                     continue
                 self.tally.failed += 1
                 if len(self.tally.errors) < _ERRORS_KEPT:
@@ -392,9 +396,17 @@ def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | Non
     }
 
 
-def _retryable(exc: UpstreamError) -> bool:
+def _retry_delay(exc: UpstreamError, attempt: int, backoff: float) -> float | None:
+    """Seconds to wait before retrying a call that failed with ``exc`` on its ``attempt``-th retry
+    (from 0): the exponential backoff, or the endpoint's Retry-After when longer; None when the
+    failure is not worth retrying (a client error, or a Retry-After beyond five minutes)."""
     status = exc.status_code
-    return status is None or status in _RETRYABLE_STATUS or status >= 500
+    if not (status is None or status in _RETRYABLE_STATUS or status >= 500):
+        return None
+    delay = min(30.0, backoff * 2**attempt)
+    if exc.retry_after is None:
+        return delay
+    return None if exc.retry_after > _MAX_RETRY_AFTER else max(delay, exc.retry_after)
 
 
 async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]] | None:
