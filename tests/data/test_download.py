@@ -4,13 +4,17 @@ line, and no file is left behind that a later run would take for a whole downloa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from lmroute.data.download import fetch_files
+from lmroute.data.public import PARTS
+from lmroute.data.pull import pull
 from lmroute.exceptions import DownloadError
 
 pytestmark = pytest.mark.network_loopback
@@ -79,3 +83,46 @@ def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):
             tmp_path / "cache/mt_bench/question.jsonl"
         ]
     assert (tmp_path / "cache/mt_bench/question.jsonl").read_bytes() == BODY
+
+
+def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
+    """A failed ``lmroute data pull`` lists the files it fetched, so the rerun fetches only the rest."""
+    root = tmp_path / "www"
+    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(f"the bytes of {path}\n")
+    missing = root / "routellm-evals/mt_bench/judgements.jsonl"
+    missing.unlink()  # the 4th of 5 files: its 404 stops the pull
+    requested: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
+    folder = tmp_path / "carried"
+    try:
+        with pytest.raises(DownloadError, match=r"judgements\.jsonl"):
+            pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
+        assert len(requested) == 4
+        missing.write_text("the judgements\n")
+        requested.clear()
+        result = pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requested == [
+        "/routellm-evals/mt_bench/judgements.jsonl",
+        "/routellm-evals/mt_bench/contaminated_prompts.jsonl",
+    ]
+    assert (result.files, result.downloaded) == (5, 2)
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, path = line.split("  ")
+        assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == digest

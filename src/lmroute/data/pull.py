@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lmroute._files import write_atomic, write_json
 from lmroute.data.download import get, sha256
-from lmroute.data.public import PARTS, parts_named
+from lmroute.data.public import PARTS, Part, parts_named
 
 MANIFEST = "MANIFEST.json"
 CHECKSUMS = "SHA256SUMS"
@@ -46,8 +46,6 @@ def pull(
     sha256, bytes, part, licence; per part: description, source, licence) over everything pulled
     into the folder so far.
     """
-    from lmroute._version import __version__
-
     folder = Path(to).expanduser()
     parts = parts_named(only)
     manifest_path = folder / MANIFEST
@@ -57,37 +55,49 @@ def pull(
             old = {f["path"]: f for f in json.loads(manifest_path.read_text("utf-8"))["files"]}
         except (ValueError, KeyError, TypeError):
             old = {}
-    todo: list[tuple[str, str, str]] = []  # (path, url, hint) of the files to fetch
+    entries = dict(old)
+    todo: list[tuple[str, str, Part]] = []  # (path, url, part) of the files to fetch
     for p in parts:
         base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
         for name, remote in p.files.items():
-            path = f"{p.dataset.folder}/{name}"
+            path, url = f"{p.dataset.folder}/{name}", f"{base}/{remote}"
             known = old.get(path)
-            if not ((folder / path).is_file() and known and known.get("sha256") == sha256(folder / path)):
-                todo.append(
-                    (path, f"{base}/{remote}", f"A mirror of {p.dataset.source}: set {p.dataset.url_env}.")
-                )
+            if (folder / path).is_file() and known and known.get("sha256") == sha256(folder / path):
+                entries[path] = _entry(folder, path, url, p)
+            else:
+                todo.append((path, url, p))
     if todo:
         print(f"lmroute: downloading {len(todo)} files into {folder}", file=sys.stderr)
     from tqdm import tqdm
 
-    for path, url, hint in tqdm(todo, desc="downloading", unit="file", file=sys.stderr, leave=False):
+    for path, url, p in tqdm(todo, desc="downloading", unit="file", file=sys.stderr, leave=False):
+        hint = f"A mirror of {p.dataset.source}: set {p.dataset.url_env}."
         write_atomic(folder / path, get(url, timeout=timeout, hint=hint))
-    entries = dict(old)
-    for p in parts:
-        base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
-        for name, remote in p.files.items():
-            path = f"{p.dataset.folder}/{name}"
-            entries[path] = {
-                "path": path,
-                "url": f"{base}/{remote}",
-                "sha256": sha256(folder / path),
-                "bytes": (folder / path).stat().st_size,
-                "part": p.name,
-                "licence": p.dataset.licence,
-            }
+        entries[path] = _entry(folder, path, url, p)
+        # Listed at once, so a pull that stops later (a failed download, Ctrl-C) keeps this file.
+        _write_listing(folder, entries)
+    _write_listing(folder, entries)
+    return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))
+
+
+def _entry(folder: Path, path: str, url: str, p: Part) -> dict[str, object]:
+    """The manifest entry of the file at ``path`` in ``folder``, fetched from ``url`` for part ``p``."""
+    return {
+        "path": path,
+        "url": url,
+        "sha256": sha256(folder / path),
+        "bytes": (folder / path).stat().st_size,
+        "part": p.name,
+        "licence": p.dataset.licence,
+    }
+
+
+def _write_listing(folder: Path, entries: Mapping[str, Mapping[str, object]]) -> None:
+    """Write ``SHA256SUMS`` and ``MANIFEST.json`` of the files ``entries`` lists."""
+    from lmroute._version import __version__
+
     listed = {e["part"] for e in entries.values()}
-    files = sorted(entries.values(), key=lambda e: e["path"])
+    files = sorted(entries.values(), key=lambda e: str(e["path"]))
     manifest = {
         "written_by": f"lmroute {__version__} (lmroute data pull)",
         "parts": {
@@ -99,5 +109,4 @@ def pull(
     }
     sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in files)
     write_atomic(folder / CHECKSUMS, sums.encode("utf-8"))
-    write_json(manifest_path, manifest)
-    return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))
+    write_json(folder / MANIFEST, manifest)
