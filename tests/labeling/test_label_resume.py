@@ -24,7 +24,7 @@ from lmroute.exceptions import ConfigError, DataError, UpstreamError, WriteError
 from lmroute.labeling import LabelItem, LabelJob, RunLimits, alabel, label, plan_labeling, read_items
 from lmroute.labeling.limits import RateLimiter
 from lmroute.labeling.store import CallStore
-from lmroute.labeling.upstream import ChatResult, LabelModel, parse_model_spec
+from lmroute.labeling.upstream import ChatResult, LabelModel, UpstreamCaller, parse_model_spec
 
 STRONG = LabelModel(name="strong", base_url="http://127.0.0.1:9/v1")
 WEAK = LabelModel(name="weak", base_url="http://127.0.0.1:9/v1")
@@ -308,6 +308,38 @@ def test_a_429_asking_for_hours_fails_the_call_at_once(tmp_path):
     assert not result.complete
     assert sleeps == [] and result.summary["calls"]["failed"] == 1
     assert label(_job(n=1), tmp_path, caller=CountingCaller(), sleep=sleep).complete  # a rerun later
+
+
+class _UsageTransport:
+    """A transport answering every chat completion with ``usage`` as given."""
+
+    def __init__(self, usage):
+        self.usage = usage
+
+    async def post(self, path, body):
+        from lmroute.upstream.http import Reply
+
+        reply = {"choices": [{"message": {"role": "assistant", "content": "#### 1"}}], "usage": self.usage}
+        return Reply(200, {"content-type": "application/json"}, json.dumps(reply).encode())
+
+    async def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens"),
+    [
+        ([1, 2], (0, 0)),
+        ({"prompt_tokens": "n/a", "completion_tokens": 4}, (0, 4)),
+        ({"prompt_tokens": -3, "completion_tokens": None}, (0, 0)),
+        ({"prompt_tokens": 5.0, "completion_tokens": True}, (5, 0)),
+        (None, (0, 0)),
+    ],
+)
+def test_a_reply_with_unreadable_usage_keeps_its_answer(usage, tokens):
+    caller = UpstreamCaller(client_factory=lambda config: _UsageTransport(usage))
+    result = asyncio.run(caller(STRONG, [{"role": "user", "content": "Q"}], {}))
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("#### 1", *tokens)
 
 
 def test_client_errors_are_not_retried_and_the_item_stays_open(tmp_path):

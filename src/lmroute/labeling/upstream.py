@@ -12,6 +12,7 @@ through :class:`~lmroute.upstream.Upstream` (as the server does); tests pass fak
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,11 +166,11 @@ class UpstreamCaller:
                 status_code=200,
                 model=model.name,
             ) from None
-        usage = data.get("usage") or {}
+        usage = data.get("usage")
         return ChatResult(
             text=str(text),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_token_count(usage, "prompt_tokens"),
+            completion_tokens=_token_count(usage, "completion_tokens"),
         )
 
     async def aclose(self) -> None:
@@ -177,3 +178,12 @@ class UpstreamCaller:
         for upstream in self._upstreams.values():
             await upstream.aclose()
         self._upstreams.clear()
+
+
+def _token_count(usage: Any, key: str) -> int:
+    """``usage[key]`` as a count of tokens; 0 when the reply's usage lacks it or it is no count (a
+    list, "n/a"), as when the server reports no usage: the answer was paid for and is kept."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return 0
+    return int(value)
