@@ -24,7 +24,7 @@ BODY = b'{"question_id": 1, "turns": ["hello"]}\n' * 20
 
 class _Faulty(BaseHTTPRequestHandler):
     """Answers GET with ``fault``: ``ok``, ``short`` (fewer bytes than its Content-Length),
-    ``chunk`` (a chunk cut off) or ``garbage`` (not HTTP)."""
+    ``chunk`` (a chunk cut off), ``garbage`` (not HTTP) or ``html`` (a web page, status 200)."""
 
     fault: list[str]
 
@@ -32,6 +32,15 @@ class _Faulty(BaseHTTPRequestHandler):
         fault = self.fault[0]
         if fault == "garbage":
             self.wfile.write(b"this is not HTTP\r\n\r\n")
+            return
+        if fault == "html":  # a captive portal's login page, with status 200
+            page = b"<html><body>Sign in to the guest network</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            self.close_connection = True
             return
         if fault == "chunk":
             self.protocol_version = "HTTP/1.1"
@@ -65,7 +74,12 @@ def _serving(fault: list[str]) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("fault", "says"),
-    [("short", "IncompleteRead"), ("chunk", "IncompleteRead"), ("garbage", "BadStatusLine")],
+    [
+        ("short", "IncompleteRead"),
+        ("chunk", "IncompleteRead"),
+        ("garbage", "BadStatusLine"),
+        ("html", r"a web page \(text/html\)"),
+    ],
 )
 def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):
     fault_now = [fault]

@@ -46,6 +46,13 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
     """The bytes at ``url``; a one-line DownloadError ending in ``hint`` if they cannot be had."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.headers.get_content_type() == "text/html":
+                # A captive portal, a proxy's login or an error page served as 200: kept, it would
+                # pass for the data file (there is no checksum of files that may change upstream).
+                raise DownloadError(
+                    f"could not download {url}: the server answered a web page (text/html), not the "
+                    f"file (a proxy or login page?). {hint}".strip()
+                )
             return response.read()
     except http.client.HTTPException as exc:
         # Not an OSError: a body cut short of its Content-Length or chunks (IncompleteRead), an
