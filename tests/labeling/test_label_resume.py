@@ -502,6 +502,9 @@ def test_read_items(tmp_path):
     path.write_text('{"question": "2+2?", "answer": "#### 4"}\n{"question": "3+3?", "answer": "#### 6"}\n')
     assert read_items(path) == [LabelItem("0", "2+2?", "#### 4"), LabelItem("1", "3+3?", "#### 6")]
     assert read_items(path, limit=1) == [LabelItem("0", "2+2?", "#### 4")]
+    for limit in (0, -1):  # not "no prompts to label", as if the file were empty
+        with pytest.raises(ConfigError, match=f"the limit must be at least 1 prompt, got {limit}"):
+            read_items(path, limit=limit)
     text = tmp_path / "p.txt"
     text.write_text("hello\n\nworld\n")
     assert [i.prompt for i in read_items(text)] == ["hello", "world"]

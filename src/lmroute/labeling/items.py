@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lmroute._jsonl import parse_line
 from lmroute.data.prompts import prompt_file_lines
-from lmroute.exceptions import DataError
+from lmroute.exceptions import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ def read_items(
     GSM8K), the reference ``reference_field`` (default ``reference``, else ``answer``), the id
     ``id`` (default: the item's position). ``limit`` keeps the first items.
     """
+    if limit is not None and limit < 1:  # else "no prompts to label", as if the file were empty
+        raise ConfigError(f"the limit must be at least 1 prompt, got {limit}")
     as_json, lines = prompt_file_lines(path)
     items: list[LabelItem] = []
     for n, line in lines:
