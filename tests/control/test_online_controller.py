@@ -134,6 +134,29 @@ def test_a_target_out_of_reach_saturates_without_winding_up():
     assert controller.status().realized == 1.0
 
 
+@pytest.mark.parametrize("target, expected", [(0.0, 0), (1.0, 1)])
+def test_a_share_of_0_or_1_sends_nothing_or_everything_to_the_strong_model(target, expected):
+    # A new score above (below) every score of the window once went strong (weak): about one
+    # request in window + 1 on stationary traffic.
+    rng = np.random.default_rng(6)
+    controller = OnlineController(KNOB, target, seed=share_rows(rng.beta(2, 2, 400)))
+    chosen, thresholds = run(controller, rng.beta(2, 2, 5000))
+    assert (chosen == expected).all()
+    assert set(thresholds) == {1.0 - expected}
+
+
+def test_a_spend_below_the_all_weak_spend_sends_nothing_to_the_strong_model():
+    rng = np.random.default_rng(7)
+    scores = rng.beta(2, 2, 3000)
+    rows = np.stack([scores, np.full_like(scores, 1.0), np.full_like(scores, 3.0)], axis=1)
+    controller = OnlineController(KNOB, 0.5, seed=rows[:400])  # $0.50: below the weak model's $1
+    chosen = []
+    for row in rows[400:]:
+        chosen.append(controller.decide(row))
+        controller.observe(row, chosen[-1])
+    assert not any(chosen) and controller.status().saturated
+
+
 @pytest.mark.parametrize("window, gain", [(0, 0.05), (10, 1.5), (10, -0.1)])
 def test_bad_settings_are_refused(window, gain):
     with pytest.raises(ConfigError):

@@ -71,7 +71,10 @@ class ThresholdKnob:
     def setting_for(self, rows: np.ndarray, usage: float) -> float:
         """The threshold between distinct scores whose mean usage on ``rows`` is nearest ``usage``
         (the smaller usage on a tie): the midpoint of the gap at that cut, so that a new score
-        equal to a row's is routed as that row."""
+        equal to a row's is routed as that row. At the ends the cut is all weak or all strong, and
+        the threshold is 1 or 0, so that a new score beyond the window's goes the same way: a
+        share target of 0 (or a spend below the all-weak spend) sends nothing to the strong model,
+        a share of 1 everything."""
         n = len(rows)
         if n == 0:
             return DEFAULT_THRESHOLD
@@ -87,10 +90,9 @@ class ThresholdKnob:
             k -= 1
         k = _nearest_cut(scores, extra, k, wanted)
         if k == 0:
-            # Above every score (strong for none of them), by as little as a float allows.
-            return min(1.0, float(np.nextafter(scores[0], np.inf)))
+            return 1.0  # strong for none (only a score of exactly 1 reaches it)
         if k == n:
-            return float(scores[-1])
+            return 0.0  # strong for all
         return float((scores[k - 1] + scores[k]) / 2)
 
 
