@@ -191,3 +191,16 @@ def test_a_numpy_share_is_a_share():
     expected = threshold_for_strong_share(scores, 0.5)
     assert threshold_for_strong_share(scores, np.float32(0.5)) == expected
     assert threshold_for_strong_share(scores, np.float64(0.5)) == expected
+
+
+@pytest.mark.parametrize("thresholds", [["a"], [None], "0.5", [[0.1]], 0.5, [float("nan")], [True], [1.5]])
+def test_thresholds_that_are_not_numbers_in_0_1_are_a_config_error(thresholds):
+    with pytest.raises(ConfigError, match="thresholds must be"):
+        calibrate_scores([0.1, 0.5, 0.9], 0.5, thresholds=thresholds)
+
+
+def test_thresholds_may_be_any_collection_of_numbers():
+    expected = calibrate_scores([0.1, 0.5, 0.9], 0.5, thresholds=[0.2, 0.7]).table
+    for thresholds in (np.array([0.7, 0.2]), (0.2, 0.7), {0.7, 0.2}, [np.float64(0.2), 0.7], [0.2, 0.7, 0.2]):
+        got = calibrate_scores([0.1, 0.5, 0.9], 0.5, thresholds=thresholds).table
+        assert got == expected

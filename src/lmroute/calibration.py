@@ -13,7 +13,7 @@ prompts with a router; :func:`arena_hard_prompts` finds the public sample (data 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,10 +117,7 @@ def calibrate_scores(
     threshold = threshold_for_strong_share(s, share)
     if thresholds is None:
         thresholds = [threshold_for_strong_share(s, p) for p in DEFAULT_SHARES]
-    for t in thresholds:
-        if not 0.0 <= t <= 1.0:
-            raise ConfigError(f"thresholds must be in [0, 1], got {t}")
-    rows = sorted(set(float(t) for t in thresholds))
+    rows = sorted(set(_thresholds(thresholds)))
     table = tuple(zip(rows, strong_share(s, rows).tolist(), strict=True))
     achieved = float(strong_share(s, [threshold])[0])
     return Calibration(router, float(share), threshold, achieved, len(s), table)
@@ -182,6 +179,20 @@ def read_arena_hard(path: str | Path) -> list[str]:
             raise DataError(f"{path}:{n}: no 'prompt' or 'turns[0].content' text")
         prompts.append(prompt)
     return prompts
+
+
+def _thresholds(thresholds: Sequence[float]) -> list[float]:
+    """``thresholds`` as floats, each a number in [0, 1]; ConfigError for anything else (a string,
+    None, a nested list), which numpy would refuse with a raw TypeError or ValueError."""
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Iterable):
+        raise ConfigError(f"thresholds must be a list of numbers in [0, 1], got {thresholds!r}")
+    checked = []
+    for t in thresholds:
+        number = isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, bool)
+        if not number or not 0.0 <= t <= 1.0:
+            raise ConfigError(f"thresholds must be numbers in [0, 1], got {t!r}")
+        checked.append(float(t))
+    return checked
 
 
 def _scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
