@@ -107,9 +107,33 @@ def test_a_state_that_does_not_fit_is_refused():
     detector = DriftDetector()
     detector.set_reference(np.linspace(0, 1, 50))
     state = detector.to_state()
-    for bad in ({"state": "dozing"}, {"live_bins": [0.5]}, {"settings": {"span": 0}}, {"observed": "many"}):
+    nan = float("nan")
+    reference = state["reference"]
+    for bad in (
+        {"state": "dozing"},
+        {"live_bins": [0.5]},
+        {"settings": {"span": 0}},
+        {"observed": "many"},
+        # JSON readers take NaN and Infinity: each would reach the alarm and /v1/status
+        {"live_bins": [nan] * len(state["live_bins"])},
+        {"score_shift": 1e400},
+        {"reference": {**reference, "proportions": [nan] * len(reference["proportions"])}},
+        {"reference": {**reference, "edges": reference["edges"][::-1]}},
+        {"last_alarm": {"request": 3, "by": "scores", "score_shift": nan, "embedding_shift": None}},
+        {"last_alarm": "yesterday"},
+        {"reference": None},  # watching without a reference: it would never alarm
+    ):
         with pytest.raises(ConfigError):
             DriftDetector.from_state({**state, **bad})
+
+
+def test_a_restored_reference_of_another_summary_length_watches_the_scores_alone():
+    rng = np.random.default_rng(8)
+    detector = DriftDetector()
+    detector.set_reference(*traffic(rng, 300, dim=8))
+    restored = DriftDetector.from_state(json.loads(json.dumps(detector.to_state())))
+    scores, summaries = traffic(rng, 50, dim=16)  # the server's summaries are 16-long now
+    assert alarms(restored, scores, summaries) == [] and restored.embedding_shift == 0.0
 
 
 def test_the_summary_projection_is_fixed_and_keeps_distances():

@@ -149,9 +149,24 @@ def test_a_hub_restored_from_its_state_file_continues_exactly(tmp_path):
         b'{"format": "lmroute-control", "version": 1, "controllers": [{"model": "router-x-share-7"}], '
         b'"drift": {}}',
         b'{"format": "lmroute-control", "version": 1, "controllers": [], "drift": {"mf": {"state": 1}}}',
+        b'{"format": "lmroute-control", "version": 1, "controllers": [{"model": "router-x-share-0.3", '
+        b'"tenant": null, "controller": {"target": 0.9, "window": 10, "gain": 0.05, "rows": [], "used": [], '
+        b'"decisions": 0, "usage_total": 0, "deficit": 0, "setting": 0.5}}], "drift": {}}',
+        b'{"format": "lmroute-control", "version": 1, "controllers": [{"model": "router-x-0.3", '
+        b'"tenant": null, "controller": {"target": 0.3, "window": 10, "gain": 0.05, "rows": [], "used": [], '
+        b'"decisions": 0, "usage_total": 0, "deficit": 0, "setting": 0.5}}], "drift": {}}',
         b'{"format": "lmroute-control", "version": 1, "controllers": "',  # cut mid-write by hand
     ],
-    ids=["binary", "another format", "newer version", "bad target", "bad detector", "truncated"],
+    ids=[
+        "binary",
+        "another format",
+        "newer version",
+        "bad target",
+        "bad detector",
+        "another target",
+        "a fixed threshold",
+        "truncated",
+    ],
 )
 def test_a_corrupted_state_file_is_reported_moved_aside_and_replaced(tmp_path, caplog, content):
     path = tmp_path / "state.json"

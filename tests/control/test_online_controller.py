@@ -209,6 +209,12 @@ def test_a_restored_controller_continues_exactly():
         {"deficit": "x"},
         {"setting": float("nan")},
         {"window": 2, "rows": [[0.1, 0, 1]] * 3},
+        # JSON readers take NaN and Infinity (1e400): each would reach every threshold and report
+        {"target": float("nan")},
+        {"usage_total": 1e400},
+        {"used": [float("nan")]},
+        {"setting": 1.5},
+        {"decisions": -1},
     ],
 )
 def test_a_state_that_does_not_fit_is_refused(change):

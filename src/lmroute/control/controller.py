@@ -194,6 +194,10 @@ class OnlineController:
             self.setting = float(state["setting"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"controller state does not fit: {exc}") from None
-        if not (np.isfinite(rows).all() and np.isfinite([self.deficit, self.setting]).all()):
+        # JSON readers take NaN and Infinity: one would reach every threshold and every report.
+        numbers = [self.target, self.deficit, self.setting, self.usage_total]
+        if not (np.isfinite(rows).all() and np.isfinite(used).all() and np.isfinite(numbers).all()):
             raise ConfigError("controller state holds numbers that are not finite")
+        if self.decisions < 0 or not 0.0 <= self.setting <= 1.0:
+            raise ConfigError("controller state holds a negative count or a setting outside [0, 1]")
         return self

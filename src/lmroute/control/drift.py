@@ -125,7 +125,30 @@ class Reference:
         )
         if len(reference.proportions) != len(reference.edges) + 1 or reference.size < 1:
             raise ValueError("reference bins do not match their edges")
+        numbers = [reference.edges, reference.proportions, np.array([reference.variance, reference.dof])]
+        if reference.mean is not None:
+            numbers.append(reference.mean)
+        if not all(np.isfinite(n).all() for n in numbers):
+            raise ValueError("the reference holds numbers that are not finite")
+        if (reference.proportions <= 0).any() or (np.diff(reference.edges) <= 0).any() or reference.dof <= 0:
+            raise ValueError("the reference's bins are not increasing edges with positive proportions")
         return reference
+
+
+def _alarm(state: Any) -> dict[str, Any] | None:
+    """The last alarm of a saved state, checked (ValueError, TypeError or KeyError if it does not fit)."""
+    if state is None:
+        return None
+    score = float(state["score_shift"])
+    embedding = None if state["embedding_shift"] is None else float(state["embedding_shift"])
+    if not np.isfinite([score, 0.0 if embedding is None else embedding]).all():
+        raise ValueError("the last alarm's shifts are not finite")
+    return {
+        "request": int(state["request"]),
+        "by": str(state["by"]),
+        "score_shift": score,
+        "embedding_shift": embedding,
+    }
 
 
 class DriftDetector:
@@ -191,7 +214,14 @@ class DriftDetector:
         dof = len(ref) - 1
         self.score_shift = psi / (max(dof, 1) * noise) / chi_square_level(max(dof, 1), self.false_alarm)
         shifts = [self.score_shift]
-        if self._live_mean is not None and summary is not None and self.reference.mean is not None:
+        # A summary of another length (a reference restored from a state file written with another
+        # summary_dim) cannot be compared: the scores are still watched.
+        if (
+            self._live_mean is not None
+            and summary is not None
+            and self.reference.mean is not None
+            and len(summary) == len(self._live_mean)
+        ):
             self._live_mean += a * (np.asarray(summary, dtype=np.float64) - self._live_mean)
             gap = self._live_mean - self.reference.mean
             distance = float(gap @ gap) / max(self.reference.variance * noise, 1e-300)
@@ -263,7 +293,7 @@ class DriftDetector:
             self.state = state["state"]
             self.observed = int(state["observed"])
             self.alarms = int(state["alarms"])
-            self.last_alarm = state["last_alarm"]
+            self.last_alarm = _alarm(state["last_alarm"])
             self.score_shift = float(state["score_shift"])
             shift = state["embedding_shift"]
             self.embedding_shift = None if shift is None else float(shift)
@@ -272,8 +302,34 @@ class DriftDetector:
             self._live_mean = None if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
             self._scores = [float(s) for s in state["collected_scores"]]
             self._summaries = [np.asarray(s, dtype=np.float64) for s in state["collected_summaries"]]
-            if self.reference is not None and len(self._live_bins) != len(self.reference.proportions):
-                raise ValueError("live bins do not match the reference")
+            self._check_state()
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"drift state does not fit: {exc}") from None
         return self
+
+    def _check_state(self) -> None:
+        """ValueError when restored numbers would break :meth:`observe` or the reports: JSON
+        readers take NaN and Infinity, and a summary of another length cannot be averaged."""
+        reference = self.reference
+        if reference is not None and len(self._live_bins) != len(reference.proportions):
+            raise ValueError("live bins do not match the reference")
+        if (reference is None) != (self.state == "collecting"):
+            # Watching without a reference would never alarm; only collecting comes before one.
+            raise ValueError(
+                f"a detector {self.state} {'without' if reference is None else 'with'} a reference"
+            )
+        numbers = [self._live_bins, np.array(self._scores), np.array([self.score_shift])]
+        if self.embedding_shift is not None:
+            numbers.append(np.array([self.embedding_shift]))
+        dims = {len(s) for s in self._summaries}
+        if self._live_mean is not None:
+            numbers.append(self._live_mean)
+            dims.add(len(self._live_mean))
+        if reference is not None and reference.mean is not None:
+            dims.add(len(reference.mean))
+            if self._live_mean is None:
+                raise ValueError("a reference of embedding summaries without their live mean")
+        if not all(np.isfinite(n).all() for n in numbers) or len(dims) > 1:
+            raise ValueError("numbers that are not finite, or embedding summaries of several lengths")
+        if self.observed < 0 or self.alarms < 0:
+            raise ValueError("a negative count")

@@ -307,9 +307,13 @@ class ControlHub:
                 tenant = entry["tenant"]
                 if tenant is not None and not isinstance(tenant, str):
                     raise ValueError(f"tenant {tenant!r} is not a string")
-                controllers[(spec.model, tenant)] = OnlineController.from_state(
-                    ThresholdKnob(), entry["controller"]
-                )
+                if spec.mode not in ("share", "spend"):
+                    raise ValueError(f"{spec.model} is not a target held online")
+                restored = OnlineController.from_state(ThresholdKnob(), entry["controller"])
+                if restored.target != spec.value:
+                    # It would hold its own target while every answer names the model's.
+                    raise ValueError(f"the controller of {spec.model} holds target {restored.target}")
+                controllers[(spec.model, tenant)] = restored
             detectors = {str(r): DriftDetector.from_state(d) for r, d in state["drift"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
