@@ -140,6 +140,22 @@ def test_a_hub_restored_from_its_state_file_continues_exactly(tmp_path):
     assert second.status()["drift"] == whole.status()["drift"]
 
 
+def test_settings_changed_in_the_config_hold_after_a_restart(tmp_path):
+    config = ControlConfig(state_file=str(tmp_path / "state.json"))
+    first = ControlHub(config)
+    first.seed("length", scores(5, 300), tokens=np.ones(300))
+    decide_all(first, SHARE, scores(4, 600))
+    first.save()
+    changed = {"window": 50, "gain": 0.1, "drift": {"span": 20, "reference_size": 40, "false_alarm": 1e-3}}
+    second = ControlHub(ControlConfig.model_validate({**config.model_dump(), **changed}))
+    assert second.load()
+    controller = second.controller(SHARE)
+    assert (controller.window, controller.gain) == (50, 0.1)
+    assert controller.to_state()["rows"] == first.controller(SHARE).to_state()["rows"][-50:]
+    detector = second.detector("length")
+    assert (detector.span, detector.reference_size, detector.false_alarm) == (20, 40, 1e-3)
+
+
 @pytest.mark.parametrize(
     "content",
     [

@@ -299,7 +299,16 @@ class ControlHub:
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take the controllers and detectors of :meth:`to_state`; ConfigError if any does not fit
-        (nothing is taken then)."""
+        (nothing is taken then). The settings are this hub's config's, not the state's: a window,
+        gain or drift setting changed in the config between two runs holds from the restart on
+        (a shorter window keeps the latest requests)."""
+        window, gain = self.config.window, self.config.gain
+        drift = self.config.drift
+        settings = {
+            "span": drift.span,
+            "reference_size": drift.reference_size,
+            "false_alarm": drift.false_alarm,
+        }
         try:
             controllers = {}
             for entry in state["controllers"]:
@@ -309,12 +318,27 @@ class ControlHub:
                     raise ValueError(f"tenant {tenant!r} is not a string")
                 if spec.mode not in ("share", "spend"):
                     raise ValueError(f"{spec.model} is not a target held online")
-                restored = OnlineController.from_state(ThresholdKnob(), entry["controller"])
+                saved = entry["controller"]
+                if not isinstance(saved["rows"], list) or not isinstance(saved["used"], list):
+                    raise ValueError("the rows of a controller are not lists")
+                restored = OnlineController.from_state(
+                    ThresholdKnob(),
+                    {
+                        **saved,
+                        "window": window,
+                        "gain": gain,
+                        "rows": saved["rows"][-window:],
+                        "used": saved["used"][-window:],
+                    },
+                )
                 if restored.target != spec.value:
                     # It would hold its own target while every answer names the model's.
                     raise ValueError(f"the controller of {spec.model} holds target {restored.target}")
                 controllers[(spec.model, tenant)] = restored
-            detectors = {str(r): DriftDetector.from_state(d) for r, d in state["drift"].items()}
+            detectors = {
+                str(r): DriftDetector.from_state({**d, "settings": {**d["settings"], **settings}})
+                for r, d in state["drift"].items()
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
         self._controllers.update(controllers)
