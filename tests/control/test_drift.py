@@ -143,3 +143,16 @@ def test_the_summary_projection_is_fixed_and_keeps_distances():
     x = rng.normal(size=(200, 384))
     ratio = np.linalg.norm((x[:100] - x[100:]) @ a, axis=1) / np.linalg.norm(x[:100] - x[100:], axis=1)
     assert 0.85 < ratio.mean() < 1.15
+
+
+def test_a_saved_state_does_not_change_with_later_requests():
+    # The server takes the state on its event loop and writes it in a worker thread while
+    # requests go on: a reference being collected must not grow in the snapshot.
+    detector = DriftDetector(reference_size=50)
+    rng = np.random.default_rng(9)
+    scores, summaries = traffic(rng, 20)
+    alarms(detector, scores[:10], summaries[:10])
+    state = detector.to_state()
+    written = json.dumps(state)
+    alarms(detector, scores[10:], summaries[10:])
+    assert json.dumps(state) == written

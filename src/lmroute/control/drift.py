@@ -277,7 +277,7 @@ class DriftDetector:
             "embedding_shift": self.embedding_shift,
             "live_bins": self._live_bins.tolist(),
             "live_mean": None if self._live_mean is None else self._live_mean.tolist(),
-            "collected_scores": self._scores,
+            "collected_scores": list(self._scores),  # a copy: the state is written in another thread
             "collected_summaries": [s.tolist() for s in self._summaries],
         }
 
