@@ -275,7 +275,13 @@ class Controller:
 
     def status(self) -> dict[str, Any]:
         """Online control: see :meth:`AsyncController.status`."""
-        return self._async.status()
+
+        async def on_the_loop() -> dict[str, Any]:
+            # Decisions change the controllers on the loop's thread: read them there, or a
+            # status taken while other threads route could see a controller half-added.
+            return self._async.status()
+
+        return self._run(on_the_loop())
 
     def close(self) -> None:
         """Close the upstream clients and stop the controller's thread."""

@@ -38,3 +38,21 @@ def test_the_controller_holds_a_share_and_saves_its_state(upstreams, tmp_path):
     with Controller(routers={"length": LengthRouter()}, control=control, **tiers(upstreams)) as again:
         assert again.status()["state"]["restored"] is True
         assert again.status()["controllers"][0]["decisions"] == 301
+
+
+def test_the_status_is_read_on_the_thread_that_decides(upstreams, monkeypatch):
+    # Controllers are created and moved on the Controller's event loop; reading them from the
+    # caller's thread while other threads route raced with that ("dictionary changed size").
+    import threading
+
+    from lmroute.control.hub import ControlHub
+
+    seen = []
+    status = ControlHub.status
+    monkeypatch.setattr(
+        ControlHub, "status", lambda self: seen.append(threading.current_thread()) or status(self)
+    )
+    with Controller(routers={"length": LengthRouter()}, **tiers(upstreams)) as c:
+        c.route("hello", model="router-length-share-0.3")
+        assert c.status()["controllers"][0]["decisions"] == 1
+        assert seen == [c._thread]
