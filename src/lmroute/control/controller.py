@@ -18,8 +18,10 @@ Bounded steps: a request moves the effective target by at most ``gain`` times on
 the window by one row, so the setting moves by at most about ``gain + 1 / window`` of the window's
 distribution per request: it never jumps across the distribution and, being a first-order loop
 (one integral, no second state), it returns to the target without overshoot cycles. The deficit
-is clipped where the effective target leaves what the window can give (all weak, all strong):
-beyond that it could only wind up.
+is clipped one expensive choice beyond where the effective target leaves what the window can
+give (all weak, all strong): the excess of the call that crossed that edge is still paid back
+(clipped at the edge itself, a share target of 1% realized 1.9%: each strong call's excess was
+mostly forgotten), while a larger debt could only wind up.
 """
 
 from __future__ import annotations
@@ -125,13 +127,15 @@ class OnlineController:
         return self._rows[: self._filled] if self._filled < self.window else self._rows
 
     def _settle(self, rows: np.ndarray, low: float, high: float) -> float:
-        """Clip the deficit to what the window can pay back; the setting for the effective target.
+        """Clip the deficit to what the window can pay back, plus one expensive choice (the module
+        notes); the setting for the effective target.
 
         ``low`` and ``high`` are the window's mean usage all cheap and all expensive; their
-        difference is the usage of one expensive choice (1 for a share target)."""
+        difference is the usage of one expensive choice (1 for a share target), the deficit's unit."""
         scale = self.gain * max(high - low, _TINY)
         if len(rows) and scale > 0:
-            self.deficit = min(max(self.deficit, (self.target - high) / scale), (self.target - low) / scale)
+            lowest, highest = (self.target - high) / scale - 1.0, (self.target - low) / scale + 1.0
+            self.deficit = min(max(self.deficit, lowest), highest)
         return self.knob.setting_for(rows, self.target - scale * self.deficit)
 
     # -- reporting -----------------------------------------------------------------------------
