@@ -60,8 +60,10 @@ def test_a_share_target_is_held_from_the_calibration_sample():
 
 def test_spend_targets_need_prices_and_a_strong_model_that_costs_more():
     spend = parse_model_name("router-length-spend-3")
-    with pytest.raises(ConfigError, match="need the price of both models"):
+    with pytest.raises(ConfigError, match="need the price of both models; the weak has none"):
         ControlHub(prices={"strong": PRICES["strong"], "weak": None}).check(spend)
+    with pytest.raises(ConfigError, match=r"neither has one \(give each price"):
+        ControlHub(prices={"strong": None, "weak": None}).check(spend)
     with pytest.raises(ConfigError, match="costs more"):
         ControlHub(prices={"strong": PRICES["weak"], "weak": PRICES["strong"]}).check(spend)
     hub = ControlHub(prices=PRICES)

@@ -100,9 +100,11 @@ class ControlHub:
         if spec.mode == "spend":
             missing = [tier for tier in ("strong", "weak") if self.prices.get(tier) is None]
             if missing:
+                one = len(missing) == 1
+                whose = f"the {missing[0]} has none (give it" if one else "neither has one (give each"
                 raise ConfigError(
-                    f"model {spec.model!r}: spend targets need the price of both models; the "
-                    f"{' and '.join(missing)} model has none (give it price: {{input_per_1m, output_per_1m}})"
+                    f"model {spec.model!r}: spend targets need the price of both models; {whose} "
+                    "price: {input_per_1m, output_per_1m})"
                 )
             strong, weak = self.prices["strong"], self.prices["weak"]
             assert strong is not None and weak is not None
