@@ -133,13 +133,9 @@ class Upstream:
         except (UnicodeDecodeError, json.JSONDecodeError):
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise self._count(
-                UpstreamError(
-                    f"model {self.model} answered with something that is not a chat completion "
-                    f"({reply.content[:80]!r})",
-                    status_code=reply.status,
-                    model=self.model,
-                )
+            raise self._bad_answer(
+                f"answered with something that is not a chat completion ({reply.content[:80]!r})",
+                reply.status,
             )
         return data
 
@@ -160,13 +156,10 @@ class Upstream:
                     content = await reply.read()
                 finally:
                     reply.close()
-                raise self._count(
-                    UpstreamError(
-                        f"model {self.model} answered a stream request with JSON, not an event stream "
-                        f"({_upstream_message(content)[:80]})",
-                        status_code=reply.status,
-                        model=self.model,
-                    )
+                raise self._bad_answer(
+                    "answered a stream request with JSON, not an event stream "
+                    f"({_upstream_message(content)[:80]})",
+                    reply.status,
                 )
         except UpstreamError:
             raise
@@ -239,6 +232,10 @@ class Upstream:
             )
         )
 
+    def _bad_answer(self, what: str, status: int | None) -> UpstreamError:
+        """An answer that is no usable completion (``what`` it did) as an UpstreamError, counted."""
+        return self._count(UpstreamError(f"model {self.model} {what}", status_code=status, model=self.model))
+
     def _count(self, err: UpstreamError) -> UpstreamError:
         if self.observer is not None:
             self.observer.count_upstream_error(self.model, failure_kind(err))
@@ -278,21 +275,11 @@ class UpstreamStream:
                 except json.JSONDecodeError:
                     chunk = None
                 if not isinstance(chunk, dict):
-                    raise upstream._count(
-                        UpstreamError(
-                            f"model {upstream.model} sent a malformed stream event ({data[:80]!r})",
-                            status_code=200,
-                            model=upstream.model,
-                        )
-                    )
+                    raise upstream._bad_answer(f"sent a malformed stream event ({data[:80]!r})", 200)
                 error = chunk.get("error")
                 if error is not None:
                     message = error.get("message") if isinstance(error, dict) else error
-                    raise upstream._count(
-                        UpstreamError(
-                            f"model {upstream.model} failed mid-stream: {message}", model=upstream.model
-                        )
-                    )
+                    raise upstream._bad_answer(f"failed mid-stream: {message}", None)
                 yield chunk
         except UpstreamError:
             raise
@@ -300,13 +287,7 @@ class UpstreamStream:
             raise upstream._failed(exc, streaming=True) from exc
         if not events:
             # Not even [DONE]: relaying nothing but lmroute's own [DONE] would pass for an empty answer.
-            raise upstream._count(
-                UpstreamError(
-                    f"model {upstream.model} ended its stream without sending any event",
-                    status_code=200,
-                    model=upstream.model,
-                )
-            )
+            raise upstream._bad_answer("ended its stream without sending any event", 200)
 
     async def aclose(self) -> None:
         self._reply.close()
