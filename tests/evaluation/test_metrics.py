@@ -118,3 +118,11 @@ def test_undefined_pgr_and_unknown_protocol():
         metrics.pgr(0.5, 0.7, 0.7)
     with pytest.raises(ConfigError, match="unknown protocol"):
         metrics.curve([0.1], [1.0], [0.0], protocol="nope")
+
+
+def test_cpt_when_the_weak_model_is_better_reads_pgr_not_quality():
+    # Weak 0.8, strong 0.6: quality falls as strong calls rise; PGR = 0, .25, 1.
+    c, q = np.array([0.0, 0.5, 1.0]), np.array([0.8, 0.75, 0.6])
+    # 50% PGR is first reached between c=.5 (.25) and c=1 (1): .5 + .5 * .25 / .75.
+    assert metrics.cpt(c, q, 0.5, 0.6, 0.8) == pytest.approx(0.5 + 0.5 / 3)
+    assert metrics.cpt(c, q, 0.0, 0.6, 0.8) == 0.0

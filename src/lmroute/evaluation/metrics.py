@@ -132,23 +132,24 @@ def cpt(
     strong_quality: float,
     weak_quality: float,
 ) -> float:
-    """Call-performance threshold: the least strong-call share whose quality reaches
+    """Call-performance threshold: the least strong-call share whose PGR reaches
     ``target_pgr``, by linear interpolation between consecutive points sorted by c.
 
     On a non-decreasing curve this equals the reference's ``np.interp`` of c against quality; on a
     non-monotone one it is the first crossing. Returns NaN if the curve never reaches the target.
     """
     c = np.asarray(c, dtype=np.float64)
-    quality = np.asarray(quality, dtype=np.float64)
-    target = weak_quality + target_pgr * (strong_quality - weak_quality)
-    reached = np.flatnonzero(quality >= target - 1e-12)
+    # Compared as PGR, not quality: where the weak model is the better one, PGR rises as quality
+    # falls, and a quality target would be "reached" at c = 0 whatever the router.
+    gained = pgr(quality, strong_quality, weak_quality)
+    reached = np.flatnonzero(gained >= target_pgr - 1e-12)
     if reached.size == 0:
         return float("nan")
     i = int(reached[0])
     if i == 0:
         return float(c[0])
-    q0, q1 = quality[i - 1], quality[i]
-    return float(c[i - 1] + (target - q0) / (q1 - q0) * (c[i] - c[i - 1]))
+    p0, p1 = gained[i - 1], gained[i]
+    return float(c[i - 1] + (target_pgr - p0) / (p1 - p0) * (c[i] - c[i - 1]))
 
 
 def quality_at(c: np.ndarray, quality: np.ndarray, share: float) -> float:
