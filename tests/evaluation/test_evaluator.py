@@ -5,6 +5,7 @@ import pytest
 
 from lmroute.data.benchmarks import Benchmark
 from lmroute.evaluation.evaluator import evaluate, item_scores, score_records
+from lmroute.exceptions import DataError
 from lmroute.routers.length import LengthRouter
 
 
@@ -43,3 +44,12 @@ def test_names_must_match_the_routers():
     )
     with pytest.raises(ConfigError, match="1 routers but 2 names"):
         evaluate([LengthRouter()], bench, names=["a", "b"])
+
+
+def test_means_equal_but_for_rounding_are_equal_models():
+    # 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit: PGR would divide by 5.6e-17.
+    strong, weak = np.array([0.1, 0.2, 0.3]), np.array([0.3, 0.2, 0.1])
+    assert strong.mean() != weak.mean()
+    bench = Benchmark("b", ("a", "bb", "ccc"), {"s": strong, "w": weak}, "s", "w")
+    with pytest.raises(DataError, match="equal mean quality"):
+        evaluate([LengthRouter()], bench)

@@ -52,7 +52,7 @@ def bootstrap_metrics(
         idx = rng.integers(0, n, n)
         s, w = strong[idx], weak[idx]
         s_q, w_q = float(s.mean()), float(w.mean())
-        if s_q == w_q:
+        if metrics.equal_quality(s_q, w_q):
             continue
         for name, sets in score_sets.items():
             values = []

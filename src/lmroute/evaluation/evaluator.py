@@ -199,7 +199,7 @@ def evaluate(
         raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
     threshold = check_threshold(threshold)
     strong_q, weak_q = float(benchmark.strong.mean()), float(benchmark.weak.mean())
-    if strong_q == weak_q:
+    if metrics.equal_quality(strong_q, weak_q):
         raise DataError(
             f"{benchmark.source or benchmark.name}: the strong model {benchmark.strong_model} and the weak "
             f"model {benchmark.weak_model} have equal mean quality ({strong_q * benchmark.scale:.4g}) on its "

@@ -17,6 +17,7 @@ Two ways to pick thresholds:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,10 +103,19 @@ def curve(scores, strong, weak, *, protocol: str = "paper") -> Curve:
     raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
 
 
+def equal_quality(strong_quality: float, weak_quality: float) -> bool:
+    """Whether two mean qualities are equal up to rounding, so that PGR is undefined.
+
+    Means of equal sums can differ in the last bit (0.1 + 0.2 + 0.3 against 0.3 + 0.2 + 0.1), and
+    dividing by such a gap gives a PGR of 10^15; no real gap is within a billionth of the means.
+    """
+    return math.isclose(strong_quality, weak_quality, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def pgr(quality: float | np.ndarray, strong_quality: float, weak_quality: float):
     """Performance gap recovered: 0 at the weak model's quality, 1 at the strong model's."""
     gap = strong_quality - weak_quality
-    if gap == 0:
+    if equal_quality(strong_quality, weak_quality):
         raise ConfigError("strong and weak models have equal quality: PGR is undefined")
     return (np.asarray(quality, dtype=np.float64) - weak_quality) / gap
 

@@ -150,7 +150,7 @@ def bootstrap_apgr_ci(
     for _ in range(samples):
         idx = rng.integers(0, len(scores), len(scores))
         s, w = strong[idx], weak[idx]
-        if s.mean() == w.mean():
+        if metrics.equal_quality(float(s.mean()), float(w.mean())):
             continue
         cur = metrics.curve(scores[idx], s, w, protocol=protocol)
         values.append(metrics.apgr(cur.c, cur.quality, s.mean(), w.mean()))
