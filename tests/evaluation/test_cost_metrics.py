@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmroute.evaluation import cost_metrics as cm
 from lmroute.evaluation.routing import evaluate_choices, format_summary, summary_rows
@@ -65,3 +67,50 @@ def test_evaluation_needs_two_models_and_a_cost_range():
         evaluate_choices(["a"], np.ones((2, 1)), np.ones((2, 1)))
     with pytest.raises(DataError, match="costs the same"):
         evaluate_choices(["a", "b"], np.ones((2, 2)), np.ones((2, 2)))
+
+
+def _mixed(cost: np.ndarray, quality: np.ndarray, budget: float) -> float:
+    """By brute force: the best quality of one point or a mix of two costing at most ``budget``."""
+    best = -np.inf
+    for i in range(len(cost)):
+        if cost[i] <= budget:
+            best = max(best, quality[i])
+        for j in range(len(cost)):
+            if cost[i] <= budget < cost[j]:
+                share = (budget - cost[i]) / (cost[j] - cost[i])
+                best = max(best, quality[i] + share * (quality[j] - quality[i]))
+    return best
+
+
+# Costs and qualities on a grid of 0.01: the hull's tolerance is absolute (1e-12), so costs a
+# hundred orders of magnitude apart would test the tolerance, not the mixing.
+_POINTS = st.integers(1, 7).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 500).map(lambda k: k / 100), min_size=n, max_size=n),
+        st.lists(st.integers(0, 100).map(lambda k: k / 100), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_POINTS, st.floats(-1, 4), st.floats(0.1, 4), st.floats(0, 1))
+def test_hull_aiq_and_reach_cost_match_mixing_by_brute_force(points, low, width, target):
+    # duplicate points, tied costs, one point dominating: the hull is the best mix within a budget
+    cost, quality = map(np.array, points)
+    hc, hq = cm.upper_hull(cost, quality)
+    budgets = np.unique(np.concatenate([cost, np.linspace(cost.min(), cost.max() + 1, 9)]))
+    want = [_mixed(cost, quality, b) for b in budgets]
+    np.testing.assert_allclose(cm.hull_quality(hc, hq, budgets), want, atol=1e-9)
+    # AIQ: the mix's quality (0 where nothing is affordable) is linear between the points' costs
+    high = low + width
+    start = max(low, cost.min())
+    xs = np.unique(np.concatenate([[start, high], cost[(cost > start) & (cost < high)]]))
+    area = np.trapezoid([_mixed(cost, quality, x) for x in xs], xs) if start < high else 0.0
+    assert cm.aiq(hc, hq, low, high) == pytest.approx(area / width, abs=1e-9)
+    # the least budget whose best mix reaches the target
+    reach = cm.reach_cost(hc, hq, target)
+    if quality.max() < target - 1e-12:
+        assert np.isnan(reach)
+    else:
+        assert _mixed(cost, quality, reach + 1e-9) >= target - 1e-9
+        assert reach == cost.min() or _mixed(cost, quality, reach - 1e-6) < target

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmroute.evaluation import metrics
 from lmroute.exceptions import ConfigError
@@ -126,3 +128,41 @@ def test_cpt_when_the_weak_model_is_better_reads_pgr_not_quality():
     # 50% PGR is first reached between c=.5 (.25) and c=1 (1): .5 + .5 * .25 / .75.
     assert metrics.cpt(c, q, 0.5, 0.6, 0.8) == pytest.approx(0.5 + 0.5 / 3)
     assert metrics.cpt(c, q, 0.0, 0.6, 0.8) == 0.0
+
+
+_LEVELS = st.sampled_from([0.0, 0.25, 0.5, 1.0])
+
+
+@st.composite
+def _routings(draw):
+    """Scores with heavy ties (or none), qualities that may favour either model; 1-20 prompts."""
+    n = draw(st.integers(1, 20))
+    score = st.sampled_from([0.1, 0.5, 0.9]) | st.floats(0, 1)
+    return tuple(np.array(draw(st.lists(v, min_size=n, max_size=n))) for v in (score, _LEVELS, _LEVELS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_routings(), st.sampled_from([0.2, 0.5, 0.8]))
+def test_curves_apgr_and_cpt_match_the_definitions(routing, target):
+    scores, strong, weak = routing
+    s_q, w_q = strong.mean(), weak.mean()
+    edges = np.quantile(scores, np.linspace(0, 1, 11))
+    selections = {
+        "paper": [scores > e if i == 10 else scores >= e for i, e in enumerate(edges)],
+        "exact": [scores > scores.max()] + [scores >= t for t in np.unique(scores)],
+    }
+    for protocol, chosen in selections.items():
+        points = sorted((sel.mean(), np.where(sel, strong, weak).mean()) for sel in chosen)
+        cur = metrics.curve(scores, strong, weak, protocol=protocol)
+        np.testing.assert_allclose(np.column_stack([cur.c, cur.quality]), points)
+        if metrics.equal_quality(s_q, w_q):
+            continue
+        c, gained = np.array(points).T
+        gained = (gained - w_q) / (s_q - w_q)
+        area = sum((c[i + 1] - c[i]) * (gained[i] + gained[i + 1]) / 2 for i in range(len(c) - 1))
+        assert metrics.apgr(cur.c, cur.quality, s_q, w_q) == pytest.approx(area)
+        # the least c on the piecewise-linear curve where PGR reaches the target
+        first = next(i for i, p in enumerate(gained) if p >= target - 1e-9)
+        span = slice(max(first - 1, 0), first + 1)
+        want = c[0] if first == 0 else np.interp(target, gained[span], c[span])
+        assert metrics.cpt(cur.c, cur.quality, target, s_q, w_q) == pytest.approx(want)
