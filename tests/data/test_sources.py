@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lmroute.cli import main
-from lmroute.data.battles import read_battles_jsonl
+from lmroute.data.battles import battle_records, read_battles_jsonl
 from lmroute.data.decontaminate import EXACT, NEAR
 from lmroute.data.prepare import gold_target, prepare_battles
 from lmroute.data.sources import DEFAULT_MAX_PAIRS, load_sources, parse_source
@@ -98,6 +98,22 @@ def test_aliases_join_spellings_of_one_model():
     _, report = load_sources(specs, data_dir=FIXTURES, aliases={"gpt-4-0314": "gpt-4", "gpt-9": "x"})
     assert report.models["gpt-4"] == 3 + 4 and "gpt-4-0314" not in report.models
     assert any("gpt-9 matched no model" in w for w in report.warnings)
+
+
+def test_aliases_joining_two_models_of_one_source_drop_their_battles_against_each_other(tmp_path):
+    # big and mid both become "big": their battle is a model against itself, as the readers drop
+    battles, report = load_sources(
+        ["gold:scores.jsonl?max_pairs=all"], data_dir=FIXTURES, min_model_battles=1, aliases={"mid": "big"}
+    )
+    assert all(b.model_a != b.model_b for b in battles)
+    (source,) = report.sources
+    assert source.battles == len(battles) == report.battles == 5
+    assert source.dropped == Counter({"same model on both sides": 2})
+    assert report.models == Counter({"big": 5, "small": 5})
+    # what `lmroute data --out` writes reads back whole
+    out = tmp_path / "out.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in battle_records(battles)))
+    assert len(read_battles_jsonl(out).battles) == len(battles)
 
 
 def test_gold_options():

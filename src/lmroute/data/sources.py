@@ -34,6 +34,7 @@ from typing import Any
 from lmroute.data.arena import read_arena
 from lmroute.data.battles import (
     ALPACA_EXCLUDED_MODELS,
+    SAME_MODEL,
     Battle,
     ReadResult,
     read_alpaca_eval,
@@ -215,7 +216,13 @@ def load_sources(
     for index, spec in enumerate(parsed):
         t0 = time.perf_counter()
         result, label, location, licence = _LOADERS[spec.kind](spec, _data_dir(data_dir), warnings)
-        got = [_renamed(b, aliases) for b in result.battles]
+        renamed = [_renamed(b, aliases) for b in result.battles]
+        # Aliases that join two models of one source leave battles of a model against itself,
+        # which say nothing about a pair: drop them as the readers drop such rows.
+        got = [b for b in renamed if b.model_a != b.model_b]
+        source_dropped = result.dropped.copy()
+        if len(got) < len(renamed):
+            source_dropped[SAME_MODEL] += len(renamed) - len(got)
         seen_models.update(m for b in result.battles for m in (b.model_a, b.model_b))
         battles.extend(got)
         origins.extend([index] * len(got))
@@ -227,7 +234,7 @@ def load_sources(
                 licence,
                 result.rows,
                 len(got),
-                result.dropped,
+                source_dropped,
                 time.perf_counter() - t0,
             )
         )
