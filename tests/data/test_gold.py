@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -119,6 +120,34 @@ def test_custom_file_errors(tmp_path):
     bad.write_text('{"prompt": "", "scores": {"a": 1}}\n')
     with pytest.raises(DataError, match="'prompt' must be a non-empty string"):
         read_custom(bad)
+
+
+def test_custom_model_names_are_stripped_and_never_empty_nor_given_twice(tmp_path):
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text(
+        '{"prompt": "x", "scores": {"gpt-4 ": 1, "mixtral": 0}, "cost": {"gpt-4 ": 0.5, "mixtral": 0.1}}\n'
+        '{"prompt": "y", "scores": {"gpt-4": 0, "mixtral": 1}, "cost": {"gpt-4": 0.5, "mixtral": 0.1}}\n'
+    )
+    table = read_custom(jsonl)
+    assert table.models == ["gpt-4", "mixtral"] and list(table.scores["gpt-4"]) == [1, 0]
+    assert list(table.costs["gpt-4"]) == [0.5, 0.5]
+    csv = tmp_path / "s.csv"
+    csv.write_text("prompt, gpt-4 ,mixtral\nx,1,0\n")
+    assert read_custom(csv).models == ["gpt-4", "mixtral"]
+    for name in ("", " "):
+        jsonl.write_text(json.dumps({"prompt": "x", "scores": {name: 1, "b": 0}}) + "\n")
+        with pytest.raises(DataError, match=r"s\.jsonl:1: a model name is empty"):
+            read_custom(jsonl)
+    jsonl.write_text('{"prompt": "x", "scores": {"a": 1, "a ": 0}}\n')
+    with pytest.raises(DataError, match=r"s\.jsonl:1: model 'a' is named twice"):
+        read_custom(jsonl)
+    csv.write_text("prompt,,b\nx,1,0\n")
+    with pytest.raises(DataError, match=r"s\.csv:1: a model name is empty"):
+        read_custom(csv)
+    # the csv module would keep only the last of two equal columns
+    csv.write_text("prompt,a,b,a\nx,1,0,0\n")
+    with pytest.raises(DataError, match=r"s\.csv:1: column\(s\) 'a' appear more than once"):
+        read_custom(csv)
 
 
 def test_real_reference_pair_benchmarks(data_dir):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from lmroute.data.fields import cost_value, read_csv_rows, score_value
 from lmroute.exceptions import DataError, UnknownModelError
 
 _NOT_MODELS = ("prompt", "id", "category")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,8 @@ def read_custom(path: str | Path) -> ScoreTable:
             prompts.append(row["prompt"])
             ids.append(str(row.get("id") or n))
             categories.append(str(row.get("category") or ""))
-            rows.append(
-                {m: score_value(v, path, n, m) for m, v in row.items() if m not in _NOT_MODELS and v.strip()}
-            )
+            cells = _model_names({m: v for m, v in row.items() if m not in _NOT_MODELS}, path, 1)
+            rows.append({m: score_value(v, path, n, m) for m, v in cells.items() if v.strip()})
             cost_rows.append({})
     else:
         costed: set[str] | None = None  # the first line's cost models; None: no line has costs
@@ -103,6 +104,9 @@ def read_custom(path: str | Path) -> ScoreTable:
                 raise DataError(f"{path}:{n}: 'prompt' must be a non-empty string")
             if not isinstance(values, dict) or not values:
                 raise DataError(f"{path}:{n}: 'scores' must be an object of model -> number")
+            values = _model_names(values, path, n)
+            if isinstance(record.get("cost"), dict):
+                record = {**record, "cost": _model_names(record["cost"], path, n)}
             line_costs = _line_costs(record, values, costed, where=(path, n), first=not prompts)
             if not prompts and line_costs:
                 costed = set(line_costs)
@@ -125,6 +129,21 @@ def read_custom(path: str | Path) -> ScoreTable:
         tuple(ids),
         tuple(categories) if any(categories) else (),
     )
+
+
+def _model_names(values: Mapping[str, V], path: Path, line: int) -> dict[str, V]:
+    """``values`` keyed by model names without surrounding spaces, as the battle readers keep them
+    (so ``"gpt-4 "`` here is the ``gpt-4`` of a battles file); an empty name, or two that differ
+    only in such spaces, is a DataError: each would make a model of its own."""
+    named: dict[str, V] = {}
+    for name, value in values.items():
+        model = name.strip()
+        if not model:
+            raise DataError(f"{path}:{line}: a model name is empty")
+        if model in named:
+            raise DataError(f"{path}:{line}: model {model!r} is named twice")
+        named[model] = value
+    return named
 
 
 def _line_costs(

@@ -15,8 +15,8 @@ def read_csv_rows(path: str | Path, *, required: Sequence[str]) -> Iterator[tupl
     """(line, row) of each data row of a UTF-8 CSV file with the ``required`` columns, streamed.
 
     ``line`` is the file line the row ends on (the header is line 1), so errors count lines as
-    JSONL errors do. A row with too many or too few fields, malformed CSV, a file that is missing,
-    not UTF-8 or without data rows: a DataError naming the file (and the line).
+    JSONL errors do. A row with too many or too few fields, a column name given twice, malformed CSV,
+    a file that is missing, not UTF-8 or without data rows: a DataError naming the file (and the line).
     """
     csv.field_size_limit(2**31 - 1)  # rows may carry whole model responses
     path = Path(path)
@@ -28,6 +28,10 @@ def read_csv_rows(path: str | Path, *, required: Sequence[str]) -> Iterator[tupl
             header = reader.fieldnames
             if header is None:
                 raise DataError(f"{path} is empty")
+            # DictReader keeps the last of two equal column names: the other's cells would vanish.
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise DataError(f"{path}:1: column(s) {', '.join(map(repr, repeated))} appear more than once")
             missing = [c for c in required if c not in header]
             if missing:
                 raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
