@@ -109,6 +109,14 @@ def test_arena_with_only_bad_rows_is_an_error(tmp_path):
         read_arena(path)
 
 
+def test_arena_rows_without_a_winner_are_counted_as_such_not_as_repeats(tmp_path):
+    path = tmp_path / "arena.csv"
+    header = ",".join([*ARENA_COLUMNS, "response_a", "response_b"])
+    rows = ['"[""x""]",a,b,1,1,0,r,s', '"[""x""]",a,b,0,0,0,r,s', '"[""x""]",a,b,1,0,0,r,s']
+    path.write_text("\n".join([header, *rows]) + "\n")
+    assert read_arena(path).dropped == Counter({bt.UNKNOWN_WINNER: 2})
+
+
 def test_arena_from_the_hub_needs_datasets(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="pip install datasets"):

@@ -47,7 +47,8 @@ def read_arena(path: str | Path, *, source: str = "arena", split: str = "train")
     seen: set[tuple] = set()
     for row in rows:
         winner = _arena_winner(row)
-        if "response_a" in row and "response_b" in row:
+        # A row without a valid winner is no vote to repeat: it is dropped below as unknown winner.
+        if winner is not None and "response_a" in row and "response_b" in row:
             key = tuple(str(row.get(c)) for c in ("prompt", "model_a", "model_b", "response_a", "response_b"))
             if (key, winner) in seen:
                 collector.drop(DUPLICATE_ROW)
