@@ -45,6 +45,13 @@ def test_spec_grammar():
     assert gold_target("gold:mt_bench") == "mt-bench" and gold_target("battles:x.jsonl") is None
 
 
+def test_spaces_around_the_target_are_not_part_of_it():
+    assert parse_source("gold: mmlu ?margins=false").target == "mmlu"
+    assert parse_source("battles: dir with space/a:b.jsonl").target == "dir with space/a:b.jsonl"
+    battles, _ = load_sources(["gold: scores.jsonl"], data_dir=FIXTURES, min_model_battles=1)
+    assert battles == load_sources(["gold:scores.jsonl"], data_dir=FIXTURES, min_model_battles=1)[0]
+
+
 def test_load_all_fixture_formats_with_report():
     battles, report = load_sources(ALL_FIXTURES, data_dir=FIXTURES)
     by_spec = {s.spec: s for s in report.sources}

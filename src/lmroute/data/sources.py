@@ -90,7 +90,8 @@ def parse_source(spec: str) -> SourceSpec:
         raise ConfigError(f"a source spec must be a non-empty string, got {spec!r}")
     body, _, query = spec.strip().partition("?")
     kind, _, target = body.partition(":")
-    kind = kind.lower()
+    # "gold: mmlu" (as YAML lists invite) names mmlu, as gold_target reads it, not a file " mmlu"
+    kind, target = kind.strip().lower(), target.strip()
     if kind not in SOURCE_KINDS:
         raise ConfigError(
             f"unknown source kind {kind!r} in {spec!r}: use arena:FILE, battles:FILE, "
