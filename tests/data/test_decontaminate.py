@@ -68,6 +68,18 @@ def b(prompt: str, a: str = "x", bb: str = "y", winner: str = "model_a", source:
 def test_normalize_prompt():
     assert normalize_prompt("  What IS\n\t2+2? ") == "what is 2+2?"
     assert normalize_prompt("Straße") == normalize_prompt("STRASSE")
+    # one text to a reader: composed and decomposed accents, compatibility forms, invisible marks
+    assert normalize_prompt("caf\u00e9") == normalize_prompt("cafe\u0301") == "caf\u00e9"
+    assert normalize_prompt("\ufb01le \uff21") == "file a"
+    assert normalize_prompt("\ufeffzero\u200bwidth") == "zerowidth"
+
+
+def test_exact_matching_sees_through_unicode_forms():
+    decomposed = b("Qu'est-ce qu'un cafe\u0301 ?")
+    kept, report = decontaminate([decomposed], ["qu'est-ce qu'un caf\u00e9 ?"], threshold=None)
+    assert kept == [] and report.dropped == {EXACT: Counter({"s": 1})}
+    kept, _ = deduplicate([decomposed, b("Qu'est-ce qu'un caf\u00e9 ?", source="other")])
+    assert kept == [decomposed]
 
 
 def test_dedup_keeps_repeated_votes_within_a_source_and_collapses_copies_across_sources():

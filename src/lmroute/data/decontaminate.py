@@ -1,9 +1,9 @@
 """Deduplication of training battles and decontamination against evaluation prompts.
 
-Prompts are compared after :func:`normalize_prompt` (case folded, runs of whitespace made one
-space). :func:`decontaminate` drops a training battle whose prompt matches an evaluation prompt
-exactly after normalisation, or whose embedding has cosine similarity >= ``threshold`` with any
-evaluation prompt's.
+Prompts are compared after :func:`normalize_prompt` (Unicode NFKC, case folded, runs of
+whitespace made one space). :func:`decontaminate` drops a training battle whose prompt matches an
+evaluation prompt exactly after normalisation, or whose embedding has cosine similarity >=
+``threshold`` with any evaluation prompt's.
 
 The default cut-off, 0.90, is set for all-MiniLM-L6-v2 (the default embedder) from measurements
 on the shared data. RouteLLM used 0.95 with OpenAI's text-embedding-3-small; with MiniLM, the 25
@@ -18,6 +18,7 @@ needs its own cut-off: the report lists the borderline cases on both sides to ch
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +36,16 @@ EXACT = "exact match of an evaluation prompt"
 NEAR = "near duplicate of an evaluation prompt"
 
 
+#: Invisible characters that copies of a text pick up (zero-width spaces and joiners, a stray BOM).
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
 def normalize_prompt(text: str) -> str:
-    """``text`` case folded with whitespace collapsed: the key of exact matching."""
-    return " ".join(text.casefold().split())
+    """``text`` in Unicode NFKC form without invisible characters, case folded, with whitespace
+    collapsed: the key of exact matching. NFKC makes one text of its composed and decomposed
+    accents (``é`` as one or two code points) and of compatibility forms (``ﬁ``, full-width
+    letters), which look the same to a reader and so are the same prompt."""
+    return " ".join(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold().split())
 
 
 @dataclass
