@@ -138,6 +138,14 @@ def test_near_duplicates_by_cosine_cut_off():
         [b("same direction")], ["Eval: integrate x^2"], embedder=embedder, threshold=1
     )
     assert at_cut_off == []  # cosine exactly 1.0 is >= the cut-off 1.0: dropped
+    # The same direction, not along an axis: float32 rounding puts many such cosines at 1 - 5e-7.
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        v = rng.standard_normal(DIM).astype(np.float32)
+        embedder.table[f"train {i}"], embedder.table[f"eval {i}"] = v, 3 * v
+    train = [b(f"train {i}") for i in range(20)]
+    same, _ = decontaminate(train, [f"eval {i}" for i in range(20)], embedder=embedder, threshold=1)
+    assert same == []
     by_default, report = decontaminate(battles, ["Eval: integrate x^2"], embedder=embedder)
     assert [x.prompt for x in by_default] == ["train far"] and report.threshold == 0.90
 
