@@ -34,8 +34,29 @@ def test_each_setting_by_hand(route_on, text):
 
 def test_without_a_user_message_the_last_message_is_read():
     assert routing_text([("system", "rules"), ("assistant", "hello")], "last_user") == "hello"
-    assert routing_text([("system", "rules")], "last_user_with_system") == "rules\n\nrules"
+    assert routing_text([("system", "rules")], "last_user_with_system") == "rules"  # read once
     assert routing_text([], "last_user") == ""
+
+
+@pytest.mark.parametrize(
+    "route_on, text",
+    [
+        ("user_turns", "first\n\nsecond"),
+        ("conversation_without_system", "first\n\nan answer\n\ncall\n\nresult\n\nsecond"),
+        ("conversation", "rules\n\nfirst\n\nan answer\n\ncall\n\nresult\n\nsecond"),
+    ],
+)
+def test_the_last_user_message_stays_last_after_a_tool_call_and_a_late_system_prompt(route_on, text):
+    # A long-prompt policy reads the end of the text: the question, not a tool's result.
+    messages = [
+        ("user", "first"),
+        ("assistant", "an answer"),
+        ("user", "second"),
+        ("assistant", "call"),
+        ("tool", "result"),
+        ("system", "rules"),
+    ]
+    assert routing_text(messages, route_on) == text
 
 
 def test_unknown_setting_lists_the_known_ones():

@@ -39,16 +39,22 @@ def routing_text(messages: Sequence[Message], route_on: str) -> str:
     """The text a router scores for a conversation of ``(role, text)`` messages (see above)."""
     if route_on not in ROUTE_ON:
         raise ConfigError(f"unknown route_on {route_on!r}; known: {', '.join(ROUTE_ON)}")
-    system = [text for role, text in messages if role in SYSTEM_ROLES]
-    if route_on in ("last_user", "last_user_with_system"):
-        last = next((text for role, text in reversed(messages) if role == "user"), None)
-        if last is None:
-            last = messages[-1][1] if messages else ""
-        parts = [*system, last] if route_on == "last_user_with_system" else [last]
+    users = [i for i, (role, _) in enumerate(messages) if role == "user"]
+    # The last user message, else the last message; the conversation modes move it to the end, after
+    # what followed it (a tool call and its result), so that it stays the end of the text.
+    at = users[-1] if users else len(messages) - 1
+    last = messages[at][1] if messages else ""
+    others = [(role, text) for i, (role, text) in enumerate(messages) if i != at]
+    system = [text for role, text in others if role in SYSTEM_ROLES]
+    before = [text for role, text in others if role not in SYSTEM_ROLES]
+    if route_on == "last_user":
+        parts = [last]
+    elif route_on == "last_user_with_system":
+        parts = [*system, last]
     elif route_on == "user_turns":
-        parts = [text for role, text in messages if role == "user"]
+        parts = [text for i, (role, text) in enumerate(messages) if role == "user" and i != at] + [last]
     elif route_on == "conversation_without_system":
-        parts = [text for role, text in messages if role not in SYSTEM_ROLES]
+        parts = [*before, last]
     else:
-        parts = [text for _, text in messages]
+        parts = [*system, *before, last]
     return "\n\n".join(part for part in parts if part)
