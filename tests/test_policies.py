@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lmroute.exceptions import ConfigError
 from lmroute.policies import (
@@ -66,6 +68,38 @@ def test_ranked_gives_fallbacks_in_the_policy_order():
     assert order[:, 0].tolist() == [2, 0, 1]
     assert sorted(order[0].tolist()) == [0, 1, 2]
     assert order[0].tolist() == [2, 1, 0]  # hard: dear, then mid (0.52 > 0.48), then cheap
+
+
+def _policy_order(policy: str, q: list[float], c: list[float], knob: float) -> list[int]:
+    """The models in order of preference, from the definitions (ties: the cheaper, then the earlier)."""
+    k = range(len(q))
+    if policy == "lambda":
+        return sorted(k, key=lambda j: (-(q[j] - knob * c[j]), c[j], j))
+    good = sorted((j for j in k if q[j] >= knob), key=lambda j: (c[j], j))
+    return good + sorted((j for j in k if q[j] < knob), key=lambda j: (-q[j], c[j], j))
+
+
+# Shrunk qualities (lmroute shrink) are not clipped to [0, 1]: -1.5 and 2 occur.
+_QUALITIES = st.sampled_from([-1.5, -1.0, 0.0, 0.3, 0.5, 0.9, 1.0, 2.0])
+_COSTS = st.sampled_from([0.0, 1.0, 2.0, 10.0])
+
+
+@given(
+    st.integers(1, 5).flatmap(lambda k: st.tuples(*[st.tuples(_QUALITIES, _COSTS)] * k)),
+    st.sampled_from(["lambda", "quality"]),
+    st.sampled_from([0.0, 0.05, 0.5, 1.0, 1e6]),
+)
+def test_ranked_is_the_policy_order_and_each_model_once(models, policy, knob):
+    q, c = [m[0] for m in models], [m[1] for m in models]
+    knob = min(knob, 1.0) if policy == "quality" else knob
+    order = ranked(policy, np.array([q]), np.array([c]), knob)[0].tolist()
+    assert order == _policy_order(policy, q, c, knob)
+
+
+def test_ranked_falls_back_to_a_model_predicted_below_minus_one():
+    # A shrunk quality of -1.5: ranking the first model again in place of the second one sent a
+    # failed request back to the model that had just failed, and never to the other one.
+    assert ranked("lambda", np.array([[0.0, -1.5]]), np.array([[0.0, 0.0]]), 0.0).tolist() == [[0, 1]]
 
 
 def test_grids_cover_every_choice():

@@ -95,9 +95,11 @@ def ranked(policy: str, quality: np.ndarray, cost: np.ndarray, value: float) -> 
     order = np.empty(q.shape, dtype=np.int64)
     left = np.ones(q.shape, dtype=bool)
     rows = np.arange(q.shape[0])
+    # A model already ranked is made worse than every model and dearer, so it is never chosen
+    # again: below the least quality, not below a fixed -1, as shrunk qualities are not clipped.
+    worst, dearest = q.min() - 1.0, c.max() + 1.0
     for j in range(q.shape[1]):
-        # a model already ranked is made worthless and dearest, so it is never chosen again
-        pick = choose(policy, np.where(left, q, -1.0), np.where(left, c, c.max() + 1.0), value)
+        pick = choose(policy, np.where(left, q, worst), np.where(left, c, dearest), value)
         order[:, j] = pick
         left[rows, pick] = False
     return order
