@@ -81,7 +81,12 @@ class Catalogue:
     def costs(self, prompts: Sequence[str]) -> np.ndarray:
         """Estimated dollars per 1,000 requests of each model on each prompt: ``(n, k)``."""
         chars = np.fromiter((len(p) for p in prompts), dtype=np.float64, count=len(prompts))
-        tokens = np.maximum(1.0, chars / CHARS_PER_TOKEN)
+        return self.costs_of_tokens(np.maximum(1.0, chars / CHARS_PER_TOKEN))
+
+    def costs_of_tokens(self, tokens: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Estimated dollars per 1,000 requests of each model on requests of ``tokens`` input
+        tokens each: ``(n, k)``."""
+        tokens = np.asarray(tokens, dtype=np.float64)
         inputs = np.array([m.price.input_per_1m for m in self.models])
         answers = np.array([m.price.output_tokens * m.price.output_per_1m for m in self.models])
         return (tokens[:, None] * inputs[None, :] + answers[None, :]) / 1e3

@@ -14,12 +14,15 @@ from fake_openai import FakeUpstream, free_port, serve_in_thread
 
 from lmroute import ConfigError, Controller
 from lmroute.data.battles import Battle
+from lmroute.policies import choose_by_lambda
 from lmroute.pricing import Price
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
 from lmroute.serving.app import create_app
 from lmroute.serving.config import build_config
+from lmroute.serving.control import request_tokens
 from lmroute.serving.fleet import FleetDecision, request_spend
+from lmroute.serving.protocol import ChatMessage
 
 # serving name -> (vocabulary name, input and output USD per 1M tokens); "alpha" is the best model
 PRICED = {"frontier": ("alpha", 5.0, 15.0), "middle": ("beta", 0.5, 1.5), "local": ("gamma", 0.0, 0.0)}
@@ -161,6 +164,32 @@ def test_the_two_model_interface_keeps_working(client, fakes):
     body = chat(client, "middle").json()
     assert body["choices"][0]["message"]["content"] == "middle says hi"
     assert body["lmroute"]["router"] is None and body["lmroute"]["fallback"] is False
+
+
+def test_costs_are_estimated_on_every_message_the_model_reads(client, mf):
+    """The router reads the last user turn; the model reads, and is paid for, every message: the
+    policy and the candidates' estimates price them all, as the spend counter and controller do."""
+    context = [
+        {"role": "system", "content": "Answer as a pirate. " * 400},
+        {"role": "user", "content": "an earlier question " * 200},
+        {"role": "assistant", "content": "an earlier answer " * 200},
+    ]
+    messages = [*context, *MESSAGES]
+    quality, _ = expected(mf)
+    tokens = request_tokens([ChatMessage.model_validate(m) for m in messages])
+    cost = np.array([(tokens * inp + 100 * out) / 1e6 for _, inp, out in PRICED.values()])
+    # at lambda 0.1 the prompt alone is worth frontier's price, the whole request is not
+    lam = 0.1
+    on_prompt = choose_by_lambda(quality[None], expected(mf)[1][None] * 1e3, lam)[0]
+    on_request = choose_by_lambda(quality[None], cost[None] * 1e3, lam)[0]
+    assert on_prompt != on_request
+    body = client.post(
+        "/v1/chat/completions", json={"model": f"router-mf-lambda-{lam}", "messages": messages}
+    ).json()
+    info = body["lmroute"]
+    np.testing.assert_allclose([c["estimated_cost_usd"] for c in info["candidates"]], cost, rtol=1e-9)
+    np.testing.assert_allclose([c["predicted_quality"] for c in info["candidates"]], quality, rtol=1e-9)
+    assert info["decision"] == list(PRICED)[on_request]
 
 
 def test_route_shows_the_decision_without_calling_a_model(client, fakes, mf):

@@ -17,7 +17,8 @@ key's variable) with a serving name, the router-vocabulary model it is, and its 
 
 ``router-<router>-lambda-<value>`` and ``router-<router>-quality-<value>`` (:mod:`lmroute.routing_names`)
 route among them: the router predicts each model's quality on the prompt (one embedding, however
-many models), the catalogue estimates each one's cost, and the policy (:mod:`lmroute.policies`)
+many models), the catalogue estimates each one's cost on the request's input tokens (every message,
+as the model reads them all, not only the routing text), and the policy (:mod:`lmroute.policies`)
 ranks them; the first is called, and when it fails the policy's next choice. A config without
 ``strong``/``weak`` takes its dearest model as the strong one and its cheapest as the weak one, so
 ``router-<router>-<threshold>`` keeps routing between two of them.
@@ -323,10 +324,13 @@ class Fleet:
                 return FleetDecision(router=None, mode=None, value=None, order=(m.name,))
         return None
 
-    def decide(self, name: str, router: Router, spec: RouterSpec, prompt: str) -> FleetDecision:
-        """Rank the models for ``prompt`` by ``spec``'s policy (blocking: run it off the event loop)."""
+    def decide(
+        self, name: str, router: Router, spec: RouterSpec, prompt: str, tokens: float
+    ) -> FleetDecision:
+        """Rank the models for ``prompt`` (the routing text) of a request of ``tokens`` input tokens
+        by ``spec``'s policy (blocking: run it off the event loop)."""
         quality = router.predict_quality([prompt], self.catalogue.vocabulary)
-        cost = self.catalogue.costs([prompt])
+        cost = self.catalogue.costs_of_tokens([tokens])
         order = ranked(spec.mode, quality, cost, spec.value)[0]
         return FleetDecision(
             router=name,
@@ -341,6 +345,7 @@ class Fleet:
         spec: RouterSpec,
         router: Router,
         prompt: str,
+        tokens: float,
         executor: Executor,
         *,
         on_failure: Literal["strong", "weak"] | None = None,
@@ -350,7 +355,9 @@ class Fleet:
         start = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            decision = await loop.run_in_executor(executor, self.decide, spec.router, router, spec, prompt)
+            decision = await loop.run_in_executor(
+                executor, self.decide, spec.router, router, spec, prompt, tokens
+            )
         except Exception as exc:  # as for two models: the request goes on without the router
             if self.metrics is not None:
                 self.metrics.router_errors.labels(spec.router).inc()
@@ -360,14 +367,15 @@ class Fleet:
                     f"router {spec.router!r} failed to predict the models' quality ({type(exc).__name__}); "
                     "see the server log"
                 ) from exc
-            return self.by_price(spec.router, spec, prompt, dearest_first=on_failure == "strong")
+            return self.by_price(spec.router, spec, tokens, dearest_first=on_failure == "strong")
         if self.metrics is not None:
             self.metrics.routing_latency.labels(spec.router).observe(time.perf_counter() - start)
         return decision
 
-    def by_price(self, name: str, spec: RouterSpec, prompt: str, *, dearest_first: bool) -> FleetDecision:
-        """The decision when the router failed: every model by estimated cost, no qualities."""
-        cost = self.catalogue.costs([prompt])[0]
+    def by_price(self, name: str, spec: RouterSpec, tokens: float, *, dearest_first: bool) -> FleetDecision:
+        """The decision when the router failed: every model by estimated cost on a request of
+        ``tokens`` input tokens, no qualities."""
+        cost = self.catalogue.costs_of_tokens([tokens])[0]
         order = np.argsort(-cost if dearest_first else cost, kind="stable")
         return FleetDecision(
             router=name,

@@ -267,8 +267,9 @@ class RoutingService:
             assert self.fleet is not None  # target() returns a mode only when there is a fleet
             on_failure = None if need_score or self.on_router_error == "error" else self.on_router_error
             router = self.routers[target.router]
+            # priced on every message, as the model reads (and bills) them all, not the routing text
             return await self.fleet.decide_async(
-                target, router, prompt, self._executor, on_failure=on_failure
+                target, router, prompt, request_tokens(messages), self._executor, on_failure=on_failure
             )
         try:
             score = await self.score(target.router, prompt)
