@@ -119,6 +119,18 @@ def test_a_budget_below_the_cheapest_model_is_an_error_naming_the_least_cost():
         calibrate_policy(None, None, ["p"], budget=1.0, target_quality=0.5)  # type: ignore[arg-type]
 
 
+def test_a_budget_the_quality_policy_cannot_meet_names_what_it_spends():
+    # A shrunk quality below 0 is below every tau: the first prompt never goes to its cheap model,
+    # so the quality policy spends at least $2 where the models' least is $1. A budget of $1.5 is
+    # not "below the least these models can cost: $1".
+    quality = np.array([[-0.1, 0.5], [0.2, 0.6]])
+    cost = np.array([[1.0, 3.0], [1.0, 3.0]])
+    with pytest.raises(ConfigError, match=r"least the quality policy spends on these prompts: \$2 "):
+        knob_for_budget("quality", quality, cost, 1.5)
+    assert knob_for_budget("lambda", quality, cost, 1.5)[1].tolist() == [0, 0]
+    assert knob_for_budget("quality", quality, cost, 2.0)[1].tolist() == [1, 0]
+
+
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -76,6 +76,16 @@ def knob_for_budget(
     least = float(cost.min(axis=1).mean())
     within = np.flatnonzero(costs <= budget + 1e-12)
     if within.size == 0:
+        reached = float(costs.min())
+        if budget + 1e-12 >= least:
+            # Shrunk qualities below 0 are below every tau >= 0: the quality policy then sends some
+            # prompts past their cheapest model, and spends more than the models' least.
+            raise ConfigError(
+                f"a budget of ${budget:g} per 1,000 requests is below the least the {policy} policy spends "
+                f"on these prompts: ${reached:.4g} (every prompt to its cheapest model would cost "
+                f"${least:.4g}, but some cheapest models are predicted below every {policy} value); raise "
+                "the budget or use the lambda policy"
+            )
         raise ConfigError(
             f"a budget of ${budget:g} per 1,000 requests is below the least these models can cost on these "
             f"prompts: ${least:.4g} (every prompt to its cheapest model); raise the budget or add a "
