@@ -137,10 +137,22 @@ def test_every_mode_round_trips(name, mode, value):
     assert parse_model_name(format_model_name(name, value, mode=mode)) == RouterSpec(name, value, mode)
 
 
-@pytest.mark.parametrize("name", ["x-share", "a-", "mf-spend"])
+# "x-1e": router-x-1e-0.5 reads as a threshold with an exponent, refused by parse_model_name
+@pytest.mark.parametrize("name", ["x-share", "a-", "mf-spend", "x-1e", "mf-2.5E"])
 def test_format_refuses_router_names_that_would_not_read_back(name):
     with pytest.raises(InvalidModelNameError, match="ends in '-' or a mode word"):
         format_model_name(name, 0.5)
+
+
+@pytest.mark.parametrize("alias", ["x-share", "mf-1e"])
+def test_a_server_refuses_a_router_name_no_model_string_can_ask_for(alias):
+    from lmroute.exceptions import ConfigError
+    from lmroute.serving.loading import load_routers
+
+    # router-x-share-0.5 is router x's share mode: a router served as "x-share" was unreachable,
+    # and GET /v1/models, which writes its names, answered 400.
+    with pytest.raises(ConfigError, match=f"router spec '{alias}=length': router name '{alias}'"):
+        load_routers([f"{alias}=length"])
 
 
 def test_an_unknown_mode_word_gets_a_hint_listing_the_modes():

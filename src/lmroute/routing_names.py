@@ -165,16 +165,25 @@ def unknown_mode_hint(name: str) -> str | None:
     )
 
 
+def check_router_name(router: str) -> None:
+    """InvalidModelNameError for a router name that ``router-<name>-<value>`` would not read back."""
+    if not router:
+        raise InvalidModelNameError("router name is empty")
+    if router.endswith("-") or split_mode(router)[1] != THRESHOLD or _EXPONENT.search(router):
+        # "router-a--0.5" would read as a negative value, "router-x-share-0.5" as router x's share
+        # mode, "router-x-1e-0.5" as a threshold written with an exponent.
+        raise InvalidModelNameError(
+            f"router name {router!r} ends in '-' or a mode word, or in '-<number>e' (read as an "
+            "exponent): rename the router"
+        )
+
+
 def format_model_name(router: str, value: float, *, mode: str = THRESHOLD) -> str:
     """The model string for a router and a threshold (or another mode's value), e.g.
     ``router-mf-0.52`` or ``router-mf-share-0.3``."""
-    if not router:
-        raise InvalidModelNameError("router name is empty")
+    check_router_name(router)
     if mode not in MODES:
         raise InvalidModelNameError(f"unknown mode {mode!r}; the modes are {', '.join(MODES)}")
-    if router.endswith("-") or split_mode(router)[1] != THRESHOLD:
-        # "router-a--0.5" would read as a negative value, "router-x-share-0.5" as router x's share mode.
-        raise InvalidModelNameError(f"router name {router!r} ends in '-' or a mode word: rename the router")
     number = float(value)
     problem = MODES[mode].check(number) if math.isfinite(number) else "is not a finite number"
     if problem:

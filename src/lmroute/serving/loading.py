@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmroute.control.taps import EmbeddingSummaries
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, InvalidModelNameError
 from lmroute.routers.base import Router
+from lmroute.routing_names import check_router_name
 
 
 def load_routers(
@@ -28,6 +29,11 @@ def load_routers(
         name = alias if sep else (router.name if Path(alias).is_dir() else alias)
         if not name or "/" in name:
             raise ConfigError(f"router spec {spec!r}: give a name as NAME=DIRECTORY")
+        try:
+            # served under a name no request could ask for ("x-share" reads as router x's share mode)
+            check_router_name(name)
+        except InvalidModelNameError as exc:
+            raise ConfigError(f"router spec {spec!r}: {exc}") from None
         if name in routers:
             raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
         routers[name] = _without_embedding_cache(router, summaries)
