@@ -51,6 +51,16 @@ def test_ties_go_to_the_cheaper_model():
     assert choose_by_quality(quality, cost, 0.9).tolist() == [1]  # fallback: best, cheaper on a tie
 
 
+def test_of_equally_cheap_models_reaching_tau_the_better_predicted_one_is_taken():
+    # Two models at one price (two 7B models at a host's rate), both above tau: the earlier one,
+    # predicted worse, was taken; it costs as much and is expected to do worse.
+    quality = np.array([[0.6, 0.8, 0.95]])
+    cost = np.array([[0.2, 0.2, 5.0]])
+    assert choose_by_quality(quality, cost, 0.5).tolist() == [1]
+    assert choose_by_lambda(quality, cost, 1.0).tolist() == [1]  # as lambda does
+    assert ranked("quality", quality, cost, 0.5).tolist() == [[1, 0, 2]]
+
+
 def test_the_two_model_threshold_is_the_special_case():
     """With two models and one cost each, lambda routes to the strong model exactly where the
     quality gap exceeds lambda times the cost gap: a threshold on the gap."""
@@ -75,7 +85,7 @@ def _policy_order(policy: str, q: list[float], c: list[float], knob: float) -> l
     k = range(len(q))
     if policy == "lambda":
         return sorted(k, key=lambda j: (-(q[j] - knob * c[j]), c[j], j))
-    good = sorted((j for j in k if q[j] >= knob), key=lambda j: (c[j], j))
+    good = sorted((j for j in k if q[j] >= knob), key=lambda j: (c[j], -q[j], j))
     return good + sorted((j for j in k if q[j] < knob), key=lambda j: (-q[j], c[j], j))
 
 

@@ -4,15 +4,15 @@ Every policy takes ``quality`` and ``cost``, float arrays of shape ``(n_prompts,
 (quality on the router's common scale, :meth:`lmroute.routers.base.Router.predict_quality`; cost in
 dollars per 1,000 requests, :meth:`lmroute.catalogue.Catalogue.costs`), and returns each prompt's
 chosen model as an index ``(n_prompts,)`` into the models. Ties go to the cheaper model, then to
-the earlier one.
+the earlier one; among equally cheap models reaching ``tau``, to the better predicted one.
 
 * :func:`choose_by_lambda`: maximise ``quality - lambda * cost``. ``lambda`` is in quality per
   dollar per 1,000 requests: 0 takes the best predicted model whatever it costs, a large value the
   cheapest. With two models and one cost each it is the two-model threshold rule: the expensive
   model wins when ``q_strong - q_weak > lambda * (cost_strong - cost_weak)``
   (:func:`threshold_for_lambda`).
-* :func:`choose_by_quality`: the cheapest model whose predicted quality is at least ``tau``; where
-  none is, the best predicted one.
+* :func:`choose_by_quality`: the cheapest model whose predicted quality is at least ``tau`` (of
+  several as cheap, the better predicted); where none is, the best predicted one.
 
 :func:`lambda_grid` and :func:`tau_grid` give the knob values where a policy's choices can change,
 for sweeps and calibration.
@@ -71,11 +71,15 @@ def choose_by_lambda(quality: np.ndarray, cost: np.ndarray, lam: float) -> np.nd
 
 
 def choose_by_quality(quality: np.ndarray, cost: np.ndarray, tau: float) -> np.ndarray:
-    """Per prompt, the cheapest model whose quality is at least ``tau``; else the best one."""
+    """Per prompt, the cheapest model whose quality is at least ``tau`` (of several as cheap, the
+    better predicted); else the best one."""
     tau = check_knob("quality", tau)
     q, c = check_arrays(quality, cost)
     good = q >= tau
-    cheapest_good = _best(np.where(good, -c, -np.inf), c)
+    # Models of one price are common (many open-weight models at one host's rate): of those the
+    # worse predicted one costs as much and is expected to do worse, so the better one is taken.
+    least = np.where(good, c, np.inf).min(axis=1, keepdims=True)
+    cheapest_good = _best(np.where(good & (c == least), q, -np.inf), c)
     return np.where(good.any(axis=1), cheapest_good, _best(q, c))
 
 
