@@ -8,6 +8,8 @@ spend controller all price requests here, so their dollars agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Characters per token of English text for GPT-style tokenisers: an estimate needs no tokenizer.
@@ -33,3 +35,13 @@ class Price(BaseModel):
 def estimate_tokens(text: str) -> float:
     """Tokens of ``text`` estimated from its length (at least one)."""
     return max(1.0, len(text) / CHARS_PER_TOKEN)
+
+
+def reported_tokens(value: Any) -> int | None:
+    """A token count as an upstream's ``usage`` reports it, or None when it is no count: not a
+    number, a boolean, negative, infinite, or beyond what a float holds exactly (a faulty upstream's
+    hundreds of digits overflowed the cost product after the answer was given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    # compared before any float conversion: an int of 400 digits cannot become one (OverflowError)
+    return int(value) if 0 <= value < 2**53 else None

@@ -12,7 +12,6 @@ through :class:`~lmroute.upstream.Upstream` (as the server does); tests pass fak
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError, UpstreamError
+from lmroute.pricing import reported_tokens
 
 if TYPE_CHECKING:
     from lmroute.upstream import ClientFactory, Upstream, UpstreamConfig
@@ -166,11 +166,15 @@ class UpstreamCaller:
                 status_code=200,
                 model=model.name,
             ) from None
+        # A count that is none (absent, "n/a", negative) is 0, as for a reply without usage: the
+        # answer was paid for and is kept.
         usage = data.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         return ChatResult(
             text=str(text),
-            prompt_tokens=_token_count(usage, "prompt_tokens"),
-            completion_tokens=_token_count(usage, "completion_tokens"),
+            prompt_tokens=reported_tokens(usage.get("prompt_tokens")) or 0,
+            completion_tokens=reported_tokens(usage.get("completion_tokens")) or 0,
         )
 
     async def aclose(self) -> None:
@@ -178,12 +182,3 @@ class UpstreamCaller:
         for upstream in self._upstreams.values():
             await upstream.aclose()
         self._upstreams.clear()
-
-
-def _token_count(usage: Any, key: str) -> int:
-    """``usage[key]`` as a count of tokens; 0 when the reply's usage lacks it or it is no count (a
-    list, "n/a"), as when the server reports no usage: the answer was paid for and is kept."""
-    value = usage.get(key) if isinstance(usage, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        return 0
-    return int(value)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
@@ -46,7 +46,7 @@ from lmroute.exceptions import (
     UpstreamError,
 )
 from lmroute.policies import POLICIES, ranked
-from lmroute.pricing import Price
+from lmroute.pricing import Price, reported_tokens
 from lmroute.routers.base import Router
 from lmroute.routing_names import RouterSpec
 from lmroute.serving.metrics import ServingMetrics
@@ -241,8 +241,11 @@ def request_spend(price: Price, payload: Mapping[str, Any], body: Mapping[str, A
 
     usage = body.get("usage") if body is not None else None
     if isinstance(usage, Mapping):
-        tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if _count_of(tokens_in) and _count_of(tokens_out):
+        tokens_in, tokens_out = (
+            reported_tokens(usage.get("prompt_tokens")),
+            reported_tokens(usage.get("completion_tokens")),
+        )
+        if tokens_in is not None and tokens_out is not None:
             return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6
     messages = payload.get("messages")
     text = "".join(_text(m.get("content")) for m in messages or () if isinstance(m, Mapping))
@@ -260,12 +263,6 @@ def _text(content: Any) -> str:
         for part in content
         if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
     )
-
-
-def _count_of(value: Any) -> TypeGuard[int]:
-    # Bounded: a count of hundreds of digits from a faulty upstream overflowed the float product
-    # and turned an answer already given into a 500; such usage is estimated instead.
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 class Fleet:
