@@ -166,6 +166,21 @@ def test_the_two_model_interface_keeps_working(client, fakes):
     assert body["lmroute"]["router"] is None and body["lmroute"]["fallback"] is False
 
 
+def test_models_named_as_their_upstream_are_listed_once(fakes, mf):
+    """A model without ``name:`` is served under its upstream id, the id the dearest (strong) and
+    the cheapest (weak) also carry: /v1/models (the console's Send list) names each model once."""
+    unnamed = [{k: v for k, v in m.items() if k not in ("name", "vocabulary")} for m in models(fakes[1])]
+    for m, vocabulary in zip(unnamed, VOCABULARY, strict=True):
+        m["vocabulary"] = vocabulary
+    config = build_config(overrides={"models": unnamed, "routers": ["mf"]})
+    with running(config, {"mf": mf}) as c:
+        listed = [m["id"] for m in c.get("/v1/models").json()["data"]]
+        assert sorted(listed) == sorted({"router-mf-0.5", *(m["model"] for m in unnamed)})
+        message = chat(c, "nope").json()["error"]["message"]
+        assert message.count("frontier-upstream") == 1
+        assert chat(c, "middle-upstream").json()["choices"][0]["message"]["content"] == "middle says hi"
+
+
 def test_costs_are_estimated_on_every_message_the_model_reads(client, mf):
     """The router reads the last user turn; the model reads, and is paid for, every message: the
     policy and the candidates' estimates price them all, as the spend counter and controller do."""

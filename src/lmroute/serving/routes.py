@@ -167,9 +167,13 @@ async def models(request: Request) -> Response:
         for tier, upstream in service.upstreams.items()
     ]
     if service.fleet is not None:
+        # A model without a name: is served under its upstream id, which the strong or weak tier
+        # (the dearest or cheapest of them) already lists; a request for it goes to that tier.
+        listed = {m["id"] for m in data}
         data += [
             {"id": name, "object": "model", "created": 0, "owned_by": "upstream:models"}
             for name in service.fleet.catalogue.names
+            if name not in listed
         ]
     return JSONResponse({"object": "list", "data": data})
 

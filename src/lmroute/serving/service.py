@@ -208,9 +208,10 @@ class RoutingService:
             if self.fleet is not None and (named := self.fleet.named(model)) is not None:
                 return named
             if not model.startswith(PREFIX):
-                names = ", ".join(upstream.model for upstream in self.upstreams.values())
+                known = [upstream.model for upstream in self.upstreams.values()]
                 if self.fleet is not None:
-                    names += ", " + ", ".join(self.fleet.catalogue.names)
+                    known += self.fleet.catalogue.names
+                names = ", ".join(dict.fromkeys(known))
                 raise InvalidModelNameError(
                     f"model {model!r} is neither router-<router>-<threshold> (e.g. {EXAMPLE!r}) nor one "
                     f"of the upstream models ({names})"
