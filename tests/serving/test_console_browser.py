@@ -197,6 +197,26 @@ def test_playground_bad_input_shows_a_message(page, server):
     assert page.locator("header h1").is_visible()
 
 
+def test_playground_says_when_an_answer_is_not_json(page, server):
+    """A proxy in front of the server (its sign-in page after a session expired) answers 200 with
+    HTML: scoring and sending say so, rather than hang on "Scoring..." or show an empty answer."""
+    login = {"status": 200, "body": "<html>Sign in</html>", "content_type": "text/html"}
+    page.route("**/v1/route", lambda route: route.fulfill(**login))
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(**login))
+    page.goto(f"{server}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.get_by_role("button", name="Score with every router").click()
+    error = page.get_by_test_id(f"score-error:{TO_STRONG}")
+    sync_api.expect(error).to_contain_text("text/html, not JSON")
+    assert "text/html, not JSON" in page.locator("#playground-message").inner_text()
+    page.locator("#send-model").select_option(TO_STRONG)
+    page.get_by_role("button", name="Send").click()
+    message = page.locator("#playground-message", has_text="The request failed")
+    message.wait_for()
+    assert "v1/chat/completions answered HTTP 200 with text/html" in message.inner_text()
+    assert page.locator("#answer").inner_text() == ""
+
+
 def test_live_numbers_equal_the_metrics(page, server, upstreams, tmp_path):
     before = metrics_text(server)
     page.goto(f"{server}/ui")

@@ -24,7 +24,8 @@ export class Api {
   }
 
   // {status, headers, data (parsed JSON or null), text, ms}; ApiError with the server's message on failure.
-  async request(path, { method = "GET", body } = {}) {
+  // A JSON endpoint (json: true) that answers something else fails too: a proxy's sign-in page, say.
+  async request(path, { method = "GET", body, json = true } = {}) {
     const headers = {};
     if (this.key) headers.authorization = `Bearer ${this.key}`;
     if (body !== undefined) headers["content-type"] = "application/json";
@@ -46,6 +47,11 @@ export class Api {
       const message = data && data.error && data.error.message
         ? data.error.message : `HTTP ${response.status} ${response.statusText}`.trim();
       throw new ApiError(message, response.status);
+    }
+    if (json && (data === null || typeof data !== "object")) {
+      const type = (response.headers.get("content-type") || "no content type").split(";")[0];
+      throw new ApiError(`${path} answered HTTP ${response.status} with ${type}, not JSON: `
+        + "is something other than lmroute (a proxy) answering?", response.status);
     }
     return { status: response.status, headers: response.headers, data, text, ms };
   }

@@ -75,7 +75,7 @@ export class LiveView {
   async poll() {
     let text;
     try {
-      text = (await this.api.request("metrics")).text;
+      text = (await this.api.request("metrics", { json: false })).text;
     } catch (err) {
       if (err.status !== 401) this.showBanner(`Could not read /metrics: ${err.message}`);
       return;
