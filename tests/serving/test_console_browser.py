@@ -170,6 +170,22 @@ def test_playground_conversation(page, server):
     assert value(page, f"score:{TO_WEAK}") == api["score"]
 
 
+def test_playground_conversation_of_content_parts(page, server):
+    """Messages whose content is a list of parts, as OpenAI's SDKs write them, have user text."""
+    page.goto(f"{server}/ui#playground")
+    page.get_by_label("Conversation (JSON messages)").check()
+    parts = [{"type": "text", "text": PROMPT}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    messages = [{"role": "user", "content": parts}]
+    page.locator("#prompt").fill(json.dumps(messages))
+    page.get_by_role("button", name="Score with every router").click()
+    page.get_by_test_id("scores").wait_for()
+    assert value(page, f"score:{TO_WEAK}") == route(server, {"model": TO_WEAK, "messages": messages})["score"]
+    page.locator("#send-model").select_option(TO_STRONG)
+    page.get_by_role("button", name="Send").click()
+    assert page.get_by_test_id("answer-text").inner_text() == "strong says hi"
+    assert page.locator("#playground-message").inner_text() == ""
+
+
 def test_playground_bad_input_shows_a_message(page, server):
     page.console_log.expected_statuses["/v1/"] = {413}
     page.goto(f"{server}/ui#playground")

@@ -7,6 +7,15 @@ const $ = (id) => document.getElementById(id);
 // is shown in "details", so a server that answers more needs no change here.
 const ROUTE_FIELDS = ["router", "threshold", "score", "decision", "model"];
 
+// A message's text as the server reads it: the string, or the text of its parts (OpenAI's
+// [{"type": "text", "text": ...}, {"type": "image_url", ...}] form).
+function messageText(message) {
+  if (typeof message.content === "string") return message.content;
+  if (!Array.isArray(message.content)) return "";
+  return message.content.filter((p) => p && p.type === "text" && typeof p.text === "string")
+    .map((p) => p.text).join("\n");
+}
+
 function kilobytes(text) {
   return new TextEncoder().encode(text).length / 1024;
 }
@@ -83,7 +92,7 @@ export class Playground {
       this.message('The conversation must be a non-empty JSON list of {"role": ..., "content": ...} messages.');
       return null;
     }
-    if (!messages.some((m) => m.role === "user" && typeof m.content === "string" && m.content.trim())) {
+    if (!messages.some((m) => m.role === "user" && messageText(m).trim())) {
       this.message("The conversation has no user message with text: add one.");
       return null;
     }
