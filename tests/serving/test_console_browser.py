@@ -450,6 +450,31 @@ def test_api_key_is_asked_for_and_sent(browser, upstreams, monkeypatch):
         assert log.errors == []
 
 
+def test_a_key_no_header_can_carry_is_refused_in_the_form(browser, upstreams, monkeypatch):
+    """A key pasted with a zero-width space: fetch refuses the header, so kept it would fail every
+    call (/metrics too) with "the server did not answer" and never bring the key field back."""
+    monkeypatch.setenv("LMROUTE_API_KEYS", "console-key-1")
+    with serve_in_thread(create_app(upstreams.config(thresholds=THRESHOLDS), routers=ROUTERS)) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        log = watch(page)
+        log.expected_statuses["/v1/"] = {401}
+        page.goto(f"{url}/ui")
+        page.locator("#key-form").wait_for()
+        page.locator("#key-input").fill("console-key-1\u200b")
+        page.get_by_role("button", name="Use key").click()
+        page.locator("#key-message", has_text="U+200B").wait_for()
+        assert page.locator("#key-form").is_visible()
+        page.locator("#key-input").fill("console-key-1")
+        page.get_by_role("button", name="Use key").click()
+        page.get_by_test_id("router-models").filter(has_text=TO_STRONG).wait_for()
+        page.wait_for_timeout(2500)  # a poll of /metrics with the key
+        assert page.locator("#banner").is_hidden()
+        context.close()
+        assert log.errors == []
+
+
 def test_prometheus_reading_matches_prometheus(page, server):
     """The page's parser and quantiles against prometheus_client's parser and histogram_quantile."""
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest

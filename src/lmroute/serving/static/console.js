@@ -54,6 +54,14 @@ function start() {
       $("key-message").textContent = "The key is empty: type the server's API key.";
       return;
     }
+    // fetch refuses such a header outright: kept, the key would fail every call, /metrics too.
+    const bad = /[^\t\x20-\x7e\x80-\xff]/u.exec(key);
+    if (bad) {
+      const code = bad[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+      $("key-message").textContent =
+        `The key holds U+${code}, which an HTTP header cannot carry: paste the key without it.`;
+      return;
+    }
     api.setKey(key);
     $("key-input").value = "";
     $("key-form").hidden = true;
