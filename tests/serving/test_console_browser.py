@@ -268,6 +268,21 @@ def test_live_numbers_equal_the_metrics(page, server, upstreams, tmp_path):
     screenshot(page, tmp_path, "live")
 
 
+def test_live_view_keeps_saying_why_the_routers_are_not_listed(page, server):
+    """/v1/models failing (not for a key) stays in the banner: the good reads of /metrics after it
+    used to clear it at once, leaving "No router listed (is an API key needed?)" alone."""
+    page.console_log.expected_statuses["/v1/models"] = {500}
+    failure = {"error": {"message": "models are down", "type": "server_error", "param": None, "code": None}}
+    page.route("**/v1/models", lambda route: route.fulfill(status=500, json=failure))
+    page.goto(f"{server}/ui")
+    page.get_by_test_id("live-requests").wait_for()
+    page.wait_for_function("document.querySelector('#live-updated').textContent !== ''")
+    assert page.locator("#banner").inner_text() == "Could not list the routers: models are down"
+    before = page.locator("#live-updated").inner_text()
+    page.wait_for_function("t => document.querySelector('#live-updated').textContent !== t", arg=before)
+    assert page.locator("#banner").is_visible()
+
+
 def test_live_view_shows_metrics_it_does_not_know(page, server):
     """Models, gauges and counters a later server adds (N models, drift, spend) show without changes."""
     extra = (

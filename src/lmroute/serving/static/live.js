@@ -57,17 +57,20 @@ export class LiveView {
     this.rates = [];
     this.previous = null;
     this.routerModels = [];
+    // Why /v1/models failed, if it did: each good read of /metrics clears only its own problem.
+    this.modelsProblem = "";
     $("live-interval").textContent = String(INTERVAL_S);
     this.timer = setInterval(() => this.poll(), INTERVAL_S * 1000);
   }
 
   async refresh() {
+    this.modelsProblem = "";
     try {
       const models = await this.api.request("v1/models");
       this.routerModels = models.data.data.filter((m) => m.owned_by === "lmroute").map((m) => m.id);
     } catch (err) {
       this.routerModels = [];
-      if (err.status !== 401) this.showBanner(`Could not list the routers: ${err.message}`);
+      if (err.status !== 401) this.modelsProblem = `Could not list the routers: ${err.message}`;
     }
     await this.poll();
   }
@@ -80,7 +83,7 @@ export class LiveView {
       if (err.status !== 401) this.showBanner(`Could not read /metrics: ${err.message}`);
       return;
     }
-    this.showBanner("");
+    this.showBanner(this.modelsProblem);
     this.render(parseMetrics(text), performance.now() / 1000);
   }
 
