@@ -65,6 +65,8 @@ async def console_slash(request: Request) -> Response:
 async def console_file(request: Request) -> Response:
     """One of the console's static files."""
     name = request.path_params["name"]
+    if name == "index.html":  # the page itself, whose links resolve only from /ui
+        return RedirectResponse("../ui", status_code=308)
     if name not in _FILES:
         raise RequestError(f"the console has no file {name!r}", status=404, code="not_found")
     return _file(name)
