@@ -213,6 +213,32 @@ def test_playground_bad_input_shows_a_message(page, server):
     assert page.locator("header h1").is_visible()
 
 
+@pytest.mark.parametrize(
+    ("button", "path"), [("Send", "chat/completions"), ("Score with every router", "route")]
+)
+def test_playground_sends_once_while_a_request_is_in_flight(page, server, button, path):
+    """A double click on a slow server sent (and paid for) the request twice, and the slower answer
+    could land last; the button now waits for its answer."""
+    held = []
+    page.route(f"**/v1/{path}", lambda route: held.append(route))
+    page.goto(f"{server}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.locator("#send-model").select_option(TO_STRONG)
+    page.get_by_role("button", name=button, exact=True).dblclick()
+    page.wait_for_timeout(500)  # time for a second click's requests to be made
+    per_click = 1 if path == "chat/completions" else 3  # Score asks every router model
+    assert len(held) == per_click
+    sync_api.expect(page.get_by_role("button", name=button, exact=True)).to_be_disabled()
+    for request in held:
+        request.continue_()
+    sync_api.expect(page.get_by_role("button", name=button, exact=True)).to_be_enabled()
+    if path == "route":
+        api = route(server, {"model": TO_STRONG, "prompt": PROMPT})
+        assert value(page, f"score:{TO_STRONG}") == api["score"]
+    else:
+        assert page.get_by_test_id("answer-text").inner_text() == "strong says hi"
+
+
 def test_playground_says_when_an_answer_is_not_json(page, server):
     """A proxy in front of the server (its sign-in page after a session expired) answers 200 with
     HTML: scoring and sending say so, rather than hang on "Scoring..." or show an empty answer."""

@@ -16,6 +16,17 @@ function messageText(message) {
     .map((p) => p.text).join("\n");
 }
 
+// One request per button at a time: a double click would send (and pay) twice, and a slow first
+// answer could land after the second.
+async function whileDisabled(button, work) {
+  button.disabled = true;
+  try {
+    await work();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function kilobytes(text) {
   return new TextEncoder().encode(text).length / 1024;
 }
@@ -24,8 +35,8 @@ export class Playground {
   constructor(api) {
     this.api = api;
     this.routerModels = [];
-    $("score-button").addEventListener("click", () => this.score());
-    $("send-button").addEventListener("click", () => this.send());
+    $("score-button").addEventListener("click", () => whileDisabled($("score-button"), () => this.score()));
+    $("send-button").addEventListener("click", () => whileDisabled($("send-button"), () => this.send()));
     $("prompt").addEventListener("input", () => this.showSize());
     for (const radio of document.querySelectorAll("input[name=input-kind]")) {
       radio.addEventListener("change", () => this.changeKind());
