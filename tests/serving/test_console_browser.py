@@ -456,6 +456,31 @@ def test_report_bad_file_shows_a_message(page, server, tmp_path, content, messag
     assert page.locator("#report").inner_text() == ""
 
 
+DROP = """([target, types]) => {
+    const data = new DataTransfer();
+    if (types.includes("file")) data.items.add(new File(["{}"], "eval.json", { type: "application/json" }));
+    if (types.includes("text")) data.setData("text/plain", "dragged text");
+    const node = document.querySelector(target);
+    return ["dragover", "drop"].map((type) => {
+        const event = new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: data });
+        node.dispatchEvent(event);
+        return event.defaultPrevented;
+    });
+}"""
+
+
+def test_a_file_dropped_outside_the_drop_zone_does_not_leave_the_console(page, server):
+    """The browser's default for a file dropped on a page is to open it in place of the console
+    (its state lost); text dragged into the prompt is still dropped there."""
+    page.goto(f"{server}/ui#report")
+    for target in ("header", "#report-message", "#prompt"):
+        assert page.evaluate(DROP, [target, ["file"]]) == [True, True], target
+    assert page.evaluate(DROP, ["#prompt", ["text"]]) == [False, False]
+    assert page.locator("#report-message").inner_text() == ""
+    page.evaluate(DROP, ["#report-drop", ["file"]])  # the drop zone still opens what it gets
+    page.locator("#report-message", has_text="eval.json is not an lmroute evaluation").wait_for()
+
+
 def test_api_key_is_asked_for_and_sent(browser, upstreams, monkeypatch):
     monkeypatch.setenv("LMROUTE_API_KEYS", "console-key-1")
     config = upstreams.config(thresholds=THRESHOLDS)

@@ -139,6 +139,13 @@ export class ReportView {
       event.preventDefault();
       this.open(event.dataTransfer.files[0]);
     });
+    // A file dropped anywhere else would be opened by the browser in place of the console, its state
+    // lost. Dragged text is left alone: it still drops into the prompt.
+    for (const type of ["dragover", "drop"]) {
+      document.addEventListener(type, (event) => {
+        if (event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files")) event.preventDefault();
+      });
+    }
   }
 
   message(text) {
