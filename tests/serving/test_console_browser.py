@@ -481,6 +481,23 @@ def test_a_file_dropped_outside_the_drop_zone_does_not_leave_the_console(page, s
     page.locator("#report-message", has_text="eval.json is not an lmroute evaluation").wait_for()
 
 
+def test_the_same_file_chosen_again_after_fixing_it_is_read_again(page, server, eval_json, tmp_path):
+    """The browser fires no change event for the file already chosen: the fixed file was not read."""
+    result = tmp_path / "result.json"
+    result.write_text("{not json")
+    page.goto(f"{server}/ui#report")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#report-file").click()
+    chooser.value.set_files(result)
+    page.locator("#report-message", has_text="is not JSON").wait_for()
+    result.write_text(eval_json.read_text())
+    with page.expect_file_chooser() as chooser:
+        page.locator("#report-file").click()
+    chooser.value.set_files(result)
+    page.get_by_test_id("report-title").wait_for()
+    assert page.locator("#report-message").inner_text() == ""
+
+
 def test_api_key_is_asked_for_and_sent(browser, upstreams, monkeypatch):
     monkeypatch.setenv("LMROUTE_API_KEYS", "console-key-1")
     config = upstreams.config(thresholds=THRESHOLDS)

@@ -132,7 +132,11 @@ export function renderReport(data) {
 
 export class ReportView {
   constructor() {
-    $("report-file").addEventListener("change", (event) => this.open(event.target.files[0]));
+    $("report-file").addEventListener("change", async (event) => {
+      await this.open(event.target.files[0]);
+      // Else choosing the same file again, fixed, would fire no change event and not be read.
+      event.target.value = "";
+    });
     const drop = $("report-drop");
     drop.addEventListener("dragover", (event) => event.preventDefault());
     drop.addEventListener("drop", (event) => {
