@@ -373,6 +373,22 @@ def test_a_server_without_prices_exports_no_spend(page, server):
     assert page.get_by_test_id("live-spend").inner_text() == "not exported"
 
 
+def test_a_slow_metrics_read_is_not_overlapped_by_the_next_poll(page, server):
+    """On a server slower than the 2 s poll, reads of /metrics piled up, each answered late."""
+    held = []
+    page.route("**/metrics", lambda route: held.append(route))
+    page.goto(f"{server}/ui")
+    page.wait_for_timeout(5_000)  # two more polls' time
+    assert len(held) == 1
+    held.pop().continue_()
+    page.get_by_test_id("live-requests").wait_for()
+    page.unroute("**/metrics")
+    page.wait_for_function(
+        "() => performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.endsWith('/metrics')).length >= 2"
+    )  # polling goes on after the slow read
+
+
 def test_live_view_names_the_routers_the_drift_detector_flags(page, server):
     """The server's own drift gauges (lmroute.control) read as a state, not as numbers."""
     feed = (

@@ -59,6 +59,7 @@ export class LiveView {
     this.routerModels = [];
     // Why /v1/models failed, if it did: each good read of /metrics clears only its own problem.
     this.modelsProblem = "";
+    this.reading = null;
     $("live-interval").textContent = String(INTERVAL_S);
     this.timer = setInterval(() => this.poll(), INTERVAL_S * 1000);
   }
@@ -75,7 +76,13 @@ export class LiveView {
     await this.poll();
   }
 
-  async poll() {
+  // One read of /metrics at a time: on a server slower than the interval they would pile up.
+  poll() {
+    if (!this.reading) this.reading = this.read().finally(() => { this.reading = null; });
+    return this.reading;
+  }
+
+  async read() {
     let text;
     try {
       text = (await this.api.request("metrics", { json: false })).text;
