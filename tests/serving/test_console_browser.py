@@ -411,6 +411,24 @@ def test_live_view_names_the_routers_the_drift_detector_flags(page, server):
     sync_api.expect(drift).to_have_text("no drift (2 watched)", timeout=10_000)
 
 
+@pytest.mark.parametrize("drift", [True, False])
+def test_the_drift_tile_says_no_router_is_watched_before_one_is(page, upstreams, drift):
+    """Before a routed request, and with drift detection off, the server exports the drift families
+    without samples: the tile read "no drift (0 watched)", as if 0 routers were found sound."""
+    config = upstreams.config(thresholds=THRESHOLDS, control={"drift": {"enabled": drift}})
+    with serve_in_thread(create_app(config, routers=ROUTERS)) as url:
+        assert "# TYPE lmroute_drift_drifted gauge" in metrics_text(url)
+        assert "lmroute_drift_drifted{" not in metrics_text(url)
+        page.goto(f"{url}/ui")
+        tile = page.get_by_test_id("live-drift")
+        sync_api.expect(tile).to_have_text("none watched")
+        assert "no request routed yet, or drift detection off" in page.locator("#live-tiles").inner_text()
+        assert chat(url, TO_STRONG).status_code == 200
+        watched = 'lmroute_drift_drifted{router="length"} 0.0' in metrics_text(url)
+        assert watched == drift
+        sync_api.expect(tile).to_have_text("no drift (1 watched)" if drift else "none watched")
+
+
 @pytest.fixture(scope="module")
 def eval_json(tmp_path_factory) -> Path:
     """An ``lmroute eval --json`` file of a small custom benchmark."""

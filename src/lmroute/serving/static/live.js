@@ -24,9 +24,10 @@ const DRIFTED = "lmroute_drift_drifted";
 
 const $ = (id) => document.getElementById(id);
 
-function tile(label, text, testid, value) {
+function tile(label, text, testid, value, note) {
   return el("div", { class: "tile" }, el("div", { class: "muted" }, label),
-    el("div", { class: "big", "data-testid": testid, "data-value": value }, text));
+    el("div", { class: "big", "data-testid": testid, "data-value": value }, text),
+    note ? el("div", { class: "muted" }, note) : undefined);
 }
 
 function counted(family) {
@@ -35,14 +36,18 @@ function counted(family) {
   return own.length ? own : family.samples.filter((s) => !s.name.endsWith("_created"));
 }
 
+// The drift tile's text and a note under it.
 function driftText(families, drift) {
   const drifted = families.get(DRIFTED);
   if (drifted) {
     const routers = counted(drifted);
+    // The server has a detector per router from its first routed request (or calibration prompts),
+    // none with detection off: /metrics cannot tell these two apart.
+    if (!routers.length) return ["none watched", "no request routed yet, or drift detection off"];
     const bad = routers.filter((s) => s.value > 0).map((s) => s.labels.router);
-    return bad.length ? `drifted: ${bad.join(", ")}` : `no drift (${routers.length} watched)`;
+    return [bad.length ? `drifted: ${bad.join(", ")}` : `no drift (${routers.length} watched)`];
   }
-  return drift.length ? drift.flatMap(counted).map((s) => number(s.value)).join(" / ") : "not exported";
+  return [drift.length ? drift.flatMap(counted).map((s) => number(s.value)).join(" / ") : "not exported"];
 }
 
 function labelText(labels) {
@@ -109,6 +114,7 @@ export class LiveView {
     const spend = [...families.values()].filter((f) => SPEND.test(f.name));
     const drift = [...families.values()].filter((f) => DRIFT.test(f.name));
     const spendTotal = spend.length ? total(spend.flatMap(counted)) : NaN;
+    const [driftShown, driftNote] = driftText(families, drift);
     replace($("live-tiles"),
       tile("requests / s", rate.toFixed(2), "live-rps", rate),
       tile("requests", number(count), "live-requests", count),
@@ -117,7 +123,7 @@ export class LiveView {
       tile("router errors", number(routerErrors), "live-router-errors", routerErrors),
       tile("estimated spend", spend.length ? `$${spendTotal.toFixed(4)}` : "not exported",
         "live-spend", spend.length ? spendTotal : undefined),
-      tile("drift", driftText(families, drift), "live-drift"));
+      tile("drift", driftShown, "live-drift", undefined, driftNote));
     replace($("live-rate"), sparkline(this.rates, { unit: "/s" }));
     this.renderShare(requests);
     this.renderRouters(families);
