@@ -15,13 +15,17 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from _fake_embedder import HashEmbedder
 from browser import chromium_path, watch
 from fake_openai import serve_in_thread
 from serve_process import metric_value
 
 from lmroute.cli import main
+from lmroute.data.battles import Battle
 from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
 from lmroute.routers.random import RandomRouter
 from lmroute.serving.app import create_app
 from lmroute.serving.config import build_config
@@ -184,6 +188,61 @@ def test_playground_conversation_of_content_parts(page, server):
     page.get_by_role("button", name="Send").click()
     assert page.get_by_test_id("answer-text").inner_text() == "strong says hi"
     assert page.locator("#playground-message").inner_text() == ""
+
+
+@pytest.fixture(scope="module")
+def fleet(upstreams):
+    """A server of three priced models (two fake upstreams, ``mid`` sharing the weak one's) routed by
+    an ``mf`` that knows them."""
+    names = ["top", "mid", "low"]
+    rng = np.random.default_rng(0)
+    battles = []
+    for i in range(120):  # the earlier model of a pair wins
+        a, b = sorted(rng.choice(3, size=2, replace=False))
+        battles.append(Battle(f"hello w{i % 9} {i}", names[a], names[b], "model_a"))
+    fast = {"dim": 8, "epochs": 5, "batch_size": 32, "noise": 0.02, "ties": "half"}
+    mf = MFRouter(embedder=HashEmbedder(32), strong_model="top", weak_model="low", **fast).fit(battles)
+    urls = {"top": upstreams.urls["strong"], "mid": upstreams.urls["weak"], "low": upstreams.urls["weak"]}
+    prices = {"top": 5.0, "mid": 1.0, "low": 0.1}
+    models = [
+        {
+            "name": n,
+            "base_url": urls[n],
+            "model": f"{n}-upstream",
+            "max_retries": 0,
+            "timeout": 2.0,
+            "price": {"input_per_1m": prices[n], "output_per_1m": prices[n]},
+        }
+        for n in names
+    ]
+    config = build_config(overrides={"models": models, "routers": ["mf"]})
+    with serve_in_thread(create_app(config, routers={"mf": mf})) as url:
+        yield url
+
+
+def test_playground_scores_and_sends_with_an_n_model_policy(page, fleet):
+    """/v1/models lists no N-model policy name (router-mf-lambda-<value>): typed by hand, it is
+    scored beside the listed routers, its qualities and costs under details, and sent to."""
+    policy = "router-mf-lambda-0"  # the best predicted model, whatever it costs
+    api = route(fleet, {"model": policy, "prompt": PROMPT})
+    page.goto(f"{fleet}/ui#playground")
+    page.locator("#prompt").fill(PROMPT)
+    page.locator("#send-model-name").fill(policy)
+    assert page.locator("#send-model").is_disabled()
+    page.get_by_role("button", name="Score with every router").click()
+    decision = page.get_by_test_id(f"decision:{policy}")
+    assert decision.get_attribute("data-value") == api["decision"]
+    assert decision.inner_text() == f"{api['decision']} → {api['routed_model']}"
+    details = page.get_by_test_id("scores").locator("tr", has=decision).locator("td").last.inner_text()
+    assert json.loads(details)["candidates"] == api["candidates"]  # each model's quality and cost
+    assert page.get_by_test_id("score:router-mf-0.5").is_visible()  # the listed router too
+    page.get_by_role("button", name="Send").click()
+    assert page.get_by_test_id("answer-decision").inner_text() == api["decision"]
+    assert page.get_by_test_id("answered-by").inner_text() == api["decision"]
+    said = "strong says hi" if api["decision"] == "top" else "weak says hi"
+    assert page.get_by_test_id("answer-text").inner_text() == said
+    page.locator("#send-model-name").fill("")
+    assert page.locator("#send-model").is_enabled()
 
 
 def test_playground_bad_input_shows_a_message(page, server):

@@ -5,7 +5,7 @@ import { el, ms, number, replace, table } from "./dom.js";
 const $ = (id) => document.getElementById(id);
 // Fields of /v1/route's answer shown in their own columns; any other (N-model qualities, costs...)
 // is shown in "details", so a server that answers more needs no change here.
-const ROUTE_FIELDS = ["router", "threshold", "score", "decision", "model"];
+const ROUTE_FIELDS = ["router", "threshold", "score", "decision", "model", "routed_model"];
 
 // A message's text as the server reads it: the string, or the text of its parts (OpenAI's
 // [{"type": "text", "text": ...}, {"type": "image_url", ...}] form).
@@ -38,6 +38,9 @@ export class Playground {
     $("score-button").addEventListener("click", () => whileDisabled($("score-button"), () => this.score()));
     $("send-button").addEventListener("click", () => whileDisabled($("send-button"), () => this.send()));
     $("prompt").addEventListener("input", () => this.showSize());
+    $("send-model-name").addEventListener("input", () => {
+      $("send-model").disabled = Boolean(this.typedModel());
+    });
     for (const radio of document.querySelectorAll("input[name=input-kind]")) {
       radio.addEventListener("change", () => this.changeKind());
     }
@@ -55,6 +58,12 @@ export class Playground {
     } catch (err) {
       if (err.status !== 401) this.message(`Could not list the models: ${err.message}`);
     }
+  }
+
+  // A model name typed by hand: one the server accepts but does not list, such as the N-model
+  // policies (router-mf-lambda-0.02, router-mf-quality-0.6) of a server with `models:`.
+  typedModel() {
+    return $("send-model-name").value.trim();
   }
 
   message(text) {
@@ -115,12 +124,15 @@ export class Playground {
     const input = this.input();
     if (!input) return;
     if (!this.routerModels.length) await this.refresh();
-    if (!this.routerModels.length) {
+    const typed = this.typedModel();
+    const models = typed.startsWith("router-") && !this.routerModels.includes(typed)
+      ? [...this.routerModels, typed] : this.routerModels;
+    if (!models.length) {
       this.message("The server lists no router to score with.");
       return;
     }
     replace($("scores"), el("p", { class: "muted" }, "Scoring..."));
-    const results = await Promise.all(this.routerModels.map(async (model) => {
+    const results = await Promise.all(models.map(async (model) => {
       try {
         return { model, answer: (await this.api.post("v1/route", { model, ...input })).data };
       } catch (err) {
@@ -135,7 +147,8 @@ export class Playground {
       const score = typeof answer.score === "number" ? answer.score : null;
       return [model, answer.router ?? "", String(answer.threshold ?? ""),
         { text: score === null ? "n/a" : score.toFixed(6), value: score ?? undefined, testid: `score:${model}` },
-        { text: `${answer.decision ?? "?"} → ${answer.model ?? "?"}`, value: answer.decision,
+        // Among N models the decision is the chosen model itself, also named routed_model.
+        { text: `${answer.decision ?? "?"} → ${answer.model ?? answer.routed_model ?? "?"}`, value: answer.decision,
           testid: `decision:${model}` },
         Object.keys(extra).length ? JSON.stringify(extra) : ""];
     });
@@ -149,7 +162,7 @@ export class Playground {
     this.message("");
     const input = this.input();
     if (!input) return;
-    const model = $("send-model").value;
+    const model = this.typedModel() || $("send-model").value;
     if (!model) {
       this.message("No model to send to: the server lists none.");
       return;
