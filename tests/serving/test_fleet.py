@@ -288,6 +288,15 @@ def test_modes_need_a_router_with_a_vocabulary_and_a_config_with_models(client, 
     assert response.status_code == 400 and "models:" in response.json()["error"]["message"]
 
 
+def test_retrieve_a_model_of_n_by_id(client):
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    middle = {"id": "middle", "object": "model", "created": 0, "owned_by": "upstream:models"}
+    assert client.get("/v1/models/middle").json() == listed["middle"] == middle
+    assert client.get("/v1/models/router-mf-lambda-0.02").json()["owned_by"] == "lmroute"
+    response = client.get("/v1/models/router-length-lambda-0.1")  # length predicts no qualities
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+
+
 def test_a_router_that_fails_sends_the_request_by_price(fakes, mf):
     class Broken(MFRouter):
         def _predict_quality(self, prompts, models):

@@ -23,6 +23,7 @@ from lmroute.routers.base import Router
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.random import RandomRouter
 from lmroute.serving.app import create_app
+from lmroute.serving.config import build_config
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 ROUTERS = {"length": LengthRouter(), "random": RandomRouter()}
@@ -285,6 +286,34 @@ def test_route_on_the_whole_conversation(upstreams):
     length = LengthRouter()
     assert last == pytest.approx(length.score(["second"])[0])
     assert whole == pytest.approx(length.score(["be brief\n\nfirst question\n\nan answer\n\nsecond"])[0])
+
+
+def test_retrieve_one_model_by_id_as_the_openai_sdk_does(upstreams):
+    # Upstream ids hold "/", ":" and "."; the SDK percent-encodes the "/" as %2F.
+    strong, weak = "meta-llama/Llama-3.1-70B-Instruct", "qwen2.5:7b-instruct"
+    tiers = {
+        tier: {"base_url": upstreams.urls[tier], "model": name, "max_retries": 0}
+        for tier, name in (("strong", strong), ("weak", weak))
+    }
+    config = build_config(overrides={**tiers, "routers": ["length"], "thresholds": {"length": [0.11593]}})
+    with running(config) as c:
+        sdk = openai.OpenAI(base_url=str(c.base_url) + "/v1", api_key="unused", max_retries=0)
+        listed = {m.id: m for m in sdk.models.list()}
+        assert list(listed) == ["router-length-0.11593", "router-random-0.5", strong, weak]
+        for name, m in listed.items():
+            assert sdk.models.retrieve(name) == m
+        assert sdk.models.retrieve(strong).owned_by == "upstream:strong"
+        assert c.get(f"/v1/models/{weak}").json()["owned_by"] == "upstream:weak"
+        # Served but not listed: another threshold, a target mode.
+        assert sdk.models.retrieve("router-length-0.3").owned_by == "lmroute"
+        assert sdk.models.retrieve("router-length-share-0.3").id == "router-length-share-0.3"
+        for name in ("gpt-5", "router-nope-0.5", "router-length-1.5", "meta-llama/other", ""):
+            response = c.get(f"/v1/models/{name}")
+            assert response.status_code == 404, (name, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "model_not_found" and error["type"] == "invalid_request_error"
+        with pytest.raises(openai.NotFoundError, match="'gpt-5' is not served here"):
+            sdk.models.retrieve("gpt-5")
 
 
 def test_unknown_paths_and_methods_are_openai_shaped(client):

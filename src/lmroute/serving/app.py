@@ -153,6 +153,16 @@ def openapi_schema() -> dict[str, Any]:
         ok = {"description": "Successful Response", "content": {media_type: {"schema": answer_schema}}}
         get = {"summary": summary, "operationId": _operation_id(path), "responses": {"200": ok}}
         paths[path] = {"get": get}
+    # A model id may hold "/", which the route's ":path" takes and OpenAPI's {model} cannot say.
+    parameter = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths[routes.MODELS_PATH + "/{model}"] = {
+        "get": {
+            "summary": "The object /v1/models lists for one model string or upstream model",
+            "operationId": "v1_models_retrieve",
+            "parameters": [parameter],
+            "responses": {"200": paths[routes.MODELS_PATH]["get"]["responses"]["200"], "404": error},
+        }
+    }
     for path, (summary, body, answer) in _ENDPOINTS.items():
         # A completion is the upstream's own JSON (any object); a stream is server-sent events.
         answered = {"$ref": f"#/components/schemas/{answer.__name__}"} if answer else {"type": "object"}

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from lmroute.exceptions import InvalidModelNameError, RequestError
-from lmroute.routing_names import format_model_name
+from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
+from lmroute.routing_names import RouterSpec, format_model_name
 from lmroute.serving.answers import Decision
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
@@ -155,27 +155,58 @@ async def route(request: Request) -> Response:
 async def models(request: Request) -> Response:
     """``GET /v1/models``: every router-threshold model string and upstream model this server serves."""
     await authorize(request)
+    return JSONResponse({"object": "list", "data": _listed(request)})
+
+
+async def model_by_id(request: Request) -> Response:
+    """``GET /v1/models/{id}``: the object ``GET /v1/models`` lists for ``id``; a model string the
+    server accepts but does not list (another threshold, a target mode) gets one of the same shape."""
+    await authorize(request)
+    name: str = request.path_params["model"]
+    for listed in _listed(request):
+        if listed["id"] == name:
+            return JSONResponse(listed)
+    service: RoutingService = request.app.state.service
+    try:
+        target = service.target(name)
+    except LmrouteError as exc:
+        raise RequestError(
+            f"the model {name!r} is not served here ({exc})",
+            status=404,
+            param="model",
+            code="model_not_found",
+        ) from None
+    if isinstance(target, RouterSpec):
+        return JSONResponse(_model_object(name, "lmroute"))
+    owner = "upstream:models" if isinstance(target, FleetDecision) else f"upstream:{target}"
+    return JSONResponse(_model_object(name, owner))
+
+
+def _listed(request: Request) -> list[dict[str, Any]]:
     service: RoutingService = request.app.state.service
     thresholds = request.app.state.config.thresholds
     data = [
-        {"id": format_model_name(name, t), "object": "model", "created": 0, "owned_by": "lmroute"}
+        _model_object(format_model_name(name, t), "lmroute")
         for name in sorted(service.routers)
         for t in thresholds.get(name, (_DEFAULT_THRESHOLD,))
     ]
     data += [
-        {"id": upstream.model, "object": "model", "created": 0, "owned_by": f"upstream:{tier}"}
-        for tier, upstream in service.upstreams.items()
+        _model_object(upstream.model, f"upstream:{tier}") for tier, upstream in service.upstreams.items()
     ]
     if service.fleet is not None:
         # A model without a name: is served under its upstream id, which the strong or weak tier
         # (the dearest or cheapest of them) already lists; a request for it goes to that tier.
         listed = {m["id"] for m in data}
         data += [
-            {"id": name, "object": "model", "created": 0, "owned_by": "upstream:models"}
+            _model_object(name, "upstream:models")
             for name in service.fleet.catalogue.names
             if name not in listed
         ]
-    return JSONResponse({"object": "list", "data": data})
+    return data
+
+
+def _model_object(name: str, owner: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
 
 async def status(request: Request) -> Response:
@@ -204,6 +235,8 @@ ROUTES = [
     Route(CHAT_PATH, chat_completions, methods=["POST"]),
     Route(ROUTE_PATH, route, methods=["POST"]),
     Route(MODELS_PATH, models, methods=["GET"]),
+    # ":path": model ids hold "/" (upstream ids such as org/model; the OpenAI SDK sends it as %2F).
+    Route(MODELS_PATH + "/{model:path}", model_by_id, methods=["GET"]),
     Route(STATUS_PATH, status, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
     Route("/metrics", prometheus, methods=["GET"]),
