@@ -182,6 +182,27 @@ def test_prepare_leaves_out_own_gold_and_decontaminates_exactly():
         prepare_battles([f"gold:{bench}"], exclude_benchmarks=[str(bench)])
 
 
+def test_an_excluded_benchmark_file_is_looked_up_in_the_data_folder(tmp_path, monkeypatch, capsys):
+    # As a gold source's file: in the working directory, else in the data folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    specs = ["battles:battles.jsonl", "gold:bench.jsonl", "gold:scores.jsonl"]
+    battles, report = prepare_battles(
+        specs, data_dir=FIXTURES, exclude_benchmarks=["bench.jsonl"], threshold=None
+    )
+    assert report.excluded_specs == ["gold:bench.jsonl"]
+    assert report.decontamination.matched == Counter({"bench": 2})
+    assert report.battles == len(battles) == 5 + 7 - 2
+    with pytest.raises(DataError) as found:
+        prepare_battles(specs, data_dir=FIXTURES, exclude_benchmarks=["nothing.jsonl"])
+    message = str(found.value)
+    assert f"nothing.jsonl is neither in the working directory {tmp_path}" in message
+    assert f"nor in the data directory {FIXTURES}" in message
+    assert main(["data", *specs, "--exclude-benchmark", "nothing.jsonl", "--exact-only"]) == 1
+    err = capsys.readouterr().err
+    assert "nor in a data directory (none given: --data-dir DIR or $LMROUTE_DATA_DIR)" in err
+
+
 class _Questions:
     """A fake embedder: every text ending in "?" gets one shared vector, other texts their own."""
 

@@ -68,7 +68,9 @@ def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         default=[],
         metavar="NAME",
-        help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's",
+        help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's; NAME is "
+        "mmlu, gsm8k, mt-bench or a benchmark file (a relative path not in the working directory is "
+        "looked up in the data folder)",
     )
     parser.add_argument(
         "--decontaminate",

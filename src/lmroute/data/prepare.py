@@ -101,18 +101,21 @@ def prepare_battles(
     """
     from lmroute.data.decontaminate import decontaminate
 
-    excluded = [_bench_key(b) for b in exclude_benchmarks]
+    excluded = [_bench_key(b, data_dir, check=True) for b in exclude_benchmarks]
     kept_specs: list[str] = []
     left_out: list[str] = []
     for spec in specs:
         target = gold_target(spec)
-        (left_out if target is not None and _bench_key(target) in excluded else kept_specs).append(spec)
+        left = target is not None and _bench_key(target, data_dir) in excluded
+        (left_out if left else kept_specs).append(spec)
     if not kept_specs:
         raise DataError(f"no training sources left after excluding the gold of {', '.join(excluded)}")
     battles, load_report = load_sources(
         kept_specs, data_dir=data_dir, min_model_battles=min_model_battles, aliases=aliases
     )
-    against = list(dict.fromkeys([*excluded, *(_bench_key(b) for b in decontaminate_against)]))
+    against = list(
+        dict.fromkeys([*excluded, *(_bench_key(b, data_dir, check=True) for b in decontaminate_against)])
+    )
     report = PreparedReport(load_report, left_out, [*against, *(eval_prompts or {})])
     if report.against:
         prompts: dict[str, list[str]] = {}
@@ -128,7 +131,29 @@ def prepare_battles(
     return battles, report
 
 
-def _bench_key(name: str) -> str:
+def _bench_key(name: str, data_dir: str | Path | None, *, check: bool = False) -> str:
+    """A public benchmark's name, else the absolute path of a benchmark file: a relative path found
+    as a gold source's is (the working directory, then the data folders). With ``check``, a file
+    found in neither is a DataError naming both; otherwise loading the source reports it."""
+    from lmroute.data.public import data_folders
+
     key = str(name).strip()
     lowered = key.lower().replace("_", "-")
-    return lowered if lowered in PUBLIC_BENCHMARKS else str(Path(key).expanduser().resolve())
+    if lowered in PUBLIC_BENCHMARKS:
+        return lowered
+    path = Path(key).expanduser()
+    if path.exists() or path.is_absolute():
+        found: Path | None = path if path.exists() else None
+        folders: list[Path] = []
+    else:
+        folders = [root for root, _ in data_folders(data_dir)]
+        found = next((root / path for root in folders if (root / path).exists()), None)
+    if found is not None or not check:
+        return str((found or path).resolve())
+    if path.is_absolute():
+        where = f"{path} does not exist"
+    else:
+        dirs = f"the data directory {', '.join(map(str, folders))}" if folders else "a data directory"
+        hint = "" if folders else " (none given: --data-dir DIR or $LMROUTE_DATA_DIR)"
+        where = f"{path} is neither in the working directory {Path.cwd()} nor in {dirs}{hint}"
+    raise DataError(f"benchmark {key!r}: not one of {', '.join(PUBLIC_BENCHMARKS)}, and {where}")
