@@ -43,6 +43,29 @@ def test_a_fixed_threshold_is_used_as_given():
     assert hub.status()["controllers"] == []
 
 
+@pytest.mark.parametrize(
+    "model, first, tier",
+    [
+        ("router-length-share-0", 0.99, "weak"),
+        ("router-length-share-1", 0.01, "strong"),
+        ("router-length-spend-0", 0.99, "weak"),  # below what the weak model alone costs
+        ("router-length-spend-1000", 0.01, "strong"),  # above what the strong model costs
+    ],
+)
+def test_a_target_out_of_reach_holds_from_the_first_request_without_calibration(model, first, tier):
+    # Without calibration prompts the first request was decided at the knob's default 0.5.
+    hub = ControlHub(prices=PRICES)
+    spec = parse_model_name(model)
+    decided = decide_all(hub, spec, [first, *scores(1, 300)], tokens=500)
+    assert {d.tier for d in decided} == {tier}
+    assert decided[0].threshold == (1.0 if tier == "weak" else 0.0)
+
+
+def test_without_calibration_a_target_in_reach_starts_at_the_default_threshold():
+    decided = ControlHub().decide(SHARE, 0.45)
+    assert (decided.tier, decided.threshold) == ("weak", 0.5)
+
+
 def test_a_share_target_is_held_from_the_calibration_sample():
     hub = ControlHub()
     router = LengthRouter()

@@ -157,6 +157,17 @@ def test_a_share_of_0_or_1_sends_nothing_or_everything_to_the_strong_model(targe
     assert set(thresholds) == {1.0 - expected}
 
 
+@pytest.mark.parametrize("target, expected", [(0.0, 0), (1.0, 1)])
+def test_without_a_seed_a_share_of_0_or_1_holds_from_the_first_request(target, expected):
+    controller = OnlineController(KNOB, target)
+    chosen = []
+    for score in [0.95 - 0.9 * expected, *np.random.default_rng(8).beta(2, 2, 500)]:
+        row = share_row(score)
+        chosen.append(controller.decide(row))
+        controller.observe(row, chosen[-1])
+    assert (np.array(chosen) == expected).all()
+
+
 def test_a_spend_below_the_all_weak_spend_sends_nothing_to_the_strong_model():
     rng = np.random.default_rng(7)
     scores = rng.beta(2, 2, 3000)

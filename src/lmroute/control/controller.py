@@ -65,8 +65,9 @@ class OnlineController:
 
     ``seed`` rows (a calibration sample) fill the window before the first live request, so the
     first setting is the calibrated one; without them the knob's default is used until requests
-    arrive. Call :attr:`setting` to decide a request and :meth:`observe` with its row and the
-    choice actually made (which may differ, e.g. a conversation kept on its model).
+    arrive (unless the first request alone puts the target out of reach). Call :meth:`setting_at`
+    to decide a request and :meth:`observe` with its row and the choice actually made (which may
+    differ, e.g. a conversation kept on its model).
     """
 
     def __init__(
@@ -102,9 +103,21 @@ class OnlineController:
         self.setting = self._settle(self._window_rows(), *knob.usage_range(self._window_rows()))
 
     # -- the loop ------------------------------------------------------------------------------
+    def setting_at(self, row: np.ndarray) -> float:
+        """The setting ``row`` is decided at: the current one, except before the first row, when
+        a target out of reach on ``row`` itself takes the knob's end (a share of 0 or 1, a spend
+        below the weak model's cost: all weak or all strong from the first request on, not the
+        knob's default)."""
+        if self._filled:
+            return self.setting
+        low, high = self.knob.usage_range(row[None])
+        if low < self.target < high:
+            return self.setting
+        return self.knob.setting_for(row[None], self.target)
+
     def decide(self, row: np.ndarray) -> int:
-        """The knob's choice for ``row`` at the current setting (nothing is recorded)."""
-        return self.knob.choose(row, self.setting)
+        """The knob's choice for ``row`` at :meth:`setting_at` (nothing is recorded)."""
+        return self.knob.choose(row, self.setting_at(row))
 
     def observe(self, row: np.ndarray, choice: int) -> float:
         """Record a decision: ``row`` joins the window, the deficit takes its usage, the setting

@@ -211,7 +211,7 @@ class ControlHub:
         else:
             controller = self.controller(spec, tenant)
             row = self.row(spec, score, tokens)
-            threshold = controller.setting
+            threshold = controller.setting_at(row)
         tier: Decision = "strong" if score >= threshold else "weak"
         outcome: Outcome | None = None
         if conversation is not None and self.conversations is not None:
