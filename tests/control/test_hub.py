@@ -10,6 +10,7 @@ from _fake_embedder import HashEmbedder
 from lmroute.control.config import ControlConfig
 from lmroute.control.conversations import explicit_key
 from lmroute.control.hub import ControlHub
+from lmroute.control.knobs import NO_STRONG
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.pricing import Price
@@ -46,7 +47,7 @@ def test_a_fixed_threshold_is_used_as_given():
 @pytest.mark.parametrize(
     "model, first, tier",
     [
-        ("router-length-share-0", 0.99, "weak"),
+        ("router-length-share-0", 1.0, "weak"),
         ("router-length-share-1", 0.01, "strong"),
         ("router-length-spend-0", 0.99, "weak"),  # below what the weak model alone costs
         ("router-length-spend-1000", 0.01, "strong"),  # above what the strong model costs
@@ -56,9 +57,9 @@ def test_a_target_out_of_reach_holds_from_the_first_request_without_calibration(
     # Without calibration prompts the first request was decided at the knob's default 0.5.
     hub = ControlHub(prices=PRICES)
     spec = parse_model_name(model)
-    decided = decide_all(hub, spec, [first, *scores(1, 300)], tokens=500)
+    decided = decide_all(hub, spec, [first, *scores(1, 300), first], tokens=500)
     assert {d.tier for d in decided} == {tier}
-    assert decided[0].threshold == (1.0 if tier == "weak" else 0.0)
+    assert decided[0].threshold == (NO_STRONG if tier == "weak" else 0.0)
 
 
 def test_without_calibration_a_target_in_reach_starts_at_the_default_threshold():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from lmroute.calibration import strong_share
 from lmroute.control.controller import OnlineController
-from lmroute.control.knobs import DEFAULT_THRESHOLD, ThresholdKnob, share_row
+from lmroute.control.knobs import DEFAULT_THRESHOLD, NO_STRONG, ThresholdKnob, share_row
 from lmroute.exceptions import ConfigError
 
 KNOB = ThresholdKnob()
@@ -39,7 +39,7 @@ def window_shares(chosen, size=500):
 
 def brute_force_usage(rows, usage):
     """The mean usage nearest ``usage`` over every threshold (the smaller on a tie)."""
-    candidates = [*np.unique(rows[:, 0]), min(1.0, float(np.nextafter(rows[:, 0].max(), np.inf)))]
+    candidates = [*np.unique(rows[:, 0]), float(np.nextafter(rows[:, 0].max(), np.inf))]
     means = [np.where(rows[:, 0] >= t, rows[:, 2], rows[:, 1]).mean() for t in candidates]
     return min(means, key=lambda m: (round(abs(m - usage), 12), m))
 
@@ -59,7 +59,7 @@ def test_the_threshold_gives_the_mean_usage_nearest_the_target(scores, costs, us
     threshold = KNOB.setting_for(rows, usage)
     got = np.where(rows[:, 0] >= threshold, rows[:, 2], rows[:, 1]).mean()
     assert got == pytest.approx(brute_force_usage(rows, usage), abs=1e-9)
-    assert 0.0 <= threshold <= 1.0
+    assert 0.0 <= threshold <= NO_STRONG
 
 
 def test_a_share_target_is_the_score_quantile_and_tied_scores_go_together():
@@ -150,11 +150,12 @@ def test_a_small_share_is_held(target):
 def test_a_share_of_0_or_1_sends_nothing_or_everything_to_the_strong_model(target, expected):
     # A new score above (below) every score of the window once went strong (weak): about one
     # request in window + 1 on stationary traffic.
+    # A score of exactly 1 (a saturated sigmoid, a clipped score) reached a share of 0's threshold 1.
     rng = np.random.default_rng(6)
     controller = OnlineController(KNOB, target, seed=share_rows(rng.beta(2, 2, 400)))
-    chosen, thresholds = run(controller, rng.beta(2, 2, 5000))
+    chosen, thresholds = run(controller, [1.0, 0.0, *rng.beta(2, 2, 5000), 1.0, 0.0])
     assert (chosen == expected).all()
-    assert set(thresholds) == {1.0 - expected}
+    assert set(thresholds) == {NO_STRONG if expected == 0 else 0.0}
 
 
 @pytest.mark.parametrize("target, expected", [(0.0, 0), (1.0, 1)])

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lmroute.control.knobs import Knob
+from lmroute.control.knobs import NO_STRONG, Knob
 from lmroute.exceptions import ConfigError
 
 #: Requests in the feed-forward window, and the feedback gain per unit of deficit.
@@ -215,6 +215,6 @@ class OnlineController:
         numbers = [self.target, self.deficit, self.setting, self.usage_total]
         if not (np.isfinite(rows).all() and np.isfinite(used).all() and np.isfinite(numbers).all()):
             raise ConfigError("controller state holds numbers that are not finite")
-        if self.decisions < 0 or not 0.0 <= self.setting <= 1.0:
+        if self.decisions < 0 or not 0.0 <= self.setting <= NO_STRONG:
             raise ConfigError("controller state holds a negative count or a setting outside [0, 1]")
         return self

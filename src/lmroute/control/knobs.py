@@ -23,6 +23,9 @@ import numpy as np
 
 #: Knob setting of a threshold knob with no rows to go by (the middle of the score range).
 DEFAULT_THRESHOLD = 0.5
+#: The threshold that sends no request to the strong model: just above every score, 1 included
+#: (a saturated sigmoid or a clipped score is exactly 1, and would reach a threshold of 1).
+NO_STRONG = float(np.nextafter(1.0, 2.0))
 
 
 class Knob(Protocol):
@@ -72,9 +75,9 @@ class ThresholdKnob:
         """The threshold between distinct scores whose mean usage on ``rows`` is nearest ``usage``
         (the smaller usage on a tie): the midpoint of the gap at that cut, so that a new score
         equal to a row's is routed as that row. At the ends the cut is all weak or all strong, and
-        the threshold is 1 or 0, so that a new score beyond the window's goes the same way: a
-        share target of 0 (or a spend below the all-weak spend) sends nothing to the strong model,
-        a share of 1 everything."""
+        the threshold is :data:`NO_STRONG` or 0, so that a new score beyond the window's goes the
+        same way: a share target of 0 (or a spend below the all-weak spend) sends nothing to the
+        strong model, a share of 1 everything."""
         n = len(rows)
         if n == 0:
             return DEFAULT_THRESHOLD
@@ -90,7 +93,7 @@ class ThresholdKnob:
             k -= 1
         k = _nearest_cut(scores, extra, k, wanted)
         if k == 0:
-            return 1.0  # strong for none (only a score of exactly 1 reaches it)
+            return NO_STRONG
         if k == n:
             return 0.0  # strong for all
         return float((scores[k - 1] + scores[k]) / 2)
