@@ -104,18 +104,31 @@ class UpstreamError(LmrouteError):
         status_code: int | None = None,
         model: str | None = None,
         retry_after: float | None = None,
+        public: str | None = None,
     ):
         super().__init__(message)
         self.status_code = status_code
         self.model = model
         #: Seconds the endpoint asked to wait before the next attempt (its Retry-After), if it said.
         self.retry_after = retry_after
+        #: The message without what a server's clients must not learn (the endpoint's URL, host and
+        #: port); None when the message has none of it.
+        self.public = public
 
-    def restated(self, message: str) -> UpstreamError:
-        """The same error (class, status, model, Retry-After) with ``message``: a failure that ends a
-        chain of fallbacks, told with the failures before it."""
+    @property
+    def client_message(self) -> str:
+        """What a server tells its client: the message without the endpoint's address."""
+        return self.public if self.public is not None else str(self)
+
+    def restated(self, message: str, public: str | None = None) -> UpstreamError:
+        """The same error (class, status, model, Retry-After) with ``message`` (and its ``public``
+        form): a failure that ends a chain of fallbacks, told with the failures before it."""
         return type(self)(
-            message, status_code=self.status_code, model=self.model, retry_after=self.retry_after
+            message,
+            status_code=self.status_code,
+            model=self.model,
+            retry_after=self.retry_after,
+            public=public,
         )
 
 

@@ -408,7 +408,9 @@ def test_without_fallback_a_down_model_is_a_502_and_a_hung_one_a_504(llama_serve
             assert info.value.status_code == 502
             error = info.value.body
             assert error["code"] == "upstream_error" and error["type"] == "upstream_error"
-            assert error["message"].startswith(f"cannot reach model {STRONG} at {dead}: ")
+            # The upstream's address is the server's business (its log), not the client's.
+            assert error["message"].startswith(f"cannot reach model {STRONG} (ClientConnectorError)")
+            assert HOST not in error["message"]
             assert "timeout" not in error["message"].lower()  # refused, not timed out
 
         start = time.perf_counter()
@@ -416,7 +418,7 @@ def test_without_fallback_a_down_model_is_a_502_and_a_hung_one_a_504(llama_serve
             client.chat.completions.create(model=TO_WEAK, messages=MESSAGES, **GREEDY)
         waited = time.perf_counter() - start
         assert info.value.status_code == 504 and info.value.body["code"] == "upstream_timeout"
-        assert info.value.body["message"] == f"model {WEAK} at {hung_url} did not answer within 1s"
+        assert info.value.body["message"] == f"model {WEAK} did not answer within 1s"
         assert 1 <= waited < 10
 
         assert requests_count(server, "chat", STRONG, 502) == 2

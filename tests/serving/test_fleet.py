@@ -236,6 +236,7 @@ def test_a_failed_model_falls_back_to_the_policys_next_choice(client, fakes):
     assert response.status_code == 502
     message = response.json()["error"]["message"]
     assert "frontier" in message and "middle" in message and "local" in message
+    assert "answered 500" in message and "http://" not in message and "127.0.0.1" not in message
     text = client.get("/metrics").text
     assert (
         'lmroute_fallbacks_total{from_model="frontier-upstream",reason="5xx",to_model="middle-upstream"}'

@@ -1,6 +1,7 @@
 """Upstream faults: fallback, timeouts, retries, 4xx/5xx, malformed answers, broken streams, key safety."""
 
 import json
+import logging
 from contextlib import contextmanager
 
 import httpx
@@ -80,10 +81,43 @@ def test_without_fallback_a_down_model_is_a_502(upstreams):
         assert response.status_code == 502
         error = response.json()["error"]
         assert error["type"] == "upstream_error" and error["code"] == "upstream_error"
-        assert "cannot reach model big-model at http://127.0.0.1:" in error["message"]
+        assert error["message"] == "cannot reach model big-model (ClientConnectorError)"
         assert chat(client, STRONG, stream=True).status_code == 502
         assert chat(client, WEAK).status_code == 200
         assert not any(line.startswith("lmroute_fallbacks_total") for line in metric_lines(client))
+
+
+def test_clients_are_told_no_upstream_address_and_the_log_keeps_it(upstreams, caplog):
+    # A gateway's upstreams are internal hosts and ports: a client learns the model, not where it runs.
+    caplog.set_level(logging.INFO, logger="lmroute")
+    told = []
+    down = upstreams.config(down=("strong", "weak"))
+    with running(down) as client:
+        told.append(chat(client, STRONG).json()["error"]["message"])  # the fallback failed too
+        told.append(chat(client, STRONG).json()["error"]["message"])  # both skipped by their breakers
+        told.append(chat(client, "small-model", stream=True).json()["error"]["message"])
+    upstreams.strong.mode, upstreams.strong.status = "status", 503
+    with running(upstreams.config(fallback=False, circuit_breaker=0, upstream={"timeout": 0.3})) as client:
+        told.append(chat(client, STRONG).json()["error"]["message"])
+        upstreams.strong.mode, upstreams.strong.delay = "hang", 1.0
+        told.append(chat(client, "big-model").json()["error"]["message"])
+        upstreams.strong.mode = "drop"
+        told.append(json.loads(events(chat(client, STRONG, stream=True))[-2])["error"]["message"])
+    assert told == [
+        "cannot reach model big-model (ClientConnectorError); fallback to model small-model failed too: "
+        "cannot reach model small-model (ClientConnectorError)",
+        "cannot reach model big-model (ClientConnectorError); skipping model big-model for 30 s more "
+        "(circuit_breaker); fallback to model small-model failed too: cannot reach model small-model "
+        "(ClientConnectorError); skipping model small-model for 30 s more (circuit_breaker)",
+        "cannot reach model small-model (ClientConnectorError); skipping model small-model for 30 s more "
+        "(circuit_breaker)",
+        "model big-model answered 503: strong is broken",
+        "model big-model did not answer within 0.3s",
+        "model big-model broke off the stream (ClientPayloadError)",
+    ]
+    assert f"cannot reach model big-model at {down.strong.base_url}: ClientConnectorError" in caplog.text
+    assert f"cannot reach model small-model at {down.weak.base_url}" in caplog.text
+    assert f"model big-model at {upstreams.urls['strong']} broke off the stream" in caplog.text
 
 
 def test_both_down_says_so(upstreams):

@@ -40,7 +40,9 @@ def error_response(exc: LmrouteError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 429 and isinstance(exc, UpstreamError) and exc.retry_after is not None:
         headers = {"Retry-After": str(math.ceil(exc.retry_after))}
-    return _error(status, str(exc), kind, code=code, param=param, headers=headers)
+    # An upstream's URL, host and port are the server's business: only its log has them.
+    message = exc.client_message if isinstance(exc, UpstreamError) else str(exc)
+    return _error(status, message, kind, code=code, param=param, headers=headers)
 
 
 def exception_handlers() -> dict[int | type[Exception], _Handler]:
@@ -49,6 +51,8 @@ def exception_handlers() -> dict[int | type[Exception], _Handler]:
 
 
 async def _lmroute_error(request: Request, exc: LmrouteError) -> Response:
+    if isinstance(exc, UpstreamError):
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(exc)
 
 

@@ -395,23 +395,26 @@ class Fleet:
     ) -> tuple[str, bool, _T]:
         """``call`` on the chosen model's upstream; when it fails (and fallback is on), on the
         policy's next choice, and so on. Returns who answered, whether by fallback, and the result."""
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []  # each failure, as logged and as a client is told
         for i, name in enumerate(decision.order):
             upstream = self.upstreams[name]
             try:
                 return name, i > 0, await call(upstream)
             except UpstreamError as exc:
+                errors.append((f"{name}: {exc}", f"{name}: {exc.client_message}"))
                 last = i + 1 == len(decision.order)
                 if not (self.fallback and _should_fall_back(exc)) or last:
-                    if not errors:
+                    if len(errors) == 1:
                         raise
-                    raise exc.restated(f"{'; '.join(errors)}; {name}: {exc}") from exc
+                    raise exc.restated(
+                        "; ".join(logged for logged, _ in errors),
+                        public="; ".join(told for _, told in errors),
+                    ) from exc
                 following = decision.order[i + 1]
                 log.warning("model %s failed (%s); falling back to %s", name, exc, following)
                 if self.metrics is not None:
                     to_model = self.upstreams[following].model
                     self.metrics.fallbacks.labels(upstream.model, to_model, failure_kind(exc)).inc()
-                errors.append(f"{name}: {exc}")
         raise ConfigError("a fleet decision ranks no models")  # unreachable: fleets hold >= 2 models
 
     async def aclose(self) -> None:

@@ -367,8 +367,10 @@ class RoutingService:
             try:
                 return other, True, await call(other)
             except UpstreamError as second:
+                too = f"fallback to model {other.model} failed too"
                 raise second.restated(
-                    f"{exc}; fallback to model {other.model} failed too: {second}"
+                    f"{exc}; {too}: {second}",
+                    public=f"{exc.client_message}; {too}: {second.client_message}",
                 ) from second
 
     async def aclose(self) -> None:

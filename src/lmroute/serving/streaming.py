@@ -38,7 +38,7 @@ async def relay(stream: RoutedStream) -> AsyncIterator[bytes]:
     except UpstreamError as exc:
         code = "upstream_timeout" if isinstance(exc, UpstreamTimeoutError) else "upstream_error"
         log.warning("stream from model %s failed: %s", stream.model, exc)
-        yield sse_event(error_object(str(exc), type="upstream_error", code=code))
+        yield sse_event(error_object(exc.client_message, type="upstream_error", code=code))
     except Exception:
         log.exception("stream from model %s failed", stream.model)
         yield sse_event(

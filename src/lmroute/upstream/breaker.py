@@ -33,10 +33,12 @@ class CircuitBreaker:
         left = self._open_until - self.clock()
         if left <= 0:
             return
+        skipping = f"skipping model {last.model} for {left:.0f} s more (circuit_breaker)"
         raise type(last)(
-            f"{last}; skipping model {last.model} for {left:.0f} s more (circuit_breaker)",
+            f"{last}; {skipping}",
             status_code=last.status_code,
             model=last.model,
+            public=f"{last.client_message}; {skipping}",
         )
 
     def failed(self, error: UpstreamError) -> None:

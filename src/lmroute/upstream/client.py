@@ -204,23 +204,31 @@ class Upstream:
 
     def _failed(self, exc: BaseException, *, streaming: bool = False) -> UpstreamError:
         """A transport's exception as an UpstreamError, told to the observer; anything else (a bug)
-        is raised again."""
-        where = f"model {self.model} at {self.config.base_url}"
+        is raised again. Its public message leaves out the URL and the exception's text (which
+        names the host, port and address)."""
+        named, where = f"model {self.model}", f"model {self.model} at {self.config.base_url}"
         if isinstance(exc, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
             waited = "sent nothing more" if streaming else "did not answer"
+            waited += f" within {self.config.timeout:g}s"
             err: UpstreamError = UpstreamTimeoutError(
-                f"{where} {waited} within {self.config.timeout:g}s", model=self.model
+                f"{where} {waited}", model=self.model, public=f"{named} {waited}"
             )
         elif _is_transport_error(exc):
-            what = f"{where} broke off the stream" if streaming else f"cannot reach {where}"
-            err = UpstreamError(f"{what}: {type(exc).__name__}: {exc}", model=self.model)
+            what = "{} broke off the stream" if streaming else "cannot reach {}"
+            kind = type(exc).__name__
+            err = UpstreamError(
+                f"{what.format(where)}: {kind}: {exc}",
+                model=self.model,
+                public=f"{what.format(named)} ({kind})",
+            )
         else:
             raise exc
         return self._count(err)
 
     def _status_error(self, status: int, headers: Mapping[str, str], content: bytes) -> UpstreamError:
-        """An HTTP error answer as an UpstreamError, told to the observer."""
-        where = f"model {self.model} at {self.config.base_url}"
+        """An HTTP error answer as an UpstreamError (its public message without the URL), told to
+        the observer."""
+        named, where = f"model {self.model}", f"model {self.model} at {self.config.base_url}"
         if status in (401, 403):
             # The upstream's text may echo part of the key: say only which variable to check.
             detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
@@ -228,7 +236,11 @@ class Upstream:
             detail = f"answered {status}: {_upstream_message(content)}"
         return self._count(
             UpstreamError(
-                f"{where} {detail}", status_code=status, model=self.model, retry_after=_retry_after(headers)
+                f"{where} {detail}",
+                status_code=status,
+                model=self.model,
+                retry_after=_retry_after(headers),
+                public=f"{named} {detail}",
             )
         )
 
