@@ -303,3 +303,21 @@ def test_exported_battles_keep_provenance_and_licences(tmp_path):
     licence = report.licences[f"battles:{path}"]
     assert "alpaca-eval: CC BY-NC 4.0" in licence and "arena: Apache-2.0" in licence
     assert any("CC BY-NC" in w for w in report.warnings)
+
+
+def test_a_many_model_file_can_be_excluded(tmp_path, monkeypatch):
+    # Only its prompts are needed to decontaminate against: no pair has to be named.
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(FIXTURES / "battles.jsonl", tmp_path / "battles.jsonl")
+    prompts = [json.loads(line)["prompt"] for line in (FIXTURES / "scores.jsonl").read_text().splitlines()]
+    with (tmp_path / "battles.jsonl").open("a", encoding="utf-8") as f:
+        battle = {"prompt": prompts[0], "model_a": "gpt-4-0314", "model_b": "gpt-3.5-turbo"}
+        battle["winner"] = "model_a"
+        f.write(json.dumps(battle) + "\n")
+    specs = ["battles:battles.jsonl", "gold:scores.jsonl"]
+    battles, report = prepare_battles(
+        specs, data_dir=FIXTURES, exclude_benchmarks=["scores.jsonl"], threshold=None
+    )
+    assert report.excluded_specs == ["gold:scores.jsonl"]
+    assert report.decontamination.matched == Counter({"scores": 1})
+    assert prompts[0] not in {b.prompt for b in battles}

@@ -10,6 +10,7 @@ from typing import Any
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.data.custom import read_custom
 from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.data.sources import LoadReport, load_sources
 from lmroute.exceptions import DataError
@@ -120,8 +121,8 @@ def prepare_battles(
     if report.against:
         prompts: dict[str, list[str]] = {}
         for name in against:
-            bench = load_benchmark(name, data_dir=data_dir)
-            prompts[bench.name] = [*bench.prompts, *(turn for turns in bench.followups for turn in turns)]
+            label, texts = _benchmark_prompts(name, data_dir)
+            prompts[label] = texts
         prompts.update({name: list(texts) for name, texts in (eval_prompts or {}).items()})
         battles, report.decontamination = decontaminate(
             battles, prompts, embedder=embedder, threshold=threshold
@@ -129,6 +130,16 @@ def prepare_battles(
         if not battles:
             raise DataError(f"no training battles left after decontamination ({report.decontamination})")
     return battles, report
+
+
+def _benchmark_prompts(key: str, data_dir: str | Path | None) -> tuple[str, list[str]]:
+    """A benchmark's name and its prompts, every turn: a file's every line whatever models it
+    scores (decontamination needs no pair, and a many-model file names none)."""
+    if key in PUBLIC_BENCHMARKS:
+        bench = load_benchmark(key, data_dir=data_dir)
+        return bench.name, [*bench.prompts, *(turn for turns in bench.followups for turn in turns)]
+    table = read_custom(key)
+    return table.name, list(table.prompts)
 
 
 def _bench_key(name: str, data_dir: str | Path | None, *, check: bool = False) -> str:
