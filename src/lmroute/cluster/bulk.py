@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lmroute._jsonl import encode_line, read_jsonl_objects
+from lmroute._jsonl import encode_line, parse_line, read_lines
 from lmroute.evaluation.evaluator import score_records
 from lmroute.exceptions import DataError
 
@@ -105,22 +104,49 @@ def score_file_on_ray(
 
 def _records_done(output: Path, prompts: Sequence[str]) -> int:
     """How many complete records of an earlier run ``output`` holds (0 when there is no such file);
-    DataError when they are not the records of the first prompts."""
+    DataError, the file left as it is, when they are not the records of the first prompts."""
     if not output.exists():
         return 0
     text = output.read_bytes()
-    if text and not text.endswith(b"\n"):
-        # A chunk is written whole or, when the run died in the middle of it, cut: drop the cut line.
-        keep = text.rfind(b"\n") + 1
+    if not text.strip():  # created by a run that stopped before its first chunk
+        return 0
+    # A chunk is written whole or, when the run died in the middle of it, cut. The cut line is
+    # dropped, but only once it and the records before it are seen to be this input's.
+    keep = len(text) if text.endswith(b"\n") else text.rfind(b"\n") + 1
+    done = 0
+    for number, line in _lines_before_cut(output, cut=keep < len(text)):
+        record = parse_line(output, number, line)
+        if done >= len(prompts) or not isinstance(record, dict) or record.get("prompt") != prompts[done]:
+            raise _not_ours(output, number, done)
+        done += 1
+    cut = text[keep:]
+    if cut:
+        if cut.strip() and (done >= len(prompts) or not _may_begin_record(cut, prompts[done])):
+            raise _not_ours(output, text.count(b"\n") + 1, done)
         with open(output, "r+b") as f:
             f.truncate(keep)
-    done = 0
-    records: Any = read_jsonl_objects(output, what=f"output {output}")
-    for number, record in records:
-        if done >= len(prompts) or record.get("prompt") != prompts[done]:
-            raise DataError(
-                f"{output}: line {number} is not the record of prompt {done + 1} of the input: "
-                "to score another input, give another --output (or delete this one)"
-            )
-        done += 1
     return done
+
+
+def _lines_before_cut(output: Path, *, cut: bool) -> Iterator[tuple[int, str]]:
+    """(number, text) of the non-blank lines of ``output``, but for its last one when ``cut``."""
+    last = None
+    for line in read_lines(output, what=f"output {output}"):
+        if last is not None:
+            yield last
+        last = line
+    if last is not None and not cut:
+        yield last
+
+
+def _may_begin_record(cut: bytes, prompt: str) -> bool:
+    """Whether ``cut`` (a last line without its end) is the record of ``prompt``, cut short."""
+    start = encode_line({"prompt": prompt, "score": 0.0}).removesuffix("0.0}\n").encode()
+    return start.startswith(cut[: len(start)])
+
+
+def _not_ours(output: Path, number: int, done: int) -> DataError:
+    return DataError(
+        f"{output}: line {number} is not the record of prompt {done + 1} of the input: "
+        "to score another input, give another --output (or delete this one)"
+    )
