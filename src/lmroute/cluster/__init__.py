@@ -4,6 +4,7 @@ Ray comes with an extra: ``pip install 'lmroute[ray]'``.
 
 ``config`` (:class:`RayConfig`: the cluster's address, the replicas and autoscaling of each
 deployment, Ray Serve's batching), ``serve`` (the ingress and scoring deployments, :func:`run_serve`),
-``bulk`` (:func:`score_on_ray`) and ``label`` (:func:`label_on_ray`). Ray is imported only by
-``serve``, ``bulk`` and ``label``, which are imported only when a command asks for Ray.
+``bulk`` (:func:`score_on_ray`), ``label`` (:func:`label_on_ray`) and ``connect`` (:func:`init_ray`,
+which all three join the cluster with). Ray is imported only by ``serve``, ``bulk``, ``label`` and
+``connect``, which are imported only when a command asks for Ray.
 """

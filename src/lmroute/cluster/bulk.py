@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import encode_line, parse_line, read_lines
+from lmroute.cluster.connect import init_ray
 from lmroute.evaluation.evaluator import score_records
 from lmroute.exceptions import DataError
 
@@ -50,8 +51,7 @@ def score_on_ray(
 
     if not prompts:
         return np.zeros(0)
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    init_ray(address)
     items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
     scored = items.map_batches(
         _BatchScorer,
@@ -86,6 +86,8 @@ def score_file_on_ray(
         log.info(
             "%s already holds the first %d records: scoring the other %d", output, done, len(prompts) - done
         )
+    if done < len(prompts):
+        init_ray(address)  # before the file is created: an address without a cluster leaves none
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if done else os.O_TRUNC)
     fd = os.open(output, flags, 0o644)
     try:

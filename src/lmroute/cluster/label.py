@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import uuid
 from dataclasses import asdict, replace
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lmroute.cluster.connect import init_ray
 from lmroute.exceptions import ConfigError, LmrouteError
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.job import LabelJob
@@ -55,12 +55,11 @@ def label_on_ray(
     out = Path(out)
     limits = limits or RunLimits()
     env_vars = _api_keys(job)
+    init_ray(address)  # before the run folder is made: an address without a cluster leaves none
     with (
         CallStore.open(out / RESPONSES_FILE) as responses,
         CallStore.open(out / JUDGEMENTS_FILE) as judgements,
     ):
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         ray.data.DataContext.get_current().enable_progress_bars = progress
         spent = stored_tokens([responses, judgements])
         gate: Any = ray.remote(_SharedGate).options(num_cpus=0).remote(limits, spent=spent)

@@ -27,6 +27,7 @@ import numpy as np
 from ray import serve
 
 from lmroute.cluster.config import RayConfig
+from lmroute.cluster.connect import init_ray
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
@@ -165,8 +166,6 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     """Deploy lmroute on the Ray cluster of ``ray_config.address`` (a local one when None) and
     serve on ``config.server``'s host and port; returns the base URL. ``blocking`` waits until
     interrupted, then deletes the application."""
-    import ray
-
     config.strong.api_key()
     config.weak.api_key()
     ingress = ray_config.ingress
@@ -180,8 +179,7 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
         log.warning(
             "serving on %s without API keys (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV
         )
-    if not ray.is_initialized():
-        ray.init(address=ray_config.address, include_dashboard=False, logging_level=logging.WARNING)
+    init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     level = config.server.log_level
     serve.run(

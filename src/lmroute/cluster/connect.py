@@ -1,0 +1,62 @@
+"""Joining the Ray cluster a command runs on, with a one-line error where there is none.
+
+``ray.init`` given an address where no head node answers (a mistyped host, a head that is gone, a
+stale ``/tmp/ray/ray_current_cluster``) tries again and again for many minutes, then raises a
+traceback. So the address is first resolved as ``ray.init`` resolves it, and its port tried for a
+few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from lmroute.exceptions import ConfigError
+
+#: Seconds the head node's port may take to accept a connection.
+CONNECT_TIMEOUT = 10.0
+
+
+def init_ray(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (``ray.init``'s: ``auto``, ``host:6379``, ``ray://...``,
+    ``local``; None: ``RAY_ADDRESS``, else the last ``ray start`` here, else a new local cluster),
+    unless this process already has. ConfigError when no cluster answers there."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address is None or "://" not in address:  # a ray:// client address has its own timeout
+        _check_head(address)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except ConnectionError as exc:  # a ray:// address nothing answers at
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {exc}") from None
+
+
+def _check_head(address: str | None) -> None:
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        head = canonicalize_bootstrap_address(address)  # type: ignore[arg-type]  # None, as ray.init gives it
+    except ConnectionError:  # auto, and no cluster runs here
+        raise ConfigError(
+            f"Ray address {address}: no Ray cluster runs on this machine (start one with "
+            "`ray start --head`, or name its head node HOST:6379)"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(
+            f"Ray address {address}: {exc} (expected auto, local, HOST:PORT or ray://HOST:PORT)"
+        ) from None
+    if head is None:  # a new local cluster
+        return
+    host, _, port = head.rpartition(":")
+    where = address if address not in (None, "auto") else f"{head} (RAY_ADDRESS or the last `ray start` here)"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except ValueError:
+        raise ConfigError(f"Ray address {where}: the port is not a number") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {where}: {exc.strerror or exc} "
+            "(is its head node running? --ray-address local starts a new cluster here)"
+        ) from None
