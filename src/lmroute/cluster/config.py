@@ -11,7 +11,8 @@
       batch_wait_timeout_s: 0.002
 
 ``num_replicas`` and ``autoscaling`` exclude each other; ``autoscaling`` is Ray Serve's own
-``autoscaling_config`` and is passed to it as written.
+``autoscaling_config`` and is passed to it as written (checked against it before Ray starts:
+:func:`lmroute.cluster.serve.check_autoscaling`).
 """
 
 from __future__ import annotations

@@ -162,10 +162,38 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
     )
 
 
+def check_autoscaling(ray_config: RayConfig) -> None:
+    """ConfigError naming the key when a deployment's ``autoscaling`` is not one Ray Serve takes:
+    Ray Serve ignores a key it does not know (``max_replica: 8`` would leave its default of one
+    replica) and refuses a bad value only when the application is built, with a traceback."""
+    from ray.serve.config import AutoscalingConfig
+
+    # __fields__: the pydantic.v1 models of older Ray releases.
+    fields: Any = getattr(AutoscalingConfig, "model_fields", None) or AutoscalingConfig.__fields__
+    for name, deployment in (("ingress", ray_config.ingress), ("scorer", ray_config.scorer)):
+        if deployment.autoscaling is None:
+            continue
+        where = f"Ray config: {name}.autoscaling"
+        for key in deployment.autoscaling:
+            if key not in fields:
+                known = ", ".join(fields)
+                raise ConfigError(f"{where}.{key}: not a key of Ray Serve's autoscaling_config ({known})")
+        try:
+            AutoscalingConfig(**deployment.autoscaling)
+        except ValueError as exc:  # pydantic's ValidationError (of pydantic.v1 in older Ray)
+            invalid: Any = exc
+            problems = []
+            for error in invalid.errors():
+                message = " ".join(error["msg"].split()).removeprefix("Value error, ")
+                problems.append(f"{'.'.join([where, *map(str, error['loc'])])}: {message}")
+            raise ConfigError("; ".join(problems)) from None
+
+
 def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = True) -> str:
     """Deploy lmroute on the Ray cluster of ``ray_config.address`` (a local one when None) and
     serve on ``config.server``'s host and port; returns the base URL. ``blocking`` waits until
     interrupted, then deletes the application."""
+    check_autoscaling(ray_config)
     config.strong.api_key()
     config.weak.api_key()
     ingress = ray_config.ingress
