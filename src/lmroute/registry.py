@@ -81,6 +81,15 @@ def get_router_class(name: str) -> type[Router]:
     return target
 
 
+def check_router_spec(spec: str | Path) -> None:
+    """UnknownRouterError when :func:`load_router` would take ``spec`` for a router name and none
+    is registered under it; checked without importing or loading anything, for a router loaded
+    elsewhere (on a Ray cluster's nodes, whose files and packages this machine may lack)."""
+    path = Path(spec)
+    if not (path.exists() or "/" in str(spec) or str(spec) in _ROUTERS):
+        get_router_class(str(spec))  # raises the error load_router would
+
+
 def load_router(spec: str | Path, **options: Any) -> Router:
     """A router from a registered name (its shipped default) or a saved router directory."""
     if not isinstance(spec, (str, Path)):

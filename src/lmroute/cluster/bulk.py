@@ -20,6 +20,7 @@ from lmroute._jsonl import encode_line, parse_line, read_lines
 from lmroute.cluster.connect import init_ray
 from lmroute.evaluation.evaluator import score_records
 from lmroute.exceptions import DataError
+from lmroute.registry import check_router_spec
 
 log = logging.getLogger("lmroute.cluster")
 
@@ -51,6 +52,7 @@ def score_on_ray(
 
     if not prompts:
         return np.zeros(0)
+    check_router_spec(spec)  # the workers would fail to start, with a traceback
     init_ray(address)
     items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
     scored = items.map_batches(
@@ -87,7 +89,9 @@ def score_file_on_ray(
             "%s already holds the first %d records: scoring the other %d", output, done, len(prompts) - done
         )
     if done < len(prompts):
-        init_ray(address)  # before the file is created: an address without a cluster leaves none
+        # Before the file is created: a spec no worker could load, an address without a cluster.
+        check_router_spec(spec)
+        init_ray(address)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if done else os.O_TRUNC)
     fd = os.open(output, flags, 0o644)
     try:

@@ -29,6 +29,7 @@ from ray import serve
 from lmroute.cluster.config import RayConfig
 from lmroute.cluster.connect import init_ray
 from lmroute.exceptions import ConfigError
+from lmroute.registry import check_router_spec
 from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
@@ -207,6 +208,9 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
         log.warning(
             "serving on %s without API keys (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV
         )
+    for spec in config.routers:  # else the scoring replicas fail to start, and serve.run with a traceback
+        alias, sep, path = spec.partition("=")
+        check_router_spec(path if sep else alias)
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     level = config.server.log_level
