@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 from ray_cluster import local_ray_cluster
-from serve_process import get_text, metric_value, running_serve
+from serve_process import get_text, metric_value, running_serve, stop
 
 pytest.importorskip("ray.serve")
 openai = pytest.importorskip("openai")
@@ -183,3 +183,14 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
     on_ray.write_text("".join(single[:400]) + single[400][:10])
     run("--output", str(on_ray), "--ray-address", cluster.address)
     assert on_ray.read_text() == (tmp_path / "single.jsonl").read_text()
+
+
+def test_stopping_the_command_deletes_its_application(server, cluster):
+    # Last in the module: it stops the module's server, with SIGTERM, as a process manager stops a
+    # service. The application must not outlive the command on the cluster it joined.
+    assert cluster.processes(f"ServeReplica:{APP}:Ingress")
+    stop(server)  # its exit status is Ray's: the process may abort after the app is deleted
+    deadline = time.monotonic() + 60
+    while cluster.processes(f"ServeReplica:{APP}:") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not cluster.processes(f"ServeReplica:{APP}:")

@@ -229,6 +229,7 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
                 import time
 
                 time.sleep(3600)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM, which ray.init makes a SystemExit
+            # On a cluster this command joined, the application would outlive it, still serving.
             serve.delete(ray_config.app_name)
     return url
