@@ -185,6 +185,25 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
     assert on_ray.read_text() == (tmp_path / "single.jsonl").read_text()
 
 
+def test_a_second_server_on_the_cluster_is_a_one_line_error(server, cluster, upstreams, tmp_path):
+    import subprocess
+
+    from fake_openai import free_port
+
+    # Ray Serve has one HTTP proxy per cluster, and the module's server holds its "/".
+    ray_config = tmp_path / "ray.yaml"
+    ray_config.write_text(yaml.safe_dump({"address": cluster.address, "app_name": "another"}))
+    argv = [sys.executable, "-m", "lmroute.cli", "serve", "--routers", "length"]
+    argv += ["--ray-config", str(ray_config), "--port", str(free_port()), "--log-level", "warning"]
+    config = upstreams.config()
+    for tier in ("strong", "weak"):
+        argv += [f"--{tier}-base-url", getattr(config, tier).base_url, f"--{tier}-model", tier]
+    result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lmroute: error: Ray Serve did not deploy another: ") and APP in last, last
+
+
 def test_stopping_the_command_deletes_its_application(server, cluster):
     # Last in the module: it stops the module's server, with SIGTERM, as a process manager stops a
     # service. The application must not outlive the command on the cluster it joined.

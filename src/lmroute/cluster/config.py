@@ -75,7 +75,7 @@ class RayConfig(BaseModel):
     #: ``ray.init``'s address: ``auto`` (the cluster this machine belongs to), ``ray://host:10001``
     #: or ``host:6379``; None starts a local cluster in this process.
     address: str | None = None
-    #: The Ray Serve application's name (several lmroute servers can share a cluster).
+    #: The Ray Serve application's name (one lmroute server per cluster: it serves at the proxy's /).
     app_name: str = "lmroute"
     ingress: DeploymentConfig = DeploymentConfig()
     scorer: ScorerConfig = ScorerConfig()

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from lmroute.cluster.config import RayConfig
 from lmroute.cluster.connect import init_ray
@@ -214,13 +215,17 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     level = config.server.log_level
-    serve.run(
-        build_application(config, ray_config),
-        name=ray_config.app_name,
-        route_prefix="/",
-        # As lmroute serve: a line per request only at info and debug.
-        logging_config={"log_level": level.upper(), "enable_access_log": level in ("info", "debug")},
-    )
+    try:
+        serve.run(
+            build_application(config, ray_config),
+            name=ray_config.app_name,
+            route_prefix="/",
+            # As lmroute serve: a line per request only at info and debug.
+            logging_config={"log_level": level.upper(), "enable_access_log": level in ("info", "debug")},
+        )
+    except RayServeException as exc:  # refused: another application on this cluster serves / already
+        refusal = " ".join(str(getattr(exc, "cause", exc)).split())  # without Ray's traceback
+        raise ConfigError(f"Ray Serve did not deploy {ray_config.app_name}: {refusal}") from None
     url = f"http://{config.server.host}:{config.server.port}/v1"
     log.info("lmroute on Ray Serve: %s", url)
     if blocking:
