@@ -153,7 +153,7 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
     # The upstream keys are read from the environment where the ingress runs: take this one's along.
     secrets = {
         name: os.environ[name]
-        for name in {config.strong.api_key_env, config.weak.api_key_env}
+        for name in {upstream.api_key_env for upstream in (config.strong, config.weak, *config.models)}
         if name and name in os.environ
     }
     if secrets:
@@ -196,8 +196,8 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     serve on ``config.server``'s host and port; returns the base URL. ``blocking`` waits until
     interrupted, then deletes the application."""
     check_autoscaling(ray_config)
-    config.strong.api_key()
-    config.weak.api_key()
+    for upstream in (config.strong, config.weak, *config.models):
+        upstream.api_key()  # ConfigError when its variable is unset here, as lmroute serve
     ingress = ray_config.ingress
     if config.control.state_file is not None and (ingress.autoscaling or ingress.num_replicas > 1):
         # Each ingress replica holds its own control state: several would overwrite one file.
