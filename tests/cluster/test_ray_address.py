@@ -66,3 +66,14 @@ def test_serve(tmp_path, capsys, address):
         argv += [f"--{tier}-base-url", UPSTREAM, f"--{tier}-model", tier]
     assert main([*argv, "--ray-address", address[0]]) == 1
     _one_error_line(capsys, address[1])
+
+
+@pytest.mark.parametrize("address", [None, "auto"])
+def test_a_client_address_in_ray_address_is_left_to_ray(monkeypatch, address):
+    from lmroute.cluster.connect import init_ray
+
+    joined = []
+    monkeypatch.setattr(ray, "init", lambda address, **options: joined.append(address))
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{free_port()}")
+    init_ray(address)
+    assert joined == [address]

@@ -9,6 +9,7 @@ few seconds.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 from lmroute.exceptions import ConfigError
@@ -25,7 +26,9 @@ def init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    if address is None or "://" not in address:  # a ray:// client address has its own timeout
+    # A ray:// client address has its own timeout; ray.init reads RAY_ADDRESS for None and auto.
+    named = (os.environ.get("RAY_ADDRESS") or address) if address in (None, "auto") else address
+    if "://" not in (named or ""):
         _check_head(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
