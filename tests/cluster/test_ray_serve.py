@@ -175,6 +175,7 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
     def run(*flags: str) -> None:
         result = subprocess.run([*base, *flags], env=cluster.env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
+        assert "Running Dataset" not in result.stderr  # Ray Data's progress, and --quiet was given
 
     run("--output", str(tmp_path / "single.jsonl"))
     on_ray = tmp_path / "ray.jsonl"

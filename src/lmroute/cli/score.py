@@ -81,7 +81,7 @@ def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
         raise _extras.missing("ray", purpose="lmroute score --ray")
     from lmroute.cluster.bulk import score_file_on_ray, score_on_ray
 
-    options = {"address": args.ray_address, "actors": args.ray_actors}
+    options = {"address": args.ray_address, "actors": args.ray_actors, "progress": not args.quiet}
     if args.output in (None, "-"):
         for record in score_records(prompts, score_on_ray(args.router, prompts, **options)):
             print(encode_line(record), end="")

@@ -45,15 +45,18 @@ def score_on_ray(
     address: str | None = None,
     batch_size: int = 256,
     actors: int = 2,
+    progress: bool = False,
 ) -> np.ndarray:
     """Scores of ``prompts`` by the router ``spec`` (a name or a directory), computed by ``actors``
-    Ray Data actors on the cluster at ``address`` (a local one when None); in the prompts' order."""
+    Ray Data actors on the cluster at ``address`` (a local one when None); in the prompts' order.
+    ``progress``: Ray Data's progress output."""
     import ray
 
     if not prompts:
         return np.zeros(0)
     check_router_spec(spec)  # the workers would fail to start, with a traceback
     init_ray(address)
+    ray.data.DataContext.get_current().enable_progress_bars = progress
     items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
     scored = items.map_batches(
         _BatchScorer,
@@ -79,6 +82,7 @@ def score_file_on_ray(
     batch_size: int = 256,
     actors: int = 2,
     chunk_size: int = 100_000,
+    progress: bool = False,
 ) -> int:
     """Write ``{"prompt", "score"}`` records of ``prompts`` to ``output``, a chunk at a time, after
     those an earlier run already wrote there; returns how many prompts were scored now."""
@@ -97,7 +101,9 @@ def score_file_on_ray(
     try:
         for start in range(done, len(prompts), chunk_size):
             chunk = prompts[start : start + chunk_size]
-            scores = score_on_ray(spec, chunk, address=address, batch_size=batch_size, actors=actors)
+            scores = score_on_ray(
+                spec, chunk, address=address, batch_size=batch_size, actors=actors, progress=progress
+            )
             text = "".join(encode_line(record) for record in score_records(chunk, scores))
             view = memoryview(text.encode())
             while view:
