@@ -2,11 +2,14 @@
 
 Every failure is one ConfigError line naming the file: it cannot be read, it is not UTF-8, or its
 YAML is invalid at a line and column. PyYAML's own messages span several lines with a caret
-drawing, which the command line would print as a broken error.
+drawing, which the command line would print as a broken error. A key given twice in one mapping is
+invalid too (YAML requires unique keys): PyYAML would silently keep the last value, so a setting the
+user sees earlier in the file would not apply.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,13 +23,45 @@ if TYPE_CHECKING:
 
 
 def load_yaml_text(text: str, *, what: str) -> Any:
-    """``text`` parsed with ``yaml.safe_load``; ConfigError naming ``what`` when it is not YAML."""
+    """``text`` parsed as ``yaml.safe_load`` does, with keys unique in each mapping; ConfigError
+    naming ``what`` when it is not YAML."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        # what yaml.safe_load does, with the SafeLoader below: it builds no Python objects
+        loader = _unique_keys_loader()(text)  # reads the text: a control character is an error
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} is not valid YAML: {yaml_problem(exc)}") from None
+
+
+@cache
+def _unique_keys_loader() -> type:
+    """PyYAML's SafeLoader refusing a key given twice in one mapping (merged ``<<`` keys may be
+    overridden, as YAML intends)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def read_yaml(path: str | Path, *, what: str) -> Any:
