@@ -221,6 +221,28 @@ def test_flags_override_the_file(tmp_path, monkeypatch):
     assert build_config(path, api_keys=["c"]).server.api_keys[0].get_secret_value() == "c"
 
 
+def test_flags_on_a_bare_model_name_or_a_section_that_is_no_mapping(tmp_path, monkeypatch):
+    # `lmroute serve --config f --timeout 30` merged the flag into 'gpt-4o' and crashed (TypeError).
+    from lmroute.serving.config import build_config
+
+    monkeypatch.delenv("LMROUTE_API_KEYS", raising=False)
+    path = tmp_path / "serve.yaml"
+    path.write_text("strong: gpt-4o\nweak: gpt-4o-mini\n")
+    config = build_config(path, overrides={"strong": {"timeout": 30.0}, "weak": {"max_retries": 0}})
+    assert (config.strong.model, config.strong.timeout, config.strong.api_key_env) == (
+        "gpt-4o",
+        30.0,
+        "OPENAI_API_KEY",
+    )
+    assert config.weak.base_url == "https://api.openai.com/v1" and config.weak.max_retries == 0
+
+    for section, got in [("server:\n", "got nothing"), ("server: [7000]\n", "got list")]:
+        path.write_text("strong: gpt-4o\nweak: gpt-4o-mini\n" + section)
+        for kwargs in ({"overrides": {"server": {"port": 7000}}}, {"api_keys": ["k"]}):
+            with pytest.raises(ConfigError, match=f"in {path}: server: expected a mapping .*{got}"):
+                build_config(path, **kwargs)
+
+
 def test_chat_shows_the_model_and_score(controller):
     lines = iter(["hello", "/reset", "again", "/quit"])
     out = io.StringIO()

@@ -50,7 +50,7 @@ from lmroute.control.config import ControlConfig
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.serving.fleet import FleetModel, dearest_and_cheapest, fleet_models
-from lmroute.upstream.config import UpstreamConfig, upstream_from
+from lmroute.upstream.config import OPENAI_BASE_URL, OPENAI_KEY_ENV, UpstreamConfig, upstream_from
 
 #: Environment variable with the server's accepted API keys, comma-separated.
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
@@ -172,16 +172,17 @@ def build_config(
     The server's own API keys come from ``api_keys`` or ``$LMROUTE_API_KEYS``, never from the file.
     """
     data = _read_yaml(path) if path is not None else {}
+    where = f" in {path}" if path else ""
     for key, value in (overrides or {}).items():
         if isinstance(value, Mapping):
             value = {k: v for k, v in value.items() if v is not None}
             if value:
-                data[key] = {**data.get(key, {}), **value}
+                data[key] = {**_section(data, key, where), **value}
         elif value is not None:
             data[key] = value
     keys = list(api_keys or ()) or _split_keys(os.environ.get(SERVER_KEYS_ENV, ""))
     if keys:
-        data["server"] = {**data.get("server", {}), "api_keys": tuple(keys)}
+        data["server"] = {**_section(data, "server", where), "api_keys": tuple(keys)}
     for tier in ("strong", "weak"):
         if tier not in data and not data.get("models"):
             where = f"{path} has no {tier!r} section" if path else f"no {tier} model given"
@@ -192,8 +193,21 @@ def build_config(
     try:
         return ServeConfig.model_validate(data)
     except ValidationError as exc:
-        where = f" in {path}" if path else ""
         raise ConfigError(f"invalid serving config{where}: {validation_problems(exc)}") from None
+
+
+def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """The file's ``key`` section as a mapping that flags can be merged into: a bare model name
+    (``strong: gpt-4o``) is that model on the OpenAI API."""
+    value = data.get(key, {})
+    if isinstance(value, str) and key in ("strong", "weak"):
+        return {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"invalid serving config{where}: {key}: expected a mapping of settings, got "
+            f"{'nothing' if value is None else type(value).__name__}"
+        )
+    return value
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
