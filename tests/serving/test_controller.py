@@ -176,6 +176,15 @@ def test_from_config_yaml(upstreams, tmp_path, monkeypatch):
     "content, message",
     [
         ({"strong": {"base_url": "http://x", "model": "m", "api_key": "sk-1"}}, "'api_key' is not allowed"),
+        (
+            {
+                "models": [
+                    {"base_url": "http://x/v1", "model": m, "api_key": "sk-1", "price": {"input_per_1m": 1}}
+                    for m in ("a", "b")
+                ]
+            },
+            "'api_key' is not allowed",
+        ),
         ({"strong": {"base_url": "http://x", "model": "m"}}, "has no 'weak' section"),
         (
             {"strong": {"base_url": "http://x", "model": "m"}, "weak": "w", "fallback": "sometimes"},

@@ -233,6 +233,9 @@ def _refuse_keys(data: Any, where: str) -> None:
                     f"{SERVER_KEYS_ENV})"
                 )
             _refuse_keys(value, where)
+    elif isinstance(data, list):  # the entries of models:
+        for item in data:
+            _refuse_keys(item, where)
 
 
 def _split_keys(text: str) -> list[str]:
