@@ -122,3 +122,27 @@ def test_cross_fit_shrinkage_is_chosen_on_the_training_folds_only(tmp_path, monk
     again, alphas_again = n_models.cross_fit_qualities(changed, changed, models, config, embedder)
     np.testing.assert_array_equal(again[held_idx], predicted[held_idx])
     assert alphas_again[0] == alphas[0]
+
+
+def test_a_models_entry_or_files_that_no_label_tells_apart_are_refused(tmp_path):
+    import pytest
+
+    from lmroute.exceptions import ConfigError
+    from lmroute.workflows.kinds import load_kind_config
+
+    path = tmp_path / "e.yaml"
+    head = "kind: n-models\nprices: prices.yaml\nrouter: {name: mf}\n"
+    # a misspelt label: its candidates were silently not used (every covered model was routed among)
+    path.write_text(
+        head + "files: [mmlu-pro/outcomes.jsonl, zeroeval/crux.jsonl]\nmodels: {mmlu_pro: [a, b]}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"e\.yaml: .*models: 'mmlu_pro' is no file's label .*: mmlu-pro, crux\)"
+    ):
+        load_kind_config(path)
+    # one file's results silently took the other's place
+    path.write_text(head + "files: [zeroeval/crux.jsonl, other/crux.jsonl]\n")
+    with pytest.raises(ConfigError, match="two files have the label 'crux'"):
+        load_kind_config(path)
+    path.write_text(head + "files: [mmlu-pro/outcomes.jsonl]\nmodels: {mmlu-pro: [a, b]}\n")
+    assert load_kind_config(path).models == {"mmlu-pro": ["a", "b"]}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmroute.catalogue import Catalogue, read_prices
 from lmroute.data.custom import ScoreTable, read_custom
@@ -65,6 +65,21 @@ class NModelExperimentConfig(BaseModel):
     #: chosen on a validation fold of the training folds.
     shrink: bool = True
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _labels(self) -> NModelExperimentConfig:
+        # Files are told apart, and models: is keyed, by label: a misspelt one was silently unused.
+        labels = [file_label(f) for f in self.files]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"files: two files have the label {repeated[0]!r} (their folder or stem)")
+        unknown = [name for name in self.models if name not in labels]
+        if unknown:
+            raise ValueError(
+                f"models: {', '.join(map(repr, unknown))} is no file's label (the labels of files: "
+                f"{', '.join(labels)})"
+            )
+        return self
 
 
 @dataclass
