@@ -362,3 +362,25 @@ def test_n_model_experiment_reads_the_data_folder_of_lmroute_data_dir(tmp_path, 
     monkeypatch.delenv("LMROUTE_DATA_DIR")
     code, _, err = run(["experiment", config, "--out", tmp_path / "out", "--quiet"], capsys)
     one_line_error(code, err, "give --data-dir or set LMROUTE_DATA_DIR")
+
+
+@pytest.mark.parametrize(
+    "setting, needle",
+    [
+        ("probe_sizes: []", "probe_sizes: List should have at least 1 item"),  # was max() of nothing
+        ("probe_sizes: [100, -5]", "probe_sizes.1: Input should be greater than or equal to 1"),
+        ("test_fraction: 0.7", "test_fraction 0.7 leaves no training part"),  # was one fold: a traceback
+    ],
+)
+def test_onboarding_curve_settings_are_checked_before_any_work(tmp_path, capsys, setting, needle):
+    # The data file is absent: a setting checked only later (after training) reads "does not exist".
+    config = tmp_path / "curve.yaml"
+    config.write_text(
+        "kind: onboarding-curve\nfile: absent/outcomes.jsonl\nmodel: m\nprices: prices.yaml\n"
+        f"router: {{name: mf}}\n{setting}\n"
+    )
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    argv = ["experiment", config, "--out", tmp_path / "out", "--data-dir", tmp_path, "--quiet"]
+    code, _, err = run(argv, capsys)
+    one_line_error(code, err, str(config), needle)
+    assert not (tmp_path / "out").exists()

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lmroute.catalogue import Catalogue, read_prices
 from lmroute.data.custom import read_custom
@@ -44,13 +44,24 @@ class OnboardCurveConfig(BaseModel):
     models: list[str] = Field(default_factory=list)
     prices: str
     router: RouterSpec
-    probe_sizes: list[int] = Field(default_factory=lambda: [50, 100, 300, 1000])
+    # checked here, not after the routers' training: an empty list or a size below 1 failed there
+    probe_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [50, 100, 300, 1000], min_length=1
+    )
     repeats: int = Field(default=3, ge=1)
     prior: float = Field(default=5.0, ge=0)
+    #: The test part is one of ``round(1 / test_fraction)`` folds by question.
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_pairs: int | None = Field(default=40, ge=1)
     knobs: int = Field(default=200, ge=2)
     seed: int = 0
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _two_folds_at_least(cls, value: float) -> float:
+        if round(1 / value) < 2:  # one fold: no training part
+            raise ValueError(f"test_fraction {value} leaves no training part: at most 2/3 (one of two folds)")
+        return value
 
 
 @dataclass
