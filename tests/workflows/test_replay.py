@@ -84,6 +84,22 @@ def test_a_bad_schedule_is_one_line(tmp_path, capsys):
     assert "invalid schedule" in err and "the pools are a" in err
 
 
+@pytest.mark.parametrize("weight", [".nan", ".inf"])
+def test_a_mix_weight_that_is_no_finite_number_is_one_line(tmp_path, capsys, weight):
+    # it passed the weight checks and failed in the drawing: "Probabilities contain NaN" (a traceback)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 + 2?\nWrite a poem.\n")
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"pools: {{a: [{{prompts: {prompts}}}], b: [{{prompts: {prompts}}}]}}\n"
+        f"segments: [{{n: 10, mix: {{a: 1, b: {weight}}}}}]\n"
+    )
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid schedule") and err.count("\n") == 1
+    assert "segments.0.mix.b: Input should be a finite number" in err
+
+
 def test_a_replay_shorter_than_one_window_reports_it(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     write_prompts(prompts, 10, 2000, 50, 4)

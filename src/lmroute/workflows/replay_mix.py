@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,7 +49,7 @@ class PoolSource(BaseModel):
     strong_model: str | None = None
     weak_model: str | None = None
     #: A benchmark's scores are divided by this to lie in [0, 1] (10 for MT-Bench's 1-10 grades).
-    quality_scale: float = Field(default=1.0, gt=0)
+    quality_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_kind(self) -> PoolSource:
@@ -68,7 +68,8 @@ class Draw(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n: int = Field(ge=1)
-    mix: dict[str, float] = Field(min_length=1)
+    # finite: a NaN or infinite weight passed the checks below and failed in the drawing (a traceback)
+    mix: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _weights(self) -> Draw:
