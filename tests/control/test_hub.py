@@ -226,6 +226,19 @@ def test_a_corrupted_state_file_is_reported_moved_aside_and_replaced(tmp_path, c
     assert ControlHub(ControlConfig(state_file=str(path))).load()
 
 
+def test_a_state_file_that_is_a_folder_is_a_config_error_and_the_folder_stays(tmp_path):
+    # It was taken for an unreadable state file: the folder was moved to <name>.corrupt-<time> with
+    # everything in it, and the next save wrote the state under the folder's name.
+    folder = tmp_path / "lmroute"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    hub = ControlHub(ControlConfig(state_file=str(folder)))
+    with pytest.raises(ConfigError, match=f"control.state_file {folder} is a folder: .*control.json"):
+        hub.load()
+    assert (folder / "keep.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["lmroute"]
+
+
 def test_saves_come_every_save_every_decisions(tmp_path):
     hub = ControlHub(ControlConfig(state_file=str(tmp_path / "s.json"), save_every=3))
     hub.decide(SHARE, 0.5)

@@ -531,3 +531,25 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error:") and message in err and err.count("\n") == 1
+
+
+def test_a_state_file_that_is_a_folder_is_refused_before_the_server_starts(tmp_path, monkeypatch, capsys):
+    # In the app's start-up it would be a traceback from uvicorn, not one line.
+    import uvicorn
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    url = "http://127.0.0.1:9/v1"
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"routers: [length]\nstrong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
+        f"control: {{state_file: {tmp_path}}}\n"
+    )
+    assert main(["serve", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"lmroute: error: control.state_file {tmp_path} is a folder") and err.count("\n") == 1
+    )
+    assert config.exists()

@@ -30,7 +30,7 @@ from lmroute.control.controller import OnlineController
 from lmroute.control.conversations import ConversationKeys, ConversationMemory, Outcome
 from lmroute.control.drift import DriftDetector
 from lmroute.control.knobs import ThresholdKnob
-from lmroute.control.state import quarantine, read_state, write_state
+from lmroute.control.state import check_state_path, quarantine, read_state, write_state
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.pricing import Price, estimate_tokens
@@ -366,10 +366,12 @@ class ControlHub:
 
     def load(self) -> bool:
         """Restore from the state file if there is one; a bad file is reported (a warning and
-        :attr:`state_report`), moved aside and replaced at the next save. True if restored."""
+        :attr:`state_report`), moved aside and replaced at the next save (a folder is a ConfigError).
+        True if restored."""
         path = self.config.state_file
         if path is None:
             return False
+        check_state_path(path)
         state, problem = read_state(path)
         if state is not None:
             try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lmroute._files import write_atomic
+from lmroute.exceptions import ConfigError
 
 FORMAT = "lmroute-control"
 VERSION = 1
@@ -25,6 +26,15 @@ def write_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (with the format and version added) to ``path`` atomically."""
     body = {"format": FORMAT, "version": VERSION, **state}
     write_atomic(path, json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+
+
+def check_state_path(path: str | Path) -> None:
+    """ConfigError when ``path`` is a folder: it is not a bad state file to move aside (that moved
+    the folder and its files away, and saved the state under its name), but a mistake in the config."""
+    if Path(path).is_dir():
+        raise ConfigError(
+            f"control.state_file {path} is a folder: name a file, such as {Path(path) / 'control.json'}"
+        )
 
 
 def read_state(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from lmroute._malloc import use_one_arena
 from lmroute._version import __version__
+from lmroute.control.state import check_state_path
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
@@ -231,6 +232,8 @@ def serve(
             "worker than the last one is scored afresh",
             workers,
         )
+    if config.control.state_file is not None:
+        check_state_path(config.control.state_file)  # here, not as a failed application start-up
     use_one_arena()
     if routers is None:
         routers = load_routers(config.routers)
