@@ -533,8 +533,19 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
     assert err.startswith("lmroute: error:") and message in err and err.count("\n") == 1
 
 
-def test_a_state_file_that_is_a_folder_is_refused_before_the_server_starts(tmp_path, monkeypatch, capsys):
-    # In the app's start-up it would be a traceback from uvicorn, not one line.
+@pytest.mark.parametrize(
+    "control, message",
+    [
+        ("{state_file: TMP}", "control.state_file TMP is a folder"),
+        (
+            "{calibration_prompts: TMP/absent.jsonl}",
+            "control.calibration_prompts: TMP/absent.jsonl does not exist",
+        ),
+    ],
+)
+def test_control_files_are_checked_before_the_server_starts(tmp_path, monkeypatch, capsys, control, message):
+    # In the app's start-up they were a traceback from uvicorn ("Application startup failed"), not one
+    # line; and the folder was moved aside as a bad state file.
     import uvicorn
 
     def started(*args, **kwargs):
@@ -545,11 +556,9 @@ def test_a_state_file_that_is_a_folder_is_refused_before_the_server_starts(tmp_p
     config = tmp_path / "serve.yaml"
     config.write_text(
         f"routers: [length]\nstrong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
-        f"control: {{state_file: {tmp_path}}}\n"
+        f"control: {control.replace('TMP', str(tmp_path))}\n"
     )
     assert main(["serve", "--config", str(config)]) == 1
     err = capsys.readouterr().err
-    assert (
-        err.startswith(f"lmroute: error: control.state_file {tmp_path} is a folder") and err.count("\n") == 1
-    )
-    assert config.exists()
+    assert err.startswith("lmroute: error: " + message.replace("TMP", str(tmp_path))) and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serve.yaml"]

@@ -33,13 +33,12 @@ from starlette.routing import Route
 
 from lmroute._malloc import use_one_arena
 from lmroute._version import __version__
-from lmroute.control.state import check_state_path
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
-from lmroute.serving.control import prepare_control
+from lmroute.serving.control import check_control_files, prepare_control
 from lmroute.serving.errors import exception_handlers
 from lmroute.serving.fleet import check_vocabulary
 from lmroute.serving.loading import load_routers
@@ -232,8 +231,7 @@ def serve(
             "worker than the last one is scored afresh",
             workers,
         )
-    if config.control.state_file is not None:
-        check_state_path(config.control.state_file)  # here, not as a failed application start-up
+    check_control_files(config.control)
     use_one_arena()
     if routers is None:
         routers = load_routers(config.routers)

@@ -8,9 +8,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmroute.control.config import ControlConfig
 from lmroute.control.conversations import ConversationKeys, explicit_key, history_keys
 from lmroute.control.hub import ControlHub
+from lmroute.control.state import check_state_path
 from lmroute.control.taps import EmbeddingSummaries
+from lmroute.exceptions import ConfigError, DataError
 from lmroute.pricing import estimate_tokens
 from lmroute.routers.base import Router
 from lmroute.serving.protocol import ChatMessage
@@ -36,6 +39,20 @@ def request_tokens(messages: Sequence[ChatMessage] | str) -> float:
     if isinstance(messages, str):
         return estimate_tokens(messages)
     return estimate_tokens("\n".join(m.text() for m in messages))
+
+
+def check_control_files(config: ControlConfig) -> None:
+    """The control section's files, checked before a server starts: in the app's start-up a
+    missing calibration file or a state file that is a folder would be a traceback, not one line."""
+    if config.state_file is not None:
+        check_state_path(config.state_file)
+    if config.calibration_prompts:
+        from lmroute.data.prompts import read_prompts
+
+        try:
+            read_prompts(config.calibration_prompts)
+        except DataError as exc:
+            raise ConfigError(f"control.calibration_prompts: {exc}") from None
 
 
 def prepare_control(
