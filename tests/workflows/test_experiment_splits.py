@@ -152,3 +152,41 @@ def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tm
     assert len(_WEIGHTS) == 3
     for weights in _WEIGHTS:
         assert (len(weights) > 2) == margins and 1.0 in weights  # gaps 1, 2, 3 and ties weigh 1
+
+
+@pytest.mark.parametrize(
+    "routers, baselines, message",
+    [
+        ([{"name": "spy"}, {"name": "mf", "options": {"epoch": 3}}], [], "invalid options for router 'mf'"),
+        ([{"name": "spy"}, {"name": "mff"}], [], "unknown router 'mff'"),
+        ([{"name": "spy"}], ["random", "lenght"], "unknown router 'lenght'"),
+    ],
+)
+def test_a_misspelt_router_option_or_baseline_fails_before_any_work(
+    tmp_path, monkeypatch, routers, baselines, message
+):
+    # They failed after the benchmark was read, its training data prepared and the routers before
+    # them trained (a baseline: after every router had trained on the first benchmark).
+    from lmroute.exceptions import LmrouteError
+
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": f"q {i}", "scores": {"strong": i % 2, "weak": 0}}) + "\n" for i in range(8)
+        )
+    )
+    config = ExperimentConfig(
+        benchmarks=[str(bench)],
+        protocols=["zero-shot"],
+        sources=[f"battles:{_unrelated_battles(tmp_path)}"],
+        routers=routers,
+        baselines=baselines,
+        decontaminate=False,
+        bootstrap=0,
+    )
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match=message):
+        run_experiment(config, data_dir=None, progress=False, log=logged.append)
+    assert logged == [] and _FITS == []

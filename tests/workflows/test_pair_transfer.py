@@ -13,6 +13,7 @@ from lmroute.cli import main
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 from lmroute.workflows.pair_transfer import (
     PairTransferConfig,
+    TransferRouter,
     load_pair_transfer_config,
     read_pair_benchmark,
     run_pair_transfer,
@@ -189,3 +190,28 @@ def test_lmroute_experiment_reports_a_bad_pair_transfer_file_in_one_line(tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: ") and err.count("\n") == 1 and "routers" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"routers": 1, "entry": {"router": "lenght"}}, "unknown router 'lenght'"),
+        ({"routers": 1, "entry": {"train": "mf", "sources": ["x"], "options": {"epoch": 3}}}, "epoch"),
+        ({"baselines": ["random", "lenght"]}, "unknown router 'lenght'"),
+    ],
+)
+def test_a_misspelt_router_or_baseline_fails_before_the_first_training(
+    tmp_path, fake_minilm, change, message
+):
+    # They were found only after the routers listed before them had trained.
+    from lmroute.exceptions import LmrouteError
+
+    config = toy_config(tmp_path)
+    if "routers" in change:
+        config.routers[change["routers"]] = TransferRouter.model_validate(change["entry"])
+    else:
+        config.baselines = change["baselines"]
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match=message):
+        run_pair_transfer(config, data_dir=None, progress=False, log=logged.append)
+    assert logged == []

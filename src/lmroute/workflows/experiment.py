@@ -40,6 +40,7 @@ from lmroute.workflows.results import (
     ExperimentResult,
     baseline_cells,
     bootstrap_apgr_ci,
+    check_routers,
     fresh_router,
 )
 
@@ -91,6 +92,7 @@ def run_experiment(
     from lmroute.workflows.transfer import run_source_protocols
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
+    check_routers(config.routers, config.baselines, embedder)
     result = ExperimentResult(config)
     if any(p in BENCHMARK_PROTOCOLS for p in config.protocols):
         for bench_name in config.benchmarks:

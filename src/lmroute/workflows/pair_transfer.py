@@ -28,7 +28,7 @@ from lmroute.data.benchmarks import Benchmark, load_benchmark
 from lmroute.evaluation.evaluator import DEFAULT_SEEDS, score_prompts
 from lmroute.evaluation.transfer import PAIR_AWARE, PairResult, compare_on_pair
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
-from lmroute.registry import load_router, report_name
+from lmroute.registry import get_router_class, load_router, report_name
 
 if TYPE_CHECKING:
     from lmroute.routers.base import Router
@@ -176,10 +176,16 @@ def run_pair_transfer(
     """Evaluate every router, unchanged and pair-aware, and the baselines on every pair."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     result = PairTransferResult(config)
-    routers = [
-        (spec.title, _router(spec, data_dir, progress, result.notes, say), spec) for spec in config.routers
-    ]
+    # Every name and option checked before the first training, not after the routers before it.
+    loaded = {i: load_router(spec.router) for i, spec in enumerate(config.routers) if spec.router is not None}
+    for spec in config.routers:
+        if spec.train is not None:
+            get_router_class(spec.train).create(spec.options)
     baselines = [load_router(name) for name in config.baselines]
+    routers = [
+        (spec.title, loaded[i] if i in loaded else _router(spec, data_dir, progress, result.notes, say), spec)
+        for i, spec in enumerate(config.routers)
+    ]
     result.baselines = [report_name(name, r) for name, r in zip(config.baselines, baselines, strict=True)]
     for entry in config.benchmarks:
         keep = set(load_benchmark(entry.prompts_of, data_dir=data_dir).prompts) if entry.prompts_of else None
@@ -240,8 +246,6 @@ def _router(
     notes: list[str],
     say: Callable[[str], None],
 ) -> Router:
-    if spec.router is not None:
-        return load_router(spec.router)
     from lmroute.workflows.train import train_router
 
     assert spec.train is not None  # the config's validator guarantees one of the two

@@ -164,6 +164,15 @@ def fresh_router(spec: RouterSpec, embedder: Embedder | None, **overrides: Any) 
     return get_router_class(spec.name).create({**spec.options, **overrides}, embedder)
 
 
+def check_routers(specs: Sequence[RouterSpec], baselines: Sequence[str], embedder: Embedder | None) -> None:
+    """Make every router to train and load every baseline once, before any work: a misspelt router
+    name, option or baseline otherwise failed only after the routers before it had trained."""
+    for spec in specs:
+        fresh_router(spec, embedder)
+    for name in baselines:
+        load_router(name)
+
+
 def baseline_cells(
     config: ExperimentConfig, bench: Benchmark, *, protocol: str, trained_on: str = ""
 ) -> tuple[Evaluation, list[Cell]]:
