@@ -52,6 +52,12 @@ def test_shipped_example_prices_cover_the_shared_data(data_dir):
         ("m: 3", "expected a mapping"),
         ("[1, 2]", "must map model names to prices"),
         ("m: {input_per_1m: 1, output_per_1m: 1, output_tokens: 0}", "output_tokens"),
+        # kept as a fact, it left every answer at the default 300 tokens
+        (
+            "m: {input_per_1m: 1, output_per_1m: 1, output_token: 3000}",
+            "model 'm': 'output_token' is not a price field; did you mean output_tokens?",
+        ),
+        ("m: {input_per_1m: 1, output_per_1m: 1, Output-Tokens: 3000}", "did you mean output_tokens"),
     ],
 )
 def test_bad_price_files(tmp_path, text, message):

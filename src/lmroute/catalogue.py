@@ -16,12 +16,14 @@ A *price file* is YAML, one entry per model name::
       as_of: "2024-11"
       estimated: false
 
-Keys other than the three price fields are kept as facts about the price (:attr:`Listing.facts`).
+Keys other than the three price fields are kept as facts about the price (:attr:`Listing.facts`);
+one that reads as a misspelt price field (``output_token``) is an error.
 ``examples/prices.yaml`` lists the models of lmroute's shared data.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,14 @@ def listing_from(entry: Any, *, what: str) -> Listing:
     missing = [k for k in _PRICE_FIELDS[:2] if entry.get(k) is None]
     if missing:
         raise ConfigError(f"{what}: missing {' and '.join(missing)} (USD per million tokens)")
+    for key in entry:
+        # Other keys are kept as facts: a misspelt output_tokens would silently leave the default.
+        near = difflib.get_close_matches(str(key).lower().replace("-", "_"), _PRICE_FIELDS, n=1, cutoff=0.8)
+        if near and key not in _PRICE_FIELDS:
+            raise ConfigError(
+                f"{what}: {key!r} is not a price field; did you mean {near[0]}? (other keys are kept as "
+                "facts about the price and change no cost)"
+            )
     try:
         price = Price.model_validate({k: entry[k] for k in _PRICE_FIELDS if k in entry})
     except ValidationError as exc:
