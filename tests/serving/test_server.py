@@ -536,6 +536,8 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
 @pytest.mark.parametrize(
     "control, message",
     [
+        # a misspelt router name: /v1/models advertised the default threshold, the check skipped
+        ("{}\nthresholds: {lenght: 0.5}", "thresholds: 'lenght' is no served router (the routers: length)"),
         ("{state_file: TMP}", "control.state_file TMP is a folder"),
         (
             "{calibration_prompts: TMP/absent.jsonl}",
@@ -543,7 +545,7 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
         ),
     ],
 )
-def test_control_files_are_checked_before_the_server_starts(tmp_path, monkeypatch, capsys, control, message):
+def test_config_mistakes_are_found_before_the_server_starts(tmp_path, monkeypatch, capsys, control, message):
     # In the app's start-up they were a traceback from uvicorn ("Application startup failed"), not one
     # line; and the folder was moved aside as a bad state file.
     import uvicorn

@@ -236,7 +236,9 @@ def serve(
     if routers is None:
         routers = load_routers(config.routers)
     check_vocabulary(config.models, routers)
-    from lmroute.serving.thresholds import threshold_warnings
+    from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
+
+    check_threshold_names(config, routers)
 
     for warning in threshold_warnings(config, routers, data_dir=data_dir):
         log.warning("%s", warning)

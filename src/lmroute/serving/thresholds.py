@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router
 from lmroute.serving.config import ServeConfig
 
@@ -37,6 +38,17 @@ def calibration_sample(
     if folder is None:
         return None
     return read_arena_hard(folder / "questions.jsonl"), ARENA_HARD_SAMPLE
+
+
+def check_threshold_names(config: ServeConfig, routers: Mapping[str, Router]) -> None:
+    """ConfigError for thresholds of a router not served: a misspelt name (``MF`` for ``mf``) was
+    silently unused, /v1/models advertising the default threshold and the check skipped."""
+    unknown = [name for name in config.thresholds if name not in routers]
+    if unknown:
+        raise ConfigError(
+            f"thresholds: {', '.join(map(repr, unknown))} is no served router (the routers: "
+            f"{', '.join(routers)})"
+        )
 
 
 def threshold_warnings(
