@@ -136,3 +136,21 @@ def test_a_many_model_file_without_a_pair_is_a_clear_error(tmp_path, fake_embedd
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "held_out c: a many-model file needs its pair" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message", [({"router": "mff"}, "unknown router 'mff'"), ({"options": {"epoch": 2}}, "epoch")]
+)
+def test_a_misspelt_router_or_option_fails_before_any_training_data_is_prepared(
+    tmp_path, fake_embedder, change, message
+):
+    from lmroute.exceptions import LmrouteError
+
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump({**toy_raw(tmp_path), **change}))
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match=message):
+        run_similarity_vs_apgr(
+            load_similarity_vs_apgr_config(path), data_dir=None, progress=False, log=logged.append
+        )
+    assert logged == []

@@ -139,10 +139,12 @@ def run_similarity_vs_apgr(
 ) -> SourceTransferResult:
     """Train, evaluate and measure the similarity for every held-out source (see the module)."""
     from lmroute.embeddings import get_embedder
-    from lmroute.registry import load_router, report_name
+    from lmroute.registry import get_router_class, load_router, report_name
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     embedder = embedder if embedder is not None else get_embedder(config.embedder)
+    # a misspelt router or option: here, not after the first training data is prepared
+    get_router_class(config.router).create(dict(config.options), embedder)
     result = SourceTransferResult(config)
     baselines = [load_router(name) for name in config.baselines]
     result.baselines = [report_name(n, r) for n, r in zip(config.baselines, baselines, strict=True)]
