@@ -190,3 +190,30 @@ def test_a_misspelt_router_option_or_baseline_fails_before_any_work(
     with pytest.raises(LmrouteError, match=message):
         run_experiment(config, data_dir=None, progress=False, log=logged.append)
     assert logged == [] and _FITS == []
+
+
+def test_a_misspelt_second_benchmark_fails_before_the_first_is_run(tmp_path, monkeypatch):
+    # It was read only when its turn came, after every router had been trained on the first.
+    from lmroute.exceptions import LmrouteError
+
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": f"q {i}", "scores": {"strong": i % 2, "weak": 0}}) + "\n" for i in range(8)
+        )
+    )
+    config = ExperimentConfig(
+        benchmarks=[str(bench), str(tmp_path / "bnech.jsonl")],
+        protocols=["zero-shot"],
+        sources=[f"battles:{_unrelated_battles(tmp_path)}"],
+        routers=[{"name": "spy"}],
+        baselines=[],
+        decontaminate=False,
+        bootstrap=0,
+    )
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match="bnech"):
+        run_experiment(config, data_dir=None, progress=False, log=logged.append)
+    assert logged == [] and _FITS == []

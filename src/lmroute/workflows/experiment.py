@@ -95,8 +95,10 @@ def run_experiment(
     check_routers(config.routers, config.baselines, embedder)
     result = ExperimentResult(config)
     if any(p in BENCHMARK_PROTOCOLS for p in config.protocols):
-        for bench_name in config.benchmarks:
-            _run_benchmark(config, result, bench_name, data_dir, embedder, progress, say)
+        # every benchmark read first: a misspelt second one failed after the first was done
+        benches = [(name, load_benchmark(name, data_dir=data_dir)) for name in config.benchmarks]
+        for bench_name, bench in benches:
+            _run_benchmark(config, result, bench_name, bench, data_dir, embedder, progress, say)
     if any(p in SOURCE_PROTOCOLS for p in config.protocols):
         run_source_protocols(config, result, data_dir=data_dir, embedder=embedder, progress=progress, say=say)
     if "conversations" in config.protocols:
@@ -108,6 +110,7 @@ def _run_benchmark(
     config: ExperimentConfig,
     result: ExperimentResult,
     bench_name: str,
+    bench: Benchmark,
     data_dir: str | Path | None,
     embedder: Embedder | None,
     progress: bool,
@@ -115,7 +118,6 @@ def _run_benchmark(
 ) -> None:
     from lmroute.data.prepare import prepare_battles
 
-    bench = load_benchmark(bench_name, data_dir=data_dir)
     say(f"[{bench.name}] {len(bench)} prompts")
     # Leave out B's own labels and every training prompt that (nearly) duplicates one of B's.
     battles, _ = prepare_battles(
