@@ -198,9 +198,10 @@ def test_lmroute_experiment_reports_a_bad_pair_transfer_file_in_one_line(tmp_pat
         ({"routers": 1, "entry": {"router": "lenght"}}, "unknown router 'lenght'"),
         ({"routers": 1, "entry": {"train": "mf", "sources": ["x"], "options": {"epoch": 3}}}, "epoch"),
         ({"baselines": ["random", "lenght"]}, "unknown router 'lenght'"),
+        ({"file": "bnech.jsonl"}, "bnech.jsonl"),
     ],
 )
-def test_a_misspelt_router_or_baseline_fails_before_the_first_training(
+def test_a_misspelt_router_baseline_or_file_fails_before_the_first_training(
     tmp_path, fake_minilm, change, message
 ):
     # They were found only after the routers listed before them had trained.
@@ -209,6 +210,8 @@ def test_a_misspelt_router_or_baseline_fails_before_the_first_training(
     config = toy_config(tmp_path)
     if "routers" in change:
         config.routers[change["routers"]] = TransferRouter.model_validate(change["entry"])
+    elif "file" in change:
+        config.benchmarks[0].file = str(tmp_path / change["file"])
     else:
         config.baselines = change["baselines"]
     logged: list[str] = []

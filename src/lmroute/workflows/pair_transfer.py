@@ -182,16 +182,18 @@ def run_pair_transfer(
         if spec.train is not None:
             get_router_class(spec.train).create(spec.options)
     baselines = [load_router(name) for name in config.baselines]
+    # Every benchmark file read before too: a misspelt one was found only after the routers trained.
+    benches = []
+    for entry in config.benchmarks:
+        keep = set(load_benchmark(entry.prompts_of, data_dir=data_dir).prompts) if entry.prompts_of else None
+        path = _in_data_dir(entry.file, data_dir)
+        benches.append((entry, *read_pair_benchmark(path, entry.pairs, keep=keep, name=entry.name)))
     routers = [
         (spec.title, loaded[i] if i in loaded else _router(spec, data_dir, progress, result.notes, say), spec)
         for i, spec in enumerate(config.routers)
     ]
     result.baselines = [report_name(name, r) for name, r in zip(config.baselines, baselines, strict=True)]
-    for entry in config.benchmarks:
-        keep = set(load_benchmark(entry.prompts_of, data_dir=data_dir).prompts) if entry.prompts_of else None
-        bench, skipped = read_pair_benchmark(
-            _in_data_dir(entry.file, data_dir), entry.pairs, keep=keep, name=entry.name
-        )
+    for entry, bench, skipped in benches:
         for why, n in skipped.items():
             result.notes.append(f"{entry.file}: skipped {n:,} rows ({why})")
         say(f"[{bench.name}] {len(bench):,} prompts, {len(entry.pairs)} pairs")
