@@ -54,7 +54,7 @@ bootstrap: 0
 benchmarks: [gsm8k]
 protocols: [zero-shot]
 sources: ["battles:arena-hard/battles.jsonl"]
-routers: [{name: random}]
+routers: [{name: random, label: trained random}]
 """
 UPSTREAMS_YAML = """\
 a: {base_url: "http://127.0.0.1:9/v1", model: a}

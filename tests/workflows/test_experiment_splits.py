@@ -217,3 +217,23 @@ def test_a_misspelt_second_benchmark_fails_before_the_first_is_run(tmp_path, mon
     with pytest.raises(LmrouteError, match="bnech"):
         run_experiment(config, data_dir=None, progress=False, log=logged.append)
     assert logged == [] and _FITS == []
+
+
+@pytest.mark.parametrize(
+    "routers, baselines",
+    [
+        ([{"name": "mf"}, {"name": "mf", "options": {"dim": 8}}], []),
+        ([{"name": "random"}], ["random", "length"]),
+    ],
+)
+def test_two_rows_of_one_name_are_refused(tmp_path, routers, baselines):
+    # results.md showed one row for both: the later router's numbers in place of the earlier one's
+    from lmroute.workflows.experiment import load_experiment_config
+
+    path = tmp_path / "e.yaml"
+    path.write_text(json.dumps({"sources": ["gold:mmlu"], "routers": routers, "baselines": baselines}))
+    with pytest.raises(ConfigError, match=r"e\.yaml: .*two rows would be named .*give one a label"):
+        load_experiment_config(path)
+    routers[0]["label"] = "first"
+    path.write_text(json.dumps({"sources": ["gold:mmlu"], "routers": routers, "baselines": baselines}))
+    assert load_experiment_config(path).routers[0].title == "first"

@@ -82,6 +82,9 @@ def test_bad_rows_and_files_are_clear_errors(tmp_path):
         ({"benchmarks": [{"file": "b.jsonl", "pairs": [["a", "a"]]}]}, "must differ"),
         ({"benchmarks": []}, "at least 1"),
         ({"colour": "blue"}, "colour"),
+        # one router's results silently took the other's place
+        ({"routers": [{"router": "mf"}, {"router": "mf"}]}, "two rows would be named 'mf'"),
+        ({"routers": [{"router": "length"}]}, "two rows would be named 'length'"),
     ],
 )
 def test_config_errors_name_the_problem(tmp_path, change, message):

@@ -99,7 +99,20 @@ class ExperimentConfig(BaseModel):
         names = [h.name for h in self.held_out]
         if len(set(names)) != len(names):
             raise ValueError(f"held_out names must differ: {names}")
+        check_row_names([r.title for r in self.routers], self.baselines)
         return self
+
+
+def check_row_names(titles: list[str], baselines: list[str]) -> None:
+    """ValueError when two routers, or a router and a baseline, would share a row of the results
+    (the later one's numbers silently took the earlier one's place)."""
+    names = [*titles, *baselines]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"routers: two rows would be named {repeated[0]!r} (routers' labels, else names, and the "
+            "baselines must differ): give one a label"
+        )
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:

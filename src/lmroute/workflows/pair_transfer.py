@@ -29,6 +29,7 @@ from lmroute.evaluation.evaluator import DEFAULT_SEEDS, score_prompts
 from lmroute.evaluation.transfer import PAIR_AWARE, PairResult, compare_on_pair
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 from lmroute.registry import get_router_class, load_router, report_name
+from lmroute.workflows.experiment_config import check_row_names
 
 if TYPE_CHECKING:
     from lmroute.routers.base import Router
@@ -97,6 +98,11 @@ class PairTransferConfig(BaseModel):
     eval_protocol: Literal["paper", "exact"] = "paper"
     bootstrap: int = Field(default=1000, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _row_names(self) -> PairTransferConfig:
+        check_row_names([r.title for r in self.routers], self.baselines)
+        return self
 
 
 @dataclass
