@@ -146,3 +146,35 @@ def test_a_models_entry_or_files_that_no_label_tells_apart_are_refused(tmp_path)
         load_kind_config(path)
     path.write_text(head + "files: [mmlu-pro/outcomes.jsonl]\nmodels: {mmlu-pro: [a, b]}\n")
     assert load_kind_config(path).models == {"mmlu-pro": ["a", "b"]}
+
+
+def test_an_unknown_or_unpriced_model_of_a_later_file_fails_before_any_training(tmp_path):
+    # It was found only at that file's turn, after the files before it had been cross-fitted.
+    import pytest
+
+    from lmroute.exceptions import LmrouteError
+
+    _outcomes(tmp_path / "one.jsonl", ["big", "small"], 20, 1)
+    _outcomes(tmp_path / "two.jsonl", ["big", "small", "new"], 20, 2)
+    (tmp_path / "prices.yaml").write_text(
+        yaml.safe_dump(
+            {m: {"input_per_1m": p, "output_per_1m": p} for m, p in (("big", 10.0), ("small", 1.0))}
+        )
+    )
+    for models, message in [({"two": ["big", "smal"]}, "smal"), ({}, "no price for new")]:
+        config = NModelExperimentConfig.model_validate(
+            {
+                "kind": "n-models",
+                "files": ["one.jsonl", "two.jsonl"],
+                "prices": "prices.yaml",
+                "router": {"name": "mf", "options": FAST},
+                "models": models,
+                "folds": 2,
+            }
+        )
+        logged: list[str] = []
+        with pytest.raises(LmrouteError, match=message):
+            run_n_model_experiment(
+                config, data_dir=tmp_path, config_dir=tmp_path, embedder=HashEmbedder(64), log=logged.append
+            )
+        assert logged == []

@@ -136,12 +136,17 @@ def run_n_model_experiment(
     prices = read_prices(prices_path)
     tables = {file_label(f): read_custom(Path(data_dir) / f) for f in config.files}
     result = NModelResult(config)
+    # Every file's candidates and prices checked before any training: an unknown or unpriced model
+    # of a later file was found only after the files before it had run.
+    prepared = {}
     for name, table in tables.items():
         candidates = _candidates(name, table, config, prices)
         rows, skipped = table.complete(candidates)
         catalogue = Catalogue.from_prices(candidates, prices, where=str(prices_path))
+        prepared[name] = (candidates, rows, skipped, catalogue.costs(list(rows.prompts)))
+    for name, table in tables.items():
+        candidates, rows, skipped, costs = prepared[name]
         scores = np.column_stack([rows.scores[m] for m in candidates])
-        costs = catalogue.costs(list(rows.prompts))
         say(f"[{name}] {len(rows)} prompts ({skipped} skipped), {len(candidates)} models")
         for protocol in config.protocols:
             started = time.perf_counter()
