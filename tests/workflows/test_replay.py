@@ -105,3 +105,21 @@ def test_a_replay_shorter_than_one_window_reports_it(tmp_path, capsys):
     write_prompts(prompts, 10, 2000, 50, 4)
     assert main(["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--quiet"]) == 0
     assert "one window only" in capsys.readouterr().out
+
+
+def test_the_state_file_of_a_config_is_left_to_its_server(schedule, tmp_path):
+    # A replay with a server's config restored that server's state file and overwrote it with the
+    # replay's made-up traffic; only --state names the replay's own.
+    state = tmp_path / "server-state.json"
+    args = ["replay", "--model", "router-length-share-0.3", "--schedule", str(schedule), "--quiet"]
+    assert main([*args, "--state", str(state)]) == 0
+    before = state.read_bytes()
+    config = tmp_path / "serve.yaml"
+    url = "http://127.0.0.1:9/v1"
+    config.write_text(
+        f"strong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
+        f"control: {{state_file: {state}, window: 300}}\n"
+    )
+    assert main([*args, "--config", str(config), "--json", str(tmp_path / "r.json")]) == 0
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "state" in p.name) == ["server-state.json"]

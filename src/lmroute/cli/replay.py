@@ -25,7 +25,10 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--calibration", help="calibration prompts (default: the schedule's sample or the config's)"
     )
-    p.add_argument("--config", help="serving config: its control: settings, and the models' prices for spend")
+    p.add_argument(
+        "--config",
+        help="serving config: its control: settings (not its state file), and the models' prices for spend",
+    )
     p.add_argument("--state", help="control state file: restored if it exists, saved at the end")
     p.add_argument("--seed", type=int, help="the schedule's seed (default: the file's)")
     p.add_argument("--window", type=int, default=500, help="requests per reported window (default 500)")
@@ -67,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
         serving = build_config(args.config)
         control, prices = serving.control, {"strong": serving.strong.price, "weak": serving.weak.price}
-    if args.state:
-        control = control.model_copy(update={"state_file": args.state})
+    # The state file is --state's alone: the config's control.state_file is a server's, which a
+    # replay of made-up traffic restored and then overwrote, unchecked and unnamed on the command line.
+    control = control.model_copy(update={"state_file": args.state})
     calibration: list[str] | None = None
     if args.schedule:
         schedule = read_schedule(args.schedule)
