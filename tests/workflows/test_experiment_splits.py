@@ -58,6 +58,19 @@ class _SpyRouter(Router):
         return np.array([len(p) for p in prompts], dtype=float)
 
 
+def _spied_benchmark(tmp_path, monkeypatch) -> Path:
+    """A benchmark file of eight items, with the spy router registered and its fits forgotten."""
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": f"q {i}", "scores": {"strong": i % 2, "weak": 0}}) + "\n" for i in range(8)
+        )
+    )
+    return bench
+
+
 def _unrelated_battles(tmp_path) -> Path:
     """A battles file of two votes between models that no benchmark here has: the non-gold source."""
     path = tmp_path / "battles.jsonl"
@@ -169,14 +182,7 @@ def test_a_misspelt_router_option_or_baseline_fails_before_any_work(
     # them trained (a baseline: after every router had trained on the first benchmark).
     from lmroute.exceptions import LmrouteError
 
-    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
-    _FITS.clear()
-    bench = tmp_path / "bench.jsonl"
-    bench.write_text(
-        "".join(
-            json.dumps({"prompt": f"q {i}", "scores": {"strong": i % 2, "weak": 0}}) + "\n" for i in range(8)
-        )
-    )
+    bench = _spied_benchmark(tmp_path, monkeypatch)
     config = ExperimentConfig(
         benchmarks=[str(bench)],
         protocols=["zero-shot"],
@@ -196,14 +202,7 @@ def test_a_misspelt_second_benchmark_fails_before_the_first_is_run(tmp_path, mon
     # It was read only when its turn came, after every router had been trained on the first.
     from lmroute.exceptions import LmrouteError
 
-    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
-    _FITS.clear()
-    bench = tmp_path / "bench.jsonl"
-    bench.write_text(
-        "".join(
-            json.dumps({"prompt": f"q {i}", "scores": {"strong": i % 2, "weak": 0}}) + "\n" for i in range(8)
-        )
-    )
+    bench = _spied_benchmark(tmp_path, monkeypatch)
     config = ExperimentConfig(
         benchmarks=[str(bench), str(tmp_path / "bnech.jsonl")],
         protocols=["zero-shot"],
