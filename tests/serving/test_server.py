@@ -564,3 +564,38 @@ def test_config_mistakes_are_found_before_the_server_starts(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: " + message.replace("TMP", str(tmp_path))) and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["serve.yaml"]
+
+
+@pytest.mark.parametrize(
+    "setting, key",
+    [
+        ("strong: {base_url: 'URL', model: s, timeout: .inf}", "strong.timeout"),
+        ("weak: {base_url: 'URL', model: w, retry_backoff: .inf}", "weak.retry_backoff"),
+        ("circuit_breaker: .inf", "circuit_breaker"),
+        ("circuit_breaker: .nan", "circuit_breaker"),
+        ("server: {graceful_shutdown: .inf}", "server.graceful_shutdown"),
+        ("control: {conversations: {enabled: true, ttl: .inf}}", "control.conversations.ttl"),
+    ],
+)
+def test_an_infinite_duration_is_a_config_error(tmp_path, monkeypatch, capsys, setting, key):
+    # .inf was accepted: an infinite retry_backoff slept forever before the retry of a failed
+    # request, an infinite circuit_breaker skipped a model for good after one failure.
+    import uvicorn
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    url = "http://127.0.0.1:9/v1"
+    tiers = {
+        "strong": f"strong: {{base_url: '{url}', model: s}}",
+        "weak": f"weak: {{base_url: '{url}', model: w}}",
+    }
+    lines = ["routers: [length]", setting.replace("URL", url)]
+    lines += [line for tier, line in tiers.items() if not setting.startswith(tier)]
+    config = tmp_path / "serve.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    assert main(["serve", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid serving config") and err.count("\n") == 1
+    assert f"{key}: Input should be a finite number" in err

@@ -47,7 +47,7 @@ class ConversationConfig(BaseModel):
     #: Conversations remembered at most (the least recently seen are forgotten first).
     capacity: int = Field(default=conversations.DEFAULT_CAPACITY, ge=1)
     #: Seconds after which an idle conversation is forgotten.
-    ttl: float = Field(default=conversations.DEFAULT_TTL, gt=0)
+    ttl: float = Field(default=conversations.DEFAULT_TTL, gt=0, allow_inf_nan=False)
 
 
 class ControlConfig(BaseModel):

@@ -73,7 +73,7 @@ class ServerConfig(BaseModel):
     #: Accepted bearer keys; empty means no authentication. From --api-key or LMROUTE_API_KEYS only.
     api_keys: tuple[SecretStr, ...] = ()
     #: Seconds in-flight requests get to finish on shutdown.
-    graceful_shutdown: float = Field(default=10.0, ge=0)
+    graceful_shutdown: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     #: Server processes sharing the port (uvicorn's workers), each with its own routers; more than
     #: one needs routers given by name or directory, not as objects.
     workers: int = Field(default=1, ge=1, le=64)
@@ -95,7 +95,7 @@ class ServeConfig(BaseModel):
     fallback: bool = True
     #: Seconds a model is skipped (its failure answered at once, so fallback is immediate) after a
     #: request to it failed every attempt; 0: never skip (lmroute.upstream.breaker).
-    circuit_breaker: float = Field(default=30.0, ge=0)
+    circuit_breaker: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     #: What of a conversation the router scores (:mod:`lmroute.data.conversations`).
     route_on: RouteOn = DEFAULT_ROUTE_ON
     #: When a router raises (a bug, its embedding backend down): send the request to this model,

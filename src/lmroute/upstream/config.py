@@ -41,11 +41,11 @@ class UpstreamConfig(BaseModel):
     #: Name of the environment variable holding the API key; None when the endpoint needs none.
     api_key_env: str | None = None
     #: Seconds to wait for a connection or for the next bytes of an answer.
-    timeout: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     #: Further attempts after a connection error, timeout, 408/409/429 or 5xx.
     max_retries: int = Field(default=2, ge=0, le=10)
     #: Seconds before the first retry; doubled for each further one (with jitter).
-    retry_backoff: float = Field(default=0.5, ge=0)
+    retry_backoff: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     #: List prices, for estimated spend (metrics, spend targets); None when unknown.
     price: Price | None = None
 
