@@ -41,7 +41,7 @@ from lmroute.exceptions import ConfigError, RequestError
 from lmroute.routers.base import Router
 from lmroute.serving.answers import Decision, RoutedStream
 from lmroute.serving.config import ServeConfig, build_config
-from lmroute.serving.control import prepare_control
+from lmroute.serving.control import check_control_files, prepare_control
 from lmroute.serving.fleet import FleetModel
 from lmroute.serving.loading import load_routers
 from lmroute.serving.protocol import ChatCompletionRequest, ChatMessage, validate
@@ -113,6 +113,7 @@ class AsyncController:
             raise ConfigError(
                 f"invalid controller options: {where + ': ' if where else ''}{message}"
             ) from None
+        check_control_files(config.control)
         self._init(config, loaded, client_factory, summaries)
 
     @classmethod
@@ -126,6 +127,7 @@ class AsyncController:
         """A controller from a serving config (or its YAML file), as ``lmroute serve`` would run it."""
         if not isinstance(config, ServeConfig):
             config = build_config(config)
+        check_control_files(config.control)
         self = cls.__new__(cls)
         summaries = EmbeddingSummaries()
         loaded = _load(routers if routers is not None else config.routers, summaries)

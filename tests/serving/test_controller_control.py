@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
+import pytest
+import yaml
 
-from lmroute import Controller
+from lmroute import ConfigError, Controller
 from lmroute.routers.length import LengthRouter
 
 
@@ -56,3 +59,24 @@ def test_the_status_is_read_on_the_thread_that_decides(upstreams, monkeypatch):
         c.route("hello", model="router-length-share-0.3")
         assert c.status()["controllers"][0]["decisions"] == 1
         assert seen == [c._thread]
+
+
+def test_a_missing_calibration_file_names_its_key(upstreams, tmp_path):
+    # The server named the key (control.calibration_prompts) before it started; the Controller said
+    # only "FILE does not exist", as a DataError, which left the user to guess which setting it was.
+    missing = tmp_path / "absent.jsonl"
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {**tiers(upstreams), "routers": ["length"], "control": {"calibration_prompts": str(missing)}}
+        )
+    )
+    message = f"control.calibration_prompts: {missing} does not exist"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Controller.from_config(config)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Controller(
+            routers={"length": LengthRouter()},
+            control={"calibration_prompts": str(missing)},
+            **tiers(upstreams),
+        )

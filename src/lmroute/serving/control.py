@@ -42,8 +42,9 @@ def request_tokens(messages: Sequence[ChatMessage] | str) -> float:
 
 
 def check_control_files(config: ControlConfig) -> None:
-    """The control section's files, checked before a server starts: in the app's start-up a
-    missing calibration file or a state file that is a folder would be a traceback, not one line."""
+    """The control section's files, checked before a server or Controller starts (and loads its
+    routers): in the app's start-up a missing calibration file or a state file that is a folder would
+    be a traceback, not one line naming the setting."""
     if config.state_file is not None:
         check_state_path(config.state_file)
     if config.calibration_prompts:
