@@ -599,3 +599,26 @@ def test_an_infinite_duration_is_a_config_error(tmp_path, monkeypatch, capsys, s
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: invalid serving config") and err.count("\n") == 1
     assert f"{key}: Input should be a finite number" in err
+
+
+@pytest.mark.parametrize("how", ["config", "flag"])
+def test_an_empty_host_is_refused(tmp_path, monkeypatch, capsys, how):
+    # uvicorn binds host "" to every interface (0.0.0.0 and ::): an empty value, such as an unset
+    # template variable, exposed the server that listens on loopback unless told otherwise.
+    import uvicorn
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    url = "http://127.0.0.1:9/v1"
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"routers: [length]\nstrong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
+        + ("server: {host: ''}\n" if how == "config" else "")
+    )
+    flags = ["--host", ""] if how == "flag" else []
+    assert main(["serve", "--config", str(config), "--port", "0", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid serving config") and err.count("\n") == 1
+    assert "server.host: no address given" in err

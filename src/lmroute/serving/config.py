@@ -81,6 +81,17 @@ class ServerConfig(BaseModel):
     #: Serve the web console at /ui (static files; they hold no key or upstream address).
     ui: bool = True
 
+    @field_validator("host")
+    @classmethod
+    def _named_host(cls, value: str) -> str:
+        # uvicorn binds "" to every interface: an unset template variable would expose the server.
+        if not value.strip():
+            raise ValueError(
+                "no address given; name one to listen on (127.0.0.1: this machine only, 0.0.0.0: "
+                "every interface)"
+            )
+        return value
+
 
 class ServeConfig(BaseModel):
     """Everything the controller and the server need: upstreams, routers, routing and batching."""
