@@ -34,7 +34,9 @@ from lmroute.registry import check_router_spec
 from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
-from lmroute.serving.loading import load_routers
+from lmroute.serving.control import check_control_files
+from lmroute.serving.loading import load_routers, served_names
+from lmroute.serving.thresholds import check_threshold_names
 
 log = logging.getLogger("lmroute.cluster")
 
@@ -212,6 +214,12 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     for spec in config.routers:  # else the scoring replicas fail to start, and serve.run with a traceback
         alias, sep, path = spec.partition("=")
         check_router_spec(path if sep else alias)
+    # As lmroute serve checks them; in the ingress replica a misspelt name was silently unused and
+    # a bad file Ray's traceback. The files are checked here, at the path the replicas read.
+    names = served_names(config.routers)
+    if names is not None:
+        check_threshold_names(config, names)
+    check_control_files(config.control)
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     level = config.server.log_level

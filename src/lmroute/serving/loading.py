@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError, InvalidModelNameError
-from lmroute.routers.base import Router
+from lmroute.routers.base import Router, read_manifest
 from lmroute.routing_names import check_router_name
 
 
@@ -38,6 +38,22 @@ def load_routers(
             raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
         routers[name] = _without_embedding_cache(router, summaries)
     return routers
+
+
+def served_names(specs: Sequence[str | Path]) -> list[str] | None:
+    """The names :func:`load_routers` serves ``specs`` under, found without loading a router; None
+    when a spec names a directory not on this machine (a Ray cluster's nodes may hold it), whose
+    name is that of the router saved in it."""
+    names = []
+    for spec in specs:
+        alias, sep, _ = str(spec).partition("=")
+        if sep or not ("/" in alias or Path(alias).is_dir()):
+            names.append(alias)
+        elif Path(alias).is_dir():
+            names.append(read_manifest(alias)["router"])  # what the router loaded from it is named
+        else:
+            return None
+    return names
 
 
 def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | None = None) -> Router:

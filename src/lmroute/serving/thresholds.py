@@ -12,7 +12,7 @@ already holds it: a server never downloads at start-up.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from lmroute.exceptions import ConfigError
@@ -40,9 +40,10 @@ def calibration_sample(
     return read_arena_hard(folder / "questions.jsonl"), ARENA_HARD_SAMPLE
 
 
-def check_threshold_names(config: ServeConfig, routers: Mapping[str, Router]) -> None:
-    """ConfigError for thresholds of a router not served: a misspelt name (``MF`` for ``mf``) was
-    silently unused, /v1/models advertising the default threshold and the check skipped."""
+def check_threshold_names(config: ServeConfig, routers: Collection[str]) -> None:
+    """ConfigError for thresholds of a router not served (``routers``: the served names, or the
+    routers by name): a misspelt name (``MF`` for ``mf``) was silently unused, /v1/models
+    advertising the default threshold and the check skipped."""
     unknown = [name for name in config.thresholds if name not in routers]
     if unknown:
         raise ConfigError(

@@ -1,0 +1,84 @@
+"""The config checks of ``lmroute serve`` before the server starts, made by ``lmroute serve --ray``
+before Ray starts: thresholds of a router not served and unusable control files are the same
+one-line errors (in the ingress replica they were silently ignored, or Ray's traceback). Ray itself
+must not be reached; a config that passes reaches it (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmroute.cli import main
+
+ray = pytest.importorskip("ray")
+serve_module = pytest.importorskip("lmroute.cluster.serve")
+
+URL = "http://127.0.0.1:9/v1"
+
+
+class RayStarted(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_ray_init(monkeypatch):
+    def init(*args, **kwargs):
+        raise RayStarted
+
+    # Before ray.init: joining a cluster first tries the head's port of the last `ray start` here.
+    monkeypatch.setattr(serve_module, "init_ray", init)
+
+
+def _serve(tmp_path, routers: str, rest: str) -> list[str]:
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"routers: {routers}\nstrong: {{base_url: '{URL}', model: s}}\n"
+        f"weak: {{base_url: '{URL}', model: w}}\n{rest.replace('TMP', str(tmp_path))}\n"
+    )
+    return ["serve", "--config", str(config), "--ray"]
+
+
+@pytest.mark.parametrize(
+    "rest, message",
+    [
+        ("thresholds: {lenght: 0.5}", "thresholds: 'lenght' is no served router (the routers: length)"),
+        ("control: {state_file: TMP}", "control.state_file TMP is a folder"),
+        (
+            "control: {calibration_prompts: TMP/absent.jsonl}",
+            "control.calibration_prompts: TMP/absent.jsonl does not exist",
+        ),
+        ("control: {calibration_prompts: TMP/serve.yaml.d/empty.txt}", "control.calibration_prompts: "),
+    ],
+)
+def test_config_mistakes_are_one_line_errors_before_ray_starts(tmp_path, capsys, rest, message):
+    (tmp_path / "serve.yaml.d").mkdir()
+    (tmp_path / "serve.yaml.d" / "empty.txt").write_text("")
+    assert main(_serve(tmp_path, "[length]", rest)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: " + message.replace("TMP", str(tmp_path))), err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serve.yaml", "serve.yaml.d"]
+
+
+def test_thresholds_of_served_names_pass(tmp_path):
+    from lmroute.registry import load_router
+
+    saved = load_router("length").save(tmp_path / "saved")  # served as the router saved in it: length
+    routers = f"['{saved}', 'alias=/on/the/nodes/only']"
+    with pytest.raises(RayStarted):
+        main(_serve(tmp_path, routers, "thresholds: {length: 0.5, alias: 0.3}"))
+
+
+def test_a_saved_routers_name_is_checked(tmp_path, capsys):
+    from lmroute.registry import load_router
+
+    saved = load_router("length").save(tmp_path / "saved")
+    assert main(_serve(tmp_path, f"['{saved}']", "thresholds: {saved: 0.5}")) == 1
+    assert capsys.readouterr().err == (
+        "lmroute: error: thresholds: 'saved' is no served router (the routers: length)\n"
+    )
+
+
+def test_a_directory_only_on_the_nodes_leaves_the_names_unchecked(tmp_path):
+    # Its name is in the router saved there, which this machine cannot read: the check cannot tell.
+    with pytest.raises(RayStarted):
+        main(_serve(tmp_path, "[length, /on/the/nodes/only]", "thresholds: {elsewhere: 0.5}"))
