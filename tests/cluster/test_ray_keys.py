@@ -15,7 +15,7 @@ serve_module = pytest.importorskip("lmroute.cluster.serve")
 PRICES = {"alpha": 10.0, "beta": 3.0, "gamma": 1.0}  # beta: neither the strong nor the weak model
 
 
-def _config():
+def _config(server_keys=None):
     models = [
         {
             "name": name,
@@ -26,7 +26,7 @@ def _config():
         }
         for name, price in PRICES.items()
     ]
-    return build_config(overrides={"models": models, "routers": ["length"]})
+    return build_config(overrides={"models": models, "routers": ["length"]}, api_keys=server_keys)
 
 
 def test_every_models_key_goes_to_the_ingress_replicas(monkeypatch):
@@ -64,3 +64,30 @@ def test_a_models_unset_key_is_an_error_before_ray_starts(monkeypatch):
     monkeypatch.delenv("LMR_TEST_KEY_BETA", raising=False)
     with pytest.raises(ConfigError, match="LMR_TEST_KEY_BETA"):
         serve_module.run_serve(_config(), RayConfig(), blocking=False)
+
+
+def test_the_servers_keys_are_a_constructor_argument_not_in_the_deployment_options(monkeypatch):
+    # docs/ray.md: Ray shows a deployment's options (runtime_env included) on the dashboard and in
+    # `ray list actors --detail`, not its constructor's arguments.
+    import json
+
+    for name in PRICES:
+        monkeypatch.setenv(f"LMR_TEST_KEY_{name.upper()}", f"key-of-{name}")
+    options: dict = {}
+    bound: list = []
+
+    class Ingress:
+        @staticmethod
+        def options(**given):
+            options.update(given)
+            return Ingress
+
+        @staticmethod
+        def bind(*args):
+            bound.extend(args)
+            return "the application"
+
+    monkeypatch.setattr(serve_module, "Ingress", Ingress)
+    serve_module.build_application(_config(["the-servers-key"]), RayConfig())
+    assert "the-servers-key" not in json.dumps(options)
+    assert json.loads(bound[0])["server"]["api_keys"] == ["the-servers-key"]
