@@ -57,9 +57,14 @@ class Scorer:
         self.score.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    def names(self) -> list[str]:
-        """The serving names of the routers."""
-        return sorted(self.routers)
+    def vocabularies(self) -> dict[str, list[str]]:
+        """The models whose quality each router predicts, by serving name (empty: none)."""
+        return {name: list(router.vocabulary) for name, router in self.routers.items()}
+
+    async def predict_quality(self, name: str, prompts: list[str], models: list[str]) -> list[list[float]]:
+        """``Router.predict_quality`` of router ``name`` (its quality shrinkage applied here)."""
+        quality = await asyncio.to_thread(self.routers[name].predict_quality, prompts, models)
+        return quality.tolist()
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
     async def score(self, calls: list[tuple[str, list[str]]]) -> list[list[float]]:
@@ -81,7 +86,8 @@ class Scorer:
 
 
 class RemoteRouter(Router):
-    """A router of the scoring deployment, seen from an ingress replica: ``score`` calls it.
+    """A router of the scoring deployment, seen from an ingress replica: ``score`` and
+    ``predict_quality`` (for the models of ``vocabulary``, the N-model modes) call it.
 
     Calls are sent again when the replica that held them died (``retries`` times at most);
     ``on_retry`` is told of each.
@@ -89,19 +95,40 @@ class RemoteRouter(Router):
 
     name = "remote"
 
-    def __init__(self, served_name: str, handle: Any, *, retries: int, on_retry: Callable[[], None]):
+    def __init__(
+        self,
+        served_name: str,
+        handle: Any,
+        *,
+        retries: int,
+        on_retry: Callable[[], None],
+        vocabulary: Sequence[str] = (),
+    ):
         super().__init__()
         self.served_name = served_name
         self._handle = handle
         self._retries = retries
         self._on_retry = on_retry
+        self._vocabulary = tuple(vocabulary)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self._vocabulary
 
     def _score(self, prompts: list[str]) -> np.ndarray:
+        return self._call("score", (self.served_name, prompts))
+
+    def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        # The scoring replica's router checks, clips and shrinks: not again here (shrunk qualities
+        # are deliberately not clipped).
+        return self._call("predict_quality", self.served_name, list(prompts), list(models))
+
+    def _call(self, method: str, *args: Any) -> np.ndarray:
         from ray.exceptions import RayActorError
 
         for attempt in range(self._retries + 1):
             try:
-                response = self._handle.score.remote((self.served_name, prompts))
+                response = getattr(self._handle, method).remote(*args)
                 return np.asarray(response.result(timeout_s=SCORING_TIMEOUT), dtype=np.float64)
             except RayActorError as exc:
                 if attempt == self._retries:
@@ -126,10 +153,12 @@ class Ingress:
     async def __serve_build_asgi_app__(self) -> Any:
         from prometheus_client import Counter
 
-        names = await self._scorer.names.remote()
+        vocabularies = await self._scorer.vocabularies.remote()
         routers = {
-            name: RemoteRouter(name, self._scorer, retries=self._retries, on_retry=self._count_retry)
-            for name in names
+            name: RemoteRouter(
+                name, self._scorer, retries=self._retries, on_retry=self._count_retry, vocabulary=vocabulary
+            )
+            for name, vocabulary in sorted(vocabularies.items())
         }
         app = create_app(self._config, routers=routers)
         # In the app's own registry, so that its /metrics shows it beside the server's metrics.

@@ -1,0 +1,120 @@
+"""The N-model modes (``router-mf-lambda-0``) of ``lmroute serve --ray``: the ingress's stand-in
+routers predict each model's quality through the scoring deployment, as the routers of ``lmroute
+serve`` do (they had no vocabulary, so every such request was a 400 saying the router "scores only
+two models"). The ingress is built as Ray Serve builds it, its scorer handle a stand-in calling a
+real ``Scorer`` (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+from fake_openai import serve_in_thread
+
+from lmroute.data.battles import Battle
+from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
+from lmroute.serving.app import worker_config_json
+from lmroute.serving.config import build_config
+
+serve_module = pytest.importorskip("lmroute.cluster.serve")
+
+# serving name -> vocabulary name, USD per 1M tokens; alpha is the best model (as tests/serving/test_fleet.py)
+PRICED = {"frontier": ("alpha", 5.0), "middle": ("beta", 0.5), "local": ("gamma", 0.0)}
+VOCABULARY = ["alpha", "beta", "gamma"]
+PROMPT = "hello joke chat w1 7"
+
+
+@pytest.fixture(scope="module")
+def mf() -> MFRouter:
+    """An mf router that learned alpha > beta > gamma on every prompt."""
+    rng = np.random.default_rng(0)
+    battles = []
+    for i in range(600):
+        a, b = (str(m) for m in rng.choice(VOCABULARY, size=2, replace=False))
+        winner = "model_a" if VOCABULARY.index(a) < VOCABULARY.index(b) else "model_b"
+        battles.append(Battle(f"hello joke chat w{rng.integers(40)} {i}", a, b, winner))
+    fast = {"dim": 16, "epochs": 25, "batch_size": 32, "lr": 1e-2, "noise": 0.02, "ties": "half"}
+    return MFRouter(embedder=HashEmbedder(64), strong_model="alpha", weak_model="gamma", **fast).fit(battles)
+
+
+def _models():
+    return [
+        {
+            "name": name,
+            "base_url": "http://127.0.0.1:9/v1",  # no model is called: /v1/route only
+            "model": f"{name}-upstream",
+            "vocabulary": vocabulary,
+            "price": {"input_per_1m": price, "output_per_1m": price},
+        }
+        for name, (vocabulary, price) in PRICED.items()
+    ]
+
+
+class _Response:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self, timeout_s=None):
+        return self.value
+
+    def __await__(self):
+        yield from asyncio.sleep(0).__await__()
+        return self.value
+
+
+class _Method:
+    def __init__(self, call):
+        self.call = call
+
+    def remote(self, *args):
+        return _Response(self.call(*args))
+
+
+class _ScorerHandle:
+    """Ray Serve's handle to a deployment, reduced to ``handle.method.remote(...).result()``."""
+
+    def __init__(self, scorer):
+        self._scorer = scorer
+
+    def __getattr__(self, method):
+        if method == "score":  # Ray Serve batches the calls; here each is a batch of its own
+            return _Method(lambda call: self._scorer._score_all([call])[0])
+        found = getattr(self._scorer, method)
+        if asyncio.iscoroutinefunction(found):
+            return _Method(lambda *args: asyncio.run(found(*args)))
+        return _Method(found)
+
+
+def _ingress_app(config, routers):
+    scorer_class = serve_module.Scorer.func_or_class
+    scorer = scorer_class.__new__(scorer_class)
+    scorer.routers = routers
+    # @serve.ingress subclasses the class it is given; that class holds lmroute's methods.
+    wrapper = serve_module.Ingress.func_or_class
+    ingress_class = next(c for c in wrapper.__mro__ if "__serve_build_asgi_app__" in c.__dict__)
+    ingress = ingress_class.__new__(ingress_class)
+    ingress_class.__init__(ingress, worker_config_json(config), _ScorerHandle(scorer), 0)
+    return asyncio.run(ingress.__serve_build_asgi_app__())
+
+
+def test_the_n_model_modes_predict_quality_through_the_scorer(mf):
+    config = build_config(overrides={"models": _models(), "routers": ["mf", "length"]})
+    app = _ingress_app(config, {"mf": mf, "length": LengthRouter()})
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        response = client.post("/v1/route", json={"model": "router-mf-lambda-0", "prompt": PROMPT})
+        assert response.status_code == 200, response.text
+        info = response.json()
+        assert info["decision"] == "frontier"
+        quality = [c["predicted_quality"] for c in info["candidates"]]
+        np.testing.assert_allclose(quality, mf.predict_quality([PROMPT], VOCABULARY)[0], rtol=1e-12)
+        assert [c["model"] for c in info["candidates"]] == list(PRICED)
+        # A router without a vocabulary still says so, as in lmroute serve.
+        response = client.post("/v1/route", json={"model": "router-length-lambda-0", "prompt": PROMPT})
+        assert response.status_code == 400 and "scores only two models" in response.text
+        # The two-model modes score through the scorer as before.
+        response = client.post("/v1/route", json={"model": "router-length-0.5", "prompt": PROMPT})
+        assert response.status_code == 200, response.text
