@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from lmroute.cluster.config import RayConfig
 from lmroute.cluster.connect import init_ray
 from lmroute.exceptions import ConfigError
 from lmroute.registry import check_router_spec
-from lmroute.routers.base import Router
+from lmroute.routers.base import CONFIG_FILE, Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
@@ -175,6 +176,7 @@ class Ingress:
 
 def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
     """The Ray Serve application (``serve.run``'s argument) of a serving config."""
+    config = _absolute_paths(config)
     # @serve.deployment made the classes Deployments (with .options); mypy still sees classes.
     scorer_deployment: Any = Scorer
     scorer = scorer_deployment.options(**ray_config.scorer.options()).bind(
@@ -193,6 +195,30 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
     return ingress_deployment.options(**ingress_options).bind(
         worker_config_json(config), scorer, ray_config.scoring_retries
     )
+
+
+def _absolute_paths(config: ServeConfig) -> ServeConfig:
+    """``config`` with its router directories and control files made absolute from this folder:
+    the replicas run in the folder where ``ray start`` ran, and would read them from there."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).absolute())
+
+    routers = []
+    for spec in config.routers:
+        alias, sep, path = spec.partition("=")
+        where = path if sep else alias
+        if "/" in where or (Path(where) / CONFIG_FILE).is_file():  # a directory, as load_router tells
+            where = absolute(where)
+        routers.append(f"{alias}={where}" if sep else where)
+    control = config.control.model_copy(
+        update={
+            name: absolute(value)
+            for name in ("state_file", "calibration_prompts")
+            if (value := getattr(config.control, name))
+        }
+    )
+    return config.model_copy(update={"routers": tuple(routers), "control": control})
 
 
 def check_autoscaling(ray_config: RayConfig) -> None:
