@@ -54,6 +54,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--models needs --prices FILE": ("calibrate", "eval"),
     "with --models give one router (--routers": ("eval",),
     "--prior must be at least 0": ("onboard",),
+    "--ray-address local starts a new cluster here": ("serve", "score", "label"),
     # Parts of messages (an option's name passed to the code that words the message):
     "--set {}": ("train",),
     "--plot": ("eval",),
@@ -62,6 +63,8 @@ HINTS: dict[str, tuple[str, ...]] = {
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 _COMMAND = re.compile(r"\blmroute (data pull|[a-z_]+)")
+#: Other programs' command lines in messages (`ray start --head`): their flags are not lmroute's.
+_OTHER_TOOL = re.compile(r"\bpip |(?<=`)ray ")
 _BOUNDARY = re.compile(r"[`;()]|\.\s+(?=[A-Z])|, or |$")
 
 
@@ -103,9 +106,7 @@ def suggestions(text: str) -> tuple[list[tuple[str, str]], list[str], list[str]]
     position = 0
     owner: str | None = None
     while position < len(text):
-        starts = [
-            m for m in (_COMMAND.search(text, position), re.compile(r"\bpip ").search(text, position)) if m
-        ]
+        starts = [m for m in (_COMMAND.search(text, position), _OTHER_TOOL.search(text, position)) if m]
         flag = _FLAG.search(text, position)
         boundary = _BOUNDARY.search(text, position)
         events = [(m.start(), "owner", m) for m in starts]
@@ -115,16 +116,16 @@ def suggestions(text: str) -> tuple[list[tuple[str, str]], list[str], list[str]]
             break
         _, kind, match = min(events, key=lambda e: (e[0], e[1] != "owner"))
         if kind == "owner":
-            owner = match.group(1) if match.re is _COMMAND else "pip"
+            owner = match.group(1) if match.re is _COMMAND else "another program"
             quoted = match.start() > 0 and text[match.start() - 1] == "`"
-            if owner != "pip" and owner not in COMMANDS and not quoted:
+            if owner != "another program" and owner not in COMMANDS and not quoted:
                 owner = None  # prose ("this lmroute does not know"), not a command line
-            elif owner != "pip":
+            elif owner != "another program":
                 commands.append(owner)
         elif kind == "flag":
             if owner is None:
                 bare.append(match.group(0))
-            elif owner != "pip":
+            elif owner != "another program":
                 owned.append((owner, match.group(0)))
         else:
             owner = None
@@ -164,6 +165,11 @@ def test_the_parser_reads_suggestions():
     )
     pip = "pip install 'lmroute[embed]' && pip install --no-deps x (or --help)"
     assert suggestions(pip) == ([], ["--help"], [])
+    assert suggestions("start one with `ray start --head`, or --ray-address local") == (
+        [],
+        ["--ray-address"],
+        [],
+    )
     assert suggestions("this lmroute does not know --x; `lmroute nope --y`")[1:] == (["--x"], ["nope"])
     assert suggestions("train one with `lmroute train bert --data S --out DIR`") == (
         [("train", "--data"), ("train", "--out")],
