@@ -16,13 +16,7 @@ ray = pytest.importorskip("ray")
 UPSTREAM = "http://127.0.0.1:9/v1"
 
 
-@pytest.fixture(autouse=True)
-def no_ray_init(monkeypatch):
-    def init(*args, **kwargs):
-        raise AssertionError("ray.init was called for an address where no cluster answers")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
+pytestmark = pytest.mark.usefixtures("ray_not_started")
 
 
 @pytest.fixture(params=["closed-port", "not-an-address"])

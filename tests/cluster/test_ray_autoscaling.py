@@ -12,15 +12,7 @@ from lmroute.cli import main
 ray = pytest.importorskip("ray.serve")
 
 
-@pytest.fixture(autouse=True)
-def no_ray_init(monkeypatch):
-    import ray
-
-    def init(*args, **kwargs):
-        raise AssertionError("ray.init was called for a config Ray Serve does not take")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
+pytestmark = pytest.mark.usefixtures("ray_not_started")
 
 
 @pytest.mark.parametrize(

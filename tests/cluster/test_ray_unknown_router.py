@@ -16,13 +16,7 @@ ray = pytest.importorskip("ray")
 UNKNOWN = "lmroute: error: unknown router 'nosuch'; known routers: "
 
 
-@pytest.fixture(autouse=True)
-def no_ray_init(monkeypatch):
-    def init(*args, **kwargs):
-        raise AssertionError("ray.init was called for a router no worker can load")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
+pytestmark = pytest.mark.usefixtures("ray_not_started")
 
 
 def _error_lines(capsys) -> list[str]:
