@@ -533,6 +533,17 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
     assert err.startswith("lmroute: error:") and message in err and err.count("\n") == 1
 
 
+@pytest.fixture
+def server_not_started(monkeypatch):
+    """uvicorn.run fails the test: the command must stop at its config check, before serving."""
+    import uvicorn
+
+    def started(*args, **kwargs):
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+
+
 @pytest.mark.parametrize(
     "control, message",
     [
@@ -545,15 +556,10 @@ def test_serve_config_errors_are_one_line(monkeypatch, capsys, extra, message):
         ),
     ],
 )
-def test_config_mistakes_are_found_before_the_server_starts(tmp_path, monkeypatch, capsys, control, message):
+@pytest.mark.usefixtures("server_not_started")
+def test_config_mistakes_are_found_before_the_server_starts(tmp_path, capsys, control, message):
     # In the app's start-up they were a traceback from uvicorn ("Application startup failed"), not one
     # line; and the folder was moved aside as a bad state file.
-    import uvicorn
-
-    def started(*args, **kwargs):
-        raise AssertionError("the server started")
-
-    monkeypatch.setattr(uvicorn, "run", started)
     url = "http://127.0.0.1:9/v1"
     config = tmp_path / "serve.yaml"
     config.write_text(
@@ -577,15 +583,10 @@ def test_config_mistakes_are_found_before_the_server_starts(tmp_path, monkeypatc
         ("control: {conversations: {enabled: true, ttl: .inf}}", "control.conversations.ttl"),
     ],
 )
-def test_an_infinite_duration_is_a_config_error(tmp_path, monkeypatch, capsys, setting, key):
+@pytest.mark.usefixtures("server_not_started")
+def test_an_infinite_duration_is_a_config_error(tmp_path, capsys, setting, key):
     # .inf was accepted: an infinite retry_backoff slept forever before the retry of a failed
     # request, an infinite circuit_breaker skipped a model for good after one failure.
-    import uvicorn
-
-    def started(*args, **kwargs):
-        raise AssertionError("the server started")
-
-    monkeypatch.setattr(uvicorn, "run", started)
     url = "http://127.0.0.1:9/v1"
     tiers = {
         "strong": f"strong: {{base_url: '{url}', model: s}}",
@@ -602,15 +603,10 @@ def test_an_infinite_duration_is_a_config_error(tmp_path, monkeypatch, capsys, s
 
 
 @pytest.mark.parametrize("how", ["config", "flag"])
-def test_an_empty_host_is_refused(tmp_path, monkeypatch, capsys, how):
+@pytest.mark.usefixtures("server_not_started")
+def test_an_empty_host_is_refused(tmp_path, capsys, how):
     # uvicorn binds host "" to every interface (0.0.0.0 and ::): an empty value, such as an unset
     # template variable, exposed the server that listens on loopback unless told otherwise.
-    import uvicorn
-
-    def started(*args, **kwargs):
-        raise AssertionError("the server started")
-
-    monkeypatch.setattr(uvicorn, "run", started)
     url = "http://127.0.0.1:9/v1"
     config = tmp_path / "serve.yaml"
     config.write_text(
