@@ -68,3 +68,30 @@ def test_a_config_without_files_goes_as_it_is(tmp_path, monkeypatch):
     serve_module.build_application(config, RayConfig())
     shipped = json.loads(ingress[0])
     assert shipped["control"]["state_file"] is None and shipped["control"]["calibration_prompts"] is None
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_score_on_ray_sends_a_relative_router_directory_absolute(tmp_path, monkeypatch):
+    # The Ray Data actors load the router in the folder where `ray start` ran: 'saved' went as given.
+    ray = pytest.importorskip("ray")
+    bulk = pytest.importorskip("lmroute.cluster.bulk")
+    from lmroute.registry import load_router
+
+    monkeypatch.chdir(tmp_path)
+    load_router("length").save(tmp_path / "saved")
+    sent: list = []
+
+    class Items:
+        def map_batches(self, fn, *, fn_constructor_args, **options):
+            sent.extend(fn_constructor_args)
+            raise _Stop  # before Ray Data would run
+
+    monkeypatch.setattr(bulk, "init_ray", lambda address: None)
+    monkeypatch.setattr(ray.data, "from_items", lambda items: Items())
+    for spec in ("saved", "length"):
+        with pytest.raises(_Stop):
+            bulk.score_on_ray(spec, ["a prompt"])
+    assert sent == [str(tmp_path / "saved"), "length"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lmroute._jsonl import encode_line, parse_line, read_lines
+from lmroute.cluster.config import absolute_router_path
 from lmroute.cluster.connect import init_ray
 from lmroute.evaluation.evaluator import score_records
 from lmroute.exceptions import DataError
@@ -55,6 +56,7 @@ def score_on_ray(
     if not prompts:
         return np.zeros(0)
     check_router_spec(spec)  # the workers would fail to start, with a traceback
+    spec = absolute_router_path(spec)
     init_ray(address)
     ray.data.DataContext.get_current().enable_progress_bars = progress
     items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])

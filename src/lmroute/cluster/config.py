@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lmroute._yaml import read_yaml, validation_problems
 from lmroute.exceptions import ConfigError
+from lmroute.routers.base import CONFIG_FILE
 
 
 class DeploymentConfig(BaseModel):
@@ -95,3 +96,11 @@ def load_ray_config(path: str | Path | None = None, **overrides: Any) -> RayConf
         return RayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"Ray config {path or '(defaults)'}: {validation_problems(exc)}") from None
+
+
+def absolute_router_path(spec: str) -> str:
+    """``spec`` (a router name or directory) with a directory made absolute from this folder: Ray's
+    workers run in the folder where ``ray start`` ran, and would look for it there."""
+    if "/" in spec or (Path(spec) / CONFIG_FILE).is_file():  # a directory, as load_router tells
+        return str(Path(spec).absolute())
+    return spec

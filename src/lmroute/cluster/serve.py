@@ -28,11 +28,11 @@ import numpy as np
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from lmroute.cluster.config import RayConfig
+from lmroute.cluster.config import RayConfig, absolute_router_path
 from lmroute.cluster.connect import init_ray
 from lmroute.exceptions import ConfigError
 from lmroute.registry import check_router_spec
-from lmroute.routers.base import CONFIG_FILE, Router
+from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
@@ -201,19 +201,13 @@ def _absolute_paths(config: ServeConfig) -> ServeConfig:
     """``config`` with its router directories and control files made absolute from this folder:
     the replicas run in the folder where ``ray start`` ran, and would read them from there."""
 
-    def absolute(path: str) -> str:
-        return str(Path(path).absolute())
-
     routers = []
     for spec in config.routers:
         alias, sep, path = spec.partition("=")
-        where = path if sep else alias
-        if "/" in where or (Path(where) / CONFIG_FILE).is_file():  # a directory, as load_router tells
-            where = absolute(where)
-        routers.append(f"{alias}={where}" if sep else where)
+        routers.append(f"{alias}={absolute_router_path(path)}" if sep else absolute_router_path(alias))
     control = config.control.model_copy(
         update={
-            name: absolute(value)
+            name: str(Path(value).absolute())
             for name in ("state_file", "calibration_prompts")
             if (value := getattr(config.control, name))
         }
