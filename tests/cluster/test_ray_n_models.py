@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 from _fake_embedder import HashEmbedder
 from fake_openai import serve_in_thread
+from starlette.testclient import TestClient
 
 from lmroute.data.battles import Battle
+from lmroute.exceptions import ConfigError
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
 from lmroute.serving.app import worker_config_json
 from lmroute.serving.config import build_config
+from lmroute.shrinkage import QualityShrinkage
 
 serve_module = pytest.importorskip("lmroute.cluster.serve")
 
@@ -118,3 +121,15 @@ def test_the_n_model_modes_predict_quality_through_the_scorer(mf):
         # The two-model modes score through the scorer as before.
         response = client.post("/v1/route", json={"model": "router-length-0.5", "prompt": PROMPT})
         assert response.status_code == 200, response.text
+
+
+def test_a_shrinkage_that_misses_a_model_stops_the_ingress_as_it_stops_lmroute_serve(mf):
+    """A router whose quality shrinkage (``lmroute shrink``) was fitted on some of the models only:
+    ``lmroute serve`` refuses to start; the ingress started, and every N-model request failed in
+    the scorer and went by price, with no predicted quality."""
+    shrinkage = QualityShrinkage(("alpha", "beta"), np.array([0.7, 0.5]), np.array([0.6, 0.5]), 0.5)
+    config = build_config(overrides={"models": _models(), "routers": ["mf"]})
+    app = _ingress_app(config, {"mf": mf.with_shrinkage(shrinkage)})
+    refused = pytest.raises(ConfigError, match="shrinkage was fitted on alpha, beta; it cannot put gamma")
+    with refused, TestClient(app):
+        pass

@@ -38,6 +38,7 @@ from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
 from lmroute.serving.loading import load_routers, served_names
 from lmroute.serving.thresholds import check_threshold_names
+from lmroute.shrinkage import QualityShrinkage
 
 log = logging.getLogger("lmroute.cluster")
 
@@ -58,9 +59,18 @@ class Scorer:
         self.score.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    def vocabularies(self) -> dict[str, list[str]]:
-        """The models whose quality each router predicts, by serving name (empty: none)."""
-        return {name: list(router.vocabulary) for name, router in self.routers.items()}
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """What the ingress's stand-ins must know of each router, by serving name: the models whose
+        quality it predicts (empty: none) and its quality shrinkage (None: none)."""
+        return {
+            name: {
+                "vocabulary": list(router.vocabulary),
+                "quality_shrinkage": None
+                if router.quality_shrinkage is None
+                else router.quality_shrinkage.to_dict(),
+            }
+            for name, router in self.routers.items()
+        }
 
     async def predict_quality(self, name: str, prompts: list[str], models: list[str]) -> list[list[float]]:
         """``Router.predict_quality`` of router ``name`` (its quality shrinkage applied here)."""
@@ -88,7 +98,8 @@ class Scorer:
 
 class RemoteRouter(Router):
     """A router of the scoring deployment, seen from an ingress replica: ``score`` and
-    ``predict_quality`` (for the models of ``vocabulary``, the N-model modes) call it.
+    ``predict_quality`` (for the models of ``vocabulary``, the N-model modes) call it; its
+    ``quality_shrinkage`` is the real router's, for the server's start-up check of ``models:``.
 
     Calls are sent again when the replica that held them died (``retries`` times at most);
     ``on_retry`` is told of each.
@@ -104,6 +115,7 @@ class RemoteRouter(Router):
         retries: int,
         on_retry: Callable[[], None],
         vocabulary: Sequence[str] = (),
+        quality_shrinkage: QualityShrinkage | None = None,
     ):
         super().__init__()
         self.served_name = served_name
@@ -111,6 +123,8 @@ class RemoteRouter(Router):
         self._retries = retries
         self._on_retry = on_retry
         self._vocabulary = tuple(vocabulary)
+        # For the start-up check of the fleet's models (check_vocabulary); the scoring replica applies it.
+        self.quality_shrinkage = quality_shrinkage
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -154,12 +168,21 @@ class Ingress:
     async def __serve_build_asgi_app__(self) -> Any:
         from prometheus_client import Counter
 
-        vocabularies = await self._scorer.vocabularies.remote()
+        described = await self._scorer.describe.remote()
         routers = {
             name: RemoteRouter(
-                name, self._scorer, retries=self._retries, on_retry=self._count_retry, vocabulary=vocabulary
+                name,
+                self._scorer,
+                retries=self._retries,
+                on_retry=self._count_retry,
+                vocabulary=router["vocabulary"],
+                quality_shrinkage=(
+                    None
+                    if router["quality_shrinkage"] is None
+                    else QualityShrinkage.from_dict(router["quality_shrinkage"])
+                ),
             )
-            for name, vocabulary in sorted(vocabularies.items())
+            for name, router in sorted(described.items())
         }
         app = create_app(self._config, routers=routers)
         # In the app's own registry, so that its /metrics shows it beside the server's metrics.
