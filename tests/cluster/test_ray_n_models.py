@@ -1,17 +1,15 @@
 """The N-model modes (``router-mf-lambda-0``) of ``lmroute serve --ray``: the ingress's stand-in
 routers predict each model's quality through the scoring deployment, as the routers of ``lmroute
 serve`` do (they had no vocabulary, so every such request was a 400 saying the router "scores only
-two models"). The ingress is built as Ray Serve builds it, its scorer handle a stand-in calling a
-real ``Scorer`` (no Ray cluster needed)."""
+two models"). The ingress is built as Ray Serve builds it (``_ray_ingress``: no Ray cluster needed)."""
 
 from __future__ import annotations
-
-import asyncio
 
 import httpx
 import numpy as np
 import pytest
 from _fake_embedder import HashEmbedder
+from _ray_ingress import ingress_app, scorer_holding
 from fake_openai import serve_in_thread
 from starlette.testclient import TestClient
 
@@ -19,11 +17,8 @@ from lmroute.data.battles import Battle
 from lmroute.exceptions import ConfigError
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
-from lmroute.serving.app import worker_config_json
 from lmroute.serving.config import build_config
 from lmroute.shrinkage import QualityShrinkage
-
-serve_module = pytest.importorskip("lmroute.cluster.serve")
 
 # serving name -> vocabulary name, USD per 1M tokens; alpha is the best model (as tests/serving/test_fleet.py)
 PRICED = {"frontier": ("alpha", 5.0), "middle": ("beta", 0.5), "local": ("gamma", 0.0)}
@@ -57,56 +52,9 @@ def _models():
     ]
 
 
-class _Response:
-    def __init__(self, value):
-        self.value = value
-
-    def result(self, timeout_s=None):
-        return self.value
-
-    def __await__(self):
-        yield from asyncio.sleep(0).__await__()
-        return self.value
-
-
-class _Method:
-    def __init__(self, call):
-        self.call = call
-
-    def remote(self, *args):
-        return _Response(self.call(*args))
-
-
-class _ScorerHandle:
-    """Ray Serve's handle to a deployment, reduced to ``handle.method.remote(...).result()``."""
-
-    def __init__(self, scorer):
-        self._scorer = scorer
-
-    def __getattr__(self, method):
-        if method == "score":  # Ray Serve batches the calls; here each is a batch of its own
-            return _Method(lambda call: self._scorer._score_all([call])[0])
-        found = getattr(self._scorer, method)
-        if asyncio.iscoroutinefunction(found):
-            return _Method(lambda *args: asyncio.run(found(*args)))
-        return _Method(found)
-
-
-def _ingress_app(config, routers):
-    scorer_class = serve_module.Scorer.func_or_class
-    scorer = scorer_class.__new__(scorer_class)
-    scorer.routers = routers
-    # @serve.ingress subclasses the class it is given; that class holds lmroute's methods.
-    wrapper = serve_module.Ingress.func_or_class
-    ingress_class = next(c for c in wrapper.__mro__ if "__serve_build_asgi_app__" in c.__dict__)
-    ingress = ingress_class.__new__(ingress_class)
-    ingress_class.__init__(ingress, worker_config_json(config), _ScorerHandle(scorer), 0)
-    return asyncio.run(ingress.__serve_build_asgi_app__())
-
-
 def test_the_n_model_modes_predict_quality_through_the_scorer(mf):
     config = build_config(overrides={"models": _models(), "routers": ["mf", "length"]})
-    app = _ingress_app(config, {"mf": mf, "length": LengthRouter()})
+    app = ingress_app(config, scorer_holding({"mf": mf, "length": LengthRouter()}))
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         response = client.post("/v1/route", json={"model": "router-mf-lambda-0", "prompt": PROMPT})
         assert response.status_code == 200, response.text
@@ -129,7 +77,7 @@ def test_a_shrinkage_that_misses_a_model_stops_the_ingress_as_it_stops_lmroute_s
     the scorer and went by price, with no predicted quality."""
     shrinkage = QualityShrinkage(("alpha", "beta"), np.array([0.7, 0.5]), np.array([0.6, 0.5]), 0.5)
     config = build_config(overrides={"models": _models(), "routers": ["mf"]})
-    app = _ingress_app(config, {"mf": mf.with_shrinkage(shrinkage)})
+    app = ingress_app(config, scorer_holding({"mf": mf.with_shrinkage(shrinkage)}))
     refused = pytest.raises(ConfigError, match="shrinkage was fitted on alpha, beta; it cannot put gamma")
     with refused, TestClient(app):
         pass

@@ -30,6 +30,7 @@ from ray.serve.exceptions import RayServeException
 
 from lmroute.cluster.config import RayConfig, absolute_router_path
 from lmroute.cluster.connect import init_ray
+from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.registry import check_router_spec
 from lmroute.routers.base import Router
@@ -45,6 +46,9 @@ log = logging.getLogger("lmroute.cluster")
 #: Seconds a scoring call may take before the ingress gives up on it (and the router "fails").
 SCORING_TIMEOUT = 60.0
 
+#: A scoring call's answer: a score and an embedding summary (None: none) per prompt.
+Scored = tuple[list[float], list[list[float] | None]]
+
 
 @serve.deployment(name="Scorer")
 class Scorer:
@@ -52,7 +56,10 @@ class Scorer:
     batches that Ray Serve gathers from all callers."""
 
     def __init__(self, specs: Sequence[str], max_batch_size: int, batch_wait_timeout_s: float):
-        self.routers = load_routers(specs)
+        # The routers' embedders record what they embed: the summaries go back with the scores, for
+        # the ingress's drift detection (as lmroute serve takes them from its own routers).
+        self.summaries = EmbeddingSummaries()
+        self.routers = load_routers(specs, summaries=self.summaries)
         for router in self.routers.values():
             router.score(["warm-up"])  # an embedding router loads its model on its first call
         # @serve.batch's wrapper has these setters; its type stub says it is the plain method.
@@ -61,10 +68,11 @@ class Scorer:
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """What the ingress's stand-ins must know of each router, by serving name: the models whose
-        quality it predicts (empty: none) and its quality shrinkage (None: none)."""
+        quality it predicts (empty: none), its quality shrinkage and its embedder's name (None: none)."""
         return {
             name: {
                 "vocabulary": list(router.vocabulary),
+                "embedder": router.embedder_name,
                 "quality_shrinkage": None
                 if router.quality_shrinkage is None
                 else router.quality_shrinkage.to_dict(),
@@ -78,20 +86,25 @@ class Scorer:
         return quality.tolist()
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def score(self, calls: list[tuple[str, list[str]]]) -> list[list[float]]:
-        """Scores per call of ``(router, prompts)``; one ``router.score`` per router in the batch."""
+    async def score(self, calls: list[tuple[str, list[str]]]) -> list[Scored]:
+        """Scores and embedding summaries per call of ``(router, prompts)``; one ``router.score``
+        per router in the batch."""
         return await asyncio.to_thread(self._score_all, calls)
 
-    def _score_all(self, calls: list[tuple[str, list[str]]]) -> list[list[float]]:
-        results: list[list[float]] = [[] for _ in calls]
+    def _score_all(self, calls: list[tuple[str, list[str]]]) -> list[Scored]:
+        results: list[Scored] = [([], []) for _ in calls]
         for name in {name for name, _ in calls}:
             mine = [i for i, (n, _) in enumerate(calls) if n == name]
             prompts = [p for i in mine for p in calls[i][1]]
-            scores = self.routers[name].score(prompts).tolist()
+            router = self.routers[name]
+            scores = router.score(prompts).tolist()
+            # Taken once per distinct prompt: a prompt sent by two callers in one batch was embedded once.
+            taken = {p: self.summaries.take(router.embedder_name, p) for p in dict.fromkeys(prompts)}
+            summaries = [None if (s := taken[p]) is None else s.tolist() for p in prompts]
             start = 0
             for i in mine:
                 end = start + len(calls[i][1])
-                results[i] = scores[start:end]
+                results[i] = (scores[start:end], summaries[start:end])
                 start = end
         return results
 
@@ -116,6 +129,8 @@ class RemoteRouter(Router):
         on_retry: Callable[[], None],
         vocabulary: Sequence[str] = (),
         quality_shrinkage: QualityShrinkage | None = None,
+        embedder_name: str | None = None,
+        summaries: EmbeddingSummaries | None = None,
     ):
         super().__init__()
         self.served_name = served_name
@@ -125,26 +140,39 @@ class RemoteRouter(Router):
         self._vocabulary = tuple(vocabulary)
         # For the start-up check of the fleet's models (check_vocabulary); the scoring replica applies it.
         self.quality_shrinkage = quality_shrinkage
+        self._embedder_name = embedder_name
+        self._summaries = summaries
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
         return self._vocabulary
 
+    @property
+    def embedder_name(self) -> str | None:
+        return self._embedder_name
+
     def _score(self, prompts: list[str]) -> np.ndarray:
-        return self._call("score", (self.served_name, prompts))
+        scores, summaries = self._call("score", (self.served_name, prompts))
+        if self._summaries is not None and self._embedder_name is not None:
+            kept = [(p, s) for p, s in zip(prompts, summaries, strict=True) if s is not None]
+            if kept:
+                texts = [p for p, _ in kept]
+                self._summaries.keep(self._embedder_name, texts, np.array([s for _, s in kept]))
+        return np.asarray(scores, dtype=np.float64)
 
     def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
         # The scoring replica's router checks, clips and shrinks: not again here (shrunk qualities
         # are deliberately not clipped).
-        return self._call("predict_quality", self.served_name, list(prompts), list(models))
+        quality = self._call("predict_quality", self.served_name, list(prompts), list(models))
+        return np.asarray(quality, dtype=np.float64)
 
-    def _call(self, method: str, *args: Any) -> np.ndarray:
+    def _call(self, method: str, *args: Any) -> Any:
         from ray.exceptions import RayActorError
 
         for attempt in range(self._retries + 1):
             try:
                 response = getattr(self._handle, method).remote(*args)
-                return np.asarray(response.result(timeout_s=SCORING_TIMEOUT), dtype=np.float64)
+                return response.result(timeout_s=SCORING_TIMEOUT)
             except RayActorError as exc:
                 if attempt == self._retries:
                     raise
@@ -169,6 +197,7 @@ class Ingress:
         from prometheus_client import Counter
 
         described = await self._scorer.describe.remote()
+        summaries = EmbeddingSummaries()
         routers = {
             name: RemoteRouter(
                 name,
@@ -181,10 +210,12 @@ class Ingress:
                     if router["quality_shrinkage"] is None
                     else QualityShrinkage.from_dict(router["quality_shrinkage"])
                 ),
+                embedder_name=router["embedder"],
+                summaries=summaries,
             )
             for name, router in sorted(described.items())
         }
-        app = create_app(self._config, routers=routers)
+        app = create_app(self._config, routers=routers, summaries=summaries)
         # In the app's own registry, so that its /metrics shows it beside the server's metrics.
         self._retries_counter = Counter(
             "lmroute_scoring_retries",

@@ -49,7 +49,11 @@ class EmbeddingSummaries:
             if projection is None:
                 projection = summary_projection(vectors.shape[1], self.summary_dim)
                 self._projections[vectors.shape[1]] = projection
-        summaries = (vectors @ projection).astype(np.float64)
+        self.keep(name, texts, (vectors @ projection).astype(np.float64))
+
+    def keep(self, name: str, texts: Sequence[str], summaries: np.ndarray) -> None:
+        """Keep ``summaries`` (one row per text, already summarised: by a Ray scoring replica's
+        store) under ``name``."""
         with self._lock:
             for text, summary in zip(texts, summaries, strict=True):
                 self._kept[(name, text)] = summary

@@ -63,29 +63,32 @@ def create_app(
     routers: Mapping[str, Router] | None = None,
     upstream_factory: ClientFactory | None = None,
     metrics_dir: str | None = None,
+    summaries: EmbeddingSummaries | None = None,
 ) -> Starlette:
     """The lmroute server for ``config``.
 
     ``routers`` (name -> router) replaces loading ``config.routers``; ``upstream_factory`` makes
     each upstream's transport (default: aiohttp, from its base URL and key variable);
-    ``metrics_dir`` is the multi-process metrics folder of a server with several workers.
+    ``metrics_dir`` is the multi-process metrics folder of a server with several workers;
+    ``summaries`` is the store where the given ``routers`` record the embedding summaries that drift
+    detection compares (default: a new one, where the routers it loads record them).
     """
     metrics = ServingMetrics(multiprocess_dir=metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        summaries = EmbeddingSummaries()
+        store = summaries if summaries is not None else EmbeddingSummaries()
         loaded = (
             dict(routers)
             if routers is not None
-            else await asyncio.to_thread(load_routers, config.routers, summaries=summaries)
+            else await asyncio.to_thread(load_routers, config.routers, summaries=store)
         )
         # The first call of an embedding router loads its model: pay that before the first request.
         await asyncio.to_thread(_warm_up, loaded)
         service = RoutingService.from_config(
-            config, routers=loaded, client_factory=upstream_factory, metrics=metrics, summaries=summaries
+            config, routers=loaded, client_factory=upstream_factory, metrics=metrics, summaries=store
         )
-        await asyncio.to_thread(prepare_control, service.control, service.routers, summaries)
+        await asyncio.to_thread(prepare_control, service.control, service.routers, store)
         metrics.watch_control(service.control.status)
         app.state.service = service
         log.info(

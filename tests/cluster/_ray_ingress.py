@@ -1,0 +1,77 @@
+"""lmroute's Ray Serve ingress built as Ray Serve builds it, its scorer handle a stand-in calling a
+real ``Scorer`` in this process (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.routers.base import Router
+from lmroute.serving.app import worker_config_json
+from lmroute.serving.config import ServeConfig
+
+serve_module = pytest.importorskip("lmroute.cluster.serve")
+
+
+class _Response:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self, timeout_s=None):
+        return self.value
+
+    def __await__(self):
+        yield from asyncio.sleep(0).__await__()
+        return self.value
+
+
+class _Method:
+    def __init__(self, call):
+        self.call = call
+
+    def remote(self, *args):
+        return _Response(self.call(*args))
+
+
+class _ScorerHandle:
+    """Ray Serve's handle to a deployment, reduced to ``handle.method.remote(...).result()``."""
+
+    def __init__(self, scorer):
+        self._scorer = scorer
+
+    def __getattr__(self, method):
+        if method == "score":  # Ray Serve batches the calls; here each is a batch of its own
+            return _Method(lambda call: self._scorer._score_all([call])[0])
+        found = getattr(self._scorer, method)
+        if asyncio.iscoroutinefunction(found):
+            return _Method(lambda *args: asyncio.run(found(*args)))
+        return _Method(found)
+
+
+def scorer_of(specs: list[str]) -> Any:
+    """A ``Scorer`` of router specs (names or directories), as a scoring replica starts it."""
+    scorer_class = serve_module.Scorer.func_or_class
+    return scorer_class(specs, 64, 0.002)
+
+
+def scorer_holding(routers: Mapping[str, Router]) -> Any:
+    """A ``Scorer`` of router objects (which nothing loads, so none has its embedder tapped)."""
+    scorer_class = serve_module.Scorer.func_or_class
+    scorer = scorer_class.__new__(scorer_class)
+    scorer.routers = dict(routers)
+    scorer.summaries = EmbeddingSummaries()
+    return scorer
+
+
+def ingress_app(config: ServeConfig, scorer: Any) -> Any:
+    """The app an ingress replica serves for ``config``, scoring through ``scorer``."""
+    # @serve.ingress subclasses the class it is given; that class holds lmroute's methods.
+    wrapper = serve_module.Ingress.func_or_class
+    ingress_class = next(c for c in wrapper.__mro__ if "__serve_build_asgi_app__" in c.__dict__)
+    ingress = ingress_class.__new__(ingress_class)
+    ingress_class.__init__(ingress, worker_config_json(config), _ScorerHandle(scorer), 0)
+    return asyncio.run(ingress.__serve_build_asgi_app__())
