@@ -82,3 +82,20 @@ def test_a_directory_only_on_the_nodes_leaves_the_names_unchecked(tmp_path):
     # Its name is in the router saved there, which this machine cannot read: the check cannot tell.
     with pytest.raises(RayStarted):
         main(_serve(tmp_path, "[length, /on/the/nodes/only]", "thresholds: {elsewhere: 0.5}"))
+
+
+@pytest.mark.parametrize("ingress", ["{num_replicas: 2}", "{autoscaling: {max_replicas: 3}}"])
+def test_conversations_on_several_ingress_replicas_are_a_warning(tmp_path, caplog, ingress):
+    """As ``lmroute serve --workers 2`` warns: each replica remembers its own conversations, so a
+    conversation's turns answered by two replicas are not kept on one model (it was silent)."""
+    ray_config = tmp_path / "ray.yaml"
+    ray_config.write_text(f"ingress: {ingress}\n")
+    argv = _serve(tmp_path, "[length]", "control: {conversations: {enabled: true}}")
+    with pytest.raises(RayStarted):
+        main([*argv, "--ray-config", str(ray_config)])
+    assert "each ingress replica remembers its own conversations" in caplog.text
+    caplog.clear()
+    ray_config.write_text("ingress: {num_replicas: 1}\n")
+    with pytest.raises(RayStarted):
+        main([*argv, "--ray-config", str(ray_config)])
+    assert "conversations" not in caplog.text

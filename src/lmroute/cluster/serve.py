@@ -310,6 +310,11 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
             "control.state_file needs a single ingress replica: each keeps its own control state "
             "(set ingress: {num_replicas: 1} in --ray-config, or remove control.state_file from --config)"
         )
+    if config.control.conversations.enabled and (ingress.autoscaling or ingress.num_replicas > 1):
+        log.warning(
+            "each ingress replica remembers its own conversations: a turn answered by another replica "
+            "than the last one is scored afresh"
+        )
     if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_keys:
         log.warning(
             "serving on %s without API keys (set --api-key or %s)", config.server.host, SERVER_KEYS_ENV
