@@ -17,7 +17,7 @@ from lmroute.serving.config import ServeConfig
 serve_module = pytest.importorskip("lmroute.cluster.serve")
 
 
-class _Response:
+class Response:
     def __init__(self, value):
         self.value = value
 
@@ -29,15 +29,15 @@ class _Response:
         return self.value
 
 
-class _Method:
+class Method:
     def __init__(self, call):
         self.call = call
 
     def remote(self, *args):
-        return _Response(self.call(*args))
+        return Response(self.call(*args))
 
 
-class _ScorerHandle:
+class ScorerHandle:
     """Ray Serve's handle to a deployment, reduced to ``handle.method.remote(...).result()``."""
 
     def __init__(self, scorer):
@@ -45,11 +45,11 @@ class _ScorerHandle:
 
     def __getattr__(self, method):
         if method == "score":  # Ray Serve batches the calls; here each is a batch of its own
-            return _Method(lambda call: self._scorer._score_all([call])[0])
+            return Method(lambda call: self._scorer._score_all([call])[0])
         found = getattr(self._scorer, method)
         if asyncio.iscoroutinefunction(found):
-            return _Method(lambda *args: asyncio.run(found(*args)))
-        return _Method(found)
+            return Method(lambda *args: asyncio.run(found(*args)))
+        return Method(found)
 
 
 def scorer_of(specs: list[str]) -> Any:
@@ -67,11 +67,11 @@ def scorer_holding(routers: Mapping[str, Router]) -> Any:
     return scorer
 
 
-def ingress_app(config: ServeConfig, scorer: Any) -> Any:
-    """The app an ingress replica serves for ``config``, scoring through ``scorer``."""
+def ingress_app(config: ServeConfig, scorer: Any, handle: type[ScorerHandle] = ScorerHandle) -> Any:
+    """The app an ingress replica serves for ``config``, scoring through ``scorer`` (by ``handle``)."""
     # @serve.ingress subclasses the class it is given; that class holds lmroute's methods.
     wrapper = serve_module.Ingress.func_or_class
     ingress_class = next(c for c in wrapper.__mro__ if "__serve_build_asgi_app__" in c.__dict__)
     ingress = ingress_class.__new__(ingress_class)
-    ingress_class.__init__(ingress, worker_config_json(config), _ScorerHandle(scorer), 0)
+    ingress_class.__init__(ingress, worker_config_json(config), handle(scorer), 0)
     return asyncio.run(ingress.__serve_build_asgi_app__())

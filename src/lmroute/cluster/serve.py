@@ -45,6 +45,8 @@ log = logging.getLogger("lmroute.cluster")
 
 #: Seconds a scoring call may take before the ingress gives up on it (and the router "fails").
 SCORING_TIMEOUT = 60.0
+#: Prompts in one scoring call at most (more are sent in several).
+CALL_PROMPTS = 256
 
 #: A scoring call's answer: a score and an embedding summary (None: none) per prompt.
 Scored = tuple[list[float], list[list[float] | None]]
@@ -152,12 +154,18 @@ class RemoteRouter(Router):
         return self._embedder_name
 
     def _score(self, prompts: list[str]) -> np.ndarray:
-        scores, summaries = self._call("score", (self.served_name, prompts))
-        if self._summaries is not None and self._embedder_name is not None:
-            kept = [(p, s) for p, s in zip(prompts, summaries, strict=True) if s is not None]
-            if kept:
-                texts = [p for p, _ in kept]
-                self._summaries.keep(self._embedder_name, texts, np.array([s for _, s in kept]))
+        scores: list[float] = []
+        # A call's time grows with its prompts, and each call has SCORING_TIMEOUT: a calibration
+        # sample of thousands goes in pieces (a request's batch is one).
+        for start in range(0, len(prompts), CALL_PROMPTS):
+            piece = prompts[start : start + CALL_PROMPTS]
+            scored, summaries = self._call("score", (self.served_name, piece))
+            scores += scored
+            if self._summaries is not None and self._embedder_name is not None:
+                kept = [(p, s) for p, s in zip(piece, summaries, strict=True) if s is not None]
+                if kept:
+                    texts = [p for p, _ in kept]
+                    self._summaries.keep(self._embedder_name, texts, np.array([s for _, s in kept]))
         return np.asarray(scores, dtype=np.float64)
 
     def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
