@@ -262,7 +262,6 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
 def _absolute_paths(config: ServeConfig) -> ServeConfig:
     """``config`` with its router directories and control files made absolute from this folder:
     the replicas run in the folder where ``ray start`` ran, and would read them from there."""
-
     routers = []
     for spec in config.routers:
         alias, sep, path = spec.partition("=")

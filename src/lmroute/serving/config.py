@@ -50,7 +50,7 @@ from lmroute.control.config import ControlConfig
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
 from lmroute.exceptions import ConfigError
 from lmroute.serving.fleet import FleetModel, dearest_and_cheapest, fleet_models
-from lmroute.upstream.config import OPENAI_BASE_URL, OPENAI_KEY_ENV, UpstreamConfig, upstream_from
+from lmroute.upstream.config import UpstreamConfig, openai_model, upstream_from
 
 #: Environment variable with the server's accepted API keys, comma-separated.
 SERVER_KEYS_ENV = "LMROUTE_API_KEYS"
@@ -212,7 +212,7 @@ def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]
     (``strong: gpt-4o``) is that model on the OpenAI API."""
     value = data.get(key, {})
     if isinstance(value, str) and key in ("strong", "weak"):
-        return {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+        return openai_model(value)
     if not isinstance(value, Mapping):
         raise ConfigError(
             f"invalid serving config{where}: {key}: expected a mapping of settings, got "

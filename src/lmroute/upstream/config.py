@@ -82,12 +82,17 @@ class UpstreamConfig(BaseModel):
         return key
 
 
+def openai_model(name: str) -> dict[str, str]:
+    """The settings of an upstream named by a bare model name: that model on the OpenAI API."""
+    return {"base_url": OPENAI_BASE_URL, "model": name, "api_key_env": OPENAI_KEY_ENV}
+
+
 def upstream_from(value: str | Mapping[str, Any] | UpstreamConfig) -> UpstreamConfig:
     """An upstream from a config, a mapping, or a bare model name served by the OpenAI API."""
     if isinstance(value, UpstreamConfig):
         return value
     if isinstance(value, str):
-        value = {"base_url": OPENAI_BASE_URL, "model": value, "api_key_env": OPENAI_KEY_ENV}
+        value = openai_model(value)
     if not isinstance(value, Mapping):
         raise ConfigError(
             "an upstream is a mapping with base_url, model and api_key_env, or a model name of the "
