@@ -146,19 +146,14 @@ def _bench_key(name: str, data_dir: str | Path | None, *, check: bool = False) -
     """A public benchmark's name, else the absolute path of a benchmark file: a relative path found
     as a gold source's is (the working directory, then the data folders). With ``check``, a file
     found in neither is a DataError naming both; otherwise loading the source reports it."""
-    from lmroute.data.public import data_folders
+    from lmroute.data.public import find_data_file
 
     key = str(name).strip()
     lowered = key.lower().replace("_", "-")
     if lowered in PUBLIC_BENCHMARKS:
         return lowered
     path = Path(key).expanduser()
-    if path.exists() or path.is_absolute():
-        found: Path | None = path if path.exists() else None
-        folders: list[Path] = []
-    else:
-        folders = [root for root, _ in data_folders(data_dir)]
-        found = next((root / path for root in folders if (root / path).exists()), None)
+    found, folders = find_data_file(path, data_dir)
     if found is not None or not check:
         return str((found or path).resolve())
     if path.is_absolute():

@@ -175,6 +175,15 @@ def data_folders(data_dir: str | Path | None) -> list[tuple[Path, str]]:
     return folders
 
 
+def find_data_file(path: Path, data_dir: str | Path | None) -> tuple[Path | None, list[Path]]:
+    """``path`` if it exists, else a relative one under the first data folder (:func:`data_folders`)
+    that holds it (None: none does); with the data folders looked in, for the caller's message."""
+    if path.exists() or path.is_absolute():
+        return (path if path.exists() else None), []
+    folders = [root for root, _ in data_folders(data_dir)]
+    return next((root / path for root in folders if (root / path).exists()), None), folders
+
+
 def locate(name: str, *, data_dir: str | Path | None = None, download_url: str | None = None) -> Path:
     """The folder holding part ``name``'s files (its dataset's folder), found by the module's rule;
     files missing from the user cache are downloaded there first. See the module docstring."""

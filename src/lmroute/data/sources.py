@@ -276,15 +276,12 @@ def _data_dir(data_dir: str | Path | None) -> Path | None:
 def _resolve(spec: SourceSpec, data_dir: Path | None, *, target: str | None = None) -> Path:
     """A relative path in the working directory, else in the data folders (``data_dir``, then
     ``$LMROUTE_DATA_DIR``: :func:`lmroute.data.public.data_folders`)."""
-    from lmroute.data.public import data_folders
+    from lmroute.data.public import find_data_file
 
     path = Path(target or spec.target).expanduser()
-    if path.exists():
-        return path
-    folders = [] if path.is_absolute() else [root for root, _ in data_folders(data_dir)]
-    for root in folders:
-        if (root / path).exists():
-            return root / path
+    found, folders = find_data_file(path, data_dir)
+    if found is not None:
+        return found
     where = f" (nor in data directory {', '.join(map(str, folders))})" if folders else ""
     hint = (
         ""
