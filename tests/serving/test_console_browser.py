@@ -485,7 +485,24 @@ def test_the_drift_tile_says_no_router_is_watched_before_one_is(page, upstreams,
         assert chat(url, TO_STRONG).status_code == 200
         watched = 'lmroute_drift_drifted{router="length"} 0.0' in metrics_text(url)
         assert watched == drift
-        sync_api.expect(tile).to_have_text("no drift (1 watched)" if drift else "none watched")
+        # Its first requests are the router's reference: it is not watched yet.
+        sync_api.expect(tile).to_have_text("collecting (1/300)" if drift else "none watched")
+
+
+def test_the_drift_tile_shows_a_reference_being_collected_then_watched(page, upstreams):
+    """During a router's first reference_size requests the tile read "no drift (1 watched)", though
+    the detector was only collecting its reference and could not alarm."""
+    config = upstreams.config(thresholds=THRESHOLDS, control={"drift": {"reference_size": 20}})
+    with serve_in_thread(create_app(config, routers=ROUTERS)) as url:
+        page.goto(f"{url}/ui")
+        tile = page.get_by_test_id("live-drift")
+        for _ in range(3):
+            route(url, {"model": TO_STRONG, "prompt": PROMPT})
+        sync_api.expect(tile).to_have_text("collecting (3/20)")
+        assert "its first requests become the reference" in page.locator("#live-tiles").inner_text()
+        for _ in range(17):
+            route(url, {"model": TO_STRONG, "prompt": PROMPT})
+        sync_api.expect(tile).to_have_text("no drift (1 watched)")
 
 
 @pytest.fixture(scope="module")

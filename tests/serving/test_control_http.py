@@ -75,6 +75,24 @@ def test_a_share_target_is_held_and_reported(upstreams, tmp_path):
         assert 'lmroute_drift_score_shift{router="length"}' in metrics
 
 
+def test_metrics_tell_a_reference_being_collected_from_one_watched(upstreams):
+    """/metrics exported the same drift samples while a router's first requests were still being
+    collected as its reference (it cannot alarm yet) as once it was watched."""
+    config = upstreams.config(control={"drift": {"reference_size": 20}})
+    with running(config) as client:
+        for prompt in prompts(4, 5):
+            route(client, prompt, model="router-length-0.5")
+        metrics = client.get("/metrics").text
+        assert 'lmroute_drift_collected{router="length"} 5.0' in metrics
+        assert 'lmroute_drift_reference_size{router="length"} 20.0' in metrics
+        assert client.get("/v1/status").json()["drift"]["length"]["collected"] == 5
+        for prompt in prompts(5, 15):
+            route(client, prompt, model="router-length-0.5")
+        metrics = client.get("/metrics").text
+        assert "lmroute_drift_collected{" not in metrics  # watching: nothing being collected
+        assert 'lmroute_drift_reference_size{router="length"} 20.0' in metrics
+
+
 def test_a_fixed_threshold_keeps_its_meaning(upstreams, tmp_path):
     with running(control_config(upstreams, tmp_path)) as client:
         answer = route(client, "x" * 100, model="router-length-0.7")

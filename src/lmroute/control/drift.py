@@ -252,6 +252,9 @@ class DriftDetector:
         """State, the two statistics over their alarm levels, and the alarms so far."""
         return {
             "state": self.state,
+            # Progress of the reference taken from the traffic (at the start and after an alarm).
+            "collected": len(self._scores),
+            "reference_size": self.reference_size,
             "reference": None if self.reference is None else self.reference.source,
             "score_shift": self.score_shift,
             "embedding_shift": self.embedding_shift,

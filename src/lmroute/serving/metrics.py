@@ -174,9 +174,24 @@ class _ControlCollector:
             "alarms": CounterMetricFamily(
                 "lmroute_drift_alarms", "Drift alarms (episodes)", labels=["router"]
             ),
+            "collected": GaugeMetricFamily(
+                "lmroute_drift_collected",
+                "Requests collected toward a reference of lmroute_drift_reference_size (before the first "
+                "reference and after an alarm); no sample while a reference is watched",
+                labels=["router"],
+            ),
+            "reference_size": GaugeMetricFamily(
+                "lmroute_drift_reference_size",
+                "Requests a reference taken from the traffic is made of",
+                labels=["router"],
+            ),
         }
         for router, d in status["drift"].items():
-            values = {**d, "drifted": 1.0 if d["state"] == "drifted" else 0.0}
+            values = {
+                **d,
+                "drifted": 1.0 if d["state"] == "drifted" else 0.0,
+                "collected": None if d["state"] == "watching" else d["collected"],
+            }
             for key, family in drift.items():
                 if values[key] is not None:
                     family.add_metric([router], values[key])

@@ -21,6 +21,9 @@ const DRIFT = /drift/i;
 const TARGET = /threshold|target|budget/i;
 // The server's drift detector (lmroute.control): 1 per router from an alarm until a new reference.
 const DRIFTED = "lmroute_drift_drifted";
+// Requests collected toward a router's reference (a sample only while collecting), and of how many.
+const COLLECTED = "lmroute_drift_collected";
+const REFERENCE_SIZE = "lmroute_drift_reference_size";
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,7 +48,18 @@ function driftText(families, drift) {
     // none with detection off: /metrics cannot tell these two apart.
     if (!routers.length) return ["none watched", "no request routed yet, or drift detection off"];
     const bad = routers.filter((s) => s.value > 0).map((s) => s.labels.router);
-    return [bad.length ? `drifted: ${bad.join(", ")}` : `no drift (${routers.length} watched)`];
+    if (bad.length) return [`drifted: ${bad.join(", ")}`];
+    // A router's first requests become its reference: until there are enough it is not watched
+    // (a server older than these gauges exports neither, and its routers read as watched).
+    const sizes = new Map(values(families.get(REFERENCE_SIZE)).map((s) => [s.labels.router, s.value]));
+    const of = (router) => (sizes.has(router) ? number(sizes.get(router)) : "?");
+    const collecting = values(families.get(COLLECTED)).map((s) =>
+      [s.labels.router, `${number(s.value)}/${of(s.labels.router)}`]);
+    if (!collecting.length) return [`no drift (${routers.length} watched)`];
+    const watched = routers.length - collecting.length;
+    const note = `its first requests become the reference${watched ? `; no drift (${watched} watched)` : ""}`;
+    if (routers.length === 1) return [`collecting (${collecting[0][1]})`, note];
+    return [`collecting: ${collecting.map(([router, n]) => `${router} (${n})`).join(", ")}`, note];
   }
   return [drift.length ? drift.flatMap(counted).map((s) => number(s.value)).join(" / ") : "not exported"];
 }
