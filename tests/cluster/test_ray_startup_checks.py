@@ -5,6 +5,8 @@ must not be reached; a config that passes reaches it (no Ray cluster needed)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from lmroute.cli import main
@@ -99,3 +101,52 @@ def test_conversations_on_several_ingress_replicas_are_a_warning(tmp_path, caplo
     with pytest.raises(RayStarted):
         main([*argv, "--ray-config", str(ray_config)])
     assert "conversations" not in caplog.text
+
+
+def test_a_threshold_that_routes_everything_one_way_is_a_warning(tmp_path, caplog):
+    """lmroute serve warns at start about a threshold that sends (nearly) every prompt of the
+    calibration sample one way; --ray gave no warning (the routers were loaded only on the replicas)."""
+    prompts = tmp_path / "mine.txt"
+    prompts.write_text("hi\nhello\nhey there\n")
+    argv = _serve(tmp_path, "[length]", f"thresholds: {{length: [0.5]}}\ncalibration_prompts: {prompts}")
+    with caplog.at_level(logging.INFO, logger="lmroute"), pytest.raises(RayStarted):
+        main(argv)
+    # length scores these short prompts below 0.5: none goes strong.
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("threshold ")]
+    assert warned == [
+        f"threshold 0.5 of router length sends 0.0% of {prompts} (3 prompts) to the strong model: it routes "
+        "(nearly) everything one way. `lmroute calibrate --router length --strong-pct 0.3` finds the "
+        "threshold of a share you choose"
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() in warned)
+
+
+def test_routers_without_thresholds_or_a_sample_are_not_loaded_for_the_check(tmp_path, caplog, monkeypatch):
+    def load(*args, **kwargs):
+        raise AssertionError("a router was loaded")
+
+    monkeypatch.setattr(serve_module, "load_routers", load)
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(RayStarted):
+        main(_serve(tmp_path, "[length, random]", ""))
+    with caplog.at_level(logging.INFO, logger="lmroute"), pytest.raises(RayStarted):
+        main(_serve(tmp_path, "[length, random]", "thresholds: {length: 0.5}"))
+    assert "thresholds not checked: no calibration sample" in caplog.text
+
+
+def test_a_router_this_machine_cannot_load_leaves_its_thresholds_unchecked(tmp_path, caplog, monkeypatch):
+    from lmroute.exceptions import MissingDependencyError
+
+    def load(*args, **kwargs):
+        raise MissingDependencyError("lmroute needs torch: pip install 'lmroute[train]'")
+
+    monkeypatch.setattr(serve_module, "load_routers", load)
+    prompts = tmp_path / "mine.txt"
+    prompts.write_text("hi\n")
+    argv = _serve(tmp_path, "[length]", f"thresholds: {{length: 0.5}}\ncalibration_prompts: {prompts}")
+    with caplog.at_level(logging.INFO, logger="lmroute"), pytest.raises(RayStarted):
+        main(argv)
+    assert (
+        "thresholds not checked: this machine cannot load their routers (lmroute needs torch" in caplog.text
+    )

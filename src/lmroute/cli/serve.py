@@ -139,5 +139,5 @@ def run(args: argparse.Namespace) -> int:
         raise _extras.missing("ray", purpose="lmroute serve --ray")
     from lmroute.cluster.serve import run_serve
 
-    run_serve(config, ray_config)
+    run_serve(config, ray_config, data_dir=args.data_dir)
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
 from lmroute.serving.loading import load_routers, served_names
-from lmroute.serving.thresholds import check_threshold_names
+from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
 from lmroute.shrinkage import QualityShrinkage
 
 log = logging.getLogger("lmroute.cluster")
@@ -303,10 +303,45 @@ def check_autoscaling(ray_config: RayConfig) -> None:
             raise ConfigError("; ".join(problems)) from None
 
 
-def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = True) -> str:
+class _LoadedOnUse(Mapping[str, Router]):
+    """The routers of ``specs`` that this machine holds, by their served ``names``, each loaded here
+    when first looked up: the threshold check loads only routers with thresholds, and only when it
+    has a sample to score (the replicas load their own)."""
+
+    def __init__(self, specs: Sequence[str], names: Sequence[str]):
+        self._specs = {
+            name: spec
+            for name, spec in zip(names, specs, strict=True)
+            if not ("/" in (path := spec.partition("=")[2] or spec) and not Path(path).is_dir())
+        }
+        self._loaded: dict[str, Router] = {}
+
+    def __getitem__(self, name: str) -> Router:
+        if name not in self._loaded:
+            self._loaded.update(load_routers([self._specs[name]]))
+        return self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs  # Mapping's own would load the router to find out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def run_serve(
+    config: ServeConfig,
+    ray_config: RayConfig,
+    *,
+    blocking: bool = True,
+    data_dir: str | Path | None = None,
+) -> str:
     """Deploy lmroute on the Ray cluster of ``ray_config.address`` (a local one when None) and
     serve on ``config.server``'s host and port; returns the base URL. ``blocking`` waits until
-    interrupted, then deletes the application."""
+    interrupted, then deletes the application. ``data_dir`` is where the start-up threshold check
+    looks for the Arena-Hard sample, as in ``lmroute serve``."""
     check_autoscaling(ray_config)
     for upstream in (config.strong, config.weak, *config.models):
         upstream.api_key()  # ConfigError when its variable is unset here, as lmroute serve
@@ -335,6 +370,15 @@ def run_serve(config: ServeConfig, ray_config: RayConfig, *, blocking: bool = Tr
     if names is not None:
         check_threshold_names(config, names)
     check_control_files(config.control)
+    if names is not None:
+        # lmroute serve's warnings about thresholds that route (nearly) everything one way.
+        try:
+            warnings = threshold_warnings(config, _LoadedOnUse(config.routers, names), data_dir=data_dir)
+        except ImportError as exc:  # a package only the cluster's nodes have
+            log.info("thresholds not checked: this machine cannot load their routers (%s)", exc)
+            warnings = []
+        for warning in warnings:
+            log.warning("%s", warning)
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     level = config.server.log_level
