@@ -5,6 +5,11 @@ traceback; here it must not be reached at all)."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from fake_openai import free_port
@@ -70,4 +75,96 @@ def test_a_client_address_in_ray_address_is_left_to_ray(monkeypatch, address):
     monkeypatch.setattr(ray, "init", lambda address, **options: joined.append(address))
     monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{free_port()}")
     init_ray(address)
+    assert joined == [address]
+
+
+@contextmanager
+def _listening(kind: str) -> Iterator[str]:
+    """A loopback server at the returned address that is no Ray head: ``silent`` accepts and says
+    nothing, ``http`` answers as a web server does, ``grpc`` is a gRPC server without Ray's GCS;
+    ``gcs`` answers the call a head's GCS answers first."""
+    if kind in ("grpc", "gcs"):
+        import grpc
+
+        server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        if kind == "gcs":
+            answer = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+            handler = grpc.method_handlers_generic_handler(
+                "ray.rpc.NodeInfoGcsService", {"GetClusterId": answer}
+            )
+            server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.stop(None)
+        return
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            if kind == "http":
+                connection.recv(1024)
+                connection.sendall(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                connection.close()
+            else:
+                held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def loopback_node(monkeypatch):
+    # ray.init (and the check, which resolves the address as it does) reads 127.0.0.1 as this
+    # machine's network address: the servers here listen on loopback only.
+    import ray._private.services
+
+    monkeypatch.setattr(ray._private.services, "get_node_ip_address", lambda *args: "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("silent", "the port answers, but not as a Ray head node (not gRPC within 1 s)"),
+        ("http", "the port answers, but not as a Ray head node (not gRPC within 1 s)"),
+        ("grpc", "a gRPC server that is not a Ray head node's GCS"),
+    ],
+)
+def test_a_port_that_is_no_ray_head_is_one_line_at_once(loopback_node, monkeypatch, capsys, kind, message):
+    """ray.init at a port that accepts connections but is no head node's (the dashboard's, another
+    server's) waited for many minutes, then raised a traceback."""
+    import lmroute.cluster.connect
+
+    monkeypatch.setattr(lmroute.cluster.connect, "GCS_TIMEOUT", 1.0)
+    argv = ["serve", "--routers", "length", "--port", str(free_port())]
+    for tier in ("strong", "weak"):
+        argv += [f"--{tier}-base-url", UPSTREAM, f"--{tier}-model", tier]
+    with _listening(kind) as address:
+        assert main([*argv, "--ray-address", address]) == 1
+        _one_error_line(capsys, f"Ray address {address}: {message}")
+
+
+def test_a_head_that_answers_is_joined(loopback_node, monkeypatch):
+    from lmroute.cluster.connect import init_ray
+
+    joined = []
+    monkeypatch.setattr(ray, "init", lambda address, **options: joined.append(address))
+    with _listening("gcs") as address:
+        init_ray(address)
     assert joined == [address]

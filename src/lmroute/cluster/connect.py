@@ -2,8 +2,9 @@
 
 ``ray.init`` given an address where no head node answers (a mistyped host, a head that is gone, a
 stale ``/tmp/ray/ray_current_cluster``) tries again and again for many minutes, then raises a
-traceback. So the address is first resolved as ``ray.init`` resolves it, and its port tried for a
-few seconds.
+traceback; so it does at a port that accepts connections but is no head node's (the dashboard's,
+another server's). So the address is first resolved as ``ray.init`` resolves it, its port tried for
+a few seconds, and then asked one question of a head node's GCS, which a head answers at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from lmroute.exceptions import ConfigError
 
 #: Seconds the head node's port may take to accept a connection.
 CONNECT_TIMEOUT = 10.0
+#: Seconds the head node's GCS may take to answer a gRPC call.
+GCS_TIMEOUT = 10.0
+#: A call of every head node's GCS (the one ray.init makes first), with an empty request.
+_GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 
 
 def init_ray(address: str | None) -> None:
@@ -63,3 +68,29 @@ def _check_head(address: str | None) -> None:
             f"no Ray cluster answers at {where}: {exc.strerror or exc} "
             "(is its head node running? --ray-address local starts a new cluster here)"
         ) from None
+    _check_gcs(head, where)
+
+
+def _check_gcs(head: str, where: str) -> None:
+    """ConfigError when ``head`` does not answer as a head node's GCS (a gRPC server) does."""
+    import grpc
+
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # the cluster speaks TLS, set up by Ray's own variables: left to ray.init
+    with grpc.insecure_channel(head) as channel:
+        try:
+            channel.unary_unary(_GCS_PROBE)(b"", timeout=GCS_TIMEOUT)
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]  # the RpcError of a call is also a Call
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ConfigError(
+                    f"Ray address {where}: the port answers, but not as a Ray head node (not gRPC "
+                    f"within {GCS_TIMEOUT:g} s); give the head's GCS port (6379 unless `ray start "
+                    "--port` chose another), not the dashboard's or another server's"
+                ) from None
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                raise ConfigError(
+                    f"Ray address {where}: a gRPC server that is not a Ray head node's GCS (for the "
+                    "Ray client's port, give ray://HOST:PORT)"
+                ) from None
+            # Any other answer (a refused key of a head with token authentication) is a head's.
