@@ -248,3 +248,80 @@ def test_saves_come_every_save_every_decisions(tmp_path):
     assert hub.save_due
     hub.snapshot()
     assert not hub.save_due and not ControlHub().save_due  # no state file: never due
+
+
+SPEND = parse_model_name("router-length-spend-3")
+
+
+def spend_traffic(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, n), rng.integers(50, 2000, n).astype(float)
+
+
+def test_a_restart_with_other_prices_reprices_the_spend_window(tmp_path):
+    """A restored spend controller kept the prices its window was saved with until 200 new requests
+    had refilled it: a doubled strong price was held at the old spend meanwhile."""
+    config = ControlConfig(state_file=str(tmp_path / "state.json"))
+    first = ControlHub(config, prices=PRICES)
+    traffic, tokens = spend_traffic(7, 400)
+    for score, n in zip(traffic, tokens, strict=True):
+        first.decide(SPEND, float(score), tokens=float(n))
+    first.save()
+    saved_setting = first.controller(SPEND).setting
+    dearer = {**PRICES, "strong": Price(input_per_1m=20, output_per_1m=60)}
+    second = ControlHub(config, prices=dearer)
+    assert second.load()
+    controller = second.controller(SPEND)
+    expected = [
+        second.row(SPEND, float(s), float(n)) for s, n in zip(traffic[-200:], tokens[-200:], strict=True)
+    ]
+    np.testing.assert_allclose(controller.to_state()["rows"], expected, rtol=1e-9)
+    # Each strong call costs twice as much: fewer requests go strong for the same spend.
+    assert controller.setting > saved_setting
+    # Saved again, the window says the prices it is priced at: a restart with them changes nothing.
+    second.save()
+    third = ControlHub(config, prices=dearer)
+    assert third.load()
+    assert third.controller(SPEND).to_state() == controller.to_state()
+
+
+def test_a_restart_without_prices_keeps_the_prices_of_the_spend_window(tmp_path):
+    """A server restarted without prices (spend targets refused meanwhile) saves the spend window
+    again: it keeps the prices it is priced at, so a later restart with other prices re-prices it."""
+    config = ControlConfig(state_file=str(tmp_path / "state.json"))
+    first = ControlHub(config, prices=PRICES)
+    traffic, tokens = spend_traffic(8, 300)
+    for score, n in zip(traffic, tokens, strict=True):
+        first.decide(SPEND, float(score), tokens=float(n))
+    first.save()
+    unpriced = ControlHub(config)
+    assert unpriced.load()
+    with pytest.raises(ConfigError, match="spend targets need the price of both models"):
+        unpriced.check(SPEND)
+    unpriced.save()
+    dearer = {**PRICES, "strong": Price(input_per_1m=20, output_per_1m=60, output_tokens=500)}
+    again = ControlHub(config, prices=dearer)
+    assert again.load()
+    expected = [
+        again.row(SPEND, float(s), float(n)) for s, n in zip(traffic[-200:], tokens[-200:], strict=True)
+    ]
+    np.testing.assert_allclose(again.controller(SPEND).to_state()["rows"], expected, rtol=1e-9)
+
+
+def test_saved_prices_that_price_no_input_token_leave_the_window_and_say_so(tmp_path, caplog):
+    config = ControlConfig(state_file=str(tmp_path / "state.json"))
+    per_answer = {
+        "strong": Price(input_per_1m=0, output_per_1m=30),
+        "weak": Price(input_per_1m=0, output_per_1m=0.6),
+    }
+    first = ControlHub(config, prices=per_answer)
+    traffic, tokens = spend_traffic(9, 250)
+    for score, n in zip(traffic, tokens, strict=True):
+        first.decide(parse_model_name("router-length-spend-5"), float(score), tokens=float(n))
+    first.save()
+    second = ControlHub(config, prices=PRICES)
+    with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+        assert second.load()
+    assert "keeps the prices it was saved with until it refills" in caplog.text
+    spec = parse_model_name("router-length-spend-5")
+    assert second.controller(spec).to_state() == first.controller(spec).to_state()

@@ -136,6 +136,11 @@ class OnlineController:
         self.setting = self._settle(rows, low, high)
         return used
 
+    def resettle(self) -> None:
+        """Settle the setting on the window as it is now (its rows' usages changed: re-priced)."""
+        rows = self._window_rows()
+        self.setting = self._settle(rows, *self.knob.usage_range(rows))
+
     def _window_rows(self) -> np.ndarray:
         return self._rows[: self._filled] if self._filled < self.window else self._rows
 

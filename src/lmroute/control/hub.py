@@ -81,6 +81,8 @@ class ControlHub:
         self._controllers: dict[tuple[str, str | None], OnlineController] = {}
         self._by_spec: dict[tuple[RouterSpec, str | None], OnlineController] = {}
         self._drift: dict[str, DriftDetector] = {}
+        #: The prices of restored spend controllers' rows while this hub has none to re-price them at.
+        self._row_prices: dict[tuple[str, str | None], dict[str, Any]] = {}
         conv = self.config.conversations
         self.conversations = (
             ConversationMemory(margin=conv.margin, capacity=conv.capacity, ttl=conv.ttl, clock=clock)
@@ -293,11 +295,48 @@ class ControlHub:
         """Every controller and drift detector, JSON-ready (conversations are not kept)."""
         return {
             "controllers": [
-                {"model": model, "tenant": tenant, "controller": c.to_state()}
+                {
+                    "model": model,
+                    "tenant": tenant,
+                    "controller": c.to_state(),
+                    **self._priced((model, tenant)),
+                }
                 for (model, tenant), c in self._controllers.items()
             ],
             "drift": {router: d.to_state() for router, d in self._drift.items()},
         }
+
+    def _both_prices(self) -> dict[str, Price] | None:
+        strong, weak = self.prices.get("strong"), self.prices.get("weak")
+        return None if strong is None or weak is None else {"strong": strong, "weak": weak}
+
+    def _priced(self, key: tuple[str, str | None]) -> dict[str, Any]:
+        """The prices a spend controller's rows are priced at, for its entry in the state file."""
+        kept = self._row_prices.get(key)
+        prices = self._both_prices()
+        if kept is None and prices is not None and parse_model_name(key[0]).mode == "spend":
+            kept = {tier: price.model_dump() for tier, price in prices.items()}
+        return {} if kept is None else {"prices": kept}
+
+    def _repriced(self, spec: RouterSpec, rows: list[Any], old: dict[str, Price]) -> list[Any] | None:
+        """A spend controller's saved ``rows`` at this hub's prices, each request's tokens recovered
+        from the strong model's ``old`` price; None when they need no re-pricing, or cannot have it
+        (prices that price no input token)."""
+        if old == self._both_prices():
+            return None
+        strong = old["strong"]
+        if strong.input_per_1m <= 0:  # the weak model's is no higher: no cost told the tokens
+            log.warning(
+                "control state: the window of %s keeps the prices it was saved with until it refills "
+                "(they price no input token, so its requests' tokens are unknown)",
+                spec.model,
+            )
+            return None
+        repriced = []
+        for score, _, cost in rows:
+            spent = cost / _PER_1000 * 1e6 - strong.output_tokens * strong.output_per_1m
+            repriced.append(self.row(spec, score, max(spent / strong.input_per_1m, 1.0)).tolist())
+        return repriced
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Take the controllers and detectors of :meth:`to_state`; ConfigError if any does not fit
@@ -313,6 +352,7 @@ class ControlHub:
         }
         try:
             controllers = {}
+            row_prices: dict[tuple[str, str | None], dict[str, Any]] = {}
             for entry in state["controllers"]:
                 spec = parse_model_name(entry["model"])
                 tenant = entry["tenant"]
@@ -323,16 +363,29 @@ class ControlHub:
                 saved = entry["controller"]
                 if not isinstance(saved["rows"], list) or not isinstance(saved["used"], list):
                     raise ValueError("the rows of a controller are not lists")
+                rows = saved["rows"][-window:]
+                # Rows priced at other prices than the config's would hold the spend at those until
+                # the window refills; the realized spend keeps what was estimated at the time. A
+                # state file of an older lmroute does not say its prices.
+                repriced = None
+                if spec.mode == "spend" and "prices" in entry:
+                    old = {tier: Price.model_validate(entry["prices"][tier]) for tier in ("strong", "weak")}
+                    if self._both_prices() is None:  # kept as they are, until prices are given again
+                        row_prices[(spec.model, tenant)] = {t: p.model_dump() for t, p in old.items()}
+                    else:
+                        repriced = self._repriced(spec, rows, old)
                 restored = OnlineController.from_state(
                     ThresholdKnob(),
                     {
                         **saved,
                         "window": window,
                         "gain": gain,
-                        "rows": saved["rows"][-window:],
+                        "rows": rows if repriced is None else repriced,
                         "used": saved["used"][-window:],
                     },
                 )
+                if repriced is not None:
+                    restored.resettle()
                 if restored.target != spec.value:
                     # It would hold its own target while every answer names the model's.
                     raise ValueError(f"the controller of {spec.model} holds target {restored.target}")
@@ -344,6 +397,7 @@ class ControlHub:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
         self._controllers.update(controllers)
+        self._row_prices.update(row_prices)
         self._by_spec.clear()
         self._drift.update(detectors)
 
