@@ -147,11 +147,6 @@ def parse_value(text: str, *, mode: str = THRESHOLD, model: str | None = None) -
     return value
 
 
-def parse_threshold(text: str, *, model: str | None = None) -> float:
-    """A threshold from its decimal text, checked to lie in [0, 1]."""
-    return parse_value(text, mode=THRESHOLD, model=model)
-
-
 def unknown_mode_hint(name: str) -> str | None:
     """For a router name that is not served, e.g. ``"mf-budget"``: the sentence that says
     ``budget`` is no mode, when the name looks like ``<router>-<word>`` (else None)."""

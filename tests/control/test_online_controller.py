@@ -8,10 +8,15 @@ from hypothesis import strategies as st
 
 from lmroute.calibration import strong_share
 from lmroute.control.controller import OnlineController
-from lmroute.control.knobs import DEFAULT_THRESHOLD, NO_STRONG, ThresholdKnob, share_row
+from lmroute.control.knobs import DEFAULT_THRESHOLD, NO_STRONG, ThresholdKnob
 from lmroute.exceptions import ConfigError
 
 KNOB = ThresholdKnob()
+
+
+def share_row(score):
+    """The row of a request under a share target: usage 1 for the strong model, 0 for the weak."""
+    return np.array([score, 0.0, 1.0])
 
 
 def share_rows(scores):

@@ -22,7 +22,6 @@ from lmroute.data.battles import (
     normalize_winner,
     read_alpaca_eval,
     read_battles_jsonl,
-    validate_battles,
 )
 from lmroute.exceptions import ConfigError, DataError, DownloadError
 
@@ -294,14 +293,15 @@ def test_winner_spellings_and_validation():
     assert normalize_winner("Tie(bothbad)") == "tie (bothbad)"
     assert normalize_winner(" MODEL_A ") == "model_a"
     assert normalize_winner("model_c") is None and normalize_winner(1) is None
-    result = validate_battles(
-        [
-            Battle("p", "a", "b", "model_a", "x"),
-            Battle("", "a", "b", "model_a", "x"),
-            Battle("p", "a", "a", "tie", "x"),
-            Battle("p", "a", "b", "draw", "x"),  # type: ignore[arg-type]
-        ]
-    )
+    collector = bt.BattleCollector("x")
+    for prompt, model_a, model_b, winner in [
+        ("p", "a", "b", "model_a"),
+        ("", "a", "b", "model_a"),
+        ("p", "a", "a", "tie"),
+        ("p", "a", "b", "draw"),
+    ]:
+        collector.add(prompt, model_a, model_b, winner, "x", 1.0)
+    result = collector.result("battles")
     assert result.battles == [Battle("p", "a", "b", "model_a", "x")]
     assert dict(result.dropped) == {bt.EMPTY_PROMPT: 1, bt.SAME_MODEL: 1, bt.UNKNOWN_WINNER: 1}
 

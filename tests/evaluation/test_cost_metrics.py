@@ -39,12 +39,6 @@ def test_reach_cost_and_quality_at_a_cost():
     assert np.isnan(cm.hull_quality(hc, hq, 0.5))
 
 
-def test_oracle_takes_the_cheapest_of_the_best():
-    scores = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0]])
-    costs = np.array([[3.0, 1.0, 2.0]] * 3)
-    assert cm.oracle_choice(scores, costs).tolist() == [1, 1, 1]
-
-
 def test_evaluation_of_a_perfect_router_beats_the_mixing_baseline():
     # two models: cheap is right on half the prompts, dear on all
     scores = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]])

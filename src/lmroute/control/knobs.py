@@ -108,8 +108,3 @@ def _nearest_cut(scores: np.ndarray, extra: np.ndarray, k: int, wanted: float) -
     below = int(np.searchsorted(-scores, -tied, side="left"))  # first row of the tie
     above = int(np.searchsorted(-scores, -tied, side="right"))  # first row after it
     return below if wanted - extra[below] <= extra[above] - wanted else above
-
-
-def share_row(score: float) -> np.ndarray:
-    """The row of a request under a share target: usage 1 for the strong model, 0 for the weak."""
-    return np.array([score, 0.0, 1.0])

@@ -147,14 +147,6 @@ def _battle_or_reason(
     return Battle(prompt, model_a.strip(), model_b.strip(), normalized, source, float(weight))
 
 
-def validate_battles(battles: Iterable[Battle], *, where: str = "battles") -> ReadResult:
-    """Check battles built elsewhere with the readers' rules; bad ones are dropped and counted."""
-    collector = BattleCollector("")
-    for b in battles:
-        collector.add(b.prompt, b.model_a, b.model_b, b.winner, b.source, b.weight)
-    return collector.result(where)
-
-
 # -- plain battles JSONL ------------------------------------------------------------------------
 
 

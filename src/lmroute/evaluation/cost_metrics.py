@@ -12,7 +12,6 @@ baseline** a router has to beat.
   points costs that little); right of its dearest it stays at its best quality.
 * :func:`reach_cost`: the least cost at which a hull reaches a quality (e.g. the best single
   model's); :func:`hull_quality`: a hull's quality at a cost (e.g. the cheapest model's).
-* :func:`oracle_choice`: per prompt, the cheapest of the models that did best on it.
 """
 
 from __future__ import annotations
@@ -75,13 +74,6 @@ def realised(choice: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> tuple
     """Mean cost and mean quality when prompt ``i`` goes to model ``choice[i]``."""
     rows = np.arange(len(choice))
     return float(costs[rows, choice].mean()), float(scores[rows, choice].mean())
-
-
-def oracle_choice(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
-    """Per prompt, the cheapest of the models whose score on it is the highest."""
-    scores = np.asarray(scores, dtype=np.float64)
-    best = scores >= scores.max(axis=1, keepdims=True) - _EPS
-    return np.where(best, np.asarray(costs, dtype=np.float64), np.inf).argmin(axis=1)
 
 
 def _points(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,13 +59,6 @@ def format_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(evaluation: Evaluation) -> str:
-    """The same table in markdown."""
-    lines = [f"**{header(evaluation)}**", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(evaluation)]
-    return "\n".join(lines)
-
-
 #: APGR the RouteLLM paper published for its routers (Ong et al., 2024), for comparison.
 PAPER_APGR = {
     "best published router": {"mmlu": 0.603, "gsm8k": 0.622, "mt-bench": 0.802},

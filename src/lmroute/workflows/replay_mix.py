@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -258,12 +258,3 @@ def _checked(quality: np.ndarray, what: str) -> np.ndarray:
     if np.nanmin(quality) < 0 or np.nanmax(quality) > 1:
         raise DataError(f"{what}: qualities must lie in [0, 1]; set quality_scale (e.g. 10 for 1-10 grades)")
     return quality
-
-
-def traffic_summary(traffic: Traffic) -> dict[str, Any]:
-    """Counts by segment and pool, and how many items have known outcomes."""
-    by: dict[str, int] = {}
-    for pool in traffic.pools:
-        by[pool] = by.get(pool, 0) + 1
-    known = int(np.isfinite(traffic.quality).all(axis=1).sum())
-    return {"n": len(traffic), "pools": by, "with_outcomes": known, "shifts": traffic.shifts}
