@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 
+import numpy as np
 import pytest
 from _fake_embedder import HashEmbedder
 
@@ -67,3 +69,18 @@ def test_a_saved_router_is_readable_by_others(tmp_path):
 def test_write_json_is_indented_with_a_final_newline(tmp_path):
     path = write_json(tmp_path / "new" / "report.json", {"a": [1, 2], "é": None})
     assert path.read_text("utf-8") == '{\n  "a": [\n    1,\n    2\n  ],\n  "\\u00e9": null\n}\n'
+
+
+def _strict(text: str) -> object:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not numbers of JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_write_json_writes_nan_and_infinity_as_null(tmp_path):
+    data = {"a": float("nan"), "b": [float("inf"), -float("inf"), 0.5], "c": (np.float64("nan"), 1)}
+    path = write_json(tmp_path / "report.json", data)
+    assert _strict(path.read_text("utf-8")) == {"a": None, "b": [None, None, 0.5], "c": [None, 1]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -82,5 +83,19 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON (a report a person may read) atomically."""
-    return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    """Write ``data`` as indented JSON (a report a person may read) atomically, a NaN or infinite
+    number as null: JSON has no such numbers, and strict readers (a browser's ``JSON.parse``, as in
+    the console's report view) refuse the ``NaN`` and ``Infinity`` Python would write."""
+    text = json.dumps(_finite(data), indent=2, allow_nan=False)
+    return write_atomic(path, (text + "\n").encode("utf-8"))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, in any dict, list or tuple, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

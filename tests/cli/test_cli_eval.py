@@ -94,6 +94,25 @@ def test_eval_custom_file(tmp_path, capsys):
     assert set(report["routers"]) == {"length", "oracle"}
 
 
+def test_eval_json_of_the_exact_protocol_is_strict_json(tmp_path, capsys):
+    # The exact curve's all-weak point has threshold infinity: it was written as Infinity, which
+    # the console's report view (JSON.parse) could not read.
+    path = tmp_path / "custom.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": "x" * i, "scores": {"A": i % 2, "B": 0}}) + "\n" for i in range(1, 7))
+    )
+    out = tmp_path / "r.json"
+    argv = ["eval", "--benchmark", str(path), "--routers", "length", "--protocol", "exact"]
+    assert main([*argv, "--json", str(out), "--quiet"]) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the --json file")
+
+    report = json.loads(out.read_text(), parse_constant=refuse)
+    first = report["routers"]["length"]["points"][0]
+    assert first["strong_share"] == 0 and first["threshold"] is None
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

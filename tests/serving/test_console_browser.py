@@ -531,6 +531,20 @@ def test_report_shows_an_eval_file(page, server, eval_json, tmp_path):
     screenshot(page, tmp_path, "report")
 
 
+def test_report_shows_an_eval_file_of_the_exact_protocol(page, server, tmp_path):
+    # Its curves start at threshold infinity, written as Infinity: "eval.json is not JSON" here.
+    bench = tmp_path / "custom.jsonl"
+    lines = [{"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 0.0}} for i in range(12)]
+    bench.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--benchmark", str(bench), "--strong-model", "A", "--weak-model", "B"]
+    assert main([*argv, "--protocol", "exact", "--routers", "length", "--json", str(out), "--quiet"]) == 0
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(out)
+    assert page.get_by_test_id("report-title").inner_text().startswith("custom: 12 prompts, protocol exact")
+    assert value(page, "apgr:length") == json.loads(out.read_text())["routers"]["length"]["apgr"]
+
+
 def test_report_shows_an_experiment_file(page, server):
     path = REPO / "docs" / "results" / "results.json"
     cells = json.loads(path.read_text())["cells"]

@@ -106,6 +106,20 @@ def test_each_source_is_scored_by_a_router_that_never_saw_it(config, tmp_path):
     assert json.loads(written[1].read_text())["leave_one_source_out"]["summary"]["spy"]["sources"] == 3
 
 
+def test_results_json_of_the_exact_protocol_is_strict_json(config, tmp_path):
+    # An exact curve starts at threshold infinity: results.json held Infinity, which a browser's
+    # JSON.parse (the console's report view) refuses.
+    config = config.model_copy(update={"eval_protocol": "exact", "protocols": ["leave-one-source-out"]})
+    result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    written = write_experiment(result, tmp_path / "out")
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in results.json")
+
+    cells = json.loads(written[1].read_text(), parse_constant=refuse)["cells"]
+    assert cells and all(c["points"][0]["threshold"] is None for c in cells)
+
+
 def test_a_shots_variant_opens_every_prompt_with_the_same_items(config):
     plain = load_held_out(config.held_out[0], data_dir=None)
     variant = load_held_out(config.held_out[3], data_dir=None)

@@ -183,16 +183,15 @@ def _cross_fit(
 
 def write_experiment(result: ExperimentResult, out: str | Path) -> list[Path]:
     """Write ``results.md``, ``results.json`` and one plot per (protocol, benchmark)."""
-    import json
-
+    from lmroute._files import write_atomic, write_json
     from lmroute.evaluation.plots import plot_curves
     from lmroute.evaluation.report import experiment_markdown
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.md", out / "results.json"]
-    written[0].write_text(experiment_markdown(result) + "\n", "utf-8")
-    written[1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
+    written = [
+        write_atomic(out / "results.md", (experiment_markdown(result) + "\n").encode("utf-8")),
+        write_json(out / "results.json", result.to_dict()),
+    ]
     for (protocol, bench), ev in result.evaluations.items():
         written.append(plot_curves(ev, out / f"{protocol}-{bench}.png"))
     return written

@@ -323,22 +323,22 @@ def take_rows(table: ScoreTable, idx: np.ndarray, *, models: Sequence[str] | Non
 
 def write_n_model_experiment(result: NModelResult, out: str | Path) -> list[Path]:
     """Write ``results.md``, ``results.json`` (every point) and one plot per (protocol, file)."""
-    import json
-
+    from lmroute._files import write_atomic, write_json
     from lmroute.evaluation.plots import plot_cost_quality
     from lmroute.evaluation.routing import format_summary
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     sections = []
     for (protocol, name), ev in result.evaluations.items():
         alphas = result.alphas.get(name) if protocol == "cross-fit" else None
         shrunk = f"\nshrinkage alpha per fold: {', '.join(f'{a:.3f}' for a in alphas)}\n" if alphas else ""
         sections.append(f"## {name} ({protocol})\n\n{format_summary(ev)}\n{shrunk}")
     sections += [f"- {n}" for n in result.notes]
-    written = [out / "results.md", out / "results.json"]
-    written[0].write_text("# N-model routing\n\n" + "\n".join(sections) + "\n", "utf-8")
-    written[1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
+    markdown = "# N-model routing\n\n" + "\n".join(sections) + "\n"
+    written = [
+        write_atomic(out / "results.md", markdown.encode("utf-8")),
+        write_json(out / "results.json", result.to_dict()),
+    ]
     for (protocol, name), ev in result.evaluations.items():
         written.append(plot_cost_quality(ev, out / f"{protocol}-{name}.png"))
     return written

@@ -201,10 +201,10 @@ def run_onboard_curve(
 
 def write_onboard_curve(result: OnboardCurveResult, out: str | Path) -> list[Path]:
     """Write ``results.md`` and ``results.json``."""
-    import json
+    from lmroute._files import write_atomic, write_json
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(result.markdown() + "\n", "utf-8")
-    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", "utf-8")
-    return [out / "results.md", out / "results.json"]
+    return [
+        write_atomic(out / "results.md", (result.markdown() + "\n").encode("utf-8")),
+        write_json(out / "results.json", result.to_dict()),
+    ]
