@@ -227,3 +227,16 @@ def test_lines_lacking_a_model_of_the_pair_are_skipped_and_counted(tmp_path, cap
     )
     bench = load_custom(two)
     assert (bench.strong_model, bench.weak_model, bench.skipped, len(bench)) == ("A", "B", 1, 1)
+
+
+def test_the_strong_model_of_an_unnamed_pair_is_the_better_on_the_lines_compared(tmp_path, capsys):
+    # A is right on the four lines B lacks, so A had the higher mean over all its lines and was
+    # named strong; on the three lines evaluated B is the better, and the table warned that the pair
+    # lmroute itself picked was the wrong way round.
+    rows = [{"prompt": "p", "scores": {"A": 0, "B": 1}}, {"prompt": "q", "scores": {"A": 1, "B": 0}}]
+    rows += [{"prompt": "r", "scores": {"A": 0, "B": 1}}]
+    rows += [{"prompt": f"only A {i}", "scores": {"A": 1}} for i in range(4)]
+    bench = load_custom(_write_jsonl(tmp_path / "gaps.jsonl", rows))
+    assert (bench.strong_model, bench.weak_model, bench.skipped) == ("B", "A", 4)
+    assert bench.strong.mean() > bench.weak.mean()
+    assert "strong model B, weak model A" in capsys.readouterr().err

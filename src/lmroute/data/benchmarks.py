@@ -265,7 +265,8 @@ def load_custom(
 ) -> Benchmark:
     """A custom benchmark file (:mod:`lmroute.data.custom`) routed between two of its models.
 
-    With exactly two models and no pair named, the one with the higher mean is the strong model.
+    With exactly two models and no pair named, the one with the higher mean on the lines that score
+    both is the strong model.
     Lines that lack a score of either model are skipped and counted (``Benchmark.skipped``).
     """
     from lmroute.data.custom import read_custom
@@ -282,7 +283,11 @@ def load_custom(
                 f"{path} has {len(models)} models ({', '.join(models)}): name the pair "
                 "(`lmroute eval --strong-model A --weak-model B`; strong_model=, weak_model= in Python)"
             )
-        by_mean = sorted(models, key=lambda m: float(np.nanmean(table.scores[m])), reverse=True)
+        # Means over the lines that score both, the ones evaluated: over every line its own, the
+        # model with more right answers on the lines the other lacks could be named strong though it
+        # is the weaker on the lines compared.
+        both, _ = table.complete(models)
+        by_mean = sorted(models, key=lambda m: float(both.scores[m].mean()), reverse=True)
         strong_model = strong_model or next(m for m in by_mean if m != weak_model)
         weak_model = weak_model or next(m for m in by_mean[::-1] if m != strong_model)
         print(
