@@ -247,6 +247,35 @@ def test_benchmark_with_fewer_than_two_models(files, tmp_path, capsys):
     one_line_error(code, err, "a benchmark needs two")
 
 
+def test_eval_options_of_the_other_kind_of_evaluation_are_refused_and_no_oracle_is_kept(
+    files, tmp_path, capsys
+):
+    """--save-scores with --models was never written, --strong-model not routed between, --protocol
+    and --threshold ignored, --prices without --models ignored, and --no-oracle with --models still
+    drew the oracle; each silently."""
+    scores = tmp_path / "scores.jsonl"
+    n_models = ["eval", "--benchmark", files["bench"], "--routers", "mf", "--models", *MODELS]
+    n_models += ["--prices", files["prices"], "--quiet"]
+    code, _, err = run([*n_models, "--save-scores", scores], capsys)
+    one_line_error(code, err, "--save-scores is for two-model evaluation")
+    assert not scores.exists()
+    code, _, err = run([*n_models, "--strong-model", MODELS[0]], capsys)
+    one_line_error(code, err, "--strong-model is for two-model evaluation")
+    for option, value in (("--protocol", "exact"), ("--threshold", "0")):
+        code, _, err = run([*n_models, option, value], capsys)
+        one_line_error(code, err, f"{option} is for two-model evaluation")
+    two = ["eval", "--benchmark", files["bench"], "--routers", "length", "--quiet"]
+    two += ["--strong-model", MODELS[0], "--weak-model", MODELS[1]]
+    code, _, err = run([*two, "--prices", files["prices"]], capsys)
+    one_line_error(code, err, "--prices is for N-model evaluation: give --models too")
+    code, _, err = run([*two, "--policy", "quality"], capsys)
+    one_line_error(code, err, "--policy is for N-model evaluation")
+    report = tmp_path / "e.json"
+    code, table, _ = run([*n_models, "--no-oracle", "--json", report], capsys)
+    assert code == 0 and "oracle" not in table
+    assert [c["label"] for c in json.loads(report.read_text())["curves"]] == ["mf"]
+
+
 def test_calibrate_options_that_do_not_go_together(files, capsys):
     code, _, err = run(
         ["calibrate", "--router", "mf", "--models", *MODELS, "--prices", files["prices"]], capsys

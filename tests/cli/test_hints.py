@@ -53,11 +53,20 @@ HINTS: dict[str, tuple[str, ...]] = {
     "with --models give either --budget": ("calibrate",),
     "--models needs --prices FILE": ("calibrate", "eval"),
     "with --models give one router (--routers": ("eval",),
+    "is for two-model evaluation; with --models": ("eval",),
+    "is for N-model evaluation: give --models too": ("eval",),
     "--prior must be at least 0": ("onboard",),
     "--ray-address local starts a new cluster here": ("serve", "score", "label"),
     # Parts of messages (an option's name passed to the code that words the message):
     "--set {}": ("train",),
     "--plot": ("eval",),
+    "--strong-model": ("eval",),
+    "--weak-model": ("eval",),
+    "--save-scores": ("eval",),
+    "--protocol": ("eval",),
+    "--threshold": ("eval",),
+    "--prices": ("eval",),
+    "--policy": ("eval",),
     "--data-dir": DATA_COMMANDS,
 }
 

@@ -18,14 +18,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--protocol",
         choices=("paper", "exact"),
-        default="paper",
-        help="paper: 10 quantile bins as the reference; exact: every threshold",
+        help="paper (default): 10 quantile bins as the reference; exact: every threshold",
     )
     p.add_argument("--strong-model", help="strong model of a custom benchmark")
     p.add_argument("--weak-model", help="weak model of a custom benchmark")
-    p.add_argument(
-        "--threshold", type=float, default=0.5, help="threshold for the 'strong %% @t' column (default 0.5)"
-    )
+    p.add_argument("--threshold", type=float, help="threshold for the 'strong %% @t' column (default 0.5)")
     p.add_argument("--json", help="write all metrics and curve points to this JSON file")
     p.add_argument("--plot", help="write the call–performance curves to this PNG")
     p.add_argument("--save-scores", help="write each item's score to this JSONL file")
@@ -34,7 +31,6 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--policy",
         choices=("lambda", "quality"),
-        default="lambda",
         help="with --models: the policy whose knob is swept (default lambda)",
     )
     add_quiet_option(p)
@@ -50,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.evaluation.report import format_table
     from lmroute.registry import load_router, report_name
 
+    _check_mode(args)
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
     plot = None
@@ -76,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate(
         routers,
         benchmark,
-        protocol=args.protocol,
-        threshold=args.threshold,
+        protocol=args.protocol or "paper",
+        threshold=0.5 if args.threshold is None else args.threshold,
         progress=not args.quiet,
         names=[report_name(spec, router) for spec, router in zip(args.routers, routers, strict=True)],
         oracle=not args.no_oracle,
@@ -97,6 +94,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_mode(args: argparse.Namespace) -> None:
+    """A ConfigError for an option of the other kind of evaluation, which would be ignored (a
+    ``--save-scores`` file never written, the pair of ``--strong-model`` not routed between)."""
+    from lmroute.exceptions import ConfigError
+
+    if args.models:
+        pair = (("--strong-model", args.strong_model), ("--weak-model", args.weak_model))
+        curve = (("--protocol", args.protocol), ("--threshold", args.threshold))
+        given = [f for f, v in (*pair, *curve, ("--save-scores", args.save_scores)) if v is not None]
+        if given:
+            raise ConfigError(
+                f"{given[0]} is for two-model evaluation; with --models the report is the cost–quality "
+                "evaluation (--json, --plot)"
+            )
+    else:
+        given = [f for f, v in (("--prices", args.prices), ("--policy", args.policy)) if v]
+        if given:
+            raise ConfigError(f"{given[0]} is for N-model evaluation: give --models too")
+
+
 def _run_n_models(args: argparse.Namespace) -> int:
     """Cost–quality evaluation of N-model routing on a custom benchmark file (``--models``)."""
     from lmroute.catalogue import Catalogue, read_prices
@@ -113,7 +130,12 @@ def _run_n_models(args: argparse.Namespace) -> int:
     table = read_custom(args.benchmark)
     router = load_router(args.routers[0])
     evaluation = evaluate_router(
-        router, catalogue, table, policy=args.policy, label=report_name(args.routers[0], router)
+        router,
+        catalogue,
+        table,
+        policy=args.policy or "lambda",
+        label=report_name(args.routers[0], router),
+        oracle=not args.no_oracle,
     )
     print(format_summary(evaluation))
     if args.json:

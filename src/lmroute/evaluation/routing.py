@@ -201,9 +201,11 @@ def evaluate_router(
     policy: str = "lambda",
     knobs: int = 200,
     label: str | None = None,
+    oracle: bool = True,
 ) -> CostQualityEvaluation:
     """Route ``table``'s prompts among the catalogue's models with ``router`` (a benchmark column
-    is the model's serving name, else its vocabulary name); rows lacking one are skipped."""
+    is the model's serving name, else its vocabulary name); rows lacking one are skipped. The oracle's
+    curve is added unless ``oracle`` is false."""
     columns = [m.name if m.name in table.scores else m.vocabulary for m in catalogue.models]
     if len(columns) < 2:
         raise DataError("N-model routing needs at least two models")
@@ -224,6 +226,7 @@ def evaluate_router(
         {label or router.name: (predicted, estimated)},
         policy=policy,
         knobs=knobs,
+        oracle=oracle,
         benchmark=table.name,
     )
     ev.skipped, ev.cost_source = skipped, source
