@@ -102,3 +102,12 @@ def test_resamples_equal_but_for_rounding_are_left_out():
     bench = Benchmark("b", ("x", "y", "z"), {"s": strong, "w": weak}, "s", "w")
     low, high = bootstrap_apgr_ci(np.arange(3.0), bench, protocol="exact", samples=200, seed=0)
     assert -10 < low <= high < 10
+
+
+def test_no_interval_when_every_resample_has_equal_models():
+    # The models differ on one item of 40; both resamples (seed 2) miss it. The interval was an
+    # IndexError from an empty percentile, ending an experiment before it wrote any result.
+    n = 40
+    strong, weak = np.r_[1.0, np.zeros(n - 1)], np.zeros(n)
+    bench = Benchmark("b", tuple(f"p{i}" for i in range(n)), {"s": strong, "w": weak}, "s", "w")
+    assert bootstrap_apgr_ci(np.arange(float(n)), bench, protocol="paper", samples=2, seed=2) is None

@@ -141,7 +141,8 @@ def _apgr_entry(cell: Cell) -> dict[str, Any]:
 def bootstrap_apgr_ci(
     scores: np.ndarray, benchmark: Benchmark, *, protocol: str, samples: int, seed: int
 ) -> tuple[float, float] | None:
-    """95% percentile interval of APGR over items resampled with replacement."""
+    """95% percentile interval of APGR over items resampled with replacement; None when there are
+    no samples, or when on every resample the two models are equal on average (PGR undefined)."""
     if samples <= 0:
         return None
     rng = np.random.default_rng(seed)
@@ -154,6 +155,8 @@ def bootstrap_apgr_ci(
             continue
         cur = metrics.curve(scores[idx], s, w, protocol=protocol)
         values.append(metrics.apgr(cur.c, cur.quality, s.mean(), w.mean()))
+    if not values:
+        return None
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
