@@ -53,8 +53,8 @@ def plot_curves(evaluation: Evaluation, path: str | Path) -> Path:
 
 
 def plot_cost_quality(evaluation: CostQualityEvaluation, path: str | Path) -> Path:
-    """Cost (log axis) against quality: every single model, their hull (the mixing baseline), each
-    router's points and hull, and the oracle's; a PNG."""
+    """Cost (log axis; linear near 0 when a cost is 0) against quality: every single model, their
+    hull (the mixing baseline), each router's points and hull, and the oracle's; a PNG."""
     plt = _pyplot()
     ev = evaluation
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
@@ -86,8 +86,17 @@ def plot_cost_quality(evaluation: CostQualityEvaluation, path: str | Path) -> Pa
         )
         if not oracle:
             ax.scatter(curve.cost, curve.quality, s=4, color=line[0].get_color(), alpha=0.4)
-    ax.set_xscale("log")
-    ax.set_xlabel("Cost: USD per 1,000 requests (log scale)")
+    costs = np.concatenate([ev.model_cost, *(c.cost for c in ev.curves), *(c.hull_cost for c in ev.curves)])
+    positive = costs[costs > 0]
+    if positive.size == costs.size:
+        ax.set_xscale("log")
+        ax.set_xlabel("Cost: USD per 1,000 requests (log scale)")
+    else:
+        # A free model (a cost of 0) has no place on a log axis: it, and the hull and router points
+        # at its cost, would vanish from the plot without a word.
+        linear = float(positive.min()) if positive.size else 1.0
+        ax.set_xscale("symlog", linthresh=linear)
+        ax.set_xlabel(f"Cost: USD per 1,000 requests (log scale, linear below {linear:.3g})")
     ax.set_ylabel("Quality (mean score)")
     ax.set_title(f"Cost–quality on {ev.benchmark} ({ev.n_prompts} prompts, {len(ev.models)} models)")
     ax.grid(alpha=0.3, which="both")
