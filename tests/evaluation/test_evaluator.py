@@ -46,6 +46,22 @@ def test_names_must_match_the_routers():
         evaluate([LengthRouter()], bench, names=["a", "b"])
 
 
+def test_two_rows_of_one_name_are_refused_before_scoring():
+    # The JSON report and --save-scores key routers by name: the second row replaced the first.
+    from lmroute.exceptions import ConfigError
+
+    bench = Benchmark(
+        "b", ("a", "bb", "ccc"), {"s": np.array([1.0, 0, 1]), "w": np.array([0.0, 0, 1])}, "s", "w"
+    )
+    with pytest.raises(ConfigError, match="two rows of the results would be named 'length'"):
+        evaluate([LengthRouter(), LengthRouter()], bench)
+    with pytest.raises(ConfigError, match=r"named 'oracle': give each router once .*another path"):
+        evaluate([LengthRouter()], bench, names=["oracle"])
+    assert [r.router for r in evaluate([LengthRouter()], bench, names=["oracle"], oracle=False).results] == [
+        "oracle"
+    ]
+
+
 def test_means_equal_but_for_rounding_are_equal_models():
     # 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit: PGR would divide by 5.6e-17.
     strong, weak = np.array([0.1, 0.2, 0.3]), np.array([0.3, 0.2, 0.1])

@@ -209,6 +209,16 @@ def evaluate(
     names = list(names) if names is not None else [r.name for r in routers]
     if len(names) != len(routers):
         raise ConfigError(f"{len(routers)} routers but {len(names)} names")
+    # The results are keyed by name (--json, --save-scores): a second row of one name replaced the
+    # first there, while the table showed both.
+    rows = [*names, *([ORACLE] if oracle else [])]
+    repeated = sorted({n for n in rows if rows.count(n) > 1})
+    if repeated:
+        clash = " (the oracle's row is named so: load that router from another path)"
+        raise ConfigError(
+            f"two rows of the results would be named {repeated[0]!r}: give each router once"
+            + (clash if repeated[0] == ORACLE else "")
+        )
     prompts = list(benchmark.prompts)
     results = []
     for router, name in zip(routers, names, strict=True):
