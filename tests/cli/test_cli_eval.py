@@ -94,6 +94,20 @@ def test_eval_custom_file(tmp_path, capsys):
     assert set(report["routers"]) == {"length", "oracle"}
 
 
+def test_two_outputs_naming_one_file_are_refused_before_the_work(tmp_path, capsys):
+    # --save-scores replaced the --json report written just before it, without a word.
+    path = tmp_path / "custom.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": "x" * i, "scores": {"A": i % 2, "B": 0}}) + "\n" for i in range(1, 5))
+    )
+    out = tmp_path / "out.json"
+    argv = ["eval", "--benchmark", str(path), "--routers", "length", "--json", str(out), "--quiet"]
+    assert main([*argv, "--save-scores", str(tmp_path / "." / "out.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json and --save-scores both name" in err, err
+    assert not out.exists()
+
+
 def test_eval_json_of_the_exact_protocol_is_strict_json(tmp_path, capsys):
     # The exact curve's all-weak point has threshold infinity: it was written as Infinity, which
     # the console's report view (JSON.parse) could not read.

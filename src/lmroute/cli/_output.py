@@ -50,16 +50,26 @@ def check_output(path: str | os.PathLike[str] | None, *, folder: bool = False) -
 
 def refuse_overwriting_inputs(args: argparse.Namespace, options: tuple[str, ...], inputs: list[str]) -> None:
     """A ConfigError when one of the output ``options`` (``args`` attributes: ``"save_scores"`` is
-    ``--save-scores``) names a file the command reads: it would replace its own input. Checked
-    before the work."""
+    ``--save-scores``) names a file the command reads, which it would replace, or the file of
+    another of them, which the later write would replace. Checked before the work."""
     from lmroute.exceptions import ConfigError
 
+    written: list[tuple[str, str]] = []
     for option in options:
         output = getattr(args, option)
+        if not output:
+            continue
+        flag = "--" + option.replace("_", "-")
         for given in inputs:
-            if output and _same_file(output, given):
-                flag = "--" + option.replace("_", "-")
+            if _same_file(output, given):
                 raise ConfigError(f"{flag} {output} is the input file {given}: write the output elsewhere")
+        for other_flag, other in written:
+            if os.path.abspath(output) == os.path.abspath(other) or _same_file(output, other):
+                raise ConfigError(
+                    f"{other_flag} and {flag} both name {output}: one would overwrite the other; "
+                    "give each its own file"
+                )
+        written.append((flag, output))
 
 
 def _same_file(a: str, b: str) -> bool:
