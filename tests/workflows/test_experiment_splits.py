@@ -138,6 +138,37 @@ def test_cross_fitting_never_scores_an_item_with_a_router_that_saw_its_label(tmp
     assert f"| spy | {cell.result.apgr:.4f} |" in table
 
 
+@pytest.mark.parametrize("folds, leave_one_out", [(4, False), (10, True)])
+def test_a_repeated_prompt_is_never_scored_by_a_router_trained_on_a_copy_of_it(
+    tmp_path, monkeypatch, folds, leave_one_out
+):
+    # Folds were drawn over items: the two copies of a prompt (MMLU repeats 105 prompt strings)
+    # fell into different folds, and the router trained on one copy's gold label scored the other.
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})
+    _FITS.clear()
+    bench = tmp_path / "repeats.jsonl"
+    rows = [
+        {"prompt": f"question {i % 8}", "scores": {"strong": int(i % 3 > 0), "weak": i % 2}}
+        for i in range(16)
+    ]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = ExperimentConfig(
+        benchmarks=[str(bench)],
+        protocols=["gold-1500"],
+        sources=[f"battles:{_unrelated_battles(tmp_path)}"],
+        routers=[{"name": "spy"}],
+        baselines=[],
+        folds=folds,
+        leave_one_out=["repeats"] if leave_one_out else [],
+        decontaminate=False,
+        bootstrap=0,
+    )
+    result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    (cell,) = [c for c in result.cells if c.result.router == "spy"]
+    assert cell.fits == (8 if leave_one_out else 4) and len(_FITS) == cell.fits
+    assert cell.result.seeds == 1 and np.isfinite(cell.result.apgr)
+
+
 @pytest.mark.parametrize("margins", [True, False])
 def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tmp_path, monkeypatch, margins):
     monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})

@@ -4,9 +4,9 @@
   benchmark out), after removing training prompts that (nearly) duplicate B's prompts.
 * ``gold-1500``: as above plus at most ``gold_max`` golden labels of B (each counted ``gold_weight``
   times; on graded scores a win also weighs its margin, see :mod:`lmroute.data.gold`),
-  cross-fitted: B's items are split into folds and each fold is scored by a router trained on gold
-  labels drawn from the other folds only, so no item is ever scored by a router that saw its
-  label (MT-Bench: leave-one-question-out).
+  cross-fitted: B's distinct prompts are split into folds and each fold is scored by a router
+  trained on gold labels drawn from the other folds only, so no item is ever scored by a router
+  that saw its label, nor the label of a repeat of its prompt (MT-Bench: leave-one-question-out).
 * ``leave-one-source-out`` and ``single-source``: domain transfer over the ``held_out`` sources
   (:mod:`lmroute.workflows.transfer`).
 
@@ -166,8 +166,15 @@ def _cross_fit(
     only; and the number of fits."""
     from lmroute.data.gold import gold_battles
 
-    folds = len(bench) if bench.name in config.leave_one_out else config.folds
-    splits = cross_fit_splits(len(bench), folds, seed=config.seed)
+    # Folds of distinct prompts, not of items: a prompt that repeats (MMLU has 105 such) had its
+    # copies in different folds, and the router trained on one copy's gold label scored the other.
+    groups = _prompt_groups(bench.prompts)
+    distinct = int(groups.max()) + 1
+    folds = distinct if bench.name in config.leave_one_out else config.folds
+    splits = [
+        (np.flatnonzero(np.isin(groups, train)), np.flatnonzero(np.isin(groups, held)))
+        for train, held in cross_fit_splits(distinct, folds, seed=config.seed)
+    ]
     rng = np.random.default_rng(config.seed)
     scores = np.full(len(bench), np.nan)
     for k, (train_idx, held_idx) in enumerate(splits):
@@ -179,6 +186,13 @@ def _cross_fit(
         if (k + 1) % max(1, len(splits) // 5) == 0:
             say(f"  {spec.title}: fold {k + 1}/{len(splits)}")
     return scores, len(splits)
+
+
+def _prompt_groups(prompts: Sequence[str]) -> np.ndarray:
+    """A group id per item, one per distinct prompt, numbered in order of first appearance (so
+    that without repeats the groups are the items themselves, and the folds the items' folds)."""
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(p, len(ids)) for p in prompts], dtype=np.int64)
 
 
 def write_experiment(result: ExperimentResult, out: str | Path) -> list[Path]:
