@@ -169,6 +169,28 @@ def test_a_repeated_prompt_is_never_scored_by_a_router_trained_on_a_copy_of_it(
     assert cell.result.seeds == 1 and np.isfinite(cell.result.apgr)
 
 
+def test_two_benchmarks_of_one_name_are_refused_before_any_training(tmp_path, monkeypatch):
+    # a/bench.jsonl and b/bench.jsonl are both "bench": the second's column and plot replaced the
+    # first's in results.md, and results.json held two sets of cells under one name.
+    from lmroute.exceptions import LmrouteError
+
+    bench = _spied_benchmark(tmp_path, monkeypatch)
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / "bench.jsonl"
+    other.write_text(bench.read_text())
+    config = ExperimentConfig(
+        benchmarks=[str(bench), str(other)],
+        protocols=["zero-shot"],
+        sources=[f"battles:{_unrelated_battles(tmp_path)}"],
+        routers=[{"name": "spy"}],
+        decontaminate=False,
+        bootstrap=0,
+    )
+    with pytest.raises(LmrouteError, match=r"are both named 'bench' in the results"):
+        run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    assert _FITS == []
+
+
 @pytest.mark.parametrize("margins", [True, False])
 def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tmp_path, monkeypatch, margins):
     monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "spy": _SpyRouter})

@@ -97,6 +97,7 @@ def run_experiment(
     if any(p in BENCHMARK_PROTOCOLS for p in config.protocols):
         # every benchmark read first: a misspelt second one failed after the first was done
         benches = [(name, load_benchmark(name, data_dir=data_dir)) for name in config.benchmarks]
+        _check_benchmark_names(benches)
         for bench_name, bench in benches:
             _run_benchmark(config, result, bench_name, bench, data_dir, embedder, progress, say)
     if any(p in SOURCE_PROTOCOLS for p in config.protocols):
@@ -104,6 +105,20 @@ def run_experiment(
     if "conversations" in config.protocols:
         run_conversations(config, result, data_dir=data_dir, embedder=embedder, progress=progress, say=say)
     return result
+
+
+def _check_benchmark_names(benches: Sequence[tuple[str, Benchmark]]) -> None:
+    """A ConfigError when two benchmarks have one name (``a/out.jsonl`` and ``b/out.jsonl`` are both
+    ``out``): the results are keyed by it, and the later one's table column and plot replaced the
+    earlier one's."""
+    seen: dict[str, str] = {}
+    for spec, bench in benches:
+        if bench.name in seen:
+            raise ConfigError(
+                f"benchmarks {seen[bench.name]} and {spec} are both named {bench.name!r} in the results: "
+                "give each its own file name"
+            )
+        seen[bench.name] = spec
 
 
 def _run_benchmark(
