@@ -78,8 +78,11 @@ def test_catalogue_maps_served_names_and_estimates_costs():
     # a 400-character prompt is 100 tokens: big (100 * 10 + 300 * 30) / 1e6 $ = 0.01 $ = 10 $ per 1,000
     np.testing.assert_allclose(cat.costs(["x" * 400]), [[10.0, (100 * 0.1 + 300 * 0.2) / 1e3]])
     assert cat.subset(["small"]).names == ["small"]
-    with pytest.raises(ConfigError, match=r"model .tiny. has no price in p\.yaml: add an entry"):
+    with pytest.raises(ConfigError, match=r"model .tiny. has no price in p\.yaml: add an entry") as plain:
         Catalogue.from_prices(["tiny"], prices, where="p.yaml")
+    assert str(plain.value).endswith("for 'tiny'")  # it said "for 'tiny' or 'tiny'"
+    with pytest.raises(ConfigError, match=r"for 'mine' or 'tiny'$"):
+        Catalogue.from_prices(["mine=tiny"], prices, where="p.yaml")
     with pytest.raises(UnknownModelError, match="not in the catalogue"):
         cat.subset(["nope"])
 

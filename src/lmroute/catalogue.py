@@ -114,9 +114,10 @@ class Catalogue:
             listing = prices.get(served) or prices.get(vocabulary)
             if listing is None:
                 source = f" in {where}" if where else ""
+                either = f" or {vocabulary!r}" if vocabulary != served else ""
                 raise ConfigError(
                     f"model {served!r} has no price{source}: add an entry with input_per_1m and "
-                    f"output_per_1m (USD per million tokens) for {served!r} or {vocabulary!r}"
+                    f"output_per_1m (USD per million tokens) for {served!r}{either}"
                 )
             price = listing.price if isinstance(listing, Listing) else listing
             entries.append(CatalogueModel(served, vocabulary, price))
