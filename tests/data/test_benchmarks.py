@@ -199,6 +199,12 @@ def test_unknown_model_for_public_benchmark(data_dir):
         load_benchmark("mt-bench", data_dir=data_dir, strong_model="gpt-5")
 
 
+def test_one_model_as_both_of_a_public_benchmarks_pair_is_refused(data_dir):
+    # It reached the evaluation, which refused it for "equal mean quality ... route between another pair".
+    with pytest.raises(DataError, match=r"must differ \(both are gpt-4-1106-preview\)"):
+        load_benchmark("mt-bench", data_dir=data_dir, weak_model="gpt-4-1106-preview")
+
+
 def test_lines_lacking_a_model_of_the_pair_are_skipped_and_counted(tmp_path, capsys):
     """Lines may carry different model sets (issue 14): a line lacking the strong or the weak
     model is left out and counted, whatever other models it has."""

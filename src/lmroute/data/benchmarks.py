@@ -49,6 +49,8 @@ class Benchmark:
     source: str = ""
 
     def __post_init__(self) -> None:
+        if self.strong_model == self.weak_model:
+            raise DataError(f"the strong and the weak model must differ (both are {self.strong_model})")
         n = len(self.prompts)
         for model in (self.strong_model, self.weak_model):
             if model not in self.scores:
@@ -295,8 +297,8 @@ def load_custom(
             "(higher mean score is strong; name them to override)",
             file=sys.stderr,
         )
-    if strong_model == weak_model:
-        raise DataError("the strong and the weak model must differ")
+    if strong_model == weak_model:  # before the note on skipped lines, which would name it twice
+        raise DataError(f"the strong and the weak model must differ (both are {strong_model})")
     pair, skipped = table.complete([strong_model, weak_model])
     if skipped:
         print(
