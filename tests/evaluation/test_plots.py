@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,29 @@ def test_a_free_model_is_drawn_on_the_cost_quality_plot(tmp_path, monkeypatch):
     box = ax.get_window_extent()
     assert np.isfinite(xy).all()
     assert (xy[:, 0] >= box.x0 - 1e-6).all() and (xy[:, 0] <= box.x1 + 1e-6).all()
+
+
+def test_a_plot_that_fails_part_way_leaves_the_earlier_file(tmp_path, monkeypatch):
+    # savefig wrote straight to the file: a full disk left a broken PNG in place of the earlier plot.
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from lmroute.exceptions import WriteError
+
+    def full_disk(self, target, **kwargs):
+        if isinstance(target, (str, bytes, os.PathLike)):
+            with open(target, "wb") as f:
+                f.write(b"\x89PNG half")
+        else:
+            target.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "p.png"
+    path.write_bytes(b"the earlier plot")
+    ev = evaluate_choices(["a", "b"], np.array([[1.0, 0.0], [1.0, 1.0]]), np.array([[2.0, 1.0], [2.0, 1.0]]))
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(WriteError, match="No space left on device"):
+        plots.plot_cost_quality(ev, path)
+    assert path.read_bytes() == b"the earlier plot"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmroute._files import write_failures
+from lmroute._files import atomic_writer, write_failures
 from lmroute.evaluation.evaluator import Evaluation
 from lmroute.evaluation.routing import CostQualityEvaluation
 from lmroute.exceptions import ConfigError
@@ -215,9 +215,10 @@ def plot_file(path: str | Path) -> Path:
 def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     path = plot_file(path)
     try:
-        with write_failures(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path)
+        # Atomically, as every other output: a write that fails part-way (a full disk) left a
+        # broken file in place of the plot of an earlier run.
+        with atomic_writer(path) as f, write_failures(path):
+            fig.savefig(f, format=path.suffix[1:].lower())
     finally:
         plt.close(fig)
     return path
