@@ -276,6 +276,13 @@ def test_eval_options_of_the_other_kind_of_evaluation_are_refused_and_no_oracle_
     assert [c["label"] for c in json.loads(report.read_text())["curves"]] == ["mf"]
 
 
+def test_eval_models_on_a_public_benchmark_says_it_has_two_models(files, capsys):
+    # It said "mt-bench does not exist", though the same command without --models evaluates it.
+    argv = ["eval", "--benchmark", "mt-bench", "--routers", "mf", "--models", *MODELS]
+    code, _, err = run([*argv, "--prices", files["prices"]], capsys)
+    one_line_error(code, err, "--models evaluates a benchmark file of many models' scores; mt-bench holds")
+
+
 def test_calibrate_options_that_do_not_go_together(files, capsys):
     code, _, err = run(
         ["calibrate", "--router", "mf", "--models", *MODELS, "--prices", files["prices"]], capsys

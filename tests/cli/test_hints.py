@@ -55,6 +55,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "with --models give one router (--routers": ("eval",),
     "is for two-model evaluation; with --models": ("eval",),
     "is for N-model evaluation: give --models too": ("eval",),
+    "--models evaluates a benchmark file of many models": ("eval",),
     "--prior must be at least 0": ("onboard",),
     "--ray-address local starts a new cluster here": ("serve", "score", "label"),
     # Parts of messages (an option's name passed to the code that words the message):

@@ -116,7 +116,10 @@ def _check_mode(args: argparse.Namespace) -> None:
 
 def _run_n_models(args: argparse.Namespace) -> int:
     """Cost–quality evaluation of N-model routing on a custom benchmark file (``--models``)."""
+    from pathlib import Path
+
     from lmroute.catalogue import Catalogue, read_prices
+    from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
     from lmroute.data.custom import read_custom
     from lmroute.evaluation.routing import evaluate_router, format_summary
     from lmroute.exceptions import ConfigError
@@ -126,6 +129,12 @@ def _run_n_models(args: argparse.Namespace) -> int:
         raise ConfigError("--models needs --prices FILE: the price of each model (e.g. examples/prices.yaml)")
     if len(args.routers) != 1:
         raise ConfigError("with --models give one router (--routers NAME|DIR)")
+    key = args.benchmark.lower().replace("_", "-")
+    if key in PUBLIC_BENCHMARKS and not Path(args.benchmark).exists():
+        raise ConfigError(
+            f"--models evaluates a benchmark file of many models' scores; {args.benchmark} holds two "
+            "models: evaluate it without --models"
+        )
     catalogue = Catalogue.from_prices(args.models, read_prices(args.prices), where=args.prices)
     table = read_custom(args.benchmark)
     router = load_router(args.routers[0])
