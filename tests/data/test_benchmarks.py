@@ -199,6 +199,19 @@ def test_unknown_model_for_public_benchmark(data_dir):
         load_benchmark("mt-bench", data_dir=data_dir, strong_model="gpt-5")
 
 
+def test_an_mt_bench_question_without_an_id_is_a_data_error(data_dir, tmp_path):
+    # A KeyError traceback: the judgements' ids were checked, the questions' were not.
+    import shutil
+
+    folder = tmp_path / "routellm-evals" / "mt_bench"
+    shutil.copytree(data_dir / "routellm-evals" / "mt_bench", folder)
+    questions = folder / "question.jsonl"
+    records = [json.loads(line) for line in questions.read_text().splitlines()]
+    questions.write_text("".join(json.dumps({"turns": r["turns"]}) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"question\.jsonl:\d+: bad 'question_id'"):
+        load_benchmark("mt-bench", data_dir=tmp_path)
+
+
 def test_one_model_as_both_of_a_public_benchmarks_pair_is_refused(data_dir):
     # It reached the evaluation, which refused it for "equal mean quality ... route between another pair".
     with pytest.raises(DataError, match=r"must differ \(both are gpt-4-1106-preview\)"):

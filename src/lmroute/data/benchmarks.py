@@ -214,7 +214,10 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
             raise DataError(f"{folder / 'question.jsonl'}:{line_number}: 'turns' must be strings")
         if any(turn in contaminated for turn in turns):
             continue
-        qid = int(record["question_id"])
+        try:
+            qid = int(record["question_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{folder / 'question.jsonl'}:{line_number}: bad 'question_id': {exc}") from exc
         for model, values in columns.items():
             if (qid, model) not in judged:
                 raise DataError(f"{folder / 'judgements.jsonl'}: no judgement of {model} on {qid}")
