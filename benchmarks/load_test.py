@@ -62,18 +62,21 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def wait_ready(url: str, process: subprocess.Popen, seconds: float) -> None:
+def wait_ready(url: str, process: subprocess.Popen, seconds: float, log: Path) -> None:
     deadline = time.monotonic() + seconds
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{' '.join(map(str, process.args[:5]))} exited with {process.returncode}")
+            # The server's own one-line error (an unknown router, a damaged router folder) is the reason.
+            lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            reason = lines[-1] if lines else "no output"
+            raise SystemExit(f"lmroute serve exited with {process.returncode}: {reason} (its log: {log})")
         try:
             opener.open(url, timeout=1).read()
             return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up in {seconds:.0f} s")
+    raise SystemExit(f"{url} did not come up in {seconds:.0f} s (its log: {log})")
 
 
 def request_bytes(i: int, router: str) -> bytes:
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_ready(f"http://127.0.0.1:{lm_port}/health", server, 180)
+        wait_ready(f"http://127.0.0.1:{lm_port}/health", server, 180, Path(logs) / "serve.log")
         print(
             f"lmroute serve (pid {server.pid}, router {args.router}) on 127.0.0.1:{lm_port} -> canned "
             f"upstream on {up_port}; {args.requests} requests at concurrency {args.concurrency}, "

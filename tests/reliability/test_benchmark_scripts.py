@@ -45,3 +45,14 @@ def test_sw_ranking_reference_rate_leaves_out_the_scikit_learn_import():
     # one refit over 200 battles takes milliseconds; the import's 3 s would make it < 0.34/s
     assert float(found[1]) > 1.0, run.stdout
     assert re.search(r"ratio: \d+x", run.stdout), run.stdout
+
+
+def test_load_test_names_why_the_server_did_not_start(tmp_path):
+    argv = [sys.executable, str(BENCHMARKS / "load_test.py"), "--router", "no-such-router"]
+    argv += ["--requests", "2", "--window", "1", "--warmup", "1", "--seconds", "10"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    message = run.stderr.strip().splitlines()
+    assert len(message) == 1, run.stderr
+    assert "unknown router 'no-such-router'" in message[0], run.stderr
