@@ -319,6 +319,9 @@ def main() -> int:
         help="load generator (default: wrk when installed)",
     )
     args = parser.parse_args()
+    if args.baseline_src and not (args.baseline_src / "lmroute" / "__init__.py").is_file():
+        # Else its server imports the installed lmroute and the ratios compare this tree with that.
+        parser.error(f"--baseline-src {args.baseline_src}: no lmroute package there (a tree's src folder)")
 
     print(f"load average before: {load_average()}; {os.cpu_count()} cores; load generator {args.load}")
     up_port = free_port()

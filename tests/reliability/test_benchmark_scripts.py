@@ -56,3 +56,16 @@ def test_load_test_names_why_the_server_did_not_start(tmp_path):
     message = run.stderr.strip().splitlines()
     assert len(message) == 1, run.stderr
     assert "unknown router 'no-such-router'" in message[0], run.stderr
+
+
+@pytest.mark.parametrize("folder", ["missing", "not-a-source-tree"])
+def test_bench_server_refuses_a_baseline_src_without_lmroute(folder, tmp_path):
+    # A PYTHONPATH without lmroute in it would start the installed lmroute as the "baseline".
+    (tmp_path / "not-a-source-tree").mkdir()
+    argv = [sys.executable, str(BENCHMARKS / "bench_server.py"), "--baseline-src", str(tmp_path / folder)]
+    argv += ["--concurrency", "1", "--requests", "5", "--seconds", "1", "--rounds", "1", "--no-mf"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "--baseline-src" in run.stderr.strip().splitlines()[-1], run.stderr
+    assert "load average before" not in run.stdout, run.stdout
