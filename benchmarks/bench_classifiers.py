@@ -34,7 +34,12 @@ from lmroute.registry import get_router_class, load_router
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    path = Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (path / "arena-hard/questions.jsonl").is_file():
+        raise SystemExit(
+            f"no arena-hard/questions.jsonl in {path}: set LMROUTE_DATA_DIR to the shared data folder"
+        )
+    return path
 
 
 def arena_prompts(count: int) -> list[str]:

@@ -29,7 +29,11 @@ from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    path = Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    for name in ("arena-hard/questions.jsonl", "alpaca-eval/judgments.jsonl"):
+        if not (path / name).is_file():
+            raise SystemExit(f"no {name} in {path}: set LMROUTE_DATA_DIR to the shared data folder")
+    return path
 
 
 def prompt_sets(count: int, seed: int) -> dict[str, list[str]]:

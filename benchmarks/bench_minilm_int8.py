@@ -51,7 +51,12 @@ print(json.dumps([imported, loaded, rss()]))
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    path = Path(os.environ.get("LMROUTE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (path / "alpaca-eval/judgments.jsonl").is_file():
+        raise SystemExit(
+            f"no alpaca-eval/judgments.jsonl in {path}: set LMROUTE_DATA_DIR to the shared data folder"
+        )
+    return path
 
 
 def load_average() -> str:

@@ -6,6 +6,7 @@ Each runs the script in its own process, as the README's command does; none take
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -69,3 +70,17 @@ def test_bench_server_refuses_a_baseline_src_without_lmroute(folder, tmp_path):
     assert "Traceback" not in run.stderr, run.stderr
     assert "--baseline-src" in run.stderr.strip().splitlines()[-1], run.stderr
     assert "load average before" not in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize(
+    "script", ["bench_embeddings.py", "bench_classifiers.py --router bert", "bench_minilm_int8.py --no-apgr"]
+)
+def test_a_benchmark_without_its_data_says_so_in_one_line(script, tmp_path):
+    name, *options = script.split()
+    env = {**os.environ, "LMROUTE_DATA_DIR": str(tmp_path / "no-data")}
+    argv = [sys.executable, str(BENCHMARKS / name), *options, "--prompts", "2"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    message = run.stderr.strip().splitlines()
+    assert len(message) == 1 and "LMROUTE_DATA_DIR" in message[0], run.stderr
