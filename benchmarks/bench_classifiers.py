@@ -30,6 +30,7 @@ import numpy as np
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
+from lmroute.exceptions import LmrouteError
 from lmroute.registry import get_router_class, load_router
 
 
@@ -79,8 +80,8 @@ def one_by_one(router):
     return lambda prompts: np.concatenate([router.score([p]) for p in prompts])
 
 
-def bench(name: str, prompts: list[str], train: int, options: dict) -> None:
-    router = get_router_class(name)({"preset": "fast", **options})
+def bench(router, prompts: list[str], train: int, options: dict) -> None:
+    name = router.name
     started = time.perf_counter()
     router.fit(gold_battles(train))
     print(f"{name} {options or ''}: trained on {train} gold battles in {time.perf_counter() - started:.0f} s")
@@ -115,15 +116,25 @@ def main() -> None:
         "--llm-options", type=json.loads, default={}, help="JSON, e.g. '{\"num_layers\": null}'"
     )
     args = parser.parse_args()
+    chosen = {
+        "bert": (args.prompts, args.bert_options),
+        "causal_llm": (args.llm_prompts, args.llm_options),
+    }
+    routers = {}
+    for name, (_, options) in chosen.items():
+        if args.router in (name, "both"):
+            try:  # before any training: a misspelt option of the second router is not minutes away
+                routers[name] = get_router_class(name)({"preset": "fast", **options})
+            except LmrouteError as exc:
+                parser.error(str(exc))
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"load average {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")
-    if args.router in ("bert", "both"):
-        bench("bert", arena_prompts(args.prompts), args.train, args.bert_options)
-    if args.router in ("causal_llm", "both"):
-        bench("causal_llm", arena_prompts(args.llm_prompts), args.train, args.llm_options)
+    for name, router in routers.items():
+        count, options = chosen[name]
+        bench(router, arena_prompts(count), args.train, options)
 
 
 if __name__ == "__main__":
