@@ -94,3 +94,26 @@ def test_bench_classifiers_refuses_a_misspelt_router_option_before_training():
     assert "Traceback" not in run.stderr, run.stderr
     assert "num_layer" in run.stderr.strip().splitlines()[-1], run.stderr
     assert "trained" not in run.stdout, run.stdout
+
+
+# The quick benchmarks at their smallest sizes, each to the line with its ratio against the baseline
+# it measures in the same run: a change of the API they call breaks them here, not in a release.
+SMOKE = {
+    "bench_control.py --requests 200 --repeats 1": r"spend target +[\d.]+ us/request  x +[\d.]+",
+    "bench_n_models.py --prompts 4 --models 3 --batch 2 --repeats 1": (
+        r"3-model rate / two-model rate incl\. embedding: [\d.]+"
+    ),
+    "bench_server.py --concurrency 1 --requests 5 --seconds 1 --rounds 1 --no-mf --load python": (
+        r"2 workers: added p50 -?[\d.]+ ms, req/s x[\d.]+"
+    ),
+}
+
+
+@pytest.mark.parametrize("command", list(SMOKE))
+def test_a_quick_benchmark_runs_to_its_ratio(command):
+    name, *options = command.split()
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *options], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(SMOKE[command], run.stdout), run.stdout
