@@ -20,8 +20,9 @@ than the rates), then the checks:
   embedding cache is full, is printed beside it.
 
 ``--baseline-src DIR`` also runs a server from another source tree (e.g. ``../main/src``) in the same
-rounds, and prints this tree's ratios to it. The load average is printed before and after: rates
-taken on a busy machine are not evidence, ratios measured in one run are.
+rounds, as the row ``baseline``, with its ratios to this tree's one worker (req/s x1.20: the
+baseline served 20% more). The load average is printed before and after: rates taken on a busy
+machine are not evidence, ratios measured in one run are.
 """
 
 from __future__ import annotations
