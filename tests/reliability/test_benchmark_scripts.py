@@ -117,3 +117,17 @@ def test_a_quick_benchmark_runs_to_its_ratio(command):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(SMOKE[command], run.stdout), run.stdout
+
+
+def test_bench_mf_ratio_with_embedding_is_taken_on_the_reference_prompts(data_dir):
+    # AlpacaEval's first 100 prompts (the reference's) have a median of 51 characters, all 400 of 78
+    argv = [sys.executable, str(BENCHMARKS / "bench_mf.py"), "--prompts", "8", "--baseline-prompts", "2"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rates = dict(re.findall(r"^(\S.*?) +([\d.]+) prompts/s$", run.stdout, re.MULTILINE))
+    ratio = re.search(r"ratio incl\. embedding \(the same 2 prompts\): ([\d.]+)x", run.stdout)
+    assert ratio, run.stdout
+    same = float(rates["mf score incl. embedding, first 2"]) / float(
+        rates["reference per prompt incl. embedding"]
+    )
+    assert float(ratio[1]) == pytest.approx(same, abs=0.06), run.stdout
