@@ -107,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.data.battles import battle_records
     from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
     from lmroute.data.decontaminate import DEFAULT_THRESHOLD
-    from lmroute.data.prepare import prepare_battles
-    from lmroute.data.sources import parse_source
+    from lmroute.data.prepare import benchmark_file, prepare_battles
+    from lmroute.data.sources import source_file
 
-    inputs = [parse_source(spec).target for spec in args.sources]
-    refuse_overwriting_inputs(args, ("out", "report"), inputs)
+    # As the loaders find them: a relative path may name a file in the data folder.
+    found = [source_file(spec, data_dir(args)) for spec in args.sources]
+    found += [benchmark_file(name, data_dir(args)) for name in args.exclude_benchmark]
+    refuse_overwriting_inputs(args, ("out", "report"), [str(path) for path in found if path is not None])
     check_output(args.report)
     check_output(args.out)
     against = list(PUBLIC_BENCHMARKS) if args.decontaminate else []

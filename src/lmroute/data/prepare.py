@@ -142,6 +142,13 @@ def _benchmark_prompts(key: str, data_dir: str | Path | None) -> tuple[str, list
     return table.name, list(table.prompts)
 
 
+def benchmark_file(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The file of benchmark ``name``, found as a gold source's is; None for a public benchmark or
+    a file found nowhere."""
+    key = _bench_key(name, data_dir)
+    return None if key in PUBLIC_BENCHMARKS or not Path(key).is_file() else Path(key)
+
+
 def _bench_key(name: str, data_dir: str | Path | None, *, check: bool = False) -> str:
     """A public benchmark's name, else the absolute path of a benchmark file: a relative path found
     as a gold source's is (the working directory, then the data folders). With ``check``, a file

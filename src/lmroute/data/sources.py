@@ -263,6 +263,24 @@ def load_sources(
     return battles, report
 
 
+def source_file(spec: str, data_dir: str | Path | None = None) -> Path | None:
+    """The file source ``spec`` reads, found as its loader finds it (the working directory, then
+    the data folders; an AlpacaEval folder's ``judgments.jsonl``); None for a public benchmark, a
+    hub dataset or a file found nowhere. What an output must not replace."""
+    from lmroute.data.public import find_data_file
+
+    parsed = parse_source(spec)
+    if parsed.kind == "gold" and parsed.target.lower().replace("_", "-") in PUBLIC_BENCHMARKS:
+        return None
+    if parsed.kind == "arena" and parsed.target.startswith("hf:"):
+        return None
+    target = parsed.target or ("alpaca-eval" if parsed.kind == "alpaca-eval" else "")
+    found, _ = find_data_file(Path(target).expanduser(), _data_dir(data_dir))
+    if found is not None and found.is_dir():
+        found = found / "judgments.jsonl"
+    return found
+
+
 def _renamed(b: Battle, aliases: Mapping[str, str]) -> Battle:
     if not aliases or (b.model_a not in aliases and b.model_b not in aliases):
         return b
