@@ -70,3 +70,39 @@ def test_text_lines_end_only_at_newlines(tmp_path):
     path = tmp_path / "p.txt"
     path.write_text(f"{TEXT}\nsecond\n", encoding="utf-8")
     assert read_prompts(path) == [TEXT, "second"]
+
+
+@pytest.mark.parametrize("name", ["prompts.csv", "PROMPTS.CSV"])
+def test_a_csv_prompt_file_is_refused_not_read_as_text(tmp_path, name):
+    """Read as text, a CSV's header became a prompt and each row one with its other cells glued on."""
+    path = tmp_path / name
+    path.write_text("prompt,reference\nWhat is 2+2?,4\n")
+    with pytest.raises(DataError, match=r"(?i)prompts\.csv: a CSV file.*JSONL"):
+        read_prompts(path)
+
+
+def test_label_refuses_a_csv_prompt_file_before_any_call(tmp_path, capsys):
+    path = tmp_path / "questions.csv"
+    path.write_text("prompt,reference\nWhat is 2+2?,4\n")
+    models = [
+        "--model",
+        "name=a,base_url=http://127.0.0.1:9/v1",
+        "--model",
+        "name=b,base_url=http://127.0.0.1:9/v1",
+    ]
+    out = tmp_path / "run"
+    argv = [
+        "label",
+        "--prompts",
+        str(path),
+        *models,
+        "--mode",
+        "judge",
+        "--judge",
+        "name=j,base_url=http://127.0.0.1:9/v1",
+    ]
+    code = main([*argv, "--out", str(out), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+    assert "questions.csv: a CSV file" in err
+    assert not out.exists()

@@ -12,8 +12,14 @@ def prompt_file_lines(path: str | Path) -> tuple[bool, list[tuple[int, str]]]:
     """Whether a prompt file is JSONL, and its non-blank lines as (line number, text).
 
     It is JSONL when it is named ``.jsonl``/``.json`` or its first line starts with ``{``; else
-    each line is one prompt. DataError when the file cannot be read or has no line.
+    each line is one prompt. DataError when the file cannot be read or has no line, or is a
+    ``.csv`` (read as text, its header would be a prompt and each row one, its cells glued).
     """
+    if Path(path).suffix.lower() == ".csv":
+        raise DataError(
+            f"{path}: a CSV file is not a prompt file; give JSONL with a 'prompt' field, one object a "
+            "line, or text with one prompt a line"
+        )
     lines = list(read_lines(path, what="prompts"))
     as_json = Path(path).suffix.lower() in (".jsonl", ".json") or lines[0][1].lstrip().startswith("{")
     return as_json, lines
