@@ -76,3 +76,23 @@ def test_an_alpaca_eval_folder_source_is_an_input_too(tmp_path, capsys, monkeypa
     assert code == 1, err
     assert "is the input file" in err
     assert judgments.read_text() == before
+
+
+@pytest.mark.parametrize("option", [["--threshold", "0.5"], ["--exact-only"]])
+def test_decontamination_settings_without_decontamination_are_refused(option, tmp_path, capsys, monkeypatch):
+    """They set how prompts are matched against benchmark prompts; without a benchmark to match
+    against they did nothing, and the report looked like a decontaminated one had been asked for."""
+    (tmp_path / "battles.jsonl").write_text(BATTLES)
+    monkeypatch.chdir(tmp_path)
+    code = main(["data", "battles:battles.jsonl", *option, "--out", "out.jsonl"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+    assert option[0] in err and "--exclude-benchmark" in err and "--decontaminate" in err
+    assert not (tmp_path / "out.jsonl").exists()
+    # With a benchmark to match against, they apply.
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(BENCH)
+    argv = ["data", "battles:battles.jsonl", *option, "--exclude-benchmark", str(bench), "--exact-only"]
+    assert main([*argv, "--out", "out.jsonl"]) == 0
+    assert (tmp_path / "out.jsonl").exists()

@@ -34,6 +34,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "Shares depend on the traffic": ("calibrate",),
     "--set expects KEY=VALUE": ("train",),
     "--alias expects OLD=NEW": ("data",),
+    "only set how training prompts are matched": ("data",),
     "judge mode needs a judge model (--judge)": ("label",),
     "name the field with --reference-field": ("label",),
     "wait for it or use another --out": ("label",),

@@ -43,10 +43,15 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="cosine similarity at or above which a prompt is a near duplicate (default 0.90 for "
-        "MiniLM; see lmroute.data.decontaminate)",
+        help="with --exclude-benchmark or --decontaminate: cosine similarity at or above which a "
+        "prompt is a near duplicate of a benchmark prompt (default 0.90 for MiniLM; see "
+        "lmroute.data.decontaminate)",
     )
-    p.add_argument("--exact-only", action="store_true", help="decontaminate by exact matches only")
+    p.add_argument(
+        "--exact-only",
+        action="store_true",
+        help="decontaminate (--exclude-benchmark, --decontaminate) by exact matches only",
+    )
     p.add_argument("--embedder", default="minilm", help="embedder for near duplicates (default minilm)")
     p.add_argument("--alias", nargs="*", metavar="OLD=NEW", help="rename a model in every source")
     p.add_argument(
@@ -109,7 +114,14 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.data.decontaminate import DEFAULT_THRESHOLD
     from lmroute.data.prepare import benchmark_file, prepare_battles
     from lmroute.data.sources import source_file
+    from lmroute.exceptions import ConfigError
 
+    if (args.threshold is not None or args.exact_only) and not (args.exclude_benchmark or args.decontaminate):
+        raise ConfigError(
+            "--threshold and --exact-only only set how training prompts are matched against benchmark "
+            "prompts: add --exclude-benchmark NAME or --decontaminate (votes repeated across sources "
+            "are dropped by exact match always)"
+        )
     # As the loaders find them: a relative path may name a file in the data folder.
     found = [source_file(spec, data_dir(args)) for spec in args.sources]
     found += [benchmark_file(name, data_dir(args)) for name in args.exclude_benchmark]
