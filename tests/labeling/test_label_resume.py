@@ -237,6 +237,27 @@ def test_unparsable_verdicts_are_counted_and_excluded(tmp_path):
     assert any(j["verdict"] is None for j in _read_jsonl(tmp_path / "judgements.jsonl"))
 
 
+@pytest.mark.parametrize("mode, options", [("golden", {}), ("judge", {"judge_mode": "score"})])
+def test_a_rerun_that_labels_nothing_leaves_no_scores_of_an_earlier_run(tmp_path, mode, options):
+    """Battles and scores are rewritten whole from what this run labelled: a scores.jsonl of the
+    earlier run beside an empty battles.jsonl would be evaluated as if it were this run's."""
+
+    class Rater(CountingCaller):
+        async def __call__(self, model, messages, params):
+            if model.name != "judge":
+                return await super().__call__(model, messages, params)
+            return ChatResult("Rating: [[7]]", 5, 2)
+
+    label(_job(mode, n=4, **options), tmp_path, caller=Rater())
+    assert len(_read_jsonl(tmp_path / "scores.jsonl")) == 4
+    changed = _job(mode, n=4, params={"temperature": 0.0, "max_tokens": 11}, **options)
+    stopped = label(changed, tmp_path, caller=CountingCaller(), limits=RunLimits(budget_tokens=1))
+    assert stopped.summary["items"]["labelled"] == 0
+    assert _read_jsonl(tmp_path / "battles.jsonl") == []
+    assert _read_jsonl(tmp_path / "scores.jsonl") == []
+    assert tmp_path / "scores.jsonl" in stopped.files
+
+
 def test_score_mode_writes_ratings(tmp_path):
     class Rater(CountingCaller):
         async def __call__(self, model, messages, params):

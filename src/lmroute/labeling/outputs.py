@@ -73,7 +73,9 @@ def write_outputs(
         else:
             _pairwise_labels(job, item, outcome, labels)
     files = [write_jsonl(out / BATTLES_FILE, labels.battles)]
-    if labels.scores:
+    # Even with no row (nothing labelled this time): a scores file of an earlier run would pass
+    # for this one's.
+    if job.mode == "golden" or job.judge_mode == "score":
         files.append(write_jsonl(out / SCORES_FILE, labels.scores))
     summary = {**_summary(job, outcomes, labels), **run_summary}
     path = out / SUMMARY_FILE
