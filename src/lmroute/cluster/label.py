@@ -155,6 +155,16 @@ class _BatchLabeller:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"labelled": np.array([self.loop.run_until_complete(self._label(batch))], dtype=object)}
 
+    def __del__(self) -> None:
+        # Ray Data calls this when it stops the worker. Left to the garbage collector, every HTTP
+        # session of the caller printed "Unclosed client session" into the run's output.
+        loop, caller = getattr(self, "loop", None), getattr(self, "caller", None)
+        if loop is None or loop.is_closed():
+            return
+        if caller is not None:
+            loop.run_until_complete(caller.aclose())
+        loop.close()
+
     async def _label(self, batch: dict[str, np.ndarray]) -> str:
         items = [LabelItem(**json.loads(text)) for text in batch["item"]]
         stored = [json.loads(text) for text in batch["stored"]]
