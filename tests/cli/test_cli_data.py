@@ -96,3 +96,22 @@ def test_decontamination_settings_without_decontamination_are_refused(option, tm
     argv = ["data", "battles:battles.jsonl", *option, "--exclude-benchmark", str(bench), "--exact-only"]
     assert main([*argv, "--out", "out.jsonl"]) == 0
     assert (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("which", ["prompts", "source"])
+def test_similarity_json_onto_an_input_is_refused(which, tmp_path, capsys, monkeypatch):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2+2?\n")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "battles.jsonl").write_text(BATTLES)
+    monkeypatch.chdir(tmp_path)
+    target = prompts if which == "prompts" else folder / "battles.jsonl"
+    before = target.read_text()
+    argv = ["data", "similarity", "prompts.txt", "--against", "battles:battles.jsonl", "--data-dir", "data"]
+    code = main([*argv, "--json", str(target)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+    assert "--json" in err and "is the input file" in err
+    assert target.read_text() == before

@@ -162,6 +162,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     from lmroute.workflows.similarity import data_similarity
 
     check_output(args.json)
+    refuse_overwriting_inputs(args, ("json",), _similarity_inputs(args))
     reports = data_similarity(
         args.prompts,
         args.against,
@@ -173,3 +174,22 @@ def run_similarity(args: argparse.Namespace) -> int:
     if args.json:
         write_json_report(args.json, [r.to_dict() for r in reports])
     return 0
+
+
+def _similarity_inputs(args: argparse.Namespace) -> list[str]:
+    """The files ``data similarity`` reads: prompt files and the files of source specs (a trained
+    router's recorded sources are read where its training found them)."""
+    from pathlib import Path
+
+    from lmroute.data.sources import source_file
+    from lmroute.exceptions import ConfigError
+
+    inputs = [str(Path(p).expanduser()) for p in args.prompts]
+    for item in args.against:
+        try:
+            found = source_file(item, data_dir(args))
+        except ConfigError:  # a router, not a source spec (or neither: the workflow says so)
+            continue
+        if found is not None:
+            inputs.append(str(found))
+    return inputs
