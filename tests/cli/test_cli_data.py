@@ -115,3 +115,70 @@ def test_similarity_json_onto_an_input_is_refused(which, tmp_path, capsys, monke
     assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
     assert "--json" in err and "is the input file" in err
     assert target.read_text() == before
+
+
+EXCLUDING = ["--exclude-benchmark", "mmlu", "--exclude-benchmark", "b.jsonl"]
+REPEATED = {
+    "train --data": (
+        ["train", "mf", "--out", "r", "--data", "battles:a.jsonl", "--data", "gold:b.jsonl"],
+        "data",
+    ),
+    "train --exclude-benchmark": (
+        ["train", "mf", "--out", "r", "--data", "battles:a.jsonl", *EXCLUDING],
+        "exclude_benchmark",
+    ),
+    "data --exclude-benchmark": (
+        ["data", "battles:a.jsonl", "--exclude-benchmark", "mmlu", "--exclude-benchmark", "b.jsonl"],
+        "exclude_benchmark",
+    ),
+    "data --alias": (["data", "battles:a.jsonl", "--alias", "a=A", "--alias", "b=B"], "alias"),
+    "data similarity --against": (
+        ["data-similarity", "mmlu", "--against", "battles:a.jsonl", "--against", "gold:b.jsonl"],
+        "against",
+    ),
+    "data similarity --cuts": (
+        ["data-similarity", "mmlu", "--against", "mf", "--cuts", "0.9", "--cuts", "0.5"],
+        "cuts",
+    ),
+    "data pull --only": (["data pull", "--only", "mmlu", "--only", "gsm8k"], "only"),
+    "shrink --models": (
+        [
+            "shrink",
+            "--router",
+            "mf",
+            "--benchmark",
+            "b.jsonl",
+            "--out",
+            "r",
+            "--models",
+            "a",
+            "--models",
+            "b",
+        ],
+        "models",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATED))
+def test_a_repeated_list_option_adds_to_the_list(case):
+    """Given twice, the second list replaced the first without a word: ``--exclude-benchmark mmlu
+    --exclude-benchmark gsm8k`` left MMLU's prompts in the training data."""
+    from lmroute.cli import build_parser
+
+    argv, dest = REPEATED[case]
+    given = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--" + dest.replace("_", "-")]
+    assert [str(v) for v in getattr(build_parser().parse_args(argv), dest)] == given
+
+
+def test_every_excluded_benchmark_is_decontaminated_against(tmp_path, capsys, monkeypatch):
+    (tmp_path / "battles.jsonl").write_text(BATTLES)
+    for name, prompt in (("one", "prompt 0"), ("two", "prompt 1")):
+        (tmp_path / f"{name}.jsonl").write_text(
+            json.dumps({"prompt": prompt, "scores": {"a": 1, "b": 0}}) + "\n"
+        )
+    monkeypatch.chdir(tmp_path)
+    argv = ["data", "battles:battles.jsonl", "--exact-only", "--out", "out.jsonl"]
+    assert main([*argv, "--exclude-benchmark", "one.jsonl", "--exclude-benchmark", "two.jsonl"]) == 0
+    kept = [json.loads(line)["prompt"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert kept == ["prompt 2", "prompt 3"]

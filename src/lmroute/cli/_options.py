@@ -66,6 +66,7 @@ def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exclude-benchmark",
         nargs="*",
+        action="extend",
         default=[],
         metavar="NAME",
         help="drop NAME's gold labels and training prompts that (nearly) duplicate NAME's; NAME is "

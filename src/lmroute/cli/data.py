@@ -53,7 +53,9 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         help="decontaminate (--exclude-benchmark, --decontaminate) by exact matches only",
     )
     p.add_argument("--embedder", default="minilm", help="embedder for near duplicates (default minilm)")
-    p.add_argument("--alias", nargs="*", metavar="OLD=NEW", help="rename a model in every source")
+    p.add_argument(
+        "--alias", nargs="*", action="extend", metavar="OLD=NEW", help="rename a model in every source"
+    )
     p.add_argument(
         "--min-model-battles",
         type=int,
@@ -87,6 +89,7 @@ def _add_similarity_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--against",
         nargs="+",
+        action="extend",
         required=True,
         metavar="SOURCE|ROUTER",
         help="source specs as lmroute train --data takes them, or a trained router (mf, or a saved "
@@ -96,6 +99,7 @@ def _add_similarity_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--cuts",
         nargs="+",
+        action="extend",
         type=float,
         metavar="S",
         help="report the share of prompts whose nearest neighbour is at least each S "

@@ -25,6 +25,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--only",
         nargs="+",
+        action="extend",
         metavar="PART",
         help="only these parts: mmlu, gsm8k, mt-bench (or routellm-evals for the three), arena-hard "
         "(default: all)",

@@ -18,6 +18,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--models",
         nargs="+",
+        action="extend",
         required=True,
         metavar="MODEL",
         help="the deployed models, as named in the benchmark (NAME, or SERVED=VOCABULARY)",

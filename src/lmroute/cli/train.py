@@ -23,6 +23,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--data",
         nargs="+",
+        action="extend",
         required=True,
         metavar="SOURCE",
         help="training sources: arena:FILE battles:FILE alpaca-eval:DIR gold:mmlu gold:FILE",
