@@ -116,6 +116,14 @@ def test_extract_number(text, value):
         ("I cannot decide between (A) and (B).", None),
         ("It must be (B); the others are wrong.", "B"),
         ("E", None),  # not among the four choices
+        # A lone letter in lower case commits to that choice as plainly (small models answer so).
+        ("b", "B"),
+        (" (c)\n", "C"),
+        ("d.", "D"),
+        ("**a**", "A"),
+        ("e", None),
+        ("a", "A"),
+        ("a bit", None),
     ],
 )
 def test_extract_choice(text, letter):
@@ -126,6 +134,7 @@ def test_choice_grader_and_letters():
     assert grade("Answer: E", "E", grader="choice") == (True, "E")
     assert grade("The answer is (B)", "(B)", grader="choice") == (True, "B")
     assert grade("The answer is (B)", "C", grader="choice") == (False, "B")
+    assert grade("b", "B") == (True, "B")
     assert extract_choice("Answer: E", letters="ABCDE") == "E"
 
 

@@ -14,8 +14,8 @@ Graders, by name:
     numbers compare by value (``$20.00`` equals ``20``).
 ``choice``
     A multiple-choice letter as in MMLU (the reference read the first character of a one-token
-    answer); longer answers are read from "answer is (B)", "Answer: B", a leading "B." or a
-    single "(B)".
+    answer; a lone letter counts in either case); longer answers are read from "answer is (B)",
+    "Answer: B", a leading "B." or a single "(B)".
 ``exact``
     Short answers: equal after normalising case, punctuation, articles and spaces, or the
     response's stated final answer ("Answer: ...") equals the reference so normalised.
@@ -73,6 +73,9 @@ def _to_decimal(token: str) -> Decimal | None:
 _CHOICE_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?\s*(?:[:\-]\s*)?[\s*(\[]*([A-J])\b")
 _CHOICE_LEADING = re.compile(r"^\s*[*(\[]*([A-J])(?:[*)\].:]|\s*$|\s*\n)")
 _CHOICE_PAREN = re.compile(r"\(([A-J])\)")
+# A response that is one letter and nothing else commits to it in either case ("b"); elsewhere a
+# lower-case "a" is more often the article.
+_CHOICE_ALONE = re.compile(r"\s*[*(\[]*([A-Ja-j])[*)\].:]*\s*")
 
 
 def extract_choice(text: str, *, letters: str = "ABCD") -> str | None:
@@ -81,6 +84,10 @@ def extract_choice(text: str, *, letters: str = "ABCD") -> str | None:
     stated = [m for m in _CHOICE_ANSWER.findall(text) if m in allowed]
     if stated:
         return stated[-1]
+    alone = _CHOICE_ALONE.fullmatch(text)
+    if alone:
+        letter = alone.group(1).upper()
+        return letter if letter in allowed else None
     leading = _CHOICE_LEADING.match(text)
     if leading and leading.group(1) in allowed:
         return leading.group(1)
