@@ -140,3 +140,33 @@ def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
     for line in (folder / "SHA256SUMS").read_text().splitlines():
         digest, path = line.split("  ")
         assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == digest
+
+
+def test_a_file_deleted_from_the_folder_is_no_longer_listed(tmp_path):
+    """A later pull of other parts listed a file that was gone: SHA256SUMS failed to check and the
+    manifest said the folder held a part it did not."""
+    root = tmp_path / "www"
+    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(f"the bytes of {path}\n")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
+    folder = tmp_path / "carried"
+    try:
+        pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
+        (folder / "routellm-evals" / "gsm8k" / "gsm8k_responses.csv").unlink()
+        result = pull(folder, only=["mt-bench"], urls=urls)
+    finally:
+        server.shutdown()
+        server.server_close()
+    present = sorted(
+        str(p.relative_to(folder)) for p in (folder / "routellm-evals").rglob("*") if p.is_file()
+    )
+    assert len(present) == len(paths) - 1
+    listed = [line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
+    assert sorted(listed) == present and result.files == len(present)
+    assert "gsm8k_responses.csv" not in (folder / "MANIFEST.json").read_text()

@@ -55,7 +55,10 @@ def pull(
             old = {f["path"]: f for f in json.loads(manifest_path.read_text("utf-8"))["files"]}
         except (ValueError, KeyError, TypeError):
             old = {}
-    entries = dict(old)
+    # Files of earlier pulls stay listed while they are there; a deleted one is no longer listed.
+    entries = {
+        path: entry for path, entry in old.items() if isinstance(path, str) and (folder / path).is_file()
+    }
     todo: list[tuple[str, str, Part]] = []  # (path, url, part) of the files to fetch
     for p in parts:
         base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
