@@ -558,6 +558,41 @@ def test_job_validation():
         LabelJob(_items(1), (STRONG, STRONG), "golden")
 
 
+@pytest.mark.parametrize("bound", [0, -5, 2.5, True, "many"])
+def test_a_completion_bound_that_is_not_a_positive_integer_is_refused(bound, tmp_path, capsys):
+    """It went to every call as it was (each one refused by the endpoint, the run stopped by its
+    failures), and the dry run and the budget counted it as a negative or a default 1,024 tokens."""
+    with pytest.raises(ConfigError, match=r"max_tokens must be a whole number of tokens, at least 1"):
+        _job(params={"max_tokens": bound})
+    with pytest.raises(ConfigError, match=r"judge.*max_completion_tokens must be"):
+        _job("judge", judge_params={"max_completion_tokens": bound})
+    if isinstance(bound, int) and not isinstance(bound, bool):
+        prompts = tmp_path / "q.txt"
+        prompts.write_text("What is 2+2?\n")
+        models = [
+            "--model",
+            "name=a,base_url=http://127.0.0.1:9/v1",
+            "--model",
+            "name=b,base_url=http://127.0.0.1:9/v1",
+        ]
+        argv = [
+            "label",
+            "--prompts",
+            str(prompts),
+            *models,
+            "--mode",
+            "judge",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+        judge = ["--judge", "name=j,base_url=http://127.0.0.1:9/v1"]
+        for flag in ("--max-tokens", "--judge-max-tokens"):
+            assert main([*argv, *judge, flag, str(bound), "--dry-run"]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+        assert not (tmp_path / "run").exists()
+
+
 def test_api_keys_come_only_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="api_key_env"):
         parse_model_spec("name=x,base_url=http://h/v1,api_key=sk-123")

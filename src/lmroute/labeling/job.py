@@ -57,6 +57,9 @@ class LabelJob:
             raise DataError("no prompts to label")
         if "{prompt}" not in self.prompt_template:
             raise ConfigError("the prompt template must contain {prompt}")
+        # An upstream's own params are sent as they are (llama.cpp reads max_tokens -1 as no bound).
+        _check_bounds(self.params, "the models' requests")
+        _check_bounds(self.judge_params, "the judge's requests")
         if self.mode == "judge":
             if self.judge is None:
                 raise ConfigError("judge mode needs a judge model (--judge)")
@@ -131,6 +134,16 @@ class LabelJob:
             return f"label:golden:{self.grader}"
         assert self.judge is not None
         return f"label:judge-{self.judge_mode}:{self.judge.name}"
+
+
+def _check_bounds(params: Mapping[str, Any], where: str) -> None:
+    """ConfigError unless each completion bound in ``params`` is a positive integer (or None: none).
+    Any other went to every call as it was, each refused by the endpoint, and the dry run and the
+    budget counted it wrong."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{where}: {key} must be a whole number of tokens, at least 1, not {value!r}")
 
 
 def call_request(
