@@ -593,6 +593,45 @@ def test_a_completion_bound_that_is_not_a_positive_integer_is_refused(bound, tmp
         assert not (tmp_path / "run").exists()
 
 
+def test_a_missing_api_key_is_found_before_any_call_or_run_folder(tmp_path, capsys, monkeypatch):
+    """It was found at the first call to that model, after the other models' calls had been paid
+    for and the run folder made (as lmroute label --ray already checked first)."""
+    calls: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            calls.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "4"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    prompts = tmp_path / "q.txt"
+    prompts.write_text("What is 2+2?\n")
+    monkeypatch.delenv("LMROUTE_TEST_MISSING_KEY", raising=False)
+    argv = ["label", "--prompts", str(prompts), "--mode", "judge", "--out", str(tmp_path / "run")]
+    argv += ["--model", f"name=a,base_url={url}", "--model", f"name=b,base_url={url}"]
+    argv += ["--judge", f"name=j,base_url={url},api_key_env=LMROUTE_TEST_MISSING_KEY", "--quiet"]
+    try:
+        code = main(argv)
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+    assert "LMROUTE_TEST_MISSING_KEY" in err
+    assert calls == [] and not (tmp_path / "run").exists()
+
+
 def test_api_keys_come_only_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="api_key_env"):
         parse_model_spec("name=x,base_url=http://h/v1,api_key=sk-123")

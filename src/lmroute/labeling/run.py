@@ -67,6 +67,10 @@ async def alabel(
     limits = limits or RunLimits()
     own_caller: UpstreamCaller | None = None
     if caller is None:
+        # Every key before the first call and the run folder: an unset one found at that model's
+        # first call came after the other models' calls were paid for.
+        for model in (*job.models, *([job.judge] if job.judge is not None else [])):
+            model.api_key()
         own_caller = UpstreamCaller()
         caller = own_caller
     try:
