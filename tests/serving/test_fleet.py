@@ -404,3 +404,29 @@ def test_a_shrunk_router_routes_on_the_benchmarks_scale(fakes, mf):
     np.testing.assert_allclose([cand["predicted_quality"] for cand in info["candidates"]], means)
     with Controller(models=models(fakes[1]), routers={"mf": shrunk}) as controller:
         assert controller.route(PROMPT, model="router-mf-quality-0.8").model == "middle"
+
+
+def test_chat_shows_the_n_model_choice_and_its_predicted_quality(fakes, mf):
+    import io
+
+    from lmroute.serving.chat import run_chat
+
+    quality, _ = expected(mf)
+    out = io.StringIO()
+    with Controller(models=models(fakes[1]), routers={"mf": mf}) as controller:
+        lines = iter([PROMPT, "/quit"])
+        assert run_chat(controller, model="router-mf-lambda-0", read=lambda _: next(lines), out=out) == 0
+    assert "frontier says hi" in out.getvalue()
+    assert f"[mf lambda 0: model frontier, predicted quality {quality[0]:.4f}]" in out.getvalue()
+
+    class Broken(MFRouter):
+        def _predict_quality(self, prompts, models):
+            raise RuntimeError("embedding backend down")
+
+    broken = Broken.__new__(Broken)
+    broken.__dict__.update(mf.__dict__)
+    out = io.StringIO()
+    with Controller(models=models(fakes[1]), routers={"mf": broken}) as controller:
+        lines = iter([PROMPT, "/quit"])
+        run_chat(controller, model="router-mf-quality-0.5", read=lambda _: next(lines), out=out)
+    assert "[router mf failed: model frontier]" in out.getvalue()

@@ -20,6 +20,15 @@ def describe(info: dict[str, Any] | None) -> str:
     model = info.get("model")
     if info.get("router") is None:
         text = f"{model} (asked by name)"
+    elif info.get("mode") is not None:  # routed among N models: a policy, no score or threshold
+        quality = next(
+            (c.get("predicted_quality") for c in info.get("candidates", ()) if c.get("model") == model), None
+        )
+        if quality is None:  # the router failed: the models were tried by price
+            text = f"router {info['router']} failed: model {model}"
+        else:
+            policy = f"{info['router']} {info['mode']} {info['value']:g}"
+            text = f"{policy}: model {model}, predicted quality {quality:.4f}"
     elif info.get("score") is None:
         text = f"router {info['router']} failed: {info['decision']} model {model}"
     else:
