@@ -130,7 +130,7 @@ def calibrate_policy(
     prompts = list(prompts)
     if not prompts:
         raise ConfigError("calibration needs at least one prompt")
-    quality = router.predict_quality(prompts, catalogue.vocabulary)
+    quality = catalogue.predict_quality(router, prompts)
     cost = catalogue.costs(prompts)
     if budget is not None:
         value, choices = knob_for_budget(policy, quality, cost, budget)

@@ -27,7 +27,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -55,6 +55,27 @@ class CatalogueModel:
     price: Price
 
 
+class QualityPredictor(Protocol):
+    """What predicts each model's quality: a router (:meth:`lmroute.Router.predict_quality`)."""
+
+    def predict_quality(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray: ...
+
+
+def predict_quality(
+    router: QualityPredictor, prompts: Sequence[str], vocabulary: Sequence[str]
+) -> np.ndarray:
+    """``router``'s predicted quality of each of ``vocabulary`` (the vocabulary names of the deployed
+    models, in order) on each prompt, ``(n, k)``. Two deployed models may be one vocabulary model
+    (the same model from two providers, at two prices): the router, which takes each name once, is
+    asked once for it, and both get its column."""
+    distinct = list(dict.fromkeys(vocabulary))
+    quality = router.predict_quality(prompts, distinct)
+    if len(distinct) == len(vocabulary):
+        return quality
+    column = {m: i for i, m in enumerate(distinct)}
+    return quality[:, [column[m] for m in vocabulary]]
+
+
 class Catalogue:
     """The models a deployment routes among, in order; at least one, names unique."""
 
@@ -79,6 +100,11 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.models)
+
+    def predict_quality(self, router: QualityPredictor, prompts: Sequence[str]) -> np.ndarray:
+        """``router``'s predicted quality of each model on each prompt: ``(n, k)``, in catalogue
+        order (see :func:`predict_quality`)."""
+        return predict_quality(router, prompts, self.vocabulary)
 
     def costs(self, prompts: Sequence[str]) -> np.ndarray:
         """Estimated dollars per 1,000 requests of each model on each prompt: ``(n, k)``."""

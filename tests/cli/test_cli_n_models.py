@@ -420,3 +420,20 @@ def test_onboarding_curve_settings_are_checked_before_any_work(tmp_path, capsys,
     code, _, err = run(argv, capsys)
     one_line_error(code, err, str(config), needle)
     assert not (tmp_path / "out").exists()
+
+
+def test_two_served_models_may_be_one_vocabulary_model(files, tmp_path, capsys):
+    # The same model from two providers at two prices: one predicted quality, two costs.
+    (files["prices"]).write_text(PRICES + "hosted-llama: {input_per_1m: 0.9, output_per_1m: 0.9}\n")
+    models = [*MODELS, "hosted-llama=Meta-Llama-3-8B-Instruct"]
+    code, out, err = run(
+        ["score", "--router", "mf", "--input", files["prompts"], "--models", *models, "--quiet"], capsys
+    )
+    assert code == 0, err
+    rows = [json.loads(line)["scores"] for line in out.splitlines()]
+    assert len(rows) == 4 and all(r["hosted-llama"] == r["Meta-Llama-3-8B-Instruct"] for r in rows)
+    report = tmp_path / "c.json"
+    base = ["calibrate", "--router", "mf", "--prompts", files["prompts"], "--prices", files["prices"]]
+    code, out, err = run([*base, "--models", *models, "--budget", "2", "--json", report], capsys)
+    assert code == 0, err
+    assert json.loads(report.read_text())["shares"]["hosted-llama"] == 0  # as good, but dearer

@@ -430,3 +430,13 @@ def test_chat_shows_the_n_model_choice_and_its_predicted_quality(fakes, mf):
         lines = iter([PROMPT, "/quit"])
         run_chat(controller, model="router-mf-quality-0.5", read=lambda _: next(lines), out=out)
     assert "[router mf failed: model frontier]" in out.getvalue()
+
+
+def test_two_served_models_of_one_vocabulary_model_are_both_predicted(fakes, mf):
+    entries = models(fakes[1])
+    entries[2] = {**entries[2], "vocabulary": "beta"}  # "local" is "middle" hosted at no cost
+    with Controller(models=entries, routers={"mf": mf}) as controller:
+        decision = controller.route(PROMPT, model="router-mf-lambda-1")
+    quality = {c.name: c.quality for c in decision.candidates}
+    assert quality["local"] is not None and quality["local"] == quality["middle"]
+    assert decision.model == "local"  # as good as middle, and free

@@ -93,10 +93,10 @@ def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
 
 def _quality_records(router, prompts: list[str], specs: list[str]) -> list[dict]:
     """One ``{"prompt", "scores": {served name: predicted quality}}`` record per prompt, in order."""
-    from lmroute.catalogue import parse_model_specs
+    from lmroute.catalogue import parse_model_specs, predict_quality
 
     pairs = parse_model_specs(specs)
-    quality = router.predict_quality(prompts, [vocabulary for _, vocabulary in pairs])
+    quality = predict_quality(router, prompts, [vocabulary for _, vocabulary in pairs])
     names = [served for served, _ in pairs]
     return [
         {"prompt": p, "scores": dict(zip(names, row.tolist(), strict=True))}

@@ -218,7 +218,7 @@ def evaluate_router(
         costs, source = np.column_stack(file_costs) * 1e3, "file"  # type: ignore[arg-type]
     else:
         costs, source = estimated, "prices"
-    predicted = router.predict_quality(prompts, catalogue.vocabulary)
+    predicted = catalogue.predict_quality(router, prompts)
     ev = evaluate_choices(
         catalogue.names,
         scores,

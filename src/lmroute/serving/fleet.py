@@ -326,7 +326,7 @@ class Fleet:
     ) -> FleetDecision:
         """Rank the models for ``prompt`` (the routing text) of a request of ``tokens`` input tokens
         by ``spec``'s policy (blocking: run it off the event loop)."""
-        quality = router.predict_quality([prompt], self.catalogue.vocabulary)
+        quality = self.catalogue.predict_quality(router, [prompt])
         cost = self.catalogue.costs_of_tokens([tokens])
         order = ranked(spec.mode, quality, cost, spec.value)[0]
         return FleetDecision(
