@@ -138,7 +138,7 @@ def format_calibration(result: Calibration, *, source: str) -> str:
         *(f"{t:>10.5g}  {s:>11.1%}" for t, s in result.table),
         "",
         "Shares depend on the traffic: calibrating on a sample of your own prompts is best "
-        "(--prompts FILE: JSONL with a 'prompt' field, or one prompt per line).",
+        "(--prompts FILE: JSONL with a 'prompt' field, CSV with a 'prompt' column, or one prompt per line).",
     ]
     return "\n".join(lines)
 
@@ -158,8 +158,9 @@ def calibration_prompts(
     path: str | Path | None = None, *, data_dir: str | Path | None = None, url: str | None = None
 ) -> tuple[list[str], str]:
     """Prompts to calibrate on and a description of where they came from, for
-    :func:`format_calibration`: those in ``path`` (JSONL with a ``prompt`` field, or one per line)
-    or, without a path, the public Arena-Hard sample (:func:`arena_hard_prompts`)."""
+    :func:`format_calibration`: those in ``path`` (JSONL with a ``prompt`` field, CSV with a
+    ``prompt`` column, or one per line) or, without a path, the public Arena-Hard sample
+    (:func:`arena_hard_prompts`)."""
     if path:
         from lmroute.data.prompts import read_prompts
 

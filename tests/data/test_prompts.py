@@ -10,6 +10,7 @@ from _line_breaks import TEXT
 from lmroute.cli import main
 from lmroute.data.prompts import read_prompts
 from lmroute.exceptions import DataError
+from lmroute.labeling.items import LabelItem, read_items
 
 
 def test_jsonl_and_text_prompts(tmp_path):
@@ -72,37 +73,28 @@ def test_text_lines_end_only_at_newlines(tmp_path):
     assert read_prompts(path) == [TEXT, "second"]
 
 
-@pytest.mark.parametrize("name", ["prompts.csv", "PROMPTS.CSV"])
-def test_a_csv_prompt_file_is_refused_not_read_as_text(tmp_path, name):
-    """Read as text, a CSV's header became a prompt and each row one with its other cells glued on."""
-    path = tmp_path / name
-    path.write_text("prompt,reference\nWhat is 2+2?,4\n")
-    with pytest.raises(DataError, match=r"(?i)prompts\.csv: a CSV file.*JSONL"):
+def test_a_csv_file_gives_its_prompt_column(tmp_path, capsys):
+    """A benchmark CSV (a prompt column and a score column per model) passed as prompts: its
+    header and other columns were scored as prompts, its quoted line breaks split prompts apart."""
+    path = tmp_path / "bench.csv"
+    path.write_text('prompt,gpt-4,mixtral\n"two\nlines, a comma",1,0\nplain,0,1\n', encoding="utf-8")
+    assert read_prompts(path) == ["two\nlines, a comma", "plain"]
+    assert main(["score", "--router", "length", "--input", str(path), "--quiet"]) == 0
+    assert [json.loads(line)["prompt"] for line in capsys.readouterr().out.splitlines()] == [
+        "two\nlines, a comma",
+        "plain",
+    ]
+    path.write_text("question,answer\nwhat?,yes\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bench\.csv: missing column\(s\) prompt; found question, answer"):
         read_prompts(path)
 
 
-def test_label_refuses_a_csv_prompt_file_before_any_call(tmp_path, capsys):
-    path = tmp_path / "questions.csv"
-    path.write_text("prompt,reference\nWhat is 2+2?,4\n")
-    models = [
-        "--model",
-        "name=a,base_url=http://127.0.0.1:9/v1",
-        "--model",
-        "name=b,base_url=http://127.0.0.1:9/v1",
-    ]
-    out = tmp_path / "run"
-    argv = [
-        "label",
-        "--prompts",
-        str(path),
-        *models,
-        "--mode",
-        "judge",
-        "--judge",
-        "name=j,base_url=http://127.0.0.1:9/v1",
-    ]
-    code = main([*argv, "--out", str(out), "--dry-run"])
-    err = capsys.readouterr().err
-    assert code == 1 and err.startswith("lmroute: error: ") and err.count("\n") == 1, err
-    assert "questions.csv: a CSV file" in err
-    assert not out.exists()
+def test_label_reads_a_csv_prompt_file_by_its_columns(tmp_path):
+    """Read as text, a CSV's header became a prompt and each row one with its other cells glued on."""
+    path = tmp_path / "QUESTIONS.CSV"
+    path.write_text('question,answer,id\n"What is 2+2?\nThink.",4,q1\n"Name, a colour",,\n')
+    items = read_items(path)
+    assert items == [LabelItem("q1", "What is 2+2?\nThink.", "4"), LabelItem("1", "Name, a colour", None)]
+    path.write_text("text,answer\nhello,1\n")
+    with pytest.raises(DataError, match=r"QUESTIONS\.CSV:2: expected a non-empty string field 'question'"):
+        read_items(path)

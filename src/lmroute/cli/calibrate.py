@@ -43,7 +43,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--prompts",
-        help="your prompts: JSONL with a 'prompt' field, or one per line "
+        help="your prompts: JSONL with a 'prompt' field, CSV with a 'prompt' column, or one per line "
         "(default: the public Arena-Hard sample, arena-hard/questions.jsonl of the data folder)",
     )
     add_data_dir_option(p)

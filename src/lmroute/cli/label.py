@@ -18,7 +18,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--prompts",
         required=True,
-        help="JSONL (prompt or question; optional id, reference or answer) or text",
+        help="JSONL or CSV (prompt or question; optional id, reference or answer) or text",
     )
     p.add_argument(
         "--model",

@@ -21,7 +21,10 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--router", help="router name, directory or NAME=DIRECTORY (default: the model's router)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--schedule", help="YAML schedule of traffic mixes (pools, calibration, segments)")
-    source.add_argument("--prompts", help="prompts in order: JSONL with a 'prompt' field, or one per line")
+    source.add_argument(
+        "--prompts",
+        help="prompts in order: JSONL with a 'prompt' field, CSV with a 'prompt' column, or one per line",
+    )
     p.add_argument(
         "--calibration", help="calibration prompts (default: the schedule's sample or the config's)"
     )

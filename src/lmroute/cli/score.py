@@ -21,7 +21,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``score`` command and its options."""
     p = subparsers.add_parser("score", help="score prompts with a router")
     add_router_option(p)
-    p.add_argument("--input", required=True, help="JSONL with a 'prompt' field, or text lines")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="JSONL with a 'prompt' field, CSV with a 'prompt' column, or text lines",
+    )
     p.add_argument("--output", help="JSONL output file (default: standard output)")
     add_ray_options(
         p,

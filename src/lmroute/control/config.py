@@ -55,8 +55,8 @@ class ControlConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: Prompts (JSONL with a 'prompt' field, or one per line) that seed every controller's window
-    #: and the drift reference; without them the first requests do.
+    #: Prompts (JSONL with a 'prompt' field, CSV with a 'prompt' column, or one per line) that seed
+    #: every controller's window and the drift reference; without them the first requests do.
     calibration_prompts: str | None = None
     #: JSON file the controllers and drift detectors are saved to and restored from.
     state_file: str | None = None

@@ -1,4 +1,5 @@
-"""Prompt files: JSONL with a ``prompt`` field, or plain text with one prompt a line."""
+"""Prompt files: JSONL with a ``prompt`` field, CSV with a ``prompt`` column, or plain text with one
+prompt a line."""
 
 from __future__ import annotations
 
@@ -12,27 +13,26 @@ def prompt_file_lines(path: str | Path) -> tuple[bool, list[tuple[int, str]]]:
     """Whether a prompt file is JSONL, and its non-blank lines as (line number, text).
 
     It is JSONL when it is named ``.jsonl``/``.json`` or its first line starts with ``{``; else
-    each line is one prompt. DataError when the file cannot be read or has no line, or is a
-    ``.csv`` (read as text, its header would be a prompt and each row one, its cells glued).
+    each line is one prompt. DataError when the file cannot be read or has no line.
     """
-    if Path(path).suffix.lower() == ".csv":
-        raise DataError(
-            f"{path}: a CSV file is not a prompt file; give JSONL with a 'prompt' field, one object a "
-            "line, or text with one prompt a line"
-        )
     lines = list(read_lines(path, what="prompts"))
     as_json = Path(path).suffix.lower() in (".jsonl", ".json") or lines[0][1].lstrip().startswith("{")
     return as_json, lines
 
 
 def read_prompts(path: str | Path, *, field: str = "prompt") -> list[str]:
-    """Prompts from a JSONL file (objects with ``field``; see :func:`prompt_file_lines`) or a text
-    file with one prompt a line.
+    """Prompts from a JSONL file (objects with ``field``; see :func:`prompt_file_lines`), a CSV file
+    named ``.csv`` (its ``field`` column, e.g. a benchmark's) or a text file with one prompt a line.
 
     In a text file prompt N is line N (what ``lmroute score`` writes as its line N answers it), so
     a blank line before the last prompt is refused, naming the line; blank lines at the end are not
     prompts.
     """
+    if Path(path).suffix.lower() == ".csv":
+        # Read as text, its header would be a prompt, and a quoted line break would split one.
+        from lmroute.data.fields import read_csv_rows
+
+        return [row[field] for _, row in read_csv_rows(path, required=(field,))]
     as_json, lines = prompt_file_lines(path)
     if not as_json:
         for expected, (number, _) in enumerate(lines, start=1):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lmroute._jsonl import parse_line
+from lmroute.data.fields import read_csv_rows
 from lmroute.data.prompts import prompt_file_lines
 from lmroute.exceptions import ConfigError, DataError
 
@@ -27,25 +30,21 @@ def read_items(
     reference_field: str | None = None,
     limit: int | None = None,
 ) -> list[LabelItem]:
-    """Prompts from a text file (one a line) or JSONL.
+    """Prompts from a text file (one a line), JSONL or a CSV file named ``.csv``.
 
-    JSONL fields: the prompt is ``prompt_field`` (default ``prompt``, else ``question`` as in
-    GSM8K), the reference ``reference_field`` (default ``reference``, else ``answer``), the id
-    ``id`` (default: the item's position). ``limit`` keeps the first items.
+    JSONL fields and CSV columns: the prompt is ``prompt_field`` (default ``prompt``, else
+    ``question`` as in GSM8K), the reference ``reference_field`` (default ``reference``, else
+    ``answer``), the id ``id`` (default: the item's position). ``limit`` keeps the first items.
     """
     if limit is not None and limit < 1:  # else "no prompts to label", as if the file were empty
         raise ConfigError(f"the limit must be at least 1 prompt, got {limit}")
-    as_json, lines = prompt_file_lines(path)
     items: list[LabelItem] = []
-    for n, line in lines:
+    for n, record in _records(path):
         if limit is not None and len(items) >= limit:
             break
-        if not as_json:
-            items.append(LabelItem(str(len(items)), line))
+        if isinstance(record, str):
+            items.append(LabelItem(str(len(items)), record))
             continue
-        record = parse_line(path, n, line)
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object")
         p_field = prompt_field or ("prompt" if "prompt" in record else "question")
         prompt = record.get(p_field)
         if not isinstance(prompt, str) or not prompt.strip():
@@ -62,3 +61,22 @@ def read_items(
     if duplicates:
         raise DataError(f"{path}: ids must be unique; repeated: {', '.join(duplicates[:5])}")
     return items
+
+
+def _records(path: str | Path) -> Iterator[tuple[int, str | dict[str, Any]]]:
+    """(line, record) of a prompt file: a JSON object, a CSV row, or a text line's prompt."""
+    if Path(path).suffix.lower() == ".csv":
+        # Read as text, a CSV's header would be a prompt and each row one, its cells glued. An
+        # empty cell is a field the row does not have (no reference, no id), as in JSONL.
+        for n, row in read_csv_rows(path, required=()):
+            yield n, {column: cell for column, cell in row.items() if cell != ""}
+        return
+    as_json, lines = prompt_file_lines(path)
+    for n, line in lines:
+        if not as_json:
+            yield n, line
+            continue
+        record = parse_line(path, n, line)
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object")
+        yield n, record

@@ -39,15 +39,9 @@ def read_prompt_set(target: str, *, data_dir: str | Path | None = None) -> tuple
             f"{target!r} is neither a benchmark ({', '.join(PUBLIC_BENCHMARKS)}) nor an existing "
             "prompt file (.jsonl with a 'prompt' field, .csv with a 'prompt' column, or text)"
         )
-    if path.suffix.lower() == ".csv":
-        from lmroute.data.fields import read_csv_rows
+    from lmroute.data.prompts import read_prompts
 
-        prompts = [row["prompt"] for _, row in read_csv_rows(path, required=("prompt",))]
-    else:
-        from lmroute.data.prompts import read_prompts
-
-        prompts = read_prompts(path)
-    return str(target), prompts
+    return str(target), read_prompts(path)
 
 
 def training_prompts(
