@@ -7,7 +7,7 @@ import numpy as np
 import openai
 import pytest
 import yaml
-from fake_openai import free_port
+from fake_openai import free_port, serve_in_thread
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from lmroute import (
@@ -23,8 +23,9 @@ from lmroute.routers.base import Router
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
 from lmroute.routers.random import RandomRouter
+from lmroute.serving.app import create_app
 from lmroute.serving.batcher import MicroBatcher
-from lmroute.serving.chat import run_chat
+from lmroute.serving.chat import run_chat, server_client
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -271,6 +272,15 @@ def test_chat_shows_the_model_and_score(controller):
 
     assert run_chat(controller, model="router-nope-0.5", read=read, out=out) == 0
     assert "error: router 'nope' is not served here" in out.getvalue()
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_chat_takes_the_servers_url_with_or_without_v1(upstreams, suffix):
+    # /v1 is how the openai client is given the server (quickstart): every turn answered 404.
+    with serve_in_thread(create_app(upstreams.config())) as url, server_client(url + suffix) as client:
+        lines, out = iter(["hello", "/quit"]), io.StringIO()
+        assert run_chat(client, model="router-length-0", read=lambda _: next(lines), out=out) == 0
+    assert "strong says hi\n[length score" in out.getvalue(), out.getvalue()
 
 
 class _Recording(Router):

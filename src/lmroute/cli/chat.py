@@ -16,7 +16,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         required=True,
         help="router-<router>-<threshold>, e.g. router-mf-0.52 (lmroute calibrate finds one)",
     )
-    p.add_argument("--url", default="http://127.0.0.1:6060", help="lmroute server (default: %(default)s)")
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:6060",
+        help="lmroute server, with or without /v1 (default: %(default)s)",
+    )
     p.add_argument(
         "--api-key-env",
         default="LMROUTE_API_KEYS",

@@ -43,9 +43,11 @@ def describe(info: dict[str, Any] | None) -> str:
 
 
 def server_client(url: str, *, api_key: str | None = None) -> OpenAI:
-    """An OpenAI client of the lmroute server at ``url`` (its API is under ``/v1``); without a key,
-    a placeholder, which a server without authentication accepts (the SDK refuses no key at all)."""
-    return OpenAI(base_url=url.rstrip("/") + "/v1", api_key=api_key or "no-key")
+    """An OpenAI client of the lmroute server at ``url`` (its API is under ``/v1``; a URL ending in
+    ``/v1``, the base URL an openai client is given, is the same server); without a key, a
+    placeholder, which a server without authentication accepts (the SDK refuses no key at all)."""
+    root = url.rstrip("/").removesuffix("/v1")
+    return OpenAI(base_url=root + "/v1", api_key=api_key or "no-key")
 
 
 def run_chat(
