@@ -15,6 +15,7 @@ from lmroute.calibration import (
     calibrate,
     calibrate_scores,
     calibration_prompts,
+    format_calibration,
     read_arena_hard,
     strong_share,
     threshold_for_strong_share,
@@ -204,3 +205,15 @@ def test_thresholds_may_be_any_collection_of_numbers():
     for thresholds in (np.array([0.7, 0.2]), (0.2, 0.7), {0.7, 0.2}, [np.float64(0.2), 0.7], [0.2, 0.7, 0.2]):
         got = calibrate_scores([0.1, 0.5, 0.9], 0.5, thresholds=thresholds).table
         assert got == expected
+
+
+def test_the_printed_thresholds_give_the_printed_shares():
+    # Scores closer than 5 significant digits: the table showed 0.51235 for 50%, which sends 25%.
+    scores = [0.2, 0.51234561, 0.51234569, 0.9]
+    text = format_calibration(calibrate_scores(scores, 0.5), source="four prompts")
+    shown = re.search(r"threshold for 50\.0% strong: (\S+) ", text).group(1)
+    assert strong_share(scores, [float(shown)])[0] == 0.5
+    rows = re.findall(r"^ *([0-9.e-]+) +([0-9.]+)%$", text, re.MULTILINE)
+    assert len(rows) == 5
+    for threshold, share in rows:
+        assert strong_share(scores, [float(threshold)])[0] * 100 == pytest.approx(float(share))

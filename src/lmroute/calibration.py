@@ -128,19 +128,26 @@ def format_calibration(result: Calibration, *, source: str) -> str:
     from lmroute.routing_names import format_model_name
 
     threshold = result.threshold
+    # Thresholds in full: scores may lie closer than a rounded threshold's last digit, and a
+    # rounded one would then split the prompts otherwise than the share printed beside it.
     lines = [
         f"router {result.router} on {result.n_prompts} prompts ({source})",
-        f"threshold for {result.target_share:.1%} strong: {threshold:g} "
+        f"threshold for {result.target_share:.1%} strong: {_full(threshold)} "
         f"(sends {result.achieved_share:.1%} of these prompts to the strong model)",
         f"model: {format_model_name(result.router, threshold)}",
         "",
         f"{'threshold':>10}  strong share",
-        *(f"{t:>10.5g}  {s:>11.1%}" for t, s in result.table),
+        *(f"{_full(t):>10}  {s:>11.1%}" for t, s in result.table),
         "",
         "Shares depend on the traffic: calibrating on a sample of your own prompts is best "
         "(--prompts FILE: JSONL with a 'prompt' field, CSV with a 'prompt' column, or one prompt per line).",
     ]
     return "\n".join(lines)
+
+
+def _full(threshold: float) -> str:
+    """The shortest decimal that reads back as ``threshold``, without an exponent."""
+    return np.format_float_positional(threshold, trim="-")
 
 
 def arena_hard_prompts(*, data_dir: str | Path | None = None, url: str | None = None) -> list[str]:
