@@ -279,6 +279,20 @@ def test_routers_lists_each_routers_options(capsys):
     assert capsys.readouterr().out == "length\n"
 
 
+def test_routers_lists_the_choices_of_an_option_that_takes_one_of_several(capsys):
+    # They were listed as "(Literal)", which says nothing of what --set may give.
+    assert main(["routers", "mf"]) == 0
+    out = capsys.readouterr().out
+    assert "  long_prompts='head_tail' ('head', 'tail', 'head_tail' or 'windows')\n" in out
+    assert "  ties='drop' ('drop' or 'half')\n" in out
+
+
+def test_routers_checks_every_name_before_listing_any(capsys):
+    assert main(["routers", "mf", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unknown router 'nope'" in captured.err
+
+
 def test_max_train_prompts_bounds_an_mf_fit_and_bad_options_fail_before_loading(
     tmp_path, monkeypatch, capsys
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal, get_args, get_origin
 
 from lmroute.cli._options import Subparsers
 
@@ -22,17 +23,26 @@ def run(args: argparse.Namespace) -> int:
     """Print each router's name and summary, then its options with their types and defaults."""
     from lmroute.registry import get_router_class, router_names
 
-    for name in args.names or router_names():
-        cls = get_router_class(name)
+    names = args.names or router_names()
+    classes = [get_router_class(name) for name in names]  # an unknown name before any output
+    for name, cls in zip(names, classes, strict=True):
         if args.names_only:
             print(name)
             continue
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"{name}: {summary}")
         for option, info in cls.config_class.model_fields.items():
-            kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+            kind = _kind(info.annotation)
             if info.is_required():
                 print(f"  {option} ({kind}, required)")
             else:
                 print(f"  {option}={info.get_default(call_default_factory=True)!r} ({kind})")
     return 0
+
+
+def _kind(annotation: object) -> str:
+    """An option's type as ``lmroute train --set`` takes it: a choice lists its values."""
+    if get_origin(annotation) is Literal:
+        *first, last = (repr(v) for v in get_args(annotation))
+        return f"{', '.join(first)} or {last}" if first else last
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
