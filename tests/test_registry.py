@@ -65,3 +65,19 @@ def test_a_lazy_target_that_imports_no_router_is_a_config_error(target, message)
 def test_load_router_of_something_that_names_no_router_is_a_config_error(spec):
     with pytest.raises(ConfigError, match="takes a router name or directory"):
         lmroute.load_router(spec)
+
+
+def test_a_saved_directory_is_suggested_only_where_one_is_taken(tmp_path, capsys):
+    from lmroute.cli import main
+    from lmroute.exceptions import UnknownRouterError
+
+    with pytest.raises(
+        UnknownRouterError, match=r"known routers: .*mf.* \(or give the path of a saved router"
+    ):
+        lmroute.load_router("mff")
+    # lmroute train and lmroute routers take a router kind: a directory was what the user gave.
+    saved = LengthRouter().save(tmp_path / "saved")
+    for argv in (["routers", str(saved)], ["train", str(saved), "--data", "gold:mt-bench", "--out", "x"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"unknown router '{saved}'" in err and "saved router directory" not in err, err

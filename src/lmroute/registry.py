@@ -61,8 +61,7 @@ def get_router_class(name: str) -> type[Router]:
         target = _ROUTERS[name]
     except KeyError:
         raise UnknownRouterError(
-            f"unknown router {name!r}; known routers: {', '.join(router_names())} "
-            "(or give the path of a saved router directory)"
+            f"unknown router {name!r}; known routers: {', '.join(router_names())}"
         ) from None
     if isinstance(target, str):
         module, _, attr = target.partition(":")
@@ -87,7 +86,7 @@ def check_router_spec(spec: str | Path) -> None:
     elsewhere (on a Ray cluster's nodes, whose files and packages this machine may lack)."""
     path = Path(spec)
     if not (path.exists() or "/" in str(spec) or str(spec) in _ROUTERS):
-        get_router_class(str(spec))  # raises the error load_router would
+        _class_or_directory(str(spec))  # raises the error load_router would
 
 
 def load_router(spec: str | Path, **options: Any) -> Router:
@@ -109,7 +108,16 @@ def load_router(spec: str | Path, **options: Any) -> Router:
         return get_router_class(spec).pretrained(**options)
     if path.exists() or "/" in str(spec):
         raise UnknownRouterError(f"{spec} is not a router directory (no {CONFIG_FILE} in it)")
-    return get_router_class(str(spec)).pretrained(**options)
+    return _class_or_directory(str(spec)).pretrained(**options)
+
+
+def _class_or_directory(name: str) -> type[Router]:
+    """:func:`get_router_class` for a spec that may also name a saved directory, which an unknown
+    name's error suggests (elsewhere, as for ``lmroute train``, only a router kind will do)."""
+    try:
+        return get_router_class(name)
+    except UnknownRouterError as exc:
+        raise UnknownRouterError(f"{exc} (or give the path of a saved router directory)") from None
 
 
 def report_name(spec: str | Path, router: Router) -> str:
