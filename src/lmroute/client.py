@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,8 +37,9 @@ from pydantic import ValidationError
 from lmroute.control.config import ControlConfig
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
-from lmroute.exceptions import ConfigError, RequestError
+from lmroute.exceptions import ConfigError, InvalidModelNameError, RequestError
 from lmroute.routers.base import Router
+from lmroute.routing_names import check_router_name
 from lmroute.serving.answers import Decision, RoutedStream
 from lmroute.serving.config import ServeConfig, build_config
 from lmroute.serving.control import check_control_files, prepare_control
@@ -356,15 +357,15 @@ class _SyncChat:
 
 
 def _load(routers: RouterSpecs, summaries: EmbeddingSummaries | None = None) -> dict[str, Router]:
-    if isinstance(routers, (str, Path, Router)):
+    if isinstance(routers, (str, Path, Router)) or not isinstance(routers, Iterable):
         raise ConfigError("routers must be a list (or mapping) of router names, directories or objects")
     items = routers.items() if isinstance(routers, Mapping) else [(None, r) for r in routers]
     loaded: dict[str, Router] = {}
     for name, spec in items:
         if isinstance(spec, Router):
-            new = {name or spec.name: spec}
+            new = {_served_name(spec.name if name is None else name): spec}
         else:
-            new = load_routers([f"{name}={spec}" if name else str(spec)], summaries=summaries)
+            new = load_routers([str(spec) if name is None else f"{name}={spec}"], summaries=summaries)
         for key in new:
             if key in loaded:
                 raise ConfigError(f"two routers are named {key!r}: pass a mapping of names to routers")
@@ -372,6 +373,18 @@ def _load(routers: RouterSpecs, summaries: EmbeddingSummaries | None = None) -> 
     if not loaded:
         raise ConfigError("no routers given")
     return loaded
+
+
+def _served_name(name: Any) -> str:
+    """The name a Router object is served under, checked as a loaded router's is: one that no
+    model string reads back (``x-share`` is router x's share mode) could never be asked for."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"routers: give a name to serve each router under, not {name!r}")
+    try:
+        check_router_name(name)
+    except InvalidModelNameError as exc:
+        raise ConfigError(f"routers: {exc}") from None
+    return name
 
 
 def _payload(messages: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -120,6 +120,22 @@ def test_unknown_router_at_construction(upstreams):
         Controller(routers=["length"], strong="gpt-4o", weak=5)
 
 
+@pytest.mark.parametrize(
+    "routers, message",
+    [
+        (None, "routers must be a list"),
+        (5, "routers must be a list"),
+        # served under a name that no model string reaches: router-x-share-0.5 is router x's share
+        ({"x-share": LengthRouter()}, "router name 'x-share' ends in '-' or a mode word"),
+        ({"": LengthRouter()}, "give a name"),
+        ({"": "length"}, "give a name"),  # was served as 'length'
+    ],
+)
+def test_routers_that_cannot_be_served_are_refused_at_construction(upstreams, routers, message):
+    with pytest.raises(ConfigError, match=message):
+        Controller(routers=routers, **tiers(upstreams))
+
+
 def test_route_on_last_user_message_or_conversation(upstreams):
     messages = [
         {"role": "user", "content": "a long first question " * 20},
