@@ -437,3 +437,20 @@ def test_two_served_models_may_be_one_vocabulary_model(files, tmp_path, capsys):
     code, out, err = run([*base, "--models", *models, "--budget", "2", "--json", report], capsys)
     assert code == 0, err
     assert json.loads(report.read_text())["shares"]["hosted-llama"] == 0  # as good, but dearer
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--strong-pct", "0.3", "--budget", "1"], "--budget goes with --models"),
+        (["--strong-pct", "0.3", "--target-quality", "0.5"], "--target-quality goes with --models"),
+        (["--strong-pct", "0.3", "--prices", "PRICES"], "--prices goes with --models"),
+        (["--models", *MODELS, "--prices", "PRICES", "--budget", "1", "--thresholds", "0.5"], "--thresholds"),
+    ],
+)
+def test_calibrate_refuses_options_it_would_ignore(files, capsys, extra, needle):
+    # Each was ignored without a word: a share calibration answered a budget, a table was left out.
+    argv = ["calibrate", "--router", "length", "--prompts", files["prompts"]]
+    code, out, err = run([*argv, *[files["prices"] if a == "PRICES" else a for a in extra]], capsys)
+    one_line_error(code, err, needle)
+    assert out == ""

@@ -72,6 +72,20 @@ def run(args: argparse.Namespace) -> int:
     inputs = [f for f in (args.prompts, args.prices) if f]
     refuse_overwriting_inputs(args, ("json",), inputs)
     check_output(args.json)
+    # An option of the other kind of calibration would be ignored: refused before the work.
+    if args.models and args.thresholds:
+        raise ConfigError(
+            "--thresholds tabulates two-model thresholds; with --models give --budget or --target-quality"
+        )
+    for flag, value in (
+        ("--budget", args.budget),
+        ("--target-quality", args.target_quality),
+        ("--prices", args.prices),
+    ):
+        if not args.models and value is not None:
+            raise ConfigError(
+                f"{flag} goes with --models (N priced models); for two models give --strong-pct"
+            )
     router = load_router(args.router)
     if args.models:
         return _run_policy(args, router)
