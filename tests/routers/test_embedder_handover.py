@@ -38,3 +38,16 @@ def test_a_configured_name_takes_the_embedder_made_from_it(name):
     embedder = get_embedder(name, cache=False)
     router.use_embedder(embedder)
     assert router.embedder is embedder
+
+
+def test_a_quantised_copy_handed_over_is_named_and_saved_as_what_scores(tmp_path):
+    """``MFRouter.pretrained(embedder=get_embedder("minilm"))`` (README) scores with fp32 vectors,
+    but kept the name of the shipped int8 embedder: saved, it came back scoring with int8, and a
+    server or ensemble handing embedders out by name gave it int8 ones."""
+    from lmroute import load_router
+
+    router = MFRouter.pretrained(embedder=get_embedder("minilm", cache=False))
+    assert router.embedder_name == "minilm" and router.embedder.name == "minilm"
+    assert load_router(router.save(tmp_path / "mf-fp32")).embedder_name == "minilm"
+    router.use_embedder(get_embedder("minilm-int8", cache=False))
+    assert router.embedder_name == "minilm-int8"

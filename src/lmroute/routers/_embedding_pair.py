@@ -121,8 +121,12 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         return self.config.embedder
 
     def use_embedder(self, embedder: Embedder) -> None:
-        """Embed prompts with ``embedder``, which must be the kind this router was trained with."""
+        """Embed prompts with ``embedder``, which must be the kind this router was trained with. A
+        quantised copy (or the original of one) becomes :attr:`embedder_name`, as it is what the
+        router now scores with, and what :meth:`save` records."""
         self._check_embedder(embedder.name, embedder.name)
+        if embedder.name not in (self.config.embedder, _name_of_embedder(self.config.embedder)):
+            self.config = self.config.model_copy(update={"embedder": embedder.name})
         self._embedder = embedder
 
     def _check_embedder(self, made: str | None, asked: str) -> None:
