@@ -69,3 +69,15 @@ def test_means_equal_but_for_rounding_are_equal_models():
     bench = Benchmark("b", ("a", "bb", "ccc"), {"s": strong, "w": weak}, "s", "w")
     with pytest.raises(DataError, match="equal mean quality"):
         evaluate([LengthRouter()], bench)
+
+
+@pytest.mark.parametrize("routers", [["length"], LengthRouter(), [LengthRouter(), None]])
+def test_routers_that_are_not_router_objects_are_a_config_error(routers):
+    # evaluate(["length"], b) ended in AttributeError, evaluate(router, b) in TypeError.
+    from lmroute.exceptions import ConfigError
+
+    bench = Benchmark(
+        "b", ("a", "bb", "ccc"), {"s": np.array([1.0, 0, 1]), "w": np.array([0.0, 0, 1])}, "s", "w"
+    )
+    with pytest.raises(ConfigError, match=r"evaluate\(\) takes a list of Router objects: .*load_router"):
+        evaluate(routers, bench)

@@ -195,6 +195,10 @@ def evaluate(
     on_router: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Evaluate routers on a benchmark; stochastic routers are averaged over ``seeds``."""
+    if isinstance(routers, Router) or not all(isinstance(r, Router) for r in routers):
+        raise ConfigError(
+            "evaluate() takes a list of Router objects: lmroute.load_router(name or directory) makes one"
+        )
     if protocol not in metrics.PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; use one of {', '.join(metrics.PROTOCOLS)}")
     threshold = check_threshold(threshold)
