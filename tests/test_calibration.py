@@ -217,3 +217,10 @@ def test_the_printed_thresholds_give_the_printed_shares():
     assert len(rows) == 5
     for threshold, share in rows:
         assert strong_share(scores, [float(threshold)])[0] * 100 == pytest.approx(float(share))
+
+
+@pytest.mark.parametrize("scores", [["a", "b"], [None, 0.5], [{"x": 1}]])
+def test_scores_that_are_not_numbers_are_a_data_error(scores):
+    # They ended in numpy's ValueError / TypeError.
+    with pytest.raises(DataError, match="scores must be finite numbers"):
+        calibrate_scores(scores, 0.5)

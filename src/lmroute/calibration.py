@@ -204,7 +204,10 @@ def _thresholds(thresholds: Sequence[float]) -> list[float]:
 
 
 def _scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
-    s = np.asarray(scores, dtype=np.float64)
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):  # "a", None, a dict...
+        raise DataError("scores must be finite numbers") from None
     if s.ndim != 1 or len(s) == 0:
         raise DataError("calibration needs a non-empty list of scores")
     if not np.isfinite(s).all():
