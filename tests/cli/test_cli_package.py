@@ -63,6 +63,20 @@ def test_python_dash_m_runs_the_command():
     assert run.returncode == 0 and run.stdout.startswith("lmroute ")
 
 
+def test_a_reader_that_stops_early_ends_the_command_without_a_traceback(tmp_path):
+    # `lmroute score ... | head -1`: the write after head exited was a BrokenPipeError traceback.
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(20000)))  # more than a pipe holds
+    argv = ["score", "--router", "length", "--input", str(prompts), "--quiet"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "lmroute.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout.readline()
+        process.stdout.close()
+        err = process.stderr.read().decode()
+    assert process.returncode == 141 and err == "", err
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6060", "http://127.0.0.1:6060/"])
 def test_server_client_points_at_the_api_with_a_placeholder_key(url):
     with server_client(url) as client:

@@ -11,8 +11,10 @@ Commands import the library inside ``run``, so ``lmroute --help`` loads none of 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from lmroute.cli import (
     calibrate,
@@ -68,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C;
-    argument errors exit with argparse's 2 before any command runs)."""
+    """Entry point of the ``lmroute`` command: its exit status (1: an lmroute error, 130: Ctrl-C,
+    141: the reader of standard output went away, as ``| head`` does; argument errors exit with
+    argparse's 2 before any command runs)."""
     args = build_parser().parse_args(_two_word_commands(sys.argv[1:] if argv is None else list(argv)))
     run: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -88,6 +91,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmroute: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _reader_gone(sys.stdout):
+            raise  # a connection's, not standard output's: a bug to see whole
+        # Point standard output at nothing, or the interpreter's own flush at exit reports the
+        # broken pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a command killed by the signal ends
+
+
+def _reader_gone(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe whose reader has closed it."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return True
 
 
 def _two_word_commands(argv: list[str]) -> list[str]:
