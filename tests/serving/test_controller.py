@@ -299,6 +299,19 @@ def test_chat_takes_the_servers_url_with_or_without_v1(upstreams, suffix):
     assert "strong says hi\n[length score" in out.getvalue(), out.getvalue()
 
 
+def test_chat_refuses_a_line_that_is_not_utf8_and_goes_on(upstreams):
+    # Standard input decodes bad bytes to lone surrogates, which the openai client cannot encode:
+    # chat with a server ended in a UnicodeEncodeError traceback.
+    with serve_in_thread(create_app(upstreams.config())) as url, server_client(url) as client:
+        lines, out = iter(["caf\udce9", "hello", "/quit"]), io.StringIO()
+        assert run_chat(client, model="router-length-0", read=lambda _: next(lines), out=out) == 0
+    assert "error: that line is not UTF-8 text" in out.getvalue()
+    assert "strong says hi" in out.getvalue() and len(upstreams.strong.requests) == 1
+    assert upstreams.strong.requests[0]["messages"] == [{"role": "user", "content": "hello"}]
+    with pytest.raises(ConfigError, match="system message is not UTF-8"):
+        run_chat(client, model="router-length-0", system="caf\udce9", read=lambda _: "hello")
+
+
 class _Recording(Router):
     name = "recording"
 

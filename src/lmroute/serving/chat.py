@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from openai import OpenAI, OpenAIError
 
-from lmroute.exceptions import LmrouteError
+from lmroute.exceptions import ConfigError, LmrouteError
 
 HELP = "/reset starts a new conversation, /quit (or Ctrl-D) ends"
 
@@ -61,6 +61,8 @@ def run_chat(
     """Chat until end of input. ``client`` is an ``openai.OpenAI`` pointed at an lmroute server, or a
     :class:`lmroute.Controller`; each answer is streamed, then a line says who answered and why."""
     out = out or sys.stdout
+    if system and not _utf8(system):
+        raise ConfigError("the system message is not UTF-8 text (is the terminal set to UTF-8?)")
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
     out.write(f"chatting with {model}; {HELP}\n")
@@ -79,6 +81,9 @@ def run_chat(
             history = list(start)
             out.write("(new conversation)\n")
             continue
+        if not _utf8(line):
+            out.write("error: that line is not UTF-8 text (is the terminal set to UTF-8?)\n")
+            continue
         history.append({"role": "user", "content": line})
         try:
             text, info = _ask(client, model, history, out)
@@ -88,6 +93,16 @@ def run_chat(
             continue
         history.append({"role": "assistant", "content": text})
         out.write(f"\n[{describe(info)}]\n")
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be sent: bytes that are not UTF-8 are read (from standard input, from
+    the command line) as lone surrogates, which no JSON encoder sends."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ask(client: Any, model: str, history: list[dict[str, str]], out: TextIO) -> tuple[str, dict | None]:
