@@ -312,6 +312,19 @@ def test_chat_refuses_a_line_that_is_not_utf8_and_goes_on(upstreams):
         run_chat(client, model="router-length-0", system="caf\udce9", read=lambda _: "hello")
 
 
+def test_chat_names_the_server_it_cannot_reach_and_refuses_a_url_without_a_scheme():
+    # Each turn said only "error: Connection error.", with no word of where it tried.
+    url = f"http://127.0.0.1:{free_port()}"
+    with server_client(url) as client:
+        lines, out = iter(["hello", "/quit"]), io.StringIO()
+        assert run_chat(client, model="router-length-0", read=lambda _: next(lines), out=out) == 0
+    assert f"error: no answer from the lmroute server at {url}/v1/: Connection error." in out.getvalue()
+    with pytest.raises(
+        ConfigError, match=r"--url 127\.0\.0\.1:6060: give a URL such as http://127\.0\.0\.1:6060"
+    ):
+        server_client("127.0.0.1:6060")
+
+
 class _Recording(Router):
     name = "recording"
 

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from openai import OpenAI, OpenAIError
+from openai import APIConnectionError, OpenAI, OpenAIError
 
 from lmroute.exceptions import ConfigError, LmrouteError
 
@@ -46,6 +46,8 @@ def server_client(url: str, *, api_key: str | None = None) -> OpenAI:
     """An OpenAI client of the lmroute server at ``url`` (its API is under ``/v1``; a URL ending in
     ``/v1``, the base URL an openai client is given, is the same server); without a key, a
     placeholder, which a server without authentication accepts (the SDK refuses no key at all)."""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url {url}: give a URL such as http://127.0.0.1:6060")
     root = url.rstrip("/").removesuffix("/v1")
     return OpenAI(base_url=root + "/v1", api_key=api_key or "no-key")
 
@@ -87,6 +89,10 @@ def run_chat(
         history.append({"role": "user", "content": line})
         try:
             text, info = _ask(client, model, history, out)
+        except APIConnectionError as exc:  # the SDK's message ("Connection error.") says not where
+            out.write(f"\nerror: no answer from the lmroute server at {client.base_url}: {exc}\n")
+            history.pop()
+            continue
         except (LmrouteError, OpenAIError) as exc:  # a failed turn (upstream down, bad model): go on
             out.write(f"\nerror: {exc}\n")
             history.pop()
