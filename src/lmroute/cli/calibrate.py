@@ -77,12 +77,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--thresholds tabulates two-model thresholds; with --models give --budget or --target-quality"
         )
-    for flag, value in (
-        ("--budget", args.budget),
-        ("--target-quality", args.target_quality),
-        ("--prices", args.prices),
-    ):
-        if not args.models and value is not None:
+    for option in ("budget", "target_quality", "prices"):
+        if not args.models and getattr(args, option) is not None:
+            flag = "--" + option.replace("_", "-")
             raise ConfigError(
                 f"{flag} goes with --models (N priced models); for two models give --strong-pct"
             )
