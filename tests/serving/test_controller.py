@@ -325,6 +325,19 @@ def test_chat_names_the_server_it_cannot_reach_and_refuses_a_url_without_a_schem
         server_client("127.0.0.1:6060")
 
 
+def test_chat_says_when_a_conversation_stays_on_its_model(upstreams):
+    # The turn held on the weak model read "score 0.1667 < 0.05", which is false.
+    long = "x" * 100
+    score = LengthRouter().score([long])[0]
+    control = {"conversations": {"enabled": True, "margin": 0.5}}
+    with Controller(routers=["length"], control=control, **tiers(upstreams)) as controller:
+        lines, out = iter(["hi", long, "/quit"]), io.StringIO()
+        assert run_chat(controller, model="router-length-0.05", read=lambda _: next(lines), out=out) == 0
+    assert f"[length score {score:.4f} >= 0.05: weak model small-model (the conversation stays on it)]" in (
+        out.getvalue()
+    )
+
+
 class _Recording(Router):
     name = "recording"
 

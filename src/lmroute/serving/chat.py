@@ -32,11 +32,14 @@ def describe(info: dict[str, Any] | None) -> str:
     elif info.get("score") is None:
         text = f"router {info['router']} failed: {info['decision']} model {model}"
     else:
-        sign = ">=" if info.get("decision") == "strong" else "<"
+        above = info["score"] >= info["threshold"]
         text = (
-            f"{info['router']} score {info['score']:.4f} {sign} {info['threshold']:g}: "
+            f"{info['router']} score {info['score']:.4f} {'>=' if above else '<'} {info['threshold']:g}: "
             f"{info['decision']} model {model}"
         )
+        held = (info.get("conversation") or {}).get("outcome") == "stayed"
+        if held and above != (info.get("decision") == "strong"):
+            text += " (the conversation stays on it)"
     if info.get("fallback"):
         text += f" (fallback: {info.get('routed_model')} failed)"
     return text
