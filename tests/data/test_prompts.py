@@ -98,3 +98,12 @@ def test_label_reads_a_csv_prompt_file_by_its_columns(tmp_path):
     path.write_text("text,answer\nhello,1\n")
     with pytest.raises(DataError, match=r"QUESTIONS\.CSV:2: expected a non-empty string field 'question'"):
         read_items(path)
+
+
+@pytest.mark.parametrize("content", ['[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n', '[{"prompt": "a"}]\n'])
+def test_a_json_array_is_told_apart_from_json_lines(tmp_path, content):
+    # A prompts.json holding one JSON array was called "not valid JSON (Expecting value)".
+    path = tmp_path / "prompts.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=r"prompts\.json holds a JSON array; prompts are read as JSON Lines"):
+        read_prompts(path)

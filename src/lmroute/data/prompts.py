@@ -17,6 +17,10 @@ def prompt_file_lines(path: str | Path) -> tuple[bool, list[tuple[int, str]]]:
     """
     lines = list(read_lines(path, what="prompts"))
     as_json = Path(path).suffix.lower() in (".jsonl", ".json") or lines[0][1].lstrip().startswith("{")
+    if as_json and lines[0][1].lstrip().startswith("["):  # valid JSON, of the wrong shape
+        raise DataError(
+            f"{path} holds a JSON array; prompts are read as JSON Lines: one JSON object per line"
+        )
     return as_json, lines
 
 
