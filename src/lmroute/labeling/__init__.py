@@ -6,7 +6,7 @@ the traffic; this package makes collecting such data one command.
 
 Modules, in the order a run uses them::
 
-    items.py      LabelItem and read_items: the prompts, from a text or JSONL file
+    items.py      LabelItem and read_items: the prompts, from a text, JSONL or CSV file
     upstream.py   LabelModel (an OpenAI-compatible endpoint) and the caller that calls it
     job.py        LabelJob: items, models, mode and request defaults; the requests of its calls
     plan.py       plan_labeling: the dry run (calls and tokens still to spend)
