@@ -62,7 +62,13 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--models evaluates a benchmark file of many models": ("eval",),
     "--prior must be at least 0": ("onboard",),
     "--ray-address local starts a new cluster here": ("serve", "score", "label"),
-    # Parts of messages (an option's name passed to the code that words the message):
+    "--data-dir": DATA_COMMANDS,
+}
+
+#: Whole strings that are parts of messages (an option's name passed to the code that words the
+#: message) -> the commands that can show them. Matched whole: as fragments, "--threshold" would
+#: claim every message about --thresholds.
+PARTS: dict[str, tuple[str, ...]] = {
     "--set {}": ("train",),
     "--plot": ("eval",),
     "--strong-model": ("eval",),
@@ -72,7 +78,6 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--threshold": ("eval",),
     "--prices": ("eval",),
     "--policy": ("eval",),
-    "--data-dir": DATA_COMMANDS,
 }
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -205,6 +210,7 @@ def test_every_suggested_flag_exists_on_its_command():
                 problems.append(f"{where}: lmroute {command} has no {flag}: {text!r}")
         if bare:
             targets = [cmds for fragment, cmds in HINTS.items() if fragment in text]
+            targets += [cmds for part, cmds in PARTS.items() if text == part]
             if not targets:
                 unmapped.append(f"{where}: {text!r}")
             for command in (c for cmds in targets for c in cmds):
@@ -216,4 +222,6 @@ def test_every_suggested_flag_exists_on_its_command():
     )
     assert not problems, "\n".join(problems)
     used = {fragment for fragment in HINTS if any(fragment in text for _, text in all_messages())}
-    assert used == set(HINTS), f"HINTS entries that no message has any longer: {set(HINTS) - used}"
+    used |= {part for part in PARTS if any(part == text for _, text in all_messages())}
+    hints = {*HINTS, *PARTS}
+    assert used == hints, f"hints that no message has any longer: {hints - used}"
