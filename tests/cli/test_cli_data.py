@@ -141,6 +141,18 @@ REPEATED = {
         "cuts",
     ),
     "data pull --only": (["data pull", "--only", "mmlu", "--only", "gsm8k"], "only"),
+    "eval --routers": (["eval", "--benchmark", "b.jsonl", "--routers", "mf", "--routers", "bert"], "routers"),
+    "serve --routers": (["serve", "--routers", "mf", "--routers", "x=r"], "routers"),
+    "calibrate --thresholds": (
+        ["calibrate", "--router", "mf", "--thresholds", "0.2", "--thresholds", "0.7"],
+        "thresholds",
+    ),
+    "score --models": (
+        ["score", "--router", "mf", "--input", "p.jsonl", "--models", "a", "--models", "b"],
+        "models",
+    ),
+    "eval --models": (["eval", "--benchmark", "b.jsonl", "--models", "a", "--models", "b"], "models"),
+    "calibrate --models": (["calibrate", "--router", "mf", "--models", "a", "--models", "b"], "models"),
     "shrink --models": (
         [
             "shrink",

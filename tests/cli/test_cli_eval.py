@@ -94,6 +94,19 @@ def test_eval_custom_file(tmp_path, capsys):
     assert set(report["routers"]) == {"length", "oracle"}
 
 
+def test_eval_without_routers_evaluates_random_and_length_and_routers_given_replace_them(tmp_path):
+    path = tmp_path / "custom.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": "x" * i, "scores": {"A": i % 2, "B": 0}}) + "\n" for i in range(1, 20))
+    )
+    out = tmp_path / "r.json"
+    argv = ["eval", "--benchmark", str(path), "--strong-model", "A", "--weak-model", "B", "--json", str(out)]
+    assert main([*argv, "--quiet", "--no-oracle"]) == 0
+    assert set(json.loads(out.read_text())["routers"]) == {"random", "length"}
+    assert main([*argv, "--quiet", "--no-oracle", "--routers", "length"]) == 0
+    assert set(json.loads(out.read_text())["routers"]) == {"length"}
+
+
 def test_two_outputs_naming_one_file_are_refused_before_the_work(tmp_path, capsys):
     # --save-scores replaced the --json report written just before it, without a word.
     path = tmp_path / "custom.jsonl"

@@ -111,6 +111,7 @@ def add_models_options(parser: argparse.ArgumentParser, *, prices: bool = True) 
     parser.add_argument(
         "--models",
         nargs="+",
+        action="extend",
         metavar="MODEL",
         help="route among these models of the router's vocabulary (NAME, or SERVED=VOCABULARY to serve "
         "a vocabulary model under another name)",

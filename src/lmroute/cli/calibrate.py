@@ -56,6 +56,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         "--thresholds",
         type=float,
         nargs="+",
+        action="extend",
         metavar="T",
         help="thresholds to tabulate (default: those for 10%%, 20%%... 90%% strong)",
     )

@@ -7,13 +7,19 @@ import argparse
 from lmroute.cli._options import Subparsers, add_data_options, add_models_options, add_quiet_option, data_dir
 from lmroute.cli._output import check_output, refuse_overwriting_inputs, write_json_report, wrote
 
+#: The routers evaluated when ``--routers`` is not given.
+DEFAULT_ROUTERS = ("random", "length")
+
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``eval`` command and its options."""
     p = subparsers.add_parser("eval", help="evaluate routers on a benchmark (APGR, CPT, plots)")
     p.add_argument("--benchmark", required=True, help="mmlu, gsm8k, mt-bench, or a custom .jsonl/.csv file")
     p.add_argument(
-        "--routers", nargs="+", default=["random", "length"], help="router names or saved router directories"
+        "--routers",
+        nargs="+",
+        action="extend",
+        help="router names or saved router directories (default: random length)",
     )
     p.add_argument(
         "--protocol",
@@ -46,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.evaluation.report import format_table
     from lmroute.registry import load_router, report_name
 
+    # Not argparse's default: the list --routers extends would keep random and length in front of
+    # the routers given.
+    specs = args.routers or list(DEFAULT_ROUTERS)
     _check_mode(args)
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
@@ -61,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for output in (args.json, plot, args.save_scores):
         check_output(output)
     if args.models:
-        return _run_n_models(args)
+        return _run_n_models(args, specs)
     benchmark = load_benchmark(
         args.benchmark,
         data_dir=data_dir(args),
@@ -69,14 +78,14 @@ def run(args: argparse.Namespace) -> int:
         weak_model=args.weak_model,
         download_url=args.data_url,
     )
-    routers = [load_router(spec) for spec in args.routers]
+    routers = [load_router(spec) for spec in specs]
     evaluation = evaluate(
         routers,
         benchmark,
         protocol=args.protocol or "paper",
         threshold=0.5 if args.threshold is None else args.threshold,
         progress=not args.quiet,
-        names=[report_name(spec, router) for spec, router in zip(args.routers, routers, strict=True)],
+        names=[report_name(spec, router) for spec, router in zip(specs, routers, strict=True)],
         oracle=not args.no_oracle,
     )
     print(format_table(evaluation))
@@ -114,7 +123,7 @@ def _check_mode(args: argparse.Namespace) -> None:
             raise ConfigError(f"{given[0]} is for N-model evaluation: give --models too")
 
 
-def _run_n_models(args: argparse.Namespace) -> int:
+def _run_n_models(args: argparse.Namespace, specs: list[str]) -> int:
     """Cost–quality evaluation of N-model routing on a custom benchmark file (``--models``)."""
     from pathlib import Path
 
@@ -127,7 +136,7 @@ def _run_n_models(args: argparse.Namespace) -> int:
 
     if not args.prices:
         raise ConfigError("--models needs --prices FILE: the price of each model (e.g. examples/prices.yaml)")
-    if len(args.routers) != 1:
+    if len(specs) != 1:
         raise ConfigError("with --models give one router (--routers NAME|DIR)")
     key = args.benchmark.lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS and not Path(args.benchmark).exists():
@@ -137,13 +146,13 @@ def _run_n_models(args: argparse.Namespace) -> int:
         )
     catalogue = Catalogue.from_prices(args.models, read_prices(args.prices), where=args.prices)
     table = read_custom(args.benchmark)
-    router = load_router(args.routers[0])
+    router = load_router(specs[0])
     evaluation = evaluate_router(
         router,
         catalogue,
         table,
         policy=args.policy or "lambda",
-        label=report_name(args.routers[0], router),
+        label=report_name(specs[0], router),
         oracle=not args.no_oracle,
     )
     print(format_summary(evaluation))

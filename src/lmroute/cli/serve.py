@@ -20,6 +20,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--routers",
         nargs="+",
+        action="extend",
         metavar="ROUTER",
         help="router names, saved router directories or NAME=DIRECTORY (default: mf)",
     )
