@@ -183,6 +183,24 @@ def test_a_repeated_list_option_adds_to_the_list(case):
     assert [str(v) for v in getattr(build_parser().parse_args(argv), dest)] == given
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "mf", "--out", "r", "--data", "battles:a.jsonl", "--exclude-benchmark"],
+        ["data", "battles:a.jsonl", "--exclude-benchmark"],
+        ["data", "battles:a.jsonl", "--alias"],
+    ],
+)
+def test_a_list_option_given_without_a_value_is_refused(argv, capsys):
+    """``--exclude-benchmark`` with no name decontaminated against nothing, without a word."""
+    from lmroute.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert f"{argv[-1]}: expected at least one argument" in capsys.readouterr().err
+
+
 def test_every_excluded_benchmark_is_decontaminated_against(tmp_path, capsys, monkeypatch):
     (tmp_path / "battles.jsonl").write_text(BATTLES)
     for name, prompt in (("one", "prompt 0"), ("two", "prompt 1")):

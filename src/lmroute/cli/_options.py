@@ -65,7 +65,7 @@ def add_decontamination_options(parser: argparse.ArgumentParser) -> None:
     """``--exclude-benchmark`` and ``--decontaminate``: keep evaluation prompts out of training data."""
     parser.add_argument(
         "--exclude-benchmark",
-        nargs="*",
+        nargs="+",
         action="extend",
         default=[],
         metavar="NAME",

@@ -54,7 +54,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--embedder", default="minilm", help="embedder for near duplicates (default minilm)")
     p.add_argument(
-        "--alias", nargs="*", action="extend", metavar="OLD=NEW", help="rename a model in every source"
+        "--alias", nargs="+", action="extend", metavar="OLD=NEW", help="rename a model in every source"
     )
     p.add_argument(
         "--min-model-battles",
