@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.networks.precision import Precision
-from lmroute.routers.base import Router, RouterConfig
+from lmroute.routers.base import Router, RouterConfig, check_model_pair
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -96,6 +96,7 @@ class ClassifierRouter(Router[ClassifierConfigT], Generic[ClassifierConfigT, Net
         """``prefix_cache``: a :class:`~lmroute.training.prefix_cache.PrefixCache` for the frozen
         layers' outputs (default: the process-wide one)."""
         super().__init__(config, **options)
+        check_model_pair(self.config.strong_model, self.config.weak_model)
         self.prefix_cache = prefix_cache
         # a server's first concurrent requests must not each load the network
         self._lock = threading.Lock()

@@ -22,7 +22,7 @@ from pydantic import Field
 from lmroute.embeddings.base import Embedder, normalize
 from lmroute.embeddings.long_prompts import LongPromptEmbedder, LongPromptPolicy
 from lmroute.exceptions import CheckpointError, ConfigError, UnknownModelError
-from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig
+from lmroute.routers.base import CONFIG_FILE, Router, RouterConfig, check_model_pair
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -88,6 +88,7 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         **options: Any,
     ):
         super().__init__(config, **options)
+        check_model_pair(self.config.strong_model, self.config.weak_model)
         if embedder is not None:
             given = config.model_fields_set if isinstance(config, RouterConfig) else (config or {})
             explicit = "embedder" in options or "embedder" in given
@@ -225,8 +226,6 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                     f"{', '.join(models)} (set {role}= to one of them)"
                 )
             found.append(index[name])
-        if found[0] == found[1]:
-            raise ConfigError(f"strong_model and weak_model are both {self.config.strong_model!r}")
         return found[0], found[1]
 
     @property

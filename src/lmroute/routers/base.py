@@ -286,6 +286,14 @@ def check_threshold(threshold: float) -> float:
     return value
 
 
+def check_model_pair(strong_model: str, weak_model: str) -> None:
+    """ConfigError when a router that compares two models is configured with one model twice."""
+    if strong_model == weak_model:
+        raise ConfigError(
+            f"strong_model and weak_model are both {strong_model!r}: a router compares two models"
+        )
+
+
 def _check_prompts(prompts: Sequence[str], method: str) -> list[str]:
     if isinstance(prompts, str):
         raise ConfigError(f"{method}() takes a sequence of prompts, not a single string")

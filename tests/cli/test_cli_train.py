@@ -1,0 +1,53 @@
+"""lmroute train: options that name a model, an embedder or a base model are checked before any
+source is read (loading and decontaminating data takes minutes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmroute.cli import main
+from lmroute.exceptions import ConfigError
+from lmroute.registry import get_router_class
+
+PAIR_ROUTERS = ["mf", "sw_ranking", "bert", "causal_llm"]
+
+
+@pytest.mark.parametrize("name", PAIR_ROUTERS)
+def test_one_model_as_both_strong_and_weak_is_a_config_error(name):
+    """bert and causal_llm trained on such a pair (its self-battles as labels); mf and sw_ranking
+    refused it only once fitted on the data."""
+    with pytest.raises(ConfigError, match=r"^strong_model and weak_model are both 'm'"):
+        get_router_class(name)({"strong_model": "m", "weak_model": "m"})
+
+
+@pytest.fixture
+def battles(tmp_path):
+    path = tmp_path / "b.jsonl"
+    rows = [{"prompt": f"q {i}", "model_a": "big", "model_b": "small", "winner": "model_a"} for i in range(4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "setting", "message"),
+    [
+        ("mf", "strong_model=small weak_model=small", "are both 'small'"),
+        ("bert", "strong_model=big weak_model=big", "are both 'big'"),
+    ],
+)
+def test_a_bad_model_option_is_refused_before_any_source_is_read(
+    name, setting, message, battles, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("lmroute.data.prepare.load_sources", _no_reading)
+    out = tmp_path / "r"
+    argv = ["train", name, "--data", f"battles:{battles}", "--out", str(out), "--quiet"]
+    assert main([*argv, "--set", *setting.split()]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
+    assert message in err and not out.exists()
+
+
+def _no_reading(*args, **kwargs):
+    raise AssertionError("a source was read before the options were checked")
