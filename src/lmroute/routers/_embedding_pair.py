@@ -105,6 +105,12 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         #: Mean and spread of the training prompts' log lengths, when a length coordinate is used.
         self._length_stats = np.zeros(0)
 
+    def check_options(self) -> None:
+        if self._embedder is None:
+            from lmroute.embeddings import get_embedder
+
+            get_embedder(self.config.embedder, cache=False)  # an embedder loads its model on first use
+
     # -- collaborators -----------------------------------------------------------------------
     @property
     def embedder(self) -> Embedder:

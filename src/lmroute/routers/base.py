@@ -110,6 +110,10 @@ class Router(Generic[ConfigT]):
         """Learn from preference data. Routers that do not learn return themselves unchanged."""
         return self
 
+    def check_options(self) -> None:
+        """ConfigError where an option names what cannot be had (an embedder, a base model), found
+        without loading any model: called before the minutes of loading training data."""
+
     # -- collaborators --------------------------------------------------------------------
     @property
     def embedder_name(self) -> str | None:

@@ -119,6 +119,11 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
         self.metadata.pop("onnx", None)
         return self
 
+    def check_options(self) -> None:
+        from lmroute.networks.base_models import check_encoder
+
+        check_encoder(self.config.encoder)
+
     def _base_model(self) -> BaseModel:
         from lmroute.networks.base_models import resolve_encoder
 

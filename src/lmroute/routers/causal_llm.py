@@ -127,6 +127,11 @@ class CausalLLMRouter(ClassifierRouter[CausalLLMConfig, "LabelReader"]):
         params = from_config(CausalLLMParams, self.config, network=self._spec())
         return train_causal_llm(params, battles, prefix_cache=self.prefix_cache, progress=progress)
 
+    def check_options(self) -> None:
+        from lmroute.networks.base_models import check_causal_lm
+
+        check_causal_lm(self.config.base_model)
+
     def _base_model(self) -> BaseModel:
         from lmroute.networks.base_models import resolve_causal_lm
 

@@ -40,8 +40,10 @@ def train_router(
 
     cls = get_router_class(name)
     opts = dict(options or {})
-    # Built first, so that a bad option is refused before minutes of loading and embedding data.
+    # Built and checked first, so that a bad option (a misspelt embedder or base model too) is
+    # refused before minutes of loading and embedding data.
     router = cls.create(opts, embedder)
+    router.check_options()
     against = [] if exclude_benchmarks or not decontaminate else list(PUBLIC_BENCHMARKS)
     battles, report = prepare_battles(
         sources,
