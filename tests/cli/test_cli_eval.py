@@ -107,6 +107,33 @@ def test_eval_without_routers_evaluates_random_and_length_and_routers_given_repl
     assert set(json.loads(out.read_text())["routers"]) == {"length"}
 
 
+def test_saved_scores_of_random_are_its_seed_0_scores_not_a_mean_of_seeds(tmp_path):
+    """The mean of the 10 seeds' scores was written: no router's scores, and re-evaluated, far from
+    the APGR of any seed (near-constant scores around 0.5)."""
+    path = tmp_path / "custom.jsonl"
+    path.write_text(
+        "".join(json.dumps({"prompt": f"p{i}", "scores": {"A": i % 2, "B": 0}}) + "\n" for i in range(40))
+    )
+    saved, scored = tmp_path / "s.jsonl", tmp_path / "score.jsonl"
+    argv = [
+        "eval",
+        "--benchmark",
+        str(path),
+        "--strong-model",
+        "A",
+        "--weak-model",
+        "B",
+        "--routers",
+        "random",
+    ]
+    assert main([*argv, "--quiet", "--save-scores", str(saved)]) == 0
+    assert main(["score", "--router", "random", "--input", str(path), "--output", str(scored)]) == 0
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert [r["random"] for r in rows] == [
+        json.loads(line)["score"] for line in scored.read_text().splitlines()
+    ]
+
+
 def test_two_outputs_naming_one_file_are_refused_before_the_work(tmp_path, capsys):
     # --save-scores replaced the --json report written just before it, without a word.
     path = tmp_path / "custom.jsonl"

@@ -7,7 +7,7 @@ The same run as ``lmroute experiment FILE --out OUT`` (same functions, same resu
 except that the results are rewritten after every held-out source (a run stopped part-way keeps
 what it finished) and every router's scores per item are kept in ``OUT/scores.npz`` (key
 ``<source>|<router>``, for benchmark protocols ``<protocol>|<benchmark>|<router>``; stochastic
-baselines: one row per seed), so that combinations of routers can be evaluated afterwards without
+baselines: their first seed's scores), so that combinations of routers can be evaluated afterwards without
 retraining (``ensembles.py``).
 """
 

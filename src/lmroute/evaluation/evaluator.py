@@ -38,6 +38,9 @@ class RouterResult:
     apgr_sd: float = 0.0
     #: Mean cost per item of routing at ``threshold``, when the benchmark has both models' costs.
     cost_at_threshold: float | None = None
+    #: Per-item scores of the first seed (seed 0 in :func:`evaluate`, the one a stochastic router
+    #: scores with by default): a mean of several seeds' scores is no router's, and its curve is
+    #: not the mean curve the metrics are.
     scores: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +173,7 @@ def evaluate_scores(
         seeds=len(score_sets),
         apgr_sd=float(table[:, 0].std(ddof=1)) if len(score_sets) > 1 else 0.0,
         cost_at_threshold=None if np.isnan(mean[7]) else float(mean[7]),
-        scores=np.mean(score_sets, axis=0),
+        scores=np.asarray(score_sets[0], dtype=np.float64),
     )
 
 
