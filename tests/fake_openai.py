@@ -11,6 +11,9 @@
     error_event (streams) 1 chunk, then an ``{"error": ...}`` event
     flaky       ``status`` for the first ``failures`` requests, then ok
 
+``fault_at`` (streams), when set, is how many chunks go out before a ``drop``, ``malformed`` or
+``error_event`` fault instead (0: the fault comes before anything else).
+
 Every request's JSON body and Authorization header is recorded in ``requests``.
 """
 
@@ -32,11 +35,13 @@ class FakeUpstream:
         self.status = 500
         self.delay = 0.05
         self.failures = 0
+        self.fault_at: int | None = None
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
 
     def reset(self) -> None:
         self.mode, self.status, self.delay, self.failures = "ok", 500, 0.05, 0
+        self.fault_at = None
         self.requests.clear()
         self.auth.clear()
 
@@ -84,20 +89,24 @@ class FakeUpstream:
                 return JSONResponse(error, status_code=self.status)
             if mode == "hang":
                 await asyncio.sleep(self.delay)
-            if mode == "malformed":
-                if body.get("stream"):
-                    return StreamingResponse(iter([b"data: {not json\n\n"]), media_type="text/event-stream")
+            if mode == "malformed" and not body.get("stream"):
                 return Response(b"<html>oops", media_type="application/json")
             if not body.get("stream"):
                 return JSONResponse(self.completion(model))
+            fault_at = {"drop": 2, "error_event": 1, "malformed": 0}.get(mode)
+            if fault_at is not None and self.fault_at is not None:
+                fault_at = self.fault_at
 
             async def events():
                 words = [f"{self.name} ", "says ", "hi"]
                 for i, word in enumerate(words):
-                    if mode == "drop" and i == 2:
+                    if mode == "drop" and i == fault_at:
                         raise ConnectionError("fake upstream drops the connection")
-                    if mode == "error_event" and i == 1:
+                    if mode == "error_event" and i == fault_at:
                         yield b'data: {"error": {"message": "the model crashed"}}\n\n'
+                        return
+                    if mode == "malformed" and i == fault_at:
+                        yield b"data: {not json\n\n"
                         return
                     if mode == "slow_stream" and i:
                         await asyncio.sleep(self.delay)

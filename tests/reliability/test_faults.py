@@ -249,13 +249,17 @@ def test_a_stream_cut_midway_ends_with_an_error_event_and_done(
     assert sum(v for k, v in seen.items() if k.startswith("lmroute_upstream_errors_total")) == 1
 
 
-def test_a_stream_that_ends_without_any_event_is_an_error_event(upstreams, strong, weak):
+def test_a_stream_that_ends_without_any_event_falls_back_or_is_a_502(upstreams, strong, weak):
+    # Not a bare [DONE], which reads as an empty answer; nothing was relayed, so the other model may answer.
     strong.set("stream_empty")
     with serving(config(upstreams)) as client:
         response = chat(client, stream=True)
     got = events(response)
-    assert got[-1] == "[DONE]" and len(got) == 2  # not a bare [DONE], which reads as an empty answer
-    assert "ended its stream without sending any event" in json.loads(got[0])["error"]["message"]
+    assert got[-1] == "[DONE]" and json.loads(got[0])["lmroute"]["model"] == "weak-model"
+    with serving(config(upstreams, fallback=False)) as client:
+        response = chat(client, stream=True)
+    assert response.status_code == 502
+    assert "ended its stream without sending any event" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("behaviour", ["malformed", "not_completion"])

@@ -244,6 +244,25 @@ def test_a_failed_model_falls_back_to_the_policys_next_choice(client, fakes):
     )
 
 
+def test_a_stream_that_fails_before_its_first_chunk_goes_to_the_policys_next_choice(fakes, mf):
+    def streamed(client) -> list:
+        text = chat(client, "router-mf-lambda-0", stream=True).text
+        return [e.removeprefix("data: ") for e in text.split("\n\n") if e]
+
+    # No circuit breaker: the model that failed is tried again by the next request.
+    config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"], "circuit_breaker": 0})
+    with running(config, {"mf": mf}) as client:
+        fakes[0]["frontier"].mode, fakes[0]["frontier"].fault_at = "error_event", 0
+        events = streamed(client)
+        first = json.loads(events[0])["lmroute"]
+        assert first["model"] == "middle" and first["fallback"] is True and events[-1] == "[DONE]"
+        # Once a chunk went out, a failure ends the stream with an error event, never another model.
+        fakes[0]["frontier"].fault_at = 1
+        events = streamed(client)
+    assert json.loads(events[0])["lmroute"]["model"] == "frontier" and "error" in json.loads(events[-2])
+    assert len(fakes[0]["frontier"].requests) == 2 and len(fakes[0]["middle"].requests) == 1
+
+
 def test_metrics_count_requests_and_estimated_spend_per_model(fakes, mf):
     config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"]})
     with running(config, {"mf": mf}) as c:

@@ -221,16 +221,18 @@ def test_missing_key_variable_is_a_config_error(upstreams, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "mode, code, message",
+    "mode, fault_at, code, message",
     [
-        ("drop", "upstream_error", "broke off the stream"),
-        ("error_event", "upstream_error", "failed mid-stream: the model crashed"),
-        ("malformed", "upstream_error", "malformed stream event"),
-        ("slow_stream", "upstream_timeout", "sent nothing more within 0.3s"),
+        ("drop", 2, "upstream_error", "broke off the stream"),
+        ("error_event", 1, "upstream_error", "failed mid-stream: the model crashed"),
+        ("malformed", 1, "upstream_error", "malformed stream event"),
+        ("slow_stream", None, "upstream_timeout", "sent nothing more within 0.3s"),
     ],
 )
-def test_a_stream_that_fails_midway_ends_with_an_error_event_and_done(upstreams, mode, code, message):
-    upstreams.strong.mode, upstreams.strong.delay = mode, 1.0
+def test_a_stream_that_fails_midway_ends_with_an_error_event_and_done(
+    upstreams, mode, fault_at, code, message
+):
+    upstreams.strong.mode, upstreams.strong.delay, upstreams.strong.fault_at = mode, 1.0, fault_at
     with running(upstreams.config(upstream={"timeout": 0.3})) as client:
         response = chat(client, STRONG, stream=True)
     assert response.status_code == 200
@@ -249,3 +251,33 @@ def test_slow_stream_within_the_timeout_is_fine(upstreams):
         got = events(chat(client, STRONG, stream=True))
     text = "".join(json.loads(e)["choices"][0]["delta"]["content"] for e in got[:-1])
     assert text == "strong says hi" and got[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize(
+    "mode, reason",
+    [("drop", "connection"), ("error_event", "connection"), ("malformed", "malformed")],
+)
+def test_a_stream_that_fails_before_its_first_chunk_falls_back(upstreams, mode, reason):
+    # Nothing has reached the client yet: the other model answers, as when the upstream is down.
+    upstreams.strong.mode, upstreams.strong.fault_at = mode, 0
+    with running(upstreams.config()) as client:
+        response = chat(client, STRONG, stream=True)
+        lines = metric_lines(client)
+    assert response.status_code == 200 and response.headers["x-lmroute-fallback"] == "true"
+    got = events(response)
+    assert got[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in got[:-1]]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "weak says hi"
+    assert chunks[0]["lmroute"]["fallback"] is True and chunks[0]["lmroute"]["model"] == "small-model"
+    assert len(upstreams.strong.requests) == 1 and len(upstreams.weak.requests) == 1
+    fallbacks = f'lmroute_fallbacks_total{{from_model="big-model",reason="{reason}",to_model="small-model"}}'
+    assert f"{fallbacks} 1.0" in lines
+
+
+def test_a_stream_that_fails_before_its_first_chunk_without_fallback_is_a_502(upstreams):
+    upstreams.strong.mode, upstreams.strong.fault_at = "error_event", 0
+    with running(upstreams.config(fallback=False)) as client:
+        response = chat(client, STRONG, stream=True)
+    assert response.status_code == 502
+    assert "failed mid-stream: the model crashed" in response.json()["error"]["message"]
+    assert not upstreams.weak.requests

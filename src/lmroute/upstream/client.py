@@ -13,6 +13,7 @@ when a client is made and never appear in errors or logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import json
@@ -20,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
@@ -109,7 +110,8 @@ class Upstream:
         return await self._with_retries(self._complete_once, payload)
 
     async def open_stream(self, payload: dict[str, Any]) -> UpstreamStream:
-        """An open event stream; retried until the upstream accepts it, never once it has begun."""
+        """An open event stream whose first event has come; retried until one does (an upstream
+        that fails before its first event has sent nothing to relay), never once it has begun."""
         return await self._with_retries(self._open_stream_once, payload)
 
     async def aclose(self) -> None:
@@ -167,7 +169,13 @@ class Upstream:
             raise self._failed(exc) from exc
         finally:
             self._observe(time.perf_counter() - start)
-        return UpstreamStream(self, reply)
+        stream = UpstreamStream(self, reply)
+        try:
+            await stream.begin()
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
 
     # -- retries and errors -----------------------------------------------------------------
     async def _with_retries(
@@ -264,14 +272,30 @@ class UpstreamStream:
     def __init__(self, upstream: Upstream, reply: StreamReply):
         self.upstream = upstream
         self._reply = reply
+        self._events = self._read()
+        self._first: dict[str, Any] | None = None
 
     @property
     def model(self) -> str:
         return self.upstream.model
 
+    async def begin(self) -> None:
+        """Wait for the first event, so that a stream failing before it fails here, while the
+        request may still be retried or go to another model; UpstreamError as :meth:`chunks`."""
+        # StopAsyncIteration: [DONE] at once, an empty answer, relayed as such
+        with contextlib.suppress(StopAsyncIteration):
+            self._first = await anext(self._events)
+
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails, sends an error, or
         ends without sending a single event."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        async for chunk in self._events:
+            yield chunk
+
+    async def _read(self) -> AsyncGenerator[dict[str, Any], None]:
         upstream = self.upstream
         events = 0
         try:
@@ -302,7 +326,10 @@ class UpstreamStream:
             raise upstream._bad_answer("ended its stream without sending any event", 200)
 
     async def aclose(self) -> None:
-        self._reply.close()
+        try:
+            await self._events.aclose()
+        finally:
+            self._reply.close()
 
 
 def _is_transport_error(exc: BaseException) -> bool:
