@@ -14,7 +14,8 @@
 ``fault_at`` (streams), when set, is how many chunks go out before a ``drop``, ``malformed`` or
 ``error_event`` fault instead (0: the fault comes before anything else).
 
-Every request's JSON body and Authorization header is recorded in ``requests``.
+Every request's JSON body and Authorization header is recorded in ``requests``; ``cut`` counts
+the streams whose client went away before their end.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ class FakeUpstream:
         self.delay = 0.05
         self.failures = 0
         self.fault_at: int | None = None
+        self.cut = 0
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
 
     def reset(self) -> None:
         self.mode, self.status, self.delay, self.failures = "ok", 500, 0.05, 0
-        self.fault_at = None
+        self.fault_at, self.cut = None, 0
         self.requests.clear()
         self.auth.clear()
 
@@ -109,7 +111,11 @@ class FakeUpstream:
                         yield b"data: {not json\n\n"
                         return
                     if mode == "slow_stream" and i:
-                        await asyncio.sleep(self.delay)
+                        try:
+                            await asyncio.sleep(self.delay)
+                        except asyncio.CancelledError:  # the client went away
+                            self.cut += 1
+                            raise
                     yield self.chunk(model, word)
                 yield b"data: [DONE]\n\n"
 

@@ -20,7 +20,8 @@ online (``router-mf-share-0.3``, ``router-mf-spend-2.5``; ``control=`` sets the 
 drift detection, conversations and the state file, as a serving config's ``control:``); ``router=``
 and ``threshold=`` may be given instead, and an upstream model's own name calls it directly. Answers
 are the ``openai`` SDK's ``ChatCompletion`` (or, with ``stream=True``, an iterator of
-``ChatCompletionChunk``, the first carrying ``lmroute``). Both controllers share the server's
+``ChatCompletionChunk``, the first carrying ``lmroute``, that ``close()`` or a ``with`` block
+ends as the SDK's ``Stream``). Both controllers share the server's
 routing code (:mod:`lmroute.serving.service`), so they route, batch, retry and fall back alike.
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -183,7 +184,7 @@ class AsyncController:
         threshold: float | None = None,
         stream: bool = False,
         **params: Any,
-    ) -> ChatCompletion | AsyncGenerator[ChatCompletionChunk, None]:
+    ) -> ChatCompletion | _AsyncStream:
         from openai.types.chat import ChatCompletion
 
         target = self._service.target(model, router=router, threshold=threshold)
@@ -193,7 +194,7 @@ class AsyncController:
             target, _messages(payload["messages"]), conversation=conversation
         )
         if stream:
-            return _chunks(await self._service.open_stream(payload, decision))
+            return _AsyncStream(await self._service.open_stream(payload, decision))
         answer = await self._service.complete(payload, decision)
         # construct (not validate), as the SDK does: OpenAI-compatible servers differ in details.
         return ChatCompletion.construct(**answer.body)
@@ -312,17 +313,6 @@ class Controller:
             future.cancel()  # e.g. Ctrl-C: stop the request on the loop too
             raise
 
-    def _iterate(self, chunks: AsyncGenerator[_T, None]) -> Iterator[_T]:
-        try:
-            while True:
-                try:
-                    yield self._run(chunks.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            if not self._loop.is_closed():
-                self._run(chunks.aclose())
-
 
 class _AsyncCompletions:
     def __init__(self, controller: AsyncController):
@@ -346,8 +336,8 @@ class _SyncCompletions:
     def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """``openai``'s ``chat.completions.create``, routed; see :class:`AsyncController`."""
         result = self._controller._run(self._controller._async._create(**kwargs))
-        if isinstance(result, AsyncGenerator):  # stream=True
-            return self._controller._iterate(result)
+        if isinstance(result, _AsyncStream):  # stream=True
+            return _SyncStream(self._controller, result)
         return result
 
 
@@ -416,11 +406,79 @@ def _messages(messages: Any) -> list[ChatMessage]:
     return request.messages
 
 
-async def _chunks(stream: RoutedStream) -> AsyncGenerator[ChatCompletionChunk, None]:
-    from openai.types.chat import ChatCompletionChunk
+class _AsyncStream:
+    """A streamed answer's chunks, as the openai SDK's ``AsyncStream``: ``async for`` them; the
+    upstream call ends with the last chunk, or at ``aclose()``/``close()`` or the end of an
+    ``async with`` block, read or not (a generator's cleanup would not run if never started)."""
 
-    try:
-        async for chunk in stream.chunks():
-            yield ChatCompletionChunk.construct(**chunk)
-    finally:
-        await stream.aclose()
+    def __init__(self, stream: RoutedStream):
+        self._stream = stream
+        self._chunks = stream.chunks()
+
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        from openai.types.chat import ChatCompletionChunk
+
+        try:
+            chunk = await anext(self._chunks)
+        except BaseException:  # the end, a failure, or cancelled: the upstream call is over
+            await self.aclose()
+            raise
+        return ChatCompletionChunk.construct(**chunk)
+
+    async def aclose(self) -> None:
+        try:
+            await self._chunks.aclose()
+        finally:
+            await self._stream.aclose()
+
+    close = aclose  # the name openai's AsyncStream has
+
+    async def __aenter__(self) -> _AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _SyncStream:
+    """:class:`_AsyncStream` for the synchronous :class:`Controller`, as the openai SDK's ``Stream``."""
+
+    def __init__(self, controller: Controller, stream: _AsyncStream):
+        self._controller = controller
+        self._stream = stream
+        self._closed = False
+
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._controller._run(self._stream.__anext__())
+        except StopAsyncIteration:
+            self._closed = True
+            raise StopIteration from None
+        except BaseException:  # the stream has closed itself
+            self._closed = True
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._controller._run(self._stream.aclose())
+
+    def __enter__(self) -> _SyncStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Dropped unfinished (a loop left by break): end the upstream call, as a generator would.
+        loop = self._controller._loop
+        if not self._closed and loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._stream.aclose(), loop)

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import threading
 
 import numpy as np
 import openai
@@ -167,6 +168,46 @@ def test_async_controller_with_fallback(upstreams):
 
     chunks = asyncio.run(main())
     assert chunks[0].lmroute["fallback"] is True and chunks[-1].choices[0].delta.content == "hi"
+
+
+def _soon(condition) -> bool:
+    for _ in range(200):
+        if condition():
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def test_closing_a_stream_stops_the_upstream_call_read_or_not(controller, upstreams):
+    # As with the openai SDK's Stream: close() (or a with block) ends the upstream call, which would
+    # otherwise go on generating (and billing) until the Controller closes.
+    upstreams.strong.mode, upstreams.strong.delay = "slow_stream", 5.0
+    stream = controller.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True)
+    stream.close()
+    assert _soon(lambda: upstreams.strong.cut == 1)
+    with controller.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True) as read:
+        assert next(read).lmroute["model"] == "big-model"
+    assert _soon(lambda: upstreams.strong.cut == 2)
+    assert list(read) == []  # closed: no more chunks
+    for _ in controller.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True):
+        break
+    assert _soon(lambda: upstreams.strong.cut == 3)  # a stream dropped unfinished is closed too
+
+    async def unread(client: AsyncController) -> None:
+        stream = await client.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True)
+        await stream.aclose()
+        assert await asyncio.to_thread(_soon, lambda: upstreams.strong.cut == 4)
+        async with await client.chat.completions.create(
+            model="router-length-0", messages=MESSAGES, stream=True
+        ) as stream:
+            assert (await anext(stream)).lmroute["model"] == "big-model"
+        assert await asyncio.to_thread(_soon, lambda: upstreams.strong.cut == 5)
+
+    async def main() -> None:
+        async with AsyncController(routers={"length": LengthRouter()}, **tiers(upstreams)) as client:
+            await unread(client)
+
+    asyncio.run(main())
 
 
 def test_stream_failure_raises_upstream_error(controller, upstreams):

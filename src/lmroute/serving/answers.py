@@ -6,7 +6,7 @@ Both decisions give the ``lmroute`` object that answers carry (``info``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -70,7 +70,7 @@ class RoutedStream:
         self.model = model or stream.model
         self.fallback = fallback
 
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
         first = True
         async for chunk in self._stream.chunks():
             if first:
