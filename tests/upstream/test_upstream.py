@@ -4,11 +4,12 @@ what its calls cost to an observer passed in (the server passes its Prometheus m
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 
 import pytest
-from fake_openai import running_upstreams
+from fake_openai import running_upstreams, serve_in_thread
 
 from lmroute.exceptions import UpstreamError
 from lmroute.upstream import Upstream, UpstreamConfig, make_client
@@ -113,3 +114,42 @@ def test_the_circuit_breaker_skips_a_failed_model_for_its_cooldown():
     never = CircuitBreaker(0)
     never.failed(UpstreamError("down", model="m"))
     never.check()  # cooldown 0: never skips
+
+
+def test_a_stream_event_larger_than_aiohttps_line_limit_is_relayed():
+    # aiohttp's line reader refuses lines over 512 KiB (LineTooLong: the request failed as a 500);
+    # one event may be larger (a base64 image, a long tool call), as a whole answer may.
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    big = "x" * 1_500_000
+
+    async def chat(request):
+        event = json.dumps({"choices": [{"index": 0, "delta": {"content": big}}]}).encode()
+
+        async def events():
+            yield b"data: " + event[:700_000]  # one event over several writes
+            yield event[700_000:] + b"\n\n"
+            yield b'data: {"choices": []}\r\n\r\n'
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def stream(url: str) -> list[dict]:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)
+        upstream = Upstream(config, make_client(config))
+        try:
+            opened = await upstream.open_stream({"messages": [{"role": "user", "content": "hi"}]})
+            try:
+                return [chunk async for chunk in opened.chunks()]
+            finally:
+                await opened.aclose()
+        finally:
+            await upstream.aclose()
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        chunks = asyncio.run(stream(url + "/v1"))
+    assert [len(c["choices"]) for c in chunks] == [1, 0]
+    assert chunks[0]["choices"][0]["delta"]["content"] == big

@@ -155,14 +155,30 @@ class _AiohttpStream:
         return await self._response.read()
 
     async def lines(self) -> AsyncIterator[str]:
-        async for line in self._response.content:
-            yield line.decode("utf-8", errors="replace").rstrip("\r\n")
+        # Split here, not by aiohttp's line reader: it refuses a line over 512 KiB (LineTooLong),
+        # and one event may be larger (a base64 image, a long tool call), as a whole answer may.
+        partial: list[bytes] = []
+        async for data in self._response.content.iter_any():
+            *complete, rest = data.split(b"\n")
+            if complete:
+                complete[0] = b"".join([*partial, complete[0]])
+                partial.clear()
+                for line in complete:
+                    yield _line(line)
+            if rest:
+                partial.append(rest)
+        if partial:
+            yield _line(b"".join(partial))
 
     def close(self) -> None:
         if self._response.content.at_eof():
             self._response.release()
         else:
             self._response.close()
+
+
+def _line(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace").rstrip("\r")
 
 
 def _env_proxy(url: str) -> tuple[Any, Any]:
