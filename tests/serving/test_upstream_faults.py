@@ -5,11 +5,13 @@ import logging
 from contextlib import contextmanager
 
 import httpx
+import openai
 import pytest
 from fake_openai import serve_in_thread
 
 from lmroute.routers.length import LengthRouter
 from lmroute.serving.app import create_app
+from lmroute.serving.config import build_config
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 STRONG, WEAK = "router-length-0", "router-length-1"  # the length score of "hello" is in (0, 1)
@@ -281,3 +283,43 @@ def test_a_stream_that_fails_before_its_first_chunk_without_fallback_is_a_502(up
     assert response.status_code == 502
     assert "failed mid-stream: the model crashed" in response.json()["error"]["message"]
     assert not upstreams.weak.requests
+
+
+def test_an_answer_holding_half_an_emoji_or_an_infinite_logprob_is_relayed_as_sent():
+    # A lone surrogate escape (an emoji split across chunks) and -Infinity are JSON the openai SDK
+    # reads; writing them out failed: the stream ended with an internal error, the answer was a 500.
+    from starlette.applications import Starlette
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    def chunk(text: str) -> bytes:
+        head = b'data: {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", '
+        return head + b'"choices": [{"index": 0, "delta": {"content": "' + text.encode() + b'"}}]}\n\n'
+
+    async def chat(request):
+        if not (await request.json()).get("stream"):
+            return Response(
+                b'{"id": "c", "object": "chat.completion", "created": 1, "model": "m",'
+                b' "choices": [{"index": 0, "message": {"role": "assistant", "content": "a\\ud83d"},'
+                b' "finish_reason": "stop",'
+                b' "logprobs": {"content": [{"token": "a", "logprob": -Infinity, "bytes": null,'
+                b' "top_logprobs": []}]}}]}',
+                media_type="application/json",
+            )
+        parts = [chunk("ok "), chunk("\\ud83d"), chunk("\\ude00 end"), b"data: [DONE]\n\n"]
+        return StreamingResponse(iter(parts), media_type="text/event-stream")
+
+    upstream = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_in_thread(upstream) as url:
+        tiers = {
+            t: {"base_url": url + "/v1", "model": f"{t}-model", "max_retries": 0} for t in ("strong", "weak")
+        }
+        config = build_config(overrides={**tiers, "routers": ["length"]})
+        with running(config) as client:
+            sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="-", max_retries=0)
+            streamed = sdk.chat.completions.create(model=STRONG, messages=MESSAGES, stream=True)
+            text = "".join(c.choices[0].delta.content for c in streamed)
+            answer = sdk.chat.completions.create(model=STRONG, messages=MESSAGES)
+    assert text == "ok \ud83d\ude00 end"
+    assert answer.choices[0].message.content == "a\ud83d"
+    assert answer.choices[0].logprobs.content[0].logprob == float("-inf")

@@ -37,7 +37,7 @@ from lmroute.serving.protocol import (
     validate,
 )
 from lmroute.serving.service import RoutingService
-from lmroute.serving.streaming import relay
+from lmroute.serving.streaming import json_bytes, relay
 
 CHAT_PATH = "/v1/chat/completions"
 ROUTE_PATH = "/v1/route"
@@ -110,7 +110,15 @@ async def chat_completions(request: Request) -> Response:
         )
     answer = await service.complete(body, decision)
     request.state.answered_by = answer.model
-    return JSONResponse(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
+    return _Answer(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
+
+
+class _Answer(JSONResponse):
+    """An upstream's answer as :func:`json_bytes` writes it: Starlette's JSONResponse refuses a
+    lone surrogate or NaN that the upstream sent (a 500 for the client)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
 
 
 async def route(request: Request) -> Response:

@@ -20,9 +20,20 @@ log = logging.getLogger("lmroute.serving")
 DONE = b"data: [DONE]\n\n"
 
 
+def json_bytes(data: Any) -> bytes:
+    """Compact UTF-8 JSON of what an upstream sent, written as it was: a lone surrogate (half an
+    emoji, ``"\\ud83d"``, which UTF-8 cannot hold) as that escape, and NaN or Infinity (a logprob
+    of -inf) as Python's json (and so the openai SDK) writes and reads them, not refused."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
 def sse_event(data: dict[str, Any]) -> bytes:
     """One ``data:`` event; JSON never contains a raw newline, so one line suffices."""
-    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json_bytes(data) + b"\n\n"
 
 
 def error_object(message: str, *, type: str, code: str | None = None) -> dict[str, Any]:
