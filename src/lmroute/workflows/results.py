@@ -169,9 +169,10 @@ def fresh_router(spec: RouterSpec, embedder: Embedder | None, **overrides: Any) 
 
 def check_routers(specs: Sequence[RouterSpec], baselines: Sequence[str], embedder: Embedder | None) -> None:
     """Make every router to train and load every baseline once, before any work: a misspelt router
-    name, option or baseline otherwise failed only after the routers before it had trained."""
+    name, option (a misspelt embedder or base model too) or baseline otherwise failed only after the
+    routers before it had trained."""
     for spec in specs:
-        fresh_router(spec, embedder)
+        fresh_router(spec, embedder).check_options()
     for name in baselines:
         load_router(name)
 

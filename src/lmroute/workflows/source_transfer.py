@@ -143,8 +143,9 @@ def run_similarity_vs_apgr(
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     embedder = embedder if embedder is not None else get_embedder(config.embedder)
-    # a misspelt router or option: here, not after the first training data is prepared
-    get_router_class(config.router).create(dict(config.options), embedder)
+    # a misspelt router or option (an embedder's, a base model's): here, not after the first
+    # training data is prepared
+    get_router_class(config.router).create(dict(config.options), embedder).check_options()
     result = SourceTransferResult(config)
     baselines = [load_router(name) for name in config.baselines]
     result.baselines = [report_name(n, r) for n, r in zip(config.baselines, baselines, strict=True)]
