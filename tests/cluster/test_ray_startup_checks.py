@@ -150,3 +150,17 @@ def test_a_router_this_machine_cannot_load_leaves_its_thresholds_unchecked(tmp_p
     assert (
         "thresholds not checked: this machine cannot load their routers (lmroute needs torch" in caplog.text
     )
+
+
+def test_two_routers_of_one_name_are_refused_before_ray_starts(tmp_path, capsys):
+    """As lmroute serve refuses them; the check merged them silently and the scoring replicas failed."""
+    from lmroute.registry import load_router
+
+    saved = load_router("length").save(tmp_path / "saved")  # served as the router saved in it: length
+    assert main(_serve(tmp_path, f"[length, '{saved}']", "")) == 1
+    assert capsys.readouterr().err == (
+        "lmroute: error: two routers are named 'length': give one a name with NAME=DIRECTORY\n"
+    )
+    # Found beside a directory only the nodes hold, too.
+    assert main(_serve(tmp_path, "[length, /on/the/nodes/only, 'length=/on/the/nodes/too']", "")) == 1
+    assert "two routers are named 'length'" in capsys.readouterr().err

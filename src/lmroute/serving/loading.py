@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 
 from lmroute.control.taps import EmbeddingSummaries
@@ -34,8 +34,7 @@ def load_routers(
             check_router_name(name)
         except InvalidModelNameError as exc:
             raise ConfigError(f"router spec {spec!r}: {exc}") from None
-        if name in routers:
-            raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
+        _check_name_unused(name, routers)
         routers[name] = _without_embedding_cache(router, summaries)
     return routers
 
@@ -43,17 +42,28 @@ def load_routers(
 def served_names(specs: Sequence[str | Path]) -> list[str] | None:
     """The names :func:`load_routers` serves ``specs`` under, found without loading a router; None
     when a spec names a directory not on this machine (a Ray cluster's nodes may hold it), whose
-    name is that of the router saved in it."""
-    names = []
+    name is that of the router saved in it. ConfigError for two routers of one name (of those known),
+    as :func:`load_routers`."""
+    names: list[str] = []
+    unknown = False
     for spec in specs:
         alias, sep, _ = str(spec).partition("=")
         if sep or not ("/" in alias or Path(alias).is_dir()):
-            names.append(alias)
+            name = alias
         elif Path(alias).is_dir():
-            names.append(read_manifest(alias)["router"])  # what the router loaded from it is named
+            name = read_manifest(alias)["router"]  # what the router loaded from it is named
         else:
-            return None
-    return names
+            unknown = True
+            continue
+        _check_name_unused(name, names)
+        names.append(name)
+    return None if unknown else names
+
+
+def _check_name_unused(name: str, served: Container[str]) -> None:
+    """ConfigError when ``name`` is already ``served``: the later router would replace the first."""
+    if name in served:
+        raise ConfigError(f"two routers are named {name!r}: give one a name with NAME=DIRECTORY")
 
 
 def _without_embedding_cache(router: Router, summaries: EmbeddingSummaries | None = None) -> Router:
