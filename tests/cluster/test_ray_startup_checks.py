@@ -164,3 +164,40 @@ def test_two_routers_of_one_name_are_refused_before_ray_starts(tmp_path, capsys)
     # Found beside a directory only the nodes hold, too.
     assert main(_serve(tmp_path, "[length, /on/the/nodes/only, 'length=/on/the/nodes/too']", "")) == 1
     assert "two routers are named 'length'" in capsys.readouterr().err
+
+
+MODELS = """models:
+  - {name: big, base_url: 'http://127.0.0.1:9/v1', model: big, vocabulary: gpt-4o-2024-08-06,
+     price: {input_per_1m: 5, output_per_1m: 5}}
+  - {name: mine, base_url: 'http://127.0.0.1:9/v1', model: mine,
+     price: {input_per_1m: 0, output_per_1m: 0}}"""
+
+
+def _serve_models(tmp_path, routers: str) -> list[str]:
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"routers: {routers}\n{MODELS}\n")
+    return ["serve", "--config", str(config), "--ray"]
+
+
+def test_a_model_a_router_does_not_know_is_refused_before_ray_starts(tmp_path, capsys):
+    """lmroute serve's one-line error; on Ray the ingress replicas failed to start with it."""
+    assert main(_serve_models(tmp_path, "[mf, /on/the/nodes/only]")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: router 'mf' cannot route among the configured models: 'mine' "), (
+        err
+    )
+    assert err.count("\n") == 1
+
+
+def test_models_of_a_router_this_machine_cannot_load_are_left_to_the_replicas(tmp_path, caplog, monkeypatch):
+    from lmroute.exceptions import MissingDependencyError
+
+    def load(*args, **kwargs):
+        raise MissingDependencyError("lmroute needs torch: pip install 'lmroute[train]'")
+
+    monkeypatch.setattr(serve_module, "load_routers", load)
+    with caplog.at_level(logging.INFO, logger="lmroute"), pytest.raises(RayStarted):
+        main(_serve_models(tmp_path, "[mf]"))
+    assert "models: not checked against router 'mf': this machine cannot load it (lmroute" in caplog.text
+    with pytest.raises(RayStarted):  # a directory only the nodes hold is not loaded
+        main(_serve_models(tmp_path, "['mf=/on/the/nodes/only']"))

@@ -37,6 +37,7 @@ from lmroute.routers.base import Router
 from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
+from lmroute.serving.fleet import check_vocabulary
 from lmroute.serving.loading import load_routers, served_names
 from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
 from lmroute.shrinkage import QualityShrinkage
@@ -304,16 +305,18 @@ def check_autoscaling(ray_config: RayConfig) -> None:
 
 
 class _LoadedOnUse(Mapping[str, Router]):
-    """The routers of ``specs`` that this machine holds, by their served ``names``, each loaded here
+    """The routers of ``specs`` that this machine holds, by their served names, each loaded here
     when first looked up: the threshold check loads only routers with thresholds, and only when it
-    has a sample to score (the replicas load their own)."""
+    has a sample to score, the check of ``models:`` only when there are models (the replicas load
+    their own)."""
 
-    def __init__(self, specs: Sequence[str], names: Sequence[str]):
-        self._specs = {
-            name: spec
-            for name, spec in zip(names, specs, strict=True)
-            if not ("/" in (path := spec.partition("=")[2] or spec) and not Path(path).is_dir())
-        }
+    def __init__(self, specs: Sequence[str]):
+        here = [
+            s for s in specs if not ("/" in (path := s.partition("=")[2] or s) and not Path(path).is_dir())
+        ]
+        names = served_names(here)
+        assert names is not None  # every directory of ``here`` is on this machine
+        self._specs = dict(zip(names, here, strict=True))
         self._loaded: dict[str, Router] = {}
 
     def __getitem__(self, name: str) -> Router:
@@ -370,10 +373,19 @@ def run_serve(
     if names is not None:
         check_threshold_names(config, names)
     check_control_files(config.control)
+    here = _LoadedOnUse(config.routers)
+    for name in here if config.models else ():
+        # As lmroute serve checks them; else the ingress replicas fail to start, in Ray's traceback.
+        try:
+            router = here[name]
+        except ImportError as exc:  # a package only the cluster's nodes have
+            log.info("models: not checked against router %r: this machine cannot load it (%s)", name, exc)
+            continue
+        check_vocabulary(config.models, {name: router})
     if names is not None:
         # lmroute serve's warnings about thresholds that route (nearly) everything one way.
         try:
-            warnings = threshold_warnings(config, _LoadedOnUse(config.routers, names), data_dir=data_dir)
+            warnings = threshold_warnings(config, here, data_dir=data_dir)
         except ImportError as exc:  # a package only the cluster's nodes have
             log.info("thresholds not checked: this machine cannot load their routers (%s)", exc)
             warnings = []
