@@ -4,6 +4,7 @@
 
     ok          a completion (or a stream of 3 chunks) saying "<name> says hi"
     slow_stream 3 chunks, ``delay`` seconds apart
+    slow_start  (streams) the headers, then nothing for ``delay`` seconds, then 3 chunks
     status      an OpenAI-shaped error with HTTP ``status`` (500 by default)
     hang        nothing for ``delay`` seconds
     drop        (streams) 2 chunks, then the connection is cut
@@ -110,7 +111,7 @@ class FakeUpstream:
                     if mode == "malformed" and i == fault_at:
                         yield b"data: {not json\n\n"
                         return
-                    if mode == "slow_stream" and i:
+                    if (mode == "slow_stream" and i) or (mode == "slow_start" and not i):
                         try:
                             await asyncio.sleep(self.delay)
                         except asyncio.CancelledError:  # the client went away

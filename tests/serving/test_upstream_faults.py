@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from contextlib import contextmanager
 
 import httpx
@@ -283,6 +284,26 @@ def test_a_stream_that_fails_before_its_first_chunk_without_fallback_is_a_502(up
     assert response.status_code == 502
     assert "failed mid-stream: the model crashed" in response.json()["error"]["message"]
     assert not upstreams.weak.requests
+
+
+def test_a_client_that_leaves_while_the_stream_opens_cuts_the_upstream_call(upstreams):
+    # A slow-to-start model (a reasoning one) sends its first event late; a client that left before
+    # it came went unnoticed until then, and the upstream call ran (and billed) meanwhile.
+    upstreams.strong.mode, upstreams.strong.delay = "slow_start", 5.0
+    counted = 'lmroute_requests_total{endpoint="chat",model="big-model",router="length",status="499"} 1.0'
+    with running(upstreams.config(upstream={"timeout": 10.0})) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            # On timing out, httpx closes its connection: the client has left.
+            client.post(
+                "/v1/chat/completions",
+                json={"model": STRONG, "messages": MESSAGES, "stream": True},
+                timeout=0.5,
+            )
+        deadline = time.monotonic() + 2.5
+        while not (upstreams.strong.cut and counted in metric_lines(client)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstreams.strong.cut == 1
+        assert counted in metric_lines(client)
 
 
 def test_an_answer_holding_half_an_emoji_or_an_infinite_logprob_is_relayed_as_sent():

@@ -14,10 +14,11 @@ target modes, realized shares, drift, conversations.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -26,7 +27,7 @@ from starlette.routing import Route
 
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
-from lmroute.serving.answers import Decision
+from lmroute.serving.answers import Decision, RoutedStream
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
@@ -49,6 +50,8 @@ CONVERSATION_HEADER = "x-lmroute-conversation"
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
+#: The status counted for a stream whose client left before it opened (nginx's "client closed request").
+CLIENT_CLOSED = 499
 
 
 async def authorize(request: Request) -> None:
@@ -101,7 +104,9 @@ async def chat_completions(request: Request) -> Response:
     routing = _server_timing(start)
     request.state.decision = decision
     if chat.stream:
-        stream = await service.open_stream(body, decision)
+        stream = await _unless_client_leaves(request, service.open_stream(body, decision))
+        if stream is None:
+            return Response(status_code=CLIENT_CLOSED)
         request.state.answered_by = stream.model
         return StreamingResponse(
             relay(stream),
@@ -111,6 +116,34 @@ async def chat_completions(request: Request) -> Response:
     answer = await service.complete(body, decision)
     request.state.answered_by = answer.model
     return _Answer(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
+
+
+async def _unless_client_leaves(request: Request, opening: Awaitable[RoutedStream]) -> RoutedStream | None:
+    """The opened stream, or None when the client left first: the opening is then cancelled, which
+    closes the upstream's answer. A stream opens at the upstream's first event, which a slow-to-start
+    model sends late; the upstream call must not run (and bill) that long for nobody."""
+    opened = asyncio.ensure_future(opening)
+    left = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait((opened, left), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        opened.cancel()
+        raise
+    finally:
+        left.cancel()
+    if opened.done():  # also when the client left at that moment: the response then notices it
+        return opened.result()
+    opened.cancel()
+    await asyncio.wait((opened,))
+    if not opened.cancelled() and opened.exception() is None:  # it opened as the client left
+        await opened.result().aclose()
+    return None
+
+
+async def _client_left(request: Request) -> None:
+    # The body has been read (read_json): what the server receives next can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class _Answer(JSONResponse):
