@@ -253,20 +253,23 @@ def test_saves_come_every_save_every_decisions(tmp_path):
 SPEND = parse_model_name("router-length-spend-3")
 
 
-def spend_traffic(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def saved_spend_hub(config: ControlConfig, prices, seed: int, n: int, spec=SPEND):
+    """A hub that held ``spec`` on ``n`` random requests at ``prices`` and saved its state; with the
+    scores and token counts of those requests."""
     rng = np.random.default_rng(seed)
-    return rng.uniform(0, 1, n), rng.integers(50, 2000, n).astype(float)
+    traffic, tokens = rng.uniform(0, 1, n), rng.integers(50, 2000, n).astype(float)
+    hub = ControlHub(config, prices=prices)
+    for score, count in zip(traffic, tokens, strict=True):
+        hub.decide(spec, float(score), tokens=float(count))
+    hub.save()
+    return hub, traffic, tokens
 
 
 def test_a_restart_with_other_prices_reprices_the_spend_window(tmp_path):
     """A restored spend controller kept the prices its window was saved with until 200 new requests
     had refilled it: a doubled strong price was held at the old spend meanwhile."""
     config = ControlConfig(state_file=str(tmp_path / "state.json"))
-    first = ControlHub(config, prices=PRICES)
-    traffic, tokens = spend_traffic(7, 400)
-    for score, n in zip(traffic, tokens, strict=True):
-        first.decide(SPEND, float(score), tokens=float(n))
-    first.save()
+    first, traffic, tokens = saved_spend_hub(config, PRICES, 7, 400)
     saved_setting = first.controller(SPEND).setting
     dearer = {**PRICES, "strong": Price(input_per_1m=20, output_per_1m=60)}
     second = ControlHub(config, prices=dearer)
@@ -289,11 +292,7 @@ def test_a_restart_without_prices_keeps_the_prices_of_the_spend_window(tmp_path)
     """A server restarted without prices (spend targets refused meanwhile) saves the spend window
     again: it keeps the prices it is priced at, so a later restart with other prices re-prices it."""
     config = ControlConfig(state_file=str(tmp_path / "state.json"))
-    first = ControlHub(config, prices=PRICES)
-    traffic, tokens = spend_traffic(8, 300)
-    for score, n in zip(traffic, tokens, strict=True):
-        first.decide(SPEND, float(score), tokens=float(n))
-    first.save()
+    _, traffic, tokens = saved_spend_hub(config, PRICES, 8, 300)
     unpriced = ControlHub(config)
     assert unpriced.load()
     with pytest.raises(ConfigError, match="spend targets need the price of both models"):
@@ -314,14 +313,10 @@ def test_saved_prices_that_price_no_input_token_leave_the_window_and_say_so(tmp_
         "strong": Price(input_per_1m=0, output_per_1m=30),
         "weak": Price(input_per_1m=0, output_per_1m=0.6),
     }
-    first = ControlHub(config, prices=per_answer)
-    traffic, tokens = spend_traffic(9, 250)
-    for score, n in zip(traffic, tokens, strict=True):
-        first.decide(parse_model_name("router-length-spend-5"), float(score), tokens=float(n))
-    first.save()
+    spec = parse_model_name("router-length-spend-5")
+    first, _, _ = saved_spend_hub(config, per_answer, 9, 250, spec)
     second = ControlHub(config, prices=PRICES)
     with caplog.at_level(logging.WARNING, logger="lmroute.control"):
         assert second.load()
     assert "keeps the prices it was saved with until it refills" in caplog.text
-    spec = parse_model_name("router-length-spend-5")
     assert second.controller(spec).to_state() == first.controller(spec).to_state()
