@@ -38,7 +38,7 @@ from lmroute.serving.app import create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
 from lmroute.serving.fleet import check_vocabulary
-from lmroute.serving.loading import load_routers, served_names
+from lmroute.serving.loading import held_here, load_routers, served_names
 from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
 from lmroute.shrinkage import QualityShrinkage
 
@@ -311,9 +311,7 @@ class _LoadedOnUse(Mapping[str, Router]):
     their own)."""
 
     def __init__(self, specs: Sequence[str]):
-        here = [
-            s for s in specs if not ("/" in (path := s.partition("=")[2] or s) and not Path(path).is_dir())
-        ]
+        here = [s for s in specs if held_here(s)]
         names = served_names(here)
         assert names is not None  # every directory of ``here`` is on this machine
         self._specs = dict(zip(names, here, strict=True))

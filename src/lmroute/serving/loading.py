@@ -50,7 +50,7 @@ def served_names(specs: Sequence[str | Path]) -> list[str] | None:
         alias, sep, _ = str(spec).partition("=")
         if sep or not ("/" in alias or Path(alias).is_dir()):
             name = alias
-        elif Path(alias).is_dir():
+        elif held_here(alias):
             name = read_manifest(alias)["router"]  # what the router loaded from it is named
         else:
             unknown = True
@@ -58,6 +58,13 @@ def served_names(specs: Sequence[str | Path]) -> list[str] | None:
         _check_name_unused(name, names)
         names.append(name)
     return None if unknown else names
+
+
+def held_here(spec: str | Path) -> bool:
+    """False when ``spec`` (``[NAME=]DIRECTORY`` or a router name) names a directory that is not on
+    this machine (a Ray cluster's nodes may hold it)."""
+    path = str(spec).partition("=")[2] or str(spec)
+    return not ("/" in path and not Path(path).is_dir())
 
 
 def _check_name_unused(name: str, served: Container[str]) -> None:
