@@ -533,6 +533,9 @@ def test_read_items(tmp_path):
     dup.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
     with pytest.raises(DataError, match="unique"):
         read_items(dup)
+    nulls = tmp_path / "nulls.jsonl"  # null ids were all "None", so two of them clashed
+    nulls.write_text('{"id": null, "prompt": "a"}\n{"id": null, "prompt": "b"}\n')
+    assert read_items(nulls) == [LabelItem("0", "a"), LabelItem("1", "b")]
 
 
 def test_read_items_keeps_line_separators_inside_a_prompt(tmp_path):

@@ -51,11 +51,10 @@ def read_items(
             raise DataError(f"{path}:{n}: expected a non-empty string field {p_field!r}")
         r_field = reference_field or ("reference" if "reference" in record else "answer")
         reference = record.get(r_field)
-        items.append(
-            LabelItem(
-                str(record.get("id", len(items))), prompt, None if reference is None else str(reference)
-            )
-        )
+        # a null id is one not given, as a null reference is and an empty CSV cell is
+        given_id = record.get("id")
+        item_id = str(len(items)) if given_id is None else str(given_id)
+        items.append(LabelItem(item_id, prompt, None if reference is None else str(reference)))
     seen = Counter(item.id for item in items)
     duplicates = [i for i, count in seen.items() if count > 1]
     if duplicates:
