@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
@@ -105,10 +106,10 @@ def bench(router, prompts: list[str], train: int, options: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--router", choices=["bert", "causal_llm", "both"], default="both")
-    parser.add_argument("--prompts", type=int, default=200, help="Arena-Hard prompts to score (bert)")
-    parser.add_argument("--llm-prompts", type=int, default=64, help="prompts to score (causal_llm)")
-    parser.add_argument("--train", type=int, default=200, help="gold battles to train on")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--prompts", type=positive, default=200, help="Arena-Hard prompts to score (bert)")
+    parser.add_argument("--llm-prompts", type=positive, default=64, help="prompts to score (causal_llm)")
+    parser.add_argument("--train", type=positive, default=200, help="gold battles to train on")
+    parser.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
         "--bert-options", type=json.loads, default={}, help="JSON, e.g. '{\"max_length\": 64}'"
     )

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _args import positive
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from browser import chromium_path
@@ -46,7 +48,7 @@ def _load(browser, url: str, *, ready: str | None) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loads", type=int, default=20)
+    parser.add_argument("--loads", type=positive, default=20)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _args import positive
 
 from lmroute.control.config import ControlConfig
 from lmroute.control.conversations import explicit_key
@@ -115,8 +116,8 @@ def _with_history(hub: ControlHub, spec, scores: list[float]) -> Callable[[], No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--requests", type=positive, default=20_000)
+    parser.add_argument("--repeats", type=positive, default=3, help="best of this many runs")
     args = parser.parse_args()
     results = {}
     for name, case in _cases(args.requests).items():

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.embeddings.base import Embedder, normalize
@@ -78,9 +79,11 @@ def cache_lookup_ms(texts: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prompts", type=int, default=200, help="prompts per set (default 200)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: each backend's own")
+    parser.add_argument("--prompts", type=positive, default=200, help="prompts per set (default 200)")
+    parser.add_argument(
+        "--threads", type=positive, default=None, help="ONNX Runtime threads (default: all CPUs)"
+    )
+    parser.add_argument("--batch-size", type=positive, default=None, help="default: each backend's own")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time only the ONNX backend")
     args = parser.parse_args()

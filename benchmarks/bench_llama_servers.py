@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _args import positive
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from llama_servers import (
@@ -65,8 +67,8 @@ def tokens_per_second(servers: list[LlamaServer], max_tokens: int, repeats: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-tokens", type=positive, default=64)
+    parser.add_argument("--repeats", type=positive, default=2)
     args = parser.parse_args()
 
     results: dict[str, float] = {}

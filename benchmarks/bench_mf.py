@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 from lmroute.data.battles import Battle
 from lmroute.embeddings.base import Embedder, normalize
@@ -137,8 +138,8 @@ def reference_forward(router: MFRouter):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=400)
-    parser.add_argument("--baseline-prompts", type=int, default=100)
+    parser.add_argument("--prompts", type=positive, default=400)
+    parser.add_argument("--baseline-prompts", type=positive, default=100)
     parser.add_argument(
         "--train-epochs", type=int, default=0, help="also train on all shared sources for N epochs"
     )

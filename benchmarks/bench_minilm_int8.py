@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 APGR_TOLERANCE = 0.005
 BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -171,8 +172,10 @@ PRECISIONS = {"fp32": "minilm", "int8": "minilm-int8"}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=400, help="prompts per set (default 400)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all CPUs)")
+    parser.add_argument("--prompts", type=positive, default=400, help="prompts per set (default 400)")
+    parser.add_argument(
+        "--threads", type=positive, default=None, help="ONNX Runtime threads (default: all CPUs)"
+    )
     parser.add_argument("--no-apgr", action="store_true", help="skip the APGR comparison")
     args = parser.parse_args()
     logging.getLogger("lmroute").setLevel(logging.ERROR)  # truncation warnings

@@ -17,6 +17,7 @@ import os
 import time
 
 import numpy as np
+from _args import positive
 from bench_mf import Memo, chat_prompts, get_embedder
 
 from lmroute.routers.mf import MFRouter
@@ -35,10 +36,12 @@ def best_rate(fns: dict[str, object], count: int, repeats: int) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=400)
-    parser.add_argument("--models", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32, help="prompts per call (a server batches a few)")
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--prompts", type=positive, default=400)
+    parser.add_argument("--models", type=positive, default=20)
+    parser.add_argument(
+        "--batch", type=positive, default=32, help="prompts per call (a server batches a few)"
+    )
+    parser.add_argument("--repeats", type=positive, default=9)
     args = parser.parse_args()
 
     embedder = get_embedder()

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 
+from _args import positive
 from bench_server import (
     HERE,
     SRC,
@@ -33,8 +34,8 @@ from bench_server import (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--router", default="random")
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=positive, default=3000)
+    parser.add_argument("--concurrency", type=positive, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     sys.path.insert(0, str(SRC))

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -307,10 +308,12 @@ def measure_mf_rss(upstream: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--requests", type=int, default=4000, help="requests per level and round")
+    parser.add_argument("--concurrency", type=positive, nargs="+", default=[1, 64])
+    parser.add_argument("--requests", type=positive, default=4000, help="requests per level and round")
     parser.add_argument("--seconds", type=float, default=10.0, help="time limit per level, target and round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets; the best is kept")
+    parser.add_argument(
+        "--rounds", type=positive, default=3, help="rounds over all targets; the best is kept"
+    )
     parser.add_argument("--baseline-src", type=Path, help="also measure lmroute from this source tree")
     parser.add_argument("--no-mf", action="store_true", help="skip the mf server's memory")
     parser.add_argument(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from _args import positive
 
 from lmroute.data.battles import Battle
 from lmroute.embeddings.base import Embedder, normalize
@@ -108,9 +109,9 @@ def _logistic(X: np.ndarray, Y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--battles", type=int, default=50_000)
-    parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--baseline-queries", type=int, default=3)
+    parser.add_argument("--battles", type=positive, default=50_000)
+    parser.add_argument("--queries", type=positive, default=500)
+    parser.add_argument("--baseline-queries", type=positive, default=3)
     parser.add_argument("--embedder", choices=["none", "minilm"], default="none")
     args = parser.parse_args()
 

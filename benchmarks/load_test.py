@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from _args import positive
 
 HERE = Path(__file__).resolve().parent
 TOPICS = [
@@ -160,11 +161,13 @@ async def run_load(load: Load, concurrency: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--router", default="mf", help="router name or saved router directory (default mf)")
-    parser.add_argument("--requests", type=int, default=10_000, help="requests to send (default 10000)")
-    parser.add_argument("--concurrency", type=int, default=64, help="concurrent users (default 64)")
+    parser.add_argument("--requests", type=positive, default=10_000, help="requests to send (default 10000)")
+    parser.add_argument("--concurrency", type=positive, default=64, help="concurrent users (default 64)")
     parser.add_argument("--seconds", type=float, default=600.0, help="stop after this long (default 600)")
     parser.add_argument("--warmup", type=int, default=256, help="requests before measuring (default 256)")
-    parser.add_argument("--window", type=int, default=2000, help="RSS after the first/last N (default 2000)")
+    parser.add_argument(
+        "--window", type=positive, default=2000, help="RSS after the first/last N (default 2000)"
+    )
     parser.add_argument("--max-p99-ms", type=float, default=2000.0, help="p99 bound (default 2000 ms)")
     parser.add_argument(
         "--max-growth-mib",

@@ -131,3 +131,23 @@ def test_bench_mf_ratio_with_embedding_is_taken_on_the_reference_prompts(data_di
         rates["reference per prompt incl. embedding"]
     )
     assert float(ratio[1]) == pytest.approx(same, abs=0.06), run.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "option"),
+    [
+        ("bench_console.py", "--loads"),  # was statistics' "no median for empty data"
+        ("bench_control.py", "--requests"),  # was a ZeroDivisionError
+        ("bench_embeddings.py", "--prompts"),  # was a ZeroDivisionError
+        ("bench_n_models.py", "--repeats"),  # was a ZeroDivisionError
+        ("bench_sw_ranking.py", "--queries"),  # was numpy's "zero-size array"
+        ("load_test.py", "--concurrency"),  # was a failed run with NaN figures
+    ],
+)
+def test_a_count_of_zero_is_a_usage_error(script, option):
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), option, "0"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith(f"argument {option}: must be at least 1, got 0")
