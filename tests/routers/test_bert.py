@@ -173,6 +173,18 @@ def test_save_load_gives_identical_scores(trained, eval_prompts, tmp_path):
     np.testing.assert_array_equal(loaded.score(eval_prompts), trained.score(eval_prompts))
 
 
+def test_quiet_scoring_draws_no_bar(trained, tmp_path):
+    """``--quiet`` silences transformers' "Loading weights" bar as well as lmroute's own."""
+    trained.save(tmp_path / "r")
+    (tmp_path / "p.txt").write_text("hello there\nwhat is 2+2?\n")
+    argv = ["-m", "lmroute.cli", "score", "--router", str(tmp_path / "r"), "--input", str(tmp_path / "p.txt")]
+    argv += ["--output", str(tmp_path / "s.jsonl"), "--quiet"]
+    run = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == f"scored 2 prompts with bert: wrote {tmp_path / 's.jsonl'}\n", run.stderr
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2
+
+
 def test_other_base_weights_are_refused(trained, eval_prompts, tmp_path):
     trained.save(tmp_path / "r")
     path = tmp_path / "r" / "config.json"

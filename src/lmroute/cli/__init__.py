@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse's 2 before any command runs)."""
     args = build_parser().parse_args(_two_word_commands(sys.argv[1:] if argv is None else list(argv)))
     run: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "quiet", False):
+        _quiet_hugging_face()
     try:
         return run(args)
     except LmrouteError as exc:
@@ -98,6 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # broken pipe again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a command killed by the signal ends
+
+
+def _quiet_hugging_face() -> None:
+    """``--quiet`` for the bars of the Hugging Face libraries as well: transformers draws one each
+    time it loads bert's or causal_llm's weights. Both read this switch when they are imported."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    loaded = sys.modules.get("transformers.utils.logging")
+    if loaded is not None:  # imported already: lmroute called in-process
+        loaded.disable_progress_bar()
 
 
 def _reader_gone(stream: TextIO) -> bool:
