@@ -116,40 +116,60 @@ def test_the_circuit_breaker_skips_a_failed_model_for_its_cooldown():
     never.check()  # cooldown 0: never skips
 
 
-def test_a_stream_event_larger_than_aiohttps_line_limit_is_relayed():
-    # aiohttp's line reader refuses lines over 512 KiB (LineTooLong: the request failed as a 500);
-    # one event may be larger (a base64 image, a long tool call), as a whole answer may.
+async def _read_stream(url: str) -> list[dict]:
+    """Every chunk of a stream from the upstream at ``url``."""
+    config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)
+    upstream = Upstream(config, make_client(config))
+    try:
+        opened = await upstream.open_stream({"messages": [{"role": "user", "content": "hi"}]})
+        try:
+            return [chunk async for chunk in opened.chunks()]
+        finally:
+            await opened.aclose()
+    finally:
+        await upstream.aclose()
+
+
+def _events_app(*parts: bytes):
+    """An upstream whose streams are ``parts``."""
     from starlette.applications import Starlette
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
-    big = "x" * 1_500_000
-
     async def chat(request):
-        event = json.dumps({"choices": [{"index": 0, "delta": {"content": big}}]}).encode()
+        return StreamingResponse(iter(parts), media_type="text/event-stream")
 
-        async def events():
-            yield b"data: " + event[:700_000]  # one event over several writes
-            yield event[700_000:] + b"\n\n"
-            yield b'data: {"choices": []}\r\n\r\n'
-            yield b"data: [DONE]\n\n"
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
-        return StreamingResponse(events(), media_type="text/event-stream")
 
-    async def stream(url: str) -> list[dict]:
-        config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)
-        upstream = Upstream(config, make_client(config))
-        try:
-            opened = await upstream.open_stream({"messages": [{"role": "user", "content": "hi"}]})
-            try:
-                return [chunk async for chunk in opened.chunks()]
-            finally:
-                await opened.aclose()
-        finally:
-            await upstream.aclose()
-
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+def test_a_stream_event_larger_than_aiohttps_line_limit_is_relayed():
+    # aiohttp's line reader refuses lines over 512 KiB (LineTooLong: the request failed as a 500);
+    # one event may be larger (a base64 image, a long tool call), as a whole answer may.
+    big = "x" * 1_500_000
+    event = json.dumps({"choices": [{"index": 0, "delta": {"content": big}}]}).encode()
+    app = _events_app(
+        b"data: " + event[:700_000],  # one event over several writes
+        event[700_000:] + b"\n\n",
+        b'data: {"choices": []}\r\n\r\n',
+        b"data: [DONE]\n\n",
+    )
     with serve_in_thread(app) as url:
-        chunks = asyncio.run(stream(url + "/v1"))
+        chunks = asyncio.run(_read_stream(url + "/v1"))
     assert [len(c["choices"]) for c in chunks] == [1, 0]
     assert chunks[0]["choices"][0]["delta"]["content"] == big
+
+
+def test_events_are_read_as_the_sse_spec_says():
+    # One event's data may span several data: lines (joined with "\n"); comments, event:, id: and
+    # retry: lines are no data. The first data line alone was read as a malformed event.
+    app = _events_app(
+        b": keep-alive\n\n",
+        b'event: message\nid: 1\nretry: 3000\ndata: {"choices": [{"index": 0,\n',
+        b'data:  "delta": {"content": "a\\nb"}}]}\n\n',
+        b'data:{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\r\n\r\n',
+        b"data: [DONE]\n\n",
+    )
+    with serve_in_thread(app) as url:
+        chunks = asyncio.run(_read_stream(url + "/v1"))
+    assert [c["choices"][0].get("finish_reason") for c in chunks] == [None, "stop"]
+    assert chunks[0]["choices"][0]["delta"]["content"] == "a\nb"

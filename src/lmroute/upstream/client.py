@@ -299,11 +299,8 @@ class UpstreamStream:
         upstream = self.upstream
         events = 0
         try:
-            async for line in self._reply.lines():
-                if not line.startswith("data:"):
-                    continue  # comments, event names, blank separators
-                data = line[5:].strip()
-                if data == "[DONE]":
+            async for data in _event_data(self._reply.lines()):
+                if data.strip() == "[DONE]":
                     return
                 events += 1
                 try:
@@ -330,6 +327,24 @@ class UpstreamStream:
             await self._events.aclose()
         finally:
             self._reply.close()
+
+
+async def _event_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event in ``lines``, as the SSE spec reads it: an event's
+    ``data:`` lines joined with newlines, a blank line ending it; comments (``:``) and the other
+    fields (``event:``, ``id:``, ``retry:``) carry no data."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value.removeprefix(" "))
+    if data:  # the body ended without the blank line after its last event
+        yield "\n".join(data)
 
 
 def _is_transport_error(exc: BaseException) -> bool:
