@@ -10,10 +10,11 @@
     drop        (streams) 2 chunks, then the connection is cut
     malformed   200 with a body that is not JSON (streams: a malformed event)
     error_event (streams) 1 chunk, then an ``{"error": ...}`` event
+    cut_short   (streams) 2 chunks, then the body ends cleanly, without ``[DONE]``
     flaky       ``status`` for the first ``failures`` requests, then ok
 
-``fault_at`` (streams), when set, is how many chunks go out before a ``drop``, ``malformed`` or
-``error_event`` fault instead (0: the fault comes before anything else).
+``fault_at`` (streams), when set, is how many chunks go out before a ``drop``, ``malformed``,
+``error_event`` or ``cut_short`` fault instead (0: the fault comes before anything else).
 
 Every request's JSON body and Authorization header is recorded in ``requests``; ``cut`` counts
 the streams whose client went away before their end.
@@ -96,7 +97,7 @@ class FakeUpstream:
                 return Response(b"<html>oops", media_type="application/json")
             if not body.get("stream"):
                 return JSONResponse(self.completion(model))
-            fault_at = {"drop": 2, "error_event": 1, "malformed": 0}.get(mode)
+            fault_at = {"drop": 2, "error_event": 1, "malformed": 0, "cut_short": 2}.get(mode)
             if fault_at is not None and self.fault_at is not None:
                 fault_at = self.fault_at
 
@@ -110,6 +111,8 @@ class FakeUpstream:
                         return
                     if mode == "malformed" and i == fault_at:
                         yield b"data: {not json\n\n"
+                        return
+                    if mode == "cut_short" and i == fault_at:
                         return
                     if (mode == "slow_stream" and i) or (mode == "slow_start" and not i):
                         try:

@@ -210,10 +210,13 @@ def test_closing_a_stream_stops_the_upstream_call_read_or_not(controller, upstre
     asyncio.run(main())
 
 
-def test_stream_failure_raises_upstream_error(controller, upstreams):
-    upstreams.strong.mode = "drop"
+@pytest.mark.parametrize(
+    "mode, message", [("drop", "broke off the stream"), ("cut_short", "before the answer was finished")]
+)
+def test_stream_failure_raises_upstream_error(controller, upstreams, mode, message):
+    upstreams.strong.mode = mode
     stream = controller.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=True)
-    with pytest.raises(UpstreamError, match="broke off the stream"):
+    with pytest.raises(UpstreamError, match=message):
         list(stream)
 
 

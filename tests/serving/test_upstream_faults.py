@@ -248,6 +248,26 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event_and_done(
     assert not upstreams.weak.requests
 
 
+def test_a_stream_whose_body_ends_early_without_done_is_an_upstream_error(upstreams):
+    # The upstream's body ended cleanly mid-answer: relayed as it was, with lmroute's [DONE], the cut
+    # answer looked complete. An OpenAI client now gets the error event (the SDK raises APIError).
+    upstreams.strong.mode = "cut_short"
+    with running(upstreams.config()) as client:
+        got = events(chat(client, STRONG, stream=True))
+        sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="-", max_retries=0)
+        streamed = sdk.chat.completions.create(model=STRONG, messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError, match="before the answer was finished"):
+            list(streamed)
+        lines = metric_lines(client)
+    assert got[-1] == "[DONE]"
+    error = json.loads(got[-2])["error"]
+    assert error["code"] == "upstream_error"
+    assert error["message"] == "model big-model ended its stream before the answer was finished (no [DONE])"
+    assert [json.loads(e)["choices"][0]["delta"]["content"] for e in got[:-2]] == ["strong ", "says "]
+    assert 'lmroute_upstream_errors_total{kind="connection",model="big-model"} 2.0' in lines
+    assert not upstreams.weak.requests  # the answer had begun: no other model may finish it
+
+
 def test_slow_stream_within_the_timeout_is_fine(upstreams):
     upstreams.strong.mode, upstreams.strong.delay = "slow_stream", 0.1
     with running(upstreams.config(upstream={"timeout": 1.0})) as client:

@@ -173,3 +173,41 @@ def test_events_are_read_as_the_sse_spec_says():
         chunks = asyncio.run(_read_stream(url + "/v1"))
     assert [c["choices"][0].get("finish_reason") for c in chunks] == [None, "stop"]
     assert chunks[0]["choices"][0]["delta"]["content"] == "a\nb"
+
+
+def test_a_stream_whose_body_ends_before_done_and_the_answers_end_is_an_error():
+    # Relayed as it was, an answer cut short looked complete to the client.
+    recorder = Recorder()
+
+    async def read(url: str) -> tuple[list[dict], UpstreamError]:
+        chunks: list[dict] = []
+        config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)
+        upstream = Upstream(config, make_client(config), observer=recorder)
+        try:
+            opened = await upstream.open_stream({"messages": [{"role": "user", "content": "hi"}]})
+            with pytest.raises(UpstreamError) as failed:
+                async for chunk in opened.chunks():
+                    chunks.append(chunk)
+            await opened.aclose()
+        finally:
+            await upstream.aclose()
+        return chunks, failed.value
+
+    with running_upstreams() as pair:
+        pair.strong.mode = "cut_short"
+        chunks, error = asyncio.run(read(pair.urls["strong"]))
+    assert len(chunks) == 2
+    assert "ended its stream before the answer was finished" in error.client_message
+    assert ("error", "m", "connection") in recorder.calls
+
+
+def test_a_stream_without_done_whose_choices_all_finished_is_complete():
+    # Some OpenAI-compatible servers end a finished answer without [DONE]: nothing is missing.
+    def chunk(index: int, finish: str | None) -> bytes:
+        choice = {"index": index, "delta": {"content": "x"}, "finish_reason": finish}
+        return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+
+    app = _events_app(chunk(0, None), chunk(1, None), chunk(0, "stop"), chunk(1, "length"))
+    with serve_in_thread(app) as url:
+        chunks = asyncio.run(_read_stream(url + "/v1"))
+    assert len(chunks) == 4

@@ -287,8 +287,8 @@ class UpstreamStream:
             self._first = await anext(self._events)
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails, sends an error, or
-        ends without sending a single event."""
+        """Chunk objects until ``[DONE]``; UpstreamError when the upstream fails, sends an error,
+        ends without sending a single event, or ends without ``[DONE]`` before its answer did."""
         if self._first is not None:
             first, self._first = self._first, None
             yield first
@@ -298,6 +298,7 @@ class UpstreamStream:
     async def _read(self) -> AsyncGenerator[dict[str, Any], None]:
         upstream = self.upstream
         events = 0
+        unfinished: set[Any] = set()  # the choices begun without a finish_reason yet
         try:
             async for data in _event_data(self._reply.lines()):
                 if data.strip() == "[DONE]":
@@ -313,6 +314,7 @@ class UpstreamStream:
                 if error is not None:
                     message = error.get("message") if isinstance(error, dict) else error
                     raise upstream._bad_answer(f"failed mid-stream: {message}", None)
+                _track_choices(chunk, unfinished)
                 yield chunk
         except UpstreamError:
             raise
@@ -321,6 +323,10 @@ class UpstreamStream:
         if not events:
             # Not even [DONE]: relaying nothing but lmroute's own [DONE] would pass for an empty answer.
             raise upstream._bad_answer("ended its stream without sending any event", 200)
+        if unfinished:
+            # The body ended cleanly, but mid-answer: relayed as it was, a cut answer looks complete.
+            # (A server that ends finished answers without [DONE] is fine: nothing is missing.)
+            raise upstream._bad_answer("ended its stream before the answer was finished (no [DONE])", None)
 
     async def aclose(self) -> None:
         try:
@@ -345,6 +351,19 @@ async def _event_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             data.append(value.removeprefix(" "))
     if data:  # the body ended without the blank line after its last event
         yield "\n".join(data)
+
+
+def _track_choices(chunk: dict[str, Any], unfinished: set[Any]) -> None:
+    """Keep in ``unfinished`` the index of each choice ``chunk`` continues and does not finish."""
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict):
+            index = choice.get("index")
+            index = index if isinstance(index, (int, str)) else None
+            if choice.get("finish_reason"):
+                unfinished.discard(index)
+            else:
+                unfinished.add(index)
 
 
 def _is_transport_error(exc: BaseException) -> bool:
