@@ -307,7 +307,7 @@ def test_retrieve_one_model_by_id_as_the_openai_sdk_does(upstreams):
         # Served but not listed: another threshold, a target mode.
         assert sdk.models.retrieve("router-length-0.3").owned_by == "lmroute"
         assert sdk.models.retrieve("router-length-share-0.3").id == "router-length-share-0.3"
-        for name in ("gpt-5", "router-nope-0.5", "router-length-1.5", "meta-llama/other", ""):
+        for name in ("gpt-5", "router-nope-0.5", "router-length-1.5", "meta-llama/other"):
             response = c.get(f"/v1/models/{name}")
             assert response.status_code == 404, (name, response.text)
             error = response.json()["error"]
@@ -321,6 +321,35 @@ def test_unknown_paths_and_methods_are_openai_shaped(client):
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     response = client.get("/v1/chat/completions")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/v1/chat/completions/"),
+        ("POST", "/v1/route/"),
+        ("GET", "/v1/models/"),
+        ("GET", "/v1/models/small-model/"),
+        ("GET", "/v1/status/"),
+        ("GET", "/health/"),
+        ("GET", "/metrics/"),
+        ("GET", "/openapi.json/"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_naming_the_endpoint(client, upstreams, method, path):
+    # It was a 307 redirect (an empty answer), which clients often do not follow for a POST.
+    body = {"model": "router-length-0", "messages": MESSAGES}
+    response = client.request(method, path, json=body if method == "POST" else None)
+    assert response.status_code == 404
+    meant = path.rstrip("/")
+    assert response.json()["error"] == {
+        "message": f"no endpoint at {method} {path}: the endpoint is {meant}, without the trailing slash",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "not_found",
+    }
+    assert not upstreams.strong.requests and not upstreams.weak.requests
+    assert client.request(method, meant, json=body if method == "POST" else None).status_code == 200
 
 
 def test_metrics_count_requests_by_router_and_model(upstreams):

@@ -108,6 +108,8 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    # A trailing slash gets the 404 that names the endpoint (errors.trailing_slash), not a redirect.
+    app.router.redirect_slashes = False
     app.state.config = config
     app.state.metrics = metrics
     app.state.api_keys = [key.get_secret_value().encode() for key in config.server.api_keys]

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from lmroute.exceptions import (
     ConfigError,
@@ -56,7 +57,27 @@ async def _lmroute_error(request: Request, exc: LmrouteError) -> Response:
     return error_response(exc)
 
 
+def trailing_slash(request: Request) -> RequestError | None:
+    """The 404 of a path that names an endpoint but for its trailing slash (None for other paths):
+    one clear error rather than Starlette's 307 redirect, which clients often do not follow for a
+    POST (OpenAI answers such paths 404 too)."""
+    path = request.scope["path"]  # as the routes match it
+    meant = path.rstrip("/")
+    if not meant or meant == path:
+        return None
+    scope = {**request.scope, "path": meant}
+    if all(route.matches(scope)[0] == Match.NONE for route in request.app.router.routes):
+        return None
+    return RequestError(
+        f"no endpoint at {request.method} {path}: the endpoint is {meant}, without the trailing slash",
+        status=404,
+        code="not_found",
+    )
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 404 and (wrong := trailing_slash(request)) is not None:
+        return error_response(wrong)
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     # exc.headers carries the Allow header of a 405 (RFC 9110 requires it).
     return _error(

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
 from lmroute.serving.answers import Decision, RoutedStream
+from lmroute.serving.errors import trailing_slash
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
@@ -202,6 +203,8 @@ async def models(request: Request) -> Response:
 async def model_by_id(request: Request) -> Response:
     """``GET /v1/models/{id}``: the object ``GET /v1/models`` lists for ``id``; a model string the
     server accepts but does not list (another threshold, a target mode) gets one of the same shape."""
+    if (wrong := trailing_slash(request)) is not None:  # /v1/models/ is the list's path, not an id
+        raise wrong
     await authorize(request)
     name: str = request.path_params["model"]
     for listed in _listed(request):
