@@ -116,6 +116,39 @@ def test_the_circuit_breaker_skips_a_failed_model_for_its_cooldown():
     never.check()  # cooldown 0: never skips
 
 
+def test_a_5xx_with_a_long_retry_after_opens_the_circuit_breaker():
+    # A model down for maintenance (503, Retry-After: 120) is given up on at once, without retries:
+    # that skipped the breaker, so every request tried it before falling back.
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from lmroute.upstream import CircuitBreaker
+
+    async def chat(request):
+        body = {"error": {"message": "down for maintenance"}}
+        return JSONResponse(body, status_code=503, headers={"retry-after": "120"})
+
+    async def calls(url: str) -> list[str]:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=2, retry_backoff=0, timeout=5)
+        upstream = Upstream(config, make_client(config), breaker=CircuitBreaker(30))
+        seen = []
+        try:
+            for _ in range(2):
+                with pytest.raises(UpstreamError) as failed:
+                    await upstream.complete({"messages": [{"role": "user", "content": "hi"}]})
+                seen.append(str(failed.value))
+        finally:
+            await upstream.aclose()
+        return seen
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        first, second = asyncio.run(calls(url + "/v1"))
+    assert "answered 503: down for maintenance" in first and "skipping" not in first
+    assert "skipping model m for 30 s more (circuit_breaker)" in second
+
+
 async def _read_stream(url: str) -> list[dict]:
     """Every chunk of a stream from the upstream at ``url``."""
     config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)

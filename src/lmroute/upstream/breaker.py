@@ -2,10 +2,11 @@
 
 Without one, while a model is down every request routed to it waits through all its retries
 (about 1.4 s with the default two retries) before the other model answers. After one request has
-failed every attempt with a timeout, a connection error, a 5xx or a malformed answer, the breaker
-*opens*: for ``cooldown`` seconds calls fail at once with that failure, so fallback is immediate.
-The first call after the cooldown tries the model again; its success closes the breaker, its
-failure opens it for another cooldown. Client errors (4xx, 429) never open it: the model is up.
+failed every attempt with a timeout, a connection error, a 5xx or a malformed answer (or one such
+failure whose Retry-After is too long to wait for), the breaker *opens*: for ``cooldown`` seconds
+calls fail at once with that failure, so fallback is immediate. The first call after the cooldown
+tries the model again; its success closes the breaker, its failure opens it for another cooldown.
+Client errors (4xx, 429) never open it: the model is up.
 """
 
 from __future__ import annotations

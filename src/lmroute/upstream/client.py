@@ -188,15 +188,15 @@ class Upstream:
             try:
                 result = await attempt(payload)
             except UpstreamError as exc:
-                if n == retries or not _retryable(exc):
+                # A Retry-After too long to wait for in the request ends the retries too.
+                too_long = exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER
+                if n == retries or not _retryable(exc) or too_long:
                     if self.breaker is not None and should_fall_back(exc):
                         self.breaker.failed(exc)
                     raise
                 # Exponential backoff with up to 25% jitter, so that clients retrying together spread out.
                 delay = self.config.retry_backoff * 2**n * (1 - 0.25 * self._rng.random())
                 if exc.retry_after is not None:
-                    if exc.retry_after > MAX_RETRY_AFTER:
-                        raise
                     delay = max(delay, exc.retry_after)
                 log.info(
                     "model %s failed (%s); retry %d of %d in %.2fs", self.model, exc, n + 1, retries, delay
