@@ -197,6 +197,7 @@ def test_events_are_read_as_the_sse_spec_says():
     # retry: lines are no data. The first data line alone was read as a malformed event.
     app = _events_app(
         b": keep-alive\n\n",
+        b"data:\n\ndata: \n\n",  # no data: heartbeats, not events (the spec dispatches none)
         b'event: message\nid: 1\nretry: 3000\ndata: {"choices": [{"index": 0,\n',
         b'data:  "delta": {"content": "a\\nb"}}]}\n\n',
         b'data:{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\r\n\r\n',

@@ -338,18 +338,19 @@ class UpstreamStream:
 async def _event_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
     """The data of each server-sent event in ``lines``, as the SSE spec reads it: an event's
     ``data:`` lines joined with newlines, a blank line ending it; comments (``:``) and the other
-    fields (``event:``, ``id:``, ``retry:``) carry no data."""
+    fields (``event:``, ``id:``, ``retry:``) carry no data, and an event without data (a
+    heartbeat such as ``data:`` alone) is none."""
     data: list[str] = []
     async for line in lines:
         if not line:
-            if data:
+            if any(data):
                 yield "\n".join(data)
-                data = []
+            data = []
             continue
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value.removeprefix(" "))
-    if data:  # the body ended without the blank line after its last event
+    if any(data):  # the body ended without the blank line after its last event
         yield "\n".join(data)
 
 
