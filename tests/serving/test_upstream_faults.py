@@ -326,6 +326,28 @@ def test_a_client_that_leaves_while_the_stream_opens_cuts_the_upstream_call(upst
         assert counted in metric_lines(client)
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/route"])
+def test_a_client_that_leaves_while_sending_its_body_is_a_499_not_an_internal_error(upstreams, caplog, path):
+    # It was logged as an internal error with a traceback and counted as a 500 (an alert on 5xx).
+    import socket
+
+    caplog.set_level(logging.INFO, logger="lmroute")
+    endpoint = "chat" if path.endswith("completions") else "route"
+    counted = f'lmroute_requests_total{{endpoint="{endpoint}",model="none",router="none",status="499"}} 1.0'
+    with running(upstreams.config()) as client:
+        with socket.create_connection((client.base_url.host, client.base_url.port)) as sock:
+            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+            sock.sendall(head.encode() + b'{"model": ')
+            time.sleep(0.2)
+        deadline = time.monotonic() + 2.5
+        while counted not in metric_lines(client) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = metric_lines(client)
+    assert counted in lines
+    assert not [line for line in lines if 'status="500"' in line]
+    assert "internal error" not in caplog.text
+
+
 def test_an_answer_holding_half_an_emoji_or_an_infinite_logprob_is_relayed_as_sent():
     # A lone surrogate escape (an emoji split across chunks) and -Infinity are JSON the openai SDK
     # reads; writing them out failed: the stream ended with an internal error, the answer was a 500.

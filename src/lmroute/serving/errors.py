@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
@@ -32,6 +32,8 @@ from lmroute.serving.protocol import ErrorBody, ErrorResponse
 log = logging.getLogger("lmroute.serving")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+#: The status counted for a request whose client left before its answer (nginx's "client closed request").
+CLIENT_CLOSED = 499
 _Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 
 
@@ -48,7 +50,12 @@ def error_response(exc: LmrouteError) -> Response:
 
 def exception_handlers() -> dict[int | type[Exception], _Handler]:
     """The app's exception handlers (``Starlette(exception_handlers=...)``)."""
-    return {LmrouteError: _lmroute_error, HTTPException: _http_error, Exception: _internal_error}
+    return {
+        LmrouteError: _lmroute_error,
+        HTTPException: _http_error,
+        ClientDisconnect: _client_left,
+        Exception: _internal_error,
+    }
 
 
 async def _lmroute_error(request: Request, exc: LmrouteError) -> Response:
@@ -83,6 +90,12 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return _error(
         exc.status_code, str(exc.detail), kind, code=_HTTP_CODES.get(exc.status_code), headers=exc.headers
     )
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    # The client went away while sending its body: nobody reads the answer, and no error of ours.
+    log.debug("the client left during %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

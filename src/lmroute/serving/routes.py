@@ -28,7 +28,7 @@ from starlette.routing import Route
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
 from lmroute.serving.answers import Decision, RoutedStream
-from lmroute.serving.errors import trailing_slash
+from lmroute.serving.errors import CLIENT_CLOSED, trailing_slash
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
     ChatCompletionRequest,
@@ -51,8 +51,6 @@ CONVERSATION_HEADER = "x-lmroute-conversation"
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
-#: The status counted for a stream whose client left before it opened (nginx's "client closed request").
-CLIENT_CLOSED = 499
 
 
 async def authorize(request: Request) -> None:
