@@ -69,7 +69,8 @@ class AsyncController:
     ``router-<router>-quality-<value>``; without strong and weak, the dearest and the cheapest of them
     are. ``routers`` are names, saved router directories, Router
     objects, or a mapping of serving name to any of these; they are loaded here, once.
-    ``client_factory`` builds each upstream's ``openai.AsyncOpenAI`` (tests pass fakes).
+    ``client_factory`` builds each upstream's transport (:class:`lmroute.upstream.Transport`, given
+    its :class:`UpstreamConfig`; tests pass fakes).
     ``control`` (a :class:`~lmroute.control.config.ControlConfig` or its mapping) sets online
     control; its state file is restored here and saved at :meth:`aclose`.
     """
