@@ -80,7 +80,7 @@ class ServingMetrics:
         )
         self.fallbacks = Counter(
             "lmroute_fallbacks",
-            "Requests answered by the other model after the routed one failed",
+            "Fallbacks tried: requests sent on to the next model after one failed, answered or not",
             ["from_model", "to_model", "reason"],
             registry=r,
         )
