@@ -545,6 +545,56 @@ def test_report_shows_an_eval_file_of_the_exact_protocol(page, server, tmp_path)
     assert value(page, "apgr:length") == json.loads(out.read_text())["routers"]["length"]["apgr"]
 
 
+@pytest.fixture(scope="module")
+def n_model_json(tmp_path_factory) -> Path:
+    """An ``lmroute eval --models ... --json`` file: the packaged mf router over three priced models."""
+    folder = tmp_path_factory.mktemp("n-models")
+    models = {"gpt-4o-2024-08-06": 0.9, "Meta-Llama-3-8B-Instruct": 0.4, "gpt-3.5-turbo-0125": 0.6}
+    prices = folder / "prices.yaml"
+    prices.write_text(
+        "gpt-4o-2024-08-06: {input_per_1m: 2.5, output_per_1m: 10}\n"
+        "Meta-Llama-3-8B-Instruct: {input_per_1m: 0.2, output_per_1m: 0.2}\n"
+        "gpt-3.5-turbo-0125: {input_per_1m: 0.5, output_per_1m: 1.5}\n"
+    )
+    rng = np.random.default_rng(0)
+    scores = [{m: float(rng.uniform() < p) for m, p in models.items()} for _ in range(30)]
+    rows = [{"prompt": f"question {i} " + "x" * i, "scores": s} for i, s in enumerate(scores)]
+    bench = folder / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = folder / "n-models.json"
+    argv = ["eval", "--benchmark", str(bench), "--routers", "mf", "--models", *models]
+    assert main([*argv, "--prices", str(prices), "--json", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_report_shows_an_n_model_eval_file(page, server, n_model_json, tmp_path):
+    """eval --models --json writes the cost–quality evaluation: models, curves, no "routers"; it was
+    refused as 'not an lmroute evaluation'."""
+    report = json.loads(n_model_json.read_text())
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(n_model_json)
+    title = page.get_by_test_id("report-title").inner_text()
+    assert title.startswith("bench: 30 prompts (0 lines skipped), 3 models")
+    assert page.locator("#report-message").inner_text() == ""
+    for curve in [*report["curves"], report["mixing_baseline"]]:
+        assert value(page, f"aiq:{curve['label']}") == curve["aiq"]
+    # The mixing baseline and each curve's hull, and a point per single model.
+    assert page.locator("svg.chart path.series").count() == 1 + len(report["curves"])
+    chart = page.locator("svg.chart").text_content()
+    assert "single models" in chart and "USD per 1,000 requests (log scale)" in chart
+    best = page.get_by_test_id("report-table").locator("tr", has_text="best single: gpt-4o-2024-08-06")
+    assert best.locator("td").nth(1).inner_text() == "–"  # a single model has no AIQ
+    # NaN written as null (a router that never reaches the best model's quality): drawn as "–".
+    for curve in report["curves"]:
+        curve.update(aiq=None, reach_cost=None, saving=None, quality_at_cheapest=None)
+    nulls = tmp_path / "nulls.json"
+    nulls.write_text(json.dumps(report))
+    page.locator("#report-file").set_input_files(nulls)
+    row = page.get_by_test_id("report-table").locator("tr", has_text="mf")
+    sync_api.expect(row).to_have_text(re.compile(r"^mf\s*–\s*–\s*–\s*–$"))
+    assert "mf (AIQ n/a)" in page.locator("svg.chart").text_content()
+
+
 def test_report_shows_an_experiment_file(page, server):
     path = REPO / "docs" / "results" / "results.json"
     cells = json.loads(path.read_text())["cells"]

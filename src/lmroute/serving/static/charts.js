@@ -22,8 +22,21 @@ function niceTicks(min, max, count = 5) {
   return ticks;
 }
 
-// series: [{label, points: [[x, y]], color, dash}]; lines: [{y, label, color}] (horizontal, dashed).
-export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel = "", xDomain }) {
+// 1, 2 and 5 times the powers of ten between min and max (> 0); linear ticks on a narrower range.
+function logTicks(min, max) {
+  const ticks = [];
+  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e += 1) {
+    for (const m of [1, 2, 5]) {
+      const t = +(m * 10 ** e).toPrecision(6);
+      if (t >= min && t <= max) ticks.push(t);
+    }
+  }
+  return ticks.length >= 2 ? ticks : niceTicks(min, max);
+}
+
+// series: [{label, points: [[x, y]], color, dash, markers}] (markers: points without a line);
+// lines: [{y, label, color}] (horizontal, dashed). xLog: a log x axis (every x > 0).
+export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel = "", xDomain, xLog = false }) {
   const W = 720, H = 420, m = { l: 64, r: 16, t: 34, b: 48 };
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
@@ -33,10 +46,11 @@ export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel 
   let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
   const pad = (y1 - y0) * 0.05 || 0.5;
   y0 -= pad; y1 += pad;
-  const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const tx = xLog ? Math.log10 : (x) => x;
+  const X = (x) => m.l + ((tx(x) - tx(x0)) / (tx(x1) - tx(x0) || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
   root.append(svg("text", { x: W / 2, y: 20, "text-anchor": "middle", class: "title" }, title));
-  for (const t of niceTicks(x0, x1)) {
+  for (const t of (xLog ? logTicks : niceTicks)(x0, x1)) {
     root.append(svg("line", { x1: X(t), x2: X(t), y1: m.t, y2: H - m.b, class: "grid" }));
     root.append(svg("text", { x: X(t), y: H - m.b + 16, "text-anchor": "middle" }, String(t)));
   }
@@ -56,18 +70,22 @@ export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel 
   }
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
-    const d = s.points.map((p, k) => `${k ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
-    root.append(svg("path", { d, stroke: color, "stroke-dasharray": s.dash || "none", class: "series" }));
-    if (s.points.length <= 40) {
-      for (const p of s.points) root.append(svg("circle", { cx: X(p[0]), cy: Y(p[1]), r: 2.5, fill: color }));
+    if (!s.markers) {
+      const d = s.points.map((p, k) => `${k ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
+      root.append(svg("path", { d, stroke: color, "stroke-dasharray": s.dash || "none", class: "series" }));
     }
-    legend.push({ label: s.label, color, dash: s.dash });
+    if (s.markers || s.points.length <= 40) {
+      const r = s.markers ? 4 : 2.5;
+      for (const p of s.points) root.append(svg("circle", { cx: X(p[0]), cy: Y(p[1]), r, fill: color }));
+    }
+    legend.push({ label: s.label, color, dash: s.dash, markers: s.markers });
   });
   legend.forEach((item, k) => {
     const y = H - m.b - 12 - (legend.length - 1 - k) * 16;
     const x = W - m.r - 250;
-    root.append(svg("line", { x1: x, x2: x + 24, y1: y - 4, y2: y - 4, stroke: item.color,
-      "stroke-dasharray": item.dash || "none", class: "series" }));
+    root.append(item.markers ? svg("circle", { cx: x + 12, cy: y - 4, r: 4, fill: item.color })
+      : svg("line", { x1: x, x2: x + 24, y1: y - 4, y2: y - 4, stroke: item.color,
+        "stroke-dasharray": item.dash || "none", class: "series" }));
     root.append(svg("text", { x: x + 30, y, class: "legend" }, item.label));
   });
   return root;

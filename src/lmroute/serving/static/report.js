@@ -80,6 +80,79 @@ function renderEvaluation(data) {
   ];
 }
 
+function checkCurve(where, c) {
+  need(c && typeof c === "object" && typeof c.label === "string", `${where}: expected a curve with a "label"`);
+  need(isNumber(c.aiq), `${where}: "aiq" must be a number`);
+  for (const key of ["points", "hull"]) {
+    need(Array.isArray(c[key]), `${where}: "${key}" must be a list of cost–quality points`);
+    for (const p of c[key]) {
+      need(p && typeof p.cost === "number" && typeof p.quality === "number",
+        `${where}: each of "${key}" needs numeric "cost" and "quality"`);
+    }
+  }
+}
+
+// A number as the CLI's N-model table writes it: "–" where the file has null (NaN: never reached).
+function fixed(value, digits, prefix = "", suffix = "") {
+  return typeof value === "number" ? `${prefix}${value.toFixed(digits)}${suffix}` : "–";
+}
+
+function costRow(what, c) {
+  return [what, { text: fixed(c.aiq, 4), value: c.aiq, testid: `aiq:${what}` },
+    fixed(c.reach_cost, 3, "$"), fixed(typeof c.saving === "number" ? 100 * c.saving : null, 0, "", "%"),
+    fixed(c.quality_at_cheapest, 4)];
+}
+
+// One `lmroute eval --models ... --json` evaluation: cost against quality, as `lmroute eval --plot`
+// draws it (single models, the mixing baseline, each router's and the oracle's hull), above the
+// CLI's table.
+function renderCostQuality(data) {
+  need(typeof data.benchmark === "string", '"benchmark" must be a string');
+  need(Array.isArray(data.models) && data.models.length > 0, '"models" must be a non-empty list of models');
+  data.models.forEach((m, i) => need(m && typeof m.model === "string" && typeof m.cost === "number"
+    && typeof m.quality === "number", `model ${i}: needs "model" and numeric "cost" and "quality"`));
+  need(Array.isArray(data.curves), '"curves" must be a list of the routers\' curves');
+  checkCurve("mixing_baseline", data.mixing_baseline);
+  data.curves.forEach((c, i) => checkCurve(`curve ${i}`, c));
+  const model = (name) => data.models.find((m) => m.model === name);
+  const best = model(data.best_model), cheapest = model(data.cheapest_model);
+  const n = data.models.length;
+  const head = [`${data.benchmark}: ${data.prompts} prompts (${data.skipped_lines} lines skipped), ${n} models;`
+    + ` costs in $ per 1,000 requests (${data.cost_source})`];
+  if (best && cheapest) {
+    head.push(`best single model ${best.model}: quality ${fixed(best.quality, 4)} at ${fixed(best.cost, 3, "$")};`
+      + ` cheapest ${cheapest.model}: ${fixed(cheapest.quality, 4)} at ${fixed(cheapest.cost, 3, "$")}`);
+  }
+  const curves = [...data.curves, data.mixing_baseline];
+  const costs = [...data.models, ...curves.flatMap((c) => c.hull)].map((p) => p.cost);
+  // A free model (cost 0) has no place on a log axis: then the axis is linear.
+  const xLog = costs.every((c) => c > 0);
+  let lo = costs.reduce((a, b) => Math.min(a, b)), hi = costs.reduce((a, b) => Math.max(a, b));
+  [lo, hi] = xLog ? [lo / 1.2, hi * 1.2] : [Math.min(0, lo), hi + 0.05 * (hi - lo) || 1];
+  const hull = (c) => ({
+    label: `${c.label} (AIQ ${number(c.aiq, 3)})`,
+    points: c.hull.map((p) => [p.cost, p.quality]),
+    color: c.label === "oracle" ? "#000000" : c === data.mixing_baseline ? "#7f7f7f" : undefined,
+    dash: c.label === "oracle" ? "2 3" : c === data.mixing_baseline ? "6 4" : undefined,
+  });
+  const series = [
+    { label: "single models", points: data.models.map((m) => [m.cost, m.quality]), color: "#7f7f7f", markers: true },
+    hull(data.mixing_baseline), ...data.curves.map((c) => hull(c)),
+  ];
+  const rows = curves.map((c) => costRow(c.label, c));
+  if (best) rows.push(costRow(`best single: ${best.model}`, { reach_cost: best.cost, saving: 0 }));
+  return [
+    el("h2", { "data-testid": "report-title" }, head[0]),
+    ...head.slice(1).map((line) => el("p", {}, line)),
+    lineChart({
+      series, xLog, xDomain: [lo, hi],
+      title: `Cost–quality on ${data.benchmark} (${data.prompts} prompts, ${n} models)`,
+      xLabel: `Cost: USD per 1,000 requests${xLog ? " (log scale)" : ""}`, yLabel: "Quality (mean score)",
+    }),
+    table(["", "AIQ", "cost to reach best", "saving", "quality at cheapest's cost"], rows, { testid: "report-table" }),
+  ];
+}
+
 function ci(cell) {
   const c = cell.apgr_ci95;
   return Array.isArray(c) && c.length === 2 ? ` [${number(c[0], 3)}, ${number(c[1], 3)}]` : "";
@@ -126,7 +199,9 @@ function renderExperiment(data) {
 export function renderReport(data) {
   need(data && typeof data === "object" && !Array.isArray(data), "the file must hold a JSON object");
   if ("cells" in data) return renderExperiment(data);
-  need("routers" in data, 'no "routers" (lmroute eval --json) or "cells" (experiment results.json) in it');
+  if ("curves" in data) return renderCostQuality(data);
+  need("routers" in data, 'no "routers" (lmroute eval --json), "curves" (lmroute eval --models --json) or'
+    + ' "cells" (experiment results.json) in it');
   return renderEvaluation(data);
 }
 
