@@ -545,6 +545,38 @@ def test_report_shows_an_eval_file_of_the_exact_protocol(page, server, tmp_path)
     assert value(page, "apgr:length") == json.loads(out.read_text())["routers"]["length"]["apgr"]
 
 
+def test_report_draws_an_exact_protocol_eval_of_many_prompts(page, server, tmp_path):
+    """The exact protocol has a point per distinct score: 130,000 prompts' curve was 'not an lmroute
+    evaluation ... (Maximum call stack size exceeded)' (its extent taken as Math.min(...points))."""
+    bench = tmp_path / "many.jsonl"
+    lines = (
+        json.dumps({"prompt": f"p{i}", "scores": {"A": float(i % 5 > 0), "B": float(i % 3 == 0)}})
+        for i in range(130_000)
+    )
+    bench.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval.json"
+    argv = [
+        "eval",
+        "--benchmark",
+        str(bench),
+        "--strong-model",
+        "A",
+        "--weak-model",
+        "B",
+        "--protocol",
+        "exact",
+    ]
+    assert main([*argv, "--routers", "random", "--no-oracle", "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert len(report["routers"]["random"]["points"]) > 130_000
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(out)
+    assert page.get_by_test_id("report-title").inner_text().startswith("many: 130000 prompts, protocol exact")
+    assert value(page, "apgr:random") == report["routers"]["random"]["apgr"]
+    assert page.locator("svg.chart path.series").count() == 1
+    assert page.locator("#report-message").inner_text() == ""
+
+
 @pytest.fixture(scope="module")
 def n_model_json(tmp_path_factory) -> Path:
     """An ``lmroute eval --models ... --json`` file: the packaged mf router over three priced models."""

@@ -22,6 +22,17 @@ function niceTicks(min, max, count = 5) {
   return ticks;
 }
 
+// [min, max] by a loop: Math.min(...values) overflows the stack past ~120,000 values (an exact-protocol
+// curve has a point per distinct score).
+function extent(values) {
+  let min = Infinity, max = -Infinity;
+  for (const v of values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return [min, max];
+}
+
 // 1, 2 and 5 times the powers of ten between min and max (> 0); linear ticks on a narrower range.
 function logTicks(min, max) {
   const ticks = [];
@@ -42,8 +53,8 @@ export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel 
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = [...series.flatMap((s) => s.points.map((p) => p[1])), ...lines.map((l) => l.y)]
     .filter(Number.isFinite);
-  const [x0, x1] = xDomain || [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  const [x0, x1] = xDomain || extent(xs);
+  let [y0, y1] = ys.length ? extent(ys) : [0, 1];
   const pad = (y1 - y0) * 0.05 || 0.5;
   y0 -= pad; y1 += pad;
   const tx = xLog ? Math.log10 : (x) => x;
