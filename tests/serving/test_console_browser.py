@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import yaml
 from _fake_embedder import HashEmbedder
 from browser import chromium_path, watch
 from fake_openai import serve_in_thread
@@ -29,6 +30,11 @@ from lmroute.routers.mf import MFRouter
 from lmroute.routers.random import RandomRouter
 from lmroute.serving.app import create_app
 from lmroute.serving.config import build_config
+from lmroute.workflows.n_models import (
+    NModelExperimentConfig,
+    run_n_model_experiment,
+    write_n_model_experiment,
+)
 
 pytestmark = pytest.mark.network_loopback
 
@@ -625,6 +631,48 @@ def test_report_shows_an_n_model_eval_file(page, server, n_model_json, tmp_path)
     row = page.get_by_test_id("report-table").locator("tr", has_text="mf")
     sync_api.expect(row).to_have_text(re.compile(r"^mf\s*–\s*–\s*–\s*–$"))
     assert "mf (AIQ n/a)" in page.locator("svg.chart").text_content()
+
+
+def test_report_shows_an_n_model_experiment_file(page, server, tmp_path):
+    """A kind: n-models experiment's results.json holds "evaluations" (eval --models' cost–quality
+    evaluations, one per protocol and file); it was refused as 'not an lmroute ... result'."""
+    prices = {"big": 10.0, "mid": 1.0, "small": 0.1}
+    for name, models in (("one", ["big", "mid", "small"]), ("two", ["big", "small"])):
+        scores = [{m: float(i % 2 == 0 or m == "big") for m in models} for i in range(40)]
+        rows = [
+            {"prompt": f"{'chat' if i % 2 == 0 else 'prove'} {name} {i}", "scores": s}
+            for i, s in enumerate(scores)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "prices.yaml").write_text(
+        yaml.safe_dump({m: {"input_per_1m": p, "output_per_1m": p} for m, p in prices.items()})
+    )
+    config = NModelExperimentConfig.model_validate(
+        {
+            "kind": "n-models",
+            "files": ["one.jsonl", "two.jsonl"],
+            "prices": "prices.yaml",
+            "router": {"name": "mf", "options": {"dim": 8, "epochs": 2, "batch_size": 64, "ties": "half"}},
+            "folds": 2,
+            "knobs": 20,
+        }
+    )
+    result = run_n_model_experiment(config, data_dir=tmp_path, config_dir=tmp_path, embedder=HashEmbedder(32))
+    write_n_model_experiment(result, tmp_path / "out")
+    path = tmp_path / "out" / "results.json"
+    evaluations = json.loads(path.read_text())["evaluations"]
+    assert len(evaluations) >= 2
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(path)
+    assert (
+        page.get_by_test_id("report-title").inner_text()
+        == f"N-model experiment: {len(evaluations)} evaluations"
+    )
+    for e in evaluations:
+        for curve in [*e["curves"], e["mixing_baseline"]]:
+            assert value(page, f"aiq:{e['protocol']}:{e['benchmark']}:{curve['label']}") == curve["aiq"]
+    assert page.locator("svg.chart").count() == len(evaluations)
+    assert page.locator("#report-message").inner_text() == ""
 
 
 def test_report_shows_an_experiment_file(page, server):

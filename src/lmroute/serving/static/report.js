@@ -97,16 +97,16 @@ function fixed(value, digits, prefix = "", suffix = "") {
   return typeof value === "number" ? `${prefix}${value.toFixed(digits)}${suffix}` : "–";
 }
 
-function costRow(what, c) {
-  return [what, { text: fixed(c.aiq, 4), value: c.aiq, testid: `aiq:${what}` },
+function costRow(what, c, id) {
+  return [what, { text: fixed(c.aiq, 4), value: c.aiq, testid: `aiq:${id}${what}` },
     fixed(c.reach_cost, 3, "$"), fixed(typeof c.saving === "number" ? 100 * c.saving : null, 0, "", "%"),
     fixed(c.quality_at_cheapest, 4)];
 }
 
 // One `lmroute eval --models ... --json` evaluation: cost against quality, as `lmroute eval --plot`
 // draws it (single models, the mixing baseline, each router's and the oracle's hull), above the
-// CLI's table.
-function renderCostQuality(data) {
+// CLI's table. An N-model experiment's evaluation (of a protocol) gets a subheading instead of the title.
+function renderCostQuality(data, protocol = null) {
   need(typeof data.benchmark === "string", '"benchmark" must be a string');
   need(Array.isArray(data.models) && data.models.length > 0, '"models" must be a non-empty list of models');
   data.models.forEach((m, i) => need(m && typeof m.model === "string" && typeof m.cost === "number"
@@ -139,17 +139,20 @@ function renderCostQuality(data) {
     { label: "single models", points: data.models.map((m) => [m.cost, m.quality]), color: "#7f7f7f", markers: true },
     hull(data.mixing_baseline), ...data.curves.map((c) => hull(c)),
   ];
-  const rows = curves.map((c) => costRow(c.label, c));
-  if (best) rows.push(costRow(`best single: ${best.model}`, { reach_cost: best.cost, saving: 0 }));
+  const id = protocol === null ? "" : `${protocol}:${data.benchmark}:`;
+  const rows = curves.map((c) => costRow(c.label, c, id));
+  if (best) rows.push(costRow(`best single: ${best.model}`, { reach_cost: best.cost, saving: 0 }, id));
   return [
-    el("h2", { "data-testid": "report-title" }, head[0]),
+    protocol === null ? el("h2", { "data-testid": "report-title" }, head[0])
+      : el("h3", {}, `Protocol ${protocol}: ${head[0]}`),
     ...head.slice(1).map((line) => el("p", {}, line)),
     lineChart({
       series, xLog, xDomain: [lo, hi],
       title: `Cost–quality on ${data.benchmark} (${data.prompts} prompts, ${n} models)`,
       xLabel: `Cost: USD per 1,000 requests${xLog ? " (log scale)" : ""}`, yLabel: "Quality (mean score)",
     }),
-    table(["", "AIQ", "cost to reach best", "saving", "quality at cheapest's cost"], rows, { testid: "report-table" }),
+    table(["", "AIQ", "cost to reach best", "saving", "quality at cheapest's cost"], rows,
+      { testid: protocol === null ? "report-table" : `report-table:${protocol}:${data.benchmark}` }),
   ];
 }
 
@@ -196,10 +199,23 @@ function renderExperiment(data) {
   return out;
 }
 
+// An N-model experiment's results.json (kind: n-models): an evaluation per protocol and file.
+function renderCostQualityExperiment(data) {
+  need(Array.isArray(data.evaluations) && data.evaluations.length > 0,
+    '"evaluations" must be a non-empty list of cost–quality evaluations');
+  const out = [el("h2", { "data-testid": "report-title" }, `N-model experiment: ${data.evaluations.length} evaluations`)];
+  data.evaluations.forEach((e, i) => {
+    need(e && typeof e === "object" && typeof e.protocol === "string", `evaluation ${i}: needs "protocol"`);
+    out.push(...renderCostQuality(e, e.protocol));
+  });
+  return out;
+}
+
 export function renderReport(data) {
   need(data && typeof data === "object" && !Array.isArray(data), "the file must hold a JSON object");
   if ("cells" in data) return renderExperiment(data);
   if ("curves" in data) return renderCostQuality(data);
+  if ("evaluations" in data) return renderCostQualityExperiment(data);
   need("routers" in data, 'no "routers" (lmroute eval --json), "curves" (lmroute eval --models --json) or'
     + ' "cells" (experiment results.json) in it');
   return renderEvaluation(data);
