@@ -675,6 +675,22 @@ def test_report_shows_an_n_model_experiment_file(page, server, tmp_path):
     assert page.locator("#report-message").inner_text() == ""
 
 
+def test_report_shows_the_warnings_the_cli_prints(page, server, tmp_path):
+    """A pair named the wrong way round (the strong model below the weak): the CLI warns under its
+    title and the file holds the warning; the report drew the negative APGRs without it."""
+    bench = tmp_path / "swapped.jsonl"
+    lines = [{"prompt": "x" * (i + 1), "scores": {"A": float(i % 3 == 0), "B": 1.0}} for i in range(20)]
+    bench.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--benchmark", str(bench), "--strong-model", "A", "--weak-model", "B"]
+    assert main([*argv, "--routers", "length", "--json", str(out), "--quiet"]) == 0
+    [warning] = json.loads(out.read_text())["warnings"]
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(out)
+    page.get_by_test_id("report-title").wait_for()
+    assert page.get_by_test_id("report-warning").inner_text() == f"warning: {warning}"
+
+
 def test_report_shows_an_experiment_file(page, server):
     path = REPO / "docs" / "results" / "results.json"
     cells = json.loads(path.read_text())["cells"]

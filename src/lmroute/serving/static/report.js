@@ -69,8 +69,11 @@ function renderEvaluation(data) {
   }
   const head = `${data.benchmark}: ${data.n_prompts} prompts, protocol ${data.protocol}; strong ${data.strong_model}`
     + ` = ${number(data.strong_quality)}, weak ${data.weak_model} = ${number(data.weak_quality)}`;
+  // What the CLI prints under its title (a pair named the wrong way round).
+  const warnings = Array.isArray(data.warnings) ? data.warnings : [];
   return [
     el("h2", { "data-testid": "report-title" }, head),
+    ...warnings.map((w) => el("p", { class: "error", "data-testid": "report-warning" }, `warning: ${w}`)),
     lineChart({
       series: routers.map(([name, r], i) => curve(name, r, i)), lines,
       title: `Call–performance curves on ${data.benchmark} (${data.n_prompts} prompts, ${data.protocol} protocol)`,
