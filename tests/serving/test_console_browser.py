@@ -703,6 +703,23 @@ def test_report_shows_an_experiment_file(page, server):
     assert page.locator("svg.chart").count() == len(charts)
 
 
+@pytest.mark.parametrize("kind", ["pair-transfer", "onboarding-curve", "similarity-vs-apgr"])
+def test_report_names_an_experiment_kind_it_does_not_draw(page, server, kind):
+    """These kinds' results.json hold neither cells nor evaluations: it read 'results.json is not an
+    lmroute evaluation or experiment result', though lmroute experiment wrote it."""
+    folder = {"onboarding-curve": "onboarding"}.get(kind, kind)
+    path = REPO / "docs" / "results" / folder / "results.json"
+    assert json.loads(path.read_text())["config"]["kind"] == kind
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(path)
+    message = (
+        f"results.json holds the results of a kind: {kind} experiment, which the report view does not draw"
+    )
+    page.locator("#report-message", has_text=message).wait_for()
+    assert "results.md" in page.locator("#report-message").inner_text()
+    assert page.locator("#report").inner_text() == ""
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -9,6 +9,8 @@ const MAX_BYTES = 64 * 1024 * 1024;
 const COLUMNS = ["router", "APGR", "CPT(20%)", "CPT(50%)", "CPT(80%)", "strong % @t", "quality @50%"];
 
 class FormatError extends Error {}
+// A result file of an experiment kind the view has no drawing for.
+class OtherKindError extends Error {}
 
 function need(condition, message) {
   if (!condition) throw new FormatError(message);
@@ -219,6 +221,11 @@ export function renderReport(data) {
   if ("cells" in data) return renderExperiment(data);
   if ("curves" in data) return renderCostQuality(data);
   if ("evaluations" in data) return renderCostQualityExperiment(data);
+  const kind = data.config && typeof data.config.kind === "string" ? data.config.kind : null;
+  if (kind !== null) {
+    throw new OtherKindError(`the results of a kind: ${kind} experiment, which the report view does not draw`
+      + " (its results.md and plots are in the same folder)");
+  }
   need("routers" in data, 'no "routers" (lmroute eval --json), "curves" (lmroute eval --models --json) or'
     + ' "cells" (experiment results.json) in it');
   return renderEvaluation(data);
@@ -269,6 +276,10 @@ export class ReportView {
       replace($("report"), ...renderReport(data));
     } catch (err) {
       replace($("report"));
+      if (err instanceof OtherKindError) {
+        this.message(`${file.name} holds ${err.message}.`);
+        return;
+      }
       const why = err instanceof FormatError ? err.message : `it could not be drawn (${err.message})`;
       this.message(`${file.name} is not an lmroute evaluation or experiment result: ${why}.`);
     }
