@@ -675,6 +675,34 @@ def test_report_shows_an_n_model_experiment_file(page, server, tmp_path):
     assert page.locator("#report-message").inner_text() == ""
 
 
+def test_report_shows_the_costs_of_a_benchmark_with_costs(page, server, tmp_path):
+    """With a cost per item the CLI's table gives each model's mean cost and each router's at the
+    threshold; the report left both out."""
+    bench = tmp_path / "priced.jsonl"
+    lines = [
+        {
+            "prompt": "x" * (i + 1),
+            "scores": {"A": float(i % 3 == 0), "B": 0.0},
+            "cost": {"A": 0.01, "B": 0.001},
+        }
+        for i in range(20)
+    ]
+    bench.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--benchmark", str(bench), "--strong-model", "A", "--weak-model", "B"]
+    assert main([*argv, "--routers", "length", "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(out)
+    title = page.get_by_test_id("report-title").inner_text()
+    strong, weak = re.search(r"; mean cost per item: strong (\S+), weak (\S+)$", title).groups()
+    assert float(strong) == pytest.approx(report["strong_cost"], rel=1e-3)
+    assert float(weak) == pytest.approx(report["weak_cost"], rel=1e-3)
+    row = page.get_by_test_id("report-table").locator("tr", has=page.get_by_test_id("apgr:length"))
+    shown = re.search(r"@0\.5, cost (\S+)", row.inner_text()).group(1)
+    assert float(shown) == pytest.approx(report["routers"]["length"]["cost_at_threshold"], rel=1e-3)
+
+
 def test_report_shows_the_warnings_the_cli_prints(page, server, tmp_path):
     """A pair named the wrong way round (the strong model below the weak): the CLI warns under its
     title and the file holds the warning; the report drew the negative APGRs without it."""

@@ -48,7 +48,8 @@ function evalRow(name, r) {
     { text: r.apgr === null ? "n/a" : r.apgr.toFixed(4) + (seeds ? ` ±${(r.apgr_sd || 0).toFixed(3)}` : ""),
       value: r.apgr, testid: `apgr:${name}` },
     pct(r.cpt20), pct(r.cpt50), pct(r.cpt80),
-    `${pct(r.strong_share_at_threshold)} @${r.threshold}`,
+    `${pct(r.strong_share_at_threshold)} @${r.threshold}`
+      + (typeof r.cost_at_threshold === "number" ? `, cost ${number(r.cost_at_threshold)}` : ""),
     r.quality_at_50 === null || r.quality_at_50 === undefined ? "n/a" : number(r.quality_at_50),
   ];
 }
@@ -70,7 +71,10 @@ function renderEvaluation(data) {
     lines.push({ y: data.weak_quality, label: `weak: ${data.weak_model}`, color: "#7f7f7f" });
   }
   const head = `${data.benchmark}: ${data.n_prompts} prompts, protocol ${data.protocol}; strong ${data.strong_model}`
-    + ` = ${number(data.strong_quality)}, weak ${data.weak_model} = ${number(data.weak_quality)}`;
+    + ` = ${number(data.strong_quality)}, weak ${data.weak_model} = ${number(data.weak_quality)}`
+    // A benchmark with costs per item (the CLI's table shows them too).
+    + (typeof data.strong_cost === "number" && typeof data.weak_cost === "number"
+      ? `; mean cost per item: strong ${number(data.strong_cost)}, weak ${number(data.weak_cost)}` : "");
   // What the CLI prints under its title (a pair named the wrong way round).
   const warnings = Array.isArray(data.warnings) ? data.warnings : [];
   return [
