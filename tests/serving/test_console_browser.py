@@ -675,6 +675,31 @@ def test_report_shows_an_n_model_experiment_file(page, server, tmp_path):
     assert page.locator("#report-message").inner_text() == ""
 
 
+LEGEND_OVERFLOW = """() => [...document.querySelectorAll("svg.chart")].flatMap((chart) => {
+    const width = chart.viewBox.baseVal.width;
+    return [...chart.querySelectorAll("text.legend")]
+        .map((t) => [t.textContent, t.getBBox().x + t.getBBox().width])
+        .filter(([, right]) => right > width);
+})"""
+
+
+def test_report_legend_shows_long_model_names_whole(page, server, tmp_path):
+    """The paper's weak model, mistralai/Mixtral-8x7B-Instruct-v0.1, ran past the chart's right edge
+    in the legend (cut off at '...Instruct-v0'): the legend was placed for 250 px whatever its labels."""
+    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    bench = tmp_path / "pair.jsonl"
+    lines = [{"prompt": "x" * (i + 1), "scores": {strong: float(i % 3 == 0), weak: 0.0}} for i in range(20)]
+    bench.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--benchmark", str(bench), "--strong-model", strong, "--weak-model", weak]
+    assert main([*argv, "--routers", "length", "--json", str(out), "--quiet"]) == 0
+    page.goto(f"{server}/ui#report")
+    page.locator("#report-file").set_input_files(out)
+    page.get_by_test_id("report-title").wait_for()
+    assert f"weak: {weak}" in page.locator("svg.chart").text_content()
+    assert page.evaluate(LEGEND_OVERFLOW) == []
+
+
 def test_report_shows_the_costs_of_a_benchmark_with_costs(page, server, tmp_path):
     """With a cost per item the CLI's table gives each model's mean cost and each router's at the
     threshold; the report left both out."""

@@ -91,13 +91,21 @@ export function lineChart({ series, lines = [], title = "", xLabel = "", yLabel 
     }
     legend.push({ label: s.label, color, dash: s.dash, markers: s.markers });
   });
+  // Wide enough for the longest label (at a generous 7 px a character: the text cannot be measured
+  // before it is drawn), so that a long model name is not cut off at the chart's edge; past the plot's
+  // width a label is shortened with an ellipsis.
+  const CHAR = 7;
+  const longest = legend.reduce((n, item) => Math.max(n, item.label.length), 0);
+  const width = Math.min(Math.max(242, 30 + CHAR * longest), W - m.l - m.r - 16);
+  const fits = Math.floor((width - 30) / CHAR);
   legend.forEach((item, k) => {
     const y = H - m.b - 12 - (legend.length - 1 - k) * 16;
-    const x = W - m.r - 250;
+    const x = W - m.r - 8 - width;
+    const label = item.label.length > fits ? `${item.label.slice(0, fits - 1)}…` : item.label;
     root.append(item.markers ? svg("circle", { cx: x + 12, cy: y - 4, r: 4, fill: item.color })
       : svg("line", { x1: x, x2: x + 24, y1: y - 4, y2: y - 4, stroke: item.color,
         "stroke-dasharray": item.dash || "none", class: "series" }));
-    root.append(svg("text", { x: x + 30, y, class: "legend" }, item.label));
+    root.append(svg("text", { x: x + 30, y, class: "legend" }, label));
   });
   return root;
 }
