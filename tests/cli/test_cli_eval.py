@@ -406,3 +406,16 @@ def test_pair_problems_name_the_file_and_warn(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: the strong model b scores below the weak model a" in out
     assert json.loads((tmp_path / "e.json").read_text())["warnings"]
+
+
+def test_routers_lists_the_defaults_a_routers_default_preset_sets(capsys):
+    # causal_llm's default preset reads 16 of SmolLM2's 30 layers; the listing said num_layers=None
+    # (all layers), the field's own default that the preset replaces in every router trained.
+    from lmroute.routers.causal_llm import CausalLLMConfig
+
+    assert CausalLLMConfig().num_layers == 16
+    assert main(["routers", "causal_llm", "bert"]) == 0
+    out = capsys.readouterr().out
+    assert "  num_layers=16 (int | None)\n" in out
+    assert "  preset='default' ('fast', 'default' or 'full')\n" in out
+    assert "  trainable_layers=2 (int)\n" in out

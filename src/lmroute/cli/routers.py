@@ -31,12 +31,18 @@ def run(args: argparse.Namespace) -> int:
             continue
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"{name}: {summary}")
-        for option, info in cls.config_class.model_fields.items():
+        fields = cls.config_class.model_fields
+        # A classifier's default preset fills options left unset (causal_llm: num_layers=16): list
+        # what a router trained without --set gets, not the bare field default the preset replaces.
+        presets: dict[str, dict[str, object]] = getattr(cls.config_class, "presets", {})
+        preset = presets.get(fields["preset"].default, {}) if "preset" in fields else {}
+        for option, info in fields.items():
             kind = _kind(info.annotation)
             if info.is_required():
                 print(f"  {option} ({kind}, required)")
             else:
-                print(f"  {option}={info.get_default(call_default_factory=True)!r} ({kind})")
+                default = preset.get(option, info.get_default(call_default_factory=True))
+                print(f"  {option}={default!r} ({kind})")
     return 0
 
 
