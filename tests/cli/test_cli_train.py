@@ -81,3 +81,13 @@ def test_the_check_of_the_default_options_loads_no_model(name, monkeypatch):
 
 def _no_loading(*args, **kwargs):
     raise AssertionError("a model was loaded to check the options")
+
+
+def test_the_help_of_data_says_which_sources_train_takes(monkeypatch, capsys):
+    # It said alpaca-eval:DIR and gold:mmlu, as if DIR were required and MMLU the only public gold
+    # source; a bare alpaca-eval reads the data folder's, and gold:gsm8k / gold:mt-bench train too.
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    assert "alpaca-eval[:DIR] gold:mmlu|gsm8k|mt-bench gold:FILE" in capsys.readouterr().out

@@ -26,7 +26,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         action="extend",
         required=True,
         metavar="SOURCE",
-        help="training sources: arena:FILE battles:FILE alpaca-eval:DIR gold:mmlu gold:FILE",
+        help="training sources: arena:FILE battles:FILE alpaca-eval[:DIR] gold:mmlu|gsm8k|mt-bench gold:FILE",
     )
     p.add_argument("--out", required=True, help="directory to write the trained router to")
     p.add_argument(
