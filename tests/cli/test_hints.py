@@ -38,6 +38,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "judge mode needs a judge model (--judge)": ("label",),
     "name the field with --reference-field": ("label",),
     "wait for it or use another --out": ("label",),
+    "rerun with a larger --budget-tokens": ("label",),
     "none (no --upstreams file)": ("label",),
     "(set --api-key or %s)": ("serve",),
     "(server.max_messages, --max-messages)": ("serve",),

@@ -21,7 +21,16 @@ from lmroute.cli import main
 from lmroute.data.battles import WINNERS
 from lmroute.data.benchmarks import load_custom
 from lmroute.exceptions import ConfigError, DataError, UpstreamError, WriteError
-from lmroute.labeling import LabelItem, LabelJob, RunLimits, alabel, label, plan_labeling, read_items
+from lmroute.labeling import (
+    LabelItem,
+    LabelJob,
+    RunLimits,
+    alabel,
+    format_summary,
+    label,
+    plan_labeling,
+    read_items,
+)
 from lmroute.labeling.limits import RateLimiter
 from lmroute.labeling.store import CallStore
 from lmroute.labeling.upstream import ChatResult, LabelModel, UpstreamCaller, parse_model_spec
@@ -178,6 +187,26 @@ def test_budget_stops_cleanly_and_the_rerun_never_repeats_a_call(tmp_path):
     assert sum(first.calls.values()) + sum(second.calls.values()) == 24
     assert not set(first.calls) & set(second.calls)
     assert done.summary["calls"]["reused"]["responses"] == len(stored)
+
+
+def test_a_run_stopped_by_its_budget_says_to_raise_the_budget_not_to_rerun_it_as_it_was(tmp_path):
+    # The budget counts the run folder's earlier runs: the same command again starts no call, yet
+    # the summary said "rerun the same command to continue" (docs/labeling.md: a larger budget).
+    limits = RunLimits(concurrency=1, budget_tokens=120)
+    first = label(_job(), tmp_path, caller=CountingCaller(), limits=limits)
+    again = CountingCaller()
+    second = label(_job(), tmp_path, caller=again, limits=limits)
+    assert sum(again.calls.values()) == 0 and second.summary["stopped"] == first.summary["stopped"]
+    last = format_summary(second.summary).splitlines()[-1]
+    assert (
+        last == "stopped early: budget of 120 tokens reached; rerun with a larger --budget-tokens to continue"
+    )
+
+
+def test_a_run_stopped_by_failures_says_to_rerun_it(tmp_path):
+    caller = CountingCaller(failures={"weak": [500] * 50})
+    stopped = label(_job(), tmp_path, caller=caller, limits=RunLimits(retries=0, max_failures=2))
+    assert format_summary(stopped.summary).splitlines()[-1].endswith("; rerun the same command to continue")
 
 
 def test_cancelled_run_resumes_without_repeating_finished_calls(tmp_path):

@@ -76,6 +76,10 @@ class Gate(Protocol):
     async def stop_reason(self) -> str | None: ...
 
 
+#: How the ``stopped`` reason of a run its token budget stopped begins.
+BUDGET_STOP = "budget of"
+
+
 class CallGate:
     """The limits every call of a run passes, kept in one place: at most ``concurrency`` calls at
     once, ``rate`` a second, none that could take the tokens spent past the budget, none after
@@ -110,7 +114,7 @@ class CallGate:
         await self._slots.acquire()
         budget = self.limits.budget_tokens
         if not self.stopped and budget is not None and self.spent + self.reserved + estimate > budget:
-            self.stopped = f"budget of {budget:,} tokens reached"
+            self.stopped = f"{BUDGET_STOP} {budget:,} tokens reached"
         if self.stopped:
             self._slots.release()
             return self.stopped

@@ -18,6 +18,7 @@ from lmroute.labeling.extract import grade
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.job import LabelJob
 from lmroute.labeling.judge import combine_pairwise, parse_pairwise, parse_score, winner_from_scores
+from lmroute.labeling.limits import BUDGET_STOP
 
 BATTLES_FILE = "battles.jsonl"
 SCORES_FILE = "scores.jsonl"
@@ -228,7 +229,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"tokens this run {this_run:,}, all runs {all_runs:,}"
     )
     if summary["stopped"]:
-        lines.append(f"stopped early: {summary['stopped']}; rerun the same command to continue")
+        # The budget counts the run folder's earlier runs too: the same command would stop again.
+        again = (
+            "rerun with a larger --budget-tokens to continue"
+            if summary["stopped"].startswith(BUDGET_STOP)
+            else "rerun the same command to continue"
+        )
+        lines.append(f"stopped early: {summary['stopped']}; {again}")
     elif items["incomplete"]:
         lines.append(f"{items['incomplete']} prompts are incomplete (failed calls); rerun to retry them")
     return "\n".join(lines)
