@@ -204,6 +204,8 @@ class AsyncController:
         """Close the upstream clients and scoring threads."""
         await self._service.aclose()
 
+    close = aclose  # the name openai's AsyncOpenAI has
+
     async def __aenter__(self) -> AsyncController:
         return self
 

@@ -170,6 +170,22 @@ def test_async_controller_with_fallback(upstreams):
     assert chunks[0].lmroute["fallback"] is True and chunks[-1].choices[0].delta.content == "hi"
 
 
+def test_async_controller_closes_as_openai_async_client_does(upstreams, tmp_path):
+    # openai.AsyncOpenAI closes with `await client.close()`; AsyncController had only aclose(), so
+    # code moved over from the SDK failed with AttributeError and never saved the control state.
+    state = tmp_path / "control.json"
+
+    async def main() -> None:
+        client = AsyncController(
+            routers={"length": LengthRouter()}, control={"state_file": str(state)}, **tiers(upstreams)
+        )
+        await client.chat.completions.create(model="router-length-share-0.5", messages=MESSAGES)
+        await client.close()
+
+    asyncio.run(main())
+    assert state.exists()
+
+
 def _soon(condition) -> bool:
     for _ in range(200):
         if condition():
