@@ -81,3 +81,18 @@ def test_a_saved_directory_is_suggested_only_where_one_is_taken(tmp_path, capsys
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert f"unknown router '{saved}'" in err and "saved router directory" not in err, err
+
+
+def test_an_empty_router_name_is_unknown_and_never_the_working_directory(tmp_path, monkeypatch, capsys):
+    # Path("") is ".": an empty name (an unset shell variable) loaded a router saved in the working
+    # directory, or else failed with " is not a router directory", naming nothing.
+    from lmroute.cli import main
+    from lmroute.exceptions import UnknownRouterError
+
+    LengthRouter().save(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownRouterError, match=r"^unknown router ''; known routers: .*mf"):
+        lmroute.load_router("")
+    (tmp_path / "p.txt").write_text("hello\n")
+    assert main(["score", "--router", "", "--input", "p.txt"]) == 1
+    assert capsys.readouterr().err.startswith("lmroute: error: unknown router ''; known routers: ")

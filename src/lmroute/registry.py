@@ -94,7 +94,9 @@ def load_router(spec: str | Path, **options: Any) -> Router:
     if not isinstance(spec, (str, Path)):
         raise ConfigError(f"load_router() takes a router name or directory, got {type(spec).__name__}")
     path = Path(spec)
-    if (path / CONFIG_FILE).is_file():
+    # Path("") is the working directory: an empty name (an unset variable) must not load it.
+    named = spec != ""
+    if named and (path / CONFIG_FILE).is_file():
         if options:
             raise ConfigError("options cannot be applied to a saved router directory")
         name = read_manifest(path)["router"]
@@ -106,7 +108,7 @@ def load_router(spec: str | Path, **options: Any) -> Router:
         return get_router_class(name).load(path)
     if isinstance(spec, str) and spec in _ROUTERS:
         return get_router_class(spec).pretrained(**options)
-    if path.exists() or "/" in str(spec):
+    if named and (path.exists() or "/" in str(spec)):
         raise UnknownRouterError(f"{spec} is not a router directory (no {CONFIG_FILE} in it)")
     return _class_or_directory(str(spec)).pretrained(**options)
 
