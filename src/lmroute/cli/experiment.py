@@ -21,7 +21,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     """The ``experiment`` command and its options."""
     p = subparsers.add_parser("experiment", help="train and evaluate routers under named protocols")
     p.add_argument("config", help="experiment YAML file (see experiments/)")
-    p.add_argument("--out", default="results/experiment", help="folder for results.md, .json, plots")
+    p.add_argument(
+        "--out",
+        default="results/experiment",
+        help="folder for results.md, .json, plots (default: results/experiment)",
+    )
     add_quiet_option(p)
     add_data_options(p)
     p.set_defaults(func=run)

@@ -71,7 +71,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--max-request-bytes", type=int, help="larger requests get 413 (default 1 MiB)")
     p.add_argument("--max-messages", type=int, help="requests with more messages get 400 (default 2048)")
-    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="log level of the server and lmroute (default: the config's server.log_level, else info; "
+        "info and debug log each request)",
+    )
     p.add_argument(
         "--ui",
         action=argparse.BooleanOptionalAction,
