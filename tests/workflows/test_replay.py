@@ -123,3 +123,19 @@ def test_the_state_file_of_a_config_is_left_to_its_server(schedule, tmp_path):
     assert main([*args, "--config", str(config), "--json", str(tmp_path / "r.json")]) == 0
     assert state.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if "state" in p.name) == ["server-state.json"]
+
+
+def test_a_fixed_threshold_is_replayed_as_shares_without_a_target(schedule, tmp_path, capsys):
+    # Its threshold was read as a target: "target $  0.500", a "static threshold" calibrated to send
+    # half the sample strong, and a deviation of each window's share from 0.5 in dollars.
+    out, plot = tmp_path / "replay.json", tmp_path / "replay.png"
+    args = ["replay", "--model", "router-length-0.7", "--schedule", str(schedule), "--window", "500"]
+    assert main([*args, "--json", str(out), "--plot", str(plot), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "router-length-0.7: 2,000 requests, a fixed threshold, shifts at 1000" in printed
+    assert "$" not in printed and "deviation" not in printed and "%" in printed
+    report = json.loads(out.read_text())
+    assert report["target"] is None and report["static_threshold"] is None
+    assert report["max_deviation"] is None and report["static_max_deviation"] is None
+    assert {w["threshold_mean"] for w in report["windows"]} == {0.7}
+    assert plot.stat().st_size > 10_000

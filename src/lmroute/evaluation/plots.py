@@ -110,14 +110,15 @@ def plot_replay(summary: dict[str, Any], thresholds: np.ndarray, path: str | Pat
     threshold's realized share (or spend) against the target with a ±3-point band, shifts and
     drift alarms marked; below, the threshold request by request against the static one."""
     plt = _pyplot()
-    share = summary["mode"] == "share"
+    share = summary["mode"] != "spend"  # a fixed threshold's usage is its strong share too
     scale = 100.0 if share else 1.0
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), dpi=120, sharex=True, height_ratios=[3, 2])
     middles = [(w["start"] + w["stop"]) / 2 for w in summary["windows"]]
-    target = scale * summary["target"]
-    if share:
-        top.axhspan(target - 3, target + 3, color="green", alpha=0.12, label="target ± 3 points")
-    top.axhline(target, color="green", linewidth=1)
+    if summary["target"] is not None:  # None: a fixed threshold, which holds no target
+        target = scale * summary["target"]
+        if share:
+            top.axhspan(target - 3, target + 3, color="green", alpha=0.12, label="target ± 3 points")
+        top.axhline(target, color="green", linewidth=1)
     top.plot(middles, [scale * w["realized"] for w in summary["windows"]], "o-", label="online controller")
     if summary["static_threshold"] is not None:
         top.plot(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lmroute.control.knobs import ThresholdKnob
+from lmroute.routing_names import THRESHOLD
 from lmroute.workflows.replay import ReplayRun
 from lmroute.workflows.replay_mix import Traffic
 
@@ -58,9 +59,14 @@ def report(
     window: int = WINDOW,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The replay's report (JSON-ready): see the module docstring."""
-    target = run.spec.value
-    static = static_threshold(calibration_rows, target) if calibration_rows is not None else None
+    """The replay's report (JSON-ready): see the module docstring. A fixed threshold
+    (``router-mf-0.55``) has no target: its shares are reported without a target, a deviation or a
+    static threshold, which would be the same threshold."""
+    held = run.spec.mode != THRESHOLD
+    target = run.spec.value if held else None
+    static = (
+        static_threshold(calibration_rows, run.spec.value) if held and calibration_rows is not None else None
+    )
     static_usage = routed_usage(run.rows, static) if static is not None else None
     windows = []
     for start in range(0, len(run.scores), window):
@@ -87,8 +93,10 @@ def report(
         "shifts": traffic.shifts,
         "static_threshold": static,
         "realized": float(run.usage.mean()),
-        "max_deviation": _max_deviation(later, "realized", target),
-        "static_max_deviation": None if static is None else _max_deviation(later, "static", target),
+        "max_deviation": None if target is None else _max_deviation(later, "realized", target),
+        "static_max_deviation": (
+            None if static is None or target is None else _max_deviation(later, "static", target)
+        ),
         "alarms": [{"at": a, "after_shift": _after_shift(a, traffic.shifts)} for a in run.alarms],
         "windows": windows,
         "quality": _quality(run, traffic, seed=seed),
@@ -143,15 +151,18 @@ def _quality(run: ReplayRun, traffic: Traffic, *, seed: int) -> dict[str, Any] |
 
 def format_report(summary: dict[str, Any]) -> str:
     """The report as a table, one line per window, and the quality comparison."""
-    share = summary["mode"] == "share"
+    share = summary["mode"] != "spend"  # a fixed threshold's usage is its strong share too
     unit = (lambda v: f"{100 * v:5.1f}%") if share else (lambda v: f"${v:7.3f}")
     static = summary["static_threshold"]
-    lines = [
-        f"{summary['model']}: {summary['n']:,} requests, target {unit(summary['target'])}, "
-        f"shifts at {', '.join(map(str, summary['shifts'])) or 'none'}; static threshold "
-        f"{'none (no calibration sample)' if static is None else f'{static:.4f}'}",
-        f"{'requests':>13}  {'controller':>10}  {'static':>8}  {'threshold':>9}  alarms  pools",
-    ]
+    shifts = f"shifts at {', '.join(map(str, summary['shifts'])) or 'none'}"
+    if summary["target"] is None:
+        head = f"{summary['model']}: {summary['n']:,} requests, a fixed threshold, {shifts}"
+    else:
+        head = (
+            f"{summary['model']}: {summary['n']:,} requests, target {unit(summary['target'])}, {shifts}; "
+            f"static threshold {'none (no calibration sample)' if static is None else f'{static:.4f}'}"
+        )
+    lines = [head, f"{'requests':>13}  {'controller':>10}  {'static':>8}  {'threshold':>9}  alarms  pools"]
     for w in summary["windows"]:
         s = "n/a" if w["static"] is None else unit(w["static"])
         alarms = ",".join(map(str, w["alarms"])) or "-"
@@ -161,15 +172,16 @@ def format_report(summary: dict[str, Any]) -> str:
         )
     deviation = (lambda v: f"{100 * v:.1f}") if share else (lambda v: f"${v:.3f}")
     static_dev = summary["static_max_deviation"]
-    if summary["max_deviation"] is None:
-        lines.append("one window only: no deviation after the first window to report")
-    else:
-        lines.append(
-            "largest deviation from target after the first window: controller "
-            + deviation(summary["max_deviation"])
-            + ("" if static_dev is None else f", static {deviation(static_dev)}")
-            + (" points" if share else " per 1,000 requests")
-        )
+    if summary["target"] is not None:  # a fixed threshold holds none to deviate from
+        if summary["max_deviation"] is None:
+            lines.append("one window only: no deviation after the first window to report")
+        else:
+            lines.append(
+                "largest deviation from target after the first window: controller "
+                + deviation(summary["max_deviation"])
+                + ("" if static_dev is None else f", static {deviation(static_dev)}")
+                + (" points" if share else " per 1,000 requests")
+            )
     if summary["alarms"]:
         lines.append(
             "drift alarms: "
