@@ -145,6 +145,27 @@ def test_embedding_summaries_of_the_calibration_become_the_drift_reference():
     assert hub.detector("length").reference.mean is not None
 
 
+def test_a_calibration_sample_larger_than_the_summary_store_keeps_its_embedding_reference():
+    # Scored at once, its first prompts' summaries were pushed out of the store before they were
+    # taken, and the reference watched the scores alone (a server with 5,000 calibration prompts).
+    summaries = EmbeddingSummaries(capacity=100)
+    tapped = summaries.tap(HashEmbedder())
+
+    class Embedding(LengthRouter):
+        embedder_name = "fake-hash"
+
+        def _score(self, prompts):
+            tapped.embed(prompts)
+            return super()._score(prompts)
+
+    prompts = [f"prompt number {i}" for i in range(250)]
+    hub = ControlHub()
+    hub.calibrate("length", Embedding(), [*prompts, prompts[0]], summaries=summaries)
+    reference = hub.detector("length").reference
+    assert reference.size == 251 and reference.mean is not None
+    assert hub.detector("length").status()["embedding_shift"] == 0.0
+
+
 # -- the state file ----------------------------------------------------------------------------------
 
 

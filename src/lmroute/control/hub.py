@@ -178,10 +178,18 @@ class ControlHub:
         """Score ``prompts`` with ``router`` and :meth:`seed` ``name`` with them (their embedding
         summaries from ``summaries``, the store tapping the router's embedder, when given)."""
         distinct = list(dict.fromkeys(prompts))
-        scores = dict(zip(distinct, router.score(distinct).tolist(), strict=True))
+        # In pieces the store holds: it keeps its last `capacity` texts only, and a larger sample
+        # scored at once lost its first summaries, and with them the embedding reference.
+        step = summaries.capacity if summaries is not None else max(len(distinct), 1)
+        scores: dict[str, float] = {}
+        taken: dict[str, np.ndarray | None] = {}
+        for start in range(0, len(distinct), step):
+            piece = distinct[start : start + step]
+            scores.update(zip(piece, router.score(piece).tolist(), strict=True))
+            if summaries is not None:
+                taken.update((p, summaries.take(router.embedder_name, p)) for p in piece)
         kept = None
         if summaries is not None:
-            taken = {p: summaries.take(router.embedder_name, p) for p in distinct}
             found = {p: v for p, v in taken.items() if v is not None}
             if len(found) == len(distinct):
                 kept = np.stack([found[p] for p in prompts])
