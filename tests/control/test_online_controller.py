@@ -211,6 +211,26 @@ def test_holds_a_spend_rate_with_costs_that_vary_by_request():
     assert np.abs(windows[1:] - 4.0).max() <= 0.3, windows
 
 
+@pytest.mark.parametrize("correlation", [0.0, 0.8])
+def test_holds_a_spend_rate_when_a_few_long_prompts_cost_many_strong_calls(correlation):
+    # Prompt lengths spread as real traffic's (median 150 tokens, 1% over 15,000), longer prompts
+    # scored higher or not: a long prompt sent strong costs tens of average strong calls. The
+    # deficit was clipped one average strong call past the all-weak edge, forgetting the rest of
+    # such a call's excess: $5 realized $5.62 (scores independent of length) and $6.89 (correlated),
+    # $5.60 to $7.30 over seeds 0-4 (now $5.00 to $5.33).
+    rng = np.random.default_rng(0)
+    n = 30_000
+    tokens = np.exp(rng.normal(5.0, 2.0, n))
+    z = correlation * (np.log(tokens) - 5.0) / 2.0 + np.sqrt(1 - correlation**2) * rng.normal(size=n)
+    scores = 1 / (1 + np.exp(-z))
+    weak = (0.6 * tokens + 0.6 * 300) / 1000  # $ per 1,000 such requests
+    strong = (10 * tokens + 30 * 300) / 1000
+    rows = np.stack([scores, weak, strong], axis=1)
+    controller = OnlineController(KNOB, 5.0)
+    spent = [controller.observe(row, controller.decide(row)) for row in rows]
+    assert np.mean(spent) == pytest.approx(5.0, rel=0.07)
+
+
 # -- state ------------------------------------------------------------------------------------------
 
 

@@ -21,11 +21,13 @@ distribution per request: it never jumps across the distribution and, being a fi
 is clipped one expensive choice beyond where the effective target leaves what the window can
 give (all weak, all strong): the excess of the call that crossed that edge is still paid back
 (clipped at the edge itself, a share target of 1% realized 1.9%: each strong call's excess was
-mostly forgotten), while a larger debt could only wind up.
+mostly forgotten), in full even when that call is worth many expensive choices (a long prompt
+under a spend target), while a debt that grows past the edge could only wind up.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -132,8 +134,9 @@ class OnlineController:
         self.usage_total += used
         rows = self._window_rows()
         low, high = self.knob.usage_range(rows)
+        before = self.deficit
         self.deficit += (used - self.target) / max(high - low, _TINY)
-        self.setting = self._settle(rows, low, high)
+        self.setting = self._settle(rows, low, high, before=before)
         return used
 
     def resettle(self) -> None:
@@ -144,15 +147,23 @@ class OnlineController:
     def _window_rows(self) -> np.ndarray:
         return self._rows[: self._filled] if self._filled < self.window else self._rows
 
-    def _settle(self, rows: np.ndarray, low: float, high: float) -> float:
+    def _settle(self, rows: np.ndarray, low: float, high: float, *, before: float | None = None) -> float:
         """Clip the deficit to what the window can pay back, plus one expensive choice (the module
         notes); the setting for the effective target.
 
         ``low`` and ``high`` are the window's mean usage all cheap and all expensive; their
-        difference is the usage of one expensive choice (1 for a share target), the deficit's unit."""
+        difference is the usage of one expensive choice (1 for a share target), the deficit's unit.
+        ``before`` is the deficit before the decision just observed: that decision's whole excess
+        is kept when the deficit was within the edges before it, however many expensive choices
+        it is worth (one request priced at ten average strong calls); past an edge the deficit
+        may shrink, but grows no further than one expensive choice beyond it."""
         scale = self.gain * max(high - low, _TINY)
         if len(rows) and scale > 0:
-            lowest, highest = (self.target - high) / scale - 1.0, (self.target - low) / scale + 1.0
+            edge_low, edge_high = (self.target - high) / scale, (self.target - low) / scale
+            lowest, highest = edge_low - 1.0, edge_high + 1.0
+            if before is not None:
+                highest = max(highest, before) if before > edge_high else math.inf
+                lowest = min(lowest, before) if before < edge_low else -math.inf
             self.deficit = min(max(self.deficit, lowest), highest)
         return self.knob.setting_for(rows, self.target - scale * self.deficit)
 
