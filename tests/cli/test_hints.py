@@ -44,6 +44,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "(server.max_messages, --max-messages)": ("serve",),
     "(server.max_request_bytes, --max-request-bytes)": ("serve",),
     "--window must be at least 1": ("replay",),
+    "--seed must be 0 or more": ("replay",),
     "--router is served as": ("replay",),
     "--ray-actors must be at least 1": ("score", "label"),
     "to score another input, give another --output": ("score",),

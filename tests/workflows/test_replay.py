@@ -68,6 +68,7 @@ def test_replay_continues_from_a_saved_state(schedule, tmp_path):
         (["--model", "router-length-spend-3"], "price"),
         (["--model", "router-length-share-0.3", "--window", "0"], "--window must be at least 1"),
         (["--model", "router-length-share-0.3", "--router", "mf"], "--model names router 'length'"),
+        (["--model", "router-length-share-0.3", "--seed", "-1"], "--seed must be 0 or more, got -1"),
     ],
 )
 def test_replay_errors_are_one_line(schedule, capsys, extra, message):
@@ -82,6 +83,19 @@ def test_a_bad_schedule_is_one_line(tmp_path, capsys):
     assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
     err = capsys.readouterr().err
     assert "invalid schedule" in err and "the pools are a" in err
+
+
+def test_a_negative_seed_in_a_schedule_is_one_line(tmp_path, capsys):
+    # numpy's generator refused it after the pools were loaded: a ValueError traceback
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 + 2?\nWrite a poem.\n")
+    path = tmp_path / "bad.yaml"
+    body = {"seed": -1, "pools": {"a": [{"prompts": str(prompts)}]}, "segments": [{"n": 9, "mix": {"a": 1}}]}
+    path.write_text(yaml.safe_dump(body))
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid schedule") and err.count("\n") == 1
+    assert "seed: Input should be greater than or equal to 0" in err
 
 
 @pytest.mark.parametrize("weight", [".nan", ".inf"])

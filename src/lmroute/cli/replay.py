@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.window < 1:
         raise ConfigError(f"--window must be at least 1, got {args.window}")
+    if args.seed is not None and args.seed < 0:  # numpy's generators take none (a traceback)
+        raise ConfigError(f"--seed must be 0 or more, got {args.seed}")
     plot = None
     if args.plot:
         from lmroute.evaluation.plots import plot_file

@@ -83,7 +83,7 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take no negative seed (a traceback)
     pools: dict[str, list[PoolSource]] = Field(min_length=1)
     calibration: Draw | None = None
     segments: list[Draw] = Field(min_length=1)
