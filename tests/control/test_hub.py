@@ -90,6 +90,17 @@ def test_spend_targets_need_prices_and_a_strong_model_that_costs_more():
         ControlHub(prices={"strong": None, "weak": None}).check(spend)
     with pytest.raises(ConfigError, match="costs more"):
         ControlHub(prices={"strong": PRICES["weak"], "weak": PRICES["strong"]}).check(spend)
+    # Dearer per token, but the weak model's answers are ten times longer: every request under
+    # 5,250 input tokens cost more on the weak model, and the target sent everything strong.
+    verbose = {
+        "strong": Price(input_per_1m=3, output_per_1m=15, output_tokens=300),
+        "weak": Price(input_per_1m=1, output_per_1m=5, output_tokens=3000),
+    }
+    with pytest.raises(ConfigError, match=r"costs more .* \(output_per_1m x output_tokens\)"):
+        ControlHub(prices=verbose).check(spend)
+    # Cheaper per output token, but its answers are longer: it costs more per request, and is held.
+    terse = {**verbose, "weak": Price(input_per_1m=1, output_per_1m=20, output_tokens=100)}
+    ControlHub(prices=terse).check(spend)
     hub = ControlHub(prices=PRICES)
     decided = decide_all(hub, spend, scores(), tokens=200)
     row = hub.row(spend, 0.5, 200)

@@ -110,10 +110,16 @@ class ControlHub:
                 )
             strong, weak = self.prices["strong"], self.prices["weak"]
             assert strong is not None and weak is not None
-            if strong.input_per_1m < weak.input_per_1m or strong.output_per_1m < weak.output_per_1m:
+            # A request's estimated answer costs output_per_1m x output_tokens: a weak model that
+            # answers at length (a reasoning model) can cost more per request at a lower price.
+            if (
+                strong.input_per_1m < weak.input_per_1m
+                or strong.output_per_1m * strong.output_tokens < weak.output_per_1m * weak.output_tokens
+            ):
                 raise ConfigError(
                     f"model {spec.model!r}: spend targets assume the strong model costs more than the "
-                    "weak one, but one of its prices is lower"
+                    "weak one, but its input price, or its answer's estimated cost (output_per_1m x "
+                    "output_tokens), is lower"
                 )
         elif spec.mode not in (THRESHOLD, "share"):
             raise ConfigError(f"model {spec.model!r}: mode {spec.mode!r} is not served here")
