@@ -258,6 +258,39 @@ def test_a_corrupted_state_file_is_reported_moved_aside_and_replaced(tmp_path, c
     assert ControlHub(ControlConfig(state_file=str(path))).load()
 
 
+@pytest.mark.parametrize(
+    "where, number",
+    [
+        (("controllers", 0, "controller", "decisions"), "Infinity"),
+        (("controllers", 0, "controller", "deficit"), "9" * 400),
+        (("drift", "length", "observed"), "-Infinity"),
+        (("drift", "length", "reference", "size"), "1e999"),
+        (("drift", "length", "reference", "edges", 0), "9" * 400),
+    ],
+    ids=["infinite count", "long deficit", "infinite drift count", "overflowing size", "long edge"],
+)
+def test_numbers_int_or_float_cannot_hold_are_a_state_that_does_not_fit(tmp_path, caplog, where, number):
+    # JSON reads Infinity, 1e999 and integers of any length; int() and float() raised OverflowError,
+    # which escaped the checks: a traceback at the start of the server instead of starting afresh.
+    path = tmp_path / "state.json"
+    hub = ControlHub(ControlConfig(state_file=str(path)))
+    hub.seed("length", scores(5, 300), tokens=np.ones(300))
+    decide_all(hub, SHARE, scores(6, 50))
+    hub.save()
+    state = json.loads(path.read_text())
+    *parents, last = where
+    inner = state
+    for key in parents:
+        inner = inner[key]
+    inner[last] = "NUMBER"
+    path.write_text(json.dumps(state).replace('"NUMBER"', number))
+    restarted = ControlHub(ControlConfig(state_file=str(path)))
+    with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+        assert restarted.load() is False
+    assert "does not fit" in restarted.state_report["problem"]
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) == 1 and not path.exists()
+
+
 def test_a_state_file_that_is_a_folder_is_a_config_error_and_the_folder_stays(tmp_path):
     # It was taken for an unreadable state file: the folder was moved to <name>.corrupt-<time> with
     # everything in it, and the next save wrote the state under the folder's name.

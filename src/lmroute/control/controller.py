@@ -225,7 +225,8 @@ class OnlineController:
             self.usage_total = float(state["usage_total"])
             self.deficit = float(state["deficit"])
             self.setting = float(state["setting"])
-        except (KeyError, TypeError, ValueError) as exc:
+        # OverflowError: JSON reads Infinity and integers of any length, which int() and float() refuse
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"controller state does not fit: {exc}") from None
         # JSON readers take NaN and Infinity: one would reach every threshold and every report.
         numbers = [self.target, self.deficit, self.setting, self.usage_total]

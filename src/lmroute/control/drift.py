@@ -306,7 +306,8 @@ class DriftDetector:
             self._scores = [float(s) for s in state["collected_scores"]]
             self._summaries = [np.asarray(s, dtype=np.float64) for s in state["collected_summaries"]]
             self._check_state()
-        except (KeyError, TypeError, ValueError) as exc:
+        # OverflowError: JSON reads Infinity and integers of any length, which int() and float() refuse
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"drift state does not fit: {exc}") from None
         return self
 

@@ -408,7 +408,7 @@ class ControlHub:
                 str(r): DriftDetector.from_state({**d, "settings": {**d["settings"], **settings}})
                 for r, d in state["drift"].items()
             }
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ConfigError(f"the control state does not fit: {type(exc).__name__}: {exc}") from None
         self._controllers.update(controllers)
         self._row_prices.update(row_prices)
