@@ -266,8 +266,19 @@ def test_a_corrupted_state_file_is_reported_moved_aside_and_replaced(tmp_path, c
         (("drift", "length", "observed"), "-Infinity"),
         (("drift", "length", "reference", "size"), "1e999"),
         (("drift", "length", "reference", "edges", 0), "9" * 400),
+        # they loaded, and the next reference taken from the traffic raised on a request
+        (("drift", "length", "settings", "bins"), "Infinity"),
+        (("drift", "length", "settings", "bins"), "1000000000000"),
     ],
-    ids=["infinite count", "long deficit", "infinite drift count", "overflowing size", "long edge"],
+    ids=[
+        "infinite count",
+        "long deficit",
+        "infinite drift count",
+        "overflowing size",
+        "long edge",
+        "infinite bins",
+        "a trillion bins",
+    ],
 )
 def test_numbers_int_or_float_cannot_hold_are_a_state_that_does_not_fit(tmp_path, caplog, where, number):
     # JSON reads Infinity, 1e999 and integers of any length; int() and float() raised OverflowError,

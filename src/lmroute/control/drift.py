@@ -43,6 +43,7 @@ DEFAULT_FALSE_ALARM = 1e-6
 DEFAULT_BINS = 10
 DEFAULT_SUMMARY_DIM = 64
 _FLOOR = 1e-4  # a bin's smallest proportion, so that an empty bin has a finite log
+_MAX_BINS = 1000
 
 State = Literal["collecting", "watching", "drifted"]
 
@@ -162,9 +163,12 @@ class DriftDetector:
         false_alarm: float = DEFAULT_FALSE_ALARM,
         bins: int = DEFAULT_BINS,
     ):
-        if span < 1 or reference_size < 2 or bins < 2 or not 0.0 < false_alarm < 0.5:
+        # bins from a state file: Infinity or 1e12 passed, and the next reference raised on a request
+        bins_fit = isinstance(bins, int) and not isinstance(bins, bool) and 2 <= bins <= _MAX_BINS
+        if span < 1 or reference_size < 2 or not bins_fit or not 0.0 < false_alarm < 0.5:
             raise ConfigError(
-                "drift settings: span >= 1, reference_size >= 2, bins >= 2 and false_alarm in (0, 0.5)"
+                f"drift settings: span >= 1, reference_size >= 2, bins an integer from 2 to {_MAX_BINS} "
+                "and false_alarm in (0, 0.5)"
             )
         self.span = span
         self.reference_size = reference_size
