@@ -153,3 +153,20 @@ def test_a_fixed_threshold_is_replayed_as_shares_without_a_target(schedule, tmp_
     assert report["max_deviation"] is None and report["static_max_deviation"] is None
     assert {w["threshold_mean"] for w in report["windows"]} == {0.7}
     assert plot.stat().st_size > 10_000
+
+
+def test_a_missing_calibration_file_of_the_config_is_named(tmp_path, capsys):
+    # "lmroute: error: missing.txt does not exist": a file the command line never named
+    prompts = tmp_path / "prompts.txt"
+    write_prompts(prompts, 10, 2000, 50, 4)
+    config = tmp_path / "serve.yaml"
+    url = "http://127.0.0.1:9/v1"
+    config.write_text(
+        f"strong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
+        f"control: {{calibration_prompts: {tmp_path / 'missing.txt'}}}\n"
+    )
+    args = ["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--quiet"]
+    assert main([*args, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    missing = tmp_path / "missing.txt"
+    assert err == f"lmroute: error: control.calibration_prompts in {config}: {missing} does not exist\n"

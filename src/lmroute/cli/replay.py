@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.control.config import ControlConfig
     from lmroute.control.taps import EmbeddingSummaries
     from lmroute.data.prompts import read_prompts
-    from lmroute.exceptions import ConfigError
+    from lmroute.exceptions import ConfigError, DataError
     from lmroute.routing_names import parse_model_name
     from lmroute.workflows.replay import load_replay_router, make_hub, run_replay
     from lmroute.workflows.replay_mix import Traffic, build_traffic, read_schedule
@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration:
         calibration = read_prompts(args.calibration)
     elif calibration is None and control.calibration_prompts:
-        calibration = read_prompts(control.calibration_prompts)
+        try:
+            calibration = read_prompts(control.calibration_prompts)
+        except DataError as exc:  # named as lmroute serve names it: the file came from --config
+            raise ConfigError(f"control.calibration_prompts in {args.config}: {exc}") from None
     summaries = EmbeddingSummaries()
     name, router = load_replay_router(args.router or spec.router, summaries)
     if name != spec.router:
