@@ -22,6 +22,7 @@ from lmroute.calibration import (
 )
 from lmroute.cli import main
 from lmroute.routers.length import LengthRouter
+from lmroute.routing_names import parse_model_name
 
 SCORES = [0.1, 0.2, 0.2, 0.4, 0.9]
 
@@ -113,6 +114,7 @@ def test_cli_calibrate_on_own_prompts(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["achieved_share"] == 0.25 and result["n_prompts"] == 100
     assert f"model: router-length-{result['threshold']}" in text
+    assert result["model"] == f"router-length-{result['threshold']}"
     assert "own prompts is best" in text
     assert [row["threshold"] for row in result["table"]] == [0.05, 0.1]
 
@@ -224,3 +226,12 @@ def test_scores_that_are_not_numbers_are_a_data_error(scores):
     # They ended in numpy's ValueError / TypeError.
     with pytest.raises(DataError, match="scores must be finite numbers"):
         calibrate_scores(scores, 0.5)
+
+
+def test_the_json_names_the_model_string_also_for_a_tiny_threshold():
+    """``f"router-length-{threshold}"`` of a threshold like 5e-05 is a name the server refuses; the
+    JSON's ``model`` is written positionally and reads back as the same threshold."""
+    result = calibrate_scores(np.array([1e-5, 2e-5, 8e-5, 9e-5]), 0.5, router="length").to_dict()
+    assert "e-" in str(result["threshold"])
+    assert result["model"] == f"router-length-{np.format_float_positional(result['threshold'], trim='-')}"
+    assert parse_model_name(result["model"]).value == result["threshold"]

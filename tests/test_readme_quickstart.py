@@ -64,7 +64,8 @@ def test_quickstart_section_shape():
     code = "\n".join(code for _, code in blocks)
     assert f"lmroute calibrate --router {ROUTER} --strong-pct 0.5" in code
     assert f'routers=["{ROUTER}"]' in code and f"lmroute serve --routers {ROUTER}" in code
-    assert code.count(f'f"router-{ROUTER}-{{') == 2  # the model names use the calibrated threshold
+    # the model names are the calibrated one (the JSON's positional "router-<name>-<threshold>")
+    assert code.count('json.loads(Path("calibration.json").read_text())["model"]') == 2
     assert "stream=True" in code and "from openai import OpenAI" in code
 
 

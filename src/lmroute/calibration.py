@@ -22,6 +22,7 @@ import numpy as np
 from lmroute._jsonl import read_jsonl
 from lmroute.exceptions import ConfigError, DataError
 from lmroute.routers.base import Router
+from lmroute.routing_names import format_model_name
 
 #: How :func:`format_calibration` names the public sample.
 ARENA_HARD_SAMPLE = "the public Arena-Hard v0.1 sample"
@@ -88,7 +89,14 @@ class Calibration:
     table: tuple[tuple[float, float], ...]
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "table": [{"threshold": t, "strong_share": s} for t, s in self.table]}
+        """The fields, the model string that selects router and threshold (written positionally, as
+        the model-name grammar needs: a threshold such as 5e-05 in an f-string would not parse)
+        and the table as rows."""
+        return {
+            **asdict(self),
+            "model": format_model_name(self.router, self.threshold),
+            "table": [{"threshold": t, "strong_share": s} for t, s in self.table],
+        }
 
 
 def calibrate(
@@ -125,8 +133,6 @@ def calibrate_scores(
 
 def format_calibration(result: Calibration, *, source: str) -> str:
     """The calibration as text: the threshold, the model string to use, and the trade-off table."""
-    from lmroute.routing_names import format_model_name
-
     threshold = result.threshold
     # Thresholds in full: scores may lie closer than a rounded threshold's last digit, and a
     # rounded one would then split the prompts otherwise than the share printed beside it.
