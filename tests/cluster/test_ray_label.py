@@ -324,7 +324,11 @@ def test_a_worker_killed_mid_run_gives_its_slots_back(cluster, stub, tmp_path):
         deadline = time.monotonic() + 120
         while sum(stub.requests.values()) < 8 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
+        # On a busy machine the second worker may start after the first has made these requests.
         workers = cluster.processes("MapBatches(_BatchLabeller)")
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = cluster.processes("MapBatches(_BatchLabeller)")
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
         time.sleep(0.5)  # the killed worker's requests end; from now on, count again
