@@ -215,6 +215,15 @@ def test_probe_file_with_one_model(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_onboard_refuses_an_infinite_prior(files, tmp_path, capsys):
+    # it wrote a router whose new model's vector was NaN: it predicted 0.5 on every prompt
+    out = tmp_path / "o"
+    argv = ["onboard", "--router", "mf", "--probe", files["bench"], "--model", "newbie", "--out", out]
+    code, _, err = run([*argv, "--prior", "inf"], capsys)
+    one_line_error(code, err, "--prior must be a finite number at least 0")
+    assert not out.exists()
+
+
 def test_onboard_into_a_router_without_models_says_what_it_cannot_do(files, tmp_path, capsys):
     out = tmp_path / "o"
     code, _, err = run(
@@ -406,6 +415,7 @@ def test_n_model_experiment_reads_the_data_folder_of_lmroute_data_dir(tmp_path, 
         ("probe_sizes: []", "probe_sizes: List should have at least 1 item"),  # was max() of nothing
         ("probe_sizes: [100, -5]", "probe_sizes.1: Input should be greater than or equal to 1"),
         ("test_fraction: 0.7", "test_fraction 0.7 leaves no training part"),  # was one fold: a traceback
+        ("prior: .inf", "prior: Input should be a finite number"),  # was a router predicting NaN
     ],
 )
 def test_onboarding_curve_settings_are_checked_before_any_work(tmp_path, capsys, setting, needle):

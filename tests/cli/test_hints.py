@@ -62,7 +62,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "is for two-model evaluation; with --models": ("eval",),
     "is for N-model evaluation: give --models too": ("eval",),
     "--models evaluates a benchmark file of many models": ("eval",),
-    "--prior must be at least 0": ("onboard",),
+    "--prior must be a finite number at least 0": ("onboard",),
     "--ray-address local starts a new cluster here": ("serve", "score", "label"),
     "--data-dir": DATA_COMMANDS,
 }

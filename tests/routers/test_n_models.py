@@ -141,6 +141,10 @@ def test_onboarding_refuses_what_it_cannot_learn(mf):
         mf.onboard("alpha", [])
     with pytest.raises(DataError, match="no usable battle of 'delta'"):
         mf.onboard("delta", [Battle("x", "delta", "omega", "model_a")])
+    # an infinite prior fitted a vector of NaNs, whose router predicted 0.5 on every prompt
+    for prior in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ConfigError, match="the prior must be a finite number"):
+            mf.onboard("delta", probe("delta", "wins"), prior=prior)
 
 
 @pytest.mark.parametrize("name", ["sw_ranking", "length"])

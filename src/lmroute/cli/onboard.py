@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from lmroute.cli._options import Subparsers, add_router_option
 from lmroute.cli._output import check_output, note
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.exceptions import ConfigError
     from lmroute.workflows.onboard import onboard
 
-    if not args.prior >= 0:
-        raise ConfigError(f"--prior must be at least 0, got {args.prior}")
+    if not 0 <= args.prior < math.inf:  # inf fitted a vector of NaNs: a router that predicts nothing
+        raise ConfigError(f"--prior must be a finite number at least 0, got {args.prior}")
     check_output(args.out, folder=True)
     result = onboard(args.router, args.probe, args.model, args.out, prior=args.prior)
     s = result.summary

@@ -149,6 +149,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
 
         if model in self.models:
             raise ConfigError(f"{model!r} is already in this mf router's vocabulary: nothing to onboard")
+        params = OnboardParams(prior=prior)  # checked before the probe prompts are embedded
         prompts, other, target, weight = _probe_arrays(model, battles, self.models, ties=self.config.ties)
         unit = self._model_embeddings.astype(np.float64)
         unit /= np.maximum(np.linalg.norm(unit, axis=2, keepdims=True), 1e-12)
@@ -166,7 +167,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
                 target,
                 weight,
                 unit[m, trained].mean(axis=0),
-                params=OnboardParams(prior=prior),
+                params=params,
             )
             for m in range(self.config.members)
         ]

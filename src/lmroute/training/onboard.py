@@ -29,6 +29,11 @@ class OnboardParams:
     steps: int = 400
     tolerance: float = 1e-9
 
+    def __post_init__(self) -> None:
+        # An infinite pull made every step NaN: the saved vector predicted 0.5 on every prompt.
+        if not 0 <= self.prior < float("inf"):
+            raise ConfigError(f"the prior must be a finite number of pseudo-battles >= 0, got {self.prior}")
+
 
 def fit_model_vector(
     z: np.ndarray,

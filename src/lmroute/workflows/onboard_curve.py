@@ -49,7 +49,7 @@ class OnboardCurveConfig(BaseModel):
         default_factory=lambda: [50, 100, 300, 1000], min_length=1
     )
     repeats: int = Field(default=3, ge=1)
-    prior: float = Field(default=5.0, ge=0)
+    prior: float = Field(default=5.0, ge=0, allow_inf_nan=False)
     #: The test part is one of ``round(1 / test_fraction)`` folds by question.
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     max_pairs: int | None = Field(default=40, ge=1)
