@@ -349,6 +349,17 @@ def test_shrink_bad_input_is_one_clear_error_and_writes_nothing(files, tmp_path,
     one_line_error(code, err, "scores must be in [0, 1]", "rescale")
     code, _, err = run([*base, files["bench"], "--models", "newbie", "Meta-Llama-3-8B-Instruct"], capsys)
     one_line_error(code, err, "'newbie' not in this mf router's vocabulary", "lmroute onboard")
+    # one model from two providers: it said "model(s) named twice: Meta-Llama-3-8B-Instruct", given once
+    hosted = tmp_path / "hosted.jsonl"
+    hosted.write_text(
+        "".join(
+            json.dumps({"prompt": f"p{i}", "scores": {"llama": i % 2, "hosted": i % 2, "gpt": 1}}) + "\n"
+            for i in range(6)
+        )
+    )
+    two_names = ["llama=Meta-Llama-3-8B-Instruct", "hosted=Meta-Llama-3-8B-Instruct", f"gpt={MODELS[0]}"]
+    code, _, err = run([*base, hosted, "--models", *two_names], capsys)
+    one_line_error(code, err, "llama, hosted are one model of the router's vocabulary, Meta-Llama-3-8B")
     assert not out.exists()
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from lmroute.catalogue import parse_model_specs
 from lmroute.data.custom import read_custom
-from lmroute.exceptions import DataError
+from lmroute.exceptions import ConfigError, DataError
 from lmroute.registry import load_router
 from lmroute.routers.base import Router
 from lmroute.shrinkage import fit_shrinkage
@@ -43,6 +43,15 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
     pairs = parse_model_specs(models)
     if len(pairs) < 2:
         raise DataError(f"a shrinkage compares models: give at least two, got {pairs[0][0]}")
+    # The router's own check would say "named twice" of a name given once, as the vocabulary side.
+    for known in dict.fromkeys(v for _, v in pairs):
+        same = [s for s, v in pairs if v == known]
+        if len(same) > 1:
+            raise ConfigError(
+                f"{', '.join(same)} are one model of the router's vocabulary, {known}: a shrinkage fits "
+                "one mean score per vocabulary model; give it once (every served name of it then shares "
+                "that shrinkage)"
+            )
     table = read_custom(benchmark)
     served = [s for s, _ in pairs]
     missing = [s for s in served if s not in table.scores]
