@@ -147,6 +147,15 @@ def test_onboarding_refuses_what_it_cannot_learn(mf):
             mf.onboard("delta", probe("delta", "wins"), prior=prior)
 
 
+def test_a_probe_of_ties_only_says_the_router_drops_ties():
+    # It asked for known models' scores beside the new model's, which every battle had.
+    config = {**FAST, "ties": "drop"}
+    drops = MFRouter(embedder=HashEmbedder(64), **config, **PAIR).fit(battles(0, 60, MODELS))
+    ties = [Battle(f"x{i}", "delta", "alpha", "tie") for i in range(2)]
+    with pytest.raises(DataError, match="all 2 battles of 'delta' against models this router knows are ties"):
+        drops.onboard("delta", ties)
+
+
 @pytest.mark.parametrize("name", ["sw_ranking", "length"])
 def test_routers_that_cannot_onboard_do_not_claim_they_can(name):
     router = get_router_class(name)()

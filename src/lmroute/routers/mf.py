@@ -322,6 +322,7 @@ def _probe_arrays(
     other: list[int] = []
     target: list[float] = []
     weight: list[float] = []
+    dropped = 0
     for battle in battles:
         if model not in (battle.model_a, battle.model_b) or battle.model_a == battle.model_b:
             continue
@@ -332,6 +333,7 @@ def _probe_arrays(
             won = (battle.winner == "model_a") == (battle.model_a == model)
             value = 1.0 if won else 0.0
         elif ties == "drop":
+            dropped += 1
             continue
         else:
             value = 0.5
@@ -339,6 +341,13 @@ def _probe_arrays(
         other.append(index[opponent])
         target.append(value)
         weight.append(battle.weight)
+    if not prompts and dropped:
+        # Else the error below would ask for known models' scores the probe file does have.
+        raise DataError(
+            f"all {dropped} battles of {model!r} against models this router knows are ties, and this mf "
+            "router drops ties (it was trained with ties: drop): the probe needs prompts on which "
+            f"{model!r} and a known model score differently"
+        )
     if not prompts:
         raise DataError(
             f"no usable battle of {model!r} against a model this router knows ({len(known)} models: "
