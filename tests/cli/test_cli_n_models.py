@@ -4,6 +4,7 @@ and the clear one-line errors of issue 14's bad inputs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -475,3 +476,14 @@ def test_calibrate_refuses_options_it_would_ignore(files, capsys, extra, needle)
     code, out, err = run([*argv, *[files["prices"] if a == "PRICES" else a for a in extra]], capsys)
     one_line_error(code, err, needle)
     assert out == ""
+
+
+def test_the_documented_commands_name_models_the_shipped_mf_knows():
+    # docs/n-models.md's shrink example mapped llama-8b onto llama-3.1-8b-instruct, which mf does not
+    # know: copied, it failed with "not in this mf router's vocabulary".
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "n-models.md").read_text()
+    commands = re.findall(r"^lmroute \w+ --router mf --models (.*?)(?: --|\\$)", doc, flags=re.M)
+    assert len(commands) >= 3, commands
+    vocabulary = set(load_router("mf").vocabulary)
+    for spec in " ".join(commands).split():
+        assert (spec.partition("=")[2] or spec) in vocabulary, spec
