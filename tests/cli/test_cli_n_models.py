@@ -216,6 +216,18 @@ def test_probe_file_with_one_model(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_onboard_says_which_battles_file_lines_it_left_out(tmp_path, capsys):
+    # A line without a winner (or a model) was dropped without a word: fewer battles than lines given.
+    probe = tmp_path / "probe.jsonl"
+    battle = {"prompt": "x", "model_a": "newbie", "model_b": "gpt-4o-2024-08-06", "winner": "model_a"}
+    lines = [battle, {**battle, "winner": "A"}, {k: v for k, v in battle.items() if k != "model_a"}]
+    probe.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    argv = ["onboard", "--router", "mf", "--probe", probe, "--model", "newbie", "--out", tmp_path / "o"]
+    code, _, err = run(argv, capsys)
+    assert code == 0 and "from 1 battles" in err, err
+    assert "probe lines that made no battle, left out: 1 missing model name, 1 unknown winner" in err
+
+
 def test_onboard_refuses_an_infinite_prior(files, tmp_path, capsys):
     # it wrote a router whose new model's vector was NaN: it predicted 0.5 on every prompt
     out = tmp_path / "o"

@@ -46,4 +46,7 @@ def run(args: argparse.Namespace) -> int:
         f"onboarded {s['model']} into a {s['router']} router from {s['battles']} battles on {s['prompts']} "
         f"prompts against {len(s['opponents'])} known models: wrote {s['out']}"
     )
+    if s["lines_dropped"]:  # else a probe's malformed lines would go unnoticed
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(s["lines_dropped"].items()))
+        note(f"probe lines that made no battle, left out: {reasons}")
     return 0

@@ -13,6 +13,7 @@ parameters on those battles, every other weight frozen (:meth:`lmroute.routers.b
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,20 +33,18 @@ class OnboardResult:
     summary: dict[str, Any]
 
 
-def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> list[Battle]:
-    """The battles of ``model`` against the ``known`` models in a probe file (see the module notes)."""
+def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> tuple[list[Battle], Counter[str]]:
+    """The battles of ``model`` against the ``known`` models in a probe file (see the module notes),
+    and the lines of a battles file that made no battle, by reason (a missing winner...)."""
     path = Path(path)
     if _is_battles_file(path):
         from lmroute.data.battles import read_battles_jsonl
 
-        battles = [
-            b
-            for b in read_battles_jsonl(path, source=f"probe:{path.name}").battles
-            if model in (b.model_a, b.model_b)
-        ]
+        read = read_battles_jsonl(path, source=f"probe:{path.name}")
+        battles = [b for b in read.battles if model in (b.model_a, b.model_b)]
         if not battles:
             raise DataError(f"probe file {path} has no battle of {model!r}")
-        return battles
+        return battles, read.dropped
     table = read_custom(path)
     if model not in table.scores:
         raise DataError(f"probe file {path} has no scores of {model!r}; it has: {', '.join(table.models)}")
@@ -61,7 +60,7 @@ def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> list[Ba
             f"none of the probe file's other models ({', '.join(others)}) is in the router's vocabulary "
             f"({', '.join(known)})"
         )
-    return battles_against_known(table, model, known, source=f"probe:{path.name}")
+    return battles_against_known(table, model, known, source=f"probe:{path.name}"), Counter()
 
 
 def battles_against_known(
@@ -86,7 +85,7 @@ def onboard(
     base = router if isinstance(router, Router) else load_router(router)
     if not base.vocabulary:  # say what the router cannot do, not that the probe names none of its models
         base.onboard(model, [])  # raises the router's own error
-    battles = probe_battles(probe, model, base.vocabulary)
+    battles, dropped = probe_battles(probe, model, base.vocabulary)
     taught = base.onboard(model, battles, **options)
     taught.metadata.setdefault("onboarded_from", {})[model] = str(probe)
     directory = taught.save(out)
@@ -95,6 +94,7 @@ def onboard(
         "router": base.name,
         "out": str(directory),
         **taught.metadata["onboarded"][model],
+        "lines_dropped": dict(dropped),
     }
     return OnboardResult(taught, directory, summary)
 
