@@ -237,13 +237,16 @@ def test_onboard_refuses_an_infinite_prior(files, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_onboard_into_a_router_without_models_says_what_it_cannot_do(files, tmp_path, capsys):
-    out = tmp_path / "o"
+@pytest.mark.parametrize("router", ["length", "sw_ranking"])
+def test_onboard_into_a_router_that_cannot_says_so_before_reading_the_probe(tmp_path, capsys, router):
+    # sw_ranking, which has a vocabulary, said what was wrong with the probe file first: fixed, the
+    # same command then said that sw_ranking cannot onboard at all.
+    out, probe = tmp_path / "o", tmp_path / "probe.jsonl"
+    probe.write_text('{"prompt": "x", "scores": {"newbie": 1, "not-known": 0}}\n')
     code, _, err = run(
-        ["onboard", "--router", "length", "--probe", files["bench"], "--model", "newbie", "--out", out],
-        capsys,
+        ["onboard", "--router", router, "--probe", probe, "--model", "newbie", "--out", out], capsys
     )
-    one_line_error(code, err, "router 'length' cannot onboard a model", "only mf learns")
+    one_line_error(code, err, f"router {router!r} cannot onboard a model", "only mf learns")
     assert not out.exists()
 
 

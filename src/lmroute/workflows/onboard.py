@@ -83,7 +83,8 @@ def onboard(
 ) -> OnboardResult:
     """Teach ``router`` the model ``model`` from ``probe`` and save the result in ``out``."""
     base = router if isinstance(router, Router) else load_router(router)
-    if not base.vocabulary:  # say what the router cannot do, not that the probe names none of its models
+    # Say what the router cannot do before what is wrong with the probe (sw_ranking has a vocabulary).
+    if type(base).onboard is Router.onboard:
         base.onboard(model, [])  # raises the router's own error
     battles, dropped = probe_battles(probe, model, base.vocabulary)
     taught = base.onboard(model, battles, **options)
