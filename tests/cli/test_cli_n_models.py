@@ -482,6 +482,7 @@ def test_two_served_models_may_be_one_vocabulary_model(files, tmp_path, capsys):
         (["--strong-pct", "0.3", "--budget", "1"], "--budget goes with --models"),
         (["--strong-pct", "0.3", "--target-quality", "0.5"], "--target-quality goes with --models"),
         (["--strong-pct", "0.3", "--prices", "PRICES"], "--prices goes with --models"),
+        (["--strong-pct", "0.3", "--policy", "quality"], "--policy goes with --models"),
         (["--models", *MODELS, "--prices", "PRICES", "--budget", "1", "--thresholds", "0.5"], "--thresholds"),
     ],
 )

@@ -38,8 +38,8 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--policy",
         choices=("lambda", "quality"),
-        default="lambda",
-        help="with --models: maximise quality - lambda*cost, or the cheapest model with quality >= tau",
+        help="with --models: maximise quality - lambda*cost (lambda, the default), or the cheapest model "
+        "with quality >= tau (quality)",
     )
     p.add_argument(
         "--prompts",
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--thresholds tabulates two-model thresholds; with --models give --budget or --target-quality"
         )
-    for option in ("budget", "target_quality", "prices"):
+    for option in ("budget", "target_quality", "prices", "policy"):
         if not args.models and getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise ConfigError(
@@ -118,7 +118,7 @@ def _run_policy(args: argparse.Namespace, router) -> int:
         router,
         catalogue,
         prompts,
-        policy=args.policy,
+        policy=args.policy or "lambda",
         budget=args.budget,
         target_quality=args.target_quality,
         name=serving_name(args.router, router),
