@@ -319,6 +319,31 @@ def test_calibrate_options_that_do_not_go_together(files, capsys):
     one_line_error(code, err, "give --strong-pct")
 
 
+def test_shrink_and_calibrate_with_a_router_that_cannot_predict_n_models_say_so_first(
+    files, tmp_path, capsys
+):
+    # Each read its benchmark or prompts first and reported what was wrong there (or downloaded the
+    # Arena-Hard sample); once that was fixed, the command said the router cannot route N models.
+    absent = tmp_path / "absent.jsonl"
+    shrink = [
+        "shrink",
+        "--router",
+        "length",
+        "--models",
+        "a",
+        "b",
+        "--benchmark",
+        absent,
+        "--out",
+        tmp_path / "o",
+    ]
+    calibrate = ["calibrate", "--router", "length", "--models", *MODELS, "--prices", files["prices"]]
+    for argv in (shrink, [*calibrate, "--budget", "1", "--prompts", absent]):
+        code, _, err = run(argv, capsys)
+        one_line_error(code, err, "router 'length' scores only its two models", "mf or sw_ranking")
+    assert not (tmp_path / "o").exists()
+
+
 def test_score_models_on_ray_is_refused_before_ray_starts(files, capsys):
     code, _, err = run(
         ["score", "--router", "length", "--input", files["prompts"], "--ray", "--models", "a", "b"], capsys

@@ -113,6 +113,8 @@ def _run_policy(args: argparse.Namespace, router) -> int:
     if not args.prices:
         raise ConfigError("--models needs --prices FILE: the price of each model (e.g. examples/prices.yaml)")
     catalogue = Catalogue.from_prices(args.models, read_prices(args.prices), where=args.prices)
+    # Before the prompts are read (or downloaded): a router that cannot predict N models says so.
+    catalogue.predict_quality(router, [])
     prompts, source = calibration_prompts(args.prompts, data_dir=args.data_dir, url=args.prompts_url)
     result = calibrate_policy(
         router,

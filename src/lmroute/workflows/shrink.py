@@ -52,6 +52,9 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
                 "one mean score per vocabulary model; give it once (every served name of it then shares "
                 "that shrinkage)"
             )
+    vocabulary = [v for _, v in pairs]
+    # Before the benchmark is read: a router that cannot predict N models says so (no prompt embedded).
+    base.predict_quality([], vocabulary)
     table = read_custom(benchmark)
     served = [s for s, _ in pairs]
     missing = [s for s in served if s not in table.scores]
@@ -69,7 +72,6 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
             f"{benchmark}: scores must be in [0, 1] to be a quality (found {scores.min():g} to "
             f"{scores.max():g}); rescale them, e.g. a 1-10 grade g to (g - 1) / 9"
         )
-    vocabulary = [v for _, v in pairs]
     predicted = base.with_shrinkage(None).predict_quality(list(rows.prompts), vocabulary)
     empty = np.zeros((0, len(vocabulary)))
     shrinkage = fit_shrinkage(vocabulary, empty, empty, scores, predicted)
