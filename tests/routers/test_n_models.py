@@ -11,6 +11,7 @@ from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 from lmroute.registry import get_router_class, load_router
 from lmroute.routers.mf import MFRouter
 from lmroute.routers.sw_ranking import SWRankingRouter
+from lmroute.shrinkage import QualityShrinkage
 
 MODELS = ["alpha", "beta", "gamma"]
 FAST = {"dim": 16, "epochs": 25, "batch_size": 32, "lr": 1e-2, "noise": 0.02, "ties": "half"}
@@ -57,6 +58,17 @@ def test_one_embedding_call_however_many_models(mf):
     mf.use_embedder(embedder)
     mf.predict_quality(["a b", "c d"], MODELS)
     assert embedder.calls == 1
+
+
+def test_a_model_the_shrinkage_lacks_is_refused_before_the_prompts_are_embedded(mf):
+    # It was refused only after every prompt was embedded: minutes of `lmroute score` on a big file.
+    means = np.array([0.6, 0.4])
+    shrunk = mf.with_shrinkage(QualityShrinkage(("alpha", "beta"), means, means, 0.5))
+    embedder = HashEmbedder(64)
+    shrunk.use_embedder(embedder)
+    with pytest.raises(ConfigError, match="cannot put gamma on that scale"):
+        shrunk.predict_quality(["a b", "c d"], ["alpha", "gamma"])
+    assert embedder.calls == 0
 
 
 def test_shipped_mf_predicts_quality_and_matches_its_score():

@@ -164,15 +164,15 @@ class Router(Generic[ConfigT]):
             )
         if not prompts:
             return np.zeros((0, len(names)), dtype=np.float64)
+        # Before the prompts are embedded: a model the shrinkage lacks failed only after that work.
+        shrinkage = self.quality_shrinkage.select(names) if self.quality_shrinkage is not None else None
         quality = np.asarray(self._predict_quality(prompts, names), dtype=np.float64)
         if quality.shape != (len(prompts), len(names)):
             raise RuntimeError(
                 f"{self.name} returned shape {quality.shape} for {len(prompts)} x {len(names)}"
             )
         quality = np.clip(np.nan_to_num(quality, nan=0.5), 0.0, 1.0)
-        if self.quality_shrinkage is not None:
-            return self.quality_shrinkage.select(names).apply(quality)
-        return quality
+        return shrinkage.apply(quality) if shrinkage is not None else quality
 
     def with_shrinkage(self, shrinkage: QualityShrinkage | None) -> Self:
         """A copy of this router whose :meth:`predict_quality` applies ``shrinkage`` (None: none),
