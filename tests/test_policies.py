@@ -36,6 +36,14 @@ def test_lambda_by_hand():
     assert choose_by_lambda(QUALITY, COST, 10.0).tolist() == [0, 0, 0]
 
 
+def test_numpy_knobs_are_numbers():
+    """A knob read from a numpy array (a grid, a sweep) is a number like any other; np.int64(0) was
+    refused as 'must be a finite number'."""
+    assert choose_by_lambda(QUALITY, COST, np.int64(0)).tolist() == [2, 2, 2]
+    assert choose_by_quality(QUALITY, COST, np.int64(1)).tolist() == [2, 2, 2]
+    assert choose_by_lambda(QUALITY, COST, np.float32(10.0)).tolist() == [0, 0, 0]
+
+
 def test_quality_by_hand():
     # tau 0.7: hard -> dear (only 0.9 >= 0.7), easy -> cheap (0.8), medium -> mid (0.70)
     assert choose_by_quality(QUALITY, COST, 0.7).tolist() == [2, 0, 1]

@@ -52,7 +52,7 @@ def check_knob(policy: str, value: float) -> float:
         raise ConfigError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float, np.floating))
+        or not isinstance(value, (int, float, np.integer, np.floating))
         or not math.isfinite(value)
     ):
         raise ConfigError(f"{policy} must be a finite number, got {value!r}")
