@@ -6,7 +6,7 @@
     slow_stream 3 chunks, ``delay`` seconds apart
     slow_start  (streams) the headers, then nothing for ``delay`` seconds, then 3 chunks
     status      an OpenAI-shaped error with HTTP ``status`` (500 by default)
-    hang        nothing for ``delay`` seconds
+    hang        nothing for ``delay`` seconds (a client that leaves meanwhile is counted in ``cut``)
     drop        (streams) 2 chunks, then the connection is cut
     malformed   200 with a body that is not JSON (streams: a malformed event)
     error_event (streams) 1 chunk, then an ``{"error": ...}`` event
@@ -17,7 +17,7 @@
 ``error_event`` or ``cut_short`` fault instead (0: the fault comes before anything else).
 
 Every request's JSON body and Authorization header is recorded in ``requests``; ``cut`` counts
-the streams whose client went away before their end.
+the streams (and hanging requests) whose client went away before their end.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class FakeUpstream:
             if mode == "status":
                 error = {"error": {"message": f"{self.name} is broken", "type": "server_error"}}
                 return JSONResponse(error, status_code=self.status)
-            if mode == "hang":
-                await asyncio.sleep(self.delay)
+            if mode == "hang" and await client_left_within(request, self.delay):
+                self.cut += 1
+                return Response(status_code=499)
             if mode == "malformed" and not body.get("stream"):
                 return Response(b"<html>oops", media_type="application/json")
             if not body.get("stream"):
@@ -126,6 +127,17 @@ class FakeUpstream:
             return StreamingResponse(events(), media_type="text/event-stream")
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def client_left_within(request: Any, seconds: float) -> bool:
+    """Whether the client of ``request`` (its body read) disconnects within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True
 
 
 def free_port() -> int:

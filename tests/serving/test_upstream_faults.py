@@ -326,6 +326,58 @@ def test_a_client_that_leaves_while_the_stream_opens_cuts_the_upstream_call(upst
         assert counted in metric_lines(client)
 
 
+def leave_after(client, seconds, **fields):
+    """Send a chat request and give up after ``seconds``: on timing out, httpx closes its connection."""
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(
+            "/v1/chat/completions",
+            json={"model": STRONG, "messages": MESSAGES, **fields},
+            timeout=seconds,
+        )
+
+
+def wait_for_line(client, line, seconds=2.5):
+    deadline = time.monotonic() + seconds
+    while line not in metric_lines(client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return metric_lines(client)
+
+
+LEFT = 'lmroute_requests_total{endpoint="chat",model="big-model",router="length",status="499"} 1.0'
+
+
+def test_a_client_that_leaves_while_the_model_answers_cuts_the_upstream_call(upstreams, caplog):
+    # A request without streaming ran its upstream call to the end (billed) for a client that had
+    # left, and was counted as a 200 whose answer and spend nobody received.
+    caplog.set_level(logging.INFO, logger="lmroute")
+    upstreams.strong.mode, upstreams.strong.delay = "hang", 5.0
+    price = {"input_per_1m": 2.5, "output_per_1m": 10}
+    with running(upstreams.config(upstream={"timeout": 10.0, "price": price})) as client:
+        leave_after(client, 0.5)
+        lines = wait_for_line(client, LEFT)
+        deadline = time.monotonic() + 2.5
+        while not upstreams.strong.cut and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert LEFT in lines
+    assert upstreams.strong.cut == 1
+    assert not [line for line in lines if 'status="200"' in line]
+    answered = ("lmroute_model_requests", "lmroute_estimated_spend")
+    assert not [line for line in lines if line.startswith(answered)]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_client_that_leaves_during_the_retries_ends_them_and_the_fallback(upstreams):
+    # The retries went on, then the other model was called and billed, for nobody.
+    upstreams.strong.mode = "status"
+    retrying = {"max_retries": 2, "retry_backoff": 0.5}
+    with running(upstreams.config(upstream=retrying)) as client:
+        leave_after(client, 0.2)
+        lines = wait_for_line(client, LEFT)
+    assert LEFT in lines
+    assert len(upstreams.strong.requests) == 1
+    assert not upstreams.weak.requests
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/route"])
 def test_a_client_that_leaves_while_sending_its_body_is_a_499_not_an_internal_error(upstreams, caplog, path):
     # It was logged as an internal error with a traceback and counted as a 500 (an alert on 5xx).

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -49,6 +49,7 @@ MODELS_PATH = "/v1/models"
 CONVERSATION_HEADER = "x-lmroute-conversation"
 #: The endpoints counted in ``lmroute_requests``, by path.
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
+_R = TypeVar("_R")
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
 
@@ -112,30 +113,34 @@ async def chat_completions(request: Request) -> Response:
             media_type="text/event-stream",
             headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
         )
-    answer = await service.complete(body, decision)
+    answer = await _unless_client_leaves(request, service.complete(body, decision))
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED)
     request.state.answered_by = answer.model
     return _Answer(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
 
 
-async def _unless_client_leaves(request: Request, opening: Awaitable[RoutedStream]) -> RoutedStream | None:
-    """The opened stream, or None when the client left first: the opening is then cancelled, which
-    closes the upstream's answer. A stream opens at the upstream's first event, which a slow-to-start
-    model sends late; the upstream call must not run (and bill) that long for nobody."""
-    opened = asyncio.ensure_future(opening)
+async def _unless_client_leaves(request: Request, call: Awaitable[_R]) -> _R | None:
+    """What ``call`` returns, or None when the client left first: the call is then cancelled, which
+    ends its retries and fallback and closes the upstream's connection. A long answer (or a stream
+    whose first event a slow-to-start model sends late) must not run (and bill) for nobody."""
+    called = asyncio.ensure_future(call)
     left = asyncio.ensure_future(_client_left(request))
     try:
-        await asyncio.wait((opened, left), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((called, left), return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
-        opened.cancel()
+        called.cancel()
         raise
     finally:
         left.cancel()
-    if opened.done():  # also when the client left at that moment: the response then notices it
-        return opened.result()
-    opened.cancel()
-    await asyncio.wait((opened,))
-    if not opened.cancelled() and opened.exception() is None:  # it opened as the client left
-        await opened.result().aclose()
+    if called.done():  # also when the client left at that moment: the response then notices it
+        return called.result()
+    called.cancel()
+    await asyncio.wait((called,))
+    if not called.cancelled() and called.exception() is None:  # it finished as the client left
+        result = called.result()
+        if isinstance(result, RoutedStream):
+            await result.aclose()
     return None
 
 
