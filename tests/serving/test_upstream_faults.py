@@ -400,6 +400,80 @@ def test_a_client_that_leaves_while_sending_its_body_is_a_499_not_an_internal_er
     assert "internal error" not in caplog.text
 
 
+def thinking_upstream(comments: bool):
+    """An upstream that streams one chunk, thinks 1.5 s (sending SSE comments, or nothing), then ends."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        data = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    async def events():
+        yield chunk("Let me think. ")
+        for _ in range(15):
+            await asyncio.sleep(0.1)
+            if comments:
+                yield b": keep-alive\n\n"
+        yield chunk("42", "stop")
+        yield b"data: [DONE]\n\n"
+
+    async def chat(request):
+        await request.body()
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.mark.parametrize("comments", [True, False], ids=["upstream-comments", "upstream-silent"])
+def test_a_stream_whose_model_thinks_mid_answer_keeps_the_client_connection_alive(comments):
+    # The client got nothing while the model thought: a proxy or client with an idle (read) timeout
+    # shorter than the thinking cut the stream. The server now sends an SSE comment meanwhile.
+    with serve_in_thread(thinking_upstream(comments)) as url:
+        tiers = {
+            t: {"base_url": url + "/v1", "model": f"{t}-model", "max_retries": 0} for t in ("strong", "weak")
+        }
+        config = build_config(overrides={**tiers, "routers": ["length"], "server": {"stream_heartbeat": 0.2}})
+        with running(config) as client:
+            body = {"model": STRONG, "messages": MESSAGES, "stream": True}
+            response = client.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=0.6))
+            sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key="-", max_retries=0, timeout=10)
+            streamed = sdk.chat.completions.create(model=STRONG, messages=MESSAGES, stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in streamed)
+    parts = events(response)
+    assert parts[1:-2] and set(parts[1:-2]) == {": keep-alive"}
+    assert [json.loads(p)["choices"][0]["delta"]["content"] for p in (parts[0], parts[-2])] == [
+        "Let me think. ",
+        "42",
+    ]
+    assert parts[-1] == "[DONE]"
+    assert text == "Let me think. 42"  # the openai SDK reads past the comments
+
+
+def test_a_client_that_leaves_mid_stream_between_heartbeats_cuts_the_upstream_stream(upstreams):
+    upstreams.strong.mode, upstreams.strong.delay = "slow_stream", 5.0
+    config = upstreams.config(upstream={"timeout": 10.0}, server={"stream_heartbeat": 0.1})
+    with running(config) as client:
+        body = {"model": STRONG, "messages": MESSAGES, "stream": True}
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+            assert ": keep-alive" in [next(lines) for _ in range(4)]
+        deadline = time.monotonic() + 2.5
+        while not upstreams.strong.cut and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstreams.strong.cut == 1
+
+
 def test_an_answer_holding_half_an_emoji_or_an_infinite_logprob_is_relayed_as_sent():
     # A lone surrogate escape (an emoji split across chunks) and -Infinity are JSON the openai SDK
     # reads; writing them out failed: the stream ended with an internal error, the answer was a 500.

@@ -72,6 +72,9 @@ class ServerConfig(BaseModel):
     max_messages: int = Field(default=2048, gt=0)
     #: Accepted bearer keys; empty means no authentication. From --api-key or LMROUTE_API_KEYS only.
     api_keys: tuple[SecretStr, ...] = ()
+    #: Seconds without an event after which a stream sends an SSE comment, so that an idle timeout
+    #: on the way (a proxy's, a client's) does not cut a model that thinks mid-answer; 0: never.
+    stream_heartbeat: float = Field(default=15.0, ge=0, allow_inf_nan=False)
     #: Seconds in-flight requests get to finish on shutdown.
     graceful_shutdown: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     #: Server processes sharing the port (uvicorn's workers), each with its own routers; more than

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
@@ -39,7 +39,7 @@ from lmroute.serving.protocol import (
     validate,
 )
 from lmroute.serving.service import RoutingService
-from lmroute.serving.streaming import json_bytes, relay
+from lmroute.serving.streaming import EventStream, json_bytes, relay
 
 CHAT_PATH = "/v1/chat/completions"
 ROUTE_PATH = "/v1/route"
@@ -108,9 +108,9 @@ async def chat_completions(request: Request) -> Response:
         if stream is None:
             return Response(status_code=CLIENT_CLOSED)
         request.state.answered_by = stream.model
-        return StreamingResponse(
+        return EventStream(
             relay(stream),
-            media_type="text/event-stream",
+            heartbeat=request.app.state.config.server.stream_heartbeat,
             headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
         )
     answer = await _unless_client_leaves(request, service.complete(body, decision))

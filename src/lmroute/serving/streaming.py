@@ -3,14 +3,21 @@
 When the upstream fails after the stream has begun, the client gets one event with an
 OpenAI-shaped ``{"error": ...}`` object, then ``[DONE]``: it never waits on a stream that stops
 without a word. A client that disconnects cancels the relay, which closes the upstream stream.
+:class:`EventStream` sends the events, and an SSE comment whenever none has gone out for a while
+(a model thinking mid-answer), so that an idle timeout on the way does not cut the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Send
 
 from lmroute.exceptions import UpstreamError, UpstreamTimeoutError
 from lmroute.serving.answers import RoutedStream
@@ -18,6 +25,8 @@ from lmroute.serving.answers import RoutedStream
 log = logging.getLogger("lmroute.serving")
 
 DONE = b"data: [DONE]\n\n"
+#: An SSE comment: clients ignore it, but it is traffic for the proxies and read timeouts on the way.
+KEEPALIVE = b": keep-alive\n\n"
 
 
 def json_bytes(data: Any) -> bytes:
@@ -61,3 +70,53 @@ async def relay(stream: RoutedStream) -> AsyncIterator[bytes]:
         except Exception as exc:  # the answer is complete; a failed close must not cut it
             log.debug("closing the stream from model %s failed: %s", stream.model, exc)
     yield DONE
+
+
+class EventStream(StreamingResponse):
+    """A ``text/event-stream`` response of ``content`` that sends :data:`KEEPALIVE` whenever nothing
+    has gone out for ``heartbeat`` seconds (0: never).
+
+    A model may think for minutes mid-answer, sending nothing or only SSE comments (which the
+    upstream client reads past); a proxy, load balancer or client with an idle timeout would
+    otherwise cut the stream meanwhile. The server sends its own comment rather than relaying the
+    upstream's, so that an upstream that sends none is covered too. One timer task per stream
+    keeps the time; an event costs only a clock read and an uncontended lock.
+    """
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, heartbeat: float, headers: Mapping[str, str] | None = None
+    ):
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._events = content
+        self.heartbeat = heartbeat
+
+    async def stream_response(self, send: Send) -> None:
+        if not self.heartbeat:
+            await super().stream_response(send)
+            return
+        clock = asyncio.get_running_loop().time
+        last = clock()
+        # One message at a time; an uncontended asyncio lock does not even yield to the event loop.
+        sending = asyncio.Lock()
+
+        async def sent(body: bytes) -> None:
+            nonlocal last
+            async with sending:
+                last = clock()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        async def beat() -> None:
+            with contextlib.suppress(OSError):  # the client left: the next event's send says so
+                while True:
+                    await asyncio.sleep(last + self.heartbeat - clock())
+                    if clock() - last >= self.heartbeat:
+                        await sent(KEEPALIVE)
+
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        beating = asyncio.ensure_future(beat())
+        try:
+            async for chunk in self._events:
+                await sent(chunk)
+        finally:
+            beating.cancel()  # it sends nothing more, even if it was about to: the end may follow
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
