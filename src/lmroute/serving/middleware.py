@@ -5,15 +5,18 @@ decision in ``request.state.decision`` as soon as it has one, and the model that
 ``request.state.answered_by``: a request is counted under the model that answered (the other one
 after a fallback), one that fails after routing (an upstream error) under the model it was routed
 to, and one that fails before (a 401, a bad body) under ``none``. The status is the one the
-response starts with (a stream counts as 200 when it begins), or 500 when the route raised what no
-exception handler turns into a response.
+response starts with (a stream counts as 200 when it begins), 500 when the route raised what no
+exception handler turns into a response, or 499 when the server cancelled the request before it
+answered (Ray Serve does when the client leaves, as the routes answer 499 when they notice it).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from lmroute.serving.errors import CLIENT_CLOSED
 from lmroute.serving.metrics import ServingMetrics
 
 if TYPE_CHECKING:
@@ -54,6 +57,10 @@ class RequestCounter:
 
         try:
             await self.app(scope, receive, send_counted)
+        except asyncio.CancelledError:
+            if not counted:
+                count(CLIENT_CLOSED)
+            raise
         except Exception:
             # Left to the app's 500 handler, which sits outside every middleware.
             if not counted:
