@@ -379,6 +379,65 @@ def test_a_client_that_leaves_during_the_retries_ends_them_and_the_fallback(upst
     assert not upstreams.weak.requests
 
 
+def test_a_client_that_leaves_while_its_prompt_waits_to_be_scored_is_not_scored(upstreams):
+    # Under load, the prompts of clients that had given up were scored all the same (and their
+    # requests sent upstream): work for nobody, which slowed the requests still waiting.
+    import threading
+
+    import numpy as np
+
+    from lmroute.routers.base import Router
+
+    release = threading.Event()
+
+    class Gate(Router):
+        name = "gate"
+
+        def __init__(self):
+            super().__init__()
+            self.prompts = []
+
+        def _score(self, prompts):
+            asked = [p for p in prompts if p in ("a", "b", "c")]  # not the server's warm-up
+            if asked:
+                self.prompts += asked
+                release.wait(5)
+            return np.full(len(prompts), 0.9)
+
+    def ask(client, text, timeout=10.0):
+        body = {"model": "router-gate-0.5", "messages": [{"role": "user", "content": text}]}
+        return client.post("/v1/chat/completions", json=body, timeout=timeout)
+
+    def soon(condition):
+        deadline = time.monotonic() + 2.5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return condition()
+
+    router = Gate()
+    app = create_app(upstreams.config(), routers={"gate": router})
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        answers = []
+        waiting = [threading.Thread(target=lambda t=t: answers.append(ask(client, t))) for t in "ab"]
+        try:
+            waiting[0].start()  # "a" is scored, "b" waits for the scoring thread, "c" for a batch
+            assert soon(lambda: router.prompts == ["a"])
+            waiting[1].start()
+            assert soon(lambda: 'lmroute_scoring_batch_size_count{router="gate"} 2.0' in metric_lines(client))
+            with pytest.raises(httpx.ReadTimeout):
+                ask(client, "c", timeout=0.3)
+            left = 'lmroute_requests_total{endpoint="chat",model="none",router="none",status="499"} 1.0'
+            assert soon(lambda: left in metric_lines(client))
+        finally:
+            release.set()
+            for thread in waiting:
+                if thread.is_alive():
+                    thread.join(10)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert router.prompts == ["a", "b"]
+    assert len(upstreams.strong.requests) == 2
+
+
 def test_a_request_the_server_cancels_is_counted_as_a_499(upstreams):
     # Ray Serve cancels the request of a client that left (and one past its request timeout): such a
     # request went uncounted, missing from the request rates, where lmroute serve counts a 499.

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
-from lmroute.serving.answers import Decision, RoutedStream
+from lmroute.serving.answers import Answer, Decision, RoutedStream, Tier
 from lmroute.serving.errors import CLIENT_CLOSED, trailing_slash
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
@@ -49,7 +49,6 @@ MODELS_PATH = "/v1/models"
 CONVERSATION_HEADER = "x-lmroute-conversation"
 #: The endpoints counted in ``lmroute_requests``, by path.
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
-_R = TypeVar("_R")
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
 
@@ -94,53 +93,69 @@ async def chat_completions(request: Request) -> Response:
     service: RoutingService = request.app.state.service
     chat: ChatCompletionRequest = validate(ChatCompletionRequest, body)
     _check_messages(request, chat.messages)
+    target = service.target(chat.model)
+    routed = await _unless_client_leaves(request, _route_and_call(request, service, target, chat, body))
+    if routed is None:
+        return Response(status_code=CLIENT_CLOSED)
+    answer, decision = routed.answer, routed.decision
+    request.state.answered_by = answer.model
+    if isinstance(answer, RoutedStream):
+        return EventStream(
+            relay(answer),
+            heartbeat=request.app.state.config.server.stream_heartbeat,
+            headers=_headers(decision, answer.model, answer.fallback, streaming=True) | routed.timing,
+        )
+    return _Answer(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routed.timing)
+
+
+class _Routed(NamedTuple):
+    decision: Decision
+    #: The completion, or the stream opened at its first event.
+    answer: Answer | RoutedStream
+    #: The Server-Timing header of the routing decision.
+    timing: dict[str, str]
+
+
+async def _route_and_call(
+    request: Request,
+    service: RoutingService,
+    target: RouterSpec | Tier | FleetDecision,
+    chat: ChatCompletionRequest,
+    body: dict[str, Any],
+) -> _Routed:
     start = time.perf_counter()
     decision = await service.decide(
-        service.target(chat.model),
-        chat.messages,
-        conversation=_conversation(request, body),
-        tenant=_tenant(request),
+        target, chat.messages, conversation=_conversation(request, body), tenant=_tenant(request)
     )
-    routing = _server_timing(start)
+    timing = _server_timing(start)
     request.state.decision = decision
     if chat.stream:
-        stream = await _unless_client_leaves(request, service.open_stream(body, decision))
-        if stream is None:
-            return Response(status_code=CLIENT_CLOSED)
-        request.state.answered_by = stream.model
-        return EventStream(
-            relay(stream),
-            heartbeat=request.app.state.config.server.stream_heartbeat,
-            headers=_headers(decision, stream.model, stream.fallback, streaming=True) | routing,
-        )
-    answer = await _unless_client_leaves(request, service.complete(body, decision))
-    if answer is None:
-        return Response(status_code=CLIENT_CLOSED)
-    request.state.answered_by = answer.model
-    return _Answer(answer.body, headers=_headers(decision, answer.model, answer.fallback) | routing)
+        return _Routed(decision, await service.open_stream(body, decision), timing)
+    return _Routed(decision, await service.complete(body, decision), timing)
 
 
-async def _unless_client_leaves(request: Request, call: Awaitable[_R]) -> _R | None:
-    """What ``call`` returns, or None when the client left first: the call is then cancelled, which
-    ends its retries and fallback and closes the upstream's connection. A long answer (or a stream
-    whose first event a slow-to-start model sends late) must not run (and bill) for nobody."""
-    called = asyncio.ensure_future(call)
+async def _unless_client_leaves(request: Request, routing: Awaitable[_Routed]) -> _Routed | None:
+    """What ``routing`` returns, or None when the client left first: it is then cancelled, which
+    drops the prompt from the scoring queue (under load), or ends the upstream call, its retries
+    and fallback and closes its connection. A long answer (or a stream whose first event a
+    slow-to-start model sends late) must not run (and bill) for nobody."""
+    routed = asyncio.ensure_future(routing)
     left = asyncio.ensure_future(_client_left(request))
     try:
-        await asyncio.wait((called, left), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((routed, left), return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
-        called.cancel()
+        routed.cancel()
         raise
     finally:
         left.cancel()
-    if called.done():  # also when the client left at that moment: the response then notices it
-        return called.result()
-    called.cancel()
-    await asyncio.wait((called,))
-    if not called.cancelled() and called.exception() is None:  # it finished as the client left
-        result = called.result()
-        if isinstance(result, RoutedStream):
-            await result.aclose()
+    if routed.done():  # also when the client left at that moment: the response then notices it
+        return routed.result()
+    routed.cancel()
+    await asyncio.wait((routed,))
+    if not routed.cancelled() and routed.exception() is None:  # it finished as the client left
+        answer = routed.result().answer
+        if isinstance(answer, RoutedStream):
+            await answer.aclose()
     return None
 
 
