@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import contextmanager
 
 import httpx
@@ -172,6 +173,34 @@ def test_a_corrupted_state_file_is_reported_and_replaced(upstreams, tmp_path):
         assert route(client, "x" * 500)["target"] == {"mode": "share", "value": 0.3}
     assert json.loads(state.read_text())["controllers"][0]["model"] == SHARE
     assert len(list(tmp_path.glob("control.json.corrupt-*"))) == 1
+
+
+def routed_until(client, done, tries=200):
+    """The status's state report once ``done(report)``, routing a request before each look (a
+    save is due after each decision, and made in a worker thread)."""
+    for _ in range(tries):
+        route(client, "x" * 300)
+        report = client.get("/v1/status").json()["state"]
+        if done(report):
+            return report
+        time.sleep(0.01)
+    raise AssertionError(f"the state report stayed {report}")
+
+
+def test_a_failed_save_is_shown_in_the_status_until_a_save_succeeds(upstreams, tmp_path):
+    # A save that failed (a full disk, no permission, a folder in the way) was only logged:
+    # /v1/status said state.problem null while nothing reached the state file.
+    state = tmp_path / "control.json"
+    config = control_config(upstreams, tmp_path, state_file=str(state), save_every=1)
+    with running(config) as client:
+        routed_until(client, lambda report: state.is_file())
+        state.unlink()
+        state.mkdir()  # in the way of the next save
+        report = routed_until(client, lambda report: report["problem"] is not None)
+        assert report["problem"] == f"the last save failed: cannot write {state}: it is a folder"
+        state.rmdir()
+        routed_until(client, lambda report: report["problem"] is None)
+        assert state.is_file()
 
 
 def test_conversations_stay_on_their_model(upstreams, tmp_path):

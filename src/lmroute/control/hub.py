@@ -90,6 +90,10 @@ class ControlHub:
             else None
         )
         self._since_save = 0
+        #: Why the state file could not be used at start, and why the last save failed (None once
+        #: a save succeeds): ``state.problem`` of the status shows the save's while there is one.
+        self._load_problem: str | None = None
+        self._save_problem: str | None = None
         self.state_report: dict[str, Any] = {
             "file": self.config.state_file,
             "restored": False,
@@ -426,11 +430,20 @@ class ControlHub:
         return self.to_state()
 
     def save(self, state: dict[str, Any] | None = None) -> None:
-        """Write ``state`` (default: a snapshot now) to the state file, if one is set."""
+        """Write ``state`` (default: a snapshot now) to the state file, if one is set. A failure
+        (a WriteError) is shown in :attr:`state_report` until a save succeeds."""
         path = self.config.state_file
         if path is None:
             return
-        write_state(path, self.snapshot() if state is None else state)
+        try:
+            write_state(path, self.snapshot() if state is None else state)
+        except OSError as exc:
+            self._save_problem = f"the last save failed: {exc}"
+            raise
+        else:
+            self._save_problem = None
+        finally:
+            self.state_report["problem"] = self._save_problem or self._load_problem
 
     def load(self) -> bool:
         """Restore from the state file if there is one; a bad file is reported (a warning and
@@ -449,7 +462,7 @@ class ControlHub:
         if problem is not None:
             aside = quarantine(path)
             where = f"moved to {aside}" if aside else "it will be overwritten"
-            self.state_report["problem"] = f"{problem}; {where}"
+            self._load_problem = self.state_report["problem"] = f"{problem}; {where}"
             log.warning("control state %s cannot be used: %s; %s; starting afresh", path, problem, where)
             return False
         restored = state is not None

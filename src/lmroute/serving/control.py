@@ -74,7 +74,8 @@ class StateSaver:
     """Saves a hub's state every ``save_every`` decisions in a worker thread, one save at a time.
 
     The snapshot is taken on the event loop, where decisions are made, so it is consistent; only
-    the writing happens in the thread. A failed write is logged, never raised into a request.
+    the writing happens in the thread. A failed write is logged and shown in the status
+    (``state.problem``, until a save succeeds), never raised into a request or the shutdown.
     """
 
     def __init__(self, hub: ControlHub):
@@ -97,4 +98,4 @@ class StateSaver:
         try:
             self.hub.save(state)
         except OSError as exc:  # a full disk must not take the requests down
-            log.warning("cannot save the control state to %s: %s", self.hub.config.state_file, exc)
+            log.warning("cannot save the control state: %s", exc)
