@@ -16,16 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from lmroute._files import write_atomic
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, WriteError
 
 FORMAT = "lmroute-control"
 VERSION = 1
 
 
 def write_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (with the format and version added) to ``path`` atomically."""
+    """Write ``state`` (with the format and version added) to ``path`` atomically; a WriteError
+    when it cannot be, the file system's refusal or a state JSON cannot hold (a number that is not
+    finite), and the file keeps what it had."""
     body = {"format": FORMAT, "version": VERSION, **state}
-    write_atomic(path, json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8"))
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise WriteError(f"cannot write {path}: the state is not valid JSON ({exc})") from None
+    write_atomic(path, text.encode("utf-8"))
 
 
 def check_state_path(path: str | Path) -> None:
