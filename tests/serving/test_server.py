@@ -579,6 +579,12 @@ def server_not_started(monkeypatch):
         # a misspelt router name: /v1/models advertised the default threshold, the check skipped
         ("{}\nthresholds: {lenght: 0.5}", "thresholds: 'lenght' is no served router (the routers: length)"),
         ("{state_file: TMP}", "control.state_file TMP is a folder"),
+        # served, and every save failed (only logged)
+        (
+            "{state_file: TMP/serve.yaml/control.json}",
+            "control.state_file: cannot write TMP/serve.yaml/control.json: a file is in the way of "
+            "folder TMP/serve.yaml",
+        ),
         (
             "{calibration_prompts: TMP/absent.jsonl}",
             "control.calibration_prompts: TMP/absent.jsonl does not exist",

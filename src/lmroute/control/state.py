@@ -9,13 +9,15 @@ it, and the caller starts afresh and says so. Reading never raises for a bad fil
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from lmroute._files import write_atomic
+from lmroute._files import write_atomic, write_failures
 from lmroute.exceptions import ConfigError, WriteError
 
 FORMAT = "lmroute-control"
@@ -36,11 +38,25 @@ def write_state(path: str | Path, state: dict[str, Any]) -> None:
 
 def check_state_path(path: str | Path) -> None:
     """ConfigError when ``path`` is a folder: it is not a bad state file to move aside (that moved
-    the folder and its files away, and saved the state under its name), but a mistake in the config."""
-    if Path(path).is_dir():
+    the folder and its files away, and saved the state under its name), but a mistake in the config;
+    or when no state can be saved there (a file in the way of its folder, no permission), which
+    would otherwise show only at the first save, with the server already serving."""
+    path = Path(path)
+    if path.is_dir():
         raise ConfigError(
-            f"control.state_file {path} is a folder: name a file, such as {Path(path) / 'control.json'}"
+            f"control.state_file {path} is a folder: name a file, such as {path / 'control.json'}"
         )
+    # A save writes a new file beside the old one and renames it over; missing folders are made.
+    nearest = next(p for p in path.parents if p.exists() or p == p.parent)  # '.' or '/' at last
+    probe = nearest / f".{path.name}.{uuid.uuid4().hex}.probe"
+    try:
+        with write_failures(path):
+            if not nearest.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(nearest))
+            probe.touch(exist_ok=False)
+    except WriteError as exc:
+        raise ConfigError(f"control.state_file: {exc}") from None
+    probe.unlink()
 
 
 def read_state(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
