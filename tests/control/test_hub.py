@@ -118,6 +118,23 @@ def test_one_controller_per_api_key_when_asked():
     assert [c["tenant"] for c in per_key.status()["controllers"]] == ["a", "b"]
 
 
+def test_no_new_target_is_taken_past_max_controllers():
+    # Every distinct target (share-0.3001, 0.3002, ...) created a controller held for good: memory,
+    # the state file, the metrics' labels and the status grew with whatever the clients sent.
+    hub = ControlHub(ControlConfig(max_controllers=2, per_api_key=True))
+    hub.decide(SHARE, 0.5, tenant="a")
+    hub.decide(SHARE, 0.5, tenant="b")
+    observed = hub.detector("length").observed
+    for tenant, model in (("c", SHARE.model), ("a", "router-length-share-0.3001")):
+        message = f"model '{model}': no new target .* the 2 controllers held \\(one per target and API key\\)"
+        with pytest.raises(ConfigError, match=message + r" reach control\.max_controllers \(2\)"):
+            hub.decide(parse_model_name(model), 0.5, tenant=tenant)
+    assert hub.detector("length").observed == observed  # a refused request leaves no trace
+    assert hub.decide(SHARE, 0.5, tenant="b").target == {"mode": "share", "value": 0.3}
+    assert [c["decisions"] for c in hub.status()["controllers"]] == [1, 2]
+    assert hub.decide(RouterSpec("length", 0.5), 0.5).threshold == 0.5  # fixed thresholds hold none
+
+
 def test_the_controller_counts_what_the_conversation_decided():
     hub = ControlHub(ControlConfig(conversations={"enabled": True, "margin": 0.2}))
     key = explicit_key("c", source="header")
@@ -313,6 +330,23 @@ def test_a_state_file_that_is_a_folder_is_a_config_error_and_the_folder_stays(tm
         hub.load()
     assert (folder / "keep.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["lmroute"]
+
+
+def test_restored_controllers_count_towards_max_controllers_and_are_kept_past_it(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    first = ControlHub(ControlConfig(state_file=str(path)))
+    targets = [parse_model_name(f"router-length-share-0.{n}") for n in (1, 2, 3)]
+    for spec in targets:
+        first.decide(spec, 0.5)
+    first.save()
+    for limit, kept_past in ((3, False), (2, True)):
+        again = ControlHub(ControlConfig(state_file=str(path), max_controllers=limit))
+        with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+            assert again.load()
+        assert ("more than control.max_controllers (2): all are kept" in caplog.text) is kept_past
+        with pytest.raises(ConfigError, match=r"reach control\.max_controllers"):
+            again.decide(parse_model_name("router-length-share-0.4"), 0.5)
+        assert [again.decide(spec, 0.5).target["value"] for spec in targets] == [0.1, 0.2, 0.3]
 
 
 def test_saves_come_every_save_every_decisions(tmp_path):

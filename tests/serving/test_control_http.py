@@ -143,6 +143,31 @@ def test_bad_targets_get_openai_shaped_errors(upstreams, tmp_path, model, status
     assert not upstreams.strong.requests and not upstreams.weak.requests
 
 
+def test_a_new_target_past_max_controllers_is_a_400_and_the_held_ones_go_on(upstreams, tmp_path):
+    # Each distinct target a client sent (share-0.3001, 0.3002, ...) was held for good: memory, the
+    # state file, the status and a /metrics label each, without bound.
+    with running(upstreams.config(control={"max_controllers": 2})) as client:
+        for model in (SHARE, "router-length-share-0.3001"):
+            route(client, "x" * 100, model=model)
+        for path, body in (
+            ("/v1/route", {"model": "router-length-share-0.3002", "prompt": "hi"}),
+            (
+                "/v1/chat/completions",
+                {"model": "router-length-share-0.3002", "messages": [{"role": "user", "content": "hi"}]},
+            ),
+        ):
+            response = client.post(path, json=body)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["code"] == "invalid_value" and error["type"] == "invalid_request_error"
+            assert "reach control.max_controllers" in error["message"]
+        assert route(client, "x" * 100)["target"] == {"mode": "share", "value": 0.3}
+        status = client.get("/v1/status").json()
+        assert [c["decisions"] for c in status["controllers"]] == [2, 1]
+        assert "0.3002" not in client.get("/metrics").text
+    assert not upstreams.strong.requests and not upstreams.weak.requests
+
+
 def test_a_server_restarted_mid_replay_continues_from_its_saved_state(upstreams, tmp_path):
     state = tmp_path / "control.json"
     config = control_config(upstreams, tmp_path, state_file=str(state), save_every=50)

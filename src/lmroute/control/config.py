@@ -11,6 +11,7 @@ Controller's and ``lmroute replay``'s::
       window: 200                            # requests in each controller's window
       gain: 0.05                             # feedback per strong call over target
       per_api_key: false                     # one controller per API key and target
+      max_controllers: 1000                  # controllers held at most; a new target past it: a 400
       drift: {enabled: true, span: 200, reference_size: 300, false_alarm: 1.0e-6}
       conversations: {enabled: false, margin: 0.02, capacity: 100000, ttl: 3600}
 """
@@ -66,5 +67,9 @@ class ControlConfig(BaseModel):
     gain: float = Field(default=controller.DEFAULT_GAIN, ge=0, le=1)
     #: One controller per API key (and target) instead of one per target.
     per_api_key: bool = False
+    #: Controllers held at most (restored ones count): a request for a new target past it is refused
+    #: (a 400), as every distinct target value would otherwise hold memory, a place in the state file
+    #: and in the metrics for good.
+    max_controllers: int = Field(default=1000, ge=1)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     conversations: ConversationConfig = Field(default_factory=ConversationConfig)

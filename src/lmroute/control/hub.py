@@ -139,7 +139,8 @@ class ControlHub:
         return np.array([score, 0.0, 1.0])
 
     def controller(self, spec: RouterSpec, tenant: str | None = None) -> OnlineController:
-        """The controller holding ``spec``'s target (for ``tenant``), created on first use."""
+        """The controller holding ``spec``'s target (for ``tenant``), created on first use; a
+        ConfigError (a 400 in the server) when ``max_controllers`` are held already."""
         tenant = tenant if self.config.per_api_key else None
         found = self._by_spec.get((spec, tenant))
         if found is not None:  # formatting the model string costs more than the rest of a lookup
@@ -148,6 +149,16 @@ class ControlHub:
         found = self._controllers.get(key)
         if found is None:
             self.check(spec)
+            held, limit = len(self._controllers), self.config.max_controllers
+            if held >= limit:
+                # Each distinct target (share-0.3001, 0.3002, ...) would hold memory, a place in the
+                # state file and the metrics for good: the limit keeps them bounded.
+                each = "target and API key" if self.config.per_api_key else "target"
+                raise ConfigError(
+                    f"model {spec.model!r}: no new target is taken here: the {held} controllers held "
+                    f"(one per {each}) reach control.max_controllers ({limit}); use a target already "
+                    "held (the status lists them), or raise the limit"
+                )
             seed = self._seeds.get(spec.router)
             rows = None
             if seed is not None:
@@ -223,13 +234,14 @@ class ControlHub:
     ) -> Controlled:
         """Decide a scored request: see the module docstring. ``tokens``: the request's estimated
         input tokens (all of its messages), which price it under a spend target."""
+        # The controller first: a target refused (the limit of controllers) leaves no trace.
+        controller = None if spec.mode == THRESHOLD else self.controller(spec, tenant)
         if self.config.drift.enabled:
             self._observe_drift(spec.router, score, summary)
-        controller = row = None
-        if spec.mode == THRESHOLD:
+        row = None
+        if controller is None:
             threshold = spec.value
         else:
-            controller = self.controller(spec, tenant)
             row = self.row(spec, score, tokens)
             threshold = controller.setting_at(row)
         tier: Decision = "strong" if score >= threshold else "weak"
@@ -469,4 +481,13 @@ class ControlHub:
         self.state_report["restored"] = restored
         if restored:
             log.info("control state restored from %s", Path(path))
+            held, limit = len(self._controllers), self.config.max_controllers
+            if held > limit:  # a limit lowered since the save: no controller's state is dropped for it
+                log.warning(
+                    "control state %s holds %d controllers, more than control.max_controllers (%d): "
+                    "all are kept, and no new target is taken until the limit is raised",
+                    path,
+                    held,
+                    limit,
+                )
         return restored
