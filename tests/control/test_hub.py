@@ -349,6 +349,40 @@ def test_restored_controllers_count_towards_max_controllers_and_are_kept_past_it
         assert [again.decide(spec, 0.5).target["value"] for spec in targets] == [0.1, 0.2, 0.3]
 
 
+def test_restored_controllers_no_request_can_reach_are_dropped(tmp_path, caplog):
+    # A renamed router's controllers, or an API key's once per_api_key was turned off, stayed in the
+    # status, the metrics and the state file for good, and took room under max_controllers.
+    path = tmp_path / "state.json"
+    first = ControlHub(ControlConfig(state_file=str(path), per_api_key=True))
+    first.decide(SHARE, 0.5)  # a server without API keys
+    first.decide(SHARE, 0.5, tenant="a")
+    first.decide(parse_model_name("router-old-share-0.3"), 0.5)
+    first.save()
+    saved = path.read_bytes()
+
+    def held(hub):
+        return [(c["model"], c["tenant"]) for c in hub.status()["controllers"]], list(hub.status()["drift"])
+
+    kept = ControlHub(ControlConfig(state_file=str(path), per_api_key=True))
+    assert kept.load() and held(kept) == held(first)  # lmroute replay: the routers served are unknown
+    again = ControlHub(ControlConfig(state_file=str(path)))
+    with caplog.at_level(logging.WARNING, logger="lmroute.control"):
+        assert again.load(routers=["length"])
+    assert held(again) == ([(SHARE.model, None)], ["length"])
+    for dropped in (
+        "router-old-share-0.3 (router old is not served)",
+        "router-length-share-0.3 of an API key (per_api_key is off)",
+        "the drift detector of old (not served)",
+    ):
+        assert dropped in caplog.text
+    assert again.decide(SHARE, 0.5).target == {"mode": "share", "value": 0.3}
+    again.save()
+    assert [c["model"] for c in json.loads(path.read_text())["controllers"]] == [SHARE.model]
+    path.write_bytes(saved)
+    whole = ControlHub(ControlConfig(state_file=str(path), per_api_key=True))
+    assert whole.load(routers=["length", "old"]) and held(whole) == held(first)
+
+
 def test_saves_come_every_save_every_decisions(tmp_path):
     hub = ControlHub(ControlConfig(state_file=str(tmp_path / "s.json"), save_every=3))
     hub.decide(SHARE, 0.5)

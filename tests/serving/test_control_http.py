@@ -188,6 +188,20 @@ def test_a_server_restarted_mid_replay_continues_from_its_saved_state(upstreams,
     assert head + tail == pytest.approx(whole, abs=0)
 
 
+def test_restored_controllers_of_a_router_no_longer_served_are_dropped(upstreams, tmp_path):
+    # They stayed in /v1/status, /metrics and the state file for good, unreachable.
+    state = tmp_path / "control.json"
+    before = ControlHub(ControlConfig(state_file=str(state)))
+    for model in (SHARE, "router-renamed-share-0.3"):
+        before.decide(parse_model_name(model), 0.5)
+    before.save()
+    with running(control_config(upstreams, tmp_path, state_file=str(state))) as client:
+        status = client.get("/v1/status").json()
+        assert [c["model"] for c in status["controllers"]] == [SHARE] and "renamed" not in status["drift"]
+        assert "renamed" not in client.get("/metrics").text
+    assert "renamed" not in state.read_text()
+
+
 def test_a_corrupted_state_file_is_reported_and_replaced(upstreams, tmp_path):
     state = tmp_path / "control.json"
     state.write_bytes(b'{"format": "lmroute-control", "version": 1, "controllers": [{"mo')

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -431,6 +431,35 @@ class ControlHub:
         self._by_spec.clear()
         self._drift.update(detectors)
 
+    def _drop_unreachable(self, routers: Collection[str] | None) -> None:
+        """Drop the restored controllers and detectors no request can reach (see :meth:`load`):
+        they would be held in the status, the metrics and the state file for good, and count
+        towards ``max_controllers``."""
+        served = None if routers is None else set(routers)
+        dropped = []
+        for model, tenant in list(self._controllers):
+            router = parse_model_name(model).router
+            if served is not None and router not in served:
+                dropped.append(f"{model} (router {router} is not served)")
+            elif tenant is not None and not self.config.per_api_key:
+                dropped.append(f"{model} of an API key (per_api_key is off)")
+            else:
+                continue
+            del self._controllers[(model, tenant)]
+            self._row_prices.pop((model, tenant), None)
+        self._by_spec.clear()
+        for router in [] if served is None else sorted(set(self._drift) - served):
+            del self._drift[router]
+            dropped.append(f"the drift detector of {router} (not served)")
+        if dropped:
+            more = f" and {len(dropped) - 10} more" if len(dropped) > 10 else ""
+            log.warning(
+                "control state %s: dropped what no request can reach any more: %s%s",
+                self.config.state_file,
+                ", ".join(dropped[:10]),
+                more,
+            )
+
     @property
     def save_due(self) -> bool:
         """A state file is set and ``save_every`` decisions were made since the last save."""
@@ -457,10 +486,14 @@ class ControlHub:
         finally:
             self.state_report["problem"] = self._save_problem or self._load_problem
 
-    def load(self) -> bool:
+    def load(self, routers: Collection[str] | None = None) -> bool:
         """Restore from the state file if there is one; a bad file is reported (a warning and
         :attr:`state_report`), moved aside and replaced at the next save (a folder is a ConfigError).
-        True if restored."""
+        True if restored.
+
+        What no request can reach any more is dropped, with a warning: controllers of an API key
+        while ``per_api_key`` is off, and, when ``routers`` (the routers served) are given, the
+        controllers and drift detectors of other routers (one renamed or no longer served)."""
         path = self.config.state_file
         if path is None:
             return False
@@ -471,6 +504,8 @@ class ControlHub:
                 self.restore(state)
             except ConfigError as exc:
                 problem = str(exc)
+            else:
+                self._drop_unreachable(routers)
         if problem is not None:
             aside = quarantine(path)
             where = f"moved to {aside}" if aside else "it will be overwritten"

@@ -59,8 +59,9 @@ def check_control_files(config: ControlConfig) -> None:
 def prepare_control(
     hub: ControlHub, routers: Mapping[str, Router], summaries: EmbeddingSummaries | None
 ) -> None:
-    """Restore ``hub``'s state file and calibrate each router on its ``calibration_prompts``."""
-    hub.load()
+    """Restore ``hub``'s state file (less what none of ``routers`` can use) and calibrate each
+    router on its ``calibration_prompts``."""
+    hub.load(routers)
     path = hub.config.calibration_prompts
     if path:
         from lmroute.data.prompts import read_prompts
