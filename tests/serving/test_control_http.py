@@ -17,6 +17,7 @@ from lmroute.pricing import Price
 from lmroute.routers.length import LengthRouter
 from lmroute.routing_names import parse_model_name
 from lmroute.serving.app import create_app
+from lmroute.serving.control import api_key_tenant
 
 SHARE = "router-length-share-0.3"
 
@@ -284,6 +285,21 @@ def test_one_controller_per_api_key_when_asked(upstreams, tmp_path, monkeypatch)
     tenants = {c["tenant"] for c in status["controllers"]}
     assert len(tenants) == 2 and None not in tenants
     assert "key-" not in state.read_text() and not any("key-" in t for t in tenants)
+
+
+def test_restored_controllers_of_an_api_key_no_longer_served_are_dropped(upstreams, tmp_path, monkeypatch):
+    # A rotated key's controllers were held for good, and took room under max_controllers: keys
+    # rotated often enough, and no new key could have a target.
+    state = tmp_path / "control.json"
+    for keys, now in (("key-one, key-two", "key-one"), ("key-two, key-three", "key-two")):
+        monkeypatch.setenv("LMROUTE_API_KEYS", keys)
+        config = control_config(upstreams, tmp_path, per_api_key=True, state_file=str(state))
+        with running(config) as client:
+            headers = {"authorization": f"Bearer {now}"}
+            response = client.post("/v1/route", json={"model": SHARE, "prompt": "x" * 100}, headers=headers)
+            assert response.status_code == 200
+            controllers = client.get("/v1/status", headers=headers).json()["controllers"]
+    assert [(c["tenant"], c["decisions"]) for c in controllers] == [(api_key_tenant("key-two"), 1)]
 
 
 def test_a_conversation_is_known_by_its_earlier_turns(upstreams):

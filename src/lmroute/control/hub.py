@@ -431,18 +431,27 @@ class ControlHub:
         self._by_spec.clear()
         self._drift.update(detectors)
 
-    def _drop_unreachable(self, routers: Collection[str] | None) -> None:
+    def _drop_unreachable(
+        self, routers: Collection[str] | None, tenants: Collection[str | None] | None
+    ) -> None:
         """Drop the restored controllers and detectors no request can reach (see :meth:`load`):
         they would be held in the status, the metrics and the state file for good, and count
         towards ``max_controllers``."""
         served = None if routers is None else set(routers)
+        if tenants is None:  # unknown: only per_api_key tells
+            tenants = None if self.config.per_api_key else {None}
         dropped = []
         for model, tenant in list(self._controllers):
             router = parse_model_name(model).router
             if served is not None and router not in served:
                 dropped.append(f"{model} (router {router} is not served)")
-            elif tenant is not None and not self.config.per_api_key:
-                dropped.append(f"{model} of an API key (per_api_key is off)")
+            elif tenants is not None and tenant not in tenants:
+                if tenant is None:
+                    dropped.append(f"{model} shared by all API keys (per_api_key is on)")
+                elif self.config.per_api_key:
+                    dropped.append(f"{model} of an API key no longer among the server's")
+                else:
+                    dropped.append(f"{model} of an API key (per_api_key is off)")
             else:
                 continue
             del self._controllers[(model, tenant)]
@@ -486,14 +495,18 @@ class ControlHub:
         finally:
             self.state_report["problem"] = self._save_problem or self._load_problem
 
-    def load(self, routers: Collection[str] | None = None) -> bool:
+    def load(
+        self, routers: Collection[str] | None = None, tenants: Collection[str | None] | None = None
+    ) -> bool:
         """Restore from the state file if there is one; a bad file is reported (a warning and
         :attr:`state_report`), moved aside and replaced at the next save (a folder is a ConfigError).
         True if restored.
 
-        What no request can reach any more is dropped, with a warning: controllers of an API key
-        while ``per_api_key`` is off, and, when ``routers`` (the routers served) are given, the
-        controllers and drift detectors of other routers (one renamed or no longer served)."""
+        What no request can reach any more is dropped, with a warning: when ``routers`` (the routers
+        served) are given, the controllers and drift detectors of other routers (one renamed or no
+        longer served); the controllers of a tenant not among ``tenants`` (those requests can name:
+        None for requests without one), or when they are not given, those of an API key while
+        ``per_api_key`` is off."""
         path = self.config.state_file
         if path is None:
             return False
@@ -505,7 +518,7 @@ class ControlHub:
             except ConfigError as exc:
                 problem = str(exc)
             else:
-                self._drop_unreachable(routers)
+                self._drop_unreachable(routers, tenants)
         if problem is not None:
             aside = quarantine(path)
             where = f"moved to {aside}" if aside else "it will be overwritten"

@@ -88,7 +88,8 @@ def create_app(
         service = RoutingService.from_config(
             config, routers=loaded, client_factory=upstream_factory, metrics=metrics, summaries=store
         )
-        await asyncio.to_thread(prepare_control, service.control, service.routers, store)
+        keys = [key.get_secret_value() for key in config.server.api_keys]
+        await asyncio.to_thread(prepare_control, service.control, service.routers, store, keys)
         metrics.watch_control(service.control.status)
         app.state.service = service
         log.info(

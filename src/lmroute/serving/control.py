@@ -4,6 +4,7 @@ input tokens, calibration at start-up, and saving the state without blocking the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -56,12 +57,23 @@ def check_control_files(config: ControlConfig) -> None:
             raise ConfigError(f"control.calibration_prompts: {exc}") from None
 
 
+def api_key_tenant(key: str) -> str:
+    """The tenant of an API key's controllers (``per_api_key``): a digest, which names them without
+    keeping the key itself in memory, the state file or the metrics."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def prepare_control(
-    hub: ControlHub, routers: Mapping[str, Router], summaries: EmbeddingSummaries | None
+    hub: ControlHub,
+    routers: Mapping[str, Router],
+    summaries: EmbeddingSummaries | None,
+    api_keys: Sequence[str] = (),
 ) -> None:
-    """Restore ``hub``'s state file (less what none of ``routers`` can use) and calibrate each
-    router on its ``calibration_prompts``."""
-    hub.load(routers)
+    """Restore ``hub``'s state file, less what no request can reach (a router not among
+    ``routers``, an API key not among ``api_keys``, the server's), and calibrate each router on its
+    ``calibration_prompts``."""
+    per_key = hub.config.per_api_key and api_keys
+    hub.load(routers, {api_key_tenant(key) for key in api_keys} if per_key else {None})
     path = hub.config.calibration_prompts
     if path:
         from lmroute.data.prompts import read_prompts

@@ -15,7 +15,6 @@ target modes, realized shares, drift, conversations.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Sequence
@@ -28,6 +27,7 @@ from starlette.routing import Route
 from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
 from lmroute.serving.answers import Answer, Decision, RoutedStream, Tier
+from lmroute.serving.control import api_key_tenant
 from lmroute.serving.errors import CLIENT_CLOSED, trailing_slash
 from lmroute.serving.fleet import FleetDecision
 from lmroute.serving.protocol import (
@@ -321,8 +321,7 @@ def _tenant(request: Request) -> str | None:
     without keeping the key itself in memory, the state file or the metrics."""
     if not request.app.state.config.control.per_api_key or not request.app.state.api_keys:
         return None
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
+    return api_key_tenant(request.headers.get("authorization", "").partition(" ")[2].strip())
 
 
 def _check_messages(request: Request, messages: Sequence[Any]) -> None:
