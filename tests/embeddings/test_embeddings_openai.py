@@ -220,3 +220,14 @@ def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message) as info:
         OpenAIEmbedder("some-local-model", **options)
     assert "abcdef0123456789" not in str(info.value)  # a key put in the wrong place is not echoed
+
+
+@pytest.mark.parametrize("value", [None, "NaN", 1e39])  # null, a NaN, beyond float32
+def test_reply_with_a_non_finite_number_is_refused(server, sleeps, value, cache_dir):
+    body = {"data": [{"index": 0, "embedding": [1.0, value, 0.0, 0.0]}]}
+    server.script = [(200, json.dumps(body).replace('"NaN"', "NaN"), {})]
+    embedder = CachedEmbedder(make(server, sleeps))
+    with pytest.raises(UpstreamError, match="not a finite number"):
+        embedder.embed(["a"])
+    # nothing was cached: the next call asks again and gets a real vector
+    np.testing.assert_allclose(embedder.embed(["a"]), expected(["a"]), rtol=1e-6)

@@ -201,7 +201,8 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         try:
             data = response.json()["data"]
             rows = sorted(data, key=lambda item: item["index"])
-            vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+                vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamError(
                 f"{url} sent a malformed embeddings reply ({exc!r})", model=self.model
@@ -210,6 +211,14 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             raise UpstreamError(
                 f"{url} sent vectors of shape {vectors.shape} for {n} texts; expected ({n}, {self.dim}): "
                 "is dim/dimensions right for this model?",
+                model=self.model,
+            )
+        if not np.isfinite(vectors).all():
+            # a server serialising a NaN (as null, in Rust's serde_json) would give NaN scores, and
+            # the disk cache would keep them for good
+            raise UpstreamError(
+                f"{url} sent an embedding holding a value that is not a finite number (null, NaN or "
+                "beyond float32)",
                 model=self.model,
             )
         return vectors
