@@ -12,6 +12,7 @@ import pytest
 
 from lmroute.embeddings import Embedder, get_embedder
 from lmroute.embeddings.cache import CachedEmbedder
+from lmroute.embeddings.long_prompts import LongPromptEmbedder
 from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir
 from lmroute.embeddings.minilm_onnx import _model_key, onnx_model_path
 from lmroute.exceptions import ConfigError
@@ -62,6 +63,18 @@ def test_single_string_is_refused():
         OnnxMiniLM().embed("a prompt")
     with pytest.raises(ConfigError, match="text 1 is a int"):
         OnnxMiniLM().embed(["a", 3])
+
+
+@pytest.mark.parametrize("backend", [OnnxMiniLM, TorchMiniLM])
+def test_unpaired_surrogates_are_read_as_replacement_characters(onnx_vectors, backend):
+    # a JSON prompt file may escape half an emoji ("\ud83d", as JavaScript cuts text): the
+    # tokenizer refused such a text with a TypeError, and `lmroute score` ended in a traceback
+    embedder = onnx_vectors[0] if backend is OnnxMiniLM else backend()
+    broken, replaced = "cut emoji \ud83d and \udc4b", "cut emoji \ufffd and \ufffd"
+    long = "lorem ipsum " * 300 + broken
+    out = LongPromptEmbedder(embedder, "head_tail").embed([broken, long])
+    want = LongPromptEmbedder(embedder, "head_tail").embed([replaced, long.replace(broken, replaced)])
+    np.testing.assert_allclose(out, want, atol=1e-6)
 
 
 def test_truncation_to_256_word_pieces_is_counted_and_warned_once(onnx_vectors, caplog):

@@ -231,3 +231,10 @@ def test_reply_with_a_non_finite_number_is_refused(server, sleeps, value, cache_
         embedder.embed(["a"])
     # nothing was cached: the next call asks again and gets a real vector
     np.testing.assert_allclose(embedder.embed(["a"]), expected(["a"]), rtol=1e-6)
+
+
+def test_unpaired_surrogates_are_sent_as_replacement_characters(server, sleeps):
+    # a JSON file may escape half an emoji ("\ud83d"): such a text cannot be UTF-8 encoded as it is
+    out = make(server, sleeps).embed(["cut emoji \ud83d", "ok"])
+    assert server.requests[0][2]["input"] == ["cut emoji \ufffd", "ok"]
+    np.testing.assert_allclose(out, expected(["cut emoji \ufffd", "ok"]), rtol=1e-6)

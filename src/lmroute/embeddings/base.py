@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import abc
 import logging
+import re
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from lmroute.exceptions import ConfigError
+
+#: A surrogate code point: in a str it is always unpaired (a pair is one code point).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Embedder(abc.ABC):
@@ -132,3 +136,11 @@ def check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             raise ConfigError(f"text {i} is a {type(text).__name__}, not a str")
     return texts
+
+
+def encodable(texts: list[str]) -> list[str]:
+    """``texts`` with each unpaired UTF-16 surrogate as U+FFFD, what a UTF-8 decoder shows for broken
+    bytes. JSON may escape half an emoji (``"\\ud83d"``, as JavaScript cuts text); such a str cannot
+    be UTF-8 encoded, so neither a tokenizer nor an HTTP body takes it. One character stands for
+    one, so character offsets stay; other texts are returned as they are."""
+    return [_SURROGATE.sub("\ufffd", text) for text in texts]

@@ -39,7 +39,7 @@ import numpy as np
 
 from lmroute._extras import missing
 from lmroute._malloc import release_freed_memory
-from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, normalize
+from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, encodable, normalize
 from lmroute.embeddings.minilm_onnx import (
     PRECISIONS,
     QUANT_VERSION,
@@ -142,7 +142,9 @@ class _MiniLM(CountsTruncation, Embedder):
         long = [i for i, text in enumerate(texts) if len(text) > self._max_len - 2]
         if not long:
             return out
-        encodings = self._tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch(
+            encodable([texts[i] for i in long]), add_special_tokens=False
+        )
         for i, encoding in zip(long, encodings, strict=True):
             if len(encoding.ids) > self._max_len - 2:
                 out[i] = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
@@ -150,7 +152,7 @@ class _MiniLM(CountsTruncation, Embedder):
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         """The model's input ids of each text: ``[CLS]``, its first ``max_len - 2`` word pieces, ``[SEP]``."""
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch(encodable(texts), add_special_tokens=False)
         keep = self._max_len - 2
         cls, sep = self._special
         cut_means = (
@@ -334,7 +336,7 @@ class TorchMiniLM(_MiniLM):
         self._load()
         self._encode(texts)  # only to count truncation the same way as the ONNX backend
         vectors = self._model.encode(
-            texts,
+            encodable(texts),
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,

@@ -11,7 +11,8 @@ tokens, and within the 8191-token input limit of OpenAI's embedding models for n
 are cut to their first ``max_chars`` characters before sending; the count is kept in
 ``embedder.truncated`` and logged like the MiniLM embedder does. A long-prompt policy
 (:mod:`lmroute.embeddings.long_prompts`) cuts windows of ``max_chars`` characters instead.
-Empty texts are sent as a single space, since the API rejects empty strings.
+Empty texts are sent as a single space, since the API rejects empty strings; an unpaired UTF-16
+surrogate (which cannot be encoded) as U+FFFD.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, normalize
+from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, encodable, normalize
 from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             texts = [t[:limit] for t in texts]
         cut_means = f"were longer than {limit} characters and were truncated to their first {limit}"
         self._count(len(texts), cut, logger, cut_means)
-        texts = [t or " " for t in texts]
+        texts = [t or " " for t in encodable(texts)]
         batches = [
             self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
         ]
