@@ -19,6 +19,21 @@ def test_written_records_read_back_whole(tmp_path):
     assert encode_line({"p": "\u2028é"}) == '{"p": "\u2028é"}\n'  # non-ASCII written as it is
 
 
+def test_a_record_holding_an_unpaired_surrogate_is_written_escaped(tmp_path):
+    # read from a JSON "\ud83d" escape (half an emoji), such a text is no UTF-8: writing it failed
+    # with a UnicodeEncodeError (`lmroute score` echoing such a prompt ended in a traceback)
+    records = [{"prompt": "cut \ud83d é"}, {"prompt": "é"}]
+    path = write_jsonl(tmp_path / "r.jsonl", records)
+    assert path.read_text("utf-8") == '{"prompt": "cut \\ud83d \\u00e9"}\n{"prompt": "é"}\n'
+    assert [record for _, record in read_jsonl(path, what="records")] == records
+    fd = os.open(tmp_path / "a.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        append_line(fd, records[0])
+    finally:
+        os.close(fd)
+    assert [record for _, record in read_jsonl(tmp_path / "a.jsonl", what="records")] == records[:1]
+
+
 def test_line_numbers_count_blank_lines_and_every_line_ending(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n\r\n  \n{"a": 2}\r{"a": 3}')

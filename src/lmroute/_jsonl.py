@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lmroute._files import atomic_writer, read_failures
 from lmroute.exceptions import DataError
+
+#: A surrogate code point: in a str it is always unpaired (a pair is one code point).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def read_lines(path: str | Path, *, what: str) -> Iterator[tuple[int, str]]:
@@ -87,8 +91,13 @@ def read_jsonl_objects(path: str | Path, *, what: str) -> Iterator[tuple[int, di
 
 
 def encode_line(record: Any) -> str:
-    """``record`` as one JSONL line (ending in ``\\n``); non-ASCII text is written as it is."""
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    """``record`` as one JSONL line (ending in ``\\n``); non-ASCII text is written as it is, unless
+    the record holds an unpaired UTF-16 surrogate (read from a ``"\\ud83d"`` escape): no UTF-8
+    file takes that character, so such a line is written all escaped, as it came."""
+    line = json.dumps(record, ensure_ascii=False)
+    if _SURROGATE.search(line):
+        line = json.dumps(record)
+    return line + "\n"
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
