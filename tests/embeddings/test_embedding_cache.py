@@ -83,6 +83,20 @@ def test_different_embedders_never_share_entries(cache_dir, tmp_path):
     assert len(b.batches) == 2
 
 
+def test_embedders_sharing_one_folder_keep_each_others_entries(tmp_path, caplog):
+    # a folder given as cache_dir to several embedders: each took the others' shards for damaged
+    # ones, deleted them with a warning, and so re-embedded every text each time
+    a, b = CountingEmbedder("a"), CountingEmbedder("b")
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        for _ in range(2):
+            va = CachedEmbedder(a, directory=tmp_path).embed(TEXTS)
+            vb = CachedEmbedder(b, directory=tmp_path).embed(TEXTS)
+    assert len(a.batches) == len(b.batches) == 1
+    np.testing.assert_array_equal(va, CountingEmbedder("a").embed(TEXTS))
+    np.testing.assert_array_equal(vb, CountingEmbedder("b").embed(TEXTS))
+    assert len(list(tmp_path.glob("*.json"))) == 2 and "damaged" not in caplog.text
+
+
 def test_lone_surrogates_are_cached(cache_dir):
     inner = CountingEmbedder()
     cached = CachedEmbedder(inner)
@@ -97,7 +111,8 @@ def test_lone_surrogates_are_cached(cache_dir):
         "truncate_npy",
         "flip_npy_byte",
         "garbage_json",
-        "json_of_other_embedder",
+        "json_without_format",
+        "json_of_other_dim",
         "json_with_wrong_count",
         "missing_npy",
     ],
@@ -117,8 +132,10 @@ def test_damaged_shards_are_ignored_and_embedded_again(cache_dir, caplog, damage
         npy.write_bytes(bytes(data))
     elif damage == "garbage_json":
         index_file.write_text('{"format": 1, "keys": [')
-    elif damage == "json_of_other_embedder":
-        index_file.write_text(json.dumps({**index, "embedder": "other"}))
+    elif damage == "json_without_format":
+        index_file.write_text(json.dumps({k: v for k, v in index.items() if k != "format"}))
+    elif damage == "json_of_other_dim":
+        index_file.write_text(json.dumps({**index, "dim": 4}))
     elif damage == "json_with_wrong_count":
         index_file.write_text(json.dumps({**index, "keys": index["keys"][:-1]}))
     else:

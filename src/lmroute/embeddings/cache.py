@@ -5,7 +5,8 @@ Layout, under ``<user cache>/embeddings/<safe embedder name>/``: shards, each an
 sha256 and the hex keys of its rows). A key is ``sha256(embedder name, NUL, text)``. Both files
 are written to a temporary name and renamed, the JSON last, so a shard exists whole or not at
 all; an interrupted process leaves at most an unused ``.npy``. A shard whose files are damaged
-(bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded. Small
+(bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded; one of another
+embedder or format (a folder given to several as ``cache_dir``) is left alone. Small
 shards are merged once there are many of them, so that a server embedding one prompt per
 request does not leave thousands of files. No pickle anywhere.
 """
@@ -142,6 +143,16 @@ class CachedEmbedder(PassThroughEmbedder):
         except (OSError, ValueError) as exc:
             self._discard(shard, f"unreadable index ({exc})")
             return None
+        if (
+            isinstance(index, dict)
+            and isinstance(index.get("format"), int)
+            and isinstance(index.get("embedder"), str)
+            and (index["format"], index["embedder"]) != (_FORMAT, self.name)
+        ):
+            # another embedder's (a folder given as cache_dir to several) or a later format's: not
+            # damaged, and not ours to delete
+            logger.debug("embedding cache: %s in %s is not %s's: skipped", shard, self.path, self.name)
+            return None
         if not (
             isinstance(index, dict)
             and index.get("format") == _FORMAT
@@ -151,7 +162,7 @@ class CachedEmbedder(PassThroughEmbedder):
             and isinstance(index.get("keys"), list)
             and all(isinstance(k, str) for k in index["keys"])
         ):
-            self._discard(shard, "index of another format, embedder or dimension")
+            self._discard(shard, "index without its format, embedder, dimension or keys")
             return None
         return index
 
