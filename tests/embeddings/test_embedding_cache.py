@@ -153,6 +153,28 @@ def test_damaged_shards_are_ignored_and_embedded_again(cache_dir, caplog, damage
     assert inner.batches == []
 
 
+def test_an_array_file_that_cannot_be_read_is_embedded_again(cache_dir, monkeypatch, caplog):
+    # a bad disk sector (EIO), or a file another user wrote with umask 077 (EACCES): the OSError
+    # escaped embed(), although a damaged cache costs only re-embedding
+    import errno
+    from pathlib import Path
+
+    inner = CountingEmbedder()
+    expected = CachedEmbedder(inner).embed(TEXTS)
+    read_bytes = Path.read_bytes
+
+    def failing(path):
+        if path.suffix == ".npy":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    inner.batches.clear()
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        np.testing.assert_array_equal(CachedEmbedder(inner).embed(TEXTS), expected)
+    assert len(inner.batches) == 1 and "Input/output error" in caplog.text
+
+
 def test_orphan_array_and_temporary_files_are_ignored(cache_dir):
     inner = CountingEmbedder()
     cached = CachedEmbedder(inner)

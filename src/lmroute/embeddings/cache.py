@@ -173,11 +173,16 @@ class CachedEmbedder(PassThroughEmbedder):
         vectors = None
         index = self._read_index(shard)
         if index is not None:
+            unreadable = None
             try:
                 data = (self.path / f"{shard}.npy").read_bytes()
             except FileNotFoundError:
                 data = None
-            if data is None:
+            except OSError as exc:  # a bad sector, no permission: damage too, not a failed embed()
+                data, unreadable = None, exc
+            if unreadable is not None:
+                self._discard(shard, f"unreadable array ({unreadable})")
+            elif data is None:
                 # a merge deletes the index before the array: an index left alone is damage
                 if (self.path / f"{shard}.json").exists():
                     self._discard(shard, "array file missing")
