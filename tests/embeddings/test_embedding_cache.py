@@ -246,3 +246,46 @@ def test_shards_merged_or_deleted_by_another_instance(cache_dir, monkeypatch):
         path.unlink()
     np.testing.assert_array_equal(late.embed(["a", "d"]), CountingEmbedder().embed(["a", "d"]))
     assert inner.batches == [["a", "d"]]
+
+
+def test_concurrent_merges_lose_no_entry(cache_dir, monkeypatch):
+    # Two processes embedded the same text at once, so it was in two shards; each process's view
+    # held it in a different one. Each merged away the shard it did not look in, carrying only the
+    # rows it looked up there, and counted on the other shard, which the other process deleted.
+    monkeypatch.setattr(cache_module, "_SMALL_SHARD", 3)
+    monkeypatch.setattr(cache_module, "_MERGE_AT", 2)
+    c = CachedEmbedder(CountingEmbedder())
+
+    class Meanwhile(CountingEmbedder):
+        def embed(self, texts):
+            if not self.batches:  # while d embeds, c embeds "k" too
+                c.embed(["k", "x1", "x2"])
+            return super().embed(texts)
+
+    d = CachedEmbedder(Meanwhile())
+    d.embed(["k", "y1", "y2"])  # "k" is in two shards: c's and d's
+    d.embed(["y1"])  # d reads the index of c's shard, and so looks for "k" there
+    c.embed(["c1"])  # c reads d's shard (looks for "k" there) and merges
+    d.embed(["d1"])  # d merges
+    inner = CountingEmbedder()
+    texts = ["k", "x1", "x2", "y1", "y2", "c1", "d1"]
+    np.testing.assert_array_equal(CachedEmbedder(inner).embed(texts), CountingEmbedder().embed(texts))
+    assert inner.batches == []
+
+
+def test_a_shard_whose_texts_are_all_in_another_is_merged_too(cache_dir, monkeypatch):
+    # it was left out of every merge (no text was looked up there), and stayed on disk for good
+    monkeypatch.setattr(cache_module, "_MERGE_AT", 3)
+    c = CachedEmbedder(CountingEmbedder())
+
+    class Meanwhile(CountingEmbedder):
+        def embed(self, texts):
+            if not self.batches:
+                c.embed(["k"])
+            return super().embed(texts)
+
+    CachedEmbedder(Meanwhile()).embed(["k"])  # "k" in two shards
+    for text in ["a", "b", "c"]:
+        c.embed([text])
+    (index,) = c.path.glob("*.json")
+    assert sorted(json.loads(index.read_text())["keys"]) == sorted(c.key(t) for t in ["k", "a", "b", "c"])

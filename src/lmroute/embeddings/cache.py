@@ -69,6 +69,7 @@ class CachedEmbedder(PassThroughEmbedder):
         self._keys: dict[str, tuple[str, int]] = {}  # key -> (shard id, row)
         self._shards: dict[str, np.ndarray | None] = {}  # verified arrays; None when unusable
         self._seen: set[str] = set()  # shard ids whose index was read
+        self._contents: dict[str, list[str]] = {}  # shard id -> the keys of its rows, in row order
 
     @property
     def path(self) -> Path:
@@ -114,7 +115,7 @@ class CachedEmbedder(PassThroughEmbedder):
     # --- reading -----------------------------------------------------------------------------
 
     def _scan(self) -> None:
-        """Read the index of every shard that appeared since the last scan."""
+        """Read the index of every shard that appeared since the last scan; forget those gone."""
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
@@ -122,15 +123,19 @@ class CachedEmbedder(PassThroughEmbedder):
         except OSError as exc:  # not a folder, no permission: work without the cache
             logger.debug("embedding cache: cannot list %s: %s", self.path, exc)
             return
-        for name in names:
-            if name.startswith(".") or not name.endswith(".json"):
-                continue
-            shard = name[: -len(".json")]
+        present = {name[: -len(".json")] for name in names if name.endswith(".json") and name[0] != "."}
+        for shard in [shard for shard in self._contents if shard not in present]:
+            # merged away by another process, which wrote all its rows into a shard of its own: a
+            # merge here would write them once more, and its vectors need not stay in memory
+            self._forget(shard)
+            self._shards.pop(shard, None)
+        for shard in present:
             if shard in self._seen:
                 continue
             self._seen.add(shard)
             index = self._read_index(shard)
             if index is not None:
+                self._contents[shard] = index["keys"]
                 for row, key in enumerate(index["keys"]):
                     self._keys[key] = (shard, row)
 
@@ -231,8 +236,13 @@ class CachedEmbedder(PassThroughEmbedder):
         return found
 
     def _forget(self, shard: str) -> None:
-        for key in [k for k, (s, _) in self._keys.items() if s == shard]:
-            del self._keys[key]
+        for key in self._contents.pop(shard, ()):
+            if self._keys.get(key, ("",))[0] == shard:
+                del self._keys[key]
+
+    def _in_big_shard(self, key: str) -> bool:
+        hit = self._keys.get(key)
+        return hit is not None and len(self._contents.get(hit[0], ())) >= _SMALL_SHARD
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -253,6 +263,7 @@ class CachedEmbedder(PassThroughEmbedder):
         write_atomic(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
         self._seen.add(shard)
         self._shards[shard] = vectors
+        self._contents[shard] = keys
         for row, key in enumerate(keys):
             self._keys[key] = (shard, row)
         return shard
@@ -265,24 +276,34 @@ class CachedEmbedder(PassThroughEmbedder):
             logger.warning("embedding cache: could not write to %s: %s", self.path, exc)
 
     def _merge_small_shards(self) -> None:
-        members: dict[str, list[tuple[str, int]]] = {}
-        for key, (shard, row) in self._keys.items():
-            members.setdefault(shard, []).append((key, row))
-        small = [shard for shard, rows in members.items() if len(rows) < _SMALL_SHARD]
+        small = [shard for shard, keys in self._contents.items() if len(keys) < _SMALL_SHARD]
         if len(small) < _MERGE_AT:
             return
+        self._scan()  # another process may have merged some of them since this call's scan
+        small = [shard for shard in small if shard in self._contents]
         keys: list[str] = []
         parts = []
+        held: set[str] = set()
         for shard in small:
             vectors = self._load_shard(shard)
             if vectors is None:
                 self._forget(shard)
                 continue
-            keys.extend(key for key, _ in members[shard])
-            parts.append(vectors[[row for _, row in members[shard]]])
+            # All its rows but those also in a big shard, which no merge deletes: a text written by
+            # two processes at once is in two shards, and another process, which looks it up in
+            # the other one, may be merging that one away, counting on this one.
+            rows = [
+                row
+                for row, key in enumerate(self._contents[shard])
+                if key not in held and not self._in_big_shard(key)
+            ]
+            keys.extend(self._contents[shard][row] for row in rows)
+            held.update(self._contents[shard])
+            parts.append(vectors[rows])
         if keys:
             self._write_shard(keys, np.concatenate(parts))
         for shard in small:
             # index first: a shard without its index is simply unused
             _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
             self._shards.pop(shard, None)
+            self._contents.pop(shard, None)
