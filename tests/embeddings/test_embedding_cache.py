@@ -227,6 +227,26 @@ def test_unwritable_cache_still_embeds(cache_dir, caplog):
     assert "could not write" in caplog.text
 
 
+def test_a_full_disk_leaves_no_array_without_its_index(cache_dir, monkeypatch, caplog):
+    # the array fit and took the disk's last space, the small index did not: the array stayed,
+    # unused and never deleted, so the disk stayed full after the run
+    import errno
+
+    write_atomic = cache_module.write_atomic
+
+    def full(path, data):
+        if path.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_atomic(path, data)
+
+    monkeypatch.setattr(cache_module, "write_atomic", full)
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner)
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        np.testing.assert_array_equal(cached.embed(TEXTS), CountingEmbedder().embed(TEXTS))
+    assert "No space left on device" in caplog.text and shard_files(cached.path) == []
+
+
 def test_shards_merged_or_deleted_by_another_instance(cache_dir, monkeypatch):
     monkeypatch.setattr(cache_module, "_MERGE_AT", 3)
     inner = CountingEmbedder()

@@ -260,7 +260,12 @@ class CachedEmbedder(PassThroughEmbedder):
             "keys": keys,
         }
         write_atomic(self.path / f"{shard}.npy", data)
-        write_atomic(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
+        try:
+            write_atomic(self.path / f"{shard}.json", json.dumps(index).encode())  # commits the shard
+        except OSError:
+            # an array without its index is never read nor deleted: on a full disk it kept the space
+            _unlink(self.path / f"{shard}.npy")
+            raise
         self._seen.add(shard)
         self._shards[shard] = vectors
         self._contents[shard] = keys
