@@ -14,7 +14,7 @@ from lmroute.embeddings import Embedder, get_embedder
 from lmroute.embeddings.cache import CachedEmbedder
 from lmroute.embeddings.long_prompts import LongPromptEmbedder
 from lmroute.embeddings.minilm import DIM, OnnxMiniLM, TorchMiniLM, default_model_dir
-from lmroute.embeddings.minilm_onnx import _model_key, onnx_model_path
+from lmroute.embeddings.minilm_onnx import QUANT_VERSION, _model_key, onnx_model_path
 from lmroute.exceptions import ConfigError
 
 pytestmark = pytest.mark.usefixtures("shared_onnx_cache")
@@ -204,3 +204,22 @@ def test_the_onnx_file_is_keyed_by_the_weights_content_not_their_path_or_time(tm
         f.seek(-1, os.SEEK_END)
         f.write(bytes([last[0] ^ 1]))
     assert _model_key(copy) != _model_key(source)
+
+
+@pytest.mark.parametrize("backend", [OnnxMiniLM, TorchMiniLM, lambda **o: OnnxMiniLM(precision="int8", **o)])
+def test_a_model_folder_of_ones_own_has_its_own_disk_cache(tmp_path, backend):
+    # a fine-tuned copy passed as model_dir was named "minilm" like the shipped model, and the
+    # disk cache gave it the shipped model's vectors of every text that model had embedded
+    source = default_model_dir()
+    tuned, copy = tmp_path / "tuned", tmp_path / "copy"
+    for folder in (tuned, copy):
+        folder.mkdir()
+        for name in ("config.json", "tokenizer.json", "sentence_bert_config.json", "model.safetensors"):
+            shutil.copyfile(source / name, folder / name)
+    weights = bytearray((tuned / "model.safetensors").read_bytes())
+    weights[-3] ^= 0xFF  # one weight changed
+    (tuned / "model.safetensors").write_bytes(bytes(weights))
+    shipped, own, same = (CachedEmbedder(backend(model_dir=d)) for d in (None, tuned, copy))
+    assert own.path != shipped.path and own.key("hi") != shipped.key("hi")
+    assert same.path == CachedEmbedder(backend(model_dir=copy)).path != own.path
+    assert shipped.inner.cache_name in ("minilm", f"minilm-int8-q{QUANT_VERSION}")  # as it was

@@ -26,6 +26,7 @@ piece inside a word re-tokenises into a piece or two more on its own).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, enc
 from lmroute.embeddings.minilm_onnx import (
     PRECISIONS,
     QUANT_VERSION,
+    _weights_digest,
     build_onnx_model,
     onnx_model_path,
     quantize_model,
@@ -86,6 +88,15 @@ def max_seq_length(model_dir: Path) -> int:
     return int(config["max_seq_length"])
 
 
+def _model_id(path: Path) -> str:
+    """A digest of what in a model folder decides its vectors: weights, configs and tokenizer."""
+    weights = path / "model.safetensors"
+    stat = weights.stat()
+    parts = [_weights_digest(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)]
+    parts += [(path / name).read_text(encoding="utf-8") for name in _FILES if name != weights.name]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
 def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -109,6 +120,17 @@ class _MiniLM(CountsTruncation, Embedder):
         self._tokenizer: Any = None
         self._special = (0, 0)  # the ids of [CLS] and [SEP]
         self._max_len = 0
+        self._model_id: str | None = None
+
+    @property
+    def cache_name(self) -> str:
+        # a model_dir may hold another model under this name (a fine-tuned copy): the disk cache
+        # must not give it the shipped model's vectors, nor those of another folder
+        if self.model_dir is None:
+            return self.name
+        if self._model_id is None:
+            self._model_id = _model_id(_checked_model_dir(self.model_dir))
+        return f"{self.name}@{self._model_id}"
 
     def _load_tokenizer(self, path: Path) -> None:
         from tokenizers import Tokenizer
@@ -206,7 +228,8 @@ class OnnxMiniLM(_MiniLM):
     @property
     def cache_name(self) -> str:
         # int8 vectors change with the quantisation, which the name does not say
-        return self.name if self.precision == "fp32" else f"{self.name}-q{QUANT_VERSION}"
+        name = super().cache_name
+        return name if self.precision == "fp32" else f"{name}-q{QUANT_VERSION}"
 
     def _load(self) -> None:
         with self._lock:
