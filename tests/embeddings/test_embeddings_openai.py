@@ -1,6 +1,7 @@
 """The OpenAI-compatible embedder against a small fake /v1/embeddings server on 127.0.0.1."""
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -238,3 +239,35 @@ def test_unpaired_surrogates_are_sent_as_replacement_characters(server, sleeps):
     out = make(server, sleeps).embed(["cut emoji \ud83d", "ok"])
     assert server.requests[0][2]["input"] == ["cut emoji \ufffd", "ok"]
     np.testing.assert_allclose(out, expected(["cut emoji \ufffd", "ok"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("query", "options"),
+    [
+        # the name of an embedder without a character limit: a router trained with one saves it
+        ("max_chars=None", {"max_chars": None}),
+        ("dimensions=8&timeout=2.5&backoff=0.5", {"dimensions": 8, "timeout": 2.5, "backoff": 0.5}),
+        ("base_url=http://127.0.0.1:9/v1&api_key_env=K", {"base_url": "http://127.0.0.1:9/v1"}),
+    ],
+)
+def test_options_in_a_name_are_read_as_the_constructor_takes_them(query, options):
+    embedder = get_embedder(f"openai:text-embedding-3-small?{query}", cache=False)
+    assert {key: getattr(embedder, key) for key in options} == options
+    assert get_embedder(embedder.name, cache=False).name == embedder.name
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("openai:m?dim=abc", "dim must be a whole number, got 'abc'"),
+        ("openai:m?dim=4&timeout=soon", "timeout must be a finite number"),
+        ("openai:m?dim=4&timeout=nan", "timeout must be a finite number"),
+        ("openai:m?dim=4&batch_size=-1", "batch_size must be >= 1"),
+        ("openai:m?dim=4&retries=2", "unknown openai embedder option 'retries'; known: dimensions"),
+        ("openai:m?dim", "write key=value"),
+    ],
+)
+def test_bad_options_in_a_name_are_config_errors(name, message):
+    # they were TypeErrors ('<' not supported between 'str' and 'int'): a traceback in the CLI
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        get_embedder(name, cache=False)

@@ -7,7 +7,6 @@ unit rows. Importing this package loads neither onnxruntime, torch nor httpx.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
 from lmroute._extras import available
 from lmroute.embeddings.base import Embedder
@@ -66,11 +65,11 @@ def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) ->
         )
         embedder = minilm.OnnxMiniLM(**options) if onnx else minilm.TorchMiniLM(**options)
     elif name.startswith("openai:"):
-        from lmroute.embeddings.openai import OpenAIEmbedder
+        from lmroute.embeddings.openai import OpenAIEmbedder, options_from_query
 
         model, _, query = name[len("openai:") :].partition("?")
-        for key, value in parse_qsl(query, strict_parsing=bool(query)):
-            options.setdefault(key, int(value) if value.isdigit() else value)
+        for key, value in options_from_query(query).items():
+            options.setdefault(key, value)
         embedder = OpenAIEmbedder(model, **options)
     else:
         raise ConfigError(f"unknown embedder {name!r}; known: {', '.join(embedder_names())}")

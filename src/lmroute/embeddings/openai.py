@@ -18,11 +18,13 @@ surrogate (which cannot be encoded) as U+FFFD.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -40,6 +42,45 @@ KNOWN_DIMS = {
 DEFAULT_MAX_CHARS = 8000
 _RETRY_STATUS = frozenset({408, 409, 429})
 _MAX_DELAY = 60.0
+#: How the options an embedder's name may carry after ``?`` are read (others stay text).
+_NUMBER_OPTIONS: dict[str, type] = {
+    "dimensions": int,
+    "dim": int,
+    "max_chars": int,
+    "batch_size": int,
+    "max_retries": int,
+    "backoff": float,
+    "timeout": float,
+}
+_TEXT_OPTIONS = ("base_url", "api_key_env")
+
+
+def options_from_query(query: str) -> dict[str, Any]:
+    """The options written after ``?`` in ``openai:<model>?dimensions=256&max_chars=4000``, read as
+    the constructor takes them (``max_chars=None``, as a name says no limit, as None)."""
+    try:
+        pairs = parse_qsl(query, strict_parsing=bool(query))
+    except ValueError:
+        raise ConfigError(f"cannot read the embedder options {query!r}: write key=value&key=value") from None
+    options: dict[str, Any] = {}
+    for key, value in pairs:
+        kind = _NUMBER_OPTIONS.get(key)
+        if kind is None:
+            if key not in _TEXT_OPTIONS:
+                known = ", ".join([*_NUMBER_OPTIONS, *_TEXT_OPTIONS])
+                raise ConfigError(f"unknown openai embedder option {key!r}; known: {known}")
+            options[key] = value
+        elif key == "max_chars" and value == "None":
+            options[key] = None
+        else:
+            try:
+                options[key] = kind(value)
+            except ValueError:
+                options[key] = math.nan
+            if not math.isfinite(options[key]):
+                what = "a whole number" if kind is int else "a finite number"
+                raise ConfigError(f"openai embedder option {key} must be {what}, got {value!r}")
+    return options
 
 
 class OpenAIEmbedder(CountsTruncation, Embedder):
