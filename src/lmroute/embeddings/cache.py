@@ -70,6 +70,7 @@ class CachedEmbedder(PassThroughEmbedder):
         self._shards: dict[str, np.ndarray | None] = {}  # verified arrays; None when unusable
         self._seen: set[str] = set()  # shard ids whose index was read
         self._contents: dict[str, list[str]] = {}  # shard id -> the keys of its rows, in row order
+        self._write_failed = False
 
     @property
     def path(self) -> Path:
@@ -278,7 +279,10 @@ class CachedEmbedder(PassThroughEmbedder):
             self._write_shard(keys, vectors)
             self._merge_small_shards()
         except OSError as exc:  # a full or read-only disk costs speed, not results
-            logger.warning("embedding cache: could not write to %s: %s", self.path, exc)
+            # said once: scoring a file fails like this every 512 prompts
+            log = logger.debug if self._write_failed else logger.warning
+            self._write_failed = True
+            log("embedding cache: could not write to %s: %s", self.path, exc)
 
     def _merge_small_shards(self) -> None:
         small = [shard for shard, keys in self._contents.items() if len(keys) < _SMALL_SHARD]
