@@ -135,6 +135,16 @@ def test_client_error_is_raised_at_once_with_the_servers_message(server, sleeps)
     assert info.value.status_code == 400 and len(server.requests) == 1 and sleeps == []
 
 
+def test_501_not_implemented_is_raised_at_once(server, sleeps):
+    # llama.cpp's server started without --embeddings: asking again cannot help, and the retries
+    # held every request 15 s (1 + 2 + 4 + 8) before the error or a server's fallback
+    message = "This server does not support embeddings. Start it with `--embeddings`"
+    server.script = [(501, {"error": {"message": message, "type": "not_supported_error"}}, {})]
+    with pytest.raises(UpstreamError, match="answered 501: This server does not support embeddings"):
+        make(server, sleeps).embed(["a"])
+    assert len(server.requests) == 1 and sleeps == []
+
+
 def test_401_names_the_key_variable(server, sleeps, monkeypatch):
     monkeypatch.delenv("TEAM_KEY", raising=False)
     server.script = [(401, {"error": {"message": "Incorrect API key"}}, {})]

@@ -2,9 +2,9 @@
 
 The API key is read at request time from the environment variable named by ``api_key_env``
 (never stored in a config); when that variable is unset no ``Authorization`` header is sent,
-which local servers accept. Texts go in batches of ``batch_size``; 429 and 5xx answers, timeouts
-and connection errors are retried with exponential backoff (honouring ``Retry-After``), other
-errors raise :class:`~lmroute.exceptions.UpstreamError` at once.
+which local servers accept. Texts go in batches of ``batch_size``; 429 and 5xx answers (but 501 Not
+Implemented and 505), timeouts and connection errors are retried with exponential backoff
+(honouring ``Retry-After``), other errors raise :class:`~lmroute.exceptions.UpstreamError` at once.
 
 **Long texts.** Texts longer than ``max_chars`` characters (default 8000, roughly 2000 English
 tokens, and within the 8191-token input limit of OpenAI's embedding models for nearly any text)
@@ -41,6 +41,9 @@ KNOWN_DIMS = {
 }
 DEFAULT_MAX_CHARS = 8000
 _RETRY_STATUS = frozenset({408, 409, 429})
+#: 5xx answers that say what will not change by asking again (llama.cpp's server answers 501
+#: "This server does not support embeddings" when started without --embeddings).
+_FINAL_5XX = frozenset({501, 505})
 _MAX_DELAY = 60.0
 #: How the options an embedder's name may carry after ``?`` are read (others stay text).
 _NUMBER_OPTIONS: dict[str, type] = {
@@ -218,7 +221,8 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
                 error = UpstreamError(
                     self._describe(response, url), status_code=response.status_code, model=self.model
                 )
-                if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
+                status = response.status_code
+                if (status < 500 and status not in _RETRY_STATUS) or status in _FINAL_5XX:
                     raise error
                 retry_after = _retry_after(response)
             if attempt == self.max_retries:
