@@ -8,7 +8,9 @@ all; an interrupted process leaves at most an unused ``.npy``. A shard whose fil
 (bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded; one of another
 embedder or format (a folder given to several as ``cache_dir``) is left alone. Small
 shards are merged once there are many of them, so that a server embedding one prompt per
-request does not leave thousands of files. No pickle anywhere.
+request does not leave thousands of files; a merge writes every row of the shards it deletes but
+those a big shard (which no merge deletes) holds, so that processes merging at once lose nothing.
+No pickle anywhere.
 """
 
 from __future__ import annotations
