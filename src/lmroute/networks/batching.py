@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lmroute.embeddings.base import encodable
+
 
 class Tokens:
     """Token ids of prompts from a ``tokenizer.json``, truncated to ``max_length``, unpadded."""
@@ -22,7 +24,7 @@ class Tokens:
         )
 
     def __call__(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(list(prompts))]
+        return [e.ids for e in self.tokenizer.encode_batch(encodable(list(prompts)))]
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:

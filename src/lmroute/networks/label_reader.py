@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmroute.embeddings.base import encodable
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.networks.base_models import BaseModel
 from lmroute.networks.batching import length_batches, pad_numpy
@@ -88,7 +89,7 @@ class Template:
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
 
     def __call__(self, prompts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer.encode_batch(list(prompts), add_special_tokens=False)
+        encoded = self.tokenizer.encode_batch(encodable(list(prompts)), add_special_tokens=False)
         return [self.before + e.ids[: self.max_prompt_tokens] + self.after for e in encoded]
 
 

@@ -32,8 +32,13 @@ class RandomRouter(Router[RandomConfig]):
 
     def _score(self, prompts: list[str]) -> np.ndarray:
         salt = self.config.seed.to_bytes(8, "little", signed=True)
+        # surrogatepass: a prompt holding half an emoji (JSON's "\ud83d") hashes too; other
+        # prompts' bytes, and so their scores, are the same as with plain UTF-8
         words = [
-            int.from_bytes(hashlib.blake2b(p.encode("utf-8"), digest_size=8, salt=salt[:8]).digest(), "big")
+            int.from_bytes(
+                hashlib.blake2b(p.encode("utf-8", "surrogatepass"), digest_size=8, salt=salt[:8]).digest(),
+                "big",
+            )
             for p in prompts
         ]
         # The top 53 bits of a 64-bit hash give a uniform double in [0, 1).
