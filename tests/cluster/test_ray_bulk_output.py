@@ -68,3 +68,44 @@ def test_another_files_records_are_refused_and_left_as_they_were(tmp_path, score
         bulk.score_file_on_ray("length", PROMPTS, output)
     assert output.read_text() == text
     assert scored == []
+
+
+def test_an_output_in_a_new_folder_is_written_as_lmroute_score_writes_it(tmp_path, monkeypatch, scored):
+    """lmroute score makes the folder of --output; --ray stopped with a FileNotFoundError traceback."""
+    from lmroute.cli import main
+
+    monkeypatch.setattr(bulk, "init_ray", lambda address: None)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    output = tmp_path / "new" / "folder" / "scores.jsonl"
+    argv = ["score", "--router", "length", "--input", str(prompts), "--output", str(output), "--quiet"]
+    assert main([*argv, "--ray"]) == 0
+    assert output.read_text() == FULL
+
+
+def test_a_failed_write_is_one_line_and_keeps_the_records_written(tmp_path, monkeypatch, scored):
+    """A full disk raised an OSError traceback; now a WriteError naming the file, and the chunks
+    written before it stay for the next run to go on from."""
+    from lmroute.exceptions import WriteError
+
+    monkeypatch.setattr(bulk, "init_ray", lambda address: None)
+    output = tmp_path / "scores.jsonl"
+    synced = []
+
+    def fsync(fd):
+        if synced:
+            raise OSError(28, "No space left on device")
+        synced.append(fd)
+
+    monkeypatch.setattr(bulk.os, "fsync", fsync)
+    with pytest.raises(WriteError, match=f"cannot write {output}: No space left on device"):
+        bulk.score_file_on_ray("length", PROMPTS, output, chunk_size=1)
+    assert output.read_text().startswith(FULL.splitlines(keepends=True)[0])
+
+
+def test_an_output_that_cannot_be_read_is_one_line(tmp_path, scored):
+    output = tmp_path / "scores.jsonl"
+    output.mkdir()
+    with pytest.raises(DataError, match=f"{output} is a folder"):
+        bulk.score_file_on_ray("length", PROMPTS, output)
+    assert scored == []

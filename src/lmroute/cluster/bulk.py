@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmroute._files import read_failures, write_failures
 from lmroute._jsonl import encode_line, parse_line, read_lines
 from lmroute.cluster.config import absolute_router_path
 from lmroute.cluster.connect import init_ray
@@ -99,7 +100,9 @@ def score_file_on_ray(
         check_router_spec(spec)
         init_ray(address)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if done else os.O_TRUNC)
-    fd = os.open(output, flags, 0o644)
+    with write_failures(output):  # as lmroute score writes its output: a new folder made
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(output, flags, 0o644)
     try:
         for start in range(done, len(prompts), chunk_size):
             chunk = prompts[start : start + chunk_size]
@@ -108,9 +111,10 @@ def score_file_on_ray(
             )
             text = "".join(encode_line(record) for record in score_records(chunk, scores))
             view = memoryview(text.encode())
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            with write_failures(output):
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
     finally:
         os.close(fd)
     return len(prompts) - done
@@ -121,7 +125,8 @@ def _records_done(output: Path, prompts: Sequence[str]) -> int:
     DataError, the file left as it is, when they are not the records of the first prompts."""
     if not output.exists():
         return 0
-    text = output.read_bytes()
+    with read_failures(str(output), DataError):
+        text = output.read_bytes()
     if not text.strip():  # created by a run that stopped before its first chunk
         return 0
     # A chunk is written whole or, when the run died in the middle of it, cut. The cut line is
