@@ -186,6 +186,32 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
     assert on_ray.read_text() == (tmp_path / "single.jsonl").read_text()
 
 
+def test_a_ray_version_other_than_the_clusters_is_one_line(cluster, tmp_path):
+    """A command whose Ray is not the cluster's: ray.init's "Version mismatch" RuntimeError came
+    out as a traceback."""
+    import subprocess
+
+    import ray
+
+    source = tmp_path / "prompts.jsonl"
+    source.write_text(json.dumps({"prompt": "hello"}) + "\n")
+    output = tmp_path / "scores.jsonl"
+    # This process's Ray as another version, as ray.init compares it with the cluster's.
+    code = (
+        "import sys, ray._private.utils as u; real = u.compute_version_info; "
+        "u.compute_version_info = lambda: ('2.0.0', real()[1]); "
+        "from lmroute.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", code, "score", "--router", "length", "--input", str(source)]
+    argv += ["--output", str(output), "--quiet", "--ray-address", cluster.address]
+    result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    err = [line for line in result.stderr.splitlines() if line.startswith("lmroute: error: ")]
+    assert len(err) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"Ray: {ray.__version__}" in err[0] and "Ray: 2.0.0" in err[0], err
+    assert not output.exists()
+
+
 def test_a_second_server_on_the_cluster_is_a_one_line_error(server, cluster, upstreams, tmp_path):
     import subprocess
 

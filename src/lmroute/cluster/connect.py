@@ -39,6 +39,16 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except ConnectionError as exc:  # a ray:// address nothing answers at
         raise ConfigError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    except RuntimeError as exc:
+        if not str(exc).startswith("Version mismatch"):
+            raise
+        ray.shutdown()  # connected half way: a later ray.init in this process starts afresh
+        versions = " ".join(str(exc).removeprefix("Version mismatch:").split())
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address or 'RAY_ADDRESS or the last `ray start` here'}: "
+            f"its Ray or Python version is not this command's ({versions}); install the cluster's "
+            "versions where the command runs"
+        ) from None
 
 
 def _check_head(address: str | None) -> None:
