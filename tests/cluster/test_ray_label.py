@@ -350,7 +350,7 @@ def test_a_worker_killed_mid_run_gives_its_slots_back(cluster, stub, tmp_path):
 def test_an_lmroute_error_in_a_worker_is_found_inside_the_ray_errors():
     from ray.exceptions import RayTaskError
 
-    from lmroute.cluster.label import _library_error
+    from lmroute.cluster.connect import library_error
     from lmroute.exceptions import ConfigError
 
     error = ConfigError("the judge template lacks {question}")
@@ -358,5 +358,5 @@ def test_an_lmroute_error_in_a_worker_is_found_inside_the_ray_errors():
     try:
         raise RuntimeError("UDF failed to process a data block") from wrapped.as_instanceof_cause()
     except RuntimeError as outer:
-        assert _library_error(outer) is error
-    assert _library_error(RuntimeError("a bug")) is None
+        assert library_error(outer) is error
+    assert library_error(RuntimeError("a bug")) is None

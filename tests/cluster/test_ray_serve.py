@@ -186,6 +186,24 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
     assert on_ray.read_text() == (tmp_path / "single.jsonl").read_text()
 
 
+def test_a_router_the_actors_cannot_load_is_one_line(cluster, tmp_path):
+    """A router directory the nodes lack (only there is it looked for): the actors' error reached the
+    command as a traceback of Ray's errors (an actor that failed to start keeps only its text)."""
+    import subprocess
+
+    source = tmp_path / "prompts.jsonl"
+    source.write_text(json.dumps({"prompt": "hello"}) + "\n")
+    router = tmp_path / "only-on-the-nodes"
+    argv = [sys.executable, "-m", "lmroute.cli", "score", "--router", str(router), "--input", str(source)]
+    argv += ["--quiet", "--ray-address", cluster.address]
+    result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stdout == ""
+    err = [line for line in result.stderr.splitlines() if line.startswith("lmroute: error: ")]
+    expected = f"lmroute: error: {router} is not a router directory (no config.json in it)"
+    assert err == [expected], result.stderr[-3000:]
+
+
 def test_a_ray_version_other_than_the_clusters_is_one_line(cluster, tmp_path):
     """A command whose Ray is not the cluster's: ray.init's "Version mismatch" RuntimeError came
     out as a traceback."""

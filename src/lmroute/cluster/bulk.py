@@ -19,9 +19,9 @@ import numpy as np
 from lmroute._files import read_failures, write_failures
 from lmroute._jsonl import encode_line, parse_line, read_lines
 from lmroute.cluster.config import absolute_router_path
-from lmroute.cluster.connect import init_ray
+from lmroute.cluster.connect import init_ray, library_error
 from lmroute.evaluation.evaluator import score_records
-from lmroute.exceptions import DataError
+from lmroute.exceptions import DataError, LmrouteError
 from lmroute.registry import check_router_spec
 
 log = logging.getLogger("lmroute.cluster")
@@ -33,9 +33,17 @@ class _BatchScorer:
     def __init__(self, spec: str):
         from lmroute.registry import load_router
 
-        self.router = load_router(spec)
+        # Raised by the first batch instead: an actor whose constructor fails dies, and Ray keeps
+        # only the text of the error; a batch's error reaches the command whole, to be its one line.
+        self.error: LmrouteError | None = None
+        try:
+            self.router = load_router(spec)
+        except LmrouteError as exc:
+            self.error = exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.error is not None:
+            raise self.error
         scores = self.router.score([str(p) for p in batch["prompt"]])
         return {"i": batch["i"], "score": scores}
 
@@ -59,7 +67,10 @@ def score_on_ray(
     check_router_spec(spec)  # the workers would fail to start, with a traceback
     spec = absolute_router_path(spec)
     init_ray(address)
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    # A worker's error as it was raised, not in a UserCodeException whose cause Ray does not send.
+    context.raise_original_map_exception = True
     items = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(prompts)])
     scored = items.map_batches(
         _BatchScorer,
@@ -69,8 +80,15 @@ def score_on_ray(
         batch_format="numpy",
     )
     scores = np.full(len(prompts), np.nan)
-    for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
-        scores[batch["i"]] = batch["score"]
+    try:
+        for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+            scores[batch["i"]] = batch["score"]
+    except Exception as exc:
+        # A router that does not load on a node (a directory only this machine has): its one line.
+        error = library_error(exc)
+        if error is None:
+            raise
+        raise error from None
     if np.isnan(scores).any():
         raise RuntimeError(f"Ray Data returned no score for {int(np.isnan(scores).sum())} prompts")
     return scores

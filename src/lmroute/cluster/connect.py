@@ -5,6 +5,9 @@ stale ``/tmp/ray/ray_current_cluster``) tries again and again for many minutes, 
 traceback; so it does at a port that accepts connections but is no head node's (the dashboard's,
 another server's). So the address is first resolved as ``ray.init`` resolves it, its port tried for
 a few seconds, and then asked one question of a head node's GCS, which a head answers at once.
+
+:func:`library_error` finds, in the Ray errors that wrap it, the lmroute error a worker raised:
+the one line the command ends with.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 import socket
 
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, LmrouteError
 
 #: Seconds the head node's port may take to accept a connection.
 CONNECT_TIMEOUT = 10.0
@@ -104,3 +107,23 @@ def _check_gcs(head: str, where: str) -> None:
                     "Ray client's port, give ray://HOST:PORT)"
                 ) from None
             # Any other answer (a refused key of a head with token authentication) is a head's.
+
+
+def library_error(exc: BaseException) -> LmrouteError | None:
+    """The lmroute error a worker raised, out of the Ray errors wrapping it; None if there is none."""
+    from ray.exceptions import RayError
+
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        # A RayTaskError may also be an instance of the error it wraps, with a traceback for message.
+        if isinstance(current, LmrouteError) and not isinstance(current, RayError):
+            return current
+        for nested in (getattr(current, "cause", None), current.__cause__, current.__context__):
+            if isinstance(nested, BaseException):
+                pending.append(nested)
+    return None

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from lmroute.cluster.connect import init_ray
-from lmroute.exceptions import ConfigError, LmrouteError
+from lmroute.cluster.connect import init_ray, library_error
+from lmroute.exceptions import ConfigError
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.job import LabelJob
 from lmroute.labeling.limits import CallGate, RunLimits
@@ -60,7 +60,10 @@ def label_on_ray(
         CallStore.open(out / RESPONSES_FILE) as responses,
         CallStore.open(out / JUDGEMENTS_FILE) as judgements,
     ):
-        ray.data.DataContext.get_current().enable_progress_bars = progress
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = progress
+        # A worker's error as it was raised, not in a UserCodeException whose cause Ray does not send.
+        context.raise_original_map_exception = True
         spent = stored_tokens([responses, judgements])
         gate: Any = ray.remote(_SharedGate).options(num_cpus=0).remote(limits, spent=spent)
         try:
@@ -120,7 +123,7 @@ def _label(
                     outcomes[i] = None if calls is None else ItemCalls(**calls)
                 tally.add(RunTally.from_dict(done["tally"]))
     except Exception as exc:
-        error = _library_error(exc)
+        error = library_error(exc)
         if error is None:  # a bug: its whole story
             raise
         raise error from None  # a worker's one-line error, without Ray's wrapping
@@ -267,23 +270,3 @@ def _api_keys(job: LabelJob) -> dict[str, str]:
             model.api_key()  # ConfigError when the variable is unset
             keys[model.api_key_env] = os.environ[model.api_key_env]
     return keys
-
-
-def _library_error(exc: BaseException) -> LmrouteError | None:
-    """The lmroute error a worker raised, out of the Ray errors wrapping it; None if there is none."""
-    from ray.exceptions import RayError
-
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        # A RayTaskError may also be an instance of the error it wraps, with a traceback for message.
-        if isinstance(current, LmrouteError) and not isinstance(current, RayError):
-            return current
-        for nested in (getattr(current, "cause", None), current.__cause__, current.__context__):
-            if isinstance(nested, BaseException):
-                pending.append(nested)
-    return None
