@@ -67,6 +67,16 @@ def test_serve(tmp_path, capsys, address):
     _one_error_line(capsys, address[1])
 
 
+@pytest.mark.parametrize("flags", [["--ray"], ["--ray-address", "auto"]])
+def test_a_bad_address_in_ray_address_is_named_as_such(tmp_path, capsys, monkeypatch, flags):
+    """The error said "Ray address None: Invalid address format: head-node"."""
+    monkeypatch.setenv("RAY_ADDRESS", "head-node")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "hello"}) + "\n")
+    assert main(["score", "--router", "length", "--input", str(prompts), "--quiet", *flags]) == 1
+    _one_error_line(capsys, "Ray address in RAY_ADDRESS: Invalid address format: head-node")
+
+
 @pytest.mark.parametrize("address", [None, "auto"])
 def test_a_client_address_in_ray_address_is_left_to_ray(monkeypatch, address):
     from lmroute.cluster.connect import init_ray

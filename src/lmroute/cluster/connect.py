@@ -65,8 +65,9 @@ def _check_head(address: str | None) -> None:
             "`ray start --head`, or name its head node HOST:6379)"
         ) from None
     except ValueError as exc:
+        given = address if address not in (None, "auto") else "in RAY_ADDRESS"  # read for None and auto
         raise ConfigError(
-            f"Ray address {address}: {exc} (expected auto, local, HOST:PORT or ray://HOST:PORT)"
+            f"Ray address {given}: {exc} (expected auto, local, HOST:PORT or ray://HOST:PORT)"
         ) from None
     if head is None:  # a new local cluster
         return
