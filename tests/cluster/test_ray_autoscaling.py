@@ -22,6 +22,16 @@ pytestmark = pytest.mark.usefixtures("ray_not_started")
         ("scorer: {autoscaling: {min_replicas: 1, max_replica: 8}}", "scorer.autoscaling.max_replica: not a"),
         ("ingress: {autoscaling: {min_replicas: 4, max_replicas: 2}}", "ingress.autoscaling: max_replicas"),
         ("scorer: {autoscaling: {max_replicas: many}}", "scorer.autoscaling.max_replicas: Input should"),
+        # Ray Serve imports the policy function here: a ModuleNotFoundError or AttributeError traceback.
+        (
+            "scorer: {autoscaling: {policy: {policy_function: 'my_policies:scale'}}}",
+            "scorer.autoscaling.policy: its policy_function cannot be imported where the command runs, "
+            "which Ray Serve does to send it to the replicas: No module named 'my_policies'",
+        ),
+        (
+            "ingress: {autoscaling: {policy: {policy_function: 'os:no_such_policy'}}}",
+            "ingress.autoscaling.policy: its policy_function cannot be imported",
+        ),
     ],
 )
 def test_autoscaling_ray_serve_does_not_take_is_a_one_line_error(tmp_path, capsys, text, message):

@@ -302,6 +302,13 @@ def check_autoscaling(ray_config: RayConfig) -> None:
                 message = " ".join(error["msg"].split()).removeprefix("Value error, ")
                 problems.append(f"{'.'.join([where, *map(str, error['loc'])])}: {message}")
             raise ConfigError("; ".join(problems)) from None
+        except (ImportError, AttributeError) as exc:  # a policy function Ray Serve imports here
+            if "policy" not in deployment.autoscaling:
+                raise
+            raise ConfigError(
+                f"{where}.policy: its policy_function cannot be imported where the command runs, "
+                f"which Ray Serve does to send it to the replicas: {exc}"
+            ) from None
 
 
 class _LoadedOnUse(Mapping[str, Router]):
