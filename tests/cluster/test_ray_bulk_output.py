@@ -58,8 +58,21 @@ def test_the_same_command_goes_on_after_a_run_that_stopped(tmp_path, scored, lef
         '{"prompt": "not ours"}',
         _record(PROMPTS[0], 12.0) + '{"prompt": "another"',
         FULL + '{"prompt": "one more"',
+        # The same prompts without scores (the input as JSONL), and with scores of --models: they
+        # were taken for records already written, and left as they were, no prompt scored.
+        "".join(json.dumps({"prompt": p, "id": str(i)}) + "\n" for i, p in enumerate(PROMPTS)),
+        "".join(json.dumps({"prompt": p, "scores": {"a": 0.5}}) + "\n" for p in PROMPTS),
+        _record(PROMPTS[0], 1.0) + json.dumps({"prompt": PROMPTS[1], "score": None}) + "\n",
     ],
-    ids=["another-file", "one-line-of-another-file", "a-cut-line-of-another-prompt", "longer-than-input"],
+    ids=[
+        "another-file",
+        "one-line-of-another-file",
+        "a-cut-line-of-another-prompt",
+        "longer-than-input",
+        "the-prompts-without-scores",
+        "scores-of-models",
+        "a-null-score",
+    ],
 )
 def test_another_files_records_are_refused_and_left_as_they_were(tmp_path, scored, text):
     output = tmp_path / "scores.jsonl"

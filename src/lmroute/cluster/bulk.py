@@ -153,7 +153,7 @@ def _records_done(output: Path, prompts: Sequence[str]) -> int:
     done = 0
     for number, line in _lines_before_cut(output, cut=keep < len(text)):
         record = parse_line(output, number, line)
-        if done >= len(prompts) or not isinstance(record, dict) or record.get("prompt") != prompts[done]:
+        if done >= len(prompts) or not _is_record_of(record, prompts[done]):
             raise _not_ours(output, number, done)
         done += 1
     cut = text[keep:]
@@ -163,6 +163,14 @@ def _records_done(output: Path, prompts: Sequence[str]) -> int:
         with open(output, "r+b") as f:
             f.truncate(keep)
     return done
+
+
+def _is_record_of(record: object, prompt: str) -> bool:
+    """Whether ``record`` is the one lmroute score writes for ``prompt``: another file of these
+    prompts (the input as JSONL, scores of --models) holds no score to keep."""
+    if not isinstance(record, dict) or record.keys() != {"prompt", "score"} or record["prompt"] != prompt:
+        return False
+    return isinstance(record["score"], (int, float)) and not isinstance(record["score"], bool)
 
 
 def _lines_before_cut(output: Path, *, cut: bool) -> Iterator[tuple[int, str]]:
