@@ -176,6 +176,8 @@ def test_bulk_scoring_on_ray_data_matches_the_single_process_command(cluster, tm
         result = subprocess.run([*base, *flags], env=cluster.env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Running Dataset" not in result.stderr  # Ray Data's progress, and --quiet was given
+        # Every run printed Ray Data's warning that map_batches's `concurrency` is deprecated.
+        assert "deprecated" not in result.stderr, result.stderr[-3000:]
 
     run("--output", str(tmp_path / "single.jsonl"))
     on_ray = tmp_path / "ray.jsonl"

@@ -76,7 +76,7 @@ def score_on_ray(
         _BatchScorer,
         fn_constructor_args=(spec,),
         batch_size=batch_size,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         batch_format="numpy",
     )
     scores = np.full(len(prompts), np.nan)
