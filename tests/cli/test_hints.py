@@ -47,6 +47,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--seed must be 0 or more": ("replay",),
     "--router is served as": ("replay",),
     "--ray-actors must be at least 1": ("score", "label"),
+    "--ray-actors goes with --ray (or --ray-address)": ("score", "label"),
     "to score another input, give another --output": ("score",),
     "needs a single ingress replica": ("serve",),
     "needs a single server process": ("serve",),

@@ -58,7 +58,21 @@ def add_ray_options(parser: argparse.ArgumentParser, *, ray_help: str, actors: s
     parser.add_argument(
         "--ray-address", help="the Ray cluster (e.g. auto, 10.0.0.5:6379; default: a local one)"
     )
-    parser.add_argument("--ray-actors", type=int, default=2, help=f"Ray Data {actors} at once (default 2)")
+    parser.add_argument("--ray-actors", type=int, help=f"Ray Data {actors} at once (default 2)")
+
+
+def ray_actors(args: argparse.Namespace) -> int:
+    """``--ray-actors`` (default 2): at least 1, and given only with ``--ray`` or ``--ray-address``,
+    without which it would do nothing."""
+    from lmroute.exceptions import ConfigError
+
+    if args.ray_actors is None:
+        return 2
+    if not (args.ray or args.ray_address):
+        raise ConfigError("--ray-actors goes with --ray (or --ray-address): without it nothing runs on Ray")
+    if args.ray_actors < 1:
+        raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
+    return int(args.ray_actors)
 
 
 def add_decontamination_options(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_quiet_option, add_ray_options
+from lmroute.cli._options import Subparsers, add_quiet_option, add_ray_options, ray_actors
 from lmroute.cli._output import check_output, wrote
 
 #: ``lmroute label`` exits with this when prompts are left unlabelled (the token budget reached,
@@ -89,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
     check_output(args.out, folder=True)  # before any call is paid for
+    actors = ray_actors(args)
     on_ray = args.ray or args.ray_address
     if on_ray and not args.dry_run:
-        _check_ray(args)
+        _check_ray()
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
     job = LabelJob(
         items=tuple(
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             limits=limits,
             address=args.ray_address,
-            actors=args.ray_actors,
+            actors=actors,
             progress=not args.quiet,
         )
     else:
@@ -142,11 +143,8 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.complete else INCOMPLETE
 
 
-def _check_ray(args: argparse.Namespace) -> None:
+def _check_ray() -> None:
     from lmroute import _extras
-    from lmroute.exceptions import ConfigError
 
-    if args.ray_actors < 1:
-        raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
     if not _extras.available("ray"):
         raise _extras.missing("ray", purpose="lmroute label --ray")

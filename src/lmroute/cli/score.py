@@ -13,6 +13,7 @@ from lmroute.cli._options import (
     add_quiet_option,
     add_ray_options,
     add_router_option,
+    ray_actors,
 )
 from lmroute.cli._output import check_output, note, refuse_overwriting_inputs
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(args, ("output",), [args.input])
     if args.output != "-":  # "-" is standard output
         check_output(args.output)
+    actors = ray_actors(args)
     prompts = read_prompts(args.input)
     if (args.ray or args.ray_address) and args.models:
         from lmroute.exceptions import ConfigError
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             "--ray writes two-model scores only: leave out --models (or --ray, to score --models here)"
         )
     if args.ray or args.ray_address:
-        return _run_on_ray(args, prompts)
+        return _run_on_ray(args, prompts, actors)
     router = load_router(args.router)
     records: Iterable[dict] = (
         _quality_records(router, prompts, args.models)
@@ -72,20 +74,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_on_ray(args: argparse.Namespace, prompts: list[str]) -> int:
+def _run_on_ray(args: argparse.Namespace, prompts: list[str], actors: int) -> int:
+    from lmroute import _extras
     from lmroute._jsonl import encode_line
     from lmroute.evaluation.evaluator import score_records
-    from lmroute.exceptions import ConfigError
-
-    if args.ray_actors < 1:
-        raise ConfigError(f"--ray-actors must be at least 1, not {args.ray_actors}")
-    from lmroute import _extras
 
     if not _extras.available("ray"):
         raise _extras.missing("ray", purpose="lmroute score --ray")
     from lmroute.cluster.bulk import score_file_on_ray, score_on_ray
 
-    options = {"address": args.ray_address, "actors": args.ray_actors, "progress": not args.quiet}
+    options = {"address": args.ray_address, "actors": actors, "progress": not args.quiet}
     if args.output in (None, "-"):
         for record in score_records(prompts, score_on_ray(args.router, prompts, **options)):
             print(encode_line(record), end="")
