@@ -21,7 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 # Runs a script with the import of scikit-learn's linear models slowed by 3 s, as a cold start on a
 # busy machine makes it anyway (2-4 s on the project's machine), so the test does not hang on its speed.
 SLOW_SKLEARN = """
-import importlib.abc, runpy, sys, time
+import importlib.abc, os, runpy, sys, time
 
 class Slow(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
@@ -31,6 +31,7 @@ class Slow(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Slow())
 sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python SCRIPT` does: its folder's modules
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
