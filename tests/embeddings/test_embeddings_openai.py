@@ -31,6 +31,7 @@ class FakeServer:
         self.requests = []
         self.script = []
         self.delay = 0.0
+        self.vector = fake_vector
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +43,7 @@ class FakeServer:
                     status, reply, headers = server.script.pop(0)
                 else:
                     data = [
-                        {"object": "embedding", "index": i, "embedding": fake_vector(text)}
+                        {"object": "embedding", "index": i, "embedding": server.vector(text)}
                         for i, text in enumerate(body["input"])
                     ]
                     status, reply, headers = 200, {"object": "list", "data": data[::-1]}, {}
@@ -215,6 +216,32 @@ def test_get_embedder_openai_with_cache(server, sleeps, cache_dir):
     embedder.embed(["b", "a"])
     assert len(server.requests) == 1 and server.requests[0][2]["dimensions"] == 4
     assert get_embedder("openai:text-embedding-3-large", cache=False).dim == 3072
+
+
+def test_endpoints_serving_a_model_of_one_name_do_not_share_cached_vectors(sleeps, cache_dir):
+    # two local servers (vLLM, Ollama) both calling their model "embed": the second was answered
+    # with the first one's vectors from the disk cache, without a request
+    first, second = FakeServer(), FakeServer()
+    second.vector = lambda text: fake_vector(text[::-1] + "!")
+    try:
+        for server in (first, second):
+            embedder = get_embedder("openai:fake-embed?dim=4", base_url=server.base_url, sleep=sleeps.append)
+            out = embedder.embed(["hello"])
+            rows = np.array([server.vector("hello")], dtype=np.float32)
+            np.testing.assert_allclose(out, rows / np.linalg.norm(rows), rtol=1e-6)
+            assert len(server.requests) == 1
+        # the key and the cache folder name the endpoint, not the user in its URL nor the key
+        embedder = OpenAIEmbedder("fake-embed", dim=4, base_url="http://me:secret@127.0.0.1:9/v1/")
+        assert embedder.cache_name == "openai:fake-embed@http://127.0.0.1:9/v1"
+        assert "secret" not in embedder.cache_name and embedder.name == "openai:fake-embed"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_default_endpoint_keeps_the_cache_written_before_endpoints_were_told_apart():
+    embedder = OpenAIEmbedder("text-embedding-3-small", base_url="https://api.openai.com/v1/")
+    assert embedder.cache_name == embedder.name == "openai:text-embedding-3-small"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """A content-hash cache in front of any embedder, so that each text is embedded once.
 
-Layout, under ``<user cache>/embeddings/<safe embedder name>/``: shards, each an ``<id>.npy``
+Layout, under ``<user cache>/embeddings/<safe cache name>/``: shards, each an ``<id>.npy``
 (float32, one row per text) and an ``<id>.json`` index (format, embedder name, dim, the npy file's
-sha256 and the hex keys of its rows). A key is ``sha256(embedder name, NUL, text)``. Both files
+sha256 and the hex keys of its rows). A key is ``sha256(cache name, NUL, text)``, the cache name
+being the embedder's name plus what changes its vectors without changing the name (a model
+folder, a quantisation's version, an ``openai:`` endpoint other than OpenAI's). Both files
 are written to a temporary name and renamed, the JSON last, so a shard exists whole or not at
 all; an interrupted process leaves at most an unused ``.npy``. A shard whose files are damaged
 (bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded; one of another

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
@@ -40,6 +40,7 @@ KNOWN_DIMS = {
     "text-embedding-ada-002": 1536,
 }
 DEFAULT_MAX_CHARS = 8000
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({408, 409, 429})
 #: 5xx answers that say what will not change by asking again (llama.cpp's server answers 501
 #: "This server does not support embeddings" when started without --embeddings).
@@ -98,7 +99,7 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         self,
         model: str = "text-embedding-3-small",
         *,
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str = DEFAULT_BASE_URL,
         api_key_env: str = "OPENAI_API_KEY",
         dimensions: int | None = None,
         dim: int | None = None,
@@ -150,6 +151,19 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             options.append(f"max_chars={max_chars}")
         # the name says what changes the vectors (not where they come from), for caches and checkpoints
         self.name = f"openai:{model}" + ("?" + "&".join(options) if options else "")
+        self._endpoint: str | None = None  # made once: the disk cache asks for it per text
+        if self.base_url != DEFAULT_BASE_URL:
+            parts = urlsplit(self.base_url)
+            host = parts.netloc.rpartition("@")[2]
+            self._endpoint = parts._replace(netloc=host).geturl() if parts.netloc else self.base_url
+
+    @property
+    def cache_name(self) -> str:
+        """:attr:`name`, then ``@`` and the endpoint (without a user or password in its URL) unless
+        it is OpenAI's: two servers may each call a different model ``embed``, and the disk cache
+        must not give one's vectors for the other's. OpenAI's keeps the plain name, under which
+        its vectors were cached before endpoints were told apart."""
+        return self.name if self._endpoint is None else f"{self.name}@{self._endpoint}"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: ``(len(texts), dim)`` float32 unit rows, in input order."""
