@@ -32,6 +32,7 @@ class FakeServer:
         self.script = []
         self.delay = 0.0
         self.vector = fake_vector
+        self.fail_after = None  # embedding requests answered before all others fail
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,9 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append((self.path, dict(self.headers), body))
                 time.sleep(server.delay)
-                if server.script:
+                if server.fail_after is not None and len(server.requests) > server.fail_after:
+                    status, reply, headers = 400, {"error": {"message": "quota exceeded"}}, {}
+                elif server.script:
                     status, reply, headers = server.script.pop(0)
                 else:
                     data = [
@@ -258,6 +261,23 @@ def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message) as info:
         OpenAIEmbedder("some-local-model", **options)
     assert "abcdef0123456789" not in str(info.value)  # a key put in the wrong place is not echoed
+
+
+def test_batches_embedded_before_a_failure_are_cached(server, sleeps, cache_dir):
+    # a run that failed at its last batch had paid for all the others, and paid again on a rerun
+    texts = [f"prompt {i}" for i in range(7)]
+    server.fail_after = 2
+
+    def cached_embedder():  # each run's own, as each process has
+        name = "openai:fake-embed?dim=4&batch_size=2"
+        return get_embedder(name, base_url=server.base_url, sleep=sleeps.append)
+
+    with pytest.raises(UpstreamError, match="quota exceeded"):
+        cached_embedder().embed(texts)
+    assert len(server.requests) == 3
+    server.fail_after = None
+    np.testing.assert_allclose(cached_embedder().embed(texts), expected(texts), rtol=1e-6)
+    assert [body["input"] for _, _, body in server.requests[3:]] == [texts[4:6], texts[6:]]
 
 
 @pytest.mark.parametrize("value", [None, "NaN", 1e39])  # null, a NaN, beyond float32

@@ -6,7 +6,7 @@ import abc
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -43,6 +43,13 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""
+
+    def embed_parts(self, texts: Sequence[str]) -> Iterator[np.ndarray]:
+        """The rows :meth:`embed` gives, in consecutive parts (of ``len(texts)`` rows together),
+        each as soon as it is computed: a cache keeps those computed before a failure. One part
+        by default; an embedder that pays per request (:mod:`~lmroute.embeddings.openai`) gives
+        one per request."""
+        yield self.embed(texts)
 
     def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Per text: None when the model reads it whole, else the ``(n, 2)`` character spans

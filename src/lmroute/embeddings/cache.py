@@ -60,7 +60,8 @@ class CachedEmbedder(PassThroughEmbedder):
     """Wraps ``inner``: texts already embedded under the same embedder (``cache_name``) come from disk.
 
     ``embed`` hashes the texts, takes the hits from the cache and sends all misses (each
-    distinct text once) to ``inner.embed`` in one call. ``directory`` defaults to
+    distinct text once) to ``inner.embed_parts`` in one call; what it embedded is stored in one
+    shard, also when it fails part way (the parts that came before the failure). ``directory`` defaults to
     ``<user cache>/embeddings/<safe inner.cache_name>/``. Safe to share between threads and processes.
     """
 
@@ -103,19 +104,39 @@ class CachedEmbedder(PassThroughEmbedder):
             if not found[i]:
                 misses.setdefault(key, texts[i])
         if misses:
-            vectors = np.asarray(self.inner.embed(list(misses.values())), dtype=np.float32)
-            if vectors.shape != (len(misses), self.dim):
-                raise LmrouteError(
-                    f"embedder {self.name!r} returned shape {vectors.shape} for {len(misses)} texts; "
-                    f"expected ({len(misses)}, {self.dim})"
-                )
+            vectors = self._embed_misses(misses)
             rows = {key: row for row, key in enumerate(misses)}
             for i, key in enumerate(keys):
                 if not found[i]:
                     out[i] = vectors[rows[key]]
-            with self._lock:
-                self._store(list(misses), vectors)
         return out
+
+    def _embed_misses(self, misses: dict[str, str]) -> np.ndarray:
+        """The vectors of ``misses`` (key -> text), stored: those embedded before a failure too,
+        which a rerun then need not pay for again."""
+        n = len(misses)
+        parts: list[np.ndarray] = []
+        done = 0
+        try:
+            for part in self.inner.embed_parts(list(misses.values())):
+                part = np.asarray(part, dtype=np.float32)
+                if part.ndim != 2 or part.shape[1] != self.dim or done + len(part) > n:
+                    shape = (done + len(part), *part.shape[1:]) if part.ndim else part.shape
+                    raise self._wrong_shape(shape, n)
+                parts.append(part)
+                done += len(part)
+            if done != n:
+                raise self._wrong_shape((done, self.dim), n)
+        finally:
+            if parts:
+                with self._lock:
+                    self._store(list(misses)[:done], np.concatenate(parts))
+        return np.concatenate(parts)
+
+    def _wrong_shape(self, shape: tuple[int, ...], n: int) -> LmrouteError:
+        return LmrouteError(
+            f"embedder {self.name!r} returned shape {shape} for {n} texts; expected ({n}, {self.dim})"
+        )
 
     # --- reading -----------------------------------------------------------------------------
 

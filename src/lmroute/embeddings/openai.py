@@ -22,7 +22,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -170,6 +170,11 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(list(self.embed_parts(texts)))
+
+    def embed_parts(self, texts: Sequence[str]) -> Iterator[np.ndarray]:
+        """The rows of :meth:`embed`, one part per request of ``batch_size`` texts."""
+        texts = check_texts(texts)
         limit = self.max_chars
         cut = 0 if limit is None else sum(len(t) > limit for t in texts)
         if cut:
@@ -177,10 +182,8 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         cut_means = f"were longer than {limit} characters and were truncated to their first {limit}"
         self._count(len(texts), cut, logger, cut_means)
         texts = [t or " " for t in encodable(texts)]
-        batches = [
-            self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
-        ]
-        return normalize(np.concatenate(batches))
+        for i in range(0, len(texts), self.batch_size):
+            yield normalize(self._request(texts[i : i + self.batch_size]))
 
     def pieces(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Per text: None when it has at most ``max_chars`` characters, else its characters' spans."""
