@@ -3,14 +3,16 @@
 import hashlib
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
 
 from lmroute.embeddings import cache as cache_module
+from lmroute.embeddings import get_embedder
 from lmroute.embeddings.base import Embedder, normalize
 from lmroute.embeddings.cache import CachedEmbedder, safe_name
-from lmroute.exceptions import LmrouteError
+from lmroute.exceptions import ConfigError, LmrouteError
 
 
 class CountingEmbedder(Embedder):
@@ -311,3 +313,34 @@ def test_a_shard_whose_texts_are_all_in_another_is_merged_too(cache_dir, monkeyp
         c.embed([text])
     (index,) = c.path.glob("*.json")
     assert sorted(json.loads(index.read_text())["keys"]) == sorted(c.key(t) for t in ["k", "a", "b", "c"])
+
+
+def test_max_bytes_deletes_the_oldest_shards_of_this_embedder_only(tmp_path):
+    # the cache grew without bound: a long-lived user of it could fill the disk
+    folder = tmp_path / "shared"
+    CachedEmbedder(CountingEmbedder("other"), directory=folder).embed(["o"])
+    probe = CachedEmbedder(CountingEmbedder(), directory=tmp_path / "probe")
+    probe.embed(["t0"])
+    shard_bytes = sum(p.stat().st_size for p in probe.path.iterdir())  # one text's shard
+    cached = CachedEmbedder(CountingEmbedder(), directory=folder, max_bytes=shard_bytes * 5 // 2)
+    written = set(folder.glob("*.json"))
+    for i, text in enumerate(["t0", "t1", "t2", "t3"]):
+        cached.embed([text])
+        (new,) = set(folder.glob("*.json")) - written
+        os.utime(new, (1_000_000 + i, 1_000_000 + i))  # file times may be too coarse to order them
+        written.add(new)
+    assert len(list(folder.glob("*.json"))) == 3  # t2's, t3's and the other embedder's
+    inner = CountingEmbedder()
+    texts = ["t0", "t1", "t2", "t3"]
+    np.testing.assert_array_equal(CachedEmbedder(inner, directory=folder).embed(texts), inner.embed(texts))
+    assert inner.batches[0] == ["t0", "t1"]
+    other = CountingEmbedder("other")
+    CachedEmbedder(other, directory=folder).embed(["o"])
+    assert other.batches == []
+
+
+def test_max_bytes_is_passed_by_get_embedder_and_checked():
+    embedder = get_embedder("openai:m?dim=4", cache_max_bytes=10**9)
+    assert isinstance(embedder, CachedEmbedder) and embedder.max_bytes == 10**9
+    with pytest.raises(ConfigError, match="max_bytes must be at least 1"):
+        get_embedder("openai:m?dim=4", cache_max_bytes=0)

@@ -47,11 +47,13 @@ def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) ->
       ``name``) are accepted too.
 
     Other ``options`` go to the backend's constructor (e.g. ``batch_size``, ``threads``,
-    ``model_dir``); ``cache_dir`` sets the cache folder.
+    ``model_dir``); ``cache_dir`` sets the cache folder, ``cache_max_bytes`` caps the size of the
+    embedder's shards there (the oldest are deleted; see :mod:`lmroute.embeddings.cache`).
     """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"embedder name must be a non-empty string, got {name!r}")
     directory = options.pop("cache_dir", None)
+    max_bytes = options.pop("cache_max_bytes", None)
     if name == "minilm-int8":
         from lmroute.embeddings import minilm
 
@@ -77,4 +79,4 @@ def get_embedder(name: str = "minilm", *, cache: bool = True, **options: Any) ->
         return embedder
     from lmroute.embeddings.cache import CachedEmbedder
 
-    return CachedEmbedder(embedder, directory=directory)
+    return CachedEmbedder(embedder, directory=directory, max_bytes=max_bytes)

@@ -12,7 +12,9 @@ embedder or format (a folder given to several as ``cache_dir``) is left alone. S
 shards are merged once there are many of them, so that a server embedding one prompt per
 request does not leave thousands of files; a merge writes every row of the shards it deletes but
 those a big shard (which no merge deletes) holds, so that processes merging at once lose nothing.
-No pickle anywhere.
+The folder grows without bound unless ``max_bytes`` is given: then after each write the embedder's
+oldest shards (by the time they were written; a merge writes anew) are deleted until its shards
+hold at most that many bytes (the one just written is kept). No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 from lmroute import _paths
 from lmroute._files import write_atomic
 from lmroute.embeddings.base import Embedder, PassThroughEmbedder, check_texts
-from lmroute.exceptions import LmrouteError
+from lmroute.exceptions import ConfigError, LmrouteError
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +63,17 @@ class CachedEmbedder(PassThroughEmbedder):
 
     ``embed`` hashes the texts, takes the hits from the cache and sends all misses (each
     distinct text once) to ``inner.embed_parts`` in one call; what it embedded is stored in one
-    shard, also when it fails part way (the parts that came before the failure). ``directory`` defaults to
-    ``<user cache>/embeddings/<safe inner.cache_name>/``. Safe to share between threads and processes.
+    shard, also when it fails part way (the parts that came before the failure). ``directory``
+    defaults to ``<user cache>/embeddings/<safe inner.cache_name>/``. ``max_bytes`` caps the size
+    of this embedder's shards there (the module notes say how); None: no cap. Safe to share
+    between threads and processes.
     """
 
-    def __init__(self, inner: Embedder, *, directory: str | Path | None = None):
+    def __init__(self, inner: Embedder, *, directory: str | Path | None = None, max_bytes: int | None = None):
+        if max_bytes is not None and max_bytes < 1:
+            raise ConfigError(f"the embedding cache's max_bytes must be at least 1, not {max_bytes}")
         self.inner = inner
+        self.max_bytes = max_bytes
         self.name = inner.name
         self.dim = inner.dim
         self.directory = None if directory is None else Path(directory)
@@ -301,18 +308,21 @@ class CachedEmbedder(PassThroughEmbedder):
 
     def _store(self, keys: list[str], vectors: np.ndarray) -> None:
         try:
-            self._write_shard(keys, vectors)
-            self._merge_small_shards()
+            shard = self._write_shard(keys, vectors)
+            merged = self._merge_small_shards()
+            if self.max_bytes is not None:
+                self._evict(self.max_bytes, keep=merged or shard)
         except OSError as exc:  # a full or read-only disk costs speed, not results
             # said once: scoring a file fails like this every 512 prompts
             log = logger.debug if self._write_failed else logger.warning
             self._write_failed = True
             log("embedding cache: could not write to %s: %s", self.path, exc)
 
-    def _merge_small_shards(self) -> None:
+    def _merge_small_shards(self) -> str | None:
+        """Merge the small shards once there are many; the shard written, if any."""
         small = [shard for shard, keys in self._contents.items() if len(keys) < _SMALL_SHARD]
         if len(small) < _MERGE_AT:
-            return
+            return None
         self._scan()  # another process may have merged some of them since this call's scan
         small = [shard for shard in small if shard in self._contents]
         keys: list[str] = []
@@ -334,10 +344,33 @@ class CachedEmbedder(PassThroughEmbedder):
             keys.extend(self._contents[shard][row] for row in rows)
             held.update(self._contents[shard])
             parts.append(vectors[rows])
-        if keys:
-            self._write_shard(keys, np.concatenate(parts))
+        merged = self._write_shard(keys, np.concatenate(parts)) if keys else None
         for shard in small:
             # index first: a shard without its index is simply unused
             _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
             self._shards.pop(shard, None)
             self._contents.pop(shard, None)
+        return merged
+
+    def _evict(self, max_bytes: int, *, keep: str) -> None:
+        """Delete this embedder's oldest shards but ``keep`` (what this call wrote) until its
+        shards hold at most ``max_bytes``."""
+        shards = []
+        for shard in list(self._contents):
+            try:
+                index, array = (os.stat(self.path / f"{shard}{ext}") for ext in (".json", ".npy"))
+            except FileNotFoundError:  # merged or evicted by another process meanwhile
+                continue
+            shards.append((index.st_mtime_ns, index.st_size + array.st_size, shard))
+        shards.sort()
+        total = sum(size for _, size, _ in shards)
+        for _, size, shard in shards:
+            if total <= max_bytes:
+                break
+            if shard == keep:
+                continue
+            # index first, as a merge deletes: another process reading it then finds it gone
+            _unlink(self.path / f"{shard}.json", self.path / f"{shard}.npy")
+            self._forget(shard)
+            self._shards.pop(shard, None)
+            total -= size
