@@ -120,6 +120,25 @@ def test_minilm_windows_fit_the_model_and_cover_the_text(tmp_path, monkeypatch):
     assert window_texts(texts[0], spans[0], minilm.window_size, "head")[0].startswith("Answer")
 
 
+def test_minilm_finds_long_prompts_of_fewer_characters_than_word_pieces(tmp_path, monkeypatch):
+    # a Hangul syllable is read as two or three word pieces (its jamo): a Korean prompt of 200
+    # characters is 420 word pieces, cut by the model, but was taken for one the model reads whole,
+    # so tail and head_tail embedded its head only
+    from lmroute.embeddings.minilm import OnnxMiniLM
+
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path))
+    minilm = OnnxMiniLM()
+    korean = "한국어 문장입니다 " * 19 + "질문은 마지막에"
+    assert len(korean) < 254
+    (spans,) = minilm.pieces([korean])
+    assert spans is not None and len(spans) > 254
+    windows = window_texts(korean, spans, minilm.window_size, "tail")
+    assert windows[-1].endswith("질문은 마지막에")
+    minilm.embed(windows)
+    assert minilm.truncated == 0
+    assert minilm.pieces(["é" * 200, "a" * 254]) == [None, None]  # one word piece a character
+
+
 def test_caches_and_taps_in_front_of_the_embedder_keep_the_policy(tmp_path):
     from lmroute.control.drift import summary_projection
     from lmroute.control.taps import EmbeddingSummaries

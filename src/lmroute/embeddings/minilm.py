@@ -160,8 +160,15 @@ class _MiniLM(CountsTruncation, Embedder):
         texts = check_texts(texts)
         out: list[np.ndarray | None] = [None] * len(texts)
         self._ensure_tokenizer()
-        # a word piece covers at least one character: only longer texts can overflow
-        long = [i for i, text in enumerate(texts) if len(text) > self._max_len - 2]
+        # A word piece covers at least one character as the tokenizer normalises it, and a character
+        # normalises to at most three (a Hangul syllable to its jamo; all of Unicode checked), an
+        # ASCII one to one: only texts this long can overflow.
+        limit = self._max_len - 2
+        long = [
+            i
+            for i, text in enumerate(texts)
+            if len(text) > limit or (3 * len(text) > limit and not text.isascii())
+        ]
         if not long:
             return out
         encodings = self._tokenizer.encode_batch(
