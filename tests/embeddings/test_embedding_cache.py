@@ -99,6 +99,24 @@ def test_embedders_sharing_one_folder_keep_each_others_entries(tmp_path, caplog)
     assert len(list(tmp_path.glob("*.json"))) == 2 and "damaged" not in caplog.text
 
 
+def test_a_shard_of_another_size_is_left_alone(cache_dir, caplog):
+    # one named alike that states another size (an OpenAI-compatible model's dim) is not damaged:
+    # deleted as such, it cost a mistyped dim every vector paid for under the right one
+    class Shorter(CountingEmbedder):
+        dim = 4
+
+        def embed(self, texts):
+            self.batches.append(list(texts))
+            return normalize(CountingEmbedder(self.name).embed(texts)[:, :4])
+
+    inner, other = CountingEmbedder(), Shorter()
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.cache"):
+        for _ in range(2):
+            CachedEmbedder(inner).embed(TEXTS)
+            CachedEmbedder(other).embed(TEXTS)
+    assert len(inner.batches) == len(other.batches) == 1 and "damaged" not in caplog.text
+
+
 def test_lone_surrogates_are_cached(cache_dir):
     inner = CountingEmbedder()
     cached = CachedEmbedder(inner)
@@ -114,7 +132,6 @@ def test_lone_surrogates_are_cached(cache_dir):
         "flip_npy_byte",
         "garbage_json",
         "json_without_format",
-        "json_of_other_dim",
         "json_with_wrong_count",
         "missing_npy",
     ],
@@ -136,8 +153,6 @@ def test_damaged_shards_are_ignored_and_embedded_again(cache_dir, caplog, damage
         index_file.write_text('{"format": 1, "keys": [')
     elif damage == "json_without_format":
         index_file.write_text(json.dumps({k: v for k, v in index.items() if k != "format"}))
-    elif damage == "json_of_other_dim":
-        index_file.write_text(json.dumps({**index, "dim": 4}))
     elif damage == "json_with_wrong_count":
         index_file.write_text(json.dumps({**index, "keys": index["keys"][:-1]}))
     else:

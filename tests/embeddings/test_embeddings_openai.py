@@ -280,6 +280,20 @@ def test_batches_embedded_before_a_failure_are_cached(server, sleeps, cache_dir)
     assert [body["input"] for _, _, body in server.requests[3:]] == [texts[4:6], texts[6:]]
 
 
+def test_a_wrong_dim_loses_no_cached_vector(server, sleeps, cache_dir):
+    # an embedder named alike but stating another size took the cached shards for damaged ones and
+    # deleted them, before its first request failed: the paid vectors were gone once dim was fixed
+    def cached_embedder(dim):
+        return get_embedder(f"openai:fake-embed?dim={dim}", base_url=server.base_url, sleep=sleeps.append)
+
+    cached_embedder(4).embed(["a", "b"])
+    with pytest.raises(UpstreamError, match="expected"):
+        cached_embedder(8).embed(["a", "c"])
+    assert len(server.requests) == 2
+    np.testing.assert_allclose(cached_embedder(4).embed(["b", "a"]), expected(["b", "a"]), rtol=1e-6)
+    assert len(server.requests) == 2
+
+
 @pytest.mark.parametrize("value", [None, "NaN", 1e39])  # null, a NaN, beyond float32
 def test_reply_with_a_non_finite_number_is_refused(server, sleeps, value, cache_dir):
     body = {"data": [{"index": 0, "embedding": [1.0, value, 0.0, 0.0]}]}

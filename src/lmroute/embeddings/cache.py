@@ -8,7 +8,8 @@ folder, a quantisation's version, an ``openai:`` endpoint other than OpenAI's). 
 are written to a temporary name and renamed, the JSON last, so a shard exists whole or not at
 all; an interrupted process leaves at most an unused ``.npy``. A shard whose files are damaged
 (bad JSON, wrong checksum, wrong shape) is logged, deleted and its texts re-embedded; one of another
-embedder or format (a folder given to several as ``cache_dir``) is left alone. Small
+embedder, size or format (a folder given to several as ``cache_dir``; an embedder stating the
+wrong size) is left alone. Small
 shards are merged once there are many of them, so that a server embedding one prompt per
 request does not leave thousands of files; a merge writes every row of the shards it deletes but
 those a big shard (which no merge deletes) holds, so that processes merging at once lose nothing.
@@ -185,9 +186,11 @@ class CachedEmbedder(PassThroughEmbedder):
             isinstance(index, dict)
             and isinstance(index.get("format"), int)
             and isinstance(index.get("embedder"), str)
-            and (index["format"], index["embedder"]) != (_FORMAT, self.name)
+            and isinstance(index.get("dim"), int)
+            and (index["format"], index["embedder"], index["dim"]) != (_FORMAT, self.name, self.dim)
         ):
-            # another embedder's (a folder given as cache_dir to several) or a later format's: not
+            # another embedder's (a folder given as cache_dir to several; one named alike that
+            # states another size, by mistake or for another endpoint) or a later format's: not
             # damaged, and not ours to delete
             logger.debug("embedding cache: %s in %s is not %s's: skipped", shard, self.path, self.name)
             return None
