@@ -56,6 +56,18 @@ def test_evaluation_of_a_perfect_router_beats_the_mixing_baseline():
     assert ev.to_dict()["curves"][0]["points"][0].keys() == {"knob", "cost", "quality"}
 
 
+def test_models_of_equal_quality_but_for_rounding_tie_and_the_cheaper_is_the_best():
+    # 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit: the dear model was named the best,
+    # and the mixing baseline "saved 80%" by reaching its quality with the cheap one, as good.
+    scores = np.column_stack([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.0, 0.0, 0.0]])
+    assert scores[:, 0].mean() > scores[:, 1].mean()
+    costs = np.tile([5.0, 1.0, 0.5], (3, 1))
+    ev = evaluate_choices(["dear", "cheap", "cheapest"], scores, costs, oracle=False)
+    assert ev.models[ev.best] == "cheap"
+    assert ev.baseline.reach_cost == 1.0 and ev.baseline.saving == 0.0
+    assert "best single model cheap" in format_summary(ev)
+
+
 def test_evaluation_needs_two_models_and_a_cost_range():
     with pytest.raises(DataError, match="at least two models"):
         evaluate_choices(["a"], np.ones((2, 1)), np.ones((2, 1)))

@@ -165,8 +165,14 @@ def evaluate_choices(
 
 
 def best_and_cheapest(cost: np.ndarray, quality: np.ndarray) -> tuple[int, int]:
-    """Indices of the best model (the cheaper on a tie) and of the cheapest (the better on a tie)."""
-    return int(np.lexsort((cost, -quality))[0]), int(np.lexsort((-quality, cost))[0])
+    """Indices of the best model (the cheaper on a tie) and of the cheapest (the better on a tie).
+
+    Means equal up to rounding tie: means of equal sums can differ in the last bit, which named a
+    dearer model the best though a cheaper one did as well (the hulls reach its quality there).
+    """
+    top = np.isclose(quality, quality.max(), rtol=1e-9, atol=1e-12)
+    least = np.isclose(cost, cost.min(), rtol=1e-9, atol=1e-12)
+    return int(np.lexsort((cost, ~top))[0]), int(np.lexsort((-quality, ~least))[0])
 
 
 def sweep(
