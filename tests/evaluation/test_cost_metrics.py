@@ -68,6 +68,18 @@ def test_models_of_equal_quality_but_for_rounding_tie_and_the_cheaper_is_the_bes
     assert "best single model cheap" in format_summary(ev)
 
 
+def test_the_json_says_which_knob_each_curve_sweeps():
+    # The points' "knob" was a tau under --policy quality, a lambda for the oracle and a model's index
+    # for the baseline, and the file said none of it: a tau read as a lambda serves another router.
+    scores = np.array([[1.0, 1.0], [0.0, 1.0]])
+    costs = np.tile([1.0, 5.0], (2, 1))
+    ev = evaluate_choices(["cheap", "dear"], scores, costs, {"r": (scores, costs)}, policy="quality")
+    data = ev.to_dict()
+    assert [c["policy"] for c in data["curves"]] == ["quality", "lambda"]
+    assert data["mixing_baseline"]["policy"] is None
+    assert [p["knob"] for p in data["mixing_baseline"]["points"]] == [0.0, 1.0]
+
+
 def test_evaluation_needs_two_models_and_a_cost_range():
     with pytest.raises(DataError, match="at least two models"):
         evaluate_choices(["a"], np.ones((2, 1)), np.ones((2, 1)))

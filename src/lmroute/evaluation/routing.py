@@ -41,10 +41,13 @@ class Curve:
     saving: float
     #: The hull's quality at the cheapest single model's cost.
     quality_at_cheapest: float
+    #: The policy whose knob values ``knobs`` are (None: the single models, ``knobs`` their indices).
+    policy: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "policy": self.policy,
             "aiq": self.aiq,
             "reach_cost": _num(self.reach_cost),
             "saving": _num(self.saving),
@@ -135,7 +138,7 @@ def evaluate_choices(
     best, cheapest = best_and_cheapest(model_cost, model_quality)
     target, best_cost, at = float(model_quality[best]), float(model_cost[best]), float(model_cost[cheapest])
 
-    def curve(label: str, values: np.ndarray, c: np.ndarray, q: np.ndarray) -> Curve:
+    def curve(label: str, values: np.ndarray, c: np.ndarray, q: np.ndarray, swept: str | None) -> Curve:
         hc, hq = cm.upper_hull(c, q)
         reach = cm.reach_cost(hc, hq, target)
         return Curve(
@@ -149,18 +152,21 @@ def evaluate_choices(
             reach,
             1.0 - reach / best_cost if best_cost > 0 else float("nan"),
             float(cm.hull_quality(hc, hq, at)),
+            swept,
         )
 
-    baseline = curve("mixing baseline", np.arange(len(models), dtype=np.float64), model_cost, model_quality)
+    baseline = curve(
+        "mixing baseline", np.arange(len(models), dtype=np.float64), model_cost, model_quality, None
+    )
     ev = CostQualityEvaluation(
         benchmark, list(models), model_cost, model_quality, baseline, n_prompts=len(scores)
     )
     for label, (predicted, estimated) in (routers or {}).items():
         values, c, q = sweep(predicted, estimated, scores, costs, policy=policy, knobs=knobs)
-        ev.curves.append(curve(label, values, c, q))
+        ev.curves.append(curve(label, values, c, q, policy))
     if oracle:
         values, c, q = sweep(scores, costs, scores, costs, policy="lambda", knobs=knobs)
-        ev.curves.append(curve("oracle", values, c, q))
+        ev.curves.append(curve("oracle", values, c, q, "lambda"))
     return ev
 
 
