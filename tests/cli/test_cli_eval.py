@@ -61,6 +61,23 @@ def test_plot_names_are_checked_before_the_work_and_the_file_written_is_named(da
     assert code == 1 and "cannot draw a plot to r.xyz" in capsys.readouterr().err
 
 
+def test_a_plot_named_without_a_suffix_is_checked_as_the_png_it_writes(tmp_path, capsys):
+    # --json r.png --plot r wrote the report to r.png and then the plot over it; --json r --plot r,
+    # two files (r and r.png), was refused as one.
+    bench = tmp_path / "b.jsonl"
+    bench.write_text(
+        "".join(json.dumps({"prompt": "x" * i, "scores": {"A": i % 2, "B": 0}}) + "\n" for i in range(1, 7))
+    )
+    base = ["eval", "--benchmark", str(bench), "--routers", "length", "--quiet"]
+    assert main([*base, "--json", str(tmp_path / "r.png"), "--plot", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "--json and --plot both name" in err and "r.png" in err
+    assert not (tmp_path / "r.png").exists()
+    assert main([*base, "--json", str(tmp_path / "r"), "--plot", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r").read_text())["benchmark"] == "b"
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_eval_custom_file(tmp_path, capsys):
     path = tmp_path / "custom.jsonl"
     path.write_text(

@@ -58,16 +58,17 @@ def run(args: argparse.Namespace) -> int:
     _check_mode(args)
     if args.plot and not _extras.available("matplotlib"):
         raise _extras.missing("matplotlib", purpose="--plot")  # before the work, not after it
-    plot = None
     if args.plot:
         from lmroute.evaluation.plots import plot_file
 
-        plot = plot_file(args.plot)  # a format matplotlib cannot write: before the work and the --json file
+        # A format matplotlib cannot write: before the work and the --json file. The file written (a
+        # name without a suffix gets .png) is the one the checks below compare with the others.
+        args.plot = str(plot_file(args.plot))
     inputs = [args.benchmark, *([args.prices] if args.prices else [])]
     refuse_overwriting_inputs(args, ("json", "plot", "save_scores"), inputs)
     # All before the work, as they are written one after another: a bad last one must not fail after
     # the first was overwritten.
-    for output in (args.json, plot, args.save_scores):
+    for output in (args.json, args.plot, args.save_scores):
         check_output(output)
     if args.models:
         return _run_n_models(args, specs)
