@@ -170,3 +170,17 @@ def test_a_missing_calibration_file_of_the_config_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     missing = tmp_path / "missing.txt"
     assert err == f"lmroute: error: control.calibration_prompts in {config}: {missing} does not exist\n"
+
+
+def test_a_plot_named_without_a_suffix_is_checked_as_the_png_it_writes(tmp_path, capsys):
+    # --json r.png --plot r wrote the report to r.png and then the plot over it (matplotlib adds .png)
+    prompts = tmp_path / "prompts.txt"
+    write_prompts(prompts, 10, 2000, 50, 4)
+    base = ["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--quiet"]
+    assert main([*base, "--json", str(tmp_path / "r.png"), "--plot", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "--json and --plot both name" in err and "r.png" in err
+    assert not (tmp_path / "r.png").exists()
+    assert main([*base, "--json", str(tmp_path / "r"), "--plot", str(tmp_path / "r")]) == 0
+    assert "windows" in json.loads((tmp_path / "r").read_text())
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

@@ -59,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--window must be at least 1, got {args.window}")
     if args.seed is not None and args.seed < 0:  # numpy's generators take none (a traceback)
         raise ConfigError(f"--seed must be 0 or more, got {args.seed}")
-    plot = None
     if args.plot:
         from lmroute.evaluation.plots import plot_file
 
-        plot = plot_file(args.plot)  # a format matplotlib cannot write: before the replay and the --json file
-    for output in (args.json, plot, args.state):  # the state file is saved at the end too
+        # A format matplotlib cannot write: before the replay and the --json file. The file written (a
+        # name without a suffix gets .png) is the one the checks below compare with the others.
+        args.plot = str(plot_file(args.plot))
+    for output in (args.json, args.plot, args.state):  # the state file is saved at the end too
         check_output(output)
     inputs = [f for f in (args.prompts, args.schedule, args.calibration, args.config) if f]
     refuse_overwriting_inputs(args, ("json", "plot", "state"), inputs)
