@@ -51,6 +51,8 @@ def test_line_numbers_count_blank_lines_and_every_line_ending(tmp_path):
         (b'{"a": 1}\n\xff\xfe\n', r"r\.jsonl is not UTF-8 text \(line 2, byte 9\)"),
         # deeper than the parser's recursion limit: a RecursionError, not a JSONDecodeError
         (b'{"a": 1}\n' + b"[" * 100_000 + b"\n", r"r\.jsonl:2: not valid JSON \(nested too deeply\)"),
+        # past Python's limit on integer digits: a ValueError (not a JSONDecodeError), a traceback
+        (b'{"a": 1}\n{"a": 1' + b"0" * 5000 + b"}\n", r"r\.jsonl:2: not valid JSON \(a number of over"),
     ],
 )
 def test_bad_files_name_file_and_line(tmp_path, content, message):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def parse_line(path: str | Path, number: int, line: str) -> Any:
         raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
     except RecursionError:  # "[[[[..." deeper than the parser recurses: a damaged line too
         raise DataError(f"{path}:{number}: not valid JSON (nested too deeply)") from None
+    except ValueError:  # an integer longer than Python converts (sys.set_int_max_str_digits)
+        limit = sys.get_int_max_str_digits()
+        raise DataError(f"{path}:{number}: not valid JSON (a number of over {limit} digits)") from None
 
 
 def read_jsonl(path: str | Path, *, what: str) -> Iterator[tuple[int, Any]]:

@@ -94,11 +94,15 @@ def test_arena_binary_wrong_suffix_missing_and_ragged(tmp_path):
 
 def test_arena_prompt_nested_too_deeply_is_a_malformed_row(tmp_path):
     path = tmp_path / "arena.csv"
-    rows = ['"[""hi""]",a,b,1,0,0', "[" * 100_000 + ",a,b,1,0,0"]  # deeper than json recurses
+    rows = [
+        '"[""hi""]",a,b,1,0,0',
+        "[" * 100_000 + ",a,b,1,0,0",  # deeper than json recurses
+        "[1" + "0" * 5000 + "],a,b,1,0,0",  # more digits than Python converts: a ValueError
+    ]
     path.write_text(",".join(ARENA_COLUMNS) + "\n" + "\n".join(rows) + "\n")
     result = read_arena(path)
     assert result.battles == [Battle("hi", "a", "b", "model_a", "arena")]
-    assert dict(result.dropped) == {"prompt is not a JSON list of strings": 1}
+    assert dict(result.dropped) == {"prompt is not a JSON list of strings": 2}
 
 
 def test_arena_with_only_bad_rows_is_an_error(tmp_path):

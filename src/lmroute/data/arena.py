@@ -67,7 +67,9 @@ def _first_turn(value: object) -> str | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." deeper than the parser goes
+        # Recursion: "[[[[..." deeper than the parser goes; a bare ValueError: a number of more
+        # digits than Python converts
+        except (ValueError, RecursionError):
             return None
     if hasattr(value, "tolist"):  # arrays from parquet
         value = value.tolist()
