@@ -242,12 +242,12 @@ def test_battle_weights_are_written_read_back_and_validated(tmp_path):
     bad = tmp_path / "bad.jsonl"
     rows = [
         {"prompt": f"p{i}", "model_a": "x", "model_b": "y", "winner": "model_a", "weight": w}
-        for i, w in enumerate([1, 0, -2, "3", True, None, 0.5])
+        for i, w in enumerate([1, 0, -2, "3", True, None, 0.5, 10**400])  # 10**400: past a float's range
     ]
     bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result = read_battles_jsonl(bad)
     assert [b.weight for b in result.battles] == [1.0, 0.5]
-    assert dict(result.dropped) == {bt.BAD_WEIGHT: 5}
+    assert dict(result.dropped) == {bt.BAD_WEIGHT: 6}
 
 
 ALPACA = FIXTURES / "alpaca"
@@ -291,6 +291,16 @@ def test_alpaca_wrong_file(tmp_path):
         read_alpaca_eval(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         read_alpaca_eval(tmp_path / "nowhere")
+
+
+def test_alpaca_preference_past_a_floats_range_is_dropped(tmp_path):
+    # math.isfinite(10**400) raised OverflowError: a traceback instead of a counted drop
+    rows = [{"prompt": "p", "model_a": "x", "model_b": "y", "preference": v} for v in (1.9, 10**400)]
+    path = tmp_path / "judgments.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = read_alpaca_eval(path)
+    assert [b.winner for b in result.battles] == ["model_b"]
+    assert dict(result.dropped) == {bt.BAD_PREFERENCE: 1}
 
 
 def test_winner_spellings_and_validation():

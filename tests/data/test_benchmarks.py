@@ -149,6 +149,12 @@ def test_csv_errors_name_the_file_line_as_jsonl_errors_do(tmp_path):
         ('{"prompt": "a", "scores": {"A": 1, "B": 0}, "cost": 3}\n', ":1: 'cost' must be an object"),
         ('{"prompt": "a", "scores": {"A": 1}}\n{"prompt": "b", "scores": {"B": 1}}\n', "no line has a score"),
         ("[1, 2]\n", ":1: expected a JSON object"),
+        # integers past a float's range: float() and math.isfinite() raised OverflowError
+        ('{"prompt": "a", "scores": {"A": 1%s, "B": 0}}\n' % ("0" * 400), ":1: score of 'A' is not a number"),
+        (
+            '{"prompt": "a", "scores": {"A": 1, "B": 0}, "cost": {"A": 1%s}}\n' % ("0" * 400),
+            ":1: cost of 'A' must be a number >= 0",
+        ),
     ],
 )
 def test_bad_custom_jsonl(tmp_path, content, message):

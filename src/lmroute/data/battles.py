@@ -144,7 +144,11 @@ def _battle_or_reason(
         return UNKNOWN_WINNER
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
         return BAD_WEIGHT
-    return Battle(prompt, model_a.strip(), model_b.strip(), normalized, source, float(weight))
+    try:
+        weight = float(weight)
+    except OverflowError:  # a JSON integer past a float's range (below math.inf all the same)
+        return BAD_WEIGHT
+    return Battle(prompt, model_a.strip(), model_b.strip(), normalized, source, weight)
 
 
 # -- plain battles JSONL ------------------------------------------------------------------------
@@ -247,7 +251,9 @@ def _preference_winner(value: object) -> str | None:
         return None
     if value == 0:  # AlpacaEval's older encoding of a draw (its metrics map 0 to 1.5)
         return "tie"
-    if not math.isfinite(value) or not 1.0 <= value <= 2.0:
+    # Not math.isfinite, which fails on a JSON integer past a float's range: the range check
+    # refuses NaN and the infinities as well.
+    if not 1.0 <= value <= 2.0:
         return None
     return "model_b" if value > 1.5 else "model_a" if value < 1.5 else "tie"
 

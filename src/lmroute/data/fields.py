@@ -64,7 +64,7 @@ def score_value(value: object, path: Path, line: int, column: str) -> float:
     if isinstance(value, (int, float, str)):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # Overflow: a JSON integer past a float's range
             number = math.nan
         if math.isfinite(number):
             return number
@@ -73,11 +73,11 @@ def score_value(value: object, path: Path, line: int, column: str) -> float:
 
 def cost_value(value: object, path: Path, line: int, model: str) -> float:
     """A cost as a float: a finite number >= 0 (not a boolean, nor a string)."""
-    if (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    ):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer past a float's range
+            number = math.inf
+        if math.isfinite(number) and number >= 0:
+            return number
     raise DataError(f"{path}:{line}: cost of {model!r} must be a number >= 0, got {value!r}")
