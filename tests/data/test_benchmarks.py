@@ -218,6 +218,22 @@ def test_an_mt_bench_question_without_an_id_is_a_data_error(data_dir, tmp_path):
         load_benchmark("mt-bench", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), 10**400, True])
+def test_an_mt_bench_judgement_that_is_no_score_is_a_data_error(data_dir, tmp_path, score):
+    # NaN and infinity were taken as scores (every metric of the evaluation came out NaN or
+    # infinite), true as 1, and an integer past a float's range was an OverflowError traceback.
+    import shutil
+
+    folder = tmp_path / "routellm-evals" / "mt_bench"
+    shutil.copytree(data_dir / "routellm-evals" / "mt_bench", folder)
+    judgements = folder / "judgements.jsonl"
+    records = [json.loads(line) for line in judgements.read_text().splitlines()]
+    records[2]["score"] = score
+    judgements.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"judgements\.jsonl:3: score of '.+' is .*not a number"):
+        load_benchmark("mt-bench", data_dir=tmp_path)
+
+
 def test_one_model_as_both_of_a_public_benchmarks_pair_is_refused(data_dir):
     # It reached the evaluation, which refused it for "equal mean quality ... route between another pair".
     with pytest.raises(DataError, match=r"must differ \(both are gpt-4-1106-preview\)"):

@@ -199,13 +199,14 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
     folder = Path(folder) / "mt_bench"
     contaminated = _contaminated(folder / "contaminated_prompts.jsonl")
     judged: dict[tuple[int, str], list[float]] = {}
-    for line_number, record in read_jsonl_objects(folder / "judgements.jsonl", what="judgements"):
+    path = folder / "judgements.jsonl"
+    for line_number, record in read_jsonl_objects(path, what="judgements"):
         try:
             key = (int(record["question_id"]), str(record["model"]))
-            score = float(record["score"])
+            value = record["score"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{folder / 'judgements.jsonl'}:{line_number}: bad record: {exc}") from exc
-        judged.setdefault(key, []).append(score)
+            raise DataError(f"{path}:{line_number}: bad record: {exc}") from exc
+        judged.setdefault(key, []).append(score_value(value, path, line_number, key[1]))
     prompts, ids, categories, followups = [], [], [], []
     columns: dict[str, list[float]] = {STRONG_MODEL: [], WEAK_MODEL: []}
     for line_number, record in read_jsonl_objects(folder / "question.jsonl", what="questions"):
