@@ -234,6 +234,20 @@ def test_an_mt_bench_judgement_that_is_no_score_is_a_data_error(data_dir, tmp_pa
         load_benchmark("mt-bench", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("name", ["question.jsonl", "judgements.jsonl"])
+def test_an_infinite_mt_bench_question_id_is_a_data_error(data_dir, tmp_path, name):
+    # int(1e999) raised OverflowError, which the check of the ids let through as a traceback
+    import shutil
+
+    folder = tmp_path / "routellm-evals" / "mt_bench"
+    shutil.copytree(data_dir / "routellm-evals" / "mt_bench", folder)
+    lines = (folder / name).read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), "question_id": float("inf")}).replace("Infinity", "1e999")
+    (folder / name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"{name}:2: bad"):
+        load_benchmark("mt-bench", data_dir=tmp_path)
+
+
 def test_one_model_as_both_of_a_public_benchmarks_pair_is_refused(data_dir):
     # It reached the evaluation, which refused it for "equal mean quality ... route between another pair".
     with pytest.raises(DataError, match=r"must differ \(both are gpt-4-1106-preview\)"):

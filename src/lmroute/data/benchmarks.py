@@ -204,7 +204,7 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
         try:
             key = (int(record["question_id"]), str(record["model"]))
             value = record["score"]
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e999)
             raise DataError(f"{path}:{line_number}: bad record: {exc}") from exc
         judged.setdefault(key, []).append(score_value(value, path, line_number, key[1]))
     prompts, ids, categories, followups = [], [], [], []
@@ -217,7 +217,7 @@ def load_mt_bench(folder: str | Path) -> Benchmark:
             continue
         try:
             qid = int(record["question_id"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: int(1e999)
             raise DataError(f"{folder / 'question.jsonl'}:{line_number}: bad 'question_id': {exc}") from exc
         for model, values in columns.items():
             if (qid, model) not in judged:
