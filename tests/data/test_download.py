@@ -24,12 +24,19 @@ BODY = b'{"question_id": 1, "turns": ["hello"]}\n' * 20
 
 class _Faulty(BaseHTTPRequestHandler):
     """Answers GET with ``fault``: ``ok``, ``short`` (fewer bytes than its Content-Length),
-    ``chunk`` (a chunk cut off), ``garbage`` (not HTTP) or ``html`` (a web page, status 200)."""
+    ``chunk`` (a chunk cut off), ``garbage`` (not HTTP), ``html`` (a web page, status 200) or
+    ``loop`` (a redirect to itself)."""
 
     fault: list[str]
 
     def do_GET(self):
         fault = self.fault[0]
+        if fault == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if fault == "garbage":
             self.wfile.write(b"this is not HTTP\r\n\r\n")
             return
@@ -79,6 +86,8 @@ def _serving(fault: list[str]) -> Iterator[str]:
         ("chunk", "IncompleteRead"),
         ("garbage", "BadStatusLine"),
         ("html", r"a web page \(text/html\)"),
+        # urllib's message of a redirect loop is three lines
+        ("loop", "redirect error that would lead to an infinite loop"),
     ],
 )
 def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):
@@ -87,8 +96,9 @@ def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):
         files = {"mt_bench/question.jsonl": f"{url}/question.jsonl"}
         with pytest.raises(
             DownloadError, match=f"could not download {url}/question.jsonl: .*{says}.*Offline"
-        ):
+        ) as raised:
             fetch_files(files, tmp_path / "cache", what="test data", hint="Offline? Pass --data-dir.")
+        assert "\n" not in str(raised.value)
         assert not (tmp_path / "cache").exists() or not any(
             p.is_file() for p in (tmp_path / "cache").rglob("*")
         )

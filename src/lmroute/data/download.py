@@ -61,7 +61,8 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
         broke = f"the server's answer broke off or is not HTTP ({type(exc).__name__}: {said})"
         raise DownloadError(f"could not download {url}: {broke}. {hint}".strip()) from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+        # On one line: urllib's reason for a redirect loop spans three
+        reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
         raise DownloadError(f"could not download {url}: {reason}. {hint}".strip()) from exc
 
 
