@@ -24,8 +24,9 @@ BODY = b'{"question_id": 1, "turns": ["hello"]}\n' * 20
 
 class _Faulty(BaseHTTPRequestHandler):
     """Answers GET with ``fault``: ``ok``, ``short`` (fewer bytes than its Content-Length),
-    ``chunk`` (a chunk cut off), ``garbage`` (not HTTP), ``html`` (a web page, status 200) or
-    ``loop`` (a redirect to itself)."""
+    ``chunk`` (a chunk cut off), ``garbage`` (not HTTP), ``html`` (a web page, status 200),
+    ``loop`` (a redirect to itself), ``empty`` (no bytes, status 200) or ``page`` (a web page
+    said to be plain text, status 200)."""
 
     fault: list[str]
 
@@ -36,6 +37,15 @@ class _Faulty(BaseHTTPRequestHandler):
             self.send_header("Location", self.path)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if fault in ("empty", "page"):
+            page = b"" if fault == "empty" else b"\n<!DOCTYPE html>\n<html><body>Access denied</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            self.close_connection = True
             return
         if fault == "garbage":
             self.wfile.write(b"this is not HTTP\r\n\r\n")
@@ -88,6 +98,9 @@ def _serving(fault: list[str]) -> Iterator[str]:
         ("html", r"a web page \(text/html\)"),
         # urllib's message of a redirect loop is three lines
         ("loop", "redirect error that would lead to an infinite loop"),
+        # kept, each stayed in the cache for good, and every later run failed on it as bad data
+        ("empty", "the server answered an empty file"),
+        ("page", "the server answered a web page"),
     ],
 )
 def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):

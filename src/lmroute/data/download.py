@@ -53,7 +53,7 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
                     f"could not download {url}: the server answered a web page (text/html), not the "
                     f"file (a proxy or login page?). {hint}".strip()
                 )
-            return response.read()
+            body = response.read()
     except http.client.HTTPException as exc:
         # Not an OSError: a body cut short of its Content-Length or chunks (IncompleteRead), an
         # answer that is not HTTP (BadStatusLine). Its bytes are never kept: nothing was written.
@@ -64,6 +64,16 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
         # On one line: urllib's reason for a redirect loop spans three
         reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
         raise DownloadError(f"could not download {url}: {reason}. {hint}".strip()) from exc
+    # Every public file holds data, none is a web page: kept in the cache, either would be taken
+    # for the file by every later run, each failing on it as bad data.
+    if not body.strip():
+        raise DownloadError(f"could not download {url}: the server answered an empty file. {hint}".strip())
+    if body.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html")):
+        raise DownloadError(
+            f"could not download {url}: the server answered a web page, not the file (a proxy or "
+            f"login page?). {hint}".strip()
+        )
+    return body
 
 
 def sha256(path: Path) -> str:
