@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -193,3 +194,40 @@ def test_a_file_deleted_from_the_folder_is_no_longer_listed(tmp_path):
     listed = [line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == present and result.files == len(present)
     assert "gsm8k_responses.csv" not in (folder / "MANIFEST.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"path": "routellm-evals/gsm8k/gsm8k_responses.csv"},  # no part, no checksum
+        {"path": "routellm-evals/gsm8k/gsm8k_responses.csv", "sha256": "0", "part": ["gsm8k"]},
+        {"path": "routellm-evals/gsm8k/gsm8k_responses.csv", "sha256": 5, "part": "gsm8k"},
+    ],
+)
+def test_a_damaged_manifest_entry_is_fetched_again_not_a_traceback(tmp_path, entry):
+    """A manifest entry without the fields pull writes was a KeyError (or TypeError) traceback
+    when the next pull wrote the listing; an unreadable manifest was already passed over."""
+    root = tmp_path / "www"
+    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(f"the bytes of {path}\n")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
+    folder = tmp_path / "carried"
+    try:
+        pull(folder, only=["gsm8k"], urls=urls)
+        (folder / "MANIFEST.json").write_text(json.dumps({"files": [entry]}))
+        result = pull(folder, only=["mt-bench"], urls=urls)
+        assert (result.files, result.downloaded) == (3, 3)  # the damaged entry's file is not listed
+        result = pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.files, result.downloaded) == (5, 2)  # gsm8k's files, fetched again
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, path = line.split("  ")
+        assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == digest

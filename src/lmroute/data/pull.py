@@ -49,16 +49,9 @@ def pull(
     folder = Path(to).expanduser()
     parts = parts_named(only)
     manifest_path = folder / MANIFEST
-    old: dict[str, dict] = {}
-    if manifest_path.is_file():
-        try:
-            old = {f["path"]: f for f in json.loads(manifest_path.read_text("utf-8"))["files"]}
-        except (ValueError, KeyError, TypeError):
-            old = {}
+    old = _listed(manifest_path)
     # Files of earlier pulls stay listed while they are there; a deleted one is no longer listed.
-    entries = {
-        path: entry for path, entry in old.items() if isinstance(path, str) and (folder / path).is_file()
-    }
+    entries = {path: entry for path, entry in old.items() if (folder / path).is_file()}
     todo: list[tuple[str, str, Part]] = []  # (path, url, part) of the files to fetch
     for p in parts:
         base = p.dataset.base_url((urls or {}).get(p.dataset.folder))
@@ -81,6 +74,25 @@ def pull(
         _write_listing(folder, entries)
     _write_listing(folder, entries)
     return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))
+
+
+def _listed(manifest_path: Path) -> dict[str, dict]:
+    """The manifest's entries by path: those with the fields :func:`_entry` writes, of its types
+    (a damaged one's file is not listed, and fetched again when its part is pulled); none if the
+    manifest cannot be read."""
+    try:
+        files = json.loads(manifest_path.read_text("utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(files, list):
+        return {}
+    return {
+        f["path"]: f
+        for f in files
+        if isinstance(f, dict)
+        and all(isinstance(f.get(key), str) for key in ("path", "url", "sha256", "part", "licence"))
+        and isinstance(f.get("bytes"), int)
+    }
 
 
 def _entry(folder: Path, path: str, url: str, p: Part) -> dict[str, object]:
