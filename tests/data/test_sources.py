@@ -133,6 +133,9 @@ def test_gold_options():
     assert len(load("gold:scores.csv?max_pairs=all")) == 7
     with pytest.raises(ConfigError, match="max_pairs must be an integer"):
         load("gold:scores.jsonl?max_pairs=many")
+    # numpy's "expected non-negative integer" ValueError: a traceback
+    with pytest.raises(ConfigError, match=r"'gold:scores.jsonl\?seed=-1': seed must be 0 or more, got -1"):
+        load("gold:scores.jsonl?seed=-1")
     assert DEFAULT_MAX_PAIRS == 16
 
 

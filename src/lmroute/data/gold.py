@@ -90,6 +90,8 @@ def battles_from_scores(
         raise DataError(f"golden labels need at least two models; {name!r} gives {names}")
     if max_pairs_per_prompt is not None and max_pairs_per_prompt < 1:
         raise ConfigError(f"max_pairs_per_prompt must be at least 1, got {max_pairs_per_prompt}")
+    if seed < 0:  # numpy's generators take no negative seed
+        raise ConfigError(f"{name!r}: seed must be 0 or more, got {seed}")
     table = np.stack([np.asarray(scores[m], dtype=np.float64) for m in names])  # (models, prompts)
     if table.shape[1] != len(prompts):
         raise DataError(f"{name!r}: {table.shape[1]} scores per model for {len(prompts)} prompts")
