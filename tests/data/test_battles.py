@@ -76,6 +76,22 @@ def test_arena_parquet_missing_column_and_not_parquet(tmp_path):
         read_arena(fake)
 
 
+def test_arena_parquet_with_damaged_data_pages_is_a_data_error(tmp_path):
+    # The footer read, the pages were not: an OSError/ArrowException traceback while iterating.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "arena.parquet"
+    pq.write_table(pa.table({c: ['["x"]'] if c == "prompt" else ["1"] for c in ARENA_COLUMNS}), path)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[4 : len(data) - 8 - footer] = b"\xff" * (len(data) - 12 - footer)  # every page, not the footer
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"arena\.parquet is not a readable parquet file") as raised:
+        read_arena(path)
+    assert "\n" not in str(raised.value)  # arrow's message spans lines
+
+
 def test_arena_binary_wrong_suffix_missing_and_ragged(tmp_path):
     binary = tmp_path / "arena.csv"
     binary.write_bytes(b"id,model_a\n\xff\xfe\x00\x81 binary")

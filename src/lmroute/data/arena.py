@@ -110,13 +110,21 @@ def _parquet_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, Any
         table = pq.ParquetFile(path)
         header = table.schema_arrow.names
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path} is not a readable parquet file: {exc}") from None
+        raise _unreadable(path, exc) from None
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
     columns = [c for c in header if c in (*required, "response_a", "response_b")]
-    for batch in table.iter_batches(batch_size=4096, columns=columns):
-        yield from batch.to_pylist()
+    try:  # a damaged page fails here, though the footer read well
+        for batch in table.iter_batches(batch_size=4096, columns=columns):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    # Arrow's messages may span lines ("Couldn't deserialize thrift: ...\nDeserializing page ...")
+    return DataError(f"{path} is not a readable parquet file: {' '.join(str(exc).split())}")
 
 
 def _hf_rows(dataset: str, split: str) -> Iterator[Mapping[str, Any]]:
