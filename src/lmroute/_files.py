@@ -58,6 +58,23 @@ def read_failures(
         raise error(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
+def not_utf8_at(path: str | Path) -> str:
+    """Where a file stops being UTF-8, as "line L, byte B" (lines counted by ``\\n``): a text
+    reader decodes blocks of many lines, so where it failed says little."""
+    offset = 0
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return f"line {number}, byte {offset + exc.start}"
+                offset += len(raw)
+    except OSError:
+        pass
+    return "it changed while read"
+
+
 @contextlib.contextmanager
 def write_failures(path: str | Path) -> Iterator[None]:
     """Turn the ways writing ``path`` fails into one :class:`~lmroute.exceptions.WriteError` naming it."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lmroute._files import atomic_writer, read_failures
+from lmroute._files import atomic_writer, not_utf8_at, read_failures
 from lmroute.exceptions import DataError
 
 #: A surrogate code point: in a str it is always unpaired (a pair is one code point).
@@ -42,26 +42,9 @@ def read_lines(path: str | Path, *, what: str) -> Iterator[tuple[int, str]]:
                     found = True
                     yield number, line.rstrip("\r\n")
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text ({_not_utf8_at(path)}): is it a binary file?") from None
+        raise DataError(f"{path} is not UTF-8 text ({not_utf8_at(path)}): is it a binary file?") from None
     if not found:
         raise DataError(f"{path} is empty: no {what}")
-
-
-def _not_utf8_at(path: Path) -> str:
-    """Where a file stops being UTF-8, as "line L, byte B" (lines counted by ``\\n``): the reader
-    decodes blocks of many lines, so where it failed says little."""
-    offset = 0
-    try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    return f"line {number}, byte {offset + exc.start}"
-                offset += len(raw)
-    except OSError:
-        pass
-    return "it changed while read"
 
 
 def parse_line(path: str | Path, number: int, line: str) -> Any:

@@ -115,6 +115,15 @@ def test_custom_csv(tmp_path):
     np.testing.assert_allclose(bench.weak, [0, 1])
 
 
+def test_a_csv_byte_that_is_not_utf8_is_found_by_line_and_file_offset(tmp_path):
+    # The byte was counted from the start of the block the reader decoded: 6,987 for byte 88,907.
+    path = tmp_path / "b.csv"
+    rows = "".join(f"question {i},1,0\n" for i in range(5000))
+    path.write_bytes(f"prompt,m1,m2\n{rows}".encode() + b"bad \xff,1,0\n")
+    with pytest.raises(DataError, match=r"b\.csv is not UTF-8 text \(line 5002, byte 88907\)"):
+        load_custom(path)
+
+
 def test_empty_csv_prompt_is_refused(tmp_path):
     path = tmp_path / "b.csv"
     path.write_text("prompt,m1,m2\nx,1,0\n  ,1,0\n")

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from lmroute._files import read_failures
+from lmroute._files import not_utf8_at, read_failures
 from lmroute.exceptions import DataError
 
 
@@ -40,8 +40,8 @@ def read_csv_rows(path: str | Path, *, required: Sequence[str]) -> Iterator[tupl
                     raise DataError(f"{path}:{reader.line_num}: wrong number of fields")
                 rows += 1
                 yield reader.line_num, row
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it a binary file?") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text ({not_utf8_at(path)}): is it a binary file?") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV: {exc}") from None
     if rows == 0:
