@@ -9,7 +9,7 @@ import pytest
 from lmroute.cli import main
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.data.public import PARTS, download_variables, locate, parts_named
-from lmroute.exceptions import ConfigError, DataError
+from lmroute.exceptions import ConfigError, DataError, WriteError
 
 
 def test_the_rule_in_order(data_dir, tmp_path, monkeypatch):
@@ -101,3 +101,15 @@ def test_data_pull_then_the_main_job_offline(public_data, tmp_path, monkeypatch,
     assert main(["calibrate", "--router", "length", "--strong-pct", "0.3", "--data-dir", str(folder)]) == 0
     assert "on 500 prompts" in capsys.readouterr().out
     assert not (tmp_path / "offline-cache" / "routellm-evals").exists()
+
+
+def test_a_cache_that_cannot_be_written_says_how_to_move_it(public_data, tmp_path, monkeypatch):
+    """The error named the file it could not write, not why lmroute writes there or how to
+    write elsewhere (a read-only home in a container)."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be\n")
+    monkeypatch.setenv("LMROUTE_CACHE_DIR", str(blocked))
+    says = r"cannot write .*blocked.*the user cache.*set LMROUTE_CACHE_DIR.*or pass --data-dir DIR"
+    with pytest.raises(WriteError, match=says) as raised:
+        locate("mt-bench")
+    assert "\n" not in str(raised.value)

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmroute.exceptions import ConfigError, DataError
+from lmroute.exceptions import ConfigError, DataError, WriteError
 
 #: The environment variable naming the data folder (step 2 of the rule).
 DATA_DIR_ENV = "LMROUTE_DATA_DIR"
@@ -197,7 +197,14 @@ def locate(name: str, *, data_dir: str | Path | None = None, download_url: str |
     folder = cache_dir() / p.dataset.folder
     base = p.dataset.base_url(download_url)
     files = {f: f"{base}/{remote}" for f, remote in p.files.items()}
-    fetch_files(files, folder, what=f"{p.name} data from {base}", hint=_hint(p))
+    try:
+        fetch_files(files, folder, what=f"{p.name} data from {base}", hint=_hint(p))
+    except WriteError as exc:  # a read-only home, say: why lmroute writes there, and where else
+        raise WriteError(
+            f"{exc} (the user cache, where public data is downloaded): set LMROUTE_CACHE_DIR to a "
+            f"folder that can be written, or pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, DIR "
+            f"holding {p.dataset.folder}/ (`lmroute data pull --only {p.name} --to DIR` makes one)"
+        ) from None
     return folder
 
 
