@@ -204,6 +204,21 @@ def test_battles_jsonl_good_and_bad_records():
     assert result.rows == 9
 
 
+def test_a_prompt_that_is_not_text_is_counted_as_such_not_as_empty(tmp_path):
+    # A list of turns (Arena's prompt written as it is) was counted as an "empty prompt": every row
+    # of such a file dropped for a reason its rows plainly did not have.
+    rows = [
+        {"prompt": p, "model_a": "x", "model_b": "y", "winner": "model_a"}
+        for p in ["hi", ["hi", "more"], 7, "", None]
+    ]
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = read_battles_jsonl(path)
+    assert [b.prompt for b in result.battles] == ["hi"]
+    assert result.describe() == "kept 1 of 5 rows; dropped 2 prompt is not a string, 2 empty prompt"
+    assert dict(result.dropped) == {bt.NOT_TEXT_PROMPT: 2, bt.EMPTY_PROMPT: 2}
+
+
 def test_battles_jsonl_broken_files(tmp_path):
     with pytest.raises(DataError, match=r"battles_malformed\.jsonl:3: not valid JSON"):
         read_battles_jsonl(FIXTURES / "battles_malformed.jsonl")

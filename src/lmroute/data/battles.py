@@ -49,6 +49,7 @@ class Battle:
 
 # Drop reasons: the keys of ReadResult.dropped.
 EMPTY_PROMPT = "empty prompt"
+NOT_TEXT_PROMPT = "prompt is not a string"
 UNKNOWN_WINNER = "unknown winner"
 MISSING_MODEL = "missing model name"
 SAME_MODEL = "same model on both sides"
@@ -133,7 +134,9 @@ def _battle_or_reason(
     prompt: object, model_a: object, model_b: object, winner: object, source: str, weight: object
 ) -> Battle | str:
     """The battle these fields make, or the reason they make none (a key of ReadResult.dropped)."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    if prompt is not None and not isinstance(prompt, str):
+        return NOT_TEXT_PROMPT
+    if not prompt or not prompt.strip():
         return EMPTY_PROMPT
     if not (isinstance(model_a, str) and model_a.strip() and isinstance(model_b, str) and model_b.strip()):
         return MISSING_MODEL
