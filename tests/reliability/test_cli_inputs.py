@@ -494,12 +494,20 @@ def test_unknown_router(command, name, tmp_path, capsys, data_dir, monkeypatch):
     assert "router" in err and not folder.exists()
 
 
-def test_a_probe_file_nested_too_deeply_names_its_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("[" * 100_000, "nested too deeply"),  # deeper than json recurses
+        # more digits than Python converts: a ValueError traceback where the probe's kind is guessed
+        ('{"prompt": "p", "scores": {"new": 1' + "0" * 5000 + "}}", "a number of over 4300 digits"),
+    ],
+)
+def test_a_probe_file_whose_first_line_json_cannot_read_names_its_line(tmp_path, capsys, line, says):
     probe = tmp_path / "probe.jsonl"
-    probe.write_text("[" * 100_000 + "\n")  # deeper than json recurses
+    probe.write_text(line + "\n")
     argv = ["onboard", "--router", "mf", "--probe", probe, "--model", "new", "--out", tmp_path / "out"]
     code, err = run(argv, capsys)
-    assert_one_line_error(code, err, "probe.jsonl:1: not valid JSON (nested too deeply)")
+    assert_one_line_error(code, err, f"probe.jsonl:1: not valid JSON ({says})")
     assert not (tmp_path / "out").exists()
 
 

@@ -110,7 +110,8 @@ def _is_battles_file(path: Path) -> bool:
         if line.strip():
             try:
                 first = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
+            # ValueError: a JSONDecodeError, or an integer of more digits than Python converts
+            except (ValueError, RecursionError):
                 return False  # the benchmark reader reports the line
             return isinstance(first, dict) and "model_a" in first and "scores" not in first
     raise DataError(f"probe file {path} is empty")
