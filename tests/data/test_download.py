@@ -123,6 +123,43 @@ def test_a_broken_answer_is_one_line_and_leaves_no_file(tmp_path, fault, says):
     assert (tmp_path / "cache/mt_bench/question.jsonl").read_bytes() == BODY
 
 
+def test_a_gzip_encoded_answer_is_kept_decoded(tmp_path):
+    """A mirror serving objects stored gzip-encoded (as S3 does, asked or not) had the compressed
+    bytes kept in the cache as the data file; every later run failed on it as a binary file."""
+    import gzip
+
+    class Gzipped(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/broken.jsonl":  # encoded as it says, with bytes that are not gzip
+                data, encoding = b"not gzip at all", "gzip"
+            elif self.path == "/br.jsonl":  # an encoding lmroute does not decode
+                data, encoding = b"\x0b\x01\x80", "br"
+            else:
+                data, encoding = gzip.compress(BODY), "gzip"
+            self.send_response(200)
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gzipped)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        fetch_files({"q.jsonl": f"{url}/q.jsonl"}, tmp_path / "cache", what="test data")
+        assert (tmp_path / "cache/q.jsonl").read_bytes() == BODY
+        for name, says in [("broken", "its gzip encoding does not decode"), ("br", "encoded as 'br'")]:
+            with pytest.raises(DownloadError, match=f"could not download {url}/{name}.jsonl: .*{says}"):
+                fetch_files({f"{name}.jsonl": f"{url}/{name}.jsonl"}, tmp_path / "cache", what="test data")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["q.jsonl"]
+
+
 def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
     """A failed ``lmroute data pull`` lists the files it fetched, so the rerun fetches only the rest."""
     root = tmp_path / "www"

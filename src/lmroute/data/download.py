@@ -6,11 +6,13 @@ them all into a folder to carry offline.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import sys
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
                     f"could not download {url}: the server answered a web page (text/html), not the "
                     f"file (a proxy or login page?). {hint}".strip()
                 )
-            body = response.read()
+            body = _decoded(response.read(), response.headers.get("Content-Encoding"), url, hint)
     except http.client.HTTPException as exc:
         # Not an OSError: a body cut short of its Content-Length or chunks (IncompleteRead), an
         # answer that is not HTTP (BadStatusLine). Its bytes are never kept: nothing was written.
@@ -74,6 +76,22 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
             f"login page?). {hint}".strip()
         )
     return body
+
+
+def _decoded(body: bytes, encoding: str | None, url: str, hint: str) -> bytes:
+    """``body`` without its Content-Encoding: none is asked for, but a mirror serving objects
+    stored gzip-encoded (S3) sends them so all the same, and kept as they came they are no data."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        try:
+            return gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as exc:
+            said = f"its gzip encoding does not decode ({exc})"
+            raise DownloadError(f"could not download {url}: {said}. {hint}".strip()) from None
+    said = f"the server answered it encoded as {encoding!r}, which lmroute does not decode"
+    raise DownloadError(f"could not download {url}: {said}. {hint}".strip())
 
 
 def sha256(path: Path) -> str:
