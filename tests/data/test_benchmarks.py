@@ -243,6 +243,20 @@ def test_an_mt_bench_judgement_that_is_no_score_is_a_data_error(data_dir, tmp_pa
         load_benchmark("mt-bench", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("record", [{"error": "Not Found"}, {"eval_prompt": None}])
+def test_a_contamination_list_line_without_its_prompt_is_a_data_error(data_dir, tmp_path, record):
+    # Lines without an 'eval_prompt' were skipped (a JSON error answer kept as the file left the
+    # contaminated questions in: 80 MT-Bench items, not 72, the paper's numbers silently off), and
+    # a null one was the prompt "None".
+    import shutil
+
+    folder = tmp_path / "routellm-evals" / "mt_bench"
+    shutil.copytree(data_dir / "routellm-evals" / "mt_bench", folder)
+    (folder / "contaminated_prompts.jsonl").write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=r"contaminated_prompts\.jsonl:1: .*'eval_prompt'"):
+        load_benchmark("mt-bench", data_dir=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["question.jsonl", "judgements.jsonl"])
 def test_an_infinite_mt_bench_question_id_is_a_data_error(data_dir, tmp_path, name):
     # int(1e999) raised OverflowError, which the check of the ids let through as a traceback

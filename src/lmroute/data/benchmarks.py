@@ -260,7 +260,15 @@ def _pair_benchmark(
 
 
 def _contaminated(path: Path) -> set[str]:
-    return {str(r["eval_prompt"]) for _, r in read_jsonl_objects(path, what="prompts") if "eval_prompt" in r}
+    """The evaluation prompts the reference drops. Every line names one: a line without it is a
+    wrong file (an error answer kept as it), which skipped would leave contaminated items in."""
+    prompts = set()
+    for line, record in read_jsonl_objects(path, what="prompts"):
+        prompt = record.get("eval_prompt")
+        if not isinstance(prompt, str):
+            raise DataError(f"{path}:{line}: expected a string 'eval_prompt', got {prompt!r}")
+        prompts.add(prompt)
+    return prompts
 
 
 # -- custom benchmarks ------------------------------------------------------------------------
