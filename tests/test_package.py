@@ -113,6 +113,9 @@ def test_save_load_round_trip_and_validation(tmp_path):
     (saved / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_router(str(saved))
+    (saved / "config.json").write_text('{"format_version": 1' + "0" * 5000 + "}")  # int() refuses it
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_router(str(saved))
 
 
 class _Weighted(lmroute.Router):

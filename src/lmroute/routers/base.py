@@ -327,7 +327,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory} is not a router directory: no {CONFIG_FILE}")
     try:
         manifest = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: "[[[[..."
+    # ValueError: bad UTF-8, bad JSON, or an integer of more digits than Python converts;
+    # RecursionError: "[[[[..."
+    except (ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lmroute router config")
