@@ -6,6 +6,8 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,43 @@ def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterato
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def replacing_folder(path: str | Path) -> Iterator[Path]:
+    """A new empty folder beside the folder ``path`` to fill; on success it takes ``path``'s place,
+    with what else the old folder held (files the new one lacks) moved into it; on error it
+    vanishes and ``path`` is left as it was. A folder that is a symbolic link is replaced where it
+    points. The file system's refusals are a :class:`~lmroute.exceptions.WriteError` naming ``path``.
+    """
+    path = Path(os.path.realpath(path))
+    staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    with write_failures(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        staging.mkdir()
+    try:
+        yield staging
+        with write_failures(path):
+            os.chmod(staging, mode)  # the old folder's, shared with a group or not
+            _swap_folders(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # already gone after a swap
+
+
+def _swap_folders(new: Path, path: Path) -> None:
+    aside = path.parent / f".{path.name}.{uuid.uuid4().hex}.old"
+    # POSIX renames cannot exchange two folders in one step: between these two renames (two
+    # system calls, not the writing of the files) the old folder is whole at ``aside``.
+    os.rename(path, aside)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    for entry in aside.iterdir():
+        if not os.path.lexists(path / entry.name):
+            os.rename(entry, path / entry.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -237,3 +237,5 @@ def test_onnx_export_scores_without_torch(trained, eval_prompts, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), trained.score(eval_prompts), atol=1e-4)
     copy = load_router(out).save(tmp_path / "copy")
     assert (copy / "model.onnx").is_file()
+    load_router(out).save(out)  # over itself: its ONNX files go into the folder that replaces it
+    np.testing.assert_allclose(load_router(out).score(eval_prompts), trained.score(eval_prompts), atol=1e-4)

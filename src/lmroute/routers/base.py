@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lmroute._files import write_atomic, write_failures
+from lmroute._files import replacing_folder, write_atomic, write_failures
 from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError
 
@@ -220,12 +220,25 @@ class Router(Generic[ConfigT]):
             raise CheckpointError(f"router {self.name!r} has no weights, found {sorted(arrays)}")
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (and ``weights.safetensors`` when there are weights) to a directory."""
+        """Write ``config.json`` (and ``weights.safetensors`` when there are weights) to a directory.
+
+        A router saved there before is replaced only once the new one is complete: a save that
+        fails half-way leaves it as it was.
+        """
+        directory = Path(directory)
+        if (directory / CONFIG_FILE).is_file():
+            with replacing_folder(directory) as staging:
+                self._write(staging)
+        else:
+            with write_failures(directory):
+                directory.mkdir(parents=True, exist_ok=True)
+            self._write(directory)
+        return directory
+
+    def _write(self, directory: Path) -> None:
+        """Write the router's files into the existing folder ``directory``, ``config.json`` last."""
         from safetensors.numpy import save
 
-        directory = Path(directory)
-        with write_failures(directory):
-            directory.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -243,8 +256,11 @@ class Router(Generic[ConfigT]):
             data = save(arrays)
             write_atomic(directory / WEIGHTS_FILE, data)
             manifest["weights"] = {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest()}
+        self._write_files(directory)
         write_atomic(directory / CONFIG_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-        return directory
+
+    def _write_files(self, directory: Path) -> None:
+        """Write files a router keeps besides its weights (bert's ONNX model) into ``directory``."""
 
     @classmethod
     def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:

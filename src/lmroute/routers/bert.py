@@ -191,13 +191,15 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
             return self._onnx
 
     # -- persistence ---------------------------------------------------------------------------
+    def _write_files(self, directory: Path) -> None:
+        if self.is_onnx and self._directory is not None:
+            from lmroute.networks.onnx_encoder import copy_files
+
+            copy_files(self._directory, directory, self.metadata["onnx"])
+
     def save(self, directory: str | Path) -> Path:
         path = super().save(directory)
         if self.is_onnx:
-            from lmroute.networks.onnx_encoder import copy_files
-
-            if self._directory is not None:
-                copy_files(self._directory, path, self.metadata["onnx"])
             self._directory = path
         return path
 

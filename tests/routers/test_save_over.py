@@ -1,0 +1,67 @@
+"""Router.save over a saved router: the old router stays whole until the new one is complete."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _fake_embedder import HashEmbedder
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import WriteError
+from lmroute.registry import load_router
+from lmroute.routers.sw_ranking import SWRankingRouter
+
+PROMPTS = ["prove the integral", "hello there", "write a poem"]
+
+
+def _router(winner: str) -> SWRankingRouter:
+    battles = [
+        Battle(f"{topic} {i}", a, b, winner)
+        for i in range(12)
+        for topic, (a, b) in (("prove integral", ("big", "small")), ("hello joke", ("small", "mid")))
+    ]
+    return SWRankingRouter(
+        embedder=HashEmbedder(32), strong_model="big", weak_model="small", num_tiers=3
+    ).fit(battles)
+
+
+def _scores(folder: Path) -> np.ndarray:
+    router = load_router(folder)
+    router.use_embedder(HashEmbedder(32))
+    return router.score(PROMPTS)
+
+
+def test_a_save_that_fails_half_way_leaves_the_old_router_loadable(tmp_path, monkeypatch):
+    """The weights were replaced before config.json was written: a failure between the two (a full
+    disk, a kill) left the new weights under the old config, a folder that no longer loaded."""
+    folder = tmp_path / "router"
+    _router("model_a").save(folder)
+    before = _scores(folder)
+    replace = os.replace
+
+    def full_disk_at_the_config(src, dst):
+        if Path(dst).name == "config.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_at_the_config)
+    with pytest.raises(WriteError, match="No space left"):
+        _router("model_b").save(folder)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_scores(folder), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]  # nothing half-written left beside
+
+
+def test_a_save_over_a_router_replaces_it_and_keeps_other_files(tmp_path):
+    folder = tmp_path / "router"
+    _router("model_a").save(folder)
+    (folder / "notes.txt").write_text("why this router\n")
+    new = _router("model_b")
+    assert new.save(folder) == folder
+    np.testing.assert_array_equal(_scores(folder), new.score(PROMPTS))
+    assert (folder / "notes.txt").read_text() == "why this router\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
