@@ -357,6 +357,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         )
     if not isinstance(manifest.get("router"), str) or not isinstance(manifest.get("config"), dict):
         raise CheckpointError(f"{path} lacks a router name or config")
+    if not isinstance(manifest.get("metadata") or {}, dict):
+        raise CheckpointError(f"{path}: 'metadata' must be an object")
     weights = manifest.get("weights")
     if weights is not None and not (isinstance(weights, dict) and isinstance(weights.get("file", ""), str)):
         raise CheckpointError(f"{path}: 'weights' must be an object with the weights file's name and sha256")
