@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from _fake_embedder import HashEmbedder
 
+from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError
 from lmroute.registry import load_router
 from lmroute.routers.length import LengthRouter
+from lmroute.routers.sw_ranking import SWRankingRouter
 
 
 @pytest.mark.parametrize("metadata", [[1, 2], "trained on arena", 3])
@@ -20,3 +24,44 @@ def test_metadata_that_is_not_an_object_is_a_checkpoint_error(tmp_path, metadata
     (folder / "config.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match=r"config\.json: 'metadata' must be an object"):
         load_router(folder)
+
+
+def _sw_ranking(tmp_path):
+    battles = [
+        Battle(f"{topic} {i}", a, b, "model_a")
+        for i in range(6)
+        for topic, (a, b) in (("prove integral", ("big", "small")), ("hello joke", ("small", "mid")))
+    ]
+    router = SWRankingRouter(embedder=HashEmbedder(32), strong_model="big", weak_model="small", num_tiers=3)
+    return router.fit(battles).save(tmp_path / "sw")
+
+
+def _rewrite_weights(folder, change):
+    """Change the arrays and drop the checksum, as a tool rewriting the weights would."""
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(folder / "weights.safetensors"))
+    change(arrays)
+    save_file(arrays, str(folder / "weights.safetensors"))
+    manifest = json.loads((folder / "config.json").read_text())
+    manifest["weights"]["sha256"] = None
+    (folder / "config.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # a scalar: IndexError when loaded
+        lambda a: a.update(prompt_embeddings=np.array(1.0, dtype=np.float16)),
+        # counts that cannot be weighted: ValueError at the first score, in a server at a request
+        lambda a: a["entry_amount"].fill(np.nan),
+        lambda a: a["entry_amount"].__imul__(-1.0),
+        lambda a: a["prompt_embeddings"].fill(np.inf),
+    ],
+    ids=["scalar-embeddings", "nan-counts", "negative-counts", "infinite-embeddings"],
+)
+def test_sw_ranking_arrays_that_cannot_score_are_refused_when_loaded(tmp_path, change):
+    folder = _sw_ranking(tmp_path)
+    _rewrite_weights(folder, change)
+    with pytest.raises(CheckpointError, match="sw_ranking arrays are inconsistent"):
+        SWRankingRouter.load(folder)

@@ -196,17 +196,20 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
         entry_cell: np.ndarray,
         entry_amount: np.ndarray,
     ) -> None:
+        if embeddings.ndim != 2 or tiers.ndim != 1:
+            raise CheckpointError("the sw_ranking arrays are inconsistent with each other")
         num_prompts = embeddings.shape[0]
         num_tiers = int(tiers.max()) + 1 if tiers.size else 0
         width = num_tiers + 1
+        # Non-finite or negative numbers load, then fail every score (in a server, every request).
         if (
-            embeddings.ndim != 2
-            or ratings.shape != tiers.shape
-            or tiers.ndim != 1
+            ratings.shape != tiers.shape
             or (embeddings.dtype == np.int8) != (scales is not None)
-            or (scales is not None and scales.shape != (num_prompts,))
+            or (scales is not None and (scales.shape != (num_prompts,) or not np.isfinite(scales).all()))
+            or not np.isfinite(embeddings).all()
             or np.any(tiers < 0)
             or not entry_prompt.shape == entry_cell.shape == entry_amount.shape
+            or not (np.isfinite(entry_amount).all() and np.all(entry_amount >= 0))
             or np.any((entry_prompt < 0) | (entry_prompt >= num_prompts))
             or np.any((entry_cell < 0) | (entry_cell >= width * width))
         ):
