@@ -145,6 +145,17 @@ def test_a_checkpoint_without_reference_scores_is_refused(trained, tmp_path):
         load_router(folder)
 
 
+@pytest.mark.parametrize("saved", [["models"], "trained"])
+def test_a_member_metadata_that_is_not_an_object_is_refused(trained, tmp_path, saved):
+    """It was given to dict(): a TypeError or ValueError traceback."""
+    folder = trained.save(tmp_path / "ensemble")
+    manifest = json.loads((folder / "config.json").read_text())
+    manifest["metadata"]["members"][0] = saved
+    (folder / "config.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"member 0 \(mf\): its metadata is not an object"):
+        load_router(folder)
+
+
 def test_served_it_gives_its_members_one_embedder_without_the_disk_cache(tmp_path):
     from lmroute.embeddings.cache import CachedEmbedder
     from lmroute.serving.loading import load_routers

@@ -194,6 +194,8 @@ class EnsembleRouter(Router[EnsembleConfig]):
             raise CheckpointError("its metadata lacks the members' own metadata (metadata.members)")
         references = []
         for i, member in enumerate(self.members):
+            if not isinstance(saved[i] or {}, dict):
+                raise CheckpointError(f"member {i} ({member.name}): its metadata is not an object")
             member.metadata = dict(saved[i] or {})  # some members read their vocabulary from it
             reference = arrays.get(f"{i}.{_REFERENCE}")
             if reference is None or reference.ndim != 1 or len(reference) < 2:
