@@ -65,3 +65,15 @@ def test_sw_ranking_arrays_that_cannot_score_are_refused_when_loaded(tmp_path, c
     _rewrite_weights(folder, change)
     with pytest.raises(CheckpointError, match="sw_ranking arrays are inconsistent"):
         SWRankingRouter.load(folder)
+
+
+def test_a_bert_head_that_is_a_scalar_is_refused(tmp_path):
+    """An IndexError when loaded (its first dimension, the head's outputs, was read unchecked)."""
+    from lmroute.routers.bert import BertRouter
+
+    router = BertRouter(preset="fast")
+    router._state = {"head.weight": np.zeros((3, 384), np.float32), "head.bias": np.zeros(3, np.float32)}
+    folder = router.save(tmp_path / "bert")
+    _rewrite_weights(folder, lambda a: a.update({"head.weight": np.array(1.0, dtype=np.float32)}))
+    with pytest.raises(CheckpointError, match=r"lacks head\.weight for a three_way head"):
+        load_router(folder)

@@ -212,7 +212,7 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
     def _check_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         head = ("head.weight", "head.bias")
         for key in head:
-            if key not in arrays or arrays[key].shape[0] != self.outputs:
+            if key not in arrays or arrays[key].shape[:1] != (self.outputs,):
                 raise CheckpointError(f"this bert checkpoint lacks {key} for a {self.config.head} head")
         if self.is_onnx and set(arrays) != set(head):
             raise CheckpointError("an ONNX bert checkpoint holds only the head weights")
