@@ -9,7 +9,7 @@ import json
 import pytest
 
 from lmroute.cli import main
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, WriteError
 from lmroute.registry import get_router_class
 
 PAIR_ROUTERS = ["mf", "sw_ranking", "bert", "causal_llm"]
@@ -91,3 +91,20 @@ def test_the_help_of_data_says_which_sources_train_takes(monkeypatch, capsys):
         main(["train", "--help"])
     assert exit_.value.code == 0
     assert "alpaca-eval[:DIR] gold:mmlu|gsm8k|mt-bench gold:FILE" in capsys.readouterr().out
+
+
+def test_a_folder_holding_another_config_json_is_refused_before_any_source_is_read(
+    battles, tmp_path, monkeypatch, capsys
+):
+    """--out naming a model's folder (its own config.json) replaced that file with the router's."""
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}\n')
+    with pytest.raises(WriteError, match=r"minilm: its config\.json is not an lmroute router's"):
+        get_router_class("length")().save(folder)
+    monkeypatch.setattr("lmroute.data.prepare.load_sources", _no_reading)
+    assert main(["train", "length", "--data", f"battles:{battles}", "--out", str(folder), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: cannot write ") and err.count("\n") == 1, err
+    assert (folder / "config.json").read_text() == '{"model_type": "bert"}\n'
+    assert [p.name for p in folder.iterdir()] == ["config.json"]

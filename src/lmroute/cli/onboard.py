@@ -35,11 +35,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Onboard the model and say what was learned from what."""
     from lmroute.exceptions import ConfigError
+    from lmroute.routers.base import check_save_folder
     from lmroute.workflows.onboard import onboard
 
     if not 0 <= args.prior < math.inf:  # inf fitted a vector of NaNs: a router that predicts nothing
         raise ConfigError(f"--prior must be a finite number at least 0, got {args.prior}")
     check_output(args.out, folder=True)
+    check_save_folder(args.out)
     result = onboard(args.router, args.probe, args.model, args.out, prior=args.prior)
     s = result.summary
     note(

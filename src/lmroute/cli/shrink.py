@@ -35,10 +35,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the shrinkage, save the router, print what was fitted."""
+    from lmroute.routers.base import check_save_folder
     from lmroute.workflows.shrink import shrink_router
 
     # Both before the fit, and --json before the router is saved: a bad --json would leave it behind.
     check_output(args.out, folder=True)
+    check_save_folder(args.out)
     check_output(args.json)
     refuse_overwriting_inputs(args, ("json",), [args.benchmark])
     result = shrink_router(args.router, args.benchmark, args.models)

@@ -51,9 +51,11 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train the router and save it to ``--out``."""
+    from lmroute.routers.base import check_save_folder
     from lmroute.workflows.train import train_router
 
     check_output(args.out, folder=True)  # before the training, not after it
+    check_save_folder(args.out)
     router = train_router(
         args.router,
         args.data,

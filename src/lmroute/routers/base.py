@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lmroute._files import replacing_folder, write_atomic, write_failures
 from lmroute._version import __version__
-from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.exceptions import CheckpointError, ConfigError, WriteError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -226,6 +226,7 @@ class Router(Generic[ConfigT]):
         fails half-way leaves it as it was.
         """
         directory = Path(directory)
+        check_save_folder(directory)
         if (directory / CONFIG_FILE).is_file():
             with replacing_folder(directory) as staging:
                 self._write(staging)
@@ -334,6 +335,23 @@ def _check_models(models: Sequence[str]) -> list[str]:
         repeated = sorted({m for m in names if names.count(m) > 1})
         raise ConfigError(f"model(s) named twice: {', '.join(repeated)}")
     return names
+
+
+def check_save_folder(directory: str | Path) -> None:
+    """WriteError when saving a router to ``directory`` would replace a ``config.json`` that is not
+    a router's (``--out`` naming a model's folder); checked before the work that makes the router."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        manifest = None
+    if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT):
+        raise WriteError(
+            f"cannot write {directory}: its {CONFIG_FILE} is not an lmroute router's, which a router "
+            "saved there would replace; give a new folder or a saved router's"
+        )
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
