@@ -108,3 +108,15 @@ def test_a_folder_holding_another_config_json_is_refused_before_any_source_is_re
     assert err.startswith("lmroute: error: cannot write ") and err.count("\n") == 1, err
     assert (folder / "config.json").read_text() == '{"model_type": "bert"}\n'
     assert [p.name for p in folder.iterdir()] == ["config.json"]
+
+
+def test_one_battle_is_refused_saying_why(tmp_path, capsys):
+    """It said 'no training battles left from battles:one.jsonl', of a file holding a valid battle."""
+    path = tmp_path / "one.jsonl"
+    battle = {"prompt": "q", "model_a": "big", "model_b": "small", "winner": "model_a"}
+    path.write_text(json.dumps(battle) + "\n")
+    out = tmp_path / "r"
+    assert main(["train", "length", "--data", f"battles:{path}", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists(), err
+    assert "every battle has a model in fewer than 2 battles (big, small)" in err, err

@@ -257,7 +257,9 @@ def load_sources(
         battles = [b for b in battles if b.model_a not in rare_set and b.model_b not in rare_set]
         dropped[f"{RARE_MODEL} (< {min_model_battles})"] = removed
     if not battles:
-        raise DataError(f"no training battles left from {', '.join(specs)}")
+        named = ", ".join(rare[:10]) + (", ..." if len(rare) > 10 else "")
+        why = f": every battle has a model in fewer than {min_model_battles} battles ({named})"
+        raise DataError(f"no training battles left from {', '.join(specs)}{why if rare else ''}")
     models = Counter(m for b in battles for m in (b.model_a, b.model_b))
     report = LoadReport(reports, len(battles), dropped, models, rare, warnings, time.perf_counter() - started)
     return battles, report
