@@ -120,3 +120,25 @@ def test_one_battle_is_refused_saying_why(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and not out.exists(), err
     assert "every battle has a model in fewer than 2 battles (big, small)" in err, err
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("mf", "lr=.inf"),  # trained, saved weights of NaN: every prompt scored 0.5
+        ("sw_ranking", "similarity_base=.inf"),  # trained, then every score a ValueError traceback
+        ("sw_ranking", "l2=.inf"),
+        ("bert", "learning_rate=.inf"),
+        ("causal_llm", "lora_alpha=.inf"),
+    ],
+)
+def test_an_infinite_option_is_refused_before_any_source_is_read(
+    name, setting, battles, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("lmroute.data.prepare.load_sources", _no_reading)
+    out = tmp_path / "r"
+    assert main(["train", name, "--data", f"battles:{battles}", "--out", str(out), "--set", setting]) == 1
+    err = capsys.readouterr().err
+    key = setting.partition("=")[0]
+    assert f"{key}: Input should be a finite number" in err and err.count("\n") == 1, err
+    assert not out.exists()

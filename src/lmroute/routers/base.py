@@ -41,9 +41,10 @@ Decision = Literal["strong", "weak"]
 
 
 class RouterConfig(BaseModel):
-    """Base of every router's configuration; unknown keys are errors, not silently ignored."""
+    """Base of every router's configuration; unknown keys are errors, not silently ignored, and so
+    are infinite or NaN numbers (a learning rate of inf trained a router of NaN weights)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 ConfigT = TypeVar("ConfigT", bound=RouterConfig)
