@@ -142,3 +142,13 @@ def test_an_infinite_option_is_refused_before_any_source_is_read(
     key = setting.partition("=")[0]
     assert f"{key}: Input should be a finite number" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_aliases_that_leave_one_model_are_refused_saying_why(battles, tmp_path, capsys):
+    """It said 'no training battles left from battles:b.jsonl' when --alias joined the only two."""
+    out = tmp_path / "r"
+    argv = ["train", "length", "--data", f"battles:{battles}", "--out", str(out), "--alias", "big=small"]
+    assert main([*argv, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists(), err
+    assert "left from battles:" in err and err.endswith(": dropped 4 same model on both sides\n"), err

@@ -257,9 +257,14 @@ def load_sources(
         battles = [b for b in battles if b.model_a not in rare_set and b.model_b not in rare_set]
         dropped[f"{RARE_MODEL} (< {min_model_battles})"] = removed
     if not battles:
-        named = ", ".join(rare[:10]) + (", ..." if len(rare) > 10 else "")
-        why = f": every battle has a model in fewer than {min_model_battles} battles ({named})"
-        raise DataError(f"no training battles left from {', '.join(specs)}{why if rare else ''}")
+        if rare:
+            named = ", ".join(rare[:10]) + (", ..." if len(rare) > 10 else "")
+            why = f": every battle has a model in fewer than {min_model_battles} battles ({named})"
+        else:  # the readers keep only sources with battles: aliases dropped them
+            lost = sum((r.dropped for r in reports), Counter[str]())
+            why = ", ".join(f"{n} {reason}" for reason, n in lost.most_common())
+            why = f": dropped {why}" if why else ""
+        raise DataError(f"no training battles left from {', '.join(specs)}{why}")
     models = Counter(m for b in battles for m in (b.model_a, b.model_b))
     report = LoadReport(reports, len(battles), dropped, models, rare, warnings, time.perf_counter() - started)
     return battles, report
