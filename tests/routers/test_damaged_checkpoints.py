@@ -77,3 +77,15 @@ def test_a_bert_head_that_is_a_scalar_is_refused(tmp_path):
     _rewrite_weights(folder, lambda a: a.update({"head.weight": np.array(1.0, dtype=np.float32)}))
     with pytest.raises(CheckpointError, match=r"lacks head\.weight for a three_way head"):
         load_router(folder)
+
+
+def test_an_onnx_entry_that_is_not_an_object_is_refused_when_loaded(tmp_path):
+    """It loaded, then the first score (in a server, a request) was an AttributeError traceback."""
+    from lmroute.routers.bert import BertRouter
+
+    router = BertRouter(preset="fast")
+    router._state = {"head.weight": np.zeros((3, 384), np.float32), "head.bias": np.zeros(3, np.float32)}
+    router.metadata = {"onnx": "model.onnx"}
+    folder = router.save(tmp_path / "bert")
+    with pytest.raises(CheckpointError, match=r"config\.json: metadata\.onnx must be an object"):
+        load_router(folder)

@@ -206,6 +206,8 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         router = super().load(directory)
+        if router.is_onnx and not isinstance(router.metadata["onnx"], dict):
+            raise CheckpointError(f"{directory}/config.json: metadata.onnx must be an object (its files)")
         router._directory = Path(directory)
         return router
 
