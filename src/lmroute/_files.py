@@ -50,8 +50,18 @@ def replacing_folder(path: str | Path) -> Iterator[Path]:
     with what else the old folder held (files the new one lacks) moved into it; on error it
     vanishes and ``path`` is left as it was. A folder that is a symbolic link is replaced where it
     points. The file system's refusals are a :class:`~lmroute.exceptions.WriteError` naming ``path``.
+
+    The working directory, or a folder holding it, is not replaced but given to be written in place:
+    this process, and the shell that started it there, would be left in a deleted folder.
     """
     path = Path(os.path.realpath(path))
+    try:
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except OSError:  # a working directory deleted already is in no folder
+        cwd = None
+    if cwd is not None and (cwd == path or path in cwd.parents):
+        yield path
+        return
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     with write_failures(path):
         mode = stat.S_IMODE(path.stat().st_mode)

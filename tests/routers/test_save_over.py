@@ -35,6 +35,13 @@ def _scores(folder: Path) -> np.ndarray:
     return router.score(PROMPTS)
 
 
+def _fail_at_config(replace, src, dst):
+    """os.replace on a full disk when config.json is written."""
+    if Path(dst).name == "config.json":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    replace(src, dst)
+
+
 def test_a_save_that_fails_half_way_leaves_the_old_router_loadable(tmp_path, monkeypatch):
     """The weights were replaced before config.json was written: a failure between the two (a full
     disk, a kill) left the new weights under the old config, a folder that no longer loaded."""
@@ -42,13 +49,7 @@ def test_a_save_that_fails_half_way_leaves_the_old_router_loadable(tmp_path, mon
     _router("model_a").save(folder)
     before = _scores(folder)
     replace = os.replace
-
-    def full_disk_at_the_config(src, dst):
-        if Path(dst).name == "config.json":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", full_disk_at_the_config)
+    monkeypatch.setattr(os, "replace", lambda src, dst: _fail_at_config(replace, src, dst))
     with pytest.raises(WriteError, match="No space left"):
         _router("model_b").save(folder)
     monkeypatch.undo()
@@ -64,4 +65,22 @@ def test_a_save_over_a_router_replaces_it_and_keeps_other_files(tmp_path):
     assert new.save(folder) == folder
     np.testing.assert_array_equal(_scores(folder), new.score(PROMPTS))
     assert (folder / "notes.txt").read_text() == "why this router\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
+
+
+def test_a_save_over_the_working_directory_leaves_it_in_place(tmp_path, monkeypatch):
+    """Replaced, the folder the command (and the shell that started it) runs in would be a deleted one:
+    `lmroute train ... --out .` in a router's folder left the shell in an empty folder."""
+    folder = tmp_path / "router"
+    _router("model_a").save(folder)
+    monkeypatch.chdir(folder)
+    new = _router("model_b")
+    replace = os.replace
+    with monkeypatch.context() as patch:  # written in place, a failure is still an error
+        patch.setattr(os, "replace", lambda src, dst: _fail_at_config(replace, src, dst))
+        with pytest.raises(WriteError):
+            new.save(".")
+    new.save(".")
+    assert os.path.samefile(Path.cwd(), folder) and (Path.cwd() / "config.json").is_file()
+    np.testing.assert_array_equal(_scores(folder), new.score(PROMPTS))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
