@@ -54,7 +54,7 @@ def replacing_folder(path: str | Path) -> Iterator[Path]:
     The working directory, or a folder holding it, is not replaced but given to be written in place:
     this process, and the shell that started it there, would be left in a deleted folder.
     """
-    path = Path(os.path.realpath(path))
+    given, path = path, Path(os.path.realpath(path))
     try:
         cwd = Path(os.path.realpath(os.getcwd()))
     except OSError:  # a working directory deleted already is in no folder
@@ -63,12 +63,15 @@ def replacing_folder(path: str | Path) -> Iterator[Path]:
         yield path
         return
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with write_failures(path):
+    with write_failures(given):
         mode = stat.S_IMODE(path.stat().st_mode)
         staging.mkdir()
     try:
-        yield staging
-        with write_failures(path):
+        try:
+            yield staging
+        except WriteError as exc:  # named as the folder it is written for, not the hidden one
+            raise WriteError(str(exc).replace(str(staging), str(given))) from None
+        with write_failures(given):
             os.chmod(staging, mode)  # the old folder's, shared with a group or not
             _swap_folders(staging, path)
     finally:
