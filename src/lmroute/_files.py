@@ -51,15 +51,18 @@ def replacing_folder(path: str | Path) -> Iterator[Path]:
     vanishes and ``path`` is left as it was. A folder that is a symbolic link is replaced where it
     points. The file system's refusals are a :class:`~lmroute.exceptions.WriteError` naming ``path``.
 
-    The working directory, or a folder holding it, is not replaced but given to be written in place:
-    this process, and the shell that started it there, would be left in a deleted folder.
+    Where the folder cannot be replaced it is given to be written in place, as when it is new: the
+    working directory, or a folder holding it (this process, and the shell that started it there,
+    would be left in a deleted folder); a mount point (a container's volume), which cannot be renamed;
+    a folder in a parent folder this process may not write to, where nothing can be put beside it.
     """
     given, path = path, Path(os.path.realpath(path))
     try:
         cwd = Path(os.path.realpath(os.getcwd()))
     except OSError:  # a working directory deleted already is in no folder
         cwd = None
-    if cwd is not None and (cwd == path or path in cwd.parents):
+    in_use = cwd is not None and (cwd == path or path in cwd.parents)
+    if in_use or os.path.ismount(path) or not os.access(path.parent, os.W_OK | os.X_OK):
         yield path
         return
     staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"

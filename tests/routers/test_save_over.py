@@ -84,3 +84,27 @@ def test_a_save_over_the_working_directory_leaves_it_in_place(tmp_path, monkeypa
     assert os.path.samefile(Path.cwd(), folder) and (Path.cwd() / "config.json").is_file()
     np.testing.assert_array_equal(_scores(folder), new.score(PROMPTS))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
+
+
+@pytest.mark.parametrize("where", ["mount point", "parent not writable"])
+def test_a_folder_that_cannot_be_replaced_is_written_in_place(tmp_path, monkeypatch, where):
+    """A router folder that is a mount point (a container's volume) cannot be renamed, and one in a
+    parent folder the process may not write to has nowhere beside it for the new folder: saving over
+    either failed ('Device or resource busy', 'Permission denied') where it used to write in place."""
+    folder = tmp_path / "router"
+    _router("model_a").save(folder)
+    inode = folder.stat().st_ino
+    real = os.path.realpath(folder)
+    if where == "mount point":
+        ismount = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == real or ismount(p))
+    else:
+        access = os.access
+        parent = os.path.realpath(tmp_path)
+        monkeypatch.setattr(os, "access", lambda p, mode: os.fspath(p) != parent and access(p, mode))
+    new = _router("model_b")
+    assert new.save(folder) == folder
+    monkeypatch.undo()
+    assert folder.stat().st_ino == inode  # the same folder, written in place
+    np.testing.assert_array_equal(_scores(folder), new.score(PROMPTS))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["router"]
