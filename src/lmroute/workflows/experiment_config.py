@@ -64,7 +64,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     benchmarks: list[str] = Field(default_factory=lambda: ["mmlu", "gsm8k", "mt-bench"])
-    protocols: list[Protocol] = Field(default_factory=_benchmark_protocols)
+    protocols: list[Protocol] = Field(default_factory=_benchmark_protocols, min_length=1)
     #: Training sources (``battles:FILE``, ``gold:mmlu``...); ``gold:B`` is left out when testing on B.
     sources: list[str]
     routers: list[RouterSpec]
@@ -93,14 +93,31 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _held_out_for_source_protocols(self) -> ExperimentConfig:
+        # A protocol with nothing to evaluate ran nothing, and its empty results.md and results.json
+        # replaced the results in the output folder.
+        wanted = [p for p in self.protocols if p in BENCHMARK_PROTOCOLS]
+        if wanted and not self.benchmarks:
+            raise ValueError(f"protocol {wanted[0]} needs benchmarks: the benchmarks to evaluate on")
+        if "conversations" in self.protocols and not self.route_on:
+            raise ValueError("protocol conversations needs route_on: the texts to route each conversation on")
         wanted = [p for p in self.protocols if p in SOURCE_PROTOCOLS]
         if wanted and not self.held_out:
             raise ValueError(f"protocol {wanted[0]} needs held_out: the sources to hold out")
+        if "single-source" in self.protocols and not self._single_source_pairs():
+            raise ValueError(
+                "protocol single-source needs a held_out source with train specs (and no shots) and "
+                "another held_out source without shots to evaluate it on"
+            )
         names = [h.name for h in self.held_out]
         if len(set(names)) != len(names):
             raise ValueError(f"held_out names must differ: {names}")
         check_row_names([r.title for r in self.routers], self.baselines)
         return self
+
+    def _single_source_pairs(self) -> bool:
+        """Whether ``single-source`` trains on one held-out source and evaluates on another."""
+        plain = [h for h in self.held_out if not h.shots]
+        return any(h.train for h in plain) and len(plain) >= 2
 
 
 def check_row_names(titles: list[str], baselines: list[str]) -> None:

@@ -48,7 +48,7 @@ class NModelExperimentConfig(BaseModel):
     kind: Literal["n-models"]
     #: Multi-model custom benchmark files, relative to the data directory.
     files: list[str] = Field(min_length=1)
-    protocols: list[NProtocol] = Field(default_factory=lambda: list(_PROTOCOLS))
+    protocols: list[NProtocol] = Field(default_factory=lambda: list(_PROTOCOLS), min_length=1)
     #: Price file (relative to the experiment file's folder, or absolute).
     prices: str
     router: RouterSpec
@@ -73,6 +73,12 @@ class NModelExperimentConfig(BaseModel):
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"files: two files have the label {repeated[0]!r} (their folder or stem)")
+        # A run that evaluates nothing wrote empty results over the output folder's.
+        if set(self.protocols) == {"leave-one-source-out"} and len(self.files) < 2:
+            raise ValueError(
+                "protocol leave-one-source-out needs two files at least: each is predicted by a router "
+                "trained on the others"
+            )
         unknown = [name for name in self.models if name not in labels]
         if unknown:
             raise ValueError(

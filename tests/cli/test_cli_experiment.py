@@ -1,0 +1,141 @@
+"""``lmroute experiment`` end to end on small files: a bad experiment file is one error line naming
+the file and the key, before any work, and leaves the results already in the output folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lmroute.cli import main
+
+
+def _outcomes(path: Path, topic: str, n: int) -> Path:
+    """A file of three models' outcomes on ``n`` prompts of ``topic``."""
+    rows = [
+        {
+            "prompt": f"{topic} question {i}: " + "word " * (i % 9),
+            "scores": {"big": int(i % 3 > 0), "mid": i % 2, "small": int(i % 5 == 0)},
+        }
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Outcome files alpha and beta, and an output folder holding a run's results."""
+    _outcomes(tmp_path / "alpha.jsonl", "alpha", 20)
+    _outcomes(tmp_path / "beta.jsonl", "beta", 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.md").write_text("good results\n")
+    (out / "results.json").write_text('{"good": true}\n')
+    return tmp_path
+
+
+def _run(argv: list, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _held(source: str, folder: Path, **extra) -> dict:
+    path = str(folder / f"{source}.jsonl")
+    return {
+        "name": source,
+        "benchmark": path,
+        "strong_model": "big",
+        "weak_model": "small",
+        "train": [f"gold:{path}"],
+        **extra,
+    }
+
+
+def _experiment(folder: Path, **settings) -> dict:
+    return {
+        "sources": [f"gold:{folder / 'alpha.jsonl'}", f"gold:{folder / 'beta.jsonl'}"],
+        "routers": [{"name": "length", "label": "by length"}],
+        "baselines": ["random"],
+        "decontaminate": False,
+        "bootstrap": 5,
+        **settings,
+    }
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"protocols": []}, "protocols: List should have at least 1 item"),
+        ({"protocols": ["zero-shot"], "benchmarks": []}, "protocol zero-shot needs benchmarks"),
+        ({"protocols": ["gold-1500"], "benchmarks": []}, "protocol gold-1500 needs benchmarks"),
+        ({"protocols": ["conversations"], "route_on": []}, "protocol conversations needs route_on"),
+        (  # no source to train on alone
+            {"protocols": ["single-source"], "held_out": "alpha beta"},
+            "protocol single-source needs a held_out source with train specs",
+        ),
+        (  # trained on alpha, and no other source to evaluate it on
+            {"protocols": ["single-source"], "held_out": "alpha alpha-3shot"},
+            "and another held_out source without shots to evaluate it on",
+        ),
+    ],
+)
+def test_an_experiment_that_would_evaluate_nothing_is_refused_and_keeps_the_results(
+    folder, capsys, settings, needle
+):
+    # It ran nothing and wrote an empty results.md and results.json over the folder's results.
+    if settings.get("held_out") == "alpha beta":
+        settings["held_out"] = [{**_held(n, folder), "train": []} for n in ("alpha", "beta")]
+    elif settings.get("held_out") == "alpha alpha-3shot":
+        settings["held_out"] = [_held("alpha", folder), _held("alpha", folder, name="alpha-3shot", shots=3)]
+    config = folder / "exp.yaml"
+    config.write_text(json.dumps(_experiment(folder, **settings)))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: ") and needle in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"
+    assert (folder / "out" / "results.json").read_text() == '{"good": true}\n'
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"protocols": []}, "protocols: List should have at least 1 item"),
+        ({"protocols": ["leave-one-source-out"]}, "protocol leave-one-source-out needs two files at least"),
+    ],
+)
+def test_an_n_model_experiment_that_would_evaluate_nothing_is_refused(folder, capsys, settings, needle):
+    (folder / "prices.yaml").write_text(
+        "".join(
+            f"{m}: {{input_per_1m: {p}, output_per_1m: {p}}}\n"
+            for m, p in (("big", 3), ("mid", 1), ("small", 0.1))
+        )
+    )
+    config = folder / "n.yaml"
+    experiment = {
+        "kind": "n-models",
+        "files": ["alpha.jsonl"],
+        "prices": "prices.yaml",
+        "router": {"name": "mf"},
+    }
+    config.write_text(json.dumps({**experiment, **settings}))
+    argv = ["experiment", config, "--out", folder / "out", "--data-dir", folder, "--quiet"]
+    code, err = _run(argv, capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: ") and needle in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+def test_a_small_experiment_of_both_source_protocols_writes_its_results(folder, capsys):
+    # the settings refused above, given something to evaluate, run
+    config = folder / "exp.yaml"
+    held = [_held("alpha", folder), _held("beta", folder)]
+    config.write_text(
+        json.dumps(_experiment(folder, protocols=["leave-one-source-out", "single-source"], held_out=held))
+    )
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 0, err
+    data = json.loads((folder / "out" / "results.json").read_text())
+    assert set(data["single_source"]["apgr"]["by length"]) == {"alpha", "beta"}
+    assert data["leave_one_source_out"]["summary"]["by length"]["sources"] == 2
