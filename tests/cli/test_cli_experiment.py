@@ -139,3 +139,20 @@ def test_a_small_experiment_of_both_source_protocols_writes_its_results(folder, 
     data = json.loads((folder / "out" / "results.json").read_text())
     assert set(data["single_source"]["apgr"]["by length"]) == {"alpha", "beta"}
     assert data["leave_one_source_out"]["summary"]["by length"]["sources"] == 2
+
+
+def test_a_held_out_source_that_leaves_no_source_to_train_on_is_refused_before_any_training(folder, capsys):
+    # Found at beta's turn, after alpha's routers had trained, as "no training sources left for this
+    # held-out source": not saying which one.
+    alpha = str(folder / "alpha.jsonl")
+    held = [
+        _held("alpha", folder),
+        _held("beta", folder, train=[f"gold:{folder / 'beta.jsonl'}", f"gold:{alpha}"]),
+    ]
+    config = folder / "exp.yaml"
+    config.write_text(json.dumps(_experiment(folder, protocols=["leave-one-source-out"], held_out=held)))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: ")
+    assert "held_out beta: its train specs (and gold of its benchmark) are every source" in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"

@@ -103,6 +103,15 @@ class ExperimentConfig(BaseModel):
         wanted = [p for p in self.protocols if p in SOURCE_PROTOCOLS]
         if wanted and not self.held_out:
             raise ValueError(f"protocol {wanted[0]} needs held_out: the sources to hold out")
+        if "leave-one-source-out" in self.protocols:
+            # found only at that source's turn, after the sources before it had trained, and
+            # refused then without naming it
+            for held in self.held_out:
+                if not [s for s in self.sources if not carries(s, held)]:
+                    raise ValueError(
+                        f"held_out {held.name}: its train specs (and gold of its benchmark) are every "
+                        "source: leave-one-source-out has nothing left to train on"
+                    )
         if "single-source" in self.protocols and not self._single_source_pairs():
             raise ValueError(
                 "protocol single-source needs a held_out source with train specs (and no shots) and "
@@ -118,6 +127,14 @@ class ExperimentConfig(BaseModel):
         """Whether ``single-source`` trains on one held-out source and evaluates on another."""
         plain = [h for h in self.held_out if not h.shots]
         return any(h.train for h in plain) and len(plain) >= 2
+
+
+def carries(spec: str, source: HeldOutSource) -> bool:
+    """Whether training spec ``spec`` is one of ``source``'s own (its prompts or labels)."""
+    base = spec.partition("?")[0].strip()
+    return any(base == own.partition("?")[0].strip() for own in source.train) or (
+        base.lower().replace("_", "-") == f"gold:{source.benchmark.lower().replace('_', '-')}"
+    )
 
 
 def check_row_names(titles: list[str], baselines: list[str]) -> None:

@@ -25,7 +25,7 @@ from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, Benchmark, load_benchmark
 from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.evaluation.evaluator import RouterResult, evaluate_scores
 from lmroute.exceptions import ConfigError, DataError
-from lmroute.workflows.experiment_config import ExperimentConfig, HeldOutSource, RouterSpec
+from lmroute.workflows.experiment_config import ExperimentConfig, HeldOutSource, RouterSpec, carries
 from lmroute.workflows.results import (
     Cell,
     ExperimentResult,
@@ -113,14 +113,6 @@ def _pair_from_file(source: HeldOutSource, path: Path) -> Benchmark:
         str(pair[0]),
         str(pair[1]),
         tuple(f"{path.stem}/{i}" for i in keep),
-    )
-
-
-def carries(spec: str, source: HeldOutSource) -> bool:
-    """Whether training spec ``spec`` is one of ``source``'s own (its prompts or labels)."""
-    base = spec.partition("?")[0].strip()
-    return any(base == own.partition("?")[0].strip() for own in source.train) or (
-        base.lower().replace("_", "-") == f"gold:{source.benchmark.lower().replace('_', '-')}"
     )
 
 
