@@ -156,3 +156,44 @@ def test_a_held_out_source_that_leaves_no_source_to_train_on_is_refused_before_a
     assert err.startswith(f"lmroute: error: {config}: ")
     assert "held_out beta: its train specs (and gold of its benchmark) are every source" in err
     assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+@pytest.mark.parametrize("kind", ["leave-one-source-out", "pair-transfer"])
+def test_a_held_out_or_benchmark_file_is_found_in_lmroute_data_dir_as_the_sources_are(
+    folder, capsys, monkeypatch, kind
+):
+    # A relative gold:data/alpha.jsonl was found in $LMROUTE_DATA_DIR, but a held-out source's or a
+    # pair-transfer benchmark's data/alpha.jsonl only in --data-dir: "does not exist (nor in data
+    # directory None)".
+    data = folder / "shared"
+    (data / "data").mkdir(parents=True)
+    for name in ("alpha", "beta"):
+        (folder / f"{name}.jsonl").rename(data / "data" / f"{name}.jsonl")
+    monkeypatch.setenv("LMROUTE_DATA_DIR", str(data))
+    monkeypatch.chdir(folder)
+    if kind == "pair-transfer":
+        experiment: dict = {
+            "kind": "pair-transfer",
+            "benchmarks": [{"file": "data/alpha.jsonl", "pairs": [["big", "small"]]}],
+            "routers": [{"router": "length", "label": "by length"}],
+            "baselines": ["random"],
+            "bootstrap": 5,
+        }
+    else:
+        held = [
+            {**_held(n, folder), "benchmark": f"data/{n}.jsonl", "train": [f"gold:data/{n}.jsonl"]}
+            for n in ("alpha", "beta")
+        ]
+        experiment = {
+            **_experiment(folder, protocols=[kind], held_out=held),
+            "sources": ["gold:data/alpha.jsonl", "gold:data/beta.jsonl"],
+        }
+    config = folder / "exp.yaml"
+    config.write_text(json.dumps(experiment))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((folder / "out" / "results.json").read_text())["config"]
+    monkeypatch.delenv("LMROUTE_DATA_DIR")
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "data/alpha.jsonl does not exist; relative paths are also looked up in --data-dir DIR or" in err

@@ -180,6 +180,8 @@ def run_pair_transfer(
     log: Callable[[str], None] | None = None,
 ) -> PairTransferResult:
     """Evaluate every router, unchanged and pair-aware, and the baselines on every pair."""
+    from lmroute.workflows.transfer import resolve_held_out_file
+
     say = log or (lambda msg: print(msg, file=sys.stderr))
     result = PairTransferResult(config)
     # Every name and option checked before the first training, not after the routers before it.
@@ -192,7 +194,7 @@ def run_pair_transfer(
     benches = []
     for entry in config.benchmarks:
         keep = set(load_benchmark(entry.prompts_of, data_dir=data_dir).prompts) if entry.prompts_of else None
-        path = _in_data_dir(entry.file, data_dir)
+        path = resolve_held_out_file(entry.file, data_dir, what="benchmark file")
         benches.append((entry, *read_pair_benchmark(path, entry.pairs, keep=keep, name=entry.name)))
     routers = [
         (spec.title, loaded[i] if i in loaded else _router(spec, data_dir, progress, result.notes, say), spec)
@@ -272,13 +274,6 @@ def _router(
         f"{spec.title}: trained by this run on {battles:,} battles from {', '.join(spec.sources)}{left_out}"
     )
     return router
-
-
-def _in_data_dir(name: str, data_dir: str | Path | None) -> Path:
-    path = Path(name).expanduser()
-    if path.exists() or path.is_absolute() or data_dir is None:
-        return path
-    return Path(data_dir) / path
 
 
 def load_pair_transfer_config(path: str | Path) -> PairTransferConfig:

@@ -77,15 +77,26 @@ def _with_shots(bench: Benchmark, shots: int) -> tuple[Benchmark, tuple[str, ...
     return rest, tuple(f"{prefix}\n\n{prompt}" for prompt in rest.prompts)
 
 
-def resolve_held_out_file(target: str, data_dir: str | Path | None) -> Path:
-    """The file of a held-out source named in an experiment file: as given, else relative to the
-    data directory (shared with :mod:`lmroute.workflows.source_transfer`)."""
+def resolve_held_out_file(
+    target: str, data_dir: str | Path | None, *, what: str = "held-out source file"
+) -> Path:
+    """The file of a held-out source named in an experiment file (``what`` in errors): as given,
+    else in the data folders, as a source spec's file is found (``data_dir``, then
+    ``$LMROUTE_DATA_DIR``: :func:`lmroute.data.public.find_data_file`). Shared with
+    :mod:`lmroute.workflows.source_transfer` and :mod:`lmroute.workflows.pair_transfer`."""
+    from lmroute.data.public import find_data_file
+
     path = Path(target).expanduser()
-    if not path.exists() and data_dir is not None and not path.is_absolute():
-        path = Path(data_dir).expanduser() / path
-    if not path.exists():
-        raise DataError(f"held-out source file {target} does not exist (nor in data directory {data_dir})")
-    return path
+    found, folders = find_data_file(path, data_dir)
+    if found is None:
+        where = f" (nor in data directory {', '.join(map(str, folders))})" if folders else ""
+        hint = (
+            ""
+            if folders or path.is_absolute()
+            else "; relative paths are also looked up in --data-dir DIR or $LMROUTE_DATA_DIR"
+        )
+        raise DataError(f"{what} {target} does not exist{where}{hint}")
+    return found
 
 
 def _pair_from_file(source: HeldOutSource, path: Path) -> Benchmark:
