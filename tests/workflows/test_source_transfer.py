@@ -107,12 +107,28 @@ def test_lmroute_experiment_writes_the_table_and_the_plot(tmp_path, fake_embedde
     "change, message",
     [
         (
-            {"held_out": [{"name": "a", "benchmark": "mmlu", "leave_out": ["gold:nope"]}] * 2},
+            {"held_out": [{"name": "a", "benchmark": "mmlu", "leave_out": ["gold:nope"]}] * 3},
             "not among the sources",
         ),
         (
-            {"held_out": [{"name": "a", "benchmark": "mmlu"}, {"name": "a", "benchmark": "gsm8k"}]},
+            {"held_out": [{"name": n, "benchmark": "mmlu"} for n in ("a", "b", "a")]},
             "must differ",
+        ),
+        # the correlation of two points is undefined: the run failed after every router had trained
+        (
+            {"held_out": [{"name": n, "benchmark": "mmlu"} for n in ("a", "b")]},
+            "held_out: List should have at least 3",
+        ),
+        (  # it failed at its turn, after the sources before it had trained: "...excluding the gold of "
+            {
+                "sources": ["gold:mmlu", "gold:gsm8k"],
+                "held_out": [
+                    {"name": "a", "benchmark": "mmlu"},
+                    {"name": "b", "benchmark": "mt-bench"},
+                    {"name": "c", "benchmark": "gsm8k", "leave_out": ["gold:gsm8k", "gold:mmlu"]},
+                ],
+            },
+            r"held_out c leaves out every source \(gold:gsm8k, gold:mmlu\): nothing left to train on",
         ),
         ({"sources": ["gold:mmlu"]}, "at least 2"),
         ({"colour": "blue"}, "colour"),

@@ -55,7 +55,9 @@ class SimilarityVsApgrConfig(BaseModel):
     router: str = "mf"
     label: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    held_out: list[HeldOut] = Field(min_length=2)
+    #: Three at least: the correlation of fewer points is undefined, which failed the run after
+    #: every router had trained.
+    held_out: list[HeldOut] = Field(min_length=3)
     baselines: list[str] = Field(default_factory=lambda: ["random", "length"])
     embedder: str = "minilm"
     bootstrap: int = Field(default=1000, ge=1)
@@ -69,6 +71,14 @@ class SimilarityVsApgrConfig(BaseModel):
                 raise ValueError(f"held_out {held.name}: leave_out {unknown} is not among the sources")
         if len({h.name for h in self.held_out}) != len(self.held_out):
             raise ValueError("held_out names must differ")
+        for held in self.held_out:
+            # found at its turn, after the sources before it had trained, as an error naming nothing
+            own = self.own_specs(held)
+            if not [s for s in self.sources if s not in own]:
+                raise ValueError(
+                    f"held_out {held.name} leaves out every source ({', '.join(own)}): "
+                    "nothing left to train on"
+                )
         return self
 
     def own_specs(self, held: HeldOut) -> list[str]:
