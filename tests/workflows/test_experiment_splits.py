@@ -294,3 +294,27 @@ def test_two_rows_of_one_name_are_refused(tmp_path, routers, baselines):
     routers[0]["label"] = "first"
     path.write_text(json.dumps({"sources": ["gold:mmlu"], "routers": routers, "baselines": baselines}))
     assert load_experiment_config(path).routers[0].title == "first"
+
+
+@pytest.mark.parametrize("given", [["mt_bench"], ["mtbench"], ["bench.jsonl"]])
+def test_a_leave_one_out_entry_that_names_no_benchmark_is_refused(tmp_path, given):
+    # It was compared with the benchmarks' names only: a misspelt one (mt_bench is the data folder's
+    # name, mt-bench the benchmark's) was silently cross-fitted in folds instead.
+    from lmroute.workflows.experiment import load_experiment_config
+
+    path = tmp_path / "e.yaml"
+    settings = {"sources": ["gold:mmlu"], "routers": [{"name": "mf"}], "protocols": ["gold-1500"]}
+    benchmarks = ["mt_bench", str(tmp_path / "bench.jsonl")]
+    path.write_text(json.dumps({**settings, "benchmarks": benchmarks, "leave_one_out": given}))
+    with pytest.raises(
+        ConfigError,
+        match=rf"e\.yaml: .*leave_one_out: '{given[0]}' is no benchmark's name .*: mt-bench, bench\)",
+    ):
+        load_experiment_config(path)
+    path.write_text(
+        json.dumps({**settings, "benchmarks": benchmarks, "leave_one_out": ["mt-bench", "bench"]})
+    )
+    assert load_experiment_config(path).leave_one_out == ["mt-bench", "bench"]
+    # the default names mt-bench whatever the benchmarks are
+    path.write_text(json.dumps({**settings, "benchmarks": ["mmlu"]}))
+    assert load_experiment_config(path).leave_one_out == ["mt-bench"]

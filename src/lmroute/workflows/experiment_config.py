@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
 from lmroute.data.conversations import ROUTE_ON, RouteOn
 
 Protocol = Literal["zero-shot", "gold-1500", "leave-one-source-out", "single-source", "conversations"]
@@ -112,6 +113,15 @@ class ExperimentConfig(BaseModel):
                         f"held_out {held.name}: its train specs (and gold of its benchmark) are every "
                         "source: leave-one-source-out has nothing left to train on"
                     )
+        if "leave_one_out" in self.model_fields_set:
+            # a misspelt name (mt_bench for mt-bench) was silently cross-fitted in folds instead
+            names = [benchmark_name(b) for b in self.benchmarks]
+            unknown = [n for n in self.leave_one_out if n not in names]
+            if unknown:
+                raise ValueError(
+                    f"leave_one_out: {', '.join(map(repr, unknown))} is no benchmark's name (the names "
+                    f"of benchmarks: {', '.join(names) or 'none'})"
+                )
         if "single-source" in self.protocols and not self._single_source_pairs():
             raise ValueError(
                 "protocol single-source needs a held_out source with train specs (and no shots) and "
@@ -127,6 +137,13 @@ class ExperimentConfig(BaseModel):
         """Whether ``single-source`` trains on one held-out source and evaluates on another."""
         plain = [h for h in self.held_out if not h.shots]
         return any(h.train for h in plain) and len(plain) >= 2
+
+
+def benchmark_name(spec: str) -> str:
+    """The name a benchmark of ``benchmarks`` has in the results: a public one's (``mt_bench`` is
+    ``mt-bench``), else its file's stem."""
+    key = spec.strip().lower().replace("_", "-")
+    return key if key in PUBLIC_BENCHMARKS else Path(spec).stem
 
 
 def carries(spec: str, source: HeldOutSource) -> bool:
