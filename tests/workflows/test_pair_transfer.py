@@ -200,6 +200,14 @@ def test_lmroute_experiment_reports_a_bad_pair_transfer_file_in_one_line(tmp_pat
     [
         ({"routers": 1, "entry": {"router": "lenght"}}, "unknown router 'lenght'"),
         ({"routers": 1, "entry": {"train": "mf", "sources": ["x"], "options": {"epoch": 3}}}, "epoch"),
+        (
+            {"routers": 1, "entry": {"train": "mf", "sources": ["battles:batles.jsonl"]}},
+            "batles.jsonl does not",
+        ),
+        (
+            {"routers": 1, "entry": {"train": "mf", "sources": ["gold:mmlu?max_pair=3"]}},
+            "unknown option 'max_pair",
+        ),
         ({"baselines": ["random", "lenght"]}, "unknown router 'lenght'"),
         ({"file": "bnech.jsonl"}, "bnech.jsonl"),
     ],

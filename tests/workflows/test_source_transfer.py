@@ -175,3 +175,22 @@ def test_a_misspelt_router_or_option_fails_before_any_training_data_is_prepared(
             load_similarity_vs_apgr_config(path), data_dir=None, progress=False, log=logged.append
         )
     assert logged == []
+
+
+def test_a_misspelt_source_left_out_first_fails_before_any_training(tmp_path, fake_embedder):
+    # The first held-out source's own spec was read only by the second one's training, after the
+    # first one's router had trained.
+    from lmroute.exceptions import LmrouteError
+
+    raw = toy_raw(tmp_path)
+    typo = raw["sources"][0] + "?max_pair=3"
+    raw["sources"][0] = typo
+    raw["held_out"][0]["leave_out"] = [typo]
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match="unknown option 'max_pair=3'"):
+        run_similarity_vs_apgr(
+            load_similarity_vs_apgr_config(path), data_dir=None, progress=False, log=logged.append
+        )
+    assert logged == []

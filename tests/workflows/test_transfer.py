@@ -143,3 +143,26 @@ def test_source_protocols_need_held_out_sources_and_named_pairs(tmp_path):
     path = _outcomes(tmp_path / "a.jsonl", "a", 5)
     with pytest.raises(ConfigError, match="name its strong_model and weak_model"):
         load_held_out(HeldOutSource(name="a", benchmark=str(path)), data_dir=None)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("gold:{}/alpah.jsonl", "alpah.jsonl does not exist"),
+        ("gold:{}/alpha.jsonl?max_pair=3", "unknown option 'max_pair=3'"),
+    ],
+)
+def test_a_misspelt_train_spec_of_single_source_fails_before_any_training(config, tmp_path, spec, message):
+    # A held-out source's own specs are read only by single-source, after leave-one-source-out had
+    # trained on every source: a misspelt one lost all of that work.
+    from lmroute.exceptions import LmrouteError
+
+    held = [
+        h.model_copy(update={"train": [spec.format(tmp_path)]}) if h.name == "alpha" else h
+        for h in config.held_out
+    ]
+    config = config.model_copy(update={"held_out": held})
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match=message):
+        run_experiment(config, data_dir=None, progress=False, log=logged.append)
+    assert logged == [] and _FITS == []

@@ -270,6 +270,17 @@ def load_sources(
     return battles, report
 
 
+def check_sources(specs: Sequence[str], data_dir: str | Path | None = None) -> None:
+    """The error loading ``specs`` would meet first in a spec itself (an unknown kind or option)
+    or in finding its file, raised without reading any: for runs that load some sources only after
+    hours of work on others."""
+    for spec in specs:
+        parsed = parse_source(spec)
+        public = parsed.kind == "gold" and parsed.target.lower().replace("_", "-") in PUBLIC_BENCHMARKS
+        if not (public or (parsed.kind == "arena" and parsed.target.startswith("hf:"))):
+            _resolve(parsed, _data_dir(data_dir), target=parsed.target or "alpaca-eval")
+
+
 def source_file(spec: str, data_dir: str | Path | None = None) -> Path | None:
     """The file source ``spec`` reads, found as its loader finds it (the working directory, then
     the data folders; an AlpacaEval folder's ``judgments.jsonl``); None for a public benchmark, a

@@ -88,11 +88,15 @@ def run_experiment(
 ) -> ExperimentResult:
     """Train and evaluate every router under every protocol on every benchmark (benchmark
     protocols) and every held-out source (source protocols)."""
+    from lmroute.data.sources import check_sources
     from lmroute.workflows.conversations import run_conversations
     from lmroute.workflows.transfer import run_source_protocols
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     check_routers(config.routers, config.baselines, embedder)
+    # single-source reads the held-out sources' own specs last, after every other protocol's work
+    own = [t for h in config.held_out for t in h.train] if "single-source" in config.protocols else []
+    check_sources([*config.sources, *own], data_dir)
     result = ExperimentResult(config)
     if any(p in BENCHMARK_PROTOCOLS for p in config.protocols):
         # every benchmark read first: a misspelt second one failed after the first was done

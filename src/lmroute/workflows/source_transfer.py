@@ -148,6 +148,7 @@ def run_similarity_vs_apgr(
     log: Say | None = None,
 ) -> SourceTransferResult:
     """Train, evaluate and measure the similarity for every held-out source (see the module)."""
+    from lmroute.data.sources import check_sources
     from lmroute.embeddings import get_embedder
     from lmroute.registry import get_router_class, load_router, report_name
 
@@ -156,6 +157,7 @@ def run_similarity_vs_apgr(
     # a misspelt router or option (an embedder's, a base model's): here, not after the first
     # training data is prepared
     get_router_class(config.router).create(dict(config.options), embedder).check_options()
+    check_sources(config.sources, data_dir)  # the first held-out source's own: read at the second's turn
     result = SourceTransferResult(config)
     baselines = [load_router(name) for name in config.baselines]
     result.baselines = [report_name(n, r) for n, r in zip(config.baselines, baselines, strict=True)]
