@@ -208,6 +208,13 @@ def test_lmroute_experiment_reports_a_bad_pair_transfer_file_in_one_line(tmp_pat
             {"routers": 1, "entry": {"train": "mf", "sources": ["gold:mmlu?max_pair=3"]}},
             "unknown option 'max_pair",
         ),
+        (
+            {
+                "routers": 1,
+                "entry": {"train": "mf", "sources": ["gold:mmlu"], "exclude_benchmarks": ["gsm9k"]},
+            },
+            "benchmark 'gsm9k': not one of",
+        ),
         ({"baselines": ["random", "lenght"]}, "unknown router 'lenght'"),
         ({"file": "bnech.jsonl"}, "bnech.jsonl"),
     ],

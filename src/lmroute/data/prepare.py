@@ -142,6 +142,13 @@ def _benchmark_prompts(key: str, data_dir: str | Path | None) -> tuple[str, list
     return table.name, list(table.prompts)
 
 
+def check_benchmarks(names: Sequence[str], data_dir: str | Path | None = None) -> None:
+    """The DataError :func:`prepare_battles` meets for an ``exclude_benchmarks`` name that is no
+    public benchmark and no file found, raised without loading anything."""
+    for name in names:
+        _bench_key(name, data_dir, check=True)
+
+
 def benchmark_file(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The file of benchmark ``name``, found as a gold source's is; None for a public benchmark or
     a file found nowhere."""

@@ -180,6 +180,7 @@ def run_pair_transfer(
     log: Callable[[str], None] | None = None,
 ) -> PairTransferResult:
     """Evaluate every router, unchanged and pair-aware, and the baselines on every pair."""
+    from lmroute.data.prepare import check_benchmarks
     from lmroute.data.sources import check_sources
     from lmroute.workflows.transfer import resolve_held_out_file
 
@@ -190,7 +191,9 @@ def run_pair_transfer(
     for spec in config.routers:
         if spec.train is not None:
             get_router_class(spec.train).create(spec.options)
-            check_sources(spec.sources, data_dir)  # read only once the routers before it have trained
+            # read only once the routers before it have trained
+            check_sources(spec.sources, data_dir)
+            check_benchmarks(spec.exclude_benchmarks, data_dir)
     baselines = [load_router(name) for name in config.baselines]
     # Every benchmark file read before too: a misspelt one was found only after the routers trained.
     benches = []
