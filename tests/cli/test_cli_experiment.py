@@ -29,6 +29,10 @@ def folder(tmp_path: Path) -> Path:
     """Outcome files alpha and beta, and an output folder holding a run's results."""
     _outcomes(tmp_path / "alpha.jsonl", "alpha", 20)
     _outcomes(tmp_path / "beta.jsonl", "beta", 20)
+    rows = [
+        {"prompt": f"two question {i}", "scores": {"big": i % 2, "small": int(i % 3 == 0)}} for i in range(12)
+    ]
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.md").write_text("good results\n")
@@ -62,6 +66,26 @@ def _experiment(folder: Path, **settings) -> dict:
         "bootstrap": 5,
         **settings,
     }
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"protocols": ["zero-shot", "gold-1500", "zero-shot"]}, "protocols: zero-shot is given twice"),
+        (
+            {"protocols": ["conversations"], "route_on": ["last_user", "last_user"]},
+            "route_on: last_user is given",
+        ),
+    ],
+)
+def test_a_protocol_or_route_on_given_twice_is_refused(folder, capsys, settings, needle):
+    # It ran twice (its routers trained twice), and results.md and results.json held it twice.
+    config = folder / "exp.yaml"
+    config.write_text(json.dumps(_experiment(folder, benchmarks=[str(folder / "two.jsonl")], **settings)))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: ") and needle in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"
 
 
 @pytest.mark.parametrize(
@@ -103,9 +127,10 @@ def test_an_experiment_that_would_evaluate_nothing_is_refused_and_keeps_the_resu
     [
         ({"protocols": []}, "protocols: List should have at least 1 item"),
         ({"protocols": ["leave-one-source-out"]}, "protocol leave-one-source-out needs two files at least"),
+        ({"protocols": ["cross-fit", "cross-fit"]}, "protocols: cross-fit, cross-fit: one is given twice"),
     ],
 )
-def test_an_n_model_experiment_that_would_evaluate_nothing_is_refused(folder, capsys, settings, needle):
+def test_n_model_protocols_that_evaluate_nothing_or_run_twice_are_refused(folder, capsys, settings, needle):
     (folder / "prices.yaml").write_text(
         "".join(
             f"{m}: {{input_per_1m: {p}, output_per_1m: {p}}}\n"

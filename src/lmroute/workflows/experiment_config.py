@@ -94,6 +94,12 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _held_out_for_source_protocols(self) -> ExperimentConfig:
+        # One given twice ran twice (its routers trained twice), its results twice in results.json.
+        given: dict[str, list[str]] = {"protocols": list(self.protocols), "route_on": list(self.route_on)}
+        for key, values in given.items():
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{key}: {repeated[0]} is given twice")
         # A protocol with nothing to evaluate ran nothing, and its empty results.md and results.json
         # replaced the results in the output folder.
         wanted = [p for p in self.protocols if p in BENCHMARK_PROTOCOLS]

@@ -73,6 +73,8 @@ class NModelExperimentConfig(BaseModel):
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"files: two files have the label {repeated[0]!r} (their folder or stem)")
+        if len(set(self.protocols)) < len(self.protocols):  # it ran twice, its routers trained twice
+            raise ValueError(f"protocols: {', '.join(self.protocols)}: one is given twice")
         # A run that evaluates nothing wrote empty results over the output folder's.
         if set(self.protocols) == {"leave-one-source-out"} and len(self.files) < 2:
             raise ValueError(
