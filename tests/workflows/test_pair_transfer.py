@@ -85,6 +85,12 @@ def test_bad_rows_and_files_are_clear_errors(tmp_path):
         # one router's results silently took the other's place
         ({"routers": [{"router": "mf"}, {"router": "mf"}]}, "two rows would be named 'mf'"),
         ({"routers": [{"router": "length"}]}, "two rows would be named 'length'"),
+        # two table rows no one could tell apart, the later one's plot in place of the earlier one's
+        (
+            {"benchmarks": [{"file": f, "pairs": [["a", "b"]]} for f in ("b.jsonl", "sub/b.jsonl")]},
+            "benchmarks: b's pair a / b is given twice",
+        ),
+        ({"benchmarks": [{"file": "b.jsonl", "pairs": [["a", "b"], ["c", "b"], ["a", "b"]]}]}, "given twice"),
     ],
 )
 def test_config_errors_name_the_problem(tmp_path, change, message):

@@ -102,6 +102,18 @@ class PairTransferConfig(BaseModel):
     @model_validator(mode="after")
     def _row_names(self) -> PairTransferConfig:
         check_row_names([r.title for r in self.routers], self.baselines)
+        # Two of one name (a file's stem) and pair: two table rows no one could tell apart, and the
+        # later one's plot replaced the earlier one's.
+        seen: set[tuple[str, str, str]] = set()
+        for entry in self.benchmarks:
+            name = entry.name or Path(entry.file).stem
+            for strong, weak in entry.pairs:
+                if (name, strong, weak) in seen:
+                    raise ValueError(
+                        f"benchmarks: {name}'s pair {strong} / {weak} is given twice: list a pair once, "
+                        "and give two benchmarks of one file name each its own name"
+                    )
+                seen.add((name, strong, weak))
         return self
 
 
