@@ -222,3 +222,21 @@ def test_a_held_out_or_benchmark_file_is_found_in_lmroute_data_dir_as_the_source
     code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1, err
     assert "data/alpha.jsonl does not exist; relative paths are also looked up in --data-dir DIR or" in err
+
+
+def test_experiment_offers_no_data_url_it_would_ignore(folder, capsys):
+    # --data-url was accepted and ignored: the public files were downloaded from $LMROUTE_DATA_URL
+    # or RouteLLM's GitHub, not the mirror given.
+    config = folder / "exp.yaml"
+    config.write_text(
+        json.dumps(_experiment(folder, benchmarks=[str(folder / "two.jsonl")], protocols=["zero-shot"]))
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                str(a)
+                for a in ["experiment", config, "--out", folder / "out", "--data-url", "http://127.0.0.1:9/m"]
+            ]
+        )
+    assert exit_.value.code == 2 and "unrecognized arguments: --data-url" in capsys.readouterr().err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
+from lmroute.cli._options import Subparsers, add_data_dir_option, add_quiet_option, data_dir
 from lmroute.cli._output import check_output, wrote
 
 
@@ -27,7 +27,9 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         help="folder for results.md, .json, plots (default: results/experiment)",
     )
     add_quiet_option(p)
-    add_data_options(p)
+    # no --data-url: the runs read public files through many loaders that take no download URL, so
+    # it was accepted and ignored; $LMROUTE_DATA_URL, which they read, still points the download
+    add_data_dir_option(p)
     p.set_defaults(func=run)
 
 
