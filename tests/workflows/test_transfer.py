@@ -166,3 +166,13 @@ def test_a_misspelt_train_spec_of_single_source_fails_before_any_training(config
     with pytest.raises(LmrouteError, match=message):
         run_experiment(config, data_dir=None, progress=False, log=logged.append)
     assert logged == [] and _FITS == []
+
+
+def test_the_single_source_table_without_baselines_has_its_columns(config, tmp_path):
+    # Its columns were the baselines' evaluation sets: without baselines, a table of row names only.
+    config = config.model_copy(update={"baselines": [], "protocols": ["single-source"]})
+    result = run_experiment(config, data_dir=None, progress=False, log=lambda _: None)
+    text = write_experiment(result, tmp_path / "out")[0].read_text()
+    apgr = result.to_dict()["single_source"]["apgr"]["spy"]
+    assert "| spy: trained on ↓, evaluated on → | alpha | beta | gamma |" in text
+    assert f"| alpha | — | {apgr['alpha']['beta']:.3f} | {apgr['alpha']['gamma']:.3f} |" in text

@@ -114,7 +114,16 @@ def sources_markdown(summary: dict) -> str:
 
 def matrix_markdown(matrix: dict) -> str:
     """Single-source APGR: per router, a row per training source and a column per evaluation set."""
-    targets = list(dict.fromkeys(t for r in matrix["baselines"].values() for t in r))
+    # The columns: every set evaluated, by a baseline or a router (without baselines the table had
+    # none), in the baselines' order (the held-out sources'), else in the routers' training order.
+    evaluated = [t for rows in matrix["apgr"].values() for values in rows.values() for t in values]
+    order = [
+        *(t for r in matrix["baselines"].values() for t in r),
+        *(source for rows in matrix["apgr"].values() for source in rows),
+        *evaluated,
+    ]
+    wanted = {*evaluated, *(t for r in matrix["baselines"].values() for t in r)}
+    targets = [t for t in dict.fromkeys(order) if t in wanted]
     lines = []
     for router, rows_ in matrix["apgr"].items():
         head = [f"{router}: trained on ↓, evaluated on →", *targets]
