@@ -240,3 +240,32 @@ def test_experiment_offers_no_data_url_it_would_ignore(folder, capsys):
         )
     assert exit_.value.code == 2 and "unrecognized arguments: --data-url" in capsys.readouterr().err
     assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+@pytest.mark.parametrize(
+    "kind, router, needle",
+    [
+        ("n-models", "bert", "router 'bert' scores only its two models"),
+        ("n-models", "length", "router 'length' scores only its two models"),
+        ("onboarding-curve", "sw_ranking", "router 'sw_ranking' cannot onboard a model"),
+    ],
+)
+def test_a_router_that_cannot_do_an_n_model_experiment_is_refused_before_any_work(
+    folder, capsys, kind, router, needle
+):
+    # Found after the first fold's training (bert: minutes of fine-tuning), after the full and the
+    # base router had trained (sw_ranking), or as options the user never gave (length: "strong_model:
+    # Extra inputs are not permitted"). The data file is absent: a check made only later reads
+    # "does not exist".
+    (folder / "prices.yaml").write_text("big: {input_per_1m: 1, output_per_1m: 1}\n")
+    config = folder / "n.yaml"
+    experiment: dict = {"kind": kind, "prices": "prices.yaml", "router": {"name": router}}
+    if kind == "n-models":
+        experiment["files"] = ["absent.jsonl", "beta.jsonl"]
+    else:
+        experiment |= {"file": "absent.jsonl", "model": "mid", "probe_sizes": [5]}
+    config.write_text(json.dumps(experiment))
+    argv = ["experiment", config, "--out", folder / "out", "--data-dir", folder, "--quiet"]
+    code, err = _run(argv, capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("lmroute: error: ") and needle in err

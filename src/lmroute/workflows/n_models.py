@@ -138,6 +138,7 @@ def run_n_model_experiment(
 ) -> NModelResult:
     """Run every protocol on every file; see the module notes."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
+    check_n_model_router(config.router, embedder)
     prices_path = Path(config.prices)
     if not prices_path.is_absolute():
         prices_path = Path(config_dir) / prices_path
@@ -286,6 +287,19 @@ def _fit_fold_shrinkage(
         return router.predict_quality([rows.prompts[i] for i in idx], candidates)
 
     return fit_shrinkage(candidates, scores[train_idx], predict(train_idx), scores[val_idx], predict(val_idx))
+
+
+def check_n_model_router(spec: RouterSpec, embedder: Embedder | None) -> Router:
+    """The untrained router ``spec`` names; ConfigError, before any work, for one that cannot
+    predict N models' qualities (bert, causal_llm) or whose options name what cannot be had. Such
+    a router was refused only after the first fold's training (with bert: minutes of fine-tuning),
+    or for lacking the pair options its training adds (length)."""
+    from lmroute.registry import get_router_class
+
+    router = get_router_class(spec.name).create(dict(spec.options), embedder)
+    router.check_options()
+    router.predict_quality([], ["a", "b"])  # no prompt: only whether it can
+    return router
 
 
 def train_on(

@@ -24,8 +24,16 @@ from lmroute.catalogue import Catalogue, read_prices
 from lmroute.data.custom import read_custom
 from lmroute.evaluation.routing import evaluate_choices
 from lmroute.exceptions import ConfigError
+from lmroute.routers.base import Router
 from lmroute.workflows.experiment import RouterSpec
-from lmroute.workflows.n_models import file_label, grouped_splits, question_groups, take_rows, train_on
+from lmroute.workflows.n_models import (
+    check_n_model_router,
+    file_label,
+    grouped_splits,
+    question_groups,
+    take_rows,
+    train_on,
+)
 from lmroute.workflows.onboard import battles_against_known
 
 if TYPE_CHECKING:
@@ -108,6 +116,10 @@ def run_onboard_curve(
 ) -> OnboardCurveResult:
     """Train base and full, onboard at every probe size, evaluate all on the test part."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
+    # found after the full and the base router had trained (sw_ranking cannot onboard)
+    router = check_n_model_router(config.router, embedder)
+    if type(router).onboard is Router.onboard:
+        router.onboard(config.model, [])  # raises the router's own error
     prices_path = (
         Path(config.prices) if Path(config.prices).is_absolute() else Path(config_dir) / config.prices
     )
