@@ -269,3 +269,14 @@ def test_a_router_that_cannot_do_an_n_model_experiment_is_refused_before_any_wor
     code, err = _run(argv, capsys)
     assert code == 1 and err.count("\n") == 1, err
     assert err.startswith("lmroute: error: ") and needle in err
+
+
+def test_a_train_pair_of_one_model_is_refused_before_any_training(folder, capsys):
+    # The router refused it only at single-source's turn, after leave-one-source-out had trained.
+    held = [_held("alpha", folder), _held("beta", folder, train_pair=["big", "big"])]
+    config = folder / "exp.yaml"
+    protocols = ["leave-one-source-out", "single-source"]
+    config.write_text(json.dumps(_experiment(folder, protocols=protocols, held_out=held)))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: held_out.1: train_pair: both models are 'big'")

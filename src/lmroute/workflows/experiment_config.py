@@ -59,6 +59,13 @@ class HeldOutSource(BaseModel):
     #: their mean.
     shots: int = Field(default=0, ge=0)
 
+    @model_validator(mode="after")
+    def _two_models(self) -> HeldOutSource:
+        # train_pair is used only by single-source, after leave-one-source-out's training
+        if self.train_pair is not None and self.train_pair[0] == self.train_pair[1]:
+            raise ValueError(f"train_pair: both models are {self.train_pair[0]!r}: a router compares two")
+        return self
+
 
 class ExperimentConfig(BaseModel):
     """What an experiment trains, on which data, and how it is evaluated (a YAML file)."""
