@@ -128,9 +128,14 @@ def test_an_experiment_that_would_evaluate_nothing_is_refused_and_keeps_the_resu
         ({"protocols": []}, "protocols: List should have at least 1 item"),
         ({"protocols": ["leave-one-source-out"]}, "protocol leave-one-source-out needs two files at least"),
         ({"protocols": ["cross-fit", "cross-fit"]}, "protocols: cross-fit, cross-fit: one is given twice"),
+        # found after the first fold's training, or without naming the entry
+        ({"models": {"alpha": ["big"]}}, "models.alpha: ['big'] are not two or more different models"),
+        ({"models": {"alpha": ["big", "small", "big"]}}, "models.alpha: ['big', 'small', 'big'] are not two"),
     ],
 )
-def test_n_model_protocols_that_evaluate_nothing_or_run_twice_are_refused(folder, capsys, settings, needle):
+def test_n_model_settings_that_evaluate_nothing_run_twice_or_fail_late_are_refused(
+    folder, capsys, settings, needle
+):
     (folder / "prices.yaml").write_text(
         "".join(
             f"{m}: {{input_per_1m: {p}, output_per_1m: {p}}}\n"

@@ -81,6 +81,11 @@ class NModelExperimentConfig(BaseModel):
                 "protocol leave-one-source-out needs two files at least: each is predicted by a router "
                 "trained on the others"
             )
+        for label, candidates in self.models.items():
+            # one model failed after the first fold's training ("shrinkage needs at least two
+            # models"), a repeated one without naming the entry
+            if len(set(candidates)) != len(candidates) or len(candidates) < 2:
+                raise ValueError(f"models.{label}: {candidates} are not two or more different models")
         unknown = [name for name in self.models if name not in labels]
         if unknown:
             raise ValueError(
