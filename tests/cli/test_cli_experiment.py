@@ -285,3 +285,22 @@ def test_a_train_pair_of_one_model_is_refused_before_any_training(folder, capsys
     code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1, err
     assert err.startswith(f"lmroute: error: {config}: held_out.1: train_pair: both models are 'big'")
+
+
+@pytest.mark.parametrize("models", [["big"], ["big", "mid"]])
+def test_an_onboarding_curve_whose_base_router_would_know_one_model_is_refused_before_training(
+    folder, capsys, models
+):
+    # It failed after the full router had trained: "golden labels need at least two models".
+    (folder / "prices.yaml").write_text(
+        "".join(f"{m}: {{input_per_1m: {p}, output_per_1m: {p}}}\n" for m, p in (("big", 3), ("mid", 1)))
+    )
+    config = folder / "curve.yaml"
+    curve = {"kind": "onboarding-curve", "file": "alpha.jsonl", "model": "mid", "models": models}
+    config.write_text(
+        json.dumps({**curve, "prices": "prices.yaml", "router": {"name": "mf"}, "probe_sizes": [5]})
+    )
+    argv = ["experiment", config, "--out", folder / "out", "--data-dir", folder, "--quiet"]
+    code, err = _run(argv, capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "alpha.jsonl: the base router learns the candidates other than mid (big): give models: two" in err

@@ -125,6 +125,11 @@ def run_onboard_curve(
     )
     table = read_custom(Path(data_dir) / config.file)
     candidates = list(dict.fromkeys([*(config.models or table.models), config.model]))
+    if len(candidates) < 3:  # found after the full router had trained: the base one had one model
+        raise ConfigError(
+            f"{config.file}: the base router learns the candidates other than {config.model} "
+            f"({', '.join(m for m in candidates if m != config.model)}): give models: two at least"
+        )
     rows, skipped = table.complete(candidates)
     if skipped:
         say(f"{skipped} lines lack a candidate's score: left out")
