@@ -95,6 +95,7 @@ def test_a_protocol_or_route_on_given_twice_is_refused(folder, capsys, settings,
         ({"protocols": ["zero-shot"], "benchmarks": []}, "protocol zero-shot needs benchmarks"),
         ({"protocols": ["gold-1500"], "benchmarks": []}, "protocol gold-1500 needs benchmarks"),
         ({"protocols": ["conversations"], "route_on": []}, "protocol conversations needs route_on"),
+        ({"protocols": ["zero-shot"], "sources": []}, "sources: List should have at least 1 item"),
         (  # no source to train on alone
             {"protocols": ["single-source"], "held_out": "alpha beta"},
             "protocol single-source needs a held_out source with train specs",
@@ -109,6 +110,7 @@ def test_an_experiment_that_would_evaluate_nothing_is_refused_and_keeps_the_resu
     folder, capsys, settings, needle
 ):
     # It ran nothing and wrote an empty results.md and results.json over the folder's results.
+    settings.setdefault("benchmarks", [str(folder / "two.jsonl")])
     if settings.get("held_out") == "alpha beta":
         settings["held_out"] = [{**_held(n, folder), "train": []} for n in ("alpha", "beta")]
     elif settings.get("held_out") == "alpha alpha-3shot":

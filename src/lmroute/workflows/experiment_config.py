@@ -74,7 +74,9 @@ class ExperimentConfig(BaseModel):
     benchmarks: list[str] = Field(default_factory=lambda: ["mmlu", "gsm8k", "mt-bench"])
     protocols: list[Protocol] = Field(default_factory=_benchmark_protocols, min_length=1)
     #: Training sources (``battles:FILE``, ``gold:mmlu``...); ``gold:B`` is left out when testing on B.
-    sources: list[str]
+    # none was refused only after the first benchmark was read, as "no training sources left after
+    # excluding the gold of" it
+    sources: list[str] = Field(min_length=1)
     routers: list[RouterSpec]
     #: Models renamed in every source, so that one model spelled two ways is one model.
     aliases: dict[str, str] = Field(default_factory=dict)
