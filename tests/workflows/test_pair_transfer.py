@@ -207,6 +207,13 @@ def test_lmroute_experiment_reports_a_bad_pair_transfer_file_in_one_line(tmp_pat
         ({"routers": 1, "entry": {"router": "lenght"}}, "unknown router 'lenght'"),
         ({"routers": 1, "entry": {"train": "mf", "sources": ["x"], "options": {"epoch": 3}}}, "epoch"),
         (
+            {
+                "routers": 1,
+                "entry": {"train": "bert", "sources": ["gold:mmlu"], "options": {"encoder": "gt-minilm"}},
+            },
+            "base model 'gt-minilm' is neither",
+        ),
+        (
             {"routers": 1, "entry": {"train": "mf", "sources": ["battles:batles.jsonl"]}},
             "batles.jsonl does not",
         ),

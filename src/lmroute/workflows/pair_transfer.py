@@ -202,8 +202,9 @@ def run_pair_transfer(
     loaded = {i: load_router(spec.router) for i, spec in enumerate(config.routers) if spec.router is not None}
     for spec in config.routers:
         if spec.train is not None:
-            get_router_class(spec.train).create(spec.options)
-            # read only once the routers before it have trained
+            # an option naming what cannot be had (an embedder), and the sources: read only once
+            # the routers before it have trained
+            get_router_class(spec.train).create(spec.options).check_options()
             check_sources(spec.sources, data_dir)
             check_benchmarks(spec.exclude_benchmarks, data_dir)
     baselines = [load_router(name) for name in config.baselines]
