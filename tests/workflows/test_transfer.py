@@ -10,7 +10,7 @@ from lmroute import registry
 from lmroute.exceptions import ConfigError
 from lmroute.routers.base import Router, RouterConfig
 from lmroute.workflows.experiment import ExperimentConfig, run_experiment, write_experiment
-from lmroute.workflows.experiment_config import HeldOutSource
+from lmroute.workflows.experiment_config import HeldOutSource, RouterSpec
 from lmroute.workflows.transfer import carries, load_held_out
 
 #: Prompts each fit of the spy router trained on, in order.
@@ -176,3 +176,38 @@ def test_the_single_source_table_without_baselines_has_its_columns(config, tmp_p
     apgr = result.to_dict()["single_source"]["apgr"]["spy"]
     assert "| spy: trained on ↓, evaluated on → | alpha | beta | gamma |" in text
     assert f"| alpha | — | {apgr['alpha']['beta']:.3f} | {apgr['alpha']['gamma']:.3f} |" in text
+
+
+class _PairConfig(RouterConfig):
+    strong_model: str = "gpt-4-1106-preview"
+    weak_model: str = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+
+class _PairSpyRouter(_SpyRouter):
+    """The spy with a pair of models to compare, as mf has."""
+
+    name = "pair-spy"
+    config_class = _PairConfig
+
+
+def test_a_source_lacking_the_routers_pair_for_single_source_fails_before_any_training(config, monkeypatch):
+    # Its data lacks the router's pair and the entry names no train_pair that it holds: found only at
+    # single-source's turn, after leave-one-source-out had trained on every source.
+    from lmroute.exceptions import LmrouteError
+
+    monkeypatch.setattr(registry, "_ROUTERS", {**registry._ROUTERS, "pair-spy": _PairSpyRouter})
+    held = [
+        h.model_copy(update={"train_pair": ("big", "huge")}) if h.name == "beta" else h
+        for h in config.held_out
+    ]
+    config = config.model_copy(update={"routers": [RouterSpec(name="pair-spy")], "held_out": held})
+    logged: list[str] = []
+    with pytest.raises(LmrouteError, match="held-out source 'beta': its training data lacks gpt-4-1106"):
+        run_experiment(config, data_dir=None, progress=False, log=logged.append)
+    assert _FITS == []
+    # with its pair held by the data, it runs
+    held = [h.model_copy(update={"train_pair": None}) for h in held]
+    run_experiment(
+        config.model_copy(update={"held_out": held}), data_dir=None, progress=False, log=lambda _: None
+    )
+    assert len(_FITS) == 6

@@ -148,6 +148,8 @@ def run_source_protocols(
             "items": len(bench),
         }
         say(f"[{held.name}] {len(bench)} items, {bench.strong_model} vs {bench.weak_model}")
+    if "single-source" in config.protocols:
+        _check_single_source_pairs(config, data_dir)
     for protocol in ("leave-one-source-out", "single-source"):
         if protocol not in config.protocols:
             continue
@@ -236,6 +238,24 @@ def _train_on_one(
         for bench in targets:
             _score_into(config, result, "single-source", spec, router, bench, started, len(battles), held)
             started = time.perf_counter()
+
+
+def _check_single_source_pairs(config: ExperimentConfig, data_dir: str | Path | None) -> None:
+    """The ConfigError of :func:`_pair_for`, before any training: a source whose data lacks a
+    router's pair and holds no ``train_pair`` was found only at single-source's turn, after
+    leave-one-source-out had trained on every source. Reads each source's own specs once more
+    (without decontaminating them): seconds beside the training."""
+    from lmroute.data.sources import load_sources
+    from lmroute.registry import get_router_class
+
+    if not any("strong_model" in get_router_class(s.name).config_class.model_fields for s in config.routers):
+        return
+    for held in config.held_out:
+        if held.train and not held.shots:
+            battles, _ = load_sources(held.train, data_dir=data_dir, aliases=config.aliases)
+            models = {m for b in battles for m in (b.model_a, b.model_b)}
+            for spec in config.routers:
+                _pair_for(spec, held, models)
 
 
 def _pair_for(spec: RouterSpec, held: HeldOutSource, models: set[str]) -> dict[str, Any]:
