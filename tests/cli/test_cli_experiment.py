@@ -26,7 +26,8 @@ def _outcomes(path: Path, topic: str, n: int) -> Path:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """Outcome files alpha and beta, and an output folder holding a run's results."""
+    """Outcome files alpha and beta (three models), two (two models), and an output folder
+    holding a run's results."""
     _outcomes(tmp_path / "alpha.jsonl", "alpha", 20)
     _outcomes(tmp_path / "beta.jsonl", "beta", 20)
     rows = [
@@ -306,3 +307,28 @@ def test_an_onboarding_curve_whose_base_router_would_know_one_model_is_refused_b
     code, err = _run(argv, capsys)
     assert code == 1 and err.count("\n") == 1, err
     assert "alpha.jsonl: the base router learns the candidates other than mid (big): give models: two" in err
+
+
+def test_an_n_model_experiment_that_could_evaluate_no_file_keeps_the_results(folder, capsys):
+    # The two files share no model: leave-one-source-out could route neither, and results.md and
+    # results.json holding only that replaced the folder's.
+    rows = [{"prompt": f"other question {i}", "scores": {"x1": i % 2, "x2": i // 2 % 2}} for i in range(20)]
+    (folder / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prices = (("big", 3), ("mid", 1), ("small", 0.1), ("x1", 1), ("x2", 0.5))
+    (folder / "prices.yaml").write_text(
+        "".join(f"{m}: {{input_per_1m: {p}, output_per_1m: {p}}}\n" for m, p in prices)
+    )
+    config = folder / "n.yaml"
+    experiment = {"kind": "n-models", "files": ["alpha.jsonl", "other.jsonl"], "prices": "prices.yaml"}
+    config.write_text(
+        json.dumps({**experiment, "router": {"name": "mf"}, "protocols": ["leave-one-source-out"]})
+    )
+    argv = ["experiment", config, "--out", folder / "out", "--data-dir", folder, "--quiet"]
+    code, err = _run(argv, capsys)
+    assert code == 1, err
+    assert err.splitlines()[-1] == (
+        "lmroute: error: nothing could be evaluated: alpha: leave-one-source-out cannot route: the other "
+        "files hold 0 of its models (none); other: leave-one-source-out cannot route: the other files "
+        "hold 0 of its models (none)"
+    )
+    assert (folder / "out" / "results.md").read_text() == "good results\n"

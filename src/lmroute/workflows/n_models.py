@@ -213,6 +213,8 @@ def run_n_model_experiment(
                 f"[{name}/{protocol}] AIQ {mine.aiq:.4f} vs hull {hull.aiq:.4f}; {reach} "
                 f"({time.perf_counter() - started:.0f} s)"
             )
+    if not result.evaluations:  # its results, notes only, replaced the output folder's
+        raise DataError(f"nothing could be evaluated: {'; '.join(result.notes)}")
     return result
 
 
