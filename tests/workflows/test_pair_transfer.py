@@ -13,6 +13,7 @@ from lmroute.cli import main
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
 from lmroute.workflows.pair_transfer import (
     PairTransferConfig,
+    TransferBenchmark,
     TransferRouter,
     load_pair_transfer_config,
     read_pair_benchmark,
@@ -247,5 +248,23 @@ def test_a_misspelt_router_baseline_or_file_fails_before_the_first_training(
         config.baselines = change["baselines"]
     logged: list[str] = []
     with pytest.raises(LmrouteError, match=message):
+        run_pair_transfer(config, data_dir=None, progress=False, log=logged.append)
+    assert logged == []
+
+
+def test_a_pair_of_equal_mean_quality_fails_before_the_first_training(tmp_path, fake_minilm):
+    # It failed after every router had trained and the benchmarks before it were evaluated, as
+    # "strong and weak models have equal quality", naming no benchmark or pair.
+    from lmroute.exceptions import LmrouteError
+
+    config = toy_config(tmp_path)
+    even = tmp_path / "even.jsonl"
+    rows = [{"prompt": f"even question {i}", "scores": {"x": i % 2, "y": (i + 1) % 2}} for i in range(10)]
+    even.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config.benchmarks.append(TransferBenchmark(file=str(even), pairs=[("x", "y")]))
+    logged: list[str] = []
+    with pytest.raises(
+        LmrouteError, match=r"even\.jsonl: x and y have equal mean quality \(50\) on its 10 prompts"
+    ):
         run_pair_transfer(config, data_dir=None, progress=False, log=logged.append)
     assert logged == []
