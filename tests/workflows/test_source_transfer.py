@@ -194,3 +194,24 @@ def test_a_misspelt_source_left_out_first_fails_before_any_training(tmp_path, fa
             load_similarity_vs_apgr_config(path), data_dir=None, progress=False, log=logged.append
         )
     assert logged == []
+
+
+def test_a_held_out_pair_of_equal_mean_quality_fails_before_any_training(tmp_path, fake_embedder):
+    # It failed after the routers of the sources before it had trained, naming no source or pair.
+    from lmroute.exceptions import LmrouteError
+
+    raw = toy_raw(tmp_path)
+    even = tmp_path / "even.jsonl"
+    rows = [{"prompt": f"even question {i}", "scores": {"x": i % 2, "y": (i + 1) % 2}} for i in range(10)]
+    even.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw["held_out"].append({"name": "even", "benchmark": str(even), "pair": ["x", "y"], "leave_out": []})
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    logged: list[str] = []
+    with pytest.raises(
+        LmrouteError, match=r"held_out even: x and y have equal mean quality \(50\) on its 10"
+    ):
+        run_similarity_vs_apgr(
+            load_similarity_vs_apgr_config(path), data_dir=None, progress=False, log=logged.append
+        )
+    assert logged == []
