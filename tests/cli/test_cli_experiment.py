@@ -332,3 +332,19 @@ def test_an_n_model_experiment_that_could_evaluate_no_file_keeps_the_results(fol
         "hold 0 of its models (none)"
     )
     assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+def test_a_benchmark_of_equal_mean_quality_fails_before_any_training(folder, capsys):
+    # It failed after the benchmarks before it had been run and its own routers trained, as "strong
+    # and weak models have equal quality: PGR is undefined", naming no benchmark.
+    even = folder / "even.jsonl"
+    rows = [{"prompt": f"even question {i}", "scores": {"x": i % 2, "y": (i + 1) % 2}} for i in range(10)]
+    even.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = folder / "exp.yaml"
+    benchmarks = [str(folder / "two.jsonl"), str(even)]
+    config.write_text(json.dumps(_experiment(folder, benchmarks=benchmarks, protocols=["zero-shot"])))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and "[two]" not in err, err
+    assert err.splitlines()[-1].startswith(f"lmroute: error: {even}: ")
+    assert "have equal mean quality (0.5) on its 10 prompts, so PGR is undefined" in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"

@@ -40,6 +40,7 @@ from lmroute.workflows.results import (
     ExperimentResult,
     baseline_cells,
     bootstrap_apgr_ci,
+    check_pgr_defined,
     check_routers,
     fresh_router,
 )
@@ -102,6 +103,8 @@ def run_experiment(
         # every benchmark read first: a misspelt second one failed after the first was done
         benches = [(name, load_benchmark(name, data_dir=data_dir)) for name in config.benchmarks]
         _check_benchmark_names(benches)
+        for spec, bench in benches:
+            check_pgr_defined(bench, spec)
         for bench_name, bench in benches:
             _run_benchmark(config, result, bench_name, bench, data_dir, embedder, progress, say)
     if any(p in SOURCE_PROTOCOLS for p in config.protocols):

@@ -25,7 +25,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmroute.data.benchmarks import Benchmark, load_benchmark
-from lmroute.evaluation import metrics
 from lmroute.evaluation.evaluator import DEFAULT_SEEDS, score_prompts
 from lmroute.evaluation.transfer import PAIR_AWARE, PairResult, compare_on_pair
 from lmroute.exceptions import ConfigError, DataError, UnknownModelError
@@ -195,6 +194,7 @@ def run_pair_transfer(
     """Evaluate every router, unchanged and pair-aware, and the baselines on every pair."""
     from lmroute.data.prepare import check_benchmarks
     from lmroute.data.sources import check_sources
+    from lmroute.workflows.results import check_pgr_defined
     from lmroute.workflows.transfer import resolve_held_out_file
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -215,14 +215,8 @@ def run_pair_transfer(
         keep = set(load_benchmark(entry.prompts_of, data_dir=data_dir).prompts) if entry.prompts_of else None
         path = resolve_held_out_file(entry.file, data_dir, what="benchmark file")
         bench, skipped = read_pair_benchmark(path, entry.pairs, keep=keep, name=entry.name)
-        for strong, weak in entry.pairs:  # failed after the routers had trained, naming no pair
-            quality = float(bench.scores[strong].mean())
-            if metrics.equal_quality(quality, float(bench.scores[weak].mean())):
-                raise DataError(
-                    f"{entry.file}: {strong} and {weak} have equal mean quality "
-                    f"({quality * bench.scale:.4g}) on its {len(bench)} prompts, so PGR is undefined: "
-                    "route between another pair"
-                )
+        for strong, weak in entry.pairs:
+            check_pgr_defined(bench.with_pair(strong, weak), entry.file)
         benches.append((entry, bench, skipped))
     routers = [
         (spec.title, loaded[i] if i in loaded else _router(spec, data_dir, progress, result.notes, say), spec)

@@ -11,6 +11,7 @@ import numpy as np
 
 from lmroute.evaluation import metrics
 from lmroute.evaluation.evaluator import ORACLE, Evaluation, RouterResult, evaluate
+from lmroute.exceptions import DataError
 from lmroute.registry import get_router_class, load_router
 from lmroute.workflows.experiment_config import ExperimentConfig, RouterSpec
 
@@ -159,6 +160,18 @@ def bootstrap_apgr_ci(
         return None
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
+
+
+def check_pgr_defined(bench: Benchmark, where: str) -> None:
+    """DataError naming ``where`` when ``bench``'s two models have equal mean quality (PGR is
+    undefined): found by the evaluation, after the routers had trained, naming nothing."""
+    quality = float(bench.strong.mean())
+    if metrics.equal_quality(quality, float(bench.weak.mean())):
+        raise DataError(
+            f"{where}: {bench.strong_model} and {bench.weak_model} have equal mean quality "
+            f"({quality * bench.scale:.4g}) on its {len(bench)} prompts, so PGR is undefined: route "
+            "between another pair"
+        )
 
 
 def fresh_router(spec: RouterSpec, embedder: Embedder | None, **overrides: Any) -> Router:

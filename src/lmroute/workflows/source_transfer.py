@@ -23,9 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, Benchmark, load_benchmark
 from lmroute.data.decontaminate import DEFAULT_THRESHOLD
-from lmroute.evaluation import metrics
 from lmroute.evaluation.transfer import PairResult
-from lmroute.exceptions import ConfigError, DataError
+from lmroute.exceptions import ConfigError
 from lmroute.workflows.similarity import SimilarityVsApgr
 
 KIND = "similarity-vs-apgr"
@@ -152,6 +151,7 @@ def run_similarity_vs_apgr(
     from lmroute.data.sources import check_sources
     from lmroute.embeddings import get_embedder
     from lmroute.registry import get_router_class, load_router, report_name
+    from lmroute.workflows.results import check_pgr_defined
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     embedder = embedder if embedder is not None else get_embedder(config.embedder)
@@ -163,14 +163,8 @@ def run_similarity_vs_apgr(
     baselines = [load_router(name) for name in config.baselines]
     result.baselines = [report_name(n, r) for n, r in zip(config.baselines, baselines, strict=True)]
     benches = {h.name: _held_out_bench(h, data_dir) for h in config.held_out}
-    for name, bench in benches.items():  # failed after the routers before it had trained
-        quality = float(bench.strong.mean())
-        if metrics.equal_quality(quality, float(bench.weak.mean())):
-            raise DataError(
-                f"held_out {name}: {bench.strong_model} and {bench.weak_model} have equal mean quality "
-                f"({quality * bench.scale:.4g}) on its {len(bench)} prompts, so PGR is undefined: give "
-                "another pair"
-            )
+    for name, bench in benches.items():
+        check_pgr_defined(bench, f"held_out {name}")
     # Evaluation-only sources share one router: every source, decontaminated against all of them.
     shared = [h for h in config.held_out if not config.own_specs(h)]
     shared_fit: tuple[Any, int, list[str]] | None = None
