@@ -301,6 +301,23 @@ def test_data_url_flag_moves_the_download(public_data, monkeypatch, capsys):
     assert "0.5987" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "length", "--data", "mmlu", "--out", "r"],
+        ["data", "prepare", "--data", "mmlu"],
+        ["data", "similarity", "mmlu", "--against", "mf"],
+        ["replay", "--model", "router-length-share-0.5", "--prompts", "p.txt"],
+    ],
+)
+def test_only_eval_offers_a_data_url(command, capsys):
+    # These commands accepted --data-url and ignored it: public files came from $LMROUTE_DATA_URL or
+    # RouteLLM's GitHub, not the mirror given.
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--data-url", "http://127.0.0.1:9/m"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --data-url" in capsys.readouterr().err
+
+
 def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
     monkeypatch.setenv("LMROUTE_CACHE_DIR", str(tmp_path / "cache"))

@@ -12,7 +12,7 @@ import argparse
 
 from lmroute.cli._options import (
     Subparsers,
-    add_data_options,
+    add_data_dir_option,
     add_decontamination_options,
     data_dir,
     parse_aliases,
@@ -64,7 +64,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--out", help="write the battles to this JSONL file (readable as battles:FILE)")
     p.add_argument("--report", help="write the report to this JSON file")
-    add_data_options(p)
+    add_data_dir_option(p)
     p.set_defaults(func=run)
     _add_similarity_parser(subparsers)
 
@@ -106,7 +106,7 @@ def _add_similarity_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> N
         "(default 0.95 0.9 0.8 0.7 0.6 0.5)",
     )
     p.add_argument("--json", help="write the figures to this JSON file")
-    add_data_options(p)
+    add_data_dir_option(p)
     p.set_defaults(func=run_similarity)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lmroute.cli._options import Subparsers, add_data_options, add_quiet_option, data_dir
+from lmroute.cli._options import Subparsers, add_data_dir_option, add_quiet_option, data_dir
 from lmroute.cli._output import check_output, note, refuse_overwriting_inputs, write_json_report
 
 
@@ -37,7 +37,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--window", type=int, default=500, help="requests per reported window (default 500)")
     p.add_argument("--json", help="write the report (every window) to this JSON file")
     p.add_argument("--plot", help="draw the per-window shares and the threshold to this PNG")
-    add_data_options(p)
+    add_data_dir_option(p)
     add_quiet_option(p)
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 
 from lmroute.cli._options import (
     Subparsers,
-    add_data_options,
+    add_data_dir_option,
     add_decontamination_options,
     add_quiet_option,
     data_dir,
@@ -45,7 +45,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     )
     add_decontamination_options(p)
     add_quiet_option(p)
-    add_data_options(p)
+    add_data_dir_option(p)
     p.set_defaults(func=run)
 
 
