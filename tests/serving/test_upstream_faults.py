@@ -206,6 +206,17 @@ def test_upstream_keys_stay_secret(upstreams, monkeypatch):
     assert secret not in response.text and secret not in metrics
 
 
+def test_an_upstream_that_asks_for_a_key_none_is_configured_for_says_so(upstreams):
+    # It said "check $None": no variable to check, since no api_key_env names one.
+    upstreams.strong.mode, upstreams.strong.status = "status", 401
+    with running(upstreams.config(fallback=False)) as client:
+        response = chat(client, STRONG)
+    assert upstreams.strong.auth[-1] is None
+    message = response.json()["error"]["message"]
+    assert response.status_code == 502 and "$None" not in message
+    assert "model big-model asks for an API key and none is configured (set api_key_env)" in message
+
+
 def test_missing_key_variable_is_a_config_error(upstreams, monkeypatch):
     from lmroute import ConfigError
 

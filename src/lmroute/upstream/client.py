@@ -237,7 +237,9 @@ class Upstream:
         """An HTTP error answer as an UpstreamError (its public message without the URL), told to
         the observer."""
         named, where = f"model {self.model}", f"model {self.model} at {self.config.base_url}"
-        if status in (401, 403):
+        if status in (401, 403) and self.config.api_key_env is None:
+            detail = "asks for an API key and none is configured (set api_key_env)"
+        elif status in (401, 403):
             # The upstream's text may echo part of the key: say only which variable to check.
             detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
         else:
