@@ -122,6 +122,23 @@ def test_unknown_router_at_construction(upstreams):
 
 
 @pytest.mark.parametrize(
+    "url, message",
+    [
+        # passed, then every request raised a bare ValueError ("Port out of range 0-65535")
+        ("http://127.0.0.1:99999/v1", "base_url has a malformed port"),
+        ("http://127.0.0.1:abc/v1", "base_url has a malformed port"),
+        # passed, then every request went to .../v1?api-version=1/chat/completions: a 404
+        ("http://127.0.0.1:8080/v1?api-version=1", "base_url cannot carry a query"),
+        ("http://127.0.0.1:8080/v1#models", "base_url cannot carry a query"),
+    ],
+)
+def test_a_base_url_that_no_request_could_use_is_refused_at_construction(url, message):
+    weak = {"base_url": "http://127.0.0.1:1/v1", "model": "w"}
+    with pytest.raises(ConfigError, match=message):
+        Controller(routers=["length"], strong={"base_url": url, "model": "m"}, weak=weak)
+
+
+@pytest.mark.parametrize(
     "routers, message",
     [
         (None, "routers must be a list"),

@@ -55,11 +55,18 @@ class UpstreamConfig(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
         try:
-            host = urlsplit(value).hostname
-        except ValueError:  # a malformed port or IPv6 address
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:  # a malformed IPv6 address
             host = None
         if not host:  # "http://" alone would fail only at the first request, as "cannot reach"
             raise ValueError(f"base_url needs a host, such as http://127.0.0.1:8080/v1, got {value!r}")
+        try:
+            parts.port  # noqa: B018 (read to check it: every request would raise on it)
+        except ValueError:
+            raise ValueError(f"base_url has a malformed port (0 to 65535), got {value!r}") from None
+        if parts.query or parts.fragment:  # "/chat/completions" is appended to the base URL
+            raise ValueError(f"base_url cannot carry a query (?...) or a fragment (#...), got {value!r}")
         return value.rstrip("/")
 
     @field_validator("api_key_env")
