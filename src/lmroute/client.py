@@ -28,6 +28,7 @@ routing code (:mod:`lmroute.serving.service`), so they route, batch, retry and f
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -217,7 +218,8 @@ class Controller:
     """The synchronous :class:`AsyncController`: same arguments, plain calls.
 
     The routing code is async; this controller runs it on an event loop in a thread of its own.
-    Close it (or use it in a ``with`` block) to stop that thread.
+    Close it (or use it in a ``with`` block) to stop that thread. One controller may serve many
+    threads; closing it ends the calls still running in others with ConfigError.
     """
 
     def __init__(
@@ -268,6 +270,8 @@ class Controller:
         self._async = controller
         self.config = controller.config
         self._loop = asyncio.new_event_loop()
+        self._closing = False
+        self._lock = threading.Lock()  # so that close() misses no call that begins as it closes
         self._thread = threading.Thread(target=self._loop.run_forever, name="lmroute-controller", daemon=True)
         self._thread.start()
         self.chat = _SyncChat(self)
@@ -291,13 +295,24 @@ class Controller:
         return self._run(on_the_loop())
 
     def close(self) -> None:
-        """Close the upstream clients and stop the controller's thread."""
-        if self._loop.is_closed():
-            return
-        self._run(self._async.aclose())
+        """Close the upstream clients and stop the controller's thread; calls still running in other
+        threads end with ConfigError."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        # A call left running when the loop stops would never end: its thread would wait forever.
+        calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await self._async.aclose()
 
     def __enter__(self) -> Controller:
         return self
@@ -306,12 +321,17 @@ class Controller:
         self.close()
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        if self._loop.is_closed():
-            coro.close()
-            raise ConfigError("this Controller is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        with self._lock:
+            if self._closing:
+                coro.close()
+                raise ConfigError("this Controller is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closing:
+                raise ConfigError("this Controller was closed during the call") from None
+            raise
         except BaseException:
             future.cancel()  # e.g. Ctrl-C: stop the request on the loop too
             raise
@@ -470,8 +490,10 @@ class _SyncStream:
             raise
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+        if not self._controller._closing:  # a closed controller has ended its streams
             self._controller._run(self._stream.aclose())
 
     def __enter__(self) -> _SyncStream:

@@ -211,6 +211,42 @@ def _soon(condition) -> bool:
     return False
 
 
+def test_closing_a_controller_ends_the_calls_other_threads_wait_for(upstreams):
+    # close() stopped the event loop under calls in flight: their threads waited forever.
+    upstreams.strong.mode, upstreams.strong.delay = "hang", 5.0
+    upstreams.weak.mode, upstreams.weak.delay = "slow_stream", 5.0
+    client = Controller(routers={"length": LengthRouter()}, **tiers(upstreams))
+    stream = client.chat.completions.create(model="router-length-1", messages=MESSAGES, stream=True)
+    assert next(stream).choices[0].delta.content == "weak "
+    errors: list[BaseException] = []
+
+    def call(ask) -> None:
+        try:
+            ask()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(
+            target=call,
+            args=(lambda: client.chat.completions.create(model="router-length-0", messages=MESSAGES),),
+            daemon=True,
+        ),
+        threading.Thread(target=call, args=(lambda: next(stream),), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    assert _soon(lambda: len(upstreams.strong.requests) == 1)
+    client.close()
+    for thread in threads:
+        thread.join(timeout=3)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(errors) == 2 and all(isinstance(e, ConfigError) for e in errors)
+    assert all("closed" in str(e) for e in errors)
+    stream.close()  # after the controller: nothing left to close, and no error
+    assert _soon(lambda: upstreams.strong.cut == 1 and upstreams.weak.cut == 1)
+
+
 def test_closing_a_stream_stops_the_upstream_call_read_or_not(controller, upstreams):
     # As with the openai SDK's Stream: close() (or a with block) ends the upstream call, which would
     # otherwise go on generating (and billing) until the Controller closes.
