@@ -146,6 +146,7 @@ class AsyncController:
         summaries: EmbeddingSummaries,
     ) -> None:
         self.config = config
+        self._closed = False
         self._service = RoutingService.from_config(
             config, routers=routers, client_factory=factory, summaries=summaries
         )
@@ -168,6 +169,7 @@ class AsyncController:
     ) -> Decision:
         """The routing decision for a prompt (or messages) without calling a model; ``user`` names
         the conversation, as in a completion."""
+        self._check_open()
         target = self._service.target(model, router=router, threshold=threshold)
         messages = prompt if isinstance(prompt, str) else _messages(prompt)
         return await self._service.decide(target, messages, need_score=True, conversation=_user(user))
@@ -189,6 +191,7 @@ class AsyncController:
     ) -> ChatCompletion | _AsyncStream:
         from openai.types.chat import ChatCompletion
 
+        self._check_open()
         target = self._service.target(model, router=router, threshold=threshold)
         payload = _payload(messages, params)
         conversation = _user(payload.get("user"))
@@ -203,7 +206,14 @@ class AsyncController:
 
     async def aclose(self) -> None:
         """Close the upstream clients and scoring threads."""
-        await self._service.aclose()
+        if not self._closed:
+            self._closed = True
+            await self._service.aclose()
+
+    def _check_open(self) -> None:
+        # A closed upstream client would open a new connection pool that nothing closes.
+        if self._closed:
+            raise ConfigError("this AsyncController is closed")
 
     close = aclose  # the name openai's AsyncOpenAI has
 

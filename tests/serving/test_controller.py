@@ -203,6 +203,22 @@ def test_async_controller_closes_as_openai_async_client_does(upstreams, tmp_path
     assert state.exists()
 
 
+def test_a_closed_async_controller_refuses_calls(upstreams):
+    # As a closed Controller does; it called the model on a new connection pool, never closed.
+    async def main() -> None:
+        client = AsyncController(routers={"length": LengthRouter()}, **tiers(upstreams))
+        await client.chat.completions.create(model="router-length-0", messages=MESSAGES)
+        await client.close()
+        await client.close()  # twice is fine, as for openai.AsyncOpenAI
+        with pytest.raises(ConfigError, match="this AsyncController is closed"):
+            await client.chat.completions.create(model="router-length-0", messages=MESSAGES)
+        with pytest.raises(ConfigError, match="this AsyncController is closed"):
+            await client.route("hello", model="router-length-0")
+
+    asyncio.run(main())
+    assert len(upstreams.strong.requests) == 1
+
+
 def _soon(condition) -> bool:
     for _ in range(200):
         if condition():
