@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lmroute.control.config import ControlConfig
 from lmroute.control.taps import EmbeddingSummaries
@@ -422,10 +422,24 @@ def _payload(messages: Any, params: dict[str, Any]) -> dict[str, Any]:
     payload = {k: v for k, v in {**params, **extra}.items() if not isinstance(v, (NotGiven, Omit))}
     payload["messages"] = messages
     try:
+        payload = _as_sent(payload)
         encode_json(payload)
     except (TypeError, ValueError, RecursionError) as exc:  # a set, an object, a lone surrogate...
         raise RequestError(f"the request cannot be sent as JSON: {exc}", code="invalid_json") from None
     return payload
+
+
+def _as_sent(value: Any) -> Any:
+    """``value`` with the pydantic objects in it as the JSON the openai SDK sends for them: code
+    written for the SDK passes an answer's message back in the conversation as it came."""
+    if isinstance(value, BaseModel):
+        exclude = getattr(value, "__api_exclude__", None)
+        return value.model_dump(mode="json", exclude_unset=True, exclude=exclude)
+    if isinstance(value, Mapping):
+        return {key: _as_sent(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_sent(item) for item in value]
+    return value
 
 
 def _user(user: Any) -> tuple[str, str] | None:

@@ -107,6 +107,20 @@ def test_the_sdks_not_given_markers_leave_fields_out(controller, upstreams):
     assert "temperature" not in upstreams.strong.requests[-1] and "top_p" not in upstreams.strong.requests[-1]
 
 
+def test_an_answers_message_goes_back_in_the_conversation_as_the_sdk_sends_it(controller, upstreams):
+    # Code written for openai.OpenAI appends response.choices[0].message to its messages (the SDK
+    # sends pydantic objects as JSON): the Controller refused it, "cannot be sent as JSON".
+    first = controller.chat.completions.create(model="router-length-0", messages=MESSAGES)
+    messages = [*MESSAGES, first.choices[0].message, {"role": "user", "content": "and again"}]
+    second = controller.chat.completions.create(
+        model="router-length-0", messages=messages, extra_body={"metadata": first.usage}
+    )
+    assert second.choices[0].message.content == "strong says hi"
+    sent = upstreams.strong.requests[-1]
+    assert sent["messages"][1] == {"role": "assistant", "content": "strong says hi"}
+    assert sent["metadata"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+
+
 def test_unknown_router_at_construction(upstreams):
     with pytest.raises(UnknownRouterError, match="unknown router 'nope'"):
         Controller(routers=["nope"], **tiers(upstreams))
