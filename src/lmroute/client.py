@@ -91,9 +91,10 @@ class AsyncController:
         client_factory: ClientFactory | None = None,
         control: ControlConfig | Mapping[str, Any] | None = None,
     ):
+        given = {"strong": strong, "weak": weak}
+        tiers = {tier: _upstream(tier, u) for tier, u in given.items() if u is not None}
         summaries = EmbeddingSummaries()
         loaded = _load(routers, summaries)
-        tiers = {tier: upstream_from(u) for tier, u in (("strong", strong), ("weak", weak)) if u is not None}
         if len(tiers) < 2 and not models:
             raise ConfigError("give the strong and the weak model, or models= (N priced models)")
         try:
@@ -396,6 +397,13 @@ def _load(routers: RouterSpecs, summaries: EmbeddingSummaries | None = None) -> 
     if not loaded:
         raise ConfigError("no routers given")
     return loaded
+
+
+def _upstream(tier: str, value: UpstreamConfig | Mapping[str, Any] | str) -> UpstreamConfig:
+    try:
+        return upstream_from(value)
+    except ConfigError as exc:  # which of the upstreams is wrong: they take the same options
+        raise ConfigError(f"{tier}: {exc}") from None
 
 
 def _served_name(name: Any) -> str:

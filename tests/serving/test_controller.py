@@ -152,6 +152,15 @@ def test_a_base_url_that_no_request_could_use_is_refused_at_construction(url, me
         Controller(routers=["length"], strong={"base_url": url, "model": "m"}, weak=weak)
 
 
+def test_a_bad_upstream_option_names_its_tier(upstreams):
+    # "invalid upstream: timeout: ..." said not which of the two upstreams was wrong.
+    options = tiers(upstreams)
+    with pytest.raises(ConfigError, match=r"^weak: invalid upstream: timeout: Input should be greater"):
+        Controller(routers=["length"], strong=options["strong"], weak={**options["weak"], "timeout": 0})
+    with pytest.raises(ConfigError, match=r"^strong: an upstream is a mapping .*; got int$"):
+        Controller(routers=["length"], strong=5, weak=options["weak"])
+
+
 @pytest.mark.parametrize(
     "routers, message",
     [
