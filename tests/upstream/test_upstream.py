@@ -245,3 +245,37 @@ def test_a_stream_without_done_whose_choices_all_finished_is_complete():
     with serve_in_thread(app) as url:
         chunks = asyncio.run(_read_stream(url + "/v1"))
     assert len(chunks) == 4
+
+
+def test_a_redirect_says_where_to_and_that_it_is_not_followed():
+    # http:// for an https-only API answers 301: the error was "answered 301: <html>...", which
+    # says nothing of a redirect (a POST is not followed: its body would be lost).
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def chat(request):
+        where = "https://api.example.com/v1/chat/completions"
+        return HTMLResponse("<html>Moved</html>", status_code=301, headers={"location": where})
+
+    async def call(url: str) -> UpstreamError:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=0, timeout=5)
+        upstream = Upstream(config, make_client(config))
+        try:
+            with pytest.raises(UpstreamError) as failed:
+                await upstream.complete({"messages": [{"role": "user", "content": "hi"}]})
+        finally:
+            await upstream.aclose()
+        return failed.value
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_in_thread(app) as url:
+        error = asyncio.run(call(url + "/v1"))
+    assert error.status_code == 301
+    assert str(error) == (
+        f"model m at {url}/v1 answered 301, a redirect to https://api.example.com/v1/chat/completions "
+        "(not followed: set base_url to the address it gives)"
+    )
+    assert error.client_message == (
+        "model m answered 301, a redirect (not followed: set base_url to the address it gives)"
+    )

@@ -237,16 +237,23 @@ class Upstream:
         """An HTTP error answer as an UpstreamError (its public message without the URL), told to
         the observer."""
         named, where = f"model {self.model}", f"model {self.model} at {self.config.base_url}"
+        private = None  # the detail for the log, when it differs: a redirect's address
         if status in (401, 403) and self.config.api_key_env is None:
             detail = "asks for an API key and none is configured (set api_key_env)"
         elif status in (401, 403):
             # The upstream's text may echo part of the key: say only which variable to check.
             detail = f"rejected lmroute's API key (check ${self.config.api_key_env})"
+        elif 300 <= status < 400:
+            # e.g. http:// for an https-only API; a POST is not followed (its body would be lost).
+            followed = "(not followed: set base_url to the address it gives)"
+            detail = f"answered {status}, a redirect {followed}"
+            if headers.get("location"):
+                private = f"answered {status}, a redirect to {headers['location']} {followed}"
         else:
             detail = f"answered {status}: {_upstream_message(content)}"
         return self._count(
             UpstreamError(
-                f"{where} {detail}",
+                f"{where} {private or detail}",
                 status_code=status,
                 model=self.model,
                 retry_after=_retry_after(headers),
