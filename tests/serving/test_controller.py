@@ -161,6 +161,19 @@ def test_a_bad_upstream_option_names_its_tier(upstreams):
         Controller(routers=["length"], strong=5, weak=options["weak"])
 
 
+def test_a_key_read_with_its_line_end_is_sent_without_it(upstreams, monkeypatch):
+    # A key from a file (a Kubernetes secret, an env file with CRLF) ends in a line break, which
+    # no HTTP header may carry: every request raised a bare ValueError ("Forbidden control
+    # character detected in headers").
+    monkeypatch.setenv("LINE_END_KEY", "sk-test-123\r\n")
+    with Controller(routers=["length"], **tiers(upstreams, api_key_env="LINE_END_KEY")) as client:
+        response = client.chat.completions.create(model="router-length-0", messages=MESSAGES)
+    assert response.model == "big-model" and upstreams.strong.auth[-1] == "Bearer sk-test-123"
+    monkeypatch.setenv("LINE_END_KEY", "sk-test\n123")
+    with pytest.raises(ConfigError, match=r"LINE_END_KEY .*holds a line break or another control character"):
+        Controller(routers=["length"], **tiers(upstreams, api_key_env="LINE_END_KEY"))
+
+
 @pytest.mark.parametrize(
     "routers, message",
     [

@@ -81,11 +81,13 @@ class UpstreamConfig(BaseModel):
         """The API key from the environment; ConfigError when the named variable is unset."""
         if self.api_key_env is None:
             return None
-        key = os.environ.get(self.api_key_env)
+        where = f"environment variable {self.api_key_env} (api_key_env of model {self.model!r})"
+        # A key read from a file (a mounted secret, an env file with CRLF) often ends in a line break.
+        key = os.environ.get(self.api_key_env, "").strip()
         if not key:
-            raise ConfigError(
-                f"environment variable {self.api_key_env} (api_key_env of model {self.model!r}) is not set"
-            )
+            raise ConfigError(f"{where} is not set")
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):  # no HTTP header can carry one
+            raise ConfigError(f"{where} holds a line break or another control character")
         return key
 
 
