@@ -108,7 +108,7 @@ class AsyncController:
                     batch_size=batch_size,
                     batch_wait_ms=batch_wait_ms,
                     scoring_threads=scoring_threads,
-                    control=ControlConfig.model_validate(control if control is not None else {}),
+                    control=control if control is not None else {},
                 )
             )
         except ValidationError as exc:

@@ -80,3 +80,9 @@ def test_a_missing_calibration_file_names_its_key(upstreams, tmp_path):
             control={"calibration_prompts": str(missing)},
             **tiers(upstreams),
         )
+
+
+def test_a_bad_control_option_names_its_section(upstreams):
+    # "invalid controller options: stat_file: ..." said not that the key was one of control=.
+    with pytest.raises(ConfigError, match=r"^invalid controller options: control\.stat_file: Extra inputs"):
+        Controller(routers={"length": LengthRouter()}, control={"stat_file": "x.json"}, **tiers(upstreams))
