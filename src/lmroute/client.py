@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -281,6 +282,7 @@ class Controller:
         self._async = controller
         self.config = controller.config
         self._loop = asyncio.new_event_loop()
+        self._pid = os.getpid()  # a forked child has a copy of the loop, not the thread that runs it
         self._closing = False
         self._lock = threading.Lock()  # so that close() misses no call that begins as it closes
         self._thread = threading.Thread(target=self._loop.run_forever, name="lmroute-controller", daemon=True)
@@ -308,6 +310,9 @@ class Controller:
     def close(self) -> None:
         """Close the upstream clients and stop the controller's thread; calls still running in other
         threads end with ConfigError."""
+        if self._forked():  # the parent's thread and connections: the parent closes them
+            self._closing = True
+            return
         with self._lock:
             if self._closing:
                 return
@@ -331,7 +336,16 @@ class Controller:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _forked(self) -> bool:
+        return os.getpid() != self._pid
+
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._forked():
+            coro.close()
+            raise ConfigError(
+                "this Controller was made in another process (before a fork): its calls would never "
+                "end here; make a Controller in each process"
+            )
         with self._lock:
             if self._closing:
                 coro.close()
@@ -537,5 +551,5 @@ class _SyncStream:
     def __del__(self) -> None:
         # Dropped unfinished (a loop left by break): end the upstream call, as a generator would.
         loop = self._controller._loop
-        if not self._closed and loop.is_running():
+        if not self._closed and loop.is_running() and not self._controller._forked():
             asyncio.run_coroutine_threadsafe(self._stream.aclose(), loop)

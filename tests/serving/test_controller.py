@@ -2,6 +2,8 @@
 
 import asyncio
 import io
+import os
+import signal
 import threading
 
 import numpy as np
@@ -237,6 +239,32 @@ def test_async_controller_closes_as_openai_async_client_does(upstreams, tmp_path
 
     asyncio.run(main())
     assert state.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX's")
+def test_a_controller_made_before_a_fork_says_so_in_the_child(upstreams):
+    # A server that forks its workers after import (gunicorn --preload, a multiprocessing pool)
+    # left each child a copy without the controller's thread: every call waited forever.
+    client = Controller(routers={"length": LengthRouter()}, **tiers(upstreams))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        signal.alarm(10)  # the old code waited forever
+        try:
+            client.chat.completions.create(model="router-length-0", messages=MESSAGES)
+            said = "answered"
+        except BaseException as exc:
+            said = f"{type(exc).__name__}: {exc}"
+        client.close()  # the parent's to close: nothing to do here, at once
+        os.write(write, said.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    os.waitpid(pid, 0)
+    assert said.startswith("ConfigError: this Controller was made in another process")
+    assert client.chat.completions.create(model="router-length-0", messages=MESSAGES).model == "big-model"
+    client.close()
 
 
 def test_a_closed_async_controller_refuses_calls(upstreams):
