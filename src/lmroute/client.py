@@ -173,7 +173,8 @@ class AsyncController:
         the conversation, as in a completion."""
         self._check_open()
         target = self._service.target(model, router=router, threshold=threshold)
-        messages = prompt if isinstance(prompt, str) else _messages(prompt)
+        # messages as create() takes them: an answer's message object too
+        messages = prompt if isinstance(prompt, str) else _messages(_payload(prompt, {})["messages"])
         return await self._service.decide(target, messages, need_score=True, conversation=_user(user))
 
     def status(self) -> dict[str, Any]:

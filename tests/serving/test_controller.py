@@ -123,6 +123,16 @@ def test_an_answers_message_goes_back_in_the_conversation_as_the_sdk_sends_it(co
     assert sent["metadata"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
 
 
+def test_route_takes_an_answers_message_as_create_does(controller):
+    first = controller.chat.completions.create(model="router-length-0", messages=MESSAGES)
+    messages = [*MESSAGES, first.choices[0].message, {"role": "user", "content": "and again"}]
+    # was RequestError: "messages.1: Input should be a valid dictionary or instance of ChatMessage"
+    decision = controller.route(messages, model="router-length-0.5")
+    assert decision.router == "length" and decision.score == pytest.approx(
+        LengthRouter().score(["and again"])[0]
+    )
+
+
 def test_unknown_router_at_construction(upstreams):
     with pytest.raises(UnknownRouterError, match="unknown router 'nope'"):
         Controller(routers=["nope"], **tiers(upstreams))
