@@ -40,12 +40,13 @@ class FakeUpstream:
         self.failures = 0
         self.fault_at: int | None = None
         self.cut = 0
+        self.garbage = b"<html>oops"  # what mode "malformed" answers (a stream: as its event's data)
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
 
     def reset(self) -> None:
         self.mode, self.status, self.delay, self.failures = "ok", 500, 0.05, 0
-        self.fault_at, self.cut = None, 0
+        self.fault_at, self.cut, self.garbage = None, 0, b"<html>oops"
         self.requests.clear()
         self.auth.clear()
 
@@ -95,7 +96,7 @@ class FakeUpstream:
                 self.cut += 1
                 return Response(status_code=499)
             if mode == "malformed" and not body.get("stream"):
-                return Response(b"<html>oops", media_type="application/json")
+                return Response(self.garbage, media_type="application/json")
             if not body.get("stream"):
                 return JSONResponse(self.completion(model))
             fault_at = {"drop": 2, "error_event": 1, "malformed": 0, "cut_short": 2}.get(mode)
@@ -111,7 +112,7 @@ class FakeUpstream:
                         yield b'data: {"error": {"message": "the model crashed"}}\n\n'
                         return
                     if mode == "malformed" and i == fault_at:
-                        yield b"data: {not json\n\n"
+                        yield b"data: " + self.garbage + b"\n\n"
                         return
                     if mode == "cut_short" and i == fault_at:
                         return

@@ -172,8 +172,15 @@ def test_5xx_falls_back_or_502s_and_is_retried(upstreams):
         assert 'lmroute_upstream_retries_total{model="big-model"} 2.0' in metric_lines(client)
 
 
-def test_malformed_answer_is_a_502(upstreams):
-    upstreams.strong.mode = "malformed"
+@pytest.mark.parametrize(
+    "garbage",
+    [b"<html>oops", b'{"choices": [], "n": 1' + b"0" * 5000 + b"}", b"[" * 100_000, b"\xff\xfe"],
+    ids=["page", "over-4300-digits", "nested-too-deeply", "not-utf8"],
+)
+def test_malformed_answer_is_a_502(upstreams, garbage):
+    # An integer of more digits than Python converts, or nesting past its recursion limit, escaped
+    # as a ValueError / RecursionError: a 500 and no fallback.
+    upstreams.strong.mode, upstreams.strong.garbage = "malformed", garbage
     with running(upstreams.config(fallback=False)) as client:
         response = chat(client, STRONG)
         assert response.status_code == 502
@@ -637,3 +644,13 @@ def test_an_answer_holding_half_an_emoji_or_an_infinite_logprob_is_relayed_as_se
     assert text == "ok \ud83d\ude00 end"
     assert answer.choices[0].message.content == "a\ud83d"
     assert answer.choices[0].logprobs.content[0].logprob == float("-inf")
+
+
+@pytest.mark.parametrize("garbage", [b'{"n": 1' + b"0" * 5000 + b"}", b"[" * 100_000])
+def test_a_stream_event_json_cannot_read_is_a_malformed_event(upstreams, garbage):
+    # Such events escaped as a ValueError / RecursionError: the stream ended with no error event.
+    upstreams.strong.mode, upstreams.strong.fault_at, upstreams.strong.garbage = "malformed", 1, garbage
+    with running(upstreams.config()) as client:
+        response = chat(client, STRONG, stream=True)
+    got = events(response)
+    assert got[-1] == "[DONE]" and "malformed stream event" in json.loads(got[-2])["error"]["message"]

@@ -40,6 +40,9 @@ _RETRY_STATUSES = frozenset({408, 409, 429})
 #: A longer Retry-After than this is not waited for in the request: the client gets the 429 and it.
 MAX_RETRY_AFTER = 30.0
 _PATH = "/chat/completions"
+#: What json.loads raises on a body it cannot read: ValueError covers bad UTF-8, bad JSON and an
+#: integer of more digits than Python converts; RecursionError, nesting past the interpreter's limit.
+_UNREADABLE_JSON = (ValueError, RecursionError)
 
 
 def make_client(config: UpstreamConfig) -> Transport:
@@ -132,7 +135,7 @@ class Upstream:
             self._observe(time.perf_counter() - start)
         try:
             data = json.loads(reply.content)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except _UNREADABLE_JSON:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise self._bad_answer(
@@ -315,7 +318,7 @@ class UpstreamStream:
                 events += 1
                 try:
                     chunk = json.loads(data)
-                except json.JSONDecodeError:
+                except _UNREADABLE_JSON:
                     chunk = None
                 if not isinstance(chunk, dict):
                     raise upstream._bad_answer(f"sent a malformed stream event ({data[:80]!r})", 200)
@@ -414,7 +417,7 @@ def _upstream_message(content: bytes) -> str:
     """The message of an error answer: OpenAI's ``error.message``, else the start of the body."""
     try:
         body = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except _UNREADABLE_JSON:
         body = None
     if isinstance(body, dict):
         error = body.get("error", body)
