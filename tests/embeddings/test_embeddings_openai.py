@@ -111,6 +111,18 @@ def test_batches_order_normalisation_and_key_from_named_variable(server, sleeps,
     assert sleeps == []
 
 
+def test_a_key_read_with_its_line_end_is_sent_without_it(server, sleeps, monkeypatch):
+    # A key from a mounted secret or a CRLF env file ends in a line break: httpx refused the header,
+    # reported as "cannot reach" the endpoint and retried, never sent.
+    monkeypatch.setenv("MY_EMBED_KEY", " sk-test-123\r\n")
+    make(server, sleeps, api_key_env="MY_EMBED_KEY").embed(["x"])
+    assert server.requests[0][1]["Authorization"] == "Bearer sk-test-123" and sleeps == []
+    monkeypatch.setenv("MY_EMBED_KEY", "sk-test\n123")
+    with pytest.raises(ConfigError, match="MY_EMBED_KEY holds a line break or another control character"):
+        make(server, sleeps, api_key_env="MY_EMBED_KEY").embed(["y"])
+    assert len(server.requests) == 1 and sleeps == []
+
+
 def test_no_key_no_authorization_header(server, sleeps, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     make(server, sleeps).embed(["x"])

@@ -218,7 +218,12 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         if self.dimensions is not None:
             payload["dimensions"] = self.dimensions
         headers = {}
-        key = os.environ.get(self.api_key_env)
+        # A key read from a file (a mounted secret, an env file with CRLF) often ends in a line break.
+        key = os.environ.get(self.api_key_env, "").strip()
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):  # no HTTP header can carry one
+            raise ConfigError(
+                f"environment variable {self.api_key_env} holds a line break or another control character"
+            )
         if key:
             headers["Authorization"] = f"Bearer {key}"
         client = self._http()
@@ -256,7 +261,8 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             message = response.text[:300].strip() or response.reason_phrase
         text = f"{url} answered {response.status_code}: {message}"
         if response.status_code == 401:
-            where = "is not set" if not os.environ.get(self.api_key_env) else "holds a key that was refused"
+            key = os.environ.get(self.api_key_env, "").strip()
+            where = "holds a key that was refused" if key else "is not set"
             text += f" (the API key is read from ${self.api_key_env}, which {where})"
         return text
 
