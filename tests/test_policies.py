@@ -143,3 +143,17 @@ def test_grids_cover_every_choice():
 def test_bad_arguments(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+@pytest.mark.parametrize("policy, knob", [("lambda", 0.1), ("quality", 0.5)])
+def test_ranked_of_no_prompts_is_empty(policy, knob):
+    # choose() gives () for an empty batch; ranked() raised numpy's "zero-size array to reduction
+    # operation minimum which has no identity" (a ValueError, not an lmroute error).
+    empty = np.zeros((0, 3))
+    order = ranked(policy, empty, empty, knob)
+    assert order.shape == (0, 3) and order.dtype == np.int64
+
+
+def test_ranked_of_no_prompts_still_checks_the_knob():
+    with pytest.raises(ConfigError, match="lambda must be at least 0"):
+        ranked("lambda", np.zeros((0, 3)), np.zeros((0, 3)), -1.0)

@@ -95,8 +95,11 @@ def choose(policy: str, quality: np.ndarray, cost: np.ndarray, value: float) -> 
 def ranked(policy: str, quality: np.ndarray, cost: np.ndarray, value: float) -> np.ndarray:
     """Per prompt, every model in the policy's order of preference ``(n, k)``: its choice first,
     then the next choice with that model removed, and so on (a server's fallbacks)."""
+    check_knob(policy, value)
     q, c = check_arrays(quality, cost)
     order = np.empty(q.shape, dtype=np.int64)
+    if q.size == 0:  # no prompts: q.min() below has nothing to reduce
+        return order
     left = np.ones(q.shape, dtype=bool)
     rows = np.arange(q.shape[0])
     # A model already ranked is made worse than every model and dearer, so it is never chosen
