@@ -1,5 +1,7 @@
 """N-model policies: hand-checked choices, ties, the fallback, the two-model special case."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -126,6 +128,21 @@ def test_grids_cover_every_choice():
     assert choose_by_lambda(QUALITY, COST, lams[-1]).tolist() == [0, 0, 0]
     taus = tau_grid(QUALITY, points=20)
     assert taus[0] == 0 and taus[-1] == 1
+
+
+def test_lambda_grid_does_not_hold_arrays_of_every_model_pair_at_once():
+    # It built dq, dc and their ratio as (prompts, models, models) arrays at once, over 3x the
+    # bytes of one such array: gigabytes on a file of 100k prompts and 30 models.
+    rng = np.random.default_rng(0)
+    n, k = 300, 40
+    quality, cost = rng.uniform(size=(n, k)), rng.uniform(0, 10, size=(n, k))
+    tracemalloc.start()
+    try:
+        lambda_grid(quality, cost)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * n * k * k * 8
 
 
 @pytest.mark.parametrize(

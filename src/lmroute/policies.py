@@ -20,6 +20,7 @@ for sweeps and calibration.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -123,11 +124,16 @@ def lambda_grid(quality: np.ndarray, cost: np.ndarray, *, points: int = 200) -> 
     spaced where choices change: the quantiles of the pairwise break-even lambdas
     ``(q_i - q_j) / (c_i - c_j)`` over prompts and model pairs (plus 0 and the maximum)."""
     q, c = check_arrays(quality, cost)
-    dq = q[:, :, None] - q[:, None, :]
-    dc = c[:, :, None] - c[:, None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        breaks = dq / dc
-    breaks = breaks[(dc > 0) & (dq > 0) & np.isfinite(breaks)]
+    # One pair of models at a time: arrays of every pair at once, (prompts, models, models) each,
+    # took several times the memory of the breaks themselves on a file of many prompts and models.
+    found = []
+    for i, j in itertools.combinations(range(q.shape[1]), 2):
+        dq, dc = q[:, i] - q[:, j], c[:, i] - c[:, j]
+        # the dearer of the two is the better: a lambda exists where they break even
+        keep = ((dq > 0) & (dc > 0)) | ((dq < 0) & (dc < 0))
+        pair = dq[keep] / dc[keep]
+        found.append(pair[np.isfinite(pair)])
+    breaks = np.concatenate(found) if found else np.zeros(0)
     if breaks.size == 0:
         return np.zeros(1)
     inner = np.quantile(breaks, np.linspace(0.0, 1.0, max(points - 2, 1)))
