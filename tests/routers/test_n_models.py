@@ -71,6 +71,19 @@ def test_a_model_the_shrinkage_lacks_is_refused_before_the_prompts_are_embedded(
     assert embedder.calls == 0
 
 
+def test_a_batch_of_no_prompts_still_refuses_a_model_the_router_or_its_shrinkage_lacks(mf):
+    # lmroute calibrate and lmroute shrink ask with no prompt to check a router before reading (or
+    # downloading) the prompts: an unknown model, or one its shrinkage lacks, passed that check
+    # with an empty (0, k) array and failed only after the prompts were read.
+    with pytest.raises(UnknownModelError, match="'delta' not in this mf router's vocabulary"):
+        mf.predict_quality([], ["alpha", "delta"])
+    means = np.array([0.6, 0.4])
+    shrunk = mf.with_shrinkage(QualityShrinkage(("alpha", "beta"), means, means, 0.5))
+    with pytest.raises(ConfigError, match="cannot put gamma on that scale"):
+        shrunk.predict_quality([], ["alpha", "gamma"])
+    assert shrunk.predict_quality([], ["beta", "alpha"]).shape == (0, 2)
+
+
 def test_shipped_mf_predicts_quality_and_matches_its_score():
     router = load_router("mf")
     prompts = ["What is 2+2?", "Prove that there are infinitely many primes."]

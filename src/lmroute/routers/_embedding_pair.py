@@ -252,6 +252,10 @@ class EmbeddingPairRouter(Router[PairConfigT]):
             )
         return np.array([index[m] for m in models], dtype=np.int64)
 
+    def _check_known(self, models: list[str]) -> None:
+        if self.models:  # an untrained router has no vocabulary to check against yet
+            self.model_indices(models)
+
     def _reference_models(self) -> np.ndarray:
         """Indices of the models whose mean logit is the reference of :meth:`predict_quality`: the
         models trained together (an onboarded model does not move the scale of the others)."""

@@ -163,10 +163,12 @@ class Router(Generic[ConfigT]):
                 f"router {self.name!r} scores only its two models (score()); routing among N models "
                 "needs a router that learned a vocabulary of models: mf or sw_ranking"
             )
+        # Before the prompts are embedded, and with none at all (how commands check a router before
+        # reading or downloading prompts): a model the router or its shrinkage lacks.
+        self._check_known(names)
+        shrinkage = self.quality_shrinkage.select(names) if self.quality_shrinkage is not None else None
         if not prompts:
             return np.zeros((0, len(names)), dtype=np.float64)
-        # Before the prompts are embedded: a model the shrinkage lacks failed only after that work.
-        shrinkage = self.quality_shrinkage.select(names) if self.quality_shrinkage is not None else None
         quality = np.asarray(self._predict_quality(prompts, names), dtype=np.float64)
         if quality.shape != (len(prompts), len(names)):
             raise RuntimeError(
@@ -209,6 +211,9 @@ class Router(Generic[ConfigT]):
 
     def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
         raise NotImplementedError
+
+    def _check_known(self, models: list[str]) -> None:
+        """UnknownModelError for a model :meth:`predict_quality` cannot predict, found without a prompt."""
 
     # -- persistence ----------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
