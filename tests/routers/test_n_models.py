@@ -84,6 +84,15 @@ def test_a_batch_of_no_prompts_still_refuses_a_model_the_router_or_its_shrinkage
     assert shrunk.predict_quality([], ["beta", "alpha"]).shape == (0, 2)
 
 
+@pytest.mark.parametrize("kind", ["mf", "sw_ranking"])
+def test_an_untrained_router_says_so_when_asked_for_qualities(kind):
+    # sw_ranking raised AttributeError ('_tiers'), mf that 'alpha' was not among its "0 models: ".
+    router = get_router_class(kind)(embedder=HashEmbedder(64), **PAIR)
+    assert router.predict_quality([], MODELS).shape == (0, 3)  # whether it can: it can, once trained
+    with pytest.raises(ConfigError, match=f"this {kind} router is not trained"):
+        router.predict_quality(["hello"], MODELS)
+
+
 def test_shipped_mf_predicts_quality_and_matches_its_score():
     router = load_router("mf")
     prompts = ["What is 2+2?", "Prove that there are infinitely many primes."]

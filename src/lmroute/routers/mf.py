@@ -209,6 +209,7 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         return _sigmoid(np.einsum("nmh,mh->n", np.maximum(hidden, 0.0), u) / len(u))
 
     def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
+        self._model_directions()  # untrained: says so, where the names' check would list no models
         logits = self.model_logits(prompts, self.model_indices(models), reference=True)
         return _sigmoid(logits[:, :-1] - logits[:, -1:])
 

@@ -127,6 +127,7 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
         return out
 
     def _predict_quality(self, prompts: list[str], models: list[str]) -> np.ndarray:
+        self._require_fitted()
         tiers = self._tiers[self.model_indices(models)]
         reference = self._tiers[self._reference_models()]
         out = np.empty((len(prompts), len(models)))
