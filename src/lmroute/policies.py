@@ -115,7 +115,9 @@ def ranked(policy: str, quality: np.ndarray, cost: np.ndarray, value: float) -> 
 
 def threshold_for_lambda(lam: float, cost_strong: float, cost_weak: float) -> float:
     """The two-model special case: :func:`choose_by_lambda` sends a prompt to the strong model
-    exactly when ``q_strong - q_weak`` exceeds this gap (with one cost per model)."""
+    when ``q_strong - q_weak`` exceeds this gap and to the weak one when it falls short (with one
+    cost per model); at the gap itself, up to rounding, it takes the cheaper of the two, the
+    earlier at one price (the strong model, when it is not the dearer)."""
     return check_knob("lambda", lam) * (cost_strong - cost_weak)
 
 
