@@ -155,6 +155,10 @@ def test_lambda_grid_does_not_hold_arrays_of_every_model_pair_at_once():
         (lambda: choose_by_lambda(QUALITY * np.nan, COST, 0.1), "finite"),
         (lambda: choose("budget", QUALITY, COST, 1.0), "unknown policy 'budget'"),
         (lambda: choose_by_lambda(QUALITY, COST, float("nan")), "finite number"),
+        # numpy's own TypeError and ValueError, not the ConfigError the contract names
+        (lambda: choose_by_lambda([[0.5, {"q": 1}]], [[1.0, 2.0]], 0.1), "arrays of numbers"),
+        (lambda: choose_by_quality([[0.5, 0.6], [0.7]], [[1.0, 2.0], [1.0]], 0.5), "arrays of numbers"),
+        (lambda: ranked("lambda", [["0.5", "high"]], [[1.0, 2.0]], 0.1), "arrays of numbers"),
     ],
 )
 def test_bad_arguments(call, message):

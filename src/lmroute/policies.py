@@ -34,8 +34,11 @@ POLICIES = ("lambda", "quality")
 def check_arrays(quality: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``quality`` and ``cost`` as float64 arrays of one ``(n, k)`` shape with k >= 1, finite, and
     costs not negative; ConfigError otherwise."""
-    q = np.asarray(quality, dtype=np.float64)
-    c = np.asarray(cost, dtype=np.float64)
+    try:
+        q = np.asarray(quality, dtype=np.float64)
+        c = np.asarray(cost, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # None, text, or rows of unequal length
+        raise ConfigError(f"quality and cost must be arrays of numbers ({exc})") from None
     if q.ndim != 2 or q.shape != c.shape or q.shape[1] == 0:
         raise ConfigError(
             f"quality and cost must be (prompts, models) arrays of one shape, got {q.shape}, {c.shape}"
