@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import threading
 
 import numpy as np
 import pytest
@@ -84,3 +86,53 @@ def test_write_json_writes_nan_and_infinity_as_null(tmp_path):
     data = {"a": float("nan"), "b": [float("inf"), -float("inf"), 0.5], "c": (np.float64("nan"), 1)}
     path = write_json(tmp_path / "report.json", data)
     assert _strict(path.read_text("utf-8")) == {"a": None, "b": [None, None, 0.5], "c": [None, 1]}
+
+
+def test_a_symbolic_link_is_written_where_it_points(tmp_path):
+    # The link was replaced by a new file: the file it points to kept the old content.
+    target = tmp_path / "shared" / "scores.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "scores.jsonl"
+    link.symlink_to(target)
+    write_atomic(link, b"new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.jsonl", "shared"]
+    assert [p.name for p in target.parent.iterdir()] == ["scores.jsonl"]
+
+
+def test_a_pipe_is_written_into_not_replaced(tmp_path):
+    # A named pipe (as /dev/null or /dev/stdout are devices) was replaced by a regular file: its
+    # reader waited for ever, and as root --output /dev/null replaced the system's /dev/null.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "aside").mkdir()
+    os.link(fifo, tmp_path / "aside" / "fifo")  # the pipe still, should the path lose it
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    try:
+        write_atomic(fifo, b"abc")
+    finally:
+        if reader.is_alive():  # the pipe was never written into: let its reader go
+            with open(tmp_path / "aside" / "fifo", "wb"):
+                pass
+        reader.join()
+    assert received == [b"abc"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aside", "fifo"]
+
+
+def test_score_output_through_a_symbolic_link(tmp_path, capsys):
+    from lmroute.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("one\ntwo\n")
+    target = tmp_path / "kept.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(target)
+    argv = ["score", "--router", "length", "--input", str(prompts), "--output", str(link), "--quiet"]
+    assert main(argv) == 0
+    assert link.is_symlink()
+    assert [json.loads(line)["prompt"] for line in target.read_text().splitlines()] == ["one", "two"]

@@ -20,28 +20,50 @@ from lmroute.exceptions import WriteError
 def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path``, on error it vanishes.
 
+    A symbolic link is written where it points (the link stays). A device or a pipe (``/dev/null``,
+    ``/dev/stdout``, a FIFO) is written into: a regular file would take its place.
+
     The file system's refusals (a folder at ``path``, no permission, a full disk) are a
     :class:`~lmroute.exceptions.WriteError` naming ``path``.
     """
-    path = Path(path)
-    with write_failures(path):
+    given = path = Path(path)
+    if _special(path):
+        with write_failures(given):
+            f = open(path, mode, **open_options)  # noqa: SIM115  (closed below)
+        with f:
+            yield f
+            with write_failures(given):
+                f.flush()
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    with write_failures(given):
         path.parent.mkdir(parents=True, exist_ok=True)
     # A unique name opened exclusively, not mkstemp: its files are private (0600), while a saved
     # router or cache file should get the permissions the user's umask gives any new file.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with write_failures(path):  # not around the caller's code: its errors are not this file's
+        with write_failures(given):  # not around the caller's code: its errors are not this file's
             f = open(tmp, mode.replace("w", "x"), **open_options)  # noqa: SIM115  (closed below)
         with f:
             yield f
-            with write_failures(path):
+            with write_failures(given):
                 f.flush()  # a full disk fails here, where it names the file, not in close()
-        with write_failures(path):
+        with write_failures(given):
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` (its link followed) is there and neither a regular file nor a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there (yet), or a dangling link: written as a new file
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager
