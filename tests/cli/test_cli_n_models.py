@@ -319,6 +319,16 @@ def test_calibrate_options_that_do_not_go_together(files, capsys):
     one_line_error(code, err, "give --strong-pct")
 
 
+def test_calibrate_among_one_model_is_refused_as_the_server_refuses_it(files, tmp_path, capsys):
+    # It printed a knob and router-mf-lambda-0 for "routing" among one model, which a server
+    # configured with that model refuses ("route among at least two models"); the JSON was written.
+    report = tmp_path / "c.json"
+    argv = ["calibrate", "--router", "mf", "--models", MODELS[0], "--prices", files["prices"]]
+    code, out, err = run([*argv, "--budget", "5", "--prompts", files["prompts"], "--json", report], capsys)
+    one_line_error(code, err, "--models", "at least two models", MODELS[0])
+    assert out == "" and not report.exists()
+
+
 def test_shrink_and_calibrate_with_a_router_that_cannot_predict_n_models_say_so_first(
     files, tmp_path, capsys
 ):

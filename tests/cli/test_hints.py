@@ -57,6 +57,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "with --models give either --budget": ("calibrate",),
     "--thresholds tabulates two-model thresholds": ("calibrate",),
     "goes with --models (N priced models)": ("calibrate",),
+    "--models routes among at least two models": ("calibrate",),
     "give a URL such as http://127.0.0.1:6060": ("chat",),
     "--models needs --prices FILE": ("calibrate", "eval"),
     "with --models give one router (--routers": ("eval",),

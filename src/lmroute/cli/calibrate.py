@@ -84,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{flag} goes with --models (N priced models); for two models give --strong-pct"
             )
+    if args.models and len(args.models) < 2:
+        # As a server configured with one model refuses it: there is nothing to route.
+        raise ConfigError(
+            f"--models routes among at least two models, got {len(args.models)}: {', '.join(args.models)}"
+        )
     router = load_router(args.router)
     if args.models:
         return _run_policy(args, router)
