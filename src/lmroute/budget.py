@@ -51,9 +51,9 @@ class PolicyCalibration:
 
 def sweep_knob(
     policy: str, quality: np.ndarray, cost: np.ndarray, *, points: int = 400
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Knob values and, at each, the mean estimated cost, the mean predicted quality and the
-    choices ``(values, costs, qualities, choices (values, n))``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Knob values and, at each, the mean estimated cost and the mean predicted quality
+    ``(values, costs, qualities)``."""
     grid = (
         lambda_grid(quality, cost, points=points) if policy == "lambda" else tau_grid(quality, points=points)
     )
@@ -61,8 +61,13 @@ def sweep_knob(
     # value decides ties by rounding, one between two is stable
     values = np.unique(np.concatenate([grid[:1], (grid[1:] + grid[:-1]) / 2, grid[-1:]]))
     rows = np.arange(quality.shape[0])
-    choices = np.stack([choose(policy, quality, cost, v) for v in values])
-    return values, cost[rows, choices].mean(axis=1), quality[rows, choices].mean(axis=1), choices
+    costs, qualities = np.empty(len(values)), np.empty(len(values))
+    # One value's choices at a time: all of them at once took 8 bytes per prompt and value, three
+    # times over (6 GB for a million prompts).
+    for i, value in enumerate(values):
+        choices = choose(policy, quality, cost, value)
+        costs[i], qualities[i] = cost[rows, choices].mean(), quality[rows, choices].mean()
+    return values, costs, qualities
 
 
 def knob_for_budget(
@@ -72,7 +77,7 @@ def knob_for_budget(
     quality (the cheaper on a tie), and its choices; ConfigError below the least possible cost."""
     if not np.isfinite(budget) or budget < 0:
         raise ConfigError(f"the budget must be a number of dollars per 1,000 requests >= 0, got {budget!r}")
-    values, costs, qualities, choices = sweep_knob(policy, quality, cost)
+    values, costs, qualities = sweep_knob(policy, quality, cost)
     least = float(cost.min(axis=1).mean())
     within = np.flatnonzero(costs <= budget + 1e-12)
     if within.size == 0:
@@ -92,7 +97,7 @@ def knob_for_budget(
             "cheaper model"
         )
     best = within[np.lexsort((costs[within], -qualities[within]))[0]]
-    return float(values[best]), choices[best]
+    return float(values[best]), choose(policy, quality, cost, values[best])
 
 
 def knob_for_quality(
@@ -102,7 +107,7 @@ def knob_for_quality(
     ConfigError when no value does."""
     if not 0.0 <= target <= 1.0:
         raise ConfigError(f"the target quality is on the router's scale, in [0, 1]; got {target!r}")
-    values, costs, qualities, choices = sweep_knob(policy, quality, cost)
+    values, costs, qualities = sweep_knob(policy, quality, cost)
     reached = np.flatnonzero(qualities >= target - 1e-12)
     if reached.size == 0:
         raise ConfigError(
@@ -110,7 +115,7 @@ def knob_for_quality(
             f"reachable is {qualities.max():.4f}"
         )
     best = reached[np.lexsort((-qualities[reached], costs[reached]))[0]]
-    return float(values[best]), choices[best]
+    return float(values[best]), choose(policy, quality, cost, values[best])
 
 
 def calibrate_policy(
