@@ -235,3 +235,17 @@ def test_the_json_names_the_model_string_also_for_a_tiny_threshold():
     assert "e-" in str(result["threshold"])
     assert result["model"] == f"router-length-{np.format_float_positional(result['threshold'], trim='-')}"
     assert parse_model_name(result["model"]).value == result["threshold"]
+
+
+def test_an_empty_prompt_file_name_is_refused_not_taken_for_the_public_sample(data_dir, tmp_path, capsys):
+    # --prompts "$PROMPTS" with the variable unset calibrated on the Arena-Hard sample, without a
+    # word but the source in the first line: the threshold printed (and --json) was not for the
+    # traffic asked for.
+    report = tmp_path / "c.json"
+    argv = ["calibrate", "--router", "length", "--strong-pct", "0.3", "--prompts", ""]
+    argv += ["--data-dir", str(data_dir)]
+    assert main([*argv, "--json", str(report)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and not report.exists()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "--prompts" in lines[0] and "empty" in lines[0], lines

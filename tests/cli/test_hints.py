@@ -58,6 +58,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--thresholds tabulates two-model thresholds": ("calibrate",),
     "goes with --models (N priced models)": ("calibrate",),
     "--models routes among at least two models": ("calibrate",),
+    "--prompts is empty: give your prompt file": ("calibrate",),
     "give a URL such as http://127.0.0.1:6060": ("chat",),
     "--models needs --prices FILE": ("calibrate", "eval"),
     "with --models give one router (--routers": ("eval",),

@@ -84,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{flag} goes with --models (N priced models); for two models give --strong-pct"
             )
+    if args.prompts == "":
+        # An unset variable (--prompts "$PROMPTS"): the public sample would stand in for the traffic.
+        raise ConfigError(
+            "--prompts is empty: give your prompt file, or leave --prompts out to calibrate on "
+            "the public Arena-Hard sample"
+        )
     if args.models and len(args.models) < 2:
         # As a server configured with one model refuses it: there is nothing to route.
         raise ConfigError(
