@@ -100,6 +100,15 @@ def test_label_reads_a_csv_prompt_file_by_its_columns(tmp_path):
         read_items(path)
 
 
+def test_a_json_object_over_several_lines_is_told_apart_from_json_lines(tmp_path):
+    # json.dump(..., indent=2) of one record was called "not valid JSON (Expecting property name
+    # enclosed in double quotes)" at line 1: the file is valid JSON, of another layout.
+    path = tmp_path / "prompts.json"
+    path.write_text('{\n  "prompt": "a"\n}\n')
+    with pytest.raises(DataError, match=r"prompts\.json:1: a lone '\{': .* one JSON object per line"):
+        read_prompts(path)
+
+
 @pytest.mark.parametrize("content", ['[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n', '[{"prompt": "a"}]\n'])
 def test_a_json_array_is_told_apart_from_json_lines(tmp_path, content):
     # A prompts.json holding one JSON array was called "not valid JSON (Expecting value)".

@@ -21,6 +21,11 @@ def prompt_file_lines(path: str | Path) -> tuple[bool, list[tuple[int, str]]]:
         raise DataError(
             f"{path} holds a JSON array; prompts are read as JSON Lines: one JSON object per line"
         )
+    if as_json and lines[0][1].strip() == "{":  # an object written indented (json.dump's indent=)
+        raise DataError(
+            f"{path}:{lines[0][0]}: a lone '{{': JSON written over several lines; prompts are read as "
+            "JSON Lines: one JSON object per line"
+        )
     return as_json, lines
 
 
