@@ -136,3 +136,17 @@ def test_score_output_through_a_symbolic_link(tmp_path, capsys):
     assert main(argv) == 0
     assert link.is_symlink()
     assert [json.loads(line)["prompt"] for line in target.read_text().splitlines()] == ["one", "two"]
+
+
+def test_a_file_written_over_keeps_its_permissions(tmp_path):
+    # A file made private (0600: scores of one's own prompts) became 0644, readable by every user,
+    # when written over: the new file got the umask's permissions, not the old file's.
+    path = tmp_path / "scores.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        write_atomic(path, b"new\n")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "new\n" and path.stat().st_mode & 0o777 == 0o600

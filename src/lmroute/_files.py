@@ -18,7 +18,8 @@ from lmroute.exceptions import WriteError
 
 @contextlib.contextmanager
 def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success it replaces ``path``, on error it vanishes.
+    """Open a temporary file beside ``path``; on success it replaces ``path`` (keeping its
+    permissions), on error it vanishes.
 
     A symbolic link is written where it points (the link stays). A device or a pipe (``/dev/null``,
     ``/dev/stdout``, a FIFO) is written into: a regular file would take its place.
@@ -50,6 +51,9 @@ def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterato
             with write_failures(given):
                 f.flush()  # a full disk fails here, where it names the file, not in close()
         with write_failures(given):
+            with contextlib.suppress(FileNotFoundError):
+                # The old file's permissions, not the umask's: a file made private stays private.
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
