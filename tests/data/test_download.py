@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -160,20 +161,20 @@ def test_a_gzip_encoded_answer_is_kept_decoded(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["q.jsonl"]
 
 
-def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
-    """A failed ``lmroute data pull`` lists the files it fetched, so the rerun fetches only the rest."""
+@contextlib.contextmanager
+def _serving_parts(tmp_path, requested: list[str] | None = None) -> Iterator[tuple[Path, dict[str, str]]]:
+    """GSM8K's and MT-Bench's files (each holding its own path) served from ``tmp_path/www`` on
+    loopback; yields that folder and the ``urls`` pull takes. Paths asked for go to ``requested``."""
     root = tmp_path / "www"
-    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
-    for path in paths:
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(f"the bytes of {path}\n")
-    missing = root / "routellm-evals/mt_bench/judgements.jsonl"
-    missing.unlink()  # the 4th of 5 files: its 404 stops the pull
-    requested: list[str] = []
+    for p in ("gsm8k", "mt-bench"):
+        for name in PARTS[p].files:
+            (root / "routellm-evals" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "routellm-evals" / name).write_text(f"the bytes of routellm-evals/{name}\n")
 
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self):
-            requested.append(self.path)
+            if requested is not None:
+                requested.append(self.path)
             super().do_GET()
 
         def log_message(self, *args):
@@ -181,18 +182,26 @@ def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
-    folder = tmp_path / "carried"
     try:
+        yield root, {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
+    """A failed ``lmroute data pull`` lists the files it fetched, so the rerun fetches only the rest."""
+    requested: list[str] = []
+    folder = tmp_path / "carried"
+    with _serving_parts(tmp_path, requested) as (root, urls):
+        missing = root / "routellm-evals/mt_bench/judgements.jsonl"
+        missing.unlink()  # the 4th of 5 files: its 404 stops the pull
         with pytest.raises(DownloadError, match=r"judgements\.jsonl"):
             pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
         assert len(requested) == 4
         missing.write_text("the judgements\n")
         requested.clear()
         result = pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert requested == [
         "/routellm-evals/mt_bench/judgements.jsonl",
         "/routellm-evals/mt_bench/contaminated_prompts.jsonl",
@@ -206,28 +215,15 @@ def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
 def test_a_file_deleted_from_the_folder_is_no_longer_listed(tmp_path):
     """A later pull of other parts listed a file that was gone: SHA256SUMS failed to check and the
     manifest said the folder held a part it did not."""
-    root = tmp_path / "www"
-    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
-    for path in paths:
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(f"the bytes of {path}\n")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
     folder = tmp_path / "carried"
-    try:
+    with _serving_parts(tmp_path) as (_, urls):
         pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
         (folder / "routellm-evals" / "gsm8k" / "gsm8k_responses.csv").unlink()
         result = pull(folder, only=["mt-bench"], urls=urls)
-    finally:
-        server.shutdown()
-        server.server_close()
     present = sorted(
         str(p.relative_to(folder)) for p in (folder / "routellm-evals").rglob("*") if p.is_file()
     )
-    assert len(present) == len(paths) - 1
+    assert len(present) == 4  # of the 5 files
     listed = [line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == present and result.files == len(present)
     assert "gsm8k_responses.csv" not in (folder / "MANIFEST.json").read_text()
@@ -244,26 +240,13 @@ def test_a_file_deleted_from_the_folder_is_no_longer_listed(tmp_path):
 def test_a_damaged_manifest_entry_is_fetched_again_not_a_traceback(tmp_path, entry):
     """A manifest entry without the fields pull writes was a KeyError (or TypeError) traceback
     when the next pull wrote the listing; an unreadable manifest was already passed over."""
-    root = tmp_path / "www"
-    paths = [f"routellm-evals/{name}" for p in ("gsm8k", "mt-bench") for name in PARTS[p].files]
-    for path in paths:
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(f"the bytes of {path}\n")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = {"routellm-evals": f"http://127.0.0.1:{server.server_address[1]}/routellm-evals"}
     folder = tmp_path / "carried"
-    try:
+    with _serving_parts(tmp_path) as (_, urls):
         pull(folder, only=["gsm8k"], urls=urls)
         (folder / "MANIFEST.json").write_text(json.dumps({"files": [entry]}))
         result = pull(folder, only=["mt-bench"], urls=urls)
         assert (result.files, result.downloaded) == (3, 3)  # the damaged entry's file is not listed
         result = pull(folder, only=["gsm8k", "mt-bench"], urls=urls)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (result.files, result.downloaded) == (5, 2)  # gsm8k's files, fetched again
     for line in (folder / "SHA256SUMS").read_text().splitlines():
         digest, path = line.split("  ")
