@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmroute.evaluation import cost_metrics as cm
-from lmroute.evaluation.routing import evaluate_choices, format_summary, summary_rows
+from lmroute.evaluation.routing import evaluate_choices, format_summary, summary_rows, sweep
 from lmroute.exceptions import ConfigError, DataError
 
 
@@ -78,6 +78,18 @@ def test_the_json_says_which_knob_each_curve_sweeps():
     assert [c["policy"] for c in data["curves"]] == ["quality", "lambda"]
     assert data["mixing_baseline"]["policy"] is None
     assert [p["knob"] for p in data["mixing_baseline"]["points"]] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("policy", ["lambda", "quality"])
+def test_a_numpy_integer_count_of_knobs_is_a_count(policy):
+    # np.int64(5) was taken for a list of knob values: "iteration over a 0-d array".
+    predicted = np.array([[0.9, 0.2], [0.6, 0.5], [0.3, 0.4]])
+    estimated = np.array([[2.0, 1.0]] * 3)
+    scores, costs = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), estimated
+    by_int = sweep(predicted, estimated, scores, costs, policy=policy, knobs=5)
+    by_numpy = sweep(predicted, estimated, scores, costs, policy=policy, knobs=np.int64(5))
+    for a, b in zip(by_int, by_numpy, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_evaluation_needs_two_models_and_a_cost_range():

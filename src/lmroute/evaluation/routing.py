@@ -193,7 +193,7 @@ def sweep(
     """The knob values of ``policy`` and the realised (mean cost, mean quality) at each."""
     if policy not in POLICIES:
         raise ConfigError(f"unknown policy {policy!r}; use one of {', '.join(POLICIES)}")
-    if isinstance(knobs, int):
+    if isinstance(knobs, (int, np.integer)):  # a count (numpy's integers too), else the values
         values = (
             lambda_grid(predicted, estimated, points=knobs)
             if policy == "lambda"
