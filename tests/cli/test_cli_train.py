@@ -108,6 +108,10 @@ def test_a_folder_holding_another_config_json_is_refused_before_any_source_is_re
     assert err.startswith("lmroute: error: cannot write ") and err.count("\n") == 1, err
     assert (folder / "config.json").read_text() == '{"model_type": "bert"}\n'
     assert [p.name for p in folder.iterdir()] == ["config.json"]
+    # one holding an integer of more digits than Python converts was a ValueError traceback
+    (folder / "config.json").write_text('{"n": 1' + "0" * 5000 + "}\n")
+    with pytest.raises(WriteError, match=r"minilm: its config\.json is not an lmroute router's"):
+        get_router_class("length")().save(folder)
 
 
 def test_one_battle_is_refused_saying_why(tmp_path, capsys):

@@ -351,7 +351,7 @@ def check_save_folder(directory: str | Path) -> None:
         return
     try:
         manifest = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (OSError, ValueError, RecursionError):  # as read_manifest: unreadable, not a router's
         manifest = None
     if not (isinstance(manifest, dict) and manifest.get("format") == FORMAT):
         raise WriteError(
