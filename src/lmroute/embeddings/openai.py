@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
+from lmroute._keys import key_from_env
 from lmroute.embeddings.base import CountsTruncation, Embedder, check_texts, encodable, normalize
 from lmroute.exceptions import ConfigError, UpstreamError, UpstreamTimeoutError
 
@@ -218,12 +218,7 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
         if self.dimensions is not None:
             payload["dimensions"] = self.dimensions
         headers = {}
-        # A key read from a file (a mounted secret, an env file with CRLF) often ends in a line break.
-        key = os.environ.get(self.api_key_env, "").strip()
-        if any(ord(c) < 32 or ord(c) == 127 for c in key):  # no HTTP header can carry one
-            raise ConfigError(
-                f"environment variable {self.api_key_env} holds a line break or another control character"
-            )
+        key = key_from_env(self.api_key_env, f"environment variable {self.api_key_env}")
         if key:
             headers["Authorization"] = f"Bearer {key}"
         client = self._http()
@@ -261,7 +256,7 @@ class OpenAIEmbedder(CountsTruncation, Embedder):
             message = response.text[:300].strip() or response.reason_phrase
         text = f"{url} answered {response.status_code}: {message}"
         if response.status_code == 401:
-            key = os.environ.get(self.api_key_env, "").strip()
+            key = key_from_env(self.api_key_env, f"environment variable {self.api_key_env}")
             where = "holds a key that was refused" if key else "is not set"
             text += f" (the API key is read from ${self.api_key_env}, which {where})"
         return text

@@ -14,13 +14,13 @@ API keys are read from the environment when a client is made, never stored in a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lmroute._keys import key_from_env
 from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError
 from lmroute.pricing import Price
@@ -82,12 +82,9 @@ class UpstreamConfig(BaseModel):
         if self.api_key_env is None:
             return None
         where = f"environment variable {self.api_key_env} (api_key_env of model {self.model!r})"
-        # A key read from a file (a mounted secret, an env file with CRLF) often ends in a line break.
-        key = os.environ.get(self.api_key_env, "").strip()
+        key = key_from_env(self.api_key_env, where)
         if not key:
             raise ConfigError(f"{where} is not set")
-        if any(ord(c) < 32 or ord(c) == 127 for c in key):  # no HTTP header can carry one
-            raise ConfigError(f"{where} holds a line break or another control character")
         return key
 
 
