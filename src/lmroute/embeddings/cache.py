@@ -135,11 +135,15 @@ class CachedEmbedder(PassThroughEmbedder):
                 done += len(part)
             if done != n:
                 raise self._wrong_shape((done, self.dim), n)
-        finally:
+        except BaseException:  # Ctrl-C too
             if parts:
                 with self._lock:
                     self._store(list(misses)[:done], np.concatenate(parts))
-        return np.concatenate(parts)
+            raise
+        vectors = np.concatenate(parts)
+        with self._lock:
+            self._store(list(misses), vectors)
+        return vectors
 
     def _wrong_shape(self, shape: tuple[int, ...], n: int) -> LmrouteError:
         return LmrouteError(
