@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,8 +18,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from llama_servers import free_port
 
 _MARKER = "LMROUTE_TEST_RAY_CLUSTER"
 
@@ -52,20 +51,26 @@ def local_ray_cluster(*, num_cpus: int = 4, start_timeout: float = 120.0) -> Ite
     """Start a head node bound to 127.0.0.1 (all its ports chosen free), yield it, then stop it."""
     # Short: Ray's unix socket paths must fit in 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="lmr-ray-", dir="/tmp")
-    port = free_port()
+    # Chosen together, each socket held until all are: ports asked for one after another may be
+    # the same one twice (two of Ray's components then refuse to start).
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(8)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        port, *others = (sock.getsockname()[1] for sock in sockets)
     # Auth explicitly off on both sides: a new head enables token auth by default, and a client
     # reads the token from ~/.ray only in token mode (a local ray.init writes one there).
     env = {**os.environ, _MARKER: temp_dir, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    ports = {
-        "--port": port,
-        "--ray-client-server-port": free_port(),
-        "--dashboard-agent-listen-port": free_port(),
-        "--dashboard-agent-grpc-port": free_port(),
-        "--metrics-export-port": free_port(),
-        "--runtime-env-agent-port": free_port(),
-        "--node-manager-port": free_port(),
-        "--object-manager-port": free_port(),
-    }
+    flags = [
+        "--ray-client-server-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--node-manager-port",
+        "--object-manager-port",
+    ]
+    ports = {"--port": port, **dict(zip(flags, others, strict=True))}
     argv = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block"]
     argv += ["--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus), "--temp-dir", temp_dir]
     argv += ["--include-dashboard", "false", "--disable-usage-stats"]
