@@ -37,6 +37,9 @@ def test_history_keys_chain_the_turns_of_one_conversation():
     # turns are length-prefixed: splitting the same text differently is not the same history
     assert history_keys([], ["ab", "c", "x"]).lookup != history_keys([], ["a", "bc", "x"]).lookup
     assert history_keys(system, []) is None
+    # a tool's result sent back goes on with the newest turn: it is looked up where that turn was stored
+    again = history_keys(system, ["hi"], answered=True)
+    assert again.lookup == again.store == first.store
 
 
 def test_the_memory_forgets_the_oldest_and_the_idle():

@@ -315,3 +315,25 @@ def test_a_conversation_is_known_by_its_earlier_turns(upstreams):
     assert [a["decision"] for a in answers] == ["strong", "strong", "weak"]
     assert [a["conversation"]["outcome"] for a in answers] == ["new", "stayed", "new"]
     assert answers[1]["conversation"]["source"] == "history"
+
+
+def test_a_tool_round_trip_stays_in_its_conversation(upstreams):
+    # An agent sends the tool's result back with no new user message: the same turn. It was taken for
+    # a new conversation (its newest user message had no earlier turns), so under route_on
+    # conversation the longer text moved it to the strong model mid-turn, within the margin.
+    config = upstreams.config(
+        route_on="conversation", control={"conversations": {"enabled": True, "margin": 0.2}}
+    )
+    asked = [{"role": "user", "content": "x" * 400}]  # 400 characters: 0.44, the weak model
+    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]}
+    result = {"role": "tool", "tool_call_id": "c1", "content": "y" * 200}  # 602 characters: 0.55
+    with running(config) as client:
+        answers = [
+            client.post("/v1/route", json={"model": "router-length-0.5", "messages": m}).json()
+            for m in (asked, [*asked, call, result])
+        ]
+        conversations = client.get("/v1/status").json()["conversations"]
+    assert answers[1]["score"] > 0.5
+    assert [a["decision"] for a in answers] == ["weak", "weak"]
+    assert [a["conversation"]["outcome"] for a in answers] == ["new", "stayed"]
+    assert (conversations["new"], conversations["stayed"]) == (1, 1)

@@ -3,8 +3,10 @@
 A conversation is identified by an explicit id (a header, or the request's ``user`` field), or else
 by the hash of its earlier turns (:func:`history_keys`): the system prompt and user messages
 before the newest one name the conversation a turn belongs to, and the same messages with the
-newest one name it for the next turn. Assistant turns are left out of the hash: the answer is not
-known when a turn is routed, and clients may reformat it.
+newest one name it for the next turn. A request that goes on with the newest user message's turn
+(an agent sending a tool's result back) belongs to the conversation that message named. Assistant
+turns are left out of the hash: the answer is not known when a turn is routed, and clients may
+reformat it.
 
 A known conversation keeps its model unless the new turn's score crosses the threshold by more
 than ``margin``: a weak conversation moves to the strong model when ``score >= threshold +
@@ -47,14 +49,18 @@ def explicit_key(conversation_id: str, *, source: str, namespace: str = "") -> C
 
 
 def history_keys(
-    system: Sequence[str], user_turns: Sequence[str], *, namespace: str = ""
+    system: Sequence[str], user_turns: Sequence[str], *, namespace: str = "", answered: bool = False
 ) -> ConversationKeys | None:
     """Keys from the conversation's text: its system prompt(s) and user turns, the newest last
-    (None when there is no user turn)."""
+    (None when there is no user turn). ``answered``: the newest user turn was answered already
+    (a tool call and its result follow it), so the request goes on with that turn."""
     if not user_turns:
         return None
+    store = _digest(namespace, system, user_turns)
+    if answered:
+        return ConversationKeys(store, store, "history")
     earlier = _digest(namespace, system, user_turns[:-1]) if len(user_turns) > 1 else None
-    return ConversationKeys(earlier, _digest(namespace, system, user_turns), "history")
+    return ConversationKeys(earlier, store, "history")
 
 
 def _digest(namespace: str, system: Sequence[str], turns: Sequence[str]) -> str:

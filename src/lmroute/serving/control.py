@@ -20,6 +20,8 @@ from lmroute.routers.base import Router
 from lmroute.serving.protocol import ChatMessage
 
 log = logging.getLogger("lmroute.serving")
+#: Roles of the messages that answer a user turn (a reply, a tool call's result).
+_ANSWER_ROLES = frozenset({"assistant", "tool", "function"})
 
 
 def conversation_keys(
@@ -32,7 +34,12 @@ def conversation_keys(
     if isinstance(messages, str):
         return None
     system = [m.text() for m in messages if m.role in ("system", "developer")]
-    return history_keys(system, [m.text() for m in messages if m.role == "user"], namespace=tenant or "")
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    # A tool's result sent back (or an assistant message to continue) goes on with the last user turn.
+    answered = bool(users) and any(m.role in _ANSWER_ROLES for m in messages[users[-1] + 1 :])
+    return history_keys(
+        system, [messages[i].text() for i in users], namespace=tenant or "", answered=answered
+    )
 
 
 def request_tokens(messages: Sequence[ChatMessage] | str) -> float:
