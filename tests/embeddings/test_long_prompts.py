@@ -97,6 +97,19 @@ def test_long_texts_are_counted_and_warned_once(caplog):
     assert len(warnings) == 1 and "last 4 words are embedded" in warnings[0].getMessage()
 
 
+def test_long_texts_are_counted_under_head_too(tmp_path, caplog):
+    # router.prompt_embedder.truncated stayed 0 under head: only the inner embedder counted, and
+    # behind the embedding cache it cannot be read and misses the texts the cache answers.
+    from lmroute.embeddings.cache import CachedEmbedder
+
+    embedder = LongPromptEmbedder(CachedEmbedder(WordWindowEmbedder(), directory=tmp_path), "head")
+    with caplog.at_level(logging.WARNING, logger="lmroute.embeddings.long_prompts"):
+        for _ in range(2):  # the second time from the cache
+            embedder.embed(["a b c d e", "f"])
+    assert (embedder.embedded, embedder.truncated) == (4, 2)
+    assert "were longer than the embedder reads; only their start is embedded" in caplog.text
+
+
 def test_unknown_policy_is_refused():
     with pytest.raises(ConfigError, match="known: head, tail"):
         LongPromptEmbedder(WordWindowEmbedder(), "middle")

@@ -71,6 +71,7 @@ def window_texts(text: str, spans: np.ndarray | None, size: int, policy: str) ->
 
 
 _WHAT = {
+    "head": "only their start is embedded",
     "tail": "their last {size} {unit} are embedded",
     "head_tail": "the mean of their first and last {size} {unit} is embedded",
     "windows": f"the mean of up to {MAX_WINDOWS} windows of {{size}} {{unit}} over all of it is embedded",
@@ -78,10 +79,10 @@ _WHAT = {
 
 
 class LongPromptEmbedder(CountsTruncation, Embedder):
-    """``inner``, with long texts embedded as ``policy`` says (``head``: exactly ``inner``).
+    """``inner``, with long texts embedded as ``policy`` says (``head``: ``inner``'s vectors).
 
-    ``truncated`` counts the texts longer than ``inner`` reads (under ``head`` the inner embedder
-    counts them itself).
+    ``truncated`` counts the texts longer than ``inner`` reads, under every policy (under ``head``
+    too: the inner embedder's own count misses the texts a cache in front of it answers).
     """
 
     def __init__(self, inner: Embedder, policy: str):
@@ -95,14 +96,14 @@ class LongPromptEmbedder(CountsTruncation, Embedder):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: ``(len(texts), dim)`` float32 unit rows, long ones by the policy."""
         texts = check_texts(texts)
-        if self.policy == "head" or not texts:
+        if not texts:
             return self.inner.embed(texts)
         spans = self.inner.pieces(texts)
         long = sum(s is not None for s in spans)
         size = self.inner.window_size
         what = _WHAT[self.policy].format(size=size, unit=self.inner.piece_name)
         self._count(len(texts), long, logger, f"were longer than the embedder reads; {what}")
-        if not long:
+        if not long or self.policy == "head":
             return self.inner.embed(texts)
         if size < 1:
             raise ConfigError(f"embedder {self.inner.name!r} cuts long texts but gives no window size")
