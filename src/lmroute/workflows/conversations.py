@@ -52,16 +52,19 @@ def run_conversations(
     trained = []
     for spec in config.routers:
         started = time.perf_counter()
-        trained.append((spec.title, fresh_router(spec, embedder).fit(battles, progress=progress), started))
+        router = fresh_router(spec, embedder).fit(battles, progress=progress)
+        trained.append((spec.title, router, time.perf_counter() - started))
     for route_on in config.route_on:
         bench = conversations.routed(route_on, system_prompt=config.system_prompt, name=route_on)
-        for title, router, started in trained:
+        for title, router, fitted in trained:
+            # a cell's time: its router's one fit and its own scoring, as a zero-shot cell's
+            started = time.perf_counter()
             scores = router.score(list(bench.prompts))
             res = evaluate_scores(title, [scores], bench, protocol=config.eval_protocol)
             ci = bootstrap_apgr_ci(
                 scores, bench, protocol=config.eval_protocol, samples=config.bootstrap, seed=config.seed
             )
-            seconds = time.perf_counter() - started
+            seconds = fitted + time.perf_counter() - started
             result.cells.append(Cell(PROTOCOL, route_on, res, ci, 1, seconds, len(battles)))
             say(f"[{PROTOCOL}/{route_on}] {title}: APGR {res.apgr:.4f}")
         ev, cells = baseline_cells(config, bench, protocol=PROTOCOL)
