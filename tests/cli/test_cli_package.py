@@ -126,3 +126,9 @@ def test_chat_reads_the_variable_the_server_reads(monkeypatch):
     args = lmroute.cli.build_parser().parse_args(["chat", "--model", "router-length-0.5"])
     assert args.api_key_env == SERVER_KEYS_ENV
     assert chat.run(args) == 0 and used["key"] == "first-key"
+    # An empty first entry ("$OLD,new" with $OLD unset) is no key to the server, which accepts "new";
+    # chat sent none and every turn was refused with 401.
+    monkeypatch.setenv(SERVER_KEYS_ENV, " , new-key")
+    assert chat.run(args) == 0 and used["key"] == "new-key"
+    monkeypatch.setenv(SERVER_KEYS_ENV, " ")
+    assert chat.run(args) == 0 and used["key"] is None

@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
         with Controller.from_config(args.config) as controller:
             return run_chat(controller, model=args.model, system=args.system)
-    key = os.environ.get(args.api_key_env, "").split(",")[0].strip() or None
+    from lmroute.serving.config import split_keys
+
+    # the first key as the server reads the list: "$OLD,new" with $OLD empty is the key "new"
+    key = next(iter(split_keys(os.environ.get(args.api_key_env, ""))), None)
     with server_client(args.url, api_key=key) as client:
         return run_chat(client, model=args.model, system=args.system)

@@ -194,7 +194,7 @@ def build_config(
                 data[key] = {**_section(data, key, where), **value}
         elif value is not None:
             data[key] = value
-    keys = list(api_keys or ()) or _split_keys(os.environ.get(SERVER_KEYS_ENV, ""))
+    keys = list(api_keys or ()) or split_keys(os.environ.get(SERVER_KEYS_ENV, ""))
     if keys:
         data["server"] = {**_section(data, "server", where), "api_keys": tuple(keys)}
     for tier in ("strong", "weak"):
@@ -252,5 +252,6 @@ def _refuse_keys(data: Any, where: str) -> None:
             _refuse_keys(item, where)
 
 
-def _split_keys(text: str) -> list[str]:
+def split_keys(text: str) -> list[str]:
+    """The keys of a comma-separated list (``$LMROUTE_API_KEYS``), empty entries left out."""
     return [key.strip() for key in text.split(",") if key.strip()]
