@@ -172,7 +172,7 @@ class AsyncController:
         """The routing decision for a prompt (or messages) without calling a model; ``user`` names
         the conversation, as in a completion."""
         self._check_open()
-        target = self._service.target(model, router=router, threshold=threshold)
+        target = self._service.router_target(model, router=router, threshold=threshold, where="route()")
         # messages as create() takes them: an answer's message object too
         messages = prompt if isinstance(prompt, str) else _messages(_payload(prompt, {})["messages"])
         return await self._service.decide(target, messages, need_score=True, conversation=_user(user))

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -131,6 +132,16 @@ def test_route_takes_an_answers_message_as_create_does(controller):
     assert decision.router == "length" and decision.score == pytest.approx(
         LengthRouter().score(["and again"])[0]
     )
+
+
+def test_route_refuses_an_upstream_model_as_the_server_does(controller, upstreams):
+    # POST /v1/route answers 400 for a model asked for by name; route() gave a decision without a
+    # score (strong, "big-model", score None): the same request, two answers.
+    with serve_in_thread(create_app(upstreams.config(), routers={"length": LengthRouter()})) as url:
+        answer = httpx.post(f"{url}/v1/route", json={"model": "big-model", "prompt": "hello"})
+    assert answer.status_code == 400 and "scores with a router" in answer.json()["error"]["message"]
+    with pytest.raises(InvalidModelNameError, match="scores with a router: use a model such as"):
+        controller.route("hello", model="big-model")
 
 
 def test_unknown_router_at_construction(upstreams):

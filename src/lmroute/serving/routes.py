@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lmroute.exceptions import InvalidModelNameError, LmrouteError, RequestError
+from lmroute.exceptions import LmrouteError, RequestError
 from lmroute.routing_names import RouterSpec, format_model_name
 from lmroute.serving.answers import Answer, Decision, RoutedStream, Tier
 from lmroute.serving.control import api_key_tenant
@@ -187,11 +187,7 @@ async def route(request: Request) -> Response:
     else:
         raise RequestError("give either messages or prompt", param="messages", code="invalid_value")
     _check_messages(request, req.messages or ())
-    target = service.target(req.model, router=req.router, threshold=req.threshold)
-    if isinstance(target, (str, FleetDecision)):
-        raise InvalidModelNameError(
-            f"/v1/route scores with a router: use a model such as router-mf-0.52, not {req.model!r}"
-        )
+    target = service.router_target(req.model, router=req.router, threshold=req.threshold, where="/v1/route")
     decision = await service.decide(
         target, text, need_score=True, conversation=_conversation(request, body), tenant=_tenant(request)
     )

@@ -235,6 +235,23 @@ class RoutingService:
             self.control.check(spec)
         return spec
 
+    def router_target(
+        self,
+        model: str | None = None,
+        *,
+        router: str | None = None,
+        threshold: float | None = None,
+        where: str,
+    ) -> RouterSpec:
+        """:meth:`target` for a decision that must have a score (``where``: ``/v1/route``,
+        ``route()``): an upstream model asked for by name is refused, as nothing scores it."""
+        target = self.target(model, router=router, threshold=threshold)
+        if isinstance(target, (str, FleetDecision)):
+            raise InvalidModelNameError(
+                f"{where} scores with a router: use a model such as {EXAMPLE}, not {model!r}"
+            )
+        return target
+
     # -- step 2: the decision ---------------------------------------------------------------
     async def score(self, router: str, prompt: str) -> float:
         """One prompt's score, batched with concurrent requests to the same router."""
