@@ -52,3 +52,8 @@ def test_the_memory_forgets_the_oldest_and_the_idle():
     assert len(memory) == 2 and memory.route(a, 0.45, 0.5) == ("weak", "new")
     clock.now = 61
     assert memory.route(c, 0.45, 0.5) == ("weak", "new")  # idle too long
+    # the idle are forgotten, not only when asked for: status "tracked" counted them until the
+    # capacity pushed them out (a steady stream of short chats showed the capacity, for good)
+    assert len(memory) == 1
+    clock.now = 200
+    assert len(memory) == 0

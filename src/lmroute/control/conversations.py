@@ -106,6 +106,8 @@ class ConversationMemory:
         self._tiers: OrderedDict[str, tuple[Decision, float]] = OrderedDict()
 
     def __len__(self) -> int:
+        """The conversations remembered: those seen within ``ttl`` seconds."""
+        self._forget_idle(self._clock())
         return len(self._tiers)
 
     def route(self, keys: ConversationKeys, score: float, threshold: float) -> tuple[Decision, Outcome]:
@@ -142,4 +144,14 @@ class ConversationMemory:
         self._tiers[key] = (tier, now)
         self._tiers.move_to_end(key)
         while len(self._tiers) > self.capacity:
+            self._tiers.popitem(last=False)
+        self._forget_idle(now)
+
+    def _forget_idle(self, now: float) -> None:
+        # Least recently seen first: the idle ones are at the front. Kept, they were counted as
+        # tracked (and held memory) until the capacity pushed them out.
+        while self._tiers:
+            _, seen = next(iter(self._tiers.values()))
+            if now - seen <= self.ttl:
+                break
             self._tiers.popitem(last=False)
