@@ -58,6 +58,12 @@ def test_shipped_example_prices_cover_the_shared_data(data_dir):
             "model 'm': 'output_token' is not a price field; did you mean output_tokens?",
         ),
         ("m: {input_per_1m: 1, output_per_1m: 1, Output-Tokens: 3000}", "did you mean output_tokens"),
+        # reported as "missing input_per_1m and output_per_1m", the keys given not named
+        (
+            "m: {input_per_1M: 2.5, output_per_1M: 10}",
+            "model 'm': 'input_per_1M' is not a price field; did you mean input_per_1m?",
+        ),
+        ("m: {input_per_1k: 0.0025, output_per_1m: 1}", "'input_per_1k' is not a price field"),
     ],
 )
 def test_bad_price_files(tmp_path, text, message):

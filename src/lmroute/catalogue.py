@@ -190,9 +190,7 @@ def listing_from(entry: Any, *, what: str) -> Listing:
     any facts) as a :class:`Listing`."""
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{what}: expected a mapping with input_per_1m and output_per_1m")
-    missing = [k for k in _PRICE_FIELDS[:2] if entry.get(k) is None]
-    if missing:
-        raise ConfigError(f"{what}: missing {' and '.join(missing)} (USD per million tokens)")
+    # Before the missing fields: input_per_1M given for input_per_1m was reported as missing.
     for key in entry:
         # Other keys are kept as facts: a misspelt output_tokens would silently leave the default.
         near = difflib.get_close_matches(str(key).lower().replace("-", "_"), _PRICE_FIELDS, n=1, cutoff=0.8)
@@ -201,6 +199,9 @@ def listing_from(entry: Any, *, what: str) -> Listing:
                 f"{what}: {key!r} is not a price field; did you mean {near[0]}? (other keys are kept as "
                 "facts about the price and change no cost)"
             )
+    missing = [k for k in _PRICE_FIELDS[:2] if entry.get(k) is None]
+    if missing:
+        raise ConfigError(f"{what}: missing {' and '.join(missing)} (USD per million tokens)")
     try:
         price = Price.model_validate({k: entry[k] for k in _PRICE_FIELDS if k in entry})
     except ValidationError as exc:
