@@ -437,6 +437,21 @@ def test_onboard_and_shrink_refuse_an_output_they_cannot_write_before_the_work(
     assert table == "" and not out.exists() and a_file.read_text() == "an earlier result\n"
 
 
+@pytest.mark.parametrize("name", ["config.json", "weights.safetensors"])
+def test_shrink_refuses_a_json_summary_over_the_routers_own_files(files, tmp_path, capsys, name):
+    # The summary was written over the router just saved (the folder's old router, when there was
+    # one, already replaced): it no longer loaded ('not an lmroute router config').
+    out = tmp_path / "shrunk"
+    load_router("mf").save(out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    shrink = ["shrink", "--router", "mf", "--models", *MODELS, "--benchmark", files["bench"], "--out", out]
+    code, table, err = run([*shrink, "--json", out / ".." / out.name / name], capsys)
+    one_line_error(code, err, f"is the saved router's {name} in --out {out}", "write it elsewhere")
+    assert table == "" and {f.name: f.read_bytes() for f in out.iterdir()} == before
+    code, _, _ = run([*shrink, "--json", out / "summary.json"], capsys)  # beside them: fine
+    assert code == 0 and load_router(out).quality_shrinkage is not None
+
+
 def test_a_corrupt_shrinkage_in_a_router_directory_is_a_checkpoint_error(files, tmp_path, capsys):
     out = tmp_path / "shrunk"
     code, _, _ = run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lmroute.cli._options import Subparsers, add_router_option
 from lmroute.cli._output import check_output, note, refuse_overwriting_inputs, write_json_report
@@ -35,7 +36,8 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the shrinkage, save the router, print what was fitted."""
-    from lmroute.routers.base import check_save_folder
+    from lmroute.exceptions import ConfigError
+    from lmroute.routers.base import CONFIG_FILE, WEIGHTS_FILE, check_save_folder
     from lmroute.workflows.shrink import shrink_router
 
     # Both before the fit, and --json before the router is saved: a bad --json would leave it behind.
@@ -43,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
     check_save_folder(args.out)
     check_output(args.json)
     refuse_overwriting_inputs(args, ("json",), [args.benchmark])
+    for name in (CONFIG_FILE, WEIGHTS_FILE):  # written after the router: it no longer loaded
+        if args.json and Path(args.json).resolve() == (Path(args.out) / name).resolve():
+            raise ConfigError(
+                f"--json {args.json} is the saved router's {name} in --out {args.out}, which the summary "
+                "would replace: write it elsewhere"
+            )
     result = shrink_router(args.router, args.benchmark, args.models)
     directory = result.router.save(args.out)
     s = result.summary
