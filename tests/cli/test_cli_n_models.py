@@ -228,6 +228,39 @@ def test_onboard_says_which_battles_file_lines_it_left_out(tmp_path, capsys):
     assert "probe lines that made no battle, left out: 1 missing model name, 1 unknown winner" in err
 
 
+def test_onboard_names_the_probe_models_it_left_out_as_unknown(files, tmp_path, capsys):
+    # Battles against a model outside the vocabulary (here named as served, gpt4o) were left out
+    # without a word: the router learned from a part of the probe, the summary did not say which.
+    rows = [json.loads(line) for line in files["bench"].read_text().splitlines()]
+    for row in rows:
+        row["scores"] = {"gpt4o" if m == MODELS[0] else m: v for m, v in row["scores"].items()}
+    custom = tmp_path / "probe.jsonl"
+    custom.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    battle = {"prompt": "x", "model_a": "newbie", "model_b": MODELS[1], "winner": "model_a"}
+    battles = tmp_path / "battles.jsonl"
+    battles.write_text("".join(json.dumps({**battle, "model_b": m}) + "\n" for m in (MODELS[1], "llama")))
+    for probe, unknown in ((custom, "gpt4o"), (battles, "llama")):
+        argv = ["onboard", "--router", "mf", "--probe", probe, "--model", "newbie", "--out", tmp_path / "o"]
+        code, _, err = run(argv, capsys)
+        assert code == 0, err
+        assert f"the probe's battles against {unknown}, not in the router's vocabulary, left out" in err, err
+    code, _, err = run(
+        [
+            "onboard",
+            "--router",
+            "mf",
+            "--probe",
+            files["bench"],
+            "--model",
+            "newbie",
+            "--out",
+            tmp_path / "p",
+        ],
+        capsys,
+    )
+    assert code == 0 and "left out" not in err, err
+
+
 def test_onboard_refuses_an_infinite_prior(files, tmp_path, capsys):
     # it wrote a router whose new model's vector was NaN: it predicted 0.5 on every prompt
     out = tmp_path / "o"

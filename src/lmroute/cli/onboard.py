@@ -51,4 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if s["lines_dropped"]:  # else a probe's malformed lines would go unnoticed
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(s["lines_dropped"].items()))
         note(f"probe lines that made no battle, left out: {reasons}")
+    if s["unknown_models"]:  # else a probe naming models as served (gpt4o) would teach from fewer
+        note(
+            f"the probe's battles against {', '.join(s['unknown_models'])}, not in the router's vocabulary, "
+            "left out: a probe names known models by their vocabulary names"
+        )
     return 0

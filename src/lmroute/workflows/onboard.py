@@ -33,9 +33,12 @@ class OnboardResult:
     summary: dict[str, Any]
 
 
-def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> tuple[list[Battle], Counter[str]]:
+def probe_battles(
+    path: str | Path, model: str, known: Sequence[str]
+) -> tuple[list[Battle], Counter[str], list[str]]:
     """The battles of ``model`` against the ``known`` models in a probe file (see the module notes),
-    and the lines of a battles file that made no battle, by reason (a missing winner...)."""
+    the lines of a battles file that made no battle, by reason (a missing winner...), and the probe's
+    other models that are not ``known``, whose battles are left out."""
     path = Path(path)
     if _is_battles_file(path):
         from lmroute.data.battles import read_battles_jsonl
@@ -44,7 +47,8 @@ def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> tuple[l
         battles = [b for b in read.battles if model in (b.model_a, b.model_b)]
         if not battles:
             raise DataError(f"probe file {path} has no battle of {model!r}")
-        return battles, read.dropped
+        met = {b.model_b if b.model_a == model else b.model_a for b in battles}
+        return battles, read.dropped, sorted(met - {model} - set(known))
     table = read_custom(path)
     if model not in table.scores:
         raise DataError(f"probe file {path} has no scores of {model!r}; it has: {', '.join(table.models)}")
@@ -60,7 +64,8 @@ def probe_battles(path: str | Path, model: str, known: Sequence[str]) -> tuple[l
             f"none of the probe file's other models ({', '.join(others)}) is in the router's vocabulary "
             f"({', '.join(known)})"
         )
-    return battles_against_known(table, model, known, source=f"probe:{path.name}"), Counter()
+    battles = battles_against_known(table, model, known, source=f"probe:{path.name}")
+    return battles, Counter(), [m for m in others if m not in known]
 
 
 def battles_against_known(
@@ -86,7 +91,7 @@ def onboard(
     # Say what the router cannot do before what is wrong with the probe (sw_ranking has a vocabulary).
     if type(base).onboard is Router.onboard:
         base.onboard(model, [])  # raises the router's own error
-    battles, dropped = probe_battles(probe, model, base.vocabulary)
+    battles, dropped, unknown = probe_battles(probe, model, base.vocabulary)
     taught = base.onboard(model, battles, **options)
     taught.metadata.setdefault("onboarded_from", {})[model] = str(probe)
     directory = taught.save(out)
@@ -96,6 +101,7 @@ def onboard(
         "out": str(directory),
         **taught.metadata["onboarded"][model],
         "lines_dropped": dict(dropped),
+        "unknown_models": unknown,
     }
     return OnboardResult(taught, directory, summary)
 
