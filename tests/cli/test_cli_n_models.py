@@ -470,6 +470,24 @@ def test_onboard_and_shrink_refuse_an_output_they_cannot_write_before_the_work(
     assert table == "" and not out.exists() and a_file.read_text() == "an earlier result\n"
 
 
+def test_a_shrunk_router_is_shrunk_again_for_other_models_and_after_onboarding(files, tmp_path, capsys):
+    # The old shrinkage was asked to cover the new models before it was refitted: shrinking a shrunk
+    # router for a model more, or after onboarding one (as docs/n-models.md says to), was refused
+    # with "cannot put ... on that scale: refit it with their scores (lmroute shrink)".
+    shrink = ["shrink", "--benchmark", files["bench"], "--router"]
+    first, again, taught, last = (tmp_path / name for name in ("two", "three", "taught", "four"))
+    assert run([*shrink, "mf", "--models", *MODELS[:2], "--out", first], capsys)[0] == 0
+    code, _, err = run([*shrink, first, "--models", *MODELS, "--out", again], capsys)
+    assert code == 0, err
+    assert load_router(again).quality_shrinkage.models == tuple(MODELS)
+    onboard = ["onboard", "--router", first, "--probe", files["bench"], "--model", "newbie", "--out", taught]
+    assert run(onboard, capsys)[0] == 0
+    code, _, err = run([*shrink, taught, "--models", *MODELS, "newbie", "--out", last], capsys)
+    assert code == 0, err
+    shrunk = load_router(last)
+    assert shrunk.predict_quality(["What is 2+2?"], ["newbie", MODELS[0]]).shape == (1, 2)
+
+
 @pytest.mark.parametrize("name", ["config.json", "weights.safetensors"])
 def test_shrink_refuses_a_json_summary_over_the_routers_own_files(files, tmp_path, capsys, name):
     # The summary was written over the router just saved (the folder's old router, when there was

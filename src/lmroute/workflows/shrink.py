@@ -40,6 +40,9 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
     """``router`` with a quality shrinkage fitted on ``benchmark`` for ``models`` (NAME, or
     SERVED=VOCABULARY where the file names the model SERVED); lines lacking one of them are skipped."""
     base = router if isinstance(router, Router) else load_router(router)
+    # A shrinkage it has is refitted, so its models do not limit the new one's: a model onboarded
+    # after it (or one more deployed) was refused as one "to refit with lmroute shrink".
+    raw = base.with_shrinkage(None)
     pairs = parse_model_specs(models)
     if len(pairs) < 2:
         raise DataError(f"a shrinkage compares models: give at least two, got {pairs[0][0]}")
@@ -54,7 +57,7 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
             )
     vocabulary = [v for _, v in pairs]
     # Before the benchmark is read: a router that cannot predict N models says so (no prompt embedded).
-    base.predict_quality([], vocabulary)
+    raw.predict_quality([], vocabulary)
     table = read_custom(benchmark)
     served = [s for s, _ in pairs]
     missing = [s for s in served if s not in table.scores]
@@ -72,10 +75,10 @@ def shrink_router(router: str | Path | Router, benchmark: str | Path, models: Se
             f"{benchmark}: scores must be in [0, 1] to be a quality (found {scores.min():g} to "
             f"{scores.max():g}); rescale them, e.g. a 1-10 grade g to (g - 1) / 9"
         )
-    predicted = base.with_shrinkage(None).predict_quality(list(rows.prompts), vocabulary)
+    predicted = raw.predict_quality(list(rows.prompts), vocabulary)
     empty = np.zeros((0, len(vocabulary)))
     shrinkage = fit_shrinkage(vocabulary, empty, empty, scores, predicted)
-    shrunk = base.with_shrinkage(shrinkage)
+    shrunk = raw.with_shrinkage(shrinkage)
     origin = {"benchmark": str(benchmark), "lines": len(rows), "skipped": skipped}
     shrunk.metadata["quality_shrinkage_from"] = origin
     summary = {
