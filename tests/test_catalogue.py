@@ -89,6 +89,11 @@ def test_catalogue_maps_served_names_and_estimates_costs():
     assert str(plain.value).endswith("for 'tiny'")  # it said "for 'tiny' or 'tiny'"
     with pytest.raises(ConfigError, match=r"for 'mine' or 'tiny'$"):
         Catalogue.from_prices(["mine=tiny"], prices, where="p.yaml")
+    # an entry spelt in another case was not named: "add an entry" for a model the file seemed to have
+    with pytest.raises(ConfigError, match=r"model 'Big' has no price in p\.yaml \(it has 'big': names must"):
+        Catalogue.from_prices(["Big"], prices, where="p.yaml")
+    with pytest.raises(ConfigError, match=r"\(it has 'small': names must match exactly\)"):
+        Catalogue.from_prices(["mine=SMALL"], prices, where="p.yaml")
     with pytest.raises(UnknownModelError, match="not in the catalogue"):
         cat.subset(["nope"])
 

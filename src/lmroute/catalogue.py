@@ -141,13 +141,21 @@ class Catalogue:
             if listing is None:
                 source = f" in {where}" if where else ""
                 either = f" or {vocabulary!r}" if vocabulary != served else ""
+                # the entry the user sees may differ only in case: "add an entry" alone puzzled
+                alike = [k for k in prices if _folded(k) in (_folded(served), _folded(vocabulary))]
+                spelt = f" (it has {', '.join(map(repr, alike))}: names must match exactly)" if alike else ""
                 raise ConfigError(
-                    f"model {served!r} has no price{source}: add an entry with input_per_1m and "
+                    f"model {served!r} has no price{source}{spelt}: add an entry with input_per_1m and "
                     f"output_per_1m (USD per million tokens) for {served!r}{either}"
                 )
             price = listing.price if isinstance(listing, Listing) else listing
             entries.append(CatalogueModel(served, vocabulary, price))
         return cls(entries)
+
+
+def _folded(name: str) -> str:
+    """A model name without case, surrounding spaces, or the difference between _ and -."""
+    return name.strip().casefold().replace("_", "-")
 
 
 def parse_model_specs(specs: Sequence[str]) -> list[tuple[str, str]]:
