@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from _fake_embedder import HashEmbedder
 
 from lmroute.data.battles import Battle
-from lmroute.exceptions import ConfigError, DataError, UnknownModelError
+from lmroute.exceptions import CheckpointError, ConfigError, DataError, UnknownModelError
 from lmroute.registry import get_router_class, load_router
 from lmroute.routers.mf import MFRouter
 from lmroute.routers.sw_ranking import SWRankingRouter
@@ -168,6 +170,22 @@ def test_onboarding_learns_a_new_model_from_battles_with_everything_else_frozen(
     assert best.metadata["onboarded"]["delta"]["battles"] == 120
     loaded = MFRouter.load(best.save(tmp_path / "r"), embedder=HashEmbedder(64))
     np.testing.assert_allclose(loaded.predict_quality(prompts, ["delta"]), q[:, 3:], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "onboarded", [5, "delta", ["delta", "x"], {"x": {}}, dict.fromkeys([*MODELS, "delta"])]
+)
+def test_a_saved_router_with_a_damaged_record_of_its_onboarded_models_is_a_checkpoint_error(
+    mf, tmp_path, onboarded
+):
+    # It loaded, then its first N-model prediction was a TypeError traceback (5), or a string was
+    # read as its letters and every model's quality moved without a word.
+    folder = mf.onboard("delta", probe("delta", "wins")).save(tmp_path / "r")
+    manifest = json.loads((folder / "config.json").read_text())
+    manifest["metadata"]["onboarded"] = onboarded
+    (folder / "config.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"metadata\.onboarded must map some of its models"):
+        MFRouter.load(folder, embedder=HashEmbedder(64))
 
 
 def test_onboarding_refuses_what_it_cannot_learn(mf):

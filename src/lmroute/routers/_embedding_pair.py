@@ -309,6 +309,14 @@ class EmbeddingPairRouter(Router[PairConfigT]):
                 f"this {self.name} checkpoint's config.json lacks its list of {count} models "
                 "(metadata.models)"
             )
+        onboarded = self.metadata.get("onboarded")
+        # read as the models kept out of predict_quality's reference: a number there was a TypeError
+        # traceback at the first N-model request, a string silently moved every model's quality
+        if onboarded is not None and (not isinstance(onboarded, dict) or not set(onboarded) < set(models)):
+            raise CheckpointError(
+                f"this {self.name} checkpoint's metadata.onboarded must map some of its models (not all) "
+                "to how they were onboarded"
+            )
         self.models = list(models)
 
     @classmethod
