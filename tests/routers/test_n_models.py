@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -197,6 +198,18 @@ def test_onboarding_refuses_what_it_cannot_learn(mf):
     for prior in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ConfigError, match="the prior must be a finite number"):
             mf.onboard("delta", probe("delta", "wins"), prior=prior)
+
+
+@pytest.mark.parametrize("weight", [float("nan"), 0.0, -1.0, float("inf")])
+def test_onboarding_refuses_battles_of_no_weight_as_fit_does(mf, weight):
+    # Built in code, they skipped the readers' checks: the new model's vector came out NaN (or the
+    # average's) and it was predicted 0.5 on every prompt, without a word.
+    battles = probe("delta", "wins")
+    battles[7] = dataclasses.replace(battles[7], weight=weight)
+    with pytest.raises(DataError, match=r"battle 7 has weight .*: a weight is a positive finite number"):
+        mf.onboard("delta", battles)
+    with pytest.raises(DataError, match="battle 0 is a dict, not an lmroute Battle"):
+        mf.onboard("delta", [{"prompt": "x", "model_a": "delta", "model_b": "alpha", "winner": "model_a"}])
 
 
 def test_a_probe_of_ties_only_says_the_router_drops_ties():

@@ -150,6 +150,8 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
         if model in self.models:
             raise ConfigError(f"{model!r} is already in this mf router's vocabulary: nothing to onboard")
         params = OnboardParams(prior=prior)  # checked before the probe prompts are embedded
+        # as fit checks them: a NaN, zero or infinite weight fitted a vector predicting 0.5 everywhere
+        battles = checked_battles(battles)
         prompts, other, target, weight = _probe_arrays(model, battles, self.models, ties=self.config.ties)
         unit = self._model_embeddings.astype(np.float64)
         unit /= np.maximum(np.linalg.norm(unit, axis=2, keepdims=True), 1e-12)
