@@ -499,6 +499,14 @@ def test_shrink_refuses_a_json_summary_over_the_routers_own_files(files, tmp_pat
     code, table, err = run([*shrink, "--json", out / ".." / out.name / name], capsys)
     one_line_error(code, err, f"is the saved router's {name} in --out {out}", "write it elsewhere")
     assert table == "" and {f.name: f.read_bytes() for f in out.iterdir()} == before
+    new = tmp_path / "new"  # these failed once a router was saved there, which was left behind
+    for summary, needle in (
+        (new, "is the --out folder"),
+        (new / name / "x.json", f"is the saved router's {name}"),
+    ):
+        code, table, err = run([*shrink[:-1], new, "--json", summary], capsys)
+        one_line_error(code, err, f"--json {summary} {needle}")
+        assert table == "" and not new.exists()
     code, _, _ = run([*shrink, "--json", out / "summary.json"], capsys)  # beside them: fine
     assert code == 0 and load_router(out).quality_shrinkage is not None
 

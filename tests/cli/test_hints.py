@@ -66,6 +66,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "is for N-model evaluation: give --models too": ("eval",),
     "--models evaluates a benchmark file of many models": ("eval",),
     "--prior must be a finite number at least 0": ("onboard",),
+    "is the --out folder: give the summary a file": ("shrink",),
     "which the summary would replace: write it elsewhere": ("shrink",),
     "--ray-address local starts a new cluster here": ("serve", "score", "label"),
     "--data-dir": DATA_COMMANDS,

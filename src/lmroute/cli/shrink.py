@@ -45,12 +45,16 @@ def run(args: argparse.Namespace) -> int:
     check_save_folder(args.out)
     check_output(args.json)
     refuse_overwriting_inputs(args, ("json",), [args.benchmark])
-    for name in (CONFIG_FILE, WEIGHTS_FILE):  # written after the router: it no longer loaded
-        if args.json and Path(args.json).resolve() == (Path(args.out) / name).resolve():
-            raise ConfigError(
-                f"--json {args.json} is the saved router's {name} in --out {args.out}, which the summary "
-                "would replace: write it elsewhere"
-            )
+    if args.json:
+        summary, out = Path(args.json).resolve(), Path(args.out).resolve()
+        if summary == out:  # failed once the router was saved, which was left behind
+            raise ConfigError(f"--json {args.json} is the --out folder: give the summary a file of its own")
+        for name in (CONFIG_FILE, WEIGHTS_FILE):  # written after the router: it no longer loaded
+            if summary == out / name or out / name in summary.parents:
+                raise ConfigError(
+                    f"--json {args.json} is the saved router's {name} in --out {args.out}, which the "
+                    "summary would replace: write it elsewhere"
+                )
     result = shrink_router(args.router, args.benchmark, args.models)
     directory = result.router.save(args.out)
     s = result.summary
