@@ -156,3 +156,24 @@ def test_a_saved_state_does_not_change_with_later_requests():
     written = json.dumps(state)
     alarms(detector, scores[10:], summaries[10:])
     assert json.dumps(state) == written
+
+
+@pytest.mark.parametrize("reference_size", [20, 300], ids=["collecting", "watching"])
+def test_an_embedding_that_is_not_finite_is_left_out_and_the_state_stays_saveable(reference_size):
+    # A score that is NaN is routed as 0.5 (Router.score); a summary is taken as the embedder gave
+    # it, and one NaN kept in the weighted live mean would stay there for good: /v1/status a 500
+    # and every save of the state file refused.
+    rng = np.random.default_rng(10)
+    detector = DriftDetector(reference_size=reference_size)
+    if reference_size == 300:
+        detector.set_reference(*traffic(rng, 300))
+    scores, summaries = traffic(rng, 40)
+    summaries[3] = np.nan
+    summaries[5, 2] = np.inf
+    alarms(detector, scores, summaries)
+    json.dumps(detector.status(), allow_nan=False)
+    json.dumps(detector.to_state(), allow_nan=False)
+    assert detector.reference is not None
+    if reference_size == 300:  # the embeddings are still watched (a reference collected with a
+        # request without its summary is one of the scores alone, as it is for a missing summary)
+        assert 0 < detector.embedding_shift < 1

@@ -204,6 +204,10 @@ class DriftDetector:
     def observe(self, score: float, summary: np.ndarray | None = None) -> bool:
         """Take one request; True when it raises an alarm (the first of an episode)."""
         self.observed += 1
+        if summary is not None and not np.isfinite(summary).all():
+            # A broken embedding: kept, it would stay in the weighted live mean for good, making
+            # the shift NaN in every report and the state file unsaveable. The score still counts.
+            summary = None
         if self.state != "watching":
             self._collect(score, summary)
         if self.reference is None:
