@@ -319,6 +319,32 @@ def test_numbers_int_or_float_cannot_hold_are_a_state_that_does_not_fit(tmp_path
     assert len(list(tmp_path.glob("state.json.corrupt-*"))) == 1 and not path.exists()
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    # what no sample gives: trace(S)^2 / trace(S^2) is at least 1, a bin's share at least 1e-4
+    [("dof", 1e-6), ("proportions", 5e-324)],
+    ids=["degrees of freedom below 1", "a bin's share below the floor"],
+)
+def test_a_drift_reference_no_sample_could_give_is_a_state_that_does_not_fit(tmp_path, key, value):
+    # It loaded, and then every request raised ZeroDivisionError (a 500 from the server), or the
+    # shift became Infinity: /v1/status a 500 and every later save refused.
+    path = tmp_path / "state.json"
+    rng = np.random.default_rng(3)
+    hub = ControlHub(ControlConfig(state_file=str(path)))
+    hub.seed("length", scores(5, 300), tokens=np.ones(300), summaries=rng.normal(size=(300, 8)))
+    decide_all(hub, SHARE, scores(6, 50), summary=rng.normal(size=8))
+    hub.save()
+    state = json.loads(path.read_text())
+    reference = state["drift"]["length"]["reference"]
+    reference[key] = value if key == "dof" else [value] * len(reference[key])
+    path.write_text(json.dumps(state))
+    restarted = ControlHub(ControlConfig(state_file=str(path)))
+    assert restarted.load() is False
+    assert "does not fit" in restarted.state_report["problem"]
+    decide_all(restarted, SHARE, scores(7, 50), summary=rng.normal(size=8))
+    json.dumps(restarted.status(), allow_nan=False)
+
+
 def test_a_state_file_that_is_a_folder_is_a_config_error_and_the_folder_stays(tmp_path):
     # It was taken for an unreadable state file: the folder was moved to <name>.corrupt-<time> with
     # everything in it, and the next save wrote the state under the folder's name.

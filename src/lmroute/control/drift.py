@@ -131,8 +131,15 @@ class Reference:
             numbers.append(reference.mean)
         if not all(np.isfinite(n).all() for n in numbers):
             raise ValueError("the reference holds numbers that are not finite")
-        if (reference.proportions <= 0).any() or (np.diff(reference.edges) <= 0).any() or reference.dof <= 0:
-            raise ValueError("the reference's bins are not increasing edges with positive proportions")
+        if (np.diff(reference.edges) <= 0).any():
+            raise ValueError("the reference's bin edges do not increase")
+        # What every sample gives (from_sample): a share floored at _FLOOR, and trace(S)^2 / trace(S^2)
+        # at least 1 (1e-9 for rounding). Below them the shift overflowed to Infinity, or the alarm
+        # level was 0 and every request raised ZeroDivisionError.
+        if not ((reference.proportions >= _FLOOR) & (reference.proportions <= 1)).all():
+            raise ValueError(f"the reference's bin shares are not all in [{_FLOOR}, 1]")
+        if reference.dof < 1 - 1e-9 or reference.variance < 0:
+            raise ValueError("the reference's embedding spread is not one a sample can have")
         return reference
 
 
