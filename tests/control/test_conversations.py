@@ -1,5 +1,7 @@
 """Conversations that stay on their model: the margin rule, keys from history, memory bounds."""
 
+import tracemalloc
+
 import pytest
 
 from lmroute.control.conversations import ConversationMemory, explicit_key, history_keys
@@ -57,3 +59,23 @@ def test_the_memory_forgets_the_oldest_and_the_idle():
     assert len(memory) == 1
     clock.now = 200
     assert len(memory) == 0
+
+
+def test_a_long_conversation_id_is_not_remembered_whole():
+    # A request's `user` field may be as long as the body (1 MB by default): kept whole, the
+    # memory's capacity bounded how many conversations it held, not how much memory they took.
+    memory = ConversationMemory()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            memory.route(explicit_key(f"{i}" + "x" * 1_000_000, source="user"), 0.9, 0.5)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(memory) == 20 and held < 1_000_000
+    # still the same conversation for the same id, and another for another id, source or tenant
+    same = explicit_key("0" + "x" * 1_000_000, source="user")
+    assert memory.route(same, 0.49, 0.5) == ("strong", "stayed")
+    assert explicit_key("c", source="user").store != explicit_key("c", source="header").store
+    assert explicit_key("c", source="user").store != explicit_key("c", source="user", namespace="k").store

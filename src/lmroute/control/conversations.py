@@ -43,8 +43,10 @@ class ConversationKeys:
 
 
 def explicit_key(conversation_id: str, *, source: str, namespace: str = "") -> ConversationKeys:
-    """Keys for a conversation named by its client (a header or the ``user`` field)."""
-    key = f"{namespace}\0{source}\0{conversation_id}"
+    """Keys for a conversation named by its client (a header or the ``user`` field): a digest, as
+    the id may be as long as a request (a ``user`` field of a megabyte), and the memory's capacity
+    counts conversations, not bytes. "id:" keeps it apart from every history key."""
+    key = "id:" + _digest(namespace, (source,), (conversation_id,))
     return ConversationKeys(key, key, source)
 
 
