@@ -1,5 +1,7 @@
 """Embedding summaries taken from the router's own embedder: recorded once, taken once, bounded."""
 
+import tracemalloc
+
 import numpy as np
 from _fake_embedder import HashEmbedder
 
@@ -25,3 +27,21 @@ def test_only_the_latest_texts_are_kept():
     tapped = store.tap(HashEmbedder())
     tapped.embed([f"text {i}" for i in range(5)])
     assert store.take(tapped.name, "text 0") is None and store.take(tapped.name, "text 4") is not None
+
+
+def test_texts_whose_summaries_are_never_taken_are_not_kept_whole():
+    # Under the lambda and quality modes (N models) the router embeds every prompt and no summary
+    # is taken: the store kept the last `capacity` prompts themselves, each up to a request long.
+    store = EmbeddingSummaries()
+    tapped = store.tap(HashEmbedder())
+    tapped.embed(["warm"])  # the projection, made once, is not what is measured
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            tapped.embed([f"{i}" + "x" * 1_000_000])  # each prompt is the request's, dropped after it
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000
+    assert store.take(tapped.name, "5" + "x" * 1_000_000) is not None

@@ -6,12 +6,14 @@ double the cost of routing, so :meth:`EmbeddingSummaries.tap` wraps the embedder
 given (``router.use_embedder(summaries.tap(embedder))``): the wrapper passes every call through
 and keeps each text's summary, which the caller takes once the score is back
 (:meth:`EmbeddingSummaries.take`). Only the last ``capacity`` texts are kept, so texts whose
-summary is never taken (a failed request) cost nothing for long. Scoring runs in worker threads,
-so the store is locked.
+summary is never taken (a failed request, every prompt under the N-model modes) cost nothing for
+long; they are known by a digest, so that holds however long the prompts are. Scoring runs in
+worker threads, so the store is locked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ class EmbeddingSummaries:
         self.summary_dim = summary_dim
         self.capacity = capacity
         self._projections: dict[int, np.ndarray] = {}
-        self._kept: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def tap(self, embedder: Embedder) -> Embedder:
@@ -54,10 +56,11 @@ class EmbeddingSummaries:
     def keep(self, name: str, texts: Sequence[str], summaries: np.ndarray) -> None:
         """Keep ``summaries`` (one row per text, already summarised: by a Ray scoring replica's
         store) under ``name``."""
+        keys = [(name, _digest(text)) for text in texts]
         with self._lock:
-            for text, summary in zip(texts, summaries, strict=True):
-                self._kept[(name, text)] = summary
-                self._kept.move_to_end((name, text))
+            for key, summary in zip(keys, summaries, strict=True):
+                self._kept[key] = summary
+                self._kept.move_to_end(key)
             while len(self._kept) > self.capacity:
                 self._kept.popitem(last=False)
 
@@ -65,8 +68,13 @@ class EmbeddingSummaries:
         """The summary of ``text`` as embedded by ``name`` (and forget it), or None."""
         if name is None:
             return None
+        key = (name, _digest(text))
         with self._lock:
-            return self._kept.pop((name, text), None)
+            return self._kept.pop(key, None)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _Tap(PassThroughEmbedder):
