@@ -136,6 +136,17 @@ def test_a_restored_reference_of_another_summary_length_watches_the_scores_alone
     assert alarms(restored, scores, summaries) == [] and restored.embedding_shift == 0.0
 
 
+def test_a_restored_collection_of_another_summary_length_ends_in_a_reference_of_the_scores():
+    # It raised ValueError from np.stack when the collection was complete, on that request and on
+    # every later one of the router (the collection stayed full), and in the state file it saved.
+    rng = np.random.default_rng(11)
+    detector = DriftDetector(reference_size=20)
+    alarms(detector, *traffic(rng, 10, dim=8))
+    restored = DriftDetector.from_state(json.loads(json.dumps(detector.to_state())))
+    assert alarms(restored, *traffic(rng, 30, dim=16)) == []
+    assert restored.state == "watching" and restored.reference.mean is None
+
+
 def test_the_summary_projection_is_fixed_and_keeps_distances():
     a, b = summary_projection(384), summary_projection(384)
     assert a.shape == (384, 64) and np.array_equal(a, b)

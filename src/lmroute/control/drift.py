@@ -256,7 +256,10 @@ class DriftDetector:
 
     def _collect(self, score: float, summary: np.ndarray | None) -> None:
         self._scores.append(float(score))
-        if summary is not None:
+        # One of another length than those collected (restored from a state file written with
+        # another summary_dim) cannot be averaged with them: left out, the reference is of the
+        # scores alone, as it is when a request has no summary.
+        if summary is not None and (not self._summaries or len(summary) == len(self._summaries[0])):
             self._summaries.append(np.asarray(summary, dtype=np.float64))
         if len(self._scores) >= self.reference_size:
             summaries = np.stack(self._summaries) if len(self._summaries) == len(self._scores) else None
