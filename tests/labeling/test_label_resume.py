@@ -480,6 +480,23 @@ def test_dry_run_counts_calls_and_tokens(tmp_path):
     )
 
 
+@pytest.mark.parametrize("bound", [-1, "lots"])
+def test_an_upstream_bound_that_is_no_positive_number_counts_as_unbounded(tmp_path, bound):
+    """An upstream's own params go out as they are (llama.cpp reads max_tokens -1 as no bound): the
+    dry run counted -1 completion tokens for such a call and the budget let it start as if it could
+    produce nothing; a bound that is not a number was a ValueError traceback."""
+    free = LabelModel(name="free", base_url="http://127.0.0.1:9/v1", params={"max_tokens": bound})
+    job = LabelJob(_items(2), (STRONG, free), "golden", params={"max_tokens": 10})
+    plan = plan_labeling(job, tmp_path)
+    assert plan.unbounded
+    assert plan.completion_tokens == 2 * 10 + 2 * 1024
+    caller = CountingCaller()
+    budget = 2 * 30  # room for the strong model's calls, none for an unbounded one
+    result = label(job, tmp_path, caller=caller, limits=RunLimits(concurrency=1, budget_tokens=budget))
+    assert result.summary["stopped"].startswith("budget of 60 tokens")
+    assert all(model == "strong" for model, *_ in caller.calls)
+
+
 def test_a_run_whose_answers_hold_line_separators_resumes_from_its_store(tmp_path):
     """An answer with U+2028 (and the other characters ``str.splitlines`` breaks at) is stored
     on one line and read back whole: the rerun reuses every call (issue 13: the store was

@@ -159,12 +159,26 @@ def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
     return sum(math.ceil(len(m["content"]) / 4) + 4 for m in messages)
 
 
+def _bound(params: Mapping[str, Any]) -> int | None:
+    """The completion bound of a call with ``params``, None when it has none.
+
+    Only a positive number bounds a call: an upstream's own params are sent as they are, and
+    llama.cpp reads ``max_tokens: -1`` as no bound (counted as -1 tokens, the dry run and the budget
+    let such a call through as if it could produce nothing).
+    """
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = params.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < math.inf:
+            return int(value)
+    return None
+
+
 def unbounded(params: Mapping[str, Any]) -> bool:
-    """Whether a call with ``params`` has no completion bound (no max_tokens)."""
-    return not (params.get("max_tokens") or params.get("max_completion_tokens"))
+    """Whether a call with ``params`` has no completion bound (no positive max_tokens)."""
+    return _bound(params) is None
 
 
 def completion_bound(params: Mapping[str, Any]) -> int:
     """The most tokens a call with ``params`` may produce (an estimate when it is unbounded)."""
-    bound = params.get("max_tokens") or params.get("max_completion_tokens")
-    return int(bound) if bound else UNBOUNDED_COMPLETION_ESTIMATE
+    bound = _bound(params)
+    return UNBOUNDED_COMPLETION_ESTIMATE if bound is None else bound
