@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -158,3 +160,17 @@ def test_guess_grader():
 def test_unknown_grader_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown grader"):
         grade("1", "1", grader="fuzzy")
+
+
+def test_a_response_that_runs_on_in_spaces_is_read_at_once():
+    """A small model's runaway output, "answer" then a long run of spaces: the choice and number
+    patterns had two quantifiers in a row that could each take the spaces, and tried every split
+    before giving up (minutes for this response, the whole run waiting). In a child process, so that
+    the old patterns fail the test by its timeout rather than hang the suite."""
+    code = (
+        "from lmroute.labeling.extract import extract_choice, extract_number\n"
+        "run_on = ' ' * 100_000 + 'x'\n"
+        "assert extract_choice('The answer is' + run_on) is None\n"
+        "assert extract_number('The answer is' + run_on + ' 7') == 7\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

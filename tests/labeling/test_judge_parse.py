@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from lmroute.exceptions import ConfigError
@@ -118,3 +121,16 @@ def test_unknown_mode_and_missing_file(tmp_path):
         load_template("elo")
     with pytest.raises(ConfigError, match="cannot read"):
         load_template("score", tmp_path / "absent.yaml")
+
+
+def test_a_judge_output_that_runs_on_in_spaces_is_read_at_once():
+    """A judge's "rating" followed by a long run of spaces (a small model's runaway output): the
+    fallback pattern had three quantifiers in a row that could each take the spaces and tried every
+    split before giving up, a time cubic in the run (hours for this output, the whole run waiting).
+    In a child process, so that the old pattern fails the test by its timeout rather than hang."""
+    code = (
+        "from lmroute.labeling.judge import parse_score\n"
+        "assert parse_score('My rating' + ' ' * 20_000 + 'is missing') is None\n"
+        "assert parse_score('Rating:' + '\\n' * 100_000 + '7') == 7.0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

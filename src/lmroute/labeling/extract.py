@@ -36,7 +36,8 @@ _DIGITS = re.compile(r"\d+")
 _NUMBER = r"-?\$?\s?\d[\d,]*(?:\.\d+)?"
 _HASHES = re.compile(r"####\s*(" + _NUMBER + ")")
 _BOXED = re.compile(r"\\boxed\{\s*(" + _NUMBER + ")")
-_ANSWER_IS = re.compile(r"answer is[:\s]*\**\s*(" + _NUMBER + ")", re.IGNORECASE)
+# No two quantifiers here may take the same run of spaces (see _CHOICE_ANSWER).
+_ANSWER_IS = re.compile(r"answer is[:\s]*(?:\*+\s*)?(" + _NUMBER + ")", re.IGNORECASE)
 # Not inside a word or after a decimal point, so "x2" and the "5" of "0.5" are not numbers.
 _ANY_NUMBER = re.compile(r"(?<![\w.])(" + _NUMBER + ")")
 
@@ -69,8 +70,10 @@ def _to_decimal(token: str) -> Decimal | None:
         return None
 
 
-# Only the word "answer" ignores case: "the answer is a bit unclear" names no letter.
-_CHOICE_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?\s*(?:[:\-]\s*)?[\s*(\[]*([A-J])\b")
+# Only the word "answer" ignores case: "the answer is a bit unclear" names no letter. Each run of
+# spaces has one quantifier that can take it: with two in a row ("\s*[\s*(\[]*") a response that
+# ran on in spaces after "answer" was split every way before it was refused, for seconds to hours.
+_CHOICE_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?(?:\s*[:\-])?[\s*(\[]*([A-J])\b")
 _CHOICE_LEADING = re.compile(r"^\s*[*(\[]*([A-J])(?:[*)\].:]|\s*$|\s*\n)")
 _CHOICE_PAREN = re.compile(r"\(([A-J])\)")
 # A response that is one letter and nothing else commits to it in either case ("b"); elsewhere a

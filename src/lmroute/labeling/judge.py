@@ -86,7 +86,11 @@ def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
 
 _PAIR_VERDICT = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*10\s*)?\]\]")
-_RATING_FALLBACK = re.compile(r"rating\s*[:=]?\s*\[?\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\]?", re.IGNORECASE)
+# Each run of spaces has one quantifier that can take it: with "\s*[:=]?\s*\[?\s*" a judge's
+# "rating" followed by a few thousand spaces (a small model's runaway output) took minutes to refuse.
+_RATING_FALLBACK = re.compile(
+    r"rating\s*(?:[:=]\s*)?(?:\[\s*)?(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\]?", re.IGNORECASE
+)
 
 
 def parse_pairwise(text: str) -> str | None:
