@@ -174,3 +174,15 @@ def test_a_response_that_runs_on_in_spaces_is_read_at_once():
         "assert extract_number('The answer is' + run_on + ' 7') == 7\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_lower_case_letter_reference_is_graded_as_a_choice():
+    """Lower-case option letters (MathQA's): "a" was graded as a short answer, where it is the
+    article and normalised away, so no response ever matched it; "b" matched only a response
+    that was the letter and nothing else."""
+    assert guess_grader("a") == guess_grader("(c)") == "choice"
+    assert grade("The answer is (A).", "a") == (True, "A")
+    assert grade("a", "a") == (True, "A")
+    assert grade("B. Because it is 27.", "b") == (True, "B")
+    assert grade("The answer is (C).", "b") == (False, "C")
+    assert guess_grader("x") == "exact"  # not an option letter

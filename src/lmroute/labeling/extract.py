@@ -151,12 +151,14 @@ _GRADERS: dict[str, Callable[[str, str], tuple[bool, str | None]]] = {
 
 
 def guess_grader(reference: str) -> str:
-    """The grader a reference calls for: ``#### N`` or a number -> gsm8k, one letter -> choice,
-    anything else -> exact."""
+    """The grader a reference calls for: ``#### N`` or a number -> gsm8k, one letter A-J (either
+    case) -> choice, anything else -> exact."""
     stripped = reference.strip()
     if "####" in stripped or _to_decimal(stripped) is not None:
         return "gsm8k"
-    if re.fullmatch(r"\(?[A-J]\)?", stripped):
+    # In either case, as the choice grader reads it: a reference "a" (MathQA's options are lower
+    # case) graded as a short answer was the article, dropped, and no answer ever matched it.
+    if re.fullmatch(r"\(?[A-Ja-j]\)?", stripped):
         return "choice"
     return "exact"
 
