@@ -40,6 +40,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "wait for it or use another --out": ("label",),
     "rerun with a larger --budget-tokens": ("label",),
     "none (no --upstreams file)": ("label",),
+    "is for --mode {}; this run is --mode {}": ("label",),
     "(set --api-key or %s)": ("serve",),
     "(server.max_messages, --max-messages)": ("serve",),
     "(server.max_request_bytes, --max-request-bytes)": ("serve",),
@@ -85,6 +86,12 @@ PARTS: dict[str, tuple[str, ...]] = {
     "--threshold": ("eval",),
     "--prices": ("eval",),
     "--policy": ("eval",),
+    "--judge": ("label",),
+    "--judge-mode": ("label",),
+    "--judge-template": ("label",),
+    "--judge-max-tokens": ("label",),
+    "--grader": ("label",),
+    "--reference-field": ("label",),
 }
 
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

@@ -735,6 +735,37 @@ def test_cli_dry_run(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("mode", "option", "kind"),
+    [
+        ("golden", ["--judge", "name=j,base_url=http://127.0.0.1:9/v1"], "judge"),
+        ("golden", ["--judge-mode", "score"], "judge"),
+        ("golden", ["--judge-template", "my_pairwise.yaml"], "judge"),
+        ("golden", ["--judge-max-tokens", "64"], "judge"),
+        ("judge", ["--grader", "number"], "golden"),
+        ("judge", ["--reference-field", "solution"], "golden"),
+    ],
+)
+def test_an_option_of_the_other_mode_is_refused(tmp_path, capsys, mode, option, kind):
+    """They were ignored without a word: a golden run given --judge graded by the references (and
+    still wanted the judge's API key); a judge run given --grader judged."""
+    prompts = tmp_path / "q.jsonl"
+    prompts.write_text(json.dumps({"question": "Q1", "answer": "#### 1"}) + "\n")
+    argv = ["label", "--prompts", str(prompts), "--mode", mode, "--out", str(tmp_path / "run")]
+    argv += [
+        "--model",
+        "name=a,base_url=http://127.0.0.1:9/v1",
+        "--model",
+        "name=b,base_url=http://127.0.0.1:9/v1",
+    ]
+    if mode == "judge":
+        argv += ["--judge", "name=j,base_url=http://127.0.0.1:9/v1"]
+    assert main([*argv, *option, "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"lmroute: error: {option[0]} is for --mode {kind}; this run is --mode {mode}\n"
+    assert main([*argv, "--dry-run"]) == 0  # the same run without it
+
+
 # -- a real kill: a subprocess labelling against a loopback OpenAI-compatible fake ------------------
 
 

@@ -40,15 +40,13 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--judge-mode",
         choices=("pairwise", "score"),
-        default="pairwise",
-        help="pairwise: compare both orders, ties allowed; score: rate each 1-10",
+        help="pairwise (default): compare both orders, ties allowed; score: rate each 1-10",
     )
     p.add_argument("--judge-template", help="YAML judge prompt (system, user) replacing the packaged one")
     p.add_argument(
         "--grader",
         choices=("auto", "gsm8k", "number", "choice", "exact"),
-        default="auto",
-        help="golden mode: how answers are read (auto: by the reference's form)",
+        help="golden mode: how answers are read (default auto: by the reference's form)",
     )
     p.add_argument("--prompt-field", help="JSONL field with the prompt (default: prompt, else question)")
     p.add_argument("--reference-field", help="JSONL reference field (default: reference, else answer)")
@@ -61,7 +59,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--system", help="a system message for the models")
     p.add_argument("--temperature", type=float, default=0.0, help="models' temperature (default 0)")
     p.add_argument("--max-tokens", type=int, default=1024, help="models' max_tokens (default 1024)")
-    p.add_argument("--judge-max-tokens", type=int, default=1024, help="judge's max_tokens (default 1024)")
+    p.add_argument("--judge-max-tokens", type=int, help="judge's max_tokens (default 1024)")
     p.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
     p.add_argument("--rate", type=float, help="at most this many calls a second")
     p.add_argument("--retries", type=int, default=3, help="retries of a failed call (default 3)")
@@ -88,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.labeling.judge import load_template
     from lmroute.labeling.upstream import parse_model_spec, read_upstreams
 
+    _check_mode(args)
     check_output(args.out, folder=True)  # before any call is paid for
     actors = ray_actors(args)
     on_ray = args.ray or args.ray_address
     if on_ray and not args.dry_run:
         _check_ray()
     upstreams = read_upstreams(args.upstreams) if args.upstreams else {}
+    judge_mode = args.judge_mode or "pairwise"
     job = LabelJob(
         items=tuple(
             read_items(
@@ -106,13 +106,16 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(parse_model_spec(spec, upstreams) for spec in args.model),
         mode=args.mode,
         judge=parse_model_spec(args.judge, upstreams) if args.judge else None,
-        judge_mode=args.judge_mode,
-        template=load_template(args.judge_mode, args.judge_template) if args.mode == "judge" else None,
-        grader=args.grader,
+        judge_mode=judge_mode,
+        template=load_template(judge_mode, args.judge_template) if args.mode == "judge" else None,
+        grader=args.grader or "auto",
         prompt_template=args.prompt_template,
         system_prompt=args.system,
         params={"temperature": args.temperature, "max_tokens": args.max_tokens},
-        judge_params={"temperature": 0.0, "max_tokens": args.judge_max_tokens},
+        judge_params={
+            "temperature": 0.0,
+            "max_tokens": 1024 if args.judge_max_tokens is None else args.judge_max_tokens,
+        },
     )
     if args.dry_run:
         print(plan_labeling(job, args.out).format())
@@ -141,6 +144,24 @@ def run(args: argparse.Namespace) -> int:
     for path in result.files:
         wrote(path)
     return 0 if result.complete else INCOMPLETE
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """A ConfigError for an option of the other mode, which would be ignored (a golden run given
+    --judge labelled by references, and still wanted the judge's API key)."""
+    from lmroute.exceptions import ConfigError
+
+    judge_options = {
+        "--judge": args.judge,
+        "--judge-mode": args.judge_mode,
+        "--judge-template": args.judge_template,
+        "--judge-max-tokens": args.judge_max_tokens,
+    }
+    golden_options = {"--grader": args.grader, "--reference-field": args.reference_field}
+    other, kind = (judge_options, "judge") if args.mode == "golden" else (golden_options, "golden")
+    given = [flag for flag, value in other.items() if value is not None]
+    if given:
+        raise ConfigError(f"{given[0]} is for --mode {kind}; this run is --mode {args.mode}")
 
 
 def _check_ray() -> None:
