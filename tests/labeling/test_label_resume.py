@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -541,6 +542,32 @@ def test_a_damaged_store_is_refused_with_its_line(tmp_path, line, message):
     path.write_text(f"{whole}\n{line}\n")
     with pytest.raises(DataError, match=message):
         CallStore.open(path)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_store_readable(tmp_path, monkeypatch):
+    """A store line that could not be written whole was an OSError traceback, and the part of it
+    left behind joined the next call's line: the rerun refused the whole store as damaged."""
+    from lmroute.labeling import store as store_module
+
+    whole = store_module.append_line
+    appended = []
+
+    def disk_full_once(fd, record):
+        appended.append(record)
+        if len(appended) == 3:
+            os.write(fd, json.dumps(record).encode()[:40])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        whole(fd, record)
+
+    monkeypatch.setattr(store_module, "append_line", disk_full_once)
+    with pytest.raises(WriteError, match=r"cannot write .*responses\.jsonl: No space left on device$"):
+        label(_job(n=4), tmp_path, caller=CountingCaller(), limits=RunLimits(concurrency=1))
+    monkeypatch.setattr(store_module, "append_line", whole)
+    stored = _read_jsonl(tmp_path / "responses.jsonl")
+    assert len(stored) == len(appended) - 1  # every line whole: all but the one that failed
+    again = CountingCaller()
+    assert label(_job(n=4), tmp_path, caller=again).complete
+    assert sum(again.calls.values()) == 8 - len(stored)
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path):

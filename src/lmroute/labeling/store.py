@@ -82,10 +82,19 @@ class CallStore:
         return self._records.get((model, prompt_id, req_hash))
 
     def append(self, record: dict[str, Any]) -> None:
-        """Store a finished call durably: one whole line, then fsync."""
+        """Store a finished call durably: one whole line, then fsync; a WriteError naming the
+        file when it cannot be written (a full disk), the file as it was before."""
         if self._fd is None:
             raise RuntimeError("CallStore.append() before open() or after close()")
-        append_line(self._fd, record)
+        with write_failures(self.path):
+            end = os.fstat(self._fd).st_size
+            try:
+                append_line(self._fd, record)
+            except OSError:
+                # A part of the line left behind would join the next call's line into one that
+                # no run can read: the whole store refused.
+                os.ftruncate(self._fd, end)
+                raise
         self._records[_key(record)] = record
 
     def __len__(self) -> int:
