@@ -428,6 +428,9 @@ def test_concurrency_limit(tmp_path):
         ({"retries": -1}, "retries must be >= 0"),
         ({"max_failures": 0}, "max_failures >= 1"),
         ({"rate": -1.0}, "rate limit must be a positive number"),
+        ({"rate": float("nan")}, "rate limit must be a positive number"),  # was no limit at all
+        ({"budget_tokens": 0}, "token budget must be at least 1 token, got 0"),  # every call refused
+        ({"budget_tokens": -5}, "token budget must be at least 1 token, got -5"),
     ],
 )
 def test_run_limits_are_checked_when_made(options, message):

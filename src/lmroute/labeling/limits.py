@@ -37,8 +37,12 @@ class RunLimits:
             raise ConfigError("concurrency must be at least 1")
         if self.retries < 0 or self.max_failures < 1:
             raise ConfigError("retries must be >= 0 and max_failures >= 1")
-        if self.rate is not None and self.rate < 0:
+        # "not >= 0": a NaN rate compares false with everything, and limited nothing.
+        if self.rate is not None and not self.rate >= 0:
             raise ConfigError("the rate limit must be a positive number of calls per second")
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            # Else every call of the run was refused as over the budget, and the run folder made.
+            raise ConfigError(f"the token budget must be at least 1 token, got {self.budget_tokens}")
 
 
 class RateLimiter:
