@@ -186,3 +186,12 @@ def test_a_lower_case_letter_reference_is_graded_as_a_choice():
     assert grade("B. Because it is 27.", "b") == (True, "B")
     assert grade("The answer is (C).", "b") == (False, "C")
     assert guess_grader("x") == "exact"  # not an option letter
+
+
+@pytest.mark.parametrize("reference", ["Infinity", "inf", "-infinity", "NaN"])
+def test_a_reference_that_is_a_word_decimal_reads_is_graded_as_a_word(reference):
+    """Decimal reads these as numbers, so auto graded them by their digits (they have none) and
+    no response was ever right; they are short answers."""
+    assert guess_grader(reference) == "exact"
+    assert grade(reference.lower(), reference)[0]
+    assert not grade("42", reference)[0]

@@ -154,7 +154,10 @@ def guess_grader(reference: str) -> str:
     """The grader a reference calls for: ``#### N`` or a number -> gsm8k, one letter A-J (either
     case) -> choice, anything else -> exact."""
     stripped = reference.strip()
-    if "####" in stripped or _to_decimal(stripped) is not None:
+    number = _to_decimal(stripped)
+    # Decimal also reads "Infinity", "inf" and "NaN": words, with no digits for gsm8k to compare,
+    # so no answer to them was ever right.
+    if "####" in stripped or (number is not None and number.is_finite()):
         return "gsm8k"
     # In either case, as the choice grader reads it: a reference "a" (MathQA's options are lower
     # case) graded as a short answer was the article, dropped, and no answer ever matched it.
