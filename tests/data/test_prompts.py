@@ -96,7 +96,9 @@ def test_label_reads_a_csv_prompt_file_by_its_columns(tmp_path):
     items = read_items(path)
     assert items == [LabelItem("q1", "What is 2+2?\nThink.", "4"), LabelItem("1", "Name, a colour", None)]
     path.write_text("text,answer\nhello,1\n")
-    with pytest.raises(DataError, match=r"QUESTIONS\.CSV:2: expected a non-empty string field 'question'"):
+    with pytest.raises(
+        DataError, match=r"QUESTIONS\.CSV:2: expected a non-empty string field 'prompt' \(or 'question'\)"
+    ):
         read_items(path)
 
 

@@ -614,6 +614,28 @@ def test_read_items(tmp_path):
     assert read_items(nulls) == [LabelItem("0", "a"), LabelItem("1", "b")]
 
 
+def test_a_row_without_a_prompt_names_both_default_fields(tmp_path):
+    """A CSV with a prompt column and an empty cell in it was told it lacked a 'question' field."""
+    path = tmp_path / "q.csv"
+    path.write_text("id,prompt,reference\n1,hello,#### 1\n2,,#### 2\n")
+    with pytest.raises(
+        DataError, match=r"q\.csv:3: expected a non-empty string field 'prompt' \(or 'question'\)$"
+    ):
+        read_items(path)
+    with pytest.raises(DataError, match=r"q\.csv:2: expected a non-empty string field 'text'$"):
+        read_items(path, prompt_field="text")
+
+
+@pytest.mark.parametrize("option", ["prompt_field", "reference_field"])
+def test_a_field_name_for_a_text_file_is_refused(tmp_path, option):
+    """A text file has no fields: the name was ignored and each line labelled as a prompt (a TSV's
+    header and rows, cells and tabs and all)."""
+    path = tmp_path / "q.tsv"
+    path.write_text("id\tprompt\n1\tWhat is 2+2?\n")
+    with pytest.raises(ConfigError, match=r"q\.tsv is read as text, one prompt a line: a \w+ field names"):
+        read_items(path, **{option: "prompt"})
+
+
 def test_read_items_keeps_line_separators_inside_a_prompt(tmp_path):
     """A prompt or reference with U+2028 (and the other characters ``str.splitlines`` breaks at)
     is one item, from JSONL and from a text file (issue 13: JSONL items were refused)."""

@@ -43,12 +43,21 @@ def read_items(
         if limit is not None and len(items) >= limit:
             break
         if isinstance(record, str):
+            if prompt_field or reference_field:
+                # Else ignored: a TSV's header and rows, say, were labelled as prompts.
+                named = "prompt" if prompt_field else "reference"
+                raise ConfigError(
+                    f"{path} is read as text, one prompt a line: a {named} field names a JSONL "
+                    "field or a .csv column"
+                )
             items.append(LabelItem(str(len(items)), record))
             continue
         p_field = prompt_field or ("prompt" if "prompt" in record else "question")
         prompt = record.get(p_field)
         if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(f"{path}:{n}: expected a non-empty string field {p_field!r}")
+            # Without a field named, either default: one named alone read as the file's field.
+            wanted = repr(p_field) if prompt_field else "'prompt' (or 'question')"
+            raise DataError(f"{path}:{n}: expected a non-empty string field {wanted}")
         r_field = reference_field or ("reference" if "reference" in record else "answer")
         reference = record.get(r_field)
         # a null id is one not given, as a null reference is and an empty CSV cell is
