@@ -659,6 +659,30 @@ def test_job_validation():
         LabelJob(_items(1), (STRONG, STRONG), "golden")
 
 
+@pytest.mark.parametrize(
+    ("grader", "reference"),
+    [
+        ("choice", "Answer: B"),  # read as the letter "ANSWER: B"
+        ("choice", "(B) Paris"),
+        ("gsm8k", "#### four"),
+        ("number", "four"),
+        ("exact", "The"),  # an article: nothing is left to compare
+        ("auto", "#### N/A"),
+    ],
+)
+def test_a_reference_the_grader_cannot_read_is_refused_before_any_call(tmp_path, grader, reference):
+    """Every response to it was graded wrong, and each of its pairs labelled "tie (bothbad)"
+    whatever the models answered."""
+    readable = {"choice": "B", "gsm8k": "#### 4", "number": "4", "exact": "Paris", "auto": "#### 4"}
+    good = tuple(LabelItem(f"q{i}", f"Question #{i}", reference=readable[grader]) for i in range(2))
+    odd = LabelItem("odd", "Question #2", reference=reference)
+    with pytest.raises(
+        DataError, match=rf"the {grader} grader reads no answer from 1 reference\(s\).*id odd"
+    ):
+        LabelJob((*good, odd), (STRONG, WEAK), "golden", grader=grader)
+    assert LabelJob(good, (STRONG, WEAK), "golden", grader=grader)
+
+
 @pytest.mark.parametrize("bound", [0, -5, 2.5, True, "many"])
 def test_a_completion_bound_that_is_not_a_positive_integer_is_refused(bound, tmp_path, capsys):
     """It went to every call as it was (each one refused by the endpoint, the run stopped by its

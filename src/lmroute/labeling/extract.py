@@ -166,6 +166,21 @@ def guess_grader(reference: str) -> str:
     return "exact"
 
 
+def reads_reference(reference: str, *, grader: str = "auto") -> bool:
+    """Whether ``grader`` reads an answer from ``reference``. One it cannot (a choice reference that
+    is no letter, a gsm8k or number one without a number, an exact one that normalises to nothing)
+    grades every response to it wrong."""
+    name = guess_grader(reference) if grader == "auto" else grader
+    if name == "choice":
+        expected = reference.strip().strip("()").upper()
+        return len(expected) == 1 and expected in "ABCDEFGHIJ"
+    if name == "gsm8k":
+        return gsm8k_reference_value(reference) is not None
+    if name == "number":
+        return reference_number(reference) is not None
+    return bool(normalize_answer(reference))
+
+
 def grade(response: str, reference: str, *, grader: str = "auto") -> tuple[bool, str | None]:
     """Whether ``response`` is correct against ``reference``, and the answer read from it.
 

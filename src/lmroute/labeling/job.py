@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmroute.exceptions import ConfigError, DataError
-from lmroute.labeling.extract import GRADERS
+from lmroute.labeling.extract import GRADERS, reads_reference
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.judge import JUDGE_MODES, JudgeTemplate, load_template, parse_pairwise, parse_score
 from lmroute.labeling.upstream import LabelModel
@@ -77,6 +77,14 @@ class LabelJob:
                 raise DataError(
                     f"golden mode needs a reference answer for every prompt; {len(missing)} have none "
                     f"(first: id {missing[0]}); name the field with --reference-field"
+                )
+            # Else every pair of such a prompt was labelled "tie (bothbad)", whatever the answers.
+            unread = [i for i in self.items if not reads_reference(i.reference or "", grader=self.grader)]
+            if unread:
+                raise DataError(
+                    f"the {self.grader} grader reads no answer from {len(unread)} reference(s), so "
+                    f"every response to them would be graded wrong (first: id {unread[0].id}, "
+                    f"{(unread[0].reference or '')[:80]!r}); fix them or use another grader"
                 )
 
     def messages(self, item: LabelItem) -> Messages:
