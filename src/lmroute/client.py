@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 from lmroute.control.config import ControlConfig
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.data.conversations import DEFAULT_ROUTE_ON, RouteOn
-from lmroute.exceptions import ConfigError, InvalidModelNameError, RequestError
+from lmroute.exceptions import ConfigError, InvalidModelNameError, LmrouteError, RequestError
 from lmroute.routers.base import Router
 from lmroute.routing_names import check_router_name
 from lmroute.serving.answers import Decision, RoutedStream
@@ -198,12 +198,18 @@ class AsyncController:
         target = self._service.target(model, router=router, threshold=threshold)
         payload = _payload(messages, params)
         conversation = _user(payload.get("user"))
-        decision = await self._service.decide(
-            target, _messages(payload["messages"]), conversation=conversation
-        )
-        if stream:
-            return _AsyncStream(await self._service.open_stream(payload, decision))
-        answer = await self._service.complete(payload, decision)
+        try:
+            decision = await self._service.decide(
+                target, _messages(payload["messages"]), conversation=conversation
+            )
+            if stream:
+                return _AsyncStream(await self._service.open_stream(payload, decision))
+            answer = await self._service.complete(payload, decision)
+        except LmrouteError as exc:
+            # Closing cuts the upstream calls: say so, as Controller does, not the cut's symptom.
+            if self._closed:
+                raise ConfigError("this AsyncController was closed during the call") from exc
+            raise
         # construct (not validate), as the SDK does: OpenAI-compatible servers differ in details.
         return ChatCompletion.construct(**answer.body)
 

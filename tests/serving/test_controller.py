@@ -304,6 +304,30 @@ def test_a_closed_async_controller_refuses_calls(upstreams):
     assert len(upstreams.strong.requests) == 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_closing_an_async_controller_during_a_call_opens_no_new_connection_pool(upstreams, stream):
+    # A retry (or a fallback) that came after close() opened a new connection pool that nothing
+    # closed, and the call was answered by the weak model after the controller had closed.
+    upstreams.strong.mode = "status"
+    options = tiers(upstreams)
+    options["strong"].update(max_retries=1, retry_backoff=0.5)
+
+    async def main() -> None:
+        client = AsyncController(routers={"length": LengthRouter()}, **options)
+        call = asyncio.ensure_future(
+            client.chat.completions.create(model="router-length-0", messages=MESSAGES, stream=stream)
+        )
+        while not upstreams.strong.requests:
+            await asyncio.sleep(0.01)
+        await client.close()
+        with pytest.raises(ConfigError, match="this AsyncController was closed during the call"):
+            await call
+        assert all(u.client._session is None for u in client._service.upstreams.values())
+
+    asyncio.run(main())
+    assert upstreams.weak.requests == []
+
+
 def _soon(condition) -> bool:
     for _ in range(200):
         if condition():

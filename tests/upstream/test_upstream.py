@@ -11,7 +11,7 @@ import sys
 import pytest
 from fake_openai import running_upstreams, serve_in_thread
 
-from lmroute.exceptions import UpstreamError
+from lmroute.exceptions import ConfigError, UpstreamError
 from lmroute.upstream import Upstream, UpstreamConfig, make_client
 
 
@@ -69,6 +69,24 @@ def test_the_observer_is_told_each_attempt_failure_and_retry():
         ("error", "m", "5xx"),  # the retry
         ("call", "m", True),
     ]
+
+
+def test_a_closed_upstream_refuses_calls_without_opening_a_connection_pool():
+    # A call after close() (a retry or fallback still running) opened a new aiohttp session, and
+    # nothing ever closed it; the server and both controllers close their upstreams this way.
+    async def calls(url: str) -> None:
+        config = UpstreamConfig(base_url=url, model="m", max_retries=2, retry_backoff=0, timeout=5)
+        upstream = Upstream(config, make_client(config))
+        await upstream.complete({"messages": [{"role": "user", "content": "hi"}]})
+        await upstream.aclose()
+        for call in (upstream.complete, upstream.open_stream):
+            with pytest.raises(ConfigError, match="is closed"):
+                await call({"messages": [{"role": "user", "content": "hi"}]})
+        assert upstream.client._session is None
+
+    with running_upstreams() as pair:
+        asyncio.run(calls(pair.urls["strong"]))
+        assert len(pair.strong.requests) == 1
 
 
 def test_the_circuit_breaker_skips_a_failed_model_for_its_cooldown():

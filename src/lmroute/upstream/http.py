@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lmroute._version import __version__
+from lmroute.exceptions import ConfigError
 from lmroute.upstream.config import UpstreamConfig
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ class HttpClient:
     ``timeout`` bounds the connection (at most :data:`CONNECT_TIMEOUT`) and every wait for more
     bytes of an answer, so a slow stream is fine as long as it keeps sending. The key is read from
     the environment once, here; the proxy from ``*_proxy`` variables once, on first use (aiohttp's
-    ``trust_env`` would look it up on every request).
+    ``trust_env`` would look it up on every request). Once closed, it refuses requests (ConfigError)
+    rather than open a new session that nothing would close.
     """
 
     def __init__(self, config: UpstreamConfig):
@@ -98,10 +100,14 @@ class HttpClient:
         self._proxy: Any = None
         self._proxy_auth: Any = None
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
 
+        if self._closed:
+            # A retry or fallback still running when its owner closed: a session made now would leak.
+            raise ConfigError(f"the HTTP client of {self.base_url} is closed")
         if self._session is None:
             self._proxy, self._proxy_auth = _env_proxy(self.base_url)
             self._session = aiohttp.ClientSession(
@@ -140,6 +146,7 @@ class HttpClient:
         return _AiohttpStream(response)
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
