@@ -15,6 +15,7 @@ It sits above the registry (it builds its members by registered name), not in ``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from lmroute.embeddings.base import Embedder
 
 _REFERENCE = "reference"
+#: The folder of a saved ensemble under which each member that keeps files besides its weights
+#: (an ONNX bert router) has its own, named by its position.
+_MEMBERS = "members"
 
 
 class Member(BaseModel):
@@ -208,6 +212,17 @@ class EnsembleRouter(Router[EnsembleConfig]):
             except CheckpointError as exc:
                 raise CheckpointError(f"member {i} ({member.name}): {exc}") from None
         self._references = references
+
+    def _write_files(self, directory: Path) -> None:
+        for i, member in enumerate(self.members):
+            member._write_files(directory / _MEMBERS / str(i))
+
+    def _use_files(self, directory: Path) -> None:
+        for i, member in enumerate(self.members):
+            try:
+                member._use_files(directory / _MEMBERS / str(i))
+            except CheckpointError as exc:
+                raise CheckpointError(f"member {i} ({member.name}): {exc}") from None
 
     @classmethod
     def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:

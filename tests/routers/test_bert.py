@@ -7,6 +7,7 @@ result depends on whether the CPU running the tests has native bfloat16.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,10 +18,12 @@ from safetensors.numpy import load_file
 
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
+from lmroute.ensemble import EnsembleRouter
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.networks import precision
 from lmroute.registry import load_router
 from lmroute.routers.bert import BertRouter
+from lmroute.routers.length import LengthRouter
 from lmroute.training.prefix_cache import PrefixCache
 
 pytest.importorskip("torch")
@@ -239,3 +242,17 @@ def test_onnx_export_scores_without_torch(trained, eval_prompts, tmp_path):
     assert (copy / "model.onnx").is_file()
     load_router(out).save(out)  # over itself: its ONNX files go into the folder that replaces it
     np.testing.assert_allclose(load_router(out).score(eval_prompts), trained.score(eval_prompts), atol=1e-4)
+
+
+def test_an_ensemble_with_an_onnx_member_scores_after_save_and_load(fast, eval_prompts, tmp_path):
+    # The ensemble saved only its members' weights, not the ONNX member's model and tokenizer:
+    # loaded, it failed at its first score ("an ONNX bert router must be loaded from its directory").
+    pytest.importorskip("onnxruntime")
+    member = load_router(fast.export_onnx(tmp_path / "onnx"))
+    ensemble = EnsembleRouter.combine([member, LengthRouter()], eval_prompts)
+    expected = ensemble.score(eval_prompts)
+    saved = ensemble.save(tmp_path / "ensemble")
+    shutil.rmtree(tmp_path / "onnx")  # the ensemble's folder holds all it needs
+    np.testing.assert_allclose(load_router(saved).score(eval_prompts), expected, atol=1e-6)
+    load_router(saved).save(saved)  # over itself: the member's files go into the new folder
+    np.testing.assert_allclose(load_router(saved).score(eval_prompts), expected, atol=1e-6)

@@ -93,8 +93,10 @@ class OnnxEncoder:
 
 
 def copy_files(source: Path, target: Path, info: dict[str, Any]) -> None:
-    """Copy an exported router's ONNX and tokenizer files to another router directory."""
+    """Copy an exported router's ONNX and tokenizer files to another router directory (made if
+    need be)."""
     if source.resolve() == target.resolve():
         return
+    target.mkdir(parents=True, exist_ok=True)
     for name in (info.get("file", ONNX_FILE), info.get("tokenizer", TOKENIZER_FILE)):
         shutil.copy(source / str(name), target / str(name))

@@ -267,7 +267,12 @@ class Router(Generic[ConfigT]):
         write_atomic(directory / CONFIG_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
 
     def _write_files(self, directory: Path) -> None:
-        """Write files a router keeps besides its weights (bert's ONNX model) into ``directory``."""
+        """Write files a router keeps besides its weights (bert's ONNX model) into ``directory``,
+        made if need be (an ensemble gives each member a folder of its own)."""
+
+    def _use_files(self, directory: Path) -> None:
+        """Take the folder :meth:`_write_files` wrote to as the one to read those files from;
+        CheckpointError when the config says they are there but not as what."""
 
     @classmethod
     def _saved_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -291,6 +296,7 @@ class Router(Generic[ConfigT]):
         arrays = _read_weights(Path(directory), manifest)
         try:
             router._load_arrays(arrays)
+            router._use_files(Path(directory))
         except CheckpointError as exc:
             raise CheckpointError(f"{directory}: {exc}") from None
         if manifest.get("quality_shrinkage") is not None:

@@ -203,13 +203,10 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
             self._directory = path
         return path
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        router = super().load(directory)
-        if router.is_onnx and not isinstance(router.metadata["onnx"], dict):
-            raise CheckpointError(f"{directory}/config.json: metadata.onnx must be an object (its files)")
-        router._directory = Path(directory)
-        return router
+    def _use_files(self, directory: Path) -> None:
+        if self.is_onnx and not isinstance(self.metadata["onnx"], dict):
+            raise CheckpointError("config.json: metadata.onnx must be an object (its files)")
+        self._directory = directory
 
     def _check_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         head = ("head.weight", "head.bias")
