@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from safetensors.numpy import load_file
 from lmroute.data.battles import Battle
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.ensemble import EnsembleRouter
-from lmroute.exceptions import CheckpointError, ConfigError
+from lmroute.exceptions import CheckpointError, ConfigError, WriteError
 from lmroute.networks import precision
 from lmroute.registry import load_router
 from lmroute.routers.bert import BertRouter
@@ -256,3 +257,40 @@ def test_an_ensemble_with_an_onnx_member_scores_after_save_and_load(fast, eval_p
     np.testing.assert_allclose(load_router(saved).score(eval_prompts), expected, atol=1e-6)
     load_router(saved).save(saved)  # over itself: the member's files go into the new folder
     np.testing.assert_allclose(load_router(saved).score(eval_prompts), expected, atol=1e-6)
+
+
+def test_an_onnx_export_that_fails_half_way_leaves_the_one_it_replaces(fast, trained, eval_prompts, tmp_path):
+    # The export wrote model.onnx straight into the folder and failed on the tokenizer: the folder's
+    # config.json still named the old model's checksum, and the router in it no longer loaded.
+    pytest.importorskip("onnxruntime")
+    out = fast.export_onnx(tmp_path / "onnx")
+    before = load_router(out).score(eval_prompts)
+
+    copy = shutil.copy
+
+    def disk_full(source, target):  # for the tokenizer, copied after model.onnx is written
+        if Path(target).name == "tokenizer.json":
+            raise OSError(28, "No space left on device")
+        return copy(source, target)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shutil, "copy", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            trained.export_onnx(out)
+    np.testing.assert_allclose(load_router(out).score(eval_prompts), before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]  # no staging folder left behind
+    trained.export_onnx(out)
+    np.testing.assert_allclose(load_router(out).score(eval_prompts), trained.score(eval_prompts), atol=1e-4)
+
+
+def test_an_onnx_export_into_a_models_folder_is_refused_before_writing(fast, tmp_path):
+    # Only the router's own config.json was checked, after model.onnx and tokenizer.json had
+    # replaced the model folder's files.
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "tokenizer.json").write_text("the model's own")
+    with pytest.raises(WriteError, match="not an lmroute router's"):
+        fast.export_onnx(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "tokenizer.json"]
+    assert (folder / "tokenizer.json").read_text() == "the model's own"

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import inspect
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -231,16 +231,7 @@ class Router(Generic[ConfigT]):
         A router saved there before is replaced only once the new one is complete: a save that
         fails half-way leaves it as it was.
         """
-        directory = Path(directory)
-        check_save_folder(directory)
-        if (directory / CONFIG_FILE).is_file():
-            with replacing_folder(directory) as staging:
-                self._write(staging)
-        else:
-            with write_failures(directory):
-                directory.mkdir(parents=True, exist_ok=True)
-            self._write(directory)
-        return directory
+        return save_folder(directory, self._write)
 
     def _write(self, directory: Path) -> None:
         """Write the router's files into the existing folder ``directory``, ``config.json`` last."""
@@ -347,6 +338,23 @@ def _check_models(models: Sequence[str]) -> list[str]:
         repeated = sorted({m for m in names if names.count(m) > 1})
         raise ConfigError(f"model(s) named twice: {', '.join(repeated)}")
     return names
+
+
+def save_folder(directory: str | Path, write: Callable[[Path], None]) -> Path:
+    """``directory`` once ``write`` has filled it with a router's files: a router saved there before
+    is replaced only once the new one is complete (``write`` fills a folder beside it), so a write
+    that fails half-way leaves it as it was; WriteError, before ``write`` runs, for a folder whose
+    ``config.json`` is not a router's."""
+    directory = Path(directory)
+    check_save_folder(directory)
+    if (directory / CONFIG_FILE).is_file():
+        with replacing_folder(directory) as staging:
+            write(staging)
+    else:
+        with write_failures(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+        write(directory)
+    return directory
 
 
 def check_save_folder(directory: str | Path) -> None:

@@ -34,7 +34,7 @@ from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.networks.base_models import MINILM
 from lmroute.networks.precision import uses_bfloat16
 from lmroute.routers._classifier import ClassifierConfig, ClassifierRouter, from_config
-from lmroute.routers.base import RouterConfig
+from lmroute.routers.base import RouterConfig, save_folder
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -165,18 +165,23 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
 
         It holds ``model.onnx`` (the whole fine-tuned encoder, about 90 MB for MiniLM),
         ``tokenizer.json`` and the head; ``lmroute.load_router(directory)`` loads it like any router.
+        A router saved there before is replaced only once the export is complete, as by :meth:`save`.
         """
         from lmroute.networks.onnx_encoder import export
 
-        if self._state is None or self.is_onnx:
+        state = self._state
+        if state is None or self.is_onnx:
             raise ConfigError("export_onnx() needs a trained (torch) bert router")
         base = self._base_model()
         base.check(self.metadata.get("base_model"), "bert")
-        directory = Path(directory)
         exported = BertRouter(self.config)
-        exported.metadata = {**self.metadata, "onnx": export(self._state, base, directory)}
-        exported._state = {k: v for k, v in self._state.items() if k.startswith("head.")}
-        return exported.save(directory)
+        exported._state = {k: v for k, v in state.items() if k.startswith("head.")}
+
+        def write(folder: Path) -> None:
+            exported.metadata = {**self.metadata, "onnx": export(state, base, folder)}
+            exported._write(folder)
+
+        return save_folder(directory, write)
 
     def _onnx_encoder(self) -> OnnxEncoder:
         with self._lock:
