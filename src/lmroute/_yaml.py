@@ -84,10 +84,13 @@ def yaml_problem(exc: Exception) -> str:
     return where + " ".join(str(problem).split())
 
 
-def validation_problems(exc: ValidationError, *, root: str = "config") -> str:
-    """A pydantic error in one line: ``field.path: message; ...`` (``root`` names a top-level one)."""
+def validation_problems(
+    exc: ValidationError, *, root: str = "config", under: tuple[str | int, ...] = ()
+) -> str:
+    """A pydantic error in one line: ``field.path: message; ...`` (``root`` names a top-level one;
+    ``under``, the key of a setting validated apart, begins each path)."""
     return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or root}: {e['msg'].removeprefix('Value error, ')}"
+        f"{'.'.join(map(str, (*under, *e['loc']))) or root}: {e['msg'].removeprefix('Value error, ')}"
         for e in exc.errors()
     )
 

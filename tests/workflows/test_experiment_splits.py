@@ -1,6 +1,7 @@
 """Cross-fitting: every item is held out once and never trained on by the router that scores it."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,33 @@ def test_two_rows_of_one_name_are_refused(tmp_path, routers, baselines):
     routers[0]["label"] = "first"
     path.write_text(json.dumps({"sources": ["gold:mmlu"], "routers": routers, "baselines": baselines}))
     assert load_experiment_config(path).routers[0].title == "first"
+
+
+@pytest.mark.parametrize(
+    "router, message",
+    [
+        ({"name": "mf", "options": {"dim": 0}}, r"routers\.1\.options\.dim: Input should be greater"),
+        ({"name": "mf", "options": {"epoch": 3}}, r"routers\.1\.options\.epoch: Extra inputs are not"),
+        ({"name": "mff"}, r"routers\.1\.name: unknown router 'mff'"),
+        (
+            {"name": "mf", "options": {"strong_model": "a", "weak_model": "a"}},
+            r"routers\.1\.options: strong_model and weak_model are both 'a'",
+        ),
+        (
+            {"name": "ensemble", "options": {"members": [{"router": "mf"}, {"router": "mff"}]}},
+            r"routers\.1\.options: ensemble member: unknown router 'mff'",
+        ),
+    ],
+)
+def test_a_routers_name_or_options_error_names_the_file_and_key(tmp_path, router, message):
+    # Every other mistake in the file was "e.yaml: key: problem"; a router's name or options were
+    # refused only when the run began, naming neither the file nor which router.
+    from lmroute.workflows.experiment import load_experiment_config
+
+    path = tmp_path / "e.yaml"
+    path.write_text(json.dumps({"sources": ["gold:mmlu"], "routers": [{"name": "sw_ranking"}, router]}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {message}"):
+        load_experiment_config(path)
 
 
 @pytest.mark.parametrize("given", [["mt_bench"], ["mtbench"], ["bench.jsonl"]])

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
 from lmroute.data.conversations import ROUTE_ON, RouteOn
+from lmroute.exceptions import ConfigError, LmrouteError
 
 Protocol = Literal["zero-shot", "gold-1500", "leave-one-source-out", "single-source", "conversations"]
 #: Protocols run per benchmark of ``benchmarks``; the source protocols run over ``held_out``;
@@ -182,7 +183,35 @@ def check_row_names(titles: list[str], baselines: list[str]) -> None:
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    """Read an experiment YAML file, with errors that name the file."""
+    """Read an experiment YAML file, with errors that name the file (and each router's name and
+    options checked, as the rest of the file is)."""
     from lmroute._yaml import read_model
 
-    return read_model(ExperimentConfig, path)
+    config = read_model(ExperimentConfig, path)
+    for i, spec in enumerate(config.routers):
+        _check_router_spec(spec, path, i)
+    return config
+
+
+def _check_router_spec(spec: RouterSpec, path: str | Path, index: int) -> None:
+    """ConfigError ``FILE: routers.N.KEY: problem`` for a router's unknown name or bad options:
+    found otherwise only as the run began, naming neither the file nor the router."""
+    from pydantic import ValidationError
+
+    from lmroute._yaml import validation_problems
+    from lmroute.registry import get_router_class
+
+    where = f"{path}: routers.{index}"
+    try:
+        router_class = get_router_class(spec.name)
+    except LmrouteError as exc:
+        raise ConfigError(f"{where}.name: {exc}") from None
+    try:
+        router_class.config_class.model_validate(spec.options)
+    except ValidationError as exc:
+        problems = validation_problems(exc, under=("routers", index, "options"))
+        raise ConfigError(f"{path}: {problems}") from None
+    try:  # what only making the router finds: a model pair of one model, an ensemble's members
+        router_class.create(spec.options)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.options: {exc}") from None
