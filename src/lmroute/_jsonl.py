@@ -77,11 +77,12 @@ def read_jsonl_objects(path: str | Path, *, what: str) -> Iterator[tuple[int, di
         yield number, record
 
 
-def encode_line(record: Any) -> str:
+def encode_line(record: Any, *, ascii_only: bool = False) -> str:
     """``record`` as one JSONL line (ending in ``\\n``); non-ASCII text is written as it is, unless
     the record holds an unpaired UTF-16 surrogate (read from a ``"\\ud83d"`` escape): no UTF-8
-    file takes that character, so such a line is written all escaped, as it came."""
-    line = json.dumps(record, ensure_ascii=False)
+    file takes that character, so such a line is written all escaped, as it came. ``ascii_only``
+    escapes every line so."""
+    line = json.dumps(record, ensure_ascii=ascii_only)
     if _SURROGATE.search(line):
         line = json.dumps(record)
     return line + "\n"

@@ -1,6 +1,9 @@
 """`lmroute eval` and `lmroute score` end to end through the CLI entry point."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -266,6 +269,23 @@ def test_score_command(tmp_path, capsys):
     jsonl.write_text('{"prompt": "a"}\n{"text": "b"}\n')
     assert main(["score", "--router", "length", "--input", str(jsonl)]) == 1
     assert "p.jsonl:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_score_to_a_standard_output_that_is_not_utf8(tmp_path, encoding):
+    # The first prompt with a character standard output could not encode ended the command with a
+    # UnicodeEncodeError traceback (PYTHONIOENCODING=ascii, a latin-1 or Windows console).
+    prompts = ["héllo wörld ☃", "plain", "emoji 🙂"]
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "lmroute.cli", "score", "--router", "length", "--input", str(src), "--quiet"],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+    )
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    text = run.stdout.decode("ascii")  # JSON escapes: the same text to any JSON reader
+    assert [json.loads(line)["prompt"] for line in text.splitlines()] == prompts
 
 
 def test_download_when_no_data_dir(public_data, tmp_path, capsys):

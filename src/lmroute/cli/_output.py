@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import errno
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+
+def print_jsonl(records: Iterable[Any]) -> None:
+    """Print ``records`` as JSONL on standard output. Where it is not UTF-8 (PYTHONIOENCODING=ascii,
+    a latin-1 or Windows console) non-ASCII characters are JSON escapes (``\\u00e9``), the same text
+    to any JSON reader: printed as they are, the first one the encoding lacks ended the command
+    with a traceback, and the others made a file in neither UTF-8 nor JSON's encoding."""
+    from lmroute._jsonl import encode_line
+
+    ascii_only = not _is_utf8(getattr(sys.stdout, "encoding", None))
+    for record in records:
+        print(encode_line(record, ascii_only=ascii_only), end="")
+
+
+def _is_utf8(encoding: str | None) -> bool:
+    if encoding is None:  # a stream of text, not bytes (io.StringIO)
+        return True
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 def note(message: str) -> None:

@@ -15,7 +15,7 @@ from lmroute.cli._options import (
     add_router_option,
     ray_actors,
 )
-from lmroute.cli._output import check_output, note, refuse_overwriting_inputs
+from lmroute.cli._output import check_output, note, print_jsonl, refuse_overwriting_inputs
 
 
 def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
@@ -41,7 +41,7 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the prompts of ``--input``; print the records or write them to ``--output``."""
-    from lmroute._jsonl import encode_line, write_jsonl
+    from lmroute._jsonl import write_jsonl
     from lmroute.data.prompts import read_prompts
     from lmroute.evaluation.evaluator import score_prompts, score_records
     from lmroute.registry import load_router
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         else score_records(prompts, score_prompts(router, prompts, progress=not args.quiet))
     )
     if args.output in (None, "-"):
-        for record in records:
-            print(encode_line(record), end="")
+        print_jsonl(records)
     else:
         write_jsonl(args.output, records)
         note(f"scored {len(prompts)} prompts with {router.name}: wrote {args.output}")
@@ -76,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_on_ray(args: argparse.Namespace, prompts: list[str], actors: int) -> int:
     from lmroute import _extras
-    from lmroute._jsonl import encode_line
     from lmroute.evaluation.evaluator import score_records
 
     if not _extras.available("ray"):
@@ -85,8 +83,7 @@ def _run_on_ray(args: argparse.Namespace, prompts: list[str], actors: int) -> in
 
     options = {"address": args.ray_address, "actors": actors, "progress": not args.quiet}
     if args.output in (None, "-"):
-        for record in score_records(prompts, score_on_ray(args.router, prompts, **options)):
-            print(encode_line(record), end="")
+        print_jsonl(score_records(prompts, score_on_ray(args.router, prompts, **options)))
         return 0
     scored = score_file_on_ray(args.router, prompts, args.output, **options)
     note(f"scored {scored} prompts on Ray ({len(prompts) - scored} were there already): wrote {args.output}")
