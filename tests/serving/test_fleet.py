@@ -18,8 +18,8 @@ from lmroute.policies import choose_by_lambda
 from lmroute.pricing import Price
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.mf import MFRouter
-from lmroute.serving.app import create_app
-from lmroute.serving.config import build_config
+from lmroute.serving.app import create_app, worker_config_json
+from lmroute.serving.config import ServeConfig, build_config
 from lmroute.serving.control import request_tokens
 from lmroute.serving.fleet import FleetDecision, request_spend
 from lmroute.serving.protocol import ChatMessage
@@ -278,6 +278,22 @@ def test_metrics_count_requests_and_estimated_spend_per_model(fakes, mf):
     assert spend == pytest.approx(2 * (3 * 5.0 + 3 * 15.0) / 1e6)
     assert 'lmroute_estimated_spend_usd_total{model="local"} 0.0' in text
     assert 'lmroute_requests_total{endpoint="chat",model="frontier",router="mf",status="200"} 2.0' in text
+
+
+def test_each_worker_counts_two_model_routing_under_the_serving_name_too(fakes, mf):
+    # Every process of --workers (and every Ray replica) reads the config back from JSON: the
+    # strong and weak models taken from models: came back as bare upstreams, so a worker counted
+    # router-mf-<threshold>'s answers under the upstream id, one model's spend in two series.
+    config = build_config(overrides={"models": models(fakes[1]), "routers": ["mf"]})
+    again = ServeConfig.model_validate_json(worker_config_json(config))
+    with running(again, {"mf": mf}) as c:
+        chat(c, "router-mf-0")
+        chat(c, "router-mf-1")
+        text = c.get("/metrics").text
+    assert 'lmroute_model_requests_total{model="frontier"} 1.0' in text
+    assert 'lmroute_model_requests_total{model="local"} 1.0' in text
+    assert 'lmroute_model_requests_total{model="frontier-upstream"}' not in text
+    assert (again.strong, again.weak) == (config.strong, config.weak)
 
 
 def test_spend_without_usage_is_estimated_from_the_prompt():

@@ -40,7 +40,7 @@ from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files, prepare_control
 from lmroute.serving.errors import exception_handlers
-from lmroute.serving.fleet import check_vocabulary
+from lmroute.serving.fleet import check_vocabulary, dearest_and_cheapest
 from lmroute.serving.loading import load_routers
 from lmroute.serving.metrics import ServingMetrics
 from lmroute.serving.middleware import RequestCounter
@@ -294,6 +294,12 @@ def worker_config_json(config: ServeConfig) -> str:
     """``config`` as JSON for the workers, the server's own keys included (JSON hides secrets)."""
     data = config.model_dump(mode="json")
     data["server"]["api_keys"] = [key.get_secret_value() for key in config.server.api_keys]
+    if config.models:
+        # A tier taken from models: is dumped as a bare upstream, without its serving name (which
+        # names it in the per-model counters): left out, the worker takes it from models: again.
+        for tier, derived in zip(("strong", "weak"), dearest_and_cheapest(config.models), strict=True):
+            if getattr(config, tier) == derived:
+                del data[tier]
     return json.dumps(data)
 
 
