@@ -268,6 +268,17 @@ def test_route_scores_without_calling_a_model(client, upstreams):
         assert "message" in response.json()["error"]
 
 
+def test_route_with_an_unknown_router_name_says_it_is_not_served(client):
+    # router= names a router: "length-share" was answered as if it were a model string
+    # ("model None: 'share' is not a mode ..."), though no model was given.
+    for router in ("length-share", "length-budget"):
+        response = client.post("/v1/route", json={"router": router, "threshold": 0.5, "prompt": "a"})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "router_not_found", error
+        assert f"router {router!r} is not served here; available: length, random" in error["message"]
+
+
 def test_route_on_the_whole_conversation(upstreams):
     messages = [
         {"role": "system", "content": "be brief"},

@@ -218,7 +218,8 @@ class RoutingService:
                 )
             spec = parse_model_name(model)
         if spec.router not in self._batchers:
-            hint = unknown_mode_hint(spec.router)
+            # Only a model string reads "<router>-<word>" as a mode; router= names a router alone.
+            hint = unknown_mode_hint(spec.router) if model is not None else None
             if hint and spec.router.rpartition("-")[0] in self._batchers:
                 raise InvalidModelNameError(f"model {model!r}: {hint}")
             raise UnknownRouterError(
