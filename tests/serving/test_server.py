@@ -664,3 +664,29 @@ def test_an_empty_host_is_refused(tmp_path, capsys, how):
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: invalid serving config") and err.count("\n") == 1
     assert "server.host: no address given" in err
+
+
+@pytest.mark.parametrize(
+    "tiers", ["", "strong: {base_url: 'URL', model: s}\nweak: {base_url: 'URL', model: w}\n"]
+)
+def test_timeout_and_retry_flags_apply_to_every_model_of_a_models_config(tmp_path, monkeypatch, tiers):
+    # `lmroute serve --config models.yaml --timeout 30` failed with "strong.base_url: Field
+    # required" (the flags made strong and weak sections of their own); beside strong: and weak:
+    # the models: entries kept their own timeout and retries.
+    import lmroute.serving.app
+
+    served = []
+    monkeypatch.setattr(lmroute.serving.app, "serve", lambda config, **kwargs: served.append(config))
+    monkeypatch.delenv("LMROUTE_API_KEYS", raising=False)
+    url = "http://127.0.0.1:9/v1"
+    price = "price: {input_per_1m: PRICE, output_per_1m: PRICE}"
+    models = "".join(
+        f"  - {{name: {name}, base_url: '{url}', model: {name}, {price.replace('PRICE', cost)}}}\n"
+        for name, cost in (("dear", "2"), ("cheap", "1"))
+    )
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"routers: [length]\n{tiers.replace('URL', url)}models:\n{models}")
+    assert main(["serve", "--config", str(config), "--timeout", "7", "--max-retries", "0"]) == 0
+    (served,) = served
+    for upstream in (served.strong, served.weak, *served.models):
+        assert (upstream.timeout, upstream.max_retries) == (7.0, 0), upstream

@@ -48,8 +48,12 @@ def add_parser(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         choices=("strong", "weak", "error"),
         help="a router that raises: send to this model (default strong) or 503",
     )
-    p.add_argument("--timeout", type=float, help="seconds to wait for an upstream (default 60)")
-    p.add_argument("--max-retries", type=int, help="retries of a failed upstream call (default 2)")
+    p.add_argument(
+        "--timeout", type=float, help="seconds to wait for an upstream, each of models: too (default 60)"
+    )
+    p.add_argument(
+        "--max-retries", type=int, help="retries of a failed upstream call, each of models: too (default 2)"
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 6060)")
     p.add_argument(
@@ -105,19 +109,16 @@ def run(args: argparse.Namespace) -> int:
     for module in ("aiohttp",):
         if not _extras.available(module):
             raise _extras.missing(module, purpose="lmroute serve")
-    upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
     overrides = {
         "strong": {
             "base_url": args.strong_base_url,
             "model": args.strong_model,
             "api_key_env": args.strong_api_key_env,
-            **upstream,
         },
         "weak": {
             "base_url": args.weak_base_url,
             "model": args.weak_model,
             "api_key_env": args.weak_api_key_env,
-            **upstream,
         },
         "routers": args.routers,
         "fallback": args.fallback,
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             "ui": args.ui,
         },
     }
-    config = build_config(args.config, overrides=overrides, api_keys=args.api_key)
+    upstream = {"timeout": args.timeout, "max_retries": args.max_retries}
+    config = build_config(args.config, overrides=overrides, api_keys=args.api_key, upstream=upstream)
     if not (args.ray or args.ray_config or args.ray_address):
         serve(config, data_dir=args.data_dir)
         return 0

@@ -178,11 +178,14 @@ def build_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     api_keys: Sequence[str] | None = None,
+    upstream: Mapping[str, Any] | None = None,
 ) -> ServeConfig:
     """A validated :class:`ServeConfig` from a YAML file (optional) with ``overrides`` on top.
 
     ``overrides`` uses the file's keys; nested sections (``strong``, ``weak``, ``control``, ``server``) are
     merged key by key, and None values are ignored, so command-line flags map onto it directly.
+    ``upstream`` (``timeout``, ``max_retries``; None values ignored) is set on every upstream: the
+    strong and the weak model and each of ``models:``.
     The server's own API keys come from ``api_keys`` or ``$LMROUTE_API_KEYS``, never from the file.
     """
     data = _read_yaml(path) if path is not None else {}
@@ -194,6 +197,15 @@ def build_config(
                 data[key] = {**_section(data, key, where), **value}
         elif value is not None:
             data[key] = value
+    settings = {k: v for k, v in (upstream or {}).items() if v is not None}
+    if settings:
+        # Only on the tiers the config names: those it leaves out are taken from models:, which get
+        # the settings too (a tier made of them alone would lack its base_url and model).
+        for tier in ("strong", "weak"):
+            if tier in data:
+                data[tier] = {**_section(data, tier, where), **settings}
+        if isinstance(data.get("models"), list):
+            data["models"] = [{**m, **settings} if isinstance(m, Mapping) else m for m in data["models"]]
     keys = list(api_keys or ()) or split_keys(os.environ.get(SERVER_KEYS_ENV, ""))
     if keys:
         data["server"] = {**_section(data, "server", where), "api_keys": tuple(keys)}
