@@ -251,6 +251,29 @@ def test_playground_scores_and_sends_with_an_n_model_policy(page, fleet):
     assert page.locator("#send-model").is_enabled()
 
 
+def test_playground_shows_a_model_named_beyond_ascii_as_named(page, upstreams):
+    # The server put "千问" in x-lmroute-model as it was: a 500 once the model had answered. It now
+    # sends it percent-encoded, which the answer's facts decode.
+    models = [
+        {
+            "name": name,
+            "base_url": upstreams.urls[tier],
+            "model": f"{tier}-upstream",
+            "price": {"input_per_1m": price, "output_per_1m": price},
+        }
+        for name, tier, price in (("千问", "strong", 2.0), ("low", "weak", 1.0))
+    ]
+    config = build_config(overrides={"models": models, "routers": ["length"]})
+    with serve_in_thread(create_app(config, routers={"length": LengthRouter()})) as url:
+        page.goto(f"{url}/ui#playground")
+        page.locator("#prompt").fill(PROMPT)
+        page.locator("#send-model-name").fill("千问")
+        page.get_by_role("button", name="Send").click()
+        assert page.get_by_test_id("answer-text").inner_text() == "strong says hi"
+        assert page.get_by_test_id("answered-by").inner_text() == "千问"
+        assert page.get_by_test_id("answer-decision").inner_text() == "千问"
+
+
 def test_playground_bad_input_shows_a_message(page, server):
     page.console_log.expected_statuses["/v1/"] = {413}
     page.goto(f"{server}/ui#playground")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack, contextmanager
+from urllib.parse import unquote
 
 import httpx
 import numpy as np
@@ -475,3 +476,22 @@ def test_two_served_models_of_one_vocabulary_model_are_both_predicted(fakes, mf)
     quality = {c.name: c.quality for c in decision.candidates}
     assert quality["local"] is not None and quality["local"] == quality["middle"]
     assert decision.model == "local"  # as good as middle, and free
+
+
+def test_a_model_or_router_named_beyond_latin_1_is_answered_and_named_in_the_headers(fakes, mf):
+    # The x-lmroute-* headers took the names as they were: Starlette cannot encode "千问" in a header,
+    # so every request routed to such a model was a 500 once the model had answered (and billed).
+    named = [{**m, "name": f"千问-{m['name']}"} for m in models(fakes[1])]
+    config = build_config(overrides={"models": named, "routers": ["mf"]})
+    with running(config, {"模型": mf}) as client:
+        for stream in (False, True):
+            response = chat(client, "router-模型-lambda-0", stream=stream)
+            assert response.status_code == 200, response.text
+            first = response.text.removeprefix("data: ").partition("\n")[0]
+            assert json.loads(first)["lmroute"]["model"] == "千问-frontier"
+            assert unquote(response.headers["x-lmroute-model"]) == "千问-frontier"
+            assert response.headers["x-lmroute-model"] == "%E5%8D%83%E9%97%AE-frontier"
+            assert unquote(response.headers["x-lmroute-router"]) == "模型"
+        response = chat(client, "千问-local")
+        assert response.status_code == 200 and response.json()["lmroute"]["model"] == "千问-local"
+        assert unquote(response.headers["x-lmroute-decision"]) == "千问-local"

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import string
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,6 +53,8 @@ CONVERSATION_HEADER = "x-lmroute-conversation"
 COUNTED_ENDPOINTS = {CHAT_PATH: "chat", ROUTE_PATH: "route"}
 #: Threshold advertised in /v1/models for a router with no configured thresholds.
 _DEFAULT_THRESHOLD = 0.5
+#: What names keep as is in headers: printable ASCII but "%" (which encodes the rest) and space.
+_HEADER_SAFE = string.punctuation.replace("%", "")
 
 
 async def authorize(request: Request) -> None:
@@ -336,6 +340,12 @@ def _server_timing(start: float) -> dict[str, str]:
     return {"server-timing": f"routing;dur={1000 * (time.perf_counter() - start):.3f}"}
 
 
+def _header_text(name: str) -> str:
+    """A model or router name as a header value: percent-encoded beyond printable ASCII. A header
+    holds no "千问" (Starlette raised: a 500 once the model had answered, and billed)."""
+    return quote(name, safe=_HEADER_SAFE)
+
+
 def _too_large(limit: int) -> RequestError:
     return RequestError(
         f"the request body is larger than this server's limit of {limit} bytes "
@@ -346,9 +356,9 @@ def _too_large(limit: int) -> RequestError:
 
 
 def _headers(decision: Decision, model: str, fallback: bool, *, streaming: bool = False) -> dict[str, str]:
-    headers = {"x-lmroute-model": model, "x-lmroute-decision": decision.tier}
+    headers = {"x-lmroute-model": _header_text(model), "x-lmroute-decision": _header_text(decision.tier)}
     if decision.router is not None:
-        headers["x-lmroute-router"] = decision.router
+        headers["x-lmroute-router"] = _header_text(decision.router)
     if decision.score is not None:
         headers["x-lmroute-score"] = f"{decision.score:.6f}"
     if decision.threshold is not None:

@@ -27,6 +27,13 @@ async function whileDisabled(button, work) {
   }
 }
 
+// A model or router name from an x-lmroute-* header, where it is percent-encoded beyond printable
+// ASCII (a header holds no "千问").
+function headerName(headers, name) {
+  const value = headers.get(name);
+  return value === null ? null : decodeURIComponent(value);
+}
+
 function kilobytes(text) {
   return new TextEncoder().encode(text).length / 1024;
 }
@@ -183,8 +190,8 @@ export class Playground {
     const routing = /routing;dur=([\d.]+)/.exec(result.headers.get("server-timing") || "");
     const score = result.headers.get("x-lmroute-score");
     const facts = [
-      ["answered by", result.headers.get("x-lmroute-model") || body.model || "?", "answered-by"],
-      ["decision", result.headers.get("x-lmroute-decision") || "?", "answer-decision"],
+      ["answered by", headerName(result.headers, "x-lmroute-model") || body.model || "?", "answered-by"],
+      ["decision", headerName(result.headers, "x-lmroute-decision") || "?", "answer-decision"],
       ["router score", score === null ? "none (model asked by name)" : number(Number(score), 6), "answer-score"],
       ["fallback", result.headers.get("x-lmroute-fallback") === "true" ? "yes: the routed model failed" : "no",
         "answer-fallback"],
