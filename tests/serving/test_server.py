@@ -237,6 +237,19 @@ def test_api_keys_are_checked(upstreams, monkeypatch):
     assert not any("key-" in (a or "") for a in upstreams.strong.auth)
 
 
+@pytest.mark.parametrize("key", ["", "  "])
+@pytest.mark.usefixtures("server_not_started")
+def test_an_empty_api_key_is_refused(capsys, key):
+    # `--api-key "$KEY"` with KEY unset served with the key "": a request sending
+    # "Authorization: Bearer" and no key matched it, and a public host got no warning of no keys.
+    url = "http://127.0.0.1:9/v1"
+    tiers = ["--strong-base-url", url, "--strong-model", "s", "--weak-base-url", url, "--weak-model", "w"]
+    assert main(["serve", *tiers, "--routers", "length", "--api-key", "k", "--api-key", key]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid serving config") and err.count("\n") == 1
+    assert "server.api_keys: an API key is empty" in err
+
+
 def test_route_scores_without_calling_a_model(client, upstreams):
     prompt = "how do I sort a list in Python?"
     response = client.post("/v1/route", json={"model": "router-length-0.01", "prompt": prompt})

@@ -84,6 +84,17 @@ class ServerConfig(BaseModel):
     #: Serve the web console at /ui (static files; they hold no key or upstream address).
     ui: bool = True
 
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_key(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        # An unset variable (--api-key "$KEY") made a key "", which "Authorization: Bearer" matched.
+        if any(not key.get_secret_value().strip() for key in value):
+            raise ValueError(
+                "an API key is empty (an unset variable?): a request with 'Authorization: Bearer' and no "
+                "key would be let in"
+            )
+        return value
+
     @field_validator("host")
     @classmethod
     def _named_host(cls, value: str) -> str:
