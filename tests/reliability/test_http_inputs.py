@@ -113,6 +113,13 @@ def _nested(depth: int) -> bytes:
 MESSAGES = [{"role": "user", "content": "hello"}]
 CHAT = "/v1/chat/completions"
 
+
+def _lone_surrogate(text: str, encoding: str = "utf-8", *, model: str = "router-length-0.5") -> bytes:
+    """A request whose text is ``text``, in ``encoding``, its lone surrogates as bytes (no escape)."""
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    return json.dumps(body, ensure_ascii=False).encode(encoding, "surrogatepass")
+
+
 # (path, body: bytes or JSON-able, headers, status, code)
 BAD_REQUESTS = [
     (CHAT, b"", {}, 400, "invalid_json"),
@@ -125,6 +132,12 @@ BAD_REQUESTS = [
         400,
         "invalid_json",
     ),
+    # the bytes of a lone surrogate (json reads UTF-8 with "surrogatepass"), or one in UTF-16: the
+    # upstream call could not encode them again, a 500
+    (CHAT, _lone_surrogate("a\ud800"), {}, 400, "invalid_json"),
+    (CHAT, _lone_surrogate("\udfff b"), {}, 400, "invalid_json"),
+    (CHAT, _lone_surrogate("a\ud800", "utf-16-le"), {}, 400, "invalid_json"),
+    ("/v1/route", _lone_surrogate("a\ud800", model="router-length-share-0.5"), {}, 400, "invalid_json"),
     (CHAT, b"[" * 50_000, {}, 400, "invalid_json"),
     (CHAT, b'{"model": "router-length-0.5", "n": ' + b"9" * 5000 + b"}", {}, 400, "invalid_json"),
     (CHAT, b'"just a string"', {}, 400, "invalid_json"),

@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lmroute.exceptions import RequestError
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-#: A \uD800-\uDFFF escape; only bodies that have one pay for the full check of their strings.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+#: What may hold a lone surrogate: a \uD800-\uDFFF escape, or the bytes of one (json reads UTF-8 with
+#: "surrogatepass": ED A0-BF), or a NUL (a body in UTF-16 or UTF-32); only bodies that have one pay
+#: for the full check of their strings.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 
 
 class ContentPart(BaseModel):
@@ -133,14 +135,14 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
-    if _SURROGATE_ESCAPE.search(raw):
+    if _MAYBE_SURROGATE.search(raw):
         # "\ud800" alone decodes to a str that cannot be encoded again: the upstream call would fail.
         try:
             json.dumps(body, ensure_ascii=False).encode()
         except (UnicodeEncodeError, RecursionError):
             raise RequestError(
-                "the request body holds an unpaired UTF-16 surrogate escape (such as \\ud800): "
-                "send valid Unicode text",
+                "the request body holds an unpaired UTF-16 surrogate (such as \\ud800, escaped or "
+                "encoded): send valid Unicode text",
                 code="invalid_json",
             ) from None
     return body
