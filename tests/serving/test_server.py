@@ -703,3 +703,25 @@ def test_timeout_and_retry_flags_apply_to_every_model_of_a_models_config(tmp_pat
     (served,) = served
     for upstream in (served.strong, served.weak, *served.models):
         assert (upstream.timeout, upstream.max_retries) == (7.0, 0), upstream
+
+
+@pytest.mark.usefixtures("server_not_started")
+def test_a_router_that_cannot_score_stops_the_server_in_one_line_before_it_starts(upstreams):
+    # An embedding router whose key variable is unset (or whose backend is down) failed the app's
+    # warm-up inside uvicorn: a traceback and "Application startup failed", naming no router.
+    from lmroute.exceptions import ConfigError
+    from lmroute.serving.app import serve
+
+    class KeyNotSet(LengthRouter):
+        fast_scoring = False
+
+        def _score(self, prompts):
+            raise ConfigError("environment variable EMBED_KEY (api_key_env of the embedder) is not set")
+
+    class Down(LengthRouter):
+        def _score(self, prompts):
+            raise ConnectionError("embedding backend refused the connection")
+
+    for router, message in [(KeyNotSet(), "EMBED_KEY"), (Down(), "ConnectionError: embedding backend")]:
+        with pytest.raises(ConfigError, match=rf"router 'mine' cannot score a prompt: .*{message}"):
+            serve(upstreams.config(), routers={"mine": router})

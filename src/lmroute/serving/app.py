@@ -34,7 +34,7 @@ from starlette.routing import Route
 from lmroute._malloc import use_one_arena
 from lmroute._version import __version__
 from lmroute.control.taps import EmbeddingSummaries
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, LmrouteError
 from lmroute.routers.base import Router
 from lmroute.serving import console, routes
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
@@ -199,12 +199,24 @@ def _warm_up(routers: Mapping[str, Router]) -> None:
         router.score(["warm-up"])
 
 
+def _check_scoring(routers: Mapping[str, Router]) -> None:
+    """ConfigError naming a router that cannot score (its embedder's key variable unset, its backend
+    down): the app's warm-up would fail in uvicorn's start-up, a traceback."""
+    for name, router in routers.items():
+        try:
+            router.score(["warm-up"])
+        except Exception as exc:
+            what = str(exc) if isinstance(exc, LmrouteError) else f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"router {name!r} cannot score a prompt: {what}") from exc
+
+
 def serve(
     config: ServeConfig, *, routers: Mapping[str, Router] | None = None, data_dir: str | Path | None = None
 ) -> None:
     """Run the server with uvicorn until interrupted; in-flight requests get time to finish.
 
-    Routers are loaded, the API-key variables and the port checked before uvicorn starts, so that a
+    Routers are loaded (and score a first prompt), the API-key variables and the port checked before
+    uvicorn starts, so that a
     bad config is one clear error rather than a failed application start-up; a configured threshold
     that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
     public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule). With
@@ -245,7 +257,7 @@ def serve(
     from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
 
     check_threshold_names(config, routers)
-
+    _check_scoring(routers)
     for warning in threshold_warnings(config, routers, data_dir=data_dir):
         log.warning("%s", warning)
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
