@@ -33,13 +33,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    StrictFloat,
     ValidationError,
     field_validator,
     model_validator,
@@ -128,7 +129,11 @@ class ServeConfig(BaseModel):
     on_router_error: OnRouterError = "strong"
     #: Per-router thresholds advertised in /v1/models (e.g. from ``lmroute calibrate``); at start-up
     #: the server warns about one that routes (nearly) everything one way (lmroute.serving.thresholds).
-    thresholds: dict[str, tuple[float, ...]] = Field(default_factory=dict)
+    #: Strict numbers, at least one a router: `true` would read as 1.0 and `[]` hid the router from
+    #: /v1/models and the console.
+    thresholds: dict[str, Annotated[tuple[StrictFloat, ...], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
     #: Prompts that start-up check uses (a file as ``lmroute calibrate --prompts`` reads; your traffic
     #: is best); default: the Arena-Hard sample, if a data folder or the user cache holds it.
     calibration_prompts: str | None = None
