@@ -235,13 +235,11 @@ def test_a_ray_version_other_than_the_clusters_is_one_line(cluster, tmp_path):
 def test_a_second_server_on_the_cluster_is_a_one_line_error(server, cluster, upstreams, tmp_path):
     import subprocess
 
-    from fake_openai import free_port
-
     # Ray Serve has one HTTP proxy per cluster, and the module's server holds its "/".
     ray_config = tmp_path / "ray.yaml"
     ray_config.write_text(yaml.safe_dump({"address": cluster.address, "app_name": "another"}))
     argv = [sys.executable, "-m", "lmroute.cli", "serve", "--routers", "length"]
-    argv += ["--ray-config", str(ray_config), "--port", str(free_port()), "--log-level", "warning"]
+    argv += ["--ray-config", str(ray_config), "--port", str(server.port), "--log-level", "warning"]
     config = upstreams.config()
     for tier in ("strong", "weak"):
         argv += [f"--{tier}-base-url", getattr(config, tier).base_url, f"--{tier}-model", tier]
@@ -252,11 +250,37 @@ def test_a_second_server_on_the_cluster_is_a_one_line_error(server, cluster, ups
 
 
 def test_stopping_the_command_deletes_its_application(server, cluster):
-    # Last in the module: it stops the module's server, with SIGTERM, as a process manager stops a
-    # service. The application must not outlive the command on the cluster it joined.
+    # After the tests of the running server: it stops the module's server, with SIGTERM, as a
+    # process manager stops a service. The application must not outlive the command on the
+    # cluster it joined.
     assert cluster.processes(f"ServeReplica:{APP}:Ingress")
     stop(server)  # its exit status is Ray's: the process may abort after the app is deleted
     deadline = time.monotonic() + 60
     while cluster.processes(f"ServeReplica:{APP}:") and time.monotonic() < deadline:
         time.sleep(1)
     assert not cluster.processes(f"ServeReplica:{APP}:")
+
+
+def test_a_port_other_than_ray_serves_is_a_one_line_error(server, cluster, upstreams):
+    """Ray Serve keeps the HTTP address it first started with (its proxy outlives the application
+    that a stopped command deleted): a new command on another port logged that port and served on
+    the old one, blocking as if all was well."""
+    import subprocess
+
+    from fake_openai import free_port
+
+    other = free_port()
+    argv = [sys.executable, "-m", "lmroute.cli", "serve", "--routers", "length", "--ray-address"]
+    argv += [cluster.address, "--port", str(other), "--log-level", "warning"]
+    config = upstreams.config()
+    for tier in ("strong", "weak"):
+        argv += [f"--{tier}-base-url", getattr(config, tier).base_url, f"--{tier}-model", tier]
+    try:
+        result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the command went on serving (on port {server.port}, not {other})")
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    expected = f"lmroute: error: Ray Serve already runs on this cluster at 127.0.0.1:{server.port}, not "
+    assert last.startswith(expected + f"127.0.0.1:{other} "), last
+    assert not cluster.processes("ServeReplica:lmroute:")  # nothing deployed

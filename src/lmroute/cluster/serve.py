@@ -339,6 +339,24 @@ class _LoadedOnUse(Mapping[str, Router]):
         return len(self._specs)
 
 
+def _check_proxy_address(host: str, port: int) -> None:
+    """ConfigError when the cluster's Ray Serve listens elsewhere than ``host:port``: Ray Serve takes
+    its HTTP address when it first starts on a cluster (it stays after an application is deleted,
+    as a stopped ``lmroute serve --ray`` deletes its own), and ``serve.start`` keeps it, only logging
+    that the new one is ignored: the server would answer at the old address, not the one given."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()  # serve.start has just started Ray Serve, or found it running
+    assert client is not None  # without a running Ray Serve, it raises
+    http = client.http_config
+    if (http.host, http.port) != (host, port):
+        raise ConfigError(
+            f"Ray Serve already runs on this cluster at {http.host}:{http.port}, not {host}:{port} "
+            f"(it keeps the address it first started with): serve with --host {http.host} --port "
+            f"{http.port}, or shut Ray Serve down on the cluster first (`serve shutdown`)"
+        )
+
+
 def run_serve(
     config: ServeConfig,
     ray_config: RayConfig,
@@ -398,6 +416,7 @@ def run_serve(
             log.warning("%s", warning)
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
+    _check_proxy_address(config.server.host, config.server.port)
     level = config.server.log_level
     try:
         serve.run(
