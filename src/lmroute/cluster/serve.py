@@ -246,6 +246,8 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
         list(config.routers), ray_config.scorer.max_batch_size, ray_config.scorer.batch_wait_timeout_s
     )
     ingress_options = ray_config.ingress.options()
+    # What lmroute serve gives in-flight requests (a long stream) on shutdown; Ray Serve's default is 20 s.
+    ingress_options["graceful_shutdown_timeout_s"] = config.server.graceful_shutdown
     # The upstream keys are read from the environment where the ingress runs: take this one's along.
     secrets = {
         name: os.environ[name]
