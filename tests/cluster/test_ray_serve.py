@@ -284,3 +284,27 @@ def test_a_port_other_than_ray_serves_is_a_one_line_error(server, cluster, upstr
     expected = f"lmroute: error: Ray Serve already runs on this cluster at 127.0.0.1:{server.port}, not "
     assert last.startswith(expected + f"127.0.0.1:{other} "), last
     assert not cluster.processes("ServeReplica:lmroute:")  # nothing deployed
+
+
+def test_replicas_that_fail_to_start_are_one_line_and_leave_nothing(server, cluster, upstreams, tmp_path):
+    """A router directory the nodes lack (this machine too: it is not checked here) fails the
+    scoring replicas: a RuntimeError traceback, and the failed application stayed on the cluster,
+    its ingress replica starting for ever (it waits for the scorer)."""
+    import subprocess
+
+    router = tmp_path / "only-on-the-nodes"
+    argv = [sys.executable, "-m", "lmroute.cli", "serve", "--routers", str(router), "--ray-address"]
+    argv += [cluster.address, "--port", str(server.port), "--log-level", "warning"]
+    config = upstreams.config()
+    for tier in ("strong", "weak"):
+        argv += [f"--{tier}-base-url", getattr(config, tier).base_url, f"--{tier}-model", tier]
+    result = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "cli/__main__.py" not in result.stderr, result.stderr[-3000:]  # the command's own traceback
+    last = result.stderr.strip().splitlines()[-1]
+    expected = "lmroute: error: Ray Serve did not deploy lmroute: its Scorer replicas failed to start: "
+    assert last == expected + f"UnknownRouterError: {router} is not a router directory (no config.json in it)"
+    deadline = time.monotonic() + 60
+    while cluster.processes("ServeReplica:lmroute:") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not cluster.processes("ServeReplica:lmroute:")

@@ -359,6 +359,20 @@ def _check_proxy_address(host: str, port: int) -> None:
         )
 
 
+def _deploy_failure(app_name: str) -> str | None:
+    """Why a deployment of ``app_name`` failed: the last line of the error its replicas raised
+    (Ray keeps it as the text of a traceback), with the deployment's name; None if none failed."""
+    from ray.serve.schema import DeploymentStatus
+
+    application = serve.status().applications.get(app_name)
+    for name, deployment in (application.deployments if application else {}).items():
+        lines = deployment.message.strip().splitlines()
+        if deployment.status == DeploymentStatus.DEPLOY_FAILED and lines:
+            error = lines[-1].removeprefix("lmroute.exceptions.")
+            return f"its {name} replicas failed to start: {error}"
+    return None
+
+
 def run_serve(
     config: ServeConfig,
     ray_config: RayConfig,
@@ -431,6 +445,13 @@ def run_serve(
     except RayServeException as exc:  # refused: another application on this cluster serves / already
         refusal = " ".join(str(getattr(exc, "cause", exc)).split())  # without Ray's traceback
         raise ConfigError(f"Ray Serve did not deploy {ray_config.app_name}: {refusal}") from None
+    except RuntimeError as exc:
+        if not str(exc).startswith(f"Deploying application {ray_config.app_name} failed"):
+            raise
+        failure = _deploy_failure(ray_config.app_name) or str(exc)
+        # Left there, the failed application keeps an ingress replica waiting for ever for its scorer.
+        serve.delete(ray_config.app_name)
+        raise ConfigError(f"Ray Serve did not deploy {ray_config.app_name}: {failure}") from None
     url = f"http://{config.server.host}:{config.server.port}/v1"
     log.info("lmroute on Ray Serve: %s", url)
     if blocking:

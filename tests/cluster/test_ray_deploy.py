@@ -1,0 +1,60 @@
+"""How ``lmroute serve --ray`` ends when the deployment does not come up: the application is
+deleted from the cluster, not left there (Ray Serve is replaced: no Ray cluster needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from lmroute.cluster.config import RayConfig
+from lmroute.exceptions import ConfigError
+from lmroute.serving.config import build_config
+
+serve_module = pytest.importorskip("lmroute.cluster.serve")
+from ray.serve.schema import DeploymentStatus  # noqa: E402  (after the skip without Ray Serve)
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """Ray Serve as run_serve sees it: ``deleted`` lists the applications it deletes; set ``run``."""
+    fake = SimpleNamespace(deleted=[], run=None, status=None)
+    monkeypatch.setattr(serve_module, "init_ray", lambda address: None)
+    monkeypatch.setattr(serve_module, "_check_proxy_address", lambda host, port: None)
+    monkeypatch.setattr(serve_module.serve, "start", lambda **options: None)
+    monkeypatch.setattr(serve_module.serve, "run", lambda *args, **kwargs: fake.run())
+    monkeypatch.setattr(serve_module.serve, "status", lambda: fake.status)
+    monkeypatch.setattr(serve_module.serve, "delete", fake.deleted.append)
+    return fake
+
+
+def _config():
+    upstream = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}
+    overrides = {"strong": {**upstream, "model": "strong"}, "weak": {**upstream, "model": "weak"}}
+    return build_config(overrides={**overrides, "routers": ["length"]})
+
+
+def test_replicas_that_fail_to_start_are_one_line_and_their_application_is_deleted(serve):
+    """serve.run's RuntimeError was a traceback, and the failed application stayed on the cluster
+    (its ingress replica starting for ever, waiting for the scorer)."""
+
+    def run():
+        raise RuntimeError("Deploying application lmroute failed: Failed to update the deployments.")
+
+    serve.run = run
+    message = "The deployment failed to start 3 times in a row.\nTraceback ...\n" + (
+        "lmroute.exceptions.UnknownRouterError: /x is not a router directory (no config.json in it)\n"
+    )
+    deployments = {
+        "Ingress": SimpleNamespace(status=DeploymentStatus.UPDATING, message="starting"),
+        "Scorer": SimpleNamespace(status=DeploymentStatus.DEPLOY_FAILED, message=message),
+    }
+    serve.status = SimpleNamespace(applications={"lmroute": SimpleNamespace(deployments=deployments)})
+    expected = (
+        "Ray Serve did not deploy lmroute: its Scorer replicas failed to start: "
+        "UnknownRouterError: /x is not a router directory (no config.json in it)"
+    )
+    with pytest.raises(ConfigError) as error:
+        serve_module.run_serve(_config(), RayConfig(), blocking=False)
+    assert str(error.value) == expected
+    assert serve.deleted == ["lmroute"]
