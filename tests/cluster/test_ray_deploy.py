@@ -58,3 +58,17 @@ def test_replicas_that_fail_to_start_are_one_line_and_their_application_is_delet
         serve_module.run_serve(_config(), RayConfig(), blocking=False)
     assert str(error.value) == expected
     assert serve.deleted == ["lmroute"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_command_stopped_while_deploying_deletes_its_application(serve, stop):
+    """Ctrl-C (or SIGTERM, which ray.init makes a SystemExit) before serve.run returned: only a stop
+    after it deleted the application, which came up and went on serving without its command."""
+
+    def run():
+        raise stop()
+
+    serve.run = run
+    with pytest.raises(stop):
+        serve_module.run_serve(_config(), RayConfig())
+    assert serve.deleted == ["lmroute"]

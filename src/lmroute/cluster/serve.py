@@ -452,6 +452,11 @@ def run_serve(
         # Left there, the failed application keeps an ingress replica waiting for ever for its scorer.
         serve.delete(ray_config.app_name)
         raise ConfigError(f"Ray Serve did not deploy {ray_config.app_name}: {failure}") from None
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped while Ray Serve deployed it (a Ctrl-C during a slow start, a process manager's
+        # stop): the application would come up all the same, and outlive the command.
+        serve.delete(ray_config.app_name)
+        raise
     url = f"http://{config.server.host}:{config.server.port}/v1"
     log.info("lmroute on Ray Serve: %s", url)
     if blocking:
