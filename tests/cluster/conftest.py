@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from fake_openai import Upstreams, running_upstreams
@@ -25,3 +26,27 @@ def ray_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
+
+
+@pytest.fixture
+def ingress(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The ``options`` and constructor arguments (``bound``) ``build_application`` gives the ingress
+    deployment, recorded by a stand-in (the ``deployment`` itself is not run)."""
+    serve_module = pytest.importorskip("lmroute.cluster.serve")
+    options: dict = {}
+    bound: list = []
+
+    class Ingress:
+        @staticmethod
+        def options(**given: object) -> type:
+            options.update(given)
+            return Ingress
+
+        @staticmethod
+        def bind(*args: object) -> str:
+            bound.extend(args)
+            return "the application"
+
+    real = serve_module.Ingress
+    monkeypatch.setattr(serve_module, "Ingress", Ingress)
+    return SimpleNamespace(options=options, bound=bound, deployment=real)

@@ -29,30 +29,10 @@ def _config(server_keys=None):
     return build_config(overrides={"models": models, "routers": ["length"]}, api_keys=server_keys)
 
 
-def _capture_ingress(monkeypatch) -> tuple[dict, list]:
-    """The options and constructor arguments build_application gives the ingress deployment."""
-    options: dict = {}
-    bound: list = []
-
-    class Ingress:
-        @staticmethod
-        def options(**given):
-            options.update(given)
-            return Ingress
-
-        @staticmethod
-        def bind(*args):
-            bound.extend(args)
-            return "the application"
-
-    monkeypatch.setattr(serve_module, "Ingress", Ingress)
-    return options, bound
-
-
-def test_every_models_key_goes_to_the_ingress_replicas(monkeypatch):
+def test_every_models_key_goes_to_the_ingress_replicas(monkeypatch, ingress):
     for name in PRICES:
         monkeypatch.setenv(f"LMR_TEST_KEY_{name.upper()}", f"key-of-{name}")
-    options, _ = _capture_ingress(monkeypatch)
+    options = ingress.options
     assert serve_module.build_application(_config(), RayConfig()) == "the application"
     assert options["ray_actor_options"]["runtime_env"]["env_vars"] == {
         f"LMR_TEST_KEY_{name.upper()}": f"key-of-{name}" for name in PRICES
@@ -68,14 +48,14 @@ def test_a_models_unset_key_is_an_error_before_ray_starts(monkeypatch):
         serve_module.run_serve(_config(), RayConfig(), blocking=False)
 
 
-def test_the_servers_keys_are_a_constructor_argument_not_in_the_deployment_options(monkeypatch):
+def test_the_servers_keys_are_a_constructor_argument_not_in_the_deployment_options(monkeypatch, ingress):
     # docs/ray.md: Ray shows a deployment's options (runtime_env included) on the dashboard and in
     # `ray list actors --detail`, not its constructor's arguments.
     import json
 
     for name in PRICES:
         monkeypatch.setenv(f"LMR_TEST_KEY_{name.upper()}", f"key-of-{name}")
-    options, bound = _capture_ingress(monkeypatch)
+    options, bound = ingress.options, ingress.bound
     serve_module.build_application(_config(["the-servers-key"]), RayConfig())
     assert "the-servers-key" not in json.dumps(options)
     assert json.loads(bound[0])["server"]["api_keys"] == ["the-servers-key"]

@@ -12,27 +12,13 @@ serve_module = pytest.importorskip("lmroute.cluster.serve")
 
 
 @pytest.mark.parametrize("seconds", [0.0, 120.0])
-def test_the_ingress_replicas_get_the_configs_graceful_shutdown(monkeypatch, seconds):
+def test_the_ingress_replicas_get_the_configs_graceful_shutdown(ingress, seconds):
     """The ingress kept Ray Serve's 20 s: a stream longer than that was cut when the command
     stopped, however long server.graceful_shutdown gave it (and 0 still waited)."""
-    options: dict = {}
-
-    class Ingress:
-        @staticmethod
-        def options(**given):
-            options.update(given)
-            return Ingress
-
-        @staticmethod
-        def bind(*args):
-            return "the application"
-
-    deployment = serve_module.Ingress
-    monkeypatch.setattr(serve_module, "Ingress", Ingress)
     upstream = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None}
     overrides = {"routers": ["length"], "server": {"graceful_shutdown": seconds}}
     overrides |= {"strong": {**upstream, "model": "strong"}, "weak": {**upstream, "model": "weak"}}
     config = build_config(overrides=overrides)
     serve_module.build_application(config, RayConfig())
-    assert options["graceful_shutdown_timeout_s"] == seconds
-    deployment.options(**options)  # options Ray Serve takes
+    assert ingress.options["graceful_shutdown_timeout_s"] == seconds
+    ingress.deployment.options(**ingress.options)  # options Ray Serve takes
