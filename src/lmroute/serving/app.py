@@ -216,10 +216,10 @@ def serve(
     """Run the server with uvicorn until interrupted; in-flight requests get time to finish.
 
     Routers are loaded (and score a first prompt), the API-key variables and the port checked before
-    uvicorn starts, so that a
-    bad config is one clear error rather than a failed application start-up; a configured threshold
-    that routes (nearly) everything one way is a warning (:mod:`lmroute.serving.thresholds`, whose
-    public sample is looked up in ``data_dir`` and by the rest of lmroute's data rule). With
+    uvicorn starts, so that a bad config is one clear error rather than a failed application
+    start-up; a configured threshold that routes (nearly) everything one way is a warning
+    (:mod:`lmroute.serving.thresholds`, whose public sample is looked up in ``data_dir`` and by the
+    rest of lmroute's data rule). With
     ``server.workers`` > 1 each worker process loads the routers of ``config.routers`` again.
     The process's allocator keeps one arena (:mod:`lmroute._malloc`), before any thread starts.
     """
