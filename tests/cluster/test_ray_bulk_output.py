@@ -20,7 +20,7 @@ def _record(prompt: str, score: float) -> str:
 
 @pytest.fixture
 def scored(monkeypatch):
-    """The prompts score_file_on_ray sends to Ray, each scored by its length."""
+    """The prompts score_file_on_ray sends to Ray, each scored by its length (no Ray started)."""
     sent: list[str] = []
 
     def score_on_ray(spec, prompts, **options):
@@ -28,6 +28,7 @@ def scored(monkeypatch):
         return np.array([float(len(p)) for p in prompts])
 
     monkeypatch.setattr(bulk, "score_on_ray", score_on_ray)
+    monkeypatch.setattr(bulk, "init_ray", lambda address: None)
     return sent
 
 
@@ -47,8 +48,38 @@ def test_the_same_command_goes_on_after_a_run_that_stopped(tmp_path, scored, lef
     output = tmp_path / "scores.jsonl"
     output.write_text(left)
     assert bulk.score_file_on_ray("length", PROMPTS, output) == len(PROMPTS) - done
-    assert scored == PROMPTS[done:]
+    assert scored == PROMPTS[:done] + PROMPTS[done:]  # the records written are scored again first
     assert output.read_text() == FULL
+
+
+def test_the_same_routers_whole_file_is_kept(tmp_path, scored):
+    output = tmp_path / "scores.jsonl"
+    # Scores a little off, as another node or batch may give them: the same router's.
+    output.write_text("".join(_record(p, len(p) + 1e-6) for p in PROMPTS))
+    written = output.read_text()
+    assert bulk.score_file_on_ray("length", PROMPTS, output) == 0
+    assert output.read_text() == written
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("".join(_record(p, 0.25) for p in PROMPTS), 3),
+        (_record(PROMPTS[0], 0.25) + _record(PROMPTS[1], 0.75)[:9], 1),
+        (_record(PROMPTS[0], float(len(PROMPTS[0]))) + "\n" + _record(PROMPTS[1], 0.75), 2),
+    ],
+    ids=["whole", "cut", "its-second-score"],
+)
+def test_another_routers_scores_are_refused_and_left_as_they_were(tmp_path, scored, text, written):
+    """A file of these prompts scored by another router: a whole one was taken as done, a cut one
+    was finished with this router's scores, the two routers' mixed in one file."""
+    output = tmp_path / "scores.jsonl"
+    output.write_text(text)
+    line = 3 if "\n\n" in text else 1
+    with pytest.raises(DataError, match=f"line {line} holds the score .*another router's scores.*--output"):
+        bulk.score_file_on_ray("length", PROMPTS, output)
+    assert output.read_text() == text
+    assert scored == PROMPTS[:written]  # the records written, scored again; no other
 
 
 @pytest.mark.parametrize(

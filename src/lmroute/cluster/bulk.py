@@ -4,7 +4,8 @@ Prompts go to a pool of Ray actors, each loading the router once and scoring bat
 ``batch_size`` prompts (``map_batches`` with a callable class), on every node of the cluster. The
 output file is written one chunk of ``chunk_size`` prompts at a time, so an interrupted run starts
 again after the last chunk it wrote: :func:`score_file_on_ray` checks that the records already
-there are those of the first prompts, then scores only the rest.
+there are those of the first prompts, and that the router scores the first of them as written (not
+another router's scores, to be finished with this one's), then scores only the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from lmroute.exceptions import DataError, LmrouteError
 from lmroute.registry import check_router_spec
 
 log = logging.getLogger("lmroute.cluster")
+
+#: The records of an earlier run scored again before it is taken as this router's and gone on with.
+CHECKED_RECORDS = 5
+#: How far a score written earlier may be from the router's score now: a batch of other prompts,
+#: another node's CPU or an embedding endpoint's answer move it a little; another router, far more.
+SCORE_TOLERANCE = 1e-3
 
 
 class _BatchScorer:
@@ -108,15 +115,21 @@ def score_file_on_ray(
     """Write ``{"prompt", "score"}`` records of ``prompts`` to ``output``, a chunk at a time, after
     those an earlier run already wrote there; returns how many prompts were scored now."""
     output = Path(output)
-    done = _records_done(output, prompts)
+    done, written, keep = _records_done(output, prompts)
+    if prompts:
+        # Before the file is created or changed: a spec no worker could load, an address without a cluster.
+        check_router_spec(spec)
+        init_ray(address)
     if done:
+        checked = prompts[: len(written)]
+        now = score_on_ray(spec, checked, address=address, batch_size=batch_size, actors=1, progress=progress)
+        _check_same_router(output, spec, written, now)
         log.info(
             "%s already holds the first %d records: scoring the other %d", output, done, len(prompts) - done
         )
-    if done < len(prompts):
-        # Before the file is created: a spec no worker could load, an address without a cluster.
-        check_router_spec(spec)
-        init_ray(address)
+    if keep is not None:
+        with write_failures(output), open(output, "r+b") as f:
+            f.truncate(keep)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if done else os.O_TRUNC)
     with write_failures(output):  # as lmroute score writes its output: a new folder made
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -138,31 +151,47 @@ def score_file_on_ray(
     return len(prompts) - done
 
 
-def _records_done(output: Path, prompts: Sequence[str]) -> int:
-    """How many complete records of an earlier run ``output`` holds (0 when there is no such file);
-    DataError, the file left as it is, when they are not the records of the first prompts."""
+def _records_done(output: Path, prompts: Sequence[str]) -> tuple[int, list[tuple[int, float]], int | None]:
+    """How many complete records of an earlier run ``output`` holds (0 when there is no such file),
+    the line numbers and scores of the first :data:`CHECKED_RECORDS` of them, and the size to cut
+    the file to when its last record was cut short (None: it was not); DataError when they are not
+    the records of the first prompts. The file is left as it is."""
     if not output.exists():
-        return 0
+        return 0, [], None
     with read_failures(str(output), DataError):
         text = output.read_bytes()
     if not text.strip():  # created by a run that stopped before its first chunk
-        return 0
+        return 0, [], None
     # A chunk is written whole or, when the run died in the middle of it, cut. The cut line is
     # dropped, but only once it and the records before it are seen to be this input's.
     keep = len(text) if text.endswith(b"\n") else text.rfind(b"\n") + 1
     done = 0
+    written: list[tuple[int, float]] = []
     for number, line in _lines_before_cut(output, cut=keep < len(text)):
         record = parse_line(output, number, line)
         if done >= len(prompts) or not _is_record_of(record, prompts[done]):
             raise _not_ours(output, number, done)
+        if done < CHECKED_RECORDS:
+            written.append((number, float(record["score"])))
         done += 1
     cut = text[keep:]
-    if cut:
-        if cut.strip() and (done >= len(prompts) or not _may_begin_record(cut, prompts[done])):
-            raise _not_ours(output, text.count(b"\n") + 1, done)
-        with open(output, "r+b") as f:
-            f.truncate(keep)
-    return done
+    if cut.strip() and (done >= len(prompts) or not _may_begin_record(cut, prompts[done])):
+        raise _not_ours(output, text.count(b"\n") + 1, done)
+    return done, written, keep if cut else None
+
+
+def _check_same_router(
+    output: Path, spec: str, written: Sequence[tuple[int, float]], now: np.ndarray
+) -> None:
+    """DataError when the scores ``written`` in ``output`` (with their line numbers) are not those
+    router ``spec`` gives ``now`` to the same prompts: the file holds another router's scores."""
+    for (number, before), after in zip(written, now, strict=True):
+        if not abs(before - float(after)) <= SCORE_TOLERANCE:
+            raise DataError(
+                f"{output}: line {number} holds the score {before:.6g}, where router {spec} gives "
+                f"{float(after):.6g}: it holds another router's scores; to score with {spec}, delete "
+                "it or give another --output"
+            )
 
 
 def _is_record_of(record: object, prompt: str) -> bool:
