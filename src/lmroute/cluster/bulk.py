@@ -19,7 +19,7 @@ import numpy as np
 
 from lmroute._files import read_failures, write_failures
 from lmroute._jsonl import encode_line, parse_line, read_lines
-from lmroute.cluster.config import absolute_router_path
+from lmroute.cluster.config import absolute_router_path, embedder_keys
 from lmroute.cluster.connect import init_ray, library_error
 from lmroute.evaluation.evaluator import score_records
 from lmroute.exceptions import DataError, LmrouteError
@@ -72,6 +72,7 @@ def score_on_ray(
     if not prompts:
         return np.zeros(0)
     check_router_spec(spec)  # the workers would fail to start, with a traceback
+    keys = embedder_keys([spec])
     spec = absolute_router_path(spec)
     init_ray(address)
     context = ray.data.DataContext.get_current()
@@ -85,6 +86,7 @@ def score_on_ray(
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=actors),
         batch_format="numpy",
+        runtime_env={"env_vars": keys} if keys else None,
     )
     scores = np.full(len(prompts), np.nan)
     try:
@@ -119,6 +121,7 @@ def score_file_on_ray(
     if prompts:
         # Before the file is created or changed: a spec no worker could load, an address without a cluster.
         check_router_spec(spec)
+        embedder_keys([spec])
         init_ray(address)
     if done:
         checked = prompts[: len(written)]

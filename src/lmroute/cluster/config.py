@@ -17,14 +17,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lmroute._keys import key_from_env
 from lmroute._yaml import read_yaml, validation_problems
+from lmroute.embeddings.openai import key_variable
 from lmroute.exceptions import ConfigError
-from lmroute.routers.base import CONFIG_FILE
+from lmroute.routers.base import CONFIG_FILE, read_manifest
 
 
 class DeploymentConfig(BaseModel):
@@ -104,3 +108,44 @@ def absolute_router_path(spec: str) -> str:
     if "/" in spec or (Path(spec) / CONFIG_FILE).is_file():  # a directory, as load_router tells
         return str(Path(spec).absolute())
     return spec
+
+
+def embedder_keys(specs: Iterable[str]) -> dict[str, str]:
+    """The API keys, by variable, of the embedders that the routers of ``specs`` (names or
+    directories, as ``--routers``: ``alias=`` allowed) call, from this environment: Ray's workers
+    and replicas do not have the command's, and would call the endpoint without its key.
+    ConfigError naming a variable a key is needed from and that is unset here. Only router
+    directories on this machine are looked into (a registered name's shipped router embeds here)."""
+    keys: dict[str, str] = {}
+    for spec in specs:
+        alias, sep, path = spec.partition("=")
+        directory = Path(path if sep else alias)
+        if not (directory / CONFIG_FILE).is_file():
+            continue
+        for embedder in _embedders(read_manifest(directory)["config"]):
+            found = key_variable(embedder)
+            if found is None:
+                continue
+            variable, needed = found
+            if key_from_env(variable, f"environment variable {variable}"):
+                keys[variable] = os.environ[variable]
+            elif needed:
+                raise ConfigError(
+                    f"router {directory} embeds prompts with {embedder.partition('?')[0]}, whose API key "
+                    f"is read from environment variable {variable}, which is not set here: set it where "
+                    "the command runs (Ray's workers are given it from there)"
+                )
+    return keys
+
+
+def _embedders(config: object) -> Iterator[str]:
+    """The embedder names of a router's config, an ensemble's members' included."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "embedder" and isinstance(value, str):
+                yield value
+            else:
+                yield from _embedders(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _embedders(value)

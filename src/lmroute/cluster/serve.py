@@ -28,7 +28,7 @@ import numpy as np
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from lmroute.cluster.config import RayConfig, absolute_router_path
+from lmroute.cluster.config import RayConfig, absolute_router_path, embedder_keys
 from lmroute.cluster.connect import init_ray
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
@@ -242,7 +242,12 @@ def build_application(config: ServeConfig, ray_config: RayConfig) -> Any:
     config = _absolute_paths(config)
     # @serve.deployment made the classes Deployments (with .options); mypy still sees classes.
     scorer_deployment: Any = Scorer
-    scorer = scorer_deployment.options(**ray_config.scorer.options()).bind(
+    scorer_options = ray_config.scorer.options()
+    # The routers' embedders' keys, as the ingress's upstream keys below.
+    keys = embedder_keys(config.routers)
+    if keys:
+        scorer_options["ray_actor_options"]["runtime_env"] = {"env_vars": keys}
+    scorer = scorer_deployment.options(**scorer_options).bind(
         list(config.routers), ray_config.scorer.max_batch_size, ray_config.scorer.batch_wait_timeout_s
     )
     ingress_options = ray_config.ingress.options()
@@ -406,6 +411,7 @@ def run_serve(
     for spec in config.routers:  # else the scoring replicas fail to start, and serve.run with a traceback
         alias, sep, path = spec.partition("=")
         check_router_spec(path if sep else alias)
+    embedder_keys(config.routers)  # ConfigError when one is unset here, as the upstreams' keys
     # As lmroute serve checks them; in the ingress replica a misspelt name was silently unused and
     # a bad file Ray's traceback. The files are checked here, at the path the replicas read.
     names = served_names(config.routers)

@@ -87,6 +87,20 @@ def options_from_query(query: str) -> dict[str, Any]:
     return options
 
 
+def key_variable(name: str) -> tuple[str, bool] | None:
+    """The environment variable the embedder named ``name`` (as ``get_embedder`` takes it) reads
+    its API key from, and whether a key is needed: for OpenAI's own API, or a variable the name
+    gives (``api_key_env=``); a local server asked under the default variable takes none. None for
+    an embedder that is not ``openai:``."""
+    if not name.startswith("openai:"):
+        return None
+    options = options_from_query(name.partition("?")[2])
+    base_url = str(options.get("base_url", DEFAULT_BASE_URL)).rstrip("/")
+    return str(options.get("api_key_env", "OPENAI_API_KEY")), (
+        "api_key_env" in options or base_url == DEFAULT_BASE_URL
+    )
+
+
 class OpenAIEmbedder(CountsTruncation, Embedder):
     """Embeddings from an OpenAI-compatible endpoint, ``model`` at ``base_url``.
 
