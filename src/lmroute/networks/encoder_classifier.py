@@ -158,6 +158,13 @@ def build_classifier(base: BaseModel, spec: ClassifierSpec) -> Classifier:
         raise ConfigError(
             f"trainable_layers={spec.trainable_layers}, but {base.name} has only {depth} layers"
         )
+    positions = _positions(encoder)
+    if positions is not None and spec.max_length > positions:
+        # a longer prompt would fail deep inside the embeddings, mid-training or mid-request
+        raise ConfigError(
+            f"max_length={spec.max_length}, but {base.name} reads at most {positions} tokens: set "
+            f"max_length to at most {positions}"
+        )
     net = Classifier(
         encoder,
         Tokens(base.path / "tokenizer.json", spec.max_length),
@@ -166,6 +173,16 @@ def build_classifier(base: BaseModel, spec: ClassifierSpec) -> Classifier:
         dropout=spec.dropout,
     )
     return net.eval()
+
+
+def _positions(encoder: Any) -> int | None:
+    """How many tokens ``encoder`` can read, or None when it does not say."""
+    positions = getattr(encoder.config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    # RoBERTa-style embeddings number positions from padding_idx + 1
+    padding = getattr(encoder.embeddings, "padding_idx", None)
+    return positions - (padding + 1) if isinstance(padding, int) else positions
 
 
 @torch.inference_mode()

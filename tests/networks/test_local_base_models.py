@@ -1,0 +1,57 @@
+"""Local base-model directories for the classifier routers: tiny random models, so each test takes
+seconds. A directory the router cannot use is refused with a ConfigError naming the problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmroute.data.battles import Battle
+from lmroute.exceptions import ConfigError
+from lmroute.networks.base_models import MINILM, resolve_encoder
+from lmroute.routers.bert import BertRouter
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+
+def battles() -> list[Battle]:
+    return [
+        Battle(f"question {i} " + "prove it " * (i % 20), STRONG, WEAK, "model_a" if i % 2 else "model_b")
+        for i in range(24)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file() -> Path:
+    return resolve_encoder(MINILM).path / "tokenizer.json"
+
+
+def tiny_bert(folder: Path, tokenizer_file: Path, *, positions: int) -> Path:
+    """A 2-layer random BERT reading at most ``positions`` tokens, with MiniLM's tokenizer."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=positions,
+    )
+    transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
+    shutil.copy(tokenizer_file, folder / "tokenizer.json")
+    return folder
+
+
+def test_max_length_beyond_the_encoders_positions_is_refused_before_training(tmp_path, tokenizer_file):
+    encoder = tiny_bert(tmp_path / "bert32", tokenizer_file, positions=32)
+    options = {"encoder": str(encoder), "trainable_layers": 1, "epochs": 1, "precision": "float32"}
+    with pytest.raises(ConfigError, match=r"max_length=64.* at most 32"):
+        BertRouter(max_length=64, **options).fit(battles())
+    scores = BertRouter(max_length=32, **options).fit(battles()).score(["word " * 100, "", "hi"])
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
