@@ -13,6 +13,7 @@ from lmroute.data.battles import Battle
 from lmroute.exceptions import ConfigError
 from lmroute.networks.base_models import MINILM, resolve_encoder
 from lmroute.routers.bert import BertRouter
+from lmroute.routers.causal_llm import CausalLLMRouter
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -55,3 +56,22 @@ def test_max_length_beyond_the_encoders_positions_is_refused_before_training(tmp
         BertRouter(max_length=64, **options).fit(battles())
     scores = BertRouter(max_length=32, **options).fit(battles()).score(["word " * 100, "", "hi"])
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize("damage", ["unknown model_type", "no model_type", "truncated weights"])
+@pytest.mark.parametrize("router", [BertRouter, CausalLLMRouter])
+def test_a_directory_transformers_cannot_read_is_a_config_error(router, damage, tmp_path, tokenizer_file):
+    folder = tiny_bert(tmp_path / "model", tokenizer_file, positions=64)
+    if damage == "unknown model_type":
+        (folder / "config.json").write_text('{"model_type": "not-a-model"}')
+    elif damage == "no model_type":
+        (folder / "config.json").write_text("{}")
+    else:
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:3000])
+    if router is BertRouter:
+        created = BertRouter(encoder=str(folder), epochs=1, precision="float32")
+    else:
+        created = CausalLLMRouter(base_model=str(folder), num_layers=None, epochs=1, precision="float32")
+    with pytest.raises(ConfigError, match=rf"{folder} cannot be loaded as a"):
+        created.fit(battles())

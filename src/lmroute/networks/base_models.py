@@ -60,6 +60,19 @@ class BaseModel:
             )
 
 
+def load_pretrained(loader: Any, base: BaseModel, kind: str, **options: Any) -> Any:
+    """``loader.from_pretrained`` (a transformers Auto class) on ``base``'s safetensors weights;
+    ConfigError when the directory holds no model transformers can read (an unknown or missing
+    ``model_type``, damaged weights). ``kind``: what the router accepts, for the message."""
+    from safetensors import SafetensorError
+
+    try:
+        return loader.from_pretrained(base.path, use_safetensors=True, **options)
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{base.name} cannot be loaded as {kind}: {reason}") from None
+
+
 def check_encoder(name: str) -> None:
     """The ConfigError :func:`resolve_encoder` would raise for ``name`` (a package not installed, a
     directory that is not a model's), without reading any weights."""

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.networks.base_models import BaseModel
+from lmroute.networks.base_models import BaseModel, load_pretrained
 from lmroute.networks.batching import Tokens, length_batches, pad_numpy
 
 
@@ -147,7 +147,7 @@ def build_classifier(base: BaseModel, spec: ClassifierSpec) -> Classifier:
     """The base encoder with a fresh head (seeded by the caller's torch RNG state)."""
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(base.path, use_safetensors=True, attn_implementation="sdpa")
+    encoder = load_pretrained(AutoModel, base, "a BERT-family encoder", attn_implementation="sdpa")
     if not hasattr(encoder, "embeddings") or not hasattr(getattr(encoder, "encoder", None), "layer"):
         raise ConfigError(
             f"{base.name} is a {type(encoder).__name__}, not a BERT-family encoder "

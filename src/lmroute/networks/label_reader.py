@@ -23,7 +23,7 @@ from torch import nn
 
 from lmroute.embeddings.base import encodable
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.networks.base_models import BaseModel
+from lmroute.networks.base_models import BaseModel, load_pretrained
 from lmroute.networks.batching import length_batches, pad_numpy
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -258,8 +258,12 @@ def build_reader(base: BaseModel, spec: ReaderSpec) -> LabelReader:
         labels=spec.label_tokens,
         max_prompt_tokens=spec.max_prompt_tokens,
     )
-    lm = AutoModelForCausalLM.from_pretrained(
-        base.path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
+    lm = load_pretrained(
+        AutoModelForCausalLM,
+        base,
+        "a Llama-style causal LM",
+        dtype=torch.float32,
+        attn_implementation="sdpa",
     )
     body = getattr(lm, "model", None)
     if body is None or not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
