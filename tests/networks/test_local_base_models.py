@@ -75,3 +75,29 @@ def test_a_directory_transformers_cannot_read_is_a_config_error(router, damage, 
         created = CausalLLMRouter(base_model=str(folder), num_layers=None, epochs=1, precision="float32")
     with pytest.raises(ConfigError, match=rf"{folder} cannot be loaded as a"):
         created.fit(battles())
+
+
+def tiny_llama(folder: Path, tokenizer_file: Path) -> Path:
+    """A 2-layer random Llama-style decoder, with MiniLM's tokenizer (its labels are one token each)."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        tie_word_embeddings=True,
+    )
+    transformers.LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    shutil.copy(tokenizer_file, folder / "tokenizer.json")
+    return folder
+
+
+def test_a_template_with_nothing_around_the_prompt_is_refused(tmp_path, tokenizer_file):
+    model = str(tiny_llama(tmp_path / "llama", tokenizer_file))
+    options = {"base_model": model, "num_layers": None, "epochs": 0, "precision": "float32"}
+    with pytest.raises(ConfigError, match=r"template.*around \{prompt\}"):
+        CausalLLMRouter(template="{prompt}", **options).fit(battles()).score([""])
+    scores = CausalLLMRouter(template="{prompt}\n", **options).fit(battles()).score(["", "hi"])
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()

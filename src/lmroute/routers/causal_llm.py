@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lmroute.exceptions import CheckpointError, UnparsableOutputError
 from lmroute.networks.base_models import SMOLLM2
@@ -45,6 +45,8 @@ from lmroute.networks.precision import uses_bfloat16
 from lmroute.routers._classifier import ClassifierConfig, ClassifierRouter, from_config
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from lmroute.data.battles import Battle
     from lmroute.networks.base_models import BaseModel
     from lmroute.networks.label_reader import LabelReader, ReaderSpec
@@ -102,6 +104,14 @@ class CausalLLMConfig(ClassifierConfig):
         if value.count("{prompt}") != 1:
             raise ValueError("the template must contain {prompt} exactly once")
         return value
+
+    @model_validator(mode="after")
+    def _text_around_the_prompt(self) -> Self:
+        # the label is read after the template's last token: with no text around the prompt an
+        # empty prompt leaves no token to read (and the instruction is not given at all)
+        if not self.template.replace("{instruction}", self.instruction).replace("{prompt}", ""):
+            raise ValueError("the template must have text around {prompt} (the instruction, at least)")
+        return self
 
 
 class CausalLLMRouter(ClassifierRouter[CausalLLMConfig, "LabelReader"]):
