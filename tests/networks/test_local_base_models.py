@@ -101,3 +101,26 @@ def test_a_template_with_nothing_around_the_prompt_is_refused(tmp_path, tokenize
         CausalLLMRouter(template="{prompt}", **options).fit(battles()).score([""])
     scores = CausalLLMRouter(template="{prompt}\n", **options).fit(battles()).score(["", "hi"])
     assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    "router, options, message",
+    [
+        ("bert", {"max_length": 64}, r"max_length=64, but .* at most 32 tokens"),
+        ("bert", {"trainable_layers": 3}, r"trainable_layers=3, but .* only 2 layers"),
+        ("bert", {"encoder": MINILM, "trainable_layers": 7}, r"trainable_layers=7, but .* only 6 layers"),
+        ("causal_llm", {"num_layers": 3}, r"num_layers=3, but .* has 2 layers"),
+        ("causal_llm", {"num_layers": None, "trainable_layers": 3}, r"trainable_layers=3, but .* 2 layers"),
+    ],
+)
+def test_options_beyond_the_base_models_size_are_refused_before_loading_data(
+    router, options, message, tmp_path, tokenizer_file
+):
+    from lmroute.workflows.train import train_router
+
+    if router == "bert":
+        options = {"encoder": str(tiny_bert(tmp_path / "bert", tokenizer_file, positions=32)), **options}
+    else:
+        options = {"base_model": str(tiny_llama(tmp_path / "llama", tokenizer_file)), **options}
+    with pytest.raises(ConfigError, match=message):
+        train_router(router, [f"battles:{tmp_path / 'not-read.jsonl'}"], options=options, progress=False)

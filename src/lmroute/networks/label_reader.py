@@ -23,7 +23,7 @@ from torch import nn
 
 from lmroute.embeddings.base import encodable
 from lmroute.exceptions import CheckpointError, ConfigError
-from lmroute.networks.base_models import BaseModel, load_pretrained
+from lmroute.networks.base_models import BaseModel, check_depth, load_pretrained
 from lmroute.networks.batching import length_batches, pad_numpy
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -272,14 +272,8 @@ def build_reader(base: BaseModel, spec: ReaderSpec) -> LabelReader:
             "decoders (SmolLM2, Llama, Mistral, Qwen2)"
         )
     total = len(body.layers)
+    check_depth(base.name, layers=total, trainable_layers=spec.trainable_layers, num_layers=spec.num_layers)
     depth = total if spec.num_layers is None else spec.num_layers
-    if depth > total:
-        raise ConfigError(
-            f"num_layers={spec.num_layers}, but {base.name} has {total} layers: set num_layers to at "
-            f"most {total}, or null for all"
-        )
-    if spec.trainable_layers > depth:
-        raise ConfigError(f"trainable_layers={spec.trainable_layers} is more than the {depth} layers used")
     reader = LabelReader(
         lm,
         template,

@@ -120,9 +120,16 @@ class BertRouter(ClassifierRouter[BertConfig, "Classifier"]):
         return self
 
     def check_options(self) -> None:
-        from lmroute.networks.base_models import check_encoder
+        from lmroute.networks.base_models import check_depth, check_encoder, check_max_length, known_config
 
-        check_encoder(self.config.encoder)
+        name = self.config.encoder
+        check_encoder(name)
+        config = known_config(name)
+        # what config.json says; building the network checks the loaded model itself
+        if isinstance(layers := config.get("num_hidden_layers"), int):
+            check_depth(name, layers=layers, trainable_layers=self.config.trainable_layers)
+        if isinstance(positions := config.get("max_position_embeddings"), int):
+            check_max_length(name, max_length=self.config.max_length, positions=positions)
 
     def _base_model(self) -> BaseModel:
         from lmroute.networks.base_models import resolve_encoder

@@ -138,9 +138,18 @@ class CausalLLMRouter(ClassifierRouter[CausalLLMConfig, "LabelReader"]):
         return train_causal_llm(params, battles, prefix_cache=self.prefix_cache, progress=progress)
 
     def check_options(self) -> None:
-        from lmroute.networks.base_models import check_causal_lm
+        from lmroute.networks.base_models import check_causal_lm, check_depth, known_config
 
-        check_causal_lm(self.config.base_model)
+        name = self.config.base_model
+        check_causal_lm(name)
+        # what config.json says; building the network checks the loaded model itself
+        if isinstance(layers := known_config(name).get("num_hidden_layers"), int):
+            check_depth(
+                name,
+                layers=layers,
+                trainable_layers=self.config.trainable_layers,
+                num_layers=self.config.num_layers,
+            )
 
     def _base_model(self) -> BaseModel:
         from lmroute.networks.base_models import resolve_causal_lm
