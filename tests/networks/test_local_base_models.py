@@ -124,3 +124,10 @@ def test_options_beyond_the_base_models_size_are_refused_before_loading_data(
         options = {"base_model": str(tiny_llama(tmp_path / "llama", tokenizer_file)), **options}
     with pytest.raises(ConfigError, match=message):
         train_router(router, [f"battles:{tmp_path / 'not-read.jsonl'}"], options=options, progress=False)
+
+
+def test_an_instruction_holding_a_prompt_slot_is_refused(tmp_path, tokenizer_file):
+    model = str(tiny_llama(tmp_path / "llama", tokenizer_file))
+    with pytest.raises(ConfigError, match=r"instruction must not contain \{prompt\}"):
+        instruction = "Is {prompt} hard? Answer strong or weak."
+        CausalLLMRouter(base_model=model, num_layers=None, epochs=0, instruction=instruction).fit(battles())

@@ -106,7 +106,9 @@ class CausalLLMConfig(ClassifierConfig):
         return value
 
     @model_validator(mode="after")
-    def _text_around_the_prompt(self) -> Self:
+    def _template_reads_one_prompt(self) -> Self:
+        if "{prompt}" in self.instruction:
+            raise ValueError("the instruction must not contain {prompt}: the template places the prompt")
         # the label is read after the template's last token: with no text around the prompt an
         # empty prompt leaves no token to read (and the instruction is not given at all)
         if not self.template.replace("{instruction}", self.instruction).replace("{prompt}", ""):
