@@ -33,6 +33,12 @@ def tokenizer_file() -> Path:
     return resolve_encoder(MINILM).path / "tokenizer.json"
 
 
+def _saved(model: transformers.PreTrainedModel, folder: Path, tokenizer_file: Path) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    shutil.copy(tokenizer_file, folder / "tokenizer.json")
+    return folder
+
+
 def tiny_bert(folder: Path, tokenizer_file: Path, *, positions: int) -> Path:
     """A 2-layer random BERT reading at most ``positions`` tokens, with MiniLM's tokenizer."""
     torch.manual_seed(0)
@@ -44,9 +50,7 @@ def tiny_bert(folder: Path, tokenizer_file: Path, *, positions: int) -> Path:
         intermediate_size=32,
         max_position_embeddings=positions,
     )
-    transformers.BertModel(config).save_pretrained(folder, safe_serialization=True)
-    shutil.copy(tokenizer_file, folder / "tokenizer.json")
-    return folder
+    return _saved(transformers.BertModel(config), folder, tokenizer_file)
 
 
 def test_max_length_beyond_the_encoders_positions_is_refused_before_training(tmp_path, tokenizer_file):
@@ -89,9 +93,7 @@ def tiny_llama(folder: Path, tokenizer_file: Path) -> Path:
         intermediate_size=32,
         tie_word_embeddings=True,
     )
-    transformers.LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    shutil.copy(tokenizer_file, folder / "tokenizer.json")
-    return folder
+    return _saved(transformers.LlamaForCausalLM(config), folder, tokenizer_file)
 
 
 def test_a_template_with_nothing_around_the_prompt_is_refused(tmp_path, tokenizer_file):
