@@ -50,6 +50,8 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--ray-actors must be at least 1": ("score", "label"),
     "--ray-actors goes with --ray (or --ray-address)": ("score", "label"),
     "to score another input, give another --output": ("score",),
+    "it holds another router's scores; to score with": ("score",),
+    "(it keeps the address it first started with)": ("serve",),
     "needs a single ingress replica": ("serve",),
     "needs a single server process": ("serve",),
     "--ray writes two-model scores only": ("score",),
