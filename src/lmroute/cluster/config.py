@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -127,8 +126,9 @@ def embedder_keys(specs: Iterable[str]) -> dict[str, str]:
             if found is None:
                 continue
             variable, needed = found
-            if key_from_env(variable, f"environment variable {variable}"):
-                keys[variable] = os.environ[variable]
+            key = key_from_env(variable, f"environment variable {variable}")
+            if key:
+                keys[variable] = key
             elif needed:
                 raise ConfigError(
                     f"router {directory} embeds prompts with {embedder.partition('?')[0]}, whose API key "
