@@ -7,8 +7,15 @@ import json
 import numpy as np
 import pytest
 import yaml
+from _fake_embedder import HashEmbedder
 
 from lmroute.cli import main
+from lmroute.control.hub import ControlHub
+from lmroute.control.taps import EmbeddingSummaries
+from lmroute.routers.length import LengthRouter
+from lmroute.routing_names import parse_model_name
+from lmroute.workflows.replay import run_replay
+from lmroute.workflows.replay_mix import Traffic
 
 
 def write_prompts(path, low, high, n, seed):
@@ -184,3 +191,31 @@ def test_a_plot_named_without_a_suffix_is_checked_as_the_png_it_writes(tmp_path,
     assert main([*base, "--json", str(tmp_path / "r"), "--plot", str(tmp_path / "r")]) == 0
     assert "windows" in json.loads((tmp_path / "r").read_text())
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_prompt_repeated_within_a_scoring_batch_keeps_its_embedding_summary():
+    # A batch embeds a repeated prompt once; its summary was taken by the first copy and every later
+    # copy reached drift detection without one (after an alarm, the new reference then watched the
+    # scores alone), where the server gives each request its own.
+    summaries = EmbeddingSummaries()
+    tapped = summaries.tap(HashEmbedder())
+
+    class Embedding(LengthRouter):  # a router that scores through the tapped embedder
+        embedder_name = "fake-hash"
+
+        def _score(self, prompts):
+            tapped.embed(prompts)
+            return super()._score(prompts)
+
+    class Recording(ControlHub):
+        def decide(self, spec, score, *, summary=None, **options):
+            given.append(summary)
+            return super().decide(spec, score, summary=summary, **options)
+
+    given: list[np.ndarray | None] = []
+    prompts = ["hello", "what is 2 + 2?", "hello", "hello", "write a poem"]
+    traffic = Traffic(prompts, ["a"] * 5, np.zeros(5, dtype=int), np.full((5, 2), np.nan))
+    spec = parse_model_name("router-length-share-0.3")
+    run_replay(traffic, spec=spec, router=Embedding(), hub=Recording(), summaries=summaries)
+    assert len(given) == 5 and all(s is not None for s in given)
+    assert np.array_equal(given[0], given[3])

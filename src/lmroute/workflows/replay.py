@@ -91,9 +91,16 @@ def run_replay(
     for start in range(0, n, BATCH):
         prompts = traffic.prompts[start : start + BATCH]
         batch = router.score(prompts)
+        # Taken once per distinct prompt: a prompt repeated in the batch was embedded once, and its
+        # later copies found no summary (drift saw them, and a reference collected over them, blind).
+        taken = (
+            {p: summaries.take(router.embedder_name, p) for p in dict.fromkeys(prompts)}
+            if summaries is not None
+            else {}
+        )
         for offset, (prompt, score) in enumerate(zip(prompts, batch.tolist(), strict=True)):
             i = start + offset
-            summary = summaries.take(router.embedder_name, prompt) if summaries is not None else None
+            summary = taken.get(prompt)
             tokens = estimate_tokens(prompt)
             before = _alarm_count(hub, spec.router)
             decided = hub.decide(spec, score, tokens=tokens, summary=summary)
