@@ -219,3 +219,18 @@ def test_a_prompt_repeated_within_a_scoring_batch_keeps_its_embedding_summary():
     run_replay(traffic, spec=spec, router=Embedding(), hub=Recording(), summaries=summaries)
     assert len(given) == 5 and all(s is not None for s in given)
     assert np.array_equal(given[0], given[3])
+
+
+def test_a_pool_file_is_found_in_the_data_folder_of_the_environment(tmp_path, monkeypatch, capsys):
+    # A relative prompts: path was looked up in --data-dir only: with $LMROUTE_DATA_DIR (which found
+    # the battles of the same schedule) it was "arena-hard/questions.jsonl does not exist".
+    data = tmp_path / "data"
+    (data / "arena-hard").mkdir(parents=True)
+    write_prompts(data / "arena-hard" / "q.txt", 10, 900, 40, 5)
+    path = tmp_path / "schedule.yaml"
+    body = {"pools": {"a": [{"prompts": "arena-hard/q.txt"}]}, "segments": [{"n": 30, "mix": {"a": 1}}]}
+    path.write_text(yaml.safe_dump(body))
+    monkeypatch.setenv("LMROUTE_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path), "--quiet"]) == 0
+    assert "router-length-share-0.3: 30 requests" in capsys.readouterr().out

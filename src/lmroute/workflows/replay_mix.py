@@ -21,7 +21,8 @@ used up (it is then shuffled again); the calibration sample comes first, so the 
 its prompts unless a pool runs out. Where a source knows how the strong and the weak model did on
 a prompt, the item carries both qualities in [0, 1] (a benchmark's scores divided by
 ``quality_scale``; for battles, the strong model's share of wins, ties counting half); else NaN.
-Relative paths are looked up in the data folder.
+Relative paths are looked up in the working directory, then in the data folders (``--data-dir``,
+then ``$LMROUTE_DATA_DIR``).
 """
 
 from __future__ import annotations
@@ -248,10 +249,14 @@ def _battle_outcomes(
 
 
 def _path(name: str, data_dir: str | Path | None) -> Path:
-    path = Path(name)
-    if not path.is_absolute() and data_dir is not None and not path.exists():
-        path = Path(data_dir) / path
-    return path
+    """``name`` as given, else in the data folders as a source's file is found (``data_dir``, then
+    ``$LMROUTE_DATA_DIR``, which the battles of the same schedule were found in and its prompt
+    files were not); as given when in none, for its reader to name."""
+    from lmroute.data.public import find_data_file
+
+    path = Path(name).expanduser()
+    found, _ = find_data_file(path, data_dir)
+    return found or path
 
 
 def _checked(quality: np.ndarray, what: str) -> np.ndarray:
