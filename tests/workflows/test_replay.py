@@ -234,3 +234,28 @@ def test_a_pool_file_is_found_in_the_data_folder_of_the_environment(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path), "--quiet"]) == 0
     assert "router-length-share-0.3: 30 requests" in capsys.readouterr().out
+
+
+def test_outputs_never_replace_a_file_the_config_or_the_schedule_names(schedule, tmp_path, capsys):
+    # --state naming the config's calibration prompts (or a pool's file) moved it aside as a damaged
+    # state file and saved the state in its place; --json wrote over it.
+    calibration = tmp_path / "calibration.txt"
+    write_prompts(calibration, 10, 900, 30, 6)
+    config = tmp_path / "serve.yaml"
+    url = "http://127.0.0.1:9/v1"
+    config.write_text(
+        f"strong: {{base_url: '{url}', model: s}}\nweak: {{base_url: '{url}', model: w}}\n"
+        f"control: {{calibration_prompts: {calibration}}}\n"
+    )
+    before = {p: p.read_bytes() for p in (calibration, tmp_path / "short.txt")}
+    base = ["replay", "--model", "router-length-share-0.3", "--quiet"]
+    runs = [
+        (["--prompts", str(tmp_path / "short.txt"), "--config", str(config), "--state"], calibration),
+        (["--schedule", str(schedule), "--json"], tmp_path / "short.txt"),
+    ]
+    for options, named in runs:
+        assert main([*base, *options, str(named)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("lmroute: error: --") and f"is the input file {named}" in err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []

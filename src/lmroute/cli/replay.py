@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from lmroute.exceptions import ConfigError, DataError
     from lmroute.routing_names import parse_model_name
     from lmroute.workflows.replay import load_replay_router, make_hub, run_replay
-    from lmroute.workflows.replay_mix import Traffic, build_traffic, read_schedule
+    from lmroute.workflows.replay_mix import Traffic, build_traffic, read_schedule, schedule_files
     from lmroute.workflows.replay_report import format_report, report
 
     if args.window < 1:
@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     for output in (args.json, args.plot, args.state):  # the state file is saved at the end too
         check_output(output)
     inputs = [f for f in (args.prompts, args.schedule, args.calibration, args.config) if f]
-    refuse_overwriting_inputs(args, ("json", "plot", "state"), inputs)
     spec = parse_model_name(args.model)
     control, prices = ControlConfig(), None
     if args.config:
@@ -79,9 +78,14 @@ def run(args: argparse.Namespace) -> int:
     # The state file is --state's alone: the config's control.state_file is a server's, which a
     # replay of made-up traffic restored and then overwrote, unchecked and unnamed on the command line.
     control = control.model_copy(update={"state_file": args.state})
+    schedule = read_schedule(args.schedule) if args.schedule else None
+    # The files the config and the schedule name are read too: --state naming one moved it aside
+    # as a damaged state file and saved the state in its place, --json wrote over it.
+    inputs += [control.calibration_prompts] if control.calibration_prompts else []
+    inputs += [str(f) for f in schedule_files(schedule, data_dir=data_dir(args))] if schedule else []
+    refuse_overwriting_inputs(args, ("json", "plot", "state"), inputs)
     calibration: list[str] | None = None
-    if args.schedule:
-        schedule = read_schedule(args.schedule)
+    if schedule is not None:
         if args.seed is not None:
             schedule = schedule.model_copy(update={"seed": args.seed})
         sample, traffic = build_traffic(schedule, data_dir=data_dir(args))

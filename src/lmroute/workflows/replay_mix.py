@@ -205,18 +205,37 @@ def _load_pool(
     return prompts, np.concatenate(quality)
 
 
+def schedule_files(schedule: Schedule, *, data_dir: str | Path | None = None) -> list[Path]:
+    """The prompt and benchmark files the pools of ``schedule`` read, as found: the files a replay
+    must not write its outputs over."""
+    files = [_source_file(source, data_dir) for sources in schedule.pools.values() for source in sources]
+    return [f for f in files if f is not None]
+
+
+def _source_file(source: PoolSource, data_dir: str | Path | None) -> Path | None:
+    """The file of a prompts: or benchmark: source (None for a public benchmark or battles)."""
+    from lmroute.data.benchmarks import PUBLIC_BENCHMARKS
+
+    name = source.prompts if source.prompts is not None else source.benchmark
+    if name is None or (source.benchmark is not None and name.lower() in PUBLIC_BENCHMARKS):
+        return None
+    return _path(name, data_dir)
+
+
 def _load_source(source: PoolSource, data_dir: str | Path | None) -> tuple[list[str], np.ndarray]:
+    file = _source_file(source, data_dir)
     if source.prompts is not None:
         from lmroute.data.prompts import read_prompts
 
-        prompts = read_prompts(_path(source.prompts, data_dir))
+        assert file is not None
+        prompts = read_prompts(file)
         return prompts, np.full((len(prompts), 2), np.nan)
     if source.benchmark is not None:
-        from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+        from lmroute.data.benchmarks import load_benchmark
 
         name = source.benchmark
         bench = load_benchmark(
-            name if name.lower() in PUBLIC_BENCHMARKS else _path(name, data_dir),
+            name if file is None else file,
             data_dir=data_dir,
             strong_model=source.strong_model,
             weak_model=source.weak_model,
