@@ -47,6 +47,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "--window must be at least 1": ("replay",),
     "--seed must be 0 or more": ("replay",),
     "--router is served as": ("replay",),
+    "a spend target needs both models' prices: give --config": ("replay",),
     "--ray-actors must be at least 1": ("score", "label"),
     "--ray-actors goes with --ray (or --ray-address)": ("score", "label"),
     "to score another input, give another --output": ("score",),

@@ -72,7 +72,7 @@ def test_replay_continues_from_a_saved_state(schedule, tmp_path):
     "extra, message",
     [
         (["--model", "router-length-share-2"], "outside [0, 1]"),
-        (["--model", "router-length-spend-3"], "price"),
+        (["--model", "router-length-spend-3"], "spend target needs both models' prices: give --config"),
         (["--model", "router-length-share-0.3", "--window", "0"], "--window must be at least 1"),
         (["--model", "router-length-share-0.3", "--router", "mf"], "--model names router 'length'"),
         (["--model", "router-length-share-0.3", "--seed", "-1"], "--seed must be 0 or more, got -1"),

@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         check_output(output)
     inputs = [f for f in (args.prompts, args.schedule, args.calibration, args.config) if f]
     spec = parse_model_name(args.model)
+    if spec.mode == "spend" and not args.config:
+        # The hub's own message asks for a price: key, which a replay has nowhere to give but here.
+        raise ConfigError(
+            f"--model {args.model}: a spend target needs both models' prices: give --config SERVE.yaml "
+            "whose strong: and weak: each have a price: {input_per_1m, output_per_1m}"
+        )
     control, prices = ControlConfig(), None
     if args.config:
         from lmroute.serving.config import build_config
