@@ -259,3 +259,16 @@ def test_outputs_never_replace_a_file_the_config_or_the_schedule_names(schedule,
         assert err.startswith("lmroute: error: --") and f"is the input file {named}" in err
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+
+
+def test_a_draw_too_large_to_hold_is_one_line(tmp_path, capsys):
+    # numpy's MemoryError traceback ("Unable to allocate 745. GiB") after the pools were loaded
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 + 2?\nWrite a poem.\n")
+    path = tmp_path / "huge.yaml"
+    body = {"pools": {"a": [{"prompts": str(prompts)}]}, "segments": [{"n": 10**11, "mix": {"a": 1}}]}
+    path.write_text(yaml.safe_dump(body))
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid schedule") and err.count("\n") == 1
+    assert "segments.0.n: Input should be less than or equal to 10000000" in err

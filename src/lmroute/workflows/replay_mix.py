@@ -38,6 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lmroute._yaml import validation_problems
 from lmroute.exceptions import ConfigError, DataError
 
+#: Prompts one draw (the calibration sample, a segment) may take: a mistyped n (1e11) ended in
+#: numpy's MemoryError traceback after the pools were loaded.
+MAX_DRAW = 10_000_000
+
 
 class PoolSource(BaseModel):
     """One source of a pool: a benchmark, battles between a pair, or plain prompts."""
@@ -68,7 +72,7 @@ class Draw(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n: int = Field(ge=1)
+    n: int = Field(ge=1, le=MAX_DRAW)
     # finite: a NaN or infinite weight passed the checks below and failed in the drawing (a traceback)
     mix: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1)
 
