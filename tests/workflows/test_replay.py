@@ -272,3 +272,22 @@ def test_a_draw_too_large_to_hold_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("lmroute: error: invalid schedule") and err.count("\n") == 1
     assert "segments.0.n: Input should be less than or equal to 10000000" in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"strong_model": "gpt-4"}, "a prompts: source carries no outcomes"),
+        ({"quality_scale": 10}, "quality_scale: divides the scores of a benchmark: source"),
+    ],
+)
+def test_a_pool_option_its_source_would_ignore_is_one_line(tmp_path, capsys, extra, message):
+    # Taken and ignored: the pool's outcomes stayed unknown (or unscaled) without a word.
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is 2 + 2?\nWrite a poem.\n")
+    path = tmp_path / "schedule.yaml"
+    source = {"prompts": str(prompts), **extra}
+    path.write_text(yaml.safe_dump({"pools": {"a": [source]}, "segments": [{"n": 5, "mix": {"a": 1}}]}))
+    assert main(["replay", "--model", "router-length-share-0.3", "--schedule", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lmroute: error: invalid schedule") and err.count("\n") == 1 and message in err

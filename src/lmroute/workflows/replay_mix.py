@@ -64,6 +64,14 @@ class PoolSource(BaseModel):
             raise ValueError(
                 "battles: needs strong_model: and weak_model: (the pair whose wins are outcomes)"
             )
+        # Taken and ignored, they left a pool without the outcomes (or the scale) they were meant to give.
+        if self.prompts is not None and (self.strong_model is not None or self.weak_model is not None):
+            raise ValueError(
+                "a prompts: source carries no outcomes; strong_model: and weak_model: name the pair "
+                "of a benchmark: or battles: source"
+            )
+        if self.benchmark is None and "quality_scale" in self.model_fields_set:
+            raise ValueError("quality_scale: divides the scores of a benchmark: source; this one has none")
         return self
 
 
