@@ -46,6 +46,7 @@ HINTS: dict[str, tuple[str, ...]] = {
     "(server.max_request_bytes, --max-request-bytes)": ("serve",),
     "--window must be at least 1": ("replay",),
     "--seed must be 0 or more": ("replay",),
+    "--seed draws a --schedule's traffic": ("replay",),
     "--router is served as": ("replay",),
     "a spend target needs both models' prices: give --config": ("replay",),
     "--ray-actors must be at least 1": ("score", "label"),

@@ -121,6 +121,17 @@ def test_a_mix_weight_that_is_no_finite_number_is_one_line(tmp_path, capsys, wei
     assert "segments.0.mix.b: Input should be a finite number" in err
 
 
+def test_a_seed_with_a_prompt_file_is_refused(tmp_path, capsys):
+    # taken and ignored: the prompts were replayed in their order whatever the seed
+    prompts = tmp_path / "prompts.txt"
+    write_prompts(prompts, 10, 2000, 50, 4)
+    args = ["replay", "--model", "router-length-share-0.5", "--prompts", str(prompts), "--seed", "3"]
+    assert main(args) == 1
+    assert capsys.readouterr().err == (
+        "lmroute: error: --seed draws a --schedule's traffic; --prompts are replayed in their file's order\n"
+    )
+
+
 def test_a_replay_shorter_than_one_window_reports_it(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     write_prompts(prompts, 10, 2000, 50, 4)

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--window must be at least 1, got {args.window}")
     if args.seed is not None and args.seed < 0:  # numpy's generators take none (a traceback)
         raise ConfigError(f"--seed must be 0 or more, got {args.seed}")
+    if args.seed is not None and args.prompts:  # taken and ignored, it promised a shuffle never made
+        raise ConfigError("--seed draws a --schedule's traffic; --prompts are replayed in their file's order")
     if args.plot:
         from lmroute.evaluation.plots import plot_file
 
