@@ -190,6 +190,22 @@ def test_budget_stops_cleanly_and_the_rerun_never_repeats_a_call(tmp_path):
     assert done.summary["calls"]["reused"]["responses"] == len(stored)
 
 
+def test_the_budget_counts_an_estimate_for_calls_whose_upstream_reports_no_usage(tmp_path):
+    # Counted as 0 tokens, such calls spent nothing of the budget: all 24 were made under a
+    # budget of 60 tokens, and a rerun counted nothing spent either.
+    async def no_usage(model, messages, params):
+        return ChatResult(_answer(model.name, messages[-1]["content"]), prompt_tokens=0, completion_tokens=0)
+
+    limits = RunLimits(concurrency=1, budget_tokens=60)
+    stopped = label(_job(), tmp_path, caller=no_usage, limits=limits)
+    assert stopped.summary["stopped"].startswith("budget of 60 tokens")
+    assert 0 < stopped.summary["tokens"]["all_runs"]["total"] <= 60
+    responses = _read_jsonl(tmp_path / "responses.jsonl")
+    assert responses and all(r["usage"]["estimated"] and r["usage"]["total_tokens"] > 0 for r in responses)
+    again = label(_job(), tmp_path, caller=no_usage, limits=limits)
+    assert again.summary["calls"]["made"] == {}  # the stored estimates count against the budget
+
+
 def test_a_run_stopped_by_its_budget_says_to_raise_the_budget_not_to_rerun_it_as_it_was(tmp_path):
     # The budget counts the run folder's earlier runs: the same command again starts no call, yet
     # the summary said "rerun the same command to continue" (docs/labeling.md: a larger budget).

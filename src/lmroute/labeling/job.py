@@ -164,7 +164,12 @@ def call_request(
 
 def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
     """A rough prompt size: four characters a token plus a few per message."""
-    return sum(math.ceil(len(m["content"]) / 4) + 4 for m in messages)
+    return sum(estimate_text_tokens(m["content"]) + 4 for m in messages)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A rough size of ``text``: four characters a token."""
+    return math.ceil(len(text) / 4)
 
 
 def _bound(params: Mapping[str, Any]) -> int | None:

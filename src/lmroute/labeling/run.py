@@ -34,7 +34,14 @@ from typing import Any
 
 from lmroute.exceptions import UpstreamError
 from lmroute.labeling.items import LabelItem
-from lmroute.labeling.job import LabelJob, Messages, call_request, completion_bound, estimate_tokens
+from lmroute.labeling.job import (
+    LabelJob,
+    Messages,
+    call_request,
+    completion_bound,
+    estimate_text_tokens,
+    estimate_tokens,
+)
 from lmroute.labeling.limits import CallGate, Gate, RunLimits
 from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
 from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, request_hash
@@ -317,14 +324,10 @@ class _Run:
         spent = 0
         try:
             result, latency, attempts = await self._with_retries(model, messages, params)
-            spent = result.prompt_tokens + result.completion_tokens
+            usage = _usage(result, messages)
+            spent = usage["total_tokens"]
         finally:
             await self.gate.leave(estimate, spent)
-        usage = {
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-        }
         record = {
             "model": model.name,
             "prompt_id": item.id,
@@ -341,8 +344,8 @@ class _Run:
         }
         store.append(record)
         self.tally.made[kind] += 1
-        self.tally.prompt_tokens += result.prompt_tokens
-        self.tally.completion_tokens += result.completion_tokens
+        self.tally.prompt_tokens += usage["prompt_tokens"]
+        self.tally.completion_tokens += usage["completion_tokens"]
         return record
 
     async def _with_retries(
@@ -421,6 +424,22 @@ async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[di
         if isinstance(result, BaseException) and not isinstance(result, (UpstreamError, _Stop)):
             raise result
     return records if len(records) == len(results) else None
+
+
+def _usage(result: ChatResult, messages: Messages) -> dict[str, Any]:
+    """The ``usage`` stored with a call: the upstream's counts, or when it reported none (every
+    real call has a prompt token) an estimate marked ``estimated``. Counted as 0, such calls spent
+    nothing of the token budget, which then never stopped a run."""
+    prompt, completion = result.prompt_tokens, result.completion_tokens
+    estimated = prompt == 0 and completion == 0
+    if estimated:
+        prompt, completion = estimate_tokens(messages), estimate_text_tokens(result.text)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    return {**usage, "estimated": True} if estimated else usage
 
 
 def _usage_total(record: Mapping[str, Any]) -> int:
