@@ -30,6 +30,14 @@ from lmroute.labeling.judge import (
         ("[A]", None),
         ("[[D]]", None),
         ("", None),
+        # The instructions echoed back list every option; the last of them is no verdict.
+        (
+            'Verdict: "[[A]]" if assistant A is better, "[[B]]" if assistant B is better, "[[C]]" if '
+            "they are equally good.",
+            None,
+        ),
+        ('"[[A]]" if A is better, "[[B]]" if B is better, and "[[C]]" for a tie.\nA is better.\n[[A]]', "A"),
+        ("[[B]] If anything, A is too long.", "B"),  # a verdict followed by a sentence of its own
     ],
 )
 def test_parse_pairwise(text, verdict):

@@ -84,7 +84,10 @@ def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
     return JudgeTemplate(mode, system, data["user"], source)
 
 
-_PAIR_VERDICT = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
+# A verdict followed by "if" or "for" names an option ('"[[C]]" if they are equally good', as the
+# packaged template and MT-Bench's prompt word them), not the judge's choice: a judge that echoed
+# the instructions and gave no verdict was read as the last option listed, a tie.
+_PAIR_VERDICT = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\](?![\"'”’]?\s*(?-i:if|for)\b)", re.IGNORECASE)
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*10\s*)?\]\]")
 # Each run of spaces has one quantifier that can take it: with "\s*[:=]?\s*\[?\s*" a judge's
 # "rating" followed by a few thousand spaces (a small model's runaway output) took minutes to refuse.
