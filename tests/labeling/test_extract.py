@@ -132,6 +132,23 @@ def test_extract_choice(text, letter):
     assert extract_choice(text) == letter
 
 
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        # With ten options "I" is one, and also the pronoun: "Answer: I think it's (C)" was read as I.
+        ("Answer: I think it's (C)", "C"),
+        ("The answer is I'd say (C).", "C"),
+        ("The answer is I believe **(J)**", "J"),
+        ("The answer is I.", "I"),
+        ("Answer: I", "I"),
+        ("The answer is I because the others are wrong.", "I"),
+        ("I think it's (C)", "C"),
+    ],
+)
+def test_extract_choice_of_ten_reads_the_pronoun_i_as_no_answer(text, letter):
+    assert extract_choice(text, letters="ABCDEFGHIJ") == letter
+
+
 def test_choice_grader_and_letters():
     assert grade("Answer: E", "E", grader="choice") == (True, "E")
     assert grade("The answer is (B)", "(B)", grader="choice") == (True, "B")

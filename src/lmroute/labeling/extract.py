@@ -73,7 +73,10 @@ def _to_decimal(token: str) -> Decimal | None:
 # Only the word "answer" ignores case: "the answer is a bit unclear" names no letter. Each run of
 # spaces has one quantifier that can take it: with two in a row ("\s*[\s*(\[]*") a response that
 # ran on in spaces after "answer" was split every way before it was refused, for seconds to hours.
-_CHOICE_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?(?:\s*[:\-])?[\s*(\[]*([A-J])\b")
+# "I" is also the pronoun: in "Answer: I think it's (C)" it is no answer (with ten options it is one).
+_PRONOUN_I = r"I(?:['’]|\s+(?:am|believe|can|chose|choose|do|feel|guess|have|know|must|need|pick|"
+_PRONOUN_I += r"reckon|say|select|should|suppose|think|will|would)\b)"
+_CHOICE_ANSWER = re.compile(r"(?i:answer)(?:\s+is)?(?:\s*[:\-])?[\s*(\[]*(?!" + _PRONOUN_I + r")([A-J])\b")
 _CHOICE_LEADING = re.compile(r"^\s*[*(\[]*([A-J])(?:[*)\].:]|\s*$|\s*\n)")
 _CHOICE_PAREN = re.compile(r"\(([A-J])\)")
 # A response that is one letter and nothing else commits to it in either case ("b"); elsewhere a
