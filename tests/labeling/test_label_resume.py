@@ -153,6 +153,28 @@ def test_a_summary_that_cannot_be_written_is_one_line_and_the_calls_stay_stored(
     assert sum(again.calls.values()) == 0  # every call was kept from the first run
 
 
+def test_a_fatal_error_cancels_the_calls_under_way_instead_of_paying_for_them(tmp_path):
+    # Not an upstream's failure (a full disk, a caller's bug): the run ends. Its other calls went
+    # on, paid for and never stored, and in a long-lived event loop (a Ray worker's) even after
+    # the error was raised.
+    finished = []
+
+    async def caller(model, messages, params):
+        if model.name == "weak" and messages[-1]["content"] == "Question #0":
+            raise RuntimeError("a bug in the caller")
+        await asyncio.sleep(0.2)
+        finished.append(model.name)
+        return ChatResult(_answer(model.name, messages[-1]["content"]), prompt_tokens=7, completion_tokens=3)
+
+    async def run():
+        with pytest.raises(RuntimeError, match="a bug in the caller"):
+            await alabel(_job(n=4), tmp_path, caller=caller)
+        await asyncio.sleep(0.4)  # the loop lives on
+
+    asyncio.run(run())
+    assert finished == []
+
+
 def test_golden_outputs_are_a_custom_benchmark(tmp_path):
     label(_job(), tmp_path, caller=CountingCaller())
     bench = load_custom(tmp_path / "scores.jsonl")

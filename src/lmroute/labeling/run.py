@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmroute.exceptions import UpstreamError
 from lmroute.labeling.items import LabelItem
@@ -47,6 +47,7 @@ from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
 from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, request_hash
 from lmroute.labeling.upstream import ChatCaller, ChatResult, LabelModel, UpstreamCaller
 
+_T = TypeVar("_T")
 _RETRYABLE_STATUS = {408, 409, 429}
 #: The longest Retry-After a call waits for. A longer one is a quota spent for hours or a day: the
 #: call fails at once (the run goes on, its failure limit stops it) rather than sleeping silently.
@@ -217,7 +218,7 @@ class _Run:
             return outcome
 
         try:
-            return await asyncio.gather(*(one(item) for item in items))
+            return await _all(one(item) for item in items)
         finally:
             if bar is not None:
                 bar.close()
@@ -418,12 +419,29 @@ def _retry_delay(exc: UpstreamError, attempt: int, backoff: float) -> float | No
 
 async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]] | None:
     """All results, or None when a call failed or the run stopped (finished calls stay stored)."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    records = [r for r in results if not isinstance(r, BaseException)]
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, (UpstreamError, _Stop)):
-            raise result
+
+    async def settled(call: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
+        try:
+            return await call
+        except (UpstreamError, _Stop):  # this call's end, not its siblings'
+            return None
+
+    results = await _all(settled(call) for call in calls)
+    records = [r for r in results if r is not None]
     return records if len(records) == len(results) else None
+
+
+async def _all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Every result, awaited at once. The first error (a full disk, a caller's bug) cancels the
+    others before it is raised: they went on paying for calls no store would keep, in a Ray
+    worker's event loop even after its batch had failed."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()  # nothing to a finished task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _usage(result: ChatResult, messages: Messages) -> dict[str, Any]:
