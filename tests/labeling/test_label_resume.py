@@ -175,6 +175,40 @@ def test_a_fatal_error_cancels_the_calls_under_way_instead_of_paying_for_them(tm
     assert finished == []
 
 
+@pytest.mark.parametrize("mode", ["golden", "judge"])
+def test_a_model_failing_on_a_prompt_leaves_the_other_models_pairs_of_it_labelled(tmp_path, mode):
+    # A prompt one model always fails on (too long for its context, refused by a filter) lost the
+    # other models' pairs too, answered and paid for, on every rerun.
+    third = LabelModel(name="third", base_url="http://127.0.0.1:9/v1")
+    counting = CountingCaller()
+
+    async def caller(model, messages, params):
+        if model.name == "third" and messages[-1]["content"] == "Question #1":
+            raise UpstreamError("prompt too long", status_code=400, model="third")
+        return await counting(model, messages, params)
+
+    job = LabelJob(
+        _items(2),
+        (STRONG, WEAK, third),
+        mode,
+        judge=JUDGE if mode == "judge" else None,
+        params={"max_tokens": 10},
+        judge_params={"max_tokens": 10},
+    )
+    result = label(job, tmp_path, caller=caller)
+    pairs = [(b["id"], b["model_a"], b["model_b"]) for b in _read_jsonl(tmp_path / "battles.jsonl")]
+    assert sorted(pairs) == [
+        ("q0", "strong", "third"),
+        ("q0", "strong", "weak"),
+        ("q0", "weak", "third"),
+        ("q1", "strong", "weak"),
+    ]
+    assert result.summary["items"] == {"total": 2, "labelled": 1, "incomplete": 1}
+    assert not result.complete
+    if mode == "golden":  # a benchmark row needs every model's score
+        assert [row["id"] for row in _read_jsonl(tmp_path / "scores.jsonl")] == ["q0"]
+
+
 def test_golden_outputs_are_a_custom_benchmark(tmp_path):
     label(_job(), tmp_path, caller=CountingCaller())
     bench = load_custom(tmp_path / "scores.jsonl")

@@ -110,7 +110,7 @@ class LabelJob:
         """(what is judged, messages) of each judge call for ``item``, given the models' answers.
 
         ``what`` is the rated model's name (score mode) or ``first|second`` in the order the judge
-        sees them (pairwise: each pair in both orders).
+        sees them (pairwise: each pair in both orders). Models without an answer are left out.
         """
         assert self.template is not None
         question = self.messages(item)[-1]["content"]
@@ -118,6 +118,8 @@ class LabelJob:
             return [(name, self.template.render(question=question, answer=texts[name])) for name in texts]
         calls = []
         for a, b in self.pairs:
+            if a not in texts or b not in texts:
+                continue
             for first, second in ((a, b), (b, a)):
                 rendered = self.template.render(
                     question=question, answer_a=texts[first], answer_b=texts[second]

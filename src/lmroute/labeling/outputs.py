@@ -32,6 +32,8 @@ class ItemCalls:
 
     answers: Mapping[str, str]
     judged: Mapping[str, str] = field(default_factory=dict)
+    #: Whether every call of the item finished; else the pairs whose calls did are labelled.
+    complete: bool = True
 
 
 @dataclass
@@ -60,7 +62,7 @@ def write_outputs(
 ) -> LabelResult:
     """Write battles, scores (if any) and the summary of ``job`` into ``out``.
 
-    ``outcomes`` holds each item's calls, None for an item left incomplete; ``run_summary`` is the
+    ``outcomes`` holds each item's finished calls, None for an item with none; ``run_summary`` is the
     run's own part of the summary (calls, tokens, why it stopped), written last.
     """
     labels = _Labels()
@@ -104,12 +106,14 @@ def _golden_labels(job: LabelJob, item: LabelItem, calls: ItemCalls, labels: _La
         name: grade(text, item.reference or "", grader=job.grader) for name, text in calls.answers.items()
     }
     correct = {name: float(ok) for name, (ok, _) in graded.items()}
-    for a, b in job.pairs:
+    for a, b in _answered_pairs(job, correct):
         both_wrong = not (correct[a] or correct[b])
         winner = "tie (bothbad)" if both_wrong else winner_from_scores(correct, a, b)
         labels.battles.append(
             _battle(job, item, a, b, winner, correct={a: bool(correct[a]), b: bool(correct[b])})
         )
+    if not calls.complete:  # a benchmark row needs every model's score
+        return
     extracted = {name: answer for name, (_, answer) in graded.items()}
     labels.scores.append(
         {
@@ -127,7 +131,7 @@ def _score_labels(job: LabelJob, item: LabelItem, calls: ItemCalls, labels: _Lab
     verdicts = {name: parse_score(text) for name, text in calls.judged.items()}
     rated = {name: v for name, v in verdicts.items() if v is not None}
     labels.unparsable += len(verdicts) - len(rated)
-    for a, b in job.pairs:
+    for a, b in _answered_pairs(job, verdicts):
         if a not in rated or b not in rated:
             labels.excluded_pairs += 1
             continue
@@ -142,6 +146,8 @@ def _pairwise_labels(job: LabelJob, item: LabelItem, calls: ItemCalls, labels: _
     verdicts = {what: parse_pairwise(text) for what, text in calls.judged.items()}
     labels.unparsable += sum(v is None for v in verdicts.values())
     for a, b in job.pairs:
+        if f"{a}|{b}" not in verdicts or f"{b}|{a}" not in verdicts:  # a call failed or not made
+            continue
         first, second = verdicts[f"{a}|{b}"], verdicts[f"{b}|{a}"]
         if first is None or second is None:  # one order alone would not cancel position bias
             labels.excluded_pairs += 1
@@ -149,6 +155,11 @@ def _pairwise_labels(job: LabelJob, item: LabelItem, calls: ItemCalls, labels: _
         winner, consistent = combine_pairwise(first, second)
         judge = {"model": job.judge.name, "verdicts": [first, second], "consistent": consistent}
         labels.battles.append(_battle(job, item, a, b, winner, judge=judge))
+
+
+def _answered_pairs(job: LabelJob, answered: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The pairs of ``job`` both of whose models are in ``answered``."""
+    return [(a, b) for a, b in job.pairs if a in answered and b in answered]
 
 
 def _per_model(job: LabelJob, labels: _Labels) -> dict[str, dict[str, Any]]:
@@ -183,7 +194,7 @@ def _per_model(job: LabelJob, labels: _Labels) -> dict[str, dict[str, Any]]:
 def _summary(job: LabelJob, outcomes: Sequence[ItemCalls | None], labels: _Labels) -> dict[str, Any]:
     winners = Counter(b["winner"] for b in labels.battles)
     ties = winners["tie"] + winners["tie (bothbad)"]
-    done = sum(o is not None for o in outcomes)
+    done = sum(o is not None and o.complete for o in outcomes)
     judge = None
     if job.judge is not None and job.template is not None:
         judge = {"model": job.judge.name, "mode": job.judge_mode, "template": job.template.source}

@@ -123,8 +123,8 @@ async def alabel_items(
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     progress: bool = False,
 ) -> tuple[list[ItemCalls | None], RunTally]:
-    """Label ``items`` of ``job``: each one's finished calls (None for an item with a failed or
-    unstarted call) and the tally of the calls. A call found in ``responses`` or ``judgements`` is
+    """Label ``items`` of ``job``: each one's finished calls (None for an item none of whose calls
+    finished) and the tally of the calls. A call found in ``responses`` or ``judgements`` is
     reused, a new one is made through ``gate`` and appended there."""
     run = _Run(job, responses, judgements, caller=caller, gate=gate, limits=limits, clock=clock, sleep=sleep)
     return await run.label_items(items, progress=progress), run.tally
@@ -204,7 +204,7 @@ class _Run:
         self.inflight: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
 
     async def label_items(self, items: Sequence[LabelItem], *, progress: bool) -> list[ItemCalls | None]:
-        """Each item's finished calls, None for an item with a failed or unstarted call."""
+        """Each item's finished calls, None for an item none of whose calls finished."""
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -224,39 +224,10 @@ class _Run:
                 bar.close()
 
     async def label(self, item: LabelItem) -> ItemCalls | None:
-        """The calls of ``item``: every model's answer, then (judge mode) the judge's verdicts."""
-        answers = await self.answers(item)
-        if answers is None:
-            return None
-        if self.job.mode == "golden":
-            return ItemCalls(answers)
-        judge = self.job.judge
-        assert judge is not None
-        calls = self.job.judge_calls(item, answers)
-        params = self.job.judge_request_params()
-        records = await _gather_or_none(
-            self.call(
-                self.judgements,
-                judge,
-                item,
-                messages,
-                params,
-                kind="judge",
-                extra={"judge_mode": self.job.judge_mode, "judged": what},
-                parse=self.job.parse_verdict,
-            )
-            for what, messages in calls
-        )
-        if records is None:
-            return None
-        return ItemCalls(
-            answers, {what: record["text"] for (what, _), record in zip(calls, records, strict=True)}
-        )
-
-    async def answers(self, item: LabelItem) -> dict[str, str] | None:
-        """Every model's answer to ``item``, or None when a call failed or the run stopped."""
+        """The finished calls of ``item``: the models' answers, then (judge mode) the judge's
+        verdicts on the pairs both of whose answers came; None when no call finished."""
         messages = self.job.messages(item)
-        records = await _gather_or_none(
+        records = await _settled_all(
             self.call(
                 self.responses,
                 model,
@@ -268,9 +239,41 @@ class _Run:
             )
             for model in self.job.models
         )
-        if records is None:
+        # One model's failure leaves the others' pairs to label: a prompt that model always fails
+        # on (too long for its context, refused by a filter) lost every pair, paid for, on each run.
+        answers = {
+            model.name: record["text"]
+            for model, record in zip(self.job.models, records, strict=True)
+            if record is not None
+        }
+        complete = len(answers) == len(self.job.models)
+        if not answers:
             return None
-        return {model.name: record["text"] for model, record in zip(self.job.models, records, strict=True)}
+        if self.job.mode == "golden":
+            return ItemCalls(answers, complete=complete)
+        judge = self.job.judge
+        assert judge is not None
+        calls = self.job.judge_calls(item, answers)
+        params = self.job.judge_request_params()
+        verdicts = await _settled_all(
+            self.call(
+                self.judgements,
+                judge,
+                item,
+                judge_messages,
+                params,
+                kind="judge",
+                extra={"judge_mode": self.job.judge_mode, "judged": what},
+                parse=self.job.parse_verdict,
+            )
+            for what, judge_messages in calls
+        )
+        judged = {
+            what: record["text"]
+            for (what, _), record in zip(calls, verdicts, strict=True)
+            if record is not None
+        }
+        return ItemCalls(answers, judged, complete=complete and len(judged) == len(calls))
 
     async def call(
         self,
@@ -417,8 +420,9 @@ def _retry_delay(exc: UpstreamError, attempt: int, backoff: float) -> float | No
     return None if exc.retry_after > _MAX_RETRY_AFTER else max(delay, exc.retry_after)
 
 
-async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]] | None:
-    """All results, or None when a call failed or the run stopped (finished calls stay stored)."""
+async def _settled_all(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[dict[str, Any] | None]:
+    """Each call's record, None for one that failed or that the stopped run did not start
+    (finished calls stay stored)."""
 
     async def settled(call: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
         try:
@@ -426,9 +430,7 @@ async def _gather_or_none(calls: Iterable[Awaitable[dict[str, Any]]]) -> list[di
         except (UpstreamError, _Stop):  # this call's end, not its siblings'
             return None
 
-    results = await _all(settled(call) for call in calls)
-    records = [r for r in results if r is not None]
-    return records if len(records) == len(results) else None
+    return await _all(settled(call) for call in calls)
 
 
 async def _all(awaitables: Iterable[Awaitable[_T]]) -> list[_T]:
