@@ -436,13 +436,17 @@ def test_a_429_asking_for_hours_fails_the_call_at_once(tmp_path):
 class _UsageTransport:
     """A transport answering every chat completion with ``usage`` as given."""
 
-    def __init__(self, usage):
+    def __init__(self, usage, content="#### 1"):
         self.usage = usage
+        self.content = content
 
     async def post(self, path, body):
         from lmroute.upstream.http import Reply
 
-        reply = {"choices": [{"message": {"role": "assistant", "content": "#### 1"}}], "usage": self.usage}
+        reply = {
+            "choices": [{"message": {"role": "assistant", "content": self.content}}],
+            "usage": self.usage,
+        }
         return Reply(200, {"content-type": "application/json"}, json.dumps(reply).encode())
 
     async def close(self):
@@ -463,6 +467,20 @@ def test_a_reply_with_unreadable_usage_keeps_its_answer(usage, tokens):
     caller = UpstreamCaller(client_factory=lambda config: _UsageTransport(usage))
     result = asyncio.run(caller(STRONG, [{"role": "user", "content": "Q"}], {}))
     assert (result.text, result.prompt_tokens, result.completion_tokens) == ("#### 1", *tokens)
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ([{"type": "thinking", "thinking": "2 and 2..."}, {"type": "text", "text": "#### 4"}], "#### 4"),
+        ([{"type": "text", "text": "#### "}, {"type": "text", "text": "4"}], "#### 4"),
+        (None, ""),
+    ],
+)
+def test_an_answer_in_content_parts_is_their_text(content, text):
+    # It was stored, graded and shown to the judge as its Python repr, the thinking included.
+    caller = UpstreamCaller(client_factory=lambda config: _UsageTransport(None, content))
+    assert asyncio.run(caller(STRONG, [{"role": "user", "content": "Q"}], {})).text == text
 
 
 def test_client_errors_are_not_retried_and_the_item_stays_open(tmp_path):

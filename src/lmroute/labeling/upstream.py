@@ -157,9 +157,11 @@ class UpstreamCaller:
     async def __call__(
         self, model: LabelModel, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]
     ) -> ChatResult:
+        from lmroute.upstream import content_text
+
         data = await self._upstream(model).complete({**params, "messages": list(messages)})
         try:
-            text = data["choices"][0]["message"]["content"] or ""
+            content = data["choices"][0]["message"]["content"]
         except (IndexError, KeyError, TypeError):
             raise UpstreamError(
                 f"{model.name} answered without a message ({str(data)[:120]})",
@@ -172,7 +174,9 @@ class UpstreamCaller:
         if not isinstance(usage, dict):
             usage = {}
         return ChatResult(
-            text=str(text),
+            # A list of parts (a reasoning model's thinking, then its answer) was stored, graded and
+            # judged as its Python repr: "[{'type': 'text', 'text': ...}]".
+            text=content_text(content),
             prompt_tokens=reported_tokens(usage.get("prompt_tokens")) or 0,
             completion_tokens=reported_tokens(usage.get("completion_tokens")) or 0,
         )

@@ -50,7 +50,14 @@ from lmroute.pricing import Price, reported_tokens
 from lmroute.routers.base import Router
 from lmroute.routing_names import RouterSpec
 from lmroute.serving.metrics import ServingMetrics
-from lmroute.upstream import CircuitBreaker, ClientFactory, Upstream, UpstreamConfig, failure_kind
+from lmroute.upstream import (
+    CircuitBreaker,
+    ClientFactory,
+    Upstream,
+    UpstreamConfig,
+    content_text,
+    failure_kind,
+)
 from lmroute.upstream import should_fall_back as _should_fall_back
 
 log = logging.getLogger("lmroute.serving")
@@ -248,21 +255,9 @@ def request_spend(price: Price, payload: Mapping[str, Any], body: Mapping[str, A
         if tokens_in is not None and tokens_out is not None:
             return (tokens_in * price.input_per_1m + tokens_out * price.output_per_1m) / 1e6
     messages = payload.get("messages")
-    text = "".join(_text(m.get("content")) for m in messages or () if isinstance(m, Mapping))
+    # a multi-part message is paid for too
+    text = "".join(content_text(m.get("content")) for m in messages or () if isinstance(m, Mapping))
     return price.request_cost(estimate_tokens(text))
-
-
-def _text(content: Any) -> str:
-    """A message's text: the string, or its text parts (a multi-part message is paid for too)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    return "".join(
-        part["text"]
-        for part in content
-        if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
-    )
 
 
 class Fleet:

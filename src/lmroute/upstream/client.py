@@ -413,6 +413,20 @@ def _finite(seconds: float) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def content_text(content: Any) -> str:
+    """A chat message's text: its content string, or the text of its parts (a list of
+    ``{"type": "text", "text": ...}``, beside images or a reasoning model's thinking); "" for none."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        part["text"]
+        for part in content
+        if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
+
+
 def _upstream_message(content: bytes) -> str:
     """The message of an error answer: OpenAI's ``error.message``, else the start of the body."""
     try:
