@@ -627,6 +627,12 @@ def test_torn_last_line_is_cut_on_open(tmp_path):
         ('{"model": "m", "prompt_id": ', r"responses\.jsonl:2: not valid JSON .*; move the file away"),
         ('{"model": "m"}', r"responses\.jsonl:2 is not a call record; move the file away"),
         ('["m", "1", "h"]', r"responses\.jsonl:2 is not a call record; move the file away"),
+        # without its answer, or with one that is no text: the rerun failed with a KeyError
+        ('{"model": "m", "prompt_id": "2", "request_hash": "h"}', r"responses\.jsonl:2 is not a call record"),
+        (
+            '{"model": "m", "prompt_id": "2", "request_hash": "h", "text": null}',
+            r"jsonl:2 is not a call record",
+        ),
     ],
 )
 def test_a_damaged_store_is_refused_with_its_line(tmp_path, line, message):
@@ -635,6 +641,18 @@ def test_a_damaged_store_is_refused_with_its_line(tmp_path, line, message):
     path.write_text(f"{whole}\n{line}\n")
     with pytest.raises(DataError, match=message):
         CallStore.open(path)
+
+
+@pytest.mark.parametrize("usage", ["n/a", [3, 4], {"prompt_tokens": "n/a", "total_tokens": "7 tokens"}])
+def test_a_stored_call_with_unreadable_usage_counts_no_tokens(tmp_path, usage):
+    # A store merged or edited by hand: int("n/a") and [3, 4].get failed the rerun with a traceback.
+    label(_job(n=1), tmp_path, caller=CountingCaller())
+    path = tmp_path / "responses.jsonl"
+    records = _read_jsonl(path)
+    records[0]["usage"] = usage
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    again = label(_job(n=1), tmp_path, caller=CountingCaller(), limits=RunLimits(budget_tokens=100))
+    assert again.complete and again.summary["tokens"]["all_runs"]["total"] == 10
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_store_readable(tmp_path, monkeypatch):

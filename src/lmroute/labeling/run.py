@@ -46,6 +46,7 @@ from lmroute.labeling.limits import CallGate, Gate, RunLimits
 from lmroute.labeling.outputs import ItemCalls, LabelResult, write_outputs
 from lmroute.labeling.store import JUDGEMENTS_FILE, RESPONSES_FILE, CallStore, request_hash
 from lmroute.labeling.upstream import ChatCaller, ChatResult, LabelModel, UpstreamCaller
+from lmroute.pricing import reported_tokens
 
 _T = TypeVar("_T")
 _RETRYABLE_STATUS = {408, 409, 429}
@@ -379,7 +380,7 @@ class _Run:
 
 def stored_tokens(stores: Iterable[CallStore]) -> int:
     """Tokens the calls in ``stores`` spent (what a token budget counts from)."""
-    return sum(_usage_total(record) for store in stores for record in store)
+    return sum(_stored_tokens(record, "total_tokens") for store in stores for record in store)
 
 
 def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | None) -> dict[str, Any]:
@@ -388,9 +389,8 @@ def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | Non
     stored: Counter[str] = Counter()
     for store in stores:
         for record in store:
-            usage = record.get("usage") or {}
-            stored["prompt"] += int(usage.get("prompt_tokens") or 0)
-            stored["completion"] += int(usage.get("completion_tokens") or 0)
+            stored["prompt"] += _stored_tokens(record, "prompt_tokens")
+            stored["completion"] += _stored_tokens(record, "completion_tokens")
     return {
         "calls": {
             "made": dict(tally.made),
@@ -462,9 +462,11 @@ def _usage(result: ChatResult, messages: Messages) -> dict[str, Any]:
     return {**usage, "estimated": True} if estimated else usage
 
 
-def _usage_total(record: Mapping[str, Any]) -> int:
-    usage = record.get("usage") or {}
-    return int(usage.get("total_tokens") or 0)
+def _stored_tokens(record: Mapping[str, Any], key: str) -> int:
+    """A stored call's ``usage[key]``; 0 when it has none (a store merged by hand, say: a count
+    that was no number, or a usage that was no mapping, failed the run with a traceback)."""
+    usage = record.get("usage")
+    return (reported_tokens(usage.get(key)) or 0) if isinstance(usage, Mapping) else 0
 
 
 def _tokens(prompt: int, completion: int) -> dict[str, int]:

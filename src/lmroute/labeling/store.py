@@ -71,6 +71,9 @@ class CallStore:
             for number, record in read_jsonl(self.path, what="call records"):
                 try:
                     key = _key(record)
+                    # Its answer is what a rerun reuses: without it the run failed with a traceback.
+                    if not isinstance(record["text"], str):
+                        raise TypeError
                 except (KeyError, TypeError):
                     raise DataError(f"{self.path}:{number} is not a call record") from None
                 self._records[key] = record
