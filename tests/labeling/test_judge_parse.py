@@ -38,6 +38,8 @@ from lmroute.labeling.judge import (
         ),
         ('"[[A]]" if A is better, "[[B]]" if B is better, and "[[C]]" for a tie.\nA is better.\n[[A]]', "A"),
         ("[[B]] If anything, A is too long.", "B"),  # a verdict followed by a sentence of its own
+        ("Final verdict: [[B]] for assistant B.", "B"),
+        ('"[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.', None),
     ],
 )
 def test_parse_pairwise(text, verdict):

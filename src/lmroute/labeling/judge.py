@@ -84,10 +84,13 @@ def load_template(mode: str, path: str | Path | None = None) -> JudgeTemplate:
     return JudgeTemplate(mode, system, data["user"], source)
 
 
-# A verdict followed by "if" or "for" names an option ('"[[C]]" if they are equally good', as the
-# packaged template and MT-Bench's prompt word them), not the judge's choice: a judge that echoed
-# the instructions and gave no verdict was read as the last option listed, a tie.
-_PAIR_VERDICT = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\](?![\"'”’]?\s*(?-i:if|for)\b)", re.IGNORECASE)
+# A verdict followed by "if", or quoted and followed by "for", names an option ('"[[C]]" if they
+# are equally good', '"[[C]]" for a tie', as the packaged template and MT-Bench's prompt word them),
+# not the judge's choice: a judge that echoed the instructions and gave no verdict was read as the
+# last option listed, a tie. ("[[B]] for assistant B" is a verdict.)
+_PAIR_VERDICT = re.compile(
+    r"\[\[\s*(A|B|C|tie)\s*\]\](?![\"'”’]?\s*(?-i:if)\b|[\"'”’]\s*(?-i:for)\b)", re.IGNORECASE
+)
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*(?:/\s*10\s*)?\]\]")
 # Each run of spaces has one quantifier that can take it: with "\s*[:=]?\s*\[?\s*" a judge's
 # "rating" followed by a few thousand spaces (a small model's runaway output) took minutes to refuse.
