@@ -227,6 +227,41 @@ class _Run:
     async def label(self, item: LabelItem) -> ItemCalls | None:
         """The finished calls of ``item``: the models' answers, then (judge mode) the judge's
         verdicts on the pairs both of whose answers came; None when no call finished."""
+        # One model's failure leaves the others' pairs to label: a prompt that model always fails
+        # on (too long for its context, refused by a filter) lost every pair, paid for, on each run.
+        answers = await self.answers(item)
+        if not answers:
+            return None
+        complete = len(answers) == len(self.job.models)
+        if self.job.mode == "golden":
+            return ItemCalls(answers, complete=complete)
+        judge = self.job.judge
+        assert judge is not None
+        calls = self.job.judge_calls(item, answers)
+        params = self.job.judge_request_params()
+        verdicts = await _settled_all(
+            self.call(
+                self.judgements,
+                judge,
+                item,
+                messages,
+                params,
+                kind="judge",
+                extra={"judge_mode": self.job.judge_mode, "judged": what},
+                parse=self.job.parse_verdict,
+            )
+            for what, messages in calls
+        )
+        judged = {
+            what: record["text"]
+            for (what, _), record in zip(calls, verdicts, strict=True)
+            if record is not None
+        }
+        return ItemCalls(answers, judged, complete=complete and len(judged) == len(calls))
+
+    async def answers(self, item: LabelItem) -> dict[str, str]:
+        """The answers to ``item`` of the models whose calls finished (not failed, nor refused by
+        the stopped run)."""
         messages = self.job.messages(item)
         records = await _settled_all(
             self.call(
@@ -240,41 +275,11 @@ class _Run:
             )
             for model in self.job.models
         )
-        # One model's failure leaves the others' pairs to label: a prompt that model always fails
-        # on (too long for its context, refused by a filter) lost every pair, paid for, on each run.
-        answers = {
+        return {
             model.name: record["text"]
             for model, record in zip(self.job.models, records, strict=True)
             if record is not None
         }
-        complete = len(answers) == len(self.job.models)
-        if not answers:
-            return None
-        if self.job.mode == "golden":
-            return ItemCalls(answers, complete=complete)
-        judge = self.job.judge
-        assert judge is not None
-        calls = self.job.judge_calls(item, answers)
-        params = self.job.judge_request_params()
-        verdicts = await _settled_all(
-            self.call(
-                self.judgements,
-                judge,
-                item,
-                judge_messages,
-                params,
-                kind="judge",
-                extra={"judge_mode": self.job.judge_mode, "judged": what},
-                parse=self.job.parse_verdict,
-            )
-            for what, judge_messages in calls
-        )
-        judged = {
-            what: record["text"]
-            for (what, _), record in zip(calls, verdicts, strict=True)
-            if record is not None
-        }
-        return ItemCalls(answers, judged, complete=complete and len(judged) == len(calls))
 
     async def call(
         self,
