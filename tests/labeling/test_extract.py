@@ -174,6 +174,22 @@ def test_guess_grader():
     assert guess_grader("Eiffel Tower") == "exact"
 
 
+@pytest.mark.parametrize(
+    ("reference", "response", "right"),
+    [
+        # gsm8k read a decimal by its last digits: 3.5 was right against 12.5, 12 wrong against 12.0.
+        ("12.5", "The answer is 3.5", False),
+        ("12.5", "#### 12.50", True),
+        ("#### 0.25", "The answer is 25", False),
+        ("12.0", "It is 12", True),
+        ("-1.5", "#### -1.5", True),
+    ],
+)
+def test_auto_grades_a_decimal_reference_by_value(reference, response, right):
+    assert guess_grader(reference) == "number"
+    assert grade(response, reference)[0] is right
+
+
 def test_unknown_grader_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown grader"):
         grade("1", "1", grader="fuzzy")

@@ -19,6 +19,8 @@ Graders, by name:
 ``exact``
     Short answers: equal after normalising case, punctuation, articles and spaces, or the
     response's stated final answer ("Answer: ...") equals the reference so normalised.
+
+``auto`` picks one by the reference's form (:func:`guess_grader`).
 """
 
 from __future__ import annotations
@@ -154,14 +156,18 @@ _GRADERS: dict[str, Callable[[str, str], tuple[bool, str | None]]] = {
 
 
 def guess_grader(reference: str) -> str:
-    """The grader a reference calls for: ``#### N`` or a number -> gsm8k, one letter A-J (either
-    case) -> choice, anything else -> exact."""
+    """The grader a reference calls for: ``#### N`` or a whole number -> gsm8k, a decimal one ->
+    number, one letter A-J (either case) -> choice, anything else -> exact."""
     stripped = reference.strip()
     number = _to_decimal(stripped)
     # Decimal also reads "Infinity", "inf" and "NaN": words, with no digits for gsm8k to compare,
     # so no answer to them was ever right.
     if "####" in stripped or (number is not None and number.is_finite()):
-        return "gsm8k"
+        # gsm8k reads a decimal's last digits alone: against 12.5 the answer 3.5 was right, 12.5
+        # and 12 wrong against 12.0.
+        value = reference_number(stripped)
+        decimal = value is not None and value.is_finite() and int(value.as_tuple().exponent) < 0
+        return "number" if decimal else "gsm8k"
     # In either case, as the choice grader reads it: a reference "a" (MathQA's options are lower
     # case) graded as a short answer was the article, dropped, and no answer ever matched it.
     if re.fullmatch(r"\(?[A-Ja-j]\)?", stripped):
