@@ -164,6 +164,10 @@ def test_short_answers():
     assert not match_short_answer("The Louvre", "Eiffel Tower")
     assert not match_short_answer("anything", "!!")
     assert grade("Paris.", "paris", grader="auto") == (True, "paris")
+    assert match_short_answer("The answer is Paris.", "Paris")  # was graded wrong
+    assert match_short_answer("I think the answer is: the Eiffel Tower", "Eiffel Tower")
+    assert not match_short_answer("The answer is Paris, or maybe Lyon.", "Paris")
+    assert not match_short_answer("The answer isn't Paris.", "Paris")
 
 
 def test_guess_grader():

@@ -18,7 +18,8 @@ Graders, by name:
     "Answer: B", a leading "B." or a single "(B)".
 ``exact``
     Short answers: equal after normalising case, punctuation, articles and spaces, or the
-    response's stated final answer ("Answer: ...") equals the reference so normalised.
+    response's stated final answer ("Answer: ...", "The answer is ...") equals the reference so
+    normalised.
 
 ``auto`` picks one by the reference's form (:func:`guess_grader`).
 """
@@ -105,7 +106,8 @@ def extract_choice(text: str, *, letters: str = "ABCD") -> str | None:
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
-_FINAL_ANSWER = re.compile(r"(?:final answer|answer)(?:\s+is)?\s*[:\-]\s*(.+)", re.IGNORECASE)
+# "Answer: X", "The answer is: X" and "The answer is X" ("The answer is Paris." was graded wrong).
+_FINAL_ANSWER = re.compile(r"(?:final answer|answer)(?:\s+is\b)?(?:\s*[:\-]|(?<=is))\s*(.+)", re.IGNORECASE)
 
 
 def normalize_answer(text: str) -> str:
