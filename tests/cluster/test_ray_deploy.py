@@ -1,5 +1,6 @@
 """How ``lmroute serve --ray`` ends when the deployment does not come up: the application is
-deleted from the cluster, not left there (Ray Serve is replaced: no Ray cluster needed)."""
+deleted from the cluster, not left there; an application of the same name already there is not
+replaced (Ray Serve is replaced: no Ray cluster needed)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from lmroute.exceptions import ConfigError
 from lmroute.serving.config import build_config
 
 serve_module = pytest.importorskip("lmroute.cluster.serve")
-from ray.serve.schema import DeploymentStatus  # noqa: E402  (after the skip without Ray Serve)
+from ray.serve.schema import ApplicationStatus, DeploymentStatus  # noqa: E402  (after the skip without Ray Serve)
 
 
 @pytest.fixture
 def serve(monkeypatch):
     """Ray Serve as run_serve sees it: ``deleted`` lists the applications it deletes; set ``run``."""
-    fake = SimpleNamespace(deleted=[], run=None, status=None)
+    fake = SimpleNamespace(deleted=[], run=None, status=SimpleNamespace(applications={}))
     monkeypatch.setattr(serve_module, "init_ray", lambda address: None)
     monkeypatch.setattr(serve_module, "_check_proxy_address", lambda host, port: None)
     monkeypatch.setattr(serve_module.serve, "start", lambda **options: None)
@@ -39,6 +40,7 @@ def test_replicas_that_fail_to_start_are_one_line_and_their_application_is_delet
     (its ingress replica starting for ever, waiting for the scorer)."""
 
     def run():
+        serve.status = SimpleNamespace(applications={"lmroute": SimpleNamespace(deployments=deployments)})
         raise RuntimeError("Deploying application lmroute failed: Failed to update the deployments.")
 
     serve.run = run
@@ -49,7 +51,6 @@ def test_replicas_that_fail_to_start_are_one_line_and_their_application_is_delet
         "Ingress": SimpleNamespace(status=DeploymentStatus.UPDATING, message="starting"),
         "Scorer": SimpleNamespace(status=DeploymentStatus.DEPLOY_FAILED, message=message),
     }
-    serve.status = SimpleNamespace(applications={"lmroute": SimpleNamespace(deployments=deployments)})
     expected = (
         "Ray Serve did not deploy lmroute: its Scorer replicas failed to start: "
         "UnknownRouterError: /x is not a router directory (no config.json in it)"
@@ -72,3 +73,19 @@ def test_a_command_stopped_while_deploying_deletes_its_application(serve, stop):
     with pytest.raises(stop):
         serve_module.run_serve(_config(), RayConfig())
     assert serve.deleted == ["lmroute"]
+
+
+def test_an_application_of_the_same_name_is_not_replaced(serve):
+    """serve.run replaces an application of the same name in place: a second command took over
+    the first one's server silently, and the first, when stopped, deleted the second's."""
+    running = SimpleNamespace(status=ApplicationStatus.RUNNING, deployments={})
+    serve.status = SimpleNamespace(applications={"lmroute": running})
+    serve.run = lambda: pytest.fail("deployed over the running application")
+    with pytest.raises(ConfigError) as error:
+        serve_module.run_serve(_config(), RayConfig(), blocking=False)
+    assert str(error.value) == (
+        "Ray Serve already has an application named lmroute on this cluster (RUNNING; another "
+        "`lmroute serve --ray`, or one whose command was killed): stop that command, or delete the "
+        "application with `serve delete lmroute`"
+    )
+    assert serve.deleted == []

@@ -364,6 +364,19 @@ def _check_proxy_address(host: str, port: int) -> None:
         )
 
 
+def _check_app_name_free(app_name: str) -> None:
+    """ConfigError when an application named ``app_name`` is on the cluster already: ``serve.run``
+    would replace it in place, silently, and the command that deployed it would delete this one
+    when it stops."""
+    application = serve.status().applications.get(app_name)
+    if application is not None:
+        raise ConfigError(
+            f"Ray Serve already has an application named {app_name} on this cluster "
+            f"({application.status.value}; another `lmroute serve --ray`, or one whose command was killed): "
+            f"stop that command, or delete the application with `serve delete {app_name}`"
+        )
+
+
 def _deploy_failure(app_name: str) -> str | None:
     """Why a deployment of ``app_name`` failed: the last line of the error its replicas raised
     (Ray keeps it as the text of a traceback), with the deployment's name; None if none failed."""
@@ -439,6 +452,7 @@ def run_serve(
     init_ray(ray_config.address)
     serve.start(http_options={"host": config.server.host, "port": config.server.port})
     _check_proxy_address(config.server.host, config.server.port)
+    _check_app_name_free(ray_config.app_name)
     level = config.server.log_level
     try:
         serve.run(
