@@ -53,6 +53,9 @@ def test_only_the_threshold_mode_has_a_fixed_threshold():
         ("router-mf-1e-05", "without an exponent"),
         ("router-mf-nan", "not a decimal number"),
         ("router-mf-0_5", "not a decimal number"),
+        # digits of other scripts (Arabic-Indic, fullwidth), which float() reads: not the grammar's
+        ("router-mf-\u0660.\u0665", "not a decimal number"),
+        ("router-mf-share-\uff11", "share '\uff11' in model 'router-mf-share-\uff11' is not a decimal"),
         ("router-mf-", "'' in model"),
         ("router-mf-share-1.5", "share 1.5 in model 'router-mf-share-1.5' is outside [0, 1]"),
         ("router-mf-share-x", "write it like 0.3"),

@@ -10,7 +10,8 @@ The server and the controller read them from a request's ``model``; calibration 
 
 The value is the part after the last ``-``; a mode, when there is one, the word before it. Router
 names may themselves contain ``-`` and ``_`` but may not end in ``-<mode>``. Values are written in
-positional notation (``0.00001``, never ``1e-05``, whose ``-`` would be read as the separator).
+ASCII digits, in positional notation (``0.00001``, never ``1e-05``, whose ``-`` would be read as
+the separator).
 Each mode's values are checked here (:data:`MODES`); adding a mode is one entry there. The
 ``lambda`` and ``quality`` modes (:data:`FLEET_MODES`) need a server with N priced models
 (:mod:`lmroute.serving.fleet`, issue 14); ``share`` and ``spend`` are held online (issue 16).
@@ -31,9 +32,11 @@ PREFIX = "router-"
 EXAMPLE = "router-mf-0.52"
 #: The mode of a plain ``router-<name>-<threshold>``.
 THRESHOLD = "threshold"
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
+#: ASCII digits only: ``\d`` and float() also take other scripts' digits (Arabic-Indic U+0660.U+0665
+#: read as 0.5), so one value had many model strings.
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 #: "router-mf-1e-05" splits into name "mf-1e" and threshold "05": a threshold with an exponent.
-_EXPONENT = re.compile(r"-(?:\d+\.?\d*|\.\d+)[eE]\Z")
+_EXPONENT = re.compile(r"-(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE]\Z")
 
 
 def _unit_interval(value: float) -> str | None:
