@@ -64,6 +64,12 @@ def test_shipped_example_prices_cover_the_shared_data(data_dir):
             "model 'm': 'input_per_1M' is not a price field; did you mean input_per_1m?",
         ),
         ("m: {input_per_1k: 0.0025, output_per_1m: 1}", "'input_per_1k' is not a price field"),
+        # YAML's yes/true: pydantic took it for a price of $1
+        (
+            "m: {input_per_1m: yes, output_per_1m: 1}",
+            "input_per_1m: a number is wanted, not the boolean True",
+        ),
+        ("m: {input_per_1m: 1, output_per_1m: 1, output_tokens: false}", "output_tokens: a number is wanted"),
     ],
 )
 def test_bad_price_files(tmp_path, text, message):

@@ -213,6 +213,8 @@ def listing_from(entry: Any, *, what: str) -> Listing:
     try:
         price = Price.model_validate({k: entry[k] for k in _PRICE_FIELDS if k in entry})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise ConfigError(f"{what}: {problems}") from None
     return Listing(price, {k: v for k, v in entry.items() if k not in _PRICE_FIELDS})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Characters per token of English text for GPT-style tokenisers: an estimate needs no tokenizer.
 CHARS_PER_TOKEN = 4.0
@@ -26,6 +26,14 @@ class Price(BaseModel):
     output_per_1m: float = Field(ge=0, allow_inf_nan=False)
     #: Mean output tokens of an answer (the model's measured mean where known).
     output_tokens: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("input_per_1m", "output_per_1m", "output_tokens", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # pydantic takes true and false (YAML's yes, no, on, off too) as 1 and 0: a price of $1 or $0.
+        if isinstance(value, bool):
+            raise ValueError(f"a number is wanted, not the boolean {value}")
+        return value
 
     def request_cost(self, input_tokens: float) -> float:
         """Estimated dollars for one request with ``input_tokens`` prompt tokens."""
