@@ -23,6 +23,17 @@ def test_price_file_keeps_its_facts(tmp_path):
     assert prices["small"].price.output_tokens == 100
 
 
+def test_other_prices_of_a_model_are_facts_not_misspelt_fields(tmp_path):
+    """batch_input_per_1m (a provider's batch price) read as a misspelt input_per_1m: an error."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "m: {input_per_1m: 2.5, output_per_1m: 10, batch_input_per_1m: 1.25, cached-input-per-1m: 1}"
+    )
+    listing = read_prices(path)["m"]
+    assert listing.facts == {"batch_input_per_1m": 1.25, "cached-input-per-1m": 1}
+    assert listing.price == Price(input_per_1m=2.5, output_per_1m=10)
+
+
 def test_shipped_example_prices_cover_the_shared_data(data_dir):
     """examples/prices.yaml prices every model of the multi-model files, with source and date."""
     from lmroute.data.custom import read_custom

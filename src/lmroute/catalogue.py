@@ -17,13 +17,15 @@ A *price file* is YAML, one entry per model name::
       estimated: false
 
 Keys other than the three price fields are kept as facts about the price (:attr:`Listing.facts`);
-one that reads as a misspelt price field (``output_token``) is an error.
+one that reads as a misspelt price field (``output_token``) is an error, one that holds a price
+field with words around it (``batch_input_per_1m``) another price, kept.
 ``examples/prices.yaml`` lists the models of lmroute's shared data.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +155,16 @@ class Catalogue:
         return cls(entries)
 
 
+def _another_price(folded: str) -> bool:
+    """Whether a key (lower case, ``_`` for ``-``) is a price field with words before or after it
+    (``batch_input_per_1m``, ``input_per_1m_cached``): another price of the model, kept as a fact,
+    not a misspelt field."""
+    return any(
+        folded != name and re.fullmatch(rf"(?:[a-z0-9]+_)*{name}(?:_[a-z0-9]+)*", folded)
+        for name in _PRICE_FIELDS
+    )
+
+
 def _folded(name: str) -> str:
     """A model name without case, surrounding spaces, or the difference between _ and -."""
     return name.strip().casefold().replace("_", "-")
@@ -201,8 +213,9 @@ def listing_from(entry: Any, *, what: str) -> Listing:
     # Before the missing fields: input_per_1M given for input_per_1m was reported as missing.
     for key in entry:
         # Other keys are kept as facts: a misspelt output_tokens would silently leave the default.
-        near = difflib.get_close_matches(str(key).lower().replace("-", "_"), _PRICE_FIELDS, n=1, cutoff=0.8)
-        if near and key not in _PRICE_FIELDS:
+        folded = str(key).lower().replace("-", "_")
+        near = difflib.get_close_matches(folded, _PRICE_FIELDS, n=1, cutoff=0.8)
+        if near and key not in _PRICE_FIELDS and not _another_price(folded):
             raise ConfigError(
                 f"{what}: {key!r} is not a price field; did you mean {near[0]}? (other keys are kept as "
                 "facts about the price and change no cost)"
