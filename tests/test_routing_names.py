@@ -62,6 +62,10 @@ def test_only_the_threshold_mode_has_a_fixed_threshold():
         ("router-mf-share--0.2", "share -0.2 is negative"),
         ("router-mf-spend--5", "spend -5 is negative"),
         ("router-mf-spend-abc", "write it like 2.5"),
+        (
+            "router-mf-spend-1000000001",
+            "spend 1000000001 in model 'router-mf-spend-1000000001' must be a number",
+        ),
         ("router-length--0.1", "threshold -0.1 is negative"),
         ("router--share-0.3", "lacks a router name"),
     ],

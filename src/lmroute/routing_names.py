@@ -47,6 +47,17 @@ def _non_negative(value: float) -> str | None:
     return None if math.isfinite(value) and value >= 0.0 else "must be a finite number >= 0"
 
 
+#: The largest spend target, in US dollars per 1,000 requests (a million dollars a request): beyond
+#: any price, and far below where the controller's deficit, the target over a small fraction of
+#: a cent, overflows to infinity (it then sent every request to the weak model, and the status
+#: and the state file could no longer be written as JSON).
+MAX_SPEND = 1e9
+
+
+def _spend(value: float) -> str | None:
+    return None if 0.0 <= value <= MAX_SPEND else f"must be a number from 0 to {MAX_SPEND:.0f}"
+
+
 class Mode(NamedTuple):
     """What a mode's value means, an example value, and its check (None: fine, else what is wrong)."""
 
@@ -59,9 +70,7 @@ class Mode(NamedTuple):
 MODES: dict[str, Mode] = {
     THRESHOLD: Mode("the score at or above which a prompt goes to the strong model", "0.52", _unit_interval),
     "share": Mode("the strong-call share to hold online, a fraction in [0, 1]", "0.3", _unit_interval),
-    "spend": Mode(
-        "the estimated spend to hold online, in US dollars per 1,000 requests", "2.5", _non_negative
-    ),
+    "spend": Mode("the estimated spend to hold online, in US dollars per 1,000 requests", "2.5", _spend),
     "lambda": Mode(
         "among N priced models, the quality worth one US dollar of estimated cost per 1,000 requests",
         "0.02",

@@ -12,7 +12,7 @@ from lmroute.control.conversations import explicit_key
 from lmroute.control.hub import ControlHub
 from lmroute.control.knobs import NO_STRONG
 from lmroute.control.taps import EmbeddingSummaries
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import ConfigError, InvalidModelNameError
 from lmroute.pricing import Price
 from lmroute.routers.length import LengthRouter
 from lmroute.routing_names import RouterSpec, parse_model_name
@@ -80,6 +80,25 @@ def test_a_share_target_is_held_from_the_calibration_sample():
     [status] = hub.status()["controllers"]
     assert status["model"] == "router-length-share-0.3" and status["decisions"] == 1000
     assert status["threshold"] == hub.controller(SHARE).setting
+
+
+def test_the_largest_spend_target_keeps_every_number_finite():
+    """A spend of 1e307 dollars per 1,000 requests (a client's model string) over models a tenth of
+    a cent apart overflowed the controller's deficit to infinity: every request went weak, and the
+    status and the state file could no longer be written as JSON (for every target of the hub)."""
+    cheap = {
+        "strong": Price(input_per_1m=0.2, output_per_1m=0.2),
+        "weak": Price(input_per_1m=0.1, output_per_1m=0.1),
+    }
+    calibration = [" ".join(["word"] * n) for n in range(1, 200)]
+    with pytest.raises(InvalidModelNameError, match="must be a number from 0 to 1000000000"):
+        parse_model_name("router-length-spend-1" + "0" * 307)
+    hub = ControlHub(prices=cheap)
+    hub.calibrate("length", LengthRouter(), calibration)
+    spend = parse_model_name("router-length-spend-1000000000")
+    decided = decide_all(hub, spend, scores(n=50), tokens=500)
+    assert all(d.tier == "strong" for d in decided)
+    json.dumps([hub.status(), hub.to_state()], allow_nan=False)
 
 
 def test_spend_targets_need_prices_and_a_strong_model_that_costs_more():
