@@ -150,3 +150,29 @@ def test_a_file_written_over_keeps_its_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.read_text() == "new\n" and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_control_state_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
+    """Renamed without an fsync, a state saved just before a power loss could be on disk as an
+    empty or torn file (the rename there, its contents not yet): the next start lost the state."""
+    from lmroute.control.state import read_state, write_state
+
+    events: list[tuple[str, int]] = []  # (what, inode)
+    fsync, replace = os.fsync, os.replace
+
+    def synced(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        fsync(fd)
+
+    def renamed(src, dst) -> None:
+        events.append(("replace", os.stat(src).st_ino))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", renamed)
+    path = tmp_path / "state.json"
+    write_state(path, {"controllers": []})
+    new, folder = path.stat().st_ino, tmp_path.stat().st_ino
+    # the new file's contents, then its rename, then the folder that holds the rename
+    assert events == [("fsync", new), ("replace", new), ("fsync", folder)]
+    assert read_state(path)[0]["controllers"] == []

@@ -17,9 +17,15 @@ from lmroute.exceptions import WriteError
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterator[IO]:
+def atomic_writer(
+    path: str | Path, mode: str = "wb", *, durable: bool = False, **open_options
+) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` (keeping its
     permissions), on error it vanishes.
+
+    ``durable`` also survives a power loss or an operating-system crash: the new file's contents
+    reach the disk before the rename does (else the rename may be on disk with the file still
+    empty or torn), and the rename reaches it before this returns.
 
     A symbolic link is written where it points (the link stays). A device or a pipe (``/dev/null``,
     ``/dev/stdout``, a FIFO) is written into: a regular file would take its place.
@@ -50,15 +56,30 @@ def atomic_writer(path: str | Path, mode: str = "wb", **open_options) -> Iterato
             yield f
             with write_failures(given):
                 f.flush()  # a full disk fails here, where it names the file, not in close()
+                if durable:
+                    os.fsync(f.fileno())
         with write_failures(given):
             with contextlib.suppress(FileNotFoundError):
                 # The old file's permissions, not the umask's: a file made private stays private.
                 os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
             os.replace(tmp, path)
+        if durable:
+            _sync_folder(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Put a rename in ``folder`` on disk. Best effort: a file system that cannot sync a folder
+    (some network ones refuse) leaves the rename to the next sync, the new file already whole."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _special(path: Path) -> bool:
@@ -173,9 +194,9 @@ def write_failures(path: str | Path) -> Iterator[None]:
         raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_writer(path) as f:
+def write_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (``durable``: see :func:`atomic_writer`)."""
+    with atomic_writer(path, durable=durable) as f:
         f.write(data)
     return Path(path)
 

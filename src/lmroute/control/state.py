@@ -1,10 +1,11 @@
 """The control state file: written whole or not at all, and never trusted blindly when read.
 
 The state is one JSON object (``{"format": "lmroute-control", "version": 1, ...}``) written to a
-temporary file and renamed over the old one, so a crash mid-write leaves the previous state. A
-file that cannot be read back (not JSON, another format, a newer version, numbers that do not
-fit) is *quarantined*: renamed to ``<name>.corrupt-<time>`` beside it, where a person can look at
-it, and the caller starts afresh and says so. Reading never raises for a bad file.
+temporary file, synced to disk and renamed over the old one, so a crash mid-write (of the process
+or of the machine) leaves the previous state. A file that cannot be read back (not JSON, another
+format, a newer version, numbers that do not fit) is *quarantined*: renamed to
+``<name>.corrupt-<time>`` beside it, where a person can look at it, and the caller starts afresh
+and says so. Reading never raises for a bad file.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def write_state(path: str | Path, state: dict[str, Any]) -> None:
         text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     except (ValueError, TypeError, RecursionError) as exc:
         raise WriteError(f"cannot write {path}: the state is not valid JSON ({exc})") from None
-    write_atomic(path, text.encode("utf-8"))
+    # Durable: a save is rewritten every save_every decisions while serving, so a power loss is
+    # likely to fall soon after one, which the rename alone could leave empty or torn on disk.
+    write_atomic(path, text.encode("utf-8"), durable=True)
 
 
 def check_state_path(path: str | Path) -> None:
