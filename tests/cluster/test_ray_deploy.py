@@ -89,3 +89,21 @@ def test_an_application_of_the_same_name_is_not_replaced(serve):
         "application with `serve delete lmroute`"
     )
     assert serve.deleted == []
+
+
+def test_a_scoring_replica_whose_router_cannot_score_names_it(monkeypatch):
+    """The replica's warm-up raised the bare error, which Ray Serve's deploy failure showed as the
+    command's one line, naming no router (lmroute serve names it: `router ... cannot score`)."""
+    from lmroute.routers.length import LengthRouter
+
+    class Down(LengthRouter):
+        def _score(self, prompts):
+            raise ConnectionError("embedding backend refused the connection")
+
+    monkeypatch.setattr(serve_module, "load_routers", lambda specs, summaries: {"mine": Down()})
+    scorer = serve_module.Scorer.func_or_class  # the class under Ray Serve's deployment
+    with pytest.raises(ConfigError) as error:
+        scorer(["mine=/on/the/nodes"], 8, 0.01)
+    assert str(error.value) == (
+        "router 'mine' cannot score a prompt: ConnectionError: embedding backend refused the connection"
+    )

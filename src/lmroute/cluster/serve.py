@@ -34,7 +34,7 @@ from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import ConfigError
 from lmroute.registry import check_router_spec
 from lmroute.routers.base import Router
-from lmroute.serving.app import create_app, worker_config_json
+from lmroute.serving.app import check_scoring, create_app, worker_config_json
 from lmroute.serving.config import SERVER_KEYS_ENV, ServeConfig
 from lmroute.serving.control import check_control_files
 from lmroute.serving.fleet import check_vocabulary
@@ -63,8 +63,9 @@ class Scorer:
         # the ingress's drift detection (as lmroute serve takes them from its own routers).
         self.summaries = EmbeddingSummaries()
         self.routers = load_routers(specs, summaries=self.summaries)
-        for router in self.routers.values():
-            router.score(["warm-up"])  # an embedding router loads its model on its first call
+        # An embedding router loads its model on its first call; one that cannot score fails the
+        # replica's start, with lmroute serve's line naming it (the deployment's error).
+        check_scoring(self.routers)
         # @serve.batch's wrapper has these setters; its type stub says it is the plain method.
         self.score.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]

@@ -199,9 +199,10 @@ def _warm_up(routers: Mapping[str, Router]) -> None:
         router.score(["warm-up"])
 
 
-def _check_scoring(routers: Mapping[str, Router]) -> None:
+def check_scoring(routers: Mapping[str, Router]) -> None:
     """ConfigError naming a router that cannot score (its embedder's key variable unset, its backend
-    down): the app's warm-up would fail in uvicorn's start-up, a traceback."""
+    down): the app's warm-up would fail in uvicorn's start-up, a traceback (and a Ray Serve scoring
+    replica's start with the bare error, naming no router)."""
     for name, router in routers.items():
         try:
             router.score(["warm-up"])
@@ -257,7 +258,7 @@ def serve(
     from lmroute.serving.thresholds import check_threshold_names, threshold_warnings
 
     check_threshold_names(config, routers)
-    _check_scoring(routers)
+    check_scoring(routers)
     for warning in threshold_warnings(config, routers, data_dir=data_dir):
         log.warning("%s", warning)
     if config.server.host not in _LOOPBACK and not config.server.api_keys:
