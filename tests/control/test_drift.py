@@ -188,3 +188,20 @@ def test_an_embedding_that_is_not_finite_is_left_out_and_the_state_stays_saveabl
     if reference_size == 300:  # the embeddings are still watched (a reference collected with a
         # request without its summary is one of the scores alone, as it is for a missing summary)
         assert 0 < detector.embedding_shift < 1
+
+
+def test_an_overflowing_embedding_shift_is_reported_finite_and_the_state_stays_saveable():
+    """A restored live mean of 1e300 (finite: the state file's check passed it), or summaries that
+    far from the reference, overflowed the distance to infinity: the alarm held it, /v1/status was a
+    500 and every save was refused, so the next start restored the same file and overflowed again."""
+    rng = np.random.default_rng(11)
+    detector = DriftDetector()
+    detector.set_reference(*traffic(rng, 300))
+    state = detector.to_state()
+    state["live_mean"] = [1e300] * len(state["live_mean"])
+    restored = DriftDetector.from_state(state)
+    scores, summaries = traffic(rng, 3)
+    assert alarms(restored, scores, summaries) == [0]
+    assert restored.embedding_shift == restored.last_alarm["embedding_shift"] == np.finfo(np.float64).max
+    json.dumps([restored.status(), restored.to_state()], allow_nan=False)
+    assert DriftDetector.from_state(json.loads(json.dumps(restored.to_state()))).state == "drifted"

@@ -44,6 +44,9 @@ DEFAULT_BINS = 10
 DEFAULT_SUMMARY_DIM = 64
 _FLOOR = 1e-4  # a bin's smallest proportion, so that an empty bin has a finite log
 _MAX_BINS = 1000
+#: The largest shift reported: one that overflows (summaries of 1e200 from a broken embedder, a
+#: state file's live mean of 1e300) says the same as infinity, which no JSON status or state holds.
+_LARGEST_SHIFT = float(np.finfo(np.float64).max)
 
 State = Literal["collecting", "watching", "drifted"]
 
@@ -239,8 +242,10 @@ class DriftDetector:
         ):
             self._live_mean += a * (np.asarray(summary, dtype=np.float64) - self._live_mean)
             gap = self._live_mean - self.reference.mean
-            distance = float(gap @ gap) / max(self.reference.variance * noise, 1e-300)
-            self.embedding_shift = distance / chi_square_level(self.reference.dof, self.false_alarm)
+            with np.errstate(over="ignore"):  # an overflow is reported as the largest shift
+                distance = float(gap @ gap) / max(self.reference.variance * noise, 1e-300)
+            level = chi_square_level(self.reference.dof, self.false_alarm)
+            self.embedding_shift = min(distance / level, _LARGEST_SHIFT)
             shifts.append(self.embedding_shift)
         if self.state != "watching" or max(shifts) <= 1.0:
             return False
