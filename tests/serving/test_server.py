@@ -438,28 +438,35 @@ def test_unexpected_errors_and_refusals_are_counted_with_their_status(upstreams)
 
 
 class SlowRouter(Router):
-    """Sleeps in ``_score`` and records each batch and the thread it ran in."""
+    """Records each batch and the thread it ran in; waits in ``_score`` while a gate is set up."""
 
     name = "slow"
 
-    def __init__(self, seconds=0.05):
+    def __init__(self):
         super().__init__()
-        self.seconds = seconds
         self.batches = []
         self.threads = set()
+        self.scoring = threading.Event()  # set once a batch is in _score
+        self.gate: threading.Event | None = None  # when set to an Event, each batch waits for it
 
     def _score(self, prompts):
         self.threads.add(threading.current_thread().name)
         self.batches.append(len(prompts))
-        time.sleep(self.seconds)
+        self.scoring.set()
+        if self.gate is not None:
+            self.gate.wait(30)
         return np.full(len(prompts), 0.5)
 
 
 def test_concurrent_requests_are_scored_in_batches_off_the_event_loop(upstreams):
-    slow = SlowRouter(seconds=0.3)
+    slow = SlowRouter()
     with running(upstreams.config(routers=["slow"]), routers={"slow": slow}) as c:
         slow.batches.clear()  # the warm-up call, in a start-up thread
         slow.threads.clear()
+        slow.scoring.clear()
+        # Scoring is held until /health has answered: a batch scored on the event loop would hold
+        # /health too, and the request would time out (an ordering, not a timing, so load cannot flake it).
+        slow.gate = threading.Event()
 
         async def burst():
             async with httpx.AsyncClient(base_url=c.base_url, timeout=10) as ac:
@@ -468,18 +475,18 @@ def test_concurrent_requests_are_scored_in_batches_off_the_event_loop(upstreams)
                     for i in range(16)
                 ]
                 pending = asyncio.gather(*route)
-                await asyncio.sleep(0.1)  # scoring is under way now
-                start = time.perf_counter()
-                health = await ac.get("/health")
-                health_seconds = time.perf_counter() - start
-                return await pending, health, health_seconds
+                try:
+                    assert await asyncio.to_thread(slow.scoring.wait, 10)
+                    health = await ac.get("/health", timeout=5)
+                finally:
+                    slow.gate.set()
+                return await pending, health
 
-        responses, health, health_seconds = asyncio.run(burst())
+        responses, health = asyncio.run(burst())
+    assert health.status_code == 200
     assert all(r.status_code == 200 and r.json()["score"] == 0.5 for r in responses)
     assert sum(slow.batches) == 16 and len(slow.batches) <= 3 and max(slow.batches) >= 8
     assert all(name.startswith("lmroute-score") for name in slow.threads)
-    # The event loop answered while a 0.3 s scoring batch ran in the thread pool.
-    assert health.status_code == 200 and health_seconds < 0.2
 
 
 def test_create_app_loads_nothing_until_started(upstreams):
