@@ -6,13 +6,35 @@ from __future__ import annotations
 import argparse
 
 
-def positive(text: str) -> int:
-    """A whole number of at least 1: a count of 0 ends in argparse's one-line usage error instead of
-    a division by zero or an empty median after the setup has run."""
+def _whole(text: str, *, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    """A whole number of at least 1: a count of 0 ends in argparse's one-line usage error instead of
+    a division by zero or an empty median after the setup has run."""
+    return _whole(text, least=1)
+
+
+def non_negative(text: str) -> int:
+    """A whole number of at least 0, for an optional extra measurement that 0 leaves out (a negative
+    one was a traceback after all the other timing)."""
+    return _whole(text, least=0)
+
+
+def positive_seconds(text: str) -> float:
+    """A finite time limit above 0: a limit of 0 (or NaN) sends no request, and the figures of an
+    empty run end in a division by zero or in checks failed for no reason given."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
     return value

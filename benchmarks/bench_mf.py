@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _args import positive
+from _args import non_negative, positive
 
 from lmroute.data.battles import Battle
 from lmroute.embeddings.base import Embedder, normalize
@@ -141,10 +141,10 @@ def main() -> None:
     parser.add_argument("--prompts", type=positive, default=400)
     parser.add_argument("--baseline-prompts", type=positive, default=100)
     parser.add_argument(
-        "--train-epochs", type=int, default=0, help="also train on all shared sources for N epochs"
+        "--train-epochs", type=non_negative, default=0, help="also train on all shared sources for N epochs"
     )
     parser.add_argument(
-        "--long", type=int, default=0, help="also time the long-prompt policies on N long prompts"
+        "--long", type=non_negative, default=0, help="also time the long-prompt policies on N long prompts"
     )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the start")

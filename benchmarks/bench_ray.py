@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from _args import positive
+from _args import positive, positive_seconds
 from bench_server import (
     HERE,
     SRC,
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--router", default="random")
     parser.add_argument("--requests", type=positive, default=3000)
     parser.add_argument("--concurrency", type=positive, default=32)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=positive_seconds, default=20.0)
     args = parser.parse_args()
     sys.path.insert(0, str(SRC))
     os.environ["PYTHONPATH"] = str(SRC)  # Ray's workers import lmroute from this tree

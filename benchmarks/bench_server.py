@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _args import positive
+from _args import positive, positive_seconds
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -310,7 +310,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=positive, nargs="+", default=[1, 64])
     parser.add_argument("--requests", type=positive, default=4000, help="requests per level and round")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time limit per level, target and round")
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=10.0, help="time limit per level, target and round"
+    )
     parser.add_argument(
         "--rounds", type=positive, default=3, help="rounds over all targets; the best is kept"
     )

@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from _args import positive
+from _args import non_negative, positive, positive_seconds
 
 HERE = Path(__file__).resolve().parent
 TOPICS = [
@@ -163,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router", default="mf", help="router name or saved router directory (default mf)")
     parser.add_argument("--requests", type=positive, default=10_000, help="requests to send (default 10000)")
     parser.add_argument("--concurrency", type=positive, default=64, help="concurrent users (default 64)")
-    parser.add_argument("--seconds", type=float, default=600.0, help="stop after this long (default 600)")
-    parser.add_argument("--warmup", type=int, default=256, help="requests before measuring (default 256)")
+    parser.add_argument(
+        "--seconds", type=positive_seconds, default=600.0, help="stop after this long (default 600)"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative, default=256, help="requests before measuring (default 256)"
+    )
     parser.add_argument(
         "--window", type=positive, default=2000, help="RSS after the first/last N (default 2000)"
     )

@@ -152,3 +152,28 @@ def test_a_count_of_zero_is_a_usage_error(script, option):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith(f"argument {option}: must be at least 1, got 0")
+
+
+# Each was a run to the end before: a ZeroDivisionError in bench_server's report, load_test's run of no
+# request failing its checks for no reason given, bench_mf's ValueError after all its timing.
+@pytest.mark.parametrize(
+    ("script", "option", "value", "message"),
+    [
+        ("bench_server.py", "--seconds", "0", "must be a number of seconds above 0, got 0"),
+        ("bench_ray.py", "--seconds", "-1", "must be a number of seconds above 0, got -1"),
+        ("load_test.py", "--seconds", "nan", "must be a number of seconds above 0, got nan"),
+        ("load_test.py", "--warmup", "-1", "must be at least 0, got -1"),
+        ("bench_mf.py", "--long", "-1", "must be at least 0, got -1"),
+        ("bench_mf.py", "--train-epochs", "-2", "must be at least 0, got -2"),
+    ],
+)
+def test_a_time_limit_or_optional_count_out_of_range_is_a_usage_error(script, option, value, message):
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), f"{option}={value}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith(f"argument {option}: {message}"), run.stderr
