@@ -100,9 +100,11 @@ def request_bytes(i: int, router: str) -> bytes:
 class Load:
     """Shared state of the concurrent users: the next request, latencies, errors, RSS samples."""
 
-    def __init__(self, *, port: int, router: str, requests: int, deadline: float, pid: int, window: int):
+    def __init__(
+        self, *, port: int, router: str, first: int, requests: int, deadline: float, pid: int, window: int
+    ):
         self.port, self.router, self.requests, self.deadline = port, router, requests, deadline
-        self.pid, self.window = pid, window
+        self.first, self.pid, self.window = first, pid, window
         self.next = 0
         self.done = 0
         self.latencies: list[float] = []
@@ -121,7 +123,7 @@ class Load:
         reader = writer = None
         try:
             while self.next < self.requests and time.monotonic() < self.deadline:
-                i = self.next
+                i = self.first + self.next
                 self.next += 1
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = Load(
             port=lm_port,
             router=name,
+            first=0,
             requests=args.warmup,
             deadline=time.monotonic() + 60,
             pid=server.pid,
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         load = Load(
             port=lm_port,
             router=name,
+            # after the warm-up's prompts: a prompt it sent would be answered from the server's LRU
+            # embedding cache, without the embedding an embedding router's request costs
+            first=args.warmup,
             requests=args.requests,
             deadline=time.monotonic() + args.seconds,
             pid=server.pid,

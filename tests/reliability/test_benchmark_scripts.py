@@ -177,3 +177,22 @@ def test_a_time_limit_or_optional_count_out_of_range_is_a_usage_error(script, op
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith(f"argument {option}: {message}"), run.stderr
+
+
+def test_load_test_measures_prompts_its_warm_up_did_not_send(monkeypatch):
+    # The server keeps recent prompts' embeddings (an LRU): a warm-up prompt sent again in the measured
+    # run would be answered without the embedding, the cost an embedding router's request has.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import load_test
+
+    sent: list[int] = []
+
+    def recording(i: int, router: str) -> bytes:
+        sent.append(i)
+        return original(i, router)
+
+    original = load_test.request_bytes
+    monkeypatch.setattr(load_test, "request_bytes", recording)
+    argv = ["--router", "random", "--requests", "20", "--window", "10", "--warmup", "8"]
+    assert load_test.main([*argv, "--concurrency", "4", "--seconds", "60"]) == 0
+    assert len(sent) == 28 and len(set(sent)) == 28, sent
