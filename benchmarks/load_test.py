@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -186,44 +187,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 2 * args.window:
         parser.error("--requests must be at least twice --window")
 
+    logs = Path(tempfile.mkdtemp(prefix="lmroute-load-"))
+    keep = False  # the server's log, kept where a failure's message names it
+    try:
+        keep = not run(args, logs)
+    except SystemExit:  # the server did not start
+        keep = True
+        raise
+    finally:
+        if not keep:
+            shutil.rmtree(logs, ignore_errors=True)
+    return 1 if keep else 0
+
+
+def run(args: argparse.Namespace, logs: Path) -> bool:
+    """Start the upstream and the server, load them and print the figures; whether every check passed."""
     up_port, lm_port = free_port(), free_port()
     name = args.router if not Path(args.router).is_dir() else "loadtest"
     spec = args.router if name == args.router else f"{name}={args.router}"
-    logs = tempfile.mkdtemp(prefix="lmroute-load-")
     env = {**os.environ, "LMROUTE_API_KEYS": ""}
-    upstream = subprocess.Popen(
-        [sys.executable, str(HERE / "fast_upstream.py"), str(up_port)], stdout=subprocess.DEVNULL
-    )
     base = f"http://127.0.0.1:{up_port}/v1"
-    with open(Path(logs) / "serve.log", "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lmroute.cli",
-                "serve",
-                "--routers",
-                spec,
-                "--port",
-                str(lm_port),
-                "--strong-base-url",
-                base,
-                "--strong-model",
-                "strong-model",
-                "--weak-base-url",
-                base,
-                "--weak-model",
-                "weak-model",
-                "--log-level",
-                "warning",
-                "--no-fallback",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    serve = [sys.executable, "-m", "lmroute.cli", "serve", "--routers", spec, "--port", str(lm_port)]
+    serve += ["--strong-base-url", base, "--strong-model", "strong-model"]
+    serve += ["--weak-base-url", base, "--weak-model", "weak-model"]
+    serve += ["--log-level", "warning", "--no-fallback"]
+    processes: list[subprocess.Popen] = []
     try:
-        wait_ready(f"http://127.0.0.1:{lm_port}/health", server, 180, Path(logs) / "serve.log")
+        upstream = [sys.executable, str(HERE / "fast_upstream.py"), str(up_port)]
+        processes.append(subprocess.Popen(upstream, stdout=subprocess.DEVNULL))
+        with open(logs / "serve.log", "wb") as log:
+            server = subprocess.Popen(serve, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(server)
+        wait_ready(f"http://127.0.0.1:{lm_port}/health", server, 180, logs / "serve.log")
         print(
             f"lmroute serve (pid {server.pid}, router {args.router}) on 127.0.0.1:{lm_port} -> canned "
             f"upstream on {up_port}; {args.requests} requests at concurrency {args.concurrency}, "
@@ -256,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_end = rss_mib(server.pid)
         alive = server.poll() is None
     finally:
-        for process in (server, upstream):
+        for process in processes:
             process.terminate()
             try:
                 process.wait(timeout=20)
@@ -303,11 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     for check, ok in checks.items():
         print(f"check {check}: {'ok' if ok else 'FAILED'}")
     if not alive:
-        print(f"the server died; its log: {logs}/serve.log")
+        print(f"the server died; its log: {logs / 'serve.log'}")
+    elif not figures["passed"]:
+        print(f"the server's log: {logs / 'serve.log'}")
     print("RESULT " + json.dumps(figures), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if figures["passed"] else 1
+    return figures["passed"]
 
 
 if __name__ == "__main__":

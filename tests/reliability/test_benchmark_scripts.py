@@ -52,12 +52,15 @@ def test_sw_ranking_reference_rate_leaves_out_the_scikit_learn_import():
 def test_load_test_names_why_the_server_did_not_start(tmp_path):
     argv = [sys.executable, str(BENCHMARKS / "load_test.py"), "--router", "no-such-router"]
     argv += ["--requests", "2", "--window", "1", "--warmup", "1", "--seconds", "10"]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode != 0
     assert "Traceback" not in run.stderr, run.stderr
     message = run.stderr.strip().splitlines()
     assert len(message) == 1, run.stderr
     assert "unknown router 'no-such-router'" in message[0], run.stderr
+    log = re.search(r"\(its log: (.+)\)$", message[0])
+    assert log and Path(log[1]).is_file(), run.stderr  # the log it names is kept
 
 
 @pytest.mark.parametrize("folder", ["missing", "not-a-source-tree"])
@@ -196,3 +199,13 @@ def test_load_test_measures_prompts_its_warm_up_did_not_send(monkeypatch):
     argv = ["--router", "random", "--requests", "20", "--window", "10", "--warmup", "8"]
     assert load_test.main([*argv, "--concurrency", "4", "--seconds", "60"]) == 0
     assert len(sent) == 28 and len(set(sent)) == 28, sent
+
+
+def test_load_test_removes_the_server_log_of_a_run_that_passed(tmp_path):
+    argv = [sys.executable, str(BENCHMARKS / "load_test.py"), "--router", "random", "--requests", "4"]
+    argv += ["--window", "2", "--warmup", "1", "--concurrency", "2", "--seconds", "60"]
+    run = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert list(tmp_path.iterdir()) == [], "a folder per run was left in the temp folder"
