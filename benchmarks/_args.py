@@ -1,9 +1,10 @@
-"""Command-line types shared by the benchmark scripts (run as ``python benchmarks/X.py``, so this
-folder is on the import path)."""
+"""Command-line types and signal handling shared by the benchmark scripts (run as ``python
+benchmarks/X.py``, so this folder is on the import path)."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 
 
 def _whole(text: str, *, least: int) -> int:
@@ -38,3 +39,10 @@ def positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
     return value
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``timeout``, ``kill``, a cancelled CI job) interrupt the script as Ctrl-C does, so
+    its ``finally`` blocks stop the servers it started; by default Python dies at once and leaves them
+    running, holding their ports and cores."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from _args import positive, positive_seconds
+from _args import positive, positive_seconds, stop_on_sigterm
 from bench_server import (
     HERE,
     SRC,
@@ -101,4 +101,5 @@ def _load(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _args import positive, positive_seconds
+from _args import positive, positive_seconds, stop_on_sigterm
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -431,4 +431,5 @@ def check(direct: Target, servers: list[Target]) -> list[tuple[str, float, bool]
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

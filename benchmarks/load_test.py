@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from _args import non_negative, positive, positive_seconds
+from _args import non_negative, positive, positive_seconds, stop_on_sigterm
 
 HERE = Path(__file__).resolve().parent
 TOPICS = [
@@ -308,4 +308,5 @@ def run(args: argparse.Namespace, logs: Path) -> bool:
 
 
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

@@ -6,10 +6,13 @@ Each runs the script in its own process, as the README's command does; none take
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +212,69 @@ def test_load_test_removes_the_server_log_of_a_run_that_passed(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert list(tmp_path.iterdir()) == [], "a folder per run was left in the temp folder"
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie has ended; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie has ended: only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        if current != pid:
+            found.append(current)
+    return found
+
+
+# Each runs long enough to be stopped mid-measurement once its servers are up (that many children).
+STOPPED = {
+    "load_test.py --router random --requests 1000000 --window 10 --concurrency 1 --seconds 60": 2,
+    "bench_server.py --concurrency 1 --requests 1000000 --seconds 60 --rounds 1 --no-mf --load python": 3,
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("command", list(STOPPED))
+def test_a_terminated_benchmark_stops_the_servers_it_started(command, tmp_path):
+    # As `timeout` or a cancelled CI job does: SIGTERM to the script alone, not to its process group.
+    name, *options = command.split()
+    script = subprocess.Popen(
+        [sys.executable, str(BENCHMARKS / name), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    children = Path(f"/proc/{script.pid}/task/{script.pid}/children")
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while len(children.read_text().split()) < STOPPED[command]:
+            assert script.poll() is None and time.monotonic() < deadline, "its servers did not start"
+            time.sleep(0.2)
+        time.sleep(3)  # the servers are up and loaded
+        started += _descendants(script.pid)
+        script.send_signal(signal.SIGTERM)
+        script.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while (left := [pid for pid in started if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"left running: {left}"
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for pid in [script.pid, *started]:  # what a failure left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
