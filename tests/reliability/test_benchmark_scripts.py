@@ -278,3 +278,12 @@ def test_a_terminated_benchmark_stops_the_servers_it_started(command, tmp_path):
         for pid in [script.pid, *started]:  # what a failure left behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_sw_ranking_reference_rate_counts_the_prompts_it_scored():
+    # --baseline-queries above --queries: the reference scores the 2 queries there are
+    argv = [sys.executable, str(BENCHMARKS / "bench_sw_ranking.py")]
+    argv += ["--battles", "200", "--queries", "2", "--baseline-queries", "40"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"reference refit per prompt: +[\d.]+ prompts/s +\(2 prompts\)", run.stdout), run.stdout
