@@ -159,7 +159,8 @@ def main() -> None:
     ]
     router = MFRouter(embedder=embedder, epochs=1).fit(battles)  # weights only matter for the timing
     vectors = embedder.embed(prompts)
-    core = MFRouter.load(router.save(tempfile.mkdtemp()), embedder=Memo(embedder, prompts, vectors))
+    with tempfile.TemporaryDirectory() as folder:  # load reads the weights into memory
+        core = MFRouter.load(router.save(folder), embedder=Memo(embedder, prompts, vectors))
     forward = reference_forward(router)
     # what `lmroute score --router mf` runs (with the checkpoint's own embedder, minilm-int8), with
     # the embedding cache off so every prompt is embedded

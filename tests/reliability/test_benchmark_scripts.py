@@ -287,3 +287,13 @@ def test_sw_ranking_reference_rate_counts_the_prompts_it_scored():
     run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"reference refit per prompt: +[\d.]+ prompts/s +\(2 prompts\)", run.stdout), run.stdout
+
+
+def test_bench_mf_leaves_nothing_in_the_temp_folder(tmp_path):
+    argv = [sys.executable, str(BENCHMARKS / "bench_mf.py"), "--prompts", "4", "--baseline-prompts", "2"]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # torch's compile cache may appear there: it is torch's, kept for the next run
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")]
+    assert left == [], "the router saved to be loaded again stayed in the temp folder"
