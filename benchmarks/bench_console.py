@@ -50,14 +50,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=positive, default=20)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
+    try:  # what is missing, in one line, before any server starts
+        from playwright.sync_api import sync_playwright
+
+        chromium = chromium_path()
+    except ImportError:
+        raise SystemExit('Playwright is not installed: pip install -e ".[test]"') from None
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
     with (
         running_upstreams() as upstreams,
         serve_in_thread(create_app(upstreams.config(), routers={"length": LengthRouter()})) as url,
         sync_playwright() as playwright,
     ):
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         _load(browser, f"{url}/ui", ready="[data-testid=live-requests]")  # warm up the server and browser
         base = [_load(browser, f"{url}/health", ready=None) for _ in range(args.loads)]
         ui = [_load(browser, f"{url}/ui", ready="[data-testid=live-requests]") for _ in range(args.loads)]

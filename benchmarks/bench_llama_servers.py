@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from llama_servers import (
     LlamaServer,
     launch_server,
+    missing_requirements,
     running_servers,
     smollm2_gguf,
     stop_server,
@@ -70,6 +71,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=positive, default=64)
     parser.add_argument("--repeats", type=positive, default=2)
     args = parser.parse_args()
+    missing = missing_requirements()
+    if missing:
+        raise SystemExit(missing)
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

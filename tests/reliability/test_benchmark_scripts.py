@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from browser import chromium_path
+from llama_servers import missing_requirements
 
 pytestmark = pytest.mark.reliability
 
@@ -297,3 +299,35 @@ def test_bench_mf_leaves_nothing_in_the_temp_folder(tmp_path):
     # torch's compile cache may appear there: it is torch's, kept for the next run
     left = [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")]
     assert left == [], "the router saved to be loaded again stayed in the temp folder"
+
+
+def _chromium_missing() -> bool:
+    try:
+        chromium_path()
+    except RuntimeError:
+        return True
+    return False
+
+
+def _llama_missing() -> bool:
+    return missing_requirements() is not None
+
+
+@pytest.mark.parametrize(
+    ("command", "missing", "says"),
+    [
+        ("bench_console.py --loads 1", _chromium_missing, "no Chromium found"),
+        ("bench_llama_servers.py --max-tokens 1 --repeats 1", _llama_missing, "install-llama.sh"),
+    ],
+)
+def test_a_benchmark_without_its_prerequisite_says_so_in_one_line(command, missing, says):
+    if not missing():
+        pytest.skip("installed here")
+    name, *options = command.split()
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *options], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    message = run.stderr.strip().splitlines()
+    assert len(message) == 1 and says in message[0], run.stderr
