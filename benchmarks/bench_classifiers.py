@@ -7,7 +7,8 @@ limits) three ways, each after a warm-up:
 
 * ``batched``: ``router.score(prompts)``, batched and sorted by length (what lmroute does);
 * ``unsorted``: the same batch size in arrival order, so padding follows the longest prompt;
-* ``one-by-one``: ``router.score([prompt])`` per prompt (a naive server);
+* ``one-by-one``: ``router.score([prompt])`` per prompt (a naive server), on the first quarter of
+  the prompts (at least 8), as it is the slowest;
 
 and prints prompts/s and ratios against the baselines measured in the same run. ``bert`` is also
 timed after ``export_onnx`` (ONNX Runtime, no torch). The machine may be shared: the load average

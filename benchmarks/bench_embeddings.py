@@ -3,7 +3,7 @@
 One run embeds the same prompts with both backends (each warmed up first, no cache) and prints
 prompts/s and the ONNX/torch ratio for three prompt sets: Arena-Hard questions and AlpacaEval
 instructions (typical chat prompts) and a seeded sample of MMLU's 14k prompts (their length
-distribution). Then it times the content-hash cache answering 15k texts that are all hits.
+distribution). Then it times the content-hash cache answering all 14,037 MMLU prompts, all hits.
 Prompts come from ``$LMROUTE_DATA_DIR`` (default ``../shared/data``). The machine may be shared:
 the load average is printed with the numbers, and only the ratio is comparable across runs.
 
