@@ -60,6 +60,17 @@ def gold_battles(count: int) -> list[Battle]:
     return out
 
 
+def json_object(text: str) -> dict:
+    """A JSON object of router options (a list or a number was a TypeError once the script ran)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of router options, got {text!r}")
+    return value
+
+
 def rate(fn, prompts: list[str]) -> float:
     fn(prompts[:4])  # warm-up: load weights, first-call allocations
     started = time.perf_counter()
@@ -112,10 +123,10 @@ def main() -> None:
     parser.add_argument("--train", type=positive, default=200, help="gold battles to train on")
     parser.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's)")
     parser.add_argument(
-        "--bert-options", type=json.loads, default={}, help="JSON, e.g. '{\"max_length\": 64}'"
+        "--bert-options", type=json_object, default={}, help="JSON, e.g. '{\"max_length\": 64}'"
     )
     parser.add_argument(
-        "--llm-options", type=json.loads, default={}, help="JSON, e.g. '{\"num_layers\": null}'"
+        "--llm-options", type=json_object, default={}, help="JSON, e.g. '{\"num_layers\": null}'"
     )
     args = parser.parse_args()
     chosen = {

@@ -95,6 +95,16 @@ def test_a_benchmark_without_its_data_says_so_in_one_line(script, tmp_path):
     assert len(message) == 1 and "LMROUTE_DATA_DIR" in message[0], run.stderr
 
 
+@pytest.mark.parametrize("options", ["[1]", "null", "{x"])
+def test_bench_classifiers_router_options_must_be_a_json_object(options):
+    argv = [sys.executable, str(BENCHMARKS / "bench_classifiers.py"), "--router", "bert"]
+    argv += ["--prompts", "2", "--train", "4", "--bert-options", options]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "argument --bert-options:" in run.stderr.strip().splitlines()[-1], run.stderr
+
+
 def test_bench_classifiers_refuses_a_misspelt_router_option_before_training():
     argv = [sys.executable, str(BENCHMARKS / "bench_classifiers.py"), "--router", "both"]
     argv += ["--prompts", "2", "--llm-prompts", "2", "--train", "4", "--llm-options", '{"num_layer": 8}']
