@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _args import positive
+from _args import non_negative, positive
 
 from lmroute.data.benchmarks import load_benchmark
 from lmroute.embeddings.base import Embedder, normalize
@@ -84,7 +84,7 @@ def main() -> None:
         "--threads", type=positive, default=None, help="ONNX Runtime threads (default: all CPUs)"
     )
     parser.add_argument("--batch-size", type=positive, default=None, help="default: each backend's own")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative, default=0, help="of the MMLU sample")
     parser.add_argument("--no-torch", action="store_true", help="time only the ONNX backend")
     args = parser.parse_args()
     logging.getLogger("lmroute").setLevel(logging.ERROR)  # truncation is in the "cut" column

@@ -183,9 +183,10 @@ def test_a_count_of_zero_is_a_usage_error(script, option):
         ("load_test.py", "--warmup", "-1", "must be at least 0, got -1"),
         ("bench_mf.py", "--long", "-1", "must be at least 0, got -1"),
         ("bench_mf.py", "--train-epochs", "-2", "must be at least 0, got -2"),
+        ("bench_embeddings.py", "--seed", "-1", "must be at least 0, got -1"),  # was numpy's ValueError
     ],
 )
-def test_a_time_limit_or_optional_count_out_of_range_is_a_usage_error(script, option, value, message):
+def test_an_option_out_of_range_is_a_usage_error(script, option, value, message):
     run = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), f"{option}={value}"],
         capture_output=True,
