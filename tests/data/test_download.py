@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lmroute.data.download import fetch_files
+from lmroute.data.download import fetch_files, get
 from lmroute.data.public import PARTS
 from lmroute.data.pull import pull
 from lmroute.exceptions import DownloadError
@@ -159,6 +159,22 @@ def test_a_gzip_encoded_answer_is_kept_decoded(tmp_path):
         server.shutdown()
         server.server_close()
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["q.jsonl"]
+
+
+def test_a_url_that_is_not_valid_is_said_to_be_so(monkeypatch):
+    """An invalid URL (a port that is no number; a mirror variable read from a CR LF file, its CR
+    in every URL) was told as "the server's answer broke off or is not HTTP": no server was asked."""
+    invalid = [("http://127.0.0.1:abc/q.jsonl", "nonnumeric port"), ("http://127.0.0.1:9/a\r/q", "control")]
+    for url, says in invalid:
+        with pytest.raises(DownloadError, match=f"not a valid URL .*{says}.*Offline") as raised:
+            get(url, timeout=5, hint="Offline? Pass --data-dir.")
+        assert "broke off" not in str(raised.value) and not set("\r\n") & set(str(raised.value))
+    dataset = PARTS["gsm8k"].dataset
+    monkeypatch.setenv(dataset.url_env, "http://mirror.example/evals/\r")
+    assert dataset.base_url() == "http://mirror.example/evals"
+    assert dataset.base_url(" http://other.example/ ") == "http://other.example"
+    monkeypatch.setenv(dataset.url_env, " ")
+    assert dataset.base_url() == dataset.url
 
 
 @contextlib.contextmanager

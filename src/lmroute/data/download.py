@@ -56,6 +56,10 @@ def get(url: str, *, timeout: float, hint: str = "") -> bytes:
                     f"file (a proxy or login page?). {hint}".strip()
                 )
             body = _decoded(response.read(), response.headers.get("Content-Encoding"), url, hint)
+    except http.client.InvalidURL as exc:
+        # An HTTPException too, but no server was asked: a port that is no number, a space or a
+        # control character in the URL (shown escaped, so the message stays one line).
+        raise DownloadError(f"could not download {url!r}: not a valid URL ({exc}). {hint}".strip()) from exc
     except http.client.HTTPException as exc:
         # Not an OSError: a body cut short of its Content-Length or chunks (IncompleteRead), an
         # answer that is not HTTP (BadStatusLine). Its bytes are never kept: nothing was written.

@@ -62,8 +62,11 @@ class Dataset:
     source: str
 
     def base_url(self, override: str | None = None) -> str:
-        """The download base URL: ``override``, else the environment variable, else the default."""
-        return (override or os.environ.get(self.url_env) or self.url).rstrip("/")
+        """The download base URL: ``override``, else the environment variable, else the default.
+        Whitespace around a value is no part of it: a value read from a file with CR LF line ends
+        ends in CR, which made every URL invalid."""
+        given = (override or "").strip() or os.environ.get(self.url_env, "").strip()
+        return (given or self.url).rstrip("/")
 
 
 @dataclass(frozen=True)
