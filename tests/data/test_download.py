@@ -228,6 +228,18 @@ def test_a_pull_that_stops_keeps_what_it_fetched(tmp_path):
         assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == digest
 
 
+def test_a_pull_that_cannot_start_says_only_why(tmp_path, capsys):
+    """Offline, ``lmroute data pull`` printed "downloading N files" and a progress bar before its
+    error, where a command fetching into the cache says the error alone."""
+    with pytest.raises(DownloadError, match="could not download"):
+        pull(tmp_path / "carried", only=["gsm8k"], urls={"routellm-evals": "http://127.0.0.1:9/unreachable"})
+    assert capsys.readouterr().err == ""
+    assert not (tmp_path / "carried").exists()
+    with _serving_parts(tmp_path) as (_, urls):
+        pull(tmp_path / "carried", only=["gsm8k"], urls=urls)
+    assert "downloading 2 files" in capsys.readouterr().err
+
+
 def test_a_file_deleted_from_the_folder_is_no_longer_listed(tmp_path):
     """A later pull of other parts listed a file that was gone: SHA256SUMS failed to check and the
     manifest said the folder held a part it did not."""

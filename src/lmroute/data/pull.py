@@ -63,17 +63,27 @@ def pull(
             else:
                 todo.append((path, url, p))
     if todo:
+        # The first file is fetched before anything is printed (as fetch_files does): offline, the
+        # one line said is the error.
+        _fetch(folder, entries, *todo[0], timeout=timeout)
         print(f"lmroute: downloading {len(todo)} files into {folder}", file=sys.stderr)
-    from tqdm import tqdm
+        from tqdm import tqdm
 
-    for path, url, p in tqdm(todo, desc="downloading", unit="file", file=sys.stderr, leave=False):
-        hint = f"A mirror of {p.dataset.source}: set {p.dataset.url_env}."
-        write_atomic(folder / path, get(url, timeout=timeout, hint=hint))
-        entries[path] = _entry(folder, path, url, p)
-        # Listed at once, so a pull that stops later (a failed download, Ctrl-C) keeps this file.
-        _write_listing(folder, entries)
+        for path, url, p in tqdm(todo[1:], desc="downloading", unit="file", file=sys.stderr, leave=False):
+            _fetch(folder, entries, path, url, p, timeout=timeout)
     _write_listing(folder, entries)
     return PullResult(folder, len(entries), len(todo), tuple(p.name for p in parts))
+
+
+def _fetch(
+    folder: Path, entries: dict[str, dict[str, object]], path: str, url: str, p: Part, *, timeout: float
+) -> None:
+    """Download ``url`` to ``folder/path`` and list it in ``entries`` and the folder's listing."""
+    hint = f"A mirror of {p.dataset.source}: set {p.dataset.url_env}."
+    write_atomic(folder / path, get(url, timeout=timeout, hint=hint))
+    entries[path] = _entry(folder, path, url, p)
+    # Listed at once, so a pull that stops later (a failed download, Ctrl-C) keeps this file.
+    _write_listing(folder, entries)
 
 
 def _listed(manifest_path: Path) -> dict[str, dict]:
