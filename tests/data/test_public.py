@@ -113,3 +113,29 @@ def test_a_cache_that_cannot_be_written_says_how_to_move_it(public_data, tmp_pat
     with pytest.raises(WriteError, match=says) as raised:
         locate("mt-bench")
     assert "\n" not in str(raised.value)
+
+
+def test_the_pull_an_incomplete_copy_of_routellm_evals_names_fills_it(public_data, data_dir, tmp_path):
+    """A data folder that is routellm-evals/ itself, with a file missing: the error said to pull
+    into that folder, which put a routellm-evals/ inside it; from then on every part the copy held
+    (here GSM8K) was "incomplete" and the missing file still missing."""
+    import re
+    import shutil
+
+    from lmroute.data.pull import pull
+
+    copy = tmp_path / "mine" / "routellm-evals"
+    for sub in ("gsm8k", "mt_bench"):
+        shutil.copytree(data_dir / "routellm-evals" / sub, copy / sub)
+    (copy / "mt_bench" / "judgements.jsonl").unlink()
+    with pytest.raises(DataError, match="incomplete") as raised:
+        locate("mt-bench", data_dir=copy)
+    to = re.search(r"`lmroute data pull --only mt-bench --to (\S+)`", str(raised.value))
+    assert to is not None
+    pull(to[1], only=["mt-bench"])
+    assert locate("mt-bench", data_dir=copy) == locate("gsm8k", data_dir=copy) == copy
+    # A copy under another name cannot be pulled into: the error says to copy the files in.
+    copy.rename(tmp_path / "mine" / "evals")
+    (tmp_path / "mine" / "evals" / "mt_bench" / "judgements.jsonl").unlink()
+    with pytest.raises(DataError, match=r"evals holds routellm-evals/'s files itself: copy them into it"):
+        locate("mt-bench", data_dir=tmp_path / "mine" / "evals")

@@ -232,11 +232,25 @@ def _in_data_folders(p: Part, data_dir: str | Path | None) -> Path | None:
             if missing:
                 raise DataError(
                     f"{folder / missing[0]} does not exist ({p.name} data in {how} {root} is incomplete: "
-                    f"{len(missing)} of {len(p.files)} files missing); `lmroute data pull --only {p.name} "
-                    f"--to {root}` fetches them on a connected machine"
+                    f"{len(missing)} of {len(p.files)} files missing); {_pull_hint(p, root, folder)}"
                 )
             return folder
     return None
+
+
+def _pull_hint(p: Part, root: Path, folder: Path) -> str:
+    """How to fetch part ``p``'s files missing from ``folder`` of data folder ``root``. A pull into
+    DIR writes DIR/<dataset folder>/: into a copy of the dataset's folder it would add one inside,
+    which hides from every later run the parts the copy holds."""
+    pull = f"`lmroute data pull --only {p.name} --to {{}}`"
+    if folder != root:
+        return f"{pull.format(root)} fetches them on a connected machine"
+    if root.name == p.dataset.folder:
+        return f"{pull.format(root.parent)} fetches them on a connected machine"
+    return (
+        f"{root} holds {p.dataset.folder}/'s files itself: copy them into it from "
+        f"DIR/{p.dataset.folder}/ after {pull.format('DIR')} on a connected machine"
+    )
 
 
 def _dataset_folder(root: Path, p: Part) -> Path | None:
