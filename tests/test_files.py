@@ -176,3 +176,30 @@ def test_a_control_state_reaches_the_disk_before_its_rename(tmp_path, monkeypatc
     # the new file's contents, then its rename, then the folder that holds the rename
     assert events == [("fsync", new), ("replace", new), ("fsync", folder)]
     assert read_state(path)[0]["controllers"] == []
+
+
+def test_a_full_disk_is_a_write_error_naming_the_file(tmp_path, monkeypatch):
+    """On a full disk the WriteError of the last bytes' flush gave way to the OSError of close()
+    flushing them again, and a write larger than the buffer failed in write() itself: a traceback
+    (``lmroute data pull``, a download into the cache, ``lmroute data --out``)."""
+    from lmroute import _files
+    from lmroute._jsonl import write_jsonl
+
+    path = write_atomic(tmp_path / "a.csv", b"old")
+    for size in (10, 1 << 20):  # within the buffer, and past it
+        with pytest.raises(WriteError, match="cannot write /dev/full: No space left on device"):
+            write_atomic("/dev/full", b"x" * size)
+    real_open = open
+
+    def full_disk(file, mode="r", **options):  # every file written fills a full disk
+        return real_open("/dev/full", mode.replace("x", "w"), **options)
+
+    monkeypatch.setattr(_files, "open", full_disk, raising=False)
+    for size in (10, 1 << 20):
+        with pytest.raises(WriteError, match=r"cannot write .*a\.csv: No space left on device"):
+            write_atomic(path, b"x" * size)
+        with pytest.raises(WriteError, match=r"cannot write .*a\.csv: No space left on device"):
+            write_jsonl(path, [{"prompt": "x" * size}])
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]

@@ -37,10 +37,8 @@ def atomic_writer(
     if _special(path):
         with write_failures(given):
             f = open(path, mode, **open_options)  # noqa: SIM115  (closed below)
-        with f:
+        with _closing(f, given):
             yield f
-            with write_failures(given):
-                f.flush()
         return
     if path.is_symlink():
         path = Path(os.path.realpath(path))
@@ -52,12 +50,8 @@ def atomic_writer(
     try:
         with write_failures(given):  # not around the caller's code: its errors are not this file's
             f = open(tmp, mode.replace("w", "x"), **open_options)  # noqa: SIM115  (closed below)
-        with f:
+        with _closing(f, given, durable=durable):
             yield f
-            with write_failures(given):
-                f.flush()  # a full disk fails here, where it names the file, not in close()
-                if durable:
-                    os.fsync(f.fileno())
         with write_failures(given):
             with contextlib.suppress(FileNotFoundError):
                 # The old file's permissions, not the umask's: a file made private stays private.
@@ -69,6 +63,27 @@ def atomic_writer(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _closing(f: IO, given: Path, *, durable: bool = False) -> Iterator[IO]:
+    """``f`` for the caller to write, then closed (``durable``: its contents synced to the disk
+    first): the last bytes' refusal (a full disk, met in close's flush) a WriteError naming
+    ``given``. Not ``with f``: closing a file whose flush failed flushes again, and that second
+    OSError took the WriteError's place (a traceback)."""
+    try:
+        yield f
+    except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()  # the caller's error is the one to see: this file is thrown away
+        raise
+    with write_failures(given):
+        try:
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            f.close()  # closed even when its flush fails, so nothing is left to fail again
 
 
 def _sync_folder(folder: Path) -> None:
@@ -196,7 +211,8 @@ def write_failures(path: str | Path) -> Iterator[None]:
 
 def write_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (``durable``: see :func:`atomic_writer`)."""
-    with atomic_writer(path, durable=durable) as f:
+    # A write larger than the buffer reaches the disk in write() itself, not at close.
+    with atomic_writer(path, durable=durable) as f, write_failures(path):
         f.write(data)
     return Path(path)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lmroute._files import atomic_writer, not_utf8_at, read_failures
+from lmroute._files import atomic_writer, not_utf8_at, read_failures, write_failures
 from lmroute.exceptions import DataError
 
 #: A surrogate code point: in a str it is always unpaired (a pair is one code point).
@@ -92,7 +92,9 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> Path:
     """Write records as JSONL atomically: the file appears whole or not at all."""
     with atomic_writer(path, "w", encoding="utf-8") as f:
         for record in records:
-            f.write(encode_line(record))
+            line = encode_line(record)
+            with write_failures(path):  # a full disk, met once the buffer is passed on
+                f.write(line)
     return Path(path)
 
 
