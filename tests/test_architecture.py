@@ -8,12 +8,14 @@ upward import and a circle planted in a copy of the package each break it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 # what the lint-imports script runs, with the interpreter of this test run
@@ -65,3 +67,29 @@ def test_a_circle_breaks_the_contract(package_copy):
     result = lint_imports(package_copy)
     assert result.returncode != 0
     assert "No import circles BROKEN" in result.stdout
+
+
+def contract_layers() -> list[str]:
+    """The layers of pyproject.toml's layers contract, top first."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    return next(c["layers"] for c in contracts if c["type"] == "layers")
+
+
+def test_every_module_is_in_a_layer():
+    """A module outside every layer escapes the contract: nothing checks what it imports or who imports it."""
+    layered = {name.strip() for layer in contract_layers() for name in layer.split("|")}
+    package = REPO / "src" / "lmroute"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert modules - layered == set(), "add these to [tool.importlinter]'s layers and docs/architecture.md"
+
+
+def test_the_documented_layers_are_the_contract():
+    """docs/architecture.md draws the layers of pyproject.toml's contract, in its order."""
+    text = (REPO / "docs" / "architecture.md").read_text("utf-8")
+    drawing = re.search(r"^```text\n(.*?)^```", text, re.S | re.M)
+    assert drawing, "docs/architecture.md has no ```text drawing of the layers"
+    # a layer's line starts at the margin; its description follows two or more spaces, and wraps
+    drawn = [re.split(r"\s{2,}", line)[0] for line in drawing.group(1).splitlines() if line[:1].strip()]
+    assert drawn == contract_layers()
