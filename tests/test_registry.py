@@ -6,7 +6,7 @@ import pytest
 
 import lmroute
 from lmroute import registry
-from lmroute.exceptions import ConfigError
+from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers.length import LengthRouter
 from lmroute.routers.random import RandomRouter
 
@@ -96,3 +96,14 @@ def test_an_empty_router_name_is_unknown_and_never_the_working_directory(tmp_pat
     (tmp_path / "p.txt").write_text("hello\n")
     assert main(["score", "--router", "", "--input", "p.txt"]) == 1
     assert capsys.readouterr().err.startswith("lmroute: error: unknown router ''; known routers: ")
+
+
+def test_the_base_class_load_points_to_load_router(tmp_path):
+    """``lmroute.Router.load(dir)`` cannot know which router a directory holds; it said 'invalid options
+    for router 'router': half_length: Extra inputs are not permitted' and now names load_router."""
+    lmroute.load_router("length").save(tmp_path)
+    with pytest.raises(CheckpointError, match=r"holds a 'length' router: load it with lmroute\.load_router"):
+        lmroute.Router.load(tmp_path)
+    with pytest.raises(CheckpointError, match="holds a 'length' router, not 'random'"):
+        RandomRouter.load(tmp_path)
+    assert isinstance(LengthRouter.load(tmp_path), LengthRouter)

@@ -275,7 +275,13 @@ class Router(Generic[ConfigT]):
     def load(cls, directory: str | Path) -> Self:
         """Load a router saved by :meth:`save`, validating the files before trusting them."""
         manifest = read_manifest(directory)
-        if manifest["router"] != cls.name and cls is not Router:
+        if cls is Router:
+            # the class a directory needs comes from the registry, a layer above the routers
+            raise CheckpointError(
+                f"{directory} holds a {manifest['router']!r} router: load it with "
+                f"lmroute.load_router({str(directory)!r}), which picks its class"
+            )
+        if manifest["router"] != cls.name:
             raise CheckpointError(f"{directory} holds a {manifest['router']!r} router, not {cls.name!r}")
         try:
             router = cls(cls._saved_config(manifest["config"]))
