@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import tomllib
 
 from lmroute._extras import INSTALL, TORCH_CPU_INDEX, TORCH_VERSION
 
@@ -93,3 +94,13 @@ def test_without_a_local_wheel_the_script_asks_the_cpu_index(tmp_path):
         server.server_close()
     assert f"torch {TORCH_VERSION} (CPU) from {index}" in run.stderr, run.stderr
     assert "/simple/torch/" in _Index.asked
+
+
+def test_every_extra_is_in_the_install_section():
+    """The README's install lines name every extra a user may need (a missing one is otherwise met
+    only as an error line), and every extra the error lines name exists."""
+    install = (REPO / "README.md").read_text().split("## Install", 1)[1].split("\n## ", 1)[0]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    documented = set(re.findall(r"pip install -e '\.\[([\w-]+)\]'", install))
+    assert documented == set(extras) - {"test"}
+    assert set(INSTALL) <= set(extras)
