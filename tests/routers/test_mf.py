@@ -179,6 +179,14 @@ def test_untrained_router_and_bad_data():
         MFRouter(dim=0)
 
 
+def test_training_that_diverges_is_an_error_not_a_router_of_nan_weights():
+    """A finite but huge learning rate trained NaN weights that were saved and scored 0.5 everywhere."""
+    router = MFRouter(embedder=HashEmbedder(64), **{**FAST, "epochs": 5, "lr": 1e30})
+    with pytest.raises(ConfigError, match=r"mf training diverged: .* lower lr \(now 1e\+30\)"):
+        router.fit(skill_battles(0, 100))
+    assert not hasattr(router, "_text_proj")  # left untrained, as any failed fit leaves it
+
+
 def test_pretrained_loads_the_shipped_checkpoint(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(_embedding_pair.resources, "files", lambda package: tmp_path)
     with pytest.raises(CheckpointError, match="no shipped mf checkpoint"):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from lmroute.exceptions import DataError
+from lmroute.exceptions import ConfigError, DataError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +149,12 @@ def _fit(
             optimizer.step()
             total += loss.detach() * logits.numel()
         entry = {"epoch": epoch, "train_loss": total.item() / n}
+        if not math.isfinite(entry["train_loss"]):
+            # else the NaN weights are saved, and the router scores 0.5 on every prompt without a word
+            raise ConfigError(
+                f"mf training diverged: the train loss was {entry['train_loss']} at epoch {epoch}; "
+                f"lower lr (now {params.lr:g}) or the largest battle weights"
+            )
         if held[0].numel():
             entry.update(_evaluate(model, q_all, held))
         history.append(entry)
