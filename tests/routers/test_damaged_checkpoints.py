@@ -12,6 +12,7 @@ from lmroute.data.battles import Battle
 from lmroute.exceptions import CheckpointError
 from lmroute.registry import load_router
 from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
 from lmroute.routers.sw_ranking import SWRankingRouter
 
 
@@ -34,6 +35,32 @@ def _sw_ranking(tmp_path):
     ]
     router = SWRankingRouter(embedder=HashEmbedder(32), strong_model="big", weak_model="small", num_tiers=3)
     return router.fit(battles).save(tmp_path / "sw")
+
+
+def _mf(tmp_path):
+    battles = [
+        Battle(f"{topic} {i}", a, b, "model_a")
+        for i in range(6)
+        for topic, (a, b) in (("prove integral", ("big", "small")), ("hello joke", ("small", "mid")))
+    ]
+    router = MFRouter(embedder=HashEmbedder(32), strong_model="big", weak_model="small", dim=4, epochs=2)
+    return router.fit(battles).save(tmp_path / "mf")
+
+
+def _rewrite_manifest(folder, change):
+    manifest = json.loads((folder / "config.json").read_text())
+    change(manifest)
+    (folder / "config.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("save", [_mf, _sw_ranking], ids=["mf", "sw_ranking"])
+@pytest.mark.parametrize("models", [["big", "big", "small"], ["big", "", "small"]], ids=["twice", "empty"])
+def test_a_vocabulary_that_names_a_model_twice_or_not_at_all_is_refused(tmp_path, save, models):
+    """A name listed twice loaded, and was looked up as its last row: another model's weights."""
+    folder = save(tmp_path)
+    _rewrite_manifest(folder, lambda m: m["metadata"].update(models=models))
+    with pytest.raises(CheckpointError, match=r"metadata\.models"):
+        load_router(folder)
 
 
 def _rewrite_weights(folder, change):

@@ -303,11 +303,18 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         if (
             not isinstance(models, list)
             or len(models) != count
-            or not all(isinstance(m, str) for m in models)
+            or not all(isinstance(m, str) and m for m in models)
         ):
             raise CheckpointError(
                 f"this {self.name} checkpoint's config.json lacks its list of {count} models "
                 "(metadata.models)"
+            )
+        # A name listed twice was looked up as its last entry: another model's weights, silently.
+        repeated = sorted({m for m in models if models.count(m) > 1})
+        if repeated:
+            raise CheckpointError(
+                f"this {self.name} checkpoint's metadata.models names {', '.join(map(repr, repeated))} "
+                "more than once: each model has one row of weights"
             )
         onboarded = self.metadata.get("onboarded")
         # read as the models kept out of predict_quality's reference: a number there was a TypeError
