@@ -27,23 +27,27 @@ def test_metadata_that_is_not_an_object_is_a_checkpoint_error(tmp_path, metadata
         load_router(folder)
 
 
-def _sw_ranking(tmp_path):
+def _sw_ranking(tmp_path, **options):
     battles = [
         Battle(f"{topic} {i}", a, b, "model_a")
         for i in range(6)
         for topic, (a, b) in (("prove integral", ("big", "small")), ("hello joke", ("small", "mid")))
     ]
-    router = SWRankingRouter(embedder=HashEmbedder(32), strong_model="big", weak_model="small", num_tiers=3)
+    router = SWRankingRouter(
+        embedder=HashEmbedder(32), strong_model="big", weak_model="small", num_tiers=3, **options
+    )
     return router.fit(battles).save(tmp_path / "sw")
 
 
-def _mf(tmp_path):
+def _mf(tmp_path, **options):
     battles = [
         Battle(f"{topic} {i}", a, b, "model_a")
         for i in range(6)
         for topic, (a, b) in (("prove integral", ("big", "small")), ("hello joke", ("small", "mid")))
     ]
-    router = MFRouter(embedder=HashEmbedder(32), strong_model="big", weak_model="small", dim=4, epochs=2)
+    router = MFRouter(
+        embedder=HashEmbedder(32), strong_model="big", weak_model="small", dim=4, epochs=2, **options
+    )
     return router.fit(battles).save(tmp_path / "mf")
 
 
@@ -115,4 +119,21 @@ def test_an_onnx_entry_that_is_not_an_object_is_refused_when_loaded(tmp_path):
     router.metadata = {"onnx": "model.onnx"}
     folder = router.save(tmp_path / "bert")
     with pytest.raises(CheckpointError, match=r"config\.json: metadata\.onnx must be an object"):
+        load_router(folder)
+
+
+@pytest.mark.parametrize("stats", [[3.0, 0.0], [np.nan, 1.0], [3.0, np.inf]], ids=["no-spread", "nan", "inf"])
+@pytest.mark.parametrize(
+    "save",
+    [
+        lambda tmp_path: _mf(tmp_path, length_feature=True),
+        lambda tmp_path: _sw_ranking(tmp_path, length_weight=0.5),
+    ],
+    ids=["mf", "sw_ranking"],
+)
+def test_length_statistics_that_cannot_standardise_a_length_are_refused(tmp_path, save, stats):
+    """They loaded; then mf scored 0.5 on every prompt, sw_ranking raised a ValueError at every score."""
+    folder = save(tmp_path)
+    _rewrite_weights(folder, lambda a: a.update(length_stats=np.array(stats)))
+    with pytest.raises(CheckpointError, match="length_stats must be a finite mean and a positive spread"):
         load_router(folder)

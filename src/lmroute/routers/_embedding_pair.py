@@ -217,6 +217,12 @@ class EmbeddingPairRouter(Router[PairConfigT]):
         stats = np.asarray(arrays.get("length_stats", np.zeros(0)), dtype=np.float64)
         if stats.shape not in ((0,), (2,)):
             raise CheckpointError(f"{self.name} length_stats has shape {stats.shape}, expected (2,)")
+        # a spread of 0 or a NaN made every length coordinate inf or NaN: mf scored 0.5 (or 0 or 1)
+        # on every prompt, sw_ranking raised a ValueError at every score
+        if stats.size and not (np.isfinite(stats).all() and stats[1] > 0):
+            raise CheckpointError(
+                f"{self.name} length_stats must be a finite mean and a positive spread, got {stats.tolist()}"
+            )
         self._length_stats = stats
 
     # -- model vocabulary --------------------------------------------------------------------
