@@ -137,3 +137,22 @@ def test_length_statistics_that_cannot_standardise_a_length_are_refused(tmp_path
     _rewrite_weights(folder, lambda a: a.update(length_stats=np.array(stats)))
     with pytest.raises(CheckpointError, match="length_stats must be a finite mean and a positive spread"):
         load_router(folder)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda a: a["model_embeddings"].fill(np.nan),
+        lambda a: a["text_proj"].fill(np.inf),
+        lambda a: a["classifier"].__setitem__((0, 0), -np.inf),
+        lambda a: a.update(classifier=a["classifier"].astype(np.int64)),
+        lambda a: a.update(hidden_bias=np.ones_like(a["hidden_bias"], dtype=bool)),
+    ],
+    ids=["nan", "inf", "one-minus-inf", "integers", "booleans"],
+)
+def test_mf_weights_that_are_not_finite_numbers_are_refused_when_loaded(tmp_path, change):
+    """They loaded, and the router scored 0.5 on every prompt without a word."""
+    folder = _mf(tmp_path, hidden=3)
+    _rewrite_weights(folder, change)
+    with pytest.raises(CheckpointError, match="must be finite floating-point numbers"):
+        load_router(folder)
