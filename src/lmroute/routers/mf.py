@@ -309,11 +309,11 @@ class MFRouter(EmbeddingPairRouter[MFConfig]):
             expected |= {"hidden_weight", "hidden_bias"}
         if set(arrays) != expected:
             raise CheckpointError(f"mf weights need {sorted(expected)}, found {sorted(arrays)}")
+        self._load_length_stats(arrays)
         # NaN or inf weights (or integers, which truncate them) loaded and scored 0.5 on every prompt
         bad = sorted(k for k, a in arrays.items() if a.dtype.kind != "f" or not np.isfinite(a).all())
         if bad:
             raise CheckpointError(f"mf weights {', '.join(bad)} must be finite floating-point numbers")
-        self._load_length_stats(arrays)
         self._set_weights(arrays["model_embeddings"], arrays["text_proj"], arrays["classifier"])
         self._set_hidden(arrays.get("hidden_weight"), arrays.get("hidden_bias"))
         self._load_vocabulary(self._model_embeddings.shape[1])
