@@ -88,8 +88,25 @@ def _rewrite_weights(folder, change):
         lambda a: a["entry_amount"].fill(np.nan),
         lambda a: a["entry_amount"].__imul__(-1.0),
         lambda a: a["prompt_embeddings"].fill(np.inf),
+        # a MemoryError traceback at the first score: the count matrices are (tiers + 1)² wide
+        lambda a: a["model_tiers"].__iadd__(10**6),
+        lambda a: a["model_tiers"].__imul__(2),
+        # cast to 0 and 1, or to other numbers: other battles' counts, silently
+        lambda a: a.update(entry_cell=a["entry_cell"].astype(bool)),
+        lambda a: a.update(entry_prompt=a["entry_prompt"].astype(np.float32)),
+        lambda a: a.update(prompt_embeddings=a["prompt_embeddings"].astype(np.int64)),
     ],
-    ids=["scalar-embeddings", "nan-counts", "negative-counts", "infinite-embeddings"],
+    ids=[
+        "scalar-embeddings",
+        "nan-counts",
+        "negative-counts",
+        "infinite-embeddings",
+        "huge-tiers",
+        "tier-gaps",
+        "boolean-cells",
+        "float-prompt-indices",
+        "integer-embeddings",
+    ],
 )
 def test_sw_ranking_arrays_that_cannot_score_are_refused_when_loaded(tmp_path, change):
     folder = _sw_ranking(tmp_path)

@@ -197,14 +197,22 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
         entry_cell: np.ndarray,
         entry_amount: np.ndarray,
     ) -> None:
-        if embeddings.ndim != 2 or tiers.ndim != 1:
+        # Indices of another type were cast (booleans to 0 and 1): other battles, silently.
+        if (
+            embeddings.ndim != 2
+            or tiers.ndim != 1
+            or any(x.dtype.kind not in "iu" for x in (tiers, entry_prompt, entry_cell))
+            or not (embeddings.dtype.kind == "f" or embeddings.dtype == np.int8)
+        ):
             raise CheckpointError("the sw_ranking arrays are inconsistent with each other")
         num_prompts = embeddings.shape[0]
         num_tiers = int(tiers.max()) + 1 if tiers.size else 0
         width = num_tiers + 1
-        # Non-finite or negative numbers load, then fail every score (in a server, every request).
+        # Non-finite or negative numbers load, then fail every score (in a server, every request);
+        # so does a gap in the tiers' numbers (a tier of 10**6 asked terabytes at the first score).
         if (
             ratings.shape != tiers.shape
+            or not np.array_equal(np.unique(tiers), np.arange(num_tiers))
             or (embeddings.dtype == np.int8) != (scales is not None)
             or (scales is not None and (scales.shape != (num_prompts,) or not np.isfinite(scales).all()))
             or not np.isfinite(embeddings).all()
