@@ -71,3 +71,14 @@ def test_items_that_are_not_battles_are_a_data_error(kind):
         make(kind).fit([battles()[0], record])
     with pytest.raises(DataError, match="not a string"):
         make(kind).fit("battles.jsonl")
+
+
+@pytest.mark.parametrize("kind", ["mf", "sw_ranking"])
+@pytest.mark.parametrize("name", ["", " ", None, 5])
+def test_a_battle_whose_model_is_not_named_is_a_data_error(kind, name):
+    """A model named "" was trained and saved into a checkpoint that cannot be loaded; a name that
+    is not a string was a TypeError where the vocabulary is sorted."""
+    bad = battles()
+    bad[7] = Battle(bad[7].prompt, bad[7].model_a, name, bad[7].winner)
+    with pytest.raises(DataError, match=r"battle 7 has model .*: a model name is a non-blank string"):
+        make(kind).fit(bad)

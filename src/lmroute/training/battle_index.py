@@ -30,15 +30,20 @@ class IndexedBattles:
 
 
 def checked_battles(battles: Iterable[Battle]) -> list[Battle]:
-    """``battles`` as a list, or a DataError naming the first item that is not a Battle or whose
-    weight is not a positive finite number. Battles built in code skip the readers' checks, and a
-    NaN weight would train a router to score 0.5 everywhere without a word."""
+    """``battles`` as a list, or a DataError naming the first item that is not a Battle, whose
+    models are not named or whose weight is not a positive finite number. Battles built in code
+    skip the readers' checks: a NaN weight would train a router to score 0.5 everywhere without a
+    word, a model named ``""`` a router whose checkpoint cannot be loaded, and a name that is not a
+    string failed with a TypeError where the vocabulary is sorted."""
     if isinstance(battles, (str, bytes)):
         raise DataError("battles must be a sequence of lmroute Battles, not a string")
     listed = list(battles)
     for i, battle in enumerate(listed):
         if not isinstance(battle, Battle):
             raise DataError(f"battle {i} is a {type(battle).__name__}, not an lmroute Battle")
+        for name in (battle.model_a, battle.model_b):
+            if not isinstance(name, str) or not name.strip():
+                raise DataError(f"battle {i} has model {name!r}: a model name is a non-blank string")
         weight = battle.weight
         if isinstance(weight, bool) or not isinstance(weight, Real) or not 0 < weight < math.inf:
             raise DataError(f"battle {i} has weight {weight!r}: a weight is a positive finite number")
