@@ -59,6 +59,10 @@ def test_route_and_score_validate_input():
         router.score("a single string")
     with pytest.raises(ConfigError, match="prompt 1 is int"):
         router.score(["ok", 3])
+    # a TypeError traceback from list(), or for bytes "prompt 0 is int"
+    for bad in (None, 3, b"a single string"):
+        with pytest.raises(ConfigError, match="sequence of prompts"):
+            router.score(bad)
     assert router.score([]).shape == (0,)
     with pytest.raises(ConfigError, match="half_length"):
         LengthRouter(half_length=-1)

@@ -116,7 +116,12 @@ def test_an_unknown_model_lists_the_vocabulary_and_names_onboarding(mf):
 
 @pytest.mark.parametrize(
     "models, message",
-    [(["alpha", "alpha"], "named twice"), ([], "list of model names"), ("alpha", "not a single string")],
+    [
+        (["alpha", "alpha"], "named twice"),
+        ([], "list of model names"),
+        ("alpha", "not a single string"),
+        (None, "sequence of model names, got NoneType"),  # a TypeError traceback from list()
+    ],
 )
 def test_bad_model_lists(mf, models, message):
     with pytest.raises(ConfigError, match=message):

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -325,9 +325,9 @@ def check_model_pair(strong_model: str, weak_model: str) -> None:
 
 
 def _check_prompts(prompts: Sequence[str], method: str) -> list[str]:
-    if isinstance(prompts, str):
+    if isinstance(prompts, (str, bytes)):
         raise ConfigError(f"{method}() takes a sequence of prompts, not a single string")
-    prompts = list(prompts)
+    prompts = _listed(prompts, f"{method}() takes a sequence of prompts")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt {i} is {type(prompt).__name__}, expected str")
@@ -335,15 +335,23 @@ def _check_prompts(prompts: Sequence[str], method: str) -> list[str]:
 
 
 def _check_models(models: Sequence[str]) -> list[str]:
-    if isinstance(models, str):
+    if isinstance(models, (str, bytes)):
         raise ConfigError("predict_quality() takes a sequence of model names, not a single string")
-    names = list(models)
+    names = _listed(models, "predict_quality() takes a sequence of model names")
     if not names or not all(isinstance(m, str) and m for m in names):
         raise ConfigError(f"predict_quality() needs a list of model names, got {names!r}")
     if len(set(names)) != len(names):
         repeated = sorted({m for m in names if names.count(m) > 1})
         raise ConfigError(f"model(s) named twice: {', '.join(repeated)}")
     return names
+
+
+def _listed(items: Sequence[Any], expected: str) -> list[Any]:
+    """``items`` as a list; ConfigError saying what was ``expected`` for what cannot be one (None,
+    a number: list() raised a TypeError)."""
+    if not isinstance(items, Iterable):
+        raise ConfigError(f"{expected}, got {type(items).__name__}")
+    return list(items)
 
 
 def save_folder(directory: str | Path, write: Callable[[Path], None]) -> Path:
