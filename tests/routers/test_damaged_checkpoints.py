@@ -173,3 +173,17 @@ def test_mf_weights_that_are_not_finite_numbers_are_refused_when_loaded(tmp_path
     _rewrite_weights(folder, change)
     with pytest.raises(CheckpointError, match="must be finite floating-point numbers"):
         load_router(folder)
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F8_E4M3"])
+def test_weights_of_a_type_numpy_cannot_read_are_a_checkpoint_error(tmp_path, dtype):
+    """Weights a torch tool converted to bfloat16 or float8 were a TypeError or AttributeError traceback."""
+    folder = _sw_ranking(tmp_path)
+    size = 2 if dtype == "BF16" else 1
+    header = json.dumps({"model_ratings": {"dtype": dtype, "shape": [3], "data_offsets": [0, 3 * size]}})
+    header += " " * (-len(header) % 8)
+    data = len(header).to_bytes(8, "little") + header.encode() + bytes(3 * size)
+    (folder / "weights.safetensors").write_bytes(data)
+    _rewrite_manifest(folder, lambda m: m["weights"].update(sha256=None))
+    with pytest.raises(CheckpointError, match=r"arrays of a type numpy cannot read .*: save them as float32"):
+        load_router(folder)

@@ -433,6 +433,11 @@ def _read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, np.nda
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from exc
+    # a dtype numpy has not: a TypeError (bfloat16) or AttributeError (float8) traceback
+    except (TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path} holds arrays of a type numpy cannot read ({exc}): save them as float32 or float16"
+        ) from exc
 
 
 def _sha256(path: Path) -> str:
