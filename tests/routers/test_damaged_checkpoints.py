@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,4 +187,21 @@ def test_weights_of_a_type_numpy_cannot_read_are_a_checkpoint_error(tmp_path, dt
     (folder / "weights.safetensors").write_bytes(data)
     _rewrite_manifest(folder, lambda m: m["weights"].update(sha256=None))
     with pytest.raises(CheckpointError, match=r"arrays of a type numpy cannot read .*: save them as float32"):
+        load_router(folder)
+
+
+@pytest.mark.parametrize("name", ["config.json", "weights.safetensors"])
+def test_a_router_file_that_cannot_be_read_is_a_checkpoint_error(tmp_path, monkeypatch, name):
+    """A file another user saved as 0600 was a PermissionError traceback (as root, every file reads:
+    the denial is made here)."""
+    folder = _sw_ranking(tmp_path)
+    opened = Path.open
+
+    def deny(path, *args, **kwargs):
+        if path.name == name:
+            raise PermissionError(13, "Permission denied")
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", deny)
+    with pytest.raises(CheckpointError, match=f"cannot read .*{name}: Permission denied"):
         load_router(folder)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lmroute._files import replacing_folder, write_atomic, write_failures
+from lmroute._files import read_failures, replacing_folder, write_atomic, write_failures
 from lmroute._version import __version__
 from lmroute.exceptions import CheckpointError, ConfigError, WriteError
 
@@ -394,7 +394,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a router directory: no {CONFIG_FILE}")
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        with read_failures(str(path), CheckpointError):  # unreadable (another user's 0600): OSError
+            manifest = json.loads(path.read_text("utf-8"))
     # ValueError: bad UTF-8, bad JSON, or an integer of more digits than Python converts;
     # RecursionError: "[[[[..."
     except (ValueError, RecursionError) as exc:
@@ -424,8 +425,11 @@ def _read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, np.nda
     path = directory / str(weights.get("file", WEIGHTS_FILE))
     if path.parent.resolve() != directory.resolve() or not path.is_file():
         raise CheckpointError(f"{directory}: weights file {weights.get('file')!r} is missing")
-    if weights.get("sha256") and _sha256(path) != weights["sha256"]:
-        raise CheckpointError(f"{path} is corrupted: its checksum does not match config.json")
+    if weights.get("sha256"):
+        with read_failures(str(path), CheckpointError):
+            digest = _sha256(path)
+        if digest != weights["sha256"]:
+            raise CheckpointError(f"{path} is corrupted: its checksum does not match config.json")
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
