@@ -224,7 +224,9 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
         ):
             raise CheckpointError("the sw_ranking arrays are inconsistent with each other")
         self._stored = {"prompt_embeddings": embeddings}
-        self._embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        # a copy: float32 embeddings were normalised in place through _stored, so each save held
+        # them normalised once more and scores moved by ~1e-8 in a round trip
+        self._embeddings = np.array(embeddings, dtype=np.float32)
         if scales is not None:
             self._stored["prompt_scales"] = scales
             self._embeddings *= scales.astype(np.float32)[:, None]
