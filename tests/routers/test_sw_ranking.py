@@ -261,6 +261,14 @@ def test_untrained_router_and_bad_data():
         SWRankingRouter(embedder=HashEmbedder()).fit([Battle("p", STRONG, STRONG, "tie")])
 
 
+def test_a_similarity_base_whose_weights_overflow_is_refused():
+    """similarity_base=1e39 trained, then every score was a ValueError: its float32 weights were inf."""
+    with pytest.raises(ConfigError, match="similarity_base"):
+        SWRankingRouter(embedder=HashEmbedder(32), similarity_base=1e39)
+    router = SWRankingRouter(embedder=HashEmbedder(32), num_tiers=4, similarity_base=1e38)
+    assert np.isfinite(router.fit(random_arena(2, 100)).score(["proof integral"])).all()
+
+
 def test_pretrained_loads_the_shipped_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(_embedding_pair.resources, "files", lambda package: tmp_path)
     with pytest.raises(CheckpointError, match="no shipped sw_ranking checkpoint"):

@@ -43,8 +43,9 @@ _MIN_MAX_SIMILARITY = 1e-6
 class SWRankingConfig(EmbeddingPairConfig):
     #: Models are bucketed into at most this many tiers of adjacent Elo (the paper: 10).
     num_tiers: int = Field(default=10, ge=2, le=1000)
-    #: Battle weight ``10 * similarity_base ** (sim / max_sim)``; 1 weights all battles alike.
-    similarity_base: float = Field(default=10.0, ge=1.0)
+    #: Battle weight ``10 * similarity_base ** (sim / max_sim)``; 1 weights all battles alike. At most
+    #: 1e38: the weights are float32, and a larger base made them infinite (a ValueError at each score).
+    similarity_base: float = Field(default=10.0, ge=1.0, le=1e38)
     #: Battles between two models of one tier: "anchor" keeps them as the reference's design
     #: matrix does (that tier against a fixed Elo-1000 opponent), "drop" ignores them.
     same_tier_battles: Literal["anchor", "drop"] = "anchor"
