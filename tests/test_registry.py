@@ -8,6 +8,7 @@ import lmroute
 from lmroute import registry
 from lmroute.exceptions import CheckpointError, ConfigError
 from lmroute.routers.length import LengthRouter
+from lmroute.routers.mf import MFRouter
 from lmroute.routers.random import RandomRouter
 
 
@@ -59,6 +60,32 @@ def test_a_lazy_target_that_imports_no_router_is_a_config_error(target, message)
         lmroute.get_router_class("lazy")
     with pytest.raises(ConfigError, match=message):
         lmroute.load_router("lazy")
+
+
+class _KeptBaseName(lmroute.Router):
+    """A router class that forgot to set ``name`` (it keeps the base's "router")."""
+
+
+class _KeptMfName(MFRouter):
+    """A subclass of mf that kept mf's ``name``."""
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (_KeptBaseName, "has name = 'router'.* would not load; set name = 'mine' in the class"),
+        (_KeptMfName, "has name = 'mf'.* would load as lmroute.routers.mf:MFRouter"),
+        (f"{__name__}:_KeptMfName", "would load as lmroute.routers.mf:MFRouter"),
+    ],
+)
+def test_a_class_whose_own_name_would_load_something_else_is_refused(target, message):
+    # A saved router records its class's name as its kind and is loaded back by it: registered
+    # under another name, it saved what load_router then refused, or loaded as plain mf.
+    with pytest.raises(ConfigError, match=message):
+        lmroute.register_router("mine", target)
+        lmroute.get_router_class("mine")
+    # an alias of a class registered under its own name stays fine
+    lmroute.register_router("short", LengthRouter)
 
 
 @pytest.mark.parametrize("spec", [5, None, ["mf"]])

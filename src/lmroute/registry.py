@@ -26,6 +26,8 @@ def register_router(name: str, target: str | type[Router]) -> None:
     Registering a name again with the same class does nothing; a name already taken by another
     router, a target that is not a Router class or a ``"module:Class"`` string, or an empty name
     is a ConfigError (a silent replacement would change what every ``load_router(name)`` gives).
+    A class may be registered under a second name (an alias) once its own ``name`` is registered to
+    it, as a router it saves is loaded back by that ``name`` (checked on import for a string).
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"a router name must be a non-empty string, got {name!r}")
@@ -41,6 +43,8 @@ def register_router(name: str, target: str | type[Router]) -> None:
             f"router name {name!r} is already registered ({_target_name(current)}); "
             "register the new router under another name"
         )
+    if not isinstance(target, str):
+        _check_own_name(name, target)
     _ROUTERS[name] = target
 
 
@@ -75,9 +79,28 @@ def get_router_class(name: str) -> type[Router]:
             ) from exc
         if not (isinstance(found, type) and issubclass(found, Router)):
             raise ConfigError(f"router {name!r} is registered as {target!r}, which is not a Router class")
+        _check_own_name(name, found)
         target = found
         _ROUTERS[name] = target
     return target
+
+
+def _check_own_name(name: str, cls: type[Router]) -> None:
+    """ConfigError unless ``cls.name``, the kind a saved router records and :func:`load_router` reads
+    back, is ``name`` or registered to ``cls``: else what it saves would not load (a class that
+    kept the base's ``name``) or would load as another router (a subclass of mf that kept "mf")."""
+    if cls.name == name:
+        return
+    try:
+        own: type[Router] | None = get_router_class(cls.name)
+    except UnknownRouterError:
+        own = None
+    if own is not cls:
+        outcome = "would not load" if own is None else f"would load as {_target_name(own)}"
+        raise ConfigError(
+            f"router {name!r}: {_target_name(cls)} has name = {cls.name!r}, the kind a router it saves "
+            f"records, so that router {outcome}; set name = {name!r} in the class"
+        )
 
 
 def check_router_spec(spec: str | Path) -> None:
