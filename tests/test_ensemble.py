@@ -117,6 +117,16 @@ def test_bad_configs_are_clear_errors(options, message):
         EnsembleRouter(**options)
 
 
+def test_a_bad_member_is_the_one_error_not_also_too_few_members():
+    # pydantic's length check counted only the valid members: one bad weight of two members also
+    # said "Tuple should have at least 2 items after validation, not 1".
+    with pytest.raises(ConfigError) as caught:
+        EnsembleRouter(members=[MF, {**SW, "weight": float("nan")}])
+    assert str(caught.value) == (
+        "invalid options for router 'ensemble': members.1.weight: Input should be a finite number"
+    )
+
+
 def test_has_no_shipped_default_and_says_how_to_make_one():
     with pytest.raises(ConfigError, match="lmroute train ensemble"):
         load_router("ensemble")

@@ -56,11 +56,20 @@ class Member(BaseModel):
 class EnsembleConfig(RouterConfig):
     """The members (at least two) and how many reference prompts their score distributions keep."""
 
-    members: tuple[Member, ...] = Field(min_length=2)
+    members: tuple[Member, ...]
     #: Training prompts (at most this many, drawn with ``seed``) whose scores each member's
     #: quantiles are read against.
     reference_prompts: int = Field(default=4096, ge=2)
     seed: int = 0
+
+    @field_validator("members")
+    @classmethod
+    def _two_or_more(cls, members: tuple[Member, ...]) -> tuple[Member, ...]:
+        # Not Field(min_length=2): that counts only the valid members, so one bad member of two
+        # also reported "at least 2 items ..., not 1" beside its own error.
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        return members
 
 
 class EnsembleRouter(Router[EnsembleConfig]):
