@@ -193,6 +193,29 @@ def test_combine_refuses_what_is_not_routers_or_prompts(tmp_path):
     assert not (tmp_path / "untrained" / "config.json").exists()
 
 
+class _Fails(Router[RouterConfig]):
+    """A member whose fit fails."""
+
+    name = "fails"
+
+    def fit(self, battles, *, progress=False):
+        raise LmrouteError("this member cannot learn from these battles")
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        return np.full(len(prompts), 0.5)
+
+
+def test_a_fit_that_fails_half_way_leaves_it_untrained(monkeypatch):
+    # The members before a failing one are refitted: it scored on, their new scores read against
+    # the old reference scores (silently moved quantiles; here the first member learns nothing).
+    monkeypatch.setitem(registry._ROUTERS, "fails", _Fails)
+    ensemble = EnsembleRouter.combine([Fixed(scores={"a": 0.1, "b": 0.2}), _Fails()], ["a", "b"])
+    with pytest.raises(LmrouteError, match="cannot learn"):
+        ensemble.fit(battles(10))
+    with pytest.raises(LmrouteError, match="not trained"):
+        ensemble.score(["a"])
+
+
 def test_fits_on_an_iterator_of_battles():
     # every member reads the battles, and then the ensemble their prompts: one pass would leave none
     members = [SW, {"router": "length"}]

@@ -160,6 +160,9 @@ class EnsembleRouter(Router[EnsembleConfig]):
     def fit(self, battles: Sequence[Battle], *, progress: bool = False) -> Self:
         """Fit every member on ``battles``, then read their scales on a sample of its prompts."""
         battles = list(battles)  # read by every member and for the prompts: an iterator only once
+        # Untrained until the end: a fit that fails half-way leaves the members before it refitted,
+        # whose scores the old reference scores would misplace (an error, not silently moved scores).
+        self._references = None
         for member in self.members:
             member.fit(battles, progress=progress)
         prompts = sorted({b.prompt for b in battles})
