@@ -381,6 +381,12 @@ def test_routers_lists_the_choices_of_an_option_that_takes_one_of_several(capsys
     assert "  ties='drop' ('drop' or 'half')\n" in out
 
 
+def test_routers_lists_the_keys_of_an_ensembles_members(capsys):
+    # They were listed as "(tuple, required)", which says nothing of what --set members=... takes.
+    assert main(["routers", "ensemble"]) == 0
+    assert "  members (list of {router, options, weight}, required)\n" in capsys.readouterr().out
+
+
 def test_routers_checks_every_name_before_listing_any(capsys):
     assert main(["routers", "mf", "nope"]) == 1
     captured = capsys.readouterr()

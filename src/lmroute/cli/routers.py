@@ -48,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _kind(annotation: object) -> str:
     """An option's type as ``lmroute train --set`` takes it: a choice lists its values."""
+    from pydantic import BaseModel
+
     if get_origin(annotation) is Literal:
         *first, last = (repr(v) for v in get_args(annotation))
         return f"{', '.join(first)} or {last}" if first else last
+    # A list of objects (an ensemble's members) was "(tuple)": name the keys each object takes.
+    item = next(iter(get_args(annotation)), None) if get_origin(annotation) in (tuple, list) else None
+    if isinstance(item, type) and issubclass(item, BaseModel):
+        return f"list of {{{', '.join(item.model_fields)}}}"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
