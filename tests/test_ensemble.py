@@ -110,6 +110,12 @@ def test_hands_an_embedder_to_the_members_of_its_name(trained):
         ({"members": [MF, {**SW, "weight": 0}]}, "greater than 0"),
         ({"members": [MF, {**SW, "options": {"num_tiers": "x"}}]}, "num_tiers"),
         ({"members": [MF, SW], "reference_prompts": 1}, "greater than or equal to 2"),
+        # it averaged P(strong beats weak) of two different pairs, the probability of neither
+        (
+            {"members": [MF, {**SW, "options": {"strong_model": "claude"}}]},
+            r"compare different model pairs \(member 0 \(mf\) gpt-4-1106-preview vs .*; member 1 "
+            r"\(sw_ranking\) claude vs",
+        ),
     ],
 )
 def test_bad_configs_are_clear_errors(options, message):

@@ -87,6 +87,7 @@ class EnsembleRouter(Router[EnsembleConfig]):
     ):
         super().__init__(config, **options)
         self.members: list[Router] = [_build(m, embedder) for m in self.config.members]
+        _check_one_pair(self.members)
         self._references: list[np.ndarray] | None = None
 
     def check_options(self) -> None:
@@ -262,6 +263,22 @@ def _build(member: Member, embedder: Embedder | None) -> Router:
     if cls.stochastic:
         raise ConfigError(f"ensemble member {member.router!r} is random: it adds nothing to an ensemble")
     return cls.create(member.options, embedder)
+
+
+def _check_one_pair(members: list[Router]) -> None:
+    """ConfigError when members compare different model pairs: the mean of P(A beats B) and
+    P(C beats D) is the probability of neither (members that compare no pair, as length, agree)."""
+    pairs = {
+        (i, m.name): (m.config.strong_model, m.config.weak_model)
+        for i, m in enumerate(members)
+        if hasattr(m.config, "strong_model") and hasattr(m.config, "weak_model")
+    }
+    if len(set(pairs.values())) > 1:
+        compared = "; ".join(f"member {i} ({name}) {s} vs {w}" for (i, name), (s, w) in pairs.items())
+        raise ConfigError(
+            f"the ensemble's members compare different model pairs ({compared}): give every member "
+            "the same strong_model and weak_model"
+        )
 
 
 def _quantiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
