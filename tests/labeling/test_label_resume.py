@@ -360,6 +360,16 @@ def test_a_rerun_that_labels_nothing_leaves_no_scores_of_an_earlier_run(tmp_path
     assert tmp_path / "scores.jsonl" in stopped.files
 
 
+def test_a_pairwise_run_leaves_no_scores_of_an_earlier_golden_run(tmp_path):
+    """A pairwise judge run writes no scores: one of a golden run in the same folder would pass
+    for this run's, beside its battles and summary."""
+    label(_job("golden", n=2), tmp_path, caller=CountingCaller())
+    assert (tmp_path / "scores.jsonl").exists()
+    result = label(_job("judge", n=2), tmp_path, caller=CountingCaller())
+    assert result.summary["battles"] == 2
+    assert not (tmp_path / "scores.jsonl").exists()
+
+
 def test_score_mode_writes_ratings(tmp_path):
     class Rater(CountingCaller):
         async def __call__(self, model, messages, params):

@@ -80,6 +80,8 @@ def write_outputs(
     # for this one's.
     if job.mode == "golden" or job.judge_mode == "score":
         files.append(write_jsonl(out / SCORES_FILE, labels.scores))
+    else:  # pairwise verdicts give no scores; a golden or score run's file would pass for them
+        (out / SCORES_FILE).unlink(missing_ok=True)
     summary = {**_summary(job, outcomes, labels), **run_summary}
     path = out / SUMMARY_FILE
     # Atomic and with write_failures' one-line errors, as battles and scores are written.
