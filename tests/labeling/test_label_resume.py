@@ -725,8 +725,13 @@ def test_read_items(tmp_path):
     assert [i.prompt for i in read_items(text)] == ["hello", "world"]
     dup = tmp_path / "dup.jsonl"
     dup.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
-    with pytest.raises(DataError, match="unique"):
+    with pytest.raises(DataError, match="unique") as given:
         read_items(dup)
+    assert "position" not in str(given.value)
+    mixed = tmp_path / "mixed.jsonl"  # the second prompt's position, 1, is the first one's id
+    mixed.write_text('{"id": 1, "prompt": "a"}\n{"prompt": "b"}\n')
+    with pytest.raises(DataError, match=r"repeated: 1 \(a prompt without an id has its position"):
+        read_items(mixed)
     nulls = tmp_path / "nulls.jsonl"  # null ids were all "None", so two of them clashed
     nulls.write_text('{"id": null, "prompt": "a"}\n{"id": null, "prompt": "b"}\n')
     assert read_items(nulls) == [LabelItem("0", "a"), LabelItem("1", "b")]

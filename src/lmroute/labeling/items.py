@@ -39,6 +39,7 @@ def read_items(
     if limit is not None and limit < 1:  # else "no prompts to label", as if the file were empty
         raise ConfigError(f"the limit must be at least 1 prompt, got {limit}")
     items: list[LabelItem] = []
+    positional: set[str] = set()  # ids given by position, to a prompt with none
     for n, record in _records(path):
         if limit is not None and len(items) >= limit:
             break
@@ -63,11 +64,19 @@ def read_items(
         # a null id is one not given, as a null reference is and an empty CSV cell is
         given_id = record.get("id")
         item_id = str(len(items)) if given_id is None else str(given_id)
+        if given_id is None:
+            positional.add(item_id)
         items.append(LabelItem(item_id, prompt, None if reference is None else str(reference)))
     seen = Counter(item.id for item in items)
     duplicates = [i for i, count in seen.items() if count > 1]
     if duplicates:
-        raise DataError(f"{path}: ids must be unique; repeated: {', '.join(duplicates[:5])}")
+        # An id given once that clashes with a prompt's position alone read as a given id repeated.
+        why = (
+            " (a prompt without an id has its position, from 0, as id: give every prompt an id, or none)"
+            if positional.intersection(duplicates)
+            else ""
+        )
+        raise DataError(f"{path}: ids must be unique; repeated: {', '.join(duplicates[:5])}{why}")
     return items
 
 
