@@ -262,6 +262,20 @@ def test_the_budget_counts_an_estimate_for_calls_whose_upstream_reports_no_usage
     assert again.summary["calls"]["made"] == {}  # the stored estimates count against the budget
 
 
+def test_the_summary_says_when_token_counts_are_estimated(tmp_path):
+    # The counts of calls whose upstream reported no usage are estimates, stored as such; the
+    # printed summary gave them as counts.
+    async def no_usage(model, messages, params):
+        return ChatResult(_answer(model.name, messages[-1]["content"]), prompt_tokens=0, completion_tokens=0)
+
+    reported = label(_job(n=2), tmp_path / "reported", caller=CountingCaller())
+    assert reported.summary["tokens"]["estimated_calls"] == 0
+    assert "estimate" not in format_summary(reported.summary)
+    estimated = label(_job(n=2), tmp_path / "estimated", caller=no_usage)
+    assert estimated.summary["tokens"]["estimated_calls"] == 4
+    assert "(estimated for 4 calls whose endpoint reported no usage)" in format_summary(estimated.summary)
+
+
 def test_a_run_stopped_by_its_budget_says_to_raise_the_budget_not_to_rerun_it_as_it_was(tmp_path):
     # The budget counts the run folder's earlier runs: the same command again starts no call, yet
     # the summary said "rerun the same command to continue" (docs/labeling.md: a larger budget).

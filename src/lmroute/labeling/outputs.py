@@ -237,9 +237,11 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     calls, tokens = summary["calls"], summary["tokens"]
     made, reused = sum(calls["made"].values()), sum(calls["reused"].values())
     this_run, all_runs = tokens["this_run"]["total"], tokens["all_runs"]["total"]
+    estimated = tokens["estimated_calls"]
     lines.append(
         f"calls: {made} made, {reused} reused from earlier runs, {calls['failed']} failed; "
         f"tokens this run {this_run:,}, all runs {all_runs:,}"
+        + (f" (estimated for {estimated} calls whose endpoint reported no usage)" if estimated else "")
     )
     if summary["stopped"]:
         # The budget counts the run folder's earlier runs too: the same command would stop again.

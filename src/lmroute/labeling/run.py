@@ -396,6 +396,8 @@ def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | Non
         for record in store:
             stored["prompt"] += _stored_tokens(record, "prompt_tokens")
             stored["completion"] += _stored_tokens(record, "completion_tokens")
+            usage = record.get("usage")
+            stored["estimated"] += isinstance(usage, Mapping) and usage.get("estimated") is True
     return {
         "calls": {
             "made": dict(tally.made),
@@ -407,6 +409,8 @@ def run_summary(tally: RunTally, stores: Iterable[CallStore], stopped: str | Non
         "tokens": {
             "this_run": _tokens(tally.prompt_tokens, tally.completion_tokens),
             "all_runs": _tokens(stored["prompt"], stored["completion"]),
+            # Calls whose upstream reported no usage: their counts are estimates (see _usage).
+            "estimated_calls": stored["estimated"],
         },
         "stopped": stopped,
     }
