@@ -75,6 +75,25 @@ def test_unknown_sources_are_clear_errors(item, error, message, tmp_path, data_d
         training_prompts([item], data_dir=data_dir)
 
 
+@pytest.mark.parametrize(
+    "against, cuts, error, message",
+    [
+        (["gold:mt-bench", "battles:missing.jsonl"], (0.9,), DataError, "missing.jsonl"),
+        (["gold:mt-bench"], (2.0,), ConfigError, "cuts"),
+        (["gold:mt-bench", "gold:mt-bench"], (0.9,), ConfigError, "given twice"),
+    ],
+)
+def test_argument_errors_come_before_any_benchmark_is_read(against, cuts, error, message, monkeypatch):
+    # A missing --against file or a cut out of range was found after the benchmark was downloaded.
+    def no_download(*args, **kwargs):
+        raise AssertionError("a benchmark was read before the arguments were checked")
+
+    monkeypatch.setattr("lmroute.workflows.similarity.load_benchmark", no_download)
+    monkeypatch.setattr("lmroute.data.prepare.prepare_battles", no_download)
+    with pytest.raises(error, match=message):
+        data_similarity(["gsm8k"], against, embedder=HashEmbedder(), cuts=cuts)
+
+
 def test_a_directory_that_is_no_router_is_a_clear_error(tmp_path):
     with pytest.raises(UnknownRouterError, match="not a router directory"):
         training_prompts([str(tmp_path)])

@@ -169,7 +169,7 @@ def similarity_report(
 ) -> SimilarityReport:
     """The similarity of ``prompts`` against each training set of ``sources`` (name -> its
     prompts) and against all of them together. Each distinct text is embedded once."""
-    cuts = _check_cuts(cuts)
+    cuts = check_cuts(cuts)
     prompts = list(prompts)
     if not prompts:
         raise DataError(f"{name}: no prompts to compare")
@@ -195,7 +195,8 @@ def similarity_report(
     )
 
 
-def _check_cuts(cuts: Sequence[float]) -> tuple[float, ...]:
+def check_cuts(cuts: Sequence[float]) -> tuple[float, ...]:
+    """``cuts`` as floats; a :class:`ConfigError` unless they are some numbers in [-1, 1]."""
     values = tuple(float(c) for c in cuts)
     if not values or not all(-1.0 <= c <= 1.0 for c in values):
         raise ConfigError(f"similarity cuts must be numbers in [-1, 1], got {list(cuts)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
-from lmroute.data.similarity import DEFAULT_CUTS, SimilarityReport, similarity_report
+from lmroute.data.similarity import DEFAULT_CUTS, SimilarityReport, check_cuts, similarity_report
 from lmroute.exceptions import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -29,19 +29,30 @@ if TYPE_CHECKING:
 
 def read_prompt_set(target: str, *, data_dir: str | Path | None = None) -> tuple[str, list[str]]:
     """The name and prompts of a public benchmark or of a prompt or benchmark file."""
-    key = str(target).strip().lower().replace("_", "-")
-    if key in PUBLIC_BENCHMARKS:
-        bench = load_benchmark(key, data_dir=data_dir)
+    path = _prompt_file(target)
+    if path is None:
+        bench = load_benchmark(_benchmark_key(target), data_dir=data_dir)
         return bench.name, list(bench.prompts)
+    from lmroute.data.prompts import read_prompts
+
+    return str(target), read_prompts(path)
+
+
+def _prompt_file(target: str) -> Path | None:
+    """The prompt file ``target`` names; None for a public benchmark."""
+    if _benchmark_key(target) in PUBLIC_BENCHMARKS:
+        return None
     path = Path(target).expanduser()
     if not path.exists():
         raise DataError(
             f"{target!r} is neither a benchmark ({', '.join(PUBLIC_BENCHMARKS)}) nor an existing "
             "prompt file (.jsonl with a 'prompt' field, .csv with a 'prompt' column, or text)"
         )
-    from lmroute.data.prompts import read_prompts
+    return path
 
-    return str(target), read_prompts(path)
+
+def _benchmark_key(target: str) -> str:
+    return str(target).strip().lower().replace("_", "-")
 
 
 def training_prompts(
@@ -53,11 +64,20 @@ def training_prompts(
     A router's sources are prepared as its training prepared them; ``embedder`` finds the near
     duplicates its decontamination dropped.
     """
-    from lmroute.data.prepare import prepare_battles
+    return _read_training(_training_plan(against, data_dir=data_dir), data_dir=data_dir, embedder=embedder)
+
+
+#: What :func:`training_prompts` reads: (label, source spec, benchmarks to decontaminate against).
+_Plan = list[tuple[str, str, list[str]]]
+
+
+def _training_plan(against: Sequence[str], *, data_dir: str | Path | None) -> _Plan:
+    """The sources of ``against``, each one's file found (else its error) without reading any."""
+    from lmroute.data.sources import check_sources
 
     if not against:
         raise ConfigError("no training data to compare with: give source specs or a trained router")
-    plan: list[tuple[str, str, list[str]]] = []  # (label, spec, benchmarks to decontaminate against)
+    plan: _Plan = []
     for item in against:
         recorded = _router_sources(item)
         if recorded is None:
@@ -66,10 +86,21 @@ def training_prompts(
         specs, decontaminated = recorded
         suffix = f" (decontaminated against {', '.join(decontaminated)})" if decontaminated else ""
         plan += [(f"{spec}{suffix}", spec, decontaminated) for spec in specs]
+    labels = [label for label, _, _ in plan]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ConfigError(f"source {label!r} is given twice")
+    check_sources([spec for _, spec, _ in plan], data_dir)
+    return plan
+
+
+def _read_training(
+    plan: _Plan, *, data_dir: str | Path | None, embedder: Embedder | None
+) -> dict[str, list[str]]:
+    from lmroute.data.prepare import prepare_battles
+
     prompts: dict[str, list[str]] = {}
     for label, spec, decontaminate_against in plan:
-        if label in prompts:
-            raise ConfigError(f"source {label!r} is given twice")
         battles, _ = prepare_battles(
             [spec],
             data_dir=data_dir,
@@ -93,12 +124,18 @@ def data_similarity(
     training data named by ``against`` (source specs or trained routers), per source and overall."""
     if not targets:
         raise ConfigError("no benchmark or prompt file to compare")
+    # Every argument's error before any download or long read: a missing --against file or a cut
+    # out of range was found only after the benchmarks were downloaded and embedded.
+    cuts = check_cuts(cuts)
+    for target in targets:
+        _prompt_file(target)
+    plan = _training_plan(against, data_dir=data_dir)
     sets = [read_prompt_set(t, data_dir=data_dir) for t in targets]
     if embedder is None:
         from lmroute.embeddings import get_embedder
 
         embedder = get_embedder("minilm")
-    sources = training_prompts(against, data_dir=data_dir, embedder=embedder)
+    sources = _read_training(plan, data_dir=data_dir, embedder=embedder)
     return [similarity_report(p, sources, embedder=embedder, name=name, cuts=cuts) for name, p in sets]
 
 
