@@ -162,9 +162,11 @@ def arena_hard_prompts(*, data_dir: str | Path | None = None, url: str | None = 
     else downloaded once from ``url`` or ``$LMROUTE_PROMPTS_URL`` or arena-hard-auto on GitHub).
     Records with a ``prompt`` field or the first of their ``turns`` (both layouts the repository
     has used) are read."""
-    from lmroute.data.public import locate
+    from lmroute.data.public import locate, reading
 
-    return read_arena_hard(locate("arena-hard", data_dir=data_dir, download_url=url) / "questions.jsonl")
+    folder = locate("arena-hard", data_dir=data_dir, download_url=url)
+    with reading(folder):
+        return read_arena_hard(folder / "questions.jsonl")
 
 
 def calibration_prompts(

@@ -55,7 +55,8 @@ def test_parts_and_variables():
     assert [p.name for p in parts_named(["routellm-evals"])] == ["mmlu", "gsm8k", "mt-bench"]
     assert len(PARTS["mmlu"].files) == 58
     assert download_variables() == ["LMROUTE_DATA_URL", "LMROUTE_PROMPTS_URL"]
-    with pytest.raises(ConfigError, match="known: mmlu, gsm8k, mt-bench, arena-hard"):
+    # routellm-evals, which --only takes, was not listed
+    with pytest.raises(ConfigError, match=r"known: mmlu, gsm8k, mt-bench, arena-hard, routellm-evals$"):
         parts_named(["nope"])
 
 
@@ -113,6 +114,26 @@ def test_a_cache_that_cannot_be_written_says_how_to_move_it(public_data, tmp_pat
     with pytest.raises(WriteError, match=says) as raised:
         locate("mt-bench")
     assert "\n" not in str(raised.value)
+
+
+def test_one_file_to_download_is_one_file(public_data, tmp_path, capsys):
+    assert main(["data", "pull", "--only", "arena-hard", "--to", str(tmp_path / "pulled")]) == 0
+    err = capsys.readouterr().err
+    assert "downloading 1 file into" in err and "arena-hard (1 file, 1 downloaded now)" in err
+    locate("arena-hard")
+    assert "(1 file) into" in capsys.readouterr().err
+
+
+def test_a_damaged_file_in_the_cache_says_deleting_it_downloads_it_again(public_data, tmp_path):
+    """A web page an older lmroute kept in the cache was named in every run's error, with no word
+    of how to get the file again."""
+    cached = locate("gsm8k") / "gsm8k" / "gsm8k_responses.csv"
+    cached.write_text("<html>a proxy's login page</html>\n")
+    says = r"gsm8k_responses.csv: .*delete it and the next run downloads it again"
+    with pytest.raises(DataError, match=says):
+        load_benchmark("gsm8k")
+    cached.unlink()
+    assert len(load_benchmark("gsm8k")) > 1000
 
 
 def test_the_pull_an_incomplete_copy_of_routellm_evals_names_fills_it(public_data, data_dir, tmp_path):

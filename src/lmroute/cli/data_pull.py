@@ -38,13 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lmroute.cli._output import check_output, note
+    from lmroute.data.download import n_files
     from lmroute.data.pull import CHECKSUMS, MANIFEST, pull
 
     check_output(Path(args.to).expanduser(), folder=True)  # before the downloads, as pull reads it
     result = pull(args.to, only=args.only)
     note(
-        f"{result.folder}: {', '.join(result.parts)} ({result.files} files, {result.downloaded} downloaded "
-        f"now); checksums in {CHECKSUMS}, sources and licences in {MANIFEST}. Use it with "
+        f"{result.folder}: {', '.join(result.parts)} ({n_files(result.files)}, "
+        f"{result.downloaded} downloaded now); checksums in {CHECKSUMS}, sources and licences in "
+        f"{MANIFEST}. Use it with "
         f"--data-dir {result.folder} or LMROUTE_DATA_DIR={result.folder}"
     )
     return 0

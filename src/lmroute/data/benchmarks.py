@@ -16,7 +16,7 @@ import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
 from lmroute.data.fields import read_csv_rows, score_value
-from lmroute.data.public import MMLU_DOMAINS, locate
+from lmroute.data.public import MMLU_DOMAINS, locate, reading
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -138,7 +138,8 @@ def load_benchmark(
     if key in PUBLIC_BENCHMARKS:
         folder = locate(key, data_dir=data_dir, download_url=download_url)
         loader = {"mmlu": load_mmlu, "gsm8k": load_gsm8k, "mt-bench": load_mt_bench}[key]
-        bench = dataclasses.replace(loader(folder), source=str(folder))
+        with reading(folder):
+            bench = dataclasses.replace(loader(folder), source=str(folder))
         if strong_model or weak_model:
             bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench

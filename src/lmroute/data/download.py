@@ -36,12 +36,17 @@ def fetch_files(
     # The first file is fetched before anything is printed: offline, the one line said is the error.
     (name, url), rest = missing[0], missing[1:]
     done = [write_atomic(dest / name, get(url, timeout=timeout, hint=hint))]
-    print(f"lmroute: downloading {what} ({len(missing)} files) into {dest}", file=sys.stderr)
+    print(f"lmroute: downloading {what} ({n_files(len(missing))}) into {dest}", file=sys.stderr)
     from tqdm import tqdm
 
     for name, url in tqdm(rest, desc="downloading", unit="file", file=sys.stderr, leave=False):
         done.append(write_atomic(dest / name, get(url, timeout=timeout, hint=hint)))
     return done
+
+
+def n_files(n: int) -> str:
+    """``n`` files, in words: "1 file", "3 files"."""
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def get(url: str, *, timeout: float, hint: str = "") -> bytes:

@@ -11,7 +11,7 @@ import numpy as np
 from lmroute._jsonl import read_jsonl_objects
 from lmroute.data.benchmarks import STRONG_MODEL, WEAK_MODEL, Benchmark, load_mt_bench
 from lmroute.data.conversations import Message, routing_text
-from lmroute.data.public import locate
+from lmroute.data.public import locate, reading
 from lmroute.exceptions import DataError
 
 
@@ -49,6 +49,11 @@ def mt_bench_second_turns(
     judge score. The questions the RouteLLM benchmark drops as contaminated are dropped (72 left).
     """
     folder = locate("mt-bench", data_dir=data_dir, download_url=download_url)
+    with reading(folder):
+        return _second_turns(folder, answer_by)
+
+
+def _second_turns(folder: Path, answer_by: str) -> Conversations:
     first = load_mt_bench(folder)  # the decontaminated questions and their turns
     path = folder / "mt_bench" / "judgements.jsonl"
     turn2: dict[tuple[str, str], float] = {}

@@ -22,7 +22,8 @@ its environment variable (``url_env``) or the ``download_url`` argument.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def parts_named(names: Iterable[str] | None) -> list[Part]:
     chosen: dict[str, Part] = {}
     for name in names:
         in_folder = [p for p in PARTS.values() if p.dataset.folder == name]
+        if not in_folder and str(name).lower().replace("_", "-") not in PARTS:
+            # part()'s list has no folder names, which are taken here too
+            known = dict.fromkeys([*PARTS, *(p.dataset.folder for p in PARTS.values())])
+            raise ConfigError(f"unknown public data {name!r}; known: {', '.join(known)}")
         for p in in_folder or [part(name)]:
             chosen[p.name] = p
     return list(chosen.values())
@@ -209,6 +214,23 @@ def locate(name: str, *, data_dir: str | Path | None = None, download_url: str |
             f"holding {p.dataset.folder}/ (`lmroute data pull --only {p.name} --to DIR` makes one)"
         ) from None
     return folder
+
+
+@contextmanager
+def reading(folder: Path) -> Iterator[None]:
+    """Read the files of ``folder``, a folder :func:`locate` returned: a DataError met in the user
+    cache says that deleting the damaged file downloads it afresh. A download is never checked
+    again once kept (an older lmroute kept a proxy's web page), so every run failed on it."""
+    try:
+        yield
+    except DataError as exc:
+        from lmroute._paths import cache_dir
+
+        if not folder.is_relative_to(cache_dir()):
+            raise
+        raise DataError(
+            f"{exc} (a file of the user cache {folder}: delete it and the next run downloads it again)"
+        ) from exc
 
 
 def find(name: str, *, data_dir: str | Path | None = None) -> Path | None:

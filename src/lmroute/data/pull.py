@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmroute._files import write_atomic, write_json
-from lmroute.data.download import get, sha256
+from lmroute.data.download import get, n_files, sha256
 from lmroute.data.public import PARTS, Part, parts_named
 
 MANIFEST = "MANIFEST.json"
@@ -66,7 +66,7 @@ def pull(
         # The first file is fetched before anything is printed (as fetch_files does): offline, the
         # one line said is the error.
         _fetch(folder, entries, *todo[0], timeout=timeout)
-        print(f"lmroute: downloading {len(todo)} files into {folder}", file=sys.stderr)
+        print(f"lmroute: downloading {n_files(len(todo))} into {folder}", file=sys.stderr)
         from tqdm import tqdm
 
         for path, url, p in tqdm(todo[1:], desc="downloading", unit="file", file=sys.stderr, leave=False):
