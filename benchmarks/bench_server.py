@@ -163,10 +163,12 @@ async def _user(port: int, requests: list[bytes], deadline: float, latencies: li
 
 
 async def load(port: int, requests: list[bytes], *, concurrency: int, seconds: float) -> dict:
-    """Send ``requests`` over ``concurrency`` connections (after a short warm-up); the figures."""
+    """Send ``requests`` over ``concurrency`` connections (after a short warm-up); the figures,
+    with ``warm`` the warm-up's requests (the server's CPU time holds them too)."""
     latencies: list[float] = []
+    warm: list[float] = []  # fewer than 5 a user with --requests below 5, or past the deadline
     await asyncio.gather(
-        *(_user(port, requests[:5], time.perf_counter() + 5, []) for _ in range(concurrency))
+        *(_user(port, requests[:5], time.perf_counter() + 5, warm) for _ in range(concurrency))
     )
     per_user = [requests[i::concurrency] for i in range(concurrency)]
     start = time.perf_counter()
@@ -177,6 +179,7 @@ async def load(port: int, requests: list[bytes], *, concurrency: int, seconds: f
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "n": len(latencies),
+        "warm": len(warm),
         "failures": sum(failures),
         "rps": len(latencies) / elapsed,
         "p50": float(np.percentile(ms, 50)),
@@ -370,7 +373,7 @@ def main() -> int:
                     )
                     # The warm-up's requests are in the CPU time too: wrk's is a second long.
                     spent = cpu_seconds(target.process.pid) - before
-                    warm = 5 * c if args.load == "python" else result["rps"]
+                    warm = result["warm"] if args.load == "python" else result["rps"]
                     result["cpu_ms"] = 1000 * spent / (result["n"] + warm)
                     # How busy all cores were (servers, upstream, load generator, kernel, anything
                     # else): a rate can only grow with more workers while this is below 100%.

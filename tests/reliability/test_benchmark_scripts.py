@@ -84,6 +84,43 @@ def test_bench_server_refuses_a_baseline_src_without_lmroute(folder, tmp_path):
     assert "load average before" not in run.stdout, run.stdout
 
 
+def test_bench_servers_load_counts_the_warm_up_requests_it_made(monkeypatch):
+    """The CPU per request divided by 5 warm-up requests a user, made fewer with --requests below 5."""
+    import asyncio
+    import importlib
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_server = importlib.import_module("bench_server")
+    served = []
+
+    class Answer(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            served.append(self.path)
+            body = b'{"choices": []}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Answer) as server:
+        Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            requests = [bench_server.chat_request("m")] * 2  # --requests 2: 2 warm-up requests a user
+            result = asyncio.run(bench_server.load(server.server_port, requests, concurrency=2, seconds=5))
+        finally:
+            server.shutdown()
+    assert (result["n"], result["warm"], result["failures"]) == (2, 4, 0)
+    assert len(served) == result["n"] + result["warm"]
+
+
 @pytest.mark.parametrize(
     "script", ["bench_embeddings.py", "bench_classifiers.py --router bert", "bench_minilm_int8.py --no-apgr"]
 )
