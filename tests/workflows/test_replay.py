@@ -12,6 +12,7 @@ from _fake_embedder import HashEmbedder
 from lmroute.cli import main
 from lmroute.control.hub import ControlHub
 from lmroute.control.taps import EmbeddingSummaries
+from lmroute.exceptions import WriteError
 from lmroute.routers.length import LengthRouter
 from lmroute.routing_names import parse_model_name
 from lmroute.workflows.replay import run_replay
@@ -66,6 +67,21 @@ def test_replay_continues_from_a_saved_state(schedule, tmp_path):
     assert saved["controllers"][0]["controller"]["decisions"] == 2000
     assert main([*args, "--state", str(state), "--json", str(tmp_path / "b.json")]) == 0
     assert json.loads(state.read_text())["controllers"][0]["controller"]["decisions"] == 4000
+
+
+def test_a_failing_state_save_loses_no_report(schedule, tmp_path, monkeypatch, capsys):
+    # The state was saved before the report was printed: a full disk at the end lost the whole replay's.
+    def full(path, state):
+        raise WriteError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr("lmroute.control.hub.write_state", full)
+    out = tmp_path / "replay.json"
+    args = ["replay", "--model", "router-length-share-0.3", "--schedule", str(schedule), "--quiet"]
+    assert main([*args, "--state", str(tmp_path / "state.json"), "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "router-length-share-0.3: 2,000 requests" in captured.out
+    assert json.loads(out.read_text())["shifts"] == [1000]
+    assert "No space left on device" in captured.err
 
 
 @pytest.mark.parametrize(

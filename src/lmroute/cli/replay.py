@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         from lmroute.evaluation.plots import plot_replay
 
         wrote(plot_replay(summary, result.thresholds, args.plot))
+    hub.save()  # last: a save that fails (a full disk) loses no report of the whole replay
     return 0
 
 

@@ -79,7 +79,9 @@ def run_replay(
 ) -> ReplayRun:
     """Decide every prompt of ``traffic`` in order with ``hub`` under ``spec`` (router name
     ``spec.router``). ``calibration`` prompts seed it first (as the server's
-    ``calibration_prompts``); ``progress`` is called with the number of prompts done."""
+    ``calibration_prompts``); ``progress`` is called with the number of prompts done. The hub's
+    state is not saved: the caller saves it (``hub.save()``) once the report is out, so a save
+    that fails (a full disk) loses no report of the whole replay."""
     hub.check(spec)
     if calibration:
         hub.calibrate(spec.router, router, calibration, summaries=summaries)
@@ -112,7 +114,6 @@ def run_replay(
             usage[i] = rows[i, 2] if strong[i] else rows[i, 1]
         if progress is not None:
             progress(min(start + BATCH, n))
-    hub.save()
     return ReplayRun(spec, scores, strong, thresholds, usage, rows, alarms)
 
 
