@@ -14,6 +14,7 @@ from lmroute.labeling.extract import GRADERS, reads_reference
 from lmroute.labeling.items import LabelItem
 from lmroute.labeling.judge import JUDGE_MODES, JudgeTemplate, load_template, parse_pairwise, parse_score
 from lmroute.labeling.upstream import LabelModel
+from lmroute.pricing import CHARS_PER_TOKEN
 
 MODES = ("judge", "golden")
 #: Chat messages as sent upstream: ``[{"role": ..., "content": ...}, ...]``.
@@ -170,8 +171,8 @@ def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
 
 
 def estimate_text_tokens(text: str) -> int:
-    """A rough size of ``text``: four characters a token."""
-    return math.ceil(len(text) / 4)
+    """A rough size of ``text``: the characters a token of English text takes (four)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def _bound(params: Mapping[str, Any]) -> int | None:
