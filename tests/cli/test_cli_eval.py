@@ -191,7 +191,7 @@ def test_eval_json_of_the_exact_protocol_is_strict_json(tmp_path, capsys):
     "argv, message",
     [
         (["--routers", "nope"], "unknown router 'nope'"),
-        (["--benchmark", "missing.jsonl"], "unknown benchmark"),
+        (["--benchmark", "missing.jsonl"], "missing.jsonl is neither in the working directory"),
     ],
 )
 def test_eval_errors_are_one_line(data_dir, capsys, argv, message):
@@ -204,6 +204,32 @@ def test_eval_errors_are_one_line(data_dir, capsys, argv, message):
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lmroute: error:") and message in err[-1]
+
+
+def test_a_benchmark_file_is_found_in_the_data_folder_as_a_gold_source_is(tmp_path, monkeypatch, capsys):
+    """``--benchmark FILE`` looked in the working directory only, where ``gold:FILE`` and
+    ``--exclude-benchmark FILE`` also look in the data folder; a file found nowhere was an "unknown
+    benchmark" with no word of where it had been looked for."""
+    folder = tmp_path / "data" / "mine"
+    folder.mkdir(parents=True)
+    items = [
+        {"prompt": "short", "scores": {"big": 1, "small": 1}},
+        {"prompt": "long " * 40, "scores": {"big": 1, "small": 0}},
+    ]
+    (folder / "b.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LMROUTE_DATA_DIR", raising=False)
+    args = ["eval", "--benchmark", "mine/b.jsonl", "--routers", "length", "--no-oracle", "--quiet"]
+    assert main([*args, "--data-dir", str(tmp_path / "data")]) == 0
+    assert "length" in capsys.readouterr().out
+    # the outputs are checked against the file found there
+    saved = str(folder / "b.jsonl")
+    assert main([*args, "--data-dir", str(tmp_path / "data"), "--save-scores", saved]) == 1
+    assert "is the input file" in capsys.readouterr().err
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmroute: error: benchmark 'mine/b.jsonl': not one of mmlu"), err
+    assert "neither in the working directory" in err and "--data-dir DIR" in err
 
 
 def test_category_and_cost_reach_the_outputs(tmp_path, capsys):

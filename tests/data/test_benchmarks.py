@@ -187,7 +187,7 @@ def test_bad_custom_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00\x01garbage")
     with pytest.raises(DataError, match="not UTF-8"):
         load_custom(binary)
-    with pytest.raises(DataError, match="unknown benchmark"):
+    with pytest.raises(DataError, match=r"missing\.jsonl does not exist"):
         load_benchmark(tmp_path / "missing.jsonl")
 
 

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         # A format matplotlib cannot write: before the work and the --json file. The file written (a
         # name without a suffix gets .png) is the one the checks below compare with the others.
         args.plot = str(plot_file(args.plot))
+    args.benchmark = _benchmark(args)
     inputs = [args.benchmark, *([args.prices] if args.prices else [])]
     refuse_overwriting_inputs(args, ("json", "plot", "save_scores"), inputs)
     # All before the work, as they are written one after another: a bad last one must not fail after
@@ -102,6 +103,17 @@ def run(args: argparse.Namespace) -> int:
 
         wrote(write_jsonl(args.save_scores, item_scores(evaluation, benchmark)))
     return 0
+
+
+def _benchmark(args: argparse.Namespace) -> str:
+    """``--benchmark``: a public benchmark's name as given, else the file found as ``gold:FILE``'s
+    is (a relative path in the working directory, then the data folders), so the outputs are
+    checked against, and N-model evaluation reads, the file evaluated."""
+    from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, find_benchmark_file
+
+    if args.benchmark.lower().replace("_", "-") in PUBLIC_BENCHMARKS:
+        return str(args.benchmark)
+    return str(find_benchmark_file(args.benchmark, data_dir(args)))
 
 
 def _check_mode(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lmroute._jsonl import read_jsonl_objects
 from lmroute.data.fields import read_csv_rows, score_value
-from lmroute.data.public import MMLU_DOMAINS, locate, reading
+from lmroute.data.public import MMLU_DOMAINS, find_data_file, locate, reading
 from lmroute.exceptions import DataError, UnknownModelError
 
 PUBLIC_BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
@@ -132,7 +132,7 @@ def load_benchmark(
 
     A public benchmark's files are found by :func:`lmroute.data.public.locate`: in ``data_dir``,
     then ``$LMROUTE_DATA_DIR``, then the user cache, else downloaded (from ``download_url`` if
-    given) into the cache, that benchmark's files only.
+    given) into the cache, that benchmark's files only. A file by :func:`find_benchmark_file`.
     """
     key = str(name).lower().replace("_", "-")
     if key in PUBLIC_BENCHMARKS:
@@ -143,13 +143,26 @@ def load_benchmark(
         if strong_model or weak_model:
             bench = bench.with_pair(strong_model or bench.strong_model, weak_model or bench.weak_model)
         return bench
-    path = Path(name)
-    if not path.exists():
-        raise DataError(
-            f"unknown benchmark {str(name)!r}: use one of {', '.join(PUBLIC_BENCHMARKS)} or the "
-            "path of a .jsonl/.csv benchmark file"
-        )
+    path = find_benchmark_file(name, data_dir)
     return load_custom(path, strong_model=strong_model, weak_model=weak_model)
+
+
+def find_benchmark_file(name: str | Path, data_dir: str | Path | None = None) -> Path:
+    """The benchmark file ``name``, found as a ``gold:FILE`` source's is: a relative path in the
+    working directory, then in the data folders (:func:`lmroute.data.public.find_data_file`). A
+    file found nowhere is a DataError saying where it was looked for, not only that the name is
+    no public benchmark."""
+    path = Path(name).expanduser()
+    found, folders = find_data_file(path, data_dir)
+    if found is not None:
+        return found
+    if path.is_absolute():
+        where = f"{path} does not exist"
+    else:
+        dirs = f"the data directory {', '.join(map(str, folders))}" if folders else "a data directory"
+        hint = "" if folders else " (none given: --data-dir DIR or $LMROUTE_DATA_DIR)"
+        where = f"{path} is neither in the working directory {Path.cwd()} nor in {dirs}{hint}"
+    raise DataError(f"benchmark {str(name)!r}: not one of {', '.join(PUBLIC_BENCHMARKS)}, and {where}")
 
 
 # -- the three public benchmarks --------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lmroute.data.battles import Battle
-from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, load_benchmark
+from lmroute.data.benchmarks import PUBLIC_BENCHMARKS, find_benchmark_file, load_benchmark
 from lmroute.data.custom import read_custom
 from lmroute.data.decontaminate import DEFAULT_THRESHOLD
 from lmroute.data.sources import LoadReport, load_sources
@@ -166,14 +166,8 @@ def _bench_key(name: str, data_dir: str | Path | None, *, check: bool = False) -
     lowered = key.lower().replace("_", "-")
     if lowered in PUBLIC_BENCHMARKS:
         return lowered
+    if check:
+        return str(find_benchmark_file(key, data_dir).resolve())
     path = Path(key).expanduser()
-    found, folders = find_data_file(path, data_dir)
-    if found is not None or not check:
-        return str((found or path).resolve())
-    if path.is_absolute():
-        where = f"{path} does not exist"
-    else:
-        dirs = f"the data directory {', '.join(map(str, folders))}" if folders else "a data directory"
-        hint = "" if folders else " (none given: --data-dir DIR or $LMROUTE_DATA_DIR)"
-        where = f"{path} is neither in the working directory {Path.cwd()} nor in {dirs}{hint}"
-    raise DataError(f"benchmark {key!r}: not one of {', '.join(PUBLIC_BENCHMARKS)}, and {where}")
+    found, _ = find_data_file(path, data_dir)
+    return str((found or path).resolve())
