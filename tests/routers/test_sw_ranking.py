@@ -281,3 +281,22 @@ def test_pretrained_loads_the_shipped_checkpoint(tmp_path, monkeypatch):
     assert shipped.config.weak_model == "vicuna-7b" and shipped.score(["proof"]).shape == (1,)
     with pytest.raises(ConfigError, match="takes only strong_model, weak_model, long_prompts and embedder"):
         SWRankingRouter.pretrained(num_tiers=3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int8"])
+def test_a_large_length_weight_trains_and_length_decides(tmp_path, dtype):
+    """length_weight=1e4 made a long prompt's length column overflow float16 storage (inf), and
+    training ended in a CheckpointError calling the arrays inconsistent; the embeddings are now
+    stored at unit length. A weight past float32's reach is refused."""
+    battles = random_arena(3, 300)
+    battles = [dataclasses.replace(battles[0], prompt=battles[0].prompt + " word" * 2000), *battles[1:]]
+    router = SWRankingRouter(embedder=HashEmbedder(32), num_tiers=4, length_weight=1e4, embedding_dtype=dtype)
+    queries = ["proof integral", "hello joke", "word " * 3000]
+    scores = router.fit(battles).score(queries)
+    assert np.isfinite(scores).all()
+    # the lengths decide: the two short prompts score alike, the long one as the long battle's prompt
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6) and abs(scores[2] - scores[0]) > 1e-3
+    loaded = SWRankingRouter.load(router.save(tmp_path / "sw"), embedder=HashEmbedder(32))
+    np.testing.assert_array_equal(loaded.score(queries), scores)
+    with pytest.raises(ConfigError, match="length_weight"):
+        SWRankingRouter(embedder=HashEmbedder(32), length_weight=1e20)

@@ -57,8 +57,10 @@ class SWRankingConfig(EmbeddingPairConfig):
     embedding_dtype: Literal["float16", "float32", "int8"] = "float16"
     #: Weight of the prompt's standardised log length, appended to its embedding before the
     #: similarities are taken (0: off, as in the paper), so battles on prompts of a similar length
-    #: count more: unit-length sentence embeddings lose length, which alone routes well.
-    length_weight: float = Field(default=0.0, ge=0.0)
+    #: count more: unit-length sentence embeddings lose length, which alone routes well. At most
+    #: 1e6 (length alone decides long before): at 1e20 the float32 norms overflowed and every
+    #: prompt scored alike.
+    length_weight: float = Field(default=0.0, ge=0.0, le=1e6)
 
 
 class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
@@ -284,7 +286,11 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
 
 
 def _stored_embeddings(embeddings: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
-    """Embeddings as stored: cast, or for int8 rounded to 127 steps of each row's largest value."""
+    """Embeddings as stored: cast, or for int8 rounded to 127 steps of each row's largest value.
+    Rows are scaled to unit length first, as scoring uses them: the length column of a large
+    ``length_weight`` (1e4 times a standardised log length) overflowed float16 to inf, and training
+    ended in a CheckpointError that called the arrays inconsistent."""
+    embeddings = normalize(embeddings)
     if dtype != "int8":
         return {"embeddings": embeddings.astype(dtype)}
     scales = np.maximum(np.abs(embeddings).max(axis=1), 1e-12) / 127.0
