@@ -114,6 +114,12 @@ def test_save_load_round_trip_and_validation(tmp_path):
     (saved / "config.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="upgrade lmroute"):
         load_router(str(saved))
+    # true (an int to Python), 0 or -3 loaded as version 1; "1" and 1.0 were told to upgrade lmroute
+    for version in (True, 0, -3, "1", 1.0):
+        manifest["format_version"] = version
+        (saved / "config.json").write_text(json.dumps(manifest))
+        with pytest.raises(CheckpointError, match="which no lmroute writes"):
+            load_router(str(saved))
     (saved / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_router(str(saved))

@@ -403,7 +403,13 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lmroute router config")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    # true (an int to Python), 0 or -3 loaded as version 1; "1" or 1.0 were told to upgrade lmroute
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{path} has format version {version!r}, which no lmroute writes (a whole number from 1): "
+            "the file is damaged"
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {version!r}; this lmroute ({__version__}) reads up to "
             f"{FORMAT_VERSION}: upgrade lmroute"
