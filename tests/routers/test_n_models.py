@@ -200,7 +200,8 @@ def test_onboarding_refuses_what_it_cannot_learn(mf):
     with pytest.raises(DataError, match="no usable battle of 'delta'"):
         mf.onboard("delta", [Battle("x", "delta", "omega", "model_a")])
     # an infinite prior fitted a vector of NaNs, whose router predicted 0.5 on every prompt
-    for prior in (float("inf"), float("nan"), -1.0):
+    # a string was a TypeError traceback, True a prior of 1
+    for prior in (float("inf"), float("nan"), -1.0, "5", True, None):
         with pytest.raises(ConfigError, match="the prior must be a finite number"):
             mf.onboard("delta", probe("delta", "wins"), prior=prior)
 

@@ -14,6 +14,7 @@ problem is tiny (one ``dim``-vector), so plain numpy is fast and needs no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -30,9 +31,11 @@ class OnboardParams:
     tolerance: float = 1e-9
 
     def __post_init__(self) -> None:
-        # An infinite pull made every step NaN: the saved vector predicted 0.5 on every prompt.
-        if not 0 <= self.prior < float("inf"):
-            raise ConfigError(f"the prior must be a finite number of pseudo-battles >= 0, got {self.prior}")
+        # An infinite pull made every step NaN: the saved vector predicted 0.5 on every prompt. A
+        # string was a TypeError traceback, and True a prior of 1.
+        prior = self.prior
+        if isinstance(prior, bool) or not isinstance(prior, Real) or not 0 <= prior < float("inf"):
+            raise ConfigError(f"the prior must be a finite number of pseudo-battles >= 0, got {prior!r}")
 
 
 def fit_model_vector(
