@@ -397,6 +397,8 @@ def test_routers_lists_each_routers_options(capsys):
     assert "members=1 (int)" in blocks["mf"]
     assert main(["routers", "length", "--names-only"]) == 0
     assert capsys.readouterr().out == "length\n"
+    assert main(["routers", "mf", "length", "mf", "--names-only"]) == 0  # mf was listed twice
+    assert capsys.readouterr().out == "mf\nlength\n"
 
 
 def test_routers_lists_the_choices_of_an_option_that_takes_one_of_several(capsys):

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     """Print each router's name and summary, then its options with their types and defaults."""
     from lmroute.registry import get_router_class, router_names
 
-    names = args.names or router_names()
+    names = list(dict.fromkeys(args.names)) or router_names()  # a name given twice is listed once
     classes = [get_router_class(name) for name in names]  # an unknown name before any output
     for name, cls in zip(names, classes, strict=True):
         if args.names_only:
