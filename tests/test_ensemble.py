@@ -83,6 +83,18 @@ def test_on_its_reference_prompts_it_is_the_weighted_rank_mean():
     assert ensemble.score(["x"])[0] == pytest.approx((3 * (3.5 / 7) + 1.0) / 4)
 
 
+def test_weights_too_large_to_sum_weigh_as_their_ratios():
+    """Weights of 1e308 summed to inf, and every score was 0."""
+    prompts = ["a", "b", "c", "d"]
+    members = [
+        Fixed(scores=dict(zip(prompts, [0.1, 0.4, 0.2, 0.9], strict=True))),
+        Fixed(scores=dict(zip(prompts, [0.3, 0.1, 0.8, 0.5], strict=True))),
+    ]
+    huge = EnsembleRouter.combine(members, prompts, weights=[1e308, 1e308]).score(prompts)
+    np.testing.assert_array_equal(huge, EnsembleRouter.combine(members, prompts).score(prompts))
+    np.testing.assert_array_equal(huge, [0.25, 0.375, 0.625, 0.75])
+
+
 def test_saves_and_loads_with_the_same_scores(trained, tmp_path):
     prompts = HARD + EASY + ["an unseen prompt about integrals"]
     trained.save(tmp_path / "ensemble")

@@ -190,10 +190,13 @@ class EnsembleRouter(Router[EnsembleConfig]):
     def _score(self, prompts: list[str]) -> np.ndarray:
         if self._references is None:
             raise LmrouteError("the ensemble router is not trained: fit() it or load a saved one")
+        # Weights as fractions of the largest: weights of 1e308 summed to inf, and every score was 0.
+        weights = np.array([spec.weight for spec in self.config.members])
+        weights /= weights.max()
         total = np.zeros(len(prompts))
-        for spec, member, reference in zip(self.config.members, self.members, self._references, strict=True):
-            total += spec.weight * _quantiles(reference, member.score(prompts))
-        return total / sum(spec.weight for spec in self.config.members)
+        for weight, member, reference in zip(weights, self.members, self._references, strict=True):
+            total += weight * _quantiles(reference, member.score(prompts))
+        return total / weights.sum()
 
     # -- persistence ------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
