@@ -70,6 +70,22 @@ def test_ties_do_not_crash_and_route_together():
         assert metrics.apgr(cur.c, cur.quality, strong.mean(), weak.mean()) == pytest.approx(0.5)
 
 
+def test_paper_curve_keeps_a_tie_group_whole_unlike_breaking_the_ties():
+    # 11 prompts tied at 0 (no gain) and 9 at 1 (gain 1 each): the only thresholds a router
+    # offers take none, the 9 or all 20, so the curve has a vertex at c = .45 and PGR rises
+    # linearly to 1 there: APGR = .45 / 2 + .55 = .775, as the exact curve's.
+    scores = np.array([0.0] * 11 + [1.0] * 9)
+    strong, weak = scores.copy(), np.zeros(20)
+    paper = metrics.paper_curve(scores, strong, weak)
+    np.testing.assert_allclose(np.unique(paper.c), [0.0, 0.45, 1.0])
+    assert metrics.apgr(paper.c, paper.quality, 0.45, 0.0) == pytest.approx(0.775)
+    # Broken in any order, the deciles fall at c = 0, .1, ..., 1 and cut the corner at .45:
+    # PGR .4/.45 at c = .4, so APGR = .4 * (8/9) / 2 + .1 * (8/9 + 1) / 2 + .5 = .7722...
+    broken = metrics.paper_curve(scores + 1e-9 * np.arange(20), strong, weak)
+    cut_corner = 0.4 * 4 / 9 + 0.05 * 17 / 9 + 0.5
+    assert metrics.apgr(broken.c, broken.quality, 0.45, 0.0) == pytest.approx(cut_corner)
+
+
 def test_partial_ties_exact_curve_groups():
     scores = np.array([0.9, 0.5, 0.5, 0.1])
     cur = metrics.exact_curve(scores, np.ones(4), np.zeros(4))

@@ -11,7 +11,10 @@ Two ways to pick thresholds:
   edges: linear-interpolated quantiles); a prompt goes strong when score ≥ edge, except at the
   last edge, which uses > so that the curve reaches c = 0. Where tied scores make edges coincide
   (``qcut`` raises there) the duplicate edges are kept: tied prompts are always routed together,
-  so the curve is the same as if the ties had been broken in every order and averaged.
+  so the points are the ones the router's own thresholds realise, whatever the prompts' order.
+  That is not the mean over orders of breaking the ties: where an edge falls inside a group of
+  ties, a broken tie would put a point inside the group's segment, here it sits at the group's
+  end (11 prompts tied with no gain and 9 tied with gain 1: APGR .775 here, .772 in every order).
 * ``exact``: every distinct score is a threshold, giving the true curve.
 """
 
