@@ -348,3 +348,36 @@ def test_a_benchmark_of_equal_mean_quality_fails_before_any_training(folder, cap
     assert err.splitlines()[-1].startswith(f"lmroute: error: {even}: ")
     assert "have equal mean quality (0.5) on its 10 prompts, so PGR is undefined" in err
     assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+def test_a_negative_seed_is_one_line_before_any_training(folder, capsys):
+    # numpy's generators take no negative seed: the bootstrap of the first router's APGR raised
+    # numpy's ValueError (a traceback) after that router had trained
+    config = folder / "exp.yaml"
+    bench = str(folder / "two.jsonl")
+    config.write_text(json.dumps(_experiment(folder, protocols=["zero-shot"], benchmarks=[bench], seed=-1)))
+    code, err = _run(["experiment", config, "--out", folder / "out", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"lmroute: error: {config}: ") and "seed: Input should be greater than" in err
+    assert (folder / "out" / "results.md").read_text() == "good results\n"
+
+
+@pytest.mark.parametrize(
+    "config_class",
+    [
+        "lmroute.workflows.n_models:NModelExperimentConfig",
+        "lmroute.workflows.onboard_curve:OnboardCurveConfig",
+        "lmroute.workflows.pair_transfer:PairTransferConfig",
+        "lmroute.workflows.source_transfer:SimilarityVsApgrConfig",
+    ],
+)
+def test_every_experiment_kind_refuses_a_negative_seed(config_class):
+    # each seeds numpy's generators (bootstrap intervals, folds), which fail on it with a traceback
+    import importlib
+
+    from pydantic import ValidationError
+
+    module, name = config_class.split(":")
+    with pytest.raises(ValidationError) as exc:
+        getattr(importlib.import_module(module), name).model_validate({"seed": -1})
+    assert any(e["loc"] == ("seed",) for e in exc.value.errors())

@@ -64,7 +64,7 @@ class NModelExperimentConfig(BaseModel):
     #: Cross-fit: shrink the predictions toward each model's mean score (:mod:`lmroute.shrinkage`),
     #: chosen on a validation fold of the training folds.
     shrink: bool = True
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take no negative seed (a traceback)
 
     @model_validator(mode="after")
     def _labels(self) -> NModelExperimentConfig:

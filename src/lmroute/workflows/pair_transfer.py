@@ -97,7 +97,7 @@ class PairTransferConfig(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: ["random", "length"])
     eval_protocol: Literal["paper", "exact"] = "paper"
     bootstrap: int = Field(default=1000, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take no negative seed (a traceback)
 
     @model_validator(mode="after")
     def _row_names(self) -> PairTransferConfig:
