@@ -122,6 +122,7 @@ def test_hands_an_embedder_to_the_members_of_its_name(trained):
         ({"members": [MF, {**SW, "weight": 0}]}, "greater than 0"),
         ({"members": [MF, {**SW, "options": {"num_tiers": "x"}}]}, "num_tiers"),
         ({"members": [MF, SW], "reference_prompts": 1}, "greater than or equal to 2"),
+        ({"members": [MF, SW], "seed": -1}, "seed: Input should be greater than or equal to 0"),
         # it averaged P(strong beats weak) of two different pairs, the probability of neither
         (
             {"members": [MF, {**SW, "options": {"strong_model": "claude"}}]},

@@ -60,7 +60,8 @@ class EnsembleConfig(RouterConfig):
     #: Training prompts (at most this many, drawn with ``seed``) whose scores each member's
     #: quantiles are read against.
     reference_prompts: int = Field(default=4096, ge=2)
-    seed: int = 0
+    #: Draws the reference prompts (numpy's generators take no negative seed).
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("members")
     @classmethod

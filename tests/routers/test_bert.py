@@ -115,6 +115,8 @@ def test_presets_and_overrides():
         BertRouter(tie_share=2)
     with pytest.raises(ConfigError, match="unknown_option"):
         BertRouter(unknown_option=1)
+    with pytest.raises(ConfigError, match="seed: Input should be greater than or equal to 0"):
+        BertRouter(seed=-1)  # numpy's generator refused it with a traceback before any training
 
 
 def test_untrained_router_says_what_to_do(tmp_path):

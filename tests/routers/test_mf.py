@@ -177,6 +177,9 @@ def test_untrained_router_and_bad_data():
         MFRouter(embedder=HashEmbedder(64), **FAST).fit([Battle("p", STRONG, WEAK, "tie")])
     with pytest.raises(ConfigError, match="invalid options for router 'mf'"):
         MFRouter(dim=0)
+    # numpy's generator refused it with a ValueError traceback once the prompts were embedded
+    with pytest.raises(ConfigError, match="seed: Input should be greater than or equal to 0"):
+        MFRouter(seed=-1)
 
 
 def test_training_that_diverges_is_an_error_not_a_router_of_nan_weights():

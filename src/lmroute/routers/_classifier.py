@@ -55,7 +55,8 @@ class ClassifierConfig(RouterConfig):
     #: ``auto``: bfloat16 where the CPU computes it natively (about 2x faster), else float32; what
     #: each promises about batching: :mod:`lmroute.networks.precision`.
     precision: Precision = "auto"
-    seed: int = 0
+    #: Seeds the network and the prompt sample (numpy's generators take no negative seed).
+    seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="before")
     @classmethod

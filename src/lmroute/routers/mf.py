@@ -46,7 +46,8 @@ class MFConfig(EmbeddingPairConfig):
     noise: float = Field(default=0.1, ge=0)
     #: Share of distinct prompts whose battles are held out to report a held-out loss (not trained on).
     held_out_fraction: float = Field(default=0.05, ge=0, lt=1)
-    seed: int = 42
+    #: Seeds the initial weights and the held-out draw (numpy's generators take no negative seed).
+    seed: int = Field(default=42, ge=0)
     #: ``drop`` ties as the reference does, or learn them as half a win each way (``half``): the
     #: score then ranks prompts by the strong model's expected gain, which is what APGR rewards.
     ties: Literal["drop", "half"] = "drop"
