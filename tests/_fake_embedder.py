@@ -1,4 +1,5 @@
-"""A deterministic stand-in for a sentence embedder: hashed bag of words, unit rows."""
+"""A deterministic stand-in for a sentence embedder (hashed bag of words, unit rows), and a router
+that scores through one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmroute.embeddings.base import Embedder, normalize
+from lmroute.routers.length import LengthRouter
 
 
 class HashEmbedder(Embedder):
@@ -59,3 +61,18 @@ class WordWindowEmbedder(Embedder):
             spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
             out.append(None if len(spans) <= self.window_size else np.array(spans))
         return out
+
+
+class EmbeddingLengthRouter(LengthRouter):
+    """A length router that passes each batch through ``embedder`` (a tap of the control's embedding
+    summaries), named like :class:`HashEmbedder`: the summaries see what an embedding router reads."""
+
+    embedder_name = "fake-hash"
+
+    def __init__(self, embedder: Embedder):
+        super().__init__()
+        self.embedder = embedder
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
+        self.embedder.embed(prompts)
+        return super()._score(prompts)

@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 import pytest
-from _fake_embedder import HashEmbedder
+from _fake_embedder import EmbeddingLengthRouter, HashEmbedder
 
 from lmroute.control.config import ControlConfig
 from lmroute.control.conversations import explicit_key
@@ -180,15 +180,13 @@ def test_embedding_summaries_of_the_calibration_become_the_drift_reference():
     summaries = EmbeddingSummaries()
     tapped = summaries.tap(HashEmbedder())
 
-    class Embedding(LengthRouter):  # a router that scores through the tapped embedder
-        embedder_name = "fake-hash"
-
-        def _score(self, prompts):
-            tapped.embed(prompts)
-            return super()._score(prompts)
-
     hub = ControlHub()
-    hub.calibrate("length", Embedding(), [f"prompt number {i}" for i in range(50)], summaries=summaries)
+    hub.calibrate(
+        "length",
+        EmbeddingLengthRouter(tapped),
+        [f"prompt number {i}" for i in range(50)],
+        summaries=summaries,
+    )
     assert hub.detector("length").reference.mean is not None
 
 
@@ -198,16 +196,9 @@ def test_a_calibration_sample_larger_than_the_summary_store_keeps_its_embedding_
     summaries = EmbeddingSummaries(capacity=100)
     tapped = summaries.tap(HashEmbedder())
 
-    class Embedding(LengthRouter):
-        embedder_name = "fake-hash"
-
-        def _score(self, prompts):
-            tapped.embed(prompts)
-            return super()._score(prompts)
-
     prompts = [f"prompt number {i}" for i in range(250)]
     hub = ControlHub()
-    hub.calibrate("length", Embedding(), [*prompts, prompts[0]], summaries=summaries)
+    hub.calibrate("length", EmbeddingLengthRouter(tapped), [*prompts, prompts[0]], summaries=summaries)
     reference = hub.detector("length").reference
     assert reference.size == 251 and reference.mean is not None
     assert hub.detector("length").status()["embedding_shift"] == 0.0

@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import yaml
-from _fake_embedder import HashEmbedder
+from _fake_embedder import EmbeddingLengthRouter, HashEmbedder
 
 from lmroute.cli import main
 from lmroute.control.hub import ControlHub
 from lmroute.control.taps import EmbeddingSummaries
 from lmroute.exceptions import WriteError
-from lmroute.routers.length import LengthRouter
 from lmroute.routing_names import parse_model_name
 from lmroute.workflows.replay import run_replay
 from lmroute.workflows.replay_mix import Traffic
@@ -227,13 +226,6 @@ def test_a_prompt_repeated_within_a_scoring_batch_keeps_its_embedding_summary():
     summaries = EmbeddingSummaries()
     tapped = summaries.tap(HashEmbedder())
 
-    class Embedding(LengthRouter):  # a router that scores through the tapped embedder
-        embedder_name = "fake-hash"
-
-        def _score(self, prompts):
-            tapped.embed(prompts)
-            return super()._score(prompts)
-
     class Recording(ControlHub):
         def decide(self, spec, score, *, summary=None, **options):
             given.append(summary)
@@ -243,7 +235,7 @@ def test_a_prompt_repeated_within_a_scoring_batch_keeps_its_embedding_summary():
     prompts = ["hello", "what is 2 + 2?", "hello", "hello", "write a poem"]
     traffic = Traffic(prompts, ["a"] * 5, np.zeros(5, dtype=int), np.full((5, 2), np.nan))
     spec = parse_model_name("router-length-share-0.3")
-    run_replay(traffic, spec=spec, router=Embedding(), hub=Recording(), summaries=summaries)
+    run_replay(traffic, spec=spec, router=EmbeddingLengthRouter(tapped), hub=Recording(), summaries=summaries)
     assert len(given) == 5 and all(s is not None for s in given)
     assert np.array_equal(given[0], given[3])
 
