@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from lmroute.data.conversations import ROUTE_ON
@@ -132,6 +132,7 @@ def test_any_body_bytes_parse_to_an_object_or_a_400(raw):
 
 @FAST
 @given(CHAT_BODY)
+@example({"model": "router-mf-0.5", "messages": [{"role": "user"}], "stream": None})  # null: no stream
 def test_any_chat_body_validates_or_names_the_field(body):
     try:
         request = validate(ChatCompletionRequest, body)

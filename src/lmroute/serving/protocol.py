@@ -78,7 +78,13 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     #: Strict, as OpenAI's API: lax mode would read "yes", "off" and 1 as booleans. null (which
     #: OpenAI accepts) means the default, no stream.
-    stream: bool | None = Field(default=False, strict=True)
+    stream: bool = Field(default=False, strict=True)
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_is_no_stream(cls, value: Any) -> Any:
+        # Kept as None, it reached the code that reads a bool (and the upstream as null).
+        return False if value is None else value
 
 
 class RouteRequest(BaseModel):
