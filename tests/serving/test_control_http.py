@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import httpx
 import numpy as np
@@ -234,8 +234,11 @@ def test_a_failed_save_is_shown_in_the_status_until_a_save_succeeds(upstreams, t
     config = control_config(upstreams, tmp_path, state_file=str(state), save_every=1)
     with running(config) as client:
         routed_until(client, lambda report: state.is_file())
-        state.unlink()
-        state.mkdir()  # in the way of the next save
+        while not state.is_dir():  # in the way of the next save; a save under way may put the file back
+            with suppress(FileNotFoundError):
+                state.unlink()
+            with suppress(FileExistsError):
+                state.mkdir()
         report = routed_until(client, lambda report: report["problem"] is not None)
         assert report["problem"] == f"the last save failed: cannot write {state}: it is a folder"
         state.rmdir()
