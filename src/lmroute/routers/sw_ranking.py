@@ -287,12 +287,12 @@ class SWRankingRouter(EmbeddingPairRouter[SWRankingConfig]):
 
 def _stored_embeddings(embeddings: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
     """Embeddings as stored: cast, or for int8 rounded to 127 steps of each row's largest value.
-    Rows are scaled to unit length first, as scoring uses them: the length column of a large
+    Cast rows are scaled to unit length first, as scoring uses them: the length column of a large
     ``length_weight`` (1e4 times a standardised log length) overflowed float16 to inf, and training
-    ended in a CheckpointError that called the arrays inconsistent."""
-    embeddings = normalize(embeddings)
+    ended in a CheckpointError that called the arrays inconsistent. int8 rows keep their scale (a
+    float32 per row cannot overflow), so a retrained shipped router's arrays equal the shipped ones."""
     if dtype != "int8":
-        return {"embeddings": embeddings.astype(dtype)}
+        return {"embeddings": normalize(embeddings).astype(dtype)}
     scales = np.maximum(np.abs(embeddings).max(axis=1), 1e-12) / 127.0
     quantized = np.rint(embeddings / scales[:, None]).astype(np.int8)
     return {"embeddings": quantized, "scales": scales.astype(np.float32)}
